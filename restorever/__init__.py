@@ -1,0 +1,38 @@
+"""restorever: does face restoration preserve identity?
+
+Public API (cheap to import; backends load lazily on first use)::
+
+    from restorever import load_protocol, create_restorer, create_recognizer, evaluate
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_protocol": ("restorever.protocol", "load_protocol"),
+    "list_protocols": ("restorever.protocol", "list_protocols"),
+    "create_restorer": ("restorever.restorers", "create_restorer"),
+    "list_restorers": ("restorever.restorers", "list_restorers"),
+    "create_recognizer": ("restorever.recognizers", "create_recognizer"),
+    "list_recognizers": ("restorever.recognizers", "list_recognizers"),
+    "Degradation": ("restorever.degradation", "Degradation"),
+    "degrade": ("restorever.degradation", "degrade"),
+    "evaluate": ("restorever.pipeline.evaluate", "evaluate"),
+    "EvalConfig": ("restorever.pipeline.evaluate", "EvalConfig"),
+    "kfold_accuracy": ("restorever.metrics.verification", "kfold_accuracy"),
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'restorever' has no attribute {name!r}")

@@ -1,0 +1,59 @@
+"""A small lazy registry: names map to backend modules that are imported only when needed.
+
+Each backend module defines ``CARDS: dict[str, ModelCard]`` and ``create(name, **kwargs)``. ``import restorever``
+imports no backend; listing imports each backend module once (torch is imported then, and nothing else heavy).
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Any, Callable
+
+from .errors import UnknownNameError
+from .hub import ModelCard
+
+
+class Registry:
+    """Names -> cards, collected lazily from a list of backend modules."""
+
+    def __init__(self, kind: str, modules: list[str]):
+        self.kind = kind
+        self._modules = list(modules)
+        self._cards: dict[str, tuple[str, ModelCard]] | None = None
+
+    def register_module(self, module: str) -> None:
+        """Add a backend module (a plugin) by dotted path."""
+        self._modules.append(module)
+        self._cards = None
+
+    def _load(self) -> dict[str, tuple[str, ModelCard]]:
+        if self._cards is None:
+            cards: dict[str, tuple[str, ModelCard]] = {}
+            for module in self._modules:
+                mod = importlib.import_module(module)
+                for name, card in getattr(mod, "CARDS").items():
+                    cards[name] = (module, card)
+            self._cards = cards
+        return self._cards
+
+    def names(self) -> list[str]:
+        return list(self._load())
+
+    def card(self, name: str) -> ModelCard:
+        return self._lookup(name)[1]
+
+    def _lookup(self, name: str) -> tuple[str, ModelCard]:
+        cards = self._load()
+        if name not in cards:
+            close = difflib.get_close_matches(name, list(cards), n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise UnknownNameError(
+                f"unknown {self.kind} {name!r}{hint} (`restorever {self.kind}s` lists all {len(cards)})")
+        return cards[name]
+
+    def factory(self, name: str) -> Callable[..., Any]:
+        module, _ = self._lookup(name)
+        return getattr(importlib.import_module(module), "create")
+
+    def create(self, name: str, **kwargs: Any) -> Any:
+        return self.factory(name)(name, **kwargs)

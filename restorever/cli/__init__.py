@@ -1,0 +1,56 @@
+"""The ``restorever`` command line (click). Each subcommand parses options, calls one library function and writes
+its outputs. Errors a user can cause print one line (``error: ...``) and exit with status 2."""
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+
+import click
+
+from ..errors import RestoreverError
+
+
+def handle_errors(func):
+    """Turn user-facing errors into one line on stderr and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except (RestoreverError, ValueError, KeyError) as exc:
+            message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+            click.echo(f"error: {message}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted: finished cache entries are kept; rerun the same command to resume", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="restorever", message="%(prog)s %(version)s")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+def cli(verbose: int) -> None:
+    """restorever: does face restoration preserve identity?"""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def main() -> None:  # console_scripts entry point
+    cli()
+
+
+def _register() -> None:
+    from . import eval_cmd, listing, plot_cmd, stages
+
+    cli.add_command(eval_cmd.eval_command)
+    cli.add_command(plot_cmd.plot)
+    for command in listing.COMMANDS:
+        cli.add_command(command)
+    for command in stages.COMMANDS:
+        cli.add_command(command)
+
+
+_register()

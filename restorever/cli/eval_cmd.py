@@ -1,0 +1,86 @@
+"""``restorever eval``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from . import handle_errors
+
+
+def _split(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def _scales(text: str | None) -> list[int]:
+    out = []
+    for t in _split(text):
+        try:
+            out.append(int(t.lower().lstrip("x")))
+        except ValueError:
+            raise click.BadParameter(f"{t!r} is not an integer scale (e.g. 4,8,16)", param_hint="--scales") from None
+    return out
+
+
+EPILOG = """\b
+Examples:
+  restorever eval --protocol lfw --data-root ../shared/data/lfw --restorer none --recognizer dlib
+  restorever eval --protocol lfw --restorer none,vqfr-v2 --scales 4,8,16,24,32 --out runs/vqfr
+  restorever eval --protocol pairs-csv --pairs pairs.csv --data-root faces/ --recognizer dlib --on-error skip
+"""
+
+
+@click.command("eval", epilog=EPILOG)
+@click.option("--protocol", default="lfw", show_default=True, help="Protocol name or YAML file.")
+@click.option("--data-root", type=click.Path(), envvar="RESTOREVER_DATA", help="Folder holding the protocol's data.")
+@click.option("--pairs", type=click.Path(), help="Pairs file (CSV for pairs-csv, .bin for insightface-bin).")
+@click.option("--restorer", "restorers", default="none", show_default=True, help="Restorer name(s), comma-separated.")
+@click.option("--recognizer", default="dlib", show_default=True, help="Recognizer name (`restorever recognizers`).")
+@click.option("--scales", default="", help="Degradation scales, e.g. 4,8,16,24,32 (the clean condition is always in).")
+@click.option("--degradation", default="difface-test", show_default=True, help="Degradation preset.")
+@click.option("--degrade-side", type=click.Choice(["probe", "both"]), default="probe", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--detector", default="mtcnn", show_default=True, help="Landmark detector: mtcnn or scrfd.")
+@click.option("--limit-pairs", type=int, default=None, help="Evaluate about N pairs, balanced over folds and classes.")
+@click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE", help="auto, cpu, cuda, cuda:1.")
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--on-error", type=click.Choice(["error", "skip"]), default="error", show_default=True,
+              help="Missing/undecodable images and faces not found: stop, or skip their pairs (recorded).")
+@click.option("--flip-test", is_flag=True, help="Sum the embeddings of each face and its mirror image.")
+@click.option("--weights", "restorer_weights", default=None, help="Restorer weights: FILE or ROLE=FILE,ROLE=FILE.")
+@click.option("--recognizer-weights", default=None, help="Recognizer weights: FILE or ROLE=FILE,...")
+@click.option("--vqfr-fidelity", type=float, default=None, help="VQFR v2 fidelity_ratio in [0, 1].")
+@click.option("--difface-start", type=int, default=None, help="DifFace respaced start step.")
+@click.option("--difface-steps", type=int, default=None, help="DifFace number of respaced steps.")
+@click.option("--difface-eta", type=float, default=None, help="DifFace DDIM eta.")
+@click.option("--cache-dir", type=click.Path(), default=None, help="Cache folder (default: $RESTOREVER_HOME/cache).")
+@click.option("--out", type=click.Path(), default="runs/latest", show_default=True, help="Output folder.")
+@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@handle_errors
+def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degradation, degrade_side, seed, detector,
+                 limit_pairs, device, batch_size, on_error, flip_test, restorer_weights, recognizer_weights,
+                 vqfr_fidelity, difface_start, difface_steps, difface_eta, cache_dir, out, no_progress):
+    """Evaluate verification accuracy of clean, degraded and restored faces."""
+    from ..hub import parse_weights_option
+    from ..pipeline.evaluate import EvalConfig, evaluate
+    from ..reports.results import results_table, write_run
+
+    options = {"fidelity_ratio": vqfr_fidelity, "start_step": difface_start, "steps": difface_steps,
+               "eta": difface_eta}
+    names = _split(restorers)
+    options = {k: v for k, v in options.items() if v is not None}
+    config = EvalConfig(
+        protocol=protocol, data_root=data_root, pairs=pairs, restorers=names, recognizer=recognizer,
+        scales=_scales(scales), degradation=degradation, degrade_side=degrade_side, seed=seed,
+        limit_pairs=limit_pairs, device=device, batch_size=batch_size, detector=detector, on_error=on_error,
+        flip_test=flip_test, restorer_weights=parse_weights_option(restorer_weights),
+        recognizer_weights=parse_weights_option(recognizer_weights), restorer_options=options,
+        cache_dir=cache_dir, out=str(Path(out)))
+    record = evaluate(config, progress=not no_progress)
+    paths = write_run(record, out)
+    click.echo(results_table(record))
+    skipped = len(record["protocol"]["skipped"])
+    if skipped:
+        click.echo(f"skipped {skipped} pair(s) ({len(record['protocol']['failed_images'])} image(s) failed); "
+                   f"reasons in {paths['results']}")
+    click.echo(f"wrote {paths['results']}, {paths['markdown']}, {paths['roc']}")

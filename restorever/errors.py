@@ -1,0 +1,46 @@
+"""Typed errors. Every error a user can cause derives from :class:`RestoreverError` and carries a one-line message
+that names the file or option at fault and the fix; the CLI prints it and exits with status 2."""
+from __future__ import annotations
+
+
+class RestoreverError(Exception):
+    """Base class of all user-facing restorever errors."""
+
+
+class ProtocolError(RestoreverError, ValueError):
+    """A malformed protocol, pairs or CSV file (the message names the file and line)."""
+
+
+class DataNotFoundError(RestoreverError, FileNotFoundError):
+    """A dataset or image that is missing."""
+
+
+class ImageError(RestoreverError, ValueError):
+    """An image that cannot be decoded or is out of bounds."""
+
+
+class FaceNotFoundError(RestoreverError):
+    """No face could be detected in an image."""
+
+
+class UnsafePathError(RestoreverError, ValueError):
+    """A path in a protocol escapes the data root."""
+
+
+class WeightsNotFoundError(RestoreverError, FileNotFoundError):
+    """A weight file is missing (the message names the file, its URL and where to put it)."""
+
+
+class WeightsHashError(RestoreverError, ValueError):
+    """A downloaded or cached weight file has the wrong sha256."""
+
+
+class CheckpointLayoutError(RestoreverError, ValueError):
+    """A checkpoint whose keys or shapes do not match the architecture, or that is not a weights-only file."""
+
+
+class UnknownNameError(RestoreverError, KeyError):
+    """An unknown registry name (the message suggests the closest names)."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
+        return str(self.args[0]) if self.args else ""

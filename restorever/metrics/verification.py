@@ -1,0 +1,251 @@
+"""Verification metrics over pair scores (vectorised numpy).
+
+Conventions (scikit-learn's): ``y_true`` is 1 for a same-identity pair and 0 otherwise; ``scores`` are higher for
+more similar pairs (use ``-distance`` for distances). A pair is *predicted same* when ``score > threshold``.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "best_threshold", "kfold_accuracy", "KFoldResult", "roc_curve", "auc", "roc_auc_score", "eer", "tar_at_far",
+    "verification_report",
+]
+
+
+def _as_arrays(y_true, scores, sample_weight=None):
+    y = np.asarray(y_true)
+    s = np.asarray(scores, dtype=np.float64)
+    if y.ndim != 1 or s.ndim != 1 or y.shape != s.shape:
+        raise ValueError(f"y_true and scores must be 1-D of equal length, got {y.shape} and {s.shape}")
+    if not np.all(np.isin(y, (0, 1))):
+        raise ValueError("y_true must hold only 0 (different) and 1 (same)")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("scores contain NaN or infinite values")
+    w = np.ones_like(s) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    if w.shape != s.shape:
+        raise ValueError("sample_weight must have the same length as scores")
+    return y.astype(bool), s, w
+
+
+def best_threshold(y_true, scores, *, sample_weight=None) -> tuple[float, float]:
+    """Exact accuracy-maximising threshold.
+
+    Candidates are every boundary between consecutive distinct scores (their midpoint), plus one below the minimum and
+    one above the maximum. Among equally accurate thresholds the smallest is returned.
+
+    Returns:
+        ``(threshold, accuracy)`` where accuracy is the weighted fraction of pairs classified correctly by
+        ``score > threshold``.
+    """
+    y, s, w = _as_arrays(y_true, scores, sample_weight)
+    if s.size == 0:
+        raise ValueError("no pairs to choose a threshold from")
+    order = np.argsort(s, kind="mergesort")
+    s_sorted, y_sorted, w_sorted = s[order], y[order], w[order]
+    distinct, first = np.unique(s_sorted, return_index=True)
+    # For a threshold just below distinct[i]: pairs with index >= first[i] are predicted same.
+    pos_cum = np.concatenate([[0.0], np.cumsum(w_sorted * y_sorted)])  # weight of positives among the first k
+    neg_cum = np.concatenate([[0.0], np.cumsum(w_sorted * ~y_sorted)])
+    total_pos = pos_cum[-1]
+    cut = np.concatenate([first, [s_sorted.size]])  # k = number predicted different for each candidate
+    correct = neg_cum[cut] + (total_pos - pos_cum[cut])
+    best = int(np.argmax(correct))  # first maximum = smallest threshold
+    if best == 0:
+        threshold = distinct[0] - 1.0
+    elif best == distinct.size:
+        threshold = distinct[-1] + 1.0
+    else:
+        threshold = 0.5 * (distinct[best - 1] + distinct[best])
+    return float(threshold), float(correct[best] / w.sum())
+
+
+@dataclass
+class KFoldResult:
+    """Per-fold accuracies (fractions) and the thresholds chosen on the other folds."""
+
+    fold_accuracies: np.ndarray
+    thresholds: np.ndarray
+    folds: np.ndarray
+
+    @property
+    def mean(self) -> float:
+        return float(self.fold_accuracies.mean())
+
+    @property
+    def std(self) -> float:
+        """Population standard deviation over folds (ddof=0, as the LFW literature reports it)."""
+        return float(self.fold_accuracies.std())
+
+    @property
+    def sem(self) -> float:
+        """Standard error of the mean over folds (ddof=1 std / sqrt(k))."""
+        k = self.fold_accuracies.size
+        return float(self.fold_accuracies.std(ddof=1) / np.sqrt(k)) if k > 1 else float("nan")
+
+
+def kfold_accuracy(scores, labels, folds) -> KFoldResult:
+    """LFW / insightface k-fold verification accuracy.
+
+    For each fold, the threshold maximising accuracy on all *other* folds is applied to that fold. The search is
+    exact (every boundary between distinct training scores, as :func:`best_threshold`) and vectorised over folds:
+    the scores are sorted once. ``scores`` higher = more similar; ``labels`` 1 same / 0 different; ``folds`` an
+    integer per pair. A single fold is evaluated with its own threshold (no held-out data), with a warning.
+    """
+    y, s, _ = _as_arrays(labels, scores)
+    f = np.asarray(folds)
+    if f.shape != s.shape:
+        raise ValueError("folds must have one entry per pair")
+    fold_ids = np.unique(f)
+    fold_index = np.searchsorted(fold_ids, f)
+    n_folds = fold_ids.size
+    if n_folds == 1:
+        warnings.warn("only one fold: the threshold is chosen on the evaluated pairs themselves", stacklevel=2)
+    order = np.argsort(s, kind="mergesort")
+    ss, ys, fs = s[order], y[order], fold_index[order]
+    # train[k, i]: sorted pair i is in the training set of fold k
+    train = fs[None, :] != np.arange(n_folds)[:, None] if n_folds > 1 else np.ones((1, s.size), bool)
+    zero = np.zeros((n_folds, 1))
+    pos_cum = np.concatenate([zero, np.cumsum(train & ys[None, :], axis=1)], axis=1)
+    neg_cum = np.concatenate([zero, np.cumsum(train & ~ys[None, :], axis=1)], axis=1)
+    n_cum = np.concatenate([zero, np.cumsum(train, axis=1)], axis=1).astype(np.int64)
+    # cut positions k (the first k sorted pairs are predicted different) that lie between distinct scores
+    cuts = np.r_[0, np.where(np.diff(ss) != 0)[0] + 1, ss.size]
+    correct = neg_cum[:, cuts] + (pos_cum[:, -1:] - pos_cum[:, cuts])
+    best_cut = cuts[np.argmax(correct, axis=1)]  # first maximum = smallest threshold
+    thresholds = np.empty(n_folds)
+    for k in range(n_folds):
+        train_scores = ss[train[k]]
+        j = n_cum[k, best_cut[k]]  # training pairs below the cut
+        if j == 0:
+            thresholds[k] = train_scores[0] - 1.0
+        elif j == train_scores.size:
+            thresholds[k] = train_scores[-1] + 1.0
+        else:
+            thresholds[k] = 0.5 * (train_scores[j - 1] + train_scores[j])
+    correct_test = (s > thresholds[fold_index]) == y
+    accs = np.bincount(fold_index, weights=correct_test, minlength=n_folds) / np.bincount(fold_index,
+                                                                                          minlength=n_folds)
+    return KFoldResult(accs, thresholds, fold_ids)
+
+
+def roc_curve(y_true, scores, *, sample_weight=None, drop_intermediate: bool = True):
+    """ROC curve with scikit-learn's conventions: returns ``fpr, tpr, thresholds`` with thresholds decreasing and a
+    first point at ``(0, 0)`` for threshold ``inf``. A pair counts as positive when ``score >= threshold``."""
+    y, s, w = _as_arrays(y_true, scores, sample_weight)
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted, y_sorted, w_sorted = s[order], y[order], w[order]
+    distinct_end = np.r_[np.where(np.diff(s_sorted))[0], s_sorted.size - 1]
+    tps = np.cumsum(w_sorted * y_sorted)[distinct_end]
+    fps = np.cumsum(w_sorted * ~y_sorted)[distinct_end]
+    thresholds = s_sorted[distinct_end]
+    if drop_intermediate and tps.size > 2:
+        keep = np.where(np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True])[0]
+        tps, fps, thresholds = tps[keep], fps[keep], thresholds[keep]
+    tps = np.r_[0.0, tps]
+    fps = np.r_[0.0, fps]
+    thresholds = np.r_[np.inf, thresholds]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fpr = fps / fps[-1] if fps[-1] > 0 else np.full_like(fps, np.nan)
+        tpr = tps / tps[-1] if tps[-1] > 0 else np.full_like(tps, np.nan)
+    if fps[-1] <= 0:
+        warnings.warn("no negative pairs: false positive rate is undefined", stacklevel=2)
+    if tps[-1] <= 0:
+        warnings.warn("no positive pairs: true positive rate is undefined", stacklevel=2)
+    return fpr, tpr, thresholds
+
+
+def auc(x, y) -> float:
+    """Area under a curve by the trapezoidal rule (``x`` monotonic)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    direction = 1.0
+    dx = np.diff(x)
+    if np.any(dx < 0):
+        if np.all(dx <= 0):
+            direction = -1.0
+        else:
+            raise ValueError("x is neither increasing nor decreasing")
+    return float(direction * np.trapezoid(y, x))
+
+
+def roc_auc_score(y_true, scores, *, sample_weight=None) -> float:
+    """Area under the ROC curve (NaN with a warning when one class is absent)."""
+    fpr, tpr, _ = roc_curve(y_true, scores, sample_weight=sample_weight, drop_intermediate=False)
+    if np.isnan(fpr).any() or np.isnan(tpr).any():
+        return float("nan")
+    return auc(fpr, tpr)
+
+
+def eer(y_true, scores) -> float:
+    """Equal error rate: where the false positive rate equals the false negative rate (linear interpolation between
+    the two ROC points that bracket the crossing)."""
+    fpr, tpr, _ = roc_curve(y_true, scores, drop_intermediate=False)
+    if np.isnan(fpr).any() or np.isnan(tpr).any():
+        return float("nan")
+    fnr = 1.0 - tpr
+    diff = fpr - fnr  # increasing from -1 to 1
+    i = int(np.searchsorted(diff, 0.0))
+    if i == 0:
+        return float(fpr[0])
+    d0, d1 = diff[i - 1], diff[i]
+    t = 0.0 if d1 == d0 else -d0 / (d1 - d0)
+    return float(fpr[i - 1] + t * (fpr[i] - fpr[i - 1]))
+
+
+def tar_at_far(y_true, scores, far: float) -> float:
+    """True accept rate at a false accept rate: the largest TPR among ROC points with FPR <= ``far``.
+
+    Returns NaN with a warning when there are fewer than ``1 / far`` negative pairs (the rate cannot be resolved).
+    """
+    y, s, _ = _as_arrays(y_true, scores)
+    n_neg = int((~y).sum())
+    if n_neg < 1.0 / far:
+        warnings.warn(f"TAR@FAR={far:g} needs at least {int(np.ceil(1 / far))} negative pairs, got {n_neg}",
+                      stacklevel=2)
+        return float("nan")
+    fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
+    ok = fpr <= far + 1e-12
+    return float(tpr[ok].max())
+
+
+FARS = (1e-1, 1e-2, 1e-3, 1e-4)
+
+
+def verification_report(scores, labels, folds, *, fars=FARS, roc_points: int = 200) -> dict:
+    """All verification metrics in the ``results.json`` layout (fractions in [0, 1]; ROC thinned to about
+    ``roc_points`` points for storage)."""
+    kf = kfold_accuracy(scores, labels, folds)
+    fpr, tpr, _ = roc_curve(labels, scores)
+    if fpr.size > roc_points:
+        idx = np.unique(np.r_[0, np.linspace(0, fpr.size - 1, roc_points).round().astype(int), fpr.size - 1])
+        # keep the low-FAR end dense: log-spaced picks too
+        pos = np.where(fpr > 0)[0]
+        if pos.size:
+            logs = np.unique(np.searchsorted(fpr, np.logspace(np.log10(max(fpr[pos[0]], 1e-6)), 0, roc_points)))
+            idx = np.unique(np.r_[idx, np.clip(logs, 0, fpr.size - 1)])
+        fpr_s, tpr_s = fpr[idx], tpr[idx]
+    else:
+        fpr_s, tpr_s = fpr, tpr
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tars = {f"{far:g}": _none_if_nan(tar_at_far(labels, scores, far)) for far in fars}
+    return {
+        "accuracy_mean": kf.mean,
+        "accuracy_std": kf.std,
+        "accuracy_sem": _none_if_nan(kf.sem),
+        "fold_accuracies": kf.fold_accuracies.tolist(),
+        "thresholds": kf.thresholds.tolist(),
+        "auc": _none_if_nan(roc_auc_score(labels, scores)),
+        "eer": _none_if_nan(eer(labels, scores)),
+        "tar_at_far": tars,
+        "roc": {"fpr": fpr_s.tolist(), "tpr": tpr_s.tolist()},
+        "n_pairs": int(np.asarray(labels).size),
+    }
+
+
+def _none_if_nan(x: float):
+    return None if x is None or (isinstance(x, float) and np.isnan(x)) else x

@@ -1,0 +1,1 @@
+"""The evaluation pipeline: stages, the content-addressed cache and the runner."""

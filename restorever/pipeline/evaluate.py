@@ -1,0 +1,386 @@
+"""One evaluation run: protocol -> landmarks -> align -> degrade -> restore -> embed -> score -> results record.
+
+Every image is embedded once per condition and cached (:mod:`restorever.pipeline.cache`), so a rerun, or a run that
+adds a scale or a restorer, computes only what is new. Metrics are pure functions of the cached embeddings.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import logging
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from ..errors import FaceNotFoundError, RestoreverError
+from ..protocol import PairList, Protocol, load_protocol
+from .cache import STAGE_VERSIONS, ArrayCache, cache_key
+
+logger = logging.getLogger(__name__)
+
+ON_ERROR = ("error", "skip")
+
+
+@dataclass
+class EvalConfig:
+    """Resolved options of one run (stored verbatim under ``config`` in results.json)."""
+
+    protocol: str = "lfw"
+    data_root: str | None = None
+    pairs: str | None = None
+    restorers: list[str] = field(default_factory=lambda: ["none"])
+    recognizer: str = "dlib"
+    scales: list[int] = field(default_factory=list)
+    degradation: str = "difface-test"
+    degrade_side: str = "probe"
+    seed: int = 0
+    limit_pairs: int | None = None
+    device: str = "auto"
+    batch_size: int = 16
+    detector: str = "mtcnn"
+    on_error: str = "error"
+    flip_test: bool = False
+    restorer_weights: dict[str, str] = field(default_factory=dict)
+    recognizer_weights: dict[str, str] = field(default_factory=dict)
+    restorer_options: dict[str, Any] = field(default_factory=dict)
+    cache_dir: str | None = None
+    out: str | None = None
+
+    def validate(self) -> None:
+        if self.degrade_side not in ("probe", "both"):
+            raise ValueError(f"--degrade-side must be probe or both, got {self.degrade_side!r}")
+        if self.on_error not in ON_ERROR:
+            raise ValueError(f"--on-error must be one of {', '.join(ON_ERROR)}, got {self.on_error!r}")
+        if self.batch_size < 1:
+            raise ValueError("--batch-size must be at least 1")
+        if any(int(s) < 1 for s in self.scales):
+            raise ValueError(f"--scales must be positive integers, got {self.scales}")
+        if not self.restorers:
+            raise ValueError("--restorer needs at least one name")
+
+
+def resolve_device(device: str):
+    import torch
+
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RestoreverError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
+    return dev
+
+
+def limit_pairs(pairs: PairList, n: int | None) -> PairList:
+    """Keep about ``n`` pairs, balanced over folds and classes (the first ones of each fold/class group)."""
+    if n is None or n >= len(pairs):
+        return pairs
+    if n < 2:
+        raise ValueError("--limit-pairs must be at least 2 (one same and one different pair)")
+    groups = sorted({(int(f), int(s)) for f, s in zip(pairs.fold, pairs.same)})
+    quota = max(1, n // len(groups))
+    rank: dict[tuple[int, int], int] = {}
+    keep = []
+    for i, key in enumerate(zip(pairs.fold.tolist(), pairs.same.tolist())):
+        r = rank.get(key, 0)
+        if r < quota:
+            keep.append(i)
+        rank[key] = r + 1
+    return pairs.subset(keep[:n] if len(keep) > n else keep)
+
+
+def item_seed(seed: int, item: str, scale: int | None, purpose: str) -> int:
+    """A 63-bit seed from (seed, item id, scale, purpose); independent of batch, device and process."""
+    blob = f"{seed}|{item}|{scale}|{purpose}".encode()
+    return int.from_bytes(hashlib.sha256(blob).digest()[:8], "little") & ((1 << 63) - 1)
+
+
+def _batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _progress(iterable, total: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="batch", disable=not enabled, leave=False)
+
+
+class _ImageInfo:
+    __slots__ = ("sha256", "landmarks", "error")
+
+    def __init__(self, sha256: str | None = None, landmarks: np.ndarray | None = None, error: str | None = None):
+        self.sha256, self.landmarks, self.error = sha256, landmarks, error
+
+
+def _score(similarity: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if similarity == "cosine":
+        a = a / np.linalg.norm(a, axis=1, keepdims=True).clip(1e-12)
+        b = b / np.linalg.norm(b, axis=1, keepdims=True).clip(1e-12)
+        return np.sum(a * b, axis=1)
+    if similarity == "euclidean":
+        return -np.linalg.norm(a - b, axis=1)
+    raise ValueError(f"unknown similarity {similarity!r}")
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return _score("cosine", a, b)
+
+
+def evaluate(config: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
+    """Run one evaluation and return the results record (the ``results.json`` layout of DESIGN.md).
+
+    Nothing is written here except cache entries; :func:`restorever.reports.results.write_run` writes the outputs.
+    """
+    import torch
+
+    from .. import alignment, hub
+    from ..detectors import create_detector
+    from ..images import decode_image, to_tensor
+    from ..metrics.verification import verification_report
+    from ..recognizers import create_recognizer
+    from ..restorers import create_restorer
+
+    config.validate()
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    protocol = load_protocol(config.protocol, data_root=config.data_root, pairs=config.pairs)
+    pairs = limit_pairs(protocol.pairs, config.limit_pairs)
+    device = resolve_device(config.device)
+    cache = ArrayCache(Path(config.cache_dir) if config.cache_dir else hub.get_cache_dir() / "cache")
+
+    recognizer = create_recognizer(config.recognizer, weights=config.recognizer_weights or None, device=device,
+                                   **({"flip_test": True} if config.flip_test else {}))
+    restorers = {}
+    for name in config.restorers:
+        weights = config.restorer_weights if (config.restorer_weights and name != "none") else None
+        options = config.restorer_options if name != "none" else {}
+        restorers[name] = create_restorer(name, weights=weights, device=device, **options)
+    degradation = None
+    if config.scales:
+        from ..degradation import Degradation
+
+        degradation = Degradation(config.degradation)
+
+    images = pairs.images()
+    probe_set = set(pairs.b) if config.degrade_side == "probe" else set(images)
+
+    # ---- stage 1: read, hash, landmarks (cached per image bytes + detector)
+    t0 = time.perf_counter()
+    info: dict[str, _ImageInfo] = {}
+    detector = None
+    for batch in _progress(_batches(images, config.batch_size), -(-len(images) // config.batch_size),
+                           "landmarks", progress):
+        todo = []
+        for item in batch:
+            try:
+                data = protocol.read_bytes(item)
+            except RestoreverError as exc:
+                info[item] = _ImageInfo(error=str(exc))
+                continue
+            sha = hashlib.sha256(data).hexdigest()
+            key = cache_key(stage="landmarks", v=STAGE_VERSIONS["landmarks"], image=sha, detector=config.detector)
+            cached = cache.get("landmarks", key)
+            if cached is not None:
+                lm = None if np.isnan(cached).any() else cached.astype(np.float32)
+                info[item] = _ImageInfo(sha, lm, None if lm is not None else f"{item}: no face found")
+                continue
+            try:
+                array = decode_image(data, source=_describe(protocol, item))
+            except RestoreverError as exc:
+                info[item] = _ImageInfo(sha, error=str(exc))
+                continue
+            todo.append((item, sha, key, array))
+        if todo:
+            if detector is None:
+                detector = create_detector(config.detector, device=str(device))
+            detections = detector.detect([t[3] for t in todo])
+            for (item, sha, key, _), det in zip(todo, detections):
+                lm = None if det is None else np.asarray(det.landmarks, dtype=np.float32).reshape(5, 2)
+                cache.put("landmarks", key, np.full((5, 2), np.nan, np.float32) if lm is None else lm)
+                info[item] = _ImageInfo(sha, lm, None if lm is not None else
+                                        f"{_describe(protocol, item)}: no face found by {config.detector}")
+    timings["landmarks_s"] = time.perf_counter() - t0
+
+    failed = {item: inf.error for item, inf in info.items() if inf.error}
+    if failed and config.on_error == "error":
+        item, reason = next(iter(failed.items()))
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise FaceNotFoundError(f"{reason}{more}; rerun with --on-error skip to skip the pairs that use it")
+    keep = [i for i in range(len(pairs)) if pairs.a[i] not in failed and pairs.b[i] not in failed]
+    skipped = [{"pair": int(pairs.lines[i]) if pairs.lines else i, "a": pairs.a[i], "b": pairs.b[i],
+                "reason": failed.get(pairs.a[i]) or failed.get(pairs.b[i])}
+               for i in range(len(pairs)) if i not in set(keep)]
+    valid = pairs.subset(keep)
+    if len(valid) == 0 or len(np.unique(valid.same)) < 2:
+        raise RestoreverError(f"{len(skipped)} of {len(pairs)} pairs were skipped; too few left to evaluate")
+
+    # ---- stage 2: embeddings per condition
+    recognizer_id = {"name": config.recognizer, "weights": _weights_id(recognizer), "flip": config.flip_test}
+    conditions: list[tuple[str, int | None]] = [("none", None)]
+    conditions += [(r, int(s)) for s in config.scales for r in config.restorers]
+    needed_images = valid.images()
+    embeddings: dict[tuple[str, int | None], dict[str, np.ndarray]] = {c: {} for c in conditions}
+    restorer_ids = {name: {"name": name, "weights": _weights_id(r), "options": config.restorer_options
+                           if name != "none" else {}} for name, r in restorers.items()}
+
+    def key_for(item: str, condition: tuple[str, int | None]) -> str:
+        restorer, scale = condition
+        inf = info[item]
+        return cache_key(stage="embedding", v=STAGE_VERSIONS["embedding"], image=inf.sha256,
+                         landmarks=np.round(inf.landmarks, 3).tolist(), template="ffhq_512",
+                         recognizer=recognizer_id,
+                         degradation=None if scale is None else config.degradation, scale=scale,
+                         seed=None if scale is None else config.seed,
+                         restorer=None if scale is None else restorer_ids[restorer])
+
+    t0 = time.perf_counter()
+    work = []
+    for item in needed_images:
+        missing = []
+        for cond in conditions:
+            if cond[1] is not None and item not in probe_set:
+                continue
+            cached = cache.get("embedding", key_for(item, cond))
+            if cached is None:
+                missing.append(cond)
+            else:
+                embeddings[cond][item] = cached
+        if missing:
+            work.append((item, missing))
+    stage_time = {"align_s": 0.0, "degrade_s": 0.0, "restore_s": 0.0, "embed_s": 0.0}
+    for batch in _progress(_batches(work, config.batch_size), -(-len(work) // config.batch_size),
+                           "embeddings", progress):
+        tick = time.perf_counter()
+        items = [w[0] for w in batch]
+        arrays = [decode_image(protocol.read_bytes(i), source=_describe(protocol, i)) for i in items]
+        lms = torch.as_tensor(np.stack([info[i].landmarks for i in items]), dtype=torch.float32)
+        tensors = [to_tensor([a])[0] for a in arrays]
+        faces, crop_lms = alignment.align_to_template(tensors, lms, "ffhq_512")
+        faces = faces.to(device)
+        stage_time["align_s"] += time.perf_counter() - tick
+        wanted = {cond: [j for j, w in enumerate(batch) if cond in w[1]] for cond in conditions}
+        if wanted[("none", None)]:
+            idx = wanted[("none", None)]
+            tick = time.perf_counter()
+            emb = recognizer.embed(faces[idx], crop_lms[idx]).float().cpu().numpy()
+            stage_time["embed_s"] += time.perf_counter() - tick
+            for j, e in zip(idx, emb):
+                embeddings[("none", None)][items[j]] = e
+                cache.put("embedding", key_for(items[j], ("none", None)), e)
+        for scale in config.scales:
+            idx = sorted({j for r in config.restorers for j in wanted[(r, scale)]})
+            if not idx:
+                continue
+            tick = time.perf_counter()
+            params = degradation.sample_params([items[j] for j in idx], scale, config.seed)
+            degraded = degradation.apply(faces[idx], params)
+            stage_time["degrade_s"] += time.perf_counter() - tick
+            for name in config.restorers:
+                sub = [k for k, j in enumerate(idx) if j in set(wanted[(name, scale)])]
+                if not sub:
+                    continue
+                tick = time.perf_counter()
+                seeds = [item_seed(config.seed, items[idx[k]], scale, "restore") for k in sub]
+                restored = restorers[name].restore(degraded[sub], seeds=seeds)
+                stage_time["restore_s"] += time.perf_counter() - tick
+                tick = time.perf_counter()
+                emb = recognizer.embed(restored, crop_lms[[idx[k] for k in sub]]).float().cpu().numpy()
+                stage_time["embed_s"] += time.perf_counter() - tick
+                for k, e in zip(sub, emb):
+                    item = items[idx[k]]
+                    embeddings[(name, scale)][item] = e
+                    cache.put("embedding", key_for(item, (name, scale)), e)
+    timings["embeddings_s"] = time.perf_counter() - t0
+    timings.update(stage_time)
+
+    # ---- stage 3: metrics (pure functions of the embeddings)
+    clean = embeddings[("none", None)]
+    records = []
+    for restorer, scale in conditions:
+        emb = embeddings[(restorer, scale)]
+        side_a = clean if (scale is None or config.degrade_side == "probe") else emb
+        a = np.stack([side_a[i] for i in valid.a])
+        b = np.stack([(emb if scale is not None else clean)[i] for i in valid.b])
+        scores = _score(recognizer.similarity, a, b)
+        record = {
+            "restorer": restorer,
+            "degradation": None if scale is None else config.degradation,
+            "scale": scale,
+            "degrade_side": config.degrade_side,
+            "recognizer": config.recognizer,
+            "verification": verification_report(scores, valid.same, valid.fold),
+            "identity": _identity(clean, emb, [i for i in emb if i in probe_set] if scale else list(emb)),
+            "scores": {"same": valid.same.tolist(), "fold": valid.fold.tolist(), "score": scores.tolist()},
+        }
+        records.append(record)
+    timings["total_s"] = time.perf_counter() - started
+    degradation_records = []
+    if degradation is not None:
+        probe_items = [i for i in needed_images if i in probe_set]
+        for scale in config.scales:
+            for items in _batches(probe_items, 1024):
+                params = degradation.sample_params(list(items), scale, config.seed)
+                for item, rec in zip(items, params.to_records()):
+                    degradation_records.append({"item": item, "scale": scale, **rec})
+    return {
+        "restorever_version": _version(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": asdict(config),
+        "environment": _environment(device),
+        "weights": {**{n: {"file": f, "sha256": s} for n, (f, s) in _weights_files(recognizer).items()},
+                    **{n: {"file": f, "sha256": s} for r in restorers.values()
+                       for n, (f, s) in _weights_files(r).items()}},
+        "protocol": {"name": protocol.name, "source": protocol.source, "pairs": len(valid),
+                     "pairs_requested": len(pairs), "folds": int(np.unique(valid.fold).size),
+                     "images": len(needed_images), "skipped": skipped,
+                     "failed_images": [{"image": k, "reason": v} for k, v in failed.items()]},
+        "cache": {"hits": cache.hits, "misses": cache.misses, "corrupt": cache.corrupt,
+                  "dir": str(cache.root) if cache.root else None},
+        "timings": {k: round(v, 3) for k, v in timings.items()},
+        "conditions": records,
+        "_degradation_records": degradation_records,
+    }
+
+
+def _identity(clean: dict[str, np.ndarray], emb: dict[str, np.ndarray], items: list[str]) -> dict[str, Any]:
+    if not items:
+        return {"cosine_to_clean_mean": None, "n": 0}
+    cos = _cosine(np.stack([emb[i] for i in items]), np.stack([clean[i] for i in items]))
+    dist = np.linalg.norm(np.stack([emb[i] for i in items]) - np.stack([clean[i] for i in items]), axis=1)
+    return {"cosine_to_clean_mean": float(cos.mean()), "cosine_to_clean_std": float(cos.std()),
+            "cosine_to_clean_median": float(np.median(cos)), "l2_to_clean_mean": float(dist.mean()), "n": len(items)}
+
+
+def _describe(protocol: Protocol, item: str) -> str:
+    return str(protocol.root / item) if protocol.root is not None else f"{protocol.source}[{item}]"
+
+
+def _weights_files(model) -> dict[str, tuple[str, str | None]]:
+    files = getattr(model, "weight_files", None) or {}
+    return {f"{model.card.name}:{role}": (str(path), sha) for role, (path, sha) in files.items()}
+
+
+def _weights_id(model) -> Any:
+    files = getattr(model, "weight_files", None) or {}
+    return sorted((role, sha or str(path)) for role, (path, sha) in files.items())
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _environment(device) -> dict[str, Any]:
+    import torch
+
+    env = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+           "cuda": torch.version.cuda if torch.cuda.is_available() else None, "device": str(device),
+           "platform": platform.platform(), "cpu_count": __import__("os").cpu_count()}
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env

@@ -1,0 +1,487 @@
+"""Protocols: which image pairs to compare, whether each pair is the same person, and the folds.
+
+A protocol is declared in YAML (``protocols/*.yaml``, shipped in the wheel as ``restorever.protocols``) and names a
+*format* whose parser turns files under a data root into a :class:`PairList`. Formats: ``lfw-pairs`` (the official
+LFW ``pairs*.txt``), ``pairs-csv`` (``path_a,path_b,same[,fold]``) and ``insightface-bin`` (a pickled list of encoded
+images with a same/different list, read with a restricted unpickler).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import pickle
+import re
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .errors import DataNotFoundError, ProtocolError, UnsafePathError
+from .images import safe_join
+
+logger = logging.getLogger(__name__)
+
+LFW_IMAGE_FOLDERS = ("lfw", "lfw-deepfunneled", "lfw_funneled")
+
+
+@dataclass
+class PairList:
+    """Pairs as parallel arrays. ``a``/``b`` are image ids (paths relative to the data root, or ``bin:INDEX``);
+    ``same`` is 1 for the same person; ``fold`` is the fold index of each pair; ``lines`` the source line numbers."""
+
+    a: list[str]
+    b: list[str]
+    same: np.ndarray
+    fold: np.ndarray
+    lines: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    def images(self) -> list[str]:
+        """Distinct image ids, in order of first appearance."""
+        return list(dict.fromkeys([*self.a, *self.b]))
+
+    def subset(self, index: Sequence[int] | np.ndarray) -> "PairList":
+        idx = np.asarray(index, dtype=int)
+        return PairList([self.a[i] for i in idx], [self.b[i] for i in idx], self.same[idx], self.fold[idx],
+                        [self.lines[i] for i in idx] if self.lines else [])
+
+
+@dataclass
+class Protocol:
+    """A loaded protocol: its pairs and how to read each image's bytes."""
+
+    name: str
+    spec: dict[str, Any]
+    root: Path | None
+    pairs: PairList
+    read_bytes: Callable[[str], bytes]
+    source: str = ""
+
+    @property
+    def n_folds(self) -> int:
+        return int(np.unique(self.pairs.fold).size)
+
+
+# ---------------------------------------------------------------------------------------------------- LFW pairs files
+
+def parse_lfw_pairs(text: str, *, source: str = "pairs.txt") -> tuple[list[tuple], int, int]:
+    """Parse an LFW pairs file.
+
+    Accepts tabs or spaces, CRLF or LF, a trailing newline or none. The header is either ``N`` (one set of N matched
+    then N mismatched pairs, as ``pairsDevTrain.txt``) or ``FOLDS N`` (``pairs.txt``: per fold N matched then N
+    mismatched). The header is checked against the content.
+
+    Returns:
+        ``(rows, n_folds, n_per_fold)`` with rows ``(name_a, num_a, name_b, num_b, same, fold, line_no)``.
+    """
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise ProtocolError(f"{source}: empty pairs file")
+    header = lines[0].split()
+    try:
+        numbers = [int(x) for x in header]
+    except ValueError:
+        raise ProtocolError(f"{source}:1: header must be 'N' or 'FOLDS N', got {lines[0]!r}") from None
+    if len(numbers) == 1:
+        n_folds, per_fold = 1, numbers[0]
+    elif len(numbers) == 2:
+        n_folds, per_fold = numbers
+    else:
+        raise ProtocolError(f"{source}:1: header must be 'N' or 'FOLDS N', got {lines[0]!r}")
+    if n_folds < 1 or per_fold < 1:
+        raise ProtocolError(f"{source}:1: header counts must be positive, got {lines[0]!r}")
+    body = lines[1:]
+    expected = n_folds * 2 * per_fold
+    if len(body) != expected:
+        raise ProtocolError(f"{source}: header says {n_folds} fold(s) x 2 x {per_fold} = {expected} pairs, "
+                            f"the file has {len(body)} pair lines")
+    rows = []
+    for i, line in enumerate(body):
+        line_no = i + 2
+        fields = line.split()
+        fold, within = divmod(i, 2 * per_fold)
+        same = within < per_fold
+        try:
+            if same:
+                if len(fields) != 3:
+                    raise ValueError("a matched pair needs 'name n1 n2'")
+                name, n1, n2 = fields
+                row = (name, int(n1), name, int(n2))
+            else:
+                if len(fields) != 4:
+                    raise ValueError("a mismatched pair needs 'name1 n1 name2 n2'")
+                name1, n1, name2, n2 = fields
+                row = (name1, int(n1), name2, int(n2))
+        except ValueError as exc:
+            kind = "matched" if same else "mismatched"
+            raise ProtocolError(f"{source}:{line_no}: expected a {kind} pair (fold {fold + 1}): {exc}; "
+                                f"got {line.strip()!r}") from None
+        if row[1] < 1 or row[3] < 1:
+            raise ProtocolError(f"{source}:{line_no}: image numbers start at 1, got {line.strip()!r}")
+        if not same and row[0] == row[2]:
+            raise ProtocolError(f"{source}:{line_no}: a mismatched pair names the same person twice")
+        rows.append((*row, int(same), fold, line_no))
+    return rows, n_folds, per_fold
+
+
+_LFW_NAME = re.compile(r"^[^/\\\x00]+$")
+
+
+def lfw_image_path(folder: str, name: str, number: int) -> str:
+    if not _LFW_NAME.match(name) or name in (".", ".."):
+        raise UnsafePathError(f"LFW name {name!r} is not a plain folder name")
+    return f"{folder}/{name}/{name}_{number:04d}.jpg"
+
+
+def find_lfw_image_folder(root: Path, candidates: Sequence[str] = LFW_IMAGE_FOLDERS) -> str:
+    for folder in candidates:
+        if (root / folder).is_dir():
+            return folder
+    raise DataNotFoundError(
+        f"{root}: no LFW image folder (looked for {', '.join(candidates)}); expected layout:\n"
+        f"  {root}/pairs.txt\n  {root}/lfw-deepfunneled/NAME/NAME_0001.jpg\n"
+        f"pass the folder with --data-root DIR or set RESTOREVER_DATA")
+
+
+def load_lfw_pairs(root: Path, files: Sequence[Path], folders: Sequence[str] = LFW_IMAGE_FOLDERS) -> PairList:
+    """Pairs of one or more LFW pairs files; with several files (View 1: train, test) each file is one fold."""
+    folder = find_lfw_image_folder(root, folders)
+    a, b, same, fold, lines = [], [], [], [], []
+    for file_index, path in enumerate(files):
+        if not path.is_file():
+            raise DataNotFoundError(f"{path}: pairs file not found (pass --data-root DIR holding {path.name})")
+        rows, _, _ = parse_lfw_pairs(path.read_text(encoding="utf-8", errors="strict"), source=str(path))
+        for n1, i1, n2, i2, s, f, line_no in rows:
+            a.append(lfw_image_path(folder, n1, i1))
+            b.append(lfw_image_path(folder, n2, i2))
+            same.append(s)
+            fold.append(file_index if len(files) > 1 else f)
+            lines.append(line_no)
+    return PairList(a, b, np.asarray(same, dtype=np.int64), np.asarray(fold, dtype=np.int64), lines)
+
+
+# ---------------------------------------------------------------------------------------------------- pairs CSV
+
+_TRUE = {"1", "true", "same", "yes", "y", "t"}
+_FALSE = {"0", "false", "different", "diff", "no", "n", "f"}
+
+
+def parse_pairs_csv(text: str, *, source: str = "pairs.csv", n_folds: int = 10) -> PairList:
+    """Parse ``path_a,path_b,same[,fold]`` (an optional header row naming these columns is skipped).
+
+    Without a fold column, folds are assigned round-robin within each class so every fold holds both classes when
+    possible (``min(n_folds, pairs per class)`` folds).
+    """
+    reader = csv.reader(io.StringIO(text.replace("\r\n", "\n")))
+    a, b, same, fold, lines = [], [], [], [], []
+    has_fold = None
+    for line_no, row in enumerate(reader, start=1):
+        row = [c.strip() for c in row]
+        if not row or all(not c for c in row) or row[0].startswith("#"):
+            continue
+        if line_no == 1 and row[2:3] and row[2].lower() in ("same", "label", "issame", "is_same"):
+            continue
+        if len(row) not in (3, 4):
+            raise ProtocolError(f"{source}:{line_no}: expected 'path_a,path_b,same[,fold]', got {len(row)} fields")
+        if has_fold is None:
+            has_fold = len(row) == 4
+        elif has_fold != (len(row) == 4):
+            raise ProtocolError(f"{source}:{line_no}: every row must have a fold column, or none must")
+        label = row[2].lower()
+        if label in _TRUE:
+            s = 1
+        elif label in _FALSE:
+            s = 0
+        else:
+            raise ProtocolError(f"{source}:{line_no}: 'same' must be 1/0 or true/false, got {row[2]!r}")
+        if not row[0] or not row[1]:
+            raise ProtocolError(f"{source}:{line_no}: empty image path")
+        if has_fold:
+            try:
+                fold.append(int(row[3]))
+            except ValueError:
+                raise ProtocolError(f"{source}:{line_no}: fold must be an integer, got {row[3]!r}") from None
+        a.append(row[0])
+        b.append(row[1])
+        same.append(s)
+        lines.append(line_no)
+    if not a:
+        raise ProtocolError(f"{source}: no pairs")
+    same_arr = np.asarray(same, dtype=np.int64)
+    if has_fold:
+        fold_arr = np.asarray(fold, dtype=np.int64)
+    else:
+        n_pos, n_neg = int(same_arr.sum()), int((1 - same_arr).sum())
+        k = max(1, min(n_folds, min(n_pos, n_neg) if min(n_pos, n_neg) > 0 else max(n_pos, n_neg)))
+        fold_arr = np.zeros(len(a), dtype=np.int64)
+        for label in (0, 1):
+            idx = np.where(same_arr == label)[0]
+            fold_arr[idx] = np.arange(idx.size) % k
+    return PairList(a, b, same_arr, fold_arr, lines)
+
+
+# ---------------------------------------------------------------------------------------------------- insightface .bin
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Admits only what an insightface ``.bin`` holds: lists/tuples of bytes and bools (and numpy bool arrays)."""
+
+    ALLOWED = {
+        ("_codecs", "encode"),
+        ("builtins", "bytes"), ("builtins", "bytearray"), ("builtins", "bool"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}: a .bin file may only hold encoded "
+                                         f"images and a same/different list")
+        return super().find_class(module, name)
+
+
+def read_insightface_bin(path: str | os.PathLike, n_folds: int = 10) -> tuple[PairList, list[bytes]]:
+    """Read an insightface verification ``.bin`` (``(bins, issame_list)``): image ``2i`` and ``2i+1`` form pair ``i``.
+    Folds are contiguous blocks, as insightface's evaluation splits them (KFold without shuffling)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            obj = _RestrictedUnpickler(fh, encoding="bytes").load()
+    except FileNotFoundError as exc:
+        raise DataNotFoundError(f"{path}: .bin file not found") from exc
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
+            UnicodeDecodeError, MemoryError, OverflowError) as exc:
+        raise ProtocolError(f"{path}: not a valid insightface .bin ({exc})") from exc
+    if not (isinstance(obj, (tuple, list)) and len(obj) == 2):
+        raise ProtocolError(f"{path}: expected a pickled (images, issame_list) pair")
+    bins, issame = obj
+    if not isinstance(bins, (list, tuple)) or not all(isinstance(x, (bytes, bytearray)) for x in bins):
+        raise ProtocolError(f"{path}: the image list must hold encoded image bytes")
+    issame_arr = np.asarray(issame)
+    if issame_arr.ndim != 1 or not np.all(np.isin(issame_arr, (0, 1, True, False))):
+        raise ProtocolError(f"{path}: the same/different list must be a flat list of booleans")
+    if len(bins) != 2 * issame_arr.size or issame_arr.size == 0:
+        raise ProtocolError(f"{path}: {len(bins)} images for {issame_arr.size} pairs; expected two images per pair")
+    n = issame_arr.size
+    k = max(1, min(n_folds, n))
+    fold = np.minimum(np.arange(n) * k // n, k - 1)
+    pairs = PairList([f"bin:{2 * i}" for i in range(n)], [f"bin:{2 * i + 1}" for i in range(n)],
+                     issame_arr.astype(np.int64), fold.astype(np.int64), list(range(n)))
+    return pairs, [bytes(x) for x in bins]
+
+
+# ---------------------------------------------------------------------------------------------------- YAML specs
+
+def protocol_search_path(include_path: Sequence[str | os.PathLike] = ()) -> list[Path]:
+    """Folders searched for ``NAME.yaml``: ``include_path``, ``$RESTOREVER_PROTOCOL_PATH``, the installed package."""
+    paths = [Path(p) for p in include_path]
+    env = os.environ.get("RESTOREVER_PROTOCOL_PATH")
+    if env:
+        paths += [Path(p) for p in env.split(os.pathsep) if p]
+    from importlib import resources
+
+    try:  # installed wheel: protocols/ ships as the data package restorever.protocols
+        paths.append(Path(str(resources.files("restorever.protocols"))))
+    except (ModuleNotFoundError, TypeError):
+        pass
+    paths.append(Path(__file__).resolve().parent.parent / "protocols")  # source checkout
+    return paths
+
+
+def list_protocols(include_path: Sequence[str | os.PathLike] = ()) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for folder in protocol_search_path(include_path):
+        if folder.is_dir():
+            for f in sorted(folder.glob("*.yaml")):
+                found.setdefault(f.stem, f)
+    return found
+
+
+def load_spec(name_or_path: str, include_path: Sequence[str | os.PathLike] = ()) -> tuple[dict, Path]:
+    """Load a protocol YAML by name or path, resolving ``include:`` (a base spec the file extends)."""
+    import yaml
+
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+        available = list_protocols(include_path)
+        if name_or_path not in available:
+            import difflib
+
+            close = difflib.get_close_matches(name_or_path, list(available), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ProtocolError(f"unknown protocol {name_or_path!r}{hint} (known: {', '.join(sorted(available))})")
+        path = available[name_or_path]
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ProtocolError(f"{path}: invalid YAML ({exc})") from exc
+    if not isinstance(spec, dict):
+        raise ProtocolError(f"{path}: a protocol file must be a mapping")
+    if "include" in spec:
+        base, _ = load_spec(str(path.parent / spec.pop("include")), include_path)
+        spec = _merge(base, spec)
+    validate_spec(spec, source=str(path))
+    return spec, path
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+FORMATS = ("lfw-pairs", "pairs-csv", "insightface-bin")
+
+
+def validate_spec(spec: dict, *, source: str) -> None:
+    """Check a protocol spec without reading any data."""
+    for key in ("protocol", "dataset"):
+        if key not in spec:
+            raise ProtocolError(f"{source}: missing key {key!r}")
+    ds = spec["dataset"]
+    if not isinstance(ds, dict) or ds.get("format") not in FORMATS:
+        raise ProtocolError(f"{source}: dataset.format must be one of {', '.join(FORMATS)}")
+    if ds["format"] == "lfw-pairs":
+        pairs = ds.get("pairs")
+        if not pairs or not all(isinstance(p, str) for p in (pairs if isinstance(pairs, list) else [pairs])):
+            raise ProtocolError(f"{source}: dataset.pairs must name the pairs file(s)")
+
+
+# ---------------------------------------------------------------------------------------------------- data root
+
+def resolve_data_root(spec: dict, data_root: str | os.PathLike | None, *, download: bool | None = None) -> Path:
+    """Find the folder holding a protocol's data: ``data_root``, then ``$RESTOREVER_DATA``, then the cache dir
+    (``<cache>/data/<protocol>``); download the official archive there when the spec names one and we are online."""
+    from .hub import get_cache_dir, is_offline
+
+    name = spec["protocol"]
+    ds = spec["dataset"]
+    pairs = ds.get("pairs")
+    first_pairs = (pairs[0] if isinstance(pairs, list) else pairs) if pairs else None
+
+    def usable(root: Path) -> bool:
+        if not root.is_dir():
+            return False
+        if ds["format"] == "lfw-pairs":
+            return (root / first_pairs).is_file() and any((root / f).is_dir() for f in ds.get("images", LFW_IMAGE_FOLDERS))
+        return True
+
+    if data_root is not None:
+        root = Path(data_root).expanduser()
+        if not root.is_dir():
+            raise DataNotFoundError(f"--data-root {root}: no such folder")
+        return root
+    candidates = []
+    env = os.environ.get("RESTOREVER_DATA")
+    if env:
+        candidates += [Path(env).expanduser() / name, Path(env).expanduser()]
+    cached = get_cache_dir() / "data" / name
+    candidates.append(cached)
+    for root in candidates:
+        if usable(root):
+            return root
+    archives = ds.get("download") or []
+    allowed = (not is_offline()) if download is None else (download and not is_offline())
+    if archives and allowed:
+        try:
+            return _download_dataset(archives, cached, name)
+        except OSError as exc:
+            logger.warning("download of %s failed: %s", name, exc)
+    layout = ""
+    if ds["format"] == "lfw-pairs":
+        layout = (f"\nexpected layout:\n  DIR/{first_pairs}\n  DIR/lfw-deepfunneled/NAME/NAME_0001.jpg "
+                  f"(or lfw/, lfw_funneled/)")
+    raise DataNotFoundError(
+        f"protocol {name}: data not found (looked in {', '.join(str(c) for c in candidates)}); "
+        f"pass --data-root DIR or set RESTOREVER_DATA{layout}")
+
+
+def _download_dataset(archives: list[dict], target: Path, name: str) -> Path:
+    from .hub import download_file
+
+    target.mkdir(parents=True, exist_ok=True)
+    for item in archives:
+        dest = target / item["filename"]
+        if not dest.exists():
+            download_file(item["url"], dest, sha256=item.get("sha256"), description=f"{name}:{item['filename']}")
+        if item.get("extract") and dest.suffix in (".tgz", ".gz", ".tar"):
+            with tarfile.open(dest) as tar:
+                tar.extractall(target, filter="data")  # refuses members that escape the folder
+    return target
+
+
+# ---------------------------------------------------------------------------------------------------- entry point
+
+def load_protocol(name_or_path: str = "lfw", *, data_root: str | os.PathLike | None = None,
+                  pairs: str | os.PathLike | None = None, include_path: Sequence[str | os.PathLike] = (),
+                  download: bool | None = None) -> Protocol:
+    """Load a protocol by name (``lfw``, ``lfw-dev``, ``pairs-csv``, ``insightface-bin``) or YAML path.
+
+    ``pairs`` overrides the spec's pairs file (required for ``pairs-csv`` / ``insightface-bin``); relative to the
+    current directory, or to the data root when not found there.
+    """
+    spec, spec_path = load_spec(name_or_path, include_path)
+    ds = spec["dataset"]
+    fmt = ds["format"]
+    if fmt == "insightface-bin":
+        if pairs is None:
+            raise ProtocolError(f"protocol {spec['protocol']}: pass the .bin file with --pairs FILE")
+        pair_list, blobs = read_insightface_bin(pairs, n_folds=int(spec.get("folds", 10)))
+
+        def read_bin(item: str) -> bytes:
+            return blobs[int(item.split(":", 1)[1])]
+
+        return Protocol(spec["protocol"], spec, None, pair_list, read_bin, source=str(pairs))
+
+    root = resolve_data_root(spec, data_root, download=download)
+    if fmt == "lfw-pairs":
+        if pairs:
+            files = [_pairs_path(root, pairs)]
+        else:
+            names = ds["pairs"] if isinstance(ds["pairs"], list) else [ds["pairs"]]
+            files = [safe_join(root, n, what="pairs file") for n in names]
+        pair_list = load_lfw_pairs(root, files, ds.get("images", LFW_IMAGE_FOLDERS))
+        source = ", ".join(str(f) for f in files)
+    else:  # pairs-csv
+        if pairs is None:
+            raise ProtocolError(f"protocol {spec['protocol']}: pass the CSV with --pairs FILE (and --data-root DIR "
+                                f"for the images)")
+        p = _pairs_path(root, pairs)
+        pair_list = parse_pairs_csv(p.read_text(encoding="utf-8"), source=str(p), n_folds=int(spec.get("folds", 10)))
+        source = str(p)
+    for item in pair_list.images():  # reject escaping paths up front, before any work
+        safe_join(root, item, what="image path")
+    return Protocol(spec["protocol"], spec, root, pair_list, _reader(root), source=source)
+
+
+def _pairs_path(root: Path, pairs: str | os.PathLike) -> Path:
+    """An explicit ``--pairs`` file: as given, else relative to the data root."""
+    p = Path(pairs).expanduser()
+    if p.is_file():
+        return p
+    p = safe_join(root, str(pairs), what="pairs file")
+    if not p.is_file():
+        raise DataNotFoundError(f"{pairs}: pairs file not found (looked in the current folder and in {root})")
+    return p
+
+
+def _reader(root: Path) -> Callable[[str], bytes]:
+    def read(item: str) -> bytes:
+        path = safe_join(root, item, what="image path")
+        try:
+            return path.read_bytes()
+        except FileNotFoundError as exc:
+            raise DataNotFoundError(f"{path}: image file not found") from exc
+        except IsADirectoryError as exc:
+            raise DataNotFoundError(f"{path}: is a folder, not an image") from exc
+
+    return read

@@ -1,0 +1,36 @@
+"""Recognizer registry: ``create_recognizer(name)``, ``list_recognizers()``.
+
+Backends: ``dlib`` (real, offline), ``arcface`` (torch IResNet and insightface ONNX packs), ``facenet``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .._registry import Registry
+from ..hub import ModelCard
+
+REGISTRY = Registry("recognizer", [
+    "restorever.recognizers.dlib",
+    "restorever.recognizers.arcface",
+    "restorever.recognizers.facenet",
+])
+
+
+def list_recognizers() -> list[str]:
+    """Registered recognizer names."""
+    return REGISTRY.names()
+
+
+def recognizer_card(name: str) -> ModelCard:
+    return REGISTRY.card(name)
+
+
+def create_recognizer(name: str, *, weights: dict[str, str] | str | None = None, device: Any = "cpu",
+                      **kwargs: Any):
+    """Create a recognizer by name (``weights``: explicit local files, see ``hub.parse_weights_option``)."""
+    from ..hub import parse_weights_option
+
+    if isinstance(weights, str):
+        weights = parse_weights_option(weights)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    return REGISTRY.create(name, weights=weights or None, device=device, **kwargs)

@@ -1,0 +1,1 @@
+"""Results records, tables and figures. Figures only read results; they never compute metrics."""

@@ -1,0 +1,101 @@
+"""Writing and reading a run's outputs: ``results.json``, ``results.md``, ``roc.png``, ``degradation.jsonl``."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from ..errors import RestoreverError
+from ..pipeline.cache import atomic_write_text
+
+RESULTS_FILE = "results.json"
+
+
+def condition_label(cond: dict[str, Any]) -> str:
+    """``clean`` or ``RESTORER xSCALE``."""
+    if cond.get("scale") is None:
+        return "clean"
+    return f"{cond['restorer']} x{cond['scale']}"
+
+
+def _pct(x: Any, digits: int = 2) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f}"
+
+
+def results_table(record: dict[str, Any]) -> str:
+    """A markdown table: one row per condition."""
+    rows = ["| condition | accuracy % (± std) | AUC | EER % | TAR@FAR=1e-3 % | cos to clean |",
+            "|---|---|---|---|---|---|"]
+    for cond in record["conditions"]:
+        v = cond["verification"]
+        ident = cond.get("identity") or {}
+        cos = ident.get("cosine_to_clean_mean")
+        auc = v.get("auc")
+        rows.append(f"| {condition_label(cond)} | {_pct(v['accuracy_mean'])} ± {_pct(v['accuracy_std'])} | "
+                    f"{'—' if auc is None else f'{auc:.4f}'} | {_pct(v.get('eer'))} | "
+                    f"{_pct(v['tar_at_far'].get('0.001'))} | {'—' if cos is None else f'{cos:.4f}'} |")
+    return "\n".join(rows)
+
+
+def results_markdown(record: dict[str, Any]) -> str:
+    cfg = record["config"]
+    proto = record["protocol"]
+    lines = [
+        f"# restorever results: {proto['name']} / {cfg['recognizer']}",
+        "",
+        f"- created {record['created']}, restorever {record['restorever_version']}, device "
+        f"{record['environment'].get('device')}",
+        f"- pairs evaluated: {proto['pairs']} of {proto['pairs_requested']} in {proto['folds']} folds; "
+        f"images: {proto['images']}; skipped pairs: {len(proto['skipped'])}",
+        f"- degradation: {cfg['degradation'] if cfg['scales'] else 'none'} on the {cfg['degrade_side']} side, "
+        f"scales {cfg['scales'] or '—'}, seed {cfg['seed']}",
+        "",
+        results_table(record),
+        "",
+    ]
+    if proto["skipped"]:
+        lines += ["## Skipped pairs", ""]
+        lines += [f"- line {s['pair']}: {s['reason']}" for s in proto["skipped"][:50]]
+        if len(proto["skipped"]) > 50:
+            lines.append(f"- ... and {len(proto['skipped']) - 50} more (see results.json)")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_run(record: dict[str, Any], out: str | Path) -> dict[str, Path]:
+    """Write ``results.json`` (last, atomically: its presence means the run is complete), ``results.md``, ``roc.png``
+    and ``degradation.jsonl`` into ``out``."""
+    from .plots import plot_roc
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    record = dict(record)
+    params = record.pop("_degradation_records", [])
+    paths = {}
+    if params:
+        paths["degradation"] = out / "degradation.jsonl"
+        atomic_write_text(paths["degradation"], "".join(json.dumps(p, sort_keys=True) + "\n" for p in params))
+    paths["markdown"] = out / "results.md"
+    atomic_write_text(paths["markdown"], results_markdown(record))
+    paths["roc"] = out / "roc.png"
+    plot_roc([record], paths["roc"])
+    paths["results"] = out / RESULTS_FILE
+    atomic_write_text(paths["results"], json.dumps(record, indent=1, allow_nan=False))
+    return paths
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """Read a ``results.json`` (or the one inside a run folder)."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / RESULTS_FILE
+    try:
+        record = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise RestoreverError(f"{p}: no results file (did the run finish?)") from exc
+    except json.JSONDecodeError as exc:
+        raise RestoreverError(f"{p}: not valid JSON ({exc})") from exc
+    if not isinstance(record, dict) or "conditions" not in record:
+        raise RestoreverError(f"{p}: not a restorever results file (no 'conditions')")
+    return record

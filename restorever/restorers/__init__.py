@@ -1,0 +1,41 @@
+"""Restorer registry: ``create_restorer(name)``, ``list_restorers()``.
+
+Backends (one module each): ``baselines`` (``none``), ``vqfr`` (``vqfr-v1``, ``vqfr-v2``), ``difface``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .._registry import Registry
+from ..hub import ModelCard
+
+REGISTRY = Registry("restorer", [
+    "restorever.restorers.baselines",
+    "restorever.restorers.vqfr",
+    "restorever.restorers.difface",
+])
+
+
+def list_restorers() -> list[str]:
+    """Registered restorer names."""
+    return REGISTRY.names()
+
+
+def restorer_card(name: str) -> ModelCard:
+    return REGISTRY.card(name)
+
+
+def create_restorer(name: str, *, weights: dict[str, str] | str | None = None, device: Any = "cpu",
+                    **kwargs: Any):
+    """Create a restorer by name.
+
+    Example:
+        >>> r = create_restorer("none")
+        >>> out = r.restore(torch.rand(2, 3, 512, 512))
+    """
+    from ..hub import parse_weights_option
+
+    if isinstance(weights, str):
+        weights = parse_weights_option(weights)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}  # None means "the card's default"
+    return REGISTRY.create(name, weights=weights or None, device=device, **kwargs)

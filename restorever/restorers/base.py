@@ -1,0 +1,53 @@
+"""The restorer interface."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ..hub import ModelCard
+
+
+def check_faces(images: torch.Tensor, size: int | None = 512, name: str = "images") -> None:
+    """Check the public input contract: float ``[B, 3, size, size]`` RGB in ``[0, 1]``."""
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(images).__name__}")
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"{name}: expected shape [B, 3, H, W], got {tuple(images.shape)}")
+    if size is not None and tuple(images.shape[-2:]) != (size, size):
+        raise ValueError(f"{name}: expected {size}x{size} aligned faces, got {tuple(images.shape[-2:])}")
+    if not images.is_floating_point():
+        raise TypeError(f"{name}: expected a float tensor in [0, 1], got {images.dtype}")
+
+
+class Restorer(torch.nn.Module):
+    """A face restorer: aligned 512x512 RGB faces in [0, 1] in, same out.
+
+    Subclasses implement :meth:`forward` (or override :meth:`restore`). ``card`` describes the backend.
+    """
+
+    card: ModelCard
+
+    def __init__(self, card: ModelCard):
+        super().__init__()
+        self.card = card
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
+    def device(self) -> torch.device:
+        for tensor in self.parameters():
+            return tensor.device
+        return torch.device("cpu")
+
+    def restore(self, images: torch.Tensor, *, seeds: Sequence[int] | None = None) -> torch.Tensor:
+        """Restore ``images`` (``[B,3,512,512]`` float RGB in [0,1]); ``seeds`` are per-item noise seeds."""
+        check_faces(images, self.card.input_size)
+        with torch.inference_mode():
+            out = self.forward(images, seeds=seeds)
+        return out.clamp_(0, 1)
+
+    def forward(self, images: torch.Tensor, *, seeds: Sequence[int] | None = None) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError

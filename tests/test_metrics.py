@@ -1,0 +1,166 @@
+"""Verification metrics: cross-checked against scikit-learn, a brute-force reference of the exact threshold rule,
+and a plain implementation of insightface's grid-search rule."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from restorever.metrics import (auc, best_threshold, eer, kfold_accuracy, roc_auc_score, roc_curve, tar_at_far,
+                                verification_report)
+
+
+def _data(n=600, seed=0, ties=False):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    s = rng.normal(size=n) + 1.5 * y
+    if ties:
+        s = np.round(s, 1)
+    folds = np.arange(n) % 10
+    return y, s, folds
+
+
+def _brute_best(y, s):
+    candidates = np.unique(s)
+    thresholds = np.r_[candidates[0] - 1, (candidates[:-1] + candidates[1:]) / 2, candidates[-1] + 1]
+    accs = [np.mean((s > t) == y) for t in thresholds]
+    best = int(np.argmax(accs))
+    return thresholds[best], accs[best]
+
+
+def _insightface_grid(y, s, folds, thresholds=np.arange(-4, 4, 0.01)):
+    """insightface eval/verification.py rule on similarities: first threshold of a fixed grid maximising train
+    accuracy, applied to the test fold."""
+    accs = []
+    for f in np.unique(folds):
+        train, test = folds != f, folds == f
+        train_acc = [np.mean((s[train] > t) == y[train]) for t in thresholds]
+        t = thresholds[int(np.argmax(train_acc))]
+        accs.append(np.mean((s[test] > t) == y[test]))
+    return np.asarray(accs)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("drop", [False, True])
+def test_roc_curve_matches_sklearn(ties, drop):
+    y, s, _ = _data(ties=ties)
+    ours = roc_curve(y, s, drop_intermediate=drop)
+    ref = skm.roc_curve(y, s, drop_intermediate=drop)
+    for a, b in zip(ours, ref):
+        np.testing.assert_allclose(a, b)
+
+
+def test_roc_curve_sample_weight_matches_sklearn():
+    y, s, _ = _data()
+    w = np.random.default_rng(1).uniform(0.1, 2, y.size)
+    for a, b in zip(roc_curve(y, s, sample_weight=w), skm.roc_curve(y, s, sample_weight=w)):
+        np.testing.assert_allclose(a, b)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_auc_matches_sklearn(ties):
+    y, s, _ = _data(ties=ties)
+    assert roc_auc_score(y, s) == pytest.approx(skm.roc_auc_score(y, s), abs=1e-12)
+    fpr, tpr, _ = roc_curve(y, s)
+    assert auc(fpr, tpr) == pytest.approx(skm.auc(fpr, tpr))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_best_threshold_is_exact(seed):
+    y, s, _ = _data(n=300, seed=seed, ties=seed % 2 == 1)
+    t, acc = best_threshold(y, s)
+    t_ref, acc_ref = _brute_best(y, s)
+    assert acc == pytest.approx(acc_ref)
+    assert t == pytest.approx(t_ref)  # smallest among equally good thresholds
+    assert np.mean((s > t) == y) == pytest.approx(acc)
+
+
+def test_kfold_accuracy_beats_or_matches_grid_on_training_and_agrees_on_easy_data():
+    y, s, folds = _data(n=6000, seed=3)
+    ours = kfold_accuracy(s, y, folds)
+    grid = _insightface_grid(y, s, folds)
+    # Both rules pick a threshold between the same class clouds: fold accuracies agree closely.
+    assert abs(ours.mean - grid.mean()) < 0.005
+    assert ours.fold_accuracies.shape == (10,)
+    assert ours.std == pytest.approx(np.std(ours.fold_accuracies))
+    assert ours.sem == pytest.approx(np.std(ours.fold_accuracies, ddof=1) / np.sqrt(10))
+
+
+def test_kfold_accuracy_matches_grid_when_scores_lie_on_the_grid():
+    # Scores on a 0.01 grid offset by half a step: every exact boundary is a grid point, so both rules coincide.
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 2, 2000)
+    s = np.round(rng.normal(size=2000) + y, 2) + 0.005
+    folds = np.arange(2000) % 10
+    grid = np.round(np.arange(-5, 5, 0.01), 2)
+    ours = kfold_accuracy(s, y, folds)
+    np.testing.assert_allclose(ours.fold_accuracies, _insightface_grid(y, s, folds, grid))
+
+
+def test_kfold_threshold_chosen_on_other_folds():
+    # fold 0 alone would choose a threshold separating it perfectly; the held-out rule must not.
+    y = np.array([1, 0] * 10)
+    s = np.where(y == 1, 1.0, 0.0)
+    s[:2] = [0.0, 1.0]  # fold 0 reversed
+    folds = np.repeat(np.arange(10), 2)
+    res = kfold_accuracy(s, y, folds)
+    assert res.fold_accuracies[0] == 0.0
+    assert np.all(res.fold_accuracies[1:] == 1.0)
+
+
+def test_invariances():
+    y, s, folds = _data(n=1000, seed=4)
+    base = kfold_accuracy(s, y, folds)
+    perm = np.random.default_rng(0).permutation(y.size)
+    assert kfold_accuracy(s[perm], y[perm], folds[perm]).mean == pytest.approx(base.mean)
+    # strictly monotone transforms of the scores change nothing
+    assert kfold_accuracy(np.exp(s), y, folds).mean == pytest.approx(base.mean)
+    assert roc_auc_score(y, 3 * s + 1) == pytest.approx(roc_auc_score(y, s))
+    assert eer(y, np.tanh(s)) == pytest.approx(eer(y, s))
+
+
+def test_eer_and_tar_known_answers():
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    s = np.array([0.1, 0.2, 0.3, 0.6, 0.4, 0.7, 0.8, 0.9])
+    assert eer(y, s) == pytest.approx(0.25)
+    perfect = np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9])
+    assert eer(*perfect) == 0.0
+    y, s, _ = _data(n=4000)
+    fpr, tpr, _ = skm.roc_curve(y, s, drop_intermediate=False)
+    assert tar_at_far(y, s, 0.01) == pytest.approx(tpr[fpr <= 0.01].max())
+
+
+def test_tar_at_far_nan_with_too_few_negatives():
+    y, s, _ = _data(n=200)
+    with pytest.warns(UserWarning, match="negative pairs"):
+        assert np.isnan(tar_at_far(y, s, 1e-4))
+
+
+def test_degenerate_one_class():
+    y = np.ones(20, dtype=int)
+    s = np.linspace(0, 1, 20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert np.isnan(roc_auc_score(y, s))
+        assert np.isnan(eer(y, s))
+    assert kfold_accuracy(s, y, np.arange(20) % 10).mean == 1.0
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="0 \\(different\\) and 1"):
+        roc_curve([0, 2], [0.1, 0.2])
+    with pytest.raises(ValueError, match="NaN"):
+        kfold_accuracy([0.1, np.nan], [0, 1], [0, 1])
+    with pytest.raises(ValueError, match="equal length"):
+        roc_curve([0, 1, 1], [0.1, 0.2])
+
+
+def test_report_layout():
+    y, s, folds = _data(n=6000)
+    rep = verification_report(s, y, folds)
+    assert set(rep["tar_at_far"]) == {"0.1", "0.01", "0.001", "0.0001"}
+    assert 0 <= rep["accuracy_mean"] <= 1 and len(rep["fold_accuracies"]) == 10
+    assert rep["roc"]["fpr"][0] == 0 and rep["roc"]["fpr"][-1] == 1
+    assert rep["auc"] == pytest.approx(skm.roc_auc_score(y, s))
