@@ -1,4 +1,151 @@
-"""Single stages: ``restorever degrade`` and ``restorever restore`` (filled in by the stage modules)."""
+"""Single stages: ``restorever degrade`` and ``restorever restore``."""
 from __future__ import annotations
 
-COMMANDS: list = []
+from pathlib import Path
+
+import click
+
+from . import handle_errors
+
+
+@click.command("degrade", epilog="\b\nExample:\n  restorever degrade --protocol lfw --data-root ../shared/data/lfw "
+                                 "--scales 4,16 --limit-pairs 20 --out degraded/")
+@click.option("--protocol", default="lfw", show_default=True)
+@click.option("--data-root", type=click.Path(), envvar="RESTOREVER_DATA")
+@click.option("--pairs", type=click.Path())
+@click.option("--scales", default="4,8,16,24,32", show_default=True)
+@click.option("--degradation", default="difface-test", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--side", type=click.Choice(["probe", "both"]), default="probe", show_default=True,
+              help="Degrade the probe (second) images of each pair, or every image.")
+@click.option("--limit-pairs", type=int, default=None)
+@click.option("--detector", default="mtcnn", show_default=True)
+@click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE")
+@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--on-error", type=click.Choice(["error", "skip"]), default="error", show_default=True)
+@click.option("--out", type=click.Path(), required=True, help="Output folder (PNG per scale + params.jsonl).")
+@handle_errors
+def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side, limit_pairs, detector, device,
+                    batch_size, on_error, out):
+    """Align and degrade a protocol's faces; write PNGs (OUT/clean, OUT/xSCALE) and the parameter records."""
+    import json
+
+    from tqdm.auto import tqdm
+
+    from ..degradation import Degradation
+    from ..errors import FaceNotFoundError
+    from ..hub import get_cache_dir
+    from ..images import to_uint8
+    from ..pipeline.cache import ArrayCache, atomic_write_text
+    from ..pipeline.evaluate import align_items, landmark_stage, limit_pairs as limit, resolve_device
+    from ..protocol import load_protocol
+    from .eval_cmd import _scales
+
+    proto = load_protocol(protocol, data_root=data_root, pairs=pairs)
+    pair_list = limit(proto.pairs, limit_pairs)
+    items = list(dict.fromkeys(pair_list.b)) if side == "probe" else pair_list.images()
+    dev = resolve_device(device)
+    info = landmark_stage(proto, items, detector=detector, device=dev, cache=ArrayCache(get_cache_dir() / "cache"),
+                          batch_size=batch_size)
+    failed = {k: v.error for k, v in info.items() if v.error}
+    if failed and on_error == "error":
+        raise FaceNotFoundError(f"{next(iter(failed.values()))}; rerun with --on-error skip to skip it")
+    items = [i for i in items if i not in failed]
+    deg = Degradation(degradation)
+    out = Path(out)
+    records = []
+    scale_list = _scales(scales)
+    for start in tqdm(range(0, len(items), batch_size), desc="degrade", unit="batch"):
+        batch = items[start:start + batch_size]
+        faces, _ = align_items(proto, batch, info, dev)
+        outputs = {"clean": faces}
+        for scale in scale_list:
+            params = deg.sample_params(batch, scale, seed)
+            outputs[f"x{scale}"] = deg.apply(faces, params)
+            records += [{"item": i, "scale": scale, **r} for i, r in zip(batch, params.to_records())]
+        for name, tensor in outputs.items():
+            for item, array in zip(batch, to_uint8(tensor)):
+                _write_png(out / name / (Path(item).with_suffix(".png")), array)
+    atomic_write_text(out / "params.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    if failed:
+        atomic_write_text(out / "skipped.json", json.dumps(failed, indent=1))
+        click.echo(f"skipped {len(failed)} image(s); reasons in {out / 'skipped.json'}")
+    click.echo(f"wrote {len(items)} faces x {len(scale_list)} scales (+ clean) to {out}")
+
+
+def _write_png(path: Path, array) -> None:
+    from PIL import Image
+
+    from ..pipeline.cache import atomic_write_bytes
+    import io
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+@click.command("restore", epilog="\b\nExamples:\n  restorever restore face.png --restorer vqfr-v2 --weights VQFR_v2.pth "
+                                 "--out restored/\n  restorever restore photo.jpg --restorer difface --weights "
+                                 "unet=U.pth,estimator=E.pth --out restored/")
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--restorer", required=True, help="Restorer name (`restorever restorers`).")
+@click.option("--weights", default=None, help="FILE or ROLE=FILE,ROLE=FILE (explicit local checkpoint).")
+@click.option("--aligned/--detect", default=None,
+              help="Treat inputs as aligned 512x512 faces, or detect and align (default: aligned iff 512x512).")
+@click.option("--detector", default="mtcnn", show_default=True)
+@click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--vqfr-fidelity", type=float, default=None)
+@click.option("--difface-start", type=int, default=None)
+@click.option("--difface-steps", type=int, default=None)
+@click.option("--difface-eta", type=float, default=None)
+@click.option("--out", type=click.Path(), required=True)
+@handle_errors
+def restore_command(images, restorer, weights, aligned, detector, device, seed, vqfr_fidelity, difface_start,
+                    difface_steps, difface_eta, out):
+    """Restore faces: aligned 512x512 crops directly, other photos via detection, alignment and paste-back."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from ..alignment import estimate_similarity, get_template, warp_affine
+    from ..errors import FaceNotFoundError
+    from ..images import read_image, to_tensor, to_uint8
+    from ..pipeline.evaluate import item_seed, resolve_device
+    from ..pipeline.paste import paste_back
+    from ..restorers import create_restorer
+
+    dev = resolve_device(device)
+    options = {"fidelity_ratio": vqfr_fidelity, "start_step": difface_start, "steps": difface_steps,
+               "eta": difface_eta}
+    model = create_restorer(restorer, weights=weights, device=dev, **options)
+    template = get_template("ffhq_512")
+    det = None
+    out = Path(out)
+    for path in tqdm(images, desc="restore", unit="image"):
+        array = read_image(path)
+        photo = to_tensor([array]).to(dev)
+        is_aligned = aligned if aligned is not None else array.shape[:2] == (512, 512)
+        seeds = [item_seed(seed, Path(path).name, None, "restore")]
+        if is_aligned:
+            if array.shape[:2] != (512, 512):
+                raise ValueError(f"{path}: --aligned needs a 512x512 face crop, got {array.shape[1]}x{array.shape[0]}")
+            result = model.restore(photo, seeds=seeds)
+        else:
+            if det is None:
+                from ..detectors import create_detector
+
+                det = create_detector(detector, device=str(dev))
+            (found,) = det.detect([array])
+            if found is None:
+                raise FaceNotFoundError(f"{path}: no face found by {detector}")
+            lms = torch.as_tensor(found.landmarks, dtype=torch.float64).reshape(1, 5, 2)
+            matrix = estimate_similarity(lms, template.points)
+            face = warp_affine(photo, matrix.to(dev), (512, 512), border_value=template.border_value)
+            restored = model.restore(face, seeds=seeds)
+            result = paste_back(photo, restored, matrix.to(dev).float())
+        _write_png(out / (Path(path).stem + ".png"), to_uint8(result)[0])
+    click.echo(f"wrote {len(images)} image(s) to {out}")
+
+
+COMMANDS = [degrade_command, restore_command]

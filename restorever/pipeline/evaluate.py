@@ -109,7 +109,9 @@ def _progress(iterable, total: int, desc: str, enabled: bool):
     return tqdm(iterable, total=total, desc=desc, unit="batch", disable=not enabled, leave=False)
 
 
-class _ImageInfo:
+class ImageInfo:
+    """What stage 1 learnt about one image: its content hash, landmarks, or why it failed."""
+
     __slots__ = ("sha256", "landmarks", "error")
 
     def __init__(self, sha256: str | None = None, landmarks: np.ndarray | None = None, error: str | None = None):
@@ -130,6 +132,66 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _score("cosine", a, b)
 
 
+def landmark_stage(protocol: Protocol, items: Sequence[str], *, detector: str, device, cache: ArrayCache,
+                   batch_size: int = 16, progress: bool = True) -> dict[str, "ImageInfo"]:
+    """Read each image, hash its bytes and find its five landmarks (cached per image content + detector).
+
+    Returns ``{item: ImageInfo}``; an image that is missing, undecodable or has no face carries ``error`` instead
+    of landmarks (the caller applies the ``--on-error`` policy).
+    """
+    from ..detectors import create_detector
+    from ..images import decode_image
+
+    info: dict[str, ImageInfo] = {}
+    det = None
+    for batch in _progress(_batches(list(items), batch_size), -(-len(items) // batch_size), "landmarks", progress):
+        todo = []
+        for item in batch:
+            try:
+                data = protocol.read_bytes(item)
+            except RestoreverError as exc:
+                info[item] = ImageInfo(error=str(exc))
+                continue
+            sha = hashlib.sha256(data).hexdigest()
+            key = cache_key(stage="landmarks", v=STAGE_VERSIONS["landmarks"], image=sha, detector=detector)
+            cached = cache.get("landmarks", key)
+            if cached is not None:
+                lm = None if np.isnan(cached).any() else cached.astype(np.float32)
+                info[item] = ImageInfo(sha, lm, None if lm is not None else
+                                       f"{_describe(protocol, item)}: no face found by {detector}")
+                continue
+            try:
+                array = decode_image(data, source=_describe(protocol, item))
+            except RestoreverError as exc:
+                info[item] = ImageInfo(sha, error=str(exc))
+                continue
+            todo.append((item, sha, key, array))
+        if todo:
+            if det is None:
+                det = create_detector(detector, device=str(device))
+            detections = det.detect([t[3] for t in todo])
+            for (item, sha, key, _), found in zip(todo, detections):
+                lm = None if found is None else np.asarray(found.landmarks, dtype=np.float32).reshape(5, 2)
+                cache.put("landmarks", key, np.full((5, 2), np.nan, np.float32) if lm is None else lm)
+                info[item] = ImageInfo(sha, lm, None if lm is not None else
+                                       f"{_describe(protocol, item)}: no face found by {detector}")
+    return info
+
+
+def align_items(protocol: Protocol, items: Sequence[str], info: dict[str, "ImageInfo"], device):
+    """Decode ``items`` and align them to ffhq_512: ``(faces [B,3,512,512] on device, landmarks [B,5,2] in crop)``."""
+    import torch
+
+    from .. import alignment
+    from ..images import decode_image, to_tensor
+
+    arrays = [decode_image(protocol.read_bytes(i), source=_describe(protocol, i)) for i in items]
+    lms = torch.as_tensor(np.stack([info[i].landmarks for i in items]), dtype=torch.float32)
+    tensors = [to_tensor([a])[0].to(device) for a in arrays]
+    faces, crop_lms = alignment.align_to_template(tensors, lms, "ffhq_512")
+    return faces.clamp_(0.0, 1.0), crop_lms  # bilinear weights can overshoot 1.0 by an ulp
+
+
 def evaluate(config: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
     """Run one evaluation and return the results record (the ``results.json`` layout of DESIGN.md).
 
@@ -137,9 +199,7 @@ def evaluate(config: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
     """
     import torch
 
-    from .. import alignment, hub
-    from ..detectors import create_detector
-    from ..images import decode_image, to_tensor
+    from .. import hub
     from ..metrics.verification import verification_report
     from ..recognizers import create_recognizer
     from ..restorers import create_restorer
@@ -170,39 +230,8 @@ def evaluate(config: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
 
     # ---- stage 1: read, hash, landmarks (cached per image bytes + detector)
     t0 = time.perf_counter()
-    info: dict[str, _ImageInfo] = {}
-    detector = None
-    for batch in _progress(_batches(images, config.batch_size), -(-len(images) // config.batch_size),
-                           "landmarks", progress):
-        todo = []
-        for item in batch:
-            try:
-                data = protocol.read_bytes(item)
-            except RestoreverError as exc:
-                info[item] = _ImageInfo(error=str(exc))
-                continue
-            sha = hashlib.sha256(data).hexdigest()
-            key = cache_key(stage="landmarks", v=STAGE_VERSIONS["landmarks"], image=sha, detector=config.detector)
-            cached = cache.get("landmarks", key)
-            if cached is not None:
-                lm = None if np.isnan(cached).any() else cached.astype(np.float32)
-                info[item] = _ImageInfo(sha, lm, None if lm is not None else f"{item}: no face found")
-                continue
-            try:
-                array = decode_image(data, source=_describe(protocol, item))
-            except RestoreverError as exc:
-                info[item] = _ImageInfo(sha, error=str(exc))
-                continue
-            todo.append((item, sha, key, array))
-        if todo:
-            if detector is None:
-                detector = create_detector(config.detector, device=str(device))
-            detections = detector.detect([t[3] for t in todo])
-            for (item, sha, key, _), det in zip(todo, detections):
-                lm = None if det is None else np.asarray(det.landmarks, dtype=np.float32).reshape(5, 2)
-                cache.put("landmarks", key, np.full((5, 2), np.nan, np.float32) if lm is None else lm)
-                info[item] = _ImageInfo(sha, lm, None if lm is not None else
-                                        f"{_describe(protocol, item)}: no face found by {config.detector}")
+    info = landmark_stage(protocol, images, detector=config.detector, device=device, cache=cache,
+                          batch_size=config.batch_size, progress=progress)
     timings["landmarks_s"] = time.perf_counter() - t0
 
     failed = {item: inf.error for item, inf in info.items() if inf.error}
@@ -256,11 +285,7 @@ def evaluate(config: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
                            "embeddings", progress):
         tick = time.perf_counter()
         items = [w[0] for w in batch]
-        arrays = [decode_image(protocol.read_bytes(i), source=_describe(protocol, i)) for i in items]
-        lms = torch.as_tensor(np.stack([info[i].landmarks for i in items]), dtype=torch.float32)
-        tensors = [to_tensor([a])[0] for a in arrays]
-        faces, crop_lms = alignment.align_to_template(tensors, lms, "ffhq_512")
-        faces = faces.to(device)
+        faces, crop_lms = align_items(protocol, items, info, device)
         stage_time["align_s"] += time.perf_counter() - tick
         wanted = {cond: [j for j, w in enumerate(batch) if cond in w[1]] for cond in conditions}
         if wanted[("none", None)]:

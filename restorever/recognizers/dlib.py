@@ -91,7 +91,7 @@ class DlibRecognizer(Recognizer):
         """``[B,5,2]`` crop landmarks -> ``[B,4]`` boxes (l, t, r, b) for the shape predictor."""
         from ..alignment import estimate_similarity, get_template
 
-        template = torch.as_tensor(get_template("ffhq_512").points, dtype=torch.float64)
+        template = torch.tensor(np.array(get_template("ffhq_512").points), dtype=torch.float64)
         src = template.unsqueeze(0).expand(landmarks.shape[0], -1, -1)
         matrices = estimate_similarity(src, landmarks.to(torch.float64).cpu()).cpu().numpy()  # template -> crop
         l, t, r, b = FFHQ_BOX

@@ -46,8 +46,7 @@ class Restorer(torch.nn.Module):
         """Restore ``images`` (``[B,3,512,512]`` float RGB in [0,1]); ``seeds`` are per-item noise seeds."""
         check_faces(images, self.card.input_size)
         with torch.inference_mode():
-            out = self.forward(images, seeds=seeds)
-        return out.clamp_(0, 1)
+            return self.forward(images, seeds=seeds).clamp(0, 1)
 
     def forward(self, images: torch.Tensor, *, seeds: Sequence[int] | None = None) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError

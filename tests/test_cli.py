@@ -1,0 +1,122 @@
+"""The command line, end to end on real faces with the offline dlib recognizer and MTCNN landmarks."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from restorever.cli import cli
+
+from .test_protocol import _faces_csv
+
+
+def run(*args, expect: int = 0):
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == expect, result.output
+    return result
+
+
+def test_listing_commands():
+    out = run("protocols").output
+    assert "lfw" in out and "pairs-csv" in out
+    out = run("restorers").output
+    assert "none" in out and "no weights needed" in out
+    out = run("recognizers").output
+    assert "dlib" in out
+
+
+def test_unknown_recognizer_is_one_line_exit_2(lfw_root, tmp_path):
+    result = run("eval", "--data-root", lfw_root, "--recognizer", "dlb", "--out", tmp_path, expect=2)
+    assert result.output.strip().count("\n") == 0
+    assert "did you mean dlib" in result.output
+
+
+def test_malformed_pairs_file_is_one_line_exit_2(lfw_root, tmp_path):
+    bad = tmp_path / "pairs.txt"
+    bad.write_text("10\t300\nAbel_Pacheco\t1\t4\n")
+    result = run("eval", "--data-root", lfw_root, "--pairs", bad, "--out", tmp_path / "o", expect=2)
+    assert "header says 10 fold(s)" in result.output and str(bad) in result.output
+    assert not (tmp_path / "o" / "results.json").exists()
+
+
+@pytest.fixture(scope="module")
+def faces_run(tmp_path_factory, faces_root):
+    tmp = tmp_path_factory.mktemp("faces")
+    csv_file = tmp / "pairs.csv"
+    csv_file.write_text(_faces_csv(faces_root))
+    out = tmp / "run"
+    result = CliRunner().invoke(cli, ["eval", "--protocol", "pairs-csv", "--pairs", str(csv_file), "--data-root",
+                                      str(faces_root), "--recognizer", "dlib", "--restorer", "none", "--out",
+                                      str(out), "--cache-dir", str(tmp / "cache"), "--no-progress"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out, tmp, csv_file, result
+
+
+def test_eval_pairs_csv_real_faces(faces_run):
+    out, _, _, result = faces_run
+    record = json.loads((out / "results.json").read_text())
+    (cond,) = record["conditions"]
+    ver = cond["verification"]
+    # 5 celebrities, 20 same + 20 different pairs: dlib separates them well
+    assert ver["accuracy_mean"] >= 0.85 and ver["auc"] >= 0.9
+    same = np.array(cond["scores"]["same"], bool)
+    dist = -np.array(cond["scores"]["score"])
+    assert np.median(dist[same]) < 0.6 < np.median(dist[~same])  # dlib's usual L2 threshold
+    assert (out / "results.md").read_text().count("| clean |") == 1
+    assert (out / "roc.png").stat().st_size > 10_000
+    assert "clean" in result.output
+
+
+def test_rerun_uses_cache(faces_run):
+    out, tmp, csv_file, _ = faces_run
+    result = run("eval", "--protocol", "pairs-csv", "--pairs", csv_file, "--data-root", Path(csv_file).parent.parent,
+                 "--out", tmp / "run2", "--cache-dir", tmp / "cache", "--no-progress", expect=2)
+    assert "image file not found" in result.output  # wrong data root: the first missing image is named
+    from tests.conftest import FACES
+
+    run("eval", "--protocol", "pairs-csv", "--pairs", csv_file, "--data-root", FACES, "--out", tmp / "run2",
+        "--cache-dir", tmp / "cache", "--no-progress")
+    first = json.loads((out / "results.json").read_text())
+    second = json.loads((tmp / "run2" / "results.json").read_text())
+    assert second["cache"]["misses"] == 0 and second["cache"]["hits"] > 0
+    assert first["conditions"][0]["scores"] == second["conditions"][0]["scores"]
+
+
+def test_missing_image_skip_is_recorded(faces_root, tmp_path):
+    csv_file = tmp_path / "pairs.csv"
+    text = _faces_csv(faces_root) + "madonna/madonna_0099.jpg,madonna/madonna_0001.jpg,1\n"
+    csv_file.write_text(text)
+    args = ["eval", "--protocol", "pairs-csv", "--pairs", csv_file, "--data-root", faces_root, "--out",
+            tmp_path / "run", "--no-progress"]
+    result = run(*args, expect=2)
+    assert "madonna_0099.jpg: image file not found" in result.output and "--on-error skip" in result.output
+    result = run(*args, "--on-error", "skip")
+    record = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert record["protocol"]["pairs"] == 40 and len(record["protocol"]["skipped"]) == 1
+    assert "madonna_0099" in record["protocol"]["skipped"][0]["reason"]
+    assert "skipped 1 pair" in result.output
+
+
+def test_plot_roc_overlays_runs(faces_run, tmp_path):
+    out = faces_run[0]
+    png = tmp_path / "roc.png"
+    run("plot", "roc", out / "results.json", out / "results.json", "-o", png)
+    assert png.stat().st_size > 10_000
+    result = run("plot", "roc", tmp_path / "nope.json", "-o", png, expect=2)
+    assert "does not exist" in result.output
+
+
+@pytest.mark.slow
+def test_lfw_subset_real_accuracy(lfw_root, tmp_path):
+    """120 real LFW View-2 pairs (balanced over the 10 folds) through MTCNN + dlib."""
+    run("eval", "--protocol", "lfw", "--data-root", lfw_root, "--limit-pairs", 120, "--recognizer", "dlib",
+        "--out", tmp_path / "run", "--no-progress")
+    record = json.loads((tmp_path / "run" / "results.json").read_text())
+    ver = record["conditions"][0]["verification"]
+    assert record["protocol"]["pairs"] + len(record["protocol"]["skipped"]) == 120
+    assert record["protocol"]["folds"] == 10
+    assert ver["accuracy_mean"] >= 0.93
