@@ -66,6 +66,7 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
         for name, tensor in outputs.items():
             for item, array in zip(batch, to_uint8(tensor)):
                 _write_png(out / name / (Path(item).with_suffix(".png")), array)
+    records.sort(key=lambda r: (r["scale"], r["item"]))
     atomic_write_text(out / "params.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
     if failed:
         atomic_write_text(out / "skipped.json", json.dumps(failed, indent=1))

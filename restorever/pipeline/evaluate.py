@@ -169,7 +169,9 @@ def landmark_stage(protocol: Protocol, items: Sequence[str], *, detector: str, d
         if todo:
             if det is None:
                 det = create_detector(detector, device=str(device))
-            detections = det.detect([t[3] for t in todo])
+            # one image at a time: batched CNN kernels can differ in the last bits with batch composition, and an
+            # image's landmarks must not depend on which images share its batch
+            detections = [det.detect([t[3]])[0] for t in todo]
             for (item, sha, key, _), found in zip(todo, detections):
                 lm = None if found is None else np.asarray(found.landmarks, dtype=np.float32).reshape(5, 2)
                 cache.put("landmarks", key, np.full((5, 2), np.nan, np.float32) if lm is None else lm)
@@ -245,7 +247,8 @@ def evaluate(config: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
                for i in range(len(pairs)) if i not in set(keep)]
     valid = pairs.subset(keep)
     if len(valid) == 0 or len(np.unique(valid.same)) < 2:
-        raise RestoreverError(f"{len(skipped)} of {len(pairs)} pairs were skipped; too few left to evaluate")
+        raise RestoreverError(f"{len(valid)} pair(s) left after skipping {len(skipped)} of {len(pairs)}; "
+                              f"verification needs both same and different pairs")
 
     # ---- stage 2: embeddings per condition
     recognizer_id = {"name": config.recognizer, "weights": _weights_id(recognizer), "flip": config.flip_test}

@@ -113,9 +113,12 @@ class DlibRecognizer(Recognizer):
             dets = dlib.full_object_detections()
             dets.append(self._predictor(img, rect))
             shapes.append(dets)
-        images = [np.ascontiguousarray(a) for a in arrays]
-        out = self._net.compute_face_descriptor(images, shapes, self.num_jitters, self.padding)
-        return torch.tensor(np.array([np.asarray(v[0]) for v in out]), dtype=torch.float32)
+        # one face per call: dlib's batched forward pass is no faster on the CPU, and per-face calls make an
+        # embedding independent of its batch
+        out = [np.asarray(self._net.compute_face_descriptor(np.ascontiguousarray(img), dets[0], self.num_jitters,
+                                                            self.padding))
+               for img, dets in zip(arrays, shapes)]
+        return torch.tensor(np.array(out), dtype=torch.float32)
 
 
 def create(name: str, *, weights: dict[str, str] | None = None, device: str | torch.device = "cpu",

@@ -1,0 +1,774 @@
+"""ArcFace recognizers: arcface_torch IResNet checkpoints (torch) and insightface ONNX model packs.
+
+Papers: ArcFace (Deng et al., CVPR 2019, https://arxiv.org/abs/1801.07698); Partial FC / Glint360K (An et al., 2021,
+https://arxiv.org/abs/2010.05222); WebFace260M/WebFace600K (Zhu et al., CVPR 2021, https://arxiv.org/abs/2103.04098).
+Code origin: insightface ``recognition/arcface_torch`` (MIT). **Weights: non-commercial research use only** (the
+InsightFace model zoo's terms); none of them ship with restorever.
+
+Two kinds of variants:
+
+* ``arcface-r{18,34,50,100}-{ms1mv3,glint360k}``: arcface_torch ``backbone.pth`` state_dicts run by our
+  :class:`~restorever.recognizers.layers.IResNet` (strict, ``weights_only=True`` loading). The model zoo lives on
+  OneDrive / Baidu only (no direct URL): download the folder's ``backbone.pth`` and put it where the error message
+  says (``$RESTOREVER_HOME/weights/<name>/backbone.pth``) or pass ``--weights FILE``. An ``.onnx`` export of the same
+  network is accepted too and converted.
+* ``insightface-buffalo_l`` (``w600k_r50.onnx``), ``insightface-antelopev2`` (``glintr100.onnx``) and
+  ``insightface-buffalo_s`` (``w600k_mbf.onnx``): the recognition model of insightface's packs, found in
+  ``~/.insightface/models/<pack>/`` (where ``insightface.app.FaceAnalysis`` keeps them; ``antelopev2``'s nested
+  ``antelopev2/antelopev2/`` folder is accepted), else in our cache, else downloaded (the pack zip from the v0.7
+  GitHub release, sha256-checked, only the recognition file kept).
+
+Engines (``engine=`` for the insightface variants): ``"onnxruntime"`` runs the ONNX file with the model's own input
+size, mean and std from the card, on ``CUDAExecutionProvider`` when the device is CUDA and the provider exists;
+``"torch"`` converts the ONNX initializers into our IResNet (``w600k_r50`` and ``glintr100`` are arcface_torch
+IResNets; the MobileFaceNet of ``buffalo_s`` is not, and stays on onnxruntime); ``"auto"`` (default) uses onnxruntime
+on CPU, and on CUDA uses onnxruntime's CUDA provider when installed, otherwise the torch conversion.
+
+GPU and onnxruntime: the ``onnxruntime`` wheel is CPU-only. For its CUDA provider replace it (the two wheels clash)::
+
+    pip uninstall -y onnxruntime && pip install onnxruntime-gpu
+
+matching the CUDA/cuDNN major version of your torch build (``python -c "import onnxruntime as o;
+print(o.get_available_providers())"`` must list ``CUDAExecutionProvider``). Without the swap, ``engine="torch"`` (or
+``"auto"``) runs the same weights on the GPU through torch, with autocast.
+
+Preprocessing (both engines): the aligned 512 face is cropped with ``alignment.crop_to_template(faces, landmarks,
+"arcface_112")`` (the insightface ``norm_crop``: similarity to the 5-point ArcFace template, bilinear, black border),
+scaled to 0-255 and normalised ``(x - 127.5) / 127.5`` in RGB. Output: the raw 512-D embedding (not L2-normalised);
+compare with cosine similarity. ``flip_test=True`` adds the embedding of the mirrored crop, as insightface's
+verification benchmark does (sum before normalisation).
+
+Precision (torch engine): ``precision="auto"`` runs the trunk under CUDA fp16 autocast with the ``fc``/``features``
+head in float32 (arcface_torch's ``fp16=True``), and float32 on CPU; ``"fp16"``/``"bf16"``/``"fp32"`` force it
+(half precisions only act on CUDA).
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import zipfile
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+import torch
+
+from ..errors import CheckpointLayoutError, WeightsHashError, WeightsNotFoundError
+from ..hub import (ModelCard, WeightFile, copy_into_cache, download_file, is_offline, load_checkpoint,
+                   load_state_dict_strict, resolve_weights, sha256_file)
+from ..hub import weight_status as hub_weight_status
+from ..restorers.base import check_faces
+from .base import Recognizer
+from .layers.iresnet import IRESNET_LAYERS, IResNet
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    import onnx
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["CARDS", "create", "CropRecognizer", "OnnxRecognizer", "prepare_crops", "onnx_to_iresnet",
+           "iresnet_state_dict_from_onnx", "locate_weights", "weight_status", "resolve_device", "autocast_dtype_for",
+           "build_uninitialised"]
+
+_PRECISIONS = {"fp32": None, "float32": None, "fp16": torch.float16, "float16": torch.float16,
+               "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+
+
+def resolve_device(device: Any) -> torch.device:
+    """``"auto"``/None -> CUDA when available, else CPU; anything else -> ``torch.device(device)``."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def autocast_dtype_for(precision: str, device: torch.device) -> torch.dtype | None:
+    """``precision`` option -> autocast dtype (None = no autocast). Half precisions only act on CUDA."""
+    key = str(precision).lower()
+    if key == "auto":
+        return torch.float16 if device.type == "cuda" else None
+    if key not in _PRECISIONS:
+        raise ValueError(f"precision={precision!r}: choose auto, fp32, fp16 or bf16")
+    return _PRECISIONS[key]
+
+
+def _check_landmarks(landmarks: torch.Tensor, batch: int) -> None:
+    if not isinstance(landmarks, torch.Tensor) or tuple(landmarks.shape) != (batch, 5, 2):
+        shape = tuple(landmarks.shape) if isinstance(landmarks, torch.Tensor) else type(landmarks).__name__
+        raise ValueError(f"landmarks: expected a [{batch}, 5, 2] tensor of (x, y) pixels in the face crop, got {shape}")
+
+
+def prepare_crops(faces: torch.Tensor, landmarks: torch.Tensor, card: ModelCard) -> torch.Tensor:
+    """Crop ``faces`` (``[B,3,H,W]`` RGB [0,1]) to ``card.template`` from ``landmarks`` (``[B,5,2]`` px) and normalise.
+
+    Returns ``[B, 3, S, S]`` (S = ``card.input_size``) in the network's units: ``(255 x - mean) / std`` per channel,
+    colour order ``card.channel_order``; same device and dtype as ``faces``.
+    """
+    from ..alignment import crop_to_template
+
+    check_faces(faces, None, name="faces")
+    _check_landmarks(landmarks, faces.shape[0])
+    crops = crop_to_template(faces, landmarks.to(faces.device), card.template)  # the fit runs in float64
+    if tuple(crops.shape[-2:]) != (card.input_size, card.input_size):
+        raise ValueError(f"{card.name}: template {card.template!r} gives {tuple(crops.shape[-2:])} crops, "
+                         f"the network takes {card.input_size}x{card.input_size}")
+    if card.channel_order.upper() == "BGR":
+        crops = crops.flip(1)
+    mean = torch.tensor(card.mean, device=crops.device, dtype=crops.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(card.std, device=crops.device, dtype=crops.dtype).view(1, 3, 1, 1)
+    return (crops * 255.0 - mean) / std
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# adapters
+
+
+class CropRecognizer(Recognizer):
+    """A torch embedding network behind the recognizer contract (shared by the ArcFace and facenet backends).
+
+    ``forward(faces, landmarks)`` is differentiable: ``faces`` ``[B,3,512,512]`` float RGB [0,1] aligned to ffhq_512,
+    ``landmarks`` ``[B,5,2]`` (x, y) px in that crop -> ``[B, D]`` float32 on the faces' device. :meth:`embed` is the
+    same under ``torch.inference_mode``. ``flip_test`` adds the embedding of the horizontally mirrored crop.
+    """
+
+    def __init__(self, card: ModelCard, net: torch.nn.Module, *, embedding_dim: int, flip_test: bool = False,
+                 autocast_dtype: torch.dtype | None = None, similarity: str = "cosine"):
+        super().__init__(card)
+        self.net = net.eval()
+        self.embedding_dim = int(embedding_dim)
+        self.flip_test = bool(flip_test)
+        self.autocast_dtype = autocast_dtype
+        self.similarity = similarity
+
+    @property
+    def device(self) -> torch.device:
+        for tensor in self.net.parameters():
+            return tensor.device
+        return torch.device("cpu")
+
+    def forward(self, faces: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
+        device = self.device
+        x = prepare_crops(faces.to(device), landmarks.to(device), self.card)
+        param = next(self.net.parameters(), None)
+        if param is not None and x.dtype != param.dtype:
+            x = x.to(param.dtype)
+        batch = x.shape[0]
+        if self.flip_test:
+            x = torch.cat([x, x.flip(-1)])
+        use_amp = self.autocast_dtype is not None and device.type == "cuda"
+        with torch.autocast(device_type="cuda", dtype=self.autocast_dtype or torch.float16, enabled=use_amp):
+            out = self.net(x)
+        out = out.float()
+        if self.flip_test:
+            out = out[:batch] + out[batch:]
+        return out.to(faces.device)
+
+    def embed(self, faces: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
+        """``[B,3,512,512]`` RGB [0,1] + ``[B,5,2]`` landmarks -> ``[B, D]`` float32 (no autograd)."""
+        with torch.inference_mode():
+            return self.forward(faces, landmarks)
+
+
+class OnnxRecognizer(Recognizer):
+    """An ONNX embedding model run by onnxruntime (``CUDAExecutionProvider`` when asked for and installed).
+
+    Same contract as :class:`CropRecognizer` (not differentiable). The network's input size must match the card.
+    """
+
+    def __init__(self, card: ModelCard, path: str | Path, *, device: Any = "cpu", flip_test: bool = False,
+                 similarity: str = "cosine"):
+        super().__init__(card)
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:  # pragma: no cover - onnxruntime is a core dependency
+            raise ImportError(f"{card.name}: the ONNX engine needs onnxruntime (pip install onnxruntime, or "
+                              f"onnxruntime-gpu for CUDA)") from exc
+        self.path = Path(path)
+        self.flip_test = bool(flip_test)
+        self.similarity = similarity
+        device = resolve_device(device)
+        available = ort.get_available_providers()
+        providers = ["CPUExecutionProvider"]
+        if device.type == "cuda":
+            if "CUDAExecutionProvider" in available:
+                providers = [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
+            else:
+                logger.warning("%s: onnxruntime has no CUDAExecutionProvider (installed: %s); running on CPU. "
+                               "Install onnxruntime-gpu or use engine='torch'", card.name, ", ".join(available))
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types for unreadable models
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise CheckpointLayoutError(f"{self.path}: onnxruntime cannot load it as an ONNX model ({first}); "
+                                        f"{card.name} needs {card.weights['model'].filename}") from exc
+        self.providers = self.session.get_providers()
+        inp = self.session.get_inputs()[0]
+        self._input_name = inp.name
+        shape = list(inp.shape)
+        if len(shape) != 4 or shape[1] != 3 or shape[2:] != [card.input_size, card.input_size]:
+            raise CheckpointLayoutError(
+                f"{self.path}: ONNX input {inp.name} has shape {shape}; {card.name} expects "
+                f"[N, 3, {card.input_size}, {card.input_size}] (is this the recognition model of the pack?)")
+        self._fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+        out_shape = self.session.get_outputs()[0].shape
+        if isinstance(out_shape[-1], int):
+            self.embedding_dim = int(out_shape[-1])
+        else:  # a symbolic output size: read it off one blank crop
+            import numpy as np
+
+            blank = np.zeros((self._fixed_batch or 1, 3, card.input_size, card.input_size), np.float32)
+            self.embedding_dim = int(self._run(blank).shape[-1])
+
+    def _run(self, x: "np.ndarray") -> "np.ndarray":
+        import numpy as np
+
+        step = self._fixed_batch or len(x)
+        outs = []
+        for i in range(0, len(x), step):
+            chunk = x[i:i + step]
+            if len(chunk) < step:  # a model exported with a fixed batch: pad the last chunk, drop the padding
+                chunk = np.concatenate([chunk, np.zeros((step - len(chunk),) + chunk.shape[1:], chunk.dtype)])
+            outs.append(self.session.run(None, {self._input_name: np.ascontiguousarray(chunk)})[0][:len(x) - i])
+        return np.concatenate(outs).astype(np.float32, copy=False)
+
+    def forward(self, faces: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            x = prepare_crops(faces, landmarks, self.card).float()
+            batch = x.shape[0]
+            if self.flip_test:
+                x = torch.cat([x, x.flip(-1)])
+            out = torch.from_numpy(self._run(x.cpu().numpy()))
+        if self.flip_test:
+            out = out[:batch] + out[batch:]
+        return out.to(faces.device)
+
+    def embed(self, faces: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
+        """``[B,3,512,512]`` RGB [0,1] + ``[B,5,2]`` landmarks -> ``[B, D]`` float32."""
+        return self.forward(faces, landmarks)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# ONNX -> IResNet conversion (the key-remapping function of this backend)
+
+
+class _OnnxGraph:
+    """Read-only view of an ONNX graph: constants, producers, data-path consumers (Identity/Dropout skipped)."""
+
+    _PASS = ("Identity", "Dropout")
+
+    def __init__(self, model: "onnx.ModelProto", source: str):
+        from onnx import numpy_helper
+
+        self.source = source
+        self._to_array = numpy_helper.to_array
+        graph = model.graph
+        self.inits = {t.name: t for t in graph.initializer}
+        self.producer = {out: node for node in graph.node for out in node.output}
+        self.users: dict[str, list] = defaultdict(list)
+        for node in graph.node:
+            for name in node.input:
+                if name:
+                    self.users[name].append(node)
+        inputs = [i for i in graph.input if i.name not in self.inits]
+        if len(inputs) != 1:
+            self.fail(f"expected one image input, found {[i.name for i in inputs]}")
+        self.input = inputs[0]
+        self.outputs = {o.name for o in graph.output}
+
+    def fail(self, why: str):
+        raise CheckpointLayoutError(f"{self.source}: not an arcface_torch IResNet graph ({why}); "
+                                    f"use engine='onnxruntime' for this model")
+
+    def const(self, name: str) -> "np.ndarray":
+        """Value of a constant tensor (initializer, Constant, or Identity/Unsqueeze/Reshape/Squeeze/Cast of one)."""
+        import numpy as np
+
+        if name in self.inits:
+            return self._to_array(self.inits[name])
+        node = self.producer.get(name)
+        if node is None:
+            self.fail(f"{name} is not a constant")
+        attrs = {a.name: a for a in node.attribute}
+        if node.op_type == "Constant":
+            return self._to_array(attrs["value"].t)
+        value = self.const(node.input[0])
+        if node.op_type in ("Identity", "Cast"):
+            return value
+        if node.op_type in ("Unsqueeze", "Squeeze"):
+            axes = list(attrs["axes"].ints) if "axes" in attrs else (
+                [int(a) for a in self.const(node.input[1])] if len(node.input) > 1 and node.input[1] else None)
+            if node.op_type == "Squeeze":
+                return np.squeeze(value, axis=tuple(axes) if axes else None)
+            for axis in sorted(a % (value.ndim + len(axes)) for a in axes):
+                value = np.expand_dims(value, axis)
+            return value
+        if node.op_type == "Reshape":
+            return value.reshape([int(s) for s in self.const(node.input[1])])
+        self.fail(f"constant {name} comes from an unsupported {node.op_type} node")
+
+    def next_nodes(self, tensor: str) -> list:
+        """Nodes that consume ``tensor`` on the data path, looking through Identity and Dropout."""
+        found = []
+        for node in self.users.get(tensor, []):
+            if node.op_type in self._PASS:
+                found += self.next_nodes(node.output[0])
+            else:
+                found.append(node)
+        return found
+
+    def is_output(self, tensor: str) -> bool:
+        if tensor in self.outputs:
+            return True
+        return any(n.op_type in self._PASS and self.is_output(n.output[0]) for n in self.users.get(tensor, []))
+
+    def only_next(self, tensor: str, op_types: tuple[str, ...], what: str):
+        nodes = self.next_nodes(tensor)
+        if len(nodes) != 1 or nodes[0].op_type not in op_types:
+            self.fail(f"after {what} expected {'/'.join(op_types)}, found {[n.op_type for n in nodes]}")
+        return nodes[0]
+
+
+def _bn_entries(prefix: str, weight, bias, mean, var) -> dict[str, torch.Tensor]:
+    return {f"{prefix}.weight": torch.as_tensor(weight, dtype=torch.float32).reshape(-1),
+            f"{prefix}.bias": torch.as_tensor(bias, dtype=torch.float32).reshape(-1),
+            f"{prefix}.running_mean": torch.as_tensor(mean, dtype=torch.float32).reshape(-1),
+            f"{prefix}.running_var": torch.as_tensor(var, dtype=torch.float32).reshape(-1),
+            f"{prefix}.num_batches_tracked": torch.tensor(0, dtype=torch.int64)}
+
+
+def _read_bn(g: _OnnxGraph, node, prefix: str) -> dict[str, torch.Tensor]:
+    """An ONNX BatchNormalization -> torch entries with eps 1e-5 (another epsilon is folded into running_var)."""
+    eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
+    scale, bias, mean, var = (g.const(name).astype("float64") for name in node.input[1:5])
+    return _bn_entries(prefix, scale, bias, mean, var + (eps - 1e-5))
+
+
+def _read_conv(g: _OnnxGraph, node, conv_key: str, bn_prefix: str) -> tuple[dict[str, torch.Tensor], str, int]:
+    """A Conv (+ its BatchNormalization, or a bias from conv-BN fusion) -> entries, output tensor, stride."""
+    import numpy as np
+
+    attrs = {a.name: a for a in node.attribute}
+    stride = int(attrs["strides"].ints[0]) if "strides" in attrs else 1
+    if "group" in attrs and attrs["group"].i != 1:
+        g.fail(f"grouped convolution at {node.name or conv_key}")
+    entries = {conv_key: torch.as_tensor(g.const(node.input[1]).astype("float32"))}
+    out = node.output[0]
+    nxt = g.next_nodes(out)
+    bias = g.const(node.input[2]).astype("float64") if len(node.input) > 2 and node.input[2] else None
+    if len(nxt) == 1 and nxt[0].op_type == "BatchNormalization":
+        if bias is not None:  # a conv bias followed by a BN: fold the bias into the BN mean
+            bn = _read_bn(g, nxt[0], bn_prefix)
+            bn[f"{bn_prefix}.running_mean"] -= torch.as_tensor(bias, dtype=torch.float32)
+            entries.update(bn)
+        else:
+            entries.update(_read_bn(g, nxt[0], bn_prefix))
+        out = nxt[0].output[0]
+    else:  # conv-BN fused at export: an identity BN that adds the bias
+        channels = entries[conv_key].shape[0]
+        bias = bias if bias is not None else np.zeros(channels)
+        ones = np.ones(channels)
+        entries.update(_bn_entries(bn_prefix, np.sqrt(ones + 1e-5), bias, np.zeros(channels), ones))
+    return entries, out, stride
+
+
+def iresnet_state_dict_from_onnx(model: "onnx.ModelProto | str | Path", *, source: str | None = None
+                                 ) -> tuple[tuple[int, ...], int, int, dict[str, torch.Tensor]]:
+    """Read an arcface_torch IResNet exported to ONNX (fused or not) into our state_dict layout.
+
+    Walks the graph from the input: stem Conv(+BN) -> PRelu, pre-activation blocks (BN -> Conv(+BN) -> PRelu ->
+    Conv(+BN) -> Add with the identity or a 1x1 Conv(+BN)), then BN -> Flatten -> Gemm -> BN. Conv-BN pairs that the
+    exporter fused become a conv plus an identity BN carrying the bias.
+
+    Returns ``(layers, num_features, input_size, state_dict)``; raises :class:`CheckpointLayoutError` for any other
+    graph (e.g. MobileFaceNet, or old MXNet exports that normalise inside the graph).
+    """
+    import numpy as np
+    import onnx
+
+    if not isinstance(model, onnx.ModelProto):
+        source = source or str(model)
+        model = onnx.load(str(model))
+    g = _OnnxGraph(model, source or "ONNX model")
+    sd: dict[str, torch.Tensor] = {}
+
+    stem = g.only_next(g.input.name, ("Conv",), "the input")
+    entries, t, _ = _read_conv(g, stem, "conv1.weight", "bn1")
+    sd.update(entries)
+    prelu = g.only_next(t, ("PRelu",), "the stem")
+    sd["prelu.weight"] = torch.as_tensor(g.const(prelu.input[1]).astype("float32")).reshape(-1)
+    t = prelu.output[0]
+
+    layers: list[int] = []
+    while True:
+        nxt = g.next_nodes(t)
+        if len(nxt) == 1 and nxt[0].op_type == "BatchNormalization":
+            break  # the head's bn2
+        bns = [n for n in nxt if n.op_type == "BatchNormalization"]
+        if len(nxt) != 2 or len(bns) != 1:
+            g.fail(f"unexpected block input consumers {[n.op_type for n in nxt]}")
+        side = next(n for n in nxt if n is not bns[0])
+        if side.op_type == "Conv":
+            layers.append(0)
+        elif side.op_type != "Add" or not layers:
+            g.fail(f"block shortcut is {side.op_type}")
+        if len(layers) > 4:
+            g.fail("more than 4 stages")
+        prefix = f"layer{len(layers)}.{layers[-1]}"
+        sd.update(_read_bn(g, bns[0], f"{prefix}.bn1"))
+        conv1 = g.only_next(bns[0].output[0], ("Conv",), f"{prefix}.bn1")
+        entries, u, _ = _read_conv(g, conv1, f"{prefix}.conv1.weight", f"{prefix}.bn2")
+        sd.update(entries)
+        prelu = g.only_next(u, ("PRelu",), f"{prefix}.bn2")
+        sd[f"{prefix}.prelu.weight"] = torch.as_tensor(g.const(prelu.input[1]).astype("float32")).reshape(-1)
+        conv2 = g.only_next(prelu.output[0], ("Conv",), f"{prefix}.prelu")
+        entries, u, stride = _read_conv(g, conv2, f"{prefix}.conv2.weight", f"{prefix}.bn3")
+        sd.update(entries)
+        add = g.only_next(u, ("Add",), f"{prefix}.bn3")
+        if side.op_type == "Conv":
+            if stride != 2:
+                g.fail(f"{prefix} starts a stage with stride {stride}")
+            entries, v, _ = _read_conv(g, side, f"{prefix}.downsample.0.weight", f"{prefix}.downsample.1")
+            sd.update(entries)
+            if g.only_next(v, ("Add",), f"{prefix}.downsample") is not add:
+                g.fail(f"{prefix} shortcut does not reach the block's Add")
+        elif side is not add:
+            g.fail(f"{prefix} identity does not reach the block's Add")
+        layers[-1] += 1
+        t = add.output[0]
+    if len(layers) != 4:
+        g.fail(f"found {len(layers)} stages, expected 4")
+
+    head_bn = g.next_nodes(t)[0]
+    sd.update(_read_bn(g, head_bn, "bn2"))
+    flat = g.only_next(head_bn.output[0], ("Flatten", "Reshape"), "bn2")
+    fc = g.only_next(flat.output[0], ("Gemm", "MatMul"), "the flatten")
+    if fc.op_type == "Gemm":
+        attrs = {a.name: a for a in fc.attribute}
+        alpha = attrs["alpha"].f if "alpha" in attrs else 1.0
+        beta = attrs["beta"].f if "beta" in attrs else 1.0
+        weight = g.const(fc.input[1]).astype("float64") * alpha
+        if "transA" in attrs and attrs["transA"].i:
+            g.fail("transposed Gemm input")
+        if not ("transB" in attrs and attrs["transB"].i):
+            weight = weight.T
+        bias = (g.const(fc.input[2]).astype("float64") * beta) if len(fc.input) > 2 and fc.input[2] \
+            else np.zeros(weight.shape[0])
+        t = fc.output[0]
+    else:
+        weight = g.const(fc.input[1]).astype("float64").T
+        add = g.only_next(fc.output[0], ("Add",), "the fc MatMul")
+        other = add.input[1] if add.input[0] == fc.output[0] else add.input[0]
+        bias = g.const(other).astype("float64")
+        t = add.output[0]
+    sd["fc.weight"] = torch.as_tensor(weight, dtype=torch.float32)
+    sd["fc.bias"] = torch.as_tensor(bias, dtype=torch.float32).reshape(-1)
+    features = g.only_next(t, ("BatchNormalization",), "fc")
+    sd.update(_read_bn(g, features, "features"))
+    if not g.is_output(features.output[0]):
+        g.fail(f"nodes follow the features BatchNorm: {[n.op_type for n in g.next_nodes(features.output[0])]}")
+
+    num_features, flat_dim = sd["fc.weight"].shape
+    side = int(round((flat_dim / 512) ** 0.5))
+    if 512 * side * side != flat_dim:
+        g.fail(f"fc input size {flat_dim} is not 512*s*s")
+    return tuple(layers), int(num_features), side * 16, sd
+
+
+def build_uninitialised(cls: Callable[..., torch.nn.Module], *args: Any, **kwargs: Any) -> torch.nn.Module:
+    """Build a module without running its random initialisation (every entry is loaded next)."""
+    with torch.device("meta"):
+        module = cls(*args, **kwargs)
+    return module.to_empty(device="cpu")
+
+
+def onnx_to_iresnet(path: str | Path, *, source: str | None = None) -> IResNet:
+    """Build our :class:`IResNet` from an arcface_torch IResNet ONNX file (strictly loaded; eval mode)."""
+    layers, num_features, input_size, sd = iresnet_state_dict_from_onnx(path, source=source)
+    net = build_uninitialised(IResNet, layers, num_features=num_features, input_size=input_size)
+    load_state_dict_strict(net, sd, source=source or str(path))
+    return net.eval()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# weight files
+
+
+@dataclass(frozen=True)
+class _Pack:
+    """An insightface model pack zip (v0.7 release) that holds a card's recognition ONNX."""
+
+    name: str
+    url: str
+    sha256: str
+    size_bytes: int
+
+
+_PACKS: dict[str, _Pack] = {
+    "buffalo_l": _Pack("buffalo_l", "https://github.com/deepinsight/insightface/releases/download/v0.7/buffalo_l.zip",
+                       "80ffe37d8a5940d59a7384c201a2a38d4741f2f3c51eef46ebb28218a7b0ca2f", 288_621_354),
+    "antelopev2": _Pack("antelopev2",
+                        "https://github.com/deepinsight/insightface/releases/download/v0.7/antelopev2.zip",
+                        "8e182f14fc6e80b3bfa375b33eb6cff7ee05d8ef7633e738d1c89021dcf0c5c5", 360_662_982),
+    "buffalo_s": _Pack("buffalo_s", "https://github.com/deepinsight/insightface/releases/download/v0.7/buffalo_s.zip",
+                       "d85a87f503f691807cd8bb97128bdf7a0660326cd9cd02657127fa978bab8b5e", 127_607_557),
+}
+_PACK_OF_CARD: dict[str, str] = {}
+
+
+def _insightface_candidates(card: ModelCard, root: str | Path | None) -> list[Path]:
+    pack = _PACK_OF_CARD[card.name]
+    base = Path(root).expanduser() if root else Path.home() / ".insightface"
+    filename = card.weights["model"].filename
+    return [base / "models" / pack / filename, base / "models" / pack / pack / filename]
+
+
+def _extract_member(zip_path: Path, filename: str, dest_dir: Path, sha256: str | None) -> Path:
+    """Extract the member named ``filename`` (in any folder of the zip) to ``dest_dir``; verify its sha256."""
+    with zipfile.ZipFile(zip_path) as archive:
+        names = [n for n in archive.namelist() if n.rsplit("/", 1)[-1] == filename]
+        if not names:
+            raise WeightsNotFoundError(f"{zip_path}: archive has no {filename}")
+        target = dest_dir / filename
+        with archive.open(names[0]) as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    if sha256:
+        actual = sha256_file(target)
+        if actual != sha256.lower():
+            target.unlink()
+            raise WeightsHashError(f"{zip_path}:{names[0]} has sha256 {actual}, expected {sha256}")
+    return target
+
+
+def _download_pack_member(card: ModelCard, cache_dir: str | Path | None) -> Path:
+    """Download the card's pack zip into a temp folder of the cache, keep only the recognition file."""
+    from ..hub import get_cache_dir
+
+    pack = _PACKS[_PACK_OF_CARD[card.name]]
+    wf = card.weights["model"]
+    root = get_cache_dir(cache_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{pack.name}-", dir=root))
+    try:
+        logger.info("%s: downloading %s (%d MB) for %s", card.name, pack.url, pack.size_bytes >> 20, wf.filename)
+        zip_path = download_file(pack.url, tmp / f"{pack.name}.zip", sha256=pack.sha256,
+                                 description=f"{card.name}:{pack.name}.zip")
+        member = _extract_member(zip_path, wf.filename, tmp, wf.sha256)
+        return copy_into_cache(card, "model", member, cache_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def locate_weights(card: ModelCard, *, explicit: str | Path | None = None, cache_dir: str | Path | None = None,
+                   download: bool | None = None, insightface_root: str | Path | None = None) -> Path:
+    """The weight file of ``card``: explicit path, then (packs) ``~/.insightface/models/<pack>/``, then the cache,
+    then a download when allowed. Raises :class:`WeightsNotFoundError` naming the file, its source and the folders."""
+    if explicit is not None or card.name not in _PACK_OF_CARD:
+        try:
+            return resolve_weights(card, explicit=explicit, cache_dir=cache_dir, download=download)
+        except WeightsNotFoundError as exc:
+            hint = _ZOO_FOLDER.get(card.name)
+            if explicit is None and hint:
+                raise WeightsNotFoundError(f"{exc} (in the arcface_torch model zoo: {hint}/backbone.pth)") from exc
+            raise
+    for candidate in _insightface_candidates(card, insightface_root):
+        if candidate.is_file():
+            return resolve_weights(card, explicit=candidate)  # a user's file: a sha256 mismatch only warns
+    try:
+        return resolve_weights(card, cache_dir=cache_dir, download=False)
+    except WeightsNotFoundError as exc:
+        pack = _PACKS[_PACK_OF_CARD[card.name]]
+        folder = _insightface_candidates(card, insightface_root)[0].parent
+        allowed = (download is None or download) and not is_offline()
+        if allowed:
+            try:
+                return _download_pack_member(card, cache_dir)
+            except OSError as err:  # URLError is an OSError
+                raise WeightsNotFoundError(f"{exc}; downloading {pack.url} failed ({err}); or unzip that pack into "
+                                           f"{folder}") from err
+        raise WeightsNotFoundError(f"{exc}; or unzip {pack.url} into {folder}") from exc
+
+
+def weight_status(name: str, *, cache_dir: str | Path | None = None,
+                  insightface_root: str | Path | None = None) -> dict[str, str]:
+    """``{"model": "present: PATH" | "missing: where to put it"}`` for ``restorever recognizers`` (no hashing)."""
+    card = CARDS[name]
+    if name in _PACK_OF_CARD:
+        for candidate in _insightface_candidates(card, insightface_root):
+            if candidate.is_file():
+                return {"model": f"present: {candidate}"}
+    status = hub_weight_status(card, cache_dir)
+    if status["model"].startswith("missing"):
+        if name in _PACK_OF_CARD:
+            pack = _PACKS[_PACK_OF_CARD[name]]
+            folder = _insightface_candidates(card, insightface_root)[0].parent
+            status["model"] += f" or unzip {pack.url} into {folder} (downloaded on first use when online)"
+        else:
+            status["model"] += f" (model zoo folder {_ZOO_FOLDER[name]} at {card.weights['model'].origin_url})"
+    return status
+
+
+def _load_iresnet(card: ModelCard, path: Path) -> IResNet:
+    """A ``backbone.pth`` state_dict (or an ``.onnx`` export) -> our IResNet of the card's depth, strictly."""
+    if path.suffix.lower() == ".onnx":
+        net = onnx_to_iresnet(path)
+    else:
+        depth = int(card.arch.removeprefix("iresnet"))
+        net = build_uninitialised(IResNet, IRESNET_LAYERS[depth])
+        load_state_dict_strict(net, load_checkpoint(path), source=str(path))
+    expected = int(card.arch.removeprefix("iresnet")) if card.arch.startswith("iresnet") else None
+    if expected is not None and net.layers_config != IRESNET_LAYERS[expected]:
+        raise CheckpointLayoutError(f"{path}: an IResNet with blocks {net.layers_config}, {card.name} is "
+                                    f"iresnet{expected} {IRESNET_LAYERS[expected]}")
+    return net.eval()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# cards
+
+_LICENSE = "non-commercial research only (InsightFace model zoo terms)"
+_ZOO_URL = "https://1drv.ms/u/s!AswpsDO2toNKq0lWY69vN58GR6mw?e=p9Ov5d"
+_ARCFACE_PAPER = "https://arxiv.org/abs/1801.07698"
+_ZOO_FOLDER: dict[str, str] = {}
+
+
+def _reported(lfw: float, cfp_fp: float, agedb: float, ijbc_e4: float | None = None,
+              ijbc_e5: float | None = None) -> dict[str, float]:
+    """Published figures in percent -> fractions (keys shared with the calibration tests)."""
+    out = {"lfw_accuracy": lfw / 100, "cfp_fp_accuracy": cfp_fp / 100, "agedb30_accuracy": agedb / 100}
+    if ijbc_e4 is not None:
+        out["ijbc_tar_at_far_1e-4"] = ijbc_e4 / 100
+    if ijbc_e5 is not None:
+        out["ijbc_tar_at_far_1e-5"] = ijbc_e5 / 100
+    return out
+
+
+def _cfg(name: str, arch: str, weight: WeightFile, reported: Mapping[str, float], description: str,
+         **extra: Any) -> ModelCard:
+    return ModelCard(name=name, arch=arch, weights={"model": weight}, template="arcface_112", input_size=112,
+                     mean=(127.5, 127.5, 127.5), std=(127.5, 127.5, 127.5), channel_order="RGB",
+                     default_kwargs={"flip_test": False, "precision": "auto", **extra}, description=description,
+                     reported=dict(reported))
+
+
+def _torch_card(depth: int, dataset: str, folder: str, reported: Mapping[str, float], loss: str) -> ModelCard:
+    name = f"arcface-r{depth}-{dataset}"
+    _ZOO_FOLDER[name] = folder
+    paper = _ARCFACE_PAPER if dataset == "ms1mv3" else "https://arxiv.org/abs/2010.05222"
+    weight = WeightFile("backbone.pth", url=None, sha256=None, license=_LICENSE, origin_url=_ZOO_URL, paper=paper)
+    return _cfg(name, f"iresnet{depth}", weight, reported,
+                f"arcface_torch IResNet-{depth}, {loss} loss on {dataset.upper()} (model zoo folder {folder}); "
+                f"512-D raw embedding, cosine similarity")
+
+
+def _pack_card(pack: str, filename: str, arch: str, sha256: str, size: int, reported: Mapping[str, float],
+               description: str) -> ModelCard:
+    name = f"insightface-{pack}"
+    _PACK_OF_CARD[name] = pack
+    weight = WeightFile(filename, url=None, sha256=sha256, license=_LICENSE, origin_url=_PACKS[pack].url,
+                        paper="https://arxiv.org/abs/2103.04098", size_bytes=size)
+    return _cfg(name, arch, weight, reported, description, engine="auto")
+
+
+_TORCH_CARDS = [
+    _torch_card(18, "ms1mv3", "ms1mv3_arcface_r18_fp16", _reported(99.77, 97.73, 97.77, 94.66, 92.07), "ArcFace"),
+    _torch_card(34, "ms1mv3", "ms1mv3_arcface_r34_fp16", _reported(99.80, 98.67, 98.10, 95.90, 94.10), "ArcFace"),
+    _torch_card(50, "ms1mv3", "ms1mv3_arcface_r50_fp16", _reported(99.83, 98.96, 98.35, 96.46, 94.79), "ArcFace"),
+    _torch_card(100, "ms1mv3", "ms1mv3_arcface_r100_fp16", _reported(99.85, 99.06, 98.48, 96.81, 95.31), "ArcFace"),
+    _torch_card(18, "glint360k", "glint360k_cosface_r18_fp16_0.1", _reported(99.77, 97.73, 97.72, 95.33, 93.16),
+                "CosFace (Partial FC 0.1)"),
+    _torch_card(34, "glint360k", "glint360k_cosface_r34_fp16_0.1", _reported(99.82, 98.78, 98.33, 96.56, 95.16),
+                "CosFace (Partial FC 0.1)"),
+    _torch_card(50, "glint360k", "glint360k_cosface_r50_fp16_0.1", _reported(99.83, 99.20, 98.38, 96.97, 95.61),
+                "CosFace (Partial FC 0.1)"),
+    _torch_card(100, "glint360k", "glint360k_cosface_r100_fp16_0.1", _reported(99.82, 99.29, 98.48, 97.32, 95.88),
+                "CosFace (Partial FC 0.1)"),
+]
+_PACK_CARDS = [
+    _pack_card("buffalo_l", "w600k_r50.onnx", "iresnet50",
+               "4c06341c33c2ca1f86781dab0e829f88ad5b64be9fba56e56bc9ebdefc619e43", 174_383_860,
+               _reported(99.83, 99.33, 98.23, 97.25),
+               "insightface buffalo_l recognition model: IResNet-50 ArcFace on WebFace600K (ONNX)"),
+    _pack_card("antelopev2", "glintr100.onnx", "iresnet100",
+               "4ab1d6435d639628a6f3e5008dd4f929edf4c4124b1a7169e1048f9fef534cdf", 260_665_334, {},
+               "insightface antelopev2 recognition model: IResNet-100 on Glint360K (ONNX); the model zoo publishes "
+               "no LFW figure for it"),
+    _pack_card("buffalo_s", "w600k_mbf.onnx", "mobilefacenet",
+               "9cc6e4a75f0e2bf0b1aed94578f144d15175f357bdc05e815e5c4a02b319eb4f", 13_616_099,
+               _reported(99.70, 98.00, 96.58, 95.02),
+               "insightface buffalo_s recognition model: MobileFaceNet ArcFace on WebFace600K (ONNX; onnxruntime "
+               "only)"),
+]
+
+CARDS: dict[str, ModelCard] = {card.name: card for card in _TORCH_CARDS + _PACK_CARDS}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# entry point
+
+
+def _choose_engine(card: ModelCard, engine: str, device: torch.device) -> str:
+    engine = str(engine).lower()
+    if engine not in ("auto", "onnxruntime", "torch"):
+        raise ValueError(f"{card.name}: engine={engine!r}; choose auto, onnxruntime or torch")
+    if engine != "auto":
+        return engine
+    if device.type != "cuda":
+        return "onnxruntime"
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        return "onnxruntime"
+    if not card.arch.startswith("iresnet"):
+        logger.warning("%s: onnxruntime has no CUDA provider and %s cannot run in torch; using onnxruntime on CPU "
+                       "(pip uninstall onnxruntime && pip install onnxruntime-gpu)", card.name, card.arch)
+        return "onnxruntime"
+    logger.info("%s: onnxruntime has no CUDA provider; converting the ONNX weights to torch", card.name)
+    return "torch"
+
+
+def create(name: str, *, weights: Mapping[str, str] | None = None, device: Any = "cpu", flip_test: bool = False,
+           precision: str = "auto", engine: str | None = None, cache_dir: str | Path | None = None,
+           download: bool | None = None, insightface_root: str | Path | None = None) -> Recognizer:
+    """Create an ArcFace recognizer by registry name (see :data:`CARDS`).
+
+    Args:
+        weights: ``{"model": FILE}``, an explicit ``backbone.pth`` (or ``.onnx``) instead of the cache.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``.
+        flip_test: add the embedding of the mirrored crop (insightface's benchmark protocol).
+        precision: ``auto`` | ``fp32`` | ``fp16`` | ``bf16`` (torch engine; half precisions act on CUDA only).
+        engine: insightface variants only: ``auto`` | ``onnxruntime`` | ``torch``.
+        cache_dir, download: see :func:`restorever.hub.resolve_weights`.
+        insightface_root: where insightface keeps packs (default ``~/.insightface``).
+    """
+    if name not in CARDS:
+        raise KeyError(f"arcface backend has no variant {name!r}; known: {', '.join(CARDS)}")
+    card = CARDS[name]
+    unknown = set(weights or {}) - {"model"}
+    if unknown:
+        raise ValueError(f"{name}: unknown weight role(s) {sorted(unknown)}; "
+                         f"this backend has one file (--weights FILE)")
+    dev = resolve_device(device)
+    path = locate_weights(card, explicit=(weights or {}).get("model"), cache_dir=cache_dir, download=download,
+                          insightface_root=insightface_root)
+    if name in _PACK_OF_CARD:
+        chosen = _choose_engine(card, engine or card.default_kwargs.get("engine", "auto"), dev)
+        if chosen == "onnxruntime":
+            rec: Recognizer = OnnxRecognizer(card, path, device=dev, flip_test=flip_test)
+            rec.weight_files = {"model": (str(path), sha256_file(path))}
+            logger.info("%s: %s on %s", name, path, ", ".join(rec.providers))
+            return rec
+        net = onnx_to_iresnet(path)
+    else:
+        if engine not in (None, "torch", "auto"):
+            raise ValueError(f"{name}: a torch checkpoint runs with engine='torch' only")
+        net = _load_iresnet(card, path)
+    logger.info("%s: %s (torch, %s)", name, path, dev)
+    rec = CropRecognizer(card, net.to(dev), embedding_dim=net.num_features, flip_test=flip_test,
+                         autocast_dtype=autocast_dtype_for(precision, dev)).eval()
+    rec.weight_files = {"model": (str(path), sha256_file(path))}
+    return rec
+

@@ -1,0 +1,359 @@
+"""ArcFace backends without real weights: the fixture network through the torch engine, the ONNX engine and the
+ONNX -> torch conversion; strict loading of manifest-shaped checkpoints; weight discovery and its error messages."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import warnings
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from restorever.errors import CheckpointLayoutError, WeightsHashError, WeightsNotFoundError
+from restorever.recognizers import arcface
+from restorever.recognizers.arcface import (CARDS, CropRecognizer, OnnxRecognizer, create, iresnet_state_dict_from_onnx,
+                                            locate_weights)
+from restorever.recognizers.layers import IResNet
+
+PACKS = ["insightface-buffalo_l", "insightface-antelopev2", "insightface-buffalo_s"]
+TORCH_CARDS = [n for n in CARDS if n.startswith("arcface-")]
+
+
+@pytest.fixture(scope="module")
+def fixture(reference_dir):
+    # Our own fixture file (made by the research task), hence weights_only=False here only.
+    return torch.load(reference_dir / "fixtures" / "iresnet_small_ref.pt", weights_only=False)
+
+
+@pytest.fixture(scope="module")
+def small_net(fixture) -> IResNet:
+    """The fixture's official-layout IResNet ([2,1,1,1], 16-D) with its float16-exact random weights."""
+    net = IResNet(fixture["config"]["layers"], num_features=fixture["config"]["num_features"])
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in fixture["state_dict"].items()})
+    return net.eval()
+
+
+def _export(net: torch.nn.Module, path, size: int = 112, dynamic: bool = True, **kwargs):
+    axes = {"data": {0: "batch"}, "fc1": {0: "batch"}} if dynamic else None
+    with warnings.catch_warnings():  # the TorchScript exporter's deprecation notices
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(net, torch.zeros(2, 3, size, size), str(path), input_names=["data"], output_names=["fc1"],
+                          opset_version=11, dynamo=False, dynamic_axes=axes, **kwargs)
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_onnx(small_net, tmp_path_factory):
+    """The fixture network exported as arcface_torch's torch2onnx does (input "data", opset 11, conv-BN fused)."""
+    return _export(small_net, tmp_path_factory.mktemp("onnx") / "small_iresnet.onnx")
+
+
+@pytest.fixture(scope="module")
+def faces():
+    """Two aligned 512 'faces' (smooth random images in [0,1]) and landmarks near the ffhq_512 template."""
+    from restorever.alignment import get_template
+
+    g = torch.Generator().manual_seed(0)
+    low = torch.rand(2, 3, 32, 32, generator=g)
+    images = torch.nn.functional.interpolate(low, size=(512, 512), mode="bicubic", align_corners=False).clamp(0, 1)
+    points = torch.tensor(np.asarray(get_template("ffhq_512").points), dtype=torch.float32)
+    landmarks = points.expand(2, 5, 2) + torch.randn(2, 5, 2, generator=g) * 3.0
+    return images, landmarks
+
+
+def _official_input(images, landmarks):
+    """arcface_torch's recipe on the 112 crop: /255, -0.5, /0.5 on 0-255 RGB values."""
+    from restorever.alignment import crop_to_template
+
+    crops = crop_to_template(images, landmarks, "arcface_112")
+    return ((crops * 255.0) / 255.0 - 0.5) / 0.5
+
+
+# ---------------------------------------------------------------------------------------------------------- cards
+
+
+@pytest.mark.parametrize("name", list(CARDS))
+def test_cards(name):
+    card = CARDS[name]
+    assert card.name == name and set(card.weights) == {"model"}
+    assert (card.template, card.input_size, card.channel_order) == ("arcface_112", 112, "RGB")
+    assert card.mean == (127.5,) * 3 and card.std == (127.5,) * 3
+    wf = card.weights["model"]
+    assert "non-commercial" in wf.license and wf.origin_url.startswith("https://")
+    if name in PACKS:
+        assert len(wf.sha256) == 64 and int(wf.sha256, 16) >= 0 and wf.filename.endswith(".onnx")
+    else:
+        assert wf.filename == "backbone.pth" and card.arch in {"iresnet18", "iresnet34", "iresnet50", "iresnet100"}
+        assert 0.99 < card.reported["lfw_accuracy"] < 1.0
+    for key, value in card.reported.items():
+        assert 0.9 < value < 1.0, key
+
+
+def test_registry_names():
+    assert {"arcface-r50-ms1mv3", "arcface-r100-ms1mv3", "arcface-r100-glint360k", *PACKS} <= set(CARDS)
+
+
+# ---------------------------------------------------------------------------------------------------- torch engine
+
+
+def test_torch_engine_matches_official_preprocessing(small_net, faces):
+    images, landmarks = faces
+    rec = CropRecognizer(CARDS["arcface-r50-ms1mv3"], small_net, embedding_dim=16)
+    out = rec.embed(images, landmarks)
+    with torch.no_grad():
+        ref = small_net(_official_input(images, landmarks))
+    assert out.shape == (2, 16) and out.dtype == torch.float32 and not out.requires_grad
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+    # a recognizer that ignored the landmarks or the normalisation would not match
+    assert (rec.embed(images, landmarks.flip(0)) - out).abs().max() > 1e-3
+
+
+def test_torch_engine_float64_input_and_gradients(small_net, faces):
+    images, landmarks = faces
+    rec = CropRecognizer(CARDS["arcface-r50-ms1mv3"], small_net, embedding_dim=16)
+    x = images[:1].double().requires_grad_(True)
+    out = rec(x, landmarks[:1])  # forward is differentiable (usable as an identity loss)
+    assert out.dtype == torch.float32
+    out.pow(2).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_flip_test_is_sum_of_embeddings(small_net, faces):
+    images, landmarks = faces
+    rec = CropRecognizer(CARDS["arcface-r50-ms1mv3"], small_net, embedding_dim=16, flip_test=True)
+    out = rec.embed(images, landmarks)
+    x = _official_input(images, landmarks)
+    with torch.no_grad():
+        ref = small_net(x) + small_net(x.flip(-1))
+    torch.testing.assert_close(out, ref, atol=2e-5, rtol=0)
+    with torch.no_grad():
+        assert (out - 2 * small_net(x)).abs().max() > 1e-3  # the mirror really differs
+
+
+def test_bad_inputs(small_net, faces):
+    images, landmarks = faces
+    rec = CropRecognizer(CARDS["arcface-r50-ms1mv3"], small_net, embedding_dim=16)
+    with pytest.raises(ValueError, match=r"landmarks: expected a \[2, 5, 2\]"):
+        rec.embed(images, landmarks[:, :4])
+    with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
+        rec.embed(images[:, :1], landmarks)
+    with pytest.raises(TypeError, match="float"):
+        rec.embed((images * 255).to(torch.uint8), landmarks)
+
+
+# ----------------------------------------------------------------------------------------------------- ONNX engine
+
+
+def test_onnx_engine_matches_torch(small_net, small_onnx, faces):
+    images, landmarks = faces
+    rec = create("insightface-buffalo_l", weights={"model": str(small_onnx)}, engine="onnxruntime")
+    assert isinstance(rec, OnnxRecognizer) and rec.providers == ["CPUExecutionProvider"]
+    assert rec.embedding_dim == 16
+    ref = CropRecognizer(CARDS["insightface-buffalo_l"], small_net, embedding_dim=16).embed(images, landmarks)
+    out = rec.embed(images, landmarks)
+    assert out.dtype == torch.float32 and out.device == images.device
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=0)
+    flipped = create("insightface-buffalo_l", weights={"model": str(small_onnx)}, engine="onnxruntime",
+                     flip_test=True).embed(images, landmarks)
+    ref_flip = CropRecognizer(CARDS["insightface-buffalo_l"], small_net, embedding_dim=16,
+                              flip_test=True).embed(images, landmarks)
+    torch.testing.assert_close(flipped, ref_flip, atol=1e-4, rtol=0)
+
+
+def test_onnx_fixed_batch_model(small_net, small_onnx, tmp_path, faces):
+    images, landmarks = faces
+    fixed = _export(small_net, tmp_path / "fixed.onnx", dynamic=False)  # input [2, 3, 112, 112]
+    rec = create("insightface-buffalo_l", weights={"model": str(fixed)}, engine="onnxruntime")
+    dynamic = create("insightface-buffalo_l", weights={"model": str(small_onnx)}, engine="onnxruntime")
+    # one face is padded to the model's batch of 2; two faces with flip_test make four crops, two runs
+    torch.testing.assert_close(rec.embed(images[:1], landmarks[:1]), dynamic.embed(images[:1], landmarks[:1]),
+                               atol=1e-5, rtol=0)
+    rec.flip_test = dynamic.flip_test = True
+    torch.testing.assert_close(rec.embed(images, landmarks), dynamic.embed(images, landmarks), atol=1e-5, rtol=0)
+
+
+def test_onnx_to_torch_conversion(small_net, small_onnx, faces):
+    images, landmarks = faces
+    rec = create("insightface-buffalo_l", weights={"model": str(small_onnx)}, engine="torch")
+    assert isinstance(rec, CropRecognizer) and rec.net.layers_config == (2, 1, 1, 1)
+    ref = CropRecognizer(CARDS["insightface-buffalo_l"], small_net, embedding_dim=16).embed(images, landmarks)
+    onnx_out = create("insightface-buffalo_l", weights={"model": str(small_onnx)}).embed(images, landmarks)
+    out = rec.embed(images, landmarks)
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=0)
+    torch.testing.assert_close(out, onnx_out, atol=1e-4, rtol=0)
+
+
+def test_unfused_export_converts_to_the_same_state_dict(small_net, tmp_path):
+    path = _export(small_net, tmp_path / "unfused.onnx", do_constant_folding=False)
+    layers, num_features, size, state = iresnet_state_dict_from_onnx(path)
+    assert (layers, num_features, size) == ((2, 1, 1, 1), 16, 112)
+    expected = small_net.state_dict()
+    assert list(state) == list(expected)
+    for key, value in expected.items():
+        if not key.endswith("num_batches_tracked"):
+            torch.testing.assert_close(state[key], value, atol=0, rtol=0, msg=key)
+
+
+def test_converter_rejects_other_graphs(tmp_path):
+    other = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Flatten(),
+                                torch.nn.Linear(8 * 112 * 112, 4)).eval()
+    path = _export(other, tmp_path / "other.onnx")
+    with pytest.raises(CheckpointLayoutError, match="not an arcface_torch IResNet graph.*engine='onnxruntime'"):
+        iresnet_state_dict_from_onnx(path)
+    # the ONNX engine still runs it, and a wrong input size is refused
+    assert isinstance(create("insightface-buffalo_s", weights={"model": str(path)}), OnnxRecognizer)
+    small = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()).eval()
+    wrong = _export(small, tmp_path / "wrong.onnx", size=96)
+    with pytest.raises(CheckpointLayoutError, match=r"expects \[N, 3, 112, 112\]"):
+        create("insightface-buffalo_l", weights={"model": str(wrong)})
+
+
+# -------------------------------------------------------------------------------------- checkpoints and layouts
+
+
+@pytest.fixture(scope="module")
+def r50_checkpoint(reference_dir, tmp_path_factory):
+    """A synthetic arcface_torch r50 backbone.pth built from the manifest (random values, listed shapes/dtypes)."""
+    manifest = json.loads((reference_dir / "manifests" / "iresnet50_state_dict.json").read_text())
+    g = torch.Generator().manual_seed(0)
+    state = {}
+    for key, shape in manifest["state_dict"]:
+        if key.endswith("num_batches_tracked"):
+            state[key] = torch.zeros(shape, dtype=torch.int64)
+        elif key.endswith("running_var"):
+            state[key] = torch.rand(shape, generator=g) + 0.5
+        else:
+            state[key] = torch.randn(shape, generator=g) * 0.02
+    path = tmp_path_factory.mktemp("r50") / "backbone.pth"
+    torch.save(state, path)
+    return path, state
+
+
+def test_strict_load_of_manifest_checkpoint(r50_checkpoint, faces):
+    path, state = r50_checkpoint
+    rec = create("arcface-r50-ms1mv3", weights={"model": str(path)})
+    assert isinstance(rec, CropRecognizer) and rec.embedding_dim == 512 and rec.autocast_dtype is None
+    loaded = rec.net.state_dict()
+    assert list(loaded) == list(state)
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    out = rec.embed(faces[0][:1], faces[1][:1])
+    assert out.shape == (1, 512) and torch.isfinite(out).all()
+
+
+def test_wrong_layout_names_keys(r50_checkpoint, tmp_path):
+    _, state = r50_checkpoint
+    bad = dict(state)
+    bad["output_layer.weight"] = bad.pop("fc.weight")
+    path = tmp_path / "bad.pth"
+    torch.save(bad, path)
+    with pytest.raises(CheckpointLayoutError) as info:
+        create("arcface-r50-ms1mv3", weights={"model": str(path)})
+    message = str(info.value)
+    assert str(path) in message and "fc.weight" in message and "output_layer.weight" in message
+    assert "missing" in message and "unexpected" in message
+
+    # an r50 file offered as r100: names the first missing keys of the deeper net
+    with pytest.raises(CheckpointLayoutError, match=r"missing \(e\.g\. layer2\.4\."):
+        create("arcface-r100-ms1mv3", weights={"model": str(r50_checkpoint[0])})
+
+
+def test_not_an_onnx_file(r50_checkpoint):
+    with pytest.raises(CheckpointLayoutError, match="onnxruntime cannot load it"):
+        create("insightface-buffalo_l", weights={"model": str(r50_checkpoint[0])})
+
+
+def test_unpicklable_checkpoint_is_refused(tmp_path, small_net):
+    path = tmp_path / "module.pth"
+    torch.save(small_net, path)  # a whole pickled module, not a state_dict
+    with pytest.raises(CheckpointLayoutError, match="weights-only"):
+        create("arcface-r50-ms1mv3", weights={"model": str(path)})
+
+
+def test_unknown_options():
+    with pytest.raises(ValueError, match="unknown weight role"):
+        create("arcface-r50-ms1mv3", weights={"unet": "x"})
+    with pytest.raises(ValueError, match="precision"):
+        arcface.autocast_dtype_for("fp8", torch.device("cpu"))
+
+
+# --------------------------------------------------------------------------------------------- finding weights
+
+
+def test_missing_torch_weights_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESTOREVER_HOME", str(tmp_path / "home"))
+    with pytest.raises(WeightsNotFoundError) as info:
+        create("arcface-r50-ms1mv3")
+    message = str(info.value)
+    assert "\n" not in message
+    assert "backbone.pth" in message and "https://1drv.ms/" in message
+    assert str(tmp_path / "home" / "weights" / "arcface-r50-ms1mv3" / "backbone.pth") in message
+    assert "ms1mv3_arcface_r50_fp16" in message
+    status = arcface.weight_status("arcface-r50-ms1mv3")["model"]
+    assert status.startswith("missing: put backbone.pth in ") and "ms1mv3_arcface_r50_fp16" in status
+
+
+def test_missing_pack_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("RESTOREVER_HOME", str(tmp_path / "home"))
+    with pytest.raises(WeightsNotFoundError) as info:
+        create("insightface-antelopev2", insightface_root=tmp_path / "if")
+    message = str(info.value)
+    assert "\n" not in message and "glintr100.onnx" in message
+    assert "https://github.com/deepinsight/insightface/releases/download/v0.7/antelopev2.zip" in message
+    assert str(tmp_path / "if" / "models" / "antelopev2") in message
+    assert str(tmp_path / "home" / "weights" / "insightface-antelopev2") in message
+
+
+def test_pack_found_in_insightface_folder(small_onnx, tmp_path, caplog, faces):
+    nested = tmp_path / "if" / "models" / "antelopev2" / "antelopev2"  # the zip's nested-folder trap
+    nested.mkdir(parents=True)
+    assert arcface.weight_status("insightface-antelopev2", insightface_root=tmp_path / "if")["model"].startswith(
+        "missing: put glintr100.onnx in ")
+    (nested / "glintr100.onnx").write_bytes(small_onnx.read_bytes())
+    assert arcface.weight_status("insightface-antelopev2", insightface_root=tmp_path / "if") == {
+        "model": f"present: {nested / 'glintr100.onnx'}"}
+    with caplog.at_level(logging.WARNING):
+        rec = create("insightface-antelopev2", insightface_root=tmp_path / "if")
+    assert isinstance(rec, OnnxRecognizer) and rec.path == nested / "glintr100.onnx"
+    assert "sha256" in caplog.text  # not the published file: a warning, not an error
+    assert rec.embed(*faces).shape == (2, 16)
+
+
+def test_pack_download_extracts_and_verifies(small_onnx, tmp_path, monkeypatch):
+    member = small_onnx.read_bytes()
+    archive = tmp_path / "buffalo_l.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("buffalo_l/det_10g.onnx", b"detector")
+        zf.writestr("buffalo_l/w600k_r50.onnx", member)
+    zip_sha = hashlib.sha256(archive.read_bytes()).hexdigest()
+    monkeypatch.setitem(arcface._PACKS, "buffalo_l", arcface._Pack("buffalo_l", archive.as_uri(), zip_sha, 1))
+    monkeypatch.delenv("RESTOREVER_OFFLINE", raising=False)
+    card = CARDS["insightface-buffalo_l"]
+    good = dataclasses.replace(card, weights={"model": dataclasses.replace(
+        card.weights["model"], sha256=hashlib.sha256(member).hexdigest())})
+    cache = tmp_path / "cache"
+    path = locate_weights(good, cache_dir=cache, insightface_root=tmp_path / "none")
+    assert path == cache / "weights" / card.name / "w600k_r50.onnx" and path.read_bytes() == member
+    assert [p.name for p in cache.iterdir()] == ["weights"]  # the zip and temp folder are gone
+    # the published sha256 (the real file) does not match ours: refused, nothing cached
+    with pytest.raises(WeightsHashError, match="w600k_r50.onnx has sha256"):
+        locate_weights(card, cache_dir=tmp_path / "cache2", insightface_root=tmp_path / "none")
+    assert not (tmp_path / "cache2" / "weights").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_autocast_engine(small_net, small_onnx, faces):
+    images, landmarks = faces
+    ref = CropRecognizer(CARDS["arcface-r50-ms1mv3"], small_net, embedding_dim=16).embed(images, landmarks)
+    for precision in ("fp16", "bf16"):
+        rec = create("insightface-buffalo_l", weights={"model": str(small_onnx)}, engine="torch", device="cuda",
+                     precision=precision)
+        out = rec.embed(images.cuda(), landmarks.cuda())
+        assert out.dtype == torch.float32 and out.is_cuda
+        assert torch.nn.functional.cosine_similarity(out.cpu(), ref).min() > 0.99
+    auto = create("insightface-buffalo_l", weights={"model": str(small_onnx)}, device="cuda")
+    out = auto.embed(images.cuda(), landmarks.cuda())
+    assert out.is_cuda and torch.nn.functional.cosine_similarity(out.cpu(), ref).min() > 0.99
