@@ -55,11 +55,13 @@ Examples:
 @click.option("--difface-eta", type=float, default=None, help="DifFace DDIM eta.")
 @click.option("--cache-dir", type=click.Path(), default=None, help="Cache folder (default: $RESTOREVER_HOME/cache).")
 @click.option("--out", type=click.Path(), default="runs/latest", show_default=True, help="Output folder.")
+@click.option("--examples", type=int, default=4, show_default=True,
+              help="Save the clean/degraded/restored faces of N probes under OUT/examples (for `plot grid`).")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @handle_errors
 def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degradation, degrade_side, seed, detector,
                  limit_pairs, device, batch_size, on_error, flip_test, restorer_weights, recognizer_weights,
-                 vqfr_fidelity, difface_start, difface_steps, difface_eta, cache_dir, out, no_progress):
+                 vqfr_fidelity, difface_start, difface_steps, difface_eta, cache_dir, out, examples, no_progress):
     """Evaluate verification accuracy of clean, degraded and restored faces."""
     from ..hub import parse_weights_option
     from ..pipeline.evaluate import EvalConfig, evaluate
@@ -76,7 +78,7 @@ def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degr
         flip_test=flip_test, restorer_weights=parse_weights_option(restorer_weights),
         recognizer_weights=parse_weights_option(recognizer_weights), restorer_options=options,
         cache_dir=cache_dir, out=str(Path(out)))
-    record = evaluate(config, progress=not no_progress)
+    record = evaluate(config, progress=not no_progress, examples=examples, examples_dir=out)
     paths = write_run(record, out)
     click.echo(results_table(record))
     skipped = len(record["protocol"]["skipped"])

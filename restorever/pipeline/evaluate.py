@@ -171,13 +171,34 @@ def landmark_stage(protocol: Protocol, items: Sequence[str], *, detector: str, d
                 det = create_detector(detector, device=str(device))
             # one image at a time: batched CNN kernels can differ in the last bits with batch composition, and an
             # image's landmarks must not depend on which images share its batch
-            detections = [det.detect([t[3]])[0] for t in todo]
+            with _single_thread_on_cpu(device):
+                detections = [det.detect([t[3]])[0] for t in todo]
             for (item, sha, key, _), found in zip(todo, detections):
                 lm = None if found is None else np.asarray(found.landmarks, dtype=np.float32).reshape(5, 2)
                 cache.put("landmarks", key, np.full((5, 2), np.nan, np.float32) if lm is None else lm)
                 info[item] = ImageInfo(sha, lm, None if lm is not None else
                                        f"{_describe(protocol, item)}: no face found by {detector}")
     return info
+
+
+class _single_thread_on_cpu:
+    """Run small CPU kernels on one torch thread (MTCNN's many tiny ops were measured 13x slower with two OpenMP
+    threads on a loaded 2-core machine); restores the previous count afterwards."""
+
+    def __init__(self, device):
+        self.cpu = str(device).startswith("cpu")
+
+    def __enter__(self):
+        import torch
+
+        self.previous = torch.get_num_threads()
+        if self.cpu:
+            torch.set_num_threads(1)
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.set_num_threads(self.previous)
 
 
 def align_items(protocol: Protocol, items: Sequence[str], info: dict[str, "ImageInfo"], device):
@@ -194,26 +215,34 @@ def align_items(protocol: Protocol, items: Sequence[str], info: dict[str, "Image
     return faces.clamp_(0.0, 1.0), crop_lms  # bilinear weights can overshoot 1.0 by an ulp
 
 
-def evaluate(config: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
-    """Run one evaluation and return the results record (the ``results.json`` layout of DESIGN.md).
+@dataclass
+class RunContext:
+    """Everything a run builds once from its config: protocol, device, cache and models."""
 
-    Nothing is written here except cache entries; :func:`restorever.reports.results.write_run` writes the outputs.
-    """
-    import torch
+    config: EvalConfig
+    protocol: Protocol
+    device: Any
+    cache: ArrayCache
+    recognizer: Any
+    restorers: dict[str, Any]
+    degradation: Any
 
+    @property
+    def conditions(self) -> list[tuple[str, int | None]]:
+        """``(restorer, scale)`` pairs; ``("none", None)`` is the clean condition and always first."""
+        return [("none", None)] + [(r, int(s)) for s in self.config.scales for r in self.config.restorers]
+
+
+def build_context(config: EvalConfig) -> RunContext:
+    """Load the protocol and create the models a run needs (errors here happen before any work)."""
     from .. import hub
-    from ..metrics.verification import verification_report
     from ..recognizers import create_recognizer
     from ..restorers import create_restorer
 
     config.validate()
-    started = time.perf_counter()
-    timings: dict[str, float] = {}
     protocol = load_protocol(config.protocol, data_root=config.data_root, pairs=config.pairs)
-    pairs = limit_pairs(protocol.pairs, config.limit_pairs)
     device = resolve_device(config.device)
     cache = ArrayCache(Path(config.cache_dir) if config.cache_dir else hub.get_cache_dir() / "cache")
-
     recognizer = create_recognizer(config.recognizer, weights=config.recognizer_weights or None, device=device,
                                    **({"flip_test": True} if config.flip_test else {}))
     restorers = {}
@@ -226,38 +255,33 @@ def evaluate(config: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
         from ..degradation import Degradation
 
         degradation = Degradation(config.degradation)
+    return RunContext(config, protocol, device, cache, recognizer, restorers, degradation)
 
-    images = pairs.images()
-    probe_set = set(pairs.b) if config.degrade_side == "probe" else set(images)
 
-    # ---- stage 1: read, hash, landmarks (cached per image bytes + detector)
-    t0 = time.perf_counter()
-    info = landmark_stage(protocol, images, detector=config.detector, device=device, cache=cache,
-                          batch_size=config.batch_size, progress=progress)
-    timings["landmarks_s"] = time.perf_counter() - t0
-
+def apply_error_policy(info: dict[str, "ImageInfo"], on_error: str) -> dict[str, str]:
+    """``{item: reason}`` of failed images; raises on the first one when ``on_error == "error"``."""
     failed = {item: inf.error for item, inf in info.items() if inf.error}
-    if failed and config.on_error == "error":
+    if failed and on_error == "error":
         item, reason = next(iter(failed.items()))
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
         raise FaceNotFoundError(f"{reason}{more}; rerun with --on-error skip to skip the pairs that use it")
-    keep = [i for i in range(len(pairs)) if pairs.a[i] not in failed and pairs.b[i] not in failed]
-    skipped = [{"pair": int(pairs.lines[i]) if pairs.lines else i, "a": pairs.a[i], "b": pairs.b[i],
-                "reason": failed.get(pairs.a[i]) or failed.get(pairs.b[i])}
-               for i in range(len(pairs)) if i not in set(keep)]
-    valid = pairs.subset(keep)
-    if len(valid) == 0 or len(np.unique(valid.same)) < 2:
-        raise RestoreverError(f"{len(valid)} pair(s) left after skipping {len(skipped)} of {len(pairs)}; "
-                              f"verification needs both same and different pairs")
+    return failed
 
-    # ---- stage 2: embeddings per condition
+
+def embed_conditions(ctx: RunContext, items: Sequence[str], probe_set: set[str], info: dict[str, "ImageInfo"], *,
+                     progress: bool = True) -> tuple[dict[tuple[str, int | None], dict[str, np.ndarray]],
+                                                     dict[str, float]]:
+    """Embeddings of ``items`` in every condition (clean for all; degraded/restored for ``probe_set`` only).
+
+    Cached entries are read; missing ones are computed batch by batch (align once, degrade once per scale, restore
+    per restorer, embed) and written to the cache as they finish. Returns ``(embeddings, stage_seconds)``.
+    """
+    config, cache, recognizer = ctx.config, ctx.cache, ctx.recognizer
+    conditions = ctx.conditions
     recognizer_id = {"name": config.recognizer, "weights": _weights_id(recognizer), "flip": config.flip_test}
-    conditions: list[tuple[str, int | None]] = [("none", None)]
-    conditions += [(r, int(s)) for s in config.scales for r in config.restorers]
-    needed_images = valid.images()
-    embeddings: dict[tuple[str, int | None], dict[str, np.ndarray]] = {c: {} for c in conditions}
     restorer_ids = {name: {"name": name, "weights": _weights_id(r), "options": config.restorer_options
-                           if name != "none" else {}} for name, r in restorers.items()}
+                           if name != "none" else {}} for name, r in ctx.restorers.items()}
+    embeddings: dict[tuple[str, int | None], dict[str, np.ndarray]] = {c: {} for c in conditions}
 
     def key_for(item: str, condition: tuple[str, int | None]) -> str:
         restorer, scale = condition
@@ -269,9 +293,8 @@ def evaluate(config: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
                          seed=None if scale is None else config.seed,
                          restorer=None if scale is None else restorer_ids[restorer])
 
-    t0 = time.perf_counter()
     work = []
-    for item in needed_images:
+    for item in items:
         missing = []
         for cond in conditions:
             if cond[1] is not None and item not in probe_set:
@@ -287,8 +310,8 @@ def evaluate(config: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
     for batch in _progress(_batches(work, config.batch_size), -(-len(work) // config.batch_size),
                            "embeddings", progress):
         tick = time.perf_counter()
-        items = [w[0] for w in batch]
-        faces, crop_lms = align_items(protocol, items, info, device)
+        batch_items = [w[0] for w in batch]
+        faces, crop_lms = align_items(ctx.protocol, batch_items, info, ctx.device)
         stage_time["align_s"] += time.perf_counter() - tick
         wanted = {cond: [j for j, w in enumerate(batch) if cond in w[1]] for cond in conditions}
         if wanted[("none", None)]:
@@ -297,31 +320,124 @@ def evaluate(config: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
             emb = recognizer.embed(faces[idx], crop_lms[idx]).float().cpu().numpy()
             stage_time["embed_s"] += time.perf_counter() - tick
             for j, e in zip(idx, emb):
-                embeddings[("none", None)][items[j]] = e
-                cache.put("embedding", key_for(items[j], ("none", None)), e)
+                embeddings[("none", None)][batch_items[j]] = e
+                cache.put("embedding", key_for(batch_items[j], ("none", None)), e)
         for scale in config.scales:
             idx = sorted({j for r in config.restorers for j in wanted[(r, scale)]})
             if not idx:
                 continue
             tick = time.perf_counter()
-            params = degradation.sample_params([items[j] for j in idx], scale, config.seed)
-            degraded = degradation.apply(faces[idx], params)
+            params = ctx.degradation.sample_params([batch_items[j] for j in idx], scale, config.seed)
+            degraded = ctx.degradation.apply(faces[idx], params)
             stage_time["degrade_s"] += time.perf_counter() - tick
             for name in config.restorers:
-                sub = [k for k, j in enumerate(idx) if j in set(wanted[(name, scale)])]
+                wanted_here = set(wanted[(name, scale)])
+                sub = [k for k, j in enumerate(idx) if j in wanted_here]
                 if not sub:
                     continue
                 tick = time.perf_counter()
-                seeds = [item_seed(config.seed, items[idx[k]], scale, "restore") for k in sub]
-                restored = restorers[name].restore(degraded[sub], seeds=seeds)
+                seeds = [item_seed(config.seed, batch_items[idx[k]], scale, "restore") for k in sub]
+                restored = ctx.restorers[name].restore(degraded[sub], seeds=seeds)
                 stage_time["restore_s"] += time.perf_counter() - tick
                 tick = time.perf_counter()
                 emb = recognizer.embed(restored, crop_lms[[idx[k] for k in sub]]).float().cpu().numpy()
                 stage_time["embed_s"] += time.perf_counter() - tick
                 for k, e in zip(sub, emb):
-                    item = items[idx[k]]
+                    item = batch_items[idx[k]]
                     embeddings[(name, scale)][item] = e
                     cache.put("embedding", key_for(item, (name, scale)), e)
+    return embeddings, stage_time
+
+
+def save_examples(ctx: RunContext, items: Sequence[str], info: dict[str, "ImageInfo"], out: str | Path
+                  ) -> list[dict[str, Any]]:
+    """Write the clean, degraded and restored faces of ``items`` as PNGs under ``out/examples/`` (for figure grids).
+
+    The images are recomputed with the run's seeds, so they are exactly the ones that were embedded. Returns one
+    record per item: ``{"item", "clean": relpath, "images": {"x8/degraded": relpath, "x8/none": relpath, ...}}``.
+    """
+    from ..images import to_uint8
+    from .cache import atomic_write_bytes
+
+    config = ctx.config
+    out = Path(out)
+    records = []
+    if not items:
+        return records
+    faces, _ = align_items(ctx.protocol, list(items), info, ctx.device)
+    outputs: dict[str, Any] = {"clean": faces}
+    for scale in config.scales:
+        params = ctx.degradation.sample_params(list(items), scale, config.seed)
+        degraded = ctx.degradation.apply(faces, params)
+        outputs[f"x{scale}/degraded"] = degraded
+        for name, restorer in ctx.restorers.items():
+            if name == "none":
+                continue
+            seeds = [item_seed(config.seed, i, scale, "restore") for i in items]
+            outputs[f"x{scale}/{name}"] = restorer.restore(degraded, seeds=seeds)
+    for j, item in enumerate(items):
+        safe = hashlib.sha256(item.encode()).hexdigest()[:12] + "_" + Path(item).stem
+        entry: dict[str, Any] = {"item": item, "images": {}}
+        for label, tensor in outputs.items():
+            rel = Path("examples") / label / f"{safe}.png"
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(out / rel, _png_bytes(to_uint8(tensor[j:j + 1])[0]))
+            if label == "clean":
+                entry["clean"] = str(rel)
+            else:
+                entry["images"][label] = str(rel)
+        records.append(entry)
+    return records
+
+
+def _png_bytes(array: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
+             examples_dir: str | Path | None = None) -> dict[str, Any]:
+    """Run one evaluation and return the results record (the ``results.json`` layout of DESIGN.md).
+
+    Nothing is written here except cache entries; :func:`restorever.reports.results.write_run` writes the outputs.
+    """
+    from ..metrics.verification import verification_report
+
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    ctx = build_context(config)
+    protocol, device, cache, recognizer = ctx.protocol, ctx.device, ctx.cache, ctx.recognizer
+    restorers, degradation = ctx.restorers, ctx.degradation
+    pairs = limit_pairs(protocol.pairs, config.limit_pairs)
+    images = pairs.images()
+    probe_set = set(pairs.b) if config.degrade_side == "probe" else set(images)
+
+    # ---- stage 1: read, hash, landmarks (cached per image bytes + detector)
+    t0 = time.perf_counter()
+    info = landmark_stage(protocol, images, detector=config.detector, device=device, cache=cache,
+                          batch_size=config.batch_size, progress=progress)
+    timings["landmarks_s"] = time.perf_counter() - t0
+    failed = apply_error_policy(info, config.on_error)
+    keep = [i for i in range(len(pairs)) if pairs.a[i] not in failed and pairs.b[i] not in failed]
+    kept = set(keep)
+    skipped = [{"pair": int(pairs.lines[i]) if pairs.lines else i, "a": pairs.a[i], "b": pairs.b[i],
+                "reason": failed.get(pairs.a[i]) or failed.get(pairs.b[i])}
+               for i in range(len(pairs)) if i not in kept]
+    valid = pairs.subset(keep)
+    if len(valid) == 0 or len(np.unique(valid.same)) < 2:
+        raise RestoreverError(f"{len(valid)} pair(s) left after skipping {len(skipped)} of {len(pairs)}; "
+                              f"verification needs both same and different pairs")
+
+    # ---- stage 2: embeddings per condition
+    t0 = time.perf_counter()
+    needed_images = valid.images()
+    conditions = ctx.conditions
+    embeddings, stage_time = embed_conditions(ctx, needed_images, probe_set, info, progress=progress)
     timings["embeddings_s"] = time.perf_counter() - t0
     timings.update(stage_time)
 
@@ -345,6 +461,10 @@ def evaluate(config: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
             "scores": {"same": valid.same.tolist(), "fold": valid.fold.tolist(), "score": scores.tolist()},
         }
         records.append(record)
+    example_records = []
+    if examples and examples_dir is not None:
+        chosen = [i for i in dict.fromkeys(valid.b) if i in probe_set][:examples]
+        example_records = save_examples(ctx, chosen, info, examples_dir)
     timings["total_s"] = time.perf_counter() - started
     degradation_records = []
     if degradation is not None:
@@ -369,6 +489,8 @@ def evaluate(config: EvalConfig, *, progress: bool = True) -> dict[str, Any]:
         "cache": {"hits": cache.hits, "misses": cache.misses, "corrupt": cache.corrupt,
                   "dir": str(cache.root) if cache.root else None},
         "timings": {k: round(v, 3) for k, v in timings.items()},
+        "pairs": {"a": list(valid.a), "b": list(valid.b)},
+        "examples": example_records,
         "conditions": records,
         "_degradation_records": degradation_records,
     }
@@ -380,7 +502,8 @@ def _identity(clean: dict[str, np.ndarray], emb: dict[str, np.ndarray], items: l
     cos = _cosine(np.stack([emb[i] for i in items]), np.stack([clean[i] for i in items]))
     dist = np.linalg.norm(np.stack([emb[i] for i in items]) - np.stack([clean[i] for i in items]), axis=1)
     return {"cosine_to_clean_mean": float(cos.mean()), "cosine_to_clean_std": float(cos.std()),
-            "cosine_to_clean_median": float(np.median(cos)), "l2_to_clean_mean": float(dist.mean()), "n": len(items)}
+            "cosine_to_clean_median": float(np.median(cos)), "l2_to_clean_mean": float(dist.mean()), "n": len(items),
+            "per_item": {i: round(float(c), 6) for i, c in zip(items, cos)}}
 
 
 def _describe(protocol: Protocol, item: str) -> str:
