@@ -24,6 +24,7 @@ def _scales(text: str | None) -> list[int]:
 
 EPILOG = """\b
 Examples:
+  torchrun --nproc-per-node 4 -m restorever eval --protocol lfw --restorer difface --scales 8,16 --out runs/d
   restorever eval --protocol lfw --data-root ../shared/data/lfw --restorer none --recognizer dlib
   restorever eval --protocol lfw --restorer none,vqfr-v2 --scales 4,8,16,24,32 --out runs/vqfr
   restorever eval --protocol pairs-csv --pairs pairs.csv --data-root faces/ --recognizer dlib --on-error skip
@@ -58,10 +59,12 @@ Examples:
 @click.option("--examples", type=int, default=4, show_default=True,
               help="Save the clean/degraded/restored faces of N probes under OUT/examples (for `plot grid`).")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@click.option("--dry-run", is_flag=True, help="Print the work plan (conditions, images, cached entries, estimate) only.")
 @handle_errors
 def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degradation, degrade_side, seed, detector,
                  limit_pairs, device, batch_size, on_error, flip_test, restorer_weights, recognizer_weights,
-                 vqfr_fidelity, difface_start, difface_steps, difface_eta, cache_dir, out, examples, no_progress):
+                 vqfr_fidelity, difface_start, difface_steps, difface_eta, cache_dir, out, examples, no_progress,
+                 dry_run):
     """Evaluate verification accuracy of clean, degraded and restored faces."""
     from ..hub import parse_weights_option
     from ..pipeline.evaluate import EvalConfig, evaluate
@@ -78,8 +81,21 @@ def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degr
         flip_test=flip_test, restorer_weights=parse_weights_option(restorer_weights),
         recognizer_weights=parse_weights_option(recognizer_weights), restorer_options=options,
         cache_dir=cache_dir, out=str(Path(out)))
-    record = evaluate(config, progress=not no_progress, examples=examples, examples_dir=out)
-    paths = write_run(record, out)
+    from ..pipeline import distributed
+    from ..pipeline.lock import RunLock
+
+    if dry_run:
+        from ..pipeline.plan import describe_plan
+
+        click.echo(describe_plan(config))
+        return
+    if distributed.from_env().is_main:
+        with RunLock(out):
+            record = evaluate(config, progress=not no_progress, examples=examples, examples_dir=out)
+            paths = write_run(record, out)
+    else:
+        evaluate(config, progress=False)
+        return
     click.echo(results_table(record))
     skipped = len(record["protocol"]["skipped"])
     if skipped:

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import FaceNotFoundError, RestoreverError
 from ..protocol import PairList, Protocol, load_protocol
+from . import distributed
 from .cache import STAGE_VERSIONS, ArrayCache, cache_key
 
 logger = logging.getLogger(__name__)
@@ -268,6 +269,39 @@ def apply_error_policy(info: dict[str, "ImageInfo"], on_error: str) -> dict[str,
     return failed
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for CUDA (or simulated) out-of-memory errors."""
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def call_with_backoff(fn, n: int, *, min_size: int = 1):
+    """``fn(index_list)`` on all ``n`` items; on out-of-memory, split the items in halves and retry each half.
+
+    Results are concatenated in order. Because every item's output depends only on that item, splitting never
+    changes a number. Raises the error when a single item does not fit.
+    """
+    import torch
+
+    def run(index: list[int]):
+        try:
+            return fn(index)
+        except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
+            if not is_out_of_memory(exc) or len(index) <= min_size:
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            half = len(index) // 2
+            logger.warning("out of memory on a batch of %d; retrying as %d + %d", len(index), half,
+                           len(index) - half)
+            return torch.cat([run(index[:half]), run(index[half:])])
+
+    return run(list(range(n)))
+
+
 def embed_conditions(ctx: RunContext, items: Sequence[str], probe_set: set[str], info: dict[str, "ImageInfo"], *,
                      progress: bool = True) -> tuple[dict[tuple[str, int | None], dict[str, np.ndarray]],
                                                      dict[str, float]]:
@@ -306,7 +340,8 @@ def embed_conditions(ctx: RunContext, items: Sequence[str], probe_set: set[str],
                 embeddings[cond][item] = cached
         if missing:
             work.append((item, missing))
-    stage_time = {"align_s": 0.0, "degrade_s": 0.0, "restore_s": 0.0, "embed_s": 0.0}
+    stage_time = {"align_s": 0.0, "degrade_s": 0.0, "restore_s": 0.0, "embed_s": 0.0,
+                  "n_embedded": 0, "n_degraded": 0, "n_restored": 0}
     for batch in _progress(_batches(work, config.batch_size), -(-len(work) // config.batch_size),
                            "embeddings", progress):
         tick = time.perf_counter()
@@ -317,8 +352,10 @@ def embed_conditions(ctx: RunContext, items: Sequence[str], probe_set: set[str],
         if wanted[("none", None)]:
             idx = wanted[("none", None)]
             tick = time.perf_counter()
-            emb = recognizer.embed(faces[idx], crop_lms[idx]).float().cpu().numpy()
+            emb = call_with_backoff(lambda idx_: recognizer.embed(faces[idx][idx_], crop_lms[idx][idx_]),
+                                    len(idx)).float().cpu().numpy()
             stage_time["embed_s"] += time.perf_counter() - tick
+            stage_time["n_embedded"] += len(idx)
             for j, e in zip(idx, emb):
                 embeddings[("none", None)][batch_items[j]] = e
                 cache.put("embedding", key_for(batch_items[j], ("none", None)), e)
@@ -330,6 +367,7 @@ def embed_conditions(ctx: RunContext, items: Sequence[str], probe_set: set[str],
             params = ctx.degradation.sample_params([batch_items[j] for j in idx], scale, config.seed)
             degraded = ctx.degradation.apply(faces[idx], params)
             stage_time["degrade_s"] += time.perf_counter() - tick
+            stage_time["n_degraded"] += len(idx)
             for name in config.restorers:
                 wanted_here = set(wanted[(name, scale)])
                 sub = [k for k, j in enumerate(idx) if j in wanted_here]
@@ -337,11 +375,17 @@ def embed_conditions(ctx: RunContext, items: Sequence[str], probe_set: set[str],
                     continue
                 tick = time.perf_counter()
                 seeds = [item_seed(config.seed, batch_items[idx[k]], scale, "restore") for k in sub]
-                restored = ctx.restorers[name].restore(degraded[sub], seeds=seeds)
+                restored = call_with_backoff(
+                    lambda idx_: ctx.restorers[name].restore(degraded[sub][idx_], seeds=[seeds[i] for i in idx_]),
+                    len(sub))
                 stage_time["restore_s"] += time.perf_counter() - tick
+                stage_time["n_restored"] += len(sub) if name != "none" else 0
                 tick = time.perf_counter()
-                emb = recognizer.embed(restored, crop_lms[[idx[k] for k in sub]]).float().cpu().numpy()
+                sub_lms = crop_lms[[idx[k] for k in sub]]
+                emb = call_with_backoff(lambda idx_: recognizer.embed(restored[idx_], sub_lms[idx_]),
+                                        len(sub)).float().cpu().numpy()
                 stage_time["embed_s"] += time.perf_counter() - tick
+                stage_time["n_embedded"] += len(sub)
                 for k, e in zip(sub, emb):
                     item = batch_items[idx[k]]
                     embeddings[(name, scale)][item] = e
@@ -401,8 +445,10 @@ def _png_bytes(array: np.ndarray) -> bytes:
 
 
 def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
-             examples_dir: str | Path | None = None) -> dict[str, Any]:
+             examples_dir: str | Path | None = None) -> dict[str, Any] | None:
     """Run one evaluation and return the results record (the ``results.json`` layout of DESIGN.md).
+
+    Under ``torchrun`` each rank computes a shard and every rank but 0 returns ``None``; rank 0 returns the record.
 
     Nothing is written here except cache entries; :func:`restorever.reports.results.write_run` writes the outputs.
     """
@@ -410,18 +456,32 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
 
     started = time.perf_counter()
     timings: dict[str, float] = {}
+    dist_info = distributed.from_env()
+    if dist_info.enabled and config.device in (None, "", "auto", "cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            config.device = f"cuda:{dist_info.local_rank}"
     ctx = build_context(config)
     protocol, device, cache, recognizer = ctx.protocol, ctx.device, ctx.cache, ctx.recognizer
     restorers, degradation = ctx.restorers, ctx.degradation
+    distributed.init(dist_info, device.type)
+    progress = progress and dist_info.is_main
     pairs = limit_pairs(protocol.pairs, config.limit_pairs)
     images = pairs.images()
     probe_set = set(pairs.b) if config.degrade_side == "probe" else set(images)
 
     # ---- stage 1: read, hash, landmarks (cached per image bytes + detector)
     t0 = time.perf_counter()
+    misses_before = cache.misses
+    if dist_info.enabled:  # each rank fills the cache for its shard; then everyone reads the whole list back
+        landmark_stage(protocol, distributed.shard(images, dist_info), detector=config.detector, device=device,
+                       cache=cache, batch_size=config.batch_size, progress=progress)
+        distributed.barrier(dist_info)
     info = landmark_stage(protocol, images, detector=config.detector, device=device, cache=cache,
                           batch_size=config.batch_size, progress=progress)
     timings["landmarks_s"] = time.perf_counter() - t0
+    n_landmark_misses = cache.misses - misses_before
     failed = apply_error_policy(info, config.on_error)
     keep = [i for i in range(len(pairs)) if pairs.a[i] not in failed and pairs.b[i] not in failed]
     kept = set(keep)
@@ -437,6 +497,12 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
     t0 = time.perf_counter()
     needed_images = valid.images()
     conditions = ctx.conditions
+    if dist_info.enabled:
+        embed_conditions(ctx, distributed.shard(needed_images, dist_info), probe_set, info, progress=progress)
+        distributed.barrier(dist_info)
+        if not dist_info.is_main:
+            distributed.finish(dist_info)
+            return None  # rank 0 merges and scores
     embeddings, stage_time = embed_conditions(ctx, needed_images, probe_set, info, progress=progress)
     timings["embeddings_s"] = time.perf_counter() - t0
     timings.update(stage_time)
@@ -461,6 +527,8 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
             "scores": {"same": valid.same.tolist(), "fold": valid.fold.tolist(), "score": scores.tolist()},
         }
         records.append(record)
+    distributed.finish(dist_info)
+    _record_costs(ctx, timings, n_landmark_misses)
     example_records = []
     if examples and examples_dir is not None:
         chosen = [i for i in dict.fromkeys(valid.b) if i in probe_set][:examples]
@@ -493,7 +561,27 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
         "examples": example_records,
         "conditions": records,
         "_degradation_records": degradation_records,
+        "distributed": {"world_size": dist_info.world_size},
     }
+
+
+def _record_costs(ctx: RunContext, timings: dict[str, float], n_landmarks: int) -> None:
+    """Store this run's measured seconds per item of each stage, for ``--dry-run`` estimates."""
+    from .plan import record_costs
+
+    config = ctx.config
+    restorers = [r for r in config.restorers if r != "none"]
+    try:
+        record_costs(ctx.cache.root, ctx.device.type,
+                     {"landmarks": n_landmarks, "embed": int(timings.get("n_embedded", 0)),
+                      "degrade": int(timings.get("n_degraded", 0)),
+                      "restore": int(timings.get("n_restored", 0)) if len(restorers) == 1 else 0},
+                     {"landmarks": timings.get("landmarks_s", 0), "embed": timings.get("embed_s", 0),
+                      "degrade": timings.get("degrade_s", 0), "restore": timings.get("restore_s", 0)},
+                     {"landmarks": config.detector, "embed": config.recognizer, "degrade": config.degradation,
+                      "restore": restorers[0] if len(restorers) == 1 else ""})
+    except OSError as exc:  # estimates are a convenience; never fail a run for them
+        logger.debug("could not record stage costs: %s", exc)
 
 
 def _identity(clean: dict[str, np.ndarray], emb: dict[str, np.ndarray], items: list[str]) -> dict[str, Any]:

@@ -1,0 +1,138 @@
+"""The pipeline engine: kill -9 and resume, run lock, 1-vs-2-process equality, out-of-memory back-off, dry run."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from restorever.cli import cli
+from restorever.pipeline.evaluate import call_with_backoff
+from restorever.pipeline.lock import RunLock, RunLockedError
+
+from .test_protocol import _faces_csv
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory, faces_root):
+    tmp = tmp_path_factory.mktemp("engine")
+    rows = _faces_csv(faces_root).splitlines()
+    csv = tmp / "pairs.csv"
+    csv.write_text("\n".join(rows[:1] + rows[1:9]) + "\n")  # 8 pairs: 4 same, 4 different
+    return csv
+
+
+def _args(csv, faces_root, out, cache, *extra):
+    return ["eval", "--protocol", "pairs-csv", "--pairs", str(csv), "--data-root", str(faces_root), "--scales", "8",
+            "--batch-size", "2", "--out", str(out), "--cache-dir", str(cache), "--no-progress", "--examples", "0",
+            *extra]
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def _entries(cache: Path) -> set[str]:
+    return {str(p.relative_to(cache)) for p in cache.rglob("*.npz")} if cache.exists() else set()
+
+
+def _scores(out: Path):
+    record = json.loads((out / "results.json").read_text())
+    return [c["scores"] for c in record["conditions"]], record
+
+
+@pytest.fixture(scope="module")
+def reference(tiny, faces_root, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ref")
+    result = CliRunner().invoke(cli, _args(tiny, faces_root, tmp / "out", tmp / "cache"), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return _scores(tmp / "out")[0], _entries(tmp / "cache")
+
+
+@pytest.mark.parametrize("kill_after", [3, 12])
+def test_kill_9_and_resume(tiny, faces_root, tmp_path, reference, kill_after):
+    ref_scores, ref_entries = reference
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    proc = subprocess.Popen([sys.executable, "-m", "restorever", *_args(tiny, faces_root, out, cache)], env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while len(_entries(cache)) < kill_after and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    present = _entries(cache)
+    assert 0 < len(present) < len(ref_entries), "the kill must land mid-run"
+    assert not (out / "results.json").exists()  # no partial result written as if complete
+    result = CliRunner().invoke(cli, _args(tiny, faces_root, out, cache), catch_exceptions=False)
+    assert result.exit_code == 0, result.output  # the dead process's lock does not block the resume
+    scores, record = _scores(out)
+    assert scores == ref_scores
+    assert record["cache"]["corrupt"] == 0
+    assert _entries(cache) == ref_entries
+    # nothing done twice: the resumed run computed exactly the entries the killed one had not finished
+    assert record["cache"]["misses"] == len(ref_entries) - len(present)
+
+
+def test_run_lock(tmp_path):
+    with RunLock(tmp_path):
+        with pytest.raises(RunLockedError, match="is being written by pid"):
+            with RunLock(tmp_path):
+                pass
+    with RunLock(tmp_path):  # released
+        pass
+
+
+def test_two_processes_equal_one(tiny, faces_root, tmp_path, reference):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr", "127.0.0.1",
+           "--master-port", str(port), "-m", "restorever", *_args(tiny, faces_root, out, cache)]
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    scores, record = _scores(out)
+    assert scores == reference[0]
+    assert record["distributed"]["world_size"] == 2
+    assert _entries(cache) == reference[1]
+
+
+def test_out_of_memory_backoff_keeps_results():
+    calls = []
+
+    def fn(index):
+        calls.append(len(index))
+        if len(index) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return torch.tensor(index, dtype=torch.float32) * 10
+
+    out = call_with_backoff(fn, 7)
+    assert out.tolist() == [0, 10, 20, 30, 40, 50, 60]
+    assert max(c for c in calls if c <= 2) == 2 and calls[0] == 7
+
+    def broken(index):
+        raise RuntimeError("some other error")
+
+    with pytest.raises(RuntimeError, match="some other error"):
+        call_with_backoff(broken, 4)
+
+
+def test_dry_run_reports_cache(tiny, faces_root, tmp_path, reference):
+    result = CliRunner().invoke(cli, _args(tiny, faces_root, tmp_path / "o", tmp_path / "empty", "--dry-run"),
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "to detect" in result.output and "none x8" in result.output and "estimated time" in result.output
+    assert not (tmp_path / "o" / "results.json").exists()
