@@ -16,6 +16,15 @@ def handle_errors(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        import signal
+
+        def _terminate(signum, frame):  # SIGTERM behaves like Ctrl-C: unwind, keep finished cache entries
+            raise KeyboardInterrupt
+
+        try:
+            previous = signal.signal(signal.SIGTERM, _terminate)
+        except ValueError:  # not the main thread
+            previous = None
         try:
             return func(*args, **kwargs)
         except (RestoreverError, ValueError, KeyError) as exc:
@@ -25,6 +34,9 @@ def handle_errors(func):
         except KeyboardInterrupt:
             click.echo("interrupted: finished cache entries are kept; rerun the same command to resume", err=True)
             sys.exit(130)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper
 
@@ -43,14 +55,17 @@ def main() -> None:  # console_scripts entry point
 
 
 def _register() -> None:
-    from . import eval_cmd, listing, plot_cmd, stages
+    from . import eval_cmd, listing, plot_cmd, report_cmd, stages
 
     cli.add_command(eval_cmd.eval_command)
     cli.add_command(plot_cmd.plot)
+    cli.add_command(report_cmd.report_command)
     for command in listing.COMMANDS:
         cli.add_command(command)
     for command in stages.COMMANDS:
         cli.add_command(command)
+    from . import ident_cmd  # identification, attributes and `plot cmc`
+    ident_cmd.register(cli)
 
 
 _register()

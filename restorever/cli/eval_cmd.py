@@ -97,6 +97,10 @@ def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degr
         evaluate(config, progress=False)
         return
     click.echo(results_table(record))
+    fallbacks = record["protocol"].get("landmark_fallbacks", [])
+    if fallbacks:
+        click.echo(f"no face found in {len(fallbacks)} image(s); aligned with the protocol's fallback landmarks "
+                   f"(listed in results.json): {', '.join(fallbacks[:3])}{' ...' if len(fallbacks) > 3 else ''}")
     skipped = len(record["protocol"]["skipped"])
     if skipped:
         click.echo(f"skipped {skipped} pair(s) ({len(record['protocol']['failed_images'])} image(s) failed); "

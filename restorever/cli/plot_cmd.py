@@ -33,3 +33,62 @@ def plot_scales_command(results, output):
     from ..reports.results import load_results
 
     click.echo(f"wrote {plot_scales([load_results(r) for r in results], output)}")
+
+
+@plot.command("similarity")
+@click.argument("results", type=click.Path(exists=True))
+@click.option("-o", "--output", default="similarity.png", show_default=True, help="PNG, PDF or SVG file.")
+@click.option("--bins", type=int, default=40, show_default=True, help="Histogram bins over the score range.")
+@handle_errors
+def plot_similarity_command(results, output, bins):
+    """Genuine vs impostor pair-score distributions, one panel per scale."""
+    from ..reports.plots import plot_similarity
+    from ..reports.results import load_results
+
+    click.echo(f"wrote {plot_similarity(load_results(results), output, bins=bins)}")
+
+
+GRID_EPILOG = """\b
+Examples:
+  restorever plot grid runs/lfw -o grid.pdf
+  restorever plot grid runs/lfw/results.json --item Abel_Pacheco --item Dean_Barker --scales 8,32 -o grid.png
+"""
+
+
+@plot.command("grid", epilog=GRID_EPILOG)
+@click.argument("results", type=click.Path(exists=True))
+@click.option("-o", "--output", default="grid.png", show_default=True, help="PNG, PDF or SVG file.")
+@click.option("--item", "items", multiple=True, help="Example image id, or part of it (a person's name); repeatable.")
+@click.option("--max-items", type=int, default=3, show_default=True, help="Examples shown when no --item is given.")
+@click.option("--scales", default="", help="Scales to show, e.g. 8,32 (default: all of the run's).")
+@handle_errors
+def plot_grid_command(results, output, items, max_items, scales):
+    """Clean | degraded | each restorer for saved example probes, with each face's cosine to its clean face.
+
+    RESULTS is a run folder or its results.json; the example PNGs are read from the run folder."""
+    from pathlib import Path
+
+    from ..reports.plots import plot_grid
+    from ..reports.results import load_results
+
+    try:
+        wanted = [int(s.strip().lower().lstrip("x")) for s in scales.split(",") if s.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{scales!r}: use integers, e.g. 8,32", param_hint="--scales") from None
+    run_dir = Path(results) if Path(results).is_dir() else Path(results).parent
+    path = plot_grid(load_results(results), run_dir, output, items=list(items) or None, max_items=max_items,
+                     scales=wanted or None)
+    click.echo(f"wrote {path}")
+
+
+@plot.command("cmc")
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("-o", "--output", default="cmc.png", show_default=True, help="PNG, PDF or SVG file.")
+@click.option("--max-rank", type=int, default=None, help="Last rank drawn (default: all stored ranks).")
+@handle_errors
+def plot_cmc_command(results, output, max_rank):
+    """CMC curves (identification rate against rank) of every condition with retrieval results."""
+    from ..reports.plots import plot_cmc
+    from ..reports.results import load_results
+
+    click.echo(f"wrote {plot_cmc([load_results(r) for r in results], output, max_rank=max_rank)}")

@@ -119,7 +119,10 @@ def restore_command(images, restorer, weights, aligned, detector, device, seed, 
     dev = resolve_device(device)
     options = {"fidelity_ratio": vqfr_fidelity, "start_step": difface_start, "steps": difface_steps,
                "eta": difface_eta}
-    model = create_restorer(restorer, weights=weights, device=dev, **options)
+    from ..pipeline.evaluate import route_restorer_options
+
+    routed = route_restorer_options([restorer], options)[restorer]
+    model = create_restorer(restorer, weights=weights, device=dev, **routed)
     template = get_template("ffhq_512")
     det = None
     out = Path(out)

@@ -111,12 +111,14 @@ def _progress(iterable, total: int, desc: str, enabled: bool):
 
 
 class ImageInfo:
-    """What stage 1 learnt about one image: its content hash, landmarks, or why it failed."""
+    """What stage 1 learnt about one image: its content hash, landmarks, or why it failed (``no_face`` marks a
+    detector miss, as opposed to an unreadable image)."""
 
-    __slots__ = ("sha256", "landmarks", "error")
+    __slots__ = ("sha256", "landmarks", "error", "no_face")
 
-    def __init__(self, sha256: str | None = None, landmarks: np.ndarray | None = None, error: str | None = None):
-        self.sha256, self.landmarks, self.error = sha256, landmarks, error
+    def __init__(self, sha256: str | None = None, landmarks: np.ndarray | None = None, error: str | None = None,
+                 no_face: bool = False):
+        self.sha256, self.landmarks, self.error, self.no_face = sha256, landmarks, error, no_face
 
 
 def _score(similarity: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -159,7 +161,7 @@ def landmark_stage(protocol: Protocol, items: Sequence[str], *, detector: str, d
             if cached is not None:
                 lm = None if np.isnan(cached).any() else cached.astype(np.float32)
                 info[item] = ImageInfo(sha, lm, None if lm is not None else
-                                       f"{_describe(protocol, item)}: no face found by {detector}")
+                                       f"{_describe(protocol, item)}: no face found by {detector}", lm is None)
                 continue
             try:
                 array = decode_image(data, source=_describe(protocol, item))
@@ -178,8 +180,28 @@ def landmark_stage(protocol: Protocol, items: Sequence[str], *, detector: str, d
                 lm = None if found is None else np.asarray(found.landmarks, dtype=np.float32).reshape(5, 2)
                 cache.put("landmarks", key, np.full((5, 2), np.nan, np.float32) if lm is None else lm)
                 info[item] = ImageInfo(sha, lm, None if lm is not None else
-                                       f"{_describe(protocol, item)}: no face found by {detector}")
+                                       f"{_describe(protocol, item)}: no face found by {detector}", lm is None)
     return info
+
+
+def apply_fallback_landmarks(protocol: Protocol, info: dict[str, ImageInfo]) -> list[str]:
+    """Give images where no face was found the protocol's declared ``alignment.fallback_landmarks`` (for datasets
+    of roughly centred faces such as LFW). Returns the items that used them; unreadable images are left failed."""
+    fallback = (protocol.spec.get("alignment") or {}).get("fallback_landmarks")
+    if not fallback:
+        return []
+    points = np.asarray(fallback, dtype=np.float32)
+    if points.shape != (5, 2):
+        raise RestoreverError(f"protocol {protocol.name}: alignment.fallback_landmarks must be five [x, y] points")
+    used = []
+    for item, inf in info.items():
+        if inf.no_face:
+            inf.landmarks, inf.error, inf.no_face = points.copy(), None, False
+            used.append(item)
+    if used:
+        logger.warning("%d image(s) with no face found use the protocol's fallback landmarks (e.g. %s)", len(used),
+                       used[0])
+    return used
 
 
 class _single_thread_on_cpu:
@@ -234,6 +256,23 @@ class RunContext:
         return [("none", None)] + [(r, int(s)) for s in self.config.scales for r in self.config.restorers]
 
 
+def route_restorer_options(names: Sequence[str], options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Give each restorer only the options its card declares (``default_kwargs``); an option no chosen restorer
+    takes is an error (e.g. ``--difface-steps`` without ``--restorer difface``)."""
+    from ..restorers import restorer_card
+
+    routed: dict[str, dict[str, Any]] = {}
+    used: set[str] = set()
+    for name in names:
+        accepted = set(restorer_card(name).default_kwargs)
+        routed[name] = {k: v for k, v in options.items() if k in accepted and v is not None}
+        used |= set(routed[name])
+    unused = sorted(k for k, v in options.items() if v is not None and k not in used)
+    if unused:
+        raise ValueError(f"option(s) {', '.join(unused)} apply to none of the restorers {', '.join(names)}")
+    return routed
+
+
 def build_context(config: EvalConfig) -> RunContext:
     """Load the protocol and create the models a run needs (errors here happen before any work)."""
     from .. import hub
@@ -247,10 +286,10 @@ def build_context(config: EvalConfig) -> RunContext:
     recognizer = create_recognizer(config.recognizer, weights=config.recognizer_weights or None, device=device,
                                    **({"flip_test": True} if config.flip_test else {}))
     restorers = {}
+    routed = route_restorer_options(config.restorers, config.restorer_options)
     for name in config.restorers:
         weights = config.restorer_weights if (config.restorer_weights and name != "none") else None
-        options = config.restorer_options if name != "none" else {}
-        restorers[name] = create_restorer(name, weights=weights, device=device, **options)
+        restorers[name] = create_restorer(name, weights=weights, device=device, **routed[name])
     degradation = None
     if config.scales:
         from ..degradation import Degradation
@@ -313,8 +352,9 @@ def embed_conditions(ctx: RunContext, items: Sequence[str], probe_set: set[str],
     config, cache, recognizer = ctx.config, ctx.cache, ctx.recognizer
     conditions = ctx.conditions
     recognizer_id = {"name": config.recognizer, "weights": _weights_id(recognizer), "flip": config.flip_test}
-    restorer_ids = {name: {"name": name, "weights": _weights_id(r), "options": config.restorer_options
-                           if name != "none" else {}} for name, r in ctx.restorers.items()}
+    routed = route_restorer_options(config.restorers, config.restorer_options)
+    restorer_ids = {name: {"name": name, "weights": _weights_id(r), "options": routed[name]}
+                    for name, r in ctx.restorers.items()}
     embeddings: dict[tuple[str, int | None], dict[str, np.ndarray]] = {c: {} for c in conditions}
 
     def key_for(item: str, condition: tuple[str, int | None]) -> str:
@@ -482,6 +522,7 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
                           batch_size=config.batch_size, progress=progress)
     timings["landmarks_s"] = time.perf_counter() - t0
     n_landmark_misses = cache.misses - misses_before
+    fallbacks = apply_fallback_landmarks(protocol, info)
     failed = apply_error_policy(info, config.on_error)
     keep = [i for i in range(len(pairs)) if pairs.a[i] not in failed and pairs.b[i] not in failed]
     kept = set(keep)
@@ -552,7 +593,7 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
                        for n, (f, s) in _weights_files(r).items()}},
         "protocol": {"name": protocol.name, "source": protocol.source, "pairs": len(valid),
                      "pairs_requested": len(pairs), "folds": int(np.unique(valid.fold).size),
-                     "images": len(needed_images), "skipped": skipped,
+                     "images": len(needed_images), "skipped": skipped, "landmark_fallbacks": fallbacks,
                      "failed_images": [{"image": k, "reason": v} for k, v in failed.items()]},
         "cache": {"hits": cache.hits, "misses": cache.misses, "corrupt": cache.corrupt,
                   "dir": str(cache.root) if cache.root else None},

@@ -38,7 +38,7 @@ def record_costs(cache_root: Path | None, device_type: str, counts: dict[str, in
 
 def describe_plan(config) -> str:
     """A human-readable work plan for ``config`` (nothing is computed or written)."""
-    from .evaluate import _weights_id, build_context, limit_pairs
+    from .evaluate import _weights_id, build_context, limit_pairs, route_restorer_options
 
     ctx = build_context(config)
     pairs = limit_pairs(ctx.protocol.pairs, config.limit_pairs)
@@ -60,8 +60,8 @@ def describe_plan(config) -> str:
             if lm is not None and not np.isnan(lm).any():
                 landmarks[item] = (sha, lm)
     recognizer_id = {"name": config.recognizer, "weights": _weights_id(ctx.recognizer), "flip": config.flip_test}
-    restorer_ids = {n: {"name": n, "weights": _weights_id(r), "options": config.restorer_options if n != "none" else {}}
-                    for n, r in ctx.restorers.items()}
+    routed = route_restorer_options(config.restorers, config.restorer_options)
+    restorer_ids = {n: {"name": n, "weights": _weights_id(r), "options": routed[n]} for n, r in ctx.restorers.items()}
     lines = [f"protocol {ctx.protocol.name}: {len(pairs)} pairs, {len(images)} images ({len(probes)} probes), "
              f"{int(np.unique(pairs.fold).size)} folds; unreadable now: {unreadable}",
              f"landmarks ({config.detector}): {landmarks_cached} cached, {len(images) - landmarks_cached} to detect",

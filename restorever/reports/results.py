@@ -23,19 +23,44 @@ def _pct(x: Any, digits: int = 2) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f}"
 
 
+def comparison_cell(comp: dict[str, Any] | None) -> str:
+    """``+1.23 [-0.50, +2.90] p=0.031``: accuracy difference in percentage points with its bootstrap interval and
+    McNemar's p-value, or ``—``."""
+    if not comp:
+        return "—"
+    p = comp["mcnemar"]["p_value"]
+    return (f"{100 * comp['accuracy_difference']:+.2f} [{100 * comp['ci_low']:+.2f}, {100 * comp['ci_high']:+.2f}] "
+            f"p={p:.2g}")
+
+
 def results_table(record: dict[str, Any]) -> str:
-    """A markdown table: one row per condition."""
-    rows = ["| condition | accuracy % (± std) | AUC | EER % | TAR@FAR=1e-3 % | cos to clean |",
-            "|---|---|---|---|---|---|"]
-    for cond in record["conditions"]:
+    """A markdown table: one row per condition. When the record holds paired statistics (see
+    :mod:`restorever.reports.statistics`), a column compares each degraded condition with the clean one and another
+    each restorer with ``none`` at the same scale (a column is left out when no condition has its comparison)."""
+    conds = record["conditions"]
+    extra = [(key, title) for key, title in (("comparison_to_clean", "Δ acc vs clean, pp [95 % CI] McNemar p"),
+                                             ("comparison_to_none", "Δ acc vs none, pp [95 % CI] McNemar p"))
+             if any(c.get(key) for c in conds)]
+    rows = ["| condition | accuracy % (± std) | AUC | EER % | TAR@FAR=1e-3 % | cos to clean |"
+            + "".join(f" {title} |" for _, title in extra),
+            "|---|---|---|---|---|---|" + "---|" * len(extra)]
+    for cond in conds:
         v = cond["verification"]
         ident = cond.get("identity") or {}
         cos = ident.get("cosine_to_clean_mean")
         auc = v.get("auc")
         rows.append(f"| {condition_label(cond)} | {_pct(v['accuracy_mean'])} ± {_pct(v['accuracy_std'])} | "
                     f"{'—' if auc is None else f'{auc:.4f}'} | {_pct(v.get('eer'))} | "
-                    f"{_pct(v['tar_at_far'].get('0.001'))} | {'—' if cos is None else f'{cos:.4f}'} |")
+                    f"{_pct(v['tar_at_far'].get('0.001'))} | {'—' if cos is None else f'{cos:.4f}'} |"
+                    + "".join(f" {comparison_cell(cond.get(key))} |" for key, _ in extra))
     return "\n".join(rows)
+
+
+STATISTICS_NOTE = (
+    "Δ columns: accuracy difference in percentage points (condition minus reference) over all pairs at the fold "
+    "thresholds, a 95 % percentile bootstrap interval resampling people (groups of people linked by pairs), and "
+    "McNemar's test on the per-pair decisions (exact binomial below 25 discordant pairs, else chi-square with "
+    "continuity correction).")
 
 
 def results_markdown(record: dict[str, Any]) -> str:
@@ -47,13 +72,16 @@ def results_markdown(record: dict[str, Any]) -> str:
         f"- created {record['created']}, restorever {record['restorever_version']}, device "
         f"{record['environment'].get('device')}",
         f"- pairs evaluated: {proto['pairs']} of {proto['pairs_requested']} in {proto['folds']} folds; "
-        f"images: {proto['images']}; skipped pairs: {len(proto['skipped'])}",
+        f"images: {proto['images']}; skipped pairs: {len(proto['skipped'])}; images aligned with the protocol's "
+        f"fallback landmarks (no face found): {len(proto.get('landmark_fallbacks', []))}",
         f"- degradation: {cfg['degradation'] if cfg['scales'] else 'none'} on the {cfg['degrade_side']} side, "
         f"scales {cfg['scales'] or '—'}, seed {cfg['seed']}",
         "",
         results_table(record),
         "",
     ]
+    if any(c.get("comparison_to_clean") or c.get("comparison_to_none") for c in record["conditions"]):
+        lines += [STATISTICS_NOTE, ""]
     if proto["skipped"]:
         lines += ["## Skipped pairs", ""]
         lines += [f"- line {s['pair']}: {s['reason']}" for s in proto["skipped"][:50]]
@@ -65,13 +93,18 @@ def results_markdown(record: dict[str, Any]) -> str:
 
 def write_run(record: dict[str, Any], out: str | Path) -> dict[str, Path]:
     """Write ``results.json`` (last, atomically: its presence means the run is complete), ``results.md``, ``roc.png``
-    and ``degradation.jsonl`` into ``out``."""
+    and ``degradation.jsonl`` into ``out``.
+
+    The paired statistics of :func:`restorever.reports.statistics.add_comparisons` (``comparison_to_clean``,
+    ``comparison_to_none``) are added to the record's conditions first (in place)."""
     from .plots import plot_roc
+    from .statistics import add_comparisons
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     record = dict(record)
     params = record.pop("_degradation_records", [])
+    add_comparisons(record)  # adds keys to the caller's condition dicts too, so its printed table shows them
     paths = {}
     if params:
         paths["degradation"] = out / "degradation.jsonl"

@@ -1,0 +1,144 @@
+"""``restorever ident`` (closed-set identification with attribute filtering) and ``restorever plot cmc``.
+
+``restorever eval --protocol lfw-ident ...`` is meant to route here: :func:`run_ident` takes the same option names as
+``eval`` plus the identification ones.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from . import handle_errors
+from .eval_cmd import _scales, _split
+
+EPILOG = """\b
+Examples:
+  restorever ident --data-root ../shared/data/lfw --recognizer dlib --min-images 10 --max-probes-per-person 9 \\
+      --max-distractors 2000 --scales 8,16,32 --out runs/ident
+  restorever ident --data-root ../shared/data/lfw --scales 16 --attribute-model runs/attributes/dlib_probe.pt \\
+      --attribute-filter gender,age --threshold 0.9 --age-tolerance 1 --out runs/ident-filtered
+  restorever plot cmc runs/ident-filtered/results.json -o cmc.pdf
+"""
+
+
+def _ident_options(func):
+    options = [
+        click.option("--protocol", default="lfw-ident", show_default=True, help="Identification protocol or YAML."),
+        click.option("--data-root", type=click.Path(), envvar="RESTOREVER_DATA", help="Folder holding the data."),
+        click.option("--restorer", "restorers", default="none", show_default=True, help="Restorer(s), comma-separated."),
+        click.option("--recognizer", default="dlib", show_default=True),
+        click.option("--scales", default="", help="Degradation scales of the probes, e.g. 8,16,32."),
+        click.option("--degradation", default="difface-test", show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--detector", default="mtcnn", show_default=True),
+        click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE"),
+        click.option("--batch-size", type=int, default=16, show_default=True),
+        click.option("--on-error", type=click.Choice(["error", "skip"]), default="skip", show_default=True,
+                     help="Images without a face: stop, or drop them from the split (recorded)."),
+        click.option("--flip-test", is_flag=True),
+        click.option("--weights", "restorer_weights", default=None, help="Restorer weights: FILE or ROLE=FILE,..."),
+        click.option("--recognizer-weights", default=None),
+        click.option("--min-images", type=int, default=None, help="Enrol people with at least N images (protocol: 2)."),
+        click.option("--max-probes-per-person", type=int, default=None, help="At most N probes per person."),
+        click.option("--max-distractors", type=int, default=None, help="At most N one-image distractors."),
+        click.option("--attribute-model", default=None,
+                     help="Fitted probe .pt (`restorever attributes fit`) or insightface-genderage."),
+        click.option("--attribute-weights", default=None, help="Weights of a pixel attribute model (FILE)."),
+        click.option("--attribute-filter", default=None,
+                     help="Filter the gallery by gender,age (comma list; 'none' = report attributes only)."),
+        click.option("--threshold", "filter_threshold", type=float, default=None,
+                     help="Probe confidence needed to filter by an attribute (protocol: 0.9)."),
+        click.option("--age-tolerance", type=int, default=None, help="Neighbouring age groups searched (protocol: 1)."),
+        click.option("--age-bins", default=None, help="Age group edges for a pixel model (protocol: 13,20,60)."),
+        click.option("--reweight", default=None,
+                     help="Re-weighting module: auto (the attribute model's own), none, or a checkpoint PATH."),
+        click.option("--top-k", type=int, default=10, show_default=True),
+        click.option("--search-backend", type=click.Choice(["auto", "faiss", "numpy"]), default="auto",
+                     show_default=True),
+        click.option("--index", type=click.Choice(["flat", "ivf"]), default="flat", show_default=True),
+        click.option("--ivf-nlist", type=int, default=64, show_default=True),
+        click.option("--nprobe", type=int, default=16, show_default=True),
+        click.option("--filter-mode", type=click.Choice(["partition", "selector"]), default="partition",
+                     show_default=True, help="Sub-index per attribute cell, or a faiss IDSelector."),
+        click.option("--cache-dir", type=click.Path(), default=None),
+        click.option("--out", type=click.Path(), default="runs/ident", show_default=True),
+        click.option("--no-progress", is_flag=True),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def run_ident(*, protocol="lfw-ident", data_root=None, restorers="none", recognizer="dlib", scales="",
+              degradation="difface-test", seed=0, detector="mtcnn", device="auto", batch_size=16, on_error="skip",
+              flip_test=False, restorer_weights=None, recognizer_weights=None, min_images=None,
+              max_probes_per_person=None, max_distractors=None, attribute_model=None, attribute_weights=None,
+              attribute_filter=None, filter_threshold=None, age_tolerance=None, age_bins=None, reweight=None,
+              top_k=10, search_backend="auto", index="flat", ivf_nlist=64, nprobe=16, filter_mode="partition",
+              cache_dir=None, out="runs/ident", no_progress=False, restorer_options=None) -> dict:
+    """Build the config from CLI-style values, run the evaluation, write the outputs, echo the tables."""
+    from ..hub import parse_weights_option
+    from ..pipeline.identification import IdentConfig, evaluate_identification, ident_tables, write_ident_run
+
+    flt = None
+    if attribute_filter is not None:
+        flt = [] if attribute_filter.strip().lower() in ("", "none") else _split(attribute_filter)
+    config = IdentConfig(
+        protocol=protocol, data_root=data_root, restorers=_split(restorers) if isinstance(restorers, str)
+        else list(restorers), recognizer=recognizer, scales=_scales(scales) if isinstance(scales, str)
+        else list(scales), degradation=degradation, seed=seed, detector=detector, device=device,
+        batch_size=batch_size, on_error=on_error, flip_test=flip_test,
+        restorer_weights=parse_weights_option(restorer_weights),
+        recognizer_weights=parse_weights_option(recognizer_weights), restorer_options=dict(restorer_options or {}),
+        min_images=min_images, max_probes_per_person=max_probes_per_person, max_distractors=max_distractors,
+        attribute_model=attribute_model, attribute_weights=parse_weights_option(attribute_weights),
+        attribute_filter=flt if attribute_model else ([] if flt is None else flt), filter_threshold=filter_threshold,
+        age_tolerance=age_tolerance,
+        age_bins=[float(b) for b in age_bins.split(",")] if isinstance(age_bins, str) and age_bins else None,
+        reweight=reweight, top_k=top_k, search_backend=search_backend, index=index, ivf_nlist=ivf_nlist,
+        nprobe=nprobe, filter_mode=filter_mode, cache_dir=cache_dir, out=str(Path(out)))
+    record = evaluate_identification(config, progress=not no_progress)
+    paths = write_ident_run(record, out)
+    click.echo(ident_tables(record))
+    skipped = len(record["protocol"]["skipped"])
+    if skipped:
+        click.echo(f"left out {skipped} image(s)/people without a usable face; reasons in {paths['results']}")
+    click.echo(f"wrote {paths['results']}, {paths['markdown']}, {paths['cmc']}")
+    return record
+
+
+@click.command("ident", epilog=EPILOG)
+@_ident_options
+@handle_errors
+def ident_command(**options):
+    """Closed-set identification (rank-k, mAP, CMC) of clean, degraded and restored probes, optionally searching
+    only the gallery entries whose predicted gender/age group match the probe's."""
+    run_ident(**options)
+
+
+@click.command("cmc")
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("-o", "--output", default="cmc.png", show_default=True, help="PNG, PDF or SVG file.")
+@handle_errors
+def plot_cmc_command(results, output):
+    """CMC curves of every condition in identification RESULTS (filtered runs dashed)."""
+    from ..errors import RestoreverError
+    from ..pipeline.identification import plot_cmc
+    from ..reports.results import load_results
+
+    records = [load_results(r) for r in results]
+    for path, record in zip(results, records):
+        if not all("retrieval" in c for c in record["conditions"]):
+            raise RestoreverError(f"{path}: not an identification run (no retrieval section); run `restorever ident`")
+    click.echo(f"wrote {plot_cmc(records, output)}")
+
+
+def register(cli: click.Group) -> None:
+    """Add ``ident``, ``attributes`` and ``plot cmc`` to the command line."""
+    from .attributes_cmd import attributes
+    from .plot_cmd import plot
+
+    cli.add_command(ident_command)
+    cli.add_command(attributes)
+    plot.add_command(plot_cmc_command)

@@ -1,0 +1,40 @@
+"""``restorever report RUN_DIR``: a self-contained HTML page and a markdown summary of one run."""
+from __future__ import annotations
+
+import click
+
+from . import handle_errors
+
+EPILOG = """\b
+Examples:
+  restorever report runs/lfw
+  restorever report runs/lfw --format png,pdf,svg --figures-dir paper/figures
+"""
+
+
+@click.command("report", epilog=EPILOG)
+@click.argument("run_dir", type=click.Path(exists=True))
+@click.option("--html", "html_path", type=click.Path(), default=None, help="HTML page (default RUN_DIR/report.html).")
+@click.option("--markdown", "markdown_path", type=click.Path(), default=None,
+              help="Markdown summary (default RUN_DIR/report.md).")
+@click.option("--figures-dir", type=click.Path(), default=None, help="Figure files (default RUN_DIR/figures).")
+@click.option("--format", "formats", default="png,pdf", show_default=True,
+              help="Figure formats written (png, pdf, svg); the page embeds the PNGs.")
+@click.option("--bootstrap", "n_boot", type=click.IntRange(min=100), default=2000, show_default=True,
+              help="Bootstrap replicates, used only when results.json lacks the paired statistics.")
+@handle_errors
+def report_command(run_dir, html_path, markdown_path, figures_dir, formats, n_boot):
+    """Write one self-contained HTML report (tables, all figures, configuration, versions, weight hashes) and a
+    markdown summary of the run in RUN_DIR."""
+    from ..reports.html import build_report
+
+    fmts = [f.strip().lower().lstrip(".") for f in formats.split(",") if f.strip()]
+    bad = [f for f in fmts if f not in ("png", "pdf", "svg")]
+    if bad:
+        raise click.BadParameter(f"unsupported format(s) {bad}; use png, pdf, svg", param_hint="--format")
+    out = build_report(run_dir, html_path=html_path, markdown_path=markdown_path, figures_dir=figures_dir,
+                       formats=fmts, n_boot=n_boot)
+    for name, reason in out["skipped_figures"].items():
+        click.echo(f"figure {name} skipped: {reason}")
+    click.echo(f"wrote {out['html']} and {out['markdown']} ({sum(map(len, out['figures'].values()))} figure files "
+               f"in {next(iter(out['figures'].values()))[0].parent if out['figures'] else '-'})")

@@ -1,0 +1,566 @@
+"""Closed-set identification (``lfw-ident``) with attribute filtering, and fitting the attribute probe.
+
+One run: split (gallery / probes / distractors, :mod:`restorever.datasets_ident`) -> landmarks -> embeddings of
+every image clean and of every probe degraded + restored per condition (the shared, cached stages of
+:mod:`restorever.pipeline.evaluate`) -> attribute probabilities (probe over the embeddings, or a pixel model) ->
+FAISS search per condition: unfiltered, filtered by the predicted attributes, and filtered after the re-weighting
+module -> ``retrieval`` and ``attributes`` sections per condition.
+
+Nothing is written here except cache entries; :func:`write_ident_run` writes ``results.json``, ``results.md`` and
+``cmc.png``.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import RestoreverError
+from .evaluate import (EvalConfig, RunContext, _environment, _version, _weights_files, apply_error_policy,
+                       embed_conditions, landmark_stage, resolve_device)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class IdentConfig(EvalConfig):
+    """Options of an identification run (``EvalConfig`` plus the split, attribute and search options).
+
+    ``None`` for a split or attribute option means "the protocol file's value".
+    """
+
+    protocol: str = "lfw-ident"
+    min_images: int | None = None
+    max_probes_per_person: int | None = None
+    max_distractors: int | None = None
+    attribute_model: str | None = None
+    attribute_weights: dict[str, str] = field(default_factory=dict)
+    attribute_filter: list[str] | None = None
+    filter_threshold: float | None = None
+    age_tolerance: int | None = None
+    age_bins: list[float] | None = None
+    reweight: str | None = None
+    top_k: int = 10
+    search_backend: str = "auto"
+    index: str = "flat"
+    ivf_nlist: int = 64
+    nprobe: int = 16
+    filter_mode: str = "partition"
+
+    def validate(self) -> None:
+        super().validate()
+        if self.top_k < 10:
+            raise ValueError("--top-k must be at least 10 (rank-10 and the CMC curve need it)")
+        if self.index not in ("flat", "ivf"):
+            raise ValueError(f"--index must be flat or ivf, got {self.index!r}")
+        if self.filter_mode not in ("partition", "selector"):
+            raise ValueError(f"--filter-mode must be partition or selector, got {self.filter_mode!r}")
+        if self.attribute_filter and not self.attribute_model:
+            raise ValueError("--attribute-filter needs --attribute-model (a fitted probe .pt, or "
+                             "insightface-genderage)")
+
+
+# ---------------------------------------------------------------------------------------------------- setup
+
+def build_ident_context(config: EvalConfig, protocol) -> RunContext:
+    """Models, cache and device for ``config`` with an already loaded ``protocol`` (the same choices as
+    :func:`restorever.pipeline.evaluate.build_context`, which loads pair protocols itself)."""
+    from .. import hub
+    from ..recognizers import create_recognizer
+    from ..restorers import create_restorer
+    from .cache import ArrayCache
+
+    device = resolve_device(config.device)
+    cache = ArrayCache(Path(config.cache_dir) if config.cache_dir else hub.get_cache_dir() / "cache")
+    recognizer = create_recognizer(config.recognizer, weights=config.recognizer_weights or None, device=device,
+                                   **({"flip_test": True} if config.flip_test else {}))
+    restorers = {}
+    for name in config.restorers:
+        weights = config.restorer_weights if (config.restorer_weights and name != "none") else None
+        options = config.restorer_options if name != "none" else {}
+        restorers[name] = create_restorer(name, weights=weights, device=device, **options)
+    degradation = None
+    if config.scales:
+        from ..degradation import Degradation
+
+        degradation = Degradation(config.degradation)
+    return RunContext(config, protocol, device, cache, recognizer, restorers, degradation)
+
+
+@dataclass
+class _Prepared:
+    ident: Any
+    options: Any
+    split: Any
+    ctx: RunContext
+    info: dict
+    failed: dict
+    timings: dict
+
+
+def _prepare(config: IdentConfig, *, progress: bool) -> _Prepared:
+    from ..datasets_ident import build_split, draw_candidates, load_ident_protocol, split_options
+
+    config.validate()
+    timings: dict[str, float] = {}
+    ident = load_ident_protocol(config.protocol, data_root=config.data_root)
+    options = split_options(ident.spec, min_images=config.min_images,
+                            max_probes_per_person=config.max_probes_per_person,
+                            max_distractors=config.max_distractors)
+    enrolled, distractors = draw_candidates(ident.people, ident.folder, options)
+    candidates = [i for items in enrolled.values() for i in items] + list(distractors.values())
+    protocol = ident.as_protocol()
+    ctx = build_ident_context(config, protocol)
+    t0 = time.perf_counter()
+    info = landmark_stage(protocol, candidates, detector=config.detector, device=ctx.device, cache=ctx.cache,
+                          batch_size=config.batch_size, progress=progress)
+    timings["landmarks_s"] = time.perf_counter() - t0
+    failed = apply_error_policy(info, config.on_error)
+    split = build_split(enrolled, distractors, failed, max_probes_per_person=options.max_probes_per_person)
+    if split.n_enrolled == 0 or not split.probes:
+        raise RestoreverError(f"protocol {ident.name}: the split has {split.n_enrolled} enrolled people and "
+                              f"{len(split.probes)} probes; lower --min-images or check the data root")
+    return _Prepared(ident, options, split, ctx, info, failed, timings)
+
+
+def attribute_settings(config: IdentConfig, spec: Mapping) -> dict[str, Any]:
+    """Resolved attribute options: CLI values over the protocol's ``attributes`` section."""
+    section = spec.get("attributes") or {}
+    return {
+        "filter": list(config.attribute_filter if config.attribute_filter is not None
+                       else section.get("filter", ["gender", "age"])),
+        "threshold": float(config.filter_threshold if config.filter_threshold is not None
+                           else section.get("threshold", 0.9)),
+        "age_tolerance": int(config.age_tolerance if config.age_tolerance is not None
+                             else section.get("age_tolerance", 1)),
+        "age_bins": list(config.age_bins if config.age_bins is not None else section.get("age_bins", [13, 20, 60])),
+    }
+
+
+def load_labels(ident, schema) -> dict[str, dict[str, int]]:
+    """Attribute labels named in the protocol's ``labels`` section (files relative to the data root; a missing
+    file only disables that attribute's accuracy, with a warning)."""
+    from ..attributes.labels import read_gender_lists, read_kumar_ages
+    from ..images import safe_join
+
+    section = ident.spec.get("labels") or {}
+    out: dict[str, dict[str, int]] = {}
+    gender = section.get("gender")
+    if "gender" in schema.attributes and isinstance(gender, dict):
+        male, female = (safe_join(ident.root, gender[k], what="label file") for k in ("male", "female"))
+        if male.is_file() and female.is_file():
+            out["gender"] = read_gender_lists(male, female)
+        else:
+            logger.warning("gender labels not found (%s, %s): no gender accuracy", male, female)
+    age = section.get("age")
+    if "age" in schema.attributes and isinstance(age, dict) and age.get("kumar_scores"):
+        path = safe_join(ident.root, age["kumar_scores"], what="label file")
+        if path.is_file():
+            out["age"] = read_kumar_ages(path, schema.age_groups)
+        else:
+            logger.warning("age labels not found (%s): no age accuracy", path)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- attributes
+
+class _AttributeRecognizer:
+    """Wraps a pixel attribute model so the cached embedding stage computes its probabilities per condition."""
+
+    similarity = "cosine"
+
+    def __init__(self, predictor, schema, cache_name: str):
+        from ..hub import ModelCard
+
+        self.predictor, self.schema = predictor, schema
+        self.card = ModelCard(name=cache_name, arch="attributes", template="ffhq_512")
+        self.embedding_dim = schema.width
+        self.weight_files = getattr(predictor, "weight_files", {})
+
+    def embed(self, faces, landmarks):
+        import torch
+
+        return torch.as_tensor(self.schema.concat(self.predictor.predict_images(faces, landmarks)),
+                               dtype=torch.float32)
+
+
+def _attribute_model(config: IdentConfig, settings: Mapping[str, Any]):
+    """``(predictor, schema, reweight_module_or_None, description)``."""
+    from ..attributes import load_attribute_model
+    from ..attributes.groups import AgeGroups, AttributeSchema
+
+    if not config.attribute_model:
+        return None, None, None, None
+    wanted = AttributeSchema(AgeGroups.parse([float(b) for b in settings["age_bins"]]))
+    model = load_attribute_model(config.attribute_model, weights=config.attribute_weights or None,
+                                 **({} if _is_path(config.attribute_model) else {"schema": wanted}))
+    schema = model.schema
+    if model.kind == "embedding":
+        if model.recognizer != config.recognizer:
+            raise RestoreverError(f"attribute model {config.attribute_model} was fitted on {model.recognizer} "
+                                  f"embeddings; this run uses --recognizer {config.recognizer}")
+        if config.age_bins is not None and list(schema.age_groups.edges) != [float(b) for b in config.age_bins]:
+            raise RestoreverError(f"attribute model {config.attribute_model} has age bins "
+                                  f"{list(schema.age_groups.edges)}; refit it with --age-bins to change them")
+    reweight, source = None, None
+    if config.reweight in (None, "", "auto"):
+        if getattr(model, "has_reweighting", False):
+            reweight, source = "own", config.attribute_model
+    elif config.reweight != "none":
+        from ..attributes.predictor import EmbeddingAttributePredictor
+
+        other = EmbeddingAttributePredictor.load(config.reweight)
+        if other.model.reweight is None:
+            raise RestoreverError(f"--reweight {config.reweight}: that checkpoint has no re-weighting module")
+        if other.schema.sizes != schema.sizes:
+            raise RestoreverError(f"--reweight {config.reweight}: its layout {other.schema.sizes} does not match the "
+                                  f"attribute model's {schema.sizes}")
+        reweight, source = other.model.reweight, config.reweight
+    description = {"model": config.attribute_model, "kind": model.kind, "schema": schema.to_dict(),
+                   "reweighting": source}
+    if model.kind == "embedding":
+        description["fit_report"] = _slim_report(model.meta.get("report"))
+    for role, (path, sha) in (getattr(model, "weight_files", None) or {}).items():
+        description.setdefault("files", {})[role] = {"file": path, "sha256": sha}
+    if model.kind == "embedding" and "file" in model.meta:
+        from ..hub import sha256_file
+
+        description["files"] = {"model": {"file": model.meta["file"], "sha256": sha256_file(model.meta["file"])}}
+    return model, schema, reweight, description
+
+
+def _is_path(spec: str) -> bool:
+    return spec.endswith((".pt", ".pth")) or Path(spec).exists()
+
+
+def _slim_report(report: Mapping | None) -> dict | None:
+    if not report:
+        return None
+    out = {"images": report.get("images"), "people": report.get("people"), "folds": report.get("folds"),
+           "attributes": {}}
+    for a, entry in (report.get("attributes") or {}).items():
+        out["attributes"][a] = {k: (entry[k]["accuracy"], entry[k]["ece"]) for k in ("raw", "reweighted")
+                                if k in entry}
+    return out
+
+
+def _predict(model, schema, reweight, embeddings: np.ndarray, people: Sequence[str], *, reweighted: bool
+             ) -> dict[str, np.ndarray]:
+    """Attribute probabilities from embeddings (embedding model) or from the probability vectors the pixel model
+    produced in the embedding stage."""
+    if model.kind == "embedding":
+        if not reweighted:
+            return model.predict(embeddings, people=people)
+        if reweight == "own":
+            return model.predict(embeddings, people=people, reweight=True)
+        raw = model.predict(embeddings, people=people)
+        return reweight.refine(schema.concat(raw))
+    raw = schema.split(np.asarray(embeddings, dtype=np.float64))
+    if not reweighted:
+        return raw
+    if reweight == "own" or reweight is None:
+        raise RestoreverError("a pixel attribute model has no re-weighting module of its own; pass --reweight PATH")
+    return reweight.refine(schema.concat(raw))
+
+
+# ---------------------------------------------------------------------------------------------------- evaluate
+
+def evaluate_identification(config: IdentConfig, *, progress: bool = True) -> dict[str, Any]:
+    """Run one identification evaluation and return the results record (``conditions[]`` with ``retrieval`` and
+    ``attributes``)."""
+    from ..attributes.labels import label_arrays
+    from ..attributes.metrics import attribute_report, consistency_report
+    from ..metrics.retrieval import identification_report
+    from ..retrieval import AttributeFilter, GalleryIndex, attribute_codes, probe_constraints
+
+    started = time.perf_counter()
+    prep = _prepare(config, progress=progress)
+    ctx, split, info, timings = prep.ctx, prep.split, prep.info, prep.timings
+    settings = attribute_settings(config, prep.ident.spec)
+    model, schema, reweight, attr_desc = _attribute_model(config, settings)
+
+    t0 = time.perf_counter()
+    items = split.items
+    probe_set = set(split.probes)
+    embeddings, stage_time = embed_conditions(ctx, items, probe_set, info, progress=progress)
+    timings["embeddings_s"] = time.perf_counter() - t0
+    timings.update(stage_time)
+    attr_vectors = embeddings
+    if model is not None and model.kind == "image":
+        t0 = time.perf_counter()
+        cache_name = (f"attributes:{model.name}:{json.dumps(schema.to_dict(), sort_keys=True)}:"
+                      f"{getattr(model, 'age_sigma', '')}")
+        actx = replace(ctx, config=replace(config, recognizer=cache_name, flip_test=False),
+                       recognizer=_AttributeRecognizer(model, schema, cache_name))
+        attr_vectors, _ = embed_conditions(actx, items, probe_set, info, progress=progress)
+        timings["attributes_s"] = time.perf_counter() - t0
+
+    clean = embeddings[("none", None)]
+    gallery_emb = np.stack([clean[i] for i in split.gallery])
+    mate = split.probe_mate
+    k = int(config.top_k)
+    index_opts = dict(backend=config.search_backend, device=str(ctx.device),
+                      ivf_nlist=config.ivf_nlist if config.index == "ivf" else 0, nprobe=config.nprobe)
+    plain = GalleryIndex(gallery_emb, **index_opts)
+
+    flt = None
+    variants: list[str] = []
+    gallery_probs: dict[str, dict[str, np.ndarray]] = {}
+    filtered_index: dict[str, GalleryIndex] = {}
+    labels_probe: dict[str, np.ndarray] = {}
+    if model is not None:
+        variants = ["raw"] + (["reweighted"] if reweight is not None else [])
+        g_vec = np.stack([attr_vectors[("none", None)][i] for i in split.gallery])
+        for v in variants:
+            gallery_probs[v] = _predict(model, schema, reweight, g_vec, split.gallery_people,
+                                        reweighted=v == "reweighted")
+        labels_probe = label_arrays(split.probes, load_labels(prep.ident, schema))
+        if settings["filter"]:
+            flt = AttributeFilter(tuple(settings["filter"]), settings["threshold"], settings["age_tolerance"])
+            missing = [a for a in flt.attributes if a not in schema.attributes]
+            if missing:
+                raise RestoreverError(f"--attribute-filter {','.join(missing)}: the attribute model does not "
+                                      f"predict it")
+            for v in variants:
+                codes = attribute_codes({a: gallery_probs[v][a] for a in flt.attributes}, flt.threshold)
+                filtered_index[v] = GalleryIndex(gallery_emb, codes=codes, partition_by=flt.attributes,
+                                                 mode=config.filter_mode, **index_opts)
+
+    records = []
+    clean_probs: dict[str, dict[str, np.ndarray]] = {}
+    for restorer, scale in ctx.conditions:
+        emb = embeddings[(restorer, scale)]
+        probe_emb = np.stack([emb[p] for p in split.probes])
+        res = plain.search(probe_emb, k)
+        ranks = plain.mate_ranks(probe_emb, res, mate)
+        retrieval = identification_report(ranks, searched_fraction=res.searched / plain.n,
+                                          search_seconds=res.seconds, max_rank=k)
+        attributes: dict[str, Any] = {}
+        if model is not None:
+            vec = attr_vectors[(restorer, scale)]
+            p_vec = np.stack([vec[p] for p in split.probes])
+            for v in variants:
+                probs = _predict(model, schema, reweight, p_vec, split.probe_people, reweighted=v == "reweighted")
+                if scale is None:
+                    clean_probs[v] = probs
+                entry: dict[str, Any] = {}
+                for a in schema.attributes:
+                    rep = attribute_report(labels_probe.get(a, np.full(len(split.probes), -1)), probs[a],
+                                           schema.classes(a))
+                    entry[a] = {key: rep[key] for key in ("n", "accuracy", "balanced_accuracy", "ece", "nll")}
+                    if scale is not None:
+                        entry[a]["consistency"] = consistency_report(clean_probs[v][a], probs[a],
+                                                                     ordinal=a == "age")
+                attributes[v] = entry
+                if flt is not None:
+                    cons = probe_constraints(probs, flt)
+                    idx = filtered_index[v]
+                    res_f = idx.search(probe_emb, k, constraints=cons)
+                    ranks_f = idx.mate_ranks(probe_emb, res_f, mate, cons)
+                    key = "filtered" if v == "raw" else "filtered_reweighted"
+                    retrieval[key] = identification_report(
+                        ranks_f, searched_fraction=res_f.searched / idx.n, search_seconds=res_f.seconds,
+                        max_rank=k, reference_ranks=ranks)
+                    retrieval[key]["probes_filtered"] = float(np.mean([c is not None for c in cons]))
+            if scale is not None and "raw" in attributes:
+                attributes["gender_flip_rate"] = attributes["raw"].get("gender", {}).get("consistency", {}).get(
+                    "changed_rate")
+                attributes["age_group_change_rate"] = attributes["raw"].get("age", {}).get("consistency", {}).get(
+                    "changed_rate")
+        records.append({
+            "restorer": restorer,
+            "degradation": None if scale is None else config.degradation,
+            "scale": scale,
+            "degrade_side": "probe",
+            "recognizer": config.recognizer,
+            "retrieval": retrieval,
+            "attributes": attributes,
+        })
+    timings["total_s"] = time.perf_counter() - started
+    weights = {n: {"file": f, "sha256": s} for n, (f, s) in _weights_files(ctx.recognizer).items()}
+    for r in ctx.restorers.values():
+        weights.update({n: {"file": f, "sha256": s} for n, (f, s) in _weights_files(r).items()})
+    return {
+        "restorever_version": _version(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "config": asdict(config),
+        "environment": _environment(ctx.device),
+        "weights": weights,
+        "protocol": {**prep.ident.describe(prep.options), "task": "identification", **split.summary(),
+                     "skipped": split.skipped,
+                     "failed_images": [{"image": i, "reason": r} for i, r in prep.failed.items()]},
+        "index": plain.describe(),
+        "attribute_model": attr_desc,
+        "attribute_filter": None if flt is None else asdict(flt),
+        "cache": {"hits": ctx.cache.hits, "misses": ctx.cache.misses, "corrupt": ctx.cache.corrupt,
+                  "dir": str(ctx.cache.root) if ctx.cache.root else None},
+        "timings": {key: round(v, 3) for key, v in timings.items()},
+        "conditions": records,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------- fitting
+
+def clean_embeddings(config: IdentConfig, *, progress: bool = True) -> dict[str, Any]:
+    """Clean embeddings of every image of the split (gallery, probes, distractors), with each image's person.
+
+    Returns ``{"items", "people", "embeddings" [N, D], "ident", "split"}``; computed through the shared cache.
+    """
+    clean_config = replace(config, scales=[], restorers=["none"])
+    prep = _prepare(clean_config, progress=progress)
+    split = prep.split
+    person = dict(zip(split.gallery, split.gallery_people))
+    person.update(zip(split.probes, split.probe_people))
+    items = split.items
+    embeddings, _ = embed_conditions(prep.ctx, items, set(), prep.info, progress=progress)
+    clean = embeddings[("none", None)]
+    return {"items": items, "people": [person[i] for i in items],
+            "embeddings": np.stack([clean[i] for i in items]), "ident": prep.ident, "split": split}
+
+
+def fit_attributes(config: IdentConfig, options=None, *, reweight: bool = True, progress: bool = True
+                   ) -> tuple[Any, dict[str, Any]]:
+    """Fit the embedding attribute predictor on the labelled images of the split; returns ``(predictor, report)``."""
+    from ..attributes.groups import AgeGroups, AttributeSchema
+    from ..attributes.labels import label_arrays
+    from ..attributes.predictor import FitOptions, fit_attribute_predictor
+
+    settings = attribute_settings(config, _spec_of(config))
+    schema = AttributeSchema(AgeGroups.parse([float(b) for b in settings["age_bins"]]))
+    data = clean_embeddings(config, progress=progress)
+    labels = label_arrays(data["items"], load_labels(data["ident"], schema))
+    if not labels:
+        raise RestoreverError("no attribute labels found: the protocol's labels section names files missing under "
+                              f"{data['ident'].root}")
+    keep = np.zeros(len(data["items"]), dtype=bool)
+    for y in labels.values():
+        keep |= y >= 0
+    x = data["embeddings"][keep]
+    people = [p for p, m in zip(data["people"], keep) if m]
+    labels = {a: y[keep] for a, y in labels.items()}
+    meta = {"protocol": data["ident"].name, "split": data["split"].summary(), "data_root": str(data["ident"].root),
+            "label_rules": {"gender": "LFW gender name lists; images in both lists dropped",
+                            "age": "Kumar et al. scores: Senior > 0 -> 65 years (old), else 40 years (adult), "
+                                   "binned with the age groups"}}
+    return fit_attribute_predictor(x, labels, people, schema, recognizer=config.recognizer,
+                                   options=options or FitOptions(), reweight=reweight, meta=meta)
+
+
+def _spec_of(config: IdentConfig) -> dict:
+    from ..datasets_ident import load_ident_spec
+
+    return load_ident_spec(config.protocol)[0]
+
+
+# ---------------------------------------------------------------------------------------------------- outputs
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with NaN/inf floats as None and numpy scalars as Python numbers (strict JSON)."""
+    if isinstance(obj, float):
+        return None if (math.isnan(obj) or math.isinf(obj)) else obj
+    if isinstance(obj, dict):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return json_safe(obj.item())
+    return obj
+
+
+def _pct(x: Any) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
+
+
+def _label(cond: Mapping[str, Any]) -> str:
+    return "clean" if cond.get("scale") is None else f"{cond['restorer']} x{cond['scale']}"
+
+
+def ident_tables(record: Mapping[str, Any]) -> str:
+    """Markdown tables: retrieval per condition, then attributes per condition."""
+    rows = ["| condition | rank-1 % | rank-5 % | rank-10 % | mAP % | filtered rank-1 % | filtered mAP % | "
+            "gallery searched % | rank-1 lost to filter % | reweighted filtered rank-1 % | search ms/query |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for cond in record["conditions"]:
+        r = cond["retrieval"]
+        f = r.get("filtered") or {}
+        fr = r.get("filtered_reweighted") or {}
+        ms = f.get("search_ms_per_query", r.get("search_ms_per_query"))
+        rows.append(f"| {_label(cond)} | {_pct(r['rank1'])} | {_pct(r['rank5'])} | {_pct(r['rank10'])} | "
+                    f"{_pct(r['map'])} | {_pct(f.get('rank1'))} | {_pct(f.get('map'))} | "
+                    f"{_pct(f.get('gallery_fraction'))} | {_pct(f.get('rank1_lost_to_filter'))} | "
+                    f"{_pct(fr.get('rank1'))} | {'—' if ms is None else f'{ms:.3f}'} |")
+    out = "\n".join(rows)
+    if any(c.get("attributes") for c in record["conditions"]):
+        rows = ["| condition | gender acc % (raw / reweighted) | age acc % (raw / reweighted) | gender ECE % | "
+                "age ECE % | gender flip % | age group changed % |", "|---|---|---|---|---|---|---|"]
+        for cond in record["conditions"]:
+            a = cond.get("attributes") or {}
+            raw, rw = a.get("raw", {}), a.get("reweighted", {})
+
+            def pair(attr: str, key: str) -> str:
+                return (f"{_pct(raw.get(attr, {}).get(key))} / {_pct(rw.get(attr, {}).get(key))}" if rw
+                        else _pct(raw.get(attr, {}).get(key)))
+
+            rows.append(f"| {_label(cond)} | {pair('gender', 'accuracy')} | {pair('age', 'accuracy')} | "
+                        f"{pair('gender', 'ece')} | {pair('age', 'ece')} | {_pct(a.get('gender_flip_rate'))} | "
+                        f"{_pct(a.get('age_group_change_rate'))} |")
+        out += "\n\n" + "\n".join(rows)
+    return out
+
+
+def write_ident_run(record: Mapping[str, Any], out: str | Path) -> dict[str, Path]:
+    """Write ``results.md``, ``cmc.png`` and, last and atomically, ``results.json`` into ``out``."""
+    from .cache import atomic_write_text
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    record = json_safe(dict(record))
+    proto = record["protocol"]
+    cfg = record["config"]
+    md = [f"# restorever identification: {proto['name']} / {cfg['recognizer']}", "",
+          f"- created {record['created']}, restorever {record['restorever_version']}, device "
+          f"{record['environment'].get('device')}",
+          f"- gallery {proto['gallery_size']} ({proto['enrolled_people']} enrolled + {proto['distractors']} "
+          f"distractors), probes {proto['probes']}; split options {proto['split_options']}",
+          f"- degradation {cfg['degradation'] if cfg['scales'] else 'none'} at scales {cfg['scales'] or '—'}, "
+          f"seed {cfg['seed']}; index {record['index']['backend']}/{record['index']['index']}, "
+          f"filter {record.get('attribute_filter')}", "", ident_tables(record), ""]
+    paths = {"markdown": out / "results.md", "cmc": out / "cmc.png", "results": out / "results.json"}
+    atomic_write_text(paths["markdown"], "\n".join(md))
+    plot_cmc([record], paths["cmc"])
+    atomic_write_text(paths["results"], json.dumps(record, indent=1, allow_nan=False))
+    return paths
+
+
+def plot_cmc(records: Sequence[Mapping[str, Any]], out: str | Path) -> Path:
+    """CMC curves (rank 1..k) of every condition: unfiltered solid, attribute-filtered dashed.
+
+    Belongs with the other figures in :mod:`restorever.reports.plots`; kept here until it moves there.
+    """
+    from ..reports.plots import _figure, _save, restorer_colour
+
+    fig, ax, plt = _figure(4.0, 3.2)
+    for record in records:
+        for cond in record["conditions"]:
+            colour = restorer_colour(cond["restorer"]) if cond.get("scale") is not None else "black"
+            scales = sorted({c.get("scale") or 0 for c in record["conditions"]})
+            alpha = 1.0 - 0.6 * scales.index(cond.get("scale") or 0) / max(1, len(scales) - 1)
+            for key, style in (("cmc", "-"), ("filtered", "--")):
+                curve = cond["retrieval"].get("cmc") if key == "cmc" else (cond["retrieval"].get(key) or {}).get("cmc")
+                if not curve:
+                    continue
+                label = _label(cond) + (" (filtered)" if key == "filtered" else "")
+                ax.plot(range(1, len(curve) + 1), [100 * (v or 0) for v in curve], style, marker="o", ms=2,
+                        color=colour, alpha=alpha, lw=1.1, label=label)
+    ax.set_xlabel("rank")
+    ax.set_ylabel("identification rate (%)")
+    ax.grid(True, alpha=0.25, lw=0.4)
+    ax.legend(frameon=False, fontsize=5.5)
+    return _save(fig, plt, out)
