@@ -11,16 +11,31 @@ def plot() -> None:
     """Figures from one or more results.json files."""
 
 
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        return [int(t.strip().lower().lstrip("x")) for t in (text or "").split(",") if t.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{text!r}: use integers, e.g. 8,32", param_hint=option) from None
+
+
+def _name_list(text: str) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
 @plot.command("roc")
 @click.argument("results", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-o", "--output", default="roc.png", show_default=True, help="PNG, PDF or SVG file.")
+@click.option("--scales", default="", help="Only these scales, e.g. 8,32 (the clean curve is always drawn).")
+@click.option("--restorers", default="", help="Only these restorers, e.g. none,vqfr-v2.")
 @handle_errors
-def plot_roc_command(results, output):
+def plot_roc_command(results, output, scales, restorers):
     """ROC curves (log-scale FAR) of every condition in RESULTS."""
     from ..reports.plots import plot_roc
     from ..reports.results import load_results
 
-    click.echo(f"wrote {plot_roc([load_results(r) for r in results], output)}")
+    path = plot_roc([load_results(r) for r in results], output, scales=_int_list(scales, "--scales") or None,
+                    restorers=_name_list(restorers) or None)
+    click.echo(f"wrote {path}")
 
 
 @plot.command("scales")
@@ -71,10 +86,7 @@ def plot_grid_command(results, output, items, max_items, scales):
     from ..reports.plots import plot_grid
     from ..reports.results import load_results
 
-    try:
-        wanted = [int(s.strip().lower().lstrip("x")) for s in scales.split(",") if s.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{scales!r}: use integers, e.g. 8,32", param_hint="--scales") from None
+    wanted = _int_list(scales, "--scales")
     run_dir = Path(results) if Path(results).is_dir() else Path(results).parent
     path = plot_grid(load_results(results), run_dir, output, items=list(items) or None, max_items=max_items,
                      scales=wanted or None)
@@ -85,10 +97,15 @@ def plot_grid_command(results, output, items, max_items, scales):
 @click.argument("results", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-o", "--output", default="cmc.png", show_default=True, help="PNG, PDF or SVG file.")
 @click.option("--max-rank", type=int, default=None, help="Last rank drawn (default: all stored ranks).")
+@click.option("--scales", default="", help="Only these scales, e.g. 8,32 (the clean curve is always drawn).")
+@click.option("--restorers", default="", help="Only these restorers, e.g. none,vqfr-v2.")
 @handle_errors
-def plot_cmc_command(results, output, max_rank):
-    """CMC curves (identification rate against rank) of every condition with retrieval results."""
+def plot_cmc_command(results, output, max_rank, scales, restorers):
+    """CMC curves (identification rate against rank; attribute-filtered searches with hollow markers) of every
+    condition with retrieval results."""
     from ..reports.plots import plot_cmc
     from ..reports.results import load_results
 
-    click.echo(f"wrote {plot_cmc([load_results(r) for r in results], output, max_rank=max_rank)}")
+    path = plot_cmc([load_results(r) for r in results], output, max_rank=max_rank,
+                    scales=_int_list(scales, "--scales") or None, restorers=_name_list(restorers) or None)
+    click.echo(f"wrote {path}")

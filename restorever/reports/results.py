@@ -58,9 +58,9 @@ def results_table(record: dict[str, Any]) -> str:
 
 STATISTICS_NOTE = (
     "Δ columns: accuracy difference in percentage points (condition minus reference) over all pairs at the fold "
-    "thresholds, a 95 % percentile bootstrap interval resampling people (groups of people linked by pairs), and "
-    "McNemar's test on the per-pair decisions (exact binomial below 25 discordant pairs, else chi-square with "
-    "continuity correction).")
+    "thresholds, a 95 % percentile bootstrap interval resampling people (the person of each probe, with all their "
+    "pairs), and McNemar's test on the per-pair decisions (exact binomial below 25 discordant pairs, else "
+    "chi-square with continuity correction).")
 
 
 def results_markdown(record: dict[str, Any]) -> str:

@@ -1,0 +1,339 @@
+"""``restorever report RUN_DIR``: one self-contained HTML page and a markdown summary of a run.
+
+The page holds the results table, the paired statistics, every figure (embedded as base64 PNG, so the file can be
+mailed or attached to a paper's supplement on its own), the run's configuration, versions and weight hashes. The
+markdown summary holds the same tables and links the figure files written beside it. Everything is read from
+``results.json`` (and the example PNGs); only the paired statistics are added when an older record lacks them.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from .results import RESULTS_FILE, STATISTICS_NOTE, comparison_cell, condition_label, load_results, results_table
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Table", "build_report", "report_tables", "render_html", "render_markdown"]
+
+CAPTIONS = {
+    "roc": "ROC curves of every condition (log false-accept axis). Colour: restorer; line style and shade: scale; "
+           "dots: TAR at FAR 1e-3 and 1e-2 where the run has enough different-person pairs.",
+    "scales": "Verification accuracy against degradation scale (error bars: std over folds); dashed: clean.",
+    "similarity": "Pair-score distributions, same person (filled) and different people (outline), per scale; "
+                  "dotted: mean k-fold threshold.",
+    "grid": "Example probes: clean, degraded and restored, with each face's cosine similarity to its clean "
+            "embedding (the run's recognizer).",
+    "cmc": "Cumulative match characteristic: identification rate against rank.",
+}
+
+
+#: tables shown before the figures; the others (protocol, configuration, versions, weights) follow them
+MAIN_TABLES = ("results", "statistics", "retrieval")
+
+
+@dataclass
+class Table:
+    """A titled table of strings; ``rows`` never include the header."""
+
+    key: str
+    title: str
+    header: list[str]
+    rows: list[list[str]] = field(default_factory=list)
+    note: str = ""
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    if x is None:
+        return "—"
+    if isinstance(x, bool):
+        return str(x).lower()
+    if isinstance(x, float):
+        return f"{x:.{digits}g}"
+    if isinstance(x, (list, tuple, dict)):
+        return json.dumps(x, sort_keys=isinstance(x, dict))
+    return str(x)
+
+
+def _fixed(x: Any, digits: int = 4) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def _pct(x: Any, digits: int = 2) -> str:
+    return "—" if x is None else f"{100 * x:.{digits}f}"
+
+
+def report_tables(record: dict[str, Any]) -> list[Table]:
+    """Every table of the report, from a results record (with the statistics of
+    :func:`restorever.reports.statistics.add_comparisons` when present)."""
+    conds = [c for c in record["conditions"] if c.get("verification")]
+    fars = sorted({k for c in conds for k in c["verification"].get("tar_at_far", {})}, key=float, reverse=True)
+    results = Table("results", "Verification and identity",
+                    ["condition", "pairs", "accuracy %", "± std", "± sem", "AUC", "EER %",
+                     *[f"TAR@FAR={f} %" for f in fars], "cos to clean (mean)", "cos to clean (median)"])
+    for c in conds:
+        v = c["verification"]
+        ident = c.get("identity") or {}
+        results.rows.append([
+            condition_label(c), _fmt(v.get("n_pairs", len((c.get("scores") or {}).get("score", [])) or None)),
+            _pct(v["accuracy_mean"]), _pct(v.get("accuracy_std")), _pct(v.get("accuracy_sem")),
+            _fixed(v.get("auc")), _pct(v.get("eer")), *[_pct(v["tar_at_far"].get(f)) for f in fars],
+            _fixed(ident.get("cosine_to_clean_mean")), _fixed(ident.get("cosine_to_clean_median")),
+        ])
+    retrieval = Table("retrieval", "Identification",
+                      ["condition", "probes", "rank-1 %", "rank-5 %", "rank-10 %", "mAP %", "filtered rank-1 %",
+                       "filtered mAP %", "gallery searched %"])
+    for c in record["conditions"]:
+        r = c.get("retrieval")
+        if not r:
+            continue
+        f = r.get("filtered") or {}
+        retrieval.rows.append([condition_label(c), _fmt(r.get("n_probes")), _pct(r.get("rank1")), _pct(r.get("rank5")),
+                               _pct(r.get("rank10")), _pct(r.get("map")), _pct(f.get("rank1")), _pct(f.get("map")),
+                               _pct(f.get("gallery_fraction"))])
+    stats = Table("statistics", "Paired comparisons",
+                  ["condition", "reference", "accuracy %", "reference %", "Δ pp [95 % CI]", "discordant b / c",
+                   "McNemar test", "p"],
+                  note=STATISTICS_NOTE + " Discordant pairs: b = right in the reference and wrong in the condition, "
+                  "c = the reverse.")
+    for c in record["conditions"]:
+        for key in ("comparison_to_none", "comparison_to_clean"):
+            comp = c.get(key)
+            if not comp:
+                continue
+            mc = comp["mcnemar"]
+            ref = comp["reference"]
+            stats.rows.append([
+                condition_label(c), condition_label({"restorer": ref["restorer"], "scale": ref["scale"]}),
+                _pct(comp["accuracy"]), _pct(comp["accuracy_reference"]),
+                comparison_cell(comp).rsplit(" p=", 1)[0], f"{mc['b']} / {mc['c']}",
+                "exact binomial" if mc["method"] == "exact" else "χ² (continuity corrected)", f"{mc['p_value']:.3g}",
+            ])
+    proto = record.get("protocol") or {}
+    protocol = Table("protocol", "Protocol", ["field", "value"],
+                     [[k, _fmt(v if not isinstance(v, (list, dict)) or len(v) <= 10 else f"{len(v)} entries")]
+                      for k, v in proto.items() if k not in ("skipped", "failed_images")])
+    protocol.rows.append(["skipped pairs", str(len(proto.get("skipped") or []))])
+    protocol.rows.append(["failed images", str(len(proto.get("failed_images") or []))])
+    config = Table("config", "Configuration", ["option", "value"],
+                   [[k, _fmt(v)] for k, v in (record.get("config") or {}).items()])
+    env = {"restorever": record.get("restorever_version"), "created": record.get("created"),
+           **(record.get("environment") or {})}
+    env.update({f"time: {k}": v for k, v in (record.get("timings") or {}).items()})
+    environment = Table("environment", "Versions and environment", ["item", "value"],
+                        [[k, _fmt(v)] for k, v in env.items()])
+    weights = Table("weights", "Weights", ["model:role", "file", "sha256"],
+                    [[name, Path(str(w.get("file", ""))).name or "—", w.get("sha256") or "—"]
+                     for name, w in (record.get("weights") or {}).items()])
+    tables = [results, stats, retrieval, protocol, config, environment, weights]
+    skipped = proto.get("skipped") or []
+    if skipped:
+        tables.append(Table("skipped", "Skipped pairs", ["pair", "reason"],
+                            [[str(s.get("pair")), str(s.get("reason"))] for s in skipped]))
+    return [t for t in tables if t.rows]
+
+
+_CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2em auto;max-width:1100px;
+color:#222;padding:0 1em}
+h1{font-size:1.5em;margin-bottom:.2em}
+h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.6em 0;font-size:13px}
+th,td{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#f4f4f4}
+td:first-child{white-space:nowrap}
+td.num{text-align:right;font-variant-numeric:tabular-nums}
+td code{font-size:12px;word-break:break-all}
+figure{margin:1.2em 1.5em 1.2em 0;display:inline-block;vertical-align:top;max-width:100%}
+figure img{width:100%;height:auto;border:1px solid #eee}
+figcaption,.note{font-size:12.5px;color:#555}
+.meta{color:#555}
+"""
+
+
+def _is_number(text: str) -> bool:
+    t = text.replace("%", "").replace("±", "").strip()
+    try:
+        float(t)
+        return True
+    except ValueError:
+        return False
+
+
+def _html_table(table: Table) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in table.header)
+    body = []
+    for row in table.rows:
+        cells = []
+        for value in row:
+            text = html.escape(value)
+            if table.key == "weights" and len(value) == 64:
+                cells.append(f"<td><code>{text}</code></td>")
+            else:
+                cells.append(f'<td class="num">{text}</td>' if _is_number(value) else f"<td>{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    note = f'<p class="note">{html.escape(table.note)}</p>' if table.note else ""
+    return (f'<h2 id="{table.key}">{html.escape(table.title)}</h2>\n<table id="table-{table.key}">'
+            f"<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + f"\n</tbody></table>\n{note}")
+
+
+def _display_width(path: Path, dpi: int = 300, zoom: float = 1.5) -> int | None:
+    """CSS pixels to show a PNG at ``zoom`` times its printed size (from the IHDR width and the figures' dpi)."""
+    head = path.read_bytes()[:24]
+    if path.suffix.lower() != ".png" or head[:8] != b"\x89PNG\r\n\x1a\n":
+        return None
+    return round(int.from_bytes(head[16:20], "big") / dpi * 96 * zoom)
+
+
+def _data_uri(path: Path) -> str:
+    mime = {".png": "image/png", ".svg": "image/svg+xml"}[path.suffix.lower()]
+    return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+
+
+def render_html(record: dict[str, Any], tables: Sequence[Table], figures: dict[str, Path],
+                skipped_figures: dict[str, str]) -> str:
+    """The self-contained page: ``figures`` maps a figure name to a PNG or SVG file, embedded as a data URI."""
+    proto = record.get("protocol") or {}
+    cfg = record.get("config") or {}
+    title = f"restorever: {proto.get('name', '?')} / {cfg.get('recognizer', '?')}"
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width,initial-scale=1">',
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p class="meta">{html.escape(_summary_line(record))}</p>',
+    ]
+    by_key = {t.key: t for t in tables}
+    for key in MAIN_TABLES:
+        if key in by_key:
+            parts.append(_html_table(by_key[key]))
+    parts.append('<h2 id="figures">Figures</h2>')
+    for name, path in figures.items():
+        caption = CAPTIONS.get(name, name)
+        width = _display_width(path)
+        size = f' style="width:{width}px"' if width else ""
+        parts.append(f'<figure id="figure-{name}"{size}><img src="{_data_uri(path)}" alt="{html.escape(name)}">'
+                     f"<figcaption><b>{html.escape(name)}.</b> {html.escape(caption)}</figcaption></figure>")
+    if skipped_figures:
+        items = "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in skipped_figures.items())
+        parts.append(f'<p class="note">Figures not drawn:</p><ul class="note">{items}</ul>')
+    for table in tables:
+        if table.key not in MAIN_TABLES:
+            parts.append(_html_table(table))
+    stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    parts.append(f'<p class="note">Report written {html.escape(stamp)} from {html.escape(RESULTS_FILE)} by '
+                 f"restorever {html.escape(str(_version()))}.</p></body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _summary_line(record: dict[str, Any]) -> str:
+    proto = record.get("protocol") or {}
+    cfg = record.get("config") or {}
+    scales = cfg.get("scales") or []
+    degradation = (f"{cfg.get('degradation')} on the {cfg.get('degrade_side', 'probe')} side at scales "
+                   f"{', '.join(f'x{s}' for s in scales)}" if scales else "no degradation")
+    if "pairs" in proto:
+        what = f"{proto['pairs']} pairs in {proto.get('folds', '?')} folds"
+    else:
+        what = f"{proto.get('task', 'evaluation')}: gallery {proto.get('gallery_size', '?')}, probes " \
+               f"{proto.get('probes', '?')}"
+    return (f"{what}, recognizer "
+            f"{cfg.get('recognizer', '?')}, restorers {', '.join(cfg.get('restorers') or ['none'])}, {degradation}, "
+            f"seed {cfg.get('seed', '?')}; run created {record.get('created', '?')}.")
+
+
+def _md_table(table: Table) -> str:
+    def esc(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = [f"## {table.title}", "", "| " + " | ".join(map(esc, table.header)) + " |",
+             "|" + "---|" * len(table.header)]
+    lines += ["| " + " | ".join(esc(v) for v in row) + " |" for row in table.rows]
+    if table.note:
+        lines += ["", table.note]
+    return "\n".join(lines) + "\n"
+
+
+def render_markdown(record: dict[str, Any], tables: Sequence[Table], figure_links: dict[str, str],
+                    skipped_figures: dict[str, str]) -> str:
+    """The markdown summary: the condensed results table, the statistics, links to the figures, then the other
+    tables."""
+    proto = record.get("protocol") or {}
+    cfg = record.get("config") or {}
+    lines = [f"# restorever: {proto.get('name', '?')} / {cfg.get('recognizer', '?')}", "", _summary_line(record), ""]
+    by_key = {t.key: t for t in tables}
+    if all(c.get("verification") for c in record["conditions"]):
+        lines += [results_table(record), ""]
+    elif "results" in by_key:
+        lines.append(_md_table(by_key["results"]))
+    for key in ("statistics", "retrieval"):
+        if key in by_key:
+            lines.append(_md_table(by_key[key]))
+    if figure_links:
+        lines += ["## Figures", ""]
+        for name, link in figure_links.items():
+            lines += [f"![{name}]({link})", "", f"*{name}.* {CAPTIONS.get(name, '')}", ""]
+    if skipped_figures:
+        lines += ["Figures not drawn: " + "; ".join(f"{k}: {v}" for k, v in skipped_figures.items()), ""]
+    for table in tables:
+        if table.key not in MAIN_TABLES:
+            lines.append(_md_table(table))
+    return "\n".join(lines)
+
+
+def build_report(run_dir: str | Path, *, html_path: str | Path | None = None, markdown_path: str | Path | None = None,
+                 figures_dir: str | Path | None = None, formats: Sequence[str] = ("png", "pdf"),
+                 n_boot: int = 2000) -> dict[str, Any]:
+    """Write the report of the run in ``run_dir``.
+
+    Args:
+        run_dir: a run folder (holding ``results.json`` and ``examples/``) or its ``results.json``.
+        html_path: default ``RUN_DIR/report.html``; markdown_path: default ``RUN_DIR/report.md``.
+        figures_dir: where the figure files go (default ``RUN_DIR/figures``); the HTML embeds the PNGs.
+        formats: figure formats to write; ``png`` is always written (the page embeds it).
+        n_boot: bootstrap replicates, used only when the record lacks the paired statistics.
+
+    Returns:
+        ``{"html": Path, "markdown": Path, "figures": {name: [Path, ...]}, "skipped_figures": {name: reason}}``.
+    """
+    from ..pipeline.cache import atomic_write_text
+    from .plots import plot_all
+    from .statistics import add_comparisons
+
+    run_dir = Path(run_dir)
+    if run_dir.is_file():
+        run_dir = run_dir.parent
+    record = load_results(run_dir)
+    add_comparisons(record, n_boot=n_boot)  # no-op when write_run already stored them
+    html_path = Path(html_path) if html_path else run_dir / "report.html"
+    markdown_path = Path(markdown_path) if markdown_path else run_dir / "report.md"
+    figures_dir = Path(figures_dir) if figures_dir else run_dir / "figures"
+    fmts = ["png", *[f.lstrip(".").lower() for f in formats if f.lstrip(".").lower() != "png"]]
+    written, skipped = plot_all(record, run_dir, figures_dir, formats=fmts)
+    pngs = {name: next(p for p in paths if p.suffix == ".png") for name, paths in written.items()}
+    tables = report_tables(record)
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(html_path, render_html(record, tables, pngs, skipped))
+    markdown_path.parent.mkdir(parents=True, exist_ok=True)
+    links = {name: _relative(p, markdown_path.parent) for name, p in pngs.items()}
+    atomic_write_text(markdown_path, render_markdown(record, tables, links, skipped))
+    log.info("wrote %s and %s", html_path, markdown_path)
+    return {"html": html_path, "markdown": markdown_path, "figures": written, "skipped_figures": skipped}
+
+
+def _relative(path: Path, start: Path) -> str:
+    import os
+
+    return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__

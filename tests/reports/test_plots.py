@@ -1,0 +1,210 @@
+"""Figures: every kind written in every format, at column width, from stored results only."""
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from restorever.cli import cli
+from restorever.reports.plots import (COLUMN_WIDTH, MissingDataError, condition_colour, grid_layout, plot_all,
+                                      plot_cmc, plot_grid, plot_roc, plot_scales, plot_similarity, restorer_colour,
+                                      scale_style)
+from restorever.reports.results import load_results
+
+MAGIC = {".png": b"\x89PNG", ".pdf": b"%PDF", ".svg": b"<?xml"}
+
+
+def _inches(png) -> float:
+    with Image.open(png) as im:
+        return im.width / 300
+
+
+def test_every_figure_in_every_format(run_dir, tmp_path):
+    record = load_results(run_dir)
+    written, skipped = plot_all(record, run_dir, tmp_path / "figs", formats=("png", "pdf", "svg"))
+    assert skipped == {} and set(written) == {"roc", "scales", "similarity", "grid", "cmc"}
+    for name, paths in written.items():
+        assert [p.suffix for p in paths] == [".png", ".pdf", ".svg"]
+        for path in paths:
+            assert path.stat().st_size > 3000 and path.read_bytes()[:5].startswith(MAGIC[path.suffix]), path
+
+
+def test_line_figures_fit_one_column(run_dir, tmp_path):
+    record = load_results(run_dir)
+    for make in (lambda p: plot_roc([record], p), lambda p: plot_scales([record], p),
+                 lambda p: plot_similarity(record, p), lambda p: plot_cmc([record], p)):
+        path = make(tmp_path / "f.png")
+        assert 0.75 * COLUMN_WIDTH < _inches(path) <= COLUMN_WIDTH + 0.05
+
+
+def test_figures_read_only_stored_numbers(run_dir, tmp_path):
+    """ROC and accuracy-vs-scale draw from the stored summaries: they work without per-pair scores."""
+    record = copy.deepcopy(load_results(run_dir))
+    for cond in record["conditions"]:
+        del cond["scores"]
+    assert plot_roc([record], tmp_path / "roc.png").stat().st_size > 3000
+    assert plot_scales([record], tmp_path / "acc.png").stat().st_size > 3000
+    with pytest.raises(MissingDataError, match="per-pair scores"):
+        plot_similarity(record, tmp_path / "sim.png")
+
+
+def test_unsupported_suffix(run_dir, tmp_path):
+    with pytest.raises(ValueError, match="unsupported figure format '.jpg'"):
+        plot_roc([load_results(run_dir)], tmp_path / "roc.jpg")
+    assert not (tmp_path / "roc.jpg").exists()
+
+
+def test_colours_are_consistent():
+    assert restorer_colour("vqfr-v2") == restorer_colour("vqfr-v2") != restorer_colour("difface")
+    assert restorer_colour("my-plugin") == restorer_colour("my-plugin")
+    scales = [4, 8, 16, 32]
+    assert condition_colour({"restorer": "none", "scale": None}, scales) == "#000000"
+    first = np.array(condition_colour({"restorer": "difface", "scale": 4}, scales))
+    last = np.array(condition_colour({"restorer": "difface", "scale": 32}, scales))
+    from matplotlib.colors import to_rgb
+
+    np.testing.assert_allclose(first, to_rgb(restorer_colour("difface")))
+    assert (last >= first).all() and (last > first).any()  # lighter, same hue family
+    assert len({str(scale_style(s, scales)[0]) for s in scales}) == 4
+
+
+def test_grid_layout_cells_and_captions(run_dir):
+    record = load_results(run_dir)
+    layout = grid_layout(record, max_items=2)  # 1 + 2 scales x (degraded, vqfr-v2) = 5 columns: wide
+    assert layout.headers == ["clean", "x4 degraded", "x4 vqfr-v2", "x16 degraded", "x16 vqfr-v2"]
+    per_item = {(c["restorer"], c["scale"]): c["identity"]["per_item"] for c in record["conditions"]}
+    for example, row in zip(record["examples"], layout.cells):
+        assert row[0].image == example["clean"] and row[0].caption == example["item"].split("/")[1].replace("_", " ")
+        for header, cell in zip(layout.headers[1:], row[1:]):
+            scale, method = header.split()
+            scale = int(scale[1:])
+            assert cell.image == example["images"][f"x{scale}/{method}"]
+            cos = per_item[("none" if method == "degraded" else method, scale)][example["item"]]
+            assert cell.caption == f"cos {cos:.3f}"
+    tall = grid_layout(record, max_items=1, max_columns=4)
+    assert tall.headers == ["clean", "degraded", "vqfr-v2"] and tall.row_labels == ["x4", "x16"]
+    assert tall.cells[1][0].kind == "blank" and tall.cells[1][2].image.startswith("examples/x16/vqfr-v2/")
+
+
+def test_grid_draws_the_example_pixels(run_dir, tmp_path):
+    """Each column shows its own PNG: the synthetic examples are flat red (clean), green (degraded), blue (vqfr)."""
+    record = load_results(run_dir)
+    path = plot_grid(record, run_dir, tmp_path / "grid.png", max_items=1, scales=[16])
+    pixels = np.asarray(Image.open(path).convert("RGB")).reshape(-1, 3).astype(int)
+    for colour in [(200, 30, 30), (30, 200, 30), (30, 30, 200)]:
+        assert (np.abs(pixels - colour).sum(1) < 12).mean() > 0.1, colour
+
+
+def test_grid_errors(own_run_dir, tmp_path):
+    run_dir = own_run_dir
+    record = load_results(run_dir)
+    with pytest.raises(ValueError, match="no saved example matches 'Nobody'"):
+        plot_grid(record, run_dir, tmp_path / "g.png", items=["Nobody"])
+    with pytest.raises(ValueError, match=r"scale\(s\) \[8\] not in this run"):
+        plot_grid(record, run_dir, tmp_path / "g.png", scales=[8])
+    with pytest.raises(MissingDataError, match="--examples"):
+        plot_grid({**record, "examples": []}, run_dir, tmp_path / "g.png")
+    (run_dir / record["examples"][0]["clean"]).unlink()
+    with pytest.raises(MissingDataError, match="example image missing"):
+        plot_grid(record, run_dir, tmp_path / "g.png")
+
+
+def test_cmc_skips_conditions_without_retrieval(run_dir, tmp_path):
+    record = copy.deepcopy(load_results(run_dir))
+    for cond in record["conditions"][1:]:
+        del cond["retrieval"]
+    assert plot_cmc([record], tmp_path / "cmc.svg").stat().st_size > 3000
+    for cond in record["conditions"]:
+        cond.pop("retrieval", None)
+    with pytest.raises(MissingDataError, match="retrieval"):
+        plot_cmc([record], tmp_path / "cmc2.png")
+    written, skipped = plot_all(record, run_dir, tmp_path / "all")
+    assert "cmc" in skipped and "cmc" not in written and "roc" in written
+
+
+def test_plot_commands(run_dir, tmp_path):
+    runner = CliRunner()
+    for args in (["similarity", str(run_dir / "results.json"), "-o", str(tmp_path / "s.pdf")],
+                 ["grid", str(run_dir), "--item", "Person_00", "--scales", "x4", "-o", str(tmp_path / "g.png")],
+                 ["cmc", str(run_dir / "results.json"), "-o", str(tmp_path / "c.svg")]):
+        result = runner.invoke(cli, ["plot", *args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert "wrote" in result.output and (tmp_path / args[-1].rsplit("/", 1)[-1]).stat().st_size > 3000
+    record = json.loads((run_dir / "results.json").read_text())
+    for cond in record["conditions"]:
+        del cond["retrieval"]
+    bare = tmp_path / "bare.json"
+    bare.write_text(json.dumps(record))
+    result = runner.invoke(cli, ["plot", "cmc", str(bare), "-o", str(tmp_path / "c2.png")])
+    assert result.exit_code == 2 and result.output.startswith("error:") and "retrieval section" in result.output
+    result = runner.invoke(cli, ["plot", "grid", str(run_dir), "--scales", "a,b", "-o", str(tmp_path / "g2.png")])
+    assert result.exit_code == 2 and "--scales" in result.output
+
+
+def _captured(monkeypatch):
+    """Keep the matplotlib figures instead of saving them."""
+    from restorever.reports import plots
+
+    figures = []
+
+    def keep(fig, plt, out, **kwargs):
+        figures.append(fig)
+        return out
+
+    monkeypatch.setattr(plots, "_save", keep)
+    return figures
+
+
+def test_same_colour_per_restorer_in_every_figure(run_dir, monkeypatch, tmp_path):
+    from matplotlib.colors import to_hex
+
+    record = load_results(run_dir)
+    figures = _captured(monkeypatch)
+    plot_roc([record], tmp_path / "r.png")
+    plot_scales([record], tmp_path / "s.png")
+    plot_cmc([record], tmp_path / "c.png")
+    for fig in figures:
+        colours = {}
+        for handle, label in zip(*fig.axes[0].get_legend_handles_labels()):
+            line = handle.lines[0] if hasattr(handle, "lines") else handle  # errorbar containers
+            for name in ("vqfr-v2 x4", "none x4", "vqfr-v2", "none"):
+                if label.startswith(name + " ") or label == name:
+                    colours.setdefault(name.split()[0], to_hex(line.get_color()))
+                    break
+        assert colours == {"none": restorer_colour("none"), "vqfr-v2": restorer_colour("vqfr-v2")}, colours
+
+
+def test_cmc_draws_filtered_variants(run_dir, monkeypatch, tmp_path):
+    record = copy.deepcopy(load_results(run_dir))
+    cond = record["conditions"][2]
+    cond["retrieval"]["filtered"] = {"cmc": [min(1.0, x + 0.05) for x in cond["retrieval"]["cmc"]]}
+    cond["retrieval"]["filtered_reweighted"] = {"cmc": cond["retrieval"]["cmc"]}
+    figures = _captured(monkeypatch)
+    plot_cmc([record], tmp_path / "c.png", max_rank=5)
+    lines = [ln for ln in figures[0].axes[0].get_lines() if not ln.get_label().startswith("_")]
+    assert len(lines) == len(record["conditions"]) + 2
+    labels = [ln.get_label() for ln in lines]
+    assert sum("(filtered)" in lb for lb in labels) == 1 and sum("(filtered, reweighted)" in lb for lb in labels) == 1
+    assert all(len(ln.get_xdata()) == 5 for ln in lines)
+    filtered = next(ln for ln in lines if "(filtered)" in ln.get_label())
+    np.testing.assert_allclose(filtered.get_ydata(), [100 * v for v in cond["retrieval"]["filtered"]["cmc"][:5]])
+
+
+def test_roc_condition_filter_and_legend_below(run_dir, monkeypatch, tmp_path):
+    record = load_results(run_dir)
+    figures = _captured(monkeypatch)
+    plot_roc([record], tmp_path / "r.png", scales=[16], restorers=["vqfr-v2"])
+    labels = figures[0].axes[0].get_legend_handles_labels()[1]
+    assert [lb.split(" (")[0] for lb in labels] == ["clean", "vqfr-v2 x16"]
+    many = copy.deepcopy(record)
+    many["conditions"] += [dict(c, restorer=f"r{i}") for i, c in enumerate(record["conditions"][1:] * 2)]
+    plot_roc([many], tmp_path / "r2.png")
+    fig = figures[1]
+    assert len(fig.axes[0].get_legend_handles_labels()[1]) == 13
+    assert fig.get_figwidth() == COLUMN_WIDTH and fig.get_figheight() > 3.2  # legend below, figure taller
+    result = CliRunner().invoke(cli, ["plot", "roc", str(run_dir), "--scales", "4", "-o", str(tmp_path / "r3.png")])
+    assert result.exit_code == 0, result.output

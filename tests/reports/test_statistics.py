@@ -1,0 +1,252 @@
+"""McNemar's test and the people bootstrap: known answers, scipy cross-checks, and the record integration."""
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from math import comb
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from restorever.metrics import kfold_accuracy
+from restorever.protocol import load_protocol
+from restorever.reports.results import results_table, write_run
+from restorever.reports.statistics import (CLUSTERINGS, add_comparisons, cluster_bootstrap_difference, mcnemar,
+                                           pair_clusters, pair_decisions, person_clusters, person_of)
+
+from .conftest import lfw_like_pairs, make_record
+
+
+def _decisions(b: int, c: int, both_right: int = 30, both_wrong: int = 5):
+    """Decisions with exactly b (ref right, other wrong) and c (ref wrong, other right) discordant pairs."""
+    ref = np.r_[np.ones(b), np.zeros(c), np.ones(both_right), np.zeros(both_wrong)].astype(bool)
+    other = np.r_[np.zeros(b), np.ones(c), np.ones(both_right), np.zeros(both_wrong)].astype(bool)
+    return ref, other
+
+
+# ---------------------------------------------------------------------------------------------------- McNemar
+
+
+def test_mcnemar_identical_decisions_p_is_one():
+    ref, _ = _decisions(4, 3)
+    result = mcnemar(ref, ref)
+    assert (result.b, result.c, result.p_value) == (0, 0, 1.0)
+
+
+def test_mcnemar_exact_known_answer():
+    ref, other = _decisions(8, 1)
+    result = mcnemar(ref, other)
+    assert (result.b, result.c, result.method) == (8, 1, "exact")
+    assert result.p_value == pytest.approx(float(Fraction(2 * (comb(9, 0) + comb(9, 1)), 2 ** 9)), abs=0)  # 20/512
+    assert mcnemar(*_decisions(5, 5)).p_value == 1.0
+
+
+@pytest.mark.parametrize("b,c", [(0, 1), (1, 0), (3, 7), (12, 0), (6, 6), (10, 14), (2, 20)])
+def test_mcnemar_exact_matches_scipy_binomtest(b, c):
+    result = mcnemar(*_decisions(b, c))
+    assert result.method == "exact"
+    assert result.p_value == pytest.approx(sps.binomtest(b, b + c, 0.5).pvalue, rel=1e-12)
+
+
+@pytest.mark.parametrize("b,c", [(20, 5), (40, 60), (13, 12), (300, 250), (1000, 0)])
+def test_mcnemar_chi2_matches_scipy(b, c):
+    result = mcnemar(*_decisions(b, c))
+    assert result.method == "chi2"
+    stat = (abs(b - c) - 1) ** 2 / (b + c)
+    assert result.statistic == pytest.approx(stat, rel=1e-12)
+    assert result.p_value == pytest.approx(sps.chi2.sf(stat, 1), rel=1e-9, abs=1e-300)
+
+
+def test_mcnemar_large_exact_does_not_overflow_and_agrees_with_chi2():
+    ref, other = _decisions(600, 500)
+    exact = mcnemar(ref, other, exact=True)
+    assert exact.p_value == pytest.approx(sps.binomtest(600, 1100, 0.5).pvalue, rel=1e-9)
+    assert mcnemar(ref, other).p_value == pytest.approx(exact.p_value, rel=0.05)
+
+
+def test_mcnemar_rejects_mismatched_input():
+    with pytest.raises(ValueError, match="equal length"):
+        mcnemar(np.ones(3, bool), np.ones(4, bool))
+
+
+# ---------------------------------------------------------------------------------------------------- decisions
+
+
+def test_pair_decisions_reproduce_kfold_fold_accuracies():
+    rng = np.random.default_rng(1)
+    _, _, same, fold = lfw_like_pairs()
+    score = same * 0.8 + rng.normal(size=same.size)
+    kf = kfold_accuracy(score, same, fold)
+    correct = pair_decisions({"same": same, "fold": fold, "score": score}, kf.thresholds)
+    per_fold = np.array([correct[fold == f].mean() for f in np.unique(fold)])
+    np.testing.assert_allclose(per_fold, kf.fold_accuracies, rtol=0, atol=1e-12)
+
+
+def test_pair_decisions_fold_count_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="2 fold"):
+        pair_decisions({"same": [1, 0], "fold": [0, 1], "score": [0.5, 0.1]}, [0.2, 0.3, 0.4])
+
+
+# ---------------------------------------------------------------------------------------------------- clusters
+
+
+def test_person_of():
+    assert person_of("lfw-deepfunneled/Abel_Pacheco/Abel_Pacheco_0001.jpg") == "Abel_Pacheco"
+    assert person_of("madonna/madonna_0001.jpg") == "madonna"
+    assert person_of("bin:17") == "bin:17"
+
+
+def test_person_clusters_known_answer():
+    a = ["x/A/1.jpg", "x/B/1.jpg", "x/C/1.jpg", "x/D/1.jpg", "x/E/1.jpg", "x/A/2.jpg"]
+    b = ["x/A/3.jpg", "x/C/2.jpg", "x/C/3.jpg", "x/B/9.jpg", "x/F/1.jpg", "x/G/1.jpg"]
+    # A-A, B-C, C-C, D-B, E-F, A-G: {A, G}, {B, C, D}, {E, F}
+    assert person_clusters(a, b).tolist() == [0, 1, 1, 1, 2, 0]
+    assert pair_clusters(a, b, "components").tolist() == [0, 1, 1, 1, 2, 0]
+    # by the probe's person: A, C, C, B, F, G
+    assert pair_clusters(a, b).tolist() == [0, 1, 1, 2, 3, 4]
+    assert pair_clusters(a, b, "pairs").tolist() == list(range(6))
+    with pytest.raises(ValueError, match="cluster_by must be one of"):
+        pair_clusters(a, b, "folds")
+
+
+def test_person_clusters_on_lfw_view2(lfw_root):
+    pairs = load_protocol("lfw", data_root=lfw_root).pairs
+    clusters = person_clusters(pairs.a, pairs.b)
+    # reference: an independent union-find over the names in pairs.txt
+    parent: dict[str, str] = {}
+
+    def find(x):
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    for line in (lfw_root / "pairs.txt").read_text().splitlines()[1:]:
+        t = line.split("\t")
+        if len(t) == 4:
+            ra, rb = find(t[0]), find(t[2])
+            if ra != rb:
+                parent[ra] = rb
+        elif len(t) == 3:
+            find(t[0])
+    n_ref = len({find(p) for p in parent})
+    assert clusters.size == 6000 and np.unique(clusters).size == n_ref
+    # LFW's ten splits share no person, so no cluster crosses a fold
+    assert all(np.unique(pairs.fold[clusters == k]).size == 1 for k in np.unique(clusters)[:200])
+
+
+# ---------------------------------------------------------------------------------------------------- bootstrap
+
+
+def test_bootstrap_identical_decisions_interval_is_zero():
+    ref = np.random.default_rng(0).random(200) < 0.8
+    result = cluster_bootstrap_difference(ref, ref, np.arange(200) // 4, n_boot=300)
+    assert result.difference == 0 and result.low == 0 and result.high == 0
+
+
+def test_bootstrap_clearly_better_condition():
+    rng = np.random.default_rng(0)
+    ref = rng.random(600) < 0.7
+    other = ref | (rng.random(600) < 0.5)  # fixes about half the errors, breaks nothing
+    clusters = np.arange(600) // 3
+    result = cluster_bootstrap_difference(ref, other, clusters, n_boot=1000, seed=3)
+    assert result.difference == pytest.approx(other.mean() - ref.mean())
+    assert 0 < result.low < result.difference < result.high
+    assert mcnemar(ref, other).p_value < 1e-10
+
+
+def _naive_bootstrap(ref, other, clusters, n_boot, seed, chunk):
+    """Reference: materialise each replicate's pairs from the same draws, one replicate at a time."""
+    members = {k: np.where(clusters == k)[0] for k in np.unique(clusters)}
+    k = len(members)
+    rng = np.random.default_rng(seed)
+    out = []
+    for start in range(0, n_boot, chunk):
+        draws = rng.integers(0, k, size=(min(chunk, n_boot - start), k))
+        for row in draws:
+            idx = np.concatenate([members[j] for j in row])
+            out.append(other[idx].mean() - ref[idx].mean())
+    return np.array(out)
+
+
+def test_bootstrap_matches_naive_resampling_of_people():
+    rng = np.random.default_rng(5)
+    ref = rng.random(90) < 0.75
+    other = rng.random(90) < 0.85
+    clusters = rng.integers(0, 25, size=90)
+    clusters[:25] = np.arange(25)  # every cluster present
+    naive = _naive_bootstrap(ref, other, clusters, 200, seed=11, chunk=64)
+    result = cluster_bootstrap_difference(ref, other, clusters, n_boot=200, seed=11, chunk=64)
+    low, high = np.quantile(naive, [0.025, 0.975])
+    assert result.low == pytest.approx(low, abs=1e-12) and result.high == pytest.approx(high, abs=1e-12)
+    assert result.std == pytest.approx(naive.std(ddof=1), rel=1e-9)
+
+
+def test_bootstrap_std_pairs_vs_people():
+    """Independent pairs: the bootstrap std matches the analytic standard error of a paired mean difference.
+    Pairs in clusters of 5 with identical outcomes: resampling people widens it by about sqrt(5)."""
+    rng = np.random.default_rng(2)
+    d_ref = rng.random(400) < 0.7
+    d_other = np.where(rng.random(400) < 0.3, ~d_ref, d_ref)
+    single = cluster_bootstrap_difference(d_ref, d_other, np.arange(400), n_boot=4000, seed=0)
+    d = d_other.astype(float) - d_ref
+    assert single.std == pytest.approx(d.std() / np.sqrt(400), rel=0.08)
+    ref5, other5 = np.repeat(d_ref, 5), np.repeat(d_other, 5)
+    people = cluster_bootstrap_difference(ref5, other5, np.repeat(np.arange(400), 5), n_boot=4000, seed=0)
+    pairs = cluster_bootstrap_difference(ref5, other5, np.arange(2000), n_boot=4000, seed=0)
+    assert people.std / pairs.std == pytest.approx(np.sqrt(5), rel=0.1)
+    assert people.std == pytest.approx(single.std, rel=0.05)
+
+
+def test_bootstrap_is_seeded():
+    rng = np.random.default_rng(0)
+    ref, other = rng.random(100) < 0.7, rng.random(100) < 0.8
+    first = cluster_bootstrap_difference(ref, other, np.arange(100) // 2, n_boot=500, seed=4)
+    assert first == cluster_bootstrap_difference(ref, other, np.arange(100) // 2, n_boot=500, seed=4)
+    assert first != cluster_bootstrap_difference(ref, other, np.arange(100) // 2, n_boot=500, seed=5)
+
+
+# ---------------------------------------------------------------------------------------------------- records
+
+
+def test_add_comparisons_to_record(tmp_path):
+    record = make_record(tmp_path)
+    add_comparisons(record, n_boot=500)
+    by = {(c["restorer"], c["scale"]): c for c in record["conditions"]}
+    assert "comparison_to_clean" not in by[("none", None)] and "comparison_to_none" not in by[("none", 4)]
+    comp = by[("vqfr-v2", 16)]["comparison_to_none"]
+    assert comp["reference"] == {"restorer": "none", "scale": 16}
+    # the stored per-pair accuracies agree with the k-fold accuracies (equal fold sizes)
+    assert comp["accuracy"] == pytest.approx(by[("vqfr-v2", 16)]["verification"]["accuracy_mean"])
+    assert comp["accuracy_reference"] == pytest.approx(by[("none", 16)]["verification"]["accuracy_mean"])
+    assert comp["accuracy_difference"] == pytest.approx(comp["accuracy"] - comp["accuracy_reference"])
+    assert comp["ci_low"] <= comp["accuracy_difference"] <= comp["ci_high"]
+    probe_people = {item.split("/")[1] for item in record["pairs"]["b"]}
+    assert comp["bootstrap"]["clusters"] == len(probe_people)
+    assert comp["bootstrap"]["resampled"] == CLUSTERINGS["probe"]
+    wide = add_comparisons(make_record(tmp_path), n_boot=500, cluster_by="pairs")["conditions"][-1]
+    assert wide["comparison_to_none"]["bootstrap"]["clusters"] == len(record["pairs"]["b"])
+    clean_cmp = by[("none", 16)]["comparison_to_clean"]
+    assert clean_cmp["accuracy_difference"] < 0 and clean_cmp["ci_high"] < 0  # x16 clearly hurts (synthetic)
+
+
+def test_write_run_stores_statistics_and_prints_them(tmp_path):
+    record = make_record(tmp_path)
+    write_run(record, tmp_path)
+    stored = json.loads((tmp_path / "results.json").read_text())
+    comp = next(c for c in stored["conditions"] if c["restorer"] == "vqfr-v2" and c["scale"] == 4)
+    assert set(comp["comparison_to_none"]["mcnemar"]) >= {"b", "c", "p_value", "method"}
+    table = results_table(record)  # the caller's record got the statistics too
+    assert "Δ acc vs none" in table and "Δ acc vs clean" in table
+    row = next(line for line in table.splitlines() if line.startswith("| vqfr-v2 x4 |"))
+    p = comp["comparison_to_none"]["mcnemar"]["p_value"]
+    assert f"p={p:.2g}" in row
+    md = (tmp_path / "results.md").read_text()
+    assert md.count("| clean |") == 1 and "bootstrap" in md
+
+
+def test_table_without_statistics_has_no_comparison_columns(tmp_path):
+    record = make_record(tmp_path, scales=())
+    add_comparisons(record)
+    assert "Δ" not in results_table(record)
