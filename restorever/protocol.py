@@ -372,7 +372,8 @@ def resolve_data_root(spec: dict, data_root: str | os.PathLike | None, *, downlo
         if not root.is_dir():
             return False
         if ds["format"] == "lfw-pairs":
-            return (root / first_pairs).is_file() and any((root / f).is_dir() for f in ds.get("images", LFW_IMAGE_FOLDERS))
+            folders = ds.get("images", LFW_IMAGE_FOLDERS)
+            return (root / first_pairs).is_file() and any((root / f).is_dir() for f in folders)
         return True
 
     if data_root is not None:

@@ -75,7 +75,7 @@ def fit_command(protocol, data_root, recognizer, recognizer_weights, detector, d
     predictor, report = fit_attributes(config, options, reweight=not no_reweight, progress=not no_progress)
     path = predictor.save(out)
     report_path = Path(out).with_suffix(".json")
-    atomic_write_text(report_path, json.dumps(json_safe(predictor.meta), indent=1, default=str, allow_nan=False))
+    atomic_write_text(report_path, json.dumps(json_safe(predictor.describe()), indent=1, default=str, allow_nan=False))
     click.echo(report_table(report))
     click.echo(f"wrote {path} and {report_path}")
 

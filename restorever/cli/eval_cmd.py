@@ -43,23 +43,27 @@ Examples:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--detector", default="mtcnn", show_default=True, help="Landmark detector: mtcnn or scrfd.")
 @click.option("--limit-pairs", type=int, default=None, help="Evaluate about N pairs, balanced over folds and classes.")
-@click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE", help="auto, cpu, cuda, cuda:1.")
+@click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE",
+              help="auto, cpu, cuda, cuda:1.")
 @click.option("--batch-size", type=int, default=16, show_default=True)
 @click.option("--on-error", type=click.Choice(["error", "skip"]), default="error", show_default=True,
               help="Missing/undecodable images and faces not found: stop, or skip their pairs (recorded).")
 @click.option("--flip-test", is_flag=True, help="Sum the embeddings of each face and its mirror image.")
-@click.option("--weights", "restorer_weights", default=None, help="Restorer weights: FILE or ROLE=FILE,ROLE=FILE.")
+@click.option("--weights", "restorer_weights", default=None,
+              help="Restorer weights: FILE or ROLE=FILE,ROLE=FILE (e.g. unet=U.pth,estimator=E.pth for difface).")
 @click.option("--recognizer-weights", default=None, help="Recognizer weights: FILE or ROLE=FILE,...")
 @click.option("--vqfr-fidelity", type=float, default=None, help="VQFR v2 fidelity_ratio in [0, 1].")
-@click.option("--difface-start", type=int, default=None, help="DifFace respaced start step.")
-@click.option("--difface-steps", type=int, default=None, help="DifFace number of respaced steps.")
-@click.option("--difface-eta", type=float, default=None, help="DifFace DDIM eta.")
+@click.option("--difface-start", type=int, default=None,
+              help="DifFace respaced start step (default 0.4 x steps, i.e. t=400 as released).")
+@click.option("--difface-steps", type=int, default=None, help="DifFace length of the DDIM respacing (default 250).")
+@click.option("--difface-eta", type=float, default=None, help="DifFace DDIM eta (default 0.5).")
 @click.option("--cache-dir", type=click.Path(), default=None, help="Cache folder (default: $RESTOREVER_HOME/cache).")
 @click.option("--out", type=click.Path(), default="runs/latest", show_default=True, help="Output folder.")
 @click.option("--examples", type=int, default=4, show_default=True,
               help="Save the clean/degraded/restored faces of N probes under OUT/examples (for `plot grid`).")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
-@click.option("--dry-run", is_flag=True, help="Print the work plan (conditions, images, cached entries, estimate) only.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the work plan (conditions, images, cached entries, estimate) only.")
 @handle_errors
 def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degradation, degrade_side, seed, detector,
                  limit_pairs, device, batch_size, on_error, flip_test, restorer_weights, recognizer_weights,

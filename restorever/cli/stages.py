@@ -86,7 +86,8 @@ def _write_png(path: Path, array) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-@click.command("restore", epilog="\b\nExamples:\n  restorever restore face.png --restorer vqfr-v2 --weights VQFR_v2.pth "
+@click.command("restore", epilog="\b\nExamples:\n  restorever restore face.png --restorer vqfr-v2 "
+                                 "--weights VQFR_v2.pth "
                                  "--out restored/\n  restorever restore photo.jpg --restorer difface --weights "
                                  "unet=U.pth,estimator=E.pth --out restored/")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))

