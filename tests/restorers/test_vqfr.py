@@ -347,3 +347,36 @@ def test_registered_with_the_restorer_registry():
 
     assert {"vqfr-v1", "vqfr-v2"} <= set(list_restorers())
     assert restorer_card("vqfr-v2") is vqfr.CARDS["vqfr-v2"]
+
+
+@pytest.mark.slow
+def test_cli_eval_none_and_vqfr_v2_released_size(lfw_root, reference_dir, tmp_path, monkeypatch):
+    """`eval --restorer none,vqfr-v2 --scales 8,16` end to end with a synthetic checkpoint of the released layout
+    placed in a temporary cache dir (the issue's done-when; about a minute on one core)."""
+    import json as _json
+
+    from click.testing import CliRunner
+
+    from restorever.cli import cli
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("RESTOREVER_HOME", str(home))
+    card = vqfr.CARDS["vqfr-v2"]
+    folder = home / "weights" / "vqfr-v2"
+    folder.mkdir(parents=True)
+    torch.save({"params_ema": synthetic_state_dict(_manifest(reference_dir, "v2"), seed=3)},
+               folder / card.weights["model"].filename)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["eval", "--protocol", "lfw", "--data-root", str(lfw_root), "--restorer",
+                                      "none,vqfr-v2", "--scales", "8,16", "--limit-pairs", "2", "--examples", "1",
+                                      "--out", str(out), "--no-progress"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    record = _json.loads((out / "results.json").read_text())
+    assert [(c["restorer"], c["scale"]) for c in record["conditions"]] == [
+        ("none", None), ("none", 8), ("vqfr-v2", 8), ("none", 16), ("vqfr-v2", 16)]
+    assert record["weights"]["vqfr-v2:model"]["file"].endswith(card.weights["model"].filename)
+    restored = {c["scale"]: c["identity"]["per_item"] for c in record["conditions"] if c["restorer"] == "vqfr-v2"}
+    degraded = {c["scale"]: c["identity"]["per_item"] for c in record["conditions"]
+                if c["restorer"] == "none" and c["scale"]}
+    assert restored[8] != degraded[8]  # the restorer really ran (random weights change the face)
+    assert (out / record["examples"][0]["images"]["x8/vqfr-v2"]).is_file()
