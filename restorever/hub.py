@@ -216,9 +216,12 @@ def load_checkpoint(
     import torch
 
     path = Path(path)
+    if not path.is_file():
+        raise WeightsNotFoundError(f"{path}: checkpoint file not found")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError, ValueError) as exc:
+    except (pickle.UnpicklingError, RuntimeError, AttributeError, EOFError, ValueError, IndexError, KeyError,
+            TypeError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointLayoutError(
             f"{path}: not a loadable weights-only checkpoint ({first}); restorever never unpickles code") from exc

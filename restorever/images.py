@@ -21,12 +21,14 @@ def safe_join(root: str | os.PathLike, relative: str, *, what: str = "path") -> 
                               f"root {root}")
     if any(part == ".." for part in rel.split("/")):
         raise UnsafePathError(f"{what} {relative!r} contains '..' and would escape the data root {root}")
+    if "\x00" in rel:
+        raise UnsafePathError(f"{what} {relative!r} contains a NUL byte")
     root_path = Path(root)
     path = root_path / rel
     try:
         resolved = path.resolve()
         root_resolved = root_path.resolve()
-    except OSError as exc:  # pragma: no cover - e.g. symlink loops
+    except (OSError, RuntimeError, ValueError) as exc:  # symlink loops (RuntimeError before Python 3.13)
         raise UnsafePathError(f"{what} {relative!r} cannot be resolved: {exc}") from exc
     if resolved != root_resolved and root_resolved not in resolved.parents:
         raise UnsafePathError(f"{what} {relative!r} resolves to {resolved}, outside the data root {root_resolved} "

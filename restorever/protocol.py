@@ -170,6 +170,27 @@ def load_lfw_pairs(root: Path, files: Sequence[Path], folders: Sequence[str] = L
 
 # ---------------------------------------------------------------------------------------------------- pairs CSV
 
+def _csv_rows(reader, source: str):
+    """``(line_no, row)`` pairs; a malformed row (stray CR, a field over the size limit) is a ProtocolError."""
+    line_no = 0
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise ProtocolError(f"{source}:{reader.line_num or line_no + 1}: malformed CSV row ({exc})") from None
+        line_no = reader.line_num
+        yield line_no, row
+
+
+def _is_header(row: list[str]) -> bool:
+    """A first row naming the columns (``path_a,path_b,same``): its label column is a column name and its path
+    columns do not look like file names."""
+    return (len(row) >= 3 and row[2].strip().lower() in ("same", "label", "issame", "is_same")
+            and not any("." in c or "/" in c for c in row[:2]))
+
+
 _TRUE = {"1", "true", "same", "yes", "y", "t"}
 _FALSE = {"0", "false", "different", "diff", "no", "n", "f"}
 
@@ -183,11 +204,11 @@ def parse_pairs_csv(text: str, *, source: str = "pairs.csv", n_folds: int = 10) 
     reader = csv.reader(io.StringIO(text.replace("\r\n", "\n")))
     a, b, same, fold, lines = [], [], [], [], []
     has_fold = None
-    for line_no, row in enumerate(reader, start=1):
+    for line_no, row in _csv_rows(reader, source):
         row = [c.strip() for c in row]
         if not row or all(not c for c in row) or row[0].startswith("#"):
             continue
-        if line_no == 1 and row[2:3] and row[2].lower() in ("same", "label", "issame", "is_same"):
+        if line_no == 1 and _is_header(row):
             continue
         if len(row) not in (3, 4):
             raise ProtocolError(f"{source}:{line_no}: expected 'path_a,path_b,same[,fold]', got {len(row)} fields")
@@ -236,6 +257,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
     ALLOWED = {
         ("_codecs", "encode"),
         ("builtins", "bytes"), ("builtins", "bytearray"), ("builtins", "bool"),
+        ("__builtin__", "bytes"), ("__builtin__", "bytearray"), ("__builtin__", "bool"),  # protocol < 3 pickles
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),  # numpy arrays, protocol 5
         ("numpy", "ndarray"), ("numpy", "dtype"),
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
         ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
@@ -258,15 +281,20 @@ def read_insightface_bin(path: str | os.PathLike, n_folds: int = 10) -> tuple[Pa
     except FileNotFoundError as exc:
         raise DataNotFoundError(f"{path}: .bin file not found") from exc
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-            UnicodeDecodeError, MemoryError, OverflowError) as exc:
-        raise ProtocolError(f"{path}: not a valid insightface .bin ({exc})") from exc
+            UnicodeDecodeError, MemoryError, OverflowError, LookupError) as exc:
+        raise ProtocolError(f"{path}: not a valid insightface .bin ({type(exc).__name__}: {exc})") from exc
     if not (isinstance(obj, (tuple, list)) and len(obj) == 2):
         raise ProtocolError(f"{path}: expected a pickled (images, issame_list) pair")
     bins, issame = obj
     if not isinstance(bins, (list, tuple)) or not all(isinstance(x, (bytes, bytearray)) for x in bins):
         raise ProtocolError(f"{path}: the image list must hold encoded image bytes")
-    issame_arr = np.asarray(issame)
-    if issame_arr.ndim != 1 or not np.all(np.isin(issame_arr, (0, 1, True, False))):
+    try:
+        issame_arr = np.asarray(issame)
+        valid_labels = issame_arr.ndim == 1 and issame_arr.dtype.kind in "biu" and bool(
+            np.all(np.isin(issame_arr, (0, 1))))
+    except (ValueError, TypeError, UnicodeDecodeError, OverflowError):
+        valid_labels = False
+    if not valid_labels:
         raise ProtocolError(f"{path}: the same/different list must be a flat list of booleans")
     if len(bins) != 2 * issame_arr.size or issame_arr.size == 0:
         raise ProtocolError(f"{path}: {len(bins)} images for {issame_arr.size} pairs; expected two images per pair")
@@ -305,7 +333,8 @@ def list_protocols(include_path: Sequence[str | os.PathLike] = ()) -> dict[str, 
     return found
 
 
-def load_spec(name_or_path: str, include_path: Sequence[str | os.PathLike] = ()) -> tuple[dict, Path]:
+def load_spec(name_or_path: str, include_path: Sequence[str | os.PathLike] = (),
+              _seen: frozenset = frozenset()) -> tuple[dict, Path]:
     """Load a protocol YAML by name or path, resolving ``include:`` (a base spec the file extends)."""
     import yaml
 
@@ -321,12 +350,21 @@ def load_spec(name_or_path: str, include_path: Sequence[str | os.PathLike] = ())
         path = available[name_or_path]
     try:
         spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ProtocolError(f"{path}: invalid YAML ({exc})") from exc
+    except (yaml.YAMLError, OverflowError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        raise ProtocolError(f"{path}: invalid YAML ({type(exc).__name__}: {exc})") from exc
+    except OSError as exc:
+        raise ProtocolError(f"{path}: cannot read ({exc})") from exc
     if not isinstance(spec, dict):
         raise ProtocolError(f"{path}: a protocol file must be a mapping")
     if "include" in spec:
-        base, _ = load_spec(str(path.parent / spec.pop("include")), include_path)
+        include = spec.pop("include")
+        if not isinstance(include, str) or not include.strip():
+            raise ProtocolError(f"{path}: include must name one YAML file, got {include!r}")
+        seen = set(_seen) | {path.resolve()}
+        target = (path.parent / include).resolve()
+        if target in seen:
+            raise ProtocolError(f"{path}: include {include!r} forms a cycle")
+        base, _ = load_spec(str(target), include_path, _seen=frozenset(seen))
         spec = _merge(base, spec)
     validate_spec(spec, source=str(path))
     return spec, path
@@ -415,8 +453,11 @@ def _download_dataset(archives: list[dict], target: Path, name: str) -> Path:
         if not dest.exists():
             download_file(item["url"], dest, sha256=item.get("sha256"), description=f"{name}:{item['filename']}")
         if item.get("extract") and dest.suffix in (".tgz", ".gz", ".tar"):
-            with tarfile.open(dest) as tar:
-                tar.extractall(target, filter="data")  # refuses members that escape the folder
+            try:
+                with tarfile.open(dest) as tar:
+                    tar.extractall(target, filter="data")  # refuses members that escape the folder
+            except (tarfile.TarError, OSError) as exc:  # FilterError (an escaping member) is a TarError
+                raise ProtocolError(f"{dest}: refused to extract the archive ({type(exc).__name__}: {exc})") from exc
     return target
 
 

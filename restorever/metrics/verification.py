@@ -2,6 +2,12 @@
 
 Conventions (scikit-learn's): ``y_true`` is 1 for a same-identity pair and 0 otherwise; ``scores`` are higher for
 more similar pairs (use ``-distance`` for distances). A pair is *predicted same* when ``score > threshold``.
+
+Thresholds are chosen exactly: a threshold is the highest training score predicted *different* (so among equally
+good thresholds it is the smallest one), or ``-inf`` when every training pair is predicted *same*. Because a
+threshold is always a training score (never a midpoint), the k-fold accuracy is invariant under any strictly
+increasing transform of the scores (e.g. ``-L2`` vs ``-L2**2``). In JSON records ``-inf`` is written as
+``-1.7976931348623157e308`` (``-sys.float_info.max``), which compares the same against any finite score.
 """
 from __future__ import annotations
 
@@ -34,8 +40,8 @@ def _as_arrays(y_true, scores, sample_weight=None):
 def best_threshold(y_true, scores, *, sample_weight=None) -> tuple[float, float]:
     """Exact accuracy-maximising threshold.
 
-    Candidates are every boundary between consecutive distinct scores (their midpoint), plus one below the minimum and
-    one above the maximum. Among equally accurate thresholds the smallest is returned.
+    Every cut between consecutive distinct scores is tried (plus "all same" and "all different"); the threshold of a
+    cut is the highest score below it (``-inf`` for "all same"), i.e. the smallest threshold realising it.
 
     Returns:
         ``(threshold, accuracy)`` where accuracy is the weighted fraction of pairs classified correctly by
@@ -54,12 +60,7 @@ def best_threshold(y_true, scores, *, sample_weight=None) -> tuple[float, float]
     cut = np.concatenate([first, [s_sorted.size]])  # k = number predicted different for each candidate
     correct = neg_cum[cut] + (total_pos - pos_cum[cut])
     best = int(np.argmax(correct))  # first maximum = smallest threshold
-    if best == 0:
-        threshold = distinct[0] - 1.0
-    elif best == distinct.size:
-        threshold = distinct[-1] + 1.0
-    else:
-        threshold = 0.5 * (distinct[best - 1] + distinct[best])
+    threshold = -np.inf if best == 0 else distinct[best - 1]
     return float(threshold), float(correct[best] / w.sum())
 
 
@@ -120,12 +121,7 @@ def kfold_accuracy(scores, labels, folds) -> KFoldResult:
     for k in range(n_folds):
         train_scores = ss[train[k]]
         j = n_cum[k, best_cut[k]]  # training pairs below the cut
-        if j == 0:
-            thresholds[k] = train_scores[0] - 1.0
-        elif j == train_scores.size:
-            thresholds[k] = train_scores[-1] + 1.0
-        else:
-            thresholds[k] = 0.5 * (train_scores[j - 1] + train_scores[j])
+        thresholds[k] = -np.inf if j == 0 else train_scores[j - 1]
     correct_test = (s > thresholds[fold_index]) == y
     accs = np.bincount(fold_index, weights=correct_test, minlength=n_folds) / np.bincount(fold_index,
                                                                                           minlength=n_folds)
@@ -233,18 +229,27 @@ def verification_report(scores, labels, folds, *, fars=FARS, roc_points: int = 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         tars = {f"{far:g}": _none_if_nan(tar_at_far(labels, scores, far)) for far in fars}
+    if np.isnan(fpr_s).any() or np.isnan(tpr_s).any():  # one class absent: no ROC to store
+        fpr_s, tpr_s = np.empty(0), np.empty(0)
     return {
         "accuracy_mean": kf.mean,
         "accuracy_std": kf.std,
         "accuracy_sem": _none_if_nan(kf.sem),
         "fold_accuracies": kf.fold_accuracies.tolist(),
-        "thresholds": kf.thresholds.tolist(),
+        "thresholds": [_finite(t) for t in kf.thresholds.tolist()],
         "auc": _none_if_nan(roc_auc_score(labels, scores)),
         "eer": _none_if_nan(eer(labels, scores)),
         "tar_at_far": tars,
         "roc": {"fpr": fpr_s.tolist(), "tpr": tpr_s.tolist()},
         "n_pairs": int(np.asarray(labels).size),
     }
+
+
+def _finite(t: float) -> float:
+    """``-inf`` -> ``-sys.float_info.max`` so a record stays strict JSON (same comparisons against finite scores)."""
+    import sys
+
+    return -sys.float_info.max if t == -np.inf else t
 
 
 def _none_if_nan(x: float):
