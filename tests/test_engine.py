@@ -136,3 +136,38 @@ def test_dry_run_reports_cache(tiny, faces_root, tmp_path, reference):
     assert result.exit_code == 0, result.output
     assert "to detect" in result.output and "none x8" in result.output and "estimated time" in result.output
     assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_new_recognizer_reuses_cached_restorations(tiny, faces_root, tmp_path, monkeypatch):
+    """Restored faces are cached as uint8: evaluating the same restorer with another recognizer never re-restores."""
+    import sys as _sys
+
+    from restorever.pipeline.evaluate import EvalConfig, evaluate
+    from restorever.recognizers import REGISTRY as RECOGNIZERS
+    from restorever.restorers import REGISTRY as RESTORERS
+    from tests import plugin_backends
+
+    monkeypatch.setitem(_sys.modules, "tests.plugin_backends.recognizers", plugin_backends.recognizers)
+    RESTORERS.register_module("tests.plugin_backends")
+    RECOGNIZERS.register_module("tests.plugin_backends.recognizers")
+    try:
+        def run(recognizer):
+            return evaluate(EvalConfig(protocol="pairs-csv", pairs=str(tiny), data_root=str(faces_root), scales=[8],
+                                       restorers=["none", "test-blur"], recognizer=recognizer,
+                                       cache_dir=str(tmp_path / "cache"), batch_size=3), progress=False)
+
+        before = plugin_backends.CALLS["restore"]
+        first = run("dlib")
+        restored_first = plugin_backends.CALLS["restore"] - before
+        assert restored_first == first["timings"]["n_restored"] > 0
+        entries = len(list((tmp_path / "cache" / "restored").rglob("*.npz")))
+        assert entries == restored_first
+        second = run("test-pixels")
+        assert plugin_backends.CALLS["restore"] - before == restored_first  # nothing restored again
+        assert second["timings"]["n_restored"] == 0
+        blur = [c for c in second["conditions"] if c["restorer"] == "test-blur"][0]
+        assert 0 < blur["identity"]["cosine_to_clean_mean"] < 1
+    finally:
+        RESTORERS._modules.remove("tests.plugin_backends")
+        RECOGNIZERS._modules.remove("tests.plugin_backends.recognizers")
+        RESTORERS._cards = RECOGNIZERS._cards = None

@@ -1,8 +1,9 @@
-"""Content-addressed on-disk cache of stage outputs (landmarks, embeddings).
+"""Content-addressed on-disk cache of stage outputs (landmarks, restored faces as uint8, embeddings).
 
 Each entry is addressed by :func:`cache_key` over everything it depends on and stored as one ``.npz`` holding the
-array and its sha256. Writes are atomic (temporary file, fsync, rename), so a run killed at any moment leaves either
-the whole entry or nothing; an entry whose checksum does not match is reported, deleted and recomputed. A write that
+array, its sha256 and its own key (so a file copied to the wrong name is caught as well as a damaged one). Writes
+are atomic (temporary file, fsync, rename), so a run killed at any moment leaves either the whole entry or nothing;
+an entry that fails these checks is reported, deleted and recomputed. A write that
 fails (disk full, read-only or unwritable folder) leaves nothing behind and raises :class:`CacheWriteError`, a typed
 error the command line turns into one line; the entries finished before it stay, so rerunning resumes.
 
@@ -19,6 +20,7 @@ import json
 import logging
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ from ..errors import RestoreverError
 logger = logging.getLogger(__name__)
 
 #: bump a stage's version when its numerical output changes, so old entries are not reused
-STAGE_VERSIONS = {"landmarks": 1, "embedding": 1}
+STAGE_VERSIONS = {"landmarks": 1, "restored": 1, "embedding": 1}
 
 
 #: errno values that mean "no space left" (a full disk or an exhausted quota)
@@ -88,52 +90,50 @@ class ArrayCache:
         assert self.root is not None
         return self.root / kind / key[:2] / f"{key}.npz"
 
+    def _read(self, kind: str, key: str) -> tuple[np.ndarray | None, str]:
+        path = self.path(kind, key)
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                data = npz["data"]
+                digest = str(npz["sha256"])
+                stored_key = str(npz["key"]) if "key" in npz.files else None  # entries before the key was stored
+        except FileNotFoundError:
+            return None, "missing"
+        except PermissionError as exc:
+            return None, f"unreadable: {exc.strerror or exc}"
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+            return None, f"corrupt: {type(exc).__name__}: {exc}"
+        if _array_digest(data) != digest:
+            return None, "corrupt: content does not match its sha256"
+        if stored_key is not None and stored_key != key:
+            return None, f"corrupt: it holds the entry {stored_key[:12]}..., not {key[:12]}... (a misplaced file)"
+        return data, "ok"
+
     def check(self, kind: str, key: str) -> tuple[np.ndarray | None, str]:
         """Read an entry without side effects (no counters, nothing deleted): ``(data, "ok")`` or
         ``(None, "missing" | "corrupt: REASON" | "unreadable: REASON")``."""
         if self.root is None:
             return None, "missing"
-        path = self.path(kind, key)
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                data = npz["data"]
-                digest = str(npz["sha256"])
-        except FileNotFoundError:
-            return None, "missing"
-        except PermissionError as exc:
-            return None, f"unreadable: {exc.strerror or exc}"
-        except (OSError, ValueError, KeyError, EOFError) as exc:
-            return None, f"corrupt: {type(exc).__name__}: {exc}"
-        if _array_digest(data) != digest:
-            return None, "corrupt: content does not match its sha256"
-        return data, "ok"
+        return self._read(kind, key)
 
     def get(self, kind: str, key: str) -> np.ndarray | None:
+        """The entry's array, or None (a miss). A damaged entry is reported, deleted and counted in ``corrupt``; an
+        entry this process may not read is a miss but is left in place (it may be another user's)."""
         if self.root is None:
             self.misses += 1
             return None
-        path = self.path(kind, key)
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                data = npz["data"]
-                digest = str(npz["sha256"])
-        except FileNotFoundError:
-            self.misses += 1
+        data, status = self._read(kind, key)
+        if data is not None:
+            self.hits += 1
+            return data
+        if status.startswith("corrupt"):
+            logger.warning("cache entry %s is %s; recomputing it", self.path(kind, key), status)
+            self._discard(self.path(kind, key))
             return None
-        except PermissionError as exc:  # someone else's entry: recompute, but never delete it
-            logger.warning("cache entry %s is not readable (%s); recomputing it", path, exc.strerror or exc)
-            self.misses += 1
-            return None
-        except (OSError, ValueError, KeyError, EOFError) as exc:
-            logger.warning("cache entry %s is unreadable (%s); recomputing it", path, exc)
-            self._discard(path)
-            return None
-        if _array_digest(data) != digest:
-            logger.warning("cache entry %s fails its checksum; recomputing it", path)
-            self._discard(path)
-            return None
-        self.hits += 1
-        return data
+        if status.startswith("unreadable"):
+            logger.warning("cache entry %s is %s; recomputing it", self.path(kind, key), status)
+        self.misses += 1
+        return None
 
     def _discard(self, path: Path) -> None:
         self.corrupt += 1
@@ -149,7 +149,7 @@ class ArrayCache:
             return
         path = self.path(kind, key)
         buf = io.BytesIO()
-        np.savez(buf, data=data, sha256=np.array(_array_digest(data)))
+        np.savez(buf, data=data, sha256=np.array(_array_digest(data)), key=np.array(key))
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(path, buf.getvalue())

@@ -352,9 +352,7 @@ def embed_conditions(ctx: RunContext, items: Sequence[str], probe_set: set[str],
     config, cache, recognizer = ctx.config, ctx.cache, ctx.recognizer
     conditions = ctx.conditions
     recognizer_id = {"name": config.recognizer, "weights": _weights_id(recognizer), "flip": config.flip_test}
-    routed = route_restorer_options(config.restorers, config.restorer_options)
-    restorer_ids = {name: {"name": name, "weights": _weights_id(r), "options": routed[name]}
-                    for name, r in ctx.restorers.items()}
+    restorer_ids = {name: _restorer_id(ctx, name) for name in ctx.restorers}
     embeddings: dict[tuple[str, int | None], dict[str, np.ndarray]] = {c: {} for c in conditions}
 
     def key_for(item: str, condition: tuple[str, int | None]) -> str:
@@ -414,12 +412,10 @@ def embed_conditions(ctx: RunContext, items: Sequence[str], probe_set: set[str],
                 if not sub:
                     continue
                 tick = time.perf_counter()
-                seeds = [item_seed(config.seed, batch_items[idx[k]], scale, "restore") for k in sub]
-                restored = call_with_backoff(
-                    lambda idx_: ctx.restorers[name].restore(degraded[sub][idx_], seeds=[seeds[i] for i in idx_]),
-                    len(sub))
+                sub_items = [batch_items[idx[k]] for k in sub]
+                restored, n_new = _restore_cached(ctx, name, scale, sub_items, degraded[sub], info, restorer_ids[name])
                 stage_time["restore_s"] += time.perf_counter() - tick
-                stage_time["n_restored"] += len(sub) if name != "none" else 0
+                stage_time["n_restored"] += n_new
                 tick = time.perf_counter()
                 sub_lms = crop_lms[[idx[k] for k in sub]]
                 emb = call_with_backoff(lambda idx_: recognizer.embed(restored[idx_], sub_lms[idx_]),
@@ -454,11 +450,11 @@ def save_examples(ctx: RunContext, items: Sequence[str], info: dict[str, "ImageI
         params = ctx.degradation.sample_params(list(items), scale, config.seed)
         degraded = ctx.degradation.apply(faces, params)
         outputs[f"x{scale}/degraded"] = degraded
-        for name, restorer in ctx.restorers.items():
+        for name in ctx.restorers:
             if name == "none":
                 continue
-            seeds = [item_seed(config.seed, i, scale, "restore") for i in items]
-            outputs[f"x{scale}/{name}"] = restorer.restore(degraded, seeds=seeds)
+            outputs[f"x{scale}/{name}"], _ = _restore_cached(ctx, name, scale, list(items), degraded, info,
+                                                             _restorer_id(ctx, name))
     for j, item in enumerate(items):
         safe = hashlib.sha256(item.encode()).hexdigest()[:12] + "_" + Path(item).stem
         entry: dict[str, Any] = {"item": item, "images": {}}
@@ -482,6 +478,48 @@ def _png_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def _restorer_id(ctx: RunContext, name: str) -> dict[str, Any]:
+    """What identifies a restorer's output in cache keys: name, weights sha256 and its options."""
+    routed = route_restorer_options(ctx.config.restorers, ctx.config.restorer_options)
+    return {"name": name, "weights": _weights_id(ctx.restorers[name]), "options": routed[name]}
+
+
+def _restore_cached(ctx: RunContext, name: str, scale: int, items: list[str], degraded, info, restorer_id):
+    """Restore ``degraded`` faces of ``items`` with restorer ``name``; returns ``(faces, n_computed)``.
+
+    Restored faces are quantised to 8 bits (as a saved PNG would be) and, for real restorers, cached as uint8 arrays
+    keyed by image, landmarks, degradation, scale, seed and restorer: a new recognizer on a finished run re-embeds
+    but never re-restores. ``none`` is not cached (its output is the degraded face, recomputed in milliseconds).
+    """
+    import torch
+
+    config = ctx.config
+    seeds = [item_seed(config.seed, i, scale, "restore") for i in items]
+
+    def run(index: list[int]):
+        return call_with_backoff(
+            lambda idx_: ctx.restorers[name].restore(degraded[index][idx_], seeds=[seeds[index[i]] for i in idx_]),
+            len(index))
+
+    if name == "none":
+        return run(list(range(len(items)))).mul(255).round_().div_(255), 0
+    keys = [cache_key(stage="restored", v=STAGE_VERSIONS["restored"], image=info[i].sha256,
+                      landmarks=np.round(info[i].landmarks, 3).tolist(), degradation=config.degradation, scale=scale,
+                      seed=config.seed, restorer=restorer_id) for i in items]
+    out: list = [None] * len(items)
+    for j, key in enumerate(keys):
+        cached = ctx.cache.get("restored", key)
+        if cached is not None:
+            out[j] = torch.from_numpy(cached).to(degraded.device)
+    todo = [j for j, face in enumerate(out) if face is None]
+    if todo:
+        computed = run(todo).mul(255).round_().clamp_(0, 255).to(torch.uint8)
+        for j, face in zip(todo, computed):
+            ctx.cache.put("restored", keys[j], face.cpu().numpy())
+            out[j] = face
+    return torch.stack(out).float().div_(255), len(todo)
 
 
 def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
