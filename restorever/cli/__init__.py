@@ -31,6 +31,13 @@ def handle_errors(func):
             message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
             click.echo(f"error: {message}", err=True)
             sys.exit(2)
+        except RuntimeError as exc:
+            if "out of memory" not in str(exc).lower():
+                raise
+            click.echo("error: out of memory even for a single face (after halving the batch down to 1); use a "
+                       "device with more memory, --device cpu, or a lower-precision option of the backend",
+                       err=True)
+            sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted: finished cache entries are kept; rerun the same command to resume", err=True)
             sys.exit(130)

@@ -231,7 +231,13 @@ def align_items(protocol: Protocol, items: Sequence[str], info: dict[str, "Image
     from .. import alignment
     from ..images import decode_image, to_tensor
 
-    arrays = [decode_image(protocol.read_bytes(i), source=_describe(protocol, i)) for i in items]
+    arrays = []
+    for i in items:
+        data = protocol.read_bytes(i)
+        if info[i].sha256 is not None and hashlib.sha256(data).hexdigest() != info[i].sha256:
+            raise RestoreverError(f"{_describe(protocol, i)} changed while the run was going on; finished entries are "
+                                  f"cached: rerun to pick up the new content")
+        arrays.append(decode_image(data, source=_describe(protocol, i)))
     lms = torch.as_tensor(np.stack([info[i].landmarks for i in items]), dtype=torch.float32)
     tensors = [to_tensor([a])[0].to(device) for a in arrays]
     faces, crop_lms = alignment.align_to_template(tensors, lms, "ffhq_512")
