@@ -377,7 +377,7 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
-FORMATS = ("lfw-pairs", "pairs-csv", "insightface-bin")
+FORMATS = ("lfw-pairs", "pairs-csv", "insightface-bin", "lfw-ident")
 
 
 def validate_spec(spec: dict, *, source: str) -> None:
@@ -474,6 +474,9 @@ def load_protocol(name_or_path: str = "lfw", *, data_root: str | os.PathLike | N
     spec, spec_path = load_spec(name_or_path, include_path)
     ds = spec["dataset"]
     fmt = ds["format"]
+    if fmt == "lfw-ident":
+        raise ProtocolError(f"protocol {spec['protocol']} is an identification protocol (no pairs): run "
+                            f"`restorever ident --protocol {name_or_path}`")
     if fmt == "insightface-bin":
         if pairs is None:
             raise ProtocolError(f"protocol {spec['protocol']}: pass the .bin file with --pairs FILE")

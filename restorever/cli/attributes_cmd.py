@@ -46,7 +46,7 @@ def _floats(text: str | None) -> list[float] | None:
 @click.option("--age-bins", default=None, help="Age group edges in years (protocol: 13,20,60).")
 @click.option("--folds", type=int, default=5, show_default=True, help="Person-disjoint cross-validation folds.")
 @click.option("--hidden", type=int, default=0, show_default=True, help="Probe hidden units (0 = linear).")
-@click.option("--l2", type=float, default=1e-3, show_default=True, help="Probe L2 penalty.")
+@click.option("--l2", type=float, default=1e-2, show_default=True, help="Probe L2 penalty.")
 @click.option("--reweight-hidden", type=int, default=16, show_default=True,
               help="Re-weighting MLP hidden units (0 = one linear layer, as in APR).")
 @click.option("--reweight-l2", type=float, default=1e-3, show_default=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from . import handle_errors
+from .ident_cmd import ident_only_options
 
 
 def _split(text: str | None) -> list[str]:
@@ -64,11 +65,12 @@ Examples:
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @click.option("--dry-run", is_flag=True,
               help="Print the work plan (conditions, images, cached entries, estimate) only.")
+@ident_only_options
 @handle_errors
 def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degradation, degrade_side, seed, detector,
                  limit_pairs, device, batch_size, on_error, flip_test, restorer_weights, recognizer_weights,
                  vqfr_fidelity, difface_start, difface_steps, difface_eta, cache_dir, out, examples, no_progress,
-                 dry_run):
+                 dry_run, **ident):
     """Evaluate verification accuracy of clean, degraded and restored faces."""
     from ..hub import parse_weights_option
     from ..pipeline.evaluate import EvalConfig, evaluate
@@ -78,6 +80,17 @@ def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degr
                "eta": difface_eta}
     names = _split(restorers)
     options = {k: v for k, v in options.items() if v is not None}
+    from ..datasets_ident import is_ident_protocol
+
+    if is_ident_protocol(protocol):
+        from .ident_cmd import run_ident
+
+        run_ident(protocol=protocol, data_root=data_root, restorers=restorers, recognizer=recognizer, scales=scales,
+                  degradation=degradation, seed=seed, detector=detector, device=device, batch_size=batch_size,
+                  on_error=on_error, flip_test=flip_test, restorer_weights=restorer_weights,
+                  recognizer_weights=recognizer_weights, restorer_options=options, cache_dir=cache_dir, out=out,
+                  no_progress=no_progress, **ident)
+        return
     config = EvalConfig(
         protocol=protocol, data_root=data_root, pairs=pairs, restorers=names, recognizer=recognizer,
         scales=_scales(scales), degradation=degradation, degrade_side=degrade_side, seed=seed,

@@ -10,7 +10,6 @@ from pathlib import Path
 import click
 
 from . import handle_errors
-from .eval_cmd import _scales, _split
 
 EPILOG = """\b
 Examples:
@@ -22,52 +21,71 @@ Examples:
 """
 
 
-def _ident_options(func):
-    options = [
-        click.option("--protocol", default="lfw-ident", show_default=True, help="Identification protocol or YAML."),
-        click.option("--data-root", type=click.Path(), envvar="RESTOREVER_DATA", help="Folder holding the data."),
-        click.option("--restorer", "restorers", default="none", show_default=True, help="Restorer(s), comma-separated."),
-        click.option("--recognizer", default="dlib", show_default=True),
-        click.option("--scales", default="", help="Degradation scales of the probes, e.g. 8,16,32."),
-        click.option("--degradation", default="difface-test", show_default=True),
-        click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--detector", default="mtcnn", show_default=True),
-        click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE"),
-        click.option("--batch-size", type=int, default=16, show_default=True),
-        click.option("--on-error", type=click.Choice(["error", "skip"]), default="skip", show_default=True,
-                     help="Images without a face: stop, or drop them from the split (recorded)."),
-        click.option("--flip-test", is_flag=True),
-        click.option("--weights", "restorer_weights", default=None, help="Restorer weights: FILE or ROLE=FILE,..."),
-        click.option("--recognizer-weights", default=None),
-        click.option("--min-images", type=int, default=None, help="Enrol people with at least N images (protocol: 2)."),
-        click.option("--max-probes-per-person", type=int, default=None, help="At most N probes per person."),
-        click.option("--max-distractors", type=int, default=None, help="At most N one-image distractors."),
-        click.option("--attribute-model", default=None,
-                     help="Fitted probe .pt (`restorever attributes fit`) or insightface-genderage."),
-        click.option("--attribute-weights", default=None, help="Weights of a pixel attribute model (FILE)."),
-        click.option("--attribute-filter", default=None,
-                     help="Filter the gallery by gender,age (comma list; 'none' = report attributes only)."),
-        click.option("--threshold", "filter_threshold", type=float, default=None,
-                     help="Probe confidence needed to filter by an attribute (protocol: 0.9)."),
-        click.option("--age-tolerance", type=int, default=None, help="Neighbouring age groups searched (protocol: 1)."),
-        click.option("--age-bins", default=None, help="Age group edges for a pixel model (protocol: 13,20,60)."),
-        click.option("--reweight", default=None,
-                     help="Re-weighting module: auto (the attribute model's own), none, or a checkpoint PATH."),
-        click.option("--top-k", type=int, default=10, show_default=True),
-        click.option("--search-backend", type=click.Choice(["auto", "faiss", "numpy"]), default="auto",
-                     show_default=True),
-        click.option("--index", type=click.Choice(["flat", "ivf"]), default="flat", show_default=True),
-        click.option("--ivf-nlist", type=int, default=64, show_default=True),
-        click.option("--nprobe", type=int, default=16, show_default=True),
-        click.option("--filter-mode", type=click.Choice(["partition", "selector"]), default="partition",
-                     show_default=True, help="Sub-index per attribute cell, or a faiss IDSelector."),
-        click.option("--cache-dir", type=click.Path(), default=None),
-        click.option("--out", type=click.Path(), default="runs/ident", show_default=True),
-        click.option("--no-progress", is_flag=True),
-    ]
+_COMMON_OPTIONS = [
+    click.option("--protocol", default="lfw-ident", show_default=True, help="Identification protocol or YAML."),
+    click.option("--data-root", type=click.Path(), envvar="RESTOREVER_DATA", help="Folder holding the data."),
+    click.option("--restorer", "restorers", default="none", show_default=True, help="Restorer(s), comma-separated."),
+    click.option("--recognizer", default="dlib", show_default=True),
+    click.option("--scales", default="", help="Degradation scales of the probes, e.g. 8,16,32."),
+    click.option("--degradation", default="difface-test", show_default=True),
+    click.option("--seed", type=int, default=0, show_default=True),
+    click.option("--detector", default="mtcnn", show_default=True),
+    click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE"),
+    click.option("--batch-size", type=int, default=16, show_default=True),
+    click.option("--on-error", type=click.Choice(["error", "skip"]), default="skip", show_default=True,
+                 help="Images without a face: stop, or drop them from the split (recorded)."),
+    click.option("--flip-test", is_flag=True),
+    click.option("--weights", "restorer_weights", default=None, help="Restorer weights: FILE or ROLE=FILE,..."),
+    click.option("--recognizer-weights", default=None),
+    click.option("--cache-dir", type=click.Path(), default=None),
+    click.option("--out", type=click.Path(), default="runs/ident", show_default=True),
+    click.option("--no-progress", is_flag=True),
+]
+
+#: the options only identification has; ``restorever eval`` can take them too (decorate it with
+#: :func:`ident_only_options`) and hand them to :func:`run_ident` when ``--protocol`` is an identification protocol
+IDENT_ONLY_OPTIONS = [
+    click.option("--min-images", type=int, default=None, help="Enrol people with at least N images (protocol: 2)."),
+    click.option("--max-probes-per-person", type=int, default=None, help="At most N probes per person."),
+    click.option("--max-distractors", type=int, default=None, help="At most N one-image distractors."),
+    click.option("--attribute-model", default=None,
+                 help="Fitted probe .pt (`restorever attributes fit`) or insightface-genderage."),
+    click.option("--attribute-weights", default=None, help="Weights of a pixel attribute model (FILE)."),
+    click.option("--attribute-filter", default=None,
+                 help="Filter the gallery by gender,age (comma list; 'none' = report attributes only)."),
+    click.option("--threshold", "filter_threshold", type=float, default=None,
+                 help="Probe confidence needed to filter by an attribute (protocol: 0.9)."),
+    click.option("--age-tolerance", type=int, default=None, help="Neighbouring age groups searched (protocol: 1)."),
+    click.option("--age-bins", default=None, help="Age group edges for a pixel model (protocol: 13,20,60)."),
+    click.option("--reweight", default=None,
+                 help="Re-weighting module: auto (the attribute model's own), none, or a checkpoint PATH."),
+    click.option("--top-k", type=int, default=10, show_default=True),
+    click.option("--search-backend", type=click.Choice(["auto", "faiss", "numpy"]), default="auto",
+                 show_default=True),
+    click.option("--index", type=click.Choice(["flat", "ivf"]), default="flat", show_default=True),
+    click.option("--ivf-nlist", type=int, default=64, show_default=True),
+    click.option("--nprobe", type=int, default=16, show_default=True),
+    click.option("--filter-mode", type=click.Choice(["partition", "selector"]), default="partition",
+                 show_default=True, help="Sub-index per attribute cell, or a faiss IDSelector."),
+]
+IDENT_ONLY_NAMES = ("min_images", "max_probes_per_person", "max_distractors", "attribute_model", "attribute_weights",
+                    "attribute_filter", "filter_threshold", "age_tolerance", "age_bins", "reweight", "top_k",
+                    "search_backend", "index", "ivf_nlist", "nprobe", "filter_mode")
+
+
+def _apply(options, func):
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def ident_only_options(func):
+    """Add the identification-only options to a click command."""
+    return _apply(IDENT_ONLY_OPTIONS, func)
+
+
+def _ident_options(func):
+    return _apply(_COMMON_OPTIONS[:-3] + IDENT_ONLY_OPTIONS + _COMMON_OPTIONS[-3:], func)
 
 
 def run_ident(*, protocol="lfw-ident", data_root=None, restorers="none", recognizer="dlib", scales="",
@@ -79,6 +97,7 @@ def run_ident(*, protocol="lfw-ident", data_root=None, restorers="none", recogni
               cache_dir=None, out="runs/ident", no_progress=False, restorer_options=None) -> dict:
     """Build the config from CLI-style values, run the evaluation, write the outputs, echo the tables."""
     from ..hub import parse_weights_option
+    from .eval_cmd import _scales, _split
     from ..pipeline.identification import IdentConfig, evaluate_identification, ident_tables, write_ident_run
 
     flt = None

@@ -564,5 +564,5 @@ def plot_cmc(records: Sequence[Mapping[str, Any]], out: str | Path) -> Path:
     ax.set_xlabel("rank")
     ax.set_ylabel("identification rate (%)")
     ax.grid(True, alpha=0.25, lw=0.4)
-    ax.legend(frameon=False, fontsize=5.5)
+    ax.legend(frameon=False, fontsize=5.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, plt, out)

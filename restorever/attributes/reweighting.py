@@ -1,0 +1,90 @@
+"""The attribute re-weighting module (after the APR network of Lin et al., "Improving person re-identification by
+attribute and identity learning", Pattern Recognition 2019).
+
+Input: the concatenated attribute probabilities ``a`` ``[N, K]`` (gender then age groups, see
+:class:`~restorever.attributes.groups.AttributeSchema`). A small MLP maps ``a`` to per-entry confidences
+``c = sigmoid(MLP(a))`` and the module outputs ``a' = c * a``, so every refined entry can draw on all the others
+(the correlations between attributes). Lin et al. feed ``a'`` on as a feature; here it must stay a probability per
+attribute, so ``a'`` is renormalised within each attribute's block: ``p'_k = c_k a_k / sum_j c_j a_j``.
+
+The last layer starts at zero, so ``c = 0.5`` everywhere and the renormalised output equals the input: an unfitted
+module is the identity, and fitting starts from the probe's own predictions. ``hidden=0`` gives the single fully
+connected layer of the original ARM.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from .probe import lbfgs_fit
+
+
+class AttributeReweighting(nn.Module):
+    """``a [N, K]`` -> ``a' = sigmoid(MLP(a)) * a`` (:meth:`forward`) and renormalised probabilities
+    (:meth:`refine`). ``sizes`` is the ordered ``{attribute: classes}`` layout of ``a``."""
+
+    def __init__(self, sizes: Mapping[str, int], hidden: int = 16):
+        super().__init__()
+        self.sizes = dict(sizes)
+        self.hidden = int(hidden)
+        k = sum(self.sizes.values())
+        if hidden > 0:
+            self.mlp = nn.Sequential(nn.Linear(k, hidden), nn.ReLU(), nn.Linear(hidden, k))
+        else:
+            self.mlp = nn.Sequential(nn.Linear(k, k))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.mlp(a)) * a
+
+    def refine_tensor(self, a: torch.Tensor) -> dict[str, torch.Tensor]:
+        weighted = self.forward(a)
+        out, start = {}, 0
+        for name, n in self.sizes.items():
+            block = weighted[:, start:start + n]
+            out[name] = block / block.sum(1, keepdim=True).clamp_min(1e-30)
+            start += n
+        return out
+
+    @torch.no_grad()
+    def refine(self, a: np.ndarray) -> dict[str, np.ndarray]:
+        """Concatenated probabilities ``[N, K]`` -> ``{attribute: refined probabilities [N, C]}`` (float64)."""
+        dtype = next(self.parameters()).dtype
+        t = torch.as_tensor(np.asarray(a), dtype=dtype)
+        return {k: v.double().numpy() for k, v in self.refine_tensor(t).items()}
+
+
+def fit_reweighting(a: np.ndarray, labels: Mapping[str, np.ndarray], sizes: Mapping[str, int], *, hidden: int = 16,
+                    l2: float = 1e-3, max_iter: int = 200, seed: int = 0) -> AttributeReweighting:
+    """Fit the module on probabilities ``a [N, K]`` (ideally out-of-fold predictions of the probe) and labels
+    ``{attribute: int [N]}`` (-1 = none) by full-batch L-BFGS on the summed per-attribute cross-entropy of the
+    renormalised output plus ``l2`` times the squared weights."""
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        module = AttributeReweighting(sizes, hidden).double()
+    finally:
+        torch.random.set_rng_state(state)
+    at = torch.as_tensor(np.asarray(a, dtype=np.float64))
+    if at.ndim != 2 or at.shape[1] != sum(module.sizes.values()):
+        raise ValueError(f"fit_reweighting: expected probabilities [N, {sum(module.sizes.values())}], got "
+                         f"{tuple(at.shape)}")
+    yt = {k: torch.as_tensor(np.asarray(labels[k], dtype=np.int64)) for k in module.sizes if k in labels}
+
+    def loss():
+        refined = module.refine_tensor(at)
+        total = at.new_zeros(())
+        for k, y in yt.items():
+            m = y >= 0
+            if m.any():
+                total = total - torch.log(refined[k][m, y[m]].clamp_min(1e-12)).mean()
+        penalty = sum((p ** 2).sum() for n, p in module.named_parameters() if n.endswith("weight"))
+        return total + l2 * penalty
+
+    lbfgs_fit(module, loss, max_iter=max_iter)
+    module.eval()
+    return module.float()

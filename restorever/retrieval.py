@@ -1,0 +1,358 @@
+"""Gallery search: inner product over L2-normalised embeddings (cosine), with optional attribute filters.
+
+Backends: FAISS (``faiss-cpu``, or ``faiss-gpu`` on a CUDA device when it sees a GPU) with a flat index, or an IVF
+index for large galleries; numpy brute force when faiss is not installed (a warning is logged once).
+
+Attribute filtering: each gallery entry carries a code per attribute (the class its clean image was predicted as,
+``-1`` when that prediction was below the confidence threshold). A probe whose own prediction is confident
+searches only the gallery entries whose codes are compatible (same gender; same or neighbouring age group with
+``age_tolerance=1``; entries with code ``-1`` are always searched). Two implementations:
+
+* ``mode="partition"`` (default): one sub-index per combination of codes ("cell"); a probe searches the allowed
+  cells and the results are merged. The cost is proportional to the fraction of the gallery searched.
+* ``mode="selector"``: one index; faiss ``IDSelectorBatch`` restricts the search to the allowed ids.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+_FAISS: Any = None
+_WARNED = False
+BACKENDS = ("auto", "faiss", "numpy")
+MODES = ("partition", "selector")
+#: faiss's k-means wants about 39 training points per list; smaller (sub-)indexes stay flat
+IVF_POINTS_PER_LIST = 39
+
+
+def import_faiss(required: bool = False):
+    """The ``faiss`` module, or None (logging a warning once) when it is not installed."""
+    global _FAISS, _WARNED
+    if _FAISS is None:
+        try:
+            import faiss  # noqa: F401
+
+            _FAISS = faiss
+        except ImportError:
+            _FAISS = False
+    if _FAISS is False:
+        if required:
+            from .errors import RestoreverError
+
+            raise RestoreverError("--search-backend faiss: faiss is not installed (pip install 'restorever[faiss]', "
+                                  "or faiss-gpu for CUDA); use --search-backend numpy")
+        if not _WARNED:
+            logger.warning("faiss is not installed: gallery search falls back to numpy brute force "
+                           "(pip install 'restorever[faiss]' for the FAISS index)")
+            _WARNED = True
+        return None
+    return _FAISS
+
+
+_GPU_RESOURCES: dict[int, Any] = {}
+
+
+def _gpu_resources(device: int):
+    """One ``StandardGpuResources`` per GPU, shared by every index (each one reserves scratch memory)."""
+    if device not in _GPU_RESOURCES:
+        _GPU_RESOURCES[device] = import_faiss(required=True).StandardGpuResources()
+    return _GPU_RESOURCES[device]
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm, float32, C-contiguous (all-zero rows stay zero)."""
+    x = np.asarray(x, dtype=np.float32)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.ascontiguousarray(x / np.maximum(norm, 1e-12), dtype=np.float32)
+
+
+def _numpy_topk(queries: np.ndarray, vectors: np.ndarray, k: int, block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    n = vectors.shape[0]
+    k_eff = min(k, n)
+    scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
+    ids = np.full((len(queries), k), -1, dtype=np.int64)
+    if k_eff == 0:
+        return scores, ids
+    for start in range(0, len(queries), block):
+        s = queries[start:start + block] @ vectors.T
+        if k_eff < n:
+            part = np.argpartition(-s, k_eff - 1, axis=1)[:, :k_eff]
+        else:
+            part = np.broadcast_to(np.arange(n), (len(s), n)).copy()
+        top = np.take_along_axis(s, part, axis=1)
+        order = np.lexsort((part, -top), axis=1)  # best score first; equal scores by gallery id
+        scores[start:start + block, :k_eff] = np.take_along_axis(top, order, axis=1)
+        ids[start:start + block, :k_eff] = np.take_along_axis(part, order, axis=1)
+    return scores, ids
+
+
+class VectorIndex:
+    """Top-k inner product over fixed unit vectors ``[N, D]``; ``search`` returns ``(scores, ids)`` ``[Q, k]``
+    with ids ``-1`` (score ``-inf``) where fewer than ``k`` vectors exist."""
+
+    def __init__(self, vectors: np.ndarray, *, backend: str = "auto", device: Any = "cpu", ivf_nlist: int = 0,
+                 nprobe: int = 16):
+        if backend not in BACKENDS:
+            raise ValueError(f"search backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.n, self.d = self.vectors.shape
+        faiss = None if backend == "numpy" else import_faiss(required=backend == "faiss")
+        self.backend = "faiss" if faiss is not None else "numpy"
+        self.kind = "flat"
+        self.on_gpu = False
+        self._index = None
+        self.nprobe = int(nprobe)
+        if faiss is None:
+            return
+        if ivf_nlist > 0 and self.n >= IVF_POINTS_PER_LIST * ivf_nlist:
+            quantizer = faiss.IndexFlatIP(self.d)
+            index = faiss.IndexIVFFlat(quantizer, self.d, int(ivf_nlist), faiss.METRIC_INNER_PRODUCT)
+            index.train(self.vectors)
+            index.add(self.vectors)
+            index.nprobe = self.nprobe
+            self._quantizer = quantizer  # keep it alive: the IVF index does not own it
+            self.kind = "ivf"
+        else:
+            index = faiss.IndexFlatIP(self.d)
+            index.add(self.vectors)
+        if str(device).startswith("cuda"):
+            if hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0:
+                dev = int(str(device).split(":")[1]) if ":" in str(device) else 0
+                index = faiss.index_cpu_to_gpu(_gpu_resources(dev), dev, index)
+                self.on_gpu = True
+            else:
+                logger.info("faiss has no GPU support here (install faiss-gpu); searching on the CPU")
+        self._index = index
+        self.vectors = None  # faiss holds its own copy
+
+    def search(self, queries: np.ndarray, k: int, *, subset: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` over all vectors, or over the ids in ``subset`` (an IDSelector with faiss)."""
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        if len(q) == 0:
+            return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
+        if self._index is None:
+            if subset is None:
+                return _numpy_topk(q, self.vectors, k)
+            subset = np.asarray(subset, dtype=np.int64)
+            scores, local = _numpy_topk(q, self.vectors[subset], k)
+            return scores, np.where(local >= 0, subset[np.maximum(local, 0)], -1)
+        if subset is None:
+            scores, ids = self._index.search(q, k)
+        else:
+            if self.on_gpu:
+                raise ValueError("selector filtering is not available on a GPU index; use mode='partition'")
+            faiss = import_faiss(required=True)
+            sel = faiss.IDSelectorBatch(np.ascontiguousarray(subset, dtype=np.int64))
+            params = (faiss.SearchParametersIVF(sel=sel, nprobe=self.nprobe) if self.kind == "ivf"
+                      else faiss.SearchParameters(sel=sel))
+            scores, ids = self._index.search(q, k, params=params)
+        scores = np.where(ids >= 0, scores, -np.inf).astype(np.float32)
+        return scores, ids.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class AttributeFilter:
+    """Search only compatible gallery entries when a probe's prediction of an attribute reaches ``threshold``.
+
+    ``attributes``: which attributes filter (``gender``, ``age``); ``age_tolerance``: how many neighbouring age groups
+    are still searched (0 = the same group only).
+    """
+
+    attributes: tuple[str, ...] = ("gender", "age")
+    threshold: float = 0.9
+    age_tolerance: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "attributes", tuple(self.attributes))
+        unknown = set(self.attributes) - {"gender", "age"}
+        if unknown:
+            raise ValueError(f"--attribute-filter takes gender and/or age, got {sorted(unknown)}")
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"the filter confidence threshold must be in [0, 1], got {self.threshold}")
+        if self.age_tolerance < 0:
+            raise ValueError(f"--age-tolerance must be >= 0, got {self.age_tolerance}")
+
+
+def attribute_codes(probs: Mapping[str, np.ndarray], threshold: float) -> dict[str, np.ndarray]:
+    """``{attribute: int [N]}``: the argmax class, or ``-1`` where its probability is below ``threshold``."""
+    out = {}
+    for a, p in probs.items():
+        p = np.asarray(p)
+        out[a] = np.where(p.max(1) >= threshold, p.argmax(1), -1).astype(np.int64)
+    return out
+
+
+Constraint = tuple  # per filtered attribute: None (unconstrained) or a frozenset of allowed codes
+
+
+def probe_constraints(probs: Mapping[str, np.ndarray], flt: AttributeFilter) -> list[Constraint | None]:
+    """One constraint per probe: for each attribute in ``flt.attributes``, the allowed codes when the probe is
+    confident (``None`` otherwise); ``None`` for a probe with no confident attribute."""
+    n = len(next(iter(probs.values())))
+    codes = attribute_codes({a: probs[a] for a in flt.attributes}, flt.threshold)
+    sizes = {a: np.asarray(probs[a]).shape[1] for a in flt.attributes}
+    out: list[Constraint | None] = []
+    for i in range(n):
+        parts = []
+        for a in flt.attributes:
+            c = int(codes[a][i])
+            if c < 0:
+                parts.append(None)
+            elif a == "age":
+                lo, hi = max(0, c - flt.age_tolerance), min(sizes[a] - 1, c + flt.age_tolerance)
+                parts.append(frozenset(range(lo, hi + 1)))
+            else:
+                parts.append(frozenset([c]))
+        out.append(None if all(p is None for p in parts) else tuple(parts))
+    return out
+
+
+@dataclass
+class SearchResult:
+    """``scores``/``ids`` ``[Q, k]`` (ids index the gallery; -1 = none), ``searched`` ``[Q]`` how many gallery
+    entries each probe searched, ``seconds`` the wall time of the search."""
+
+    scores: np.ndarray
+    ids: np.ndarray
+    searched: np.ndarray
+    seconds: float
+
+
+class GalleryIndex:
+    """Normalised gallery embeddings with per-entry attribute codes; filtered or unfiltered top-k search."""
+
+    def __init__(self, embeddings: np.ndarray, *, codes: Mapping[str, np.ndarray] | None = None,
+                 partition_by: Sequence[str] = (), backend: str = "auto", device: Any = "cpu", ivf_nlist: int = 0,
+                 nprobe: int = 16, mode: str = "partition"):
+        if mode not in MODES:
+            raise ValueError(f"filter mode must be one of {', '.join(MODES)}, got {mode!r}")
+        self.vectors = l2_normalize(embeddings)
+        self.n = len(self.vectors)
+        self.mode = mode
+        self.partition_by = tuple(partition_by)
+        missing = [a for a in self.partition_by if codes is None or a not in codes]
+        if missing:
+            raise ValueError(f"gallery codes missing for {missing}")
+        self.codes = {a: np.asarray(codes[a], dtype=np.int64) for a in self.partition_by} if codes else {}
+        opts = dict(backend=backend, device=device, ivf_nlist=ivf_nlist, nprobe=nprobe)
+        self.full = VectorIndex(self.vectors, **opts)
+        self.backend = self.full.backend
+        self.cells: dict[tuple[int, ...], tuple[np.ndarray, VectorIndex | None]] = {}
+        if self.partition_by:
+            keys = np.stack([self.codes[a] for a in self.partition_by], axis=1)
+            for key in sorted({tuple(int(v) for v in row) for row in keys}):
+                ids = np.where((keys == np.array(key)).all(1))[0]
+                sub = VectorIndex(self.vectors[ids], **opts) if mode == "partition" else None
+                self.cells[key] = (ids, sub)
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.backend, "index": self.full.kind, "gpu": self.full.on_gpu, "size": self.n,
+                "dim": int(self.vectors.shape[1]), "similarity": "cosine (inner product of L2-normalised vectors)",
+                "filter_mode": self.mode, "cells": {",".join(map(str, k)): int(len(v[0]))
+                                                     for k, v in self.cells.items()}}
+
+    def allowed_cells(self, constraint: Constraint) -> list[tuple[int, ...]]:
+        """Cells compatible with ``constraint`` (a code of -1 in a cell key means "unknown": always allowed)."""
+        if len(constraint) != len(self.partition_by):
+            raise ValueError(f"constraint {constraint} does not match the gallery partition {self.partition_by}")
+        return [key for key in self.cells
+                if all(c is None or v < 0 or v in c for v, c in zip(key, constraint))]
+
+    def allowed_ids(self, constraint: Constraint | None) -> np.ndarray | None:
+        if constraint is None:
+            return None
+        cells = self.allowed_cells(constraint)
+        return np.sort(np.concatenate([self.cells[c][0] for c in cells])) if cells else np.zeros(0, np.int64)
+
+    def search(self, queries: np.ndarray, k: int, *, constraints: Sequence[Constraint | None] | None = None
+               ) -> SearchResult:
+        """Top-``k`` gallery entries per query (queries are L2-normalised here)."""
+        q = l2_normalize(queries)
+        nq = len(q)
+        start = time.perf_counter()
+        scores = np.full((nq, k), -np.inf, dtype=np.float32)
+        ids = np.full((nq, k), -1, dtype=np.int64)
+        searched = np.full(nq, self.n, dtype=np.int64)
+        if constraints is None or not self.partition_by:
+            if constraints is not None and any(c is not None for c in constraints):
+                raise ValueError("this gallery index was built without attribute codes (partition_by)")
+            scores[:], ids[:] = self.full.search(q, k)
+            return SearchResult(scores, ids, searched, time.perf_counter() - start)
+        if len(constraints) != nq:
+            raise ValueError(f"{len(constraints)} constraints for {nq} queries")
+        groups: dict[Any, list[int]] = {}
+        for i, c in enumerate(constraints):
+            groups.setdefault(c, []).append(i)
+        keys = list(self.cells)
+        allowed = np.zeros((nq, len(keys)), dtype=bool)  # query x cell
+        for c, rows in groups.items():
+            rows = np.asarray(rows)
+            if c is None:
+                scores[rows], ids[rows] = self.full.search(q[rows], k)
+                continue
+            cells = set(self.allowed_cells(c))
+            allowed[np.ix_(rows, [j for j, key in enumerate(keys) if key in cells])] = True
+            searched[rows] = sum(len(self.cells[key][0]) for key in cells)
+            if self.mode == "selector" and cells:
+                subset = np.sort(np.concatenate([self.cells[key][0] for key in cells]))
+                scores[rows], ids[rows] = self.full.search(q[rows], k, subset=subset)
+        if self.mode == "partition" and allowed.any():
+            # one search per cell with every query allowed in it (few large calls), then a per-query merge
+            width = [min(k, len(self.cells[key][0])) for key in keys]
+            offsets = np.concatenate([[0], np.cumsum(width)])
+            all_s = np.full((nq, offsets[-1]), -np.inf, dtype=np.float32)
+            all_i = np.full((nq, offsets[-1]), -1, dtype=np.int64)
+            for j, key in enumerate(keys):
+                rows = np.where(allowed[:, j])[0]
+                if rows.size == 0:
+                    continue
+                cell_ids, sub = self.cells[key]
+                s, local = sub.search(q[rows], width[j])
+                all_s[rows, offsets[j]:offsets[j + 1]] = s
+                all_i[rows, offsets[j]:offsets[j + 1]] = np.where(local >= 0, cell_ids[np.maximum(local, 0)], -1)
+            rows = np.where(allowed.any(1))[0]
+            order = np.argsort(-all_s[rows], axis=1, kind="stable")[:, :k]
+            take = order.shape[1]
+            scores[rows, :take] = np.take_along_axis(all_s[rows], order, 1)
+            ids[rows, :take] = np.take_along_axis(all_i[rows], order, 1)
+        return SearchResult(scores, ids, searched, time.perf_counter() - start)
+
+    def mate_ranks(self, queries: np.ndarray, result: SearchResult, mate: np.ndarray,
+                   constraints: Sequence[Constraint | None] | None = None) -> np.ndarray:
+        """1-based rank of each query's mate (gallery id ``mate[i]``): its position in the returned top-k, else
+        computed exactly (numpy, over the entries that query searched; ties count against it; at least k+1, as
+        the index did not return it); ``inf`` when the filter excluded the mate."""
+        from .metrics.retrieval import ranks_from_scores
+
+        q = l2_normalize(queries)
+        mate = np.asarray(mate, dtype=np.int64)
+        k = result.ids.shape[1]
+        ranks = np.full(len(q), np.inf)
+        hit = result.ids == mate[:, None]
+        found = hit.any(1)
+        ranks[found] = hit[found].argmax(1) + 1.0
+        rest: dict[Any, list[int]] = {}
+        for i in np.where(~found)[0]:
+            rest.setdefault(None if constraints is None else constraints[i], []).append(i)
+        for c, rows in rest.items():
+            rows = np.asarray(rows)
+            allowed = self.allowed_ids(c) if self.partition_by else None
+            if allowed is None:
+                s = q[rows] @ self.vectors.T
+                r = ranks_from_scores(s, mate[rows])
+            else:
+                pos = {int(g): j for j, g in enumerate(allowed)}
+                inside = np.array([int(m) in pos for m in mate[rows]])
+                r = np.full(len(rows), np.inf)
+                if inside.any():
+                    s = q[rows[inside]] @ self.vectors[allowed].T
+                    r[inside] = ranks_from_scores(s, np.array([pos[int(m)] for m in mate[rows[inside]]]))
+            ranks[rows] = np.where(np.isinf(r), np.inf, np.maximum(r, k + 1))
+        return ranks

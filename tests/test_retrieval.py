@@ -1,0 +1,273 @@
+"""Identification: metrics against scikit-learn, the FAISS/numpy index against brute force, attribute filtering,
+the lfw-ident split on the real LFW files, and a small end-to-end run on real faces."""
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from sklearn.metrics import average_precision_score
+
+from restorever import retrieval
+from restorever.datasets_ident import (SplitOptions, build_split, draw_candidates, is_ident_protocol,
+                                       load_ident_protocol, parse_people_file, split_options)
+from restorever.errors import ProtocolError
+from restorever.metrics.retrieval import (average_precision, cmc_curve, identification_report,
+                                          mean_average_precision, ranks_from_scores)
+from restorever.retrieval import AttributeFilter, GalleryIndex, probe_constraints
+
+
+def _data(n=600, q=80, d=32, seed=0):
+    rng = np.random.default_rng(seed)
+    g = rng.normal(size=(n, d)).astype(np.float32)
+    mate = rng.integers(0, n, q)
+    probes = g[mate] + 0.9 * rng.normal(size=(q, d)).astype(np.float32)
+    codes = {"gender": rng.integers(-1, 2, n), "age": rng.integers(-1, 4, n)}
+    return g, probes, mate, codes
+
+
+def _brute(g, q, k, allowed=None):
+    gn = g / np.linalg.norm(g, axis=1, keepdims=True)
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    s = qn @ gn.T
+    if allowed is not None:
+        s = np.where(allowed, s, -np.inf)
+    order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(s, order, 1), order, s
+
+
+# ---------------------------------------------------------------------------------------------------- metrics
+
+def test_ranks_cmc_map_against_sklearn():
+    _, _, _, _ = _data()
+    rng = np.random.default_rng(3)
+    scores = rng.normal(size=(40, 50))
+    mate = rng.integers(0, 50, 40)
+    ranks = ranks_from_scores(scores, mate)
+    expected = np.array([1 + (scores[i] > scores[i, mate[i]]).sum() for i in range(40)])
+    np.testing.assert_array_equal(ranks, expected)
+    onehot = np.zeros_like(scores, dtype=bool)
+    onehot[np.arange(40), mate] = True
+    sk = np.mean([average_precision_score(onehot[i], scores[i]) for i in range(40)])
+    assert mean_average_precision(ranks) == pytest.approx(sk)
+    cmc = cmc_curve(ranks, 10)
+    assert cmc[0] == pytest.approx(np.mean(ranks == 1)) and np.all(np.diff(cmc) >= 0)
+    # several relevant entries per query
+    rel = rng.random((40, 50)) < 0.1
+    rel[:, 0] = True
+    order = np.argsort(-scores, axis=1)
+    ap = average_precision(np.take_along_axis(rel, order, 1))
+    np.testing.assert_allclose(ap, [average_precision_score(rel[i], scores[i]) for i in range(40)])
+
+
+def test_ranks_with_filter_ties_and_report():
+    scores = np.array([[0.9, 0.5, 0.5, 0.1], [0.2, 0.8, 0.8, 0.3]])
+    searched = np.array([[True, True, True, False], [True, False, True, True]])
+    r = ranks_from_scores(scores, np.array([1, 1]), searched)
+    assert r[0] == 3 and np.isinf(r[1])  # a tie counts against the probe; a filtered-out mate has rank inf
+    rep = identification_report(np.array([1, np.inf, 2, 1]), reference_ranks=np.array([1, 1, 3, 2]),
+                                searched_fraction=np.array([0.5, 0.5, 0.25, 0.25]), search_seconds=0.2)
+    assert rep["rank1"] == 0.5 and rep["map"] == pytest.approx((1 + 0 + 0.5 + 1) / 4)
+    assert rep["rank1_lost_to_filter"] == 0.25 and rep["rank1_gained"] == 0.25
+    assert rep["mate_filtered_out"] == 0.25 and rep["gallery_fraction"] == pytest.approx(0.375)
+    assert rep["search_ms_per_query"] == pytest.approx(50.0)
+
+
+# ---------------------------------------------------------------------------------------------------- index
+
+@pytest.mark.parametrize("backend", ["faiss", "numpy"])
+def test_unfiltered_search_matches_brute_force(backend):
+    if backend == "faiss":
+        pytest.importorskip("faiss", reason="faiss-cpu is the [faiss] extra")
+    g, q, mate, _ = _data()
+    idx = GalleryIndex(g, backend=backend)
+    assert idx.backend == backend
+    res = idx.search(q, 10)
+    s_ref, i_ref, full = _brute(g, q, 10)
+    np.testing.assert_array_equal(res.ids, i_ref)
+    np.testing.assert_allclose(res.scores, s_ref, atol=1e-5)
+    assert (res.searched == len(g)).all()
+    ranks = idx.mate_ranks(q, res, mate)
+    np.testing.assert_array_equal(ranks, ranks_from_scores(full, mate))
+
+
+@pytest.mark.parametrize("backend,mode", [("faiss", "partition"), ("faiss", "selector"), ("numpy", "partition")])
+def test_filtered_search_matches_brute_force(backend, mode):
+    if backend == "faiss":
+        pytest.importorskip("faiss", reason="faiss-cpu is the [faiss] extra")
+    g, q, mate, codes = _data()
+    rng = np.random.default_rng(1)
+    probs = {"gender": rng.dirichlet([0.3, 0.3], len(q)), "age": rng.dirichlet([0.3] * 4, len(q))}
+    flt = AttributeFilter(("gender", "age"), threshold=0.7, age_tolerance=1)
+    cons = probe_constraints(probs, flt)
+    assert any(c is None for c in cons) and any(c is not None for c in cons)
+    idx = GalleryIndex(g, codes=codes, partition_by=("gender", "age"), backend=backend, mode=mode)
+    res = idx.search(q, 10, constraints=cons)
+    allowed = np.ones((len(q), len(g)), dtype=bool)
+    for i, c in enumerate(cons):
+        if c is None:
+            continue
+        for a, allow in zip(("gender", "age"), c):
+            if allow is not None:
+                allowed[i] &= (codes[a] < 0) | np.isin(codes[a], list(allow))
+    s_ref, i_ref, full = _brute(g, q, 10, allowed)
+    np.testing.assert_array_equal(res.ids, i_ref)
+    np.testing.assert_array_equal(res.searched, allowed.sum(1))
+    ranks = idx.mate_ranks(q, res, mate, cons)
+    np.testing.assert_array_equal(ranks, ranks_from_scores(full, mate, allowed))
+    assert np.isinf(ranks).any()
+
+
+def test_probe_constraints_threshold_and_age_tolerance():
+    probs = {"gender": np.array([[0.95, 0.05], [0.6, 0.4], [0.1, 0.9]]),
+             "age": np.array([[0, 0, 0.97, 0.03], [0.25] * 4, [0.92, 0.08, 0, 0]])}
+    cons = probe_constraints(probs, AttributeFilter(threshold=0.9, age_tolerance=1))
+    assert cons == [(frozenset({0}), frozenset({1, 2, 3})), None, (frozenset({1}), frozenset({0, 1}))]
+    cons0 = probe_constraints(probs, AttributeFilter(("age",), threshold=0.9, age_tolerance=0))
+    assert cons0 == [(frozenset({2}),), None, (frozenset({0}),)]
+    with pytest.raises(ValueError):
+        AttributeFilter(("hair",))
+
+
+def test_ivf_with_all_lists_probed_is_exact():
+    pytest.importorskip("faiss", reason="faiss-cpu is the [faiss] extra")
+    g, q, _, _ = _data(n=2000)
+    idx = GalleryIndex(g, backend="faiss", ivf_nlist=8, nprobe=8)
+    assert idx.full.kind == "ivf"
+    np.testing.assert_array_equal(idx.search(q, 10).ids, _brute(g, q, 10)[1])
+    small = GalleryIndex(g[:100], backend="faiss", ivf_nlist=8)  # too few points to train 8 lists: stays flat
+    assert small.full.kind == "flat"
+
+
+def test_numpy_fallback_when_faiss_is_missing(monkeypatch, caplog):
+    monkeypatch.setattr(retrieval, "_FAISS", False)
+    monkeypatch.setattr(retrieval, "_WARNED", False)
+    g, q, _, _ = _data(n=50, q=5)
+    with caplog.at_level(logging.WARNING, logger="restorever.retrieval"):
+        idx = GalleryIndex(g)
+    assert idx.backend == "numpy" and "faiss is not installed" in caplog.text
+    np.testing.assert_array_equal(idx.search(q, 10).ids, _brute(g, q, 10)[1])
+    with pytest.raises(Exception, match="faiss is not installed"):
+        GalleryIndex(g, backend="faiss")
+
+
+# ---------------------------------------------------------------------------------------------------- split
+
+def test_people_file_real_and_errors(lfw_root):
+    people = parse_people_file((lfw_root / "people.txt").read_text())
+    assert len(people) == 5749 and sum(people.values()) == 13233  # SOURCES.md
+    dev = parse_people_file((lfw_root / "peopleDevTrain.txt").read_text())
+    assert len(dev) == int((lfw_root / "peopleDevTrain.txt").read_text().split()[0])
+    with pytest.raises(ProtocolError, match="says 3 people, 2 follow"):
+        parse_people_file("3\nA\t1\nB\t2\n")
+    with pytest.raises(ProtocolError, match="twice"):
+        parse_people_file("2\nA\t1\nA\t2\n")
+    with pytest.raises(ProtocolError, match="folds"):
+        parse_people_file("3\n1\nA\t1\n1\nB\t2\n")
+
+
+def test_lfw_ident_split(lfw_root):
+    assert is_ident_protocol("lfw-ident") and not is_ident_protocol("lfw") and not is_ident_protocol("nope")
+    ident = load_ident_protocol("lfw-ident", data_root=lfw_root)
+    enrolled, distractors = draw_candidates(ident.people, ident.folder, split_options(ident.spec))
+    split = build_split(enrolled, distractors)
+    assert split.summary() == {"enrolled_people": 1680, "enrolled_with_probes": 1680, "distractors": 4069,
+                               "gallery_size": 5749, "probes": 13233 - 5749, "skipped": 0}
+    assert split.gallery[0].endswith("_0001.jpg") and all(p.endswith(("_0002.jpg",)) for p in split.probes[:1])
+    mate = split.probe_mate
+    assert all(split.gallery_people[m] == p for m, p in zip(mate, split.probe_people))
+    # subsets are deterministic and nested
+    opt = SplitOptions(min_images=10, max_probes_per_person=3, max_distractors=100)
+    e1, d1 = draw_candidates(ident.people, ident.folder, opt)
+    e2, d2 = draw_candidates(dict(reversed(list(ident.people.items()))), ident.folder, opt)
+    assert e1 == e2 and d1 == d2 and len(e1) == 158 and len(d1) == 100
+    assert set(d1) <= {n for n, c in ident.people.items() if c == 1}
+    # detection failures: the next image becomes the gallery image; a person with none left is dropped
+    name = "Colin_Powell"
+    items = e1[name]
+    failed = {items[0]: "no face", items[2]: "no face", d1[next(iter(d1))]: "unreadable"}
+    failed.update({i: "no face" for i in e1["Abdullah_Gul"]})
+    s = build_split(e1, d1, failed, max_probes_per_person=3)
+    g = s.gallery[s.gallery_people.index(name)]
+    assert g == items[1] and [p for p, who in zip(s.probes, s.probe_people) if who == name] == [items[3]]
+    assert "Abdullah_Gul" not in s.gallery_people and len(s.gallery) == 157 + 99
+    assert {x["item"] for x in s.skipped} >= {items[0], "Abdullah_Gul"}
+
+
+# ---------------------------------------------------------------------------------------------------- end to end
+
+def _run(*args, expect=0):
+    from restorever.cli import cli
+
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == expect, result.output
+    return result
+
+
+SMALL = ("--min-images", 100, "--max-probes-per-person", 2, "--max-distractors", 5, "--no-progress")
+
+
+@pytest.fixture(scope="module")
+def ident_run(lfw_root, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ident")
+    cache = ("--cache-dir", tmp / "cache")  # module fixtures run before the per-test cache isolation of conftest
+    _run("ident", "--data-root", lfw_root, *SMALL, *cache, "--scales", 16, "--out", tmp / "plain")
+    _run("attributes", "fit", "--data-root", lfw_root, *SMALL, *cache, "--reweight-hidden", 4, "--out",
+         tmp / "probe.pt")
+    _run("ident", "--data-root", lfw_root, *SMALL, *cache, "--scales", 16, "--batch-size", 3, "--attribute-model",
+         tmp / "probe.pt", "--attribute-filter", "gender,age", "--threshold", 0.5, "--out", tmp / "filtered")
+    return tmp
+
+
+def test_ident_end_to_end_real_faces(ident_run):
+    plain = json.loads((ident_run / "plain" / "results.json").read_text())
+    filt = json.loads((ident_run / "filtered" / "results.json").read_text())
+    assert plain["protocol"]["gallery_size"] == 10 and plain["protocol"]["probes"] == 10
+    assert [c["scale"] for c in plain["conditions"]] == [None, 16]
+    clean, x16 = (c["retrieval"] for c in plain["conditions"])
+    assert clean["rank1"] >= 0.9 and clean["rank1"] >= x16["rank1"]  # dlib finds these people when clean
+    assert clean["map"] >= clean["rank1"] - 1e-9 and clean["cmc"][-1] == 1.0
+    # batch size 16 vs 3 and a second process: identical unfiltered numbers (cached, batch-invariant embeddings)
+    for a, b in zip(plain["conditions"], filt["conditions"]):
+        assert a["retrieval"]["rank1"] == b["retrieval"]["rank1"] and a["retrieval"]["map"] == b["retrieval"]["map"]
+    f = filt["conditions"][1]["retrieval"]["filtered"]
+    assert 0 < f["gallery_fraction"] <= 1 and f["n_probes"] == 10
+    assert set(filt["conditions"][1]["retrieval"]) >= {"filtered", "filtered_reweighted"}
+    attrs = filt["conditions"][1]["attributes"]
+    assert attrs["raw"]["gender"]["n"] == 10 and 0 <= attrs["gender_flip_rate"] <= 1
+    assert "consistency" in attrs["raw"]["age"] and attrs["raw"]["age"]["n"] == 10  # all five are in the Kumar file
+    fit = json.loads((ident_run / "probe.json").read_text())
+    assert fit["report"]["attributes"]["gender"]["images"] == 20 and fit["recognizer"] == "dlib"
+    assert "| clean |" in (ident_run / "filtered" / "results.md").read_text()
+    assert plain["cache"]["dir"] == str(ident_run / "cache") and filt["cache"]["misses"] == 0
+
+
+def test_plot_cmc_and_errors(ident_run, lfw_root, tmp_path):
+    out = tmp_path / "cmc.pdf"
+    _run("plot", "cmc", ident_run / "plain" / "results.json", ident_run / "filtered" / "results.json", "-o", out)
+    assert out.read_bytes()[:4] == b"%PDF"
+    r = _run("ident", "--data-root", lfw_root, *SMALL, "--attribute-filter", "gender", "--out", tmp_path, expect=2)
+    assert "needs --attribute-model" in r.output and r.output.strip().count("\n") == 0
+    r = _run("ident", "--data-root", lfw_root, "--min-images", 1, "--out", tmp_path, expect=2)
+    assert "--min-images" in r.output
+
+
+def test_ident_with_a_pixel_attribute_model(ident_run, lfw_root, tmp_path):
+    """The pixel-model path: attribute probabilities computed per condition through the cached embedding stage
+    (a synthetic genderage.onnx; the real file cannot be downloaded here)."""
+    pytest.importorskip("onnxruntime", reason="the onnx extra runs genderage.onnx")
+    from .attributes.test_insightface import _model
+
+    onnx_file = _model(tmp_path / "genderage.onnx")
+    out = tmp_path / "pixel"
+    _run("ident", "--data-root", lfw_root, *SMALL, "--cache-dir", ident_run / "cache", "--scales", 16,
+         "--attribute-model", "insightface-genderage", "--attribute-weights", onnx_file, "--attribute-filter",
+         "gender", "--threshold", 0.5, "--reweight", ident_run / "probe.pt", "--out", out)
+    record = json.loads((out / "results.json").read_text())
+    plain = json.loads((ident_run / "plain" / "results.json").read_text())
+    assert record["attribute_model"]["kind"] == "image" and record["attribute_model"]["reweighting"]
+    for a, b in zip(record["conditions"], plain["conditions"]):
+        assert a["retrieval"]["rank1"] == b["retrieval"]["rank1"]  # the search itself is unchanged
+        assert a["attributes"]["raw"]["gender"]["n"] == 10 and "filtered_reweighted" in a["retrieval"]
