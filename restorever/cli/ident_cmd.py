@@ -136,28 +136,9 @@ def ident_command(**options):
     run_ident(**options)
 
 
-@click.command("cmc")
-@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True))
-@click.option("-o", "--output", default="cmc.png", show_default=True, help="PNG, PDF or SVG file.")
-@handle_errors
-def plot_cmc_command(results, output):
-    """CMC curves of every condition in identification RESULTS (filtered runs dashed)."""
-    from ..errors import RestoreverError
-    from ..pipeline.identification import plot_cmc
-    from ..reports.results import load_results
-
-    records = [load_results(r) for r in results]
-    for path, record in zip(results, records):
-        if not all("retrieval" in c for c in record["conditions"]):
-            raise RestoreverError(f"{path}: not an identification run (no retrieval section); run `restorever ident`")
-    click.echo(f"wrote {plot_cmc(records, output)}")
-
-
 def register(cli: click.Group) -> None:
-    """Add ``ident``, ``attributes`` and ``plot cmc`` to the command line."""
+    """Add ``ident`` and ``attributes`` to the command line (``plot cmc`` lives in plot_cmd)."""
     from .attributes_cmd import attributes
-    from .plot_cmd import plot
 
     cli.add_command(ident_command)
     cli.add_command(attributes)
-    plot.add_command(plot_cmc_command)

@@ -536,33 +536,8 @@ def write_ident_run(record: Mapping[str, Any], out: str | Path) -> dict[str, Pat
           f"filter {record.get('attribute_filter')}", "", ident_tables(record), ""]
     paths = {"markdown": out / "results.md", "cmc": out / "cmc.png", "results": out / "results.json"}
     atomic_write_text(paths["markdown"], "\n".join(md))
+    from ..reports.plots import plot_cmc
+
     plot_cmc([record], paths["cmc"])
     atomic_write_text(paths["results"], json.dumps(record, indent=1, allow_nan=False))
     return paths
-
-
-def plot_cmc(records: Sequence[Mapping[str, Any]], out: str | Path) -> Path:
-    """CMC curves (rank 1..k) of every condition: unfiltered solid, attribute-filtered dashed.
-
-    Belongs with the other figures in :mod:`restorever.reports.plots`; kept here until it moves there.
-    """
-    from ..reports.plots import _figure, _save, restorer_colour
-
-    fig, ax, plt = _figure(4.0, 3.2)
-    for record in records:
-        for cond in record["conditions"]:
-            colour = restorer_colour(cond["restorer"]) if cond.get("scale") is not None else "black"
-            scales = sorted({c.get("scale") or 0 for c in record["conditions"]})
-            alpha = 1.0 - 0.6 * scales.index(cond.get("scale") or 0) / max(1, len(scales) - 1)
-            for key, style in (("cmc", "-"), ("filtered", "--")):
-                curve = cond["retrieval"].get("cmc") if key == "cmc" else (cond["retrieval"].get(key) or {}).get("cmc")
-                if not curve:
-                    continue
-                label = _label(cond) + (" (filtered)" if key == "filtered" else "")
-                ax.plot(range(1, len(curve) + 1), [100 * (v or 0) for v in curve], style, marker="o", ms=2,
-                        color=colour, alpha=alpha, lw=1.1, label=label)
-    ax.set_xlabel("rank")
-    ax.set_ylabel("identification rate (%)")
-    ax.grid(True, alpha=0.25, lw=0.4)
-    ax.legend(frameon=False, fontsize=5.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    return _save(fig, plt, out)
