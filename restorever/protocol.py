@@ -350,7 +350,7 @@ def load_spec(name_or_path: str, include_path: Sequence[str | os.PathLike] = (),
         path = available[name_or_path]
     try:
         spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, OverflowError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+    except (yaml.YAMLError, OverflowError, ValueError, RecursionError) as exc:  # UnicodeDecodeError: a ValueError
         raise ProtocolError(f"{path}: invalid YAML ({type(exc).__name__}: {exc})") from exc
     except OSError as exc:
         raise ProtocolError(f"{path}: cannot read ({exc})") from exc
