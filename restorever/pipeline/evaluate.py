@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 import logging
 import platform
 import time
@@ -386,53 +387,68 @@ def embed_conditions(ctx: RunContext, items: Sequence[str], probe_set: set[str],
             work.append((item, missing))
     stage_time = {"align_s": 0.0, "degrade_s": 0.0, "restore_s": 0.0, "embed_s": 0.0,
                   "n_embedded": 0, "n_degraded": 0, "n_restored": 0}
-    for batch in _progress(_batches(work, config.batch_size), -(-len(work) // config.batch_size),
-                           "embeddings", progress):
-        tick = time.perf_counter()
-        batch_items = [w[0] for w in batch]
-        faces, crop_lms = align_items(ctx.protocol, batch_items, info, ctx.device)
-        stage_time["align_s"] += time.perf_counter() - tick
-        wanted = {cond: [j for j, w in enumerate(batch) if cond in w[1]] for cond in conditions}
-        if wanted[("none", None)]:
-            idx = wanted[("none", None)]
+    batches = list(_batches(work, config.batch_size))
+    # Decode + align of batch k+1 runs in a background thread while batch k is degraded, restored and embedded
+    # (PIL decoding and torch kernels release the GIL), so the device waits less for the CPU.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="restorever-prefetch") as pool:
+        upcoming = pool.submit(align_items, ctx.protocol, [w[0] for w in batches[0]], info, ctx.device) \
+            if batches else None
+        for k, batch in enumerate(_progress(batches, len(batches), "embeddings", progress)):
             tick = time.perf_counter()
-            emb = call_with_backoff(lambda idx_: recognizer.embed(faces[idx][idx_], crop_lms[idx][idx_]),
-                                    len(idx)).float().cpu().numpy()
-            stage_time["embed_s"] += time.perf_counter() - tick
-            stage_time["n_embedded"] += len(idx)
-            for j, e in zip(idx, emb):
-                embeddings[("none", None)][batch_items[j]] = e
-                cache.put("embedding", key_for(batch_items[j], ("none", None)), e)
-        for scale in config.scales:
-            idx = sorted({j for r in config.restorers for j in wanted[(r, scale)]})
-            if not idx:
+            faces, crop_lms = upcoming.result()
+            if k + 1 < len(batches):
+                upcoming = pool.submit(align_items, ctx.protocol, [w[0] for w in batches[k + 1]], info, ctx.device)
+            stage_time["align_s"] += time.perf_counter() - tick  # time spent waiting for the prefetch
+            _embed_batch(ctx, batch, faces, crop_lms, info, conditions, restorer_ids, key_for, embeddings,
+                         stage_time)
+    return embeddings, stage_time
+
+
+def _embed_batch(ctx: RunContext, batch, faces, crop_lms, info, conditions, restorer_ids, key_for, embeddings,
+                 stage_time) -> None:
+    """Clean embeddings, then per scale: degrade once, restore per restorer, embed; cache every entry."""
+    config, cache, recognizer = ctx.config, ctx.cache, ctx.recognizer
+    batch_items = [w[0] for w in batch]
+    wanted = {cond: [j for j, w in enumerate(batch) if cond in w[1]] for cond in conditions}
+    if wanted[("none", None)]:
+        idx = wanted[("none", None)]
+        tick = time.perf_counter()
+        emb = call_with_backoff(lambda idx_: recognizer.embed(faces[idx][idx_], crop_lms[idx][idx_]),
+                                len(idx)).float().cpu().numpy()
+        stage_time["embed_s"] += time.perf_counter() - tick
+        stage_time["n_embedded"] += len(idx)
+        for j, e in zip(idx, emb):
+            embeddings[("none", None)][batch_items[j]] = e
+            cache.put("embedding", key_for(batch_items[j], ("none", None)), e)
+    for scale in config.scales:
+        idx = sorted({j for r in config.restorers for j in wanted[(r, scale)]})
+        if not idx:
+            continue
+        tick = time.perf_counter()
+        params = ctx.degradation.sample_params([batch_items[j] for j in idx], scale, config.seed)
+        degraded = ctx.degradation.apply(faces[idx], params)
+        stage_time["degrade_s"] += time.perf_counter() - tick
+        stage_time["n_degraded"] += len(idx)
+        for name in config.restorers:
+            wanted_here = set(wanted[(name, scale)])
+            sub = [k for k, j in enumerate(idx) if j in wanted_here]
+            if not sub:
                 continue
             tick = time.perf_counter()
-            params = ctx.degradation.sample_params([batch_items[j] for j in idx], scale, config.seed)
-            degraded = ctx.degradation.apply(faces[idx], params)
-            stage_time["degrade_s"] += time.perf_counter() - tick
-            stage_time["n_degraded"] += len(idx)
-            for name in config.restorers:
-                wanted_here = set(wanted[(name, scale)])
-                sub = [k for k, j in enumerate(idx) if j in wanted_here]
-                if not sub:
-                    continue
-                tick = time.perf_counter()
-                sub_items = [batch_items[idx[k]] for k in sub]
-                restored, n_new = _restore_cached(ctx, name, scale, sub_items, degraded[sub], info, restorer_ids[name])
-                stage_time["restore_s"] += time.perf_counter() - tick
-                stage_time["n_restored"] += n_new
-                tick = time.perf_counter()
-                sub_lms = crop_lms[[idx[k] for k in sub]]
-                emb = call_with_backoff(lambda idx_: recognizer.embed(restored[idx_], sub_lms[idx_]),
-                                        len(sub)).float().cpu().numpy()
-                stage_time["embed_s"] += time.perf_counter() - tick
-                stage_time["n_embedded"] += len(sub)
-                for k, e in zip(sub, emb):
-                    item = batch_items[idx[k]]
-                    embeddings[(name, scale)][item] = e
-                    cache.put("embedding", key_for(item, (name, scale)), e)
-    return embeddings, stage_time
+            sub_items = [batch_items[idx[k]] for k in sub]
+            restored, n_new = _restore_cached(ctx, name, scale, sub_items, degraded[sub], info, restorer_ids[name])
+            stage_time["restore_s"] += time.perf_counter() - tick
+            stage_time["n_restored"] += n_new
+            tick = time.perf_counter()
+            sub_lms = crop_lms[[idx[k] for k in sub]]
+            emb = call_with_backoff(lambda idx_: recognizer.embed(restored[idx_], sub_lms[idx_]),
+                                    len(sub)).float().cpu().numpy()
+            stage_time["embed_s"] += time.perf_counter() - tick
+            stage_time["n_embedded"] += len(sub)
+            for k, e in zip(sub, emb):
+                item = batch_items[idx[k]]
+                embeddings[(name, scale)][item] = e
+                cache.put("embedding", key_for(item, (name, scale)), e)
 
 
 def save_examples(ctx: RunContext, items: Sequence[str], info: dict[str, "ImageInfo"], out: str | Path
