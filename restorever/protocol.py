@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import DataNotFoundError, ProtocolError, UnsafePathError
+from .errors import DataNotFoundError, ImageError, ProtocolError, UnsafePathError
 from .images import safe_join
 
 logger = logging.getLogger(__name__)
@@ -251,6 +251,15 @@ def parse_pairs_csv(text: str, *, source: str = "pairs.csv", n_folds: int = 10) 
 
 # ---------------------------------------------------------------------------------------------------- insightface .bin
 
+def _bytes_from_buffer(*args):
+    """``bytes``/``bytearray`` as a pickle may call them, but only on bytes-like data (never ``bytes(N)``)."""
+    if not args:
+        return b""
+    if len(args) == 1 and isinstance(args[0], (bytes, bytearray, memoryview)):
+        return bytes(args[0])
+    raise pickle.UnpicklingError("refused bytes(...) with a non-bytes argument (a size would allocate memory)")
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     """Admits only what an insightface ``.bin`` holds: lists/tuples of bytes and bools (and numpy bool arrays)."""
 
@@ -268,6 +277,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"refused to load {module}.{name}: a .bin file may only hold encoded "
                                          f"images and a same/different list")
+        if name in ("bytes", "bytearray"):  # bytes(N) would allocate N bytes from a few bytes of pickle
+            return _bytes_from_buffer
         return super().find_class(module, name)
 
 
@@ -528,5 +539,7 @@ def _reader(root: Path) -> Callable[[str], bytes]:
             raise DataNotFoundError(f"{path}: image file not found") from exc
         except IsADirectoryError as exc:
             raise DataNotFoundError(f"{path}: is a folder, not an image") from exc
+        except OSError as exc:  # permission denied, EIO on a failing disk, ...: a per-image failure
+            raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from exc
 
     return read

@@ -1,0 +1,210 @@
+"""``restorever validate``: a real run is valid; every kind of tampering with results.json, degradation.jsonl or the
+cache is reported; protocol files are checked without data."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from restorever.cli import cli
+from restorever.validate import check_run, validate_protocol_file, validate_protocols
+
+
+
+def _invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_real_run_is_valid_and_every_cache_entry_is_checked(reference_run):
+    _, ref_entries, out, cache = reference_run
+    report = check_run(out)
+    assert report.ok, report.problems
+    # the cache keys validate rebuilds (restorever.pipeline.cache.landmarks_key / embedding_key) are exactly the
+    # entries the run wrote: a drift between them and evaluate.py would show here
+    assert report.checked["landmark entries"] + report.checked["cache entries"] == len(ref_entries)
+    record = json.loads((out / "results.json").read_text())
+    assert report.checked["metrics recomputed"] >= len(record["conditions"])
+    assert report.checked["degradation records"] == len(set(record["pairs"]["b"]))
+    result = _invoke("validate", out)
+    assert result.exit_code == 0 and "valid" in result.output
+
+
+def test_cli_without_cache_and_on_a_folder_that_is_not_a_run(reference_run, tmp_path):
+    out = reference_run[2]
+    result = _invoke("validate", out, "--no-cache")
+    assert result.exit_code == 0 and "cache check skipped" in result.output
+    result = _invoke("validate", tmp_path)
+    assert result.exit_code == 2 and "results.json: missing" in result.output
+    assert "error: 1 of 1 run(s) invalid" in result.output
+
+
+def test_identification_record_gets_its_own_schema(tmp_path):
+    record = {"restorever_version": "0", "created": "2026-01-01T00:00:00+00:00",
+              "config": {"protocol": "lfw-ident", "restorers": ["none"], "recognizer": "dlib", "scales": [], "seed": 0},
+              "environment": {"python": "3", "torch": "2", "device": "cpu"}, "weights": {},
+              "protocol": {"name": "lfw-ident", "task": "identification"},
+              "conditions": [{"restorer": "none", "scale": None, "recognizer": "dlib", "retrieval": {"rank1": 0.9}}]}
+    (tmp_path / "results.json").write_text(json.dumps(record))
+    report = check_run(tmp_path)
+    assert report.ok and any("identification run" in n for n in report.notes)
+    del record["conditions"][0]["retrieval"]
+    (tmp_path / "results.json").write_text(json.dumps(record))
+    assert any("missing key 'retrieval'" in p for p in check_run(tmp_path).problems)
+
+
+@pytest.fixture
+def run_copy(reference_run, tmp_path):
+    """A private copy of the reference run and its cache (results.json pointing at the copy)."""
+    _, _, out, cache = reference_run
+    run, store = tmp_path / "run", tmp_path / "cache"
+    shutil.copytree(out, run)
+    shutil.copytree(cache, store)
+    record = json.loads((run / "results.json").read_text())
+    record["cache"]["dir"] = str(store)
+    (run / "results.json").write_text(json.dumps(record, indent=1))
+    return run, store
+
+
+def _edit(run: Path, change) -> None:
+    record = json.loads((run / "results.json").read_text())
+    change(record)
+    (run / "results.json").write_text(json.dumps(record, indent=1))
+
+
+def _first_embedding(store: Path) -> Path:
+    return sorted((store / "embedding").rglob("*.npz"))[0]
+
+
+def _set(path: list, value):
+    def change(record):
+        node = record
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value(node[path[-1]]) if callable(value) else value
+
+    return change
+
+
+TAMPERING = {
+    "accuracy": (lambda run, store: _edit(run, _set(["conditions", 0, "verification", "accuracy_mean"],
+                                                    lambda v: v - 0.01)), "accuracy_mean: stored"),
+    "one-score": (lambda run, store: _edit(run, _set(["conditions", 1, "scores", "score", 0], lambda v: v + 0.05)),
+                  "do not reproduce the stored scores"),
+    "labels": (lambda run, store: _edit(run, lambda r: [c["scores"]["same"].reverse() for c in r["conditions"]]),
+               "differ from the recomputation"),
+    "nan": (lambda run, store: (run / "results.json").write_text(re.sub(
+        r'"accuracy_std": [-0-9.e]+', '"accuracy_std": NaN', (run / "results.json").read_text(), count=1)),
+        "NaN is not valid JSON"),
+    "condition-dropped": (lambda run, store: _edit(run, lambda r: r["conditions"].pop()), "do not match the config"),
+    "schema": (lambda run, store: _edit(run, lambda r: r.pop("protocol")), "missing key 'protocol'"),
+    "fold-count": (lambda run, store: _edit(run, _set(["protocol", "folds"], 3)), "protocol.folds 3"),
+    "accuracy-out-of-range": (lambda run, store: _edit(run, _set(["conditions", 0, "verification",
+                                                                  "fold_accuracies", 0], 1.5)), "above the maximum"),
+    "identity": (lambda run, store: _edit(run, _set(["conditions", 1, "identity", "cosine_to_clean_mean"],
+                                                    lambda v: v - 0.1)), "identity.cosine_to_clean_mean"),
+    "comparison-value": (lambda run, store: _edit(run, _set(["conditions", 1, "comparison_to_clean", "ci_low"],
+                                                            lambda v: v - 0.05)), "comparison_to_clean.ci_low"),
+    "comparison-shape": (lambda run, store: _edit(run, _set(["conditions", 1, "comparison_to_clean", "mcnemar"], 3)),
+                         "comparison_to_clean.mcnemar"),
+    "weights-hash": (lambda run, store: _edit(run, lambda r: [w.update(sha256="0" * 64)
+                                                              for w in r["weights"].values()]),
+                     "cached embedding(s) missing"),
+    "cache-entry-deleted": (lambda run, store: _first_embedding(store).unlink(), "cached embedding(s) missing"),
+    "cache-entry-corrupt": (lambda run, store: _corrupt(_first_embedding(store)), "is corrupt"),
+    "landmarks-deleted": (lambda run, store: sorted((store / "landmarks").rglob("*.npz"))[0].unlink(),
+                          "cache entry missing"),
+    "degradation-params": (lambda run, store: _edit_jsonl(run / "degradation.jsonl"), "differ from what restorever"),
+}
+
+
+def _corrupt(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _edit_jsonl(path: Path) -> None:
+    lines = path.read_text().splitlines()
+    rec = json.loads(lines[0])
+    rec["sigma_x"] += 2.0
+    lines[0] = json.dumps(rec)
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("name", list(TAMPERING))
+def test_tampering_is_reported(run_copy, name):
+    run, store = run_copy
+    assert check_run(run).ok  # the copy is valid before the change
+    tamper, expected = TAMPERING[name]
+    tamper(run, store)
+    problems = check_run(run).problems
+    assert any(expected in p for p in problems), problems
+    result = _invoke("validate", run)
+    assert result.exit_code == 2 and expected in result.output
+
+
+def test_validation_never_modifies_the_cache(run_copy):
+    run, store = run_copy
+    _corrupt(_first_embedding(store))
+    before = {p: p.read_bytes() for p in store.rglob("*") if p.is_file()}
+    check_run(run)
+    assert {p: p.read_bytes() for p in store.rglob("*") if p.is_file()} == before
+
+
+# ------------------------------------------------------------------------------------------------------ protocols
+
+def test_shipped_protocols_are_valid():
+    problems, _ = validate_protocols()
+    assert problems and not any(problems.values()), problems
+    result = _invoke("validate", "--protocols")
+    assert result.exit_code == 0, result.output
+
+
+BASE = "protocol: p\nversion: 1\ndataset: {format: lfw-pairs, pairs: pairs.txt}\n"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("protocol: p\ndataset: {format: lfw-pairs, pairs: /etc/pairs.txt}\n", "must be relative"),
+    ("protocol: p\ndataset: {format: lfw-pairs, pairs: ../pairs.txt}\n", "must not contain '..'"),
+    ("protocol: p\ndataset: {format: lfw-pairs, pairs: [a.txt, ~/b.txt]}\n", "must be relative"),
+    (BASE.replace("pairs.txt}", "pairs.txt, images: [../lfw]}"), "dataset.images entry"),
+    (BASE.replace("pairs.txt}", "pairs.txt, download: [{filename: ../x.tgz, url: 'http://h/x'}]}"),
+     "plain file name"),
+    (BASE.replace("pairs.txt}", "pairs.txt, download: [{filename: x.tgz, url: 'file:///etc/passwd'}]}"),
+     "http(s) URL"),
+    (BASE.replace("pairs.txt}", "pairs.txt, download: [{filename: x, url: 'https://h/x', sha256: abc}]}"),
+     "64 lower-case hex"),
+    (BASE + "folds: 0\n", "folds must be a positive integer"),
+    (BASE + "version: one\n", "version must be a positive integer"),
+    (BASE + "metrics: [{name: accuracy}]\n", "higher_is_better"),
+    (BASE + "alignment: {fallback_landmarks: [[1, 2], [3, 4]]}\n", "five [x, y]"),
+    (BASE + "scoring: {similarity: dot}\n", "scoring.similarity"),
+    ("protocol: p\ndataset: {format: nope}\n", "dataset.format must be one of"),
+    ("protocol: p\n", "missing key 'dataset'"),
+    ("protocol: p\ninclude: p.yaml\n", "include cycle"),
+    ("protocol: p\ninclude: 5\n", "include must name one YAML file"),
+    ("protocol: p\ninclude: missing.yaml\n", "does not exist"),
+    ("protocol: p\ndataset: !!python/object/apply:os.system [echo]\n", "invalid YAML"),
+    ("[" * 1000 + "]" * 1000, "nested too deeply"),
+    (b"protocol: \xff\n", "UTF-8"),
+    ("protocol: ../evil\ndataset: {format: pairs-csv}\n", "protocol must be a name"),
+])
+def test_bad_protocol_files_are_reported(tmp_path, text, expected):
+    path = tmp_path / "p.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    problems = validate_protocol_file(path)
+    assert any(expected in p for p in problems), problems
+    result = _invoke("validate", "--protocols", path)
+    assert result.exit_code == 2 and expected in result.output
+
+
+def test_protocol_notes_do_not_fail(tmp_path):
+    path = tmp_path / "other-name.yaml"
+    path.write_text(BASE + "colour: blue\n")
+    notes: list[str] = []
+    assert validate_protocol_file(path, notes=notes) == []
+    assert any("differs from the file name" in n for n in notes) and any("unknown key" in n for n in notes)
