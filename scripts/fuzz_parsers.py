@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import argparse
 import collections
-import datetime as dt
 import json
 import logging
-import os
-import platform
 import sys
 import time
 import warnings
@@ -73,9 +70,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in TARGETS]
     if unknown:
         parser.error(f"unknown target(s) {unknown}; known: {', '.join(TARGETS)}")
-    print(f"# fuzz_parsers {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')} "
-          f"python {platform.python_version()} on {platform.node()} ({os.cpu_count()} CPUs), "
-          f"{args.examples} examples per target, seed {args.seed}")
+    sys.path.insert(0, str(REPO / "scripts"))
+    from _benchinfo import header
+
+    print(header({"script": "fuzz_parsers", "examples per target": args.examples, "seed": args.seed}))
     print(f"{'target':20s} {'inputs':>8s} {'accepted':>9s} {'refused':>8s} {'known':>6s} {'unhandled':>9s} {'s':>7s}")
     results = {}
     total_unhandled = 0

@@ -3,8 +3,8 @@
 Each :class:`Target` pairs a hypothesis strategy of *inputs* (random text or bytes, structured valid files, and
 mutations of valid files) with a *run* function that feeds one input to a restorever parser. A run either returns
 (the input was accepted) or raises one of the parser's typed errors (the input was refused with a clear message);
-anything else is an unhandled exception, i.e. a bug. :data:`KNOWN_BUGS` lists the open bugs whose fix lies outside
-tests/reliability (each has a strict-xfail regression test in ``test_hostile_files.py``); the fuzzers count them
+anything else is an unhandled exception, i.e. a bug. :data:`KNOWN_BUGS` lists open bugs whose fix lies outside
+tests/reliability (each with a strict-xfail regression test in ``test_hostile_files.py``); the fuzzers count them
 apart so that every other crash still fails. Remove an entry when its fix lands.
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ class KnownBug:
 
 
 KNOWN_BUGS: dict[str, KnownBug] = {
-    # none open: the 15 crash signatures found so far are fixed (docs/reliability.md lists them); add new ones here,
+    # none open: the 14 crash signatures found so far are fixed (docs/reliability.md lists them); add new ones here,
     # e.g. KnownBug("pairs-csv", ("_csv.Error",), "", "protocol.parse_pairs_csv: catch csv.Error")
 }
 

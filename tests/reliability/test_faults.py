@@ -305,8 +305,15 @@ def test_unreadable_image_is_a_per_image_failure(tiny_data, tmp_path, monkeypatc
         return original(self)
 
     monkeypatch.setattr(Path, "read_bytes", read_bytes)
-    result = _invoke(eval_args(csv, root, tmp_path / "out", tmp_path / "cache"))
+    args = eval_args(csv, root, tmp_path / "out", tmp_path / "cache")
+    result = _invoke(args)
     assert result.exit_code == 2 and victim.name in _one_line(result.output)
+    assert not (tmp_path / "out" / "results.json").exists()
+    _assert_entries_intact(tmp_path / "cache")
+    result = _invoke([*args, "--on-error", "skip"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    skipped = json.loads((tmp_path / "out" / "results.json").read_text())["protocol"]["skipped"]
+    assert skipped and all(victim.name in (s["a"] + s["b"]) for s in skipped)
 
 
 # ------------------------------------------------------------------------------------------------------ CUDA OOM

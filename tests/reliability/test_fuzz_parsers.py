@@ -22,8 +22,8 @@ from .fuzz_targets import KNOWN_BUGS, TARGETS, bin_payload, lfw_pairs_file, pair
 @FUZZ
 @given(data=st.data())
 def test_parser_never_crashes(name, data):
-    """Accepted, or refused with the parser's typed error; a known bug (reported, with a strict-xfail regression
-    test) is tolerated only with its exact signature."""
+    """Accepted, or refused with the parser's typed error; an open bug listed in ``KNOWN_BUGS`` (none today) is
+    tolerated only with its exact signature."""
     target = TARGETS[name]
     outcome = target.check(data.draw(target.strategy, label=name))
     assert outcome in ("accepted", "refused") or outcome[6:] in KNOWN_BUGS

@@ -2,8 +2,8 @@
 the data root, and broken results files. Each is refused with a typed error and nothing runs or is written.
 
 Complements tests/test_hub.py (one checkpoint payload) and tests/test_protocol.py (one .bin payload, '..' and
-absolute CSV paths, one symlink). Tests marked ``xfail(strict=True)`` pin bugs whose fix lies outside
-tests/reliability (listed in docs/reliability.md); they fail loudly once fixed, so the marker gets removed.
+absolute CSV paths, one symlink). The last section holds the regression tests of the defects the fuzzers found
+(docs/reliability.md); a defect found before its fix lands is pinned there with ``xfail(strict=True)``.
 """
 from __future__ import annotations
 
@@ -344,9 +344,8 @@ def test_oversized_results_file_is_not_read(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ defects the fuzzers found
-# Regression tests of the defects the fuzzers found and that were fixed in protocol.py, images.py, hub.py and
-# attributes/labels.py (see docs/reliability.md); then the ones still open, pinned with xfail(strict=True): remove the
-# marker when the fix lands.
+# Regression tests of the defects the fuzzers found, fixed in protocol.py, images.py, hub.py and attributes/labels.py
+# (docs/reliability.md). A new defect goes here as xfail(strict=True) until its fix lands.
 
 @pytest.mark.parametrize("text", ["a\rb.jpg,c.jpg,1\n", "a" * 200_000 + ",b.jpg,1\n"], ids=["lone-CR", "huge-field"])
 def test_malformed_csv_row_is_a_protocol_error(text):
@@ -450,11 +449,8 @@ def test_kumar_lone_cr_is_a_protocol_error():
         parse_kumar_ages("person\timagenum\tSenior\na\rb\t1\t0.5\n", AgeGroups.parse("13,20,60"))
 
 
-def _xfail(reason: str):
-    return pytest.mark.xfail(strict=True, reason=reason)
-
-
-def test_known_bin_size_amplification_is_refused(tmp_path):
+def test_bin_size_amplification_is_refused(tmp_path):
+    """``bytes(N)`` in a 60-byte file must not become an N-byte image (memory exhaustion once hashed)."""
     import struct
 
     n = 1 << 20  # each REDUCE(bytes, (n,)) is 12 bytes of file for 1 MiB of image
