@@ -178,36 +178,13 @@ def build_split(enrolled: Mapping[str, Sequence[str]], distractors: Mapping[str,
 # ---------------------------------------------------------------------------------------------------- YAML
 
 def load_ident_spec(name_or_path: str, include_path: Sequence[str | os.PathLike] = ()) -> tuple[dict, Path]:
-    """Load an identification protocol YAML by name or path (``include:`` is resolved). The verification loader
-    :func:`restorever.protocol.load_spec` is not used because it only accepts the pair formats."""
-    import yaml
+    """Load an identification protocol YAML by name or path with the common loader (``include:``, typed errors),
+    then check its identification keys."""
+    from .protocol import load_spec
 
-    from .protocol import list_protocols
-
-    path = Path(name_or_path)
-    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
-        available = list_protocols(include_path)
-        if name_or_path not in available:
-            raise ProtocolError(f"unknown protocol {name_or_path!r} (known: {', '.join(sorted(available))})")
-        path = available[name_or_path]
-    try:
-        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ProtocolError(f"{path}: invalid YAML ({exc})") from exc
-    if not isinstance(spec, dict):
-        raise ProtocolError(f"{path}: a protocol file must be a mapping")
-    if "include" in spec:
-        base, _ = load_ident_spec(str(path.parent / spec.pop("include")), include_path)
-        spec = _merge(base, spec)
+    spec, path = load_spec(name_or_path, include_path)
     validate_ident_spec(spec, source=str(path))
     return spec, path
-
-
-def _merge(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for k, v in override.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def is_ident_protocol(name_or_path: str, include_path: Sequence[str | os.PathLike] = ()) -> bool:
