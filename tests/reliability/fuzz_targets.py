@@ -95,23 +95,29 @@ def _rmtree(path: Path) -> None:
 
 @st.composite
 def mutated(draw, base: st.SearchStrategy) -> bytes:
-    """Bytes of ``base`` after 1-4 random edits: flip, overwrite, delete, insert, duplicate a slice, truncate."""
+    """Bytes of ``base`` after 1-4 random edits: flip, overwrite, delete, insert, duplicate a slice, truncate.
+
+    Every edit draws the same values whatever the data (positions are fractions scaled to the current length), so
+    generation stays reproducible when ``base`` itself is not byte-stable (legacy ``torch.save`` writes object ids).
+    """
     data = bytearray(draw(base))
     for _ in range(draw(st.integers(1, 4))):
         op = draw(st.sampled_from(["flip", "set", "delete", "insert", "dup", "truncate"]))
+        where, length = draw(st.integers(0, 2**16 - 1)), draw(st.integers(1, 8))
+        value = draw(st.sampled_from([0, 1, 0x7F, 0x80, 0xFF, ord("("), ord("."), ord("c"), ord("\n")]))
+        extra = draw(st.binary(min_size=1, max_size=8))
         n = len(data)
-        i = draw(st.integers(0, max(n - 1, 0)))
+        i = where * n >> 16
         if op == "flip" and n:
-            data[i] ^= 1 << draw(st.integers(0, 7))
+            data[i] ^= 1 << (length - 1)
         elif op == "set" and n:
-            data[i] = draw(st.sampled_from([0, 1, 0x7F, 0x80, 0xFF, ord("("), ord("."), ord("c"), ord("\n")]))
+            data[i] = value
         elif op == "delete" and n:
-            del data[i:i + draw(st.integers(1, 8))]
+            del data[i:i + length]
         elif op == "insert":
-            data[i:i] = draw(st.binary(min_size=1, max_size=8))
+            data[i:i] = extra
         elif op == "dup" and n:
-            j = draw(st.integers(i, n))
-            data[i:i] = data[i:j]
+            data[i:i] = data[i:i + length * (1 + (where & 7))]
         elif op == "truncate":
             del data[i:]
     return bytes(data)
