@@ -624,7 +624,7 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
             "degrade_side": config.degrade_side,
             "recognizer": config.recognizer,
             "verification": verification_report(scores, valid.same, valid.fold),
-            "identity": _identity(clean, emb, [i for i in emb if i in probe_set] if scale else list(emb)),
+            "identity": _identity(clean, emb, [i for i in needed_images if i in emb and (i in probe_set or not scale)]),
             "scores": {"same": valid.same.tolist(), "fold": valid.fold.tolist(), "score": scores.tolist()},
         }
         records.append(record)
