@@ -325,14 +325,26 @@ def protocol_search_path(include_path: Sequence[str | os.PathLike] = ()) -> list
     env = os.environ.get("RESTOREVER_PROTOCOL_PATH")
     if env:
         paths += [Path(p) for p in env.split(os.pathsep) if p]
-    from importlib import resources
-
-    try:  # installed wheel: protocols/ ships as the data package restorever.protocols
-        paths.append(Path(str(resources.files("restorever.protocols"))))
-    except (ModuleNotFoundError, TypeError):
-        pass
-    paths.append(Path(__file__).resolve().parent.parent / "protocols")  # source checkout
+    paths += shipped_protocol_dirs()
     return paths
+
+
+def shipped_protocol_dirs() -> list[Path]:
+    """The folders of the ``restorever.protocols`` data package (``protocols/`` in a checkout, shipped in the wheel).
+
+    Read from the import system's search locations, which works for editable and regular installs alike (a
+    ``str()`` of ``importlib.resources.files`` does not name a folder when the package is spread over several)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("restorever.protocols")
+    except (ModuleNotFoundError, ValueError):
+        spec = None
+    dirs = [Path(p) for p in (spec.submodule_search_locations or [])] if spec is not None else []
+    checkout = Path(__file__).resolve().parent.parent / "protocols"  # source tree run without any install
+    if checkout.is_dir() and checkout not in dirs:
+        dirs.append(checkout)
+    return dirs
 
 
 def list_protocols(include_path: Sequence[str | os.PathLike] = ()) -> dict[str, Path]:
