@@ -387,7 +387,9 @@ def _check_consistency(record: dict[str, Any], report: RunValidation) -> None:
     pairs = record.get("pairs")
     if pairs is not None and not (len(pairs["a"]) == len(pairs["b"]) == n):
         problems.append(f"pairs: {len(pairs['a'])} a-side and {len(pairs['b'])} b-side ids for {n} pairs")
-    expected = [("none", None)] + [(r, s) for s in cfg["scales"] for r in cfg["restorers"]]
+    from .pipeline.identity import conditions_of
+
+    expected = conditions_of(cfg["restorers"], cfg["scales"])
     found = [(c["restorer"], c["scale"]) for c in conds]
     if sorted(found, key=repr) != sorted(expected, key=repr):
         problems.append(f"conditions: {found} do not match the config (restorers {cfg['restorers']}, scales "
@@ -636,14 +638,13 @@ def _check_cache(record: dict[str, Any], report: RunValidation, cache_dir: str |
     shas = _image_hashes(record, items, report)
     if shas is None:
         return
-    ids = _run_ids(record, report)
-    if ids is None:
+    identity = _run_identity(record, report)
+    if identity is None:
         return
-    recognizer_id, restorer_ids = ids
-    landmarks = _landmarks(record, cache, items, shas, report)
+    landmarks = _landmarks(record, cache, items, shas, identity, report)
     if landmarks is None:
         return
-    _check_embeddings(record, cache, shas, landmarks, recognizer_id, restorer_ids, report)
+    _check_embeddings(record, cache, shas, landmarks, identity, report)
 
 
 def _image_hashes(record: dict[str, Any], items: list[str], report: RunValidation) -> dict[str, str] | None:
@@ -673,13 +674,15 @@ def _image_hashes(record: dict[str, Any], items: list[str], report: RunValidatio
     return out
 
 
-def _run_ids(record: dict[str, Any], report: RunValidation) -> tuple[Any, dict[str, Any]] | None:
-    """The recognizer and restorer identities that went into the cache keys (recorded, else rebuilt from the
-    config and the weights table exactly as the run built them)."""
+def _run_identity(record: dict[str, Any], report: RunValidation):
+    """The run identity that built the cache keys: recorded (``cache.identity``), else rebuilt from the config and
+    the weights table exactly as runs made before it was recorded built it (on the CPU). The weights table is what
+    the run loaded, so the identity's weights must agree with it."""
+    import dataclasses
+
+    from .pipeline.identity import RunIdentity
+
     cfg = record["config"]
-    cache_info = record.get("cache") or {}
-    if "recognizer_id" in cache_info and "restorer_ids" in cache_info:
-        return cache_info["recognizer_id"], cache_info["restorer_ids"]
 
     def weights_of(name: str) -> list[list[str]]:
         rows = []
@@ -690,24 +693,38 @@ def _run_ids(record: dict[str, Any], report: RunValidation) -> tuple[Any, dict[s
         return sorted(rows)
 
     try:
+        recorded = RunIdentity.from_record(record)
+    except (KeyError, TypeError, ValueError) as exc:
+        report.problems.append(f"cache.identity: malformed ({type(exc).__name__}: {exc})")
+        return None
+    if recorded is not None:
+        backends = {recorded.recognizer["name"]: recorded.recognizer, **recorded.restorers}
+        differ = sorted(n for n, b in backends.items() if [list(w) for w in b["weights"]] != weights_of(n))
+        if differ:
+            report.problems.append(f"weights: the files listed for {', '.join(differ)} are not the ones "
+                                   f"cache.identity records")
+            return dataclasses.replace(
+                recorded, recognizer={**recorded.recognizer, "weights": weights_of(recorded.recognizer["name"])},
+                restorers={n: {**r, "weights": weights_of(n)} for n, r in recorded.restorers.items()})
+        return recorded
+    try:
         from .pipeline.evaluate import route_restorer_options
 
         routed = route_restorer_options(cfg["restorers"], cfg.get("restorer_options") or {})
     except Exception as exc:  # noqa: BLE001 - an unknown restorer or a missing backend only skips this check
         report.notes.append(f"cache check skipped: the restorer options cannot be resolved ({exc})")
         return None
-    recognizer_id = {"name": cfg["recognizer"], "weights": weights_of(cfg["recognizer"]),
-                     "flip": bool(cfg.get("flip_test", False))}
-    restorer_ids = {n: {"name": n, "weights": weights_of(n), "options": routed[n]} for n in cfg["restorers"]}
-    return recognizer_id, restorer_ids
+    return RunIdentity(detector=cfg.get("detector", "mtcnn"),
+                       recognizer={"name": cfg["recognizer"], "weights": weights_of(cfg["recognizer"]),
+                                   "flip": bool(cfg.get("flip_test", False))},
+                       restorers={n: {"name": n, "weights": weights_of(n), "options": routed[n]}
+                                  for n in cfg["restorers"]},
+                       degradation=cfg["degradation"], seed=int(cfg["seed"]), device="cpu")
 
 
-def _landmarks(record: dict[str, Any], cache, items: list[str], shas: dict[str, str],
+def _landmarks(record: dict[str, Any], cache, items: list[str], shas: dict[str, str], identity,
                report: RunValidation) -> dict[str, np.ndarray] | None:
-    from .pipeline.cache import landmarks_key
-
     cfg = record["config"]
-    detector = cfg.get("detector", "mtcnn")
     fallbacks = set(record["protocol"].get("landmark_fallbacks") or [])
     fallback_points = None
     if fallbacks:
@@ -725,7 +742,7 @@ def _landmarks(record: dict[str, Any], cache, items: list[str], shas: dict[str, 
         if item in fallbacks:
             out[item] = fallback_points.copy()
             continue
-        data, status = cache.check("landmarks", landmarks_key(shas[item], detector))
+        data, status = cache.check("landmarks", identity.landmarks_key(shas[item]))
         if data is None:
             problems.append(f"landmarks of {item!r}: cache entry {status}")
         elif data.shape != (5, 2) or np.isnan(data).any():
@@ -739,8 +756,7 @@ def _landmarks(record: dict[str, Any], cache, items: list[str], shas: dict[str, 
     return out
 
 
-def _check_embeddings(record, cache, shas, landmarks, recognizer_id, restorer_ids, report: RunValidation) -> None:
-    from .pipeline.cache import embedding_key
+def _check_embeddings(record, cache, shas, landmarks, identity, report: RunValidation) -> None:
     from .pipeline.evaluate import _identity, _score
 
     cfg = record["config"]
@@ -760,9 +776,7 @@ def _check_embeddings(record, cache, shas, landmarks, recognizer_id, restorer_id
             if item not in shas or item not in landmarks:
                 missing.append((item, "?" * 64, "missing"))
                 continue
-            key = embedding_key(shas[item], landmarks[item], recognizer_id=recognizer_id,
-                                restorer_id=None if scale is None else restorer_ids.get(restorer),
-                                degradation=cfg["degradation"], scale=scale, seed=int(cfg["seed"]))
+            key = identity.embedding_key(shas[item], landmarks[item], restorer, scale)
             data, status = cache.check("embedding", key)
             if data is None:
                 (missing if status == "missing" else bad).append((item, key, status))
@@ -780,7 +794,7 @@ def _check_embeddings(record, cache, shas, landmarks, recognizer_id, restorer_id
     for i, cond in enumerate(record["conditions"]):
         label = f"conditions[{i}] ({_condition_label(cond)})"
         scale, restorer = cond["scale"], cond["restorer"]
-        if scale is not None and restorer not in restorer_ids:
+        if scale is not None and restorer not in identity.restorers:
             problems.append(f"{label}: restorer {restorer!r} is not in the config")
             continue
         before = len(problems)

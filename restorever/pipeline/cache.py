@@ -7,8 +7,8 @@ an entry that fails these checks is reported, deleted and recomputed. A write th
 fails (disk full, read-only or unwritable folder) leaves nothing behind and raises :class:`CacheWriteError`, a typed
 error the command line turns into one line; the entries finished before it stay, so rerunning resumes.
 
-:func:`landmarks_key` and :func:`embedding_key` are the keys of the two cached stages (``restorever validate`` uses
-them to find the entries a finished run read).
+:func:`landmarks_key`, :func:`restored_key` and :func:`embedding_key` are the only recipes of the cached stages' keys;
+:class:`restorever.pipeline.identity.RunIdentity` applies them for a run (and ``restorever validate`` for a finished one).
 """
 from __future__ import annotations
 
@@ -52,22 +52,45 @@ def cache_key(**parts: Any) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def landmarks_key(image_sha256: str, detector: str) -> str:
-    """Key of the five landmarks of an image (by content sha256) found by ``detector``."""
-    return cache_key(stage="landmarks", v=STAGE_VERSIONS["landmarks"], image=image_sha256, detector=detector)
+def _device_part(device: str | None) -> dict[str, str]:
+    """The device kind as a key part. CPU entries carry none (so caches made before devices were keyed stay valid);
+    any other kind (``cuda``) keeps its entries apart, since kernels there can differ from the CPU in the last bits
+    and ``precision="auto"`` picks half precision on a GPU."""
+    kind = str(device or "cpu").split(":")[0]
+    return {} if kind == "cpu" else {"device": kind}
+
+
+def landmarks_key(image_sha256: str, detector: str, *, device: str | None = None) -> str:
+    """Key of the five landmarks of an image (by content sha256) found by ``detector`` on ``device`` (a kind)."""
+    return cache_key(stage="landmarks", v=STAGE_VERSIONS["landmarks"], image=image_sha256, detector=detector,
+                     **_device_part(device))
+
+
+def restored_key(image_sha256: str, landmarks: Any, *, restorer_id: Any, degradation: str, scale: int, seed: int,
+                 device: str | None = None) -> str:
+    """Key of one restored face (uint8): image, landmarks (rounded to 1e-3 px), degradation, scale, seed, restorer
+    (name, weights, options) and the device kind."""
+    return cache_key(stage="restored", v=STAGE_VERSIONS["restored"], image=image_sha256,
+                     landmarks=_rounded(landmarks), degradation=degradation, scale=int(scale), seed=seed,
+                     restorer=restorer_id, **_device_part(device))
 
 
 def embedding_key(image_sha256: str, landmarks: Any, *, recognizer_id: Any, restorer_id: Any = None,
-                  degradation: str | None = None, scale: int | None = None, seed: int | None = None) -> str:
+                  degradation: str | None = None, scale: int | None = None, seed: int | None = None,
+                  device: str | None = None) -> str:
     """Key of one embedding: image content, its landmarks (float32, rounded to 1e-3 px), the ffhq_512 template, the
-    recognizer (name, weights, flip) and, for a degraded condition (``scale`` not None), the degradation preset,
-    scale, seed and restorer (name, weights, options). The clean condition ignores the last four."""
-    lm = np.round(np.asarray(landmarks, dtype=np.float32), 3).tolist()
+    recognizer (name, weights, flip), the device kind and, for a degraded condition (``scale`` not None), the
+    degradation preset, scale, seed and restorer (name, weights, options). The clean condition ignores the last four."""
     degraded = scale is not None
-    return cache_key(stage="embedding", v=STAGE_VERSIONS["embedding"], image=image_sha256, landmarks=lm,
-                     template="ffhq_512", recognizer=recognizer_id,
+    return cache_key(stage="embedding", v=STAGE_VERSIONS["embedding"], image=image_sha256,
+                     landmarks=_rounded(landmarks), template="ffhq_512", recognizer=recognizer_id,
                      degradation=degradation if degraded else None, scale=int(scale) if degraded else None,
-                     seed=seed if degraded else None, restorer=restorer_id if degraded else None)
+                     seed=seed if degraded else None, restorer=restorer_id if degraded else None,
+                     **_device_part(device))
+
+
+def _rounded(landmarks: Any) -> list:
+    return np.round(np.asarray(landmarks, dtype=np.float32), 3).tolist()
 
 
 def _array_digest(arr: np.ndarray) -> str:

@@ -20,7 +20,8 @@ import numpy as np
 from ..errors import FaceNotFoundError, RestoreverError
 from ..protocol import PairList, Protocol, load_protocol
 from . import distributed
-from .cache import STAGE_VERSIONS, ArrayCache, cache_key
+from .cache import ArrayCache, landmarks_key
+from .identity import RunIdentity, conditions_of, device_kind, weights_files
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ def landmark_stage(protocol: Protocol, items: Sequence[str], *, detector: str, d
                 info[item] = ImageInfo(error=str(exc))
                 continue
             sha = hashlib.sha256(data).hexdigest()
-            key = cache_key(stage="landmarks", v=STAGE_VERSIONS["landmarks"], image=sha, detector=detector)
+            key = landmarks_key(sha, detector, device=device_kind(device))
             cached = cache.get("landmarks", key)
             if cached is not None:
                 lm = None if np.isnan(cached).any() else cached.astype(np.float32)
@@ -256,11 +257,12 @@ class RunContext:
     recognizer: Any
     restorers: dict[str, Any]
     degradation: Any
+    identity: RunIdentity
 
     @property
     def conditions(self) -> list[tuple[str, int | None]]:
         """``(restorer, scale)`` pairs; ``("none", None)`` is the clean condition and always first."""
-        return [("none", None)] + [(r, int(s)) for s in self.config.scales for r in self.config.restorers]
+        return conditions_of(self.config.restorers, self.config.scales)
 
 
 def route_restorer_options(names: Sequence[str], options: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -280,14 +282,16 @@ def route_restorer_options(names: Sequence[str], options: dict[str, Any]) -> dic
     return routed
 
 
-def build_context(config: EvalConfig) -> RunContext:
-    """Load the protocol and create the models a run needs (errors here happen before any work)."""
+def build_context(config: EvalConfig, protocol: Protocol | None = None) -> RunContext:
+    """Load the protocol (unless given: identification passes its own) and create the models a run needs; errors
+    here happen before any work. Verification and identification runs are built here alike."""
     from .. import hub
     from ..recognizers import create_recognizer
     from ..restorers import create_restorer
 
     config.validate()
-    protocol = load_protocol(config.protocol, data_root=config.data_root, pairs=config.pairs)
+    if protocol is None:
+        protocol = load_protocol(config.protocol, data_root=config.data_root, pairs=config.pairs)
     device = resolve_device(config.device)
     cache = ArrayCache(Path(config.cache_dir) if config.cache_dir else hub.get_cache_dir() / "cache")
     recognizer = create_recognizer(config.recognizer, weights=config.recognizer_weights or None, device=device,
@@ -302,7 +306,10 @@ def build_context(config: EvalConfig) -> RunContext:
         from ..degradation import Degradation
 
         degradation = Degradation(config.degradation)
-    return RunContext(config, protocol, device, cache, recognizer, restorers, degradation)
+    identity = RunIdentity.of(detector=config.detector, recognizer_name=config.recognizer, recognizer=recognizer,
+                              flip_test=config.flip_test, restorers=restorers, restorer_options=routed,
+                              degradation=config.degradation, seed=config.seed, device=device)
+    return RunContext(config, protocol, device, cache, recognizer, restorers, degradation, identity)
 
 
 def apply_error_policy(info: dict[str, "ImageInfo"], on_error: str) -> dict[str, str]:
@@ -356,21 +363,13 @@ def embed_conditions(ctx: RunContext, items: Sequence[str], probe_set: set[str],
     Cached entries are read; missing ones are computed batch by batch (align once, degrade once per scale, restore
     per restorer, embed) and written to the cache as they finish. Returns ``(embeddings, stage_seconds)``.
     """
-    config, cache, recognizer = ctx.config, ctx.cache, ctx.recognizer
+    config, cache = ctx.config, ctx.cache
     conditions = ctx.conditions
-    recognizer_id = {"name": config.recognizer, "weights": _weights_id(recognizer), "flip": config.flip_test}
-    restorer_ids = {name: _restorer_id(ctx, name) for name in ctx.restorers}
     embeddings: dict[tuple[str, int | None], dict[str, np.ndarray]] = {c: {} for c in conditions}
 
     def key_for(item: str, condition: tuple[str, int | None]) -> str:
-        restorer, scale = condition
         inf = info[item]
-        return cache_key(stage="embedding", v=STAGE_VERSIONS["embedding"], image=inf.sha256,
-                         landmarks=np.round(inf.landmarks, 3).tolist(), template="ffhq_512",
-                         recognizer=recognizer_id,
-                         degradation=None if scale is None else config.degradation, scale=scale,
-                         seed=None if scale is None else config.seed,
-                         restorer=None if scale is None else restorer_ids[restorer])
+        return ctx.identity.embedding_key(inf.sha256, inf.landmarks, *condition)
 
     work = []
     for item in items:
@@ -399,12 +398,11 @@ def embed_conditions(ctx: RunContext, items: Sequence[str], probe_set: set[str],
             if k + 1 < len(batches):
                 upcoming = pool.submit(align_items, ctx.protocol, [w[0] for w in batches[k + 1]], info, ctx.device)
             stage_time["align_s"] += time.perf_counter() - tick  # time spent waiting for the prefetch
-            _embed_batch(ctx, batch, faces, crop_lms, info, conditions, restorer_ids, key_for, embeddings,
-                         stage_time)
+            _embed_batch(ctx, batch, faces, crop_lms, info, conditions, key_for, embeddings, stage_time)
     return embeddings, stage_time
 
 
-def _embed_batch(ctx: RunContext, batch, faces, crop_lms, info, conditions, restorer_ids, key_for, embeddings,
+def _embed_batch(ctx: RunContext, batch, faces, crop_lms, info, conditions, key_for, embeddings,
                  stage_time) -> None:
     """Clean embeddings, then per scale: degrade once, restore per restorer, embed; cache every entry."""
     config, cache, recognizer = ctx.config, ctx.cache, ctx.recognizer
@@ -436,7 +434,7 @@ def _embed_batch(ctx: RunContext, batch, faces, crop_lms, info, conditions, rest
                 continue
             tick = time.perf_counter()
             sub_items = [batch_items[idx[k]] for k in sub]
-            restored, n_new = _restore_cached(ctx, name, scale, sub_items, degraded[sub], info, restorer_ids[name])
+            restored, n_new = _restore_cached(ctx, name, scale, sub_items, degraded[sub], info)
             stage_time["restore_s"] += time.perf_counter() - tick
             stage_time["n_restored"] += n_new
             tick = time.perf_counter()
@@ -475,8 +473,7 @@ def save_examples(ctx: RunContext, items: Sequence[str], info: dict[str, "ImageI
         for name in ctx.restorers:
             if name == "none":
                 continue
-            outputs[f"x{scale}/{name}"], _ = _restore_cached(ctx, name, scale, list(items), degraded, info,
-                                                             _restorer_id(ctx, name))
+            outputs[f"x{scale}/{name}"], _ = _restore_cached(ctx, name, scale, list(items), degraded, info)
     for j, item in enumerate(items):
         safe = hashlib.sha256(item.encode()).hexdigest()[:12] + "_" + Path(item).stem
         entry: dict[str, Any] = {"item": item, "images": {}}
@@ -502,13 +499,7 @@ def _png_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _restorer_id(ctx: RunContext, name: str) -> dict[str, Any]:
-    """What identifies a restorer's output in cache keys: name, weights sha256 and its options."""
-    routed = route_restorer_options(ctx.config.restorers, ctx.config.restorer_options)
-    return {"name": name, "weights": _weights_id(ctx.restorers[name]), "options": routed[name]}
-
-
-def _restore_cached(ctx: RunContext, name: str, scale: int, items: list[str], degraded, info, restorer_id):
+def _restore_cached(ctx: RunContext, name: str, scale: int, items: list[str], degraded, info):
     """Restore ``degraded`` faces of ``items`` with restorer ``name``; returns ``(faces, n_computed)``.
 
     Restored faces are quantised to 8 bits (as a saved PNG would be) and, for real restorers, cached as uint8 arrays
@@ -527,9 +518,7 @@ def _restore_cached(ctx: RunContext, name: str, scale: int, items: list[str], de
 
     if name == "none":
         return run(list(range(len(items)))).mul(255).round_().div_(255), 0
-    keys = [cache_key(stage="restored", v=STAGE_VERSIONS["restored"], image=info[i].sha256,
-                      landmarks=np.round(info[i].landmarks, 3).tolist(), degradation=config.degradation, scale=scale,
-                      seed=config.seed, restorer=restorer_id) for i in items]
+    keys = [ctx.identity.restored_key(info[i].sha256, info[i].landmarks, name, scale) for i in items]
     out: list = [None] * len(items)
     for j, key in enumerate(keys):
         cached = ctx.cache.get("restored", key)
@@ -648,15 +637,15 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "config": asdict(config),
         "environment": _environment(device),
-        "weights": {**{n: {"file": f, "sha256": s} for n, (f, s) in _weights_files(recognizer).items()},
+        "weights": {**{n: {"file": f, "sha256": s} for n, (f, s) in weights_files(recognizer).items()},
                     **{n: {"file": f, "sha256": s} for r in restorers.values()
-                       for n, (f, s) in _weights_files(r).items()}},
+                       for n, (f, s) in weights_files(r).items()}},
         "protocol": {"name": protocol.name, "source": protocol.source, "pairs": len(valid),
                      "pairs_requested": len(pairs), "folds": int(np.unique(valid.fold).size),
                      "images": len(needed_images), "skipped": skipped, "landmark_fallbacks": fallbacks,
                      "failed_images": [{"image": k, "reason": v} for k, v in failed.items()]},
         "cache": {"hits": cache.hits, "misses": cache.misses, "corrupt": cache.corrupt,
-                  "dir": str(cache.root) if cache.root else None},
+                  "dir": str(cache.root) if cache.root else None, "identity": ctx.identity.as_record()},
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "pairs": {"a": list(valid.a), "b": list(valid.b)},
         "examples": example_records,
@@ -697,16 +686,6 @@ def _identity(clean: dict[str, np.ndarray], emb: dict[str, np.ndarray], items: l
 
 def _describe(protocol: Protocol, item: str) -> str:
     return str(protocol.root / item) if protocol.root is not None else f"{protocol.source}[{item}]"
-
-
-def _weights_files(model) -> dict[str, tuple[str, str | None]]:
-    files = getattr(model, "weight_files", None) or {}
-    return {f"{model.card.name}:{role}": (str(path), sha) for role, (path, sha) in files.items()}
-
-
-def _weights_id(model) -> Any:
-    files = getattr(model, "weight_files", None) or {}
-    return sorted((role, sha or str(path)) for role, (path, sha) in files.items())
 
 
 def _version() -> str:

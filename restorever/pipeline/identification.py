@@ -23,8 +23,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import RestoreverError
-from .evaluate import (EvalConfig, RunContext, _environment, _version, _weights_files, apply_error_policy,
-                       apply_fallback_landmarks, embed_conditions, landmark_stage, resolve_device)
+from .evaluate import (EvalConfig, RunContext, _environment, _version, apply_error_policy, apply_fallback_landmarks,
+                       build_context, embed_conditions, landmark_stage)
+from .identity import weights_files
 
 logger = logging.getLogger(__name__)
 
@@ -69,31 +70,6 @@ class IdentConfig(EvalConfig):
 
 # ---------------------------------------------------------------------------------------------------- setup
 
-def build_ident_context(config: EvalConfig, protocol) -> RunContext:
-    """Models, cache and device for ``config`` with an already loaded ``protocol`` (the same choices as
-    :func:`restorever.pipeline.evaluate.build_context`, which loads pair protocols itself)."""
-    from .. import hub
-    from ..recognizers import create_recognizer
-    from ..restorers import create_restorer
-    from .cache import ArrayCache
-
-    device = resolve_device(config.device)
-    cache = ArrayCache(Path(config.cache_dir) if config.cache_dir else hub.get_cache_dir() / "cache")
-    recognizer = create_recognizer(config.recognizer, weights=config.recognizer_weights or None, device=device,
-                                   **({"flip_test": True} if config.flip_test else {}))
-    restorers = {}
-    for name in config.restorers:
-        weights = config.restorer_weights if (config.restorer_weights and name != "none") else None
-        options = config.restorer_options if name != "none" else {}
-        restorers[name] = create_restorer(name, weights=weights, device=device, **options)
-    degradation = None
-    if config.scales:
-        from ..degradation import Degradation
-
-        degradation = Degradation(config.degradation)
-    return RunContext(config, protocol, device, cache, recognizer, restorers, degradation)
-
-
 @dataclass
 class _Prepared:
     ident: Any
@@ -118,7 +94,7 @@ def _prepare(config: IdentConfig, *, progress: bool) -> _Prepared:
     enrolled, distractors = draw_candidates(ident.people, ident.folder, options)
     candidates = [i for items in enrolled.values() for i in items] + list(distractors.values())
     protocol = ident.as_protocol()
-    ctx = build_ident_context(config, protocol)
+    ctx = build_context(config, protocol)
     t0 = time.perf_counter()
     info = landmark_stage(protocol, candidates, detector=config.detector, device=ctx.device, cache=ctx.cache,
                           batch_size=config.batch_size, progress=progress)
@@ -386,9 +362,9 @@ def evaluate_identification(config: IdentConfig, *, progress: bool = True) -> di
             "attributes": attributes,
         })
     timings["total_s"] = time.perf_counter() - started
-    weights = {n: {"file": f, "sha256": s} for n, (f, s) in _weights_files(ctx.recognizer).items()}
+    weights = {n: {"file": f, "sha256": s} for n, (f, s) in weights_files(ctx.recognizer).items()}
     for r in ctx.restorers.values():
-        weights.update({n: {"file": f, "sha256": s} for n, (f, s) in _weights_files(r).items()})
+        weights.update({n: {"file": f, "sha256": s} for n, (f, s) in weights_files(r).items()})
     return {
         "restorever_version": _version(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RestoreverError
-from .cache import STAGE_VERSIONS, cache_key
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ def record_costs(cache_root: Path | None, device_type: str, counts: dict[str, in
 
 def describe_plan(config) -> str:
     """A human-readable work plan for ``config`` (nothing is computed or written)."""
-    from .evaluate import _weights_id, build_context, limit_pairs, route_restorer_options
+    from .evaluate import build_context, limit_pairs
 
     ctx = build_context(config)
     pairs = limit_pairs(ctx.protocol.pairs, config.limit_pairs)
@@ -51,16 +50,13 @@ def describe_plan(config) -> str:
         except RestoreverError:
             unreadable += 1
             continue
-        key = cache_key(stage="landmarks", v=STAGE_VERSIONS["landmarks"], image=sha, detector=config.detector)
+        key = ctx.identity.landmarks_key(sha)
         path = ctx.cache.path("landmarks", key) if ctx.cache.root else None
         if path is not None and path.exists():
             landmarks_cached += 1
             lm = ctx.cache.get("landmarks", key)
             if lm is not None and not np.isnan(lm).any():
                 landmarks[item] = (sha, lm)
-    recognizer_id = {"name": config.recognizer, "weights": _weights_id(ctx.recognizer), "flip": config.flip_test}
-    routed = route_restorer_options(config.restorers, config.restorer_options)
-    restorer_ids = {n: {"name": n, "weights": _weights_id(r), "options": routed[n]} for n, r in ctx.restorers.items()}
     lines = [f"protocol {ctx.protocol.name}: {len(pairs)} pairs, {len(images)} images ({len(probes)} probes), "
              f"{int(np.unique(pairs.fold).size)} folds; unreadable now: {unreadable}",
              f"landmarks ({config.detector}): {landmarks_cached} cached, {len(images) - landmarks_cached} to detect",
@@ -74,11 +70,7 @@ def describe_plan(config) -> str:
             if item not in landmarks:
                 continue
             sha, lm = landmarks[item]
-            key = cache_key(stage="embedding", v=STAGE_VERSIONS["embedding"], image=sha,
-                            landmarks=np.round(lm, 3).tolist(), template="ffhq_512", recognizer=recognizer_id,
-                            degradation=None if scale is None else config.degradation, scale=scale,
-                            seed=None if scale is None else config.seed,
-                            restorer=None if scale is None else restorer_ids[restorer])
+            key = ctx.identity.embedding_key(sha, lm, restorer, scale)
             cached += ctx.cache.path("embedding", key).exists() if ctx.cache.root else 0
         label = "clean" if scale is None else f"{restorer} x{scale}"
         lines.append(f"  {label:24s} {cached:6d} cached, {len(wanted) - cached:6d} to compute")

@@ -1,0 +1,101 @@
+"""The identity of a run: which backends, options, seed and device made its cached entries.
+
+One :class:`RunIdentity` per run owns every cache key and backend id; the evaluation, the identification run, the
+``--dry-run`` plan and ``restorever validate`` all ask it, so a key is built by one recipe
+(:mod:`restorever.pipeline.cache`) from one set of ids. results.json records it under ``cache.identity``.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping, Sequence
+
+from .cache import embedding_key, landmarks_key, restored_key
+
+__all__ = ["RunIdentity", "weights_id", "weights_files", "device_kind", "conditions_of"]
+
+
+def weights_id(model: Any) -> list[tuple[str, str]]:
+    """``[(role, sha256 or path), ...]`` of a backend's weight files, sorted (empty for weight-free backends)."""
+    files = getattr(model, "weight_files", None) or {}
+    return sorted((role, sha or str(path)) for role, (path, sha) in files.items())
+
+
+def weights_files(model: Any) -> dict[str, tuple[str, str | None]]:
+    """``{"<backend>:<role>": (path, sha256)}`` of a backend's weight files, as results.json lists them."""
+    files = getattr(model, "weight_files", None) or {}
+    return {f"{model.card.name}:{role}": (str(path), sha) for role, (path, sha) in files.items()}
+
+
+def device_kind(device: Any) -> str:
+    """``"cpu"``, ``"cuda"``, ...: the part of a device that can change a stage's numbers (not its index)."""
+    return str(getattr(device, "type", device) or "cpu").split(":")[0]
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """Everything a run's cached entries depend on besides the images themselves.
+
+    ``recognizer`` is ``{"name", "weights", "flip"}``; ``restorers`` maps a name to ``{"name", "weights",
+    "options"}`` (options as routed to that restorer); ``device`` is a device kind (``"cpu"``, ``"cuda"``).
+    """
+
+    detector: str
+    recognizer: dict[str, Any]
+    restorers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    degradation: str = "difface-test"
+    seed: int = 0
+    device: str = "cpu"
+
+    @classmethod
+    def of(cls, *, detector: str, recognizer_name: str, recognizer: Any, flip_test: bool,
+           restorers: Mapping[str, Any], restorer_options: Mapping[str, Mapping[str, Any]], degradation: str,
+           seed: int, device: Any) -> "RunIdentity":
+        """The identity of a run with these built backends (``restorer_options``: per restorer, as routed)."""
+        return cls(detector=detector,
+                   recognizer={"name": recognizer_name, "weights": weights_id(recognizer), "flip": bool(flip_test)},
+                   restorers={n: {"name": n, "weights": weights_id(r), "options": dict(restorer_options.get(n, {}))}
+                              for n, r in restorers.items()},
+                   degradation=degradation, seed=int(seed), device=device_kind(device))
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> "RunIdentity | None":
+        """The identity stored in a results record (``cache.identity``); None for records made before it was."""
+        stored = (record.get("cache") or {}).get("identity")
+        if not isinstance(stored, Mapping):
+            return None
+        return cls(detector=str(stored["detector"]), recognizer=dict(stored["recognizer"]),
+                   restorers={k: dict(v) for k, v in dict(stored["restorers"]).items()},
+                   degradation=str(stored["degradation"]), seed=int(stored["seed"]),
+                   device=str(stored.get("device", "cpu")))
+
+    def as_record(self) -> dict[str, Any]:
+        """JSON-ready form (``cache.identity`` in results.json); round-trips through :meth:`from_record`."""
+        record = asdict(self)
+        record["recognizer"]["weights"] = [list(w) for w in self.recognizer["weights"]]
+        for rid in record["restorers"].values():
+            rid["weights"] = [list(w) for w in rid["weights"]]
+        return record
+
+    # ---- keys ------------------------------------------------------------------------------------------------
+    def landmarks_key(self, image_sha256: str) -> str:
+        return landmarks_key(image_sha256, self.detector, device=self.device)
+
+    def restored_key(self, image_sha256: str, landmarks: Any, restorer: str, scale: int) -> str:
+        return restored_key(image_sha256, landmarks, restorer_id=self._restorer_id(restorer),
+                            degradation=self.degradation, scale=scale, seed=self.seed, device=self.device)
+
+    def embedding_key(self, image_sha256: str, landmarks: Any, restorer: str, scale: int | None) -> str:
+        """Key of an embedding in condition ``(restorer, scale)``; ``scale=None`` is the clean condition."""
+        return embedding_key(image_sha256, landmarks, recognizer_id=self.recognizer,
+                             restorer_id=None if scale is None else self._restorer_id(restorer),
+                             degradation=self.degradation, scale=scale, seed=self.seed, device=self.device)
+
+    def _restorer_id(self, restorer: str) -> dict[str, Any]:
+        if restorer not in self.restorers:
+            raise KeyError(f"restorer {restorer!r} is not part of this run ({', '.join(self.restorers)})")
+        return self.restorers[restorer]  # keys hash JSON, where tuples and lists serialise alike
+
+
+def conditions_of(restorers: Sequence[str], scales: Sequence[int]) -> list[tuple[str, int | None]]:
+    """``(restorer, scale)`` pairs of a run; ``("none", None)`` is the clean condition and always first."""
+    return [("none", None)] + [(r, int(s)) for s in scales for r in restorers]

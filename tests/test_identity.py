@@ -1,0 +1,109 @@
+"""The run identity: one owner of every cache key and backend id, shared by verification and identification."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from restorever.pipeline.cache import STAGE_VERSIONS
+from restorever.pipeline.identity import RunIdentity, conditions_of, device_kind
+
+LANDMARKS = np.array([[190.1, 240.5], [320.0, 240.25], [256.0, 320.0], [200.0, 380.0], [310.0, 380.0]], np.float32)
+
+
+def _legacy_key(**parts) -> str:
+    """The key recipe runs used before the identity existed (written out here, independently of the package)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str, separators=(",", ":")).encode()).hexdigest()
+
+
+def _identity(device: str = "cpu") -> RunIdentity:
+    return RunIdentity(detector="mtcnn", recognizer={"name": "dlib", "weights": [("model", "ab" * 32)], "flip": False},
+                       restorers={"none": {"name": "none", "weights": [], "options": {}},
+                                  "difface": {"name": "difface", "weights": [("unet", "cd" * 32)],
+                                              "options": {"steps": 50}}},
+                       degradation="difface-test", seed=3, device=device)
+
+
+def test_cpu_keys_are_the_keys_earlier_runs_wrote():
+    """Caches made before the identity existed stay valid on the CPU (known answers from the old recipe)."""
+    ident, sha = _identity(), "f" * 64
+    lm = np.round(LANDMARKS, 3).tolist()
+    assert ident.landmarks_key(sha) == _legacy_key(stage="landmarks", v=STAGE_VERSIONS["landmarks"], image=sha,
+                                                   detector="mtcnn")
+    recognizer = {"name": "dlib", "weights": [["model", "ab" * 32]], "flip": False}
+    restorer = {"name": "difface", "weights": [["unet", "cd" * 32]], "options": {"steps": 50}}
+    assert ident.embedding_key(sha, LANDMARKS, "none", None) == _legacy_key(
+        stage="embedding", v=STAGE_VERSIONS["embedding"], image=sha, landmarks=lm, template="ffhq_512",
+        recognizer=recognizer, degradation=None, scale=None, seed=None, restorer=None)
+    assert ident.embedding_key(sha, LANDMARKS, "difface", 8) == _legacy_key(
+        stage="embedding", v=STAGE_VERSIONS["embedding"], image=sha, landmarks=lm, template="ffhq_512",
+        recognizer=recognizer, degradation="difface-test", scale=8, seed=3, restorer=restorer)
+    assert ident.restored_key(sha, LANDMARKS, "difface", 8) == _legacy_key(
+        stage="restored", v=STAGE_VERSIONS["restored"], image=sha, landmarks=lm, degradation="difface-test", scale=8,
+        seed=3, restorer=restorer)
+
+
+def test_device_kinds_keep_their_entries_apart():
+    cpu, cuda, cuda1 = _identity("cpu"), _identity("cuda"), _identity(device_kind("cuda:1"))
+    sha = "0" * 64
+    for key in ("landmarks_key",):
+        assert getattr(cpu, key)(sha) != getattr(cuda, key)(sha)
+    assert cpu.embedding_key(sha, LANDMARKS, "difface", 8) != cuda.embedding_key(sha, LANDMARKS, "difface", 8)
+    assert cpu.restored_key(sha, LANDMARKS, "difface", 8) != cuda.restored_key(sha, LANDMARKS, "difface", 8)
+    # the GPU's index does not change numbers: cuda:0 and cuda:1 share entries
+    assert cuda.embedding_key(sha, LANDMARKS, "none", None) == cuda1.embedding_key(sha, LANDMARKS, "none", None)
+
+
+def test_keys_depend_on_what_they_should_and_nothing_else():
+    ident, sha = _identity(), "1" * 64
+    base = ident.embedding_key(sha, LANDMARKS, "difface", 8)
+    assert ident.embedding_key(sha, LANDMARKS + 0.0004, "difface", 8) == base  # below the 1e-3 px rounding
+    assert ident.embedding_key(sha, LANDMARKS + 0.01, "difface", 8) != base
+    assert ident.embedding_key(sha, LANDMARKS, "difface", 16) != base
+    assert ident.embedding_key(sha, LANDMARKS, "none", 8) != base
+    # the clean condition ignores restorer, degradation and seed
+    other_seed = RunIdentity(**{**ident.__dict__, "seed": 99})
+    assert other_seed.embedding_key(sha, LANDMARKS, "none", None) == ident.embedding_key(sha, LANDMARKS, "none", None)
+    assert other_seed.embedding_key(sha, LANDMARKS, "difface", 8) != base
+    with pytest.raises(KeyError, match="not part of this run"):
+        ident.embedding_key(sha, LANDMARKS, "vqfr-v2", 8)
+
+
+def test_identity_round_trips_through_results_json():
+    ident = _identity("cuda")
+    record = {"cache": {"identity": json.loads(json.dumps(ident.as_record()))}}
+    back = RunIdentity.from_record(record)
+    sha = "2" * 64
+    assert back.embedding_key(sha, LANDMARKS, "difface", 8) == ident.embedding_key(sha, LANDMARKS, "difface", 8)
+    assert back.landmarks_key(sha) == ident.landmarks_key(sha)
+    assert RunIdentity.from_record({"cache": {}}) is None
+
+
+def test_conditions_clean_first_then_scales_by_restorer():
+    assert conditions_of(["none", "difface"], [8, 16]) == [("none", None), ("none", 8), ("difface", 8),
+                                                         ("none", 16), ("difface", 16)]
+
+
+def test_identification_routes_restorer_options_like_verification(monkeypatch):
+    """IdentConfig(restorers=['vqfr-v2', 'difface'], restorer_options={'steps': 50}) used to hand `steps` to VQFR
+    (TypeError); identification now builds its context with the one builder verification uses."""
+    import restorever.restorers as restorers
+    from restorever.pipeline.evaluate import build_context
+    from restorever.pipeline.identification import IdentConfig
+
+    received = {}
+    real_create = restorers.create_restorer
+
+    def fake_create(name, *, weights=None, device="cpu", **options):
+        received[name] = options
+        return real_create("none")
+
+    monkeypatch.setattr(restorers, "create_restorer", fake_create)
+    config = IdentConfig(restorers=["vqfr-v2", "difface"], restorer_options={"steps": 50}, recognizer="dlib",
+                         device="cpu", cache_dir=None)
+    ctx = build_context(config, protocol=object())
+    assert received == {"vqfr-v2": {}, "difface": {"steps": 50}}
+    assert ctx.identity.restorers["difface"]["options"] == {"steps": 50}
+    assert ctx.identity.restorers["vqfr-v2"]["options"] == {}
