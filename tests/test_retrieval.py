@@ -271,3 +271,19 @@ def test_ident_with_a_pixel_attribute_model(ident_run, lfw_root, tmp_path):
     for a, b in zip(record["conditions"], plain["conditions"]):
         assert a["retrieval"]["rank1"] == b["retrieval"]["rank1"]  # the search itself is unchanged
         assert a["attributes"]["raw"]["gender"]["n"] == 10 and "filtered_reweighted" in a["retrieval"]
+
+
+def test_eval_dry_run_plans_identification_without_running(ident_run, lfw_root, tmp_path):
+    """`eval --protocol lfw-ident --dry-run` prints the split and what is cached; it computes and writes nothing."""
+    cache = ident_run / "cache"
+    before = sorted(p.name for p in cache.rglob("*.npz"))
+    out = tmp_path / "never"
+    result = _run("eval", "--protocol", "lfw-ident", "--data-root", lfw_root, *SMALL, "--cache-dir", cache,
+                  "--scales", "16,32", "--dry-run", "--out", out)
+    text = result.output
+    assert "protocol lfw-ident: 5 enrolled people, gallery 10 (5 distractors), 10 probes" in text
+    assert "landmarks (mtcnn): 20 cached, 0 to detect" in text
+    assert "clean                        20 cached,      0 to compute" in text  # the plain run embedded all 20
+    assert "none x16                     10 cached,      0 to compute" in text
+    assert "none x32                      0 cached,     10 to compute" in text  # a scale never run
+    assert not out.exists() and sorted(p.name for p in cache.rglob("*.npz")) == before

@@ -89,7 +89,7 @@ def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degr
                   degradation=degradation, seed=seed, detector=detector, device=device, batch_size=batch_size,
                   on_error=on_error, flip_test=flip_test, restorer_weights=restorer_weights,
                   recognizer_weights=recognizer_weights, restorer_options=options, cache_dir=cache_dir, out=out,
-                  no_progress=no_progress, **ident)
+                  no_progress=no_progress, dry_run=dry_run, **ident)
         return
     config = EvalConfig(
         protocol=protocol, data_root=data_root, pairs=pairs, restorers=names, recognizer=recognizer,

@@ -40,6 +40,7 @@ _COMMON_OPTIONS = [
     click.option("--cache-dir", type=click.Path(), default=None),
     click.option("--out", type=click.Path(), default="runs/ident", show_default=True),
     click.option("--no-progress", is_flag=True),
+    click.option("--dry-run", is_flag=True, help="Print the work plan (split, cached entries, estimate) only."),
 ]
 
 #: the options only identification has; ``restorever eval`` can take them too (decorate it with
@@ -85,7 +86,7 @@ def ident_only_options(func):
 
 
 def _ident_options(func):
-    return _apply(_COMMON_OPTIONS[:-3] + IDENT_ONLY_OPTIONS + _COMMON_OPTIONS[-3:], func)
+    return _apply(_COMMON_OPTIONS[:-4] + IDENT_ONLY_OPTIONS + _COMMON_OPTIONS[-4:], func)
 
 
 def run_ident(*, protocol="lfw-ident", data_root=None, restorers="none", recognizer="dlib", scales="",
@@ -94,8 +95,10 @@ def run_ident(*, protocol="lfw-ident", data_root=None, restorers="none", recogni
               max_probes_per_person=None, max_distractors=None, attribute_model=None, attribute_weights=None,
               attribute_filter=None, filter_threshold=None, age_tolerance=None, age_bins=None, reweight=None,
               top_k=10, search_backend="auto", index="flat", ivf_nlist=64, nprobe=16, filter_mode="partition",
-              cache_dir=None, out="runs/ident", no_progress=False, restorer_options=None) -> dict:
-    """Build the config from CLI-style values, run the evaluation, write the outputs, echo the tables."""
+              cache_dir=None, out="runs/ident", no_progress=False, restorer_options=None,
+              dry_run=False) -> dict | None:
+    """Build the config from CLI-style values, run the evaluation, write the outputs, echo the tables (with
+    ``dry_run``, echo the work plan only and return None)."""
     from ..hub import parse_weights_option
     from .eval_cmd import _scales, _split
     from ..pipeline.identification import IdentConfig, evaluate_identification, ident_tables, write_ident_run
@@ -117,6 +120,11 @@ def run_ident(*, protocol="lfw-ident", data_root=None, restorers="none", recogni
         age_bins=[float(b) for b in age_bins.split(",")] if isinstance(age_bins, str) and age_bins else None,
         reweight=reweight, top_k=top_k, search_backend=search_backend, index=index, ivf_nlist=ivf_nlist,
         nprobe=nprobe, filter_mode=filter_mode, cache_dir=cache_dir, out=str(Path(out)))
+    if dry_run:
+        from ..pipeline.plan import describe_plan
+
+        click.echo(describe_plan(config))
+        return None
     record = evaluate_identification(config, progress=not no_progress)
     paths = write_ident_run(record, out)
     click.echo(ident_tables(record))

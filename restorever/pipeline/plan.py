@@ -35,13 +35,38 @@ def record_costs(cache_root: Path | None, device_type: str, counts: dict[str, in
 
 
 def describe_plan(config) -> str:
-    """A human-readable work plan for ``config`` (nothing is computed or written)."""
+    """A human-readable work plan for ``config`` (nothing is computed or written): verification protocols plan
+    their pairs, identification protocols (``lfw-ident``) their gallery and probes."""
+    from ..datasets_ident import is_ident_protocol
     from .evaluate import build_context, limit_pairs
 
-    ctx = build_context(config)
-    pairs = limit_pairs(ctx.protocol.pairs, config.limit_pairs)
-    images = pairs.images()
-    probes = set(pairs.b) if config.degrade_side == "probe" else set(images)
+    if is_ident_protocol(config.protocol):
+        from ..datasets_ident import build_split, draw_candidates, load_ident_protocol, split_options
+
+        ident = load_ident_protocol(config.protocol, data_root=config.data_root)
+        options = split_options(ident.spec, min_images=getattr(config, "min_images", None),
+                                max_probes_per_person=getattr(config, "max_probes_per_person", None),
+                                max_distractors=getattr(config, "max_distractors", None))
+        enrolled, distractors = draw_candidates(ident.people, ident.folder, options)
+        split = build_split(enrolled, distractors, {}, max_probes_per_person=options.max_probes_per_person)
+        ctx = build_context(config, ident.as_protocol())
+        images = list(dict.fromkeys([*split.gallery, *split.probes]))
+        probes = set(split.probes)
+        header = (f"protocol {ctx.protocol.name}: {split.n_enrolled} enrolled people, gallery {len(split.gallery)} "
+                  f"({len(split.gallery) - split.n_enrolled} distractors), {len(split.probes)} probes (before images "
+                  f"without a face are dropped)")
+    else:
+        ctx = build_context(config)
+        pairs = limit_pairs(ctx.protocol.pairs, config.limit_pairs)
+        images = pairs.images()
+        probes = set(pairs.b) if config.degrade_side == "probe" else set(images)
+        header = (f"protocol {ctx.protocol.name}: {len(pairs)} pairs, {len(images)} images ({len(probes)} probes), "
+                  f"{int(np.unique(pairs.fold).size)} folds")
+    return _plan(ctx, images, probes, header)
+
+
+def _plan(ctx, images: list[str], probes: set[str], header: str) -> str:
+    config = ctx.config
     landmarks_cached, landmarks = 0, {}
     unreadable = 0
     for item in images:
@@ -57,8 +82,7 @@ def describe_plan(config) -> str:
             lm = ctx.cache.get("landmarks", key)
             if lm is not None and not np.isnan(lm).any():
                 landmarks[item] = (sha, lm)
-    lines = [f"protocol {ctx.protocol.name}: {len(pairs)} pairs, {len(images)} images ({len(probes)} probes), "
-             f"{int(np.unique(pairs.fold).size)} folds; unreadable now: {unreadable}",
+    lines = [f"{header}; unreadable now: {unreadable}",
              f"landmarks ({config.detector}): {landmarks_cached} cached, {len(images) - landmarks_cached} to detect",
              f"device {ctx.device}; recognizer {config.recognizer}; restorers {', '.join(config.restorers)}; "
              f"scales {config.scales or '-'} ({config.degradation})", "conditions:"]
