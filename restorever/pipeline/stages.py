@@ -75,7 +75,7 @@ def align_faces(images: Sequence[Any], landmarks: Any, device: Any, *, return_ma
 
     from ..alignment import align_to_template
 
-    lms = torch.as_tensor(np.asarray(landmarks, dtype=np.float32), dtype=torch.float32)
+    lms = torch.from_numpy(np.array(landmarks, dtype=np.float32))  # a copy: callers may pass read-only arrays
     faces, crop_lms, mats = align_to_template([t.to(device) for t in images], lms, "ffhq_512", return_matrices=True)
     faces = faces.clamp_(0.0, 1.0)  # bilinear weights can overshoot 1.0 by an ulp
     return (faces, crop_lms, mats) if return_matrices else (faces, crop_lms)
