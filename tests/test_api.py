@@ -170,6 +170,7 @@ def test_detect_and_face_selection(pipe, faces_root, tmp_path):
                  InsightFaceLike(kps=kps, bbox=faces[0].box), {"kps": kps.tolist()}]
     for selector in same_face:
         assert torch.equal(pipe.embed(canvas, face=selector), first), selector
+    assert torch.equal(pipe.embed(canvas, face="center"), first)  # eval's rule: Madonna's box is nearer the centre
     second = pipe.embed([canvas, canvas, small, large], face=[1, -1, None, None])
     assert torch.equal(second[0], second[1])
     # the second face is Ben Affleck: close to his own photo, far from Madonna's
@@ -261,6 +262,11 @@ def test_errors_name_library_arguments(pipe):
         pipe.embed(np.zeros((64, 64, 3), np.float32))
     with pytest.raises(ValueError, match="steps apply to none of the restorers"):
         FacePipeline(device="cpu", steps=10)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="^device 'cuda' is not usable"):
+            FacePipeline(device="cuda")
+    with pytest.raises(ConfigError, match="^device"):
+        FacePipeline(device="tpu")
 
 
 def test_cli_still_names_its_flags(faces_root, tmp_path):

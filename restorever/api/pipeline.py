@@ -79,7 +79,7 @@ class FacePipeline:
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ConfigError("batch_size", f"must be a positive integer, got {batch_size!r}")
         get_preset(degradation)  # unknown presets fail here, with a did-you-mean hint
-        self.device = resolve_device(device)
+        self.device = _device(device, resolve_device)
         self.batch_size = batch_size
         self.degradation = degradation
         self.detector_name = detector
@@ -376,6 +376,19 @@ class FacePipeline:
                 faces = restore_faces(self.restorer, faces, seeds)
             emb = embed_faces(self.recognizer, faces, crop_lms) if embed else None
             yield emb, faces, crop_lms, mats, inputs
+
+
+def _device(device: Any, resolve: Any):
+    """``resolve(device)`` with an error that names the argument rather than a command-line flag."""
+    import torch
+
+    from ..errors import RestoreverError
+
+    try:
+        return resolve(device)
+    except (RestoreverError, RuntimeError, ValueError) as exc:
+        raise ConfigError("device", f"{device!r} is not usable on this machine (CUDA available: "
+                                    f"{torch.cuda.is_available()}); use 'auto' or 'cpu'") from exc
 
 
 def _degrade_spec(degrade: Any, default_preset: str) -> tuple[str, int | None]:

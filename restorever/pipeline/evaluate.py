@@ -84,7 +84,7 @@ def limit_pairs(pairs: PairList, n: int | None) -> PairList:
     if n is None or n >= len(pairs):
         return pairs
     if n < 2:
-        raise ValueError("--limit-pairs must be at least 2 (one same and one different pair)")
+        raise ConfigError("limit_pairs", f"must be at least 2 (one same and one different pair), got {n}")
     groups = sorted({(int(f), int(s)) for f, s in zip(pairs.fold, pairs.same)})
     quota = max(1, n // len(groups))
     rank: dict[tuple[int, int], int] = {}
@@ -278,7 +278,8 @@ def apply_error_policy(info: dict[str, "ImageInfo"], on_error: str) -> dict[str,
     if failed and on_error == "error":
         item, reason = next(iter(failed.items()))
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-        raise FaceNotFoundError(f"{reason}{more}; rerun with --on-error skip to skip the pairs that use it")
+        raise FaceNotFoundError(f"{reason}{more}; rerun with on_error='skip' (--on-error skip) to skip the pairs "
+                                f"that use it")
     return failed
 
 
