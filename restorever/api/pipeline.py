@@ -223,6 +223,9 @@ class FacePipeline:
             if degrade is not None and scale is None:
                 raise ConfigError("degrade", "needs a scale to find a threshold in results (e.g. 16 or "
                                              f"({preset!r}, 16))")
+            if scale is None and self.restorer_name != "none":
+                raise ConfigError("results", f"hold no clean condition restored by {self.restorer_name} (clean faces "
+                                             f"are never restored in a run): pass degrade=SCALE or threshold=")
             threshold = threshold_from_results(results, restorer=self.restorer_name if scale is not None else "none",
                                                scale=scale, recognizer=self.recognizer_name,
                                                degradation=preset if scale is not None else None)
