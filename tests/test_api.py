@@ -279,6 +279,7 @@ def test_cli_still_names_its_flags(faces_root, tmp_path):
     result = CliRunner().invoke(cli, ["eval", "--protocol", "pairs-csv", "--pairs", str(csv), "--data-root",
                                       str(faces_root), "--batch-size", "0", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "--batch-size must be at least 1" in result.output
+    assert not (tmp_path / "o").exists()  # refused before the run folder was created
 
 
 def _library_example() -> str:
