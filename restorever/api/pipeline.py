@@ -6,7 +6,6 @@ it, and scores use the evaluation's scoring function (:func:`restorever.metrics.
 """
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
@@ -18,8 +17,6 @@ from .faces import Face, per_image_selectors, select_landmarks, sort_largest_fir
 from .inputs import ImageInput, flatten_images, is_single_image, load_image
 
 __all__ = ["FacePipeline", "Restoration"]
-
-logger = logging.getLogger(__name__)
 
 Images = Any  # a path, PIL image, uint8 array, tensor, or a list/batch of them (see restorever.api.inputs)
 

@@ -22,7 +22,8 @@ from ..metrics.similarity import score_pairs
 from ..protocol import PairList, Protocol, load_protocol
 from . import distributed
 from .cache import STAGE_VERSIONS, ArrayCache, cache_key
-from .stages import align_faces, call_with_backoff, detect_each, embed_faces, is_out_of_memory, restore_faces
+from .stages import align_faces, detect_each, embed_faces, restore_faces
+from .stages import call_with_backoff, is_out_of_memory  # noqa: F401 -- re-exported (their home before stages.py)
 
 logger = logging.getLogger(__name__)
 
