@@ -37,12 +37,15 @@ def pipe():
 
 @pytest.fixture(scope="module")
 def eval_run(tmp_path_factory, faces_root):
+    return _eval_run(tmp_path_factory.mktemp("api-eval"), faces_root, "cpu")
+
+
+def _eval_run(tmp, faces_root, device):
     """A tiny `restorever eval` (clean + x8, seed 3) and the embeddings its pipeline computed per condition."""
-    tmp = tmp_path_factory.mktemp("api-eval")
     csv = tmp / "pairs.csv"
     csv.write_text("path_a,path_b,same\n" + "".join(f"{a},{b},{s}\n" for a, b, s in PAIRS))
     config = EvalConfig(protocol="pairs-csv", pairs=str(csv), data_root=str(faces_root), scales=[8], seed=3,
-                        batch_size=2, cache_dir=str(tmp / "cache"), device="cpu")
+                        batch_size=2, cache_dir=str(tmp / "cache"), device=device)
     record = evaluate(config, progress=False)
     # the embeddings the evaluation computed (read back from its cache through the pipeline's own functions)
     ctx = build_context(config)
@@ -109,6 +112,18 @@ def test_embeddings_equal_the_eval_pipeline(pipe, eval_run, faces_root):
         b = pipe.embed([str(faces_root / b) for _, b, _ in PAIRS], degrade=cond["scale"], seed=3,
                        item_ids=[b for _, b, _ in PAIRS])
         assert pipe.similarity_of_embeddings(a, b).tolist() == cond["scores"]["score"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (MTCNN, alignment and degradation on it)")
+def test_embeddings_equal_the_eval_pipeline_on_cuda(tmp_path, faces_root):
+    run = _eval_run(tmp_path, faces_root, "cuda")
+    gpu = FacePipeline(restorer="none", recognizer="dlib", detector="mtcnn", device="cuda", batch_size=3)
+    items, probes, emb = run["items"], run["probes"], run["embeddings"]
+    np.testing.assert_array_equal(gpu.embed([str(faces_root / i) for i in items]).numpy(),
+                                  np.stack([emb[("none", None)][i] for i in items]))
+    np.testing.assert_array_equal(gpu.embed([str(faces_root / i) for i in probes], degrade=8, seed=3,
+                                            item_ids=probes).numpy(),
+                                  np.stack([emb[("none", 8)][i] for i in probes]))
 
 
 def test_record_has_no_private_keys(eval_run):
