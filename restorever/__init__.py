@@ -3,6 +3,7 @@
 Public API (cheap to import; backends load lazily on first use)::
 
     from restorever import load_protocol, create_restorer, create_recognizer, evaluate
+    from restorever import FacePipeline          # detect / embed / similarity / verify / restore your own images
 """
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ _LAZY = {
     "evaluate": ("restorever.pipeline.evaluate", "evaluate"),
     "EvalConfig": ("restorever.pipeline.evaluate", "EvalConfig"),
     "kfold_accuracy": ("restorever.metrics.verification", "kfold_accuracy"),
+    "FacePipeline": ("restorever.api", "FacePipeline"),
+    "Face": ("restorever.api", "Face"),
+    "RestoreThenEmbed": ("restorever.api", "RestoreThenEmbed"),
+    "threshold_from_results": ("restorever.api", "threshold_from_results"),
 }
 
 __all__ = ["__version__", *_LAZY]

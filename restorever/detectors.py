@@ -3,7 +3,7 @@
 ``create_detector(name, device)`` returns an object whose ``detect(images)`` takes a list of ``HxWx3`` uint8
 **RGB** arrays and returns, per image, a :class:`Detection` or ``None`` when no face was found. When an image
 holds several faces the one whose box centre is nearest the image centre is kept (the LFW convention: the
-labelled person is the centred one).
+labelled person is the centred one). ``detect_faces(images)`` returns every face of each image instead.
 
 Landmarks are ``(x, y)`` image pixels (pixel centres at integers) in the order image-left eye, image-right
 eye, nose tip, image-left mouth corner, image-right mouth corner -- the order of ``restorever.alignment``'s
@@ -170,6 +170,30 @@ class MTCNNDetector:
         return results
 
 
+    def detect_faces(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+        """Every face found in each ``HxWx3`` uint8 RGB image, in the detector's order (one image per network call,
+        so the numbers equal :meth:`detect`'s run on a single image)."""
+        out: list[list[Detection]] = []
+        for i, img in enumerate(_check_images(images)):
+            try:
+                boxes, probs, points = self._mtcnn.detect(img[None], landmarks=True)
+            except (RuntimeError, ValueError, IndexError) as exc:
+                logger.warning("MTCNN failed on image %d (%s); reporting it as no face found.", i, exc)
+                out.append([])
+                continue
+            out.append(_all_faces(boxes[0], probs[0], points[0]))
+        return out
+
+
+def _all_faces(boxes, scores, points) -> list[Detection]:
+    """Detections of every row of ``boxes [N, 4+]``, ``scores [N]``, ``points [N, 5, 2]`` (``None``: no face)."""
+    if boxes is None or len(boxes) == 0:
+        return []
+    boxes, scores, points = (np.asarray(a, np.float64) for a in (boxes, scores, points))
+    return [Detection(points[i].astype(np.float32), boxes[i, :4].astype(np.float32), float(scores[i]))
+            for i in range(len(boxes))]
+
+
 # ------------------------------------------------------------------------------------------------------- SCRFD
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
     """Greedy NMS (insightface's rule: areas ``(x2 - x1 + 1) * (y2 - y1 + 1)``, drop IoU > ``threshold``).
@@ -322,6 +346,14 @@ class SCRFDDetector:
         for img in _check_images(images):
             scores, boxes, kps = self.detect_all(img)
             out.append(_select(boxes, scores, kps, img.shape[0], img.shape[1]))
+        return out
+
+    def detect_faces(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+        """Every face found in each ``HxWx3`` uint8 RGB image (after NMS, highest score first)."""
+        out = []
+        for img in _check_images(images):
+            scores, boxes, kps = self.detect_all(img)
+            out.append(_all_faces(boxes, scores, kps))
         return out
 
 

@@ -44,3 +44,12 @@ class UnknownNameError(RestoreverError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
         return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(RestoreverError, ValueError):
+    """An invalid argument of a library call or config object; ``argument`` names it (``batch_size``), so the CLI can
+    translate it into its flag (``--batch-size``)."""
+
+    def __init__(self, argument: str, problem: str):
+        super().__init__(f"{argument} {problem}")
+        self.argument, self.problem = argument, problem

@@ -15,7 +15,7 @@ import torch
 from click.testing import CliRunner
 
 from restorever.cli import cli
-from restorever.pipeline.evaluate import call_with_backoff
+from restorever.pipeline.stages import call_with_backoff
 from restorever.pipeline.lock import RunLock, RunLockedError
 
 from .test_protocol import _faces_csv

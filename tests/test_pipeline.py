@@ -39,7 +39,7 @@ def test_batch_size_does_not_change_numbers(small_csv, faces_root, tmp_path):
     b = evaluate(_config(small_csv, faces_root, tmp_path / "c2", 7), progress=False)
     assert [c["scores"] for c in a["conditions"]] == [c["scores"] for c in b["conditions"]]
     assert [c["scale"] for c in a["conditions"]] == [None, 8, 32]
-    assert a["_degradation_records"] == b["_degradation_records"]
+    assert a["degradation_records"] == b["degradation_records"]
     ident = {c["scale"]: c["identity"]["cosine_to_clean_mean"] for c in a["conditions"]}
     assert ident[None] == pytest.approx(1.0) and ident[8] > ident[32]  # heavier degradation, further from clean
     # cached rerun: nothing recomputed, same numbers

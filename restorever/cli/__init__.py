@@ -8,7 +8,15 @@ import sys
 
 import click
 
-from ..errors import RestoreverError
+from ..errors import ConfigError, RestoreverError
+
+#: library argument -> CLI flag, where the flag is not the argument with dashes
+_FLAGS = {"restorers": "--restorer", "restorer_weights": "--weights"}
+
+
+def cli_flag(argument: str) -> str:
+    """The command-line flag of a library argument (``batch_size`` -> ``--batch-size``)."""
+    return _FLAGS.get(argument, "--" + argument.replace("_", "-"))
 
 
 def handle_errors(func):
@@ -27,6 +35,9 @@ def handle_errors(func):
             previous = None
         try:
             return func(*args, **kwargs)
+        except ConfigError as exc:  # library errors name the argument; the CLI names its flag
+            click.echo(f"error: {cli_flag(exc.argument)} {exc.problem}", err=True)
+            sys.exit(2)
         except (RestoreverError, ValueError, KeyError) as exc:
             message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
             click.echo(f"error: {message}", err=True)

@@ -98,6 +98,7 @@ def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degr
         flip_test=flip_test, restorer_weights=parse_weights_option(restorer_weights),
         recognizer_weights=parse_weights_option(recognizer_weights), restorer_options=options,
         cache_dir=cache_dir, out=str(Path(out)))
+    config.validate()  # before the run folder and its lock are created
     from ..pipeline import distributed
     from ..pipeline.lock import RunLock
 

@@ -17,11 +17,13 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ..errors import FaceNotFoundError, RestoreverError
+from ..errors import ConfigError, FaceNotFoundError, RestoreverError
+from ..metrics.similarity import score_pairs
 from ..protocol import PairList, Protocol, load_protocol
 from . import distributed
 from .cache import ArrayCache, landmarks_key
 from .identity import RunIdentity, conditions_of, device_kind, weights_files
+from .stages import align_faces, detect_each, embed_faces, restore_faces
 
 logger = logging.getLogger(__name__)
 
@@ -54,16 +56,17 @@ class EvalConfig:
     out: str | None = None
 
     def validate(self) -> None:
+        """Raise :class:`~restorever.errors.ConfigError` naming the field (``EvalConfig.batch_size``) at fault."""
         if self.degrade_side not in ("probe", "both"):
-            raise ValueError(f"--degrade-side must be probe or both, got {self.degrade_side!r}")
+            raise ConfigError("degrade_side", f"must be 'probe' or 'both', got {self.degrade_side!r}")
         if self.on_error not in ON_ERROR:
-            raise ValueError(f"--on-error must be one of {', '.join(ON_ERROR)}, got {self.on_error!r}")
+            raise ConfigError("on_error", f"must be one of {', '.join(map(repr, ON_ERROR))}, got {self.on_error!r}")
         if self.batch_size < 1:
-            raise ValueError("--batch-size must be at least 1")
+            raise ConfigError("batch_size", f"must be at least 1, got {self.batch_size}")
         if any(int(s) < 1 for s in self.scales):
-            raise ValueError(f"--scales must be positive integers, got {self.scales}")
+            raise ConfigError("scales", f"must be positive integers, got {self.scales}")
         if not self.restorers:
-            raise ValueError("--restorer needs at least one name")
+            raise ConfigError("restorers", "needs at least one name (e.g. ['none'])")
 
 
 def resolve_device(device: str):
@@ -82,7 +85,7 @@ def limit_pairs(pairs: PairList, n: int | None) -> PairList:
     if n is None or n >= len(pairs):
         return pairs
     if n < 2:
-        raise ValueError("--limit-pairs must be at least 2 (one same and one different pair)")
+        raise ConfigError("limit_pairs", f"must be at least 2 (one same and one different pair), got {n}")
     groups = sorted({(int(f), int(s)) for f, s in zip(pairs.fold, pairs.same)})
     quota = max(1, n // len(groups))
     rank: dict[tuple[int, int], int] = {}
@@ -123,18 +126,11 @@ class ImageInfo:
         self.sha256, self.landmarks, self.error, self.no_face = sha256, landmarks, error, no_face
 
 
-def _score(similarity: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if similarity == "cosine":
-        a = a / np.linalg.norm(a, axis=1, keepdims=True).clip(1e-12)
-        b = b / np.linalg.norm(b, axis=1, keepdims=True).clip(1e-12)
-        return np.sum(a * b, axis=1)
-    if similarity == "euclidean":
-        return -np.linalg.norm(a - b, axis=1)
-    raise ValueError(f"unknown similarity {similarity!r}")
+_score = score_pairs  # old name, still imported by restorever/validate.py; use metrics.similarity.score_pairs
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return _score("cosine", a, b)
+    return score_pairs("cosine", a, b)
 
 
 def landmark_stage(protocol: Protocol, items: Sequence[str], *, detector: str, device, cache: ArrayCache,
@@ -174,10 +170,7 @@ def landmark_stage(protocol: Protocol, items: Sequence[str], *, detector: str, d
         if todo:
             if det is None:
                 det = create_detector(detector, device=str(device))
-            # one image at a time: batched CNN kernels can differ in the last bits with batch composition, and an
-            # image's landmarks must not depend on which images share its batch
-            with _single_thread_on_cpu(device):
-                detections = [det.detect([t[3]])[0] for t in todo]
+            detections = detect_each(det, [t[3] for t in todo], device)  # one image per call: batch-independent
             for (item, sha, key, _), found in zip(todo, detections):
                 lm = None if found is None else np.asarray(found.landmarks, dtype=np.float32).reshape(5, 2)
                 cache.put("landmarks", key, np.full((5, 2), np.nan, np.float32) if lm is None else lm)
@@ -206,31 +199,8 @@ def apply_fallback_landmarks(protocol: Protocol, info: dict[str, ImageInfo]) -> 
     return used
 
 
-class _single_thread_on_cpu:
-    """Run small CPU kernels on one torch thread (MTCNN's many tiny ops were measured 13x slower with two OpenMP
-    threads on a loaded 2-core machine); restores the previous count afterwards."""
-
-    def __init__(self, device):
-        self.cpu = str(device).startswith("cpu")
-
-    def __enter__(self):
-        import torch
-
-        self.previous = torch.get_num_threads()
-        if self.cpu:
-            torch.set_num_threads(1)
-
-    def __exit__(self, *exc):
-        import torch
-
-        torch.set_num_threads(self.previous)
-
-
 def align_items(protocol: Protocol, items: Sequence[str], info: dict[str, "ImageInfo"], device):
     """Decode ``items`` and align them to ffhq_512: ``(faces [B,3,512,512] on device, landmarks [B,5,2] in crop)``."""
-    import torch
-
-    from .. import alignment
     from ..images import decode_image, to_tensor
 
     arrays = []
@@ -240,10 +210,7 @@ def align_items(protocol: Protocol, items: Sequence[str], info: dict[str, "Image
             raise RestoreverError(f"{_describe(protocol, i)} changed while the run was going on; finished entries are "
                                   f"cached: rerun to pick up the new content")
         arrays.append(decode_image(data, source=_describe(protocol, i)))
-    lms = torch.as_tensor(np.stack([info[i].landmarks for i in items]), dtype=torch.float32)
-    tensors = [to_tensor([a])[0].to(device) for a in arrays]
-    faces, crop_lms = alignment.align_to_template(tensors, lms, "ffhq_512")
-    return faces.clamp_(0.0, 1.0), crop_lms  # bilinear weights can overshoot 1.0 by an ulp
+    return align_faces([to_tensor([a])[0] for a in arrays], np.stack([info[i].landmarks for i in items]), device)
 
 
 @dataclass
@@ -318,41 +285,9 @@ def apply_error_policy(info: dict[str, "ImageInfo"], on_error: str) -> dict[str,
     if failed and on_error == "error":
         item, reason = next(iter(failed.items()))
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-        raise FaceNotFoundError(f"{reason}{more}; rerun with --on-error skip to skip the pairs that use it")
+        raise FaceNotFoundError(f"{reason}{more}; rerun with on_error='skip' (--on-error skip) to skip the pairs "
+                                f"that use it")
     return failed
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """True for CUDA (or simulated) out-of-memory errors."""
-    import torch
-
-    if isinstance(exc, torch.cuda.OutOfMemoryError):
-        return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-
-
-def call_with_backoff(fn, n: int, *, min_size: int = 1):
-    """``fn(index_list)`` on all ``n`` items; on out-of-memory, split the items in halves and retry each half.
-
-    Results are concatenated in order. Because every item's output depends only on that item, splitting never
-    changes a number. Raises the error when a single item does not fit.
-    """
-    import torch
-
-    def run(index: list[int]):
-        try:
-            return fn(index)
-        except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
-            if not is_out_of_memory(exc) or len(index) <= min_size:
-                raise
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            half = len(index) // 2
-            logger.warning("out of memory on a batch of %d; retrying as %d + %d", len(index), half,
-                           len(index) - half)
-            return torch.cat([run(index[:half]), run(index[half:])])
-
-    return run(list(range(n)))
 
 
 def embed_conditions(ctx: RunContext, items: Sequence[str], probe_set: set[str], info: dict[str, "ImageInfo"], *,
@@ -411,8 +346,7 @@ def _embed_batch(ctx: RunContext, batch, faces, crop_lms, info, conditions, key_
     if wanted[("none", None)]:
         idx = wanted[("none", None)]
         tick = time.perf_counter()
-        emb = call_with_backoff(lambda idx_: recognizer.embed(faces[idx][idx_], crop_lms[idx][idx_]),
-                                len(idx)).float().cpu().numpy()
+        emb = embed_faces(recognizer, faces[idx], crop_lms[idx])
         stage_time["embed_s"] += time.perf_counter() - tick
         stage_time["n_embedded"] += len(idx)
         for j, e in zip(idx, emb):
@@ -439,8 +373,7 @@ def _embed_batch(ctx: RunContext, batch, faces, crop_lms, info, conditions, key_
             stage_time["n_restored"] += n_new
             tick = time.perf_counter()
             sub_lms = crop_lms[[idx[k] for k in sub]]
-            emb = call_with_backoff(lambda idx_: recognizer.embed(restored[idx_], sub_lms[idx_]),
-                                    len(sub)).float().cpu().numpy()
+            emb = embed_faces(recognizer, restored, sub_lms)
             stage_time["embed_s"] += time.perf_counter() - tick
             stage_time["n_embedded"] += len(sub)
             for k, e in zip(sub, emb):
@@ -511,13 +444,11 @@ def _restore_cached(ctx: RunContext, name: str, scale: int, items: list[str], de
     config = ctx.config
     seeds = [item_seed(config.seed, i, scale, "restore") for i in items]
 
-    def run(index: list[int]):
-        return call_with_backoff(
-            lambda idx_: ctx.restorers[name].restore(degraded[index][idx_], seeds=[seeds[index[i]] for i in idx_]),
-            len(index))
+    def run(index: list[int]):  # restored faces quantised to 8 bits
+        return restore_faces(ctx.restorers[name], degraded[index], [seeds[i] for i in index])
 
     if name == "none":
-        return run(list(range(len(items)))).mul(255).round_().div_(255), 0
+        return run(list(range(len(items)))), 0
     keys = [ctx.identity.restored_key(info[i].sha256, info[i].landmarks, name, scale) for i in items]
     out: list = [None] * len(items)
     for j, key in enumerate(keys):
@@ -540,6 +471,9 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
     Under ``torchrun`` each rank computes a shard and every rank but 0 returns ``None``; rank 0 returns the record.
 
     Nothing is written here except cache entries; :func:`restorever.reports.results.write_run` writes the outputs.
+    Besides the results.json keys, the record holds ``degradation_records`` (one dict of drawn parameters per probe
+    and scale), which ``write_run`` moves to ``degradation.jsonl``. Invalid ``config`` fields raise
+    :class:`~restorever.errors.ConfigError` naming the field.
     """
     from ..metrics.verification import verification_report
 
@@ -605,7 +539,7 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
         side_a = clean if (scale is None or config.degrade_side == "probe") else emb
         a = np.stack([side_a[i] for i in valid.a])
         b = np.stack([(emb if scale is not None else clean)[i] for i in valid.b])
-        scores = _score(recognizer.similarity, a, b)
+        scores = score_pairs(recognizer.similarity, a, b)
         record = {
             "restorer": restorer,
             "degradation": None if scale is None else config.degradation,
@@ -650,7 +584,7 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
         "pairs": {"a": list(valid.a), "b": list(valid.b)},
         "examples": example_records,
         "conditions": records,
-        "_degradation_records": degradation_records,
+        "degradation_records": degradation_records,
         "distributed": {"world_size": dist_info.world_size},
     }
 

@@ -103,7 +103,7 @@ def write_run(record: dict[str, Any], out: str | Path) -> dict[str, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     record = dict(record)
-    params = record.pop("_degradation_records", [])
+    params = record.pop("degradation_records", [])
     add_comparisons(record)  # adds keys to the caller's condition dicts too, so its printed table shows them
     paths = {}
     if params:

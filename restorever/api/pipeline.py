@@ -1,0 +1,429 @@
+"""``FacePipeline``: detect, align, (degrade), restore and embed faces from ordinary images, in a few calls.
+
+The library counterpart of insightface's ``FaceAnalysis``. Each method runs the same stage functions as
+``restorever eval`` (:mod:`restorever.pipeline.stages`), so an image gets the embedding the evaluation computes for
+it, and scores use the evaluation's scoring function (:func:`restorever.metrics.score_pairs`).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError
+from .faces import Face, per_image_selectors, select_landmarks, sort_largest_first
+from .inputs import ImageInput, flatten_images, is_single_image, load_image
+
+__all__ = ["FacePipeline", "Restoration"]
+
+Images = Any  # a path, PIL image, uint8 array, tensor, or a list/batch of them (see restorever.api.inputs)
+
+
+@dataclass(frozen=True)
+class Restoration:
+    """What :meth:`FacePipeline.restore` returns.
+
+    Attributes:
+        images: per input, the photo with its restored face pasted back, ``[3, H, W]`` float RGB in [0, 1]
+            (``None`` when ``paste_back=False``).
+        faces: ``[N, 3, 512, 512]`` restored ``ffhq_512`` crops, float RGB in [0, 1] (8-bit values).
+        landmarks: ``[N, 5, 2]`` float32 landmarks in crop pixels.
+        matrices: ``[N, 2, 3]`` float64 photo -> crop similarity matrices.
+    """
+
+    images: list | None
+    faces: Any
+    landmarks: Any
+    matrices: Any
+
+
+class FacePipeline:
+    """Detect, align, optionally degrade, restore and embed faces -- the evaluation pipeline on your own images.
+
+    Args:
+        restorer: restorer name (``restorever restorers``) or a created restorer; ``"none"`` leaves faces as they are.
+        recognizer: recognizer name (``restorever recognizers``) or a created recognizer.
+        detector: landmark detector, ``"mtcnn"``, ``"scrfd"`` or ``"auto"`` (created on first use).
+        device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        weights: the restorer's weights, ``FILE`` or ``{role: FILE}`` (as ``--weights`` on the command line).
+        recognizer_weights: the recognizer's weights, same form.
+        degradation: the preset an integer ``degrade=`` scale uses (``difface-test``, as ``restorever eval``).
+        attributes: an attribute model for :meth:`attributes`: ``"insightface-genderage"``, a probe ``.pt`` fitted
+            by ``restorever attributes fit``, or a loaded predictor.
+        batch_size: faces per restorer / recognizer call.
+        flip_test: sum each face's embedding with its mirror image's (recognizers that support it).
+        **backend_options: restorer options its card declares (``fidelity_ratio``, ``steps``, ``start_step``,
+            ``eta``).
+
+    Images may be file paths, PIL images, ``HxWx3`` uint8 arrays (RGB; ``bgr=True`` for OpenCV's BGR), ``[B,3,H,W]``
+    float tensors in [0, 1], or lists of these. Example::
+
+        pipe = FacePipeline(restorer="none", recognizer="dlib")
+        emb = pipe.embed(["a.jpg", "b.jpg"], degrade=16)     # [2, 128]
+    """
+
+    def __init__(self, restorer: Any = "none", recognizer: Any = "dlib", detector: str = "mtcnn",
+                 device: str = "auto", weights: str | dict[str, str] | None = None, *,
+                 recognizer_weights: str | dict[str, str] | None = None, degradation: str = "difface-test",
+                 attributes: Any = None, batch_size: int = 16, flip_test: bool = False, **backend_options: Any):
+        from ..degradation import get_preset
+        from ..pipeline.evaluate import resolve_device, route_restorer_options
+        from ..recognizers import create_recognizer
+        from ..restorers import create_restorer
+
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ConfigError("batch_size", f"must be a positive integer, got {batch_size!r}")
+        get_preset(degradation)  # unknown presets fail here, with a did-you-mean hint
+        self.device = _device(device, resolve_device)
+        self.batch_size = batch_size
+        self.degradation = degradation
+        self.detector_name = detector
+        self._detector = None
+        if isinstance(recognizer, str):
+            recognizer = create_recognizer(recognizer, weights=recognizer_weights, device=self.device,
+                                           **({"flip_test": True} if flip_test else {}))
+        elif recognizer_weights is not None or flip_test:
+            raise ConfigError("recognizer_weights", "and flip_test apply only when recognizer is a name")
+        self.recognizer = recognizer
+        if isinstance(restorer, str):
+            options = route_restorer_options([restorer], backend_options)[restorer]
+            restorer = create_restorer(restorer, weights=weights if restorer != "none" else None,
+                                       device=self.device, **options)
+        elif weights is not None or backend_options:
+            raise ConfigError("weights", "and backend options apply only when restorer is a name")
+        self.restorer = restorer
+        self.attribute_model = self._load_attributes(attributes)
+
+    # ------------------------------------------------------------------------------------------------- properties
+    @property
+    def restorer_name(self) -> str:
+        return self.restorer.card.name
+
+    @property
+    def recognizer_name(self) -> str:
+        return self.recognizer.card.name
+
+    @property
+    def detector(self):
+        """The landmark detector (created on first use)."""
+        if self._detector is None:
+            from ..detectors import create_detector
+
+            self._detector = create_detector(self.detector_name, device=str(self.device))
+        return self._detector
+
+    def __repr__(self) -> str:
+        return (f"FacePipeline(restorer={self.restorer_name!r}, recognizer={self.recognizer_name!r}, "
+                f"detector={self.detector_name!r}, device={str(self.device)!r})")
+
+    # ------------------------------------------------------------------------------------------------------ detect
+    def detect(self, images: Images, *, bgr: bool = False) -> list[list[Face]]:
+        """Every face of every image: per image a list of :class:`Face` (box, five landmarks, score), largest first.
+
+        Example:
+            >>> faces = pipe.detect("photo.jpg")[0]
+            >>> faces[0].box, faces[0].landmarks, faces[0].score
+        """
+        from ..pipeline.stages import detect_each
+
+        out = []
+        for start, items in self._chunks(images):
+            arrays = [self._load(x, start + k, bgr).array for k, x in enumerate(items)]
+            out += [sort_largest_first(found) for found in detect_each(self.detector, arrays, self.device,
+                                                                        all_faces=True)]
+        return out
+
+    # ------------------------------------------------------------------------------------------------------- embed
+    def embed(self, images: Images, *, degrade: Any = None, seed: int = 0, face: Any = None,
+              item_ids: Sequence[str] | None = None, bgr: bool = False):
+        """Embeddings ``[N, D]`` (float32 CPU tensor, raw as the recognizer gives them): one face per image.
+
+        Args:
+            images: N images (see the class docstring).
+            degrade: ``None`` (clean), a scale ``int`` (the pipeline's ``degradation`` preset at that scale), a preset
+                name (its own scale distribution) or ``(preset, scale)``. The face is degraded after alignment and
+                restored before embedding, as in ``restorever eval``.
+            seed: run seed of the degradation and of stochastic restorers.
+            face: which face: ``None``/``"largest"``, ``"center"`` (eval's rule), an index into :meth:`detect`'s
+                list, a box tuple ``(x1, y1, x2, y2)``, a :class:`Face`, an insightface ``Face`` (its ``kps``), a
+                ``[5, 2]`` landmark array; or a list with one of these per image.
+            item_ids: per image, the id that seeds its degradation (``restorever eval`` uses the protocol's item
+                name, e.g. ``"madonna/madonna_0001.jpg"``); default: the sha256 of the image's pixels.
+            bgr: numpy inputs are OpenCV BGR.
+
+        Example:
+            >>> emb = pipe.embed(["a.jpg", "b.jpg"], degrade=16)        # [2, 128] for dlib
+        """
+        import torch
+
+        return torch.from_numpy(np.concatenate(
+            [emb for emb, *_ in self._run(images, degrade=degrade, seed=seed, face=face, item_ids=item_ids,
+                                          bgr=bgr, embed=True)]
+            or [np.zeros((0, getattr(self.recognizer, "embedding_dim", 0)), np.float32)]))
+
+    # --------------------------------------------------------------------------------------------------- similarity
+    def similarity_of_embeddings(self, e1: Any, e2: Any):
+        """The recognizer's score of embedding pairs (higher = more alike; the function ``restorever eval`` scores
+        with: cosine, or minus the Euclidean distance for dlib). ``[D]`` and ``[D]`` give a float; ``[N, D]`` and
+        ``[N, D]`` (or one side ``[D]``) give ``[N]`` numpy scores.
+
+        Example:
+            >>> pipe.similarity_of_embeddings(emb[0], emb[1])
+        """
+        from ..metrics.similarity import score_pairs
+
+        a, b = _as_matrix(e1, "e1"), _as_matrix(e2, "e2")
+        if a.shape[1] != b.shape[1]:
+            raise ConfigError("e2", f"has dimension {b.shape[1]} but e1 has {a.shape[1]}")
+        if len(a) != len(b) and 1 not in (len(a), len(b)):
+            raise ConfigError("e2", f"has {len(b)} rows but e1 has {len(a)} (give equal counts, or one embedding)")
+        a, b = np.broadcast_to(a, (max(len(a), len(b)), a.shape[1])), np.broadcast_to(b, (max(len(a), len(b)),
+                                                                                          b.shape[1]))
+        scores = score_pairs(self.recognizer.similarity, a, b)
+        return float(scores[0]) if _ndim(e1) == 1 and _ndim(e2) == 1 else scores
+
+    def similarity(self, a: Images, b: Images, *, degrade: Any = None, seed: int = 0, bgr: bool = False):
+        """Score of image pairs ``(a[i], b[i])``: a float for two single images, else ``[N]`` numpy scores.
+
+        ``degrade`` applies to ``b`` only (the probe, as ``restorever eval``'s default ``degrade_side``).
+
+        Example:
+            >>> pipe.similarity("a.jpg", "b.jpg")
+        """
+        ea = self.embed(a, bgr=bgr)
+        eb = self.embed(b, degrade=degrade, seed=seed, bgr=bgr)
+        if len(ea) != len(eb):
+            raise ConfigError("b", f"has {len(eb)} image(s) but a has {len(ea)}")
+        scores = self.similarity_of_embeddings(ea.numpy(), eb.numpy())
+        return float(scores[0]) if is_single_image(a) and is_single_image(b) else scores
+
+    def verify(self, a: Images, b: Images, threshold: float | None = None, *,
+               results: str | os.PathLike | dict | None = None, degrade: Any = None, seed: int = 0,
+               bgr: bool = False):
+        """Same person? ``similarity(a, b) > threshold`` (a bool for two single images, else a bool array).
+
+        ``threshold`` is on the score scale of :meth:`similarity` (dlib: minus a distance, e.g. ``-0.6``), or comes
+        from a finished run: ``results=`` (a results.json or run folder) picks the condition matching this
+        pipeline's restorer and ``degrade`` scale (:func:`threshold_from_results`).
+
+        Example:
+            >>> pipe.verify("a.jpg", "b.jpg", results="runs/lfw-dlib")
+        """
+        if (threshold is None) == (results is None):
+            raise ConfigError("threshold", "or results= must be given (exactly one of them)")
+        if threshold is None:
+            from .thresholds import threshold_from_results
+
+            preset, scale = _degrade_spec(degrade, self.degradation)
+            if degrade is not None and scale is None:
+                raise ConfigError("degrade", "needs a scale to find a threshold in results (e.g. 16 or "
+                                             f"({preset!r}, 16))")
+            if scale is None and self.restorer_name != "none":
+                raise ConfigError("results", f"hold no clean condition restored by {self.restorer_name} (clean faces "
+                                             f"are never restored in a run): pass degrade=SCALE or threshold=")
+            threshold = threshold_from_results(results, restorer=self.restorer_name if scale is not None else "none",
+                                               scale=scale, recognizer=self.recognizer_name,
+                                               degradation=preset if scale is not None else None)
+        scores = self.similarity(a, b, degrade=degrade, seed=seed, bgr=bgr)
+        return bool(scores > threshold) if isinstance(scores, float) else np.asarray(scores) > threshold
+
+    # ----------------------------------------------------------------------------------------------------- restore
+    def restore(self, images: Images, paste_back: bool = True, *, degrade: Any = None, seed: int = 0,
+                face: Any = None, item_ids: Sequence[str] | None = None, bgr: bool = False) -> Restoration:
+        """Restore one face per image: aligned crops, and (``paste_back=True``) each photo with its face pasted back.
+
+        ``degrade`` first degrades the aligned face (a what-if: how would this restorer do on a poor copy?).
+        Returns a :class:`Restoration`; ``restorever.images.to_uint8`` turns its tensors into uint8 arrays.
+
+        Example:
+            >>> out = pipe.restore("photo.jpg")
+            >>> out.images[0].shape, out.faces.shape            # (3, H, W), (1, 3, 512, 512)
+        """
+        import torch
+
+        from ..pipeline.paste import paste_back as paste
+
+        photos, faces, lms, mats = [], [], [], []
+        for _, crops, crop_lms, matrices, inputs in self._run(images, degrade=degrade, seed=seed, face=face,
+                                                              item_ids=item_ids, bgr=bgr, embed=False,
+                                                              always_restore=True):
+            faces.append(crops.cpu())
+            lms.append(crop_lms.cpu())
+            mats.append(matrices.cpu())
+            if paste_back:
+                for k, inp in enumerate(inputs):
+                    photo = inp.tensor[None].to(crops.device)
+                    photos.append(paste(photo, crops[k:k + 1], matrices[k:k + 1].to(crops.device).float())[0].cpu())
+        return Restoration(photos if paste_back else None, torch.cat(faces), torch.cat(lms), torch.cat(mats))
+
+    # -------------------------------------------------------------------------------------------------- attributes
+    def attributes(self, images: Images, *, face: Any = None, degrade: Any = None, seed: int = 0,
+                   bgr: bool = False) -> list[dict[str, dict[str, Any]]]:
+        """Gender and age group of one face per image, with confidences (needs ``attributes=`` at construction).
+
+        Returns per image ``{"gender": {"label", "confidence", "probabilities": {class: p}}, "age": {...}}``.
+
+        Example:
+            >>> pipe.attributes("photo.jpg")[0]["gender"]["label"]       # "female"
+        """
+        model = self.attribute_model
+        if model is None:
+            raise ConfigError("attributes", "model was not given: FacePipeline(..., attributes="
+                                            "'insightface-genderage' or a probe .pt from `restorever attributes fit`)")
+        chunks = []
+        if getattr(model, "kind", "") == "embedding":
+            emb = self.embed(images, face=face, degrade=degrade, seed=seed, bgr=bgr).numpy()
+            if len(emb):
+                chunks.append(model.predict(emb))
+        else:
+            for _, crops, crop_lms, _, _ in self._run(images, degrade=degrade, seed=seed, face=face, item_ids=None,
+                                                      bgr=bgr, embed=False):
+                chunks.append(model.predict_images(crops, crop_lms))
+        out: list[dict[str, dict[str, Any]]] = []
+        schema = model.schema
+        for probs in chunks:
+            n = len(next(iter(probs.values())))
+            for i in range(n):
+                entry = {}
+                for attribute in schema.attributes:
+                    p = np.asarray(probs[attribute][i], dtype=np.float64)
+                    names = schema.classes(attribute)
+                    best = int(np.argmax(p))
+                    entry[attribute] = {"label": names[best], "confidence": float(p[best]),
+                                        "probabilities": {c: float(v) for c, v in zip(names, p)}}
+                out.append(entry)
+        return out
+
+    # ------------------------------------------------------------------------------------------------------ module
+    def module(self):
+        """This pipeline's restorer and recognizer as a :class:`~restorever.api.modules.RestoreThenEmbed` module."""
+        from .modules import RestoreThenEmbed
+
+        return RestoreThenEmbed(self.restorer, self.recognizer)
+
+    # ---------------------------------------------------------------------------------------------------- internals
+    def _load_attributes(self, spec: Any):
+        if spec is None or not isinstance(spec, (str, os.PathLike)):
+            model = spec
+        else:
+            from ..attributes import load_attribute_model
+
+            model = load_attribute_model(os.fspath(spec))
+        if model is not None and getattr(model, "kind", "") == "embedding" and model.recognizer != self.recognizer_name:
+            raise ConfigError("attributes", f"model was fitted on {model.recognizer} embeddings, but this pipeline's "
+                                            f"recognizer is {self.recognizer_name}")
+        return model
+
+    def _chunks(self, images: Images) -> Iterator[tuple[int, list[Any]]]:
+        items = flatten_images(images)
+        for start in range(0, len(items), self.batch_size):
+            yield start, items[start:start + self.batch_size]
+
+    @staticmethod
+    def _load(item: Any, index: int, bgr: bool) -> ImageInput:
+        return load_image(item, bgr=bgr, source=f"images[{index}]")
+
+    def _landmarks(self, inputs: list[ImageInput], selectors: list[Any]) -> np.ndarray:
+        """``[B, 5, 2]`` float32 photo landmarks of the selected face of each image."""
+        from ..pipeline.stages import detect_each
+
+        out = []
+        for inp, selector in zip(inputs, selectors):
+            cache: dict[str, Any] = {}
+
+            def detect(inp=inp, cache=cache) -> list[Face]:
+                if "all" not in cache:
+                    cache["all"] = sort_largest_first(detect_each(self.detector, [inp.array], self.device,
+                                                                  all_faces=True)[0])
+                return cache["all"]
+
+            def central(inp=inp):
+                return detect_each(self.detector, [inp.array], self.device)[0]
+
+            out.append(select_landmarks(selector, detect, central, source=inp.source))
+        return np.stack(out).astype(np.float32)
+
+    def _run(self, images: Images, *, degrade: Any, seed: int, face: Any, item_ids: Sequence[str] | None,
+             bgr: bool, embed: bool, always_restore: bool = False):
+        """Per chunk: ``(embeddings or None, faces, crop landmarks, matrices, inputs)`` after align, degrade and
+        restore -- the order and functions of ``restorever eval``'s ``embed_conditions``."""
+        from ..degradation import Degradation
+        from ..pipeline.evaluate import item_seed
+        from ..pipeline.stages import align_faces, embed_faces, restore_faces
+
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+            raise ConfigError("seed", f"must be an integer, got {seed!r}")
+        preset, scale = _degrade_spec(degrade, self.degradation)
+        degradation = Degradation(preset) if degrade is not None else None
+        n = len(flatten_images(images))
+        if item_ids is not None:
+            item_ids = [str(i) for i in item_ids]
+            if len(item_ids) != n:
+                raise ConfigError("item_ids", f"has {len(item_ids)} entries for {n} image(s)")
+        selectors = per_image_selectors(face, n)
+        for start, items in self._chunks(images):
+            inputs = [self._load(x, start + k, bgr) for k, x in enumerate(items)]
+            ids = item_ids[start:start + len(items)] if item_ids is not None else [i.content_id for i in inputs]
+            landmarks = self._landmarks(inputs, selectors[start:start + len(items)])
+            faces, crop_lms, mats = align_faces([i.tensor for i in inputs], landmarks, self.device,
+                                                return_matrices=True)
+            if degradation is not None:
+                faces = degradation.apply(faces, degradation.sample_params(ids, scale, int(seed)))
+            if degradation is not None or always_restore or self.restorer_name != "none":
+                seeds = [item_seed(int(seed), i, scale, "restore") for i in ids]
+                faces = restore_faces(self.restorer, faces, seeds)
+            emb = embed_faces(self.recognizer, faces, crop_lms) if embed else None
+            yield emb, faces, crop_lms, mats, inputs
+
+
+def _device(device: Any, resolve: Any):
+    """``resolve(device)`` with an error that names the argument rather than a command-line flag."""
+    import torch
+
+    from ..errors import RestoreverError
+
+    try:
+        return resolve(device)
+    except (RestoreverError, RuntimeError, ValueError) as exc:
+        raise ConfigError("device", f"{device!r} is not usable on this machine (CUDA available: "
+                                    f"{torch.cuda.is_available()}); use 'auto' or 'cpu'") from exc
+
+
+def _degrade_spec(degrade: Any, default_preset: str) -> tuple[str, int | None]:
+    """``degrade=`` -> ``(preset, scale)``; ``scale`` ``None`` draws it from the preset (or means clean)."""
+    from ..degradation import get_preset
+
+    if degrade is None:
+        return default_preset, None
+    if isinstance(degrade, bool):
+        raise ConfigError("degrade", f"must be a scale, a preset name or (preset, scale), got {degrade!r}")
+    if isinstance(degrade, (int, np.integer)):
+        preset, scale = default_preset, int(degrade)
+    elif isinstance(degrade, str):
+        preset, scale = degrade, None
+    elif isinstance(degrade, (tuple, list)) and len(degrade) == 2 and isinstance(degrade[0], str) \
+            and isinstance(degrade[1], (int, np.integer)) and not isinstance(degrade[1], bool):
+        preset, scale = degrade[0], int(degrade[1])
+    else:
+        raise ConfigError("degrade", f"must be a scale (e.g. 16), a preset name or (preset, scale), got {degrade!r}")
+    if scale is not None and scale < 1:
+        raise ConfigError("degrade", f"scale must be a positive integer, got {scale}")
+    get_preset(preset)
+    return preset, scale
+
+
+def _ndim(x: Any) -> int:
+    return int(getattr(x, "ndim", np.ndim(x)))
+
+
+def _as_matrix(e: Any, name: str) -> np.ndarray:
+    arr = np.asarray(e.detach().cpu().numpy() if hasattr(e, "detach") else e)
+    if not np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float64)  # float embeddings keep their dtype: scores then equal restorever eval's
+    if arr.ndim == 1:
+        arr = arr[None]
+    if arr.ndim != 2 or arr.shape[0] == 0:
+        raise ConfigError(name, f"must be one embedding [D] or a batch [N, D], got shape {list(arr.shape)}")
+    return arr
