@@ -24,7 +24,8 @@ import numpy as np
 
 from ..errors import RestoreverError
 from .evaluate import (EvalConfig, RunContext, _environment, _version, _weights_files, apply_error_policy,
-                       apply_fallback_landmarks, embed_conditions, landmark_stage, resolve_device)
+                       apply_fallback_landmarks, embed_conditions, landmark_stage, resolve_device,
+                       route_restorer_options)
 
 logger = logging.getLogger(__name__)
 
@@ -82,10 +83,10 @@ def build_ident_context(config: EvalConfig, protocol) -> RunContext:
     recognizer = create_recognizer(config.recognizer, weights=config.recognizer_weights or None, device=device,
                                    **({"flip_test": True} if config.flip_test else {}))
     restorers = {}
+    routed = route_restorer_options(config.restorers, config.restorer_options)  # each gets only its own options
     for name in config.restorers:
         weights = config.restorer_weights if (config.restorer_weights and name != "none") else None
-        options = config.restorer_options if name != "none" else {}
-        restorers[name] = create_restorer(name, weights=weights, device=device, **options)
+        restorers[name] = create_restorer(name, weights=weights, device=device, **routed[name])
     degradation = None
     if config.scales:
         from ..degradation import Degradation

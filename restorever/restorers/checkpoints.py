@@ -1,13 +1,21 @@
-"""Recognise which restorer a state_dict belongs to, for error messages that name the right backend.
+"""Recognise which restorer a state_dict belongs to, for error messages that name the right backend, and load an
+official-layout checkpoint strictly with such messages.
 
-Judged from characteristic key names of the official layouts (after ``load_checkpoint`` unwrapped ``params_ema`` /
-``params`` / ``state_dict`` and stripped a ``module.`` prefix). Nothing is loaded into a network here.
+Layouts are judged from characteristic key names of the official files (after ``load_checkpoint`` unwrapped
+``params_ema`` / ``params`` / ``state_dict`` and stripped a ``module.`` prefix).
 """
 from __future__ import annotations
 
-from typing import Iterable
+import os
+from typing import TYPE_CHECKING, Iterable
 
-__all__ = ["identify_layout", "describe_layout", "LAYOUTS"]
+from .. import hub
+from ..errors import CheckpointLayoutError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from torch import nn
+
+__all__ = ["identify_layout", "describe_layout", "load_official_checkpoint", "LAYOUTS"]
 
 LAYOUTS: dict[str, str] = {
     "gfpgan_v1_clean": "a GFPGAN v1.2-v1.4 (GFPGANv1Clean) checkpoint; use --restorer gfpgan-v1.4 or gfpgan-v1.3",
@@ -52,3 +60,33 @@ def identify_layout(keys: Iterable[str]) -> str | None:
 def describe_layout(layout: str) -> str:
     """The sentence for a layout key ("a CodeFormer checkpoint; use --restorer codeformer")."""
     return LAYOUTS[layout]
+
+
+def _other_layout(path: str | os.PathLike, expected: str) -> str | None:
+    """The layout of ``path`` when it is a known one other than ``expected`` (any top-level wrapper), else None."""
+    try:
+        found = identify_layout(hub.load_checkpoint(path))
+    except CheckpointLayoutError:
+        return None
+    return found if found not in (None, expected) else None
+
+
+def load_official_checkpoint(net: "nn.Module", path: str | os.PathLike, *, name: str, layout: str,
+                             release: str) -> None:
+    """Load ``path`` (its ``params_ema``, else ``params``, as the official loaders read it) strictly into ``net``.
+
+    Raises :class:`CheckpointLayoutError` naming the file and the mismatching keys; when the file is recognisably
+    another backend's (a key of :data:`LAYOUTS` other than ``layout``), the message names the backend to use instead.
+    ``release`` names the expected files in the message (e.g. "codeformer.pth from sczhou/CodeFormer").
+    """
+    try:
+        state_dict = hub.load_checkpoint(path, keys=("params_ema", "params"))
+        hub.load_state_dict_strict(net, state_dict, source=str(path))
+    except CheckpointLayoutError as exc:
+        other = _other_layout(path, layout)
+        if other is not None:
+            raise CheckpointLayoutError(f"{path}: {describe_layout(other)}, not a {name} checkpoint") from exc
+        if "weights-only" in str(exc):
+            raise
+        raise CheckpointLayoutError(f"{exc} (expected the official {name} layout: {release}, key params_ema or "
+                                    f"params)") from exc

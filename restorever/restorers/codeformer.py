@@ -30,9 +30,8 @@ import torch
 from torch import nn
 
 from .. import hub
-from ..errors import CheckpointLayoutError
 from .base import Restorer
-from .checkpoints import describe_layout, identify_layout
+from .checkpoints import load_official_checkpoint
 from .layers.codeformer_blocks import (ENCODER_SKIP_BLOCK, GENERATOR_FUSE_BLOCK, FuseSFTBlock, TransformerSALayer,
                                        adaptive_instance_norm, vqgan_encoder_blocks, vqgan_generator_blocks)
 
@@ -223,15 +222,7 @@ def load_codeformer_weights(net: CodeFormer, path: str | os.PathLike, *, name: s
     Raises :class:`CheckpointLayoutError` naming the file and the mismatching keys; when the file is recognisably
     another backend's (GFPGAN, VQFR, DifFace, a CodeFormer colorization/inpainting or VQGAN file), it names it.
     """
-    state_dict = hub.load_checkpoint(path, keys=("params_ema", "params"))
-    try:
-        hub.load_state_dict_strict(net, state_dict, source=str(path))
-    except CheckpointLayoutError as exc:
-        found = identify_layout(state_dict)
-        if found is not None and found != "codeformer":
-            raise CheckpointLayoutError(f"{path}: {describe_layout(found)}, not a {name} checkpoint") from exc
-        raise CheckpointLayoutError(f"{exc} (expected the official CodeFormer layout: codeformer.pth from "
-                                    f"sczhou/CodeFormer, key params_ema or params)") from exc
+    load_official_checkpoint(net, path, name=name, layout="codeformer", release="codeformer.pth from sczhou/CodeFormer")
 
 
 # ------------------------------------------------------------------------------------------------- config and card

@@ -37,9 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import hub
-from ..errors import CheckpointLayoutError
 from .base import Restorer
-from .checkpoints import describe_layout, identify_layout
+from .checkpoints import load_official_checkpoint
 from .diffusion import PerItemNoise
 from .layers.stylegan2_clean import StyleGAN2GeneratorCSFT, noise_resolutions, stylegan_channels
 
@@ -254,15 +253,8 @@ def load_gfpgan_weights(net: GFPGANv1Clean, path: str | os.PathLike, *, name: st
     Raises :class:`CheckpointLayoutError` naming the file and the mismatching keys; when the file is recognisably
     another backend's (CodeFormer, VQFR, DifFace, the original GFPGANv1), the message names that backend.
     """
-    state_dict = hub.load_checkpoint(path, keys=("params_ema", "params"))
-    try:
-        hub.load_state_dict_strict(net, state_dict, source=str(path))
-    except CheckpointLayoutError as exc:
-        found = identify_layout(state_dict)
-        if found is not None and found != "gfpgan_v1_clean":
-            raise CheckpointLayoutError(f"{path}: {describe_layout(found)}, not a {name} checkpoint") from exc
-        raise CheckpointLayoutError(f"{exc} (expected the official GFPGANv1Clean layout: GFPGANv1.4.pth or "
-                                    f"GFPGANv1.3.pth from TencentARC/GFPGAN, key params_ema or params)") from exc
+    load_official_checkpoint(net, path, name=name, layout="gfpgan_v1_clean",
+                             release="GFPGANv1.4.pth or GFPGANv1.3.pth from TencentARC/GFPGAN")
 
 
 # ------------------------------------------------------------------------------------------------- config and cards
