@@ -334,3 +334,53 @@ def test_registered_and_created_with_random_weights_by_name():
     restorer = create_restorer("gfpgan-v1.4", pretrained=False, noise=None)
     assert sum(p.numel() for p in restorer.parameters()) == gfpgan.CARDS["gfpgan-v1.4"].reported["params"]
     assert restorer.weight_files == {"model": ("random-init", None)} and restorer.noise == "seeded"
+
+
+# ------------------------------------------------------------------------------------------- command line
+def _cli(*args, expect: int = 0):
+    from click.testing import CliRunner
+
+    from restorever.cli import cli
+
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == expect, result.output
+    return result
+
+
+def test_cli_option_reaches_the_restorer_and_is_refused_elsewhere(fx, tmp_path, monkeypatch):
+    from restorever.pipeline.evaluate import route_restorer_options
+
+    routed = route_restorer_options(["none", "gfpgan-v1.4", "codeformer"], {"noise": "stored", "fidelity_weight": 0.3})
+    assert routed == {"none": {}, "gfpgan-v1.4": {"noise": "stored"}, "codeformer": {"fidelity_weight": 0.3}}
+    result = _cli("restore", fx_image(tmp_path), "--restorer", "vqfr-v2", "--gfpgan-noise", "stored", "--out",
+                  tmp_path / "o", expect=2)
+    assert "noise apply to none of the restorers vqfr-v2" in result.output
+
+
+def fx_image(tmp_path: Path) -> Path:
+    from PIL import Image
+
+    path = tmp_path / "face.png"
+    Image.new("RGB", (512, 512), (128, 100, 90)).save(path)
+    return path
+
+
+@pytest.mark.slow
+def test_cli_restores_a_real_low_quality_photo_with_a_synthetic_release_checkpoint(faces_root, reference_dir,
+                                                                                   tmp_path):
+    """`restorever restore PHOTO --restorer gfpgan-v1.4 --weights synth.pth` at the released size: a 150x150 web
+    photo is detected, aligned to 512x512, restored and pasted back (random weights; about 20 s on one core)."""
+    import numpy as np
+    from PIL import Image
+
+    weights = tmp_path / "GFPGANv1.4-synthetic.pth"
+    torch.save({"params_ema": synthetic_state_dict(_manifest(reference_dir), seed=5)}, weights)
+    photo = faces_root / "madonna" / "madonna_0001.jpg"
+    out = tmp_path / "restored"
+    result = _cli("restore", photo, "--restorer", "gfpgan-v1.4", "--weights", weights, "--device", "cpu",
+                  "--seed", 3, "--out", out)
+    assert "wrote 1 image(s)" in result.output
+    original = np.asarray(Image.open(photo).convert("RGB"), dtype=np.float64)
+    restored = np.asarray(Image.open(out / "madonna_0001.png"), dtype=np.float64)
+    assert restored.shape == original.shape  # pasted back into the full photo
+    assert np.abs(restored - original).mean() > 5 and restored.std() > 1  # restored by the network, not copied
