@@ -299,6 +299,13 @@ def test_registered_and_created_with_random_weights_by_name():
     assert restorer.weight_files == {"model": ("random-init", None)}
 
 
+
+def test_flops_per_face_as_counted_on_the_official_code():
+    """codeformer.md §8: 809.8 GFLOP for w > 0, 591.7 at w = 0 (the official one-hot lookup adds a 0.13 G matmul)."""
+    assert codeformer.flops_per_face() == pytest.approx(809.8e9 - 0.134e9, rel=2e-4)
+    assert codeformer.flops_per_face(fidelity_weight=0) == pytest.approx(591.7e9 - 0.134e9, rel=2e-4)
+    assert codeformer.flops_per_face(fidelity_weight=1) == codeformer.flops_per_face(fidelity_weight=0.1)
+
 # ------------------------------------------------------------------------------------------- command line
 @pytest.mark.slow
 def test_cli_restores_a_degraded_real_face_with_a_synthetic_release_checkpoint(lfw_root, reference_dir, tmp_path):

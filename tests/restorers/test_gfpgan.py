@@ -384,3 +384,10 @@ def test_cli_restores_a_real_low_quality_photo_with_a_synthetic_release_checkpoi
     restored = np.asarray(Image.open(out / "madonna_0001.png"), dtype=np.float64)
     assert restored.shape == original.shape  # pasted back into the full photo
     assert np.abs(restored - original).mean() > 5 and restored.std() > 1  # restored by the network, not copied
+
+
+def test_flops_per_face_as_counted_on_the_official_code():
+    """395.5 GFLOP per 512x512 face (gfpgan.md §9: convolutions 395.46 G + linears 0.076 G)."""
+    assert gfpgan.flops_per_face() == pytest.approx(395.5e9, rel=1e-3)
+    small = {**gfpgan.CONFIG, "out_size": 128, "num_style_feat": 64, "narrow": 0.125}
+    assert gfpgan.flops_per_face(small) < gfpgan.flops_per_face() / 100

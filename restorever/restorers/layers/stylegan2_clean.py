@@ -12,6 +12,7 @@ kernel for the whole batch (fast for large batches and under autocast); the demo
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Sequence
 
@@ -75,7 +76,10 @@ class ModulatedConv2d(nn.Module):
     def demodulation(self, s: torch.Tensor) -> torch.Tensor:
         """``[B, out]`` factors ``rsqrt(sum_i s_bi^2 * sum_k W_oik^2 + eps)``, in float32 (float64 stays float64)."""
         dtype = torch.promote_types(s.dtype, torch.float32)
-        with torch.autocast(device_type=s.device.type, enabled=False):
+        # autocast off (on a device without autocast, e.g. the meta device used for FLOP counts, nothing to turn off)
+        no_autocast = torch.autocast(device_type=s.device.type, enabled=False) if s.device.type != "meta" \
+            else contextlib.nullcontext()
+        with no_autocast:
             w2 = self.weight[0].to(dtype).pow(2).sum(dim=(2, 3))  # [out, in]
             return torch.rsqrt(s.to(dtype).pow(2) @ w2.t() + self.eps)
 
