@@ -391,3 +391,29 @@ def test_flops_per_face_as_counted_on_the_official_code():
     assert gfpgan.flops_per_face() == pytest.approx(395.5e9, rel=1e-3)
     small = {**gfpgan.CONFIG, "out_size": 128, "num_style_feat": 64, "narrow": 0.125}
     assert gfpgan.flops_per_face(small) < gfpgan.flops_per_face() / 100
+
+
+@pytest.mark.slow
+def test_cli_eval_and_plot_with_gfpgan_released_size(lfw_root, reference_dir, tmp_path, monkeypatch):
+    """`eval --restorer none,gfpgan-v1.4 --scales 16` with a synthetic release-layout checkpoint in the cache dir,
+    then `plot scales` (about a minute on one core)."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("RESTOREVER_HOME", str(home))
+    card = gfpgan.CARDS["gfpgan-v1.4"]
+    folder = home / "weights" / "gfpgan-v1.4"
+    folder.mkdir(parents=True)
+    torch.save({"params_ema": synthetic_state_dict(_manifest(reference_dir), seed=3)},
+               folder / card.weights["model"].filename)
+
+    _cli("eval", "--protocol", "lfw", "--data-root", lfw_root, "--restorer", "none,gfpgan-v1.4", "--scales", 16,
+         "--limit-pairs", 2, "--examples", 1, "--device", "cpu", "--out", tmp_path / "run", "--no-progress")
+    record = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert [(c["restorer"], c["scale"]) for c in record["conditions"]] == [
+        ("none", None), ("none", 16), ("gfpgan-v1.4", 16)]
+    assert record["weights"]["gfpgan-v1.4:model"]["file"].endswith("GFPGANv1.4.pth")
+    restored = [c for c in record["conditions"] if c["restorer"] == "gfpgan-v1.4"][0]
+    degraded = [c for c in record["conditions"] if c["restorer"] == "none" and c["scale"]][0]
+    assert restored["identity"]["per_item"] != degraded["identity"]["per_item"]  # the restorer really ran
+    assert (tmp_path / "run" / record["examples"][0]["images"]["x16/gfpgan-v1.4"]).is_file()
+    _cli("plot", "scales", tmp_path / "run" / "results.json", "-o", tmp_path / "scales.png")
+    assert (tmp_path / "scales.png").stat().st_size > 5_000
