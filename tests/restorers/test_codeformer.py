@@ -164,6 +164,19 @@ def test_reduced_precision_keeps_codes(fx):
     assert half.dtype == images.dtype and 0 < diff.mean().item() < 0.03 and diff.max().item() < 0.5
 
 
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the GPU machine)")
+def test_batched_restore_on_the_gpu_matches_the_cpu(fx):
+    images = (fx["inputs"]["x"] + 1) / 2
+    cpu = _small_restorer(fx, quantize_output=False, precision="fp32").restore(images)
+    for precision, mean_tol in (("fp32", 2e-3), ("auto", 1e-2), ("bf16", 3e-2)):  # fp32 convs may use TF32
+        gpu = _small_restorer(fx, quantize_output=False, precision=precision).to("cuda")
+        with torch.no_grad():
+            codes = gpu.net(images.cuda() * 2 - 1, w=0.5, adain=True)["code_indices"].cpu()
+        assert torch.equal(codes, fx["aux"]["code_indices"]), precision
+        out = gpu.restore(images.cuda()).cpu()
+        assert out.dtype == images.dtype and (out - cpu).abs().mean().item() < mean_tol, precision
+
 def test_option_errors():
     with pytest.raises(ValueError, match=r"fidelity_weight must be in \[0, 1\]"):
         codeformer.create("codeformer", fidelity_weight=1.5, pretrained=False)

@@ -191,6 +191,23 @@ def test_reduced_precision_stays_close(fx):
     assert half.dtype == images.dtype and 0 < diff.mean().item() < 0.02 and diff.max().item() < 0.3
 
 
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the GPU machine)")
+def test_batched_restore_on_the_gpu_matches_the_cpu(fx):
+    images = (fx["inputs"]["x"] + 1) / 2
+    cpu = _small_restorer(fx, noise="stored", quantize_output=False, precision="fp32").restore(images)
+    for precision, mean_tol in (("fp32", 2e-3), ("auto", 1e-2), ("bf16", 3e-2)):  # fp32 convs may use TF32
+        gpu = _small_restorer(fx, noise="stored", quantize_output=False, precision=precision).to("cuda")
+        out = gpu.restore(images.cuda()).cpu()
+        assert out.dtype == images.dtype and (out - cpu).abs().mean().item() < mean_tol, precision
+    seeded = _small_restorer(fx, noise_device="cpu").to("cuda")  # CPU generators: the same noise on any machine
+    draws_gpu = seeded.draw_noise([5, 6], images.cuda())
+    draws_cpu = _small_restorer(fx, noise_device="cpu").draw_noise([5, 6], images)
+    assert all(g.is_cuda and torch.equal(g.cpu(), c) for g, c in zip(draws_gpu, draws_cpu))
+    both = seeded.restore(images.cuda(), seeds=[5, 6])
+    single = seeded.restore(images[1:].cuda(), seeds=[6])  # same noise; only kernel choices may differ
+    assert (both[1:] - single).abs().mean().item() < 1e-3
+
 def test_option_errors():
     with pytest.raises(ValueError, match="noise must be one of seeded, stored"):
         gfpgan.create("gfpgan-v1.4", noise="random", pretrained=False)
@@ -262,6 +279,23 @@ def test_other_backends_files_are_refused_with_the_right_name(reference_dir, tmp
     with pytest.raises(CheckpointLayoutError, match="DifFace's diffusion UNet.*--restorer difface"):
         gfpgan.create("gfpgan-v1.4", weights={"model": str(tmp_path / "iddpm.pth")})
 
+
+
+def test_gfpgan_and_codeformer_files_given_to_vqfr_and_difface_name_their_backend(fx, reference_dir, tmp_path):
+    from restorever.restorers import difface, vqfr
+
+    torch.save({"params_ema": fx["state_dict"]}, tmp_path / "GFPGANv1.4.pth")
+    cf = torch.load(reference_dir / "fixtures" / "codeformer_small.pt", weights_only=False)["state_dict"]
+    torch.save({"params_ema": cf}, tmp_path / "codeformer.pth")
+    with pytest.raises(CheckpointLayoutError, match=r"GFPGANv1\.4\.pth: a GFPGAN .*--restorer gfpgan-v1\.4"):
+        vqfr.create("vqfr-v2", weights={"model": str(tmp_path / "GFPGANv1.4.pth")})
+    with pytest.raises(CheckpointLayoutError, match="CodeFormer checkpoint; use --restorer codeformer"):
+        vqfr.create("vqfr-v1", weights={"model": str(tmp_path / "codeformer.pth")})
+    estimator = torch.load(reference_dir / "fixtures" / "difface_swinir_small.pt", weights_only=False)["state_dict"]
+    torch.save(estimator, tmp_path / "swinir.pth")
+    with pytest.raises(CheckpointLayoutError, match=r"difface unet weights .*GFPGANv1\.4\.pth: a GFPGAN"):
+        difface.create("difface", weights={"unet": str(tmp_path / "GFPGANv1.4.pth"),
+                                           "estimator": str(tmp_path / "swinir.pth")})
 
 def test_incomplete_checkpoint_names_missing_and_unexpected_keys(fx, tmp_path):
     state = dict(fx["state_dict"])
