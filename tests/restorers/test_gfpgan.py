@@ -430,7 +430,7 @@ def test_flops_per_face_as_counted_on_the_official_code():
 @pytest.mark.slow
 def test_cli_eval_and_plot_with_gfpgan_released_size(lfw_root, reference_dir, tmp_path, monkeypatch):
     """`eval --restorer none,gfpgan-v1.4 --scales 16` with a synthetic release-layout checkpoint in the cache dir,
-    then `plot scales` (about a minute on one core)."""
+    then `plot scales` and `report` (about a minute on one core)."""
     home = tmp_path / "home"
     monkeypatch.setenv("RESTOREVER_HOME", str(home))
     card = gfpgan.CARDS["gfpgan-v1.4"]
@@ -451,3 +451,6 @@ def test_cli_eval_and_plot_with_gfpgan_released_size(lfw_root, reference_dir, tm
     assert (tmp_path / "run" / record["examples"][0]["images"]["x16/gfpgan-v1.4"]).is_file()
     _cli("plot", "scales", tmp_path / "run" / "results.json", "-o", tmp_path / "scales.png")
     assert (tmp_path / "scales.png").stat().st_size > 5_000
+    _cli("report", tmp_path / "run")
+    html = next((tmp_path / "run").glob("*.html")).read_text()
+    assert "gfpgan-v1.4" in html
