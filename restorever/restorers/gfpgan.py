@@ -17,7 +17,7 @@ Input/output contract of the restorers (``GFPGANer.enhance(has_aligned=True)``):
 Noise: every StyleGAN2 layer adds a noise map. The official inference draws fresh, unseeded maps on every call, so its
 results are not reproducible. ``noise="seeded"`` (default) draws item ``i``'s maps, in layer order, from a generator
 seeded with ``seeds[i]`` (the run's per-item seed, as DifFace's noise): a face restores the same in any batch, and on
-the CPU a batch of one with seed ``s`` reproduces the official output after ``torch.manual_seed(s)`` exactly.
+the CPU a batch of one with seed ``s`` draws exactly the maps the official code draws after ``torch.manual_seed(s)``.
 ``noise="stored"`` uses the checkpoint's fixed noise buffers (the official ``randomize_noise=False``; deterministic).
 
 Order of this file: network blocks -> GFPGANv1Clean -> restorer adapter -> checkpoint checks -> config/cards ->
