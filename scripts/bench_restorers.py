@@ -6,12 +6,15 @@ Examples::
     python scripts/bench_restorers.py --restorers vqfr-v2 --batch-sizes 1,8,32 --device cuda
     python scripts/bench_restorers.py --restorers vqfr-v2,difface --batch-sizes 1,8 --device cpu --random-weights \\
         --repeats 1 --warmup 0 --option fidelity_ratio=1.0 --json bench.json
+    python scripts/bench_restorers.py --restorers gfpgan-v1.4,codeformer --batch-sizes 1 --device cpu \\
+        --random-weights --threads 1 --repeats 2 --warmup 1
 
 Each restorer is created by name through the registry (``create_restorer``); ``--random-weights`` builds the full
 released configuration with random weights (``pretrained=False``; no checkpoint needed; timing does not depend on
 weight values). Inputs are random 512x512 faces on the chosen device. Reported: median seconds per call, faces/s,
 the speed-up over batch 1 (per face), and the peak memory of one call (CUDA: ``max_memory_allocated``; CPU: sampled
-resident set size). The header records date, machine, torch version, device and git commit, so figures can be
+resident set size). Restorers that count their compute (``flops_per_face()``: DifFace, GFPGAN, CodeFormer) also get
+the achieved GFLOP/s. The header records date, machine, torch version, device and git commit, so figures can be
 compared across machines. Published reference: VQFR (v1) takes 0.36 s per 512x512 face on an A100 (paper).
 """
 from __future__ import annotations
@@ -126,8 +129,11 @@ def bench_one(restorer, batch_sizes: list[int], *, device: torch.device, warmup:
         rows.append(row)
         logging.info("batch %d: %.3f s per call, %.3f faces/s", batch, seconds, batch / seconds)
     base = rows[0]["faces_per_s"] if rows else None
+    flops = restorer.flops_per_face() if hasattr(restorer, "flops_per_face") else None
     for row in rows:
         row["speedup_vs_first"] = row["faces_per_s"] / base if base else None
+        row["gflop_per_face"] = flops / 1e9 if flops else None
+        row["gflop_per_s"] = row["faces_per_s"] * flops / 1e9 if flops else None
     return rows
 
 
@@ -170,13 +176,14 @@ def main(argv: list[str] | None = None) -> int:
                          memory=not args.no_memory)
         results["restorers"][name] = rows
         print(f"\n## {name}")
-        print("| batch | s/call | faces/s | x vs batch 1 | peak memory (GiB) | activations (GiB) |")
-        print("|------:|-------:|--------:|-------------:|------------------:|------------------:|")
+        print("| batch | s/call | faces/s | x vs batch 1 | GFLOP/s | peak memory (GiB) | activations (GiB) |")
+        print("|------:|-------:|--------:|-------------:|--------:|------------------:|------------------:|")
         for row in rows:
             peak = f"{row['peak_bytes'] / 2 ** 30:.2f}" if row.get("peak_bytes") else "-"
             act = f"{row['activation_bytes'] / 2 ** 30:.2f}" if row.get("activation_bytes") is not None else "-"
+            rate = f"{row['gflop_per_s']:.1f}" if row.get("gflop_per_s") else "-"
             print(f"| {row['batch_size']} | {row['seconds']:.3f} | {row['faces_per_s']:.3f} | "
-                  f"{row['speedup_vs_first']:.2f} | {peak} | {act} |")
+                  f"{row['speedup_vs_first']:.2f} | {rate} | {peak} | {act} |")
         if rows and rows[0].get("method"):
             print(f"memory method: {rows[0]['method']}")
         published = PUBLISHED_SECONDS_PER_FACE.get(name)

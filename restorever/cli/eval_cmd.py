@@ -58,6 +58,10 @@ Examples:
               help="DifFace respaced start step (default 0.4 x steps, i.e. t=400 as released).")
 @click.option("--difface-steps", type=int, default=None, help="DifFace length of the DDIM respacing (default 250).")
 @click.option("--difface-eta", type=float, default=None, help="DifFace DDIM eta (default 0.5).")
+@click.option("--codeformer-fidelity", type=float, default=None,
+              help="CodeFormer fidelity weight w in [0, 1] (0 quality, 1 fidelity; default 0.5).")
+@click.option("--gfpgan-noise", type=click.Choice(["seeded", "stored"]), default=None,
+              help="GFPGAN StyleGAN noise: drawn per item from the seed (default) or the checkpoint's fixed maps.")
 @click.option("--cache-dir", type=click.Path(), default=None, help="Cache folder (default: $RESTOREVER_HOME/cache).")
 @click.option("--out", type=click.Path(), default="runs/latest", show_default=True, help="Output folder.")
 @click.option("--examples", type=int, default=4, show_default=True,
@@ -69,15 +73,15 @@ Examples:
 @handle_errors
 def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degradation, degrade_side, seed, detector,
                  limit_pairs, device, batch_size, on_error, flip_test, restorer_weights, recognizer_weights,
-                 vqfr_fidelity, difface_start, difface_steps, difface_eta, cache_dir, out, examples, no_progress,
-                 dry_run, **ident):
+                 vqfr_fidelity, difface_start, difface_steps, difface_eta, codeformer_fidelity, gfpgan_noise,
+                 cache_dir, out, examples, no_progress, dry_run, **ident):
     """Evaluate verification accuracy of clean, degraded and restored faces."""
     from ..hub import parse_weights_option
     from ..pipeline.evaluate import EvalConfig, evaluate
     from ..reports.results import results_table, write_run
 
     options = {"fidelity_ratio": vqfr_fidelity, "start_step": difface_start, "steps": difface_steps,
-               "eta": difface_eta}
+               "eta": difface_eta, "fidelity_weight": codeformer_fidelity, "noise": gfpgan_noise}
     names = _split(restorers)
     options = {k: v for k, v in options.items() if v is not None}
     from ..datasets_ident import is_ident_protocol

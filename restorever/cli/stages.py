@@ -89,7 +89,9 @@ def _write_png(path: Path, array) -> None:
 @click.command("restore", epilog="\b\nExamples:\n  restorever restore face.png --restorer vqfr-v2 "
                                  "--weights VQFR_v2.pth "
                                  "--out restored/\n  restorever restore photo.jpg --restorer difface --weights "
-                                 "unet=U.pth,estimator=E.pth --out restored/")
+                                 "unet=U.pth,estimator=E.pth --out restored/\n  restorever restore face.png "
+                                 "--restorer codeformer --weights codeformer.pth --codeformer-fidelity 0.7 "
+                                 "--out restored/")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--restorer", required=True, help="Restorer name (`restorever restorers`).")
 @click.option("--weights", default=None, help="FILE or ROLE=FILE,ROLE=FILE (explicit local checkpoint).")
@@ -102,10 +104,13 @@ def _write_png(path: Path, array) -> None:
 @click.option("--difface-start", type=int, default=None)
 @click.option("--difface-steps", type=int, default=None)
 @click.option("--difface-eta", type=float, default=None)
+@click.option("--codeformer-fidelity", type=float, default=None, help="CodeFormer w in [0, 1] (default 0.5).")
+@click.option("--gfpgan-noise", type=click.Choice(["seeded", "stored"]), default=None,
+              help="GFPGAN noise: per image from --seed (default) or the checkpoint's fixed maps.")
 @click.option("--out", type=click.Path(), required=True)
 @handle_errors
 def restore_command(images, restorer, weights, aligned, detector, device, seed, vqfr_fidelity, difface_start,
-                    difface_steps, difface_eta, out):
+                    difface_steps, difface_eta, codeformer_fidelity, gfpgan_noise, out):
     """Restore faces: aligned 512x512 crops directly, other photos via detection, alignment and paste-back."""
     import torch
     from tqdm.auto import tqdm
@@ -119,7 +124,7 @@ def restore_command(images, restorer, weights, aligned, detector, device, seed, 
 
     dev = resolve_device(device)
     options = {"fidelity_ratio": vqfr_fidelity, "start_step": difface_start, "steps": difface_steps,
-               "eta": difface_eta}
+               "eta": difface_eta, "fidelity_weight": codeformer_fidelity, "noise": gfpgan_noise}
     from ..pipeline.evaluate import route_restorer_options
 
     routed = route_restorer_options([restorer], options)[restorer]

@@ -22,8 +22,9 @@ from .results import condition_label
 log = logging.getLogger(__name__)
 
 #: one colour per restorer across every figure
-RESTORER_COLOURS = {"none": "#4d4d4d", "vqfr-v1": "#1f77b4", "vqfr-v2": "#2ca02c", "difface": "#d62728"}
-_EXTRA = ["#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#ff7f0e"]
+RESTORER_COLOURS = {"none": "#4d4d4d", "vqfr-v1": "#1f77b4", "vqfr-v2": "#2ca02c", "difface": "#d62728",
+                    "gfpgan-v1.4": "#ff7f0e", "gfpgan-v1.3": "#bcbd22", "codeformer": "#9467bd"}
+_EXTRA = ["#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#aec7e8", "#98df8a"]
 CLEAN_COLOUR = "#000000"
 #: line styles of the degraded scales, mildest first
 _SCALE_LINESTYLES = ["-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 1)), (0, (6, 2))]

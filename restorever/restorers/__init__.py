@@ -1,6 +1,7 @@
 """Restorer registry: ``create_restorer(name)``, ``list_restorers()``.
 
-Backends (one module each): ``baselines`` (``none``), ``vqfr`` (``vqfr-v1``, ``vqfr-v2``), ``difface``.
+Backends (one module each): ``baselines`` (``none``), ``vqfr`` (``vqfr-v1``, ``vqfr-v2``), ``difface``,
+``gfpgan`` (``gfpgan-v1.4``, ``gfpgan-v1.3``), ``codeformer``.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ REGISTRY = Registry("restorer", [
     "restorever.restorers.baselines",
     "restorever.restorers.vqfr",
     "restorever.restorers.difface",
+    "restorever.restorers.gfpgan",
+    "restorever.restorers.codeformer",
 ])
 
 

@@ -24,10 +24,11 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..errors import WeightsNotFoundError
+from ..errors import CheckpointLayoutError, WeightsNotFoundError
 from ..hub import (ModelCard, WeightFile, get_cache_dir, load_checkpoint, load_state_dict_strict, resolve_weights,
                    sha256_file)
 from .base import Restorer
+from .checkpoints import describe_layout, identify_layout
 from .diffusion import DiffusionSchedule, NoiseSource, PerItemNoise, StepCallback, ddim_loop
 from .layers.difface_unet import DiffusionUNet
 from .layers.swinir import SwinIR, SwinTransformerBlock, WindowAttention, relative_position_index, \
@@ -193,8 +194,14 @@ def _build_loaded(cls: type, config: Mapping[str, Any], path: Path, role: str,
     if isinstance(module, SwinIR):
         state_dict = swinir_checkpoint_filter(state_dict, module)
     # Key/shape check with a clear error, done on shape-only copies; then adopt the loaded tensors.
-    load_state_dict_strict(module, {k: v.to("meta") for k, v in state_dict.items()},
-                           source=f"difface {role} weights {path}")
+    try:
+        load_state_dict_strict(module, {k: v.to("meta") for k, v in state_dict.items()},
+                               source=f"difface {role} weights {path}")
+    except CheckpointLayoutError as exc:
+        other = identify_layout(state_dict)  # another backend's file (GFPGAN, CodeFormer, VQFR)
+        if other is not None and not other.startswith("difface"):
+            raise CheckpointLayoutError(f"difface {role} weights {path}: {describe_layout(other)}") from exc
+        raise
     state_dict = {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
     module.load_state_dict(state_dict, strict=True, assign=True)
     return module.to(device).eval().requires_grad_(False)

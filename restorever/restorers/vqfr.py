@@ -40,6 +40,7 @@ from torch import nn
 from .. import hub
 from ..errors import CheckpointLayoutError
 from .base import Restorer, check_faces
+from .checkpoints import describe_layout, identify_layout
 from .layers.vqfr_blocks import (AttnBlock, BilinearResample, NearestUpsample, ResnetBlock, StridedDownsample,
                                  TextureWarpingModule, group_norm, nearest_code_indices, upsample_guide)
 
@@ -550,6 +551,9 @@ def load_vqfr_weights(net: nn.Module, path: str | os.PathLike, *, name: str) -> 
             other = "vqfr-v1" if found == "vqfr_v1" else "vqfr-v2"
             raise CheckpointLayoutError(
                 f"{path}: this is a {other} checkpoint, not {name}; use --restorer {other}") from exc
+        other_backend = identify_layout(state_dict)  # a GFPGAN, CodeFormer or DifFace file
+        if other_backend is not None and not other_backend.startswith("vqfr"):
+            raise CheckpointLayoutError(f"{path}: {describe_layout(other_backend)}, not a {name} checkpoint") from exc
         raise CheckpointLayoutError(f"{exc} (expected the official {name} layout: VQFR_v1-33a1fac5.pth or "
                                     f"VQFR_v2.pth from TencentARC/VQFR, key params_ema or params)") from exc
 

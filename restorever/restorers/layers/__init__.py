@@ -8,4 +8,8 @@ here and importing one backend never pulls in another's blocks. Current modules:
 * ``modulated_deform_conv`` -- modulated deformable convolution (DCNv2) on ``torchvision.ops.deform_conv2d``, with
   the offset/mask layout of the BasicSR/VQFR ``DCNv2Pack`` checkpoints.
 * ``difface_unet``, ``swinir`` -- DifFace's diffusion UNet and SwinIR estimator (used by ``restorers/difface.py``).
+* ``stylegan2_clean`` -- StyleGAN2 "clean" modulated convolutions and GFPGAN's SFT-conditioned generator
+  (used by ``restorers/gfpgan.py``).
+* ``codeformer_blocks`` -- CodeFormer's VQGAN block lists (built from ``vqfr_blocks``), code transformer layer,
+  fusion block and AdaIN (used by ``restorers/codeformer.py``).
 """
