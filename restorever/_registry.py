@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import UnknownNameError
-from .hub import ModelCard
+
+if TYPE_CHECKING:  # annotations only: the registry sits below hub in the layers
+    from .hub import ModelCard
 
 
 class Registry:

@@ -288,6 +288,6 @@ def load_ident_protocol(name_or_path: str = "lfw-ident", *, data_root: str | os.
         raise DataNotFoundError(f"{root / folder}: {len(missing)} people of {people_file.name} have no folder "
                                 f"(e.g. {', '.join(missing[:3])}); is this the matching LFW tree?")
 
-    from .protocol import _reader  # the verification reader: safe paths, typed errors for any read failure
+    from .protocol import image_reader  # the verification reader: safe paths, typed errors for any read failure
 
-    return IdentProtocol(spec["protocol"], spec, root, people, folder, people_file, _reader(root))
+    return IdentProtocol(spec["protocol"], spec, root, people, folder, people_file, image_reader(root))

@@ -170,7 +170,7 @@ def load_lfw_pairs(root: Path, files: Sequence[Path], folders: Sequence[str] = L
 
 # ---------------------------------------------------------------------------------------------------- pairs CSV
 
-def _csv_rows(reader, source: str):
+def csv_rows(reader, source: str):
     """``(line_no, row)`` pairs; a malformed row (stray CR, a field over the size limit) is a ProtocolError."""
     line_no = 0
     while True:
@@ -204,7 +204,7 @@ def parse_pairs_csv(text: str, *, source: str = "pairs.csv", n_folds: int = 10) 
     reader = csv.reader(io.StringIO(text.replace("\r\n", "\n")))
     a, b, same, fold, lines = [], [], [], [], []
     has_fold = None
-    for line_no, row in _csv_rows(reader, source):
+    for line_no, row in csv_rows(reader, source):
         row = [c.strip() for c in row]
         if not row or all(not c for c in row) or row[0].startswith("#"):
             continue
@@ -528,7 +528,7 @@ def load_protocol(name_or_path: str = "lfw", *, data_root: str | os.PathLike | N
         source = str(p)
     for item in pair_list.images():  # reject escaping paths up front, before any work
         safe_join(root, item, what="image path")
-    return Protocol(spec["protocol"], spec, root, pair_list, _reader(root), source=source)
+    return Protocol(spec["protocol"], spec, root, pair_list, image_reader(root), source=source)
 
 
 def _pairs_path(root: Path, pairs: str | os.PathLike) -> Path:
@@ -542,7 +542,7 @@ def _pairs_path(root: Path, pairs: str | os.PathLike) -> Path:
     return p
 
 
-def _reader(root: Path) -> Callable[[str], bytes]:
+def image_reader(root: Path) -> Callable[[str], bytes]:
     def read(item: str) -> bytes:
         path = safe_join(root, item, what="image path")
         try:

@@ -757,7 +757,7 @@ def _landmarks(record: dict[str, Any], cache, items: list[str], shas: dict[str, 
 
 
 def _check_embeddings(record, cache, shas, landmarks, identity, report: RunValidation) -> None:
-    from .pipeline.evaluate import _identity, _score
+    from .metrics.similarity import identity_to_clean, score_pairs
 
     cfg = record["config"]
     pairs = record["pairs"]
@@ -811,7 +811,7 @@ def _check_embeddings(record, cache, shas, landmarks, identity, report: RunValid
             problems.append(f"{label}: a stored score is beyond float range")
             continue
         similarities = [cond["similarity"]] if cond.get("similarity") else ["cosine", "euclidean"]
-        errors = {s: float(np.max(np.abs(_score(s, a, b).astype(np.float64) - stored))) for s in similarities}
+        errors = {s: float(np.max(np.abs(score_pairs(s, a, b).astype(np.float64) - stored))) for s in similarities}
         best = min(errors, key=errors.get)
         if errors[best] > 1e-5:
             problems.append(f"{label}: the cached embeddings do not reproduce the stored scores ({best} similarity: "
@@ -823,7 +823,7 @@ def _check_embeddings(record, cache, shas, landmarks, identity, report: RunValid
             clean = embeddings("none", None, probes, f"{label}.identity")
             emb = clean if scale is None else embeddings(restorer, scale, probes, f"{label}.identity")
             if len(problems) == before:
-                _compare(ident, _identity(clean, emb, probes), f"{label}.identity", problems, rel=1e-5, abs_=1e-6)
+                _compare(ident, identity_to_clean(clean, emb, probes), f"{label}.identity", problems, rel=1e-5, abs_=1e-6)
     report.checked["cache entries"] = sum(len(t) for t in loaded.values())
     report.problems += _cut(problems, "cache")
 

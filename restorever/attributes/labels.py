@@ -74,9 +74,9 @@ def parse_kumar_ages(text: str, groups: AgeGroups, *, source: str = "lfw_attribu
     The rule is :func:`restorever.attributes.groups.kumar_age_years` (Senior > 0 -> 65 years, else 40 years), binned
     with ``groups``.
     """
-    from ..protocol import _csv_rows
+    from ..protocol import csv_rows
 
-    rows = _csv_rows(csv.reader(io.StringIO(text.replace("\r\n", "\n")), delimiter="\t"), source)
+    rows = csv_rows(csv.reader(io.StringIO(text.replace("\r\n", "\n")), delimiter="\t"), source)
     header = next(rows, (1, None))[1]
     if not header or "person" not in header or "imagenum" not in header or "Senior" not in header:
         raise ProtocolError(f"{source}: expected a TSV header with person, imagenum and Senior columns")

@@ -152,7 +152,7 @@ class EmbeddingAttributePredictor:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the checkpoint atomically (``torch.save`` of tensors + a JSON string; loads with weights_only)."""
-        from ..pipeline.cache import atomic_write_bytes
+        from ..files import atomic_write_bytes
         import io
 
         meta = self.describe()

@@ -62,7 +62,7 @@ def fit_command(protocol, data_root, recognizer, recognizer_weights, detector, d
     """Fit the probe on clean embeddings of the protocol's labelled images; report held-out accuracy and ECE."""
     from ..attributes.predictor import FitOptions, report_table
     from ..hub import parse_weights_option
-    from ..pipeline.cache import atomic_write_text
+    from ..files import atomic_write_text
     from ..pipeline.identification import IdentConfig, fit_attributes, json_safe
 
     config = IdentConfig(protocol=protocol, data_root=data_root, recognizer=recognizer,

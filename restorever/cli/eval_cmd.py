@@ -7,20 +7,7 @@ import click
 
 from . import handle_errors
 from .ident_cmd import ident_only_options
-
-
-def _split(text: str | None) -> list[str]:
-    return [t.strip() for t in (text or "").split(",") if t.strip()]
-
-
-def _scales(text: str | None) -> list[int]:
-    out = []
-    for t in _split(text):
-        try:
-            out.append(int(t.lower().lstrip("x")))
-        except ValueError:
-            raise click.BadParameter(f"{t!r} is not an integer scale (e.g. 4,8,16)", param_hint="--scales") from None
-    return out
+from .options import parse_scales, split_list
 
 
 EPILOG = """\b
@@ -82,7 +69,7 @@ def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degr
 
     options = {"fidelity_ratio": vqfr_fidelity, "start_step": difface_start, "steps": difface_steps,
                "eta": difface_eta, "fidelity_weight": codeformer_fidelity, "noise": gfpgan_noise}
-    names = _split(restorers)
+    names = split_list(restorers)
     options = {k: v for k, v in options.items() if v is not None}
     from ..datasets_ident import is_ident_protocol
 
@@ -97,7 +84,7 @@ def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degr
         return
     config = EvalConfig(
         protocol=protocol, data_root=data_root, pairs=pairs, restorers=names, recognizer=recognizer,
-        scales=_scales(scales), degradation=degradation, degrade_side=degrade_side, seed=seed,
+        scales=parse_scales(scales), degradation=degradation, degrade_side=degrade_side, seed=seed,
         limit_pairs=limit_pairs, device=device, batch_size=batch_size, detector=detector, on_error=on_error,
         flip_test=flip_test, restorer_weights=parse_weights_option(restorer_weights),
         recognizer_weights=parse_weights_option(recognizer_weights), restorer_options=options,

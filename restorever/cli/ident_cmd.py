@@ -100,15 +100,16 @@ def run_ident(*, protocol="lfw-ident", data_root=None, restorers="none", recogni
     """Build the config from CLI-style values, run the evaluation, write the outputs, echo the tables (with
     ``dry_run``, echo the work plan only and return None)."""
     from ..hub import parse_weights_option
-    from .eval_cmd import _scales, _split
-    from ..pipeline.identification import IdentConfig, evaluate_identification, ident_tables, write_ident_run
+    from .options import parse_scales, split_list
+    from ..pipeline.identification import IdentConfig, evaluate_identification
+    from ..reports.ident import ident_tables, write_ident_run
 
     flt = None
     if attribute_filter is not None:
-        flt = [] if attribute_filter.strip().lower() in ("", "none") else _split(attribute_filter)
+        flt = [] if attribute_filter.strip().lower() in ("", "none") else split_list(attribute_filter)
     config = IdentConfig(
-        protocol=protocol, data_root=data_root, restorers=_split(restorers) if isinstance(restorers, str)
-        else list(restorers), recognizer=recognizer, scales=_scales(scales) if isinstance(scales, str)
+        protocol=protocol, data_root=data_root, restorers=split_list(restorers) if isinstance(restorers, str)
+        else list(restorers), recognizer=recognizer, scales=parse_scales(scales) if isinstance(scales, str)
         else list(scales), degradation=degradation, seed=seed, detector=detector, device=device,
         batch_size=batch_size, on_error=on_error, flip_test=flip_test,
         restorer_weights=parse_weights_option(restorer_weights),

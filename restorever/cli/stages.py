@@ -39,7 +39,7 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
     from ..pipeline.cache import ArrayCache, atomic_write_text
     from ..pipeline.evaluate import align_items, landmark_stage, limit_pairs as limit, resolve_device
     from ..protocol import load_protocol
-    from .eval_cmd import _scales
+    from .options import parse_scales
 
     proto = load_protocol(protocol, data_root=data_root, pairs=pairs)
     pair_list = limit(proto.pairs, limit_pairs)
@@ -54,7 +54,7 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
     deg = Degradation(degradation)
     out = Path(out)
     records = []
-    scale_list = _scales(scales)
+    scale_list = parse_scales(scales)
     for start in tqdm(range(0, len(items), batch_size), desc="degrade", unit="batch"):
         batch = items[start:start + batch_size]
         faces, _ = align_items(proto, batch, info, dev)
@@ -77,7 +77,7 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
 def _write_png(path: Path, array) -> None:
     from PIL import Image
 
-    from ..pipeline.cache import atomic_write_bytes
+    from ..files import atomic_write_bytes
     import io
 
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,14 +12,11 @@ error the command line turns into one line; the entries finished before it stay,
 """
 from __future__ import annotations
 
-import errno
-import functools
 import hashlib
 import io
 import json
 import logging
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -27,19 +24,15 @@ from typing import Any
 import numpy as np
 
 from ..errors import RestoreverError
+from ..files import NO_SPACE_ERRNOS, DiskFullError, atomic_write_bytes, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
+__all__ = ["ArrayCache", "CacheWriteError", "DiskFullError", "atomic_write_bytes", "atomic_write_text", "cache_key",
+           "landmarks_key", "restored_key", "embedding_key", "STAGE_VERSIONS"]
+
 #: bump a stage's version when its numerical output changes, so old entries are not reused
 STAGE_VERSIONS = {"landmarks": 1, "restored": 1, "embedding": 1}
-
-
-#: errno values that mean "no space left" (a full disk or an exhausted quota)
-_NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
-
-
-class DiskFullError(RestoreverError, OSError):
-    """A write failed because the disk (or quota) is full; nothing partial was left behind."""
 
 
 class CacheWriteError(RestoreverError, OSError):
@@ -177,7 +170,7 @@ class ArrayCache:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(path, buf.getvalue())
         except OSError as exc:
-            full = exc.errno in _NO_SPACE
+            full = exc.errno in NO_SPACE_ERRNOS
             reason = "disk full" if full else (exc.strerror or type(exc).__name__)
             fix = "free some space" if full else "make it writable"
             error = CacheWriteError(
@@ -186,53 +179,3 @@ class ArrayCache:
                 f"to resume")
             error.errno = exc.errno
             raise error from exc
-
-
-@functools.lru_cache(maxsize=1)
-def _umask() -> int:
-    """The process umask (read once, without changing it where /proc allows)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)  # fallback: read by setting (restored at once)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temporary file in the same folder, fsync, rename.
-
-    The file gets the usual permissions (``0o666`` minus the umask), not the private ``0o600`` of a temporary file.
-    On any failure (a full disk included, raised as :class:`DiskFullError`) or interruption the temporary file is
-    removed and ``path`` is left as it was.
-    """
-    path = Path(path)
-    tmp = None
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-            os.fchmod(fh.fileno(), 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-        if isinstance(exc, OSError) and not isinstance(exc, RestoreverError) and exc.errno in _NO_SPACE:
-            error = DiskFullError(f"{path}: disk full while writing it; nothing partial was left (the file is as it "
-                                  f"was before); free some space and rerun")
-            error.errno = exc.errno
-            raise error from exc
-        raise
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))

@@ -9,7 +9,6 @@ import datetime as _dt
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 import logging
-import platform
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,10 +17,11 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ..errors import ConfigError, FaceNotFoundError, RestoreverError
-from ..metrics.similarity import score_pairs
+from ..metrics.similarity import identity_to_clean, score_pairs
 from ..protocol import PairList, Protocol, load_protocol
 from . import distributed
 from .cache import ArrayCache, landmarks_key
+from .environment import environment_info, restorever_version
 from .identity import RunIdentity, conditions_of, device_kind, weights_files
 from .stages import align_faces, detect_each, embed_faces, restore_faces
 
@@ -124,13 +124,6 @@ class ImageInfo:
     def __init__(self, sha256: str | None = None, landmarks: np.ndarray | None = None, error: str | None = None,
                  no_face: bool = False):
         self.sha256, self.landmarks, self.error, self.no_face = sha256, landmarks, error, no_face
-
-
-_score = score_pairs  # old name, still imported by restorever/validate.py; use metrics.similarity.score_pairs
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return score_pairs("cosine", a, b)
 
 
 def landmark_stage(protocol: Protocol, items: Sequence[str], *, detector: str, device, cache: ArrayCache,
@@ -390,7 +383,7 @@ def save_examples(ctx: RunContext, items: Sequence[str], info: dict[str, "ImageI
     record per item: ``{"item", "clean": relpath, "images": {"x8/degraded": relpath, "x8/none": relpath, ...}}``.
     """
     from ..images import to_uint8
-    from .cache import atomic_write_bytes
+    from ..files import atomic_write_bytes
 
     config = ctx.config
     out = Path(out)
@@ -547,7 +540,7 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
             "degrade_side": config.degrade_side,
             "recognizer": config.recognizer,
             "verification": verification_report(scores, valid.same, valid.fold),
-            "identity": _identity(clean, emb, [i for i in needed_images if i in emb and (i in probe_set or not scale)]),
+            "identity": identity_to_clean(clean, emb, [i for i in needed_images if i in emb and (i in probe_set or not scale)]),
             "scores": {"same": valid.same.tolist(), "fold": valid.fold.tolist(), "score": scores.tolist()},
         }
         records.append(record)
@@ -567,10 +560,10 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
                 for item, rec in zip(items, params.to_records()):
                     degradation_records.append({"item": item, "scale": scale, **rec})
     return {
-        "restorever_version": _version(),
+        "restorever_version": restorever_version(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "config": asdict(config),
-        "environment": _environment(device),
+        "environment": environment_info(device),
         "weights": {**{n: {"file": f, "sha256": s} for n, (f, s) in weights_files(recognizer).items()},
                     **{n: {"file": f, "sha256": s} for r in restorers.values()
                        for n, (f, s) in weights_files(r).items()}},
@@ -591,7 +584,7 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
 
 def _record_costs(ctx: RunContext, timings: dict[str, float], n_landmarks: int) -> None:
     """Store this run's measured seconds per item of each stage, for ``--dry-run`` estimates."""
-    from .plan import record_costs
+    from .costs import record_costs
 
     config = ctx.config
     restorers = [r for r in config.restorers if r != "none"]
@@ -608,32 +601,5 @@ def _record_costs(ctx: RunContext, timings: dict[str, float], n_landmarks: int) 
         logger.debug("could not record stage costs: %s", exc)
 
 
-def _identity(clean: dict[str, np.ndarray], emb: dict[str, np.ndarray], items: list[str]) -> dict[str, Any]:
-    if not items:
-        return {"cosine_to_clean_mean": None, "n": 0}
-    cos = _cosine(np.stack([emb[i] for i in items]), np.stack([clean[i] for i in items]))
-    dist = np.linalg.norm(np.stack([emb[i] for i in items]) - np.stack([clean[i] for i in items]), axis=1)
-    return {"cosine_to_clean_mean": float(cos.mean()), "cosine_to_clean_std": float(cos.std()),
-            "cosine_to_clean_median": float(np.median(cos)), "l2_to_clean_mean": float(dist.mean()), "n": len(items),
-            "per_item": {i: round(float(c), 6) for i, c in zip(items, cos)}}
-
-
 def _describe(protocol: Protocol, item: str) -> str:
     return str(protocol.root / item) if protocol.root is not None else f"{protocol.source}[{item}]"
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__
-
-
-def _environment(device) -> dict[str, Any]:
-    import torch
-
-    env = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-           "cuda": torch.version.cuda if torch.cuda.is_available() else None, "device": str(device),
-           "platform": platform.platform(), "cpu_count": __import__("os").cpu_count()}
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
-    return env

@@ -6,7 +6,7 @@ every image clean and of every probe degraded + restored per condition (the shar
 FAISS search per condition: unfiltered, filtered by the predicted attributes, and filtered after the re-weighting
 module -> ``retrieval`` and ``attributes`` sections per condition.
 
-Nothing is written here except cache entries; :func:`write_ident_run` writes ``results.json``, ``results.md`` and
+Nothing is written here except cache entries; :func:`restorever.reports.ident.write_ident_run` writes ``results.json``, ``results.md`` and
 ``cmc.png``.
 """
 from __future__ import annotations
@@ -23,8 +23,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import RestoreverError
-from .evaluate import (EvalConfig, RunContext, _environment, _version, apply_error_policy, apply_fallback_landmarks,
-                       build_context, embed_conditions, landmark_stage)
+from .environment import environment_info, restorever_version
+from .evaluate import (EvalConfig, RunContext, apply_error_policy, apply_fallback_landmarks, build_context,
+                       embed_conditions, landmark_stage)
 from .identity import weights_files
 
 logger = logging.getLogger(__name__)
@@ -366,10 +367,10 @@ def evaluate_identification(config: IdentConfig, *, progress: bool = True) -> di
     for r in ctx.restorers.values():
         weights.update({n: {"file": f, "sha256": s} for n, (f, s) in weights_files(r).items()})
     return {
-        "restorever_version": _version(),
+        "restorever_version": restorever_version(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "config": asdict(config),
-        "environment": _environment(ctx.device),
+        "environment": environment_info(ctx.device),
         "weights": weights,
         "protocol": {**prep.ident.describe(prep.options), "task": "identification", **split.summary(),
                      "skipped": split.skipped, "landmark_fallbacks": prep.fallbacks,
@@ -450,70 +451,3 @@ def json_safe(obj: Any) -> Any:
     if isinstance(obj, np.generic):
         return json_safe(obj.item())
     return obj
-
-
-def _pct(x: Any) -> str:
-    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
-
-
-def _label(cond: Mapping[str, Any]) -> str:
-    return "clean" if cond.get("scale") is None else f"{cond['restorer']} x{cond['scale']}"
-
-
-def ident_tables(record: Mapping[str, Any]) -> str:
-    """Markdown tables: retrieval per condition, then attributes per condition."""
-    rows = ["| condition | rank-1 % | rank-5 % | rank-10 % | mAP % | filtered rank-1 % | filtered mAP % | "
-            "gallery searched % | rank-1 lost to filter % | reweighted filtered rank-1 % | search ms/query |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for cond in record["conditions"]:
-        r = cond["retrieval"]
-        f = r.get("filtered") or {}
-        fr = r.get("filtered_reweighted") or {}
-        ms = f.get("search_ms_per_query", r.get("search_ms_per_query"))
-        rows.append(f"| {_label(cond)} | {_pct(r['rank1'])} | {_pct(r['rank5'])} | {_pct(r['rank10'])} | "
-                    f"{_pct(r['map'])} | {_pct(f.get('rank1'))} | {_pct(f.get('map'))} | "
-                    f"{_pct(f.get('gallery_fraction'))} | {_pct(f.get('rank1_lost_to_filter'))} | "
-                    f"{_pct(fr.get('rank1'))} | {'—' if ms is None else f'{ms:.3f}'} |")
-    out = "\n".join(rows)
-    if any(c.get("attributes") for c in record["conditions"]):
-        rows = ["| condition | gender acc % (raw / reweighted) | age acc % (raw / reweighted) | gender ECE % | "
-                "age ECE % | gender flip % | age group changed % |", "|---|---|---|---|---|---|---|"]
-        for cond in record["conditions"]:
-            a = cond.get("attributes") or {}
-            raw, rw = a.get("raw", {}), a.get("reweighted", {})
-
-            def pair(attr: str, key: str) -> str:
-                return (f"{_pct(raw.get(attr, {}).get(key))} / {_pct(rw.get(attr, {}).get(key))}" if rw
-                        else _pct(raw.get(attr, {}).get(key)))
-
-            rows.append(f"| {_label(cond)} | {pair('gender', 'accuracy')} | {pair('age', 'accuracy')} | "
-                        f"{pair('gender', 'ece')} | {pair('age', 'ece')} | {_pct(a.get('gender_flip_rate'))} | "
-                        f"{_pct(a.get('age_group_change_rate'))} |")
-        out += "\n\n" + "\n".join(rows)
-    return out
-
-
-def write_ident_run(record: Mapping[str, Any], out: str | Path) -> dict[str, Path]:
-    """Write ``results.md``, ``cmc.png`` and, last and atomically, ``results.json`` into ``out``."""
-    from .cache import atomic_write_text
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    record = json_safe(dict(record))
-    proto = record["protocol"]
-    cfg = record["config"]
-    md = [f"# restorever identification: {proto['name']} / {cfg['recognizer']}", "",
-          f"- created {record['created']}, restorever {record['restorever_version']}, device "
-          f"{record['environment'].get('device')}",
-          f"- gallery {proto['gallery_size']} ({proto['enrolled_people']} enrolled + {proto['distractors']} "
-          f"distractors), probes {proto['probes']}; split options {proto['split_options']}",
-          f"- degradation {cfg['degradation'] if cfg['scales'] else 'none'} at scales {cfg['scales'] or '—'}, "
-          f"seed {cfg['seed']}; index {record['index']['backend']}/{record['index']['index']}, "
-          f"filter {record.get('attribute_filter')}", "", ident_tables(record), ""]
-    paths = {"markdown": out / "results.md", "cmc": out / "cmc.png", "results": out / "results.json"}
-    atomic_write_text(paths["markdown"], "\n".join(md))
-    from ..reports.plots import plot_cmc
-
-    plot_cmc([record], paths["cmc"])
-    atomic_write_text(paths["results"], json.dumps(record, indent=1, allow_nan=False))
-    return paths

@@ -2,37 +2,14 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import RestoreverError
+from .costs import load_costs
 
 logger = logging.getLogger(__name__)
-
-COSTS_FILE = "costs.json"
-
-
-def record_costs(cache_root: Path | None, device_type: str, counts: dict[str, int], seconds: dict[str, float],
-                 names: dict[str, str]) -> None:
-    """Remember measured seconds per item of each stage on this machine (``<cache>/costs.json``) for estimates."""
-    if cache_root is None:
-        return
-    path = Path(cache_root) / COSTS_FILE
-    try:
-        costs = json.loads(path.read_text()) if path.exists() else {}
-    except (OSError, json.JSONDecodeError):
-        costs = {}
-    for stage, n in counts.items():
-        if n > 0 and seconds.get(stage, 0) > 0:
-            costs[f"{device_type}|{stage}|{names.get(stage, '')}"] = seconds[stage] / n
-    from .cache import atomic_write_text
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(costs, indent=1, sort_keys=True))
-
 
 def describe_plan(config) -> str:
     """A human-readable work plan for ``config`` (nothing is computed or written): verification protocols plan
@@ -105,11 +82,7 @@ def _plan(ctx, images: list[str], probes: set[str], header: str) -> str:
 
 
 def _estimate(ctx, config, n_landmarks: int, todo: dict[str, int]) -> str:
-    path = Path(ctx.cache.root) / COSTS_FILE if ctx.cache.root else None
-    try:
-        costs = json.loads(path.read_text()) if path and path.exists() else {}
-    except (OSError, json.JSONDecodeError):
-        costs = {}
+    costs = load_costs(ctx.cache.root)
     dev = ctx.device.type
     known = True
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..pipeline.environment import restorever_version
 from .results import RESULTS_FILE, STATISTICS_NOTE, comparison_cell, condition_label, load_results, results_table
 
 log = logging.getLogger(__name__)
@@ -228,7 +229,7 @@ def render_html(record: dict[str, Any], tables: Sequence[Table], figures: dict[s
             parts.append(_html_table(table))
     stamp = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     parts.append(f'<p class="note">Report written {html.escape(stamp)} from {html.escape(RESULTS_FILE)} by '
-                 f"restorever {html.escape(str(_version()))}.</p></body></html>")
+                 f"restorever {html.escape(str(restorever_version()))}.</p></body></html>")
     return "\n".join(parts) + "\n"
 
 
@@ -302,7 +303,7 @@ def build_report(run_dir: str | Path, *, html_path: str | Path | None = None, ma
     Returns:
         ``{"html": Path, "markdown": Path, "figures": {name: [Path, ...]}, "skipped_figures": {name: reason}}``.
     """
-    from ..pipeline.cache import atomic_write_text
+    from ..files import atomic_write_text
     from .plots import plot_all
     from .statistics import add_comparisons
 
@@ -331,9 +332,3 @@ def _relative(path: Path, start: Path) -> str:
     import os
 
     return Path(os.path.relpath(path.resolve(), start.resolve())).as_posix()
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import RestoreverError
-from .results import condition_label
+from .labels import condition_label
 
 log = logging.getLogger(__name__)
 

@@ -7,16 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RestoreverError
-from ..pipeline.cache import atomic_write_text
+from ..files import atomic_write_text
+from .labels import condition_label
 
 RESULTS_FILE = "results.json"
-
-
-def condition_label(cond: dict[str, Any]) -> str:
-    """``clean`` or ``RESTORER xSCALE``."""
-    if cond.get("scale") is None:
-        return "clean"
-    return f"{cond['restorer']} x{cond['scale']}"
 
 
 def _pct(x: Any, digits: int = 2) -> str:

@@ -23,7 +23,7 @@ import torch
 from click.testing import CliRunner
 
 from restorever.cli import cli
-from restorever.pipeline import cache as cache_module
+from restorever import files as files_module
 from restorever.pipeline.cache import ArrayCache, CacheWriteError, DiskFullError, atomic_write_bytes
 from restorever.validate import check_run
 
@@ -94,7 +94,7 @@ def test_disk_full_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
     target = tmp_path / "results.json"
     target.write_text("old")
     fake, _ = _dev_full_after(0)
-    monkeypatch.setattr(cache_module, "tempfile", fake)
+    monkeypatch.setattr(files_module, "tempfile", fake)
     with pytest.raises(DiskFullError, match="disk full") as info:
         atomic_write_bytes(target, b"new" * 10_000)
     assert info.value.errno == errno.ENOSPC and isinstance(info.value, OSError)
@@ -106,7 +106,7 @@ def test_disk_full_cache_put_is_a_typed_error_with_no_partial_entry(tmp_path, mo
     store = ArrayCache(tmp_path)
     store.put("embedding", "ab" * 32, np.arange(4, dtype=np.float32))
     fake, _ = _dev_full_after(0)
-    monkeypatch.setattr(cache_module, "tempfile", fake)
+    monkeypatch.setattr(files_module, "tempfile", fake)
     with pytest.raises(CacheWriteError, match="disk full.*--cache-dir"):
         store.put("embedding", "cd" * 32, np.ones(4, np.float32))
     assert cache_entries(tmp_path) == {f"embedding/ab/{'ab' * 32}.npz"}
@@ -117,7 +117,7 @@ def test_disk_full_cache_put_is_a_typed_error_with_no_partial_entry(tmp_path, mo
 def test_atomic_writes_get_normal_permissions(tmp_path):
     """Not the private 0600 of a temporary file: other users of a shared cache or run folder can read them."""
     atomic_write_bytes(tmp_path / "f", b"x")
-    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o666 & ~cache_module._umask()
+    assert (tmp_path / "f").stat().st_mode & 0o777 == 0o666 & ~files_module._umask()
 
 
 @needs_dev_full
@@ -126,7 +126,7 @@ def test_disk_full_mid_run_stops_cleanly_and_resumes(tiny_data, reference_run, t
     out, cache = tmp_path / "out", tmp_path / "cache"
     args = eval_args(csv, root, out, cache)
     fake, calls = _dev_full_after(7)  # landmarks and a first embedding fit, then the disk is full
-    monkeypatch.setattr(cache_module, "tempfile", fake)
+    monkeypatch.setattr(files_module, "tempfile", fake)
     result = _invoke(args)
     assert result.exit_code == 2, result.output
     line = _one_line(result.output)

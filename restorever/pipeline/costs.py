@@ -1,0 +1,32 @@
+"""Measured seconds per item of each stage, remembered per machine (``<cache>/costs.json``) for ``--dry-run``."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+COSTS_FILE = "costs.json"
+
+
+def record_costs(cache_root: Path | None, device_type: str, counts: dict[str, int], seconds: dict[str, float],
+                 names: dict[str, str]) -> None:
+    """Remember measured seconds per item of each stage on this machine (``<cache>/costs.json``) for estimates."""
+    if cache_root is None:
+        return
+    path = Path(cache_root) / COSTS_FILE
+    costs = load_costs(cache_root)
+    for stage, n in counts.items():
+        if n > 0 and seconds.get(stage, 0) > 0:
+            costs[f"{device_type}|{stage}|{names.get(stage, '')}"] = seconds[stage] / n
+    from ..files import atomic_write_text
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(costs, indent=1, sort_keys=True))
+
+
+def load_costs(cache_root: Path | None) -> dict[str, float]:
+    """``{"<device>|<stage>|<backend>": seconds per item}`` recorded in ``cache_root`` (empty when none is)."""
+    path = Path(cache_root) / COSTS_FILE if cache_root else None
+    try:
+        return json.loads(path.read_text()) if path and path.exists() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}

@@ -1,0 +1,72 @@
+"""Identification outputs: the markdown tables of a run and its files (``results.json``, ``results.md``,
+``cmc.png``)."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..files import atomic_write_text
+from ..pipeline.identification import json_safe
+from .labels import condition_label
+from .plots import plot_cmc
+
+
+def _pct(x: Any) -> str:
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
+
+
+def ident_tables(record: Mapping[str, Any]) -> str:
+    """Markdown tables: retrieval per condition, then attributes per condition."""
+    rows = ["| condition | rank-1 % | rank-5 % | rank-10 % | mAP % | filtered rank-1 % | filtered mAP % | "
+            "gallery searched % | rank-1 lost to filter % | reweighted filtered rank-1 % | search ms/query |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for cond in record["conditions"]:
+        r = cond["retrieval"]
+        f = r.get("filtered") or {}
+        fr = r.get("filtered_reweighted") or {}
+        ms = f.get("search_ms_per_query", r.get("search_ms_per_query"))
+        rows.append(f"| {condition_label(cond)} | {_pct(r['rank1'])} | {_pct(r['rank5'])} | {_pct(r['rank10'])} | "
+                    f"{_pct(r['map'])} | {_pct(f.get('rank1'))} | {_pct(f.get('map'))} | "
+                    f"{_pct(f.get('gallery_fraction'))} | {_pct(f.get('rank1_lost_to_filter'))} | "
+                    f"{_pct(fr.get('rank1'))} | {'—' if ms is None else f'{ms:.3f}'} |")
+    out = "\n".join(rows)
+    if any(c.get("attributes") for c in record["conditions"]):
+        rows = ["| condition | gender acc % (raw / reweighted) | age acc % (raw / reweighted) | gender ECE % | "
+                "age ECE % | gender flip % | age group changed % |", "|---|---|---|---|---|---|---|"]
+        for cond in record["conditions"]:
+            a = cond.get("attributes") or {}
+            raw, rw = a.get("raw", {}), a.get("reweighted", {})
+
+            def pair(attr: str, key: str) -> str:
+                return (f"{_pct(raw.get(attr, {}).get(key))} / {_pct(rw.get(attr, {}).get(key))}" if rw
+                        else _pct(raw.get(attr, {}).get(key)))
+
+            rows.append(f"| {condition_label(cond)} | {pair('gender', 'accuracy')} | {pair('age', 'accuracy')} | "
+                        f"{pair('gender', 'ece')} | {pair('age', 'ece')} | {_pct(a.get('gender_flip_rate'))} | "
+                        f"{_pct(a.get('age_group_change_rate'))} |")
+        out += "\n\n" + "\n".join(rows)
+    return out
+
+
+def write_ident_run(record: Mapping[str, Any], out: str | Path) -> dict[str, Path]:
+    """Write ``results.md``, ``cmc.png`` and, last and atomically, ``results.json`` into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    record = json_safe(dict(record))
+    proto = record["protocol"]
+    cfg = record["config"]
+    md = [f"# restorever identification: {proto['name']} / {cfg['recognizer']}", "",
+          f"- created {record['created']}, restorever {record['restorever_version']}, device "
+          f"{record['environment'].get('device')}",
+          f"- gallery {proto['gallery_size']} ({proto['enrolled_people']} enrolled + {proto['distractors']} "
+          f"distractors), probes {proto['probes']}; split options {proto['split_options']}",
+          f"- degradation {cfg['degradation'] if cfg['scales'] else 'none'} at scales {cfg['scales'] or '—'}, "
+          f"seed {cfg['seed']}; index {record['index']['backend']}/{record['index']['index']}, "
+          f"filter {record.get('attribute_filter')}", "", ident_tables(record), ""]
+    paths = {"markdown": out / "results.md", "cmc": out / "cmc.png", "results": out / "results.json"}
+    atomic_write_text(paths["markdown"], "\n".join(md))
+    plot_cmc([record], paths["cmc"])
+    atomic_write_text(paths["results"], json.dumps(record, indent=1, allow_nan=False))
+    return paths
