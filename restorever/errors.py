@@ -44,3 +44,11 @@ class UnknownNameError(RestoreverError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
         return str(self.args[0]) if self.args else ""
+
+
+class DeviceError(RestoreverError, ValueError):
+    """A ``--device`` this machine does not have (or that cannot run a computation, such as ``meta``)."""
+
+
+class DetectorError(RestoreverError):
+    """The face detector failed on an image (an error, not a finding: it is never cached as "no face found")."""

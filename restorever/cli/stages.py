@@ -37,7 +37,8 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
     from ..hub import get_cache_dir
     from ..images import to_uint8
     from ..pipeline.cache import ArrayCache, atomic_write_text
-    from ..pipeline.evaluate import align_items, landmark_stage, limit_pairs as limit, resolve_device
+    from ..devices import resolve_device
+    from ..pipeline.evaluate import align_items, landmark_stage, limit_pairs as limit
     from ..protocol import load_protocol
     from .eval_cmd import _scales
 
@@ -113,7 +114,8 @@ def restore_command(images, restorer, weights, aligned, detector, device, seed, 
     from ..alignment import estimate_similarity, get_template, warp_affine
     from ..errors import FaceNotFoundError
     from ..images import read_image, to_tensor, to_uint8
-    from ..pipeline.evaluate import item_seed, resolve_device
+    from ..devices import resolve_device
+    from ..pipeline.evaluate import item_seed
     from ..pipeline.paste import paste_back
     from ..restorers import create_restorer
 

@@ -17,7 +17,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ..errors import FaceNotFoundError, RestoreverError
+from ..devices import resolve_device
+from ..errors import DetectorError, FaceNotFoundError, RestoreverError
 from ..protocol import PairList, Protocol, load_protocol
 from . import distributed
 from .cache import STAGE_VERSIONS, ArrayCache, cache_key
@@ -63,17 +64,6 @@ class EvalConfig:
             raise ValueError(f"--scales must be positive integers, got {self.scales}")
         if not self.restorers:
             raise ValueError("--restorer needs at least one name")
-
-
-def resolve_device(device: str):
-    import torch
-
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RestoreverError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-    return dev
 
 
 def limit_pairs(pairs: PairList, n: int | None) -> PairList:

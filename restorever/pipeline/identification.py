@@ -22,9 +22,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from ..devices import resolve_device
 from ..errors import RestoreverError
 from .evaluate import (EvalConfig, RunContext, _environment, _version, _weights_files, apply_error_policy,
-                       apply_fallback_landmarks, embed_conditions, landmark_stage, resolve_device)
+                       apply_fallback_landmarks, embed_conditions, landmark_stage)
 
 logger = logging.getLogger(__name__)
 
