@@ -295,9 +295,11 @@ def check_run(run_dir: str | os.PathLike, *, check_cache: bool = True,
     if report.problems:  # the recomputations below assume a consistent record
         return report
     _guarded(_check_metrics, report, record, report)
+    _guarded(_check_outputs, report, record, run, report)
     _guarded(_check_degradation_file, report, record, run, report)
+    _guarded(_check_pairs, report, record, run, report)
     if check_cache:
-        _guarded(_check_cache, report, record, report, cache_dir)
+        _guarded(_check_cache, report, record, report, cache_dir, run)
     else:
         report.notes.append("cache check skipped (--no-cache)")
     return report
@@ -553,8 +555,9 @@ def _check_degradation_file(record: dict[str, Any], run: Path, report: RunValida
     if not cfg["scales"]:
         return
     if not path.is_file():
-        report.notes.append(f"{path.name}: missing; the degradation parameters cannot be checked")
-        return
+        if record.get("outputs") is None:  # older records: the file was optional
+            report.notes.append(f"{path.name}: missing; the degradation parameters cannot be checked")
+        return  # newer records: _check_outputs reports it missing
     from . import __version__
     from .degradation import Degradation, DegradationError, DegradationParams
 
@@ -606,7 +609,142 @@ def _check_degradation_file(record: dict[str, Any], run: Path, report: RunValida
                     report.notes.append(f"{path.name}: {len(differ)} record(s) differ from what restorever "
                                         f"{__version__} draws (the run used {record['restorever_version']})")
             report.checked["degradation records"] = len(records)
+    pairs = record.get("pairs")
+    if pairs and not problems:
+        probes = set(pairs["b"]) if cfg["degrade_side"] == "probe" else set(pairs["a"]) | set(pairs["b"])
+        want = {(item, int(scale)) for item in probes for scale in cfg["scales"]}
+        have = [(str(r.get("item_id", r.get("item"))), r.get("scale")) for r in records]
+        if len(have) != len(want) or set(have) != want:
+            problems.append(f"{path.name}: {len(have)} record(s) for {len(want)} (probe, scale) pairs the run "
+                            f"degraded ({len(probes)} probe(s) x {len(cfg['scales'])} scale(s)); it was truncated "
+                            f"or edited")
     report.problems += _cut(problems, "degradation")
+
+
+def _check_outputs(record: dict[str, Any], run: Path, report: RunValidation) -> None:
+    """The files beside results.json are the ones this run wrote (``outputs``: sha256 and line counts), so a
+    truncated or emptied ``degradation.jsonl`` or another run's ``results.md`` is detected. Records written before
+    ``outputs`` existed get only the count check of :func:`_check_degradation_file`."""
+    import hashlib
+
+    outputs = record.get("outputs")
+    if outputs is None:
+        report.notes.append("results.json records no digests of its outputs (written before they were recorded)")
+        return
+    if not isinstance(outputs, dict):
+        report.problems.append(f"outputs: expected a mapping of file name to digest, got {_short(outputs)}")
+        return
+    problems = []
+    if record["config"]["scales"] and "degradation.jsonl" not in outputs:
+        problems.append("outputs: a run with scales must record degradation.jsonl")
+    for name, expected in outputs.items():
+        path = run / name
+        if name not in ("degradation.jsonl", "results.md", "roc.png") or not isinstance(expected, dict):
+            problems.append(f"outputs: unexpected entry {_short(name)}")
+            continue
+        if not path.is_file():
+            problems.append(f"{name}: missing (results.json records it); the folder is incomplete or mixed")
+            continue
+        if path.stat().st_size > MAX_RESULTS_BYTES:
+            problems.append(f"{name}: larger than {MAX_RESULTS_BYTES} bytes; not read")
+            continue
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != expected.get("sha256"):
+            n_lines = data.count(b"\n")
+            lines = f" ({n_lines} lines, results.json says {expected['lines']})" if "lines" in expected else ""
+            problems.append(f"{name}: changed since the run wrote it (sha256 differs from results.json){lines}; "
+                            f"it was edited, truncated or comes from another run")
+    report.checked["output files"] = len(outputs)
+    report.problems += problems
+
+
+def _origin(record: dict[str, Any], run: Path) -> Path | None:
+    """The folder the run was started from, when ``config.out`` was relative and names the tail of ``run``
+    (``--out runs/x`` from /home/u gives /home/u), so relative paths of the record resolve from anywhere."""
+    out = record["config"].get("out")
+    if not isinstance(out, str) or not out or Path(out).is_absolute():
+        return None
+    tail = Path(out).parts
+    here = run.resolve()
+    if tail and len(here.parts) > len(tail) and here.parts[-len(tail):] == tail:
+        return Path(*here.parts[:-len(tail)])
+    return None
+
+
+def _resolve(value: Any, record: dict[str, Any], run: Path) -> Any:
+    """A path of the record as the run saw it: absolute as is; relative from the run's start folder (see
+    :func:`_origin`) when that exists, else from the current folder."""
+    if not isinstance(value, str) or not value or Path(value).is_absolute():
+        return value
+    origin = _origin(record, run)
+    if origin is not None and (origin / value).exists():
+        return str(origin / value)
+    return value
+
+
+def _recorded_rows(record: dict[str, Any]) -> list[tuple[str, str, int, int]] | None:
+    """``(a, b, same, fold)`` of every pair the run was asked for: the scored ones (labels from the scores) and the
+    skipped ones (labels stored with them since they are recorded); None when the record lacks them."""
+    pairs, conds = record.get("pairs"), record["conditions"]
+    scores = conds[0].get("scores") if conds else None
+    if not pairs or not scores:
+        return None
+    rows = [(str(a), str(b), int(s), int(f)) for a, b, s, f in zip(pairs["a"], pairs["b"], scores["same"],
+                                                                       scores["fold"])]
+    for skip in record["protocol"]["skipped"]:
+        if not all(k in skip for k in ("a", "b", "same", "fold")):
+            return None
+        rows.append((str(skip["a"]), str(skip["b"]), int(skip["same"]), int(skip["fold"])))
+    return rows
+
+
+def _check_pairs(record: dict[str, Any], run: Path, report: RunValidation) -> None:
+    """Labels, folds and skips against what the run was asked for: the recorded ``pairs_sha256`` (no data needed),
+    then the protocol itself when its files can be read (a flipped label, a moved fold or a pair dropped behind a
+    fake skip is a problem)."""
+    from .protocol import pairs_digest
+
+    proto, cfg = record["protocol"], record["config"]
+    rows = _recorded_rows(record)
+    problems = report.problems
+    recorded = proto.get("pairs_sha256")
+    if recorded is not None:
+        if rows is None:
+            problems.append("protocol.pairs_sha256 is recorded but the skipped pairs lack their labels")
+            return
+        if pairs_digest(*zip(*rows)) != recorded:
+            problems.append("pairs: the scored and skipped pairs with their labels and folds do not digest to "
+                            "protocol.pairs_sha256; a label, fold or pair was changed")
+        report.checked["pair digest"] = 1
+    for skip in proto["skipped"]:
+        failed = {f.get("image"): f.get("reason") for f in proto.get("failed_images") or [] if isinstance(f, dict)}
+        if "failed_images" in proto and skip.get("a") not in failed and skip.get("b") not in failed:
+            problems.append(f"skipped pair {_short(skip.get('a'))}, {_short(skip.get('b'))}: neither image is listed "
+                            f"in protocol.failed_images")
+    try:
+        from .pipeline.evaluate import limit_pairs
+        from .protocol import load_protocol
+
+        protocol = load_protocol(cfg["protocol"], data_root=_resolve(cfg.get("data_root"), record, run),
+                                 pairs=_resolve(cfg.get("pairs"), record, run), download=False)
+        wanted = limit_pairs(protocol.pairs, cfg.get("limit_pairs"))
+    except Exception as exc:  # noqa: BLE001 - without the protocol's files only this check is skipped
+        report.notes.append(f"labels not checked against the protocol: its files cannot be read "
+                            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+        return
+    expected = sorted((a, b, int(s), int(f)) for a, b, s, f in zip(wanted.a, wanted.b, wanted.same, wanted.fold))
+    if rows is None:
+        report.notes.append("labels not checked against the protocol: the record lacks the skipped pairs' labels")
+        return
+    got = sorted(rows)
+    if got != expected:
+        exp_set, got_set = set(expected), set(got)
+        extra = [r for r in got if r not in exp_set][:3]
+        lost = [r for r in expected if r not in got_set][:3]
+        problems.append(f"pairs: the run's pairs and labels differ from protocol {cfg['protocol']} "
+                        f"({len(got)} recorded, {len(expected)} in the protocol; e.g. recorded {extra or '-'}, "
+                        f"protocol {lost or '-'})")
+    report.checked["pairs checked against the protocol"] = len(expected)
 
 
 def _same_params(a, i: int, b, j: int) -> bool:
@@ -617,12 +755,16 @@ def _same_params(a, i: int, b, j: int) -> bool:
 
 # ------------------------------------------------------------------------------------------------------------ cache
 
-def _check_cache(record: dict[str, Any], report: RunValidation, cache_dir: str | os.PathLike | None) -> None:
-    """The cached embeddings each condition scored: present, intact, and reproducing the stored scores."""
+def _check_cache(record: dict[str, Any], report: RunValidation, cache_dir: str | os.PathLike | None,
+                 run: Path | None = None) -> None:
+    """The cached embeddings each condition scored: present, intact, and reproducing the stored scores; and every
+    "no face found" skip backed by a landmark entry that says so."""
     from .pipeline.cache import ArrayCache
 
     cfg = record["config"]
     root = cache_dir or (record.get("cache") or {}).get("dir") or cfg.get("cache_dir")
+    if run is not None and not cache_dir:
+        root = _resolve(root, record, run)
     if not root or not Path(root).is_dir():
         report.notes.append(f"cache check skipped: the cache folder {root or '(none recorded)'} does not exist "
                             f"(pass --cache-dir DIR if it moved)")
@@ -640,6 +782,7 @@ def _check_cache(record: dict[str, Any], report: RunValidation, cache_dir: str |
     if ids is None:
         return
     recognizer_id, restorer_ids = ids
+    _check_skips(record, cache, report)
     landmarks = _landmarks(record, cache, items, shas, report)
     if landmarks is None:
         return
@@ -678,8 +821,9 @@ def _run_ids(record: dict[str, Any], report: RunValidation) -> tuple[Any, dict[s
     config and the weights table exactly as the run built them)."""
     cfg = record["config"]
     cache_info = record.get("cache") or {}
+    recorded = None
     if "recognizer_id" in cache_info and "restorer_ids" in cache_info:
-        return cache_info["recognizer_id"], cache_info["restorer_ids"]
+        recorded = cache_info["recognizer_id"], cache_info["restorer_ids"]
 
     def weights_of(name: str) -> list[list[str]]:
         rows = []
@@ -694,12 +838,51 @@ def _run_ids(record: dict[str, Any], report: RunValidation) -> tuple[Any, dict[s
 
         routed = route_restorer_options(cfg["restorers"], cfg.get("restorer_options") or {})
     except Exception as exc:  # noqa: BLE001 - an unknown restorer or a missing backend only skips this check
+        if recorded is not None:
+            return recorded
         report.notes.append(f"cache check skipped: the restorer options cannot be resolved ({exc})")
         return None
     recognizer_id = {"name": cfg["recognizer"], "weights": weights_of(cfg["recognizer"]),
                      "flip": bool(cfg.get("flip_test", False))}
     restorer_ids = {n: {"name": n, "weights": weights_of(n), "options": routed[n]} for n in cfg["restorers"]}
+    if recorded is not None:
+        canon = lambda v: json.dumps(v, sort_keys=True, default=str)  # noqa: E731
+        if canon(recorded[0]) != canon(recognizer_id) or canon(recorded[1]) != canon(restorer_ids):
+            report.problems.append("cache.recognizer_id / cache.restorer_ids do not match the config and the weights "
+                                   "table (a weight hash, an option or a model name was changed)")
+        return recorded
     return recognizer_id, restorer_ids
+
+
+def _check_skips(record: dict[str, Any], cache, report: RunValidation) -> None:
+    """An image skipped as "no face found" must have the landmark entry that says so (written only when the
+    detector ran and found nothing); an entry holding landmarks means the skip was invented."""
+    from .pipeline.cache import landmarks_key
+
+    proto = record["protocol"]
+    shas = proto.get("images_sha256")
+    if not shas or not proto["skipped"]:
+        return
+    detector = record["config"].get("detector", "mtcnn")
+    decode = proto.get("images_decode") or {}
+    problems, n = [], 0
+    for failed in proto.get("failed_images") or []:
+        image, reason = failed.get("image"), str(failed.get("reason"))
+        if "no face found" not in reason:
+            continue
+        if image not in shas:
+            problems.append(f"failed image {_short(image)}: skipped as no face found, but no hash is recorded")
+            continue
+        data, status = cache.check("landmarks", landmarks_key(shas[image], detector, decode.get(image)))
+        n += 1
+        if data is None:
+            problems.append(f"failed image {_short(image)}: skipped as no face found, but the cache holds no "
+                            f"landmark entry that says so ({status})")
+        elif data.shape == (5, 2) and not np.isnan(data).any():
+            problems.append(f"failed image {_short(image)}: skipped as no face found, but the cache holds its "
+                            f"landmarks; the skip is not genuine")
+    report.checked["skips checked"] = n
+    report.problems += _cut(problems, "skip")
 
 
 def _landmarks(record: dict[str, Any], cache, items: list[str], shas: dict[str, str],
@@ -719,13 +902,14 @@ def _landmarks(record: dict[str, Any], cache, items: list[str], shas: dict[str, 
         except Exception as exc:  # noqa: BLE001 - only skips this check
             report.notes.append(f"cache check skipped: the protocol's fallback landmarks cannot be read ({exc})")
             return None
+    decode = record["protocol"].get("images_decode") or {}
     out: dict[str, np.ndarray] = {}
     problems: list[str] = []
     for item in items:
         if item in fallbacks:
             out[item] = fallback_points.copy()
             continue
-        data, status = cache.check("landmarks", landmarks_key(shas[item], detector))
+        data, status = cache.check("landmarks", landmarks_key(shas[item], detector, decode.get(item)))
         if data is None:
             problems.append(f"landmarks of {item!r}: cache entry {status}")
         elif data.shape != (5, 2) or np.isnan(data).any():
@@ -996,13 +1180,9 @@ def _download_problems(item: Any) -> list[str]:
     if not isinstance(item, dict):
         return [f"expected a mapping, got {_short(item)}"]
     out = []
-    filename = item.get("filename")
-    if not isinstance(filename, str) or not filename or "/" in filename or "\\" in filename or \
-            filename in (".", ".."):
-        out.append(f"filename must be a plain file name, got {_short(filename)}")
-    url = item.get("url")
-    if not isinstance(url, str) or not re.match(r"^https?://[^\s/]+", url):
-        out.append(f"url must be an http(s) URL, got {_short(url)}")
+    from .protocol import download_filename_problem, download_url_problem
+
+    out += [p for p in (download_filename_problem(item.get("filename")), download_url_problem(item.get("url"))) if p]
     sha = item.get("sha256")
     if sha is not None and not (isinstance(sha, str) and _SHA256_RE.match(sha)):
         out.append(f"sha256 must be null or 64 lower-case hex digits, got {_short(sha)}")

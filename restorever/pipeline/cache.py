@@ -52,9 +52,14 @@ def cache_key(**parts: Any) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def landmarks_key(image_sha256: str, detector: str) -> str:
-    """Key of the five landmarks of an image (by content sha256) found by ``detector``."""
-    return cache_key(stage="landmarks", v=STAGE_VERSIONS["landmarks"], image=image_sha256, detector=detector)
+def landmarks_key(image_sha256: str, detector: str, decode: str | None = None) -> str:
+    """Key of the five landmarks of an image (by content sha256) found by ``detector``; ``decode`` is
+    :func:`restorever.images.decode_tag` (None for plain 8-bit images without EXIF rotation, which keeps their keys
+    as they always were)."""
+    if decode is None:
+        return cache_key(stage="landmarks", v=STAGE_VERSIONS["landmarks"], image=image_sha256, detector=detector)
+    return cache_key(stage="landmarks", v=STAGE_VERSIONS["landmarks"], image=image_sha256, detector=detector,
+                     decode=decode)
 
 
 def embedding_key(image_sha256: str, landmarks: Any, *, recognizer_id: Any, restorer_id: Any = None,

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..devices import resolve_device
 from ..errors import DetectorError, FaceNotFoundError, RestoreverError
-from ..protocol import PairList, Protocol, load_protocol
+from ..protocol import PairList, Protocol, load_protocol, pairs_digest
 from . import distributed
 from .cache import STAGE_VERSIONS, ArrayCache, cache_key
 
@@ -103,13 +103,15 @@ def _progress(iterable, total: int, desc: str, enabled: bool):
 
 class ImageInfo:
     """What stage 1 learnt about one image: its content hash, landmarks, or why it failed (``no_face`` marks a
-    detector miss, as opposed to an unreadable image)."""
+    detector miss, as opposed to an unreadable image or a detector failure); ``decode`` is
+    :func:`restorever.images.decode_tag` (None for plain 8-bit images)."""
 
-    __slots__ = ("sha256", "landmarks", "error", "no_face")
+    __slots__ = ("sha256", "landmarks", "error", "no_face", "decode")
 
     def __init__(self, sha256: str | None = None, landmarks: np.ndarray | None = None, error: str | None = None,
-                 no_face: bool = False):
+                 no_face: bool = False, decode: str | None = None):
         self.sha256, self.landmarks, self.error, self.no_face = sha256, landmarks, error, no_face
+        self.decode = decode
 
 
 def _score(similarity: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -136,6 +138,9 @@ def landmark_stage(protocol: Protocol, items: Sequence[str], *, detector: str, d
     from ..detectors import create_detector
     from ..images import decode_image
 
+    from ..images import decode_tag
+    from .cache import landmarks_key
+
     info: dict[str, ImageInfo] = {}
     det = None
     for batch in _progress(_batches(list(items), batch_size), -(-len(items) // batch_size), "landmarks", progress):
@@ -147,31 +152,38 @@ def landmark_stage(protocol: Protocol, items: Sequence[str], *, detector: str, d
                 info[item] = ImageInfo(error=str(exc))
                 continue
             sha = hashlib.sha256(data).hexdigest()
-            key = cache_key(stage="landmarks", v=STAGE_VERSIONS["landmarks"], image=sha, detector=detector)
+            tag = decode_tag(data)
+            key = landmarks_key(sha, detector, tag)
             cached = cache.get("landmarks", key)
             if cached is not None:
                 lm = None if np.isnan(cached).any() else cached.astype(np.float32)
                 info[item] = ImageInfo(sha, lm, None if lm is not None else
-                                       f"{_describe(protocol, item)}: no face found by {detector}", lm is None)
+                                       f"{_describe(protocol, item)}: no face found by {detector}", lm is None, tag)
                 continue
             try:
                 array = decode_image(data, source=_describe(protocol, item))
             except RestoreverError as exc:
-                info[item] = ImageInfo(sha, error=str(exc))
+                info[item] = ImageInfo(sha, error=str(exc), decode=tag)
                 continue
-            todo.append((item, sha, key, array))
+            todo.append((item, sha, key, array, tag))
         if todo:
             if det is None:
                 det = create_detector(detector, device=str(device))
             # one image at a time: batched CNN kernels can differ in the last bits with batch composition, and an
-            # image's landmarks must not depend on which images share its batch
-            with _single_thread_on_cpu(device):
-                detections = [det.detect([t[3]])[0] for t in todo]
-            for (item, sha, key, _), found in zip(todo, detections):
+            # image's landmarks must not depend on which images share its batch. Each result is cached as soon as
+            # it is known; a detector *failure* (DetectorError) is a per-image error that is never cached, so only
+            # "the detector ran and found no face" is remembered as no face.
+            for item, sha, key, array, tag in todo:
+                try:
+                    with _single_thread_on_cpu(device):
+                        found = det.detect([array])[0]
+                except DetectorError as exc:
+                    info[item] = ImageInfo(sha, error=f"{_describe(protocol, item)}: {exc}", decode=tag)
+                    continue
                 lm = None if found is None else np.asarray(found.landmarks, dtype=np.float32).reshape(5, 2)
                 cache.put("landmarks", key, np.full((5, 2), np.nan, np.float32) if lm is None else lm)
                 info[item] = ImageInfo(sha, lm, None if lm is not None else
-                                       f"{_describe(protocol, item)}: no face found by {detector}", lm is None)
+                                       f"{_describe(protocol, item)}: no face found by {detector}", lm is None, tag)
     return info
 
 
@@ -348,7 +360,7 @@ def embed_conditions(ctx: RunContext, items: Sequence[str], probe_set: set[str],
     """
     config, cache, recognizer = ctx.config, ctx.cache, ctx.recognizer
     conditions = ctx.conditions
-    recognizer_id = {"name": config.recognizer, "weights": _weights_id(recognizer), "flip": config.flip_test}
+    recognizer_id = recognizer_identity(ctx)
     restorer_ids = {name: _restorer_id(ctx, name) for name in ctx.restorers}
     embeddings: dict[tuple[str, int | None], dict[str, np.ndarray]] = {c: {} for c in conditions}
 
@@ -492,6 +504,11 @@ def _png_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def recognizer_identity(ctx: RunContext) -> dict[str, Any]:
+    """What identifies a recognizer's embeddings in cache keys: name, weights sha256 and flip-test."""
+    return {"name": ctx.config.recognizer, "weights": _weights_id(ctx.recognizer), "flip": ctx.config.flip_test}
+
+
 def _restorer_id(ctx: RunContext, name: str) -> dict[str, Any]:
     """What identifies a restorer's output in cache keys: name, weights sha256 and its options."""
     routed = route_restorer_options(ctx.config.restorers, ctx.config.restorer_options)
@@ -577,7 +594,8 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
     keep = [i for i in range(len(pairs)) if pairs.a[i] not in failed and pairs.b[i] not in failed]
     kept = set(keep)
     skipped = [{"pair": int(pairs.lines[i]) if pairs.lines else i, "a": pairs.a[i], "b": pairs.b[i],
-                "reason": failed.get(pairs.a[i]) or failed.get(pairs.b[i])}
+                "reason": failed.get(pairs.a[i]) or failed.get(pairs.b[i]),
+                "same": int(pairs.same[i]), "fold": int(pairs.fold[i])}
                for i in range(len(pairs)) if i not in kept]
     valid = pairs.subset(keep)
     if len(valid) == 0 or len(np.unique(valid.same)) < 2:
@@ -613,6 +631,7 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
             "scale": scale,
             "degrade_side": config.degrade_side,
             "recognizer": config.recognizer,
+            "similarity": recognizer.similarity,
             "verification": verification_report(scores, valid.same, valid.fold),
             "identity": _identity(clean, emb, [i for i in needed_images if i in emb and (i in probe_set or not scale)]),
             "scores": {"same": valid.same.tolist(), "fold": valid.fold.tolist(), "score": scores.tolist()},
@@ -644,9 +663,13 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
         "protocol": {"name": protocol.name, "source": protocol.source, "pairs": len(valid),
                      "pairs_requested": len(pairs), "folds": int(np.unique(valid.fold).size),
                      "images": len(needed_images), "skipped": skipped, "landmark_fallbacks": fallbacks,
-                     "failed_images": [{"image": k, "reason": v} for k, v in failed.items()]},
+                     "failed_images": [{"image": k, "reason": v} for k, v in failed.items()],
+                     "pairs_sha256": pairs_digest(pairs.a, pairs.b, pairs.same, pairs.fold),
+                     "images_sha256": {i: info[i].sha256 for i in images if info[i].sha256},
+                     "images_decode": {i: info[i].decode for i in images if info[i].decode}},
         "cache": {"hits": cache.hits, "misses": cache.misses, "corrupt": cache.corrupt,
-                  "dir": str(cache.root) if cache.root else None},
+                  "dir": str(Path(cache.root).resolve()) if cache.root else None,
+                  "recognizer_id": recognizer_identity(ctx), "restorer_ids": {n: _restorer_id(ctx, n) for n in restorers}},
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "pairs": {"a": list(valid.a), "b": list(valid.b)},
         "examples": example_records,

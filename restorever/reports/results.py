@@ -91,31 +91,80 @@ def results_markdown(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+OUTPUT_FILES = ("degradation.jsonl", "results.md", "roc.png")  # the files results.json records digests of
+
+
+def _roc_png(record: dict[str, Any], out: Path) -> bytes:
+    """The ROC figure as PNG bytes (drawn in a private temporary folder inside ``out``)."""
+    import shutil
+    import tempfile
+
+    from .plots import plot_roc
+
+    tmp = Path(tempfile.mkdtemp(prefix=".roc-", dir=out))
+    try:
+        return plot_roc([record], tmp / "roc.png").read_bytes()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_run(record: dict[str, Any], out: str | Path) -> dict[str, Path]:
-    """Write ``results.json`` (last, atomically: its presence means the run is complete), ``results.md``, ``roc.png``
-    and ``degradation.jsonl`` into ``out``.
+    """Write ``results.json``, ``results.md``, ``roc.png`` and ``degradation.jsonl`` into ``out``, all or nothing.
+
+    Every file is first written in full under a hidden staging name (fsynced); only when all four exist are they
+    renamed into place: an old ``results.json`` is removed first and the new one comes last, so a folder never holds
+    a ``results.json`` beside outputs of another run (its presence means the run is complete). A failure while
+    staging (disk full, an unwritable folder) removes the staged files and leaves the previous outputs as they were.
+    ``results.json`` records the sha256 (and for ``degradation.jsonl`` the line count) of the other files under
+    ``outputs``, so ``restorever validate`` detects a changed, truncated or mixed file.
 
     The paired statistics of :func:`restorever.reports.statistics.add_comparisons` (``comparison_to_clean``,
     ``comparison_to_none``) are added to the record's conditions first (in place)."""
-    from .plots import plot_roc
+    import hashlib
+    import os
+
+    from ..pipeline.cache import atomic_write_bytes
     from .statistics import add_comparisons
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise RestoreverError(f"--out {out}: exists and is not a folder; choose another --out") from None
     record = dict(record)
     params = record.pop("_degradation_records", [])
     add_comparisons(record)  # adds keys to the caller's condition dicts too, so its printed table shows them
-    paths = {}
+    contents: dict[str, bytes] = {}
     if params:
-        paths["degradation"] = out / "degradation.jsonl"
-        atomic_write_text(paths["degradation"], "".join(json.dumps(p, sort_keys=True) + "\n" for p in params))
-    paths["markdown"] = out / "results.md"
-    atomic_write_text(paths["markdown"], results_markdown(record))
-    paths["roc"] = out / "roc.png"
-    plot_roc([record], paths["roc"])
-    paths["results"] = out / RESULTS_FILE
-    atomic_write_text(paths["results"], json.dumps(record, indent=1, allow_nan=False))
-    return paths
+        contents["degradation.jsonl"] = "".join(json.dumps(p, sort_keys=True) + "\n" for p in params).encode()
+    contents["results.md"] = results_markdown(record).encode("utf-8")
+    contents["roc.png"] = _roc_png(record, out)
+    record["outputs"] = {name: {"sha256": hashlib.sha256(data).hexdigest(),
+                                **({"lines": data.count(b"\n")} if name.endswith(".jsonl") else {})}
+                         for name, data in contents.items()}
+    contents[RESULTS_FILE] = json.dumps(record, indent=1, allow_nan=False).encode("utf-8")
+    staged: dict[str, Path] = {}
+    try:
+        for name, data in contents.items():
+            staged[name] = out / f".{name}.staged"
+            atomic_write_bytes(staged[name], data)
+    except BaseException:
+        for path in staged.values():
+            try:
+                path.unlink()
+            except OSError:
+                pass
+        raise
+    final = out / RESULTS_FILE
+    if final.exists():
+        final.unlink()  # from here until the last rename the folder is an unfinished run, never a mixed one
+    stale = out / "degradation.jsonl"
+    if "degradation.jsonl" not in contents and stale.exists():
+        stale.unlink()
+    for name in [n for n in contents if n != RESULTS_FILE] + [RESULTS_FILE]:
+        os.replace(staged[name], out / name)
+    keys = {"degradation.jsonl": "degradation", "results.md": "markdown", "roc.png": "roc", RESULTS_FILE: "results"}
+    return {keys[name]: out / name for name in contents}
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
