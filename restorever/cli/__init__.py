@@ -38,6 +38,10 @@ def handle_errors(func):
                        "device with more memory, --device cpu, or a lower-precision option of the backend",
                        err=True)
             sys.exit(2)
+        except OSError as exc:  # a path the user named that cannot be read or written: one line, no traceback
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+            sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted: finished cache entries are kept; rerun the same command to resume", err=True)
             sys.exit(130)

@@ -74,7 +74,7 @@ def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degr
     """Evaluate verification accuracy of clean, degraded and restored faces."""
     from ..hub import parse_weights_option
     from ..pipeline.evaluate import EvalConfig, evaluate
-    from ..reports.results import results_table, write_run
+    from ..reports.results import prepare_out_dir, results_table, write_run
 
     options = {"fidelity_ratio": vqfr_fidelity, "start_step": difface_start, "steps": difface_steps,
                "eta": difface_eta}
@@ -107,6 +107,7 @@ def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degr
         click.echo(describe_plan(config))
         return
     if distributed.from_env().is_main:
+        prepare_out_dir(out)
         with RunLock(out):
             record = evaluate(config, progress=not no_progress, examples=examples, examples_dir=out)
             paths = write_run(record, out)

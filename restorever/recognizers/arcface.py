@@ -385,7 +385,11 @@ def iresnet_state_dict_from_onnx(model: "onnx.ModelProto | str | Path", *, sourc
 
     if not isinstance(model, onnx.ModelProto):
         source = source or str(model)
-        model = onnx.load(str(model))
+        try:
+            model = onnx.load(str(model))
+        except Exception as exc:  # noqa: BLE001 - protobuf DecodeError, or anything else on a file that is not ONNX
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointLayoutError(f"{source}: not an ONNX model ({type(exc).__name__}: {first})") from None
     g = _OnnxGraph(model, source or "ONNX model")
     sd: dict[str, torch.Tensor] = {}
 

@@ -91,6 +91,27 @@ def results_markdown(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def prepare_out_dir(out: str | Path, *, option: str = "--out") -> Path:
+    """Create the output folder (and its parents) and check that files can be written in it, before any work:
+    ``--out`` naming a file, a read-only or unwritable place is one :class:`RestoreverError` line."""
+    import tempfile
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RestoreverError(f"{option} {out}: exists and is not a folder; choose another {option}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except (FileExistsError, NotADirectoryError):
+        raise RestoreverError(f"{option} {out}: a part of the path is a file, not a folder; choose another "
+                              f"{option}") from None
+    except OSError as exc:
+        raise RestoreverError(f"{option} {out}: cannot create or write the folder ({exc.strerror or exc}); choose "
+                              f"a writable {option}") from None
+    return out
+
+
 OUTPUT_FILES = ("degradation.jsonl", "results.md", "roc.png")  # the files results.json records digests of
 
 
