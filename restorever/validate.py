@@ -741,9 +741,14 @@ def _check_pairs(record: dict[str, Any], run: Path, report: RunValidation) -> No
         exp_set, got_set = set(expected), set(got)
         extra = [r for r in got if r not in exp_set][:3]
         lost = [r for r in expected if r not in got_set][:3]
-        problems.append(f"pairs: the run's pairs and labels differ from protocol {cfg['protocol']} "
-                        f"({len(got)} recorded, {len(expected)} in the protocol; e.g. recorded {extra or '-'}, "
-                        f"protocol {lost or '-'})")
+        message = (f"pairs: the run's pairs and labels differ from protocol {cfg['protocol']} "
+                   f"({len(got)} recorded, {len(expected)} in the protocol; e.g. recorded {extra or '-'}, "
+                   f"protocol {lost or '-'})")
+        if recorded is None and cfg.get("limit_pairs") is not None:  # --limit-pairs chose differently before 0.x
+            report.notes.append(message + "; the run predates protocol.pairs_sha256 and --limit-pairs selected "
+                                          "pairs differently then")
+        else:
+            problems.append(message)
     report.checked["pairs checked against the protocol"] = len(expected)
 
 

@@ -25,8 +25,15 @@ def handle_errors(func):
             previous = signal.signal(signal.SIGTERM, _terminate)
         except ValueError:  # not the main thread
             previous = None
+        import warnings
+
+        def _one_line(message, category, filename, lineno, file=None, line=None):  # no source line, no path
+            click.echo(f"warning: {str(message).splitlines()[0] if str(message) else category.__name__}", err=True)
+
         try:
-            return func(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _one_line
+                return func(*args, **kwargs)
         except (RestoreverError, ValueError, KeyError) as exc:
             message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
             click.echo(f"error: {message}", err=True)

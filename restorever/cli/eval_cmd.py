@@ -60,7 +60,7 @@ Examples:
 @click.option("--difface-eta", type=float, default=None, help="DifFace DDIM eta (default 0.5).")
 @click.option("--cache-dir", type=click.Path(), default=None, help="Cache folder (default: $RESTOREVER_HOME/cache).")
 @click.option("--out", type=click.Path(), default="runs/latest", show_default=True, help="Output folder.")
-@click.option("--examples", type=int, default=4, show_default=True,
+@click.option("--examples", type=click.IntRange(min=0), default=4, show_default=True,
               help="Save the clean/degraded/restored faces of N probes under OUT/examples (for `plot grid`).")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @click.option("--dry-run", is_flag=True,

@@ -1,6 +1,7 @@
 """Single stages: ``restorever degrade`` and ``restorever restore``."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -54,6 +55,7 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
     items = [i for i in items if i not in failed]
     deg = Degradation(degradation)
     out = Path(out)
+    _refuse_collisions({i: out / "clean" / Path(i).with_suffix(".png") for i in items}, "images")
     records = []
     scale_list = _scales(scales)
     for start in tqdm(range(0, len(items), batch_size), desc="degrade", unit="batch"):
@@ -73,6 +75,18 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
         atomic_write_text(out / "skipped.json", json.dumps(failed, indent=1))
         click.echo(f"skipped {len(failed)} image(s); reasons in {out / 'skipped.json'}")
     click.echo(f"wrote {len(items)} faces x {len(scale_list)} scales (+ clean) to {out}")
+
+
+def _refuse_collisions(targets: dict[str, Path], what: str) -> None:
+    """Refuse, before any work, two inputs that would be written to the same output file (``d1/face.png`` and
+    ``d2/face.jpg`` both to ``OUT/face.png``): one line naming both, instead of one silently overwriting the other."""
+    seen: dict[Path, str] = {}
+    for source, target in targets.items():
+        key = Path(str(target).lower()) if os.path.normcase("A") == "a" else target
+        if key in seen and seen[key] != source:
+            raise ValueError(f"{what} {seen[key]} and {source} would both be written to {target}; rename one, or "
+                             f"run them into separate --out folders")
+        seen[key] = source
 
 
 def _write_png(path: Path, array) -> None:
@@ -120,6 +134,8 @@ def restore_command(images, restorer, weights, aligned, detector, device, seed, 
     from ..restorers import create_restorer
 
     dev = resolve_device(device)
+    out = Path(out)
+    _refuse_collisions({path: out / (Path(path).stem + ".png") for path in images}, "inputs")
     options = {"fidelity_ratio": vqfr_fidelity, "start_step": difface_start, "steps": difface_steps,
                "eta": difface_eta}
     from ..pipeline.evaluate import route_restorer_options
@@ -128,7 +144,6 @@ def restore_command(images, restorer, weights, aligned, detector, device, seed, 
     model = create_restorer(restorer, weights=weights, device=dev, **routed)
     template = get_template("ffhq_512")
     det = None
-    out = Path(out)
     for path in tqdm(images, desc="restore", unit="image"):
         array = read_image(path)
         photo = to_tensor([array]).to(dev)

@@ -110,7 +110,10 @@ class ArrayCache:
             return None, f"corrupt: {type(exc).__name__}: {exc}"
         if _array_digest(data) != digest:
             return None, "corrupt: content does not match its sha256"
-        if stored_key is not None and stored_key != key:
+        if stored_key is None:  # such a file could be any entry copied to this name: it cannot be trusted
+            return None, ("corrupt: an old-format entry that does not store its key (written before 2026-11-24), "
+                          "so a file copied to the wrong name cannot be ruled out")
+        if stored_key != key:
             return None, f"corrupt: it holds the entry {stored_key[:12]}..., not {key[:12]}... (a misplaced file)"
         return data, "ok"
 

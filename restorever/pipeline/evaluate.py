@@ -64,6 +64,12 @@ class EvalConfig:
             raise ValueError(f"--scales must be positive integers, got {self.scales}")
         if not self.restorers:
             raise ValueError("--restorer needs at least one name")
+        for option, values in (("--scales", self.scales), ("--restorer", self.restorers)):
+            if len(set(values)) != len(values):  # each condition once: a repeat would be scored (and counted) twice
+                unique = list(dict.fromkeys(values))
+                logger.warning("%s lists %s more than once; evaluating %s once each", option,
+                               ", ".join(str(v) for v in values if values.count(v) > 1 and v in unique[:]), unique)
+                values[:] = unique
 
 
 def limit_pairs(pairs: PairList, n: int | None) -> PairList:
@@ -72,16 +78,24 @@ def limit_pairs(pairs: PairList, n: int | None) -> PairList:
         return pairs
     if n < 2:
         raise ValueError("--limit-pairs must be at least 2 (one same and one different pair)")
-    groups = sorted({(int(f), int(s)) for f, s in zip(pairs.fold, pairs.same)})
-    quota = max(1, n // len(groups))
-    rank: dict[tuple[int, int], int] = {}
-    keep = []
+    # Deal the pairs out group by group, one (fold, class) group after another: the first pair of every group, then
+    # the second of every group, ... and keep the first n dealt (in file order). With more groups than n (10 folds x
+    # 2 classes for --limit-pairs 10) the groups are visited class by class alternately, so both classes are kept.
+    groups = sorted({(int(f), int(s)) for f, s in zip(pairs.fold, pairs.same)}, key=lambda g: (g[0], g[1]))
+    by_class = {c: [g for g in groups if g[1] == c] for c in (0, 1)}
+    order = [g for pair in zip(by_class[1], by_class[0]) for g in pair]
+    order += [g for g in groups if g not in order]
+    members: dict[tuple[int, int], list[int]] = {g: [] for g in groups}
     for i, key in enumerate(zip(pairs.fold.tolist(), pairs.same.tolist())):
-        r = rank.get(key, 0)
-        if r < quota:
-            keep.append(i)
-        rank[key] = r + 1
-    return pairs.subset(keep[:n] if len(keep) > n else keep)
+        members[key].append(i)
+    keep: list[int] = []
+    depth = 0
+    while len(keep) < n:
+        for g in order:
+            if depth < len(members[g]) and len(keep) < n:
+                keep.append(members[g][depth])
+        depth += 1
+    return pairs.subset(sorted(keep))
 
 
 def item_seed(seed: int, item: str, scale: int | None, purpose: str) -> int:

@@ -201,4 +201,23 @@ def load_results(path: str | Path) -> dict[str, Any]:
         raise RestoreverError(f"{p}: not valid JSON ({exc})") from exc
     if not isinstance(record, dict) or "conditions" not in record:
         raise RestoreverError(f"{p}: not a restorever results file (no 'conditions')")
+    _check_conditions(record, p)
     return record
+
+
+def _check_conditions(record: dict[str, Any], source: Path) -> None:
+    """The fields every report and plot keys on: each condition's ``restorer`` (a name) and ``scale`` (an integer
+    >= 1, or null for the clean condition). Anything else is one line naming the file, not a traceback later."""
+    conds = record["conditions"]
+    if not isinstance(conds, list) or not conds:
+        raise RestoreverError(f"{source}: 'conditions' must be a non-empty list (run `restorever validate` on it)")
+    for i, cond in enumerate(conds):
+        if not isinstance(cond, dict):
+            raise RestoreverError(f"{source}: conditions[{i}] is not an object (run `restorever validate` on it)")
+        scale, restorer = cond.get("scale"), cond.get("restorer")
+        if not (scale is None or (isinstance(scale, int) and not isinstance(scale, bool) and scale >= 1)):
+            raise RestoreverError(f"{source}: conditions[{i}].scale must be an integer >= 1 or null, got "
+                                  f"{str(scale)[:40]!r} (run `restorever validate` on it)")
+        if not isinstance(restorer, str) or not restorer:
+            raise RestoreverError(f"{source}: conditions[{i}].restorer must be a name, got {str(restorer)[:40]!r} "
+                                  f"(run `restorever validate` on it)")
