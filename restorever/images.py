@@ -19,15 +19,16 @@ def _open_fd(path: Path) -> int:
     return os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
 
 
-def read_file_bytes(path: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES, what: str = "image") -> bytes:
+def read_file_bytes(path: str | os.PathLike, *, max_bytes: int | None = None, what: str = "image") -> bytes:
     """The bytes of a regular file of at most ``max_bytes``.
 
     Devices (``/dev/zero``), FIFOs, sockets and folders are refused before reading (a FIFO is opened non-blocking,
-    so it cannot hang the run), and so is a file larger than ``max_bytes``; at most ``max_bytes + 1`` bytes are ever
+    so it cannot hang the run), and so is a file larger than ``max_bytes`` (default :data:`MAX_FILE_BYTES`); at most ``max_bytes + 1`` bytes are ever
     read, even from a file that grows meanwhile. Raises :class:`DataNotFoundError` (missing) or :class:`ImageError`.
     """
     import stat
 
+    max_bytes = MAX_FILE_BYTES if max_bytes is None else max_bytes
     p = Path(path)
     try:
         fd = _open_fd(p)

@@ -47,6 +47,8 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
     pair_list = limit(proto.pairs, limit_pairs)
     items = list(dict.fromkeys(pair_list.b)) if side == "probe" else pair_list.images()
     dev = resolve_device(device)
+    out = Path(out)
+    _refuse_collisions({i: out / "clean" / Path(i).with_suffix(".png") for i in items}, "images")
     info = landmark_stage(proto, items, detector=detector, device=dev, cache=ArrayCache(get_cache_dir() / "cache"),
                           batch_size=batch_size)
     failed = {k: v.error for k, v in info.items() if v.error}
@@ -54,8 +56,6 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
         raise FaceNotFoundError(f"{next(iter(failed.values()))}; rerun with --on-error skip to skip it")
     items = [i for i in items if i not in failed]
     deg = Degradation(degradation)
-    out = Path(out)
-    _refuse_collisions({i: out / "clean" / Path(i).with_suffix(".png") for i in items}, "images")
     records = []
     scale_list = _scales(scales)
     for start in tqdm(range(0, len(items), batch_size), desc="degrade", unit="batch"):

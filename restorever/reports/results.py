@@ -169,21 +169,20 @@ def write_run(record: dict[str, Any], out: str | Path) -> dict[str, Path]:
         for name, data in contents.items():
             staged[name] = out / f".{name}.staged"
             atomic_write_bytes(staged[name], data)
-    except BaseException:
+        final = out / RESULTS_FILE
+        if final.exists():
+            final.unlink()  # from here until the last rename the folder is an unfinished run, never a mixed one
+        stale = out / "degradation.jsonl"
+        if "degradation.jsonl" not in contents and stale.exists():
+            stale.unlink()
+        for name in [n for n in contents if n != RESULTS_FILE] + [RESULTS_FILE]:
+            os.replace(staged[name], out / name)
+    finally:  # after a failure or an interruption: no staged file is left behind
         for path in staged.values():
             try:
                 path.unlink()
-            except OSError:
+            except OSError:  # already renamed into place (FileNotFoundError), or a folder we can no longer write
                 pass
-        raise
-    final = out / RESULTS_FILE
-    if final.exists():
-        final.unlink()  # from here until the last rename the folder is an unfinished run, never a mixed one
-    stale = out / "degradation.jsonl"
-    if "degradation.jsonl" not in contents and stale.exists():
-        stale.unlink()
-    for name in [n for n in contents if n != RESULTS_FILE] + [RESULTS_FILE]:
-        os.replace(staged[name], out / name)
     keys = {"degradation.jsonl": "degradation", "results.md": "markdown", "roc.png": "roc", RESULTS_FILE: "results"}
     return {keys[name]: out / name for name in contents}
 
