@@ -123,6 +123,8 @@ RESULTS_SCHEMA: dict[str, Any] = {
             "landmark_fallbacks": {"type": "array", "items": {"type": "string"}},
             "images_sha256": {"type": "object",
                               "additionalProperties": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+            "images_decode": {"type": "object", "additionalProperties": _NAME},
+            "pairs_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
         }},
         "cache": {"type": "object", "properties": {
             "hits": {"type": "integer", "minimum": 0},
@@ -130,6 +132,10 @@ RESULTS_SCHEMA: dict[str, Any] = {
             "corrupt": {"type": "integer", "minimum": 0},
             "dir": {"type": ["string", "null"]},
         }},
+        "outputs": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["sha256"],
+            "properties": {"sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                           "lines": {"type": "integer", "minimum": 0}}}},
         "pairs": {"type": "object", "required": ["a", "b"], "properties": {
             "a": {"type": "array", "items": {"type": "string"}},
             "b": {"type": "array", "items": {"type": "string"}}}},
@@ -689,12 +695,15 @@ def _recorded_rows(record: dict[str, Any]) -> list[tuple[str, str, int, int]] | 
     scores = conds[0].get("scores") if conds else None
     if not pairs or not scores:
         return None
-    rows = [(str(a), str(b), int(s), int(f)) for a, b, s, f in zip(pairs["a"], pairs["b"], scores["same"],
-                                                                       scores["fold"])]
-    for skip in record["protocol"]["skipped"]:
-        if not all(k in skip for k in ("a", "b", "same", "fold")):
-            return None
-        rows.append((str(skip["a"]), str(skip["b"]), int(skip["same"]), int(skip["fold"])))
+    try:
+        rows = [(str(a), str(b), int(s), int(f)) for a, b, s, f in zip(pairs["a"], pairs["b"], scores["same"],
+                                                                           scores["fold"])]
+        for skip in record["protocol"]["skipped"]:
+            if not all(k in skip for k in ("a", "b", "same", "fold")):
+                return None
+            rows.append((str(skip["a"]), str(skip["b"]), int(skip["same"]), int(skip["fold"])))
+    except (TypeError, ValueError, OverflowError):  # a label that is not an integer: the schema reports it
+        return None
     return rows
 
 
@@ -712,13 +721,15 @@ def _check_pairs(record: dict[str, Any], run: Path, report: RunValidation) -> No
         if rows is None:
             problems.append("protocol.pairs_sha256 is recorded but the skipped pairs lack their labels")
             return
-        if pairs_digest(*zip(*rows)) != recorded:
+        if not rows or pairs_digest(*zip(*rows)) != recorded:
             problems.append("pairs: the scored and skipped pairs with their labels and folds do not digest to "
                             "protocol.pairs_sha256; a label, fold or pair was changed")
         report.checked["pair digest"] = 1
+    failed = {f["image"] for f in proto.get("failed_images") or [] if isinstance(f, dict)
+              and isinstance(f.get("image"), str)}
     for skip in proto["skipped"]:
-        failed = {f.get("image"): f.get("reason") for f in proto.get("failed_images") or [] if isinstance(f, dict)}
-        if "failed_images" in proto and skip.get("a") not in failed and skip.get("b") not in failed:
+        sides = {skip.get("a"), skip.get("b")} if all(isinstance(skip.get(k), str) for k in ("a", "b")) else set()
+        if "failed_images" in proto and not sides & failed:
             problems.append(f"skipped pair {_short(skip.get('a'))}, {_short(skip.get('b'))}: neither image is listed "
                             f"in protocol.failed_images")
     try:
@@ -872,7 +883,10 @@ def _check_skips(record: dict[str, Any], cache, report: RunValidation) -> None:
     decode = proto.get("images_decode") or {}
     problems, n = [], 0
     for failed in proto.get("failed_images") or []:
-        image, reason = failed.get("image"), str(failed.get("reason"))
+        if not isinstance(failed, dict) or not isinstance(failed.get("image"), str):
+            problems.append(f"protocol.failed_images: malformed entry {_short(failed)}")
+            continue
+        image, reason = failed["image"], str(failed.get("reason"))
         if "no face found by " not in reason:  # the reason landmark_stage gives a genuine miss
             continue
         if image not in shas:
