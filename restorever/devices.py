@@ -1,9 +1,12 @@
 """One place that turns a ``--device`` option into a :class:`torch.device` (or a one-line :class:`DeviceError`)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import DeviceError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 __all__ = ["resolve_device", "DEVICE_HELP"]
 

@@ -23,8 +23,9 @@ def read_file_bytes(path: str | os.PathLike, *, max_bytes: int | None = None, wh
     """The bytes of a regular file of at most ``max_bytes``.
 
     Devices (``/dev/zero``), FIFOs, sockets and folders are refused before reading (a FIFO is opened non-blocking,
-    so it cannot hang the run), and so is a file larger than ``max_bytes`` (default :data:`MAX_FILE_BYTES`); at most ``max_bytes + 1`` bytes are ever
-    read, even from a file that grows meanwhile. Raises :class:`DataNotFoundError` (missing) or :class:`ImageError`.
+    so it cannot hang the run), and so is a file larger than ``max_bytes`` (default :data:`MAX_FILE_BYTES`); at
+    most ``max_bytes + 1`` bytes are ever read, even from a file that grows meanwhile. Raises
+    :class:`DataNotFoundError` (missing) or :class:`ImageError`.
     """
     import stat
 

@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import DataNotFoundError, ImageError, ProtocolError, UnsafePathError
+from .errors import DataNotFoundError, ProtocolError, UnsafePathError
 from .images import read_file_bytes, safe_join
 
 logger = logging.getLogger(__name__)
@@ -514,7 +514,8 @@ def validate_spec(spec: dict, *, source: str) -> None:
                 raise ProtocolError(f"{source}: dataset.download[{i}] must be a mapping {{filename, url, sha256}}")
             problem = download_filename_problem(item.get("filename")) or download_url_problem(item.get("url"))
             sha = item.get("sha256")
-            if problem is None and sha is not None and not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+            if problem is None and sha is not None and not (
+                    isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
                 problem = f"sha256 must be null or 64 lower-case hex digits, got {str(sha)[:70]!r}"
             if problem:
                 raise ProtocolError(f"{source}: dataset.download[{i}]: {problem}")

@@ -372,7 +372,7 @@ def embed_conditions(ctx: RunContext, items: Sequence[str], probe_set: set[str],
     Cached entries are read; missing ones are computed batch by batch (align once, degrade once per scale, restore
     per restorer, embed) and written to the cache as they finish. Returns ``(embeddings, stage_seconds)``.
     """
-    config, cache, recognizer = ctx.config, ctx.cache, ctx.recognizer
+    config, cache = ctx.config, ctx.cache
     conditions = ctx.conditions
     recognizer_id = recognizer_identity(ctx)
     restorer_ids = {name: _restorer_id(ctx, name) for name in ctx.restorers}
@@ -683,7 +683,8 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
                      "images_decode": {i: info[i].decode for i in images if info[i].decode}},
         "cache": {"hits": cache.hits, "misses": cache.misses, "corrupt": cache.corrupt,
                   "dir": str(Path(cache.root).resolve()) if cache.root else None,
-                  "recognizer_id": recognizer_identity(ctx), "restorer_ids": {n: _restorer_id(ctx, n) for n in restorers}},
+                  "recognizer_id": recognizer_identity(ctx),
+                  "restorer_ids": {n: _restorer_id(ctx, n) for n in restorers}},
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "pairs": {"a": list(valid.a), "b": list(valid.b)},
         "examples": example_records,

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RestoreverError
-from ..pipeline.cache import atomic_write_text
 
 RESULTS_FILE = "results.json"
 
