@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import RestoreverError
-from .cache import STAGE_VERSIONS, cache_key
+from ..images import decode_tag
+from .cache import STAGE_VERSIONS, cache_key, landmarks_key
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +48,12 @@ def describe_plan(config) -> str:
     unreadable = 0
     for item in images:
         try:
-            sha = hashlib.sha256(ctx.protocol.read_bytes(item)).hexdigest()
+            data = ctx.protocol.read_bytes(item)
         except RestoreverError:
             unreadable += 1
             continue
-        key = cache_key(stage="landmarks", v=STAGE_VERSIONS["landmarks"], image=sha, detector=config.detector)
+        sha = hashlib.sha256(data).hexdigest()
+        key = landmarks_key(sha, config.detector, decode_tag(data))  # the key landmark_stage uses
         path = ctx.cache.path("landmarks", key) if ctx.cache.root else None
         if path is not None and path.exists():
             landmarks_cached += 1
