@@ -397,6 +397,12 @@ def load_spec(name_or_path: str, include_path: Sequence[str | os.PathLike] = (),
             raise ProtocolError(f"unknown protocol {name_or_path!r}{hint} (known: {', '.join(sorted(available))})")
         path = available[name_or_path]
     try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ProtocolError(f"{path}: cannot read ({exc})") from exc
+    if size > MAX_SPEC_BYTES:
+        raise ProtocolError(f"{path}: {size} bytes, more than the {MAX_SPEC_BYTES} allowed for a protocol file")
+    try:
         spec = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, OverflowError, ValueError, RecursionError) as exc:  # UnicodeDecodeError: a ValueError
         raise ProtocolError(f"{path}: invalid YAML ({type(exc).__name__}: {exc})") from exc
@@ -428,6 +434,7 @@ def _merge(base: dict, override: dict) -> dict:
 FORMATS = ("lfw-pairs", "pairs-csv", "insightface-bin", "lfw-ident")
 
 
+MAX_SPEC_BYTES = 1 << 20  # a protocol YAML above 1 MiB is refused unread
 #: a protocol name: it names a folder under the cache (``<cache>/data/<protocol>``), so it must be a plain slug
 PROTOCOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 #: one component of a download's file name (``archive.tgz``, or ``sub/archive.tgz`` one folder deep)
@@ -505,6 +512,11 @@ def validate_spec(spec: dict, *, source: str) -> None:
         pairs = ds.get("pairs")
         if not pairs or not all(isinstance(p, str) for p in (pairs if isinstance(pairs, list) else [pairs])):
             raise ProtocolError(f"{source}: dataset.pairs must name the pairs file(s)")
+    images = ds.get("images")
+    if images is not None and not (isinstance(images, list) and images and all(
+            isinstance(f, str) and f.strip() for f in images)):
+        raise ProtocolError(f"{source}: dataset.images must be a non-empty list of folder names, got "
+                            f"{str(images)[:60]}")
     downloads = ds.get("download")
     if downloads is not None:
         if not isinstance(downloads, list):

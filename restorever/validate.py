@@ -643,10 +643,18 @@ def _check_outputs(record: dict[str, Any], run: Path, report: RunValidation) -> 
     problems = []
     if record["config"]["scales"] and "degradation.jsonl" not in outputs:
         problems.append("outputs: a run with scales must record degradation.jsonl")
+    from .errors import UnsafePathError
+    from .images import safe_join
+
     for name, expected in outputs.items():
-        path = run / name
-        if name not in ("degradation.jsonl", "results.md", "roc.png") or not isinstance(expected, dict):
+        if not isinstance(expected, dict) or not (name in ("degradation.jsonl", "results.md", "roc.png")
+                                                  or name.startswith("examples/")):
             problems.append(f"outputs: unexpected entry {_short(name)}")
+            continue
+        try:
+            path = safe_join(run, name, what="outputs entry")
+        except UnsafePathError as exc:
+            problems.append(str(exc))
             continue
         if not path.is_file():
             problems.append(f"{name}: missing (results.json records it); the folder is incomplete or mixed")

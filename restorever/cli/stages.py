@@ -81,7 +81,10 @@ def _refuse_collisions(targets: dict[str, Path], what: str) -> None:
     """Refuse, before any work, two inputs that would be written to the same output file (``d1/face.png`` and
     ``d2/face.jpg`` both to ``OUT/face.png``): one line naming both, instead of one silently overwriting the other."""
     seen: dict[Path, str] = {}
+    sources = {Path(s).resolve() for s in targets if Path(s).exists()}
     for source, target in targets.items():
+        if target.resolve() in sources:
+            raise ValueError(f"{target} is one of the inputs; writing there would replace it; choose another --out")
         key = Path(str(target).lower()) if os.path.normcase("A") == "a" else target
         if key in seen and seen[key] != source:
             raise ValueError(f"{what} {seen[key]} and {source} would both be written to {target}; rename one, or "

@@ -60,6 +60,8 @@ class EvalConfig:
             raise ValueError(f"--on-error must be one of {', '.join(ON_ERROR)}, got {self.on_error!r}")
         if self.batch_size < 1:
             raise ValueError("--batch-size must be at least 1")
+        if not 0 <= int(self.seed) < 2 ** 63:
+            raise ValueError(f"--seed must be an integer from 0 to 2**63 - 1, got {self.seed}")
         if any(int(s) < 1 for s in self.scales):
             raise ValueError(f"--scales must be positive integers, got {self.scales}")
         if not self.restorers:

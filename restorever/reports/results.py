@@ -128,6 +128,15 @@ def _roc_png(record: dict[str, Any], out: Path) -> bytes:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _example_files(record: dict[str, Any]) -> list[str]:
+    """The relative paths of the example PNGs a record names (``examples[].clean`` and ``examples[].images``)."""
+    out = []
+    for entry in record.get("examples") or []:
+        if isinstance(entry, dict):
+            out += [p for p in [entry.get("clean"), *((entry.get("images") or {}).values())] if isinstance(p, str)]
+    return out
+
+
 def write_run(record: dict[str, Any], out: str | Path) -> dict[str, Path]:
     """Write ``results.json``, ``results.md``, ``roc.png`` and ``degradation.jsonl`` into ``out``, all or nothing.
 
@@ -162,6 +171,10 @@ def write_run(record: dict[str, Any], out: str | Path) -> dict[str, Path]:
     record["outputs"] = {name: {"sha256": hashlib.sha256(data).hexdigest(),
                                 **({"lines": data.count(b"\n")} if name.endswith(".jsonl") else {})}
                          for name, data in contents.items()}
+    for rel in _example_files(record):  # written by evaluate() before; a later run's examples must not pass as these
+        path = out / rel
+        if path.is_file():
+            record["outputs"][rel] = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
     contents[RESULTS_FILE] = json.dumps(record, indent=1, allow_nan=False).encode("utf-8")
     staged: dict[str, Path] = {}
     try:

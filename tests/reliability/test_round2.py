@@ -774,3 +774,77 @@ def test_record_lets_validate_check_a_run_whose_data_is_gone(tiny_data, referenc
     assert report.checked["landmark entries"] + report.checked["cache entries"] == len(cache_entries(
         reference_run[3]))
     assert any("labels not checked against the protocol" in n for n in report.notes)
+
+
+# ------------------------------------------------------------------------------- variants of the classes above
+
+def test_restore_refuses_to_write_over_its_input(faces_root, tmp_path):
+    face = tmp_path / "o" / "face.png"
+    face.parent.mkdir()
+    Image.open(sorted(faces_root.rglob("*.jpg"))[0]).convert("RGB").resize((512, 512)).save(face)
+    before = face.read_bytes()
+    result = _invoke(["restore", face, "--restorer", "none", "--aligned", "--out", tmp_path / "o"])
+    assert result.exit_code == 2 and "is one of the inputs" in _one_line(result.output)
+    assert face.read_bytes() == before
+
+
+def test_changed_example_image_is_detected(run_with_examples, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(run_with_examples, run)
+    assert check_run(run, check_cache=False).ok
+    record = json.loads((run / "results.json").read_text())
+    entry = record["examples"][0]
+    shutil.copyfile(run / entry["clean"], run / next(iter(entry["images"].values())))
+    problems = check_run(run, check_cache=False).problems
+    assert any("changed since the run wrote it" in p and "examples/" in p for p in problems), problems
+
+
+def test_outputs_entry_leaving_the_run_folder_is_a_problem(run_copy):
+    run, _ = run_copy
+    _edit(run, lambda r: r["outputs"].update({"examples/../../../etc/hostname": {"sha256": "0" * 64}}))
+    problems = check_run(run).problems
+    assert any("escape" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("body, message", [
+    ("dataset: {format: lfw-pairs, pairs: pairs.txt, images: 5}", "dataset.images must be a non-empty list"),
+    ("dataset: {format: lfw-pairs, pairs: pairs.txt, images: [lfw, 3]}", "dataset.images must be a non-empty list"),
+    ("folds: true\ndataset: {format: pairs-csv}", "folds must be a positive integer"),
+    ("folds: 100000\ndataset: {format: pairs-csv}", "folds must be a positive integer"),
+    ("alignment: {fallback_landmarks: [[1, 2], [3, 4], [5, 6], [7, 8], [9, .nan]]}\ndataset: {format: pairs-csv}",
+     "five [x, y]"),
+    ("dataset: {format: pairs-csv, download: {filename: x, url: 'https://h/x'}}", "must be a list"),
+    ("dataset: {format: pairs-csv, download: [x.tgz]}", "must be a mapping"),
+])
+def test_more_malformed_protocol_values_are_refused_at_load(tmp_path, body, message):
+    from restorever.protocol import load_spec
+
+    (tmp_path / "p.yaml").write_text(f"protocol: p\n{body}\n")
+    with pytest.raises(ProtocolError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_spec(str(tmp_path / "p.yaml"))
+
+
+def test_huge_protocol_file_is_refused_unread(tmp_path):
+    from restorever.protocol import MAX_SPEC_BYTES, load_spec
+
+    (tmp_path / "p.yaml").write_text("protocol: p\ndataset: {format: pairs-csv}\n# " + "x" * MAX_SPEC_BYTES + "\n")
+    with pytest.raises(ProtocolError, match="allowed for a protocol file"):
+        load_spec(str(tmp_path / "p.yaml"))
+
+
+@pytest.mark.parametrize("text", ["include: 5\n", b"protocol: \xff\n", "include: p.yaml\n"])
+def test_unreadable_spec_is_one_line_through_eval(tiny_data, tmp_path, text):
+    """eval first asks whether the spec is an identification one; a broken file must still end in one line."""
+    csv, root = tiny_data
+    path = tmp_path / "p.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    args = eval_args(csv, root, tmp_path / "out", tmp_path / "cache")
+    args[args.index("--protocol") + 1] = str(path)
+    result = _invoke(args)
+    assert result.exit_code == 2 and "p.yaml" in _one_line(result.output)
+
+
+def test_negative_seed_is_one_line_naming_the_option(tiny_data, tmp_path):
+    csv, root = tiny_data
+    result = _invoke(eval_args(csv, root, tmp_path / "out", tmp_path / "cache", "--seed", "-5"))
+    assert result.exit_code == 2 and "--seed" in _one_line(result.output)
