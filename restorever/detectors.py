@@ -328,7 +328,16 @@ class SCRFDDetector:
         """Landmarks of the most central face per ``HxWx3`` uint8 RGB image (``None`` where none is found)."""
         out = []
         for img in _check_images(images):
-            scores, boxes, kps = self.detect_all(img)
+            try:
+                scores, boxes, kps = self.detect_all(img)
+            except RestoreverError:
+                raise
+            except Exception as exc:  # onnxruntime failures (allocation, provider errors): an error, not "no face"
+                if "out of memory" in str(exc).lower():
+                    raise
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise DetectorError(f"scrfd failed on the image ({type(exc).__name__}: {first}); this is not a "
+                                    f"'no face found' and nothing was cached for it") from exc
             out.append(_select(boxes, scores, kps, img.shape[0], img.shape[1]))
         return out
 

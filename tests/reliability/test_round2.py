@@ -848,3 +848,20 @@ def test_negative_seed_is_one_line_naming_the_option(tiny_data, tmp_path):
     csv, root = tiny_data
     result = _invoke(eval_args(csv, root, tmp_path / "out", tmp_path / "cache", "--seed", "-5"))
     assert result.exit_code == 2 and "--seed" in _one_line(result.output)
+
+
+@pytest.mark.parametrize("exc, raised", [(RuntimeError("ONNXRuntimeError: Failed to allocate memory"), "DetectorError"),
+                                         (MemoryError(), "DetectorError"),
+                                         (RuntimeError("CUDA out of memory"), "RuntimeError")])
+def test_scrfd_failure_is_an_error_not_no_face(exc, raised):
+    from restorever.detectors import SCRFDDetector
+
+    det = SCRFDDetector.__new__(SCRFDDetector)  # no model needed: the network call is what fails
+
+    def detect_all(image):
+        raise exc
+
+    det.detect_all = detect_all
+    with pytest.raises(Exception) as info:
+        det.detect([np.zeros((64, 64, 3), np.uint8)])
+    assert type(info.value).__name__ == raised
