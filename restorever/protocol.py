@@ -323,6 +323,8 @@ def read_insightface_bin(path: str | os.PathLike, n_folds: int = 10) -> tuple[Pa
     """Read an insightface verification ``.bin`` (``(bins, issame_list)``): image ``2i`` and ``2i+1`` form pair ``i``.
     Folds are contiguous blocks, as insightface's evaluation splits them (KFold without shuffling)."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # a FIFO would block, a device would never end
+        raise ProtocolError(f"{path}: not a regular file; pass the .bin file itself")
     try:
         with open(path, "rb") as fh:
             obj = _RestrictedUnpickler(fh, encoding="bytes").load()

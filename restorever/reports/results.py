@@ -9,6 +9,7 @@ from typing import Any
 from ..errors import RestoreverError
 
 RESULTS_FILE = "results.json"
+MAX_RESULTS_BYTES = 1 << 30  # as restorever validate: a results.json above 1 GiB is refused unread
 
 
 def condition_label(cond: dict[str, Any]) -> str:
@@ -204,12 +205,21 @@ def load_results(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if p.is_dir():
         p = p / RESULTS_FILE
+    if p.is_file() and p.stat().st_size > MAX_RESULTS_BYTES:
+        raise RestoreverError(f"{p}: {p.stat().st_size} bytes, more than the {MAX_RESULTS_BYTES} allowed for a "
+                              f"results file; not read")
     try:
         record = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise RestoreverError(f"{p}: no results file (did the run finish?)") from exc
     except json.JSONDecodeError as exc:
         raise RestoreverError(f"{p}: not valid JSON ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise RestoreverError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except RecursionError:
+        raise RestoreverError(f"{p}: nested too deeply to be a results file") from None
+    except OSError as exc:
+        raise RestoreverError(f"{p}: cannot be read ({exc.strerror or exc})") from None
     if not isinstance(record, dict) or "conditions" not in record:
         raise RestoreverError(f"{p}: not a restorever results file (no 'conditions')")
     _check_conditions(record, p)

@@ -865,3 +865,32 @@ def test_scrfd_failure_is_an_error_not_no_face(exc, raised):
     with pytest.raises(Exception) as info:
         det.detect([np.zeros((64, 64, 3), np.uint8)])
     assert type(info.value).__name__ == raised
+
+
+def test_gpu_index_beyond_the_machine_is_one_line(monkeypatch):
+    from restorever.devices import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(DeviceError, match=r"has 2 GPU\(s\) \(cuda:0..cuda:1\)"):
+        resolve_device("cuda:3")
+    assert resolve_device("cuda:1") == torch.device("cuda:1")
+
+
+@pytest.mark.parametrize("content, message", [(b'{"conditions": [1]}' + b" " * 10, "is not an object"),
+                                              (b'{"a": "\xff"}', "not UTF-8"),
+                                              (b"[" * 100_000 + b"]" * 100_000, "nested too deeply")])
+def test_report_on_broken_results_is_one_line(tmp_path, content, message):
+    (tmp_path / "results.json").write_bytes(content)
+    result = _invoke(["report", tmp_path])
+    assert result.exit_code == 2 and message in _one_line(result.output)
+
+
+def test_bin_that_is_not_a_regular_file_is_refused(tmp_path):
+    from restorever.protocol import read_insightface_bin
+
+    os.mkfifo(tmp_path / "lfw.bin")
+    start = time.perf_counter()
+    with pytest.raises(ProtocolError, match="not a regular file"):
+        read_insightface_bin(tmp_path / "lfw.bin")
+    assert time.perf_counter() - start < 1.0
