@@ -68,10 +68,10 @@ class EvalConfig:
             raise ValueError("--restorer needs at least one name")
         for option, values in (("--scales", self.scales), ("--restorer", self.restorers)):
             if len(set(values)) != len(values):  # each condition once: a repeat would be scored (and counted) twice
-                unique = list(dict.fromkeys(values))
-                logger.warning("%s lists %s more than once; evaluating %s once each", option,
-                               ", ".join(str(v) for v in values if values.count(v) > 1 and v in unique[:]), unique)
-                values[:] = unique
+                repeated = sorted({str(v) for v in values if values.count(v) > 1})
+                logger.warning("%s lists %s more than once; each condition is evaluated once", option,
+                               ", ".join(repeated))
+                values[:] = list(dict.fromkeys(values))
 
 
 def limit_pairs(pairs: PairList, n: int | None) -> PairList:
@@ -152,9 +152,7 @@ def landmark_stage(protocol: Protocol, items: Sequence[str], *, detector: str, d
     of landmarks (the caller applies the ``--on-error`` policy).
     """
     from ..detectors import create_detector
-    from ..images import decode_image
-
-    from ..images import decode_tag
+    from ..images import decode_image, decode_tag
     from .cache import landmarks_key
 
     info: dict[str, ImageInfo] = {}
