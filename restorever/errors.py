@@ -51,4 +51,9 @@ class DeviceError(RestoreverError, ValueError):
 
 
 class DetectorError(RestoreverError):
-    """The face detector failed on an image (an error, not a finding: it is never cached as "no face found")."""
+    """The face detector failed on an image (an error, not a finding: it is never cached as "no face found").
+    Its message contains :data:`DETECTOR_FAILURE`, by which ``restorever validate`` recognises such a skip."""
+
+
+#: the phrase every :class:`DetectorError` message carries
+DETECTOR_FAILURE = "failed on the image"

@@ -733,8 +733,16 @@ def _check_pairs(record: dict[str, Any], run: Path, report: RunValidation) -> No
             problems.append("pairs: the scored and skipped pairs with their labels and folds do not digest to "
                             "protocol.pairs_sha256; a label, fold or pair was changed")
         report.checked["pair digest"] = 1
+    from .errors import DETECTOR_FAILURE
+
     failed = {f["image"] for f in proto.get("failed_images") or [] if isinstance(f, dict)
               and isinstance(f.get("image"), str)}
+    transient = [f["image"] for f in proto.get("failed_images") or [] if isinstance(f, dict)
+                 and isinstance(f.get("image"), str) and DETECTOR_FAILURE in str(f.get("reason"))]
+    if transient:
+        problems.append(f"{len(transient)} image(s) skipped because the detector failed on them (e.g. "
+                        f"{_short(transient[0])}), not because no face was found: the run is incomplete; rerun it to "
+                        f"retry them")
     for skip in proto["skipped"]:
         sides = {skip.get("a"), skip.get("b")} if all(isinstance(skip.get(k), str) for k in ("a", "b")) else set()
         if "failed_images" in proto and not sides & failed:

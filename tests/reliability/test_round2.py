@@ -185,7 +185,8 @@ def test_detector_failure_with_skip_is_reported_and_retried(tiny_data, reference
     record = json.loads((out / "results.json").read_text())
     skipped = record["protocol"]["skipped"]
     assert skipped and all("mtcnn failed" in s["reason"] for s in skipped)
-    assert check_run(out).ok  # an honest record: the skip is visible, with its reason
+    problems = check_run(out).problems  # recorded with its reason, and not a valid evaluation
+    assert any("skipped because the detector failed" in p for p in problems), problems
     monkeypatch.undo()
     result = _invoke(args, catch_exceptions=False)  # retried, not remembered as "no face"
     assert result.exit_code == 0, result.output
