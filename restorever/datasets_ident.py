@@ -199,15 +199,14 @@ def is_ident_protocol(name_or_path: str, include_path: Sequence[str | os.PathLik
         path = list_protocols(include_path).get(name_or_path)
         if path is None:
             return False
+    seen = 0
     try:
         spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return False
-    while isinstance(spec, dict) and "include" in spec and "dataset" not in spec:
-        try:
+        while isinstance(spec, dict) and "include" in spec and "dataset" not in spec and seen < 8:
             spec = yaml.safe_load((path.parent / spec["include"]).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError):
-            return False
+            seen += 1
+    except Exception:  # noqa: BLE001 - any unreadable file is "not an identification spec"; the loader reports it
+        return False
     return isinstance(spec, dict) and is_ident_spec(spec)
 
 
@@ -273,7 +272,7 @@ class IdentProtocol:
 def load_ident_protocol(name_or_path: str = "lfw-ident", *, data_root: str | os.PathLike | None = None,
                         include_path: Sequence[str | os.PathLike] = ()) -> IdentProtocol:
     """Load ``lfw-ident`` (or another YAML of this format) and check the people file against the image tree."""
-    from .protocol import LFW_IMAGE_FOLDERS, find_lfw_image_folder, resolve_data_root
+    from .protocol import LFW_IMAGE_FOLDERS, find_lfw_image_folder, read_text_file, resolve_data_root
 
     spec, _ = load_ident_spec(name_or_path, include_path)
     root = resolve_data_root(spec, data_root)
@@ -281,7 +280,7 @@ def load_ident_protocol(name_or_path: str = "lfw-ident", *, data_root: str | os.
     if not people_file.is_file():
         raise DataNotFoundError(f"{people_file}: people file not found (pass --data-root DIR holding "
                                 f"{spec['dataset']['people']} and lfw-deepfunneled/)")
-    people = parse_people_file(people_file.read_text(encoding="utf-8"), source=str(people_file))
+    people = parse_people_file(read_text_file(people_file), source=str(people_file))
     folder = find_lfw_image_folder(root, spec["dataset"].get("images", LFW_IMAGE_FOLDERS))
     missing = [n for n in people if not (root / folder / n).is_dir()]
     if missing:

@@ -32,7 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import ImageError, RestoreverError, UnknownNameError, WeightsNotFoundError
+from .errors import DetectorError, ImageError, RestoreverError, UnknownNameError, WeightsNotFoundError
 
 __all__ = [
     "Detection",
@@ -159,12 +159,20 @@ class MTCNNDetector:
                 chunk = idx[start:start + self.batch_size]
                 try:
                     found = self._detect_batch(np.stack([imgs[i] for i in chunk]))
-                except (RuntimeError, ValueError, IndexError) as exc:
-                    if len(chunk) == 1:
+                except (RuntimeError, MemoryError, ValueError, IndexError) as exc:
+                    if len(chunk) > 1:  # isolate the image that breaks facenet-pytorch's batch code
+                        found = [self.detect([imgs[i]])[0] for i in chunk]
+                    elif isinstance(exc, (RuntimeError, MemoryError)):
+                        # allocation failure, CUDA out of memory, an unusable device: the detector did not run, so
+                        # this is an error, never "no face found" (which callers cache for good)
+                        if "out of memory" in str(exc).lower():
+                            raise
+                        raise DetectorError(f"mtcnn failed on the image ({type(exc).__name__}: "
+                                            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "
+                                            f"this is not a 'no face found' and nothing was cached for it") from exc
+                    else:  # facenet-pytorch's own empty-result paths on some images: it ran and found nothing
                         logger.warning("MTCNN failed on image %d (%s); reporting it as no face found.", chunk[0], exc)
                         found = [None]
-                    else:  # isolate the image that breaks facenet-pytorch's batch code
-                        found = [self.detect([imgs[i]])[0] for i in chunk]
                 for i, det in zip(chunk, found):
                     results[i] = det
         return results
@@ -344,7 +352,16 @@ class SCRFDDetector:
         """Landmarks of the most central face per ``HxWx3`` uint8 RGB image (``None`` where none is found)."""
         out = []
         for img in _check_images(images):
-            scores, boxes, kps = self.detect_all(img)
+            try:
+                scores, boxes, kps = self.detect_all(img)
+            except RestoreverError:
+                raise
+            except Exception as exc:  # onnxruntime failures (allocation, provider errors): an error, not "no face"
+                if "out of memory" in str(exc).lower():
+                    raise
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                raise DetectorError(f"scrfd failed on the image ({type(exc).__name__}: {first}); this is not a "
+                                    f"'no face found' and nothing was cached for it") from exc
             out.append(_select(boxes, scores, kps, img.shape[0], img.shape[1]))
         return out
 

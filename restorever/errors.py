@@ -53,3 +53,16 @@ class ConfigError(RestoreverError, ValueError):
     def __init__(self, argument: str, problem: str):
         super().__init__(f"{argument} {problem}")
         self.argument, self.problem = argument, problem
+
+
+class DeviceError(RestoreverError, ValueError):
+    """A ``--device`` this machine does not have (or that cannot run a computation, such as ``meta``)."""
+
+
+class DetectorError(RestoreverError):
+    """The face detector failed on an image (an error, not a finding: it is never cached as "no face found").
+    Its message contains :data:`DETECTOR_FAILURE`, by which ``restorever validate`` recognises such a skip."""
+
+
+#: the phrase every :class:`DetectorError` message carries
+DETECTOR_FAILURE = "failed on the image"

@@ -200,6 +200,56 @@ def weight_status(card: ModelCard, cache_dir: str | os.PathLike | None = None) -
     return status
 
 
+MAX_EXPANSION = 4  # a checkpoint's zip may declare at most 4x its size on disk (+ 64 MiB) uncompressed
+_EXPANSION_SLACK = 64 << 20
+
+
+def check_archive_sizes(path: Path) -> None:
+    """Refuse a zip-format checkpoint whose members *declare* far more bytes than the file holds, before anything is
+    decompressed (torch writes its members uncompressed, so a real checkpoint expands by a factor of about 1; a
+    1 MB deflate bomb declaring 1 GiB is refused here). Legacy (non-zip) files are left to the unpickler."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as zf:
+            declared = sum(max(info.file_size, 0) for info in zf.infolist())
+    except Exception as exc:  # noqa: BLE001 - BadZipFile, struct.error, ...: any failure on a hostile central directory
+        raise CheckpointLayoutError(f"{path}: damaged zip archive ({type(exc).__name__}: {exc})") from None
+    on_disk = path.stat().st_size
+    if declared > MAX_EXPANSION * on_disk + _EXPANSION_SLACK:
+        raise CheckpointLayoutError(f"{path}: its members declare {declared} bytes uncompressed from {on_disk} bytes "
+                                    f"on disk (more than {MAX_EXPANSION}x + 64 MiB); refused before decompressing "
+                                    f"(a compression bomb, or not a torch checkpoint)")
+
+
+def load_error_summary(exc: BaseException) -> str:
+    """One line saying why ``torch.load(weights_only=True)`` refused a file, without torch's advice to retry with
+    ``weights_only=False`` (which would run the file's code): the refused global when there is one."""
+    text = str(exc).strip()
+    if "weights only load failed" in text.lower() or "weights_only" in text:
+        for line in text.splitlines():
+            if "GLOBAL" in line or "Unsupported" in line or "unsupported" in line:
+                return f"it needs code to be unpickled: {line.strip()}"
+        return "it needs code to be unpickled (not a weights-only file)"
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def load_weights_only(path: str | os.PathLike) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU after :func:`check_archive_sizes`; any failure is one
+    :class:`CheckpointLayoutError` line."""
+    import torch
+
+    path = Path(path)
+    check_archive_sizes(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a malformed file can fail anywhere inside torch.load (struct.error, AssertionError...)
+        raise CheckpointLayoutError(f"{path}: not a loadable weights-only checkpoint ({load_error_summary(exc)}); "
+                                    f"restorever never unpickles code") from exc
+
+
 def load_checkpoint(
     path: str | os.PathLike,
     *,
@@ -217,12 +267,7 @@ def load_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise WeightsNotFoundError(f"{path}: checkpoint file not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a malformed file can fail anywhere inside torch.load (struct.error, AssertionError...)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointLayoutError(
-            f"{path}: not a loadable weights-only checkpoint ({first}); restorever never unpickles code") from exc
+    obj = load_weights_only(path)
     if isinstance(obj, dict):
         for key in keys:
             if key in obj and isinstance(obj[key], dict):

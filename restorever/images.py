@@ -11,6 +11,56 @@ from .errors import DataNotFoundError, ImageError, UnsafePathError
 
 MAX_PIXELS = 64_000_000  # refuse images larger than 64 megapixels (and absurd headers) before decoding
 MIN_SIDE = 16
+MAX_FILE_BYTES = 256 << 20  # an image file above 256 MiB is refused unread
+
+
+def _open_fd(path: Path) -> int:
+    """A read-only descriptor; non-blocking so that opening a FIFO cannot hang (the caller refuses non-files)."""
+    return os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+
+
+def read_file_bytes(path: str | os.PathLike, *, max_bytes: int | None = None, what: str = "image") -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``.
+
+    Devices (``/dev/zero``), FIFOs, sockets and folders are refused before reading (a FIFO is opened non-blocking,
+    so it cannot hang the run), and so is a file larger than ``max_bytes`` (default :data:`MAX_FILE_BYTES`); at
+    most ``max_bytes + 1`` bytes are ever read, even from a file that grows meanwhile. Raises
+    :class:`DataNotFoundError` (missing) or :class:`ImageError`.
+    """
+    import stat
+
+    max_bytes = MAX_FILE_BYTES if max_bytes is None else max_bytes
+    p = Path(path)
+    try:
+        fd = _open_fd(p)
+    except FileNotFoundError as exc:
+        raise DataNotFoundError(f"{p}: {what} file not found") from exc
+    except IsADirectoryError as exc:
+        raise DataNotFoundError(f"{p}: is a folder, not an {what} file") from exc
+    except OSError as exc:  # permission denied, EIO on a failing disk, ...
+        raise ImageError(f"{p}: cannot read ({exc.strerror or exc})") from exc
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise DataNotFoundError(f"{p}: is a folder, not an {what} file")
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageError(f"{p}: not a regular file (a device, FIFO or socket); refused")
+        if st.st_size > max_bytes:
+            raise ImageError(f"{p}: {st.st_size} bytes, more than the {max_bytes} allowed for an {what} file")
+        chunks, total = [], 0
+        while True:
+            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                raise ImageError(f"{p}: grew beyond the {max_bytes} bytes allowed for an {what} file while read")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise ImageError(f"{p}: cannot read ({exc.strerror or exc})") from exc
+    finally:
+        os.close(fd)
 
 
 def safe_join(root: str | os.PathLike, relative: str, *, what: str = "path") -> Path:
@@ -36,9 +86,71 @@ def safe_join(root: str | os.PathLike, relative: str, *, what: str = "path") -> 
     return path
 
 
+def exif_orientation(data: bytes) -> int:
+    """The EXIF orientation tag (1..8) of encoded image bytes, read from the header only; 1 when there is none or
+    it is unreadable."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            value = int(im.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - a malformed header is decode_image's to report; here it means "no tag"
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+HIGH_DEPTH_MODES = ("I", "F")
+
+
+def decode_tag(data: bytes) -> str | None:
+    """``None`` for an image decoded as restorever always decoded it (8-bit, no EXIF rotation); otherwise a short
+    tag naming what :func:`decode_image` now does differently (``orient=6``, ``mode=I;16``). It enters the
+    landmark cache key, so entries computed before orientation and bit depth were handled are not reused for these
+    images, while every other entry stays valid."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            mode = im.mode
+    except Exception:  # noqa: BLE001 - undecodable: decode_image reports it
+        return None
+    parts = []
+    orientation = exif_orientation(data)
+    if orientation != 1:
+        parts.append(f"orient={orientation}")
+    if mode.startswith("I;16") or mode in HIGH_DEPTH_MODES:
+        parts.append(f"mode={mode}")
+    return ",".join(parts) or None
+
+
+def _to_rgb8(im) -> np.ndarray:
+    """``HxWx3`` uint8 RGB of a Pillow image; 16-bit and 32-bit integer and float images are scaled, not clipped:
+    16-bit (``I;16*``, or ``I`` with values up to 65535) by 255/65535, float ``F`` in [0, 1] by 255 (in [0, 255]
+    as is); other ranges are refused rather than guessed."""
+    if im.mode.startswith("I;16") or im.mode in ("I", "F"):
+        arr = np.asarray(im).astype(np.float64)
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{im.mode} image holds NaN or infinite values")
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+        if im.mode == "F":
+            if lo < -1e-6 or hi > 255.0 + 1e-6:
+                raise ValueError(f"float image with values in [{lo:g}, {hi:g}]; expected [0, 1] or [0, 255]")
+            arr = arr * 255.0 if hi <= 1.0 else arr
+        else:
+            if lo < 0 or hi > 65535:
+                raise ValueError(f"integer image with values in [{lo:g}, {hi:g}]; expected 0..255 or 0..65535")
+            arr = arr / 257.0 if (im.mode.startswith("I;16") or hi > 255) else arr
+        grey = np.clip(np.floor(arr + 0.5), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=-1)
+    return np.asarray(im.convert("RGB"))
+
+
 def decode_image(data: bytes, *, source: str = "<bytes>") -> np.ndarray:
-    """Decode encoded image bytes to an ``HxWx3`` uint8 RGB array; raise :class:`ImageError` naming ``source``."""
-    from PIL import Image, UnidentifiedImageError
+    """Decode encoded image bytes to an ``HxWx3`` uint8 RGB array; raise :class:`ImageError` naming ``source``.
+
+    The EXIF orientation is applied (a phone photo stored sideways comes out upright), and 16-bit and float images
+    are scaled to 8 bits (see :func:`_to_rgb8`)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as im:
@@ -47,7 +159,11 @@ def decode_image(data: bytes, *, source: str = "<bytes>") -> np.ndarray:
                 raise ImageError(f"{source}: image of {w}x{h} pixels refused (allowed: {MIN_SIDE}..{MAX_PIXELS} "
                                  f"pixels, sides >= {MIN_SIDE})")
             im.draft("RGB", (w, h))
-            arr = np.asarray(im.convert("RGB"))
+            try:
+                oriented = ImageOps.exif_transpose(im) if exif_orientation(data) != 1 else im
+            except (ValueError, TypeError, KeyError, SyntaxError) as exc:  # a tag was read, the transform failed
+                raise ImageError(f"{source}: unreadable EXIF orientation ({type(exc).__name__}: {exc})") from exc
+            arr = _to_rgb8(oriented)
     except ImageError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
@@ -58,13 +174,7 @@ def decode_image(data: bytes, *, source: str = "<bytes>") -> np.ndarray:
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image file to ``HxWx3`` uint8 RGB."""
     p = Path(path)
-    try:
-        data = p.read_bytes()
-    except FileNotFoundError as exc:
-        raise DataNotFoundError(f"{p}: image file not found") from exc
-    except OSError as exc:
-        raise ImageError(f"{p}: cannot read ({exc})") from exc
-    return decode_image(data, source=str(p))
+    return decode_image(read_file_bytes(p), source=str(p))
 
 
 def to_tensor(images: list[np.ndarray]):

@@ -20,8 +20,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import DataNotFoundError, ImageError, ProtocolError, UnsafePathError
-from .images import safe_join
+from .errors import DataNotFoundError, ProtocolError, UnsafePathError
+from .images import read_file_bytes, safe_join
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,16 @@ class PairList:
         idx = np.asarray(index, dtype=int)
         return PairList([self.a[i] for i in idx], [self.b[i] for i in idx], self.same[idx], self.fold[idx],
                         [self.lines[i] for i in idx] if self.lines else [])
+
+
+def pairs_digest(a: Sequence[str], b: Sequence[str], same: Sequence[int], fold: Sequence[int]) -> str:
+    """sha256 of a set of pairs with their labels and folds, independent of order (the rows are sorted), so that
+    the scored pairs plus the skipped ones of a run digest to the same value as the pairs it was asked to run."""
+    import hashlib
+    import json
+
+    rows = sorted(json.dumps([str(x), str(y), int(s), int(f)]) for x, y, s, f in zip(a, b, same, fold))
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()
 
 
 @dataclass
@@ -158,7 +168,7 @@ def load_lfw_pairs(root: Path, files: Sequence[Path], folders: Sequence[str] = L
     for file_index, path in enumerate(files):
         if not path.is_file():
             raise DataNotFoundError(f"{path}: pairs file not found (pass --data-root DIR holding {path.name})")
-        rows, _, _ = parse_lfw_pairs(path.read_text(encoding="utf-8", errors="strict"), source=str(path))
+        rows, _, _ = parse_lfw_pairs(read_text_file(path), source=str(path))
         for n1, i1, n2, i2, s, f, line_no in rows:
             a.append(lfw_image_path(folder, n1, i1))
             b.append(lfw_image_path(folder, n2, i2))
@@ -166,6 +176,28 @@ def load_lfw_pairs(root: Path, files: Sequence[Path], folders: Sequence[str] = L
             fold.append(file_index if len(files) > 1 else f)
             lines.append(line_no)
     return PairList(a, b, np.asarray(same, dtype=np.int64), np.asarray(fold, dtype=np.int64), lines)
+
+
+MAX_TEXT_BYTES = 256 << 20  # a pairs or list file above 256 MiB is refused unread
+
+
+def read_text_file(path: Path, *, max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """A pairs/list file as text: UTF-8 with or without a byte-order mark; anything else (Latin-1, UTF-16, binary) is
+    a :class:`ProtocolError` naming the file and the fix."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ProtocolError(f"{path}: {size} bytes, more than the {max_bytes} allowed for a pairs file")
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise DataNotFoundError(f"{path}: file not found") from exc
+    except OSError as exc:
+        raise ProtocolError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(f"{path}: not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start}); save it as "
+                            f"UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
 
 
 # ---------------------------------------------------------------------------------------------------- pairs CSV
@@ -191,6 +223,7 @@ def _is_header(row: list[str]) -> bool:
             and not any("." in c or "/" in c for c in row[:2]))
 
 
+MAX_FOLD_LABEL = 1_000_000
 _TRUE = {"1", "true", "same", "yes", "y", "t"}
 _FALSE = {"0", "false", "different", "diff", "no", "n", "f"}
 
@@ -227,9 +260,13 @@ def parse_pairs_csv(text: str, *, source: str = "pairs.csv", n_folds: int = 10) 
             raise ProtocolError(f"{source}:{line_no}: empty image path")
         if has_fold:
             try:
-                fold.append(int(row[3]))
+                value = int(row[3])
+                if abs(value) > MAX_FOLD_LABEL:
+                    raise ValueError
             except ValueError:
-                raise ProtocolError(f"{source}:{line_no}: fold must be an integer, got {row[3]!r}") from None
+                raise ProtocolError(f"{source}:{line_no}: fold must be an integer from -{MAX_FOLD_LABEL} to "
+                                    f"{MAX_FOLD_LABEL}, got {row[3][:40]!r}") from None
+            fold.append(value)
         a.append(row[0])
         b.append(row[1])
         same.append(s)
@@ -286,6 +323,8 @@ def read_insightface_bin(path: str | os.PathLike, n_folds: int = 10) -> tuple[Pa
     """Read an insightface verification ``.bin`` (``(bins, issame_list)``): image ``2i`` and ``2i+1`` form pair ``i``.
     Folds are contiguous blocks, as insightface's evaluation splits them (KFold without shuffling)."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # a FIFO would block, a device would never end
+        raise ProtocolError(f"{path}: not a regular file; pass the .bin file itself")
     try:
         with open(path, "rb") as fh:
             obj = _RestrictedUnpickler(fh, encoding="bytes").load()
@@ -372,6 +411,12 @@ def load_spec(name_or_path: str, include_path: Sequence[str | os.PathLike] = (),
             raise ProtocolError(f"unknown protocol {name_or_path!r}{hint} (known: {', '.join(sorted(available))})")
         path = available[name_or_path]
     try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ProtocolError(f"{path}: cannot read ({exc})") from exc
+    if size > MAX_SPEC_BYTES:
+        raise ProtocolError(f"{path}: {size} bytes, more than the {MAX_SPEC_BYTES} allowed for a protocol file")
+    try:
         spec = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, OverflowError, ValueError, RecursionError) as exc:  # UnicodeDecodeError: a ValueError
         raise ProtocolError(f"{path}: invalid YAML ({type(exc).__name__}: {exc})") from exc
@@ -403,11 +448,77 @@ def _merge(base: dict, override: dict) -> dict:
 FORMATS = ("lfw-pairs", "pairs-csv", "insightface-bin", "lfw-ident")
 
 
+MAX_SPEC_BYTES = 1 << 20  # a protocol YAML above 1 MiB is refused unread
+#: a protocol name: it names a folder under the cache (``<cache>/data/<protocol>``), so it must be a plain slug
+PROTOCOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+#: one component of a download's file name (``archive.tgz``, or ``sub/archive.tgz`` one folder deep)
+_FILE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
+#: URL schemes a protocol may download from (the official LFW host serves plain http; the sha256 guards content)
+DOWNLOAD_SCHEMES = ("https", "http")
+MAX_FOLDS = 1000
+
+
+def download_filename_problem(filename: Any) -> str | None:
+    """Why ``filename`` is not a safe download target inside ``<cache>/data/<protocol>/`` (None when it is): a plain
+    relative name, at most one sub-folder deep, of letters, digits and ``._+-`` (no ``..``, no absolute path)."""
+    if not isinstance(filename, str) or not filename:
+        return f"filename must be a plain file name, got {filename!r}"
+    parts = filename.split("/")
+    if "\\" in filename or len(parts) > 2 or not all(_FILE_PART.match(p) and p not in (".", "..") for p in parts) \
+            or any(".." in p for p in parts):
+        return (f"filename {filename[:80]!r} must be a plain file name inside the download folder (letters, "
+                f"digits, '._+-', at most one sub-folder; no absolute path, no '..')")
+    return None
+
+
+def download_url_problem(url: Any) -> str | None:
+    """Why ``url`` may not be downloaded from (None when it may): only http(s) URLs with a host."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(url, str) or any(c.isspace() for c in url):
+        return f"url must be an http(s) URL, got {url!r}"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return f"url {url!r} is malformed"
+    if parts.scheme.lower() not in DOWNLOAD_SCHEMES or not parts.netloc:
+        return f"url {url!r} must be an http(s) URL with a host (file://, ftp:// and others are refused)"
+    return None
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def validate_spec(spec: dict, *, source: str) -> None:
-    """Check a protocol spec without reading any data."""
+    """Check a protocol spec without reading any data (run at load time by every command, ``--dry-run`` included).
+
+    The protocol name, ``folds``, ``alignment`` and every ``dataset.download`` entry are checked here because they
+    become folder names, array sizes and files written under the cache."""
     for key in ("protocol", "dataset"):
         if key not in spec:
             raise ProtocolError(f"{source}: missing key {key!r}")
+    name = spec["protocol"]
+    if not isinstance(name, str) or not PROTOCOL_NAME.match(name):
+        raise ProtocolError(f"{source}: protocol must be a name of letters, digits, '.', '_' or '-' (it names a "
+                            f"folder of the cache), got {str(name)[:60]!r}")
+    if "folds" in spec and not (_positive_int(spec["folds"]) and spec["folds"] <= MAX_FOLDS):
+        raise ProtocolError(f"{source}: folds must be a positive integer (at most {MAX_FOLDS}), got "
+                            f"{str(spec['folds'])[:60]}")
+    alignment = spec.get("alignment")
+    if alignment is not None:
+        if not isinstance(alignment, dict):
+            raise ProtocolError(f"{source}: alignment must be a mapping (e.g. {{fallback_landmarks: [[x, y], ...]}}), "
+                                f"got {str(alignment)[:60]}")
+        if "fallback_landmarks" in alignment:
+            pts = alignment["fallback_landmarks"]
+            ok = isinstance(pts, list) and len(pts) == 5 and all(
+                isinstance(p, list) and len(p) == 2 and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in p)
+                for p in pts)
+            if not ok:
+                raise ProtocolError(f"{source}: alignment.fallback_landmarks must be five [x, y] pixel points, got "
+                                    f"{str(pts)[:60]}")
     ds = spec["dataset"]
     if not isinstance(ds, dict) or ds.get("format") not in FORMATS:
         raise ProtocolError(f"{source}: dataset.format must be one of {', '.join(FORMATS)}")
@@ -415,6 +526,25 @@ def validate_spec(spec: dict, *, source: str) -> None:
         pairs = ds.get("pairs")
         if not pairs or not all(isinstance(p, str) for p in (pairs if isinstance(pairs, list) else [pairs])):
             raise ProtocolError(f"{source}: dataset.pairs must name the pairs file(s)")
+    images = ds.get("images")
+    if images is not None and not (isinstance(images, list) and images and all(
+            isinstance(f, str) and f.strip() for f in images)):
+        raise ProtocolError(f"{source}: dataset.images must be a non-empty list of folder names, got "
+                            f"{str(images)[:60]}")
+    downloads = ds.get("download")
+    if downloads is not None:
+        if not isinstance(downloads, list):
+            raise ProtocolError(f"{source}: dataset.download must be a list of {{filename, url, sha256}} entries")
+        for i, item in enumerate(downloads):
+            if not isinstance(item, dict):
+                raise ProtocolError(f"{source}: dataset.download[{i}] must be a mapping {{filename, url, sha256}}")
+            problem = download_filename_problem(item.get("filename")) or download_url_problem(item.get("url"))
+            sha = item.get("sha256")
+            if problem is None and sha is not None and not (
+                    isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+                problem = f"sha256 must be null or 64 lower-case hex digits, got {str(sha)[:70]!r}"
+            if problem:
+                raise ProtocolError(f"{source}: dataset.download[{i}]: {problem}")
 
 
 # ---------------------------------------------------------------------------------------------------- data root
@@ -446,6 +576,8 @@ def resolve_data_root(spec: dict, data_root: str | os.PathLike | None, *, downlo
     env = os.environ.get("RESTOREVER_DATA")
     if env:
         candidates += [Path(env).expanduser() / name, Path(env).expanduser()]
+    if not isinstance(name, str) or not PROTOCOL_NAME.match(name):
+        raise ProtocolError(f"protocol name {str(name)[:60]!r} is not a plain name; it cannot name a cache folder")
     cached = get_cache_dir() / "data" / name
     candidates.append(cached)
     for root in candidates:
@@ -472,7 +604,10 @@ def _download_dataset(archives: list[dict], target: Path, name: str) -> Path:
 
     target.mkdir(parents=True, exist_ok=True)
     for item in archives:
-        dest = target / item["filename"]
+        problem = download_filename_problem(item.get("filename")) or download_url_problem(item.get("url"))
+        if problem:  # validate_spec checked this at load; a spec built in code is checked here too
+            raise ProtocolError(f"protocol {name}: download refused: {problem}")
+        dest = safe_join(target, item["filename"], what="download filename")
         if not dest.exists():
             download_file(item["url"], dest, sha256=item.get("sha256"), description=f"{name}:{item['filename']}")
         if item.get("extract") and dest.suffix in (".tgz", ".gz", ".tar"):
@@ -524,7 +659,7 @@ def load_protocol(name_or_path: str = "lfw", *, data_root: str | os.PathLike | N
             raise ProtocolError(f"protocol {spec['protocol']}: pass the CSV with --pairs FILE (and --data-root DIR "
                                 f"for the images)")
         p = _pairs_path(root, pairs)
-        pair_list = parse_pairs_csv(p.read_text(encoding="utf-8"), source=str(p), n_folds=int(spec.get("folds", 10)))
+        pair_list = parse_pairs_csv(read_text_file(p), source=str(p), n_folds=int(spec.get("folds", 10)))
         source = str(p)
     for item in pair_list.images():  # reject escaping paths up front, before any work
         safe_join(root, item, what="image path")
@@ -544,14 +679,6 @@ def _pairs_path(root: Path, pairs: str | os.PathLike) -> Path:
 
 def image_reader(root: Path) -> Callable[[str], bytes]:
     def read(item: str) -> bytes:
-        path = safe_join(root, item, what="image path")
-        try:
-            return path.read_bytes()
-        except FileNotFoundError as exc:
-            raise DataNotFoundError(f"{path}: image file not found") from exc
-        except IsADirectoryError as exc:
-            raise DataNotFoundError(f"{path}: is a folder, not an image") from exc
-        except OSError as exc:  # permission denied, EIO on a failing disk, ...: a per-image failure
-            raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+        return read_file_bytes(safe_join(root, item, what="image path"))
 
     return read

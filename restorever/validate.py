@@ -123,6 +123,8 @@ RESULTS_SCHEMA: dict[str, Any] = {
             "landmark_fallbacks": {"type": "array", "items": {"type": "string"}},
             "images_sha256": {"type": "object",
                               "additionalProperties": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+            "images_decode": {"type": "object", "additionalProperties": _NAME},
+            "pairs_sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
         }},
         "cache": {"type": "object", "properties": {
             "hits": {"type": "integer", "minimum": 0},
@@ -130,6 +132,10 @@ RESULTS_SCHEMA: dict[str, Any] = {
             "corrupt": {"type": "integer", "minimum": 0},
             "dir": {"type": ["string", "null"]},
         }},
+        "outputs": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["sha256"],
+            "properties": {"sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                           "lines": {"type": "integer", "minimum": 0}}}},
         "pairs": {"type": "object", "required": ["a", "b"], "properties": {
             "a": {"type": "array", "items": {"type": "string"}},
             "b": {"type": "array", "items": {"type": "string"}}}},
@@ -295,9 +301,11 @@ def check_run(run_dir: str | os.PathLike, *, check_cache: bool = True,
     if report.problems:  # the recomputations below assume a consistent record
         return report
     _guarded(_check_metrics, report, record, report)
+    _guarded(_check_outputs, report, record, run, report)
     _guarded(_check_degradation_file, report, record, run, report)
+    _guarded(_check_pairs, report, record, run, report)
     if check_cache:
-        _guarded(_check_cache, report, record, report, cache_dir)
+        _guarded(_check_cache, report, record, report, cache_dir, run)
     else:
         report.notes.append("cache check skipped (--no-cache)")
     return report
@@ -555,8 +563,9 @@ def _check_degradation_file(record: dict[str, Any], run: Path, report: RunValida
     if not cfg["scales"]:
         return
     if not path.is_file():
-        report.notes.append(f"{path.name}: missing; the degradation parameters cannot be checked")
-        return
+        if record.get("outputs") is None:  # older records: the file was optional
+            report.notes.append(f"{path.name}: missing; the degradation parameters cannot be checked")
+        return  # newer records: _check_outputs reports it missing
     from . import __version__
     from .degradation import Degradation, DegradationError, DegradationParams
 
@@ -608,7 +617,168 @@ def _check_degradation_file(record: dict[str, Any], run: Path, report: RunValida
                     report.notes.append(f"{path.name}: {len(differ)} record(s) differ from what restorever "
                                         f"{__version__} draws (the run used {record['restorever_version']})")
             report.checked["degradation records"] = len(records)
+    pairs = record.get("pairs")
+    if pairs and not problems:
+        probes = set(pairs["b"]) if cfg["degrade_side"] == "probe" else set(pairs["a"]) | set(pairs["b"])
+        want = {(item, int(scale)) for item in probes for scale in cfg["scales"]}
+        have = [(str(r.get("item_id", r.get("item"))), r.get("scale")) for r in records]
+        if len(have) != len(want) or set(have) != want:
+            problems.append(f"{path.name}: {len(have)} record(s) for {len(want)} (probe, scale) pairs the run "
+                            f"degraded ({len(probes)} probe(s) x {len(cfg['scales'])} scale(s)); it was truncated "
+                            f"or edited")
     report.problems += _cut(problems, "degradation")
+
+
+def _check_outputs(record: dict[str, Any], run: Path, report: RunValidation) -> None:
+    """The files beside results.json are the ones this run wrote (``outputs``: sha256 and line counts), so a
+    truncated or emptied ``degradation.jsonl`` or another run's ``results.md`` is detected. Records written before
+    ``outputs`` existed get only the count check of :func:`_check_degradation_file`."""
+    import hashlib
+
+    outputs = record.get("outputs")
+    if outputs is None:
+        report.notes.append("results.json records no digests of its outputs (written before they were recorded)")
+        return
+    if not isinstance(outputs, dict):
+        report.problems.append(f"outputs: expected a mapping of file name to digest, got {_short(outputs)}")
+        return
+    problems = []
+    if record["config"]["scales"] and "degradation.jsonl" not in outputs:
+        problems.append("outputs: a run with scales must record degradation.jsonl")
+    from .errors import UnsafePathError
+    from .images import safe_join
+
+    for name, expected in outputs.items():
+        if not isinstance(expected, dict) or not (name in ("degradation.jsonl", "results.md", "roc.png")
+                                                  or name.startswith("examples/")):
+            problems.append(f"outputs: unexpected entry {_short(name)}")
+            continue
+        try:
+            path = safe_join(run, name, what="outputs entry")
+        except UnsafePathError as exc:
+            problems.append(str(exc))
+            continue
+        if not path.is_file():
+            problems.append(f"{name}: missing (results.json records it); the folder is incomplete or mixed")
+            continue
+        if path.stat().st_size > MAX_RESULTS_BYTES:
+            problems.append(f"{name}: larger than {MAX_RESULTS_BYTES} bytes; not read")
+            continue
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != expected.get("sha256"):
+            n_lines = data.count(b"\n")
+            lines = f" ({n_lines} lines, results.json says {expected['lines']})" if "lines" in expected else ""
+            problems.append(f"{name}: changed since the run wrote it (sha256 differs from results.json){lines}; "
+                            f"it was edited, truncated or comes from another run")
+    report.checked["output files"] = len(outputs)
+    report.problems += problems
+
+
+def _origin(record: dict[str, Any], run: Path) -> Path | None:
+    """The folder the run was started from, when ``config.out`` was relative and names the tail of ``run``
+    (``--out runs/x`` from /home/u gives /home/u), so relative paths of the record resolve from anywhere."""
+    out = record["config"].get("out")
+    if not isinstance(out, str) or not out or Path(out).is_absolute():
+        return None
+    tail = Path(out).parts
+    here = run.resolve()
+    if tail and len(here.parts) > len(tail) and here.parts[-len(tail):] == tail:
+        return Path(*here.parts[:-len(tail)])
+    return None
+
+
+def _resolve(value: Any, record: dict[str, Any], run: Path) -> Any:
+    """A path of the record as the run saw it: absolute as is; relative from the run's start folder (see
+    :func:`_origin`) when that exists, else from the current folder."""
+    if not isinstance(value, str) or not value or Path(value).is_absolute():
+        return value
+    origin = _origin(record, run)
+    if origin is not None and (origin / value).exists():
+        return str(origin / value)
+    return value
+
+
+def _recorded_rows(record: dict[str, Any]) -> list[tuple[str, str, int, int]] | None:
+    """``(a, b, same, fold)`` of every pair the run was asked for: the scored ones (labels from the scores) and the
+    skipped ones (labels stored with them since they are recorded); None when the record lacks them."""
+    pairs, conds = record.get("pairs"), record["conditions"]
+    scores = conds[0].get("scores") if conds else None
+    if not pairs or not scores:
+        return None
+    try:
+        rows = [(str(a), str(b), int(s), int(f)) for a, b, s, f in zip(pairs["a"], pairs["b"], scores["same"],
+                                                                           scores["fold"])]
+        for skip in record["protocol"]["skipped"]:
+            if not all(k in skip for k in ("a", "b", "same", "fold")):
+                return None
+            rows.append((str(skip["a"]), str(skip["b"]), int(skip["same"]), int(skip["fold"])))
+    except (TypeError, ValueError, OverflowError):  # a label that is not an integer: the schema reports it
+        return None
+    return rows
+
+
+def _check_pairs(record: dict[str, Any], run: Path, report: RunValidation) -> None:
+    """Labels, folds and skips against what the run was asked for: the recorded ``pairs_sha256`` (no data needed),
+    then the protocol itself when its files can be read (a flipped label, a moved fold or a pair dropped behind a
+    fake skip is a problem)."""
+    from .protocol import pairs_digest
+
+    proto, cfg = record["protocol"], record["config"]
+    rows = _recorded_rows(record)
+    problems = report.problems
+    recorded = proto.get("pairs_sha256")
+    if recorded is not None:
+        if rows is None:
+            problems.append("protocol.pairs_sha256 is recorded but the skipped pairs lack their labels")
+            return
+        if not rows or pairs_digest(*zip(*rows)) != recorded:
+            problems.append("pairs: the scored and skipped pairs with their labels and folds do not digest to "
+                            "protocol.pairs_sha256; a label, fold or pair was changed")
+        report.checked["pair digest"] = 1
+    from .errors import DETECTOR_FAILURE
+
+    failed = {f["image"] for f in proto.get("failed_images") or [] if isinstance(f, dict)
+              and isinstance(f.get("image"), str)}
+    transient = [f["image"] for f in proto.get("failed_images") or [] if isinstance(f, dict)
+                 and isinstance(f.get("image"), str) and DETECTOR_FAILURE in str(f.get("reason"))]
+    if transient:
+        problems.append(f"{len(transient)} image(s) skipped because the detector failed on them (e.g. "
+                        f"{_short(transient[0])}), not because no face was found: the run is incomplete; rerun it to "
+                        f"retry them")
+    for skip in proto["skipped"]:
+        sides = {skip.get("a"), skip.get("b")} if all(isinstance(skip.get(k), str) for k in ("a", "b")) else set()
+        if "failed_images" in proto and not sides & failed:
+            problems.append(f"skipped pair {_short(skip.get('a'))}, {_short(skip.get('b'))}: neither image is listed "
+                            f"in protocol.failed_images")
+    try:
+        from .pipeline.evaluate import limit_pairs
+        from .protocol import load_protocol
+
+        protocol = load_protocol(cfg["protocol"], data_root=_resolve(cfg.get("data_root"), record, run),
+                                 pairs=_resolve(cfg.get("pairs"), record, run), download=False)
+        wanted = limit_pairs(protocol.pairs, cfg.get("limit_pairs"))
+    except Exception as exc:  # noqa: BLE001 - without the protocol's files only this check is skipped
+        report.notes.append(f"labels not checked against the protocol: its files cannot be read "
+                            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+        return
+    expected = sorted((a, b, int(s), int(f)) for a, b, s, f in zip(wanted.a, wanted.b, wanted.same, wanted.fold))
+    if rows is None:
+        report.notes.append("labels not checked against the protocol: the record lacks the skipped pairs' labels")
+        return
+    got = sorted(rows)
+    if got != expected:
+        exp_set, got_set = set(expected), set(got)
+        extra = [r for r in got if r not in exp_set][:3]
+        lost = [r for r in expected if r not in got_set][:3]
+        message = (f"pairs: the run's pairs and labels differ from protocol {cfg['protocol']} "
+                   f"({len(got)} recorded, {len(expected)} in the protocol; e.g. recorded {extra or '-'}, "
+                   f"protocol {lost or '-'})")
+        if recorded is None and cfg.get("limit_pairs") is not None:  # --limit-pairs chose differently before 0.x
+            report.notes.append(message + "; the run predates protocol.pairs_sha256 and --limit-pairs selected "
+                                          "pairs differently then")
+        else:
+            problems.append(message)
+    report.checked["pairs checked against the protocol"] = len(expected)
 
 
 def _same_params(a, i: int, b, j: int) -> bool:
@@ -619,12 +789,16 @@ def _same_params(a, i: int, b, j: int) -> bool:
 
 # ------------------------------------------------------------------------------------------------------------ cache
 
-def _check_cache(record: dict[str, Any], report: RunValidation, cache_dir: str | os.PathLike | None) -> None:
-    """The cached embeddings each condition scored: present, intact, and reproducing the stored scores."""
+def _check_cache(record: dict[str, Any], report: RunValidation, cache_dir: str | os.PathLike | None,
+                 run: Path | None = None) -> None:
+    """The cached embeddings each condition scored: present, intact, and reproducing the stored scores; and every
+    "no face found" skip backed by a landmark entry that says so."""
     from .pipeline.cache import ArrayCache
 
     cfg = record["config"]
     root = cache_dir or (record.get("cache") or {}).get("dir") or cfg.get("cache_dir")
+    if run is not None and not cache_dir:
+        root = _resolve(root, record, run)
     if not root or not Path(root).is_dir():
         report.notes.append(f"cache check skipped: the cache folder {root or '(none recorded)'} does not exist "
                             f"(pass --cache-dir DIR if it moved)")
@@ -641,6 +815,7 @@ def _check_cache(record: dict[str, Any], report: RunValidation, cache_dir: str |
     identity = _run_identity(record, report)
     if identity is None:
         return
+    _check_skips(record, cache, identity, report)
     landmarks = _landmarks(record, cache, items, shas, identity, report)
     if landmarks is None:
         return
@@ -675,10 +850,12 @@ def _image_hashes(record: dict[str, Any], items: list[str], report: RunValidatio
 
 
 def _run_identity(record: dict[str, Any], report: RunValidation):
-    """The run identity that built the cache keys: recorded (``cache.identity``), else rebuilt from the config and
-    the weights table exactly as runs made before it was recorded built it (on the CPU). The weights table is what
-    the run loaded, so the identity's weights must agree with it."""
-    import dataclasses
+    """The run identity that built the cache keys: recorded (``cache.identity``), checked against the one rebuilt
+    from the config and the weights table (what the run loaded); records made before the identity was stored are
+    keyed by the rebuilt one (on the CPU). A changed weight hash, option or model name is a problem, and the keys
+    then follow the config, so the entries the record claims are looked for where the changed run would have put
+    them."""
+    import json
 
     from .pipeline.identity import RunIdentity
 
@@ -697,29 +874,61 @@ def _run_identity(record: dict[str, Any], report: RunValidation):
     except (KeyError, TypeError, ValueError) as exc:
         report.problems.append(f"cache.identity: malformed ({type(exc).__name__}: {exc})")
         return None
-    if recorded is not None:
-        backends = {recorded.recognizer["name"]: recorded.recognizer, **recorded.restorers}
-        differ = sorted(n for n, b in backends.items() if [list(w) for w in b["weights"]] != weights_of(n))
-        if differ:
-            report.problems.append(f"weights: the files listed for {', '.join(differ)} are not the ones "
-                                   f"cache.identity records")
-            return dataclasses.replace(
-                recorded, recognizer={**recorded.recognizer, "weights": weights_of(recorded.recognizer["name"])},
-                restorers={n: {**r, "weights": weights_of(n)} for n, r in recorded.restorers.items()})
-        return recorded
     try:
         from .pipeline.evaluate import route_restorer_options
 
         routed = route_restorer_options(cfg["restorers"], cfg.get("restorer_options") or {})
     except Exception as exc:  # noqa: BLE001 - an unknown restorer or a missing backend only skips this check
+        if recorded is not None:
+            return recorded
         report.notes.append(f"cache check skipped: the restorer options cannot be resolved ({exc})")
         return None
-    return RunIdentity(detector=cfg.get("detector", "mtcnn"),
-                       recognizer={"name": cfg["recognizer"], "weights": weights_of(cfg["recognizer"]),
-                                   "flip": bool(cfg.get("flip_test", False))},
-                       restorers={n: {"name": n, "weights": weights_of(n), "options": routed[n]}
-                                  for n in cfg["restorers"]},
-                       degradation=cfg["degradation"], seed=int(cfg["seed"]), device="cpu")
+    rebuilt = RunIdentity(detector=cfg.get("detector", "mtcnn"),
+                          recognizer={"name": cfg["recognizer"], "weights": weights_of(cfg["recognizer"]),
+                                      "flip": bool(cfg.get("flip_test", False))},
+                          restorers={n: {"name": n, "weights": weights_of(n), "options": routed[n]}
+                                     for n in cfg["restorers"]},
+                          degradation=cfg["degradation"], seed=int(cfg["seed"]),
+                          device=recorded.device if recorded is not None else "cpu")
+    if recorded is None:
+        return rebuilt
+    canon = lambda ident: json.dumps(ident.as_record(), sort_keys=True, default=str)  # noqa: E731
+    if canon(recorded) != canon(rebuilt):
+        report.problems.append("cache.identity does not match the config and the weights table (a weight hash, an "
+                               "option or a model name was changed)")
+        return rebuilt
+    return recorded
+
+
+def _check_skips(record: dict[str, Any], cache, identity, report: RunValidation) -> None:
+    """An image skipped as "no face found" must have the landmark entry that says so (written only when the
+    detector ran and found nothing); an entry holding landmarks means the skip was invented."""
+    proto = record["protocol"]
+    shas = proto.get("images_sha256")
+    if not shas or not proto["skipped"]:
+        return
+    decode = proto.get("images_decode") or {}
+    problems, n = [], 0
+    for failed in proto.get("failed_images") or []:
+        if not isinstance(failed, dict) or not isinstance(failed.get("image"), str):
+            problems.append(f"protocol.failed_images: malformed entry {_short(failed)}")
+            continue
+        image, reason = failed["image"], str(failed.get("reason"))
+        if "no face found by " not in reason:  # the reason landmark_stage gives a genuine miss
+            continue
+        if image not in shas:
+            problems.append(f"failed image {_short(image)}: skipped as no face found, but no hash is recorded")
+            continue
+        data, status = cache.check("landmarks", identity.landmarks_key(shas[image], decode.get(image)))
+        n += 1
+        if data is None:
+            problems.append(f"failed image {_short(image)}: skipped as no face found, but the cache holds no "
+                            f"landmark entry that says so ({status})")
+        elif data.shape == (5, 2) and not np.isnan(data).any():
+            problems.append(f"failed image {_short(image)}: skipped as no face found, but the cache holds its "
+                            f"landmarks; the skip is not genuine")
+    report.checked["skips checked"] = n
+    report.problems += _cut(problems, "skip")
 
 
 def _landmarks(record: dict[str, Any], cache, items: list[str], shas: dict[str, str], identity,
@@ -736,13 +945,14 @@ def _landmarks(record: dict[str, Any], cache, items: list[str], shas: dict[str, 
         except Exception as exc:  # noqa: BLE001 - only skips this check
             report.notes.append(f"cache check skipped: the protocol's fallback landmarks cannot be read ({exc})")
             return None
+    decode = record["protocol"].get("images_decode") or {}
     out: dict[str, np.ndarray] = {}
     problems: list[str] = []
     for item in items:
         if item in fallbacks:
             out[item] = fallback_points.copy()
             continue
-        data, status = cache.check("landmarks", identity.landmarks_key(shas[item]))
+        data, status = cache.check("landmarks", identity.landmarks_key(shas[item], decode.get(item)))
         if data is None:
             problems.append(f"landmarks of {item!r}: cache entry {status}")
         elif data.shape != (5, 2) or np.isnan(data).any():
@@ -1010,13 +1220,9 @@ def _download_problems(item: Any) -> list[str]:
     if not isinstance(item, dict):
         return [f"expected a mapping, got {_short(item)}"]
     out = []
-    filename = item.get("filename")
-    if not isinstance(filename, str) or not filename or "/" in filename or "\\" in filename or \
-            filename in (".", ".."):
-        out.append(f"filename must be a plain file name, got {_short(filename)}")
-    url = item.get("url")
-    if not isinstance(url, str) or not re.match(r"^https?://[^\s/]+", url):
-        out.append(f"url must be an http(s) URL, got {_short(url)}")
+    from .protocol import download_filename_problem, download_url_problem
+
+    out += [p for p in (download_filename_problem(item.get("filename")), download_url_problem(item.get("url"))) if p]
     sha = item.get("sha256")
     if sha is not None and not (isinstance(sha, str) and _SHA256_RE.match(sha)):
         out.append(f"sha256 must be null or 64 lower-case hex digits, got {_short(sha)}")

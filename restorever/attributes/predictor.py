@@ -167,7 +167,7 @@ class EmbeddingAttributePredictor:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "EmbeddingAttributePredictor":
         """Load a checkpoint written by :meth:`save` (``torch.load(weights_only=True)``; layouts checked strictly)."""
-        from ..hub import load_state_dict_strict
+        from ..hub import load_state_dict_strict, load_weights_only
 
         path = Path(path)
         if not path.is_file():
@@ -175,18 +175,23 @@ class EmbeddingAttributePredictor:
 
             raise WeightsNotFoundError(f"{path}: attribute model not found (create one with `restorever attributes "
                                        f"fit ... --out {path.name}`)")
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not our weights-only file"
-            raise CheckpointLayoutError(f"{path}: not a weights-only attribute checkpoint ({exc})") from exc
+        obj = load_weights_only(path)
         if not isinstance(obj, dict) or obj.get("format") != FORMAT:
             raise CheckpointLayoutError(f"{path}: not a restorever attribute model (expected format {FORMAT!r})")
-        if int(obj.get("version", -1)) > VERSION:
+        try:
+            version = int(obj.get("version", -1))
+            meta = json.loads(obj["meta"])
+            tensors = obj["tensors"]
+            if not isinstance(meta, dict) or not isinstance(tensors, dict) or not all(
+                    isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in tensors.items()):
+                raise TypeError("meta must be a JSON object and tensors a {name: tensor} mapping")
+            schema = AttributeSchema.from_dict(meta["schema"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CheckpointLayoutError(f"{path}: malformed attribute model ({type(exc).__name__}: {exc}); refit it "
+                                        f"with `restorever attributes fit`") from None
+        if version > VERSION:
             raise CheckpointLayoutError(f"{path}: attribute model version {obj.get('version')} is newer than this "
                                         f"restorever understands ({VERSION}); upgrade restorever")
-        meta = json.loads(obj["meta"])
-        tensors = obj["tensors"]
-        schema = AttributeSchema.from_dict(meta["schema"])
 
         def build(prefix: str) -> ProbeSet:
             probe = AttributeProbe(int(meta["embedding_dim"]), schema.sizes, int(meta["probe_hidden"]))
@@ -200,8 +205,14 @@ class EmbeddingAttributePredictor:
                 reweight.eval()
             return ProbeSet(probe, reweight)
 
-        folds = [(build(f"fold{k}"), frozenset(people)) for k, people in enumerate(meta.get("folds", []))]
-        predictor = cls(schema, meta["recognizer"], build("model"), folds, meta)
+        try:
+            folds = [(build(f"fold{k}"), frozenset(people)) for k, people in enumerate(meta.get("folds", []))]
+            predictor = cls(schema, meta["recognizer"], build("model"), folds, meta)
+        except CheckpointLayoutError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CheckpointLayoutError(f"{path}: malformed attribute model ({type(exc).__name__}: {exc}); refit it "
+                                        f"with `restorever attributes fit`") from None
         predictor.meta["file"] = str(path)
         return predictor
 

@@ -33,8 +33,15 @@ def handle_errors(func):
             previous = signal.signal(signal.SIGTERM, _terminate)
         except ValueError:  # not the main thread
             previous = None
+        import warnings
+
+        def _one_line(message, category, filename, lineno, file=None, line=None):  # no source line, no path
+            click.echo(f"warning: {str(message).splitlines()[0] if str(message) else category.__name__}", err=True)
+
         try:
-            return func(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _one_line
+                return func(*args, **kwargs)
         except ConfigError as exc:  # library errors name the argument; the CLI names its flag
             click.echo(f"error: {cli_flag(exc.argument)} {exc.problem}", err=True)
             sys.exit(2)
@@ -48,6 +55,10 @@ def handle_errors(func):
             click.echo("error: out of memory even for a single face (after halving the batch down to 1); use a "
                        "device with more memory, --device cpu, or a lower-precision option of the backend",
                        err=True)
+            sys.exit(2)
+        except OSError as exc:  # a path the user named that cannot be read or written: one line, no traceback
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"error: {where}{exc.strerror or exc}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted: finished cache entries are kept; rerun the same command to resume", err=True)

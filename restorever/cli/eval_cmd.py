@@ -51,7 +51,7 @@ Examples:
               help="GFPGAN StyleGAN noise: drawn per item from the seed (default) or the checkpoint's fixed maps.")
 @click.option("--cache-dir", type=click.Path(), default=None, help="Cache folder (default: $RESTOREVER_HOME/cache).")
 @click.option("--out", type=click.Path(), default="runs/latest", show_default=True, help="Output folder.")
-@click.option("--examples", type=int, default=4, show_default=True,
+@click.option("--examples", type=click.IntRange(min=0), default=4, show_default=True,
               help="Save the clean/degraded/restored faces of N probes under OUT/examples (for `plot grid`).")
 @click.option("--no-progress", is_flag=True, help="Hide progress bars.")
 @click.option("--dry-run", is_flag=True,
@@ -65,7 +65,7 @@ def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degr
     """Evaluate verification accuracy of clean, degraded and restored faces."""
     from ..hub import parse_weights_option
     from ..pipeline.evaluate import EvalConfig, evaluate
-    from ..reports.results import results_table, write_run
+    from ..reports.results import prepare_out_dir, results_table, write_run
 
     options = {"fidelity_ratio": vqfr_fidelity, "start_step": difface_start, "steps": difface_steps,
                "eta": difface_eta, "fidelity_weight": codeformer_fidelity, "noise": gfpgan_noise}
@@ -99,6 +99,7 @@ def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degr
         click.echo(describe_plan(config))
         return
     if distributed.from_env().is_main:
+        prepare_out_dir(out)
         with RunLock(out):
             record = evaluate(config, progress=not no_progress, examples=examples, examples_dir=out)
             paths = write_run(record, out)

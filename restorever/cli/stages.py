@@ -1,6 +1,7 @@
 """Single stages: ``restorever degrade`` and ``restorever restore``."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -37,7 +38,8 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
     from ..hub import get_cache_dir
     from ..images import to_uint8
     from ..pipeline.cache import ArrayCache, atomic_write_text
-    from ..pipeline.evaluate import align_items, landmark_stage, limit_pairs as limit, resolve_device
+    from ..devices import resolve_device
+    from ..pipeline.evaluate import align_items, landmark_stage, limit_pairs as limit
     from ..protocol import load_protocol
     from .options import parse_scales
 
@@ -45,6 +47,8 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
     pair_list = limit(proto.pairs, limit_pairs)
     items = list(dict.fromkeys(pair_list.b)) if side == "probe" else pair_list.images()
     dev = resolve_device(device)
+    out = Path(out)
+    _refuse_collisions({i: out / "clean" / Path(i).with_suffix(".png") for i in items}, "images")
     info = landmark_stage(proto, items, detector=detector, device=dev, cache=ArrayCache(get_cache_dir() / "cache"),
                           batch_size=batch_size)
     failed = {k: v.error for k, v in info.items() if v.error}
@@ -52,7 +56,6 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
         raise FaceNotFoundError(f"{next(iter(failed.values()))}; rerun with --on-error skip to skip it")
     items = [i for i in items if i not in failed]
     deg = Degradation(degradation)
-    out = Path(out)
     records = []
     scale_list = parse_scales(scales)
     for start in tqdm(range(0, len(items), batch_size), desc="degrade", unit="batch"):
@@ -72,6 +75,21 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
         atomic_write_text(out / "skipped.json", json.dumps(failed, indent=1))
         click.echo(f"skipped {len(failed)} image(s); reasons in {out / 'skipped.json'}")
     click.echo(f"wrote {len(items)} faces x {len(scale_list)} scales (+ clean) to {out}")
+
+
+def _refuse_collisions(targets: dict[str, Path], what: str) -> None:
+    """Refuse, before any work, two inputs that would be written to the same output file (``d1/face.png`` and
+    ``d2/face.jpg`` both to ``OUT/face.png``): one line naming both, instead of one silently overwriting the other."""
+    seen: dict[Path, str] = {}
+    sources = {Path(s).resolve() for s in targets if Path(s).exists()}
+    for source, target in targets.items():
+        if target.resolve() in sources:
+            raise ValueError(f"{target} is one of the inputs; writing there would replace it; choose another --out")
+        key = Path(str(target).lower()) if os.path.normcase("A") == "a" else target
+        if key in seen and seen[key] != source:
+            raise ValueError(f"{what} {seen[key]} and {source} would both be written to {target}; rename one, or "
+                             f"run them into separate --out folders")
+        seen[key] = source
 
 
 def _write_png(path: Path, array) -> None:
@@ -118,11 +136,14 @@ def restore_command(images, restorer, weights, aligned, detector, device, seed, 
     from ..alignment import estimate_similarity, get_template, warp_affine
     from ..errors import FaceNotFoundError
     from ..images import read_image, to_tensor, to_uint8
-    from ..pipeline.evaluate import item_seed, resolve_device
+    from ..devices import resolve_device
+    from ..pipeline.evaluate import item_seed
     from ..pipeline.paste import paste_back
     from ..restorers import create_restorer
 
     dev = resolve_device(device)
+    out = Path(out)
+    _refuse_collisions({path: out / (Path(path).stem + ".png") for path in images}, "inputs")
     options = {"fidelity_ratio": vqfr_fidelity, "start_step": difface_start, "steps": difface_steps,
                "eta": difface_eta, "fidelity_weight": codeformer_fidelity, "noise": gfpgan_noise}
     from ..pipeline.evaluate import route_restorer_options
@@ -131,7 +152,6 @@ def restore_command(images, restorer, weights, aligned, detector, device, seed, 
     model = create_restorer(restorer, weights=weights, device=dev, **routed)
     template = get_template("ffhq_512")
     det = None
-    out = Path(out)
     for path in tqdm(images, desc="restore", unit="image"):
         array = read_image(path)
         photo = to_tensor([array]).to(dev)

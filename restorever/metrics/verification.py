@@ -104,7 +104,9 @@ def kfold_accuracy(scores, labels, folds) -> KFoldResult:
     fold_index = np.searchsorted(fold_ids, f)
     n_folds = fold_ids.size
     if n_folds == 1:
-        warnings.warn("only one fold: the threshold is chosen on the evaluated pairs themselves", stacklevel=2)
+        warnings.warn("only one fold: the threshold is chosen on the evaluated pairs themselves, so the accuracy is "
+                      "optimistic; give the pairs at least 2 folds (a fold column in the CSV, or more pairs)",
+                      stacklevel=2)
     order = np.argsort(s, kind="mergesort")
     ss, ys, fs = s[order], y[order], fold_index[order]
     # train[k, i]: sorted pair i is in the training set of fold k

@@ -53,10 +53,12 @@ def _device_part(device: str | None) -> dict[str, str]:
     return {} if kind == "cpu" else {"device": kind}
 
 
-def landmarks_key(image_sha256: str, detector: str, *, device: str | None = None) -> str:
-    """Key of the five landmarks of an image (by content sha256) found by ``detector`` on ``device`` (a kind)."""
+def landmarks_key(image_sha256: str, detector: str, decode: str | None = None, *, device: str | None = None) -> str:
+    """Key of the five landmarks of an image (by content sha256) found by ``detector`` on ``device`` (a kind);
+    ``decode`` is :func:`restorever.images.decode_tag` (None for plain 8-bit images without EXIF rotation, which keeps
+    their keys as they always were)."""
     return cache_key(stage="landmarks", v=STAGE_VERSIONS["landmarks"], image=image_sha256, detector=detector,
-                     **_device_part(device))
+                     **({} if decode is None else {"decode": decode}), **_device_part(device))
 
 
 def restored_key(image_sha256: str, landmarks: Any, *, restorer_id: Any, degradation: str, scale: int, seed: int,
@@ -121,7 +123,10 @@ class ArrayCache:
             return None, f"corrupt: {type(exc).__name__}: {exc}"
         if _array_digest(data) != digest:
             return None, "corrupt: content does not match its sha256"
-        if stored_key is not None and stored_key != key:
+        if stored_key is None:  # such a file could be any entry copied to this name: it cannot be trusted
+            return None, ("corrupt: an old-format entry that does not store its key (written before 2026-11-24), "
+                          "so a file copied to the wrong name cannot be ruled out")
+        if stored_key != key:
             return None, f"corrupt: it holds the entry {stored_key[:12]}..., not {key[:12]}... (a misplaced file)"
         return data, "ok"
 

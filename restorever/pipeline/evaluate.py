@@ -16,9 +16,10 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, FaceNotFoundError, RestoreverError
+from ..devices import resolve_device
+from ..errors import ConfigError, DetectorError, FaceNotFoundError, RestoreverError
 from ..metrics.similarity import identity_to_clean, score_pairs
-from ..protocol import PairList, Protocol, load_protocol
+from ..protocol import PairList, Protocol, load_protocol, pairs_digest
 from . import distributed
 from .cache import ArrayCache, landmarks_key
 from .environment import environment_info, restorever_version
@@ -63,21 +64,18 @@ class EvalConfig:
             raise ConfigError("on_error", f"must be one of {', '.join(map(repr, ON_ERROR))}, got {self.on_error!r}")
         if self.batch_size < 1:
             raise ConfigError("batch_size", f"must be at least 1, got {self.batch_size}")
+        if not 0 <= int(self.seed) < 2 ** 63:
+            raise ConfigError("seed", f"must be an integer from 0 to 2**63 - 1, got {self.seed}")
         if any(int(s) < 1 for s in self.scales):
             raise ConfigError("scales", f"must be positive integers, got {self.scales}")
         if not self.restorers:
             raise ConfigError("restorers", "needs at least one name (e.g. ['none'])")
-
-
-def resolve_device(device: str):
-    import torch
-
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RestoreverError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-    return dev
+        for option, values in (("scales", self.scales), ("restorers", self.restorers)):
+            if len(set(values)) != len(values):  # each condition once: a repeat would be scored (and counted) twice
+                repeated = sorted({str(v) for v in values if values.count(v) > 1})
+                logger.warning("%s lists %s more than once; each condition is evaluated once", option,
+                               ", ".join(repeated))
+                values[:] = list(dict.fromkeys(values))
 
 
 def limit_pairs(pairs: PairList, n: int | None) -> PairList:
@@ -86,16 +84,24 @@ def limit_pairs(pairs: PairList, n: int | None) -> PairList:
         return pairs
     if n < 2:
         raise ConfigError("limit_pairs", f"must be at least 2 (one same and one different pair), got {n}")
-    groups = sorted({(int(f), int(s)) for f, s in zip(pairs.fold, pairs.same)})
-    quota = max(1, n // len(groups))
-    rank: dict[tuple[int, int], int] = {}
-    keep = []
+    # Deal the pairs out group by group, one (fold, class) group after another: the first pair of every group, then
+    # the second of every group, ... and keep the first n dealt (in file order). With more groups than n (10 folds x
+    # 2 classes for --limit-pairs 10) the groups are visited class by class alternately, so both classes are kept.
+    groups = sorted({(int(f), int(s)) for f, s in zip(pairs.fold, pairs.same)}, key=lambda g: (g[0], g[1]))
+    by_class = {c: [g for g in groups if g[1] == c] for c in (0, 1)}
+    order = [g for pair in zip(by_class[1], by_class[0]) for g in pair]
+    order += [g for g in groups if g not in order]
+    members: dict[tuple[int, int], list[int]] = {g: [] for g in groups}
     for i, key in enumerate(zip(pairs.fold.tolist(), pairs.same.tolist())):
-        r = rank.get(key, 0)
-        if r < quota:
-            keep.append(i)
-        rank[key] = r + 1
-    return pairs.subset(keep[:n] if len(keep) > n else keep)
+        members[key].append(i)
+    keep: list[int] = []
+    depth = 0
+    while len(keep) < n:
+        for g in order:
+            if depth < len(members[g]) and len(keep) < n:
+                keep.append(members[g][depth])
+        depth += 1
+    return pairs.subset(sorted(keep))
 
 
 def item_seed(seed: int, item: str, scale: int | None, purpose: str) -> int:
@@ -117,13 +123,15 @@ def _progress(iterable, total: int, desc: str, enabled: bool):
 
 class ImageInfo:
     """What stage 1 learnt about one image: its content hash, landmarks, or why it failed (``no_face`` marks a
-    detector miss, as opposed to an unreadable image)."""
+    detector miss, as opposed to an unreadable image or a detector failure); ``decode`` is
+    :func:`restorever.images.decode_tag` (None for plain 8-bit images)."""
 
-    __slots__ = ("sha256", "landmarks", "error", "no_face")
+    __slots__ = ("sha256", "landmarks", "error", "no_face", "decode")
 
     def __init__(self, sha256: str | None = None, landmarks: np.ndarray | None = None, error: str | None = None,
-                 no_face: bool = False):
+                 no_face: bool = False, decode: str | None = None):
         self.sha256, self.landmarks, self.error, self.no_face = sha256, landmarks, error, no_face
+        self.decode = decode
 
 
 def landmark_stage(protocol: Protocol, items: Sequence[str], *, detector: str, device, cache: ArrayCache,
@@ -134,7 +142,7 @@ def landmark_stage(protocol: Protocol, items: Sequence[str], *, detector: str, d
     of landmarks (the caller applies the ``--on-error`` policy).
     """
     from ..detectors import create_detector
-    from ..images import decode_image
+    from ..images import decode_image, decode_tag
 
     info: dict[str, ImageInfo] = {}
     det = None
@@ -147,28 +155,35 @@ def landmark_stage(protocol: Protocol, items: Sequence[str], *, detector: str, d
                 info[item] = ImageInfo(error=str(exc))
                 continue
             sha = hashlib.sha256(data).hexdigest()
-            key = landmarks_key(sha, detector, device=device_kind(device))
+            tag = decode_tag(data)
+            key = landmarks_key(sha, detector, tag, device=device_kind(device))
             cached = cache.get("landmarks", key)
             if cached is not None:
                 lm = None if np.isnan(cached).any() else cached.astype(np.float32)
                 info[item] = ImageInfo(sha, lm, None if lm is not None else
-                                       f"{_describe(protocol, item)}: no face found by {detector}", lm is None)
+                                       f"{_describe(protocol, item)}: no face found by {detector}", lm is None, tag)
                 continue
             try:
                 array = decode_image(data, source=_describe(protocol, item))
             except RestoreverError as exc:
-                info[item] = ImageInfo(sha, error=str(exc))
+                info[item] = ImageInfo(sha, error=str(exc), decode=tag)
                 continue
-            todo.append((item, sha, key, array))
+            todo.append((item, sha, key, array, tag))
         if todo:
             if det is None:
                 det = create_detector(detector, device=str(device))
-            detections = detect_each(det, [t[3] for t in todo], device)  # one image per call: batch-independent
-            for (item, sha, key, _), found in zip(todo, detections):
+            # Each result is cached as soon as it is known; a detector *failure* (DetectorError) is a per-image error
+            # that is never cached, so only "the detector ran and found no face" is remembered as no face.
+            for item, sha, key, array, tag in todo:
+                try:
+                    found = detect_each(det, [array], device)[0]  # one image per call: batch-independent
+                except DetectorError as exc:
+                    info[item] = ImageInfo(sha, error=f"{_describe(protocol, item)}: {exc}", decode=tag)
+                    continue
                 lm = None if found is None else np.asarray(found.landmarks, dtype=np.float32).reshape(5, 2)
                 cache.put("landmarks", key, np.full((5, 2), np.nan, np.float32) if lm is None else lm)
                 info[item] = ImageInfo(sha, lm, None if lm is not None else
-                                       f"{_describe(protocol, item)}: no face found by {detector}", lm is None)
+                                       f"{_describe(protocol, item)}: no face found by {detector}", lm is None, tag)
     return info
 
 
@@ -503,7 +518,8 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
     keep = [i for i in range(len(pairs)) if pairs.a[i] not in failed and pairs.b[i] not in failed]
     kept = set(keep)
     skipped = [{"pair": int(pairs.lines[i]) if pairs.lines else i, "a": pairs.a[i], "b": pairs.b[i],
-                "reason": failed.get(pairs.a[i]) or failed.get(pairs.b[i])}
+                "reason": failed.get(pairs.a[i]) or failed.get(pairs.b[i]),
+                "same": int(pairs.same[i]), "fold": int(pairs.fold[i])}
                for i in range(len(pairs)) if i not in kept]
     valid = pairs.subset(keep)
     if len(valid) == 0 or len(np.unique(valid.same)) < 2:
@@ -539,6 +555,7 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
             "scale": scale,
             "degrade_side": config.degrade_side,
             "recognizer": config.recognizer,
+            "similarity": recognizer.similarity,
             "verification": verification_report(scores, valid.same, valid.fold),
             "identity": identity_to_clean(clean, emb, [i for i in needed_images if i in emb and (i in probe_set or not scale)]),
             "scores": {"same": valid.same.tolist(), "fold": valid.fold.tolist(), "score": scores.tolist()},
@@ -570,9 +587,13 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
         "protocol": {"name": protocol.name, "source": protocol.source, "pairs": len(valid),
                      "pairs_requested": len(pairs), "folds": int(np.unique(valid.fold).size),
                      "images": len(needed_images), "skipped": skipped, "landmark_fallbacks": fallbacks,
-                     "failed_images": [{"image": k, "reason": v} for k, v in failed.items()]},
+                     "failed_images": [{"image": k, "reason": v} for k, v in failed.items()],
+                     "pairs_sha256": pairs_digest(pairs.a, pairs.b, pairs.same, pairs.fold),
+                     "images_sha256": {i: info[i].sha256 for i in images if info[i].sha256},
+                     "images_decode": {i: info[i].decode for i in images if info[i].decode}},
         "cache": {"hits": cache.hits, "misses": cache.misses, "corrupt": cache.corrupt,
-                  "dir": str(cache.root) if cache.root else None, "identity": ctx.identity.as_record()},
+                  "dir": str(Path(cache.root).resolve()) if cache.root else None,
+                  "identity": ctx.identity.as_record()},
         "timings": {k: round(v, 3) for k, v in timings.items()},
         "pairs": {"a": list(valid.a), "b": list(valid.b)},
         "examples": example_records,

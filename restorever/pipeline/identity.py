@@ -77,8 +77,9 @@ class RunIdentity:
         return record
 
     # ---- keys ------------------------------------------------------------------------------------------------
-    def landmarks_key(self, image_sha256: str) -> str:
-        return landmarks_key(image_sha256, self.detector, device=self.device)
+    def landmarks_key(self, image_sha256: str, decode: str | None = None) -> str:
+        """``decode``: :func:`restorever.images.decode_tag` of the image (None for plain 8-bit, unrotated images)."""
+        return landmarks_key(image_sha256, self.detector, decode, device=self.device)
 
     def restored_key(self, image_sha256: str, landmarks: Any, restorer: str, scale: int) -> str:
         return restored_key(image_sha256, landmarks, restorer_id=self._restorer_id(restorer),

@@ -7,6 +7,7 @@ import logging
 import numpy as np
 
 from ..errors import RestoreverError
+from ..images import decode_tag
 from .costs import load_costs
 
 logger = logging.getLogger(__name__)
@@ -48,11 +49,12 @@ def _plan(ctx, images: list[str], probes: set[str], header: str) -> str:
     unreadable = 0
     for item in images:
         try:
-            sha = hashlib.sha256(ctx.protocol.read_bytes(item)).hexdigest()
+            data = ctx.protocol.read_bytes(item)
         except RestoreverError:
             unreadable += 1
             continue
-        key = ctx.identity.landmarks_key(sha)
+        sha = hashlib.sha256(data).hexdigest()
+        key = ctx.identity.landmarks_key(sha, decode_tag(data))  # the key landmark_stage uses
         path = ctx.cache.path("landmarks", key) if ctx.cache.root else None
         if path is not None and path.exists():
             landmarks_cached += 1

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 
+from ..devices import resolve_device
 from ..errors import CheckpointLayoutError, WeightsHashError, WeightsNotFoundError
 from ..hub import (ModelCard, WeightFile, copy_into_cache, download_file, is_offline, load_checkpoint,
                    load_state_dict_strict, resolve_weights, sha256_file)
@@ -75,13 +76,6 @@ __all__ = ["CARDS", "create", "CropRecognizer", "OnnxRecognizer", "prepare_crops
 
 _PRECISIONS = {"fp32": None, "float32": None, "fp16": torch.float16, "float16": torch.float16,
                "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
-
-
-def resolve_device(device: Any) -> torch.device:
-    """``"auto"``/None -> CUDA when available, else CPU; anything else -> ``torch.device(device)``."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def autocast_dtype_for(precision: str, device: torch.device) -> torch.dtype | None:
@@ -391,7 +385,11 @@ def iresnet_state_dict_from_onnx(model: "onnx.ModelProto | str | Path", *, sourc
 
     if not isinstance(model, onnx.ModelProto):
         source = source or str(model)
-        model = onnx.load(str(model))
+        try:
+            model = onnx.load(str(model))
+        except Exception as exc:  # noqa: BLE001 - protobuf DecodeError, or anything else on a file that is not ONNX
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointLayoutError(f"{source}: not an ONNX model ({type(exc).__name__}: {first})") from None
     g = _OnnxGraph(model, source or "ONNX model")
     sd: dict[str, torch.Tensor] = {}
 

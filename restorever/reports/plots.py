@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import RestoreverError
+from ..errors import RestoreverError, UnsafePathError
 from .labels import condition_label
 
 log = logging.getLogger(__name__)
@@ -400,12 +400,21 @@ def plot_grid(record: dict[str, Any], run_dir: str | Path, out: str | Path, *, i
     layout = grid_layout(record, items=items, max_items=max_items, scales=scales, max_columns=max_columns)
 
     def load(rel: str):
-        path = run_dir / rel
+        import io
+
+        from ..images import read_file_bytes, safe_join
+
+        if not isinstance(rel, str):
+            raise UnsafePathError(f"{run_dir}/results.json: example image path {rel!r} is not a string")
+        path = safe_join(run_dir, rel, what="example image in results.json")  # never a file outside the run folder
         if not path.is_file():
             raise MissingDataError(f"{path}: example image missing (results.json names it; was the run folder "
                                    "moved without its examples/ folder?)")
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB").resize((thumb, thumb), Image.LANCZOS))
+        try:
+            with Image.open(io.BytesIO(read_file_bytes(path))) as im:
+                return np.asarray(im.convert("RGB").resize((thumb, thumb), Image.LANCZOS))
+        except (OSError, ValueError, Image.DecompressionBombError) as exc:
+            raise MissingDataError(f"{path}: example image cannot be read ({type(exc).__name__}: {exc})") from None
 
     cell = 0.9
     nrows, ncols = len(layout.cells), len(layout.headers)

@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RestoreverError
-from ..files import atomic_write_text
 from .labels import condition_label
 
 RESULTS_FILE = "results.json"
+MAX_RESULTS_BYTES = 1 << 30  # as restorever validate: a results.json above 1 GiB is refused unread
 
 
 def _pct(x: Any, digits: int = 2) -> str:
@@ -85,31 +85,113 @@ def results_markdown(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def prepare_out_dir(out: str | Path, *, option: str = "--out") -> Path:
+    """Create the output folder (and its parents) and check that files can be written in it, before any work:
+    ``--out`` naming a file, a read-only or unwritable place is one :class:`RestoreverError` line."""
+    import tempfile
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RestoreverError(f"{option} {out}: exists and is not a folder; choose another {option}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except (FileExistsError, NotADirectoryError):
+        raise RestoreverError(f"{option} {out}: a part of the path is a file, not a folder; choose another "
+                              f"{option}") from None
+    except OSError as exc:
+        raise RestoreverError(f"{option} {out}: cannot create or write the folder ({exc.strerror or exc}); choose "
+                              f"a writable {option}") from None
+    return out
+
+
+OUTPUT_FILES = ("degradation.jsonl", "results.md", "roc.png")  # the files results.json records digests of
+
+
+def _roc_png(record: dict[str, Any], out: Path) -> bytes:
+    """The ROC figure as PNG bytes (drawn in a private temporary folder inside ``out``)."""
+    import shutil
+    import tempfile
+
+    from .plots import plot_roc
+
+    tmp = Path(tempfile.mkdtemp(prefix=".roc-", dir=out))
+    try:
+        return plot_roc([record], tmp / "roc.png").read_bytes()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _example_files(record: dict[str, Any]) -> list[str]:
+    """The relative paths of the example PNGs a record names (``examples[].clean`` and ``examples[].images``)."""
+    out = []
+    for entry in record.get("examples") or []:
+        if isinstance(entry, dict):
+            out += [p for p in [entry.get("clean"), *((entry.get("images") or {}).values())] if isinstance(p, str)]
+    return out
+
+
 def write_run(record: dict[str, Any], out: str | Path) -> dict[str, Path]:
-    """Write ``results.json`` (last, atomically: its presence means the run is complete), ``results.md``, ``roc.png``
-    and ``degradation.jsonl`` into ``out``.
+    """Write ``results.json``, ``results.md``, ``roc.png`` and ``degradation.jsonl`` into ``out``, all or nothing.
+
+    Every file is first written in full under a hidden staging name (fsynced); only when all four exist are they
+    renamed into place: an old ``results.json`` is removed first and the new one comes last, so a folder never holds
+    a ``results.json`` beside outputs of another run (its presence means the run is complete). A failure while
+    staging (disk full, an unwritable folder) removes the staged files and leaves the previous outputs as they were.
+    ``results.json`` records the sha256 (and for ``degradation.jsonl`` the line count) of the other files under
+    ``outputs``, so ``restorever validate`` detects a changed, truncated or mixed file.
 
     The paired statistics of :func:`restorever.reports.statistics.add_comparisons` (``comparison_to_clean``,
     ``comparison_to_none``) are added to the record's conditions first (in place)."""
-    from .plots import plot_roc
+    import hashlib
+    import os
+
+    from ..files import atomic_write_bytes
     from .statistics import add_comparisons
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise RestoreverError(f"--out {out}: exists and is not a folder; choose another --out") from None
     record = dict(record)
     params = record.pop("degradation_records", [])
     add_comparisons(record)  # adds keys to the caller's condition dicts too, so its printed table shows them
-    paths = {}
+    contents: dict[str, bytes] = {}
     if params:
-        paths["degradation"] = out / "degradation.jsonl"
-        atomic_write_text(paths["degradation"], "".join(json.dumps(p, sort_keys=True) + "\n" for p in params))
-    paths["markdown"] = out / "results.md"
-    atomic_write_text(paths["markdown"], results_markdown(record))
-    paths["roc"] = out / "roc.png"
-    plot_roc([record], paths["roc"])
-    paths["results"] = out / RESULTS_FILE
-    atomic_write_text(paths["results"], json.dumps(record, indent=1, allow_nan=False))
-    return paths
+        contents["degradation.jsonl"] = "".join(json.dumps(p, sort_keys=True) + "\n" for p in params).encode()
+    contents["results.md"] = results_markdown(record).encode("utf-8")
+    contents["roc.png"] = _roc_png(record, out)
+    record["outputs"] = {name: {"sha256": hashlib.sha256(data).hexdigest(),
+                                **({"lines": data.count(b"\n")} if name.endswith(".jsonl") else {})}
+                         for name, data in contents.items()}
+    for rel in _example_files(record):  # written by evaluate() before; a later run's examples must not pass as these
+        path = out / rel
+        if path.is_file():
+            record["outputs"][rel] = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    contents[RESULTS_FILE] = json.dumps(record, indent=1, allow_nan=False).encode("utf-8")
+    staged: dict[str, Path] = {}
+    try:
+        for name, data in contents.items():
+            staged[name] = out / f".{name}.staged"
+            atomic_write_bytes(staged[name], data)
+        final = out / RESULTS_FILE
+        if final.exists():
+            final.unlink()  # from here until the last rename the folder is an unfinished run, never a mixed one
+        stale = out / "degradation.jsonl"
+        if "degradation.jsonl" not in contents and stale.exists():
+            stale.unlink()
+        for name in [n for n in contents if n != RESULTS_FILE] + [RESULTS_FILE]:
+            os.replace(staged[name], out / name)
+    finally:  # after a failure or an interruption: no staged file is left behind
+        for path in staged.values():
+            try:
+                path.unlink()
+            except OSError:  # already renamed into place (FileNotFoundError), or a folder we can no longer write
+                pass
+    keys = {"degradation.jsonl": "degradation", "results.md": "markdown", "roc.png": "roc", RESULTS_FILE: "results"}
+    return {keys[name]: out / name for name in contents}
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
@@ -117,12 +199,40 @@ def load_results(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if p.is_dir():
         p = p / RESULTS_FILE
+    if p.is_file() and p.stat().st_size > MAX_RESULTS_BYTES:
+        raise RestoreverError(f"{p}: {p.stat().st_size} bytes, more than the {MAX_RESULTS_BYTES} allowed for a "
+                              f"results file; not read")
     try:
         record = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise RestoreverError(f"{p}: no results file (did the run finish?)") from exc
     except json.JSONDecodeError as exc:
         raise RestoreverError(f"{p}: not valid JSON ({exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise RestoreverError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except RecursionError:
+        raise RestoreverError(f"{p}: nested too deeply to be a results file") from None
+    except OSError as exc:
+        raise RestoreverError(f"{p}: cannot be read ({exc.strerror or exc})") from None
     if not isinstance(record, dict) or "conditions" not in record:
         raise RestoreverError(f"{p}: not a restorever results file (no 'conditions')")
+    _check_conditions(record, p)
     return record
+
+
+def _check_conditions(record: dict[str, Any], source: Path) -> None:
+    """The fields every report and plot keys on: each condition's ``restorer`` (a name) and ``scale`` (an integer
+    >= 1, or null for the clean condition). Anything else is one line naming the file, not a traceback later."""
+    conds = record["conditions"]
+    if not isinstance(conds, list) or not conds:
+        raise RestoreverError(f"{source}: 'conditions' must be a non-empty list (run `restorever validate` on it)")
+    for i, cond in enumerate(conds):
+        if not isinstance(cond, dict):
+            raise RestoreverError(f"{source}: conditions[{i}] is not an object (run `restorever validate` on it)")
+        scale, restorer = cond.get("scale"), cond.get("restorer")
+        if not (scale is None or (isinstance(scale, int) and not isinstance(scale, bool) and scale >= 1)):
+            raise RestoreverError(f"{source}: conditions[{i}].scale must be an integer >= 1 or null, got "
+                                  f"{str(scale)[:40]!r} (run `restorever validate` on it)")
+        if not isinstance(restorer, str) or not restorer:
+            raise RestoreverError(f"{source}: conditions[{i}].restorer must be a name, got {str(restorer)[:40]!r} "
+                                  f"(run `restorever validate` on it)")

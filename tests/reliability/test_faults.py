@@ -297,14 +297,16 @@ def test_image_replaced_mid_run_is_detected(tiny_data, tmp_path, monkeypatch):
 def test_unreadable_image_is_a_per_image_failure(tiny_data, tmp_path, monkeypatch):
     csv, root = tiny_data
     victim = sorted(root.rglob("*.jpg"))[0]
-    original = Path.read_bytes
+    import restorever.images
 
-    def read_bytes(self):
-        if self == victim:
-            raise OSError(errno.EIO, "Input/output error", str(self))
-        return original(self)
+    original = restorever.images._open_fd
 
-    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    def open_fd(path):
+        if Path(path) == victim:
+            raise OSError(errno.EIO, "Input/output error", str(path))
+        return original(path)
+
+    monkeypatch.setattr(restorever.images, "_open_fd", open_fd)
     args = eval_args(csv, root, tmp_path / "out", tmp_path / "cache")
     result = _invoke(args)
     assert result.exit_code == 2 and victim.name in _one_line(result.output)

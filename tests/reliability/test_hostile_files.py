@@ -299,7 +299,17 @@ def test_protocol_yaml_pairs_leaving_the_root_is_refused(tmp_path):
     assert any("'..'" in p for p in validate_protocol_file(spec))
 
 
-def test_archive_members_leaving_the_folder_are_not_written(tmp_path):
+def _serve_locally(monkeypatch, archive: Path) -> str:
+    """An https URL whose "download" copies ``archive`` (protocol downloads accept http(s) URLs only)."""
+    def download_file(url, destination, *, sha256, description=""):
+        destination.write_bytes(archive.read_bytes())
+        return destination
+
+    monkeypatch.setattr(hub, "download_file", download_file)
+    return "https://example.invalid/evil.tgz"
+
+
+def test_archive_members_leaving_the_folder_are_not_written(tmp_path, monkeypatch):
     from restorever.errors import RestoreverError
     from restorever.protocol import _download_dataset
 
@@ -314,7 +324,8 @@ def test_archive_members_leaving_the_folder_are_not_written(tmp_path):
         tar.addfile(link)
     target = tmp_path / "data"
     with pytest.raises(RestoreverError, match="refused to extract"):
-        _download_dataset([{"filename": "evil.tgz", "url": archive.as_uri(), "extract": True}], target, "evil")
+        _download_dataset([{"filename": "evil.tgz", "url": _serve_locally(monkeypatch, archive), "extract": True}],
+                          target, "evil")
     assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "absolute.txt").exists()
 
 
@@ -401,7 +412,7 @@ def test_symlink_loop_and_nul_are_unsafe_path_errors(tmp_path, rel):
         safe_join(tmp_path, rel)
 
 
-def test_escaping_archive_is_a_typed_error(tmp_path):
+def test_escaping_archive_is_a_typed_error(tmp_path, monkeypatch):
     from restorever.errors import RestoreverError
     from restorever.protocol import _download_dataset
 
@@ -411,7 +422,8 @@ def test_escaping_archive_is_a_typed_error(tmp_path):
         info.size = 1
         tar.addfile(info, io.BytesIO(b"x"))
     with pytest.raises(RestoreverError, match="refused to extract"):
-        _download_dataset([{"filename": "evil.tgz", "url": archive.as_uri(), "extract": True}], tmp_path / "d", "e")
+        _download_dataset([{"filename": "evil.tgz", "url": _serve_locally(monkeypatch, archive), "extract": True}],
+                          tmp_path / "d", "e")
     assert not (tmp_path / "escaped.txt").exists()
 
 

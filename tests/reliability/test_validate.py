@@ -112,7 +112,7 @@ TAMPERING = {
                          "comparison_to_clean.mcnemar"),
     "weights-hash": (lambda run, store: _edit(run, lambda r: [w.update(sha256="0" * 64)
                                                               for w in r["weights"].values()]),
-                     "cached embedding(s) missing"),
+                     "does not match the config and the weights table"),
     "cache-entry-deleted": (lambda run, store: _first_embedding(store).unlink(), "cached embedding(s) missing"),
     "cache-entry-corrupt": (lambda run, store: _corrupt(_first_embedding(store)), "is corrupt"),
     "landmarks-deleted": (lambda run, store: sorted((store / "landmarks").rglob("*.npz"))[0].unlink(),
