@@ -767,7 +767,8 @@ def test_record_lets_validate_check_a_run_whose_data_is_gone(tiny_data, referenc
     assert _invoke(eval_args(csv, data, out, tmp_path / "cache"), catch_exceptions=False).exit_code == 0
     record = json.loads((out / "results.json").read_text())
     assert set(record["protocol"]["images_sha256"]) == set(record["pairs"]["a"]) | set(record["pairs"]["b"])
-    assert record["cache"]["recognizer_id"]["name"] == "dlib" and "none" in record["cache"]["restorer_ids"]
+    ident = record["cache"]["identity"]
+    assert ident["recognizer"]["name"] == "dlib" and "none" in ident["restorers"]
     assert all(c["similarity"] == "euclidean" for c in record["conditions"])
     shutil.rmtree(data)
     report = check_run(out)
