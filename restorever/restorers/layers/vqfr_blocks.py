@@ -189,7 +189,7 @@ class TextureWarpingModule(nn.Module):
         if previous is not None:
             guide = torch.cat([guide, previous.to(guide.dtype)], dim=1)
         guide = self.offset_conv2(guide)
-        return self.dcn(x, guide), guide
+        return self.dcn(x, guide).to(x.dtype), guide  # the DCN may run in float32 inside a half-precision network
 
 
 def nearest_code_indices(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
