@@ -7,21 +7,22 @@
 Sections, in priority order (the most wanted figures first; each one runs in ``try/except``, records its error and
 lets the next one run; once ``--budget-s`` seconds have passed the remaining sections are recorded as skipped):
 
-1. ``restorer:vqfr-v2`` (and later ``vqfr-v1``, ``gfpgan-v1.4``, ``codeformer`` when registered): faces/s at batch
-   1/8/32 per precision with ``torch.cuda.max_memory_allocated`` peak; released configurations, random weights.
+1. ``restorer:vqfr-v2``: faces/s at batch 1/8/32 per precision (and the channels_last / half-encoder levers) with
+   ``torch.cuda.max_memory_allocated`` peak; released configuration, random weights.
 2. ``difface``: seconds per UNet step and for the SwinIR estimator per precision and batch, extrapolated to the
    released 100 steps (faces/s) and to TFLOP/s with the counted FLOPs per face (38.0 TFLOP).
 3. ``degradation``: faces/s per scale on the device (batched path) vs the CPU path (measured on a small batch),
    and the device output's difference from the CPU path (max grey levels, fraction of pixels differing).
 4. ``recognizers``: IResNet-50/100 faces/s at batch 256 in fp32 (TF32 on and off), fp16 and bf16.
-5. ``mtcnn``: images/s on LFW 250x250 photos (device and a small CPU sample).
-6. ``consistency``: CPU vs device, fp32, per stage on real photos: landmarks (px), warp (grey levels), embedding
-   (cosine, TF32 on and off).
-7. ``half_precision``: each restorer's and recognizer's half-precision output against its fp32 output on real
-   aligned LFW faces (PSNR, max abs diff, identity cosine) -- the errors the CUDA tests' tolerances come from.
-8. ``e2e``: ``restorever eval --protocol pairs-csv`` on the LFW subset (restorers none + vqfr-v2 with a synthetic
+5. ``e2e``: ``restorever eval --protocol pairs-csv`` on the LFW subset (restorers none + vqfr-v2 with a synthetic
    random-weight checkpoint, arcface-r50 with a synthetic checkpoint from the manifest) with its stage timings;
    then the same pairs with restorer none on the CPU and on the device, and their pair-score differences.
+6. ``consistency``: CPU vs device, fp32, per stage on real photos: landmarks (px), warp (grey levels), embedding
+   (cosine, TF32 on and off).
+7. ``mtcnn``: images/s on LFW 250x250 photos (device and a small CPU sample).
+8. ``half_precision``: each restorer's and recognizer's half-precision output against its fp32 output on real
+   aligned LFW faces (PSNR, max abs diff, identity cosine) -- the errors the CUDA tests' tolerances come from.
+9. ``restorer:vqfr-v1`` (and ``gfpgan-v1.4``, ``codeformer`` when registered): as section 1.
 
 Random weights: speed does not depend on weight values, but accuracy figures with random weights say how much
 half precision perturbs *these* networks, not the released ones; the report says so next to each figure.
@@ -335,13 +336,12 @@ def section_restorer(bench: Bench, name: str, rec: dict) -> None:
     extra = quick_kwargs(name) if bench.quick else {}
     if bench.quick:  # CPU half precision is very slow: one half-precision run for the main restorer only
         precisions = [p for p in precisions if p == "fp32" or (p == "bf16" and name == "vqfr-v2")] or precisions[:1]
-    warmup, repeats = (0, 1) if bench.quick else (1, 3)
+    warmup, repeats = (0, 1) if bench.quick else (1, 2)
     rec["precisions"] = precisions
     rec["rows"] = []
     variants: list[tuple[str, dict]] = [(p, {}) for p in precisions]
     if name.startswith("vqfr") and not bench.quick:  # the other speed levers, on top of cast-once half precision
-        variants += [("bf16", {"channels_last": True}), ("bf16", {"autocast_encoder": True}),
-                     ("bf16", {"autocast_encoder": True, "channels_last": True}),
+        variants += [("bf16", {"channels_last": True}), ("bf16", {"autocast_encoder": True, "channels_last": True}),
                      ("fp16", {"autocast_encoder": True, "channels_last": True})]
     print("| precision | options | batch | s/call | faces/s | peak GiB |")
     gen = torch.Generator().manual_seed(0)
@@ -390,7 +390,8 @@ def section_difface(bench: Bench, rec: dict) -> None:
     dev = bench.device
     quick = bench.quick
     steps_lo, steps_hi = (1, 2) if quick else (2, 6)
-    batches = [1] if quick else [1, 8, 16]
+    batches = [1] if quick else [1, 8]
+    big = 16  # one larger batch for the two main variants
     precisions = restorer_precisions("difface")
     if quick:  # CPU half precision is very slow; the half-precision path runs in the half_precision section
         precisions = [p for p in precisions if p == "fp32"]
@@ -416,7 +417,8 @@ def section_difface(bench: Bench, rec: dict) -> None:
         flops_unet = unet_flops_per_face(restorer.unet.config, 100, 250, estimator_config=None) / 100
         flops_est = unet_flops_per_face(restorer.unet.config, 1, 250,
                                         estimator_config=restorer.estimator.config) - flops_unet
-        for batch in batches:
+        main_variant = not quick and precision == "bf16" and extra in ({}, {"cuda_graph": True})
+        for batch in batches + ([big] if main_variant else []):
             bench.check(5)
             row: dict[str, Any] = {"precision": precision, "options": extra, "batch": batch}
             try:
@@ -559,7 +561,7 @@ def section_mtcnn(bench: Bench, data: Data, rec: dict) -> None:
     from restorever.detectors import create_detector
 
     dev = bench.device
-    n = 8 if bench.quick else 256
+    n = 8 if bench.quick else 192
     n_cpu = 4 if bench.quick else 16
     imgs = data.read(data.images[:n])
     rec.update(images=len(imgs), size=list(imgs[0].shape), rows=[])
@@ -572,7 +574,7 @@ def section_mtcnn(bench: Bench, data: Data, rec: dict) -> None:
             except TypeError:
                 det = create_detector("mtcnn", device=str(device))
             sub = imgs[:count]
-            sec, _ = timeit(lambda: det.detect(sub), device, warmup=1, repeats=1 if bench.quick else 2)
+            sec, _ = timeit(lambda: det.detect(sub), device, warmup=1, repeats=1)
             found = det.detect(sub)
             row.update(images_per_s=round(count / sec, 2), faces_found=sum(d is not None for d in found))
             print(f"{device} batch {bs}: {row['images_per_s']} images/s ({row['faces_found']}/{count} faces)",
@@ -657,6 +659,7 @@ def section_half_precision(bench: Bench, data: Data, rec: dict) -> None:
 
     rec["restorers"] = {}
     names = [r for r in list_restorers() if r not in ("none",)]
+    names = sorted(names, key=lambda r: (r not in ("vqfr-v2", "difface"), r))  # the main two first
     if bench.quick:
         names = [r for r in names if r == "vqfr-v2"]
     for name in names:
@@ -840,10 +843,10 @@ def main(argv: list[str] | None = None) -> int:
             ("difface", lambda r: section_difface(bench, r)),
             ("degradation", lambda r: section_degradation(bench, data, r)),
             ("recognizers", lambda r: section_recognizers(bench, r)),
-            ("mtcnn", lambda r: section_mtcnn(bench, data, r)),
-            ("consistency", lambda r: section_consistency(bench, data, r)),
-            ("half_precision", lambda r: section_half_precision(bench, data, r)),
             ("e2e", lambda r: section_e2e(bench, data, r, work)),
+            ("consistency", lambda r: section_consistency(bench, data, r)),
+            ("mtcnn", lambda r: section_mtcnn(bench, data, r)),
+            ("half_precision", lambda r: section_half_precision(bench, data, r)),
         ]
         for extra in ("vqfr-v1", "gfpgan-v1.4", "codeformer"):
             if extra in names:

@@ -43,7 +43,8 @@ if ! ( cd /tmp && $PY -c "import restorever" ) 2>/dev/null; then
 fi
 
 step "CUDA tests (limit ${PYTEST_S} s)"
-timeout -k 5 "$PYTEST_S" $PY -m pytest -q -p no:cacheprovider -m cuda -rs --durations=10 tests \
+timeout -k 5 "$PYTEST_S" $PY -m pytest -q -p no:cacheprovider -m cuda -rs --durations=10 \
+  tests/test_cuda.py tests/recognizers/test_iresnet.py \
   > "$OUT/pytest_cuda.log" 2>&1
 echo "pytest exit $?" | tee -a "$LOG"
 tail -5 "$OUT/pytest_cuda.log" >> "$LOG"

@@ -289,7 +289,8 @@ def _resolve_both(card: ModelCard, weights: Mapping[str, str], cache_dir: str | 
 def create(name: str, *, weights: Mapping[str, str] | None = None, device: str | torch.device = "cpu",
            start_step: int | None = None, steps: int | None = None, eta: float | None = None,
            precision: str = "auto", noise_device: str | None = None, channels_last: bool = False,
-           cuda_graph: bool = False, cache_dir: str | Path | None = None, download: bool | None = None, pretrained: bool = True,
+           cuda_graph: bool = False, cache_dir: str | Path | None = None, download: bool | None = None,
+           pretrained: bool = True,
            unet_config: Mapping[str, Any] | None = None,
            estimator_config: Mapping[str, Any] | None = None) -> DifFaceRestorer:
     """Build the DifFace restorer with both weight files loaded strictly.
