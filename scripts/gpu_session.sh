@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The one command to run on a GPU machine (issues 13 and 18), from the repository root, with .devdata/ and .whl/
-# carried along (scripts/prepare_devdata.py makes .devdata; .whl holds facenet_pytorch-2.5.3-py3-none-any.whl):
+# The one command to run on a GPU machine (issues 13 and 18), from the repository root, with .devdata/, .devshared/
+# and .whl/ carried along (scripts/prepare_devdata.py makes .devdata and .devshared, the slim ../shared the CUDA tests
+# read; .whl holds facenet_pytorch-2.5.3-py3-none-any.whl):
 #
 #     OUT=/some/folder bash scripts/gpu_session.sh            # TOTAL_S=480 by default
 #
@@ -43,6 +44,7 @@ if ! ( cd /tmp && $PY -c "import restorever" ) 2>/dev/null; then
 fi
 
 step "CUDA tests (limit ${PYTEST_S} s)"
+[ -d .devshared ] && export RESTOREVER_SHARED="$PWD/.devshared"   # slim ../shared made by prepare_devdata.py
 timeout -k 5 "$PYTEST_S" $PY -m pytest -q -p no:cacheprovider -m cuda -rs --durations=10 \
   tests/test_cuda.py tests/recognizers/test_iresnet.py \
   > "$OUT/pytest_cuda.log" 2>&1

@@ -14,7 +14,9 @@ Written:
 * ``.devdata/landmarks_cpu.json`` -- MTCNN landmarks computed here on the CPU for the first ``--landmark-images``
   photos (``{"<rel path>": [[x, y] x 5] | null}``): the CPU side of the landmark consistency figure, and a fallback
   when MTCNN cannot run on the GPU machine;
-* ``.devdata/README.txt`` -- what this is and where it came from.
+* ``.devdata/README.txt`` -- what this is and where it came from;
+* ``.devshared/`` (also git-ignored) -- a slim copy of what the CUDA tests read from ``../shared`` (see
+  :func:`slim_shared`); ``scripts/gpu_session.sh`` points ``RESTOREVER_SHARED`` at it.
 """
 from __future__ import annotations
 
@@ -61,12 +63,48 @@ def cpu_landmarks(image_root: Path, rels: list[str]) -> dict[str, list | None]:
     return {r: (None if d is None else [[float(x), float(y)] for x, y in d.landmarks]) for r, d in zip(rels, found)}
 
 
+# What the CUDA tests (pytest -m cuda) read from ../shared, slimmed to fit the GPU machine's 64 MiB carry limit:
+# fixture keys they use (float64 outputs and recorded trajectories dropped), 4 LFW people, the 60-photo faces folder.
+CUDA_TEST_PEOPLE = ["Aaron_Peirsol", "Abdullah_Gul", "Ai_Sugiyama", "Alejandro_Toledo"]
+_FIXTURE_KEYS = {
+    "vqfr_v2_small.pt": ("arch", "config", "state_dict", "inputs", "forward_kwargs", "outputs", "aux"),
+    "difface_unet_small.pt": None, "difface_swinir_small.pt": None, "iresnet_small_ref.pt": None,
+}
+
+
+def slim_shared(shared: Path, out: Path) -> None:
+    """A ``../shared`` look-alike for the CUDA tests on a machine without it (``RESTOREVER_SHARED=<out>``).
+
+    ``vqfr_v1_small.pt`` is left out for size (its CUDA test then skips, saying so); the DifFace sampler fixture
+    keeps only case B without its recorded trajectory.
+    """
+    import torch
+
+    fixtures = out / "reference" / "fixtures"
+    fixtures.mkdir(parents=True)
+    for name, keys in _FIXTURE_KEYS.items():
+        fx = torch.load(shared / "reference" / "fixtures" / name, weights_only=False)  # our own fixture files
+        torch.save(fx if keys is None else {k: fx[k] for k in keys if k in fx}, fixtures / name)
+    sampler = torch.load(shared / "reference" / "fixtures" / "difface_sampler_small.pt", weights_only=False)
+    case = dict(sampler["cases"]["B_resize48_bs2_N30_eta0.5"])
+    case.pop("trajectory_subset", None)
+    sampler["cases"] = {"B_resize48_bs2_N30_eta0.5": case}
+    torch.save(sampler, fixtures / "difface_sampler_small.pt")
+    shutil.copytree(shared / "reference" / "manifests", out / "reference" / "manifests")
+    lfw = out / "data" / "lfw" / "lfw-deepfunneled"
+    for person in CUDA_TEST_PEOPLE:
+        shutil.copytree(shared / "data" / "lfw" / "lfw-deepfunneled" / person, lfw / person)
+    shutil.copytree(shared / "data" / "faces", out / "data" / "faces")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shared", type=Path, default=SHARED, help="the ../shared folder (default: beside the repo)")
     parser.add_argument("--out", type=Path, default=ROOT / ".devdata")
     parser.add_argument("--pairs-per-fold", type=int, default=30, help="pairs taken from each of the 10 folds")
     parser.add_argument("--landmark-images", type=int, default=48, help="images given CPU MTCNN landmarks (0: none)")
+    parser.add_argument("--shared-out", type=Path, default=ROOT / ".devshared",
+                        help="where the slim ../shared copy for the CUDA tests goes ('' to skip)")
     args = parser.parse_args(argv)
 
     lfw = args.shared / "data" / "lfw"
@@ -102,6 +140,12 @@ def main(argv: list[str] | None = None) -> int:
         f"Development data for scripts/bench_gpu.py, made by scripts/prepare_devdata.py from {args.shared}.\n"
         f"{len(rows)} LFW View 2 pairs ({args.pairs_per_fold} per fold, half same) over {len(rels)} images; "
         "LFW terms apply. Not for redistribution; rebuild with the script.\n")
+    if str(args.shared_out):
+        if args.shared_out.exists():
+            shutil.rmtree(args.shared_out)
+        slim_shared(args.shared, args.shared_out)
+        extra = sum(p.stat().st_size for p in args.shared_out.rglob("*") if p.is_file())
+        print(f"{args.shared_out}: slim ../shared for the CUDA tests, {extra / 2 ** 20:.1f} MiB")
     total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"{out}: {len(rows)} pairs, {len(rels)} images, {total / 2 ** 20:.1f} MiB")
     if total > MAX_BYTES:

@@ -24,7 +24,10 @@ PEOPLE = ["Aaron_Peirsol", "Abdullah_Gul", "Ai_Sugiyama", "Alejandro_Toledo"]
 
 
 def _fixture(name: str) -> dict:
-    return torch.load(REFERENCE / "fixtures" / name, weights_only=False)  # our own fixture files: trusted
+    path = REFERENCE / "fixtures" / name
+    if not path.exists():  # a GPU machine may carry only a slim copy of ../shared (scripts/prepare_devdata.py)
+        pytest.skip(f"{path} is not on this machine (RESTOREVER_SHARED={REFERENCE.parent})")
+    return torch.load(path, weights_only=False)  # our own fixture files: trusted
 
 
 @pytest.fixture(scope="module")
@@ -82,30 +85,29 @@ def test_warp_cuda_matches_cpu(lfw_root, cuda_device):
 
 
 # --------------------------------------------------------------------------------------------------- restorers
-def test_vqfr_fixtures_cuda_float32(cuda_device):
+@pytest.mark.parametrize("version", ["v2", "v1"])
+def test_vqfr_fixtures_cuda_float32(version, cuda_device):
     from restorever import hub
     from restorever.restorers import vqfr
 
-    for version in ("v1", "v2"):
-        fx = _fixture(f"vqfr_{version}_small.pt")
-        net = vqfr.build_network(fx["arch"], fx["config"])
-        hub.load_state_dict_strict(net, fx["state_dict"], source="fixture")
-        net = net.to(cuda_device)
-        x = fx["inputs"]["x_lq"].to(cuda_device)
-        with torch.no_grad():
-            if fx["arch"] == "vqfr_v1":  # v1's runs differ only in which outputs are returned
-                out = net(x, return_feats=True)
-                out = {(f"feat_dict.Level_32.{k}" if k.startswith("z_") else k): v for k, v in out.items()}
-                outs = {run: out for run in fx["outputs"]}
-            else:
-                outs = {run: net(x, **kw) for run, kw in fx["forward_kwargs"].items()}
-        for run, expected in fx["outputs"].items():
-            for key, ref in expected.items():
-                # the CPU tolerances (1e-4 images, 2e-5 features), features x5 for GPU summation order
-                tol = 1e-4 if key in ("dec", "texture_dec", "main_dec") else 1e-4
-                diff = float((outs[run][key].cpu().double() - ref.double()).abs().max())
-                assert diff <= tol, f"{version} {run} {key}: {diff}"
-            assert torch.equal(outs[run]["code_indices"].cpu(), fx["aux"]["code_indices"]), f"{version} {run}"
+    fx = _fixture(f"vqfr_{version}_small.pt")
+    net = vqfr.build_network(fx["arch"], fx["config"])
+    hub.load_state_dict_strict(net, fx["state_dict"], source="fixture")
+    net = net.to(cuda_device)
+    x = fx["inputs"]["x_lq"].to(cuda_device)
+    with torch.no_grad():
+        if fx["arch"] == "vqfr_v1":  # v1's runs differ only in which outputs are returned
+            out = net(x, return_feats=True)
+            out = {(f"feat_dict.Level_32.{k}" if k.startswith("z_") else k): v for k, v in out.items()}
+            outs = {run: out for run in fx["outputs"]}
+        else:
+            outs = {run: net(x, **kw) for run, kw in fx["forward_kwargs"].items()}
+    for run, expected in fx["outputs"].items():
+        for key, ref in expected.items():
+            tol = 1e-4  # the CPU tolerance of images (features: 2e-5 on the CPU, x5 for GPU summation order)
+            diff = float((outs[run][key].cpu().double() - ref.double()).abs().max())
+            assert diff <= tol, f"{version} {run} {key}: {diff}"
+        assert torch.equal(outs[run]["code_indices"].cpu(), fx["aux"]["code_indices"]), f"{version} {run}"
 
 
 def test_difface_networks_cuda_float32(cuda_device):
