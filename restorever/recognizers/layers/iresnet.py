@@ -121,7 +121,9 @@ class IResNet(nn.Module):
 
     def forward_trunk(self, x: torch.Tensor) -> torch.Tensor:
         """``[B,3,S,S]`` normalised RGB -> ``[B, 512 * (S/16)^2]`` flattened trunk output (before dropout/fc)."""
-        x = self.prelu(self.bn1(self.conv1(x.to(self.conv1.weight.dtype))))
+        if x.dtype != self.conv1.weight.dtype:  # a cast trunk (cast_trunk); no-op otherwise, so exports stay unchanged
+            x = x.to(self.conv1.weight.dtype)
+        x = self.prelu(self.bn1(self.conv1(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return torch.flatten(self.bn2(x), 1)
 
