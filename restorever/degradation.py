@@ -606,6 +606,9 @@ class Degradation:
         >>> params.to_records()[0]["jpeg_quality"]
     """
 
+    JPEG_BACKENDS = ("opencv", "torchvision")
+    """Values of :meth:`apply`'s ``jpeg`` option."""
+
     def __init__(self, preset: str = "difface-test") -> None:
         self.preset = get_preset(preset)
 
@@ -649,7 +652,7 @@ class Degradation:
         gen.manual_seed(int(params.noise_seed[index]))
         return torch.randn(shape, generator=gen, dtype=torch.float32)
 
-    def apply(self, images: torch.Tensor, params: DegradationParams) -> torch.Tensor:
+    def apply(self, images: torch.Tensor, params: DegradationParams, *, jpeg: str = "opencv") -> torch.Tensor:
         """Degrade ``images`` ``[B, 3, H, W]`` (float, [0, 1], RGB) with ``params`` (length ``B``).
 
         Pure: the output depends only on each item's pixels and parameters, never on the batch. Returns a
@@ -661,29 +664,66 @@ class Degradation:
         keeps results independent of the batch and of the thread count, and it stays fast on a busy machine
         where many small multi-threaded ops would wait on each other. On other devices blur, shrink, noise and
         the final enlargement (:func:`resize_bilinear`) run on the device and JPEG runs on CPU threads.
+
+        ``jpeg``: ``"opencv"`` (default; OpenCV's libjpeg, the reference) or ``"torchvision"``
+        (``torchvision.io.encode_jpeg``/``decode_jpeg`` on the images' device: nvJPEG on CUDA, no round trip through
+        host memory; a different encoder, so outputs differ from OpenCV's by a few grey levels -- measured by
+        ``scripts/bench_gpu.py``). With ``"torchvision"`` every device, the CPU included, takes the device path.
         """
         _check_images(images)
         if len(params) != images.shape[0]:
             raise DegradationError(f"{len(params)} parameter sets for a batch of {images.shape[0]} images.")
         work = torch.float64 if images.dtype == torch.float64 else torch.float32
         kernels = gaussian_kernels(params.sigma_x, params.sigma_y, params.theta, params.kernel_size)
+        if jpeg not in self.JPEG_BACKENDS:
+            raise DegradationError(f"jpeg={jpeg!r}: choose one of {', '.join(self.JPEG_BACKENDS)}.")
         out = torch.empty(images.shape, dtype=images.dtype, device=images.device)
-        if images.device.type == "cpu":
+        if jpeg == "torchvision":
+            self._apply_torchvision_jpeg(images, params, kernels, work, out)
+        elif images.device.type == "cpu":
             self._apply_cpu(images, params, kernels, work, out)
         else:
             self._apply_device(images, params, kernels, work, out)
         return out
 
+    def _apply_torchvision_jpeg(self, images, params, kernels, work, out) -> None:
+        from torchvision.io import decode_jpeg, encode_jpeg
+
+        height, width = images.shape[-2:]
+        small = [self._low_res_u8(images[i], params, i, kernels[i], work) for i in range(len(params))]
+        decoded: list[torch.Tensor | None] = [None] * len(small)
+        by_quality: dict[int, list[int]] = {}
+        for i, q in enumerate(params.jpeg_quality.tolist()):
+            by_quality.setdefault(int(q), []).append(i)
+        for quality, idx in by_quality.items():
+            encoded = encode_jpeg([small[i] for i in idx], quality=quality)
+            if images.device.type != "cpu":
+                dec = decode_jpeg(encoded, device=images.device)
+            else:
+                dec = decode_jpeg([e.cpu() for e in encoded])
+            for i, d in zip(idx, dec):
+                decoded[i] = d
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, dec in enumerate(decoded):
+            groups.setdefault(tuple(dec.shape), []).append(i)
+        for idx in groups.values():
+            up = _upsample_round_rgb(torch.stack([decoded[i].to(images.device) for i in idx]), height, width, work)
+            out[torch.as_tensor(idx, device=images.device)] = up.to(out.dtype)
+
     def _low_res_bgr(self, image: torch.Tensor, params: DegradationParams, i: int, kernel: torch.Tensor,
                      work: torch.dtype) -> np.ndarray:
         """Steps 1-3 for item ``i``: ``h x w x 3`` uint8 BGR, rounded as ``cv2.imencode`` rounds ``img * 255``."""
+        return self._low_res_u8(image, params, i, kernel, work).flip(0).permute(1, 2, 0).contiguous().cpu().numpy()
+
+    def _low_res_u8(self, image: torch.Tensor, params: DegradationParams, i: int, kernel: torch.Tensor,
+                    work: torch.dtype) -> torch.Tensor:
+        """Steps 1-3 for item ``i`` on the image's device: ``[3, h, w]`` uint8 RGB."""
         height, width = image.shape[-2:]
         size = lr_size(height, width, float(params.scale[i]))
         small = blur_downsample(image.to(work), kernel, size)
         noise = self.noise(params, i, (3, *size)).to(device=image.device, dtype=work)
         noisy = add_gaussian_noise(small.unsqueeze(0), noise.unsqueeze(0), params.noise_sigma[i:i + 1])[0]
-        u8 = (noisy * 255.0).round_().clamp_(0, 255).to(torch.uint8)
-        return u8.flip(0).permute(1, 2, 0).contiguous().cpu().numpy()
+        return (noisy * 255.0).round_().clamp_(0, 255).to(torch.uint8)
 
     def _apply_cpu(self, images, params, kernels, work, out) -> None:
         height, width = images.shape[-2:]
@@ -708,7 +748,15 @@ class Degradation:
 
     def _apply_device(self, images, params, kernels, work, out) -> None:
         height, width = images.shape[-2:]
-        lr_bgr = [self._low_res_bgr(images[i], params, i, kernels[i], work) for i in range(len(params))]
+        small = [self._low_res_u8(images[i], params, i, kernels[i], work) for i in range(len(params))]
+        lr_bgr: list[np.ndarray] = [None] * len(small)  # type: ignore[list-item]
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, u8 in enumerate(small):
+            by_shape.setdefault(tuple(u8.shape), []).append(i)
+        for idx in by_shape.values():  # one device-to-host copy per size, not one per item
+            host = torch.stack([small[i] for i in idx]).flip(1).permute(0, 2, 3, 1).contiguous().cpu().numpy()
+            for k, i in enumerate(idx):
+                lr_bgr[i] = host[k]
         quality = params.jpeg_quality.tolist()
         if len(lr_bgr) < 4:
             decoded = [_jpeg_bgr(a, q) for a, q in zip(lr_bgr, quality)]
@@ -758,8 +806,12 @@ def _upsample_round_cv2(bgr_u8: np.ndarray, height: int, width: int, work: torch
 def _upsample_round_torch(bgr_u8: np.ndarray, height: int, width: int, device: torch.device,
                           work: torch.dtype) -> torch.Tensor:
     """Steps 5-6 on ``device`` for ``[B, h, w, 3]`` uint8 BGR: ``[B, 3, H, W]`` RGB multiples of 1/255."""
-    lq = torch.from_numpy(bgr_u8).to(device).permute(0, 3, 1, 2).flip(1).to(work) / 255.0
-    up = resize_bilinear(lq, (height, width))
+    return _upsample_round_rgb(torch.from_numpy(bgr_u8).to(device).permute(0, 3, 1, 2).flip(1), height, width, work)
+
+
+def _upsample_round_rgb(rgb_u8: torch.Tensor, height: int, width: int, work: torch.dtype) -> torch.Tensor:
+    """Steps 5-6 for ``[B, 3, h, w]`` uint8 RGB on its device: ``[B, 3, H, W]`` multiples of 1/255."""
+    up = resize_bilinear(rgb_u8.to(work) / 255.0, (height, width))
     return up.mul_(255.0).round_().clamp_(0, 255).div_(255.0)
 
 

@@ -34,6 +34,49 @@ def reference_dir() -> Path:
     return _require(REFERENCE)
 
 
+# RESTOREVER_CUDA_TESTS_ON_CPU=1 runs the cuda-marked tests with ``cuda_device`` = the CPU: a dry run of the test code
+# itself on a machine without a GPU (it proves nothing about CUDA).
+_CUDA_DRY_RUN = os.environ.get("RESTOREVER_CUDA_TESTS_ON_CPU") == "1"
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    """``@pytest.mark.cuda`` tests are skipped, visibly and with the reason, on machines without a GPU."""
+    if cuda_available() or _CUDA_DRY_RUN:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False); run -m cuda on a GPU")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def cuda_device():
+    """``torch.device("cuda")`` with TF32 switched off for the test (fp32 means IEEE float32 there), restored after."""
+    import warnings
+
+    import torch
+
+    if _CUDA_DRY_RUN and not torch.cuda.is_available():
+        yield torch.device("cpu")
+        return
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield torch.device("cuda")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = old
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Each test session gets its own cache dir and never touches the network."""

@@ -255,3 +255,18 @@ def test_errors_are_clear(faces):
         deg.sample_params("abc", 4, seed=0)
     with pytest.raises(ValueError, match="missing the field"):
         D.DegradationParams.from_records([{"item_id": "a"}])
+
+
+def test_torchvision_jpeg_option_matches_the_device_path_on_cpu(faces):
+    """``jpeg="torchvision"`` (nvJPEG on a GPU) on the CPU uses libjpeg like OpenCV: it equals the device path with
+    OpenCV's JPEG exactly; on a GPU its difference from OpenCV is measured by scripts/bench_gpu.py."""
+    images, ids = faces
+    deg = D.Degradation("difface-test")
+    for scale in (4, 16):
+        params = deg.sample_params(ids, scale, seed=5)
+        kernels = D.gaussian_kernels(params.sigma_x, params.sigma_y, params.theta, params.kernel_size)
+        via_opencv = torch.empty_like(images)
+        deg._apply_device(images, params, kernels, torch.float32, via_opencv)
+        assert torch.equal(deg.apply(images, params, jpeg="torchvision"), via_opencv)
+    with pytest.raises(D.DegradationError, match="jpeg='nvjpeg': choose one of opencv, torchvision"):
+        deg.apply(images, params, jpeg="nvjpeg")

@@ -31,6 +31,9 @@ from .base import Restorer
 from .checkpoints import describe_layout, identify_layout
 from .diffusion import DiffusionSchedule, NoiseSource, PerItemNoise, StepCallback, ddim_loop
 from .layers.difface_unet import DiffusionUNet
+from .layers.graphed import GraphedCall
+from .layers.precision import PRECISIONS as PRECISION_VALUES
+from .layers.precision import cast_module, parse_precision
 from .layers.swinir import SwinIR, SwinTransformerBlock, WindowAttention, relative_position_index, \
     shifted_window_mask
 
@@ -57,7 +60,7 @@ DEFAULT_ETA = 0.5
 DEFAULT_SEED = 12345     # the official script's seed; used for every item when no seeds are given
 IM_SIZE = 512
 
-_PRECISIONS = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+PRECISIONS = PRECISION_VALUES  # the documented ``precision`` values (scripts/bench_gpu.py times each one)
 
 
 # ---- sampling -----------------------------------------------------------------------------------------------------
@@ -102,32 +105,54 @@ class DifFaceRestorer(Restorer):
 
     ``start_step`` (respaced index the estimate is diffused to; = number of UNet calls), ``steps`` (length of the
     DDIM respacing, ``"ddim<steps>"``) and ``eta`` (DDIM stochasticity) set the realness/fidelity trade-off.
-    ``precision``: ``"auto"`` (fp16 autocast on CUDA, like the released ``--use_fp16`` runs; fp32 elsewhere),
-    ``"fp32"``, ``"fp16"`` or ``"bf16"``; the sampler arithmetic always stays float32. ``noise_device``: where the
-    per-item generators live (default: the input's device; ``"cpu"`` gives identical noise on every machine).
+    ``precision`` (see :mod:`.layers.precision`): ``"fp32"``; ``"fp16"``/``"bf16"`` cast the UNet's and the
+    estimator's weights once and run them natively in half precision (group norms accumulate in float32 inside the
+    kernel); ``"fp16-amp"``/``"bf16-amp"`` run them under per-op autocast; ``"auto"`` is ``fp16-amp`` on CUDA (like
+    the released ``--use_fp16`` runs) and fp32 elsewhere. The sampler arithmetic always stays float32 (the networks'
+    outputs are converted before each DDIM step). ``noise_device``: where the per-item generators live (default: the
+    input's device; ``"cpu"`` gives identical noise on every machine). ``channels_last``: channels-last memory order
+    for the UNet (same values). ``cuda_graph``: on CUDA, capture one UNet call per batch shape as a CUDA graph and
+    replay it for every step (the sampler loop is launch-bound at small batches); elsewhere the option does nothing.
     """
 
     def __init__(self, card: ModelCard, unet: DiffusionUNet, estimator: SwinIR, *, start_step: int | None = None,
                  steps: int | None = None, eta: float | None = None, precision: str = "auto",
-                 noise_device: str | None = None, channels_last: bool = False):
+                 noise_device: str | None = None, channels_last: bool = False, cuda_graph: bool = False):
         super().__init__(card)
         self.eta = _check_options(start_step, steps, eta, precision)
         self.start_step, self.steps = resolve_steps(start_step, steps)
+        self._precision = parse_precision(precision, "difface")
         self.unet = unet.eval()
         self.estimator = estimator.eval()
+        dtype = self._precision.cast_dtype
+        if dtype is not None:
+            cast_module(self.unet, dtype)
+            cast_module(self.estimator, dtype)
         self.precision = precision
         self.noise_device = noise_device
         self.channels_last = channels_last
+        self.cuda_graph = bool(cuda_graph)
+        self._graphed = GraphedCall(self._unet_call)
         self.schedule = DiffusionSchedule.create(DIFFUSION_CONFIG["steps"], DIFFUSION_CONFIG["noise_schedule"],
                                                  f"ddim{self.steps}")
 
     def extra_repr(self) -> str:
-        return f"start_step={self.start_step}, steps={self.steps}, eta={self.eta}, precision={self.precision!r}"
+        return (f"start_step={self.start_step}, steps={self.steps}, eta={self.eta}, precision={self.precision!r}, "
+                f"cuda_graph={self.cuda_graph}")
 
     def _autocast_dtype(self, device: torch.device) -> torch.dtype | None:
-        if self.precision == "auto":
-            return torch.float16 if device.type == "cuda" else None
-        return _PRECISIONS[self.precision]
+        return self._precision.autocast_dtype(device)
+
+    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        dtype = self._autocast_dtype(device)
+        return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+    def _unet_call(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """One UNet call in this restorer's precision: float32 ``x`` ``[B, 3, H, W]`` -> float32 ``[B, 6, H, W]``."""
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        weight_dtype = next(self.unet.parameters()).dtype
+        with self._autocast(x.device):
+            return self.unet(x.to(weight_dtype).contiguous(memory_format=fmt), t).float()
 
     def forward(self, images: torch.Tensor, *, seeds: Sequence[int] | None = None,
                 noise: NoiseSource | None = None) -> torch.Tensor:
@@ -138,19 +163,12 @@ class DifFaceRestorer(Restorer):
             if len(seeds) != batch:
                 raise ValueError(f"difface: got {len(seeds)} seeds for {batch} images (one per image)")
             noise = PerItemNoise(seeds, self.noise_device)
-        dtype = self._autocast_dtype(images.device)
-        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
-
-        def autocast() -> contextlib.AbstractContextManager:
-            return torch.autocast(images.device.type, dtype=dtype) if dtype else contextlib.nullcontext()
-
-        def unet(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            with autocast():
-                return self.unet(x.contiguous(memory_format=fmt), t).float()
+        unet = self._graphed if self.cuda_graph else self._unet_call
 
         def estimator(y: torch.Tensor) -> torch.Tensor:
-            with autocast():
-                return self.estimator(y).float()
+            weight_dtype = next(self.estimator.parameters()).dtype
+            with self._autocast(images.device):
+                return self.estimator(y.to(weight_dtype)).float()
 
         sample, _ = difface_sample(unet, estimator, images.float(), schedule=self.schedule,
                                    start_step=self.start_step, eta=self.eta, noise=noise,
@@ -245,8 +263,7 @@ def _check_options(start_step: int | None, steps: int | None, eta: float | None,
     eta = DEFAULT_ETA if eta is None else float(eta)
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"difface: eta={eta} must be in [0, 1] (released: {DEFAULT_ETA})")
-    if precision != "auto" and precision not in _PRECISIONS:
-        raise ValueError(f"difface: precision {precision!r} is not one of auto, {', '.join(_PRECISIONS)}")
+    parse_precision(precision, "difface")  # raises ValueError naming the accepted values
     return eta
 
 
@@ -279,7 +296,8 @@ def _resolve_both(card: ModelCard, weights: Mapping[str, str], cache_dir: str | 
 def create(name: str, *, weights: Mapping[str, str] | None = None, device: str | torch.device = "cpu",
            start_step: int | None = None, steps: int | None = None, eta: float | None = None,
            precision: str = "auto", noise_device: str | None = None, channels_last: bool = False,
-           cache_dir: str | Path | None = None, download: bool | None = None, pretrained: bool = True,
+           cuda_graph: bool = False, cache_dir: str | Path | None = None, download: bool | None = None,
+           pretrained: bool = True,
            unet_config: Mapping[str, Any] | None = None,
            estimator_config: Mapping[str, Any] | None = None) -> DifFaceRestorer:
     """Build the DifFace restorer with both weight files loaded strictly.
@@ -312,7 +330,8 @@ def create(name: str, *, weights: Mapping[str, str] | None = None, device: str |
         estimator = SwinIR(**estimator_cfg).to(device).eval().requires_grad_(False)
         weight_files = {role: ("random-init", None) for role in card.weights}
     restorer = DifFaceRestorer(card, unet, estimator, start_step=start_step, steps=steps, eta=eta,
-                               precision=precision, noise_device=noise_device, channels_last=channels_last)
+                               precision=precision, noise_device=noise_device, channels_last=channels_last,
+                               cuda_graph=cuda_graph)
     restorer.weight_files = weight_files  # {role: (path, sha256)}: the pipeline's cache keys and results.json
     if channels_last:
         restorer.unet.to(memory_format=torch.channels_last)

@@ -41,6 +41,9 @@ from .. import hub
 from ..errors import CheckpointLayoutError
 from .base import Restorer, check_faces
 from .checkpoints import describe_layout, identify_layout
+from .layers.modulated_deform_conv import ModulatedDeformConv2d
+from .layers.precision import PRECISIONS as PRECISION_VALUES
+from .layers.precision import cast_module, parse_precision
 from .layers.vqfr_blocks import (AttnBlock, BilinearResample, NearestUpsample, ResnetBlock, StridedDownsample,
                                  TextureWarpingModule, group_norm, nearest_code_indices, upsample_guide)
 
@@ -49,8 +52,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["VQFRv1", "VQFRv2", "VQFRRestorer", "CARDS", "create", "build_network", "load_vqfr_weights",
            "measure_peak_memory", "PeakMemoryMonitor", "V1_CONFIG", "V2_CONFIG"]
 
-_PRECISIONS = {"fp32": None, "float32": None, "fp16": torch.float16, "float16": torch.float16,
-               "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+PRECISIONS = PRECISION_VALUES  # the documented ``precision`` values (scripts/bench_gpu.py times each one)
 
 
 def _level(i: int) -> str:
@@ -62,6 +64,11 @@ def _gn_silu_conv(in_channels: int, out_channels: int) -> nn.Sequential:
     """GroupNorm -> SiLU -> 3x3 conv (checkpoint keys ``.0`` and ``.2``)."""
     return nn.Sequential(group_norm(in_channels), nn.SiLU(inplace=True), nn.Conv2d(in_channels, out_channels, 3,
                                                                                    padding=1))
+
+
+def _dtype_of(module: nn.Module) -> torch.dtype:
+    """The dtype of ``module``'s first parameter: where a cast-once half-precision part starts, inputs follow it."""
+    return next(module.parameters()).dtype
 
 
 def _autocast(device_type: str, dtype: torch.dtype | None):
@@ -278,17 +285,17 @@ class VQFRv1(nn.Module):
 
     def forward(self, x_lq: torch.Tensor, *, return_feats: bool = False, texture_output: bool = True,
                 autocast_dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
-        cond = self.inpfeat_extraction(x_lq)
-        encoded = self.encoder(x_lq)
+        cond = self.inpfeat_extraction(x_lq.to(_dtype_of(self.inpfeat_extraction)))
+        encoded = self.encoder(x_lq.to(_dtype_of(self.encoder)))
         quantized, info = {}, {}
         for name, quantizer in self.quantizer.quantize_dict.items():
-            quantized[name], info[name] = quantizer(encoded[name])
+            quantized[name], info[name] = quantizer(encoded[name].to(_dtype_of(quantizer)))
         out: dict[str, torch.Tensor] = {"code_indices": info[self.top_level]["indices"]}
         if return_feats:
             out["z_conv"] = info[self.top_level]["z_conv"]
             out["z_quant_before_conv"] = info[self.top_level]["z_quant_before_conv"]
         with _autocast(x_lq.device.type, autocast_dtype):
-            texture = self.decoder(quantized[self.top_level])
+            texture = self.decoder(quantized[self.top_level].to(_dtype_of(self.decoder)))
             if texture_output:
                 out["dec"] = self.decoder.conv_out(texture[0])
             out["main_dec"] = self.main_decoder(texture, cond, x_lq)
@@ -434,7 +441,7 @@ class VQFRv2(nn.Module):
                 autocast_dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
         if fidelity_ratio is None:
             raise ValueError("fidelity_ratio must be a number (0 = best quality, 1 = best fidelity)")
-        enc = self.encoder(x_lq)
+        enc = self.encoder(x_lq.to(_dtype_of(self.encoder)))
         b, _, h, w = enc.shape
         out: dict[str, torch.Tensor] = {"enc_feat": enc}
         if self.feat2index is not None:
@@ -446,13 +453,14 @@ class VQFRv2(nn.Module):
             quant, indices = self.quantizer.nearest(enc)
         out["code_indices"] = indices
         with _autocast(x_lq.device.type, autocast_dtype):
-            texture = self.decoder(quant)
+            texture = self.decoder(quant.to(_dtype_of(self.decoder)))
             if texture_output or fidelity_ratio == 0:
                 out["texture_dec"] = self.decoder.conv_out(texture[0])
             if fidelity_ratio == 0:
                 out["main_dec"] = out["texture_dec"]
             else:
-                main = self.main_branch(texture, self.inpfeat_extraction(x_lq))
+                cond = self.inpfeat_extraction(x_lq.to(_dtype_of(self.inpfeat_extraction)))
+                main = self.main_branch(texture, cond)
                 out["main_dec"] = self.decoder.conv_out(texture[0] + fidelity_ratio * main.to(texture[0].dtype))
         if not texture_output:
             out.pop("texture_dec", None)
@@ -463,39 +471,55 @@ class VQFRv2(nn.Module):
 class VQFRRestorer(Restorer):
     """Adapter: our [0, 1] RGB batch in, the official demo's conversions around the network, [0, 1] RGB out.
 
-    ``precision``: ``"auto"`` (float16 autocast for the decoders on CUDA, float32 elsewhere), ``"fp32"``,
-    ``"fp16"``, ``"bf16"``. Code selection (encoder + quantiser / code predictor) always runs in float32 unless
-    ``autocast_encoder=True``, and even then the distances/logits are float32. If a reduced-precision batch produces a
-    non-finite value it is recomputed in float32 (with a warning). ``quantize_output`` rounds to the 8-bit grid as
-    the demo's ``tensor2img`` does. The network is deterministic: ``seeds`` are accepted and ignored.
+    ``precision`` (see :mod:`.layers.precision`): ``"fp32"``; ``"fp16"``/``"bf16"`` cast the decoders' weights once
+    and run them natively in half precision (the deformable convolutions stay float32: sampling positions of a few
+    pixels need more than 8 bits); ``"fp16-amp"``/``"bf16-amp"`` run the decoders under per-op autocast over float32
+    weights; ``"auto"`` is ``fp16-amp`` on CUDA and float32 elsewhere. Code selection (encoder + quantiser / code
+    predictor) always runs in float32 unless ``autocast_encoder=True`` (then the encoder is cast or autocast too;
+    the distances/logits stay float32). If a half-precision batch produces a non-finite value it is recomputed in
+    float32 (with a warning; cast modes keep a float32 copy of the network on the CPU for it). ``quantize_output``
+    rounds to the 8-bit grid as the demo's ``tensor2img`` does. ``channels_last`` puts the convolution weights in
+    channels-last memory order (faster cuDNN kernels on tensor cores; same values). The network is deterministic:
+    ``seeds`` are accepted and ignored.
     """
 
     def __init__(self, card: hub.ModelCard, net: nn.Module, *, fidelity_ratio: float | None = None,
-                 precision: str = "auto", quantize_output: bool = True, autocast_encoder: bool = False):
+                 precision: str = "auto", quantize_output: bool = True, autocast_encoder: bool = False,
+                 channels_last: bool = False):
         super().__init__(card)
-        if precision not in ("auto", *_PRECISIONS):
-            raise ValueError(f"{card.name}: precision must be one of auto, fp32, fp16, bf16; got {precision!r}")
+        self._precision = parse_precision(precision, card.name)
         self.net = net
         self.is_v2 = isinstance(net, VQFRv2)
         self.fidelity_ratio = fidelity_ratio
         self.precision = precision
         self.quantize_output = bool(quantize_output)
         self.autocast_encoder = bool(autocast_encoder)
+        self.channels_last = bool(channels_last)
+        self._fp32_copy: list[nn.Module] = []  # a plain list: not a submodule, not in state_dict, not moved by .to()
+        dtype = self._precision.cast_dtype
+        if dtype is not None:
+            self._fp32_copy.append(copy.deepcopy(net).cpu())
+            parts = [net.decoder, net.inpfeat_extraction, net.main_branch if self.is_v2 else net.main_decoder]
+            if self.autocast_encoder:
+                parts.append(net.encoder)
+            for part in parts:
+                cast_module(part, dtype, keep=(ModulatedDeformConv2d,))
+        if self.channels_last:
+            net.to(memory_format=torch.channels_last)
 
     def autocast_dtype(self, device: torch.device) -> torch.dtype | None:
         """The autocast dtype used on ``device`` (None = no autocast)."""
-        if self.precision == "auto":
-            return torch.float16 if device.type == "cuda" else None
-        return _PRECISIONS[self.precision]
+        return self._precision.autocast_dtype(device)
 
-    def _network(self, x: torch.Tensor, amp: torch.dtype | None) -> torch.Tensor:
+    def _network(self, x: torch.Tensor, amp: torch.dtype | None, net: nn.Module | None = None) -> torch.Tensor:
+        net = self.net if net is None else net
         kwargs: dict[str, Any] = {"texture_output": False}
         if self.is_v2:
             kwargs["fidelity_ratio"] = self.fidelity_ratio
         if amp is not None and self.autocast_encoder:
             with torch.autocast(device_type=x.device.type, dtype=amp):
-                return self.net(x, **kwargs)["main_dec"]
-        return self.net(x, autocast_dtype=amp, **kwargs)["main_dec"]
+                return net(x, **kwargs)["main_dec"]
+        return net(x, autocast_dtype=amp, **kwargs)["main_dec"]
 
     def restore(self, images: torch.Tensor, *, seeds: Sequence[int] | None = None) -> torch.Tensor:
         """Restore ``images`` [B, 3, 512, 512] float RGB in [0, 1]; returns the same shape, dtype and range."""
@@ -503,19 +527,30 @@ class VQFRRestorer(Restorer):
         with torch.inference_mode():  # the clamp stays inside: in-place ops on inference tensors fail outside
             return self.forward(images, seeds=seeds).clamp_(0, 1)
 
+    def _float32_network(self, x: torch.Tensor) -> torch.Tensor:
+        if not self._fp32_copy:  # amp: the float32 weights are at hand
+            return self._network(x.float(), None)
+        net = self._fp32_copy[0].to(x.device)
+        try:
+            return self._network(x.float(), None, net)
+        finally:
+            net.cpu()
+
     def forward(self, images: torch.Tensor, *, seeds: Sequence[int] | None = None) -> torch.Tensor:
-        dtype = next(self.net.parameters()).dtype
+        dtype = torch.promote_types(_dtype_of(self.net.encoder), torch.float32)  # float64 nets stay float64
         x = images.to(dtype) * 2 - 1  # [0, 1] -> [-1, 1] (mean 0.5, std 0.5), RGB as the network expects
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         amp = self.autocast_dtype(x.device)
         out = self._network(x, amp)
-        if amp is not None and not bool(torch.isfinite(out).all()):
-            logger.warning("%s: non-finite output under %s autocast; recomputing this batch in float32",
-                           self.card.name, amp)
-            out = self._network(x, None)
+        if (amp is not None or self._precision.cast_dtype is not None) and not bool(torch.isfinite(out).all()):
+            logger.warning("%s: non-finite output at precision %s; recomputing this batch in float32",
+                           self.card.name, self.precision)
+            out = self._float32_network(x)
         out = (out.to(dtype).clamp(-1, 1) + 1) / 2
         if self.quantize_output:
             out = torch.round(out * 255) / 255
-        return out.to(images.dtype)
+        return out.to(images.dtype).contiguous()
 
     def extra_repr(self) -> str:
         fid = f", fidelity_ratio={self.fidelity_ratio}" if self.is_v2 else ""
@@ -633,8 +668,8 @@ def build_network(arch: str, config: Mapping[str, Any] | None = None, *, initial
 
 def create(name: str, *, weights: Mapping[str, str] | None = None, device: str | torch.device = "cpu",
            fidelity_ratio: float | None = None, precision: str | None = None, quantize_output: bool | None = None,
-           autocast_encoder: bool = False, pretrained: bool = True, cache_dir: str | os.PathLike | None = None,
-           config: Mapping[str, Any] | None = None) -> VQFRRestorer:
+           autocast_encoder: bool = False, channels_last: bool = False, pretrained: bool = True,
+           cache_dir: str | os.PathLike | None = None, config: Mapping[str, Any] | None = None) -> VQFRRestorer:
     """Create ``vqfr-v1`` or ``vqfr-v2``.
 
     ``weights``: ``{"model": FILE}`` (an explicit checkpoint of the official layout), else the cache
@@ -673,7 +708,7 @@ def create(name: str, *, weights: Mapping[str, str] | None = None, device: str |
     restorer = VQFRRestorer(card, net, fidelity_ratio=fidelity_ratio,
                             precision=defaults["precision"] if precision is None else precision,
                             quantize_output=defaults["quantize_output"] if quantize_output is None else quantize_output,
-                            autocast_encoder=autocast_encoder)
+                            autocast_encoder=autocast_encoder, channels_last=channels_last)
     restorer.weight_files = weight_files  # {role: (path, sha256)}: the pipeline's cache keys and results.json
     return restorer.to(device).eval()
 

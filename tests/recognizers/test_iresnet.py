@@ -97,15 +97,21 @@ def test_bad_arguments():
         net(torch.zeros(1, 3, 128, 128))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_cuda_autocast_close_to_float32(fixture, dtype):
-    ref = _fixture_net(fixture).cuda()
-    amp = _fixture_net(fixture, autocast_dtype=dtype).cuda()
-    x = fixture["inputs"].cuda()
+def test_cuda_autocast_close_to_float32(fixture, dtype, cuda_device):
+    """float32 on CUDA reproduces the CPU fixture once TF32 is off (``cuda_device``; with cuDNN's default TF32 the
+    outputs moved by 1.2e-3, issue 13). Half precision is judged as the pipeline uses embeddings, by cosine to the
+    float32 embedding: fp16 keeps 11 significant bits (relative rounding 2^-11 = 4.9e-4 per op), bf16 8 bits
+    (3.9e-3); over this small net's ~10 rounding stages the embedding angle stays well inside cos 0.999 (fp16) and
+    0.99 (bf16), margins of about 10x over the expected error. scripts/bench_gpu.py (half_precision) measures the
+    same cosines for the released-size IResNet-50/100 on real aligned LFW faces."""
+    ref = _fixture_net(fixture).to(cuda_device)
+    amp = _fixture_net(fixture, autocast_dtype=dtype).to(cuda_device)
+    x = fixture["inputs"].to(cuda_device)
     with torch.no_grad():
         out32, out = ref(x), amp(x)
     assert out.dtype == torch.float32  # the head runs in float32, as arcface_torch's fp16=True
-    torch.testing.assert_close(out32.cpu(), fixture["outputs"], atol=1e-3, rtol=0)
+    torch.testing.assert_close(out32.cpu(), fixture["outputs"], atol=1e-4, rtol=0)
     cos = torch.nn.functional.cosine_similarity(out, out32)
     assert cos.min() > (0.999 if dtype == torch.float16 else 0.99)

@@ -108,8 +108,21 @@ class IResNet(nn.Module):
             return contextlib.nullcontext()
         return torch.autocast(device_type="cuda", dtype=self.autocast_dtype)
 
+    def cast_trunk(self, dtype: torch.dtype) -> "IResNet":
+        """Cast the trunk's weights (``conv1`` .. ``bn2``) to ``dtype`` once; ``fc`` + ``features`` stay as they are.
+
+        The "cast once" alternative to ``autocast_dtype``: the trunk then runs natively in ``dtype`` with no per-op
+        casts of weights (inputs are converted on entry, the trunk output before ``fc``). Returns ``self``.
+        """
+        for module in (self.conv1, self.bn1, self.prelu, self.layer1, self.layer2, self.layer3, self.layer4,
+                       self.bn2):
+            module.to(dtype)
+        return self
+
     def forward_trunk(self, x: torch.Tensor) -> torch.Tensor:
         """``[B,3,S,S]`` normalised RGB -> ``[B, 512 * (S/16)^2]`` flattened trunk output (before dropout/fc)."""
+        if x.dtype != self.conv1.weight.dtype:  # a cast trunk (cast_trunk); no-op otherwise, so exports stay unchanged
+            x = x.to(self.conv1.weight.dtype)
         x = self.prelu(self.bn1(self.conv1(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return torch.flatten(self.bn2(x), 1)

@@ -35,13 +35,16 @@ def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10
 
 
 class GroupNorm32(nn.GroupNorm):
-    """GroupNorm (32 groups, eps 1e-5) computed in float32 and cast back to the input dtype."""
+    """GroupNorm (32 groups, eps 1e-5) computed in float32 and cast back to the input dtype (under autocast); a
+    cast-once half-precision network normalises natively (the kernels accumulate the statistics in float32)."""
 
     def __init__(self, channels: int):
         super().__init__(32, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.group_norm(x.float(), self.num_groups, self.weight, self.bias, self.eps).to(x.dtype)
+        if x.dtype == self.weight.dtype:  # float32, or a half-precision (cast-once) network: statistics accumulate
+            return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)  # in float32 in the kernel
+        return F.group_norm(x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps).to(x.dtype)
 
 
 class TimestepSequential(nn.Sequential):
@@ -139,6 +142,8 @@ class AttentionBlock(nn.Module):
         ch = c // heads
         qkv = qkv.reshape(b, heads, 3 * ch, length).transpose(-1, -2)  # [B, heads, L, 3*ch]
         q, k, v = qkv.split(ch, dim=-1)
+        if q.is_cuda:  # fused kernels need unit stride in the last dimension; the split views do not have it
+            q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
         a = F.scaled_dot_product_attention(q, k, v)  # [B, heads, L, ch]; softmax accumulates in float32
         a = a.transpose(-1, -2).reshape(b, c, length)
         return (flat + self.proj_out(a)).reshape(b, c, *spatial)
@@ -222,7 +227,7 @@ class DiffusionUNet(nn.Module):
 
     def forward(self, x: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
         """``x`` ``[B, C, H, W]`` (H, W divisible by 2**(levels-1)), ``timesteps`` ``[B]`` -> ``[B, out, H, W]``."""
-        emb = self.time_embed(timestep_embedding(timesteps, self.model_channels))
+        emb = self.time_embed(timestep_embedding(timesteps, self.model_channels).to(self.time_embed[0].weight.dtype))
         skips = []
         h = x
         for block in self.input_blocks:

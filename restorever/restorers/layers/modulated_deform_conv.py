@@ -95,6 +95,8 @@ class ModulatedDeformConv2d(nn.Module):
         return torch.cat((first, second), dim=1), torch.sigmoid(logits)
 
     def forward(self, x: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+        """Runs in the weights' dtype (float32 when a half-precision network keeps this module float32)."""
+        x, guide = x.to(self.weight.dtype), guide.to(self.weight.dtype)
         offset, mask = self.offsets_and_mask(guide)
         return modulated_deform_conv2d(x, offset, mask, self.weight, self.bias, padding=self.padding)
 

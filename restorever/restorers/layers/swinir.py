@@ -94,7 +94,8 @@ class WindowAttention(nn.Module):
             nw = mask.shape[0]
             attn_bias = (bias.unsqueeze(0) + mask.unsqueeze(1).to(bias.dtype)).reshape(1, nw * heads, n, n)
             q, k, v = (t.reshape(bw // nw, nw * heads, n, -1) for t in (q, k, v))
-        if q.is_cuda:  # fused kernel; on CPU the explicit form below reproduces the official rounding exactly
+        if q.is_cuda:  # fused kernel (contiguous q/k/v); on CPU the explicit form below keeps the official rounding
+            q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias.to(q.dtype), scale=self.scale)
         else:
             out = ((q * self.scale) @ k.transpose(-2, -1) + attn_bias).softmax(dim=-1) @ v

@@ -71,12 +71,19 @@ class AttnBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         hn = self.norm(x)
+        if x.is_cuda:  # fused SDPA kernel on contiguous [B, 1, N, C] tokens (one head of C channels)
+            q, k, v = (proj(hn).flatten(2).transpose(1, 2).unsqueeze(1).contiguous()
+                       for proj in (self.q, self.k, self.v))
+            out = F.scaled_dot_product_attention(q, k, v)  # default scale 1/sqrt(C), as below
+            return x + self.proj_out(out.squeeze(1).transpose(1, 2).reshape(b, c, h, w))
         q = self.q(hn).flatten(2)  # [B, C, N], N = H*W tokens
         k = self.k(hn).flatten(2)
         v = self.v(hn).flatten(2)
-        # explicit matmuls in the reference order (scale applied after q^T k): the token grid is small (16x16 for a
-        # 512 face), and this keeps float64 results identical to the official implementation
-        weights = torch.softmax(torch.bmm(q.transpose(1, 2), k) * (c ** -0.5), dim=2)  # [B, N_query, N_key]
+        # CPU: explicit matmuls in the reference order (scale applied after q^T k): the token grid is small (16x16 for a
+        # 512 face), and this keeps float64 results identical to the official implementation; the softmax runs in at
+        # least float32 (a no-op for float32/float64)
+        scores = torch.bmm(q.transpose(1, 2), k) * (c ** -0.5)
+        weights = torch.softmax(scores.to(torch.promote_types(scores.dtype, torch.float32)), dim=2)
         out = torch.bmm(v, weights.transpose(1, 2).to(v.dtype)).reshape(b, c, h, w)
         return x + self.proj_out(out)
 
@@ -182,7 +189,7 @@ class TextureWarpingModule(nn.Module):
         if previous is not None:
             guide = torch.cat([guide, previous.to(guide.dtype)], dim=1)
         guide = self.offset_conv2(guide)
-        return self.dcn(x, guide), guide
+        return self.dcn(x, guide).to(x.dtype), guide  # the DCN may run in float32 inside a half-precision network
 
 
 def nearest_code_indices(z: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The one command to run on a GPU machine (issues 13 and 18), from the repository root, with .devdata/, .devshared/
+# and .whl/ carried along (scripts/prepare_devdata.py makes .devdata and .devshared, the slim ../shared the CUDA tests
+# read; .whl holds facenet_pytorch-2.5.3-py3-none-any.whl):
+#
+#     OUT=/some/folder bash scripts/gpu_session.sh            # TOTAL_S=400 by default
+#
+# 1. installs restorever non-editable (as users do) and the carried facenet-pytorch wheel;
+# 2. checks the installed package from an unrelated folder (`restorever protocols`);
+# 3. runs the CUDA tests (`pytest -m cuda`) under a time limit;
+# 4. runs scripts/bench_gpu.py with the seconds that are left.
+# Everything goes under $OUT: session.log (steps 1-3), pytest_cuda.log, bench_gpu.log, bench_gpu.json.
+# No step stops the session: each logs its exit status and the next one runs.
+set -u
+OUT=${OUT:-$PWD/gpu_out}
+TOTAL_S=${TOTAL_S:-400}        # the whole session aims to end within this many seconds (worst case +65 s)
+PYTEST_S=${PYTEST_S:-100}      # time limit of the CUDA tests
+PY=${PYTHON:-python3}
+BENCH_ARGS=${BENCH_ARGS:-}     # extra bench_gpu.py arguments (a CPU dry run: "--device cpu --quick")
+mkdir -p "$OUT"
+LOG="$OUT/session.log"
+START=$(date +%s)
+elapsed() { echo $(( $(date +%s) - START )); }
+step() { echo "== $* (t=$(elapsed) s)" | tee -a "$LOG"; }
+
+step "environment"
+{
+  date -u; uname -a; git rev-parse --short HEAD 2>/dev/null || echo "no git"
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 | head -5
+  $PY -c "import sys, torch; print(sys.version); print('torch', torch.__version__, 'cuda', torch.version.cuda, 'available', torch.cuda.is_available())"
+} >> "$LOG" 2>&1
+
+step "pip install --no-deps --no-build-isolation ."
+$PY -m pip install --no-deps --no-build-isolation . >> "$LOG" 2>&1; echo "exit $?" >> "$LOG"
+step "pip install facenet-pytorch wheel"
+$PY -m pip install --no-deps .whl/facenet_pytorch-2.5.3-*.whl >> "$LOG" 2>&1; echo "exit $?" >> "$LOG"
+
+step "installed package from an unrelated folder"
+( cd /tmp && $PY -c "import restorever, sys; print('restorever', restorever.__file__)" && \
+  timeout 60 $PY -m restorever protocols ) >> "$LOG" 2>&1; RC=$?; echo "exit $RC" >> "$LOG"
+if ! ( cd /tmp && $PY -c "import restorever" ) 2>/dev/null; then
+  echo "FALLBACK: the install failed; using the source tree through PYTHONPATH=$PWD" | tee -a "$LOG"
+  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+fi
+
+step "CUDA tests (limit ${PYTEST_S} s)"
+[ -d .devshared ] && export RESTOREVER_SHARED="$PWD/.devshared"   # slim ../shared made by prepare_devdata.py
+timeout -k 5 "$PYTEST_S" $PY -m pytest -q -p no:cacheprovider -m cuda -rs --durations=10 \
+  tests/test_cuda.py tests/recognizers/test_iresnet.py \
+  > "$OUT/pytest_cuda.log" 2>&1
+echo "pytest exit $?" | tee -a "$LOG"
+tail -5 "$OUT/pytest_cuda.log" >> "$LOG"
+
+LEFT=$(( TOTAL_S - $(elapsed) - 15 ))
+[ "$LEFT" -lt 60 ] && LEFT=60
+step "bench_gpu.py --budget-s $LEFT"
+timeout -k 5 $(( LEFT + 60 )) $PY scripts/bench_gpu.py --data .devdata --out "$OUT/bench_gpu.json" --budget-s "$LEFT" $BENCH_ARGS \
+  > "$OUT/bench_gpu.log" 2>&1
+echo "bench exit $?" | tee -a "$LOG"
+step "done"
+ls -la "$OUT" >> "$LOG"
