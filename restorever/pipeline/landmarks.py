@@ -115,8 +115,8 @@ def align_items(protocol: Protocol, items: Sequence[str], info: dict[str, "Image
     for i in items:
         data = protocol.read_bytes(i)
         if info[i].sha256 is not None and hashlib.sha256(data).hexdigest() != info[i].sha256:
-            raise RestoreverError(f"{describe_item(protocol, i)} changed while the run was going on; finished entries are "
-                                  f"cached: rerun to pick up the new content")
+            raise RestoreverError(f"{describe_item(protocol, i)} changed while the run was going on; finished entries "
+                                  f"are cached: rerun to pick up the new content")
         arrays.append(decode_image(data, source=describe_item(protocol, i)))
     return align_faces([to_tensor([a])[0] for a in arrays], np.stack([info[i].landmarks for i in items]), device)
 

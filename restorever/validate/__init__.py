@@ -18,7 +18,8 @@ Nothing here modifies a run or the cache. One module per job: :mod:`.schema` (th
 """
 from __future__ import annotations
 
-from .common import MAX_PROBLEMS_PER_CHECK, MAX_RESULTS_BYTES, RESULTS_FILE, VALIDATOR_ERROR, RunValidation
+from .common import (MAX_PROBLEMS_PER_CHECK, MAX_RESULTS_BYTES, RESULTS_FILE,  # noqa: F401 - importable as before
+                     VALIDATOR_ERROR, RunValidation)
 from .protocols import validate_protocol_file, validate_protocols
 from .runs import check_run, validate_run
 from .schema import IDENT_SCHEMA, RESULTS_SCHEMA, schema_problems

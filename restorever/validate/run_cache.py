@@ -256,6 +256,7 @@ def _check_embeddings(record, cache, shas, landmarks, identity, report: RunValid
             clean = embeddings("none", None, probes, f"{label}.identity")
             emb = clean if scale is None else embeddings(restorer, scale, probes, f"{label}.identity")
             if len(problems) == before:
-                compare(ident, identity_to_clean(clean, emb, probes), f"{label}.identity", problems, rel=1e-5, abs_=1e-6)
+                compare(ident, identity_to_clean(clean, emb, probes), f"{label}.identity", problems,
+                        rel=1e-5, abs_=1e-6)
     report.checked["cache entries"] = sum(len(t) for t in loaded.values())
     report.problems += cut(problems, "cache")
