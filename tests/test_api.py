@@ -20,8 +20,8 @@ from restorever.api import Face, FacePipeline, RestoreThenEmbed, threshold_from_
 from restorever.errors import ConfigError, FaceNotFoundError, ImageError, UnknownNameError
 from restorever.images import read_image, to_tensor
 from restorever.metrics import best_threshold, score_pairs
-from restorever.pipeline.evaluate import (EvalConfig, build_context, embed_conditions, evaluate, item_seed,
-                                          landmark_stage)
+from restorever.pipeline.evaluate import EvalConfig, build_context, embed_conditions, evaluate, item_seed
+from restorever.pipeline.landmarks import landmark_stage
 
 REPO = Path(__file__).resolve().parent.parent
 PAIRS = [("ben_afflek/ben_afflek_0001.jpg", "ben_afflek/ben_afflek_0005.jpg", 1),

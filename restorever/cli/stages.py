@@ -39,7 +39,8 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
     from ..images import to_uint8
     from ..pipeline.cache import ArrayCache, atomic_write_text
     from ..devices import resolve_device
-    from ..pipeline.evaluate import align_items, landmark_stage, limit_pairs as limit
+    from ..pipeline.evaluate import limit_pairs as limit
+    from ..pipeline.landmarks import align_items, landmark_stage
     from ..protocol import load_protocol
     from .options import parse_scales
 

@@ -12,19 +12,20 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from ..devices import resolve_device
-from ..errors import ConfigError, DetectorError, FaceNotFoundError, RestoreverError
+from ..errors import ConfigError, RestoreverError
 from ..metrics.similarity import identity_to_clean, score_pairs
 from ..protocol import PairList, Protocol, load_protocol, pairs_digest
 from . import distributed
-from .cache import ArrayCache, landmarks_key
+from .cache import ArrayCache
 from .environment import environment_info, restorever_version
-from .identity import RunIdentity, conditions_of, device_kind, weights_files
-from .stages import align_faces, detect_each, embed_faces, restore_faces
+from .identity import RunIdentity, conditions_of, weights_files
+from .landmarks import ImageInfo, align_items, apply_error_policy, apply_fallback_landmarks, landmark_stage
+from .stages import embed_faces, in_batches, progress_bar, restore_faces
 
 logger = logging.getLogger(__name__)
 
@@ -110,117 +111,6 @@ def item_seed(seed: int, item: str, scale: int | None, purpose: str) -> int:
     return int.from_bytes(hashlib.sha256(blob).digest()[:8], "little") & ((1 << 63) - 1)
 
 
-def _batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
-def _progress(iterable, total: int, desc: str, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, unit="batch", disable=not enabled, leave=False)
-
-
-class ImageInfo:
-    """What stage 1 learnt about one image: its content hash, landmarks, or why it failed (``no_face`` marks a
-    detector miss, as opposed to an unreadable image or a detector failure); ``decode`` is
-    :func:`restorever.images.decode_tag` (None for plain 8-bit images)."""
-
-    __slots__ = ("sha256", "landmarks", "error", "no_face", "decode")
-
-    def __init__(self, sha256: str | None = None, landmarks: np.ndarray | None = None, error: str | None = None,
-                 no_face: bool = False, decode: str | None = None):
-        self.sha256, self.landmarks, self.error, self.no_face = sha256, landmarks, error, no_face
-        self.decode = decode
-
-
-def landmark_stage(protocol: Protocol, items: Sequence[str], *, detector: str, device, cache: ArrayCache,
-                   batch_size: int = 16, progress: bool = True) -> dict[str, "ImageInfo"]:
-    """Read each image, hash its bytes and find its five landmarks (cached per image content + detector).
-
-    Returns ``{item: ImageInfo}``; an image that is missing, undecodable or has no face carries ``error`` instead
-    of landmarks (the caller applies the ``--on-error`` policy).
-    """
-    from ..detectors import create_detector
-    from ..images import decode_image, decode_tag
-
-    info: dict[str, ImageInfo] = {}
-    det = None
-    for batch in _progress(_batches(list(items), batch_size), -(-len(items) // batch_size), "landmarks", progress):
-        todo = []
-        for item in batch:
-            try:
-                data = protocol.read_bytes(item)
-            except RestoreverError as exc:
-                info[item] = ImageInfo(error=str(exc))
-                continue
-            sha = hashlib.sha256(data).hexdigest()
-            tag = decode_tag(data)
-            key = landmarks_key(sha, detector, tag, device=device_kind(device))
-            cached = cache.get("landmarks", key)
-            if cached is not None:
-                lm = None if np.isnan(cached).any() else cached.astype(np.float32)
-                info[item] = ImageInfo(sha, lm, None if lm is not None else
-                                       f"{_describe(protocol, item)}: no face found by {detector}", lm is None, tag)
-                continue
-            try:
-                array = decode_image(data, source=_describe(protocol, item))
-            except RestoreverError as exc:
-                info[item] = ImageInfo(sha, error=str(exc), decode=tag)
-                continue
-            todo.append((item, sha, key, array, tag))
-        if todo:
-            if det is None:
-                det = create_detector(detector, device=str(device))
-            # Each result is cached as soon as it is known; a detector *failure* (DetectorError) is a per-image error
-            # that is never cached, so only "the detector ran and found no face" is remembered as no face.
-            for item, sha, key, array, tag in todo:
-                try:
-                    found = detect_each(det, [array], device)[0]  # one image per call: batch-independent
-                except DetectorError as exc:
-                    info[item] = ImageInfo(sha, error=f"{_describe(protocol, item)}: {exc}", decode=tag)
-                    continue
-                lm = None if found is None else np.asarray(found.landmarks, dtype=np.float32).reshape(5, 2)
-                cache.put("landmarks", key, np.full((5, 2), np.nan, np.float32) if lm is None else lm)
-                info[item] = ImageInfo(sha, lm, None if lm is not None else
-                                       f"{_describe(protocol, item)}: no face found by {detector}", lm is None, tag)
-    return info
-
-
-def apply_fallback_landmarks(protocol: Protocol, info: dict[str, ImageInfo]) -> list[str]:
-    """Give images where no face was found the protocol's declared ``alignment.fallback_landmarks`` (for datasets
-    of roughly centred faces such as LFW). Returns the items that used them; unreadable images are left failed."""
-    fallback = (protocol.spec.get("alignment") or {}).get("fallback_landmarks")
-    if not fallback:
-        return []
-    points = np.asarray(fallback, dtype=np.float32)
-    if points.shape != (5, 2):
-        raise RestoreverError(f"protocol {protocol.name}: alignment.fallback_landmarks must be five [x, y] points")
-    used = []
-    for item, inf in info.items():
-        if inf.no_face:
-            inf.landmarks, inf.error, inf.no_face = points.copy(), None, False
-            used.append(item)
-    if used:
-        logger.warning("%d image(s) with no face found use the protocol's fallback landmarks (e.g. %s)", len(used),
-                       used[0])
-    return used
-
-
-def align_items(protocol: Protocol, items: Sequence[str], info: dict[str, "ImageInfo"], device):
-    """Decode ``items`` and align them to ffhq_512: ``(faces [B,3,512,512] on device, landmarks [B,5,2] in crop)``."""
-    from ..images import decode_image, to_tensor
-
-    arrays = []
-    for i in items:
-        data = protocol.read_bytes(i)
-        if info[i].sha256 is not None and hashlib.sha256(data).hexdigest() != info[i].sha256:
-            raise RestoreverError(f"{_describe(protocol, i)} changed while the run was going on; finished entries are "
-                                  f"cached: rerun to pick up the new content")
-        arrays.append(decode_image(data, source=_describe(protocol, i)))
-    return align_faces([to_tensor([a])[0] for a in arrays], np.stack([info[i].landmarks for i in items]), device)
-
-
 @dataclass
 class RunContext:
     """Everything a run builds once from its config: protocol, device, cache and models."""
@@ -287,17 +177,6 @@ def build_context(config: EvalConfig, protocol: Protocol | None = None) -> RunCo
     return RunContext(config, protocol, device, cache, recognizer, restorers, degradation, identity)
 
 
-def apply_error_policy(info: dict[str, "ImageInfo"], on_error: str) -> dict[str, str]:
-    """``{item: reason}`` of failed images; raises on the first one when ``on_error == "error"``."""
-    failed = {item: inf.error for item, inf in info.items() if inf.error}
-    if failed and on_error == "error":
-        item, reason = next(iter(failed.items()))
-        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-        raise FaceNotFoundError(f"{reason}{more}; rerun with on_error='skip' (--on-error skip) to skip the pairs "
-                                f"that use it")
-    return failed
-
-
 def embed_conditions(ctx: RunContext, items: Sequence[str], probe_set: set[str], info: dict[str, "ImageInfo"], *,
                      progress: bool = True) -> tuple[dict[tuple[str, int | None], dict[str, np.ndarray]],
                                                      dict[str, float]]:
@@ -329,13 +208,13 @@ def embed_conditions(ctx: RunContext, items: Sequence[str], probe_set: set[str],
             work.append((item, missing))
     stage_time = {"align_s": 0.0, "degrade_s": 0.0, "restore_s": 0.0, "embed_s": 0.0,
                   "n_embedded": 0, "n_degraded": 0, "n_restored": 0}
-    batches = list(_batches(work, config.batch_size))
+    batches = list(in_batches(work, config.batch_size))
     # Decode + align of batch k+1 runs in a background thread while batch k is degraded, restored and embedded
     # (PIL decoding and torch kernels release the GIL), so the device waits less for the CPU.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="restorever-prefetch") as pool:
         upcoming = pool.submit(align_items, ctx.protocol, [w[0] for w in batches[0]], info, ctx.device) \
             if batches else None
-        for k, batch in enumerate(_progress(batches, len(batches), "embeddings", progress)):
+        for k, batch in enumerate(progress_bar(batches, len(batches), "embeddings", progress)):
             tick = time.perf_counter()
             faces, crop_lms = upcoming.result()
             if k + 1 < len(batches):
@@ -572,7 +451,7 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
     if degradation is not None:
         probe_items = [i for i in needed_images if i in probe_set]
         for scale in config.scales:
-            for items in _batches(probe_items, 1024):
+            for items in in_batches(probe_items, 1024):
                 params = degradation.sample_params(list(items), scale, config.seed)
                 for item, rec in zip(items, params.to_records()):
                     degradation_records.append({"item": item, "scale": scale, **rec})
@@ -620,7 +499,3 @@ def _record_costs(ctx: RunContext, timings: dict[str, float], n_landmarks: int) 
                       "restore": restorers[0] if len(restorers) == 1 else ""})
     except OSError as exc:  # estimates are a convenience; never fail a run for them
         logger.debug("could not record stage costs: %s", exc)
-
-
-def _describe(protocol: Protocol, item: str) -> str:
-    return str(protocol.root / item) if protocol.root is not None else f"{protocol.source}[{item}]"

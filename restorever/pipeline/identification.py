@@ -24,9 +24,9 @@ import numpy as np
 
 from ..errors import RestoreverError
 from .environment import environment_info, restorever_version
-from .evaluate import (EvalConfig, RunContext, apply_error_policy, apply_fallback_landmarks, build_context,
-                       embed_conditions, landmark_stage)
+from .evaluate import EvalConfig, RunContext, build_context, embed_conditions
 from .identity import weights_files
+from .landmarks import apply_error_policy, apply_fallback_landmarks, landmark_stage
 
 logger = logging.getLogger(__name__)
 

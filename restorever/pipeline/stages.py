@@ -15,14 +15,14 @@ seeds are :func:`restorever.pipeline.evaluate.item_seed`.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["align_faces", "call_with_backoff", "detect_each", "embed_faces", "is_out_of_memory", "restore_faces",
-           "single_thread_on_cpu"]
+__all__ = ["align_faces", "call_with_backoff", "detect_each", "embed_faces", "in_batches", "is_out_of_memory",
+           "progress_bar", "restore_faces", "single_thread_on_cpu"]
 
 
 class single_thread_on_cpu:
@@ -127,3 +127,16 @@ def call_with_backoff(fn: Callable[[list[int]], Any], n: int, *, min_size: int =
             return torch.cat([run(index[:half]), run(index[half:])])
 
     return run(list(range(n)))
+
+
+def in_batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    """``items`` in consecutive slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def progress_bar(iterable, total: int, desc: str, enabled: bool):
+    """``iterable`` under a tqdm bar of ``total`` batches (hidden when not ``enabled``)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="batch", disable=not enabled, leave=False)

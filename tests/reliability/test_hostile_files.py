@@ -311,7 +311,7 @@ def _serve_locally(monkeypatch, archive: Path) -> str:
 
 def test_archive_members_leaving_the_folder_are_not_written(tmp_path, monkeypatch):
     from restorever.errors import RestoreverError
-    from restorever.protocol import _download_dataset
+    from restorever.data_root import download_dataset
 
     archive = tmp_path / "evil.tgz"
     with tarfile.open(archive, "w:gz") as tar:
@@ -324,7 +324,7 @@ def test_archive_members_leaving_the_folder_are_not_written(tmp_path, monkeypatc
         tar.addfile(link)
     target = tmp_path / "data"
     with pytest.raises(RestoreverError, match="refused to extract"):
-        _download_dataset([{"filename": "evil.tgz", "url": _serve_locally(monkeypatch, archive), "extract": True}],
+        download_dataset([{"filename": "evil.tgz", "url": _serve_locally(monkeypatch, archive), "extract": True}],
                           target, "evil")
     assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "absolute.txt").exists()
 
@@ -414,7 +414,7 @@ def test_symlink_loop_and_nul_are_unsafe_path_errors(tmp_path, rel):
 
 def test_escaping_archive_is_a_typed_error(tmp_path, monkeypatch):
     from restorever.errors import RestoreverError
-    from restorever.protocol import _download_dataset
+    from restorever.data_root import download_dataset
 
     archive = tmp_path / "evil.tgz"
     with tarfile.open(archive, "w:gz") as tar:
@@ -422,7 +422,7 @@ def test_escaping_archive_is_a_typed_error(tmp_path, monkeypatch):
         info.size = 1
         tar.addfile(info, io.BytesIO(b"x"))
     with pytest.raises(RestoreverError, match="refused to extract"):
-        _download_dataset([{"filename": "evil.tgz", "url": _serve_locally(monkeypatch, archive), "extract": True}],
+        download_dataset([{"filename": "evil.tgz", "url": _serve_locally(monkeypatch, archive), "extract": True}],
                           tmp_path / "d", "e")
     assert not (tmp_path / "escaped.txt").exists()
 

@@ -117,10 +117,10 @@ def test_download_folder_may_hold_one_plain_subfolder(tmp_path):
 
 def test_download_step_checks_entries_built_in_code(tmp_path):
     """A spec dict that skipped validate_spec (built in code) is checked again where the file would be written."""
-    from restorever.protocol import _download_dataset
+    from restorever.data_root import download_dataset
 
     with pytest.raises(ProtocolError, match="plain file name"):
-        _download_dataset([{"filename": "../x", "url": "https://h/x"}], tmp_path / "data" / "p", "p")
+        download_dataset([{"filename": "../x", "url": "https://h/x"}], tmp_path / "data" / "p", "p")
     assert not (tmp_path / "data" / "x").exists()
 
 
@@ -683,7 +683,7 @@ def test_exif_orientation_is_applied(faces_root, orientation, rotate):
 def test_rotated_photo_is_found_in_a_run(faces_root, tmp_path):
     """landmark_stage on an EXIF-rotated copy finds the same face as on the upright original, under its own key."""
     from restorever.images import decode_tag
-    from restorever.pipeline.evaluate import landmark_stage
+    from restorever.pipeline.landmarks import landmark_stage
     from restorever.protocol import load_protocol
 
     upright = Image.fromarray(_face_array(faces_root))

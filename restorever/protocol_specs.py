@@ -1,0 +1,199 @@
+"""Protocol YAML files: where they are searched (:func:`list_protocols`), how one is loaded with its ``include:``
+resolved (:func:`load_spec`), and the checks every spec passes before any data is read (:func:`validate_spec`,
+including the safety of its download entries)."""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import ProtocolError
+
+
+
+def protocol_search_path(include_path: Sequence[str | os.PathLike] = ()) -> list[Path]:
+    """Folders searched for ``NAME.yaml``: ``include_path``, ``$RESTOREVER_PROTOCOL_PATH``, the installed package."""
+    paths = [Path(p) for p in include_path]
+    env = os.environ.get("RESTOREVER_PROTOCOL_PATH")
+    if env:
+        paths += [Path(p) for p in env.split(os.pathsep) if p]
+    paths += shipped_protocol_dirs()
+    return paths
+
+
+def shipped_protocol_dirs() -> list[Path]:
+    """The folders of the ``restorever.protocols`` data package (``protocols/`` in a checkout, shipped in the wheel).
+
+    Read from the import system's search locations, which works for editable and regular installs alike (a
+    ``str()`` of ``importlib.resources.files`` does not name a folder when the package is spread over several)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("restorever.protocols")
+    except (ModuleNotFoundError, ValueError):
+        spec = None
+    dirs = [Path(p) for p in (spec.submodule_search_locations or [])] if spec is not None else []
+    checkout = Path(__file__).resolve().parent.parent / "protocols"  # source tree run without any install
+    if checkout.is_dir() and checkout not in dirs:
+        dirs.append(checkout)
+    return dirs
+
+
+def list_protocols(include_path: Sequence[str | os.PathLike] = ()) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for folder in protocol_search_path(include_path):
+        if folder.is_dir():
+            for f in sorted(folder.glob("*.yaml")):
+                found.setdefault(f.stem, f)
+    return found
+
+
+def load_spec(name_or_path: str, include_path: Sequence[str | os.PathLike] = (),
+              _seen: frozenset = frozenset()) -> tuple[dict, Path]:
+    """Load a protocol YAML by name or path, resolving ``include:`` (a base spec the file extends)."""
+    import yaml
+
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+        available = list_protocols(include_path)
+        if name_or_path not in available:
+            import difflib
+
+            close = difflib.get_close_matches(name_or_path, list(available), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ProtocolError(f"unknown protocol {name_or_path!r}{hint} (known: {', '.join(sorted(available))})")
+        path = available[name_or_path]
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ProtocolError(f"{path}: cannot read ({exc})") from exc
+    if size > MAX_SPEC_BYTES:
+        raise ProtocolError(f"{path}: {size} bytes, more than the {MAX_SPEC_BYTES} allowed for a protocol file")
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, OverflowError, ValueError, RecursionError) as exc:  # UnicodeDecodeError: a ValueError
+        raise ProtocolError(f"{path}: invalid YAML ({type(exc).__name__}: {exc})") from exc
+    except OSError as exc:
+        raise ProtocolError(f"{path}: cannot read ({exc})") from exc
+    if not isinstance(spec, dict):
+        raise ProtocolError(f"{path}: a protocol file must be a mapping")
+    if "include" in spec:
+        include = spec.pop("include")
+        if not isinstance(include, str) or not include.strip():
+            raise ProtocolError(f"{path}: include must name one YAML file, got {include!r}")
+        seen = set(_seen) | {path.resolve()}
+        target = (path.parent / include).resolve()
+        if target in seen:
+            raise ProtocolError(f"{path}: include {include!r} forms a cycle")
+        base, _ = load_spec(str(target), include_path, _seen=frozenset(seen))
+        spec = _merge(base, spec)
+    validate_spec(spec, source=str(path))
+    return spec, path
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+FORMATS = ("lfw-pairs", "pairs-csv", "insightface-bin", "lfw-ident")
+MAX_SPEC_BYTES = 1 << 20  # a protocol YAML above 1 MiB is refused unread
+#: a protocol name: it names a folder under the cache (``<cache>/data/<protocol>``), so it must be a plain slug
+PROTOCOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+#: one component of a download's file name (``archive.tgz``, or ``sub/archive.tgz`` one folder deep)
+_FILE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
+#: URL schemes a protocol may download from (the official LFW host serves plain http; the sha256 guards content)
+DOWNLOAD_SCHEMES = ("https", "http")
+MAX_FOLDS = 1000
+
+
+def download_filename_problem(filename: Any) -> str | None:
+    """Why ``filename`` is not a safe download target inside ``<cache>/data/<protocol>/`` (None when it is): a plain
+    relative name, at most one sub-folder deep, of letters, digits and ``._+-`` (no ``..``, no absolute path)."""
+    if not isinstance(filename, str) or not filename:
+        return f"filename must be a plain file name, got {filename!r}"
+    parts = filename.split("/")
+    if "\\" in filename or len(parts) > 2 or not all(_FILE_PART.match(p) and p not in (".", "..") for p in parts) \
+            or any(".." in p for p in parts):
+        return (f"filename {filename[:80]!r} must be a plain file name inside the download folder (letters, "
+                f"digits, '._+-', at most one sub-folder; no absolute path, no '..')")
+    return None
+
+
+def download_url_problem(url: Any) -> str | None:
+    """Why ``url`` may not be downloaded from (None when it may): only http(s) URLs with a host."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(url, str) or any(c.isspace() for c in url):
+        return f"url must be an http(s) URL, got {url!r}"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return f"url {url!r} is malformed"
+    if parts.scheme.lower() not in DOWNLOAD_SCHEMES or not parts.netloc:
+        return f"url {url!r} must be an http(s) URL with a host (file://, ftp:// and others are refused)"
+    return None
+
+
+def _positive_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def validate_spec(spec: dict, *, source: str) -> None:
+    """Check a protocol spec without reading any data (run at load time by every command, ``--dry-run`` included).
+
+    The protocol name, ``folds``, ``alignment`` and every ``dataset.download`` entry are checked here because they
+    become folder names, array sizes and files written under the cache."""
+    for key in ("protocol", "dataset"):
+        if key not in spec:
+            raise ProtocolError(f"{source}: missing key {key!r}")
+    name = spec["protocol"]
+    if not isinstance(name, str) or not PROTOCOL_NAME.match(name):
+        raise ProtocolError(f"{source}: protocol must be a name of letters, digits, '.', '_' or '-' (it names a "
+                            f"folder of the cache), got {str(name)[:60]!r}")
+    if "folds" in spec and not (_positive_int(spec["folds"]) and spec["folds"] <= MAX_FOLDS):
+        raise ProtocolError(f"{source}: folds must be a positive integer (at most {MAX_FOLDS}), got "
+                            f"{str(spec['folds'])[:60]}")
+    alignment = spec.get("alignment")
+    if alignment is not None:
+        if not isinstance(alignment, dict):
+            raise ProtocolError(f"{source}: alignment must be a mapping (e.g. {{fallback_landmarks: [[x, y], ...]}}), "
+                                f"got {str(alignment)[:60]}")
+        if "fallback_landmarks" in alignment:
+            pts = alignment["fallback_landmarks"]
+            ok = isinstance(pts, list) and len(pts) == 5 and all(
+                isinstance(p, list) and len(p) == 2 and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in p)
+                for p in pts)
+            if not ok:
+                raise ProtocolError(f"{source}: alignment.fallback_landmarks must be five [x, y] pixel points, got "
+                                    f"{str(pts)[:60]}")
+    ds = spec["dataset"]
+    if not isinstance(ds, dict) or ds.get("format") not in FORMATS:
+        raise ProtocolError(f"{source}: dataset.format must be one of {', '.join(FORMATS)}")
+    if ds["format"] == "lfw-pairs":
+        pairs = ds.get("pairs")
+        if not pairs or not all(isinstance(p, str) for p in (pairs if isinstance(pairs, list) else [pairs])):
+            raise ProtocolError(f"{source}: dataset.pairs must name the pairs file(s)")
+    images = ds.get("images")
+    if images is not None and not (isinstance(images, list) and images and all(
+            isinstance(f, str) and f.strip() for f in images)):
+        raise ProtocolError(f"{source}: dataset.images must be a non-empty list of folder names, got "
+                            f"{str(images)[:60]}")
+    downloads = ds.get("download")
+    if downloads is not None:
+        if not isinstance(downloads, list):
+            raise ProtocolError(f"{source}: dataset.download must be a list of {{filename, url, sha256}} entries")
+        for i, item in enumerate(downloads):
+            if not isinstance(item, dict):
+                raise ProtocolError(f"{source}: dataset.download[{i}] must be a mapping {{filename, url, sha256}}")
+            problem = download_filename_problem(item.get("filename")) or download_url_problem(item.get("url"))
+            sha = item.get("sha256")
+            if problem is None and sha is not None and not (
+                    isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+                problem = f"sha256 must be null or 64 lower-case hex digits, got {str(sha)[:70]!r}"
+            if problem:
+                raise ProtocolError(f"{source}: dataset.download[{i}]: {problem}")

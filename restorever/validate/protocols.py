@@ -1,0 +1,215 @@
+"""Linting of protocol YAML files (``restorever validate --protocols``) without reading any data: the loader's own
+checks, then paths (relative or ``${RESTOREVER_DATA}``), downloads, metrics, alignment and scoring."""
+from __future__ import annotations
+
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+
+from ..errors import RestoreverError
+from .common import is_type, short
+
+
+
+_KNOWN_KEYS = {"protocol", "version", "include", "description", "citation", "dataset", "folds", "alignment",
+               "degradation", "scoring", "metrics", "attributes", "seed", "split", "labels"}
+
+
+_SIMILARITIES = {"cosine", "euclidean", "l2sq", "recognizer"}
+
+
+_SPEC_LOADERS = {"lfw-ident": "restorever.datasets_ident:load_ident_spec"}  # other formats: protocol.load_spec
+
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+_MAX_INCLUDES = 8
+
+
+def validate_protocols(paths: Sequence[str | os.PathLike] | None = None
+                       ) -> tuple[dict[Path, list[str]], dict[Path, list[str]]]:
+    """Validate protocol files (all the ones ``restorever protocols`` lists when ``paths`` is empty):
+    ``({path: problems}, {path: notes})``."""
+    from ..protocol import list_protocols
+
+    files = [Path(p) for p in paths] if paths else sorted(set(list_protocols().values()))
+    problems, notes = {}, {}
+    for f in files:
+        notes[f] = []
+        problems[f] = validate_protocol_file(f, notes=notes[f])
+    return problems, notes
+
+
+def validate_protocol_file(path: str | os.PathLike, *, notes: list[str] | None = None) -> list[str]:
+    """Problems of one protocol YAML file (empty when valid), without reading any data."""
+    import importlib
+
+    path = Path(path)
+    notes = notes if notes is not None else []
+    if not path.is_file():
+        return [f"{path}: no such file"]
+    fmt, problem = _raw_format(path)
+    if problem:
+        return [problem]
+    loader_ref = _SPEC_LOADERS.get(fmt)
+    try:
+        if loader_ref:
+            module, _, name = loader_ref.partition(":")
+            spec, _ = getattr(importlib.import_module(module), name)(str(path))
+        else:
+            from ..protocol import load_spec
+
+            spec, _ = load_spec(str(path))
+    except RestoreverError as exc:
+        return [str(exc).splitlines()[0]]
+    except (ImportError, AttributeError) as exc:
+        return [f"{path}: no loader for format {fmt!r} ({exc})"]
+    except Exception as exc:  # noqa: BLE001 - a loader bug on a hostile file is reported, not raised
+        return [f"{path}: cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"]
+    return _spec_problems(spec, path, notes)
+
+
+def _raw_format(path: Path) -> tuple[str | None, str | None]:
+    """``dataset.format`` of a file, following ``include:`` (at most 8 deep, no cycles): ``(format, problem)``."""
+    import yaml
+
+    seen: list[Path] = []
+    current = path
+    while True:
+        resolved = current.resolve()
+        if resolved in seen:
+            return None, f"{path}: include cycle ({' -> '.join(p.name for p in [*seen, resolved])})"
+        if len(seen) >= _MAX_INCLUDES:
+            return None, f"{path}: more than {_MAX_INCLUDES} nested includes"
+        seen.append(resolved)
+        try:
+            data = yaml.safe_load(current.read_bytes().decode("utf-8"))
+        except FileNotFoundError:
+            return None, f"{path}: included file {current} does not exist"
+        except (OSError, UnicodeDecodeError) as exc:
+            return None, f"{current}: cannot be read as UTF-8 text ({exc})"
+        except RecursionError:
+            return None, f"{current}: nested too deeply"
+        except yaml.YAMLError as exc:
+            return None, f"{current}: invalid YAML ({str(exc).splitlines()[0]})"
+        except Exception as exc:  # noqa: BLE001 - PyYAML raises others on hostile text (OverflowError for "\\U...")
+            return None, f"{current}: invalid YAML ({type(exc).__name__}: {exc})"
+        if not isinstance(data, dict):
+            return None, f"{current}: a protocol file must be a mapping"
+        ds = data.get("dataset")
+        if isinstance(ds, dict) and "format" in ds:
+            fmt = ds["format"]
+            return (fmt if isinstance(fmt, str) else None), None
+        include = data.get("include")
+        if include is None:
+            return None, None
+        if not isinstance(include, str) or not include.strip():
+            return None, f"{current}: include must name one YAML file, got {short(include)}"
+        current = current.parent / include
+
+
+def _spec_problems(spec: dict[str, Any], path: Path, notes: list[str]) -> list[str]:
+    """Rules on a loaded (merged) spec beyond the loader's own."""
+    out: list[str] = []
+    name = spec.get("protocol")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        out.append(f"{path}: protocol must be a name of letters, digits, '.', '_' or '-', got {short(name)}")
+    elif name != path.stem:
+        notes.append(f"{path}: protocol {name!r} differs from the file name (it is listed as {path.stem!r})")
+    unknown = sorted(str(k) for k in spec if k not in _KNOWN_KEYS)
+    if unknown:
+        notes.append(f"{path}: unknown key(s) {unknown} (a typo?)")
+    for key in ("version", "folds"):
+        if key in spec and not (is_type(spec[key], "integer") and spec[key] >= 1):
+            out.append(f"{path}: {key} must be a positive integer, got {short(spec[key])}")
+    if "seed" in spec and not is_type(spec["seed"], "integer"):
+        out.append(f"{path}: seed must be an integer, got {short(spec['seed'])}")
+    ds = spec.get("dataset") or {}
+    for key in ("pairs", "people", "root"):
+        values = ds.get(key)
+        for value in (values if isinstance(values, list) else [values] if values is not None else []):
+            problem = _relative_path_problem(value)
+            if problem:
+                out.append(f"{path}: dataset.{key} {short(value)} {problem}")
+    images = ds.get("images")
+    if images is not None:
+        if not isinstance(images, list) or not images:
+            out.append(f"{path}: dataset.images must be a non-empty list of folder names")
+        else:
+            for value in images:
+                problem = _relative_path_problem(value)
+                if problem:
+                    out.append(f"{path}: dataset.images entry {short(value)} {problem}")
+    downloads = ds.get("download")
+    if downloads is not None:
+        if not isinstance(downloads, list):
+            out.append(f"{path}: dataset.download must be a list of {{filename, url, sha256}} entries")
+        else:
+            for i, item in enumerate(downloads):
+                out += [f"{path}: dataset.download[{i}]: {p}" for p in _download_problems(item)]
+    metrics = spec.get("metrics")
+    if metrics is not None:
+        if not isinstance(metrics, list):
+            out.append(f"{path}: metrics must be a list of {{name, higher_is_better}} entries")
+        else:
+            for i, m in enumerate(metrics):
+                if not (isinstance(m, dict) and isinstance(m.get("name"), str) and m["name"]
+                        and isinstance(m.get("higher_is_better"), bool)):
+                    out.append(f"{path}: metrics[{i}] needs a name and a true/false higher_is_better, got {short(m)}")
+    alignment = spec.get("alignment")
+    if alignment is not None:
+        if not isinstance(alignment, dict):
+            out.append(f"{path}: alignment must be a mapping")
+        elif "fallback_landmarks" in alignment:
+            pts = alignment["fallback_landmarks"]
+            ok = (isinstance(pts, list) and len(pts) == 5 and all(
+                isinstance(p, list) and len(p) == 2 and all(is_type(v, "number") and math.isfinite(v) for v in p)
+                for p in pts))
+            if not ok:
+                out.append(f"{path}: alignment.fallback_landmarks must be five [x, y] pixel points")
+    scoring = spec.get("scoring")
+    if scoring is not None:
+        if not isinstance(scoring, dict):
+            out.append(f"{path}: scoring must be a mapping")
+        elif "similarity" in scoring and scoring["similarity"] not in _SIMILARITIES:
+            out.append(f"{path}: scoring.similarity must be one of {sorted(_SIMILARITIES)}, "
+                       f"got {short(scoring['similarity'])}")
+    return out
+
+
+def _relative_path_problem(value: Any) -> str | None:
+    """Why ``value`` is not a safe data path (relative, inside the data root, or under ``${RESTOREVER_DATA}``)."""
+    if not isinstance(value, str) or not value.strip():
+        return "must be a non-empty string"
+    if "\x00" in value:
+        return "contains a NUL character"
+    text = value.replace("\\", "/")
+    if text.startswith("${RESTOREVER_DATA}"):
+        text = text[len("${RESTOREVER_DATA}"):].lstrip("/") or "."
+    if text.startswith("/") or text.startswith("~") or re.match(r"^[A-Za-z]:", text):
+        return "must be relative to the data root (or start with ${RESTOREVER_DATA})"
+    if any(part == ".." for part in text.split("/")):
+        return "must not contain '..' (it would leave the data root)"
+    return None
+
+
+def _download_problems(item: Any) -> list[str]:
+    if not isinstance(item, dict):
+        return [f"expected a mapping, got {short(item)}"]
+    out = []
+    from ..protocol import download_filename_problem, download_url_problem
+
+    out += [p for p in (download_filename_problem(item.get("filename")), download_url_problem(item.get("url"))) if p]
+    sha = item.get("sha256")
+    if sha is not None and not (isinstance(sha, str) and _SHA256_RE.match(sha)):
+        out.append(f"sha256 must be null or 64 lower-case hex digits, got {short(sha)}")
+    if "extract" in item and not isinstance(item["extract"], bool):
+        out.append("extract must be true or false")
+    return out

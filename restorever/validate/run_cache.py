@@ -1,0 +1,262 @@
+"""Checks of the cache a finished run used: its run identity, the landmark entries behind "no face found" skips,
+and the cached embeddings, which must reproduce the stored scores and identity figures."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from .common import MAX_PROBLEMS_PER_CHECK, RunValidation, compare, condition_label, cut, resolve_recorded_path, short
+
+
+
+def check_cache(record: dict[str, Any], report: RunValidation, cache_dir: str | os.PathLike | None,
+                 run: Path | None = None) -> None:
+    """The cached embeddings each condition scored: present, intact, and reproducing the stored scores; and every
+    "no face found" skip backed by a landmark entry that says so."""
+    from ..pipeline.cache import ArrayCache
+
+    cfg = record["config"]
+    root = cache_dir or (record.get("cache") or {}).get("dir") or cfg.get("cache_dir")
+    if run is not None and not cache_dir:
+        root = resolve_recorded_path(root, record, run)
+    if not root or not Path(root).is_dir():
+        report.notes.append(f"cache check skipped: the cache folder {root or '(none recorded)'} does not exist "
+                            f"(pass --cache-dir DIR if it moved)")
+        return
+    cache = ArrayCache(Path(root))
+    pairs = record.get("pairs")
+    if not pairs:
+        report.notes.append("cache check skipped: results.json does not list the pair ids")
+        return
+    items = list(dict.fromkeys([*pairs["a"], *pairs["b"]]))
+    shas = _image_hashes(record, items, report)
+    if shas is None:
+        return
+    identity = _run_identity(record, report)
+    if identity is None:
+        return
+    _check_skips(record, cache, identity, report)
+    landmarks = _landmarks(record, cache, items, shas, identity, report)
+    if landmarks is None:
+        return
+    _check_embeddings(record, cache, shas, landmarks, identity, report)
+
+
+def _image_hashes(record: dict[str, Any], items: list[str], report: RunValidation) -> dict[str, str] | None:
+    """``{item: sha256 of its bytes}``: recorded in results.json, else read from the run's data."""
+    recorded = record["protocol"].get("images_sha256")
+    if recorded is not None:
+        missing = [i for i in items if i not in recorded]
+        if missing:
+            report.problems.append(f"protocol.images_sha256: no hash for {len(missing)} scored image(s) "
+                                   f"(e.g. {missing[0]!r})")
+            return None
+        return {i: recorded[i] for i in items}
+    import hashlib
+
+    from ..protocol import load_protocol
+
+    cfg = record["config"]
+    try:
+        protocol = load_protocol(cfg["protocol"], data_root=cfg.get("data_root"), pairs=cfg.get("pairs"),
+                                 download=False)
+        out = {i: hashlib.sha256(protocol.read_bytes(i)).hexdigest() for i in items}
+    except Exception as exc:  # noqa: BLE001 - any failure to read the data only skips this check
+        report.notes.append(f"cache check skipped: results.json records no image hashes and the run's data cannot "
+                            f"be read ({type(exc).__name__}: {exc})")
+        return None
+    report.notes.append("image hashes read from the data (results.json does not record them)")
+    return out
+
+
+def _run_identity(record: dict[str, Any], report: RunValidation):
+    """The run identity that built the cache keys: recorded (``cache.identity``), checked against the one rebuilt
+    from the config and the weights table (what the run loaded); records made before the identity was stored are
+    keyed by the rebuilt one (on the CPU). A changed weight hash, option or model name is a problem, and the keys
+    then follow the config, so the entries the record claims are looked for where the changed run would have put
+    them."""
+    import json
+
+    from ..pipeline.identity import RunIdentity
+
+    cfg = record["config"]
+
+    def weights_of(name: str) -> list[list[str]]:
+        rows = []
+        for key, wf in record["weights"].items():
+            model, _, role = key.rpartition(":")
+            if model == name:
+                rows.append([role, wf["sha256"] or wf["file"]])
+        return sorted(rows)
+
+    try:
+        recorded = RunIdentity.from_record(record)
+    except (KeyError, TypeError, ValueError) as exc:
+        report.problems.append(f"cache.identity: malformed ({type(exc).__name__}: {exc})")
+        return None
+    try:
+        from ..pipeline.evaluate import route_restorer_options
+
+        routed = route_restorer_options(cfg["restorers"], cfg.get("restorer_options") or {})
+    except Exception as exc:  # noqa: BLE001 - an unknown restorer or a missing backend only skips this check
+        if recorded is not None:
+            return recorded
+        report.notes.append(f"cache check skipped: the restorer options cannot be resolved ({exc})")
+        return None
+    rebuilt = RunIdentity(detector=cfg.get("detector", "mtcnn"),
+                          recognizer={"name": cfg["recognizer"], "weights": weights_of(cfg["recognizer"]),
+                                      "flip": bool(cfg.get("flip_test", False))},
+                          restorers={n: {"name": n, "weights": weights_of(n), "options": routed[n]}
+                                     for n in cfg["restorers"]},
+                          degradation=cfg["degradation"], seed=int(cfg["seed"]),
+                          device=recorded.device if recorded is not None else "cpu")
+    if recorded is None:
+        return rebuilt
+    canon = lambda ident: json.dumps(ident.as_record(), sort_keys=True, default=str)  # noqa: E731
+    if canon(recorded) != canon(rebuilt):
+        report.problems.append("cache.identity does not match the config and the weights table (a weight hash, an "
+                               "option or a model name was changed)")
+        return rebuilt
+    return recorded
+
+
+def _check_skips(record: dict[str, Any], cache, identity, report: RunValidation) -> None:
+    """An image skipped as "no face found" must have the landmark entry that says so (written only when the
+    detector ran and found nothing); an entry holding landmarks means the skip was invented."""
+    proto = record["protocol"]
+    shas = proto.get("images_sha256")
+    if not shas or not proto["skipped"]:
+        return
+    decode = proto.get("images_decode") or {}
+    problems, n = [], 0
+    for failed in proto.get("failed_images") or []:
+        if not isinstance(failed, dict) or not isinstance(failed.get("image"), str):
+            problems.append(f"protocol.failed_images: malformed entry {short(failed)}")
+            continue
+        image, reason = failed["image"], str(failed.get("reason"))
+        if "no face found by " not in reason:  # the reason landmark_stage gives a genuine miss
+            continue
+        if image not in shas:
+            problems.append(f"failed image {short(image)}: skipped as no face found, but no hash is recorded")
+            continue
+        data, status = cache.check("landmarks", identity.landmarks_key(shas[image], decode.get(image)))
+        n += 1
+        if data is None:
+            problems.append(f"failed image {short(image)}: skipped as no face found, but the cache holds no "
+                            f"landmark entry that says so ({status})")
+        elif data.shape == (5, 2) and not np.isnan(data).any():
+            problems.append(f"failed image {short(image)}: skipped as no face found, but the cache holds its "
+                            f"landmarks; the skip is not genuine")
+    report.checked["skips checked"] = n
+    report.problems += cut(problems, "skip")
+
+
+def _landmarks(record: dict[str, Any], cache, items: list[str], shas: dict[str, str], identity,
+               report: RunValidation) -> dict[str, np.ndarray] | None:
+    cfg = record["config"]
+    fallbacks = set(record["protocol"].get("landmark_fallbacks") or [])
+    fallback_points = None
+    if fallbacks:
+        from ..protocol import load_spec
+
+        try:
+            spec, _ = load_spec(cfg["protocol"])
+            fallback_points = np.asarray(spec["alignment"]["fallback_landmarks"], dtype=np.float32)
+        except Exception as exc:  # noqa: BLE001 - only skips this check
+            report.notes.append(f"cache check skipped: the protocol's fallback landmarks cannot be read ({exc})")
+            return None
+    decode = record["protocol"].get("images_decode") or {}
+    out: dict[str, np.ndarray] = {}
+    problems: list[str] = []
+    for item in items:
+        if item in fallbacks:
+            out[item] = fallback_points.copy()
+            continue
+        data, status = cache.check("landmarks", identity.landmarks_key(shas[item], decode.get(item)))
+        if data is None:
+            problems.append(f"landmarks of {item!r}: cache entry {status}")
+        elif data.shape != (5, 2) or np.isnan(data).any():
+            problems.append(f"landmarks of {item!r}: the cache says no face was found, yet the run scored it")
+        else:
+            out[item] = data.astype(np.float32)
+    report.checked["landmark entries"] = len(items) - len(fallbacks) - len(problems)
+    if problems:
+        report.problems += cut(problems, "landmark cache")
+        return None
+    return out
+
+
+def _check_embeddings(record, cache, shas, landmarks, identity, report: RunValidation) -> None:
+    from ..metrics.similarity import identity_to_clean, score_pairs
+
+    cfg = record["config"]
+    pairs = record["pairs"]
+    side = cfg["degrade_side"]
+    problems: list[str] = []
+    loaded: dict[tuple[str, Any], dict[str, np.ndarray]] = {}
+
+    def embeddings(restorer: str, scale: int | None, items: Iterable[str], label: str) -> dict[str, np.ndarray]:
+        """Load (once) and check the entries of ``items`` in one condition; returns what could be loaded."""
+        cond = ("none", None) if scale is None else (restorer, scale)
+        table = loaded.setdefault(cond, {})
+        missing, bad = [], []
+        for item in dict.fromkeys(items):
+            if item in table:
+                continue
+            if item not in shas or item not in landmarks:
+                missing.append((item, "?" * 64, "missing"))
+                continue
+            key = identity.embedding_key(shas[item], landmarks[item], restorer, scale)
+            data, status = cache.check("embedding", key)
+            if data is None:
+                (missing if status == "missing" else bad).append((item, key, status))
+            else:
+                table[item] = data
+        if missing:
+            item, key, _ = missing[0]
+            problems.append(f"{label}: {len(missing)} cached embedding(s) missing (e.g. {item!r}, entry "
+                            f"embedding/{key[:2]}/{key}.npz); the cache was cleaned, or the run used other data or "
+                            f"weights")
+        for item, key, status in bad[:MAX_PROBLEMS_PER_CHECK]:
+            problems.append(f"{label}: cached embedding of {item!r} (embedding/{key[:2]}/{key}.npz) is {status}")
+        return table
+
+    for i, cond in enumerate(record["conditions"]):
+        label = f"conditions[{i}] ({condition_label(cond)})"
+        scale, restorer = cond["scale"], cond["restorer"]
+        if scale is not None and restorer not in identity.restorers:
+            problems.append(f"{label}: restorer {restorer!r} is not in the config")
+            continue
+        before = len(problems)
+        degraded_a = scale is not None and side == "both"
+        emb_a = embeddings(restorer, scale if degraded_a else None, pairs["a"], label)
+        emb_b = embeddings(restorer, scale, pairs["b"], label)
+        if len(problems) > before or not cond.get("scores"):
+            continue
+        a = np.stack([emb_a[x] for x in pairs["a"]])
+        b = np.stack([emb_b[x] for x in pairs["b"]])
+        try:
+            stored = np.asarray(cond["scores"]["score"], dtype=np.float64)
+        except OverflowError:
+            problems.append(f"{label}: a stored score is beyond float range")
+            continue
+        similarities = [cond["similarity"]] if cond.get("similarity") else ["cosine", "euclidean"]
+        errors = {s: float(np.max(np.abs(score_pairs(s, a, b).astype(np.float64) - stored))) for s in similarities}
+        best = min(errors, key=errors.get)
+        if errors[best] > 1e-5:
+            problems.append(f"{label}: the cached embeddings do not reproduce the stored scores ({best} similarity: "
+                            f"largest difference {errors[best]:.3g})")
+            continue
+        ident = cond.get("identity")
+        if ident and ident.get("n") and isinstance(ident.get("per_item"), dict):
+            probes = list(ident["per_item"])
+            clean = embeddings("none", None, probes, f"{label}.identity")
+            emb = clean if scale is None else embeddings(restorer, scale, probes, f"{label}.identity")
+            if len(problems) == before:
+                compare(ident, identity_to_clean(clean, emb, probes), f"{label}.identity", problems,
+                        rel=1e-5, abs_=1e-6)
+    report.checked["cache entries"] = sum(len(t) for t in loaded.values())
+    report.problems += cut(problems, "cache")
