@@ -666,9 +666,10 @@ class Degradation:
         the final enlargement (:func:`resize_bilinear`) run on the device and JPEG runs on CPU threads.
 
         ``jpeg``: ``"opencv"`` (default; OpenCV's libjpeg, the reference) or ``"torchvision"``
-        (``torchvision.io.encode_jpeg``/``decode_jpeg`` on the images' device: nvJPEG on CUDA, no round trip through
-        host memory; a different encoder, so outputs differ from OpenCV's by a few grey levels -- measured by
-        ``scripts/bench_gpu.py``). With ``"torchvision"`` every device, the CPU included, takes the device path.
+        (``torchvision.io.encode_jpeg``/``decode_jpeg``; with ``"torchvision"`` every device, the CPU included, takes
+        the device path). On the CPU torchvision's libjpeg gives OpenCV's output within one grey level. On CUDA
+        (nvJPEG) it is refused: on one H200 (2026-12-04, ``scripts/bench_gpu.py``) its output differed from
+        OpenCV's by up to 125 grey levels on 85-93 % of the pixels, so it is not the same degradation.
         """
         _check_images(images)
         if len(params) != images.shape[0]:
@@ -678,6 +679,9 @@ class Degradation:
         if jpeg not in self.JPEG_BACKENDS:
             raise DegradationError(f"jpeg={jpeg!r}: choose one of {', '.join(self.JPEG_BACKENDS)}.")
         out = torch.empty(images.shape, dtype=images.dtype, device=images.device)
+        if jpeg == "torchvision" and images.device.type == "cuda":
+            raise DegradationError("jpeg='torchvision' on CUDA (nvJPEG) was measured to differ from OpenCV's JPEG by "
+                                   "up to 125 grey levels on most pixels; use the default jpeg='opencv'.")
         if jpeg == "torchvision":
             self._apply_torchvision_jpeg(images, params, kernels, work, out)
         elif images.device.type == "cpu":
