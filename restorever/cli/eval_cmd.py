@@ -7,7 +7,7 @@ import click
 
 from . import handle_errors
 from .ident_cmd import ident_only_options
-from .options import parse_scales, split_list
+from .options import parse_key_values, parse_scales, restorer_options_option, split_list
 
 
 EPILOG = """\b
@@ -49,6 +49,7 @@ Examples:
               help="CodeFormer fidelity weight w in [0, 1] (0 quality, 1 fidelity; default 0.5).")
 @click.option("--gfpgan-noise", type=click.Choice(["seeded", "stored"]), default=None,
               help="GFPGAN StyleGAN noise: drawn per item from the seed (default) or the checkpoint's fixed maps.")
+@restorer_options_option
 @click.option("--cache-dir", type=click.Path(), default=None, help="Cache folder (default: $RESTOREVER_HOME/cache).")
 @click.option("--out", type=click.Path(), default="runs/latest", show_default=True, help="Output folder.")
 @click.option("--examples", type=click.IntRange(min=0), default=4, show_default=True,
@@ -61,7 +62,7 @@ Examples:
 def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degradation, degrade_side, seed, detector,
                  limit_pairs, device, batch_size, on_error, flip_test, restorer_weights, recognizer_weights,
                  vqfr_fidelity, difface_start, difface_steps, difface_eta, codeformer_fidelity, gfpgan_noise,
-                 cache_dir, out, examples, no_progress, dry_run, **ident):
+                 restorer_option, cache_dir, out, examples, no_progress, dry_run, **ident):
     """Evaluate verification accuracy of clean, degraded and restored faces."""
     from ..hub import parse_weights_option
     from ..pipeline.evaluate import EvalConfig, evaluate
@@ -70,7 +71,7 @@ def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degr
     options = {"fidelity_ratio": vqfr_fidelity, "start_step": difface_start, "steps": difface_steps,
                "eta": difface_eta, "fidelity_weight": codeformer_fidelity, "noise": gfpgan_noise}
     names = split_list(restorers)
-    options = {k: v for k, v in options.items() if v is not None}
+    options = {**parse_key_values(restorer_option), **{k: v for k, v in options.items() if v is not None}}
     from ..datasets_ident import is_ident_protocol
 
     if is_ident_protocol(protocol):

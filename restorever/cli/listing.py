@@ -33,20 +33,23 @@ def protocols_command():
         click.echo(f"{name:18s} {spec.get('description', '')}")
 
 
-def _list(registry) -> None:
+def _list(registry, registry_kind: str = "") -> None:
     for name in registry.names():
         card = registry.card(name)
         click.echo(f"{name:26s} {card.description}")
         click.echo(f"{'':26s} weights: {_status(registry, name)}")
+        if card.default_kwargs and registry_kind == "restorer":
+            options = ", ".join(f"{k}={v}" for k, v in card.default_kwargs.items())
+            click.echo(f"{'':26s} options (--restorer-option KEY=VALUE): {options}")
 
 
 @click.command("restorers")
 @handle_errors
 def restorers_command():
-    """List restorers with the status of their weights."""
+    """List restorers with the status of their weights and the options their cards declare."""
     from ..restorers import REGISTRY
 
-    _list(REGISTRY)
+    _list(REGISTRY, "restorer")
 
 
 @click.command("recognizers")

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from . import handle_errors
+from .options import parse_key_values, restorer_options_option
 
 
 @click.command("degrade", epilog="\b\nExample:\n  restorever degrade --protocol lfw --data-root ../shared/data/lfw "
@@ -126,10 +127,11 @@ def _write_png(path: Path, array) -> None:
 @click.option("--codeformer-fidelity", type=float, default=None, help="CodeFormer w in [0, 1] (default 0.5).")
 @click.option("--gfpgan-noise", type=click.Choice(["seeded", "stored"]), default=None,
               help="GFPGAN noise: per image from --seed (default) or the checkpoint's fixed maps.")
+@restorer_options_option
 @click.option("--out", type=click.Path(), required=True)
 @handle_errors
 def restore_command(images, restorer, weights, aligned, detector, device, seed, vqfr_fidelity, difface_start,
-                    difface_steps, difface_eta, codeformer_fidelity, gfpgan_noise, out):
+                    difface_steps, difface_eta, codeformer_fidelity, gfpgan_noise, restorer_option, out):
     """Restore faces: aligned 512x512 crops directly, other photos via detection, alignment and paste-back."""
     import torch
     from tqdm.auto import tqdm
@@ -147,6 +149,7 @@ def restore_command(images, restorer, weights, aligned, detector, device, seed, 
     _refuse_collisions({path: out / (Path(path).stem + ".png") for path in images}, "inputs")
     options = {"fidelity_ratio": vqfr_fidelity, "start_step": difface_start, "steps": difface_steps,
                "eta": difface_eta, "fidelity_weight": codeformer_fidelity, "noise": gfpgan_noise}
+    options = {**parse_key_values(restorer_option), **{k: v for k, v in options.items() if v is not None}}
     from ..pipeline.evaluate import route_restorer_options
 
     routed = route_restorer_options([restorer], options)[restorer]

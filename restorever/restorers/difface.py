@@ -234,7 +234,8 @@ _PAPER = "https://arxiv.org/abs/2212.06512"
 def _cfg(**kwargs: Any) -> ModelCard:
     defaults: dict[str, Any] = dict(
         arch="difface", template="ffhq_512", input_size=IM_SIZE, stochastic=True,
-        default_kwargs={"start_step": DEFAULT_START, "steps": DEFAULT_STEPS, "eta": DEFAULT_ETA})
+        default_kwargs={"start_step": DEFAULT_START, "steps": DEFAULT_STEPS, "eta": DEFAULT_ETA,
+                        "precision": "auto", "cuda_graph": False, "channels_last": False})
     defaults.update(kwargs)
     return ModelCard(**defaults)
 
