@@ -90,3 +90,25 @@ def load_official_checkpoint(net: "nn.Module", path: str | os.PathLike, *, name:
             raise
         raise CheckpointLayoutError(f"{exc} (expected the official {name} layout: {release}, key params_ema or "
                                     f"params)") from exc
+
+
+def load_model_file(net: "nn.Module", card: "hub.ModelCard", weights: "dict[str, str] | None", *, pretrained: bool,
+                    cache_dir: "str | os.PathLike | None", loader) -> dict[str, tuple[str, str | None]]:
+    """Load a single-file backend's ``"model"`` weights into ``net`` (explicit file, else cache, else download) with
+    ``loader(net, path, name=...)``; returns the ``weight_files`` record. ``pretrained=False`` keeps the random
+    initialisation (benchmarks) and refuses explicit weights."""
+    import logging
+
+    name = card.name
+    weights = dict(weights or {})
+    unknown = sorted(set(weights) - {"model"})
+    if unknown:
+        raise ValueError(f"{name}: unknown weight roles {unknown}; pass --weights FILE")
+    if not pretrained:
+        if weights:
+            raise ValueError(f"{name}: weights given together with pretrained=False")
+        return {"model": ("random-init", None)}
+    path = hub.resolve_weights(card, "model", explicit=weights.get("model"), cache_dir=cache_dir)
+    loader(net, path, name=name)
+    logging.getLogger(__name__).info("%s: loaded %s", name, path)
+    return {"model": (str(path), hub.sha256_file(path))}

@@ -33,7 +33,7 @@ from torch import nn
 
 from .. import hub
 from .base import Restorer
-from .checkpoints import load_official_checkpoint
+from .checkpoints import load_model_file, load_official_checkpoint
 from .layers.codeformer_blocks import (ENCODER_SKIP_BLOCK, GENERATOR_FUSE_BLOCK, FuseSFTBlock, TransformerSALayer,
                                        adaptive_instance_norm, vqgan_encoder_blocks, vqgan_generator_blocks)
 
@@ -334,20 +334,9 @@ def create(name: str = "codeformer", *, weights: Mapping[str, str] | None = None
     fidelity_weight = defaults["fidelity_weight"] if fidelity_weight is None else fidelity_weight
     precision = defaults["precision"] if precision is None else precision
     _check_options(name, fidelity_weight, precision)
-    weights = dict(weights or {})
-    unknown = sorted(set(weights) - {"model"})
-    if unknown:
-        raise ValueError(f"{name}: unknown weight roles {unknown}; pass --weights FILE")
     net = build_network(config, initialize=not pretrained)
-    if pretrained:
-        path = hub.resolve_weights(card, "model", explicit=weights.get("model"), cache_dir=cache_dir)
-        load_codeformer_weights(net, path, name=name)
-        weight_files = {"model": (str(path), hub.sha256_file(path))}
-        logger.info("%s: loaded %s", name, path)
-    elif weights:
-        raise ValueError(f"{name}: weights given together with pretrained=False")
-    else:
-        weight_files = {"model": ("random-init", None)}
+    weight_files = load_model_file(net, card, weights, pretrained=pretrained, cache_dir=cache_dir,
+                                   loader=load_codeformer_weights)
     restorer = CodeFormerRestorer(
         card, net, fidelity_weight=fidelity_weight, adain=defaults["adain"] if adain is None else adain,
         precision=precision, quantize_output=defaults["quantize_output"] if quantize_output is None else

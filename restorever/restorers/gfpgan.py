@@ -40,7 +40,7 @@ from torch import nn
 
 from .. import hub
 from .base import Restorer
-from .checkpoints import load_official_checkpoint
+from .checkpoints import load_model_file, load_official_checkpoint
 from .diffusion import PerItemNoise
 from .layers.stylegan2_clean import StyleGAN2GeneratorCSFT, noise_resolutions, stylegan_channels
 
@@ -372,20 +372,9 @@ def create(name: str, *, weights: Mapping[str, str] | None = None, device: str |
     noise = defaults["noise"] if noise is None else noise
     precision = defaults["precision"] if precision is None else precision
     _check_options(name, noise, precision)
-    weights = dict(weights or {})
-    unknown = sorted(set(weights) - {"model"})
-    if unknown:
-        raise ValueError(f"{name}: unknown weight roles {unknown}; pass --weights FILE")
     net = build_network(config, initialize=not pretrained)
-    if pretrained:
-        path = hub.resolve_weights(card, "model", explicit=weights.get("model"), cache_dir=cache_dir)
-        load_gfpgan_weights(net, path, name=name)
-        weight_files = {"model": (str(path), hub.sha256_file(path))}
-        logger.info("%s: loaded %s", name, path)
-    elif weights:
-        raise ValueError(f"{name}: weights given together with pretrained=False")
-    else:
-        weight_files = {"model": ("random-init", None)}
+    weight_files = load_model_file(net, card, weights, pretrained=pretrained, cache_dir=cache_dir,
+                                   loader=load_gfpgan_weights)
     restorer = GFPGANRestorer(card, net, noise=noise, precision=precision,
                               quantize_output=defaults["quantize_output"] if quantize_output is None else
                               quantize_output, noise_device=noise_device)
