@@ -1,7 +1,7 @@
 """Peak memory of a block of code on a device: exact on CUDA, a sampled resident-set estimate on the CPU.
 
-Used by the benchmark scripts (``scripts/bench_restorers.py``, ``scripts/bench_gpu.py``) and
-:func:`restorever.restorers.vqfr.measure_peak_memory`; works for any device and any model.
+Used by ``scripts/bench_restorers.py`` and :func:`restorever.restorers.vqfr.measure_peak_memory`; works for any
+device and any model.
 """
 from __future__ import annotations
 
