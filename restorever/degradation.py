@@ -45,6 +45,7 @@ Presets (``list_degradations()``):
   ``theta = 0``; aniso: both sigmas uniform, ``theta`` uniform in [-pi, pi]), noise uniform, JPEG quality a
   uniform *integer* in the range (basicsr draws a float, which today's OpenCV refuses as a JPEG quality).
   Colour jitter and grey conversion of the GFPGAN config are not applied (they change colour, not detail).
+  The scale range is used only when ``scale=None``.
 
 Layout: parameter sampling lives in :mod:`restorever.degradation_params`, the tensor operations in
 :mod:`restorever.degradation_ops`, the :class:`Degradation` pipeline (CPU and device paths) here; every public name of
