@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from restorever.restorers.vqfr import PeakMemoryMonitor  # generic: works for any device and restorer
+from restorever.memory import PeakMemoryMonitor  # generic: works for any device and restorer
 
 PUBLISHED_SECONDS_PER_FACE = {"vqfr-v1": 0.36}  # paper, A100, one face at a time
 PUBLISHED_DEVICE = "A100"

@@ -21,8 +21,9 @@ LAYERS = [  # (rank, prefixes); the first matching prefix wins, longest prefixes
     (4, ("restorever.pipeline",)),
     (3, ("restorever.restorers", "restorever.recognizers", "restorever.attributes", "restorever.datasets_ident")),
     (2, ("restorever.protocol", "restorever.protocol_formats", "restorever.protocol_specs", "restorever.data_root",
-         "restorever.images", "restorever.alignment", "restorever.degradation", "restorever.detectors",
-         "restorever.hub", "restorever.retrieval", "restorever.devices", "restorever.files")),
+         "restorever.images", "restorever.alignment", "restorever.degradation", "restorever.degradation_ops",
+         "restorever.degradation_params", "restorever.detectors",
+         "restorever.hub", "restorever.retrieval", "restorever.devices", "restorever.files", "restorever.memory")),
     (1, ("restorever.metrics", "restorever.errors", "restorever._registry")),
 ]
 

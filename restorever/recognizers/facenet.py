@@ -27,8 +27,8 @@ import torch
 from ..devices import resolve_device
 from ..hub import ModelCard, WeightFile, load_checkpoint, load_state_dict_strict, resolve_weights, sha256_file
 from ..hub import weight_status as hub_weight_status
-from .arcface import CropRecognizer, autocast_dtype_for, build_uninitialised
 from .base import Recognizer
+from .crop import CropRecognizer, autocast_dtype_for, build_uninitialised
 
 logger = logging.getLogger(__name__)
 

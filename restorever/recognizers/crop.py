@@ -1,0 +1,113 @@
+"""Crop-based torch recognizers: the face crop + normalisation, precision (autocast) options, the shared adapter.
+
+:class:`CropRecognizer` runs any torch embedding network (ArcFace IResNet, facenet InceptionResnetV1) behind the
+recognizer contract; :func:`prepare_crops` turns aligned 512 faces into the network's input crop.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from ..hub import ModelCard
+from ..restorers.base import check_faces
+from .base import Recognizer
+
+__all__ = ["CropRecognizer", "prepare_crops", "autocast_dtype_for", "build_uninitialised"]
+
+_PRECISIONS = {"fp32": None, "float32": None, "fp16": torch.float16, "float16": torch.float16,
+               "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+
+
+def autocast_dtype_for(precision: str, device: torch.device) -> torch.dtype | None:
+    """``precision`` option -> autocast dtype (None = no autocast). Half precisions only act on CUDA."""
+    key = str(precision).lower()
+    if key == "auto":
+        return torch.float16 if device.type == "cuda" else None
+    if key not in _PRECISIONS:
+        raise ValueError(f"precision={precision!r}: choose auto, fp32, fp16 or bf16")
+    return _PRECISIONS[key]
+
+
+def _check_landmarks(landmarks: torch.Tensor, batch: int) -> None:
+    if not isinstance(landmarks, torch.Tensor) or tuple(landmarks.shape) != (batch, 5, 2):
+        shape = tuple(landmarks.shape) if isinstance(landmarks, torch.Tensor) else type(landmarks).__name__
+        raise ValueError(f"landmarks: expected a [{batch}, 5, 2] tensor of (x, y) pixels in the face crop, got {shape}")
+
+
+def prepare_crops(faces: torch.Tensor, landmarks: torch.Tensor, card: ModelCard) -> torch.Tensor:
+    """Crop ``faces`` (``[B,3,H,W]`` RGB [0,1]) to ``card.template`` from ``landmarks`` (``[B,5,2]`` px) and normalise.
+
+    Returns ``[B, 3, S, S]`` (S = ``card.input_size``) in the network's units: ``(255 x - mean) / std`` per channel,
+    colour order ``card.channel_order``; same device and dtype as ``faces``.
+    """
+    from ..alignment import crop_to_template
+
+    check_faces(faces, None, name="faces")
+    _check_landmarks(landmarks, faces.shape[0])
+    crops = crop_to_template(faces, landmarks.to(faces.device), card.template)  # the fit runs in float64
+    if tuple(crops.shape[-2:]) != (card.input_size, card.input_size):
+        raise ValueError(f"{card.name}: template {card.template!r} gives {tuple(crops.shape[-2:])} crops, "
+                         f"the network takes {card.input_size}x{card.input_size}")
+    if card.channel_order.upper() == "BGR":
+        crops = crops.flip(1)
+    mean = torch.tensor(card.mean, device=crops.device, dtype=crops.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(card.std, device=crops.device, dtype=crops.dtype).view(1, 3, 1, 1)
+    return (crops * 255.0 - mean) / std
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# adapters
+
+
+class CropRecognizer(Recognizer):
+    """A torch embedding network behind the recognizer contract (shared by the ArcFace and facenet backends).
+
+    ``forward(faces, landmarks)`` is differentiable: ``faces`` ``[B,3,512,512]`` float RGB [0,1] aligned to ffhq_512,
+    ``landmarks`` ``[B,5,2]`` (x, y) px in that crop -> ``[B, D]`` float32 on the faces' device. :meth:`embed` is the
+    same under ``torch.inference_mode``. ``flip_test`` adds the embedding of the horizontally mirrored crop.
+    """
+
+    def __init__(self, card: ModelCard, net: torch.nn.Module, *, embedding_dim: int, flip_test: bool = False,
+                 autocast_dtype: torch.dtype | None = None, similarity: str = "cosine"):
+        super().__init__(card)
+        self.net = net.eval()
+        self.embedding_dim = int(embedding_dim)
+        self.flip_test = bool(flip_test)
+        self.autocast_dtype = autocast_dtype
+        self.similarity = similarity
+
+    @property
+    def device(self) -> torch.device:
+        for tensor in self.net.parameters():
+            return tensor.device
+        return torch.device("cpu")
+
+    def forward(self, faces: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
+        device = self.device
+        x = prepare_crops(faces.to(device), landmarks.to(device), self.card)
+        param = next(self.net.parameters(), None)
+        if param is not None and x.dtype != param.dtype:
+            x = x.to(param.dtype)
+        batch = x.shape[0]
+        if self.flip_test:
+            x = torch.cat([x, x.flip(-1)])
+        use_amp = self.autocast_dtype is not None and device.type == "cuda"
+        with torch.autocast(device_type="cuda", dtype=self.autocast_dtype or torch.float16, enabled=use_amp):
+            out = self.net(x)
+        out = out.float()
+        if self.flip_test:
+            out = out[:batch] + out[batch:]
+        return out.to(faces.device)
+
+    def embed(self, faces: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
+        """``[B,3,512,512]`` RGB [0,1] + ``[B,5,2]`` landmarks -> ``[B, D]`` float32 (no autograd)."""
+        with torch.inference_mode():
+            return self.forward(faces, landmarks)
+
+
+def build_uninitialised(cls: Callable[..., torch.nn.Module], *args: Any, **kwargs: Any) -> torch.nn.Module:
+    """Build a module without running its random initialisation (every entry is loaded next)."""
+    with torch.device("meta"):
+        module = cls(*args, **kwargs)
+    return module.to_empty(device="cpu")
