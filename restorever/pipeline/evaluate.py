@@ -155,9 +155,9 @@ def build_context(config: EvalConfig, protocol: Protocol | None = None) -> RunCo
     from ..restorers import create_restorer
 
     config.validate()
+    device = resolve_device(config.device)  # an unavailable device is the first thing a run says
     if protocol is None:
         protocol = load_protocol(config.protocol, data_root=config.data_root, pairs=config.pairs)
-    device = resolve_device(config.device)
     cache = ArrayCache(Path(config.cache_dir) if config.cache_dir else hub.get_cache_dir() / "cache")
     recognizer = create_recognizer(config.recognizer, weights=config.recognizer_weights or None, device=device,
                                    **({"flip_test": True} if config.flip_test else {}))

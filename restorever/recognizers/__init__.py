@@ -32,5 +32,8 @@ def create_recognizer(name: str, *, weights: dict[str, str] | str | None = None,
 
     if isinstance(weights, str):
         weights = parse_weights_option(weights)
+    from ..devices import resolve_device
+
+    device = resolve_device(device)  # "cuda" on a machine without a GPU is an error here, not at the first batch
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     return REGISTRY.create(name, weights=weights or None, device=device, **kwargs)

@@ -40,5 +40,8 @@ def create_restorer(name: str, *, weights: dict[str, str] | str | None = None, d
 
     if isinstance(weights, str):
         weights = parse_weights_option(weights)
+    from ..devices import resolve_device
+
+    device = resolve_device(device)  # "cuda" on a machine without a GPU is an error here, not at the first batch
     kwargs = {k: v for k, v in kwargs.items() if v is not None}  # None means "the card's default"
     return REGISTRY.create(name, weights=weights or None, device=device, **kwargs)

@@ -220,6 +220,20 @@ def test_cuda_without_a_gpu_is_one_line():
         resolve_device("cuda")
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the library on a machine without a GPU")
+@pytest.mark.parametrize("factory, name", [("restorers", "none"), ("recognizers", "dlib")])
+def test_library_factories_refuse_an_unavailable_device(factory, name):
+    """create_restorer("none", device="cuda") used to succeed silently without a GPU (issue 13)."""
+    import importlib
+
+    module = importlib.import_module(f"restorever.{factory}")
+    create = getattr(module, "create_restorer" if factory == "restorers" else "create_recognizer")
+    for device in ("cuda", "tpu", "meta"):
+        with pytest.raises(DeviceError):
+            create(name, device=device)
+    assert create(name, device="cpu") is not None
+
+
 def test_resolve_device_has_one_home():
     """The pipeline, the stages and the recognizers share one resolve_device (restorever/devices.py)."""
     import restorever.devices
