@@ -26,13 +26,7 @@ TOL_FLOAT64 = 1e-9
 OFFICIAL = "w=0.5,adain=True"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread (a shared 2-core machine); float32 results move by rounding only, far below tolerance."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

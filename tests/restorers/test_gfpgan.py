@@ -26,13 +26,7 @@ WITH_RGB = "return_rgb=True,randomize_noise=False"
 RANDOM = "return_rgb=False,randomize_noise=True,torch.manual_seed(2024)"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread (a shared 2-core machine); float32 results move by rounding only, far below tolerance."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

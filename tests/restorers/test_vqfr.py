@@ -24,14 +24,7 @@ TOL_FEATURE = 2e-5    # float32 enc_feat / quant_logit / z_conv
 TOL_FLOAT64 = 1e-9
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, OpenMP spin-waiting makes 2 threads several times slower.
-    (Outputs change only by float32 rounding, far below the tolerances; float64 results do not change.)"""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _fixture(reference_dir: Path, version: str) -> dict:
