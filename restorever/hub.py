@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .errors import CheckpointLayoutError, WeightsNotFoundError, WeightsHashError
 
@@ -331,3 +331,13 @@ def copy_into_cache(card: ModelCard, role: str, source: str | os.PathLike,
     shutil.copyfile(source, tmp)
     os.replace(tmp, target)
     return target
+
+
+def build_uninitialised(cls: "Callable[..., torch.nn.Module]", *args: Any, **kwargs: Any) -> "torch.nn.Module":
+    """Build a module on the CPU without running its random initialisation (every entry is loaded next): built on
+    the meta device, then given uninitialised CPU storage."""
+    import torch
+
+    with torch.device("meta"):
+        module = cls(*args, **kwargs)
+    return module.to_empty(device="cpu")

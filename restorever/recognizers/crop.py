@@ -5,11 +5,10 @@ recognizer contract; :func:`prepare_crops` turns aligned 512 faces into the netw
 """
 from __future__ import annotations
 
-from typing import Any, Callable
 
 import torch
 
-from ..hub import ModelCard
+from ..hub import ModelCard, build_uninitialised
 from ..restorers.base import check_faces
 from .base import Recognizer
 
@@ -104,10 +103,3 @@ class CropRecognizer(Recognizer):
         """``[B,3,512,512]`` RGB [0,1] + ``[B,5,2]`` landmarks -> ``[B, D]`` float32 (no autograd)."""
         with torch.inference_mode():
             return self.forward(faces, landmarks)
-
-
-def build_uninitialised(cls: Callable[..., torch.nn.Module], *args: Any, **kwargs: Any) -> torch.nn.Module:
-    """Build a module without running its random initialisation (every entry is loaded next)."""
-    with torch.device("meta"):
-        module = cls(*args, **kwargs)
-    return module.to_empty(device="cpu")

@@ -268,12 +268,7 @@ def build_network(config: Mapping[str, Any] | None = None, *, initialize: bool =
     ``vqgan_nf``/``vqgan_ch_mult``). ``initialize=False`` builds on the meta device and allocates without initialising
     (use it only when a checkpoint is loaded next)."""
     kwargs = copy.deepcopy(dict(CONFIG if config is None else config))
-    if initialize:
-        net = CodeFormer(**kwargs)
-    else:
-        with torch.device("meta"):
-            net = CodeFormer(**kwargs)
-        net = net.to_empty(device="cpu")
+    net = CodeFormer(**kwargs) if initialize else hub.build_uninitialised(CodeFormer, **kwargs)
     return net.eval().requires_grad_(False)
 
 

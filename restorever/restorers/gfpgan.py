@@ -313,12 +313,7 @@ def build_network(config: Mapping[str, Any] | None = None, *, initialize: bool =
     e.g. a fixture's ``config``). ``initialize=False`` builds on the meta device and allocates without initialising
     (use it only when a checkpoint is loaded next)."""
     kwargs = copy.deepcopy(dict(CONFIG if config is None else config))
-    if initialize:
-        net = GFPGANv1Clean(**kwargs)
-    else:
-        with torch.device("meta"):
-            net = GFPGANv1Clean(**kwargs)
-        net = net.to_empty(device="cpu")
+    net = GFPGANv1Clean(**kwargs) if initialize else hub.build_uninitialised(GFPGANv1Clean, **kwargs)
     return net.eval().requires_grad_(False)
 
 

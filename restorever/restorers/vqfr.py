@@ -238,12 +238,7 @@ def build_network(arch: str, config: Mapping[str, Any] | None = None, *, initial
         raise ValueError(f"unknown VQFR arch {arch!r}; expected one of {sorted(_CONFIGS)}")
     kwargs = copy.deepcopy(dict(config if config is not None else _CONFIGS[arch]))
     cls = VQFRv1 if arch == "vqfr_v1" else VQFRv2
-    if initialize:
-        net = cls(**kwargs)
-    else:
-        with torch.device("meta"):
-            net = cls(**kwargs)
-        net = net.to_empty(device="cpu")
+    net = cls(**kwargs) if initialize else hub.build_uninitialised(cls, **kwargs)
     return net.eval().requires_grad_(False)
 
 
