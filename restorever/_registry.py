@@ -59,3 +59,8 @@ class Registry:
 
     def create(self, name: str, **kwargs: Any) -> Any:
         return self.factory(name)(name, **kwargs)
+
+    def hook(self, name: str, attr: str) -> Callable[..., Any] | None:
+        """The optional function ``attr`` of the module that registers ``name`` (None where it has none)."""
+        module, _ = self._lookup(name)
+        return getattr(importlib.import_module(module), attr, None)

@@ -181,6 +181,20 @@ def resolve_weights(
     raise WeightsNotFoundError(_missing_message(card, role, path))
 
 
+def locate_weight_files(card: ModelCard, weights: Mapping[str, str] | None = None, *,
+                        cache_dir: str | os.PathLike | None = None) -> dict[str, Path]:
+    """Every weight file of ``card`` as :func:`resolve_weights` would find it, without downloading: ``{role: path}``.
+
+    For work plans (``--dry-run``), which must name the files a run would hash into its cache keys without building
+    a network. Raises :class:`WeightsNotFoundError` for the first file that is neither given nor cached."""
+    weights = dict(weights or {})
+    unknown = sorted(set(weights) - set(card.weights))
+    if unknown:
+        raise ValueError(f"{card.name}: unknown weight role(s) {unknown}; roles: {sorted(card.weights)}")
+    return {role: resolve_weights(card, role, explicit=weights.get(role), cache_dir=cache_dir, download=False)
+            for role in card.weights}
+
+
 def _missing_message(card: ModelCard, role: str, path: Path, reason: str = "") -> str:
     wf = card.weights[role]
     where = f"download it from {wf.url}" if wf.url else f"obtain it from {wf.origin_url or 'the authors'}"

@@ -171,3 +171,39 @@ def test_new_recognizer_reuses_cached_restorations(tiny, faces_root, tmp_path, m
         RESTORERS._modules.remove("tests.plugin_backends")
         RECOGNIZERS._modules.remove("tests.plugin_backends.recognizers")
         RESTORERS._cards = RECOGNIZERS._cards = None
+
+
+def test_dry_run_builds_no_model_and_finds_the_run_cache(tiny, faces_root, tmp_path, monkeypatch):
+    """After a run, its dry run finds every entry cached, with the same cache identity as the run recorded, while
+    no backend may be created; a restorer whose weights are missing is named and counted as to compute."""
+    from restorever._registry import Registry
+    from restorever.pipeline.evaluate import EvalConfig
+    from restorever.pipeline.plan import plan_context
+
+    out, cache = tmp_path / "o", tmp_path / "cache"
+    result = CliRunner().invoke(cli, _args(tiny, faces_root, out, cache), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    recorded = json.loads((out / "results.json").read_text())["cache"]["identity"]
+
+    def refuse(self, name, **kwargs):
+        raise AssertionError(f"the dry run built {self.kind} {name}")
+
+    monkeypatch.setattr(Registry, "create", refuse)
+    config = EvalConfig(protocol="pairs-csv", pairs=str(tiny), data_root=str(faces_root), scales=[8],
+                        cache_dir=str(cache))
+    assert plan_context(config).identity.as_record() == recorded
+    plan = CliRunner().invoke(cli, _args(tiny, faces_root, tmp_path / "o2", cache, "--dry-run"),
+                              catch_exceptions=False)
+    assert plan.exit_code == 0, plan.output
+    assert "landmarks (mtcnn): 12 cached, 0 to detect" in plan.output
+    assert "clean                        12 cached,      0 to compute" in plan.output
+    assert "none x8                       8 cached,      0 to compute" in plan.output
+    assert "estimated time for what is missing: nothing is missing" in plan.output
+    monkeypatch.setenv("RESTOREVER_HOME", str(tmp_path / "home"))  # no weights there
+    plan = CliRunner().invoke(cli, _args(tiny, faces_root, tmp_path / "o3", cache, "--dry-run", "--restorer",
+                                         "none,vqfr-v2"), catch_exceptions=False)
+    assert plan.exit_code == 0, plan.output
+    assert "weights missing for vqfr-v2" in plan.output and "VQFR_v2.pth" in plan.output
+    assert "vqfr-v2 x8                    0 cached,      8 to compute" in plan.output
+    assert "none x8                       8 cached,      0 to compute" in plan.output
+    assert not (tmp_path / "o3").exists()

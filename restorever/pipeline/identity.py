@@ -11,12 +11,16 @@ from typing import Any, Mapping, Sequence
 
 from .cache import embedding_key, landmarks_key, restored_key
 
-__all__ = ["RunIdentity", "weights_id", "weights_files", "device_kind", "conditions_of"]
+__all__ = ["RunIdentity", "weights_id", "files_id", "weights_files", "device_kind", "conditions_of"]
 
 
 def weights_id(model: Any) -> list[tuple[str, str]]:
     """``[(role, sha256 or path), ...]`` of a backend's weight files, sorted (empty for weight-free backends)."""
-    files = getattr(model, "weight_files", None) or {}
+    return files_id(getattr(model, "weight_files", None) or {})
+
+
+def files_id(files: Mapping[str, tuple[str, str | None]]) -> list[tuple[str, str]]:
+    """:func:`weights_id` of a ``{role: (path, sha256)}`` record (a built backend's ``weight_files``)."""
     return sorted((role, sha or str(path)) for role, (path, sha) in files.items())
 
 
@@ -51,10 +55,23 @@ class RunIdentity:
            restorers: Mapping[str, Any], restorer_options: Mapping[str, Mapping[str, Any]], degradation: str,
            seed: int, device: Any) -> "RunIdentity":
         """The identity of a run with these built backends (``restorer_options``: per restorer, as routed)."""
+        return cls.from_files(detector=detector, recognizer_name=recognizer_name,
+                              recognizer_files=getattr(recognizer, "weight_files", None) or {}, flip_test=flip_test,
+                              restorer_files={n: getattr(r, "weight_files", None) or {} for n, r in restorers.items()},
+                              restorer_options=restorer_options, degradation=degradation, seed=seed, device=device)
+
+    @classmethod
+    def from_files(cls, *, detector: str, recognizer_name: str, recognizer_files: Mapping[str, tuple[str, str | None]],
+                   flip_test: bool, restorer_files: Mapping[str, Mapping[str, tuple[str, str | None]]],
+                   restorer_options: Mapping[str, Mapping[str, Any]], degradation: str, seed: int,
+                   device: Any) -> "RunIdentity":
+        """The same identity from the backends' weight files ``{role: (path, sha256)}`` alone: a work plan
+        (``--dry-run``) finds the files without building a network and gets the keys the run will use."""
         return cls(detector=detector,
-                   recognizer={"name": recognizer_name, "weights": weights_id(recognizer), "flip": bool(flip_test)},
-                   restorers={n: {"name": n, "weights": weights_id(r), "options": dict(restorer_options.get(n, {}))}
-                              for n, r in restorers.items()},
+                   recognizer={"name": recognizer_name, "weights": files_id(recognizer_files),
+                               "flip": bool(flip_test)},
+                   restorers={n: {"name": n, "weights": files_id(files), "options": dict(restorer_options.get(n, {}))}
+                              for n, files in restorer_files.items()},
                    degradation=degradation, seed=int(seed), device=device_kind(device))
 
     @classmethod

@@ -3,20 +3,80 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import RestoreverError
 from ..images import decode_tag
+from .cache import ArrayCache
 from .costs import load_costs
+from .identity import RunIdentity, conditions_of
 
 logger = logging.getLogger(__name__)
 
+@dataclass
+class PlanContext:
+    """What a work plan needs of a run: its protocol, device, cache and the identity (cache keys) the run will
+    have; ``missing`` names the backends whose weight files are not there (their entries count as to compute)."""
+
+    config: Any
+    protocol: Any
+    device: Any
+    cache: ArrayCache
+    identity: RunIdentity
+    missing: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def conditions(self) -> list[tuple[str, int | None]]:
+        return conditions_of(self.config.restorers, self.config.scales)
+
+
+def plan_context(config, protocol=None) -> PlanContext:
+    """The run's identity from its configuration and weight files alone: no network is built, nothing is
+    downloaded. A weight file that is missing is reported in ``missing``, not raised."""
+    from .. import hub
+    from ..devices import resolve_device
+    from ..errors import WeightsNotFoundError
+    from ..protocol import load_protocol
+    from ..recognizers import locate_recognizer_weights
+    from ..restorers import locate_restorer_weights
+    from .evaluate import route_restorer_options
+
+    config.validate()
+    device = resolve_device(config.device)
+    if protocol is None:
+        protocol = load_protocol(config.protocol, data_root=config.data_root, pairs=config.pairs)
+    cache = ArrayCache(Path(config.cache_dir) if config.cache_dir else hub.get_cache_dir() / "cache")
+    routed = route_restorer_options(config.restorers, config.restorer_options)
+    missing: dict[str, str] = {}
+
+    def files(kind: str, name: str, locate, weights) -> dict[str, tuple[str, str | None]]:
+        try:
+            return {role: (str(path), hub.sha256_file(path)) for role, path in locate(name, weights).items()}
+        except WeightsNotFoundError as exc:
+            missing[name] = str(exc)
+            return {"missing": (f"{kind} {name}", None)}
+
+    recognizer_files = files("recognizer", config.recognizer, locate_recognizer_weights,
+                             config.recognizer_weights or None)
+    restorer_files = {name: files("restorer", name, locate_restorer_weights,
+                                  config.restorer_weights if (config.restorer_weights and name != "none") else None)
+                      for name in config.restorers}
+    identity = RunIdentity.from_files(detector=config.detector, recognizer_name=config.recognizer,
+                                      recognizer_files=recognizer_files, flip_test=config.flip_test,
+                                      restorer_files=restorer_files, restorer_options=routed,
+                                      degradation=config.degradation, seed=config.seed, device=device)
+    return PlanContext(config, protocol, device, cache, identity, missing)
+
+
 def describe_plan(config) -> str:
-    """A human-readable work plan for ``config`` (nothing is computed or written): verification protocols plan
-    their pairs, identification protocols (``lfw-ident``) their gallery and probes."""
+    """A human-readable work plan for ``config`` (nothing is computed or written, no model is built): verification
+    protocols plan their pairs, identification protocols (``lfw-ident``) their gallery and probes."""
     from ..datasets_ident import is_ident_protocol
-    from .evaluate import build_context, limit_pairs
+    from .evaluate import limit_pairs
 
     if is_ident_protocol(config.protocol):
         from ..datasets_ident import build_split, draw_candidates, load_ident_protocol, split_options
@@ -27,14 +87,14 @@ def describe_plan(config) -> str:
                                 max_distractors=getattr(config, "max_distractors", None))
         enrolled, distractors = draw_candidates(ident.people, ident.folder, options)
         split = build_split(enrolled, distractors, {}, max_probes_per_person=options.max_probes_per_person)
-        ctx = build_context(config, ident.as_protocol())
+        ctx = plan_context(config, ident.as_protocol())
         images = list(dict.fromkeys([*split.gallery, *split.probes]))
         probes = set(split.probes)
         header = (f"protocol {ctx.protocol.name}: {split.n_enrolled} enrolled people, gallery {len(split.gallery)} "
                   f"({len(split.gallery) - split.n_enrolled} distractors), {len(split.probes)} probes (before images "
                   f"without a face are dropped)")
     else:
-        ctx = build_context(config)
+        ctx = plan_context(config)
         pairs = limit_pairs(ctx.protocol.pairs, config.limit_pairs)
         images = pairs.images()
         probes = set(pairs.b) if config.degrade_side == "probe" else set(images)
@@ -64,7 +124,10 @@ def _plan(ctx, images: list[str], probes: set[str], header: str) -> str:
     lines = [f"{header}; unreadable now: {unreadable}",
              f"landmarks ({config.detector}): {landmarks_cached} cached, {len(images) - landmarks_cached} to detect",
              f"device {ctx.device}; recognizer {config.recognizer}; restorers {', '.join(config.restorers)}; "
-             f"scales {config.scales or '-'} ({config.degradation})", "conditions:"]
+             f"scales {config.scales or '-'} ({config.degradation})"]
+    lines += [f"weights missing for {name} (the run stops there until they are in place): {why}"
+              for name, why in ctx.missing.items()]
+    lines.append("conditions:")
     todo: dict[str, int] = {}
     for restorer, scale in ctx.conditions:
         wanted = images if scale is None else [i for i in images if i in probes]
@@ -77,13 +140,16 @@ def _plan(ctx, images: list[str], probes: set[str], header: str) -> str:
             cached += ctx.cache.path("embedding", key).exists() if ctx.cache.root else 0
         label = "clean" if scale is None else f"{restorer} x{scale}"
         lines.append(f"  {label:24s} {cached:6d} cached, {len(wanted) - cached:6d} to compute")
-        todo[restorer if scale is not None else "clean"] = todo.get(restorer, 0) + len(wanted) - cached
+        stage = "clean" if scale is None else restorer
+        todo[stage] = todo.get(stage, 0) + len(wanted) - cached
     estimate = _estimate(ctx, config, len(images) - landmarks_cached, todo)
     lines.append(f"estimated time for what is missing: {estimate}")
     return "\n".join(lines)
 
 
 def _estimate(ctx, config, n_landmarks: int, todo: dict[str, int]) -> str:
+    if n_landmarks == 0 and not any(todo.values()):
+        return "nothing is missing (every entry is cached)"
     costs = load_costs(ctx.cache.root)
     dev = ctx.device.type
     known = True

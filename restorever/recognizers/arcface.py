@@ -257,6 +257,13 @@ def locate_weights(card: ModelCard, *, explicit: str | Path | None = None, cache
         raise WeightsNotFoundError(f"{exc}; or unzip {pack.url} into {folder}") from exc
 
 
+def locate_weight_files(name: str, weights: Mapping[str, str] | None = None, *,
+                        insightface_root: str | Path | None = None) -> dict[str, Path]:
+    """``{"model": path}`` as :func:`create` would find it, without downloading (work plans)."""
+    return {"model": locate_weights(CARDS[name], explicit=(weights or {}).get("model"), download=False,
+                                    insightface_root=insightface_root)}
+
+
 def weight_status(name: str, *, cache_dir: str | Path | None = None,
                   insightface_root: str | Path | None = None) -> dict[str, str]:
     """``{"model": "present: PATH" | "missing: where to put it"}`` for ``restorever recognizers`` (no hashing)."""

@@ -147,6 +147,19 @@ def create(name: str, *, weights: dict[str, str] | None = None, device: str | to
     return DlibRecognizer(card, model, predictor, **kwargs)
 
 
+def locate_weight_files(name: str, weights: dict[str, str] | None = None) -> dict[str, Path]:
+    """``{role: path}`` of the two ``.dat`` files :func:`create` would open (explicit files, else the installed
+    package's); raises :class:`WeightsNotFoundError` for a file that is not there."""
+    weights = dict(weights or {})
+    card = CARDS[name]
+    folder = dlib_model_dir() if set(card.weights) - set(weights) else None
+    paths = {role: Path(weights.get(role) or folder / wf.filename) for role, wf in card.weights.items()}
+    for role, path in paths.items():
+        if not path.is_file():
+            raise WeightsNotFoundError(f"dlib: {role} file {path} does not exist")
+    return paths
+
+
 def weight_status(name: str) -> dict[str, str]:
     """Role -> where the ``.dat`` file is (inside the installed face_recognition_models package) or how to get it."""
     card = CARDS[name]

@@ -45,3 +45,14 @@ def create_restorer(name: str, *, weights: dict[str, str] | str | None = None, d
     device = resolve_device(device)  # "cuda" on a machine without a GPU is an error here, not at the first batch
     kwargs = {k: v for k, v in kwargs.items() if v is not None}  # None means "the card's default"
     return REGISTRY.create(name, weights=weights or None, device=device, **kwargs)
+
+
+def locate_restorer_weights(name: str, weights: dict[str, str] | None = None) -> dict:
+    """``{role: path}`` of the weight files ``create_restorer(name, weights=...)`` would load, found without
+    building the network or downloading (``--dry-run``); raises ``WeightsNotFoundError`` for a missing file."""
+    from ..hub import locate_weight_files
+
+    hook = REGISTRY.hook(name, "locate_weight_files")
+    if hook is not None:
+        return hook(name, weights)
+    return locate_weight_files(REGISTRY.card(name), weights)
