@@ -9,23 +9,15 @@ from __future__ import annotations
 import torch
 
 from ..hub import ModelCard, build_uninitialised
+from ..precision import autocast_dtype
 from ..restorers.base import check_faces
 from .base import Recognizer
 
 __all__ = ["CropRecognizer", "prepare_crops", "autocast_dtype_for", "build_uninitialised"]
 
-_PRECISIONS = {"fp32": None, "float32": None, "fp16": torch.float16, "float16": torch.float16,
-               "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
-
-
 def autocast_dtype_for(precision: str, device: torch.device) -> torch.dtype | None:
-    """``precision`` option -> autocast dtype (None = no autocast). Half precisions only act on CUDA."""
-    key = str(precision).lower()
-    if key == "auto":
-        return torch.float16 if device.type == "cuda" else None
-    if key not in _PRECISIONS:
-        raise ValueError(f"precision={precision!r}: choose auto, fp32, fp16 or bf16")
-    return _PRECISIONS[key]
+    """``precision`` option -> autocast dtype (None = no autocast); see :func:`restorever.precision.autocast_dtype`."""
+    return autocast_dtype(precision, device, "recognizer")
 
 
 def _check_landmarks(landmarks: torch.Tensor, batch: int) -> None:

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from .. import hub
+from ..precision import AUTOCAST_PRECISIONS, autocast_dtype
 from .base import Restorer
 from .checkpoints import load_model_file, load_official_checkpoint
 from .layers.codeformer_blocks import (ENCODER_SKIP_BLOCK, GENERATOR_FUSE_BLOCK, FuseSFTBlock, TransformerSALayer,
@@ -42,8 +43,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["CodeFormer", "CodeFormerRestorer", "CARDS", "CONFIG", "create", "build_network",
            "load_codeformer_weights", "flops_per_face", "DEFAULT_FIDELITY"]
 
-_PRECISIONS = {"fp32": None, "float32": None, "fp16": torch.float16, "float16": torch.float16,
-               "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 DEFAULT_FIDELITY = 0.5  # inference_codeformer.py -w, the web demos' default
 EMB_DIM = 256           # code dimension, hard-coded in the official class
 
@@ -192,9 +191,7 @@ class CodeFormerRestorer(Restorer):
 
     def autocast_dtype(self, device: torch.device) -> torch.dtype | None:
         """The autocast dtype used on ``device`` (None = no autocast)."""
-        if self.precision == "auto":
-            return torch.float16 if device.type == "cuda" else None
-        return _PRECISIONS[self.precision]
+        return autocast_dtype(self.precision, device, self.card.name)
 
     def _network(self, x: torch.Tensor, amp: torch.dtype | None) -> torch.Tensor:
         return self.net(x, w=self.fidelity_weight, adain=self.adain, autocast_dtype=amp,
@@ -300,7 +297,7 @@ def _check_options(name: str, fidelity_weight: float, precision: str) -> float:
     if not 0.0 <= w <= 1.0:
         raise ValueError(f"{name}: fidelity_weight must be in [0, 1] (0 = best quality, 1 = best fidelity; "
                          f"official default {DEFAULT_FIDELITY}), got {fidelity_weight}")
-    if precision != "auto" and precision not in _PRECISIONS:
+    if precision not in AUTOCAST_PRECISIONS:
         raise ValueError(f"{name}: precision must be one of auto, fp32, fp16, bf16; got {precision!r}")
     return w
 

@@ -32,8 +32,8 @@ from .checkpoints import describe_layout, identify_layout
 from .diffusion import DiffusionSchedule, NoiseSource, PerItemNoise, StepCallback, ddim_loop
 from .layers.difface_unet import DiffusionUNet
 from .layers.graphed import GraphedCall
-from .layers.precision import PRECISIONS as PRECISION_VALUES
-from .layers.precision import cast_module, parse_precision
+from ..precision import PRECISIONS as PRECISION_VALUES
+from ..precision import cast_module, parse_precision
 from .layers.swinir import SwinIR, SwinTransformerBlock, WindowAttention, relative_position_index, \
     shifted_window_mask
 
@@ -105,7 +105,7 @@ class DifFaceRestorer(Restorer):
 
     ``start_step`` (respaced index the estimate is diffused to; = number of UNet calls), ``steps`` (length of the
     DDIM respacing, ``"ddim<steps>"``) and ``eta`` (DDIM stochasticity) set the realness/fidelity trade-off.
-    ``precision`` (see :mod:`.layers.precision`): ``"fp32"``; ``"fp16"``/``"bf16"`` cast the UNet's and the
+    ``precision`` (see :mod:`restorever.precision`): ``"fp32"``; ``"fp16"``/``"bf16"`` cast the UNet's and the
     estimator's weights once and run them natively in half precision (group norms accumulate in float32 inside the
     kernel); ``"fp16-amp"``/``"bf16-amp"`` run them under per-op autocast; ``"auto"`` is ``fp16-amp`` on CUDA (like
     the released ``--use_fp16`` runs) and fp32 elsewhere. The sampler arithmetic always stays float32 (the networks'

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import hub
+from ..precision import AUTOCAST_PRECISIONS, autocast_dtype
 from .base import Restorer
 from .checkpoints import load_model_file, load_official_checkpoint
 from .diffusion import PerItemNoise
@@ -49,8 +50,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["GFPGANv1Clean", "GFPGANRestorer", "CARDS", "CONFIG", "create", "build_network", "load_gfpgan_weights",
            "flops_per_face", "NOISE_MODES"]
 
-_PRECISIONS = {"fp32": None, "float32": None, "fp16": torch.float16, "float16": torch.float16,
-               "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 NOISE_MODES = ("seeded", "stored")
 DEFAULT_SEED = 0  # seed of every item when a caller gives no seeds
 LRELU_SLOPE = 0.2
@@ -212,9 +211,7 @@ class GFPGANRestorer(Restorer):
 
     def autocast_dtype(self, device: torch.device) -> torch.dtype | None:
         """The autocast dtype used on ``device`` (None = no autocast)."""
-        if self.precision == "auto":
-            return torch.float16 if device.type == "cuda" else None
-        return _PRECISIONS[self.precision]
+        return autocast_dtype(self.precision, device, self.card.name)
 
     def draw_noise(self, seeds: Sequence[int], like: torch.Tensor) -> list[torch.Tensor]:
         """One map per style layer, ``[B, 1, r, r]``: item ``i``'s maps come, in layer order, from a generator seeded
@@ -340,7 +337,7 @@ def _check_options(name: str, noise: str, precision: str) -> None:
     if noise not in NOISE_MODES:
         raise ValueError(f"{name}: noise must be one of {', '.join(NOISE_MODES)} (seeded: per-item maps from the "
                          f"run's seed; stored: the checkpoint's fixed maps), got {noise!r}")
-    if precision != "auto" and precision not in _PRECISIONS:
+    if precision not in AUTOCAST_PRECISIONS:
         raise ValueError(f"{name}: precision must be one of auto, fp32, fp16, bf16; got {precision!r}")
 
 

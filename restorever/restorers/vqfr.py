@@ -36,8 +36,8 @@ from ..memory import PeakMemoryMonitor
 from .base import Restorer, check_faces
 from .checkpoints import describe_layout, identify_layout
 from .layers.modulated_deform_conv import ModulatedDeformConv2d
-from .layers.precision import PRECISIONS as PRECISION_VALUES
-from .layers.precision import cast_module, parse_precision
+from ..precision import PRECISIONS as PRECISION_VALUES
+from ..precision import cast_module, parse_precision
 from .layers.vqfr_nets import VQFRv1, VQFRv2, dtype_of
 
 logger = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ PRECISIONS = PRECISION_VALUES  # the documented ``precision`` values (scripts/be
 class VQFRRestorer(Restorer):
     """Adapter: our [0, 1] RGB batch in, the official demo's conversions around the network, [0, 1] RGB out.
 
-    ``precision`` (see :mod:`.layers.precision`): ``"fp32"``; ``"fp16"``/``"bf16"`` cast the decoders' weights once
+    ``precision`` (see :mod:`restorever.precision`): ``"fp32"``; ``"fp16"``/``"bf16"`` cast the decoders' weights once
     and run them natively in half precision (the deformable convolutions stay float32: sampling positions of a few
     pixels need more than 8 bits); ``"fp16-amp"``/``"bf16-amp"`` run the decoders under per-op autocast over float32
     weights; ``"auto"`` is ``fp16-amp`` on CUDA and float32 elsewhere. Code selection (encoder + quantiser / code

@@ -15,7 +15,7 @@ from restorever import hub
 from restorever.restorers import difface, vqfr
 from restorever.restorers.layers.graphed import GraphedCall
 from restorever.restorers.layers.modulated_deform_conv import ModulatedDeformConv2d
-from restorever.restorers.layers.precision import PRECISIONS, cast_module, parse_precision
+from restorever.precision import PRECISIONS, cast_module, parse_precision
 from tests.conftest import REFERENCE
 
 FIXTURES = REFERENCE / "fixtures"

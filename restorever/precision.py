@@ -1,4 +1,4 @@
-"""Precision options shared by the restorers: parse ``precision`` strings and cast weights once.
+"""Precision options shared by the backends: parse ``precision`` strings, map them to dtypes, cast weights once.
 
 ``precision`` values:
 
@@ -16,11 +16,24 @@ from typing import Iterable
 import torch
 from torch import nn
 
-__all__ = ["PRECISIONS", "Precision", "parse_precision", "cast_module"]
+__all__ = ["PRECISIONS", "Precision", "parse_precision", "cast_module", "AUTOCAST_PRECISIONS", "autocast_dtype"]
 
 _DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 PRECISIONS = ("fp32", "bf16", "fp16", "bf16-amp", "fp16-amp", "auto")
 """The documented ``precision`` values (aliases ``float32``, ``float16``, ``bfloat16`` are accepted too)."""
+AUTOCAST_PRECISIONS = ("auto", "fp32", "float32", "fp16", "float16", "bf16", "bfloat16")
+"""The values of backends that run half precision by autocast only (GFPGAN, CodeFormer, the crop recognizers)."""
+
+
+def autocast_dtype(value: str, device: torch.device, owner: str) -> torch.dtype | None:
+    """An autocast-only ``precision`` -> its dtype on ``device`` (None = float32, no autocast): ``auto`` is float16
+    on CUDA and float32 elsewhere. Raises ValueError naming ``owner`` for any other value."""
+    text = str(value).lower()
+    if text not in AUTOCAST_PRECISIONS:
+        raise ValueError(f"{owner}: precision must be one of auto, fp32, fp16, bf16; got {value!r}")
+    if text == "auto":
+        return torch.float16 if device.type == "cuda" else None
+    return _DTYPES.get(text)
 
 
 class Precision:
