@@ -69,6 +69,71 @@ class ModelCard:
     default_kwargs: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
     reported: Mapping[str, Any] = field(default_factory=dict)
+    option_specs: Mapping[str, "OptionSpec"] = field(default_factory=dict)
+    """What each key of ``default_kwargs`` means and which values it takes (``restorever restorers`` shows it; the
+    CLI's ``--restorer-option KEY=VALUE`` is checked and converted by :func:`check_option`)."""
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """A backend option declared on its card. Its type is the type of the card's default (bool, int, float, text);
+    ``choices`` and ``minimum``/``maximum`` restrict the values further."""
+
+    help: str
+    choices: tuple[Any, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def check_option(card: ModelCard, key: str, value: Any) -> Any:
+    """``value`` of option ``key`` converted to the type of the card's default and checked against its
+    :class:`OptionSpec`. Raises ValueError naming the backend, the option and what it accepts."""
+    default = card.default_kwargs[key]
+    spec = card.option_specs.get(key)
+    where = f"{card.name} option {key}"
+    about = f" ({spec.help})" if spec else ""
+
+    def fail(kind: str) -> ValueError:
+        return ValueError(f"{where} takes {kind}{about}; got {value!r}")
+
+    if isinstance(default, bool):
+        text = str(value).strip().lower()
+        if isinstance(value, bool):
+            out: Any = value
+        elif text in _TRUE or text in _FALSE:
+            out = text in _TRUE
+        else:
+            raise fail("true or false")
+    elif isinstance(default, (int, float)):
+        kind = "an integer" if isinstance(default, int) else "a number"
+        if isinstance(value, bool):
+            raise fail(kind)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise fail(kind) from None
+        if isinstance(default, int):
+            if not number.is_integer():
+                raise fail(kind)
+            out = int(number)
+        else:
+            out = number
+        if spec and spec.minimum is not None and out < spec.minimum:
+            raise fail(f"{kind} of at least {spec.minimum}")
+        if spec and spec.maximum is not None and out > spec.maximum:
+            raise fail(f"{kind} of at most {spec.maximum}")
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            raise fail("text")
+        out = value
+    else:
+        out = value
+    if spec and spec.choices and out not in spec.choices:
+        raise fail("one of " + ", ".join(map(str, spec.choices)))
+    return out
 
 
 def get_cache_dir(override: str | os.PathLike | None = None) -> Path:

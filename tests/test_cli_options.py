@@ -37,3 +37,46 @@ def test_an_option_no_restorer_takes_is_one_line(tmp_path, faces_root):
     assert result.exit_code == 2, result.output
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     assert len(lines) == 1 and "cuda_graph" in lines[0] and "Traceback" not in result.output
+
+
+def test_card_options_are_converted_and_checked():
+    """The card's default gives the type, its OptionSpec the range and choices; text from a flag converts."""
+    from restorever.hub import check_option
+    from restorever.restorers import list_restorers, restorer_card
+
+    difface, vqfr, gfpgan = restorer_card("difface"), restorer_card("vqfr-v2"), restorer_card("gfpgan-v1.4")
+    assert check_option(difface, "steps", "50") == 50 and type(check_option(difface, "steps", 50.0)) is int
+    assert check_option(vqfr, "fidelity_ratio", 1) == 1.0 and type(check_option(vqfr, "fidelity_ratio", 1)) is float
+    assert check_option(difface, "cuda_graph", "yes") is True and check_option(difface, "cuda_graph", False) is False
+    for card, key, value, message in [
+            (difface, "steps", 1.5, "takes an integer"), (difface, "steps", True, "takes an integer"),
+            (difface, "steps", 1, "at least 2"), (difface, "eta", "-0.1", "at least 0.0"),
+            (vqfr, "fidelity_ratio", "high", "takes a number"), (gfpgan, "noise", "random", "one of seeded, stored"),
+            (difface, "cuda_graph", "maybe", "true or false"), (gfpgan, "precision", "fp8", "one of auto")]:
+        with pytest.raises(ValueError, match=message):
+            check_option(card, key, value)
+    for name in list_restorers():  # every declared spec describes an option the card has
+        card = restorer_card(name)
+        assert set(card.option_specs) <= set(card.default_kwargs), name
+        assert all(check_option(card, k, v) == v for k, v in card.default_kwargs.items()), name
+
+
+def test_shortcut_flags_are_restorer_options(tmp_path, faces_root):
+    """``--vqfr-fidelity 2`` is checked by the card like ``--restorer-option fidelity_ratio=2``: one line, exit 2,
+    before anything is loaded; the shortcut and the generic form route to the same options."""
+    from restorever.cli.options import RESTORER_SHORTCUTS
+    from restorever.restorers import list_restorers, restorer_card
+
+    pairs = tmp_path / "p.csv"
+    pairs.write_text("path_a,path_b,same\na.jpg,b.jpg,1\n")
+    outputs = []
+    for flags in (["--vqfr-fidelity", "2"], ["--restorer-option", "fidelity_ratio=2"]):
+        result = CliRunner().invoke(cli, ["eval", "--protocol", "pairs-csv", "--pairs", str(pairs), "--data-root",
+                                          str(faces_root), "--restorer", "vqfr-v2", "--scales", "8", *flags,
+                                          "--dry-run"])
+        assert result.exit_code == 2 and "vqfr-v2 option fidelity_ratio takes a number of at most 1.0" in \
+            result.output, result.output
+        outputs.append(result.output.split("; got")[0])
+    assert outputs[0] == outputs[1]
+    declared = {k for name in list_restorers() for k in restorer_card(name).default_kwargs}
+    assert set(RESTORER_SHORTCUTS.values()) <= declared

@@ -7,7 +7,7 @@ import click
 
 from . import handle_errors
 from .ident_cmd import ident_only_options
-from .options import parse_key_values, parse_scales, restorer_options_option, split_list
+from .options import parse_scales, restorer_options, restorer_options_option, split_list
 
 
 EPILOG = """\b
@@ -40,15 +40,6 @@ Examples:
 @click.option("--weights", "restorer_weights", default=None,
               help="Restorer weights: FILE or ROLE=FILE,ROLE=FILE (e.g. unet=U.pth,estimator=E.pth for difface).")
 @click.option("--recognizer-weights", default=None, help="Recognizer weights: FILE or ROLE=FILE,...")
-@click.option("--vqfr-fidelity", type=float, default=None, help="VQFR v2 fidelity_ratio in [0, 1].")
-@click.option("--difface-start", type=int, default=None,
-              help="DifFace respaced start step (default 0.4 x steps, i.e. t=400 as released).")
-@click.option("--difface-steps", type=int, default=None, help="DifFace length of the DDIM respacing (default 250).")
-@click.option("--difface-eta", type=float, default=None, help="DifFace DDIM eta (default 0.5).")
-@click.option("--codeformer-fidelity", type=float, default=None,
-              help="CodeFormer fidelity weight w in [0, 1] (0 quality, 1 fidelity; default 0.5).")
-@click.option("--gfpgan-noise", type=click.Choice(["seeded", "stored"]), default=None,
-              help="GFPGAN StyleGAN noise: drawn per item from the seed (default) or the checkpoint's fixed maps.")
 @restorer_options_option
 @click.option("--cache-dir", type=click.Path(), default=None, help="Cache folder (default: $RESTOREVER_HOME/cache).")
 @click.option("--out", type=click.Path(), default="runs/latest", show_default=True, help="Output folder.")
@@ -61,17 +52,14 @@ Examples:
 @handle_errors
 def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degradation, degrade_side, seed, detector,
                  limit_pairs, device, batch_size, on_error, flip_test, restorer_weights, recognizer_weights,
-                 vqfr_fidelity, difface_start, difface_steps, difface_eta, codeformer_fidelity, gfpgan_noise,
                  restorer_option, cache_dir, out, examples, no_progress, dry_run, **ident):
     """Evaluate verification accuracy of clean, degraded and restored faces."""
     from ..hub import parse_weights_option
     from ..pipeline.evaluate import EvalConfig, evaluate
     from ..reports.results import prepare_out_dir, results_table, write_run
 
-    options = {"fidelity_ratio": vqfr_fidelity, "start_step": difface_start, "steps": difface_steps,
-               "eta": difface_eta, "fidelity_weight": codeformer_fidelity, "noise": gfpgan_noise}
     names = split_list(restorers)
-    options = {**parse_key_values(restorer_option), **{k: v for k, v in options.items() if v is not None}}
+    options = restorer_options(restorer_option)
     from ..datasets_ident import is_ident_protocol
 
     if is_ident_protocol(protocol):

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from . import handle_errors
+from .options import restorer_options, restorer_options_option
 
 EPILOG = """\b
 Examples:
@@ -138,11 +139,12 @@ def run_ident(*, protocol="lfw-ident", data_root=None, restorers="none", recogni
 
 @click.command("ident", epilog=EPILOG)
 @_ident_options
+@restorer_options_option
 @handle_errors
-def ident_command(**options):
+def ident_command(restorer_option, **options):
     """Closed-set identification (rank-k, mAP, CMC) of clean, degraded and restored probes, optionally searching
     only the gallery entries whose predicted gender/age group match the probe's."""
-    run_ident(**options)
+    run_ident(restorer_options=restorer_options(restorer_option), **options)
 
 
 def register(cli: click.Group) -> None:

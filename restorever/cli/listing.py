@@ -39,8 +39,10 @@ def _list(registry, registry_kind: str = "") -> None:
         click.echo(f"{name:26s} {card.description}")
         click.echo(f"{'':26s} weights: {_status(registry, name)}")
         if card.default_kwargs and registry_kind == "restorer":
-            options = ", ".join(f"{k}={v}" for k, v in card.default_kwargs.items())
-            click.echo(f"{'':26s} options (--restorer-option KEY=VALUE): {options}")
+            click.echo(f"{'':26s} options (--restorer-option KEY=VALUE, default after =):")
+            for key, default in card.default_kwargs.items():
+                spec = card.option_specs.get(key)
+                click.echo(f"{'':28s} {key}={default}" + (f"  {spec.help}" if spec else ""))
 
 
 @click.command("restorers")

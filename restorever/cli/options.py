@@ -40,9 +40,39 @@ def parse_key_values(pairs: tuple[str, ...] | list[str], param_hint: str = "--re
     return out
 
 
+#: short flags for common card options: ``--vqfr-fidelity X`` is ``--restorer-option fidelity_ratio=X``. They
+#: carry no type or range of their own: the card's :class:`~restorever.hub.OptionSpec` checks the value.
+RESTORER_SHORTCUTS = {
+    "--vqfr-fidelity": "fidelity_ratio",
+    "--codeformer-fidelity": "fidelity_weight",
+    "--gfpgan-noise": "noise",
+    "--difface-start": "start_step",
+    "--difface-steps": "steps",
+    "--difface-eta": "eta",
+}
+_META_KEY = "restorever.restorer_shortcuts"
+
+
+def _remember_shortcut(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        ctx.meta.setdefault(_META_KEY, {})[RESTORER_SHORTCUTS["--" + param.name.replace("_", "-")]] = value
+
+
 def restorer_options_option(func):
     """``--restorer-option KEY=VALUE`` (repeatable): any option a restorer's card declares (``restorever
-    restorers`` lists them), routed to the restorers that take it."""
+    restorers`` lists them), routed to the restorers that take it; plus the :data:`RESTORER_SHORTCUTS` flags. The
+    command reads the merged options with :func:`restorer_options`."""
+    for flag, key in reversed(RESTORER_SHORTCUTS.items()):
+        func = click.option(flag, default=None, expose_value=False, callback=_remember_shortcut, metavar="VALUE",
+                            help=f"Same as --restorer-option {key}=VALUE.")(func)
     return click.option("--restorer-option", "restorer_option", multiple=True, metavar="KEY=VALUE",
                         help="A restorer option its card declares, e.g. precision=bf16, cuda_graph=true "
-                             "(repeatable; routed to the restorers that take it).")(func)
+                             "(repeatable; routed to the restorers that take it; `restorever restorers` lists "
+                             "them).")(func)
+
+
+def restorer_options(pairs: tuple[str, ...] | list[str]) -> dict:
+    """The ``--restorer-option`` pairs merged with the shortcut flags given (a shortcut wins over the same key);
+    values are still text or YAML scalars here: the restorer's card converts and checks them."""
+    shortcuts = click.get_current_context().meta.get(_META_KEY, {})
+    return {**parse_key_values(pairs), **shortcuts}

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from . import handle_errors
-from .options import parse_key_values, restorer_options_option
+from .options import restorer_options, restorer_options_option
 
 
 @click.command("degrade", epilog="\b\nExample:\n  restorever degrade --protocol lfw --data-root ../shared/data/lfw "
@@ -120,18 +120,10 @@ def _write_png(path: Path, array) -> None:
 @click.option("--detector", default="mtcnn", show_default=True)
 @click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--vqfr-fidelity", type=float, default=None)
-@click.option("--difface-start", type=int, default=None)
-@click.option("--difface-steps", type=int, default=None)
-@click.option("--difface-eta", type=float, default=None)
-@click.option("--codeformer-fidelity", type=float, default=None, help="CodeFormer w in [0, 1] (default 0.5).")
-@click.option("--gfpgan-noise", type=click.Choice(["seeded", "stored"]), default=None,
-              help="GFPGAN noise: per image from --seed (default) or the checkpoint's fixed maps.")
 @restorer_options_option
 @click.option("--out", type=click.Path(), required=True)
 @handle_errors
-def restore_command(images, restorer, weights, aligned, detector, device, seed, vqfr_fidelity, difface_start,
-                    difface_steps, difface_eta, codeformer_fidelity, gfpgan_noise, restorer_option, out):
+def restore_command(images, restorer, weights, aligned, detector, device, seed, restorer_option, out):
     """Restore faces: aligned 512x512 crops directly, other photos via detection, alignment and paste-back."""
     import torch
     from tqdm.auto import tqdm
@@ -147,9 +139,7 @@ def restore_command(images, restorer, weights, aligned, detector, device, seed, 
     dev = resolve_device(device)
     out = Path(out)
     _refuse_collisions({path: out / (Path(path).stem + ".png") for path in images}, "inputs")
-    options = {"fidelity_ratio": vqfr_fidelity, "start_step": difface_start, "steps": difface_steps,
-               "eta": difface_eta, "fidelity_weight": codeformer_fidelity, "noise": gfpgan_noise}
-    options = {**parse_key_values(restorer_option), **{k: v for k, v in options.items() if v is not None}}
+    options = restorer_options(restorer_option)
     from ..pipeline.evaluate import route_restorer_options
 
     routed = route_restorer_options([restorer], options)[restorer]

@@ -131,15 +131,18 @@ class RunContext:
 
 
 def route_restorer_options(names: Sequence[str], options: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Give each restorer only the options its card declares (``default_kwargs``); an option no chosen restorer
-    takes is an error (e.g. ``--difface-steps`` without ``--restorer difface``)."""
+    """Give each restorer only the options its card declares (``default_kwargs``), converted to the declared type
+    and checked (:func:`restorever.hub.check_option`); an option no chosen restorer takes is an error (e.g.
+    ``steps`` without ``--restorer difface``)."""
+    from ..hub import check_option
     from ..restorers import restorer_card
 
     routed: dict[str, dict[str, Any]] = {}
     used: set[str] = set()
     for name in names:
-        accepted = set(restorer_card(name).default_kwargs)
-        routed[name] = {k: v for k, v in options.items() if k in accepted and v is not None}
+        card = restorer_card(name)
+        routed[name] = {k: check_option(card, k, v) for k, v in options.items()
+                        if k in card.default_kwargs and v is not None}
         used |= set(routed[name])
     unused = sorted(k for k, v in options.items() if v is not None and k not in used)
     if unused:

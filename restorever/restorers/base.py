@@ -5,7 +5,8 @@ from typing import Sequence
 
 import torch
 
-from ..hub import ModelCard
+from ..hub import ModelCard, OptionSpec
+from ..precision import AUTOCAST_PRECISIONS
 
 
 def check_faces(images: torch.Tensor, size: int | None = 512, name: str = "images") -> None:
@@ -50,3 +51,11 @@ class Restorer(torch.nn.Module):
 
     def forward(self, images: torch.Tensor, *, seeds: Sequence[int] | None = None) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
+
+
+# ---- options several restorers declare on their cards (hub.OptionSpec; restorever restorers shows them) ----------
+CAST_PRECISION = OptionSpec("fp32; fp16 or bf16 (weights cast once); fp16-amp or bf16-amp (autocast); auto = "
+                            "fp16-amp on CUDA, fp32 elsewhere")
+AUTOCAST_PRECISION = OptionSpec("auto (fp16 autocast on CUDA, fp32 elsewhere), fp32, fp16 or bf16 (autocast)",
+                                choices=AUTOCAST_PRECISIONS)
+QUANTIZE_OUTPUT = OptionSpec("round the output to 8-bit levels as the official demo's saved PNG does")

@@ -33,7 +33,7 @@ from torch import nn
 
 from .. import hub
 from ..precision import AUTOCAST_PRECISIONS, autocast_dtype
-from .base import Restorer
+from .base import AUTOCAST_PRECISION, QUANTIZE_OUTPUT, Restorer
 from .checkpoints import load_model_file, load_official_checkpoint
 from .layers.codeformer_blocks import (ENCODER_SKIP_BLOCK, GENERATOR_FUSE_BLOCK, FuseSFTBlock, TransformerSALayer,
                                        adaptive_instance_norm, vqgan_encoder_blocks, vqgan_generator_blocks)
@@ -253,6 +253,10 @@ CARDS: dict[str, hub.ModelCard] = {
         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
         default_kwargs={"fidelity_weight": DEFAULT_FIDELITY, "adain": True, "precision": "auto",
                         "quantize_output": True},
+        option_specs={"fidelity_weight": hub.OptionSpec("w: 0 = best quality to 1 = best fidelity (official 0.5)",
+                                                        minimum=0.0, maximum=1.0),
+                      "adain": hub.OptionSpec("match the output's colour statistics to the input's (official: on)"),
+                      "precision": AUTOCAST_PRECISION, "quantize_output": QUANTIZE_OUTPUT},
         description="CodeFormer (NeurIPS 2022): VQGAN codebook + transformer code prediction + fusion, 94.1M "
                     "parameters; fidelity_weight w 0 (quality) to 1 (fidelity), default 0.5; non-commercial licence",
         reported={"params": 94_112_707, "gflop_per_face": 809.8, "gflop_per_face_w0": 591.7}),

@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import CheckpointLayoutError, WeightsNotFoundError
-from ..hub import (ModelCard, WeightFile, get_cache_dir, load_checkpoint, load_state_dict_strict, resolve_weights,
-                   sha256_file)
-from .base import Restorer
+from ..hub import (ModelCard, OptionSpec, WeightFile, get_cache_dir, load_checkpoint, load_state_dict_strict,
+                   resolve_weights, sha256_file)
+from .base import CAST_PRECISION, Restorer
 from .checkpoints import describe_layout, identify_layout
 from .diffusion import DiffusionSchedule, NoiseSource, PerItemNoise, StepCallback, ddim_loop
 from .layers.difface_unet import DiffusionUNet
@@ -235,7 +235,16 @@ def _cfg(**kwargs: Any) -> ModelCard:
     defaults: dict[str, Any] = dict(
         arch="difface", template="ffhq_512", input_size=IM_SIZE, stochastic=True,
         default_kwargs={"start_step": DEFAULT_START, "steps": DEFAULT_STEPS, "eta": DEFAULT_ETA,
-                        "precision": "auto", "cuda_graph": False, "channels_last": False})
+                        "precision": "auto", "cuda_graph": False, "channels_last": False},
+        option_specs={
+            "start_step": OptionSpec("the respaced step the sampler starts from (default 0.4 x steps: 100 at the "
+                                     "released 250)", minimum=1),
+            "steps": OptionSpec("length of the DDIM respacing of the 1,000 training steps (released 250)", minimum=2,
+                                maximum=1000),
+            "eta": OptionSpec("DDIM eta: 0 deterministic, 1 DDPM-like (released 0.5)", minimum=0.0, maximum=1.0),
+            "precision": CAST_PRECISION,
+            "cuda_graph": OptionSpec("replay the UNet step as a CUDA graph (CUDA only; same numbers, fewer launches)"),
+            "channels_last": OptionSpec("run the UNet in channels_last memory format")})
     defaults.update(kwargs)
     return ModelCard(**defaults)
 

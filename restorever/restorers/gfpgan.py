@@ -40,7 +40,7 @@ from torch import nn
 
 from .. import hub
 from ..precision import AUTOCAST_PRECISIONS, autocast_dtype
-from .base import Restorer
+from .base import AUTOCAST_PRECISION, QUANTIZE_OUTPUT, Restorer
 from .checkpoints import load_model_file, load_official_checkpoint
 from .diffusion import PerItemNoise
 from .layers.stylegan2_clean import StyleGAN2GeneratorCSFT, noise_resolutions, stylegan_channels
@@ -286,6 +286,9 @@ def _card(name: str, filename: str, third_party_sha256: str, description: str) -
             origin_url=_ORIGIN + "/releases/tag/v1.3.0", paper=_PAPER, size_bytes=None)},
         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), stochastic=True,
         default_kwargs={"noise": "seeded", "precision": "auto", "quantize_output": True},
+        option_specs={"noise": hub.OptionSpec("seeded: per-item noise maps from the run's seed; stored: the "
+                                              "checkpoint's fixed maps", choices=NOISE_MODES),
+                      "precision": AUTOCAST_PRECISION, "quantize_output": QUANTIZE_OUTPUT},
         description=description,
         reported={"params": _PARAMS, "state_dict_values": 87_143_276, "gflop_per_face": 395.5,
                   "sha256_third_party_unverified": third_party_sha256})

@@ -33,7 +33,7 @@ from torch import nn
 from .. import hub
 from ..errors import CheckpointLayoutError
 from ..memory import PeakMemoryMonitor
-from .base import Restorer, check_faces
+from .base import CAST_PRECISION, QUANTIZE_OUTPUT, Restorer, check_faces
 from .checkpoints import describe_layout, identify_layout
 from .layers.modulated_deform_conv import ModulatedDeformConv2d
 from ..precision import PRECISIONS as PRECISION_VALUES
@@ -207,6 +207,7 @@ CARDS: dict[str, hub.ModelCard] = {
             origin_url="https://drive.google.com/drive/folders/1lczKYEbARwe27FJlKoFdng7UnffGDjO2", paper=_PAPER)},
         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
         default_kwargs={"precision": "auto", "quantize_output": True},
+        option_specs={"precision": CAST_PRECISION, "quantize_output": QUANTIZE_OUTPUT},
         description="VQFR v1 (ECCV 2022): VQ codebook + parallel decoder, 76.6M parameters; weights on the "
                     "authors' Google Drive only",
         reported={"seconds_per_face_a100": 0.36, "params": 76_563_583}),
@@ -217,6 +218,9 @@ CARDS: dict[str, hub.ModelCard] = {
             sha256=None, license="Apache-2.0", origin_url=_ORIGIN + "/releases/tag/v2.0.0", paper=_PAPER)},
         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
         default_kwargs={"fidelity_ratio": 0.0, "precision": "auto", "quantize_output": True},
+        option_specs={"fidelity_ratio": hub.OptionSpec("0 = best quality (default) to 1 = best fidelity to the input",
+                                                       minimum=0.0, maximum=1.0),
+                      "precision": CAST_PRECISION, "quantize_output": QUANTIZE_OUTPUT},
         description="VQFR v2: predicted codes + texture warping, 83.5M parameters; fidelity_ratio 0 (default, "
                     "best quality) to 1 (best fidelity)",
         reported={"params": 83_486_539}),
