@@ -4,10 +4,14 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import DataNotFoundError, ImageError, UnsafePathError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
 
 MAX_PIXELS = 64_000_000  # refuse images larger than 64 megapixels (and absurd headers) before decoding
 MIN_SIDE = 16
@@ -189,3 +193,18 @@ def to_uint8(images) -> np.ndarray:
     """``[B,3,H,W]`` float tensor in [0, 1] -> ``[B,H,W,3]`` uint8 RGB numpy (round half up)."""
     return (images.detach().clamp(0, 1).mul(255.0).add_(0.5).floor_().to("cpu").byte()
             .permute(0, 2, 3, 1).contiguous().numpy())
+
+
+def check_faces(images: "torch.Tensor", size: int | None = 512, name: str = "images") -> None:
+    """Check the public input contract of restorers and recognizers: float ``[B, 3, size, size]`` RGB in ``[0, 1]``
+    (``size=None``: any height and width). Raises TypeError/ValueError naming ``name``."""
+    import torch
+
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(images).__name__}")
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"{name}: expected shape [B, 3, H, W], got {tuple(images.shape)}")
+    if size is not None and tuple(images.shape[-2:]) != (size, size):
+        raise ValueError(f"{name}: expected {size}x{size} aligned faces, got {tuple(images.shape[-2:])}")
+    if not images.is_floating_point():
+        raise TypeError(f"{name}: expected a float tensor in [0, 1], got {images.dtype}")

@@ -10,7 +10,7 @@ import torch
 
 from ..hub import ModelCard, build_uninitialised
 from ..precision import autocast_dtype
-from ..restorers.base import check_faces
+from ..images import check_faces
 from .base import Recognizer
 
 __all__ = ["CropRecognizer", "prepare_crops", "autocast_dtype_for", "build_uninitialised"]

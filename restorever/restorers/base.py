@@ -6,19 +6,8 @@ from typing import Sequence
 import torch
 
 from ..hub import ModelCard, OptionSpec
+from ..images import check_faces
 from ..precision import AUTOCAST_PRECISIONS
-
-
-def check_faces(images: torch.Tensor, size: int | None = 512, name: str = "images") -> None:
-    """Check the public input contract: float ``[B, 3, size, size]`` RGB in ``[0, 1]``."""
-    if not isinstance(images, torch.Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(images).__name__}")
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"{name}: expected shape [B, 3, H, W], got {tuple(images.shape)}")
-    if size is not None and tuple(images.shape[-2:]) != (size, size):
-        raise ValueError(f"{name}: expected {size}x{size} aligned faces, got {tuple(images.shape[-2:])}")
-    if not images.is_floating_point():
-        raise TypeError(f"{name}: expected a float tensor in [0, 1], got {images.dtype}")
 
 
 class Restorer(torch.nn.Module):

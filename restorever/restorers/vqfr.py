@@ -33,7 +33,8 @@ from torch import nn
 from .. import hub
 from ..errors import CheckpointLayoutError
 from ..memory import PeakMemoryMonitor
-from .base import CAST_PRECISION, QUANTIZE_OUTPUT, Restorer, check_faces
+from ..images import check_faces
+from .base import CAST_PRECISION, QUANTIZE_OUTPUT, Restorer
 from .checkpoints import describe_layout, identify_layout
 from .layers.modulated_deform_conv import ModulatedDeformConv2d
 from ..precision import PRECISIONS as PRECISION_VALUES
