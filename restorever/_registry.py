@@ -5,11 +5,10 @@ imports no backend; listing imports each backend module once (torch is imported 
 """
 from __future__ import annotations
 
-import difflib
 import importlib
 from typing import TYPE_CHECKING, Any, Callable
 
-from .errors import UnknownNameError
+from .errors import unknown_name
 
 if TYPE_CHECKING:  # annotations only: the registry sits below hub in the layers
     from .hub import ModelCard
@@ -47,10 +46,7 @@ class Registry:
     def _lookup(self, name: str) -> tuple[str, ModelCard]:
         cards = self._load()
         if name not in cards:
-            close = difflib.get_close_matches(name, list(cards), n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise UnknownNameError(
-                f"unknown {self.kind} {name!r}{hint} (`restorever {self.kind}s` lists all {len(cards)})")
+            raise unknown_name(self.kind, name, cards, listing=f"`restorever {self.kind}s` lists all {len(cards)}")
         return cards[name]
 
     def factory(self, name: str) -> Callable[..., Any]:

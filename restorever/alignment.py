@@ -40,7 +40,6 @@ two differ by a fraction of a grey level (tested: mean abs difference below one 
 """
 from __future__ import annotations
 
-import difflib
 import functools
 import logging
 from dataclasses import dataclass
@@ -50,7 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import RestoreverError, UnknownNameError
+from .errors import RestoreverError, unknown_name
 
 __all__ = [
     "AlignmentError",
@@ -141,11 +140,7 @@ def get_template(name: str) -> Template:
     try:
         return _TEMPLATES[name]
     except KeyError:
-        close = difflib.get_close_matches(str(name), list(_TEMPLATES), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise UnknownNameError(
-            f"Unknown alignment template {name!r}.{hint} Available: {', '.join(list_templates())}."
-        ) from None
+        raise unknown_name("alignment template", name, list_templates()) from None
 
 
 def _as_points(points: ArrayLike, *, name: str, device=None, min_points: int = 2) -> torch.Tensor:

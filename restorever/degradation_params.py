@@ -7,7 +7,6 @@ re-exports every public name here.
 """
 from __future__ import annotations
 
-import difflib
 import hashlib
 import math
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from .errors import RestoreverError, UnknownNameError
+from .errors import RestoreverError, unknown_name
 
 __all__ = ["DegradationError", "DegradationParams", "DegradationPreset", "PRESETS", "get_preset",
            "list_degradations", "sample_params"]
@@ -151,11 +150,7 @@ def get_preset(name: str) -> DegradationPreset:
     try:
         return PRESETS[name]
     except KeyError:
-        close = difflib.get_close_matches(str(name), list(PRESETS), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise UnknownNameError(
-            f"Unknown degradation {name!r}.{hint} Available: {', '.join(list_degradations())}."
-        ) from None
+        raise unknown_name("degradation", name, list_degradations()) from None
 
 
 # ------------------------------------------------------------------------------------------------------ params

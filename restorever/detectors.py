@@ -23,7 +23,6 @@ templates.
 """
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import DetectorError, ImageError, RestoreverError, UnknownNameError, WeightsNotFoundError
+from .errors import DetectorError, ImageError, RestoreverError, WeightsNotFoundError, unknown_name
 
 __all__ = [
     "Detection",
@@ -395,6 +394,4 @@ def create_detector(name: str = "mtcnn", device: str = "cpu", **kwargs):
             return SCRFDDetector(path, device=device, **kwargs)
         logger.info("SCRFD det_10g.onnx not found; using MTCNN.")
         return MTCNNDetector(device, **kwargs)
-    close = difflib.get_close_matches(str(name), list_detectors(), n=1)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    raise UnknownNameError(f"Unknown detector {name!r}.{hint} Available: {', '.join(list_detectors())}.")
+    raise unknown_name("detector", name, list_detectors())

@@ -2,6 +2,8 @@
 that names the file or option at fault and the fix; the CLI prints it and exits with status 2."""
 from __future__ import annotations
 
+from typing import Iterable
+
 
 class RestoreverError(Exception):
     """Base class of all user-facing restorever errors."""
@@ -66,3 +68,20 @@ class DetectorError(RestoreverError):
 
 #: the phrase every :class:`DetectorError` message carries
 DETECTOR_FAILURE = "failed on the image"
+
+
+def did_you_mean(name: object, known: "Iterable[str]", *, n: int = 3) -> str:
+    """``"; did you mean a, b?"`` for the names in ``known`` close to ``name`` (empty when none is close): the one
+    hint every unknown-name message (registries, presets, templates, detectors, protocols) ends with."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), list(known), n=n, cutoff=0.5)
+    return f"; did you mean {', '.join(close)}?" if close else ""
+
+
+def unknown_name(kind: str, name: object, known: "Iterable[str]", *, listing: str = "") -> UnknownNameError:
+    """An :class:`UnknownNameError` saying ``unknown <kind> 'name'; did you mean ...? (known: ...)``; ``listing``
+    replaces the list of known names (e.g. a command that prints them)."""
+    known = list(known)
+    where = listing or f"known: {', '.join(known)}"
+    return UnknownNameError(f"unknown {kind} {name!r}{did_you_mean(name, known)} ({where})")

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import ProtocolError
+from .errors import ProtocolError, did_you_mean
 
 
 
@@ -60,10 +60,7 @@ def load_spec(name_or_path: str, include_path: Sequence[str | os.PathLike] = (),
     if not (path.suffix in (".yaml", ".yml") and path.is_file()):
         available = list_protocols(include_path)
         if name_or_path not in available:
-            import difflib
-
-            close = difflib.get_close_matches(name_or_path, list(available), n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            hint = did_you_mean(name_or_path, available)
             raise ProtocolError(f"unknown protocol {name_or_path!r}{hint} (known: {', '.join(sorted(available))})")
         path = available[name_or_path]
     try:

@@ -34,11 +34,8 @@ def load_attribute_model(spec: str, *, weights: dict[str, str] | None = None, **
         if kwargs.get("schema") is not None:
             raise ValueError("the age groups of a fitted probe are fixed when it is fitted; refit with --age-bins")
         return EmbeddingAttributePredictor.load(path)
-    import difflib
+    from ..errors import UnknownNameError, did_you_mean
 
-    from ..errors import UnknownNameError
-
-    close = difflib.get_close_matches(spec, list(PIXEL_BACKENDS), n=2)
-    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    hint = did_you_mean(spec, PIXEL_BACKENDS)
     raise UnknownNameError(f"attribute model {spec!r} is neither a backend ({', '.join(PIXEL_BACKENDS)}) nor an "
                            f"existing .pt file{hint} (create one with `restorever attributes fit`)")
