@@ -25,6 +25,8 @@ from .cache import ArrayCache
 from .environment import environment_info, restorever_version
 from .identity import RunIdentity, conditions_of, weights_files
 from .landmarks import ImageInfo, align_items, apply_error_policy, apply_fallback_landmarks, landmark_stage
+from .records import (CacheRecord, ConditionRecord, IdentityToClean, PairIds, PairScores, ProtocolRecord, RunHeader,
+                      RunRecord, VerificationMetrics, WeightRecord)
 from .stages import embed_faces, in_batches, progress_bar, restore_faces
 
 logger = logging.getLogger(__name__)
@@ -424,25 +426,21 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
 
     # ---- stage 3: metrics (pure functions of the embeddings)
     clean = embeddings[("none", None)]
-    records = []
+    records: list[ConditionRecord] = []
     for restorer, scale in conditions:
         emb = embeddings[(restorer, scale)]
         side_a = clean if (scale is None or config.degrade_side == "probe") else emb
         a = np.stack([side_a[i] for i in valid.a])
         b = np.stack([(emb if scale is not None else clean)[i] for i in valid.b])
         scores = score_pairs(recognizer.similarity, a, b)
-        record = {
-            "restorer": restorer,
-            "degradation": None if scale is None else config.degradation,
-            "scale": scale,
-            "degrade_side": config.degrade_side,
-            "recognizer": config.recognizer,
-            "similarity": recognizer.similarity,
-            "verification": verification_report(scores, valid.same, valid.fold),
-            "identity": identity_to_clean(clean, emb, [i for i in needed_images if i in emb and (i in probe_set or not scale)]),
-            "scores": {"same": valid.same.tolist(), "fold": valid.fold.tolist(), "score": scores.tolist()},
-        }
-        records.append(record)
+        compared = [i for i in needed_images if i in emb and (i in probe_set or not scale)]
+        records.append(ConditionRecord(
+            restorer=restorer, degradation=None if scale is None else config.degradation, scale=scale,
+            degrade_side=config.degrade_side, recognizer=config.recognizer, similarity=recognizer.similarity,
+            verification=VerificationMetrics.from_json(verification_report(scores, valid.same, valid.fold),
+                                                       check=False),
+            identity=IdentityToClean.from_json(identity_to_clean(clean, emb, compared), check=False),
+            scores=PairScores(valid.same.tolist(), valid.fold.tolist(), scores.tolist())))
     distributed.finish(dist_info)
     _record_costs(ctx, timings, n_landmark_misses)
     example_records = []
@@ -458,31 +456,36 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
                 params = degradation.sample_params(list(items), scale, config.seed)
                 for item, rec in zip(items, params.to_records()):
                     degradation_records.append({"item": item, "scale": scale, **rec})
-    return {
-        "restorever_version": restorever_version(),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": asdict(config),
-        "environment": environment_info(device),
-        "weights": {**{n: {"file": f, "sha256": s} for n, (f, s) in weights_files(recognizer).items()},
-                    **{n: {"file": f, "sha256": s} for r in restorers.values()
-                       for n, (f, s) in weights_files(r).items()}},
-        "protocol": {"name": protocol.name, "source": protocol.source, "pairs": len(valid),
-                     "pairs_requested": len(pairs), "folds": int(np.unique(valid.fold).size),
-                     "images": len(needed_images), "skipped": skipped, "landmark_fallbacks": fallbacks,
-                     "failed_images": [{"image": k, "reason": v} for k, v in failed.items()],
-                     "pairs_sha256": pairs_digest(pairs.a, pairs.b, pairs.same, pairs.fold),
-                     "images_sha256": {i: info[i].sha256 for i in images if info[i].sha256},
-                     "images_decode": {i: info[i].decode for i in images if info[i].decode}},
-        "cache": {"hits": cache.hits, "misses": cache.misses, "corrupt": cache.corrupt,
-                  "dir": str(Path(cache.root).resolve()) if cache.root else None,
-                  "identity": ctx.identity.as_record()},
-        "timings": {k: round(v, 3) for k, v in timings.items()},
-        "pairs": {"a": list(valid.a), "b": list(valid.b)},
-        "examples": example_records,
-        "conditions": records,
-        "degradation_records": degradation_records,
-        "distributed": {"world_size": dist_info.world_size},
-    }
+    run = RunRecord(
+        header=run_header(config, device, [recognizer, *restorers.values()]),
+        protocol=ProtocolRecord(
+            name=protocol.name, source=protocol.source, pairs=len(valid), pairs_requested=len(pairs),
+            folds=int(np.unique(valid.fold).size), images=len(needed_images), skipped=skipped,
+            landmark_fallbacks=fallbacks, failed_images=[{"image": k, "reason": v} for k, v in failed.items()],
+            pairs_sha256=pairs_digest(pairs.a, pairs.b, pairs.same, pairs.fold),
+            images_sha256={i: info[i].sha256 for i in images if info[i].sha256},
+            images_decode={i: info[i].decode for i in images if info[i].decode}),
+        cache=CacheRecord(hits=cache.hits, misses=cache.misses, corrupt=cache.corrupt,
+                          dir=str(Path(cache.root).resolve()) if cache.root else None,
+                          identity=ctx.identity.as_record()),
+        timings={k: round(v, 3) for k, v in timings.items()},
+        pairs=PairIds(list(valid.a), list(valid.b)),
+        examples=example_records,
+        conditions=records,
+        degradation_records=degradation_records,
+        distributed={"world_size": dist_info.world_size})
+    return run.to_json()
+
+
+def run_header(config: EvalConfig, device: Any, models: Sequence[Any]) -> RunHeader:
+    """The header every results record starts with: version, time (UTC, seconds), ``config`` as resolved, the
+    machine, and the weight files of ``models`` (recognizer first, then the restorers)."""
+    weights = {}
+    for model in models:
+        weights.update({n: WeightRecord(f, s) for n, (f, s) in weights_files(model).items()})
+    return RunHeader(restorever_version=restorever_version(),
+                     created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                     config=asdict(config), environment=environment_info(device), weights=weights)
 
 
 def _record_costs(ctx: RunContext, timings: dict[str, float], n_landmarks: int) -> None:

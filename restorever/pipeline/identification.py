@@ -11,7 +11,6 @@ Nothing is written here except cache entries; :func:`restorever.reports.ident.wr
 """
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import logging
 import math
@@ -23,9 +22,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..errors import RestoreverError
-from .environment import environment_info, restorever_version
-from .evaluate import EvalConfig, RunContext, build_context, embed_conditions
-from .identity import weights_files
+from .evaluate import EvalConfig, RunContext, build_context, embed_conditions, run_header
+from .records import CacheRecord, IdentConditionRecord, IdentRunRecord
 from .landmarks import apply_error_policy, apply_fallback_landmarks, landmark_stage
 
 logger = logging.getLogger(__name__)
@@ -312,7 +310,7 @@ def evaluate_identification(config: IdentConfig, *, progress: bool = True) -> di
                 filtered_index[v] = GalleryIndex(gallery_emb, codes=codes, partition_by=flt.attributes,
                                                  mode=config.filter_mode, **index_opts)
 
-    records = []
+    records: list[IdentConditionRecord] = []
     clean_probs: dict[str, dict[str, np.ndarray]] = {}
     for restorer, scale in ctx.conditions:
         emb = embeddings[(restorer, scale)]
@@ -353,36 +351,22 @@ def evaluate_identification(config: IdentConfig, *, progress: bool = True) -> di
                     "changed_rate")
                 attributes["age_group_change_rate"] = attributes["raw"].get("age", {}).get("consistency", {}).get(
                     "changed_rate")
-        records.append({
-            "restorer": restorer,
-            "degradation": None if scale is None else config.degradation,
-            "scale": scale,
-            "degrade_side": "probe",
-            "recognizer": config.recognizer,
-            "retrieval": retrieval,
-            "attributes": attributes,
-        })
+        records.append(IdentConditionRecord(
+            restorer=restorer, degradation=None if scale is None else config.degradation, scale=scale,
+            degrade_side="probe", recognizer=config.recognizer, retrieval=retrieval, attributes=attributes))
     timings["total_s"] = time.perf_counter() - started
-    weights = {n: {"file": f, "sha256": s} for n, (f, s) in weights_files(ctx.recognizer).items()}
-    for r in ctx.restorers.values():
-        weights.update({n: {"file": f, "sha256": s} for n, (f, s) in weights_files(r).items()})
-    return {
-        "restorever_version": restorever_version(),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "config": asdict(config),
-        "environment": environment_info(ctx.device),
-        "weights": weights,
-        "protocol": {**prep.ident.describe(prep.options), "task": "identification", **split.summary(),
-                     "skipped": split.skipped, "landmark_fallbacks": prep.fallbacks,
-                     "failed_images": [{"image": i, "reason": r} for i, r in prep.failed.items()]},
-        "index": plain.describe(),
-        "attribute_model": attr_desc,
-        "attribute_filter": None if flt is None else asdict(flt),
-        "cache": {"hits": ctx.cache.hits, "misses": ctx.cache.misses, "corrupt": ctx.cache.corrupt,
-                  "dir": str(ctx.cache.root) if ctx.cache.root else None},
-        "timings": {key: round(v, 3) for key, v in timings.items()},
-        "conditions": records,
-    }
+    run = IdentRunRecord(
+        header=run_header(config, ctx.device, [ctx.recognizer, *ctx.restorers.values()]),
+        protocol={**prep.ident.describe(prep.options), "task": "identification", **split.summary(),
+                  "skipped": split.skipped, "landmark_fallbacks": prep.fallbacks,
+                  "failed_images": [{"image": i, "reason": r} for i, r in prep.failed.items()]},
+        index=plain.describe(), attribute_model=attr_desc,
+        attribute_filter=None if flt is None else asdict(flt),
+        cache=CacheRecord(hits=ctx.cache.hits, misses=ctx.cache.misses, corrupt=ctx.cache.corrupt,
+                          dir=str(ctx.cache.root) if ctx.cache.root else None),
+        timings={key: round(v, 3) for key, v in timings.items()},
+        conditions=records)
+    return run.to_json()
 
 
 # ---------------------------------------------------------------------------------------------------- fitting

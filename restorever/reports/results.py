@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RestoreverError
+from ..pipeline.records import (ConditionRecord, IdentConditionRecord, IdentRunRecord, RunRecord, is_identification,
+                                record_from_json)
 from .labels import condition_label
 
 RESULTS_FILE = "results.json"
@@ -195,10 +197,31 @@ def write_run(record: dict[str, Any], out: str | Path) -> dict[str, Path]:
 
 
 def load_results(path: str | Path) -> dict[str, Any]:
-    """Read a ``results.json`` (or the one inside a run folder)."""
+    """Read a ``results.json`` (or the one inside a run folder): the dict as stored, each condition checked against
+    its part of the schema (the header is not: figures and tables can be drawn from a record that lacks, say, the
+    environment). :func:`load_record` checks the whole file and gives it as a typed record."""
+    record = _read_results(path)
+    source = str(_results_path(path))
+    kind = IdentConditionRecord if is_identification(record) else ConditionRecord
+    for i, cond in enumerate(record["conditions"]):
+        kind.from_json(cond, source=source, path=f"conditions[{i}]")
+    return record
+
+
+def load_record(path: str | Path) -> RunRecord | IdentRunRecord:
+    """Read a ``results.json`` (or the one inside a run folder) as a typed record: :class:`RunRecord`, or
+    :class:`IdentRunRecord` for an identification run. A file that breaks its schema raises
+    :class:`~restorever.pipeline.records.RecordError` naming the file and the key."""
+    return record_from_json(_read_results(path), source=str(_results_path(path)))
+
+
+def _results_path(path: str | Path) -> Path:
     p = Path(path)
-    if p.is_dir():
-        p = p / RESULTS_FILE
+    return p / RESULTS_FILE if p.is_dir() else p
+
+
+def _read_results(path: str | Path) -> dict[str, Any]:
+    p = _results_path(path)
     if p.is_file() and p.stat().st_size > MAX_RESULTS_BYTES:
         raise RestoreverError(f"{p}: {p.stat().st_size} bytes, more than the {MAX_RESULTS_BYTES} allowed for a "
                               f"results file; not read")
@@ -216,7 +239,7 @@ def load_results(path: str | Path) -> dict[str, Any]:
         raise RestoreverError(f"{p}: cannot be read ({exc.strerror or exc})") from None
     if not isinstance(record, dict) or "conditions" not in record:
         raise RestoreverError(f"{p}: not a restorever results file (no 'conditions')")
-    _check_conditions(record, p)
+    _check_conditions(record, p)  # the fields every report keys on, in words that say what to fix
     return record
 
 

@@ -12,9 +12,9 @@ A run folder is valid when
 Protocol files are checked without any data: the loader's own checks, then paths (relative or
 ``${RESTOREVER_DATA}``), downloads, metrics and landmarks.
 
-Nothing here modifies a run or the cache. One module per job: :mod:`.schema` (the results schema and its engine),
-:mod:`.runs` (a finished run), :mod:`.run_cache` (the cache it used), :mod:`.protocols` (protocol files) and
-:mod:`.common` (what they share).
+Nothing here modifies a run or the cache. One module per job: :mod:`.schema` (the results schemas, checked with
+``jsonschema``), :mod:`.runs` (a finished run), :mod:`.run_cache` (the cache it used), :mod:`.protocols` (protocol
+files) and :mod:`.common` (what they share).
 """
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import RestoreverError
+from ..pipeline.records import RunRecord, is_identification
 from .common import (MAX_RESULTS_BYTES, RESULTS_FILE, VALIDATOR_ERROR, RunValidation, compare, condition_label, cut,
     resolve_recorded_path, short)
 from .run_cache import check_cache as _check_cache
@@ -43,7 +44,7 @@ def check_run(run_dir: str | os.PathLike, *, check_cache: bool = True,
     record = _read_record(run / RESULTS_FILE, report)
     if record is None:
         return report
-    if isinstance(record.get("protocol"), dict) and record["protocol"].get("task") == "identification":
+    if is_identification(record):
         report.problems += cut(schema_problems(record, IDENT_SCHEMA), "schema")
         report.checked["schema"] = 1
         report.notes.append("identification run: strict JSON and its schema checked; its retrieval metrics are not "
@@ -54,10 +55,13 @@ def check_run(run_dir: str | os.PathLike, *, check_cache: bool = True,
     if found:
         report.problems += cut(found, "schema")
         return report
-    _guarded(_check_consistency, report, record, report)
+    typed = _typed(record, report)
+    if typed is None:
+        return report
+    _guarded(_check_consistency, report, typed, report)
     if report.problems:  # the recomputations below assume a consistent record
         return report
-    _guarded(_check_metrics, report, record, report)
+    _guarded(_check_metrics, report, record, typed, report)
     _guarded(_check_outputs, report, record, run, report)
     _guarded(_check_degradation_file, report, record, run, report)
     _guarded(_check_pairs, report, record, run, report)
@@ -77,6 +81,16 @@ def _guarded(check, report: RunValidation, *args) -> None:
         logger.debug("%s failed", check.__name__, exc_info=True)
         report.problems.append(f"{VALIDATOR_ERROR} in {check.__name__.lstrip('_')}: {type(exc).__name__}: {exc} "
                                f"(the record is malformed in a way restorever does not describe yet)")
+
+
+def _typed(record: dict[str, Any], report: RunValidation) -> RunRecord | None:
+    """The typed record of a ``results.json`` that passed its schema (None, with a problem, if it cannot be read)."""
+    try:
+        return RunRecord.from_json(record, source=str(report.run_dir / RESULTS_FILE), check=False)
+    except Exception as exc:  # noqa: BLE001 - as in _guarded: a hostile record is a problem, not a traceback
+        logger.debug("reading the record failed", exc_info=True)
+        report.problems.append(f"{VALIDATOR_ERROR} reading the record: {type(exc).__name__}: {exc}")
+        return None
 
 
 def _read_record(path: Path, report: RunValidation) -> dict[str, Any] | None:
@@ -121,70 +135,66 @@ def _read_record(path: Path, report: RunValidation) -> dict[str, Any] | None:
     return record
 
 
-def _check_consistency(record: dict[str, Any], report: RunValidation) -> None:
+def _check_consistency(run: RunRecord, report: RunValidation) -> None:
     """Cross-field rules the schema cannot express."""
     import datetime as dt
 
     problems = report.problems
-    cfg, proto, conds = record["config"], record["protocol"], record["conditions"]
+    cfg, proto, conds = run.config, run.protocol, run.conditions
     try:
-        dt.datetime.fromisoformat(record["created"])
+        dt.datetime.fromisoformat(run.header.created)
     except ValueError:
-        problems.append(f"created: {short(record['created'])} is not an ISO-8601 time")
-    n = proto["pairs"]
-    if "pairs_requested" in proto and proto["pairs_requested"] - n != len(proto["skipped"]):
-        problems.append(f"protocol: {proto['pairs_requested']} pairs requested - {n} evaluated != "
-                        f"{len(proto['skipped'])} skipped")
-    pairs = record.get("pairs")
-    if pairs is not None and not (len(pairs["a"]) == len(pairs["b"]) == n):
-        problems.append(f"pairs: {len(pairs['a'])} a-side and {len(pairs['b'])} b-side ids for {n} pairs")
+        problems.append(f"created: {short(run.header.created)} is not an ISO-8601 time")
+    n = proto.pairs
+    if proto.pairs_requested is not None and proto.pairs_requested - n != len(proto.skipped):
+        problems.append(f"protocol: {proto.pairs_requested} pairs requested - {n} evaluated != "
+                        f"{len(proto.skipped)} skipped")
+    if run.pairs is not None and not (len(run.pairs.a) == len(run.pairs.b) == n):
+        problems.append(f"pairs: {len(run.pairs.a)} a-side and {len(run.pairs.b)} b-side ids for {n} pairs")
     from ..pipeline.identity import conditions_of
 
     expected = conditions_of(cfg["restorers"], cfg["scales"])
-    found = [(c["restorer"], c["scale"]) for c in conds]
+    found = [(c.restorer, c.scale) for c in conds]
     if sorted(found, key=repr) != sorted(expected, key=repr):
         problems.append(f"conditions: {found} do not match the config (restorers {cfg['restorers']}, scales "
                         f"{cfg['scales']}, plus the clean condition)")
     first_scores = None
     for i, cond in enumerate(conds):
-        where = f"conditions[{i}] ({condition_label(cond)})"
-        if cond["recognizer"] != cfg["recognizer"] or cond["degrade_side"] != cfg["degrade_side"]:
+        where = f"conditions[{i}] ({cond.label})"
+        if cond.recognizer != cfg["recognizer"] or cond.degrade_side != cfg["degrade_side"]:
             problems.append(f"{where}: recognizer/degrade_side differ from the config")
-        if (cond["scale"] is None) != (cond["degradation"] is None):
+        if (cond.scale is None) != (cond.degradation is None):
             problems.append(f"{where}: a degraded condition needs both a scale and a degradation")
-        elif cond["scale"] is not None and cond["degradation"] != cfg["degradation"]:
-            problems.append(f"{where}: degradation {cond['degradation']!r} differs from the config's "
+        elif cond.scale is not None and cond.degradation != cfg["degradation"]:
+            problems.append(f"{where}: degradation {cond.degradation!r} differs from the config's "
                             f"{cfg['degradation']!r}")
-        ver = cond["verification"]
-        scores = cond.get("scores")
+        ver, scores = cond.verification, cond.scores
         if scores is None:
             report.notes.append(f"{where}: no per-pair scores stored; its metrics cannot be recomputed")
             continue
-        lengths = {len(scores["same"]), len(scores["fold"]), len(scores["score"])}
+        lengths = {len(scores.same), len(scores.fold), len(scores.score)}
         if lengths != {n}:
             problems.append(f"{where}: scores hold {sorted(lengths)} entries for {n} pairs")
             continue
-        if ver.get("n_pairs", n) != n:
-            problems.append(f"{where}: verification.n_pairs {ver['n_pairs']} != {n} pairs")
-        n_folds = len(set(scores["fold"]))
-        if n_folds != proto["folds"] or len(ver["fold_accuracies"]) != n_folds or len(ver["thresholds"]) != n_folds:
-            problems.append(f"{where}: {n_folds} folds in the scores, protocol.folds {proto['folds']}, "
-                            f"{len(ver['fold_accuracies'])} fold accuracies, {len(ver['thresholds'])} thresholds")
-        if len(set(scores["same"])) < 2:
+        if ver.n_pairs is not None and ver.n_pairs != n:
+            problems.append(f"{where}: verification.n_pairs {ver.n_pairs} != {n} pairs")
+        n_folds = len(set(scores.fold))
+        if n_folds != proto.folds or len(ver.fold_accuracies) != n_folds or len(ver.thresholds) != n_folds:
+            problems.append(f"{where}: {n_folds} folds in the scores, protocol.folds {proto.folds}, "
+                            f"{len(ver.fold_accuracies)} fold accuracies, {len(ver.thresholds)} thresholds")
+        if len(set(scores.same)) < 2:
             problems.append(f"{where}: the scored pairs hold only one class")
         if first_scores is None:
             first_scores = scores
-        elif scores["same"] != first_scores["same"] or scores["fold"] != first_scores["fold"]:
+        elif scores.same != first_scores.same or scores.fold != first_scores.fold:
             problems.append(f"{where}: scores a different list of pairs (labels or folds) than conditions[0]")
-        roc = ver["roc"]
-        if len(roc["fpr"]) != len(roc["tpr"]) or any(
-                x is None or y is None for x, y in zip(roc["fpr"], roc["tpr"])) or \
-                np.any(np.diff(np.asarray(roc["fpr"], float)) < 0) or \
-                np.any(np.diff(np.asarray(roc["tpr"], float)) < 0):
+        fpr, tpr = ver.roc_fpr, ver.roc_tpr
+        if len(fpr) != len(tpr) or any(x is None or y is None for x, y in zip(fpr, tpr)) or \
+                np.any(np.diff(np.asarray(fpr, float)) < 0) or np.any(np.diff(np.asarray(tpr, float)) < 0):
             problems.append(f"{where}: verification.roc is not a non-decreasing curve of equal-length fpr/tpr")
 
 
-def _check_metrics(record: dict[str, Any], report: RunValidation) -> None:
+def _check_metrics(record: dict[str, Any], run: RunRecord, report: RunValidation) -> None:
     """Recompute every condition's verification metrics (and the paired statistics) from the stored scores."""
     import copy
 
@@ -192,20 +202,22 @@ def _check_metrics(record: dict[str, Any], report: RunValidation) -> None:
 
     found: list[str] = []
     n_checked = 0
-    for i, cond in enumerate(record["conditions"]):
-        scores = cond.get("scores")
-        if scores is None:
+    for i, cond in enumerate(run.conditions):
+        if cond.scores is None:
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                fresh = verification_report(np.asarray(scores["score"], dtype=np.float64),
-                                            np.asarray(scores["same"], dtype=np.int64),
-                                            np.asarray(scores["fold"], dtype=np.int64))
+                fresh = verification_report(np.asarray(cond.scores.score, dtype=np.float64),
+                                            np.asarray(cond.scores.same, dtype=np.int64),
+                                            np.asarray(cond.scores.fold, dtype=np.int64))
             except (ValueError, OverflowError) as exc:
-                found.append(f"conditions[{i}] ({condition_label(cond)}): metrics cannot be recomputed ({exc})")
+                found.append(f"conditions[{i}] ({cond.label}): metrics cannot be recomputed ({exc})")
                 continue
-        compare(cond["verification"], fresh, f"conditions[{i}] ({condition_label(cond)}).verification", found)
+        # against the stored block itself: a key an older version did not write is not compared (to_json would
+        # give it as null)
+        compare(record["conditions"][i]["verification"], fresh, f"conditions[{i}] ({cond.label}).verification",
+                found)
         n_checked += 1
     keys = ("comparison_to_clean", "comparison_to_none")
     if any(key in c for c in record["conditions"] for key in keys):

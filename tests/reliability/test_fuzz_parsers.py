@@ -129,8 +129,8 @@ def test_validator_detects_any_tampered_metric(tmp_path_factory, record, data):
 @FUZZ
 @given(st.data())
 def test_schema_agrees_with_jsonschema(data):
-    """The built-in schema checker and the reference ``jsonschema`` implementation agree on valid and mutated
-    records (the schema is standard JSON Schema)."""
+    """``schema_problems`` (restorever's wording of what ``jsonschema`` finds) and ``jsonschema`` itself agree on
+    valid and mutated records."""
     jsonschema = pytest.importorskip("jsonschema")
     from restorever.validate import RESULTS_SCHEMA, schema_problems
 
