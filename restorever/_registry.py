@@ -18,8 +18,9 @@ if TYPE_CHECKING:  # annotations only: the registry sits below hub in the layers
 class Registry:
     """Names -> cards, collected lazily from a list of backend modules."""
 
-    def __init__(self, kind: str, modules: list[str]):
+    def __init__(self, kind: str, modules: list[str], *, listing: str | None = None):
         self.kind = kind
+        self.listing = listing or f"restorever {kind}s"  # the command that lists the names, for error messages
         self._modules = list(modules)
         self._cards: dict[str, tuple[str, ModelCard]] | None = None
 
@@ -50,7 +51,7 @@ class Registry:
             close = difflib.get_close_matches(name, list(cards), n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise UnknownNameError(
-                f"unknown {self.kind} {name!r}{hint} (`restorever {self.kind}s` lists all {len(cards)})")
+                f"unknown {self.kind} {name!r}{hint} (`{self.listing}` lists all {len(cards)})")
         return cards[name]
 
     def factory(self, name: str) -> Callable[..., Any]:
