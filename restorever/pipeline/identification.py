@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import RestoreverError
+from ..errors import ConfigError, RestoreverError
 from .environment import environment_info, restorever_version
 from .evaluate import EvalConfig, RunContext, build_context, embed_conditions
 from .identity import weights_files
@@ -96,6 +96,7 @@ def _prepare(config: IdentConfig, *, progress: bool) -> _Prepared:
     candidates = [i for items in enrolled.values() for i in items] + list(distractors.values())
     protocol = ident.as_protocol()
     ctx = build_context(config, protocol)
+    config = ctx.config = _search_similarity(ctx.config)  # protocol defaults resolved
     t0 = time.perf_counter()
     info = landmark_stage(protocol, candidates, detector=config.detector, device=ctx.device, cache=ctx.cache,
                           batch_size=config.batch_size, progress=progress)
@@ -107,6 +108,18 @@ def _prepare(config: IdentConfig, *, progress: bool) -> _Prepared:
         raise RestoreverError(f"protocol {ident.name}: the split has {split.n_enrolled} enrolled people and "
                               f"{len(split.probes)} probes; lower --min-images or check the data root")
     return _Prepared(ident, options, split, ctx, info, failed, timings, fallbacks)
+
+
+def _search_similarity(config: IdentConfig) -> IdentConfig:
+    """The gallery search ranks by cosine similarity (inner product of normalised embeddings): a protocol silent on
+    ``scoring.similarity`` gets ``cosine``; any other value is an error rather than a setting quietly ignored."""
+    if config.sources.get("similarity") == "default":
+        return replace(config, similarity="cosine", sources={**config.sources, "similarity": "default"})
+    if config.similarity != "cosine":
+        raise ConfigError("similarity", f"identification searches by cosine similarity; got {config.similarity!r} "
+                                        f"(from the {config.sources.get('similarity', 'cli')}); set "
+                                        f"scoring.similarity: cosine")
+    return config
 
 
 def attribute_settings(config: IdentConfig, spec: Mapping) -> dict[str, Any]:
@@ -261,6 +274,7 @@ def evaluate_identification(config: IdentConfig, *, progress: bool = True) -> di
 
     started = time.perf_counter()
     prep = _prepare(config, progress=progress)
+    config = prep.ctx.config  # protocol defaults resolved
     ctx, split, info, timings = prep.ctx, prep.split, prep.info, prep.timings
     settings = attribute_settings(config, prep.ident.spec)
     model, schema, reweight, attr_desc = _attribute_model(config, settings)
