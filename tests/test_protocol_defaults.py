@@ -128,6 +128,17 @@ def test_resolution_cli_over_protocol_over_default():
     assert resolve_protocol_defaults(cfg, spec).seed == 3  # resolving again changes nothing
 
 
+def test_identification_refuses_a_similarity_it_cannot_search_with():
+    from restorever.pipeline.identification import search_similarity
+
+    ident_spec, _ = load_spec("lfw-ident")
+    assert search_similarity(resolve_protocol_defaults(IdentConfig(), ident_spec)).similarity == "cosine"
+    silent = {k: v for k, v in ident_spec.items() if k != "scoring"}
+    assert search_similarity(resolve_protocol_defaults(IdentConfig(), silent)).similarity == "cosine"
+    with pytest.raises(ConfigError, match="cosine"):
+        search_similarity(resolve_protocol_defaults(IdentConfig(similarity="euclidean"), ident_spec))
+
+
 def test_eval_and_ident_share_the_on_error_rule():
     ident_spec, _ = load_spec("lfw-ident")
     csv_spec, _ = load_spec("pairs-csv")
@@ -146,6 +157,8 @@ def test_template_and_similarity_checks():
         check_template("ffhq_51", [])
     with pytest.raises(ConfigError, match="takes ffhq_512 crops"):
         check_template("arcface_112", [restorer_card("none")])
+    with pytest.raises(ProtocolError, match="alignment.template: alignment template 'ffhq_51' is unknown"):
+        check_template("ffhq_51", [], source="protocol")
 
     class Rec:
         similarity = "euclidean"

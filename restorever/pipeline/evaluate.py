@@ -171,7 +171,8 @@ def build_context(config: EvalConfig, protocol: Protocol | None = None) -> RunCo
     if protocol is None:
         protocol = load_protocol(config.protocol, data_root=config.data_root, pairs=config.pairs)
     config = resolve_protocol_defaults(config, protocol.spec)
-    check_template(config.template, [restorer_card(n) for n in config.restorers])
+    check_template(config.template, [restorer_card(n) for n in config.restorers],
+                   source=config.sources.get("template", "cli"))
     cache = ArrayCache(Path(config.cache_dir) if config.cache_dir else hub.get_cache_dir() / "cache")
     recognizer = create_recognizer(config.recognizer, weights=config.recognizer_weights or None, device=device,
                                    **({"flip_test": True} if config.flip_test else {}))

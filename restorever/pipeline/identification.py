@@ -22,7 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, RestoreverError
+from ..errors import ConfigError, ProtocolError, RestoreverError
 from .environment import environment_info, restorever_version
 from .evaluate import EvalConfig, RunContext, build_context, embed_conditions
 from .identity import weights_files
@@ -96,7 +96,7 @@ def _prepare(config: IdentConfig, *, progress: bool) -> _Prepared:
     candidates = [i for items in enrolled.values() for i in items] + list(distractors.values())
     protocol = ident.as_protocol()
     ctx = build_context(config, protocol)
-    config = ctx.config = _search_similarity(ctx.config)  # protocol defaults resolved
+    config = ctx.config = search_similarity(ctx.config)  # protocol defaults resolved
     t0 = time.perf_counter()
     info = landmark_stage(protocol, candidates, detector=config.detector, device=ctx.device, cache=ctx.cache,
                           batch_size=config.batch_size, progress=progress)
@@ -110,15 +110,16 @@ def _prepare(config: IdentConfig, *, progress: bool) -> _Prepared:
     return _Prepared(ident, options, split, ctx, info, failed, timings, fallbacks)
 
 
-def _search_similarity(config: IdentConfig) -> IdentConfig:
+def search_similarity(config: IdentConfig) -> IdentConfig:
     """The gallery search ranks by cosine similarity (inner product of normalised embeddings): a protocol silent on
     ``scoring.similarity`` gets ``cosine``; any other value is an error rather than a setting quietly ignored."""
     if config.sources.get("similarity") == "default":
         return replace(config, similarity="cosine", sources={**config.sources, "similarity": "default"})
     if config.similarity != "cosine":
-        raise ConfigError("similarity", f"identification searches by cosine similarity; got {config.similarity!r} "
-                                        f"(from the {config.sources.get('similarity', 'cli')}); set "
-                                        f"scoring.similarity: cosine")
+        problem = f"identification searches by cosine similarity; got {config.similarity!r}"
+        if config.sources.get("similarity") == "protocol":
+            raise ProtocolError(f"protocol {config.protocol}: scoring.similarity: {problem}; set it to cosine")
+        raise ConfigError("similarity", problem)
     return config
 
 

@@ -23,7 +23,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ProtocolError
 
 logger = logging.getLogger(__name__)
 
@@ -85,19 +85,29 @@ def resolve_protocol_defaults(config: Any, spec: Mapping[str, Any]) -> Any:
     return resolved
 
 
-def check_template(template: str, restorer_cards: Sequence[Any]) -> None:
-    """The protocol's alignment template must be a known one, and the one every restorer of the run takes (runs
-    align once, to the crop the restorers consume; recognizers re-crop to their own template from the landmarks)."""
+def check_template(template: str, restorer_cards: Sequence[Any], *, source: str = "cli") -> None:
+    """The alignment template must be a known one, and the one every restorer of the run takes (runs align once,
+    to the crop the restorers consume; recognizers re-crop to their own template from the landmarks).
+
+    ``source`` (``config.sources["template"]``) picks the error: a :class:`ProtocolError` naming the protocol key
+    when the value came from the protocol file, else a :class:`ConfigError` naming the config field."""
     from ..alignment import list_templates
 
+    problem = None
     if template not in list_templates():
-        raise ConfigError("template", f"alignment template {template!r} is unknown; known: "
-                                      f"{', '.join(list_templates())} (set by the protocol's alignment.template)")
-    for card in restorer_cards:
-        wanted = getattr(card, "template", None)
-        if wanted and wanted != template:
-            raise ConfigError("template", f"restorer {card.name} takes {wanted} crops, but the protocol aligns to "
-                                          f"{template!r}; runs support only alignment.template: {wanted}")
+        problem = f"alignment template {template!r} is unknown; known: {', '.join(list_templates())}"
+    else:
+        for card in restorer_cards:
+            wanted = getattr(card, "template", None)
+            if wanted and wanted != template:
+                problem = (f"restorer {card.name} takes {wanted} crops, but the run aligns to {template!r}; runs "
+                           f"support only the template the restorers take ({wanted})")
+                break
+    if problem is None:
+        return
+    if source == "protocol":
+        raise ProtocolError(f"protocol alignment.template: {problem}")
+    raise ConfigError("template", problem)
 
 
 def pair_similarity(config: Any, recognizer: Any) -> str:
