@@ -111,7 +111,7 @@ MAX_FOLDS = 1000
 #: values of ``on_error`` (protocol key and ``--on-error``): stop at a bad image, or skip it (recorded)
 ON_ERROR = ("error", "skip")
 #: values of ``scoring.similarity``: ``recognizer`` = the recognizer's own metric, else a fixed one
-SIMILARITY_CHOICES = ("recognizer", "cosine", "euclidean", "l2sq")
+SIMILARITY_CHOICES = ("recognizer", "cosine", "euclidean")
 _MAX_INCLUDES = 8
 
 

@@ -170,7 +170,7 @@ def build_context(config: EvalConfig, protocol: Protocol | None = None) -> RunCo
     device = resolve_device(config.device)  # an unavailable device is the first thing a run says
     if protocol is None:
         protocol = load_protocol(config.protocol, data_root=config.data_root, pairs=config.pairs)
-    config = resolve_protocol_defaults(config, protocol.spec)
+    config = resolve_protocol_defaults(config, getattr(protocol, "spec", None) or {})  # a bare stand-in: code defaults
     check_template(config.template, [restorer_card(n) for n in config.restorers],
                    source=config.sources.get("template", "cli"))
     cache = ArrayCache(Path(config.cache_dir) if config.cache_dir else hub.get_cache_dir() / "cache")
