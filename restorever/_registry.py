@@ -17,8 +17,9 @@ if TYPE_CHECKING:  # annotations only: the registry sits below hub in the layers
 class Registry:
     """Names -> cards, collected lazily from a list of backend modules."""
 
-    def __init__(self, kind: str, modules: list[str]):
+    def __init__(self, kind: str, modules: list[str], *, listing: str | None = None):
         self.kind = kind
+        self.listing = listing or f"restorever {kind}s"  # the command that lists the names, for error messages
         self._modules = list(modules)
         self._cards: dict[str, tuple[str, ModelCard]] | None = None
 
@@ -46,7 +47,7 @@ class Registry:
     def _lookup(self, name: str) -> tuple[str, ModelCard]:
         cards = self._load()
         if name not in cards:
-            raise unknown_name(self.kind, name, cards, listing=f"`restorever {self.kind}s` lists all {len(cards)}")
+            raise unknown_name(self.kind, name, cards, listing=f"`{self.listing}` lists all {len(cards)}")
         return cards[name]
 
     def factory(self, name: str) -> Callable[..., Any]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .errors import DataNotFoundError, ProtocolError
 from .images import safe_join
-from .protocol_formats import LFW_IMAGE_FOLDERS
+from .formats.lfw_pairs import LFW_IMAGE_FOLDERS
 from .protocol_specs import PROTOCOL_NAME, download_filename_problem, download_url_problem
 
 logger = logging.getLogger(__name__)

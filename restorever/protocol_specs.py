@@ -1,6 +1,7 @@
 """Protocol YAML files: where they are searched (:func:`list_protocols`), how one is loaded with its ``include:``
 resolved (:func:`load_spec`), and the checks every spec passes before any data is read (:func:`validate_spec`,
-including the safety of its download entries)."""
+including the safety of its download entries). The known formats, and the format-specific checks, come from the
+format registry (:mod:`restorever.formats`)."""
 from __future__ import annotations
 
 import os
@@ -10,8 +11,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import ProtocolError, did_you_mean
-
+from .errors import ProtocolError, UnknownNameError, did_you_mean
+from .formats import FORMATS
 
 
 def protocol_search_path(include_path: Sequence[str | os.PathLike] = ()) -> list[Path]:
@@ -96,7 +97,6 @@ def _merge(base: dict, override: dict) -> dict:
     for k, v in override.items():
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
-FORMATS = ("lfw-pairs", "pairs-csv", "insightface-bin", "lfw-ident")
 MAX_SPEC_BYTES = 1 << 20  # a protocol YAML above 1 MiB is refused unread
 #: a protocol name: it names a folder under the cache (``<cache>/data/<protocol>``), so it must be a plain slug
 PROTOCOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -105,6 +105,47 @@ _FILE_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
 #: URL schemes a protocol may download from (the official LFW host serves plain http; the sha256 guards content)
 DOWNLOAD_SCHEMES = ("https", "http")
 MAX_FOLDS = 1000
+#: values of ``on_error`` (protocol key and ``--on-error``): stop at a bad image, or skip it (recorded)
+ON_ERROR = ("error", "skip")
+#: values of ``scoring.similarity``: ``recognizer`` = the recognizer's own metric, else a fixed one
+SIMILARITY_CHOICES = ("recognizer", "cosine", "euclidean")
+_MAX_INCLUDES = 8
+
+
+def raw_format(name_or_path: str, include_path: Sequence[str | os.PathLike] = ()) -> str | None:
+    """``dataset.format`` of a protocol (following ``include:``) without validating it; None when the file cannot
+    be read or names no format (the loader that runs it reports why)."""
+    import yaml
+
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+        path = list_protocols(include_path).get(name_or_path)
+        if path is None:
+            return None
+    for _ in range(_MAX_INCLUDES + 1):
+        try:
+            spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except Exception:  # noqa: BLE001 - any unreadable file has "no format"; the loader reports it
+            return None
+        if not isinstance(spec, dict):
+            return None
+        ds = spec.get("dataset")
+        if isinstance(ds, dict) and "format" in ds:
+            return ds["format"] if isinstance(ds["format"], str) else None
+        if not isinstance(spec.get("include"), str):
+            return None
+        path = path.parent / spec["include"]
+    return None
+
+
+def format_kind(fmt: str | None) -> str | None:
+    """``"verification"`` or ``"identification"`` for a registered format, None for anything else."""
+    if fmt is None:
+        return None
+    try:
+        return FORMATS.card(fmt).kind
+    except UnknownNameError:
+        return None
 
 
 def download_filename_problem(filename: Any) -> str | None:
@@ -168,13 +209,16 @@ def validate_spec(spec: dict, *, source: str) -> None:
             if not ok:
                 raise ProtocolError(f"{source}: alignment.fallback_landmarks must be five [x, y] pixel points, got "
                                     f"{str(pts)[:60]}")
+    _check_run_defaults(spec, source)
     ds = spec["dataset"]
-    if not isinstance(ds, dict) or ds.get("format") not in FORMATS:
-        raise ProtocolError(f"{source}: dataset.format must be one of {', '.join(FORMATS)}")
-    if ds["format"] == "lfw-pairs":
-        pairs = ds.get("pairs")
-        if not pairs or not all(isinstance(p, str) for p in (pairs if isinstance(pairs, list) else [pairs])):
-            raise ProtocolError(f"{source}: dataset.pairs must name the pairs file(s)")
+    registered = FORMATS.names()
+    if not isinstance(ds, dict) or ds.get("format") not in registered:
+        got = ds.get("format") if isinstance(ds, dict) else ds
+        raise ProtocolError(f"{source}: dataset.format must be one of the registered formats "
+                            f"({', '.join(registered)}), got {str(got)[:60]!r}")
+    card = FORMATS.card(ds["format"])
+    if card.check is not None:
+        card.check(spec, source)
     images = ds.get("images")
     if images is not None and not (isinstance(images, list) and images and all(
             isinstance(f, str) and f.strip() for f in images)):
@@ -194,3 +238,36 @@ def validate_spec(spec: dict, *, source: str) -> None:
                 problem = f"sha256 must be null or 64 lower-case hex digits, got {str(sha)[:70]!r}"
             if problem:
                 raise ProtocolError(f"{source}: dataset.download[{i}]: {problem}")
+
+
+def _check_run_defaults(spec: dict, source: str) -> None:
+    """The keys that become a run's defaults (``seed``, ``on_error``, ``alignment.landmarks/template``,
+    ``scoring.similarity``) and the metric directions, which must agree with the code's."""
+    from .metrics import HIGHER_IS_BETTER
+
+    seed = spec.get("seed")
+    if seed is not None and not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2 ** 63):
+        raise ProtocolError(f"{source}: seed must be an integer from 0 to 2**63 - 1, got {str(seed)[:60]}")
+    if "on_error" in spec and spec["on_error"] not in ON_ERROR:
+        raise ProtocolError(f"{source}: on_error must be one of {', '.join(ON_ERROR)}, got "
+                            f"{str(spec['on_error'])[:60]}")
+    alignment = spec.get("alignment") or {}
+    for key in ("landmarks", "template"):
+        if isinstance(alignment, dict) and key in alignment and not (
+                isinstance(alignment[key], str) and alignment[key].strip()):
+            raise ProtocolError(f"{source}: alignment.{key} must be a name, got {str(alignment[key])[:60]}")
+    scoring = spec.get("scoring")
+    if scoring is not None:
+        if not isinstance(scoring, dict):
+            raise ProtocolError(f"{source}: scoring must be a mapping, got {str(scoring)[:60]}")
+        if "similarity" in scoring and scoring["similarity"] not in SIMILARITY_CHOICES:
+            raise ProtocolError(f"{source}: scoring.similarity must be one of {', '.join(SIMILARITY_CHOICES)}, "
+                                f"got {str(scoring['similarity'])[:60]}")
+    for i, metric in enumerate(spec.get("metrics") or []):
+        if not isinstance(metric, dict):
+            continue  # the shape is the linter's (restorever validate --protocols) to report
+        name, declared = metric.get("name"), metric.get("higher_is_better")
+        if isinstance(declared, bool) and HIGHER_IS_BETTER.get(name, declared) != declared:
+            raise ProtocolError(f"{source}: metrics[{i}] {name}: higher_is_better is {str(declared).lower()}, but "
+                                f"restorever computes {name} as a metric where "
+                                f"{'higher' if HIGHER_IS_BETTER[name] else 'lower'} is better")

@@ -35,11 +35,11 @@ def _floats(text: str | None) -> list[float] | None:
 @click.option("--data-root", type=click.Path(), envvar="RESTOREVER_DATA", help="Folder holding the protocol's data.")
 @click.option("--recognizer", default="dlib", show_default=True, help="Recognizer whose embeddings the probe reads.")
 @click.option("--recognizer-weights", default=None, help="Recognizer weights: FILE or ROLE=FILE,...")
-@click.option("--detector", default="mtcnn", show_default=True)
+@click.option("--detector", default=None, help="Landmark detector [protocol's alignment.landmarks].")
 @click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE")
 @click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--on-error", type=click.Choice(["error", "skip"]), default="skip", show_default=True,
-              help="Images without a face: stop, or leave them out (recorded).")
+@click.option("--on-error", type=click.Choice(["error", "skip"]), default=None,
+              help="Images without a face: stop, or leave them out (recorded) [protocol's on_error].")
 @click.option("--min-images", type=int, default=None, help="Use people with at least N images (protocol: 2).")
 @click.option("--max-probes-per-person", type=int, default=None, help="Use at most 1+N images per person.")
 @click.option("--max-distractors", type=int, default=None, help="Use at most N one-image people.")

@@ -28,14 +28,16 @@ Examples:
 @click.option("--scales", default="", help="Degradation scales, e.g. 4,8,16,24,32 (the clean condition is always in).")
 @click.option("--degradation", default="difface-test", show_default=True, help="Degradation preset.")
 @click.option("--degrade-side", type=click.Choice(["probe", "both"]), default="probe", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--detector", default="mtcnn", show_default=True, help="Landmark detector: mtcnn or scrfd.")
+@click.option("--seed", type=int, default=None,
+              help="Seed of the degradation and restorer noise [protocol's seed, else 0].")
+@click.option("--detector", default=None, help="Landmark detector: mtcnn or scrfd [protocol's alignment.landmarks].")
 @click.option("--limit-pairs", type=int, default=None, help="Evaluate about N pairs, balanced over folds and classes.")
 @click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE",
               help="auto, cpu, cuda, cuda:1.")
 @click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--on-error", type=click.Choice(["error", "skip"]), default="error", show_default=True,
-              help="Missing/undecodable images and faces not found: stop, or skip their pairs (recorded).")
+@click.option("--on-error", type=click.Choice(["error", "skip"]), default=None,
+              help="Missing/undecodable images and faces not found: stop, or skip their pairs (recorded) "
+                   "[protocol's on_error, else error].")
 @click.option("--flip-test", is_flag=True, help="Sum the embeddings of each face and its mirror image.")
 @click.option("--weights", "restorer_weights", default=None,
               help="Restorer weights: FILE or ROLE=FILE,ROLE=FILE (e.g. unet=U.pth,estimator=E.pth for difface).")

@@ -29,12 +29,13 @@ _COMMON_OPTIONS = [
     click.option("--recognizer", default="dlib", show_default=True),
     click.option("--scales", default="", help="Degradation scales of the probes, e.g. 8,16,32."),
     click.option("--degradation", default="difface-test", show_default=True),
-    click.option("--seed", type=int, default=0, show_default=True),
-    click.option("--detector", default="mtcnn", show_default=True),
+    click.option("--seed", type=int, default=None, help="Seed of the probes' degradation [protocol's seed, else 0]."),
+    click.option("--detector", default=None, help="Landmark detector [protocol's alignment.landmarks]."),
     click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE"),
     click.option("--batch-size", type=int, default=16, show_default=True),
-    click.option("--on-error", type=click.Choice(["error", "skip"]), default="skip", show_default=True,
-                 help="Images without a face: stop, or drop them from the split (recorded)."),
+    click.option("--on-error", type=click.Choice(["error", "skip"]), default=None,
+                 help="Images without a face: stop, or drop them from the split (recorded) [protocol's on_error "
+                      "(lfw-ident: skip), else error]."),
     click.option("--flip-test", is_flag=True),
     click.option("--weights", "restorer_weights", default=None, help="Restorer weights: FILE or ROLE=FILE,..."),
     click.option("--recognizer-weights", default=None),
@@ -91,7 +92,7 @@ def _ident_options(func):
 
 
 def run_ident(*, protocol="lfw-ident", data_root=None, restorers="none", recognizer="dlib", scales="",
-              degradation="difface-test", seed=0, detector="mtcnn", device="auto", batch_size=16, on_error="skip",
+              degradation="difface-test", seed=None, detector=None, device="auto", batch_size=16, on_error=None,
               flip_test=False, restorer_weights=None, recognizer_weights=None, min_images=None,
               max_probes_per_person=None, max_distractors=None, attribute_model=None, attribute_weights=None,
               attribute_filter=None, filter_threshold=None, age_tolerance=None, age_bins=None, reweight=None,
@@ -99,7 +100,8 @@ def run_ident(*, protocol="lfw-ident", data_root=None, restorers="none", recogni
               cache_dir=None, out="runs/ident", no_progress=False, restorer_options=None,
               dry_run=False) -> dict | None:
     """Build the config from CLI-style values, run the evaluation, write the outputs, echo the tables (with
-    ``dry_run``, echo the work plan only and return None)."""
+    ``dry_run``, echo the work plan only and return None). ``None`` for ``seed``, ``detector`` or ``on_error``
+    takes the protocol's value."""
     from ..hub import parse_weights_option
     from .options import parse_scales, split_list
     from ..pipeline.identification import IdentConfig, evaluate_identification

@@ -23,11 +23,19 @@ def _status(registry, name: str) -> str:
 
 
 @click.command("protocols")
+@click.option("--formats", "show_formats", is_flag=True, help="List the registered dataset formats instead.")
 @handle_errors
-def protocols_command():
+def protocols_command(show_formats: bool):
     """List the protocols (YAML files) that can be named with --protocol."""
     from ..protocol import list_protocols, load_spec
 
+    if show_formats:
+        from ..formats import FORMATS
+
+        for name in FORMATS.names():
+            card = FORMATS.card(name)
+            click.echo(f"{name:18s} {card.kind:15s} {card.description}")
+        return
     for name, path in list_protocols().items():
         spec, _ = load_spec(str(path))
         click.echo(f"{name:18s} {spec.get('description', '')}")

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: metric name -> higher is better (the direction reports and protocol files must agree with)
+HIGHER_IS_BETTER = {"accuracy": True, "auc": True, "eer": False, "tar_at_far": True}
+
 __all__ = [
     "best_threshold", "kfold_accuracy", "KFoldResult", "roc_curve", "auc", "roc_auc_score", "eer", "tar_at_far",
     "verification_report",

@@ -20,6 +20,7 @@ from ..devices import resolve_device
 from ..errors import ConfigError, RestoreverError
 from ..metrics.similarity import identity_to_clean, score_pairs
 from ..protocol import PairList, Protocol, load_protocol, pairs_digest
+from ..protocol_specs import ON_ERROR, SIMILARITY_CHOICES
 from . import distributed
 from .cache import ArrayCache
 from .environment import environment_info, restorever_version
@@ -27,16 +28,20 @@ from .identity import RunIdentity, conditions_of, weights_files
 from .landmarks import ImageInfo, align_items, apply_error_policy, apply_fallback_landmarks, landmark_stage
 from .records import (CacheRecord, ConditionRecord, IdentityToClean, PairIds, PairScores, ProtocolRecord, RunHeader,
                       RunRecord, VerificationMetrics, WeightRecord)
+from .protocol_defaults import check_template, pair_similarity, resolve_protocol_defaults
 from .stages import embed_faces, in_batches, progress_bar, restore_faces
 
 logger = logging.getLogger(__name__)
 
-ON_ERROR = ("error", "skip")
-
 
 @dataclass
 class EvalConfig:
-    """Resolved options of one run (stored verbatim under ``config`` in results.json)."""
+    """Options of one run (stored, resolved, under ``config`` in results.json).
+
+    ``None`` for ``seed``, ``detector``, ``template``, ``similarity`` or ``on_error`` means "the protocol file's
+    value" (else the code default); :func:`~restorever.pipeline.protocol_defaults.resolve_protocol_defaults` fills
+    them, and ``sources`` / ``overrides`` (set by that resolution) say where each came from.
+    """
 
     protocol: str = "lfw"
     data_root: str | None = None
@@ -46,29 +51,35 @@ class EvalConfig:
     scales: list[int] = field(default_factory=list)
     degradation: str = "difface-test"
     degrade_side: str = "probe"
-    seed: int = 0
+    seed: int | None = None
     limit_pairs: int | None = None
     device: str = "auto"
     batch_size: int = 16
-    detector: str = "mtcnn"
-    on_error: str = "error"
+    detector: str | None = None
+    on_error: str | None = None
     flip_test: bool = False
     restorer_weights: dict[str, str] = field(default_factory=dict)
     recognizer_weights: dict[str, str] = field(default_factory=dict)
     restorer_options: dict[str, Any] = field(default_factory=dict)
     cache_dir: str | None = None
     out: str | None = None
+    template: str | None = None
+    similarity: str | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def validate(self) -> None:
         """Raise :class:`~restorever.errors.ConfigError` naming the field (``EvalConfig.batch_size``) at fault."""
         if self.degrade_side not in ("probe", "both"):
             raise ConfigError("degrade_side", f"must be 'probe' or 'both', got {self.degrade_side!r}")
-        if self.on_error not in ON_ERROR:
+        if self.on_error is not None and self.on_error not in ON_ERROR:
             raise ConfigError("on_error", f"must be one of {', '.join(map(repr, ON_ERROR))}, got {self.on_error!r}")
         if self.batch_size < 1:
             raise ConfigError("batch_size", f"must be at least 1, got {self.batch_size}")
-        if not 0 <= int(self.seed) < 2 ** 63:
+        if self.seed is not None and not 0 <= int(self.seed) < 2 ** 63:
             raise ConfigError("seed", f"must be an integer from 0 to 2**63 - 1, got {self.seed}")
+        if self.similarity is not None and self.similarity not in SIMILARITY_CHOICES:
+            raise ConfigError("similarity", f"must be one of {', '.join(SIMILARITY_CHOICES)}, got {self.similarity!r}")
         if any(int(s) < 1 for s in self.scales):
             raise ConfigError("scales", f"must be positive integers, got {self.scales}")
         if not self.restorers:
@@ -153,16 +164,20 @@ def route_restorer_options(names: Sequence[str], options: dict[str, Any]) -> dic
 
 
 def build_context(config: EvalConfig, protocol: Protocol | None = None) -> RunContext:
-    """Load the protocol (unless given: identification passes its own) and create the models a run needs; errors
-    here happen before any work. Verification and identification runs are built here alike."""
+    """Load the protocol (unless given: identification passes its own), resolve the config's protocol defaults
+    (``ctx.config`` is the resolved copy) and create the models a run needs; errors here happen before any work.
+    Verification and identification runs are built here alike."""
     from .. import hub
     from ..recognizers import create_recognizer
-    from ..restorers import create_restorer
+    from ..restorers import create_restorer, restorer_card
 
     config.validate()
     device = resolve_device(config.device)  # an unavailable device is the first thing a run says
     if protocol is None:
         protocol = load_protocol(config.protocol, data_root=config.data_root, pairs=config.pairs)
+    config = resolve_protocol_defaults(config, getattr(protocol, "spec", None) or {})  # a bare stand-in: code defaults
+    check_template(config.template, [restorer_card(n) for n in config.restorers],
+                   source=config.sources.get("template", "cli"))
     cache = ArrayCache(Path(config.cache_dir) if config.cache_dir else hub.get_cache_dir() / "cache")
     recognizer = create_recognizer(config.recognizer, weights=config.recognizer_weights or None, device=device,
                                    **({"flip_test": True} if config.flip_test else {}))
@@ -378,6 +393,7 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
         if torch.cuda.is_available():
             config.device = f"cuda:{dist_info.local_rank}"
     ctx = build_context(config)
+    config = ctx.config  # protocol defaults resolved
     protocol, device, cache, recognizer = ctx.protocol, ctx.device, ctx.cache, ctx.recognizer
     restorers, degradation = ctx.restorers, ctx.degradation
     distributed.init(dist_info, device.type)
@@ -432,11 +448,12 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
         side_a = clean if (scale is None or config.degrade_side == "probe") else emb
         a = np.stack([side_a[i] for i in valid.a])
         b = np.stack([(emb if scale is not None else clean)[i] for i in valid.b])
-        scores = score_pairs(recognizer.similarity, a, b)
+        similarity = pair_similarity(config, recognizer)
+        scores = score_pairs(similarity, a, b)
         compared = [i for i in needed_images if i in emb and (i in probe_set or not scale)]
         records.append(ConditionRecord(
             restorer=restorer, degradation=None if scale is None else config.degradation, scale=scale,
-            degrade_side=config.degrade_side, recognizer=config.recognizer, similarity=recognizer.similarity,
+            degrade_side=config.degrade_side, recognizer=config.recognizer, similarity=similarity,
             verification=VerificationMetrics.from_json(verification_report(scores, valid.same, valid.fold),
                                                        check=False),
             identity=IdentityToClean.from_json(identity_to_clean(clean, emb, compared), check=False),

@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import RestoreverError
+from ..errors import ConfigError, ProtocolError, RestoreverError
 from .evaluate import EvalConfig, RunContext, build_context, embed_conditions, run_header
 from .records import CacheRecord, IdentConditionRecord, IdentRunRecord
 from .landmarks import apply_error_policy, apply_fallback_landmarks, landmark_stage
@@ -94,6 +94,7 @@ def _prepare(config: IdentConfig, *, progress: bool) -> _Prepared:
     candidates = [i for items in enrolled.values() for i in items] + list(distractors.values())
     protocol = ident.as_protocol()
     ctx = build_context(config, protocol)
+    config = ctx.config = search_similarity(ctx.config)  # protocol defaults resolved
     t0 = time.perf_counter()
     info = landmark_stage(protocol, candidates, detector=config.detector, device=ctx.device, cache=ctx.cache,
                           batch_size=config.batch_size, progress=progress)
@@ -105,6 +106,19 @@ def _prepare(config: IdentConfig, *, progress: bool) -> _Prepared:
         raise RestoreverError(f"protocol {ident.name}: the split has {split.n_enrolled} enrolled people and "
                               f"{len(split.probes)} probes; lower --min-images or check the data root")
     return _Prepared(ident, options, split, ctx, info, failed, timings, fallbacks)
+
+
+def search_similarity(config: IdentConfig) -> IdentConfig:
+    """The gallery search ranks by cosine similarity (inner product of normalised embeddings): a protocol silent on
+    ``scoring.similarity`` gets ``cosine``; any other value is an error rather than a setting quietly ignored."""
+    if config.sources.get("similarity") == "default":
+        return replace(config, similarity="cosine", sources={**config.sources, "similarity": "default"})
+    if config.similarity != "cosine":
+        problem = f"identification searches by cosine similarity; got {config.similarity!r}"
+        if config.sources.get("similarity") == "protocol":
+            raise ProtocolError(f"protocol {config.protocol}: scoring.similarity: {problem}; set it to cosine")
+        raise ConfigError("similarity", problem)
+    return config
 
 
 def attribute_settings(config: IdentConfig, spec: Mapping) -> dict[str, Any]:
@@ -259,6 +273,7 @@ def evaluate_identification(config: IdentConfig, *, progress: bool = True) -> di
 
     started = time.perf_counter()
     prep = _prepare(config, progress=progress)
+    config = prep.ctx.config  # protocol defaults resolved
     ctx, split, info, timings = prep.ctx, prep.split, prep.info, prep.timings
     settings = attribute_settings(config, prep.ident.spec)
     model, schema, reweight, attr_desc = _attribute_model(config, settings)

@@ -44,11 +44,13 @@ def plan_context(config, protocol=None) -> PlanContext:
     from ..recognizers import locate_recognizer_weights
     from ..restorers import locate_restorer_weights
     from .evaluate import route_restorer_options
+    from .protocol_defaults import resolve_protocol_defaults
 
     config.validate()
     device = resolve_device(config.device)
     if protocol is None:
         protocol = load_protocol(config.protocol, data_root=config.data_root, pairs=config.pairs)
+    config = resolve_protocol_defaults(config, getattr(protocol, "spec", None) or {})  # as build_context does
     cache = ArrayCache(Path(config.cache_dir) if config.cache_dir else hub.get_cache_dir() / "cache")
     routed = route_restorer_options(config.restorers, config.restorer_options)
     missing: dict[str, str] = {}

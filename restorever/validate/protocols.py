@@ -1,5 +1,6 @@
 """Linting of protocol YAML files (``restorever validate --protocols``) without reading any data: the loader's own
-checks, then paths (relative or ``${RESTOREVER_DATA}``), downloads, metrics, alignment and scoring."""
+checks, then paths (relative or ``${RESTOREVER_DATA}``), downloads, metrics, alignment and scoring. The keys a
+file may hold are its format's (:class:`restorever.formats.base.FormatCard`), read from the format registry."""
 from __future__ import annotations
 
 import math
@@ -10,18 +11,9 @@ from typing import Any, Sequence
 
 
 from ..errors import RestoreverError
+from ..protocol_specs import SIMILARITY_CHOICES
 from .common import is_type, short
 
-
-
-_KNOWN_KEYS = {"protocol", "version", "include", "description", "citation", "dataset", "folds", "alignment",
-               "degradation", "scoring", "metrics", "attributes", "seed", "split", "labels"}
-
-
-_SIMILARITIES = {"cosine", "euclidean", "l2sq", "recognizer"}
-
-
-_SPEC_LOADERS = {"lfw-ident": "restorever.datasets_ident:load_ident_spec"}  # other formats: protocol.load_spec
 
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -49,7 +41,7 @@ def validate_protocols(paths: Sequence[str | os.PathLike] | None = None
 
 def validate_protocol_file(path: str | os.PathLike, *, notes: list[str] | None = None) -> list[str]:
     """Problems of one protocol YAML file (empty when valid), without reading any data."""
-    import importlib
+    from ..protocol import load_spec
 
     path = Path(path)
     notes = notes if notes is not None else []
@@ -58,19 +50,10 @@ def validate_protocol_file(path: str | os.PathLike, *, notes: list[str] | None =
     fmt, problem = _raw_format(path)
     if problem:
         return [problem]
-    loader_ref = _SPEC_LOADERS.get(fmt)
-    try:
-        if loader_ref:
-            module, _, name = loader_ref.partition(":")
-            spec, _ = getattr(importlib.import_module(module), name)(str(path))
-        else:
-            from ..protocol import load_spec
-
-            spec, _ = load_spec(str(path))
+    try:  # the loader runs the registered format's own check (lfw-ident: people file, split options)
+        spec, _ = load_spec(str(path))
     except RestoreverError as exc:
         return [str(exc).splitlines()[0]]
-    except (ImportError, AttributeError) as exc:
-        return [f"{path}: no loader for format {fmt!r} ({exc})"]
     except Exception as exc:  # noqa: BLE001 - a loader bug on a hostile file is reported, not raised
         return [f"{path}: cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"]
     return _spec_problems(spec, path, notes)
@@ -123,9 +106,15 @@ def _spec_problems(spec: dict[str, Any], path: Path, notes: list[str]) -> list[s
         out.append(f"{path}: protocol must be a name of letters, digits, '.', '_' or '-', got {short(name)}")
     elif name != path.stem:
         notes.append(f"{path}: protocol {name!r} differs from the file name (it is listed as {path.stem!r})")
-    unknown = sorted(str(k) for k in spec if k not in _KNOWN_KEYS)
+    from ..formats import format_card
+
+    card = format_card(spec["dataset"]["format"])  # load_spec accepted it: a registered format
+    unknown = sorted(str(k) for k in spec if k not in card.all_spec_keys)
     if unknown:
-        notes.append(f"{path}: unknown key(s) {unknown} (a typo?)")
+        notes.append(f"{path}: unknown key(s) {unknown} for format {card.name} (a typo?)")
+    unknown = sorted(str(k) for k in spec["dataset"] if k not in card.all_dataset_keys)
+    if unknown:
+        notes.append(f"{path}: unknown dataset key(s) {unknown} for format {card.name} (a typo?)")
     for key in ("version", "folds"):
         if key in spec and not (is_type(spec[key], "integer") and spec[key] >= 1):
             out.append(f"{path}: {key} must be a positive integer, got {short(spec[key])}")
@@ -167,7 +156,10 @@ def _spec_problems(spec: dict[str, Any], path: Path, notes: list[str]) -> list[s
     if alignment is not None:
         if not isinstance(alignment, dict):
             out.append(f"{path}: alignment must be a mapping")
-        elif "fallback_landmarks" in alignment:
+        elif "template" in alignment and alignment["template"] not in _template_names():
+            out.append(f"{path}: alignment.template must be one of {', '.join(_template_names())}, "
+                       f"got {short(alignment['template'])}")
+        if isinstance(alignment, dict) and "fallback_landmarks" in alignment:
             pts = alignment["fallback_landmarks"]
             ok = (isinstance(pts, list) and len(pts) == 5 and all(
                 isinstance(p, list) and len(p) == 2 and all(is_type(v, "number") and math.isfinite(v) for v in p)
@@ -178,10 +170,17 @@ def _spec_problems(spec: dict[str, Any], path: Path, notes: list[str]) -> list[s
     if scoring is not None:
         if not isinstance(scoring, dict):
             out.append(f"{path}: scoring must be a mapping")
-        elif "similarity" in scoring and scoring["similarity"] not in _SIMILARITIES:
-            out.append(f"{path}: scoring.similarity must be one of {sorted(_SIMILARITIES)}, "
+        elif "similarity" in scoring and scoring["similarity"] not in SIMILARITY_CHOICES:
+            out.append(f"{path}: scoring.similarity must be one of {list(SIMILARITY_CHOICES)}, "
                        f"got {short(scoring['similarity'])}")
     return out
+
+
+def _template_names() -> list[str]:
+    """The alignment templates :mod:`restorever.alignment` defines."""
+    from ..alignment import list_templates
+
+    return list_templates()
 
 
 def _relative_path_problem(value: Any) -> str | None:
