@@ -176,9 +176,10 @@ def test_new_recognizer_reuses_cached_restorations(tiny, faces_root, tmp_path, m
 def test_dry_run_builds_no_model_and_finds_the_run_cache(tiny, faces_root, tmp_path, monkeypatch):
     """After a run, its dry run finds every entry cached, with the same cache identity as the run recorded, while
     no backend may be created; a restorer whose weights are missing is named and counted as to compute."""
-    from restorever._registry import Registry
     from restorever.pipeline.evaluate import EvalConfig
     from restorever.pipeline.plan import plan_context
+    from restorever.recognizers import REGISTRY as RECOGNIZERS
+    from restorever.restorers import REGISTRY as RESTORERS
 
     out, cache = tmp_path / "o", tmp_path / "cache"
     result = CliRunner().invoke(cli, _args(tiny, faces_root, out, cache), catch_exceptions=False)
@@ -188,7 +189,8 @@ def test_dry_run_builds_no_model_and_finds_the_run_cache(tiny, faces_root, tmp_p
     def refuse(self, name, **kwargs):
         raise AssertionError(f"the dry run built {self.kind} {name}")
 
-    monkeypatch.setattr(Registry, "create", refuse)
+    for registry in (RECOGNIZERS, RESTORERS):
+        monkeypatch.setattr(registry, "create", refuse.__get__(registry))
     config = EvalConfig(protocol="pairs-csv", pairs=str(tiny), data_root=str(faces_root), scales=[8],
                         cache_dir=str(cache))
     assert plan_context(config).identity.as_record() == recorded
