@@ -260,6 +260,16 @@ def locate_weight_files(card: ModelCard, weights: Mapping[str, str] | None = Non
             for role in card.weights}
 
 
+def locate_backend_weights(registry: Any, name: str, weights: Mapping[str, str] | None = None) -> dict[str, Path]:
+    """``{role: path}`` of the files backend ``name`` of ``registry`` would load: its module's
+    ``locate_weight_files(name, weights)`` where it keeps files elsewhere (dlib, insightface packs), else
+    :func:`locate_weight_files` on its card. No network is built and nothing is downloaded."""
+    hook = registry.hook(name, "locate_weight_files")
+    if hook is not None:
+        return hook(name, weights)
+    return locate_weight_files(registry.card(name), weights)
+
+
 def _missing_message(card: ModelCard, role: str, path: Path, reason: str = "") -> str:
     wf = card.weights[role]
     where = f"download it from {wf.url}" if wf.url else f"obtain it from {wf.origin_url or 'the authors'}"

@@ -50,9 +50,6 @@ def create_restorer(name: str, *, weights: dict[str, str] | str | None = None, d
 def locate_restorer_weights(name: str, weights: dict[str, str] | None = None) -> dict:
     """``{role: path}`` of the weight files ``create_restorer(name, weights=...)`` would load, found without
     building the network or downloading (``--dry-run``); raises ``WeightsNotFoundError`` for a missing file."""
-    from ..hub import locate_weight_files
+    from ..hub import locate_backend_weights
 
-    hook = REGISTRY.hook(name, "locate_weight_files")
-    if hook is not None:
-        return hook(name, weights)
-    return locate_weight_files(REGISTRY.card(name), weights)
+    return locate_backend_weights(REGISTRY, name, weights)
