@@ -378,16 +378,19 @@ def test_persistent_oom_is_one_clear_line(tiny_data, tmp_path, monkeypatch):
 def test_signal_mid_run_then_resume(tiny_data, reference_run, tmp_path, signum, after):
     csv, root = tiny_data
     ref_entries = reference_run[1]
-    out, cache = tmp_path / "out", tmp_path / "cache"
-    args = eval_args(csv, root, out, cache)
-    proc = subprocess.Popen([sys.executable, "-m", "restorever", *args], env=subprocess_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
-    while len(cache_entries(cache)) < after and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(signum)
-    _, stderr = proc.communicate(timeout=120)
-    present = _assert_entries_intact(cache)
+    for attempt in range(3):  # on a loaded machine the signal can be handled only after the last entry: try again
+        out, cache = tmp_path / f"out{attempt}", tmp_path / f"cache{attempt}"
+        args = eval_args(csv, root, out, cache)
+        proc = subprocess.Popen([sys.executable, "-m", "restorever", *args], env=subprocess_env(),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 240
+        while len(cache_entries(cache)) < after and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.01)
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=120)
+        present = _assert_entries_intact(cache)
+        if len(present) < len(ref_entries):
+            break
     assert 0 < len(present) < len(ref_entries), "the signal must land mid-run"
     assert proc.returncode == 130, stderr[-2000:]
     assert _one_line(stderr) == ("interrupted: finished cache entries are kept; rerun the same command to resume")
