@@ -3,8 +3,10 @@
 The run: 20 pairs of ``../shared/data/faces`` (the pairs-csv protocol), dlib, restorer ``none``, scales x8 and x32,
 seed 3. ``tests/golden/pairs_csv_dlib.json`` holds its results.json as the code wrote it before the run-model
 restructuring (issue 14), with what legitimately varies between machines taken out (:func:`normalise`). A key that
-the golden file lacks may be added to a new record; every key it has must keep its value (floats to 1e-9 relative,
-which leaves room only for summation-order noise)."""
+the golden file lacks may be added to a new record; every key it has must keep its value (floats
+to 1e-9 relative or 5e-4 absolute: the float32 kernels of dlib and BLAS take other paths on other CPUs, which moved
+pair scores by up to 4.5e-5 between two of our VMs; a real change in pairing, alignment,
+degradation or scoring moves them by 1e-2 or more, and counts, names and labels must match exactly)."""
 from __future__ import annotations
 
 import json
@@ -20,6 +22,9 @@ from restorever.cli import cli
 from .test_protocol import _faces_csv
 
 GOLDEN = Path(__file__).parent / "golden" / "pairs_csv_dlib.json"
+
+#: float tolerance across CPUs (see the module docstring)
+FLOAT_ABS_TOL = 5e-4
 
 #: top-level keys that describe the machine or the clock, not the result
 VOLATILE = ("created", "environment", "timings", "restorever_version")
@@ -57,7 +62,7 @@ def _differences(golden: Any, new: Any, path: str = "") -> list[str]:
             return [f"{path}: was a list of {len(golden)}, now {new!r:.80}"]
         return [d for i, (g, n) in enumerate(zip(golden, new)) for d in _differences(g, n, f"{path}[{i}]")]
     if isinstance(golden, float) and isinstance(new, (int, float)) and not isinstance(new, bool):
-        return [] if math.isclose(golden, new, rel_tol=1e-9, abs_tol=1e-12) else [f"{path}: {golden!r} -> {new!r}"]
+        return [] if math.isclose(golden, new, rel_tol=1e-9, abs_tol=FLOAT_ABS_TOL) else [f"{path}: {golden!r} -> {new!r}"]
     return [] if golden == new and type(golden) is type(new) else [f"{path}: {golden!r} -> {new!r}"]
 
 
@@ -89,6 +94,7 @@ def test_the_comparison_can_fail():
     """A changed score, a dropped key and a changed string are each reported; an added key is not."""
     golden = {"a": [0.5, 1], "b": {"c": "x"}}
     assert _differences(golden, {"a": [0.5, 1], "b": {"c": "x"}, "new": 1}) == []
-    assert _differences(golden, {"a": [0.5000001, 1], "b": {"c": "x"}}) == [".a[0]: 0.5 -> 0.5000001"]
+    assert _differences(golden, {"a": [0.5001, 1], "b": {"c": "x"}}) == []  # CPU-dependent float32 noise
+    assert _differences(golden, {"a": [0.501, 1], "b": {"c": "x"}}) == [".a[0]: 0.5 -> 0.501"]
     assert _differences(golden, {"a": [0.5, 1], "b": {}}) == [".b.c: missing"]
     assert _differences(golden, {"a": [0.5, 1.0], "b": {"c": "y"}}) == [".a[1]: 1 -> 1.0", ".b.c: 'x' -> 'y'"]

@@ -91,12 +91,16 @@ def test_vqfr_cast_once_autocast_encoder(fx_v2):
     assert half.net.encoder.conv_in.weight.dtype == torch.bfloat16
     out = half.restore(images)
     assert torch.isfinite(out).all() and out.shape == images.shape
-    # a bf16 encoder moves features enough to flip some code choices (on this random-weight fixture 9 % of them):
+    # a bf16 encoder moves the features by bf16 noise (8 mantissa bits), which can flip code choices: 9 % of them
+    # on this random-weight fixture on one of our CPUs, none on another (whose bf16 convolutions round otherwise);
     # the reason the default keeps code selection in float32
     with torch.no_grad():
-        codes = [r.net(images * 2 - 1, fidelity_ratio=0.5)["code_indices"] for r in (full, half)]
-    agree = float((codes[0] == codes[1]).float().mean())
-    assert 0.7 < agree < 1.0
+        outs = [r.net(images * 2 - 1, fidelity_ratio=0.5) for r in (full, half)]
+    enc_full, enc_half = outs[0]["enc_feat"].float(), outs[1]["enc_feat"].float()
+    relative = float((enc_half - enc_full).norm() / enc_full.norm())
+    assert 1e-4 < relative < 0.2  # half-precision noise: far above float32 rounding, far below a wrong result
+    agree = float((outs[0]["code_indices"] == outs[1]["code_indices"]).float().mean())
+    assert 0.7 < agree <= 1.0
 
 
 def test_vqfr_non_finite_half_batch_recomputed_in_fp32(fx_v2, monkeypatch, caplog):
