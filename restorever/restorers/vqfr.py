@@ -34,7 +34,7 @@ from .. import hub
 from ..errors import CheckpointLayoutError
 from ..memory import PeakMemoryMonitor
 from ..images import check_faces
-from .base import CAST_PRECISION, QUANTIZE_OUTPUT, Restorer
+from .base import CAST_PRECISION, COMPILE, QUANTIZE_OUTPUT, Restorer, compile_module
 from .checkpoints import describe_layout, identify_layout
 from .layers.modulated_deform_conv import ModulatedDeformConv2d
 from ..precision import PRECISIONS as PRECISION_VALUES
@@ -61,13 +61,15 @@ class VQFRRestorer(Restorer):
     the distances/logits stay float32). If a half-precision batch produces a non-finite value it is recomputed in
     float32 (with a warning; cast modes keep a float32 copy of the network on the CPU for it). ``quantize_output``
     rounds to the 8-bit grid as the demo's ``tensor2img`` does. ``channels_last`` puts the convolution weights in
-    channels-last memory order (faster cuDNN kernels on tensor cores; same values). The network is deterministic:
+    channels-last memory order (faster cuDNN kernels on tensor cores; same values). ``compile`` runs the network
+    through ``torch.compile`` (inductor; GroupNorm and activations fused; each batch shape compiles once; equal to
+    eager within float rounding; the float32 fallback stays eager). The network is deterministic:
     ``seeds`` are accepted and ignored.
     """
 
     def __init__(self, card: hub.ModelCard, net: nn.Module, *, fidelity_ratio: float | None = None,
                  precision: str = "auto", quantize_output: bool = True, autocast_encoder: bool = False,
-                 channels_last: bool = False):
+                 channels_last: bool = False, compile: bool = False):
         super().__init__(card)
         self._precision = parse_precision(precision, card.name)
         self.net = net
@@ -88,13 +90,15 @@ class VQFRRestorer(Restorer):
                 cast_module(part, dtype, keep=(ModulatedDeformConv2d,))
         if self.channels_last:
             net.to(memory_format=torch.channels_last)
+        self.compile = bool(compile)
+        self._compiled_net = compile_module(net) if self.compile else None  # a function: no second state_dict copy
 
     def autocast_dtype(self, device: torch.device) -> torch.dtype | None:
         """The autocast dtype used on ``device`` (None = no autocast)."""
         return self._precision.autocast_dtype(device)
 
     def _network(self, x: torch.Tensor, amp: torch.dtype | None, net: nn.Module | None = None) -> torch.Tensor:
-        net = self.net if net is None else net
+        net = (self._compiled_net or self.net) if net is None else net
         kwargs: dict[str, Any] = {"texture_output": False}
         if self.is_v2:
             kwargs["fidelity_ratio"] = self.fidelity_ratio
@@ -136,7 +140,8 @@ class VQFRRestorer(Restorer):
 
     def extra_repr(self) -> str:
         fid = f", fidelity_ratio={self.fidelity_ratio}" if self.is_v2 else ""
-        return f"name={self.card.name!r}{fid}, precision={self.precision!r}, quantize_output={self.quantize_output}"
+        return (f"name={self.card.name!r}{fid}, precision={self.precision!r}, quantize_output={self.quantize_output}, "
+                f"compile={self.compile}")
 
 
 # ------------------------------------------------------------------------------------------------ checkpoint checks
@@ -207,8 +212,8 @@ CARDS: dict[str, hub.ModelCard] = {
             filename="VQFR_v1-33a1fac5.pth", url=None, sha256=None, license="Apache-2.0",
             origin_url="https://drive.google.com/drive/folders/1lczKYEbARwe27FJlKoFdng7UnffGDjO2", paper=_PAPER)},
         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-        default_kwargs={"precision": "auto", "quantize_output": True},
-        option_specs={"precision": CAST_PRECISION, "quantize_output": QUANTIZE_OUTPUT},
+        default_kwargs={"precision": "auto", "quantize_output": True, "compile": False},
+        option_specs={"precision": CAST_PRECISION, "quantize_output": QUANTIZE_OUTPUT, "compile": COMPILE},
         description="VQFR v1 (ECCV 2022): VQ codebook + parallel decoder, 76.6M parameters; weights on the "
                     "authors' Google Drive only",
         reported={"seconds_per_face_a100": 0.36, "params": 76_563_583}),
@@ -218,10 +223,10 @@ CARDS: dict[str, hub.ModelCard] = {
             filename="VQFR_v2.pth", url="https://github.com/TencentARC/VQFR/releases/download/v2.0.0/VQFR_v2.pth",
             sha256=None, license="Apache-2.0", origin_url=_ORIGIN + "/releases/tag/v2.0.0", paper=_PAPER)},
         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-        default_kwargs={"fidelity_ratio": 0.0, "precision": "auto", "quantize_output": True},
+        default_kwargs={"fidelity_ratio": 0.0, "precision": "auto", "quantize_output": True, "compile": False},
         option_specs={"fidelity_ratio": hub.OptionSpec("0 = best quality (default) to 1 = best fidelity to the input",
                                                        minimum=0.0, maximum=1.0),
-                      "precision": CAST_PRECISION, "quantize_output": QUANTIZE_OUTPUT},
+                      "precision": CAST_PRECISION, "quantize_output": QUANTIZE_OUTPUT, "compile": COMPILE},
         description="VQFR v2: predicted codes + texture warping, 83.5M parameters; fidelity_ratio 0 (default, "
                     "best quality) to 1 (best fidelity)",
         reported={"params": 83_486_539}),
@@ -249,7 +254,7 @@ def build_network(arch: str, config: Mapping[str, Any] | None = None, *, initial
 
 def create(name: str, *, weights: Mapping[str, str] | None = None, device: str | torch.device = "cpu",
            fidelity_ratio: float | None = None, precision: str | None = None, quantize_output: bool | None = None,
-           autocast_encoder: bool = False, channels_last: bool = False, pretrained: bool = True,
+           autocast_encoder: bool = False, channels_last: bool = False, compile: bool = False, pretrained: bool = True,
            cache_dir: str | os.PathLike | None = None, config: Mapping[str, Any] | None = None) -> VQFRRestorer:
     """Create ``vqfr-v1`` or ``vqfr-v2``.
 
@@ -289,7 +294,7 @@ def create(name: str, *, weights: Mapping[str, str] | None = None, device: str |
     restorer = VQFRRestorer(card, net, fidelity_ratio=fidelity_ratio,
                             precision=defaults["precision"] if precision is None else precision,
                             quantize_output=defaults["quantize_output"] if quantize_output is None else quantize_output,
-                            autocast_encoder=autocast_encoder, channels_last=channels_last)
+                            autocast_encoder=autocast_encoder, channels_last=channels_last, compile=compile)
     restorer.weight_files = weight_files  # {role: (path, sha256)}: the pipeline's cache keys and results.json
     return restorer.to(device).eval()
 

@@ -360,8 +360,8 @@ def test_missing_weights_names_both_files_and_urls(tmp_path, monkeypatch):
 def test_card():
     card = difface.CARDS["difface"]
     assert set(card.weights) == {"unet", "estimator"} and card.stochastic
-    assert card.default_kwargs == {"start_step": 100, "steps": 250, "eta": 0.5, "precision": "auto", "cuda_graph": False,
-                                   "channels_last": False}
+    assert card.default_kwargs == {"start_step": 100, "steps": 250, "eta": 0.5, "precision": "auto",
+                                   "cuda_graph": False, "compile": False, "channels_last": False}
     assert all(wf.url.startswith("https://github.com/zsyOAOA/DifFace/releases/") for wf in card.weights.values())
     assert all("non-commercial" in wf.license for wf in card.weights.values())
 

@@ -129,6 +129,21 @@ def test_vqfr_channels_last_same_values(fx_v2):
     assert got.is_contiguous() and float((got - ref).abs().max()) < 1e-4  # summation order only
 
 
+def test_vqfr_compiled_matches_eager(fx_v2):
+    """``compile=True`` (torch.compile, inductor on this CPU): the same faces within float rounding, the eager
+    module's keys only, and the eager network's hooks still run inside the compiled call."""
+    images = (fx_v2["inputs"]["x_lq"][:1].clamp(-1, 1) + 1) / 2
+    eager = _vqfr(fx_v2, fidelity_ratio=0.5, precision="fp32", quantize_output=False)
+    compiled = _vqfr(fx_v2, fidelity_ratio=0.5, precision="fp32", quantize_output=False, compile=True)
+    calls = []
+    compiled.net.decoder.register_forward_pre_hook(lambda m, args: calls.append(1))
+    want, got = eager.restore(images), compiled.restore(images)
+    assert calls and "compile=True" in repr(compiled) and set(compiled.state_dict()) == set(eager.state_dict())
+    assert float((got - want).abs().max()) < 1e-4  # summation order only (1.3e-5 measured)
+    other = _vqfr(fx_v2, fidelity_ratio=1.0, precision="fp32", quantize_output=False).restore(images)
+    assert float((other - want).abs().max()) > 1e-2  # the bound can fail: another setting is far outside it
+
+
 def test_vqfr_option_errors_name_the_values():
     with pytest.raises(ValueError, match="precision must be one of fp32, bf16, fp16, bf16-amp"):
         vqfr.VQFRRestorer(vqfr.CARDS["vqfr-v2"], torch.nn.Linear(1, 1), precision="int8")
@@ -194,6 +209,22 @@ def test_difface_channels_last_same_values(small_difface):
     ref = _difface(small_difface, precision="fp32").restore(faces, seeds=[1])
     out = _difface(small_difface, precision="fp32", channels_last=True).restore(faces, seeds=[1])
     assert float((out - ref).abs().max()) < 1e-4
+
+
+def test_difface_compiled_matches_eager(small_difface):
+    """``compile=True`` compiles the UNet (inductor on this CPU): the same faces within float rounding, the eager
+    module's keys only (the compiled function is not a second submodule), hooks on the eager UNet still run."""
+    faces = torch.rand(2, 3, 512, 512, generator=torch.Generator().manual_seed(2))
+    eager = _difface(small_difface, precision="fp32")
+    compiled = _difface(small_difface, precision="fp32", compile=True)
+    calls = []
+    compiled.unet.register_forward_pre_hook(lambda m, args: calls.append(1))
+    want, got = eager.restore(faces, seeds=[3, 4]), compiled.restore(faces, seeds=[3, 4])
+    assert len(calls) == 4 and "compile=True" in repr(compiled)  # start 4 of 10: four UNet calls
+    assert set(compiled.state_dict()) == set(eager.state_dict())
+    assert float((got - want).abs().max()) < 1e-4
+    other_seed = eager.restore(faces, seeds=[3, 5])
+    assert float((other_seed - want).abs().max()) > 1e-2  # the bound can fail
 
 
 # ------------------------------------------------------------------------------------------------------ IResNet
