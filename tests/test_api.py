@@ -214,6 +214,31 @@ def test_restore_pastes_back(pipe, faces_root):
     assert low.images is None and (low.faces - out.faces).abs().mean() > 0.01
 
 
+def test_restore_command_equals_the_library(pipe, faces_root, tmp_path):
+    """`restorever restore PHOTO` runs the library's stages: its PNG is FacePipeline.restore's pasted photo, to the
+    8-bit level; an aligned crop (``--aligned``) comes back as it went in (restorer none)."""
+    from click.testing import CliRunner
+
+    from restorever.cli import cli
+    from restorever.images import to_uint8
+
+    path = faces_root / "jerry_seinfeld" / "jerry_seinfeld_0002.jpg"
+    want = pipe.restore(str(path), item_ids=[path.name])
+    result = CliRunner().invoke(cli, ["restore", str(path), "--restorer", "none", "--device", "cpu",
+                                      "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    got = np.asarray(Image.open(tmp_path / "o" / "jerry_seinfeld_0002.png"))
+    expected = to_uint8(want.images[0][None])[0]
+    assert got.shape == expected.shape and np.array_equal(got, expected)
+    assert not np.array_equal(got, read_image(path))  # the crop was pasted back: resampling left its trace
+    crop = tmp_path / "crop.png"
+    Image.fromarray(to_uint8(want.faces)[0]).save(crop)
+    result = CliRunner().invoke(cli, ["restore", str(crop), "--restorer", "none", "--device", "cpu",
+                                      "--out", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a" / "crop.png")), to_uint8(want.faces)[0])
+
+
 def test_restore_then_embed_module(pipe, faces_root):
     from restorever.degradation import Degradation
     from restorever.pipeline.stages import align_faces

@@ -124,27 +124,26 @@ def _write_png(path: Path, array) -> None:
 @click.option("--out", type=click.Path(), required=True)
 @handle_errors
 def restore_command(images, restorer, weights, aligned, detector, device, seed, restorer_option, out):
-    """Restore faces: aligned 512x512 crops directly, other photos via detection, alignment and paste-back."""
-    import torch
+    """Restore faces: aligned 512x512 crops directly, other photos via detection, alignment and paste-back.
+
+    The stages are the evaluation pipeline's (``pipeline.stages``: one-image detection, ``ffhq_512`` alignment,
+    restoration with out-of-memory back-off and 8-bit output) and the seeds are ``item_seed(seed, file name)``, so
+    a photo comes out as ``FacePipeline(...).restore(photo, item_ids=[file name])`` pastes it."""
     from tqdm.auto import tqdm
 
-    from ..alignment import estimate_similarity, get_template, warp_affine
+    from ..devices import resolve_device
     from ..errors import FaceNotFoundError
     from ..images import read_image, to_tensor, to_uint8
-    from ..devices import resolve_device
-    from ..pipeline.evaluate import item_seed
+    from ..pipeline.evaluate import item_seed, route_restorer_options
     from ..pipeline.paste import paste_back
+    from ..pipeline.stages import align_faces, detect_each, restore_faces
     from ..restorers import create_restorer
 
     dev = resolve_device(device)
     out = Path(out)
     _refuse_collisions({path: out / (Path(path).stem + ".png") for path in images}, "inputs")
-    options = restorer_options(restorer_option)
-    from ..pipeline.evaluate import route_restorer_options
-
-    routed = route_restorer_options([restorer], options)[restorer]
+    routed = route_restorer_options([restorer], restorer_options(restorer_option))[restorer]
     model = create_restorer(restorer, weights=weights, device=dev, **routed)
-    template = get_template("ffhq_512")
     det = None
     for path in tqdm(images, desc="restore", unit="image"):
         array = read_image(path)
@@ -154,20 +153,17 @@ def restore_command(images, restorer, weights, aligned, detector, device, seed, 
         if is_aligned:
             if array.shape[:2] != (512, 512):
                 raise ValueError(f"{path}: --aligned needs a 512x512 face crop, got {array.shape[1]}x{array.shape[0]}")
-            result = model.restore(photo, seeds=seeds)
+            result = restore_faces(model, photo, seeds)
         else:
             if det is None:
                 from ..detectors import create_detector
 
                 det = create_detector(detector, device=str(dev))
-            (found,) = det.detect([array])
+            (found,) = detect_each(det, [array], dev)
             if found is None:
                 raise FaceNotFoundError(f"{path}: no face found by {detector}")
-            lms = torch.as_tensor(found.landmarks, dtype=torch.float64).reshape(1, 5, 2)
-            matrix = estimate_similarity(lms, template.points)
-            face = warp_affine(photo, matrix.to(dev), (512, 512), border_value=template.border_value)
-            restored = model.restore(face, seeds=seeds)
-            result = paste_back(photo, restored, matrix.to(dev).float())
+            face, _, matrix = align_faces([photo[0]], [found.landmarks], dev, return_matrices=True)
+            result = paste_back(photo, restore_faces(model, face, seeds), matrix.to(dev).float())
         _write_png(out / (Path(path).stem + ".png"), to_uint8(result)[0])
     click.echo(f"wrote {len(images)} image(s) to {out}")
 
