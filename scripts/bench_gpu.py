@@ -7,16 +7,17 @@
 Sections, in priority order (the most wanted figures first; each one runs in ``try/except``, records its error and
 lets the next one run; once ``--budget-s`` seconds have passed the remaining sections are recorded as skipped):
 
-1. ``restorer:vqfr-v2``: faces/s at batch 1/8/32 per precision (and the channels_last / half-encoder levers) with
-   ``torch.cuda.max_memory_allocated`` peak; released configuration, random weights.
+1. ``restorer:vqfr-v2``: faces/s at batch 1/8/32 per precision (and the channels_last / half-encoder / compile
+   levers) with ``torch.cuda.max_memory_allocated`` peak; released configuration, random weights.
 2. ``difface``: seconds per UNet step and for the SwinIR estimator per precision and batch, extrapolated to the
    released 100 steps (faces/s) and to TFLOP/s with the counted FLOPs per face (38.0 TFLOP).
 3. ``degradation``: faces/s per scale on the device (batched path) vs the CPU path (measured on a small batch),
    and the device output's difference from the CPU path (max grey levels, fraction of pixels differing).
 4. ``recognizers``: IResNet-50/100 faces/s at batch 256 in fp32 (TF32 on and off), fp16 and bf16.
 5. ``e2e``: ``restorever eval --protocol pairs-csv`` on the LFW subset (restorers none + vqfr-v2 with a synthetic
-   random-weight checkpoint, arcface-r50 with a synthetic checkpoint from the manifest) with its stage timings;
-   then the same pairs with restorer none on the CPU and on the device, and their pair-score differences.
+   random-weight checkpoint, arcface-r50 with a synthetic checkpoint from the manifest) with its stage timings,
+   with per-image ``mtcnn`` and with ``--detector mtcnn-batched``; then the same pairs with restorer none on the
+   CPU and on the device, and their pair-score differences.
 6. ``consistency``: CPU vs device, fp32, per stage on real photos: landmarks (px), warp (grey levels), embedding
    (cosine, TF32 on and off).
 7. ``mtcnn``: images/s on LFW 250x250 photos (device and a small CPU sample).
@@ -743,12 +744,12 @@ def _compare(out: torch.Tensor, ref: torch.Tensor, e_out: torch.Tensor, e_ref: t
 
 
 def _eval_cmd(data: Data, out: Path, *, device: str, restorers: str, scales: str, limit: int, weights: str | None,
-              rec_weights: Path, cache: Path, batch_size: int) -> list[str]:
+              rec_weights: Path, cache: Path, batch_size: int, detector: str = "mtcnn") -> list[str]:
     cmd = [sys.executable, "-m", "restorever", "eval", "--protocol", "pairs-csv", "--data-root", str(data.lfw),
            "--pairs", str(data.pairs_csv), "--restorer", restorers, "--recognizer", "arcface-r50-ms1mv3",
            "--recognizer-weights", str(rec_weights), "--scales", scales, "--limit-pairs", str(limit),
            "--device", device, "--batch-size", str(batch_size), "--cache-dir", str(cache), "--out", str(out),
-           "--no-progress", "--examples", "0"]
+           "--no-progress", "--examples", "0", "--detector", detector]
     if weights:
         cmd += ["--weights", weights]
     return cmd
@@ -786,6 +787,15 @@ def section_e2e(bench: Bench, data: Data, rec: dict, work: Path) -> None:
     rec["run"] = {"wall_s": round(wall, 2), "timings": result.get("timings"), "pairs": result["protocol"]["pairs"],
                   "images": result["protocol"]["images"], "restorers": restorers, "scales": scales}
     print("e2e (device):", rec["run"], flush=True)
+    bench.write()
+    # the same run with batched MTCNN (fresh cache): the landmark stage is the largest one with per-image MTCNN
+    bench.check(60)
+    cmd_b = _eval_cmd(data, work / "run_dev_batched", device=str(dev), restorers=restorers, scales=scales,
+                      limit=limit, weights=str(vq_path) if "vqfr" in restorers else None, rec_weights=rec_weights,
+                      cache=work / "cache_dev_batched", batch_size=8 if bench.quick else 64, detector="mtcnn-batched")
+    result_b, wall_b = _run_eval(cmd_b, bench.left() - 60)
+    rec["run_mtcnn_batched"] = {"wall_s": round(wall_b, 2), "timings": result_b.get("timings")}
+    print("e2e (device, mtcnn-batched):", rec["run_mtcnn_batched"], flush=True)
     bench.write()
     bench.check(30)
     # CPU vs device pair scores: restorer none, x8, fresh caches, fp32 recognizer

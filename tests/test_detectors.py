@@ -62,6 +62,36 @@ def test_batched_detection_equals_one_by_one(mtcnn, real):
         np.testing.assert_allclose(alone.landmarks, dets[i].landmarks, atol=1e-2)
 
 
+def test_batch_mates_do_not_change_a_face(mtcnn, faces_root):
+    """facenet-pytorch's batched NMS (torchvision's offset trick) let one image's boxes suppress another's when
+    coordinates are negative (faces cut by the border): ben_afflek_0010's landmarks moved by 9.6 px next to
+    ben_afflek_0009. The detector runs NMS per image, so a face comes out as it does alone."""
+    a9, a10 = (_rgb(faces_root / "ben_afflek" / f"ben_afflek_00{n}.jpg") for n in ("09", "10"))
+    alone = mtcnn.detect([a10])[0]
+    for batch in ([a10, a9], [a9, a10]):
+        together = mtcnn.detect(batch)[0 if batch[0] is a10 else 1]
+        np.testing.assert_allclose(together.landmarks, alone.landmarks, atol=1e-3)
+        np.testing.assert_allclose(together.box, alone.box, atol=1e-3)
+    # facenet-pytorch as shipped, without the per-image NMS: the other face's boxes win (the test can fail)
+    boxes, _, points = mtcnn._mtcnn.detect(np.stack([a10, a9]), landmarks=True)
+    assert np.abs(np.asarray(points[0][0], np.float64) - alone.landmarks).max() > 1.0
+
+
+def test_per_image_nms_equals_nms_on_each_image():
+    from torchvision.ops import nms
+
+    gen = torch.Generator().manual_seed(0)
+    xy = torch.rand(60, 2, generator=gen) * 80 - 40  # negative coordinates, as MTCNN's border faces have
+    boxes = torch.cat([xy, xy + 20 + torch.rand(60, 2, generator=gen) * 40], 1)
+    scores = torch.rand(60, generator=gen)
+    index = torch.randint(0, 3, (60,), generator=gen)
+    keep = DT.per_image_nms(boxes, scores, index, 0.5)
+    assert torch.all(scores[keep][:-1] >= scores[keep][1:])
+    for i in range(3):
+        rows = torch.nonzero(index == i).flatten()
+        assert torch.equal(keep[index[keep] == i], rows[nms(boxes[rows], scores[rows], 0.5)])
+
+
 def test_aligned_crop_landmarks_near_template(mtcnn, real):
     images, dets = real
     lfw_imgs, lfw_dets = images[len(FACES):], dets[len(FACES):]
@@ -246,3 +276,37 @@ def test_scrfd_end_to_end_with_synthetic_model(tmp_path):
     assert det.detect([np.zeros((100, 100, 3), np.uint8)]) == [None]
     # 'auto' prefers SCRFD when the file exists
     assert isinstance(DT.create_detector("auto", model_path=path), DT.SCRFDDetector)
+
+
+def test_mtcnn_batched_in_the_landmark_stage(faces_root, tmp_path, monkeypatch):
+    """``mtcnn-batched``: the landmark stage hands the detector whole batches (one call per batch, not per image),
+    the landmarks agree with per-image ``mtcnn`` to float rounding, and the two never share cache entries."""
+    pytest.importorskip("facenet_pytorch", reason="facenet-pytorch==2.5.3 is needed for the mtcnn detector")
+    from restorever.pipeline.cache import ArrayCache
+    from restorever.pipeline.landmarks import landmark_stage
+    from restorever.protocol import load_protocol
+
+    items = sorted(p.relative_to(faces_root).as_posix() for p in faces_root.glob("*/*.jpg"))[:10]
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("".join(f"{a},{b},0\n" for a, b in zip(items[::2], items[1::2])))
+    protocol = load_protocol("pairs-csv", data_root=faces_root, pairs=csv)
+    calls = []
+    original = DT.MTCNNDetector.detect
+    monkeypatch.setattr(DT.MTCNNDetector, "detect", lambda self, images: calls.append(len(images)) or
+                        original(self, images))
+    cache = ArrayCache(tmp_path / "cache")
+    batched = landmark_stage(protocol, items, detector="mtcnn-batched", device="cpu", cache=cache, batch_size=4,
+                             progress=False)
+    assert calls == [4, 4, 2]  # one call per batch of the stage
+    calls.clear()
+    single = landmark_stage(protocol, items, detector="mtcnn", device="cpu", cache=cache, batch_size=4,
+                            progress=False)
+    assert calls == [1] * len(items)  # per image: nothing was served from the batched entries
+    for item in items:
+        assert batched[item].error is None and single[item].error is None
+        np.testing.assert_allclose(batched[item].landmarks, single[item].landmarks, atol=1e-3)
+    calls.clear()
+    again = landmark_stage(protocol, items, detector="mtcnn-batched", device="cpu", cache=cache, batch_size=4,
+                           progress=False)
+    assert calls == [] and all(np.array_equal(again[i].landmarks, batched[i].landmarks) for i in items)
+    assert "mtcnn-batched" in DT.list_detectors() and DT.create_detector("mtcnn-batched").batched

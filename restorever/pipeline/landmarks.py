@@ -74,9 +74,11 @@ def landmark_stage(protocol: Protocol, items: Sequence[str], *, detector: str, d
                 det = create_detector(detector, device=str(device))
             # Each result is cached as soon as it is known; a detector *failure* (DetectorError) is a per-image error
             # that is never cached, so only "the detector ran and found no face" is remembered as no face.
-            for item, sha, key, array, tag in todo:
+            together = _detect_together(det, [t[3] for t in todo], device)
+            for k, (item, sha, key, array, tag) in enumerate(todo):
                 try:
-                    found = detect_each(det, [array], device)[0]  # one image per call: batch-independent
+                    # one image per call (batch-independent) unless the detector is a batched one
+                    found = together[k] if together is not None else detect_each(det, [array], device)[0]
                 except DetectorError as exc:
                     info[item] = ImageInfo(sha, error=f"{describe_item(protocol, item)}: {exc}", decode=tag)
                     continue
@@ -85,6 +87,17 @@ def landmark_stage(protocol: Protocol, items: Sequence[str], *, detector: str, d
                 info[item] = ImageInfo(sha, lm, None if lm is not None else
                                        f"{describe_item(protocol, item)}: no face found by {detector}", lm is None, tag)
     return info
+
+
+def _detect_together(det, arrays: list[np.ndarray], device) -> list | None:
+    """A batched detector's results for all ``arrays`` in one call; ``None`` for per-image detectors, and when the
+    batch raised a :class:`DetectorError` (then each image runs alone, so the failure is pinned to its image)."""
+    if not getattr(det, "batched", False):
+        return None
+    try:
+        return det.detect(arrays)
+    except DetectorError:
+        return None
 
 
 def apply_fallback_landmarks(protocol: Protocol, info: dict[str, ImageInfo]) -> list[str]:
