@@ -15,8 +15,9 @@ templates.
 * ``mtcnn-batched``: the same MTCNN, handed whole batches by the pipeline (one network call for up to
   ``batch_size`` same-size images instead of one per image: several times faster on a GPU, where single-image MTCNN
   is launch-bound). Batched convolutions round differently in the last bits, so an image's landmarks then depend
-  slightly on its batch (3e-5 px at most on 64 LFW photos on a CPU); the name is part of every landmark cache key and
-  of the run's identity, so the two modes never share entries.
+  slightly on its batch (3e-5 px at most on 64 LFW photos and 10 ``data/faces`` photos on a CPU, once NMS runs per
+  image: see :func:`per_image_nms`); the name is part of every landmark cache key and of the run's identity, so the
+  two modes never share entries.
 * ``scrfd``: insightface's SCRFD-10GF with keypoints (``det_10g.onnx`` from the ``buffalo_l`` pack) through
   onnxruntime. The file is looked up at ``model_path``, ``$RESTOREVER_SCRFD``, ``det_10g.onnx`` in the
   restorever cache directory (``$RESTOREVER_HOME``, see :func:`restorever.hub.get_cache_dir`) and

@@ -62,7 +62,8 @@ def _differences(golden: Any, new: Any, path: str = "") -> list[str]:
             return [f"{path}: was a list of {len(golden)}, now {new!r:.80}"]
         return [d for i, (g, n) in enumerate(zip(golden, new)) for d in _differences(g, n, f"{path}[{i}]")]
     if isinstance(golden, float) and isinstance(new, (int, float)) and not isinstance(new, bool):
-        return [] if math.isclose(golden, new, rel_tol=1e-9, abs_tol=FLOAT_ABS_TOL) else [f"{path}: {golden!r} -> {new!r}"]
+        close = math.isclose(golden, new, rel_tol=1e-9, abs_tol=FLOAT_ABS_TOL)
+        return [] if close else [f"{path}: {golden!r} -> {new!r}"]
     return [] if golden == new and type(golden) is type(new) else [f"{path}: {golden!r} -> {new!r}"]
 
 

@@ -30,7 +30,9 @@ Examples:
 @click.option("--degrade-side", type=click.Choice(["probe", "both"]), default="probe", show_default=True)
 @click.option("--seed", type=int, default=None,
               help="Seed of the degradation and restorer noise [protocol's seed, else 0].")
-@click.option("--detector", default=None, help="Landmark detector: mtcnn, mtcnn-batched (faster on a GPU) or scrfd [protocol's alignment.landmarks].")
+@click.option("--detector", default=None,
+              help="Landmark detector: mtcnn, mtcnn-batched (faster on a GPU) or scrfd [protocol's "
+                   "alignment.landmarks].")
 @click.option("--limit-pairs", type=int, default=None, help="Evaluate about N pairs, balanced over folds and classes.")
 @click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE",
               help="auto, cpu, cuda, cuda:1.")

@@ -15,7 +15,7 @@ from ..errors import DetectorError, FaceNotFoundError, RestoreverError
 from ..protocol import Protocol
 from .cache import ArrayCache, landmarks_key
 from .identity import device_kind
-from .stages import align_faces, detect_each, in_batches, progress_bar
+from .stages import align_faces, detect_each, in_batches, progress_bar, single_thread_on_cpu
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,8 @@ def _detect_together(det, arrays: list[np.ndarray], device) -> list | None:
     if not getattr(det, "batched", False):
         return None
     try:
-        return det.detect(arrays)
+        with single_thread_on_cpu(device):
+            return det.detect(arrays)
     except DetectorError:
         return None
 
