@@ -25,6 +25,24 @@ def test_options_reach_only_the_restorers_whose_card_declares_them():
                       "vqfr-v2": {"precision": "bf16", "fidelity_ratio": 0.5}}
     with pytest.raises(ValueError, match="cuda_graph apply to none of the restorers vqfr-v2"):
         route_restorer_options(["vqfr-v2"], {"cuda_graph": True})
+    speed = route_restorer_options(["difface", "vqfr-v2"], {"channels_last": "true", "autocast_encoder": True,
+                                                            "compile": "yes"})
+    assert speed == {"difface": {"channels_last": True, "compile": True},
+                     "vqfr-v2": {"channels_last": True, "autocast_encoder": True, "compile": True}}
+
+
+def test_every_declared_option_is_a_parameter_of_the_backends_create():
+    """A card may declare only what its ``create`` takes: an option the CLI accepts must reach the backend."""
+    import inspect
+
+    from restorever.restorers import REGISTRY, list_restorers, restorer_card
+
+    for name in list_restorers():
+        parameters = inspect.signature(REGISTRY.factory(name)).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+            continue
+        missing = set(restorer_card(name).default_kwargs) - set(parameters)
+        assert not missing, f"{name}: card options {sorted(missing)} are not parameters of its create()"
 
 
 def test_an_option_no_restorer_takes_is_one_line(tmp_path, faces_root):

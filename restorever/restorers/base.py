@@ -61,6 +61,8 @@ CAST_PRECISION = OptionSpec("fp32; fp16 or bf16 (weights cast once); fp16-amp or
                             "fp16-amp on CUDA, fp32 elsewhere")
 AUTOCAST_PRECISION = OptionSpec("auto (fp16 autocast on CUDA, fp32 elsewhere), fp32, fp16 or bf16 (autocast)",
                                 choices=AUTOCAST_PRECISIONS)
+CHANNELS_LAST = OptionSpec("channels-last memory order for the convolutions (faster tensor-core kernels on a GPU; "
+                           "the same values within float rounding)")
 COMPILE = OptionSpec("torch.compile the network (inductor: fused normalisation/activation kernels); each batch shape "
                      "compiles once, paid by its first batch; equal to eager within float rounding")
 QUANTIZE_OUTPUT = OptionSpec("round the output to 8-bit levels as the official demo's saved PNG does")

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from ..errors import CheckpointLayoutError, WeightsNotFoundError
 from ..hub import (ModelCard, OptionSpec, WeightFile, get_cache_dir, load_checkpoint, load_state_dict_strict,
                    resolve_weights, sha256_file)
-from .base import CAST_PRECISION, COMPILE, Restorer, compile_module
+from .base import CAST_PRECISION, CHANNELS_LAST, COMPILE, Restorer, compile_module
 from .checkpoints import describe_layout, identify_layout
 from .diffusion import DiffusionSchedule, NoiseSource, PerItemNoise, StepCallback, ddim_loop
 from .layers.difface_unet import DiffusionUNet
@@ -253,7 +253,7 @@ def _cfg(**kwargs: Any) -> ModelCard:
             "eta": OptionSpec("DDIM eta: 0 deterministic, 1 DDPM-like (released 0.5)", minimum=0.0, maximum=1.0),
             "precision": CAST_PRECISION,
             "cuda_graph": OptionSpec("replay the UNet step as a CUDA graph (CUDA only; same numbers, fewer launches)"),
-            "channels_last": OptionSpec("run the UNet in channels_last memory format"),
+            "channels_last": CHANNELS_LAST,
             "compile": COMPILE})
     defaults.update(kwargs)
     return ModelCard(**defaults)

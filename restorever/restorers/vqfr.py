@@ -34,7 +34,7 @@ from .. import hub
 from ..errors import CheckpointLayoutError
 from ..memory import PeakMemoryMonitor
 from ..images import check_faces
-from .base import CAST_PRECISION, COMPILE, QUANTIZE_OUTPUT, Restorer, compile_module
+from .base import CAST_PRECISION, CHANNELS_LAST, COMPILE, QUANTIZE_OUTPUT, Restorer, compile_module
 from .checkpoints import describe_layout, identify_layout
 from .layers.modulated_deform_conv import ModulatedDeformConv2d
 from ..precision import PRECISIONS as PRECISION_VALUES
@@ -205,6 +205,16 @@ V2_CONFIG: dict[str, Any] = {
 _PAPER = "https://arxiv.org/abs/2205.06803"
 _ORIGIN = "https://github.com/TencentARC/VQFR"
 
+# Speed levers both variants take (docs/benchmarks.md measures them): channels_last and compile change values only
+# by float rounding; autocast_encoder runs code selection's encoder in the half precision too.
+_SPEED_DEFAULTS = {"autocast_encoder": False, "channels_last": False, "compile": False}
+_SPEED_OPTIONS = {
+    "autocast_encoder": hub.OptionSpec("run the encoder in the half precision too (faster; may pick other codes, "
+                                       "see docs/benchmarks.md); default: code selection in float32"),
+    "channels_last": CHANNELS_LAST,
+    "compile": COMPILE,
+}
+
 CARDS: dict[str, hub.ModelCard] = {
     "vqfr-v1": hub.ModelCard(
         name="vqfr-v1", arch="vqfr_v1",
@@ -212,8 +222,8 @@ CARDS: dict[str, hub.ModelCard] = {
             filename="VQFR_v1-33a1fac5.pth", url=None, sha256=None, license="Apache-2.0",
             origin_url="https://drive.google.com/drive/folders/1lczKYEbARwe27FJlKoFdng7UnffGDjO2", paper=_PAPER)},
         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-        default_kwargs={"precision": "auto", "quantize_output": True, "compile": False},
-        option_specs={"precision": CAST_PRECISION, "quantize_output": QUANTIZE_OUTPUT, "compile": COMPILE},
+        default_kwargs={"precision": "auto", "quantize_output": True, **_SPEED_DEFAULTS},
+        option_specs={"precision": CAST_PRECISION, "quantize_output": QUANTIZE_OUTPUT, **_SPEED_OPTIONS},
         description="VQFR v1 (ECCV 2022): VQ codebook + parallel decoder, 76.6M parameters; weights on the "
                     "authors' Google Drive only",
         reported={"seconds_per_face_a100": 0.36, "params": 76_563_583}),
@@ -223,10 +233,10 @@ CARDS: dict[str, hub.ModelCard] = {
             filename="VQFR_v2.pth", url="https://github.com/TencentARC/VQFR/releases/download/v2.0.0/VQFR_v2.pth",
             sha256=None, license="Apache-2.0", origin_url=_ORIGIN + "/releases/tag/v2.0.0", paper=_PAPER)},
         mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-        default_kwargs={"fidelity_ratio": 0.0, "precision": "auto", "quantize_output": True, "compile": False},
+        default_kwargs={"fidelity_ratio": 0.0, "precision": "auto", "quantize_output": True, **_SPEED_DEFAULTS},
         option_specs={"fidelity_ratio": hub.OptionSpec("0 = best quality (default) to 1 = best fidelity to the input",
                                                        minimum=0.0, maximum=1.0),
-                      "precision": CAST_PRECISION, "quantize_output": QUANTIZE_OUTPUT, "compile": COMPILE},
+                      "precision": CAST_PRECISION, "quantize_output": QUANTIZE_OUTPUT, **_SPEED_OPTIONS},
         description="VQFR v2: predicted codes + texture warping, 83.5M parameters; fidelity_ratio 0 (default, "
                     "best quality) to 1 (best fidelity)",
         reported={"params": 83_486_539}),
