@@ -14,7 +14,7 @@
 set -u
 OUT=${OUT:-$PWD/gpu_out}
 TOTAL_S=${TOTAL_S:-400}        # the whole session aims to end within this many seconds (worst case +65 s)
-PYTEST_S=${PYTEST_S:-100}      # time limit of the CUDA tests
+PYTEST_S=${PYTEST_S:-160}      # time limit of the CUDA tests (one compiles the DifFace fixture UNet)
 PY=${PYTHON:-python3}
 BENCH_ARGS=${BENCH_ARGS:-}     # extra bench_gpu.py arguments (a CPU dry run: "--device cpu --quick")
 mkdir -p "$OUT"

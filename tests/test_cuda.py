@@ -153,6 +153,54 @@ def test_difface_sampler_cuda_replays_official_run(tmp_path, cuda_device):
     torch.testing.assert_close(sample.cpu(), spec["outputs"]["sample"], atol=1e-4, rtol=0)
 
 
+def test_difface_cuda_graph_and_compile_equal_eager(tmp_path, cuda_device):
+    """The sampler's speed options on the GPU (fixture networks, float32): the CUDA-graph replay is the eager call
+    (same kernels), ``compile`` inside the graph differs only by float rounding, and the graph really replays."""
+    from restorever.restorers import difface
+
+    unet_fx, swin_fx = _fixture("difface_unet_small.pt"), _fixture("difface_swinir_small.pt")
+    sampler_fx = _fixture("difface_sampler_small.pt")
+    torch.save({**unet_fx["state_dict"], **sampler_fx["unet_state_dict_overrides"]}, tmp_path / "unet.pth")
+    torch.save({"state_dict": swin_fx["state_dict"]}, tmp_path / "swinir.pth")
+
+    def make(**options):
+        return difface.create("difface", weights={"unet": str(tmp_path / "unet.pth"),
+                                                  "estimator": str(tmp_path / "swinir.pth")},
+                              unet_config=dict(sampler_fx["unet_config"]),
+                              estimator_config=dict(sampler_fx["swinir_config"]), device=cuda_device, steps=10,
+                              precision="fp32", **options)
+
+    faces = torch.rand(2, 3, 512, 512, generator=torch.Generator().manual_seed(0)).to(cuda_device)
+    eager = make().restore(faces, seeds=[1, 2])
+    graphed = make(cuda_graph=True)
+    both = make(cuda_graph=True, compile=True)
+    out_graphed, out_both = graphed.restore(faces, seeds=[1, 2]), both.restore(faces, seeds=[1, 2])
+    torch.testing.assert_close(out_graphed, eager, atol=1e-6, rtol=0)
+    torch.testing.assert_close(out_both, eager, atol=1e-4, rtol=0)
+    if cuda_device.type == "cuda":
+        assert graphed._graphed.replays > 0 and both._graphed.replays > 0 and not both._graphed.disabled
+
+
+def test_mtcnn_batched_cuda_close_to_one_by_one(lfw_root, faces_root, cuda_device):
+    """Batched MTCNN on the GPU (``mtcnn-batched``) against one image per call: the same faces, landmarks within
+    float rounding (3e-5 px on the CPU; the bound leaves room for the GPU's other kernels)."""
+    pytest.importorskip("facenet_pytorch")
+    import cv2
+
+    from restorever.detectors import create_detector
+
+    paths = sorted((faces_root / "ben_afflek").glob("*.jpg")) + [
+        lfw_root / "lfw-deepfunneled" / p / f"{p}_0001.jpg" for p in PEOPLE]
+    arrays = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB) for p in paths]
+    det = create_detector("mtcnn-batched", device=str(cuda_device))
+    together = det.detect(arrays)
+    for array, batched in zip(arrays, together):
+        (alone,) = det.detect([array])
+        assert (alone is None) == (batched is None)
+        if alone is not None:
+            assert np.abs(alone.landmarks - batched.landmarks).max() < 0.01
+
+
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_vqfr_half_precision_cuda_close_to_float32(precision, cuda_device):
     """Half precision (decoders) against float32 on the fixture network: same codes, and the image within
