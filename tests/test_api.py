@@ -302,6 +302,8 @@ def test_errors_name_library_arguments(pipe):
         pipe.embed(np.zeros((64, 64, 3), np.float32))
     with pytest.raises(ValueError, match="steps apply to none of the restorers"):
         FacePipeline(device="cpu", steps=10)
+    with pytest.raises(ConfigError, match="^recognizer_options recognizer dlib takes no option.s. compile"):
+        FacePipeline(device="cpu", recognizer_options={"compile": True})
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="^device 'cuda' is not usable"):
             FacePipeline(device="cuda")

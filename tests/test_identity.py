@@ -107,3 +107,24 @@ def test_identification_routes_restorer_options_like_verification(monkeypatch):
     assert received == {"vqfr-v2": {}, "difface": {"steps": 50}}
     assert ctx.identity.restorers["difface"]["options"] == {"steps": 50}
     assert ctx.identity.restorers["vqfr-v2"]["options"] == {}
+
+
+def test_recognizer_options_join_the_identity_only_when_given():
+    """``--recognizer-option`` values become part of the recognizer's id (their embeddings are other entries); a run
+    without them keeps the id, and so the embedding keys, it always had."""
+    def identity(**recognizer_options):
+        return RunIdentity.from_files(detector="mtcnn", recognizer_name="dlib",
+                                      recognizer_files={"model": ("/w/dlib.dat", "ab" * 32)}, flip_test=False,
+                                      restorer_files={"none": {}, "difface": {"unet": ("/w/u.pth", "cd" * 32)}},
+                                      restorer_options={"difface": {"steps": 50}}, degradation="difface-test", seed=3,
+                                      device="cpu", recognizer_options=recognizer_options)
+
+    plain, fp32, compiled = identity(), identity(precision="fp32"), identity(precision="fp32", compile=True)
+    sha = "2" * 64
+    assert plain.embedding_key(sha, LANDMARKS, "difface", 8) == _identity().embedding_key(sha, LANDMARKS, "difface", 8)
+    assert "options" not in plain.recognizer and fp32.recognizer["options"] == {"precision": "fp32"}
+    keys = {ident.embedding_key(sha, LANDMARKS, "none", None) for ident in (plain, fp32, compiled)}
+    assert len(keys) == 3
+    # landmarks and restored faces do not depend on the recognizer
+    assert plain.restored_key(sha, LANDMARKS, "difface", 8) == fp32.restored_key(sha, LANDMARKS, "difface", 8)
+    assert RunIdentity.from_record({"cache": {"identity": fp32.as_record()}}).as_record() == fp32.as_record()

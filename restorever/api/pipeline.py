@@ -49,6 +49,8 @@ class FacePipeline:
         device: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         weights: the restorer's weights, ``FILE`` or ``{role: FILE}`` (as ``--weights`` on the command line).
         recognizer_weights: the recognizer's weights, same form.
+        recognizer_options: options the recognizer's card declares (``precision``, ``channels_last``, ``compile``
+            for the torch recognizers; ``restorever recognizers`` lists them), as ``--recognizer-option``.
         degradation: the preset an integer ``degrade=`` scale uses (``difface-test``, as ``restorever eval``).
         attributes: an attribute model for :meth:`attributes`: ``"insightface-genderage"``, a probe ``.pt`` fitted
             by ``restorever attributes fit``, or a loaded predictor.
@@ -67,9 +69,10 @@ class FacePipeline:
     def __init__(self, restorer: Any = "none", recognizer: Any = "dlib", detector: str = "mtcnn",
                  device: str = "auto", weights: str | dict[str, str] | None = None, *,
                  recognizer_weights: str | dict[str, str] | None = None, degradation: str = "difface-test",
-                 attributes: Any = None, batch_size: int = 16, flip_test: bool = False, **backend_options: Any):
+                 attributes: Any = None, batch_size: int = 16, flip_test: bool = False,
+                 recognizer_options: dict[str, Any] | None = None, **backend_options: Any):
         from ..degradation import get_preset
-        from ..pipeline.evaluate import resolve_device, route_restorer_options
+        from ..pipeline.evaluate import resolve_device, route_recognizer_options, route_restorer_options
         from ..recognizers import create_recognizer
         from ..restorers import create_restorer
 
@@ -82,10 +85,15 @@ class FacePipeline:
         self.detector_name = detector
         self._detector = None
         if isinstance(recognizer, str):
+            try:
+                options = route_recognizer_options(recognizer, dict(recognizer_options or {}))
+            except ValueError as exc:
+                raise ConfigError("recognizer_options", str(exc)) from exc
             recognizer = create_recognizer(recognizer, weights=recognizer_weights, device=self.device,
-                                           **({"flip_test": True} if flip_test else {}))
-        elif recognizer_weights is not None or flip_test:
-            raise ConfigError("recognizer_weights", "and flip_test apply only when recognizer is a name")
+                                           **({"flip_test": True} if flip_test else {}), **options)
+        elif recognizer_weights is not None or flip_test or recognizer_options:
+            raise ConfigError("recognizer_weights", "flip_test and recognizer_options apply only when recognizer is "
+                                                    "a name")
         self.recognizer = recognizer
         if isinstance(restorer, str):
             options = route_restorer_options([restorer], backend_options)[restorer]

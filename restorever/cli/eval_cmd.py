@@ -7,7 +7,8 @@ import click
 
 from . import handle_errors
 from .ident_cmd import ident_only_options
-from .options import parse_scales, restorer_options, restorer_options_option, split_list
+from .options import (parse_key_values, parse_scales, recognizer_options_option, restorer_options,
+                      restorer_options_option, split_list)
 
 
 EPILOG = """\b
@@ -45,6 +46,7 @@ Examples:
               help="Restorer weights: FILE or ROLE=FILE,ROLE=FILE (e.g. unet=U.pth,estimator=E.pth for difface).")
 @click.option("--recognizer-weights", default=None, help="Recognizer weights: FILE or ROLE=FILE,...")
 @restorer_options_option
+@recognizer_options_option
 @click.option("--cache-dir", type=click.Path(), default=None, help="Cache folder (default: $RESTOREVER_HOME/cache).")
 @click.option("--out", type=click.Path(), default="runs/latest", show_default=True, help="Output folder.")
 @click.option("--examples", type=click.IntRange(min=0), default=4, show_default=True,
@@ -56,7 +58,7 @@ Examples:
 @handle_errors
 def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degradation, degrade_side, seed, detector,
                  limit_pairs, device, batch_size, on_error, flip_test, restorer_weights, recognizer_weights,
-                 restorer_option, cache_dir, out, examples, no_progress, dry_run, **ident):
+                 restorer_option, recognizer_option, cache_dir, out, examples, no_progress, dry_run, **ident):
     """Evaluate verification accuracy of clean, degraded and restored faces."""
     from ..hub import parse_weights_option
     from ..pipeline.evaluate import EvalConfig, evaluate
@@ -64,6 +66,7 @@ def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degr
 
     names = split_list(restorers)
     options = restorer_options(restorer_option)
+    rec_options = parse_key_values(recognizer_option)
     from ..datasets_ident import is_ident_protocol
 
     if is_ident_protocol(protocol):
@@ -72,8 +75,8 @@ def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degr
         run_ident(protocol=protocol, data_root=data_root, restorers=restorers, recognizer=recognizer, scales=scales,
                   degradation=degradation, seed=seed, detector=detector, device=device, batch_size=batch_size,
                   on_error=on_error, flip_test=flip_test, restorer_weights=restorer_weights,
-                  recognizer_weights=recognizer_weights, restorer_options=options, cache_dir=cache_dir, out=out,
-                  no_progress=no_progress, dry_run=dry_run, **ident)
+                  recognizer_weights=recognizer_weights, restorer_options=options, recognizer_options=rec_options,
+                  cache_dir=cache_dir, out=out, no_progress=no_progress, dry_run=dry_run, **ident)
         return
     config = EvalConfig(
         protocol=protocol, data_root=data_root, pairs=pairs, restorers=names, recognizer=recognizer,
@@ -81,7 +84,7 @@ def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degr
         limit_pairs=limit_pairs, device=device, batch_size=batch_size, detector=detector, on_error=on_error,
         flip_test=flip_test, restorer_weights=parse_weights_option(restorer_weights),
         recognizer_weights=parse_weights_option(recognizer_weights), restorer_options=options,
-        cache_dir=cache_dir, out=str(Path(out)))
+        recognizer_options=rec_options, cache_dir=cache_dir, out=str(Path(out)))
     config.validate()  # before the run folder and its lock are created
     from ..pipeline import distributed
     from ..pipeline.lock import RunLock

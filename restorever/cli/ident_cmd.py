@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from . import handle_errors
-from .options import restorer_options, restorer_options_option
+from .options import parse_key_values, recognizer_options_option, restorer_options, restorer_options_option
 
 EPILOG = """\b
 Examples:
@@ -97,7 +97,7 @@ def run_ident(*, protocol="lfw-ident", data_root=None, restorers="none", recogni
               max_probes_per_person=None, max_distractors=None, attribute_model=None, attribute_weights=None,
               attribute_filter=None, filter_threshold=None, age_tolerance=None, age_bins=None, reweight=None,
               top_k=10, search_backend="auto", index="flat", ivf_nlist=64, nprobe=16, filter_mode="partition",
-              cache_dir=None, out="runs/ident", no_progress=False, restorer_options=None,
+              cache_dir=None, out="runs/ident", no_progress=False, restorer_options=None, recognizer_options=None,
               dry_run=False) -> dict | None:
     """Build the config from CLI-style values, run the evaluation, write the outputs, echo the tables (with
     ``dry_run``, echo the work plan only and return None). ``None`` for ``seed``, ``detector`` or ``on_error``
@@ -117,6 +117,7 @@ def run_ident(*, protocol="lfw-ident", data_root=None, restorers="none", recogni
         batch_size=batch_size, on_error=on_error, flip_test=flip_test,
         restorer_weights=parse_weights_option(restorer_weights),
         recognizer_weights=parse_weights_option(recognizer_weights), restorer_options=dict(restorer_options or {}),
+        recognizer_options=dict(recognizer_options or {}),
         min_images=min_images, max_probes_per_person=max_probes_per_person, max_distractors=max_distractors,
         attribute_model=attribute_model, attribute_weights=parse_weights_option(attribute_weights),
         attribute_filter=flt if attribute_model else ([] if flt is None else flt), filter_threshold=filter_threshold,
@@ -142,11 +143,13 @@ def run_ident(*, protocol="lfw-ident", data_root=None, restorers="none", recogni
 @click.command("ident", epilog=EPILOG)
 @_ident_options
 @restorer_options_option
+@recognizer_options_option
 @handle_errors
-def ident_command(restorer_option, **options):
+def ident_command(restorer_option, recognizer_option, **options):
     """Closed-set identification (rank-k, mAP, CMC) of clean, degraded and restored probes, optionally searching
     only the gallery entries whose predicted gender/age group match the probe's."""
-    run_ident(restorer_options=restorer_options(restorer_option), **options)
+    run_ident(restorer_options=restorer_options(restorer_option),
+              recognizer_options=parse_key_values(recognizer_option), **options)
 
 
 def register(cli: click.Group) -> None:

@@ -46,11 +46,13 @@ def _list(registry, registry_kind: str = "") -> None:
         card = registry.card(name)
         click.echo(f"{name:26s} {card.description}")
         click.echo(f"{'':26s} weights: {_status(registry, name)}")
-        if card.default_kwargs and registry_kind == "restorer":
-            click.echo(f"{'':26s} options (--restorer-option KEY=VALUE, default after =):")
-            for key, default in card.default_kwargs.items():
+        # restorers take every default_kwargs key; recognizers only the declared ones (flip_test has its own flag)
+        keys = list(card.default_kwargs) if registry_kind == "restorer" else list(card.option_specs)
+        if keys:
+            click.echo(f"{'':26s} options (--{registry_kind}-option KEY=VALUE, default after =):")
+            for key in keys:
                 spec = card.option_specs.get(key)
-                click.echo(f"{'':28s} {key}={default}" + (f"  {spec.help}" if spec else ""))
+                click.echo(f"{'':28s} {key}={card.default_kwargs.get(key)}" + (f"  {spec.help}" if spec else ""))
 
 
 @click.command("restorers")
@@ -65,10 +67,10 @@ def restorers_command():
 @click.command("recognizers")
 @handle_errors
 def recognizers_command():
-    """List recognizers with the status of their weights."""
+    """List recognizers with the status of their weights and the options their cards declare."""
     from ..recognizers import REGISTRY
 
-    _list(REGISTRY)
+    _list(REGISTRY, "recognizer")
 
 
 def _card(name: str):

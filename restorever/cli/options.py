@@ -71,6 +71,14 @@ def restorer_options_option(func):
                              "them).")(func)
 
 
+def recognizer_options_option(func):
+    """``--recognizer-option KEY=VALUE`` (repeatable): an option the recognizer's card declares (precision,
+    channels_last, compile for the torch recognizers; ``restorever recognizers`` lists them)."""
+    return click.option("--recognizer-option", "recognizer_option", multiple=True, metavar="KEY=VALUE",
+                        help="A recognizer option its card declares, e.g. precision=fp32, compile=true "
+                             "(repeatable; `restorever recognizers` lists them).")(func)
+
+
 def restorer_options(pairs: tuple[str, ...] | list[str]) -> dict:
     """The ``--restorer-option`` pairs merged with the shortcut flags given (a shortcut wins over the same key);
     values are still text or YAML scalars here: the restorer's card converts and checks them."""

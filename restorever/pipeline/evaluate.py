@@ -61,6 +61,7 @@ class EvalConfig:
     restorer_weights: dict[str, str] = field(default_factory=dict)
     recognizer_weights: dict[str, str] = field(default_factory=dict)
     restorer_options: dict[str, Any] = field(default_factory=dict)
+    recognizer_options: dict[str, Any] = field(default_factory=dict)
     cache_dir: str | None = None
     out: str | None = None
     template: str | None = None
@@ -163,6 +164,20 @@ def route_restorer_options(names: Sequence[str], options: dict[str, Any]) -> dic
     return routed
 
 
+def route_recognizer_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` for recognizer ``name``, each converted and checked against its card's declared options
+    (``option_specs``; :func:`restorever.hub.check_option`); an option the card does not declare is an error."""
+    from ..hub import check_option
+    from ..recognizers import recognizer_card
+
+    card = recognizer_card(name)
+    unknown = sorted(k for k, v in options.items() if v is not None and k not in card.option_specs)
+    if unknown:
+        takes = ", ".join(card.option_specs) or "none"
+        raise ValueError(f"recognizer {name} takes no option(s) {', '.join(unknown)} (its options: {takes})")
+    return {k: check_option(card, k, v) for k, v in options.items() if v is not None}
+
+
 def build_context(config: EvalConfig, protocol: Protocol | None = None) -> RunContext:
     """Load the protocol (unless given: identification passes its own), resolve the config's protocol defaults
     (``ctx.config`` is the resolved copy) and create the models a run needs; errors here happen before any work.
@@ -179,8 +194,9 @@ def build_context(config: EvalConfig, protocol: Protocol | None = None) -> RunCo
     check_template(config.template, [restorer_card(n) for n in config.restorers],
                    source=config.sources.get("template", "cli"))
     cache = ArrayCache(Path(config.cache_dir) if config.cache_dir else hub.get_cache_dir() / "cache")
+    recognizer_options = route_recognizer_options(config.recognizer, config.recognizer_options)
     recognizer = create_recognizer(config.recognizer, weights=config.recognizer_weights or None, device=device,
-                                   **({"flip_test": True} if config.flip_test else {}))
+                                   **({"flip_test": True} if config.flip_test else {}), **recognizer_options)
     restorers = {}
     routed = route_restorer_options(config.restorers, config.restorer_options)
     for name in config.restorers:
@@ -193,7 +209,8 @@ def build_context(config: EvalConfig, protocol: Protocol | None = None) -> RunCo
         degradation = Degradation(config.degradation)
     identity = RunIdentity.of(detector=config.detector, recognizer_name=config.recognizer, recognizer=recognizer,
                               flip_test=config.flip_test, restorers=restorers, restorer_options=routed,
-                              degradation=config.degradation, seed=config.seed, device=device)
+                              degradation=config.degradation, seed=config.seed, device=device,
+                              recognizer_options=recognizer_options)
     return RunContext(config, protocol, device, cache, recognizer, restorers, degradation, identity)
 
 

@@ -11,7 +11,8 @@ from typing import Any, Mapping, Sequence
 
 from .cache import embedding_key, landmarks_key, restored_key
 
-__all__ = ["RunIdentity", "weights_id", "files_id", "weights_files", "device_kind", "conditions_of"]
+__all__ = ["RunIdentity", "weights_id", "files_id", "weights_files", "device_kind", "conditions_of",
+           "recognizer_id"]
 
 
 def weights_id(model: Any) -> list[tuple[str, str]]:
@@ -30,6 +31,15 @@ def weights_files(model: Any) -> dict[str, tuple[str, str | None]]:
     return {f"{model.card.name}:{role}": (str(path), sha) for role, (path, sha) in files.items()}
 
 
+def recognizer_id(name: str, weights: Any, flip_test: bool, options: Mapping[str, Any] | None = None) -> dict:
+    """The recognizer's part of a run's identity: ``{"name", "weights", "flip"}``, plus ``"options"`` when any
+    recognizer option was given (so runs without options keep the keys they always had)."""
+    out: dict[str, Any] = {"name": name, "weights": weights, "flip": bool(flip_test)}
+    if options:
+        out["options"] = dict(options)
+    return out
+
+
 def device_kind(device: Any) -> str:
     """``"cpu"``, ``"cuda"``, ...: the part of a device that can change a stage's numbers (not its index)."""
     return str(getattr(device, "type", device) or "cpu").split(":")[0]
@@ -39,8 +49,9 @@ def device_kind(device: Any) -> str:
 class RunIdentity:
     """Everything a run's cached entries depend on besides the images themselves.
 
-    ``recognizer`` is ``{"name", "weights", "flip"}``; ``restorers`` maps a name to ``{"name", "weights",
-    "options"}`` (options as routed to that restorer); ``device`` is a device kind (``"cpu"``, ``"cuda"``).
+    ``recognizer`` is :func:`recognizer_id` (``{"name", "weights", "flip"[, "options"]}``); ``restorers`` maps a
+    name to ``{"name", "weights", "options"}`` (options as routed to that restorer); ``device`` is a device kind
+    (``"cpu"``, ``"cuda"``).
     """
 
     detector: str
@@ -53,23 +64,24 @@ class RunIdentity:
     @classmethod
     def of(cls, *, detector: str, recognizer_name: str, recognizer: Any, flip_test: bool,
            restorers: Mapping[str, Any], restorer_options: Mapping[str, Mapping[str, Any]], degradation: str,
-           seed: int, device: Any) -> "RunIdentity":
+           seed: int, device: Any, recognizer_options: Mapping[str, Any] | None = None) -> "RunIdentity":
         """The identity of a run with these built backends (``restorer_options``: per restorer, as routed)."""
         return cls.from_files(detector=detector, recognizer_name=recognizer_name,
                               recognizer_files=getattr(recognizer, "weight_files", None) or {}, flip_test=flip_test,
                               restorer_files={n: getattr(r, "weight_files", None) or {} for n, r in restorers.items()},
-                              restorer_options=restorer_options, degradation=degradation, seed=seed, device=device)
+                              restorer_options=restorer_options, degradation=degradation, seed=seed, device=device,
+                              recognizer_options=recognizer_options)
 
     @classmethod
     def from_files(cls, *, detector: str, recognizer_name: str, recognizer_files: Mapping[str, tuple[str, str | None]],
                    flip_test: bool, restorer_files: Mapping[str, Mapping[str, tuple[str, str | None]]],
                    restorer_options: Mapping[str, Mapping[str, Any]], degradation: str, seed: int,
-                   device: Any) -> "RunIdentity":
+                   device: Any, recognizer_options: Mapping[str, Any] | None = None) -> "RunIdentity":
         """The same identity from the backends' weight files ``{role: (path, sha256)}`` alone: a work plan
         (``--dry-run``) finds the files without building a network and gets the keys the run will use."""
         return cls(detector=detector,
-                   recognizer={"name": recognizer_name, "weights": files_id(recognizer_files),
-                               "flip": bool(flip_test)},
+                   recognizer=recognizer_id(recognizer_name, files_id(recognizer_files), flip_test,
+                                            recognizer_options),
                    restorers={n: {"name": n, "weights": files_id(files), "options": dict(restorer_options.get(n, {}))}
                               for n, files in restorer_files.items()},
                    degradation=degradation, seed=int(seed), device=device_kind(device))

@@ -43,7 +43,7 @@ def plan_context(config, protocol=None) -> PlanContext:
     from ..protocol import load_protocol
     from ..recognizers import locate_recognizer_weights
     from ..restorers import locate_restorer_weights
-    from .evaluate import route_restorer_options
+    from .evaluate import route_recognizer_options, route_restorer_options
     from .protocol_defaults import resolve_protocol_defaults
 
     config.validate()
@@ -53,6 +53,7 @@ def plan_context(config, protocol=None) -> PlanContext:
     config = resolve_protocol_defaults(config, getattr(protocol, "spec", None) or {})  # as build_context does
     cache = ArrayCache(Path(config.cache_dir) if config.cache_dir else hub.get_cache_dir() / "cache")
     routed = route_restorer_options(config.restorers, config.restorer_options)
+    recognizer_options = route_recognizer_options(config.recognizer, config.recognizer_options)
     missing: dict[str, str] = {}
 
     def files(kind: str, name: str, locate, weights) -> dict[str, tuple[str, str | None]]:
@@ -70,7 +71,8 @@ def plan_context(config, protocol=None) -> PlanContext:
     identity = RunIdentity.from_files(detector=config.detector, recognizer_name=config.recognizer,
                                       recognizer_files=recognizer_files, flip_test=config.flip_test,
                                       restorer_files=restorer_files, restorer_options=routed,
-                                      degradation=config.degradation, seed=config.seed, device=device)
+                                      degradation=config.degradation, seed=config.seed, device=device,
+                                      recognizer_options=recognizer_options)
     return PlanContext(config, protocol, device, cache, identity, missing)
 
 

@@ -60,7 +60,8 @@ from ..hub import (ModelCard, WeightFile, copy_into_cache, download_file, is_off
                    load_state_dict_strict, resolve_weights, sha256_file)
 from ..hub import weight_status as hub_weight_status
 from .base import Recognizer
-from .crop import CropRecognizer, autocast_dtype_for, build_uninitialised, prepare_crops
+from .crop import (CROP_OPTION_DEFAULTS, CROP_OPTION_SPECS, CropRecognizer, autocast_dtype_for, build_uninitialised,
+                   prepare_crops)
 from .layers.iresnet import IRESNET_LAYERS, IResNet
 from .onnx_convert import iresnet_state_dict_from_onnx, onnx_to_iresnet
 
@@ -319,10 +320,13 @@ def _reported(lfw: float, cfp_fp: float, agedb: float, ijbc_e4: float | None = N
 
 
 def _cfg(name: str, arch: str, weight: WeightFile, reported: Mapping[str, float], description: str,
-         **extra: Any) -> ModelCard:
+         options: bool = False, **extra: Any) -> ModelCard:
+    """A card; ``options``: declare the torch crop recognizer's options (``--recognizer-option``)."""
     return ModelCard(name=name, arch=arch, weights={"model": weight}, template="arcface_112", input_size=112,
                      mean=(127.5, 127.5, 127.5), std=(127.5, 127.5, 127.5), channel_order="RGB",
-                     default_kwargs={"flip_test": False, "precision": "auto", **extra}, description=description,
+                     default_kwargs={"flip_test": False, "precision": "auto",
+                                     **(CROP_OPTION_DEFAULTS if options else {}), **extra},
+                     option_specs=dict(CROP_OPTION_SPECS) if options else {}, description=description,
                      reported=dict(reported))
 
 
@@ -333,7 +337,7 @@ def _torch_card(depth: int, dataset: str, folder: str, reported: Mapping[str, fl
     weight = WeightFile("backbone.pth", url=None, sha256=None, license=_LICENSE, origin_url=_ZOO_URL, paper=paper)
     return _cfg(name, f"iresnet{depth}", weight, reported,
                 f"arcface_torch IResNet-{depth}, {loss} loss on {dataset.upper()} (model zoo folder {folder}); "
-                f"512-D raw embedding, cosine similarity")
+                f"512-D raw embedding, cosine similarity", options=True)
 
 
 def _pack_card(pack: str, filename: str, arch: str, sha256: str, size: int, reported: Mapping[str, float],
@@ -404,7 +408,8 @@ def _choose_engine(card: ModelCard, engine: str, device: torch.device) -> str:
 
 def create(name: str, *, weights: Mapping[str, str] | None = None, device: Any = "cpu", flip_test: bool = False,
            precision: str = "auto", engine: str | None = None, cache_dir: str | Path | None = None,
-           download: bool | None = None, insightface_root: str | Path | None = None) -> Recognizer:
+           download: bool | None = None, insightface_root: str | Path | None = None, channels_last: bool = False,
+           compile: bool = False) -> Recognizer:
     """Create an ArcFace recognizer by registry name (see :data:`CARDS`).
 
     Args:
@@ -413,6 +418,7 @@ def create(name: str, *, weights: Mapping[str, str] | None = None, device: Any =
         flip_test: add the embedding of the mirrored crop (insightface's benchmark protocol).
         precision: ``auto`` | ``fp32`` | ``fp16`` | ``bf16`` (torch engine; half precisions act on CUDA only).
         engine: insightface variants only: ``auto`` | ``onnxruntime`` | ``torch``.
+        channels_last, compile: torch engine speed options (:mod:`restorever.acceleration`).
         cache_dir, download: see :func:`restorever.hub.resolve_weights`.
         insightface_root: where insightface keeps packs (default ``~/.insightface``).
     """
@@ -429,6 +435,8 @@ def create(name: str, *, weights: Mapping[str, str] | None = None, device: Any =
     if name in _PACK_OF_CARD:
         chosen = _choose_engine(card, engine or card.default_kwargs.get("engine", "auto"), dev)
         if chosen == "onnxruntime":
+            if channels_last or compile:
+                raise ValueError(f"{name}: channels_last and compile apply to the torch engine; pass engine='torch'")
             rec: Recognizer = OnnxRecognizer(card, path, device=dev, flip_test=flip_test)
             rec.weight_files = {"model": (str(path), sha256_file(path))}
             logger.info("%s: %s on %s", name, path, ", ".join(rec.providers))
@@ -440,7 +448,8 @@ def create(name: str, *, weights: Mapping[str, str] | None = None, device: Any =
         net = _load_iresnet(card, path)
     logger.info("%s: %s (torch, %s)", name, path, dev)
     rec = CropRecognizer(card, net.to(dev), embedding_dim=net.num_features, flip_test=flip_test,
-                         autocast_dtype=autocast_dtype_for(precision, dev)).eval()
+                         autocast_dtype=autocast_dtype_for(precision, dev), channels_last=channels_last,
+                         compile=compile).eval()
     rec.weight_files = {"model": (str(path), sha256_file(path))}
     return rec
 

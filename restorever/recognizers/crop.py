@@ -8,12 +8,24 @@ from __future__ import annotations
 
 import torch
 
-from ..hub import ModelCard, build_uninitialised
-from ..precision import autocast_dtype
+from ..acceleration import CHANNELS_LAST, COMPILE, compile_module
+from ..hub import ModelCard, OptionSpec, build_uninitialised
+from ..precision import AUTOCAST_PRECISIONS, autocast_dtype
 from ..images import check_faces
 from .base import Recognizer
 
-__all__ = ["CropRecognizer", "prepare_crops", "autocast_dtype_for", "build_uninitialised"]
+__all__ = ["CropRecognizer", "prepare_crops", "autocast_dtype_for", "build_uninitialised", "CROP_OPTION_DEFAULTS",
+           "CROP_OPTION_SPECS"]
+
+#: the options a torch crop recognizer's card declares (``--recognizer-option KEY=VALUE``), with their defaults
+CROP_OPTION_DEFAULTS = {"precision": "auto", "channels_last": False, "compile": False}
+CROP_OPTION_SPECS = {
+    "precision": OptionSpec("auto (fp16 autocast on CUDA, fp32 elsewhere), fp32, fp16 or bf16 (autocast; CUDA only)",
+                            choices=AUTOCAST_PRECISIONS),
+    "channels_last": CHANNELS_LAST,
+    "compile": COMPILE,
+}
+
 
 def autocast_dtype_for(precision: str, device: torch.device) -> torch.dtype | None:
     """``precision`` option -> autocast dtype (None = no autocast); see :func:`restorever.precision.autocast_dtype`."""
@@ -57,16 +69,23 @@ class CropRecognizer(Recognizer):
     ``forward(faces, landmarks)`` is differentiable: ``faces`` ``[B,3,512,512]`` float RGB [0,1] aligned to ffhq_512,
     ``landmarks`` ``[B,5,2]`` (x, y) px in that crop -> ``[B, D]`` float32 on the faces' device. :meth:`embed` is the
     same under ``torch.inference_mode``. ``flip_test`` adds the embedding of the horizontally mirrored crop.
+    ``channels_last`` and ``compile`` (:mod:`restorever.acceleration`) change the values by float rounding only.
     """
 
     def __init__(self, card: ModelCard, net: torch.nn.Module, *, embedding_dim: int, flip_test: bool = False,
-                 autocast_dtype: torch.dtype | None = None, similarity: str = "cosine"):
+                 autocast_dtype: torch.dtype | None = None, similarity: str = "cosine", channels_last: bool = False,
+                 compile: bool = False):
         super().__init__(card)
         self.net = net.eval()
         self.embedding_dim = int(embedding_dim)
         self.flip_test = bool(flip_test)
         self.autocast_dtype = autocast_dtype
         self.similarity = similarity
+        self.channels_last = bool(channels_last)
+        if self.channels_last:
+            self.net.to(memory_format=torch.channels_last)
+        self.compile = bool(compile)
+        self._compiled_net = compile_module(self.net) if self.compile else None  # a function: no second state_dict
 
     @property
     def device(self) -> torch.device:
@@ -84,8 +103,10 @@ class CropRecognizer(Recognizer):
         if self.flip_test:
             x = torch.cat([x, x.flip(-1)])
         use_amp = self.autocast_dtype is not None and device.type == "cuda"
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device_type="cuda", dtype=self.autocast_dtype or torch.float16, enabled=use_amp):
-            out = self.net(x)
+            out = (self._compiled_net or self.net)(x)
         out = out.float()
         if self.flip_test:
             out = out[:batch] + out[batch:]

@@ -28,7 +28,7 @@ from ..devices import resolve_device
 from ..hub import ModelCard, WeightFile, load_checkpoint, load_state_dict_strict, resolve_weights, sha256_file
 from ..hub import weight_status as hub_weight_status
 from .base import Recognizer
-from .crop import CropRecognizer, autocast_dtype_for, build_uninitialised
+from .crop import CROP_OPTION_DEFAULTS, CROP_OPTION_SPECS, CropRecognizer, autocast_dtype_for, build_uninitialised
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def _cfg(name: str, filename: str, sha256: str, size: int, lfw: float, dataset: 
                         paper="https://arxiv.org/abs/1503.03832", size_bytes=size)
     return ModelCard(name=name, arch="inception_resnet_v1", weights={"model": weight}, template="facenet_160",
                      input_size=160, mean=(127.5, 127.5, 127.5), std=(128.0, 128.0, 128.0), channel_order="RGB",
-                     default_kwargs={"flip_test": False, "precision": "auto"},
+                     default_kwargs={"flip_test": False, **CROP_OPTION_DEFAULTS}, option_specs=dict(CROP_OPTION_SPECS),
                      description=f"facenet-pytorch InceptionResnetV1 trained on {dataset}; 512-D L2-normalised "
                                  f"embedding, cosine similarity",
                      reported={"lfw_accuracy": lfw})
@@ -126,7 +126,8 @@ def weight_status(name: str, *, cache_dir: str | Path | None = None) -> dict[str
 
 
 def create(name: str, *, weights: Mapping[str, str] | None = None, device: Any = "cpu", flip_test: bool = False,
-           precision: str = "auto", cache_dir: str | Path | None = None, download: bool | None = None) -> Recognizer:
+           precision: str = "auto", cache_dir: str | Path | None = None, download: bool | None = None,
+           channels_last: bool = False, compile: bool = False) -> Recognizer:
     """Create ``facenet-vggface2`` or ``facenet-casia`` (arguments as in :func:`restorever.recognizers.arcface.create`).
 
     ``precision="auto"`` runs the network under CUDA fp16 autocast on a GPU and in float32 on CPU.
@@ -144,6 +145,7 @@ def create(name: str, *, weights: Mapping[str, str] | None = None, device: Any =
     net = _load_facenet(path)
     logger.info("%s: %s (torch, %s)", name, path, dev)
     rec = CropRecognizer(card, net.to(dev), embedding_dim=512, flip_test=flip_test,
-                         autocast_dtype=autocast_dtype_for(precision, dev)).eval()
+                         autocast_dtype=autocast_dtype_for(precision, dev), channels_last=channels_last,
+                         compile=compile).eval()
     rec.weight_files = {"model": (str(path), sha256_file(path))}
     return rec

@@ -1,7 +1,7 @@
 """The restorer interface."""
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 import torch
 
@@ -42,27 +42,9 @@ class Restorer(torch.nn.Module):
         raise NotImplementedError
 
 
-def compile_module(module: torch.nn.Module, **options: Any) -> Callable[..., Any]:
-    """``torch.compile(module, dynamic=False, **options)`` behind a plain function.
-
-    The function shares ``module``'s parameters and is not itself a module, so assigning it to a restorer attribute
-    adds no second copy of the keys to ``state_dict()``. Compilation happens on the first call of each input shape.
-    """
-    compiled = torch.compile(module, dynamic=False, **options)
-
-    def run(*args: Any, **kwargs: Any) -> Any:
-        return compiled(*args, **kwargs)
-
-    return run
-
-
 # ---- options several restorers declare on their cards (hub.OptionSpec; restorever restorers shows them) ----------
 CAST_PRECISION = OptionSpec("fp32; fp16 or bf16 (weights cast once); fp16-amp or bf16-amp (autocast); auto = "
                             "fp16-amp on CUDA, fp32 elsewhere")
 AUTOCAST_PRECISION = OptionSpec("auto (fp16 autocast on CUDA, fp32 elsewhere), fp32, fp16 or bf16 (autocast)",
                                 choices=AUTOCAST_PRECISIONS)
-CHANNELS_LAST = OptionSpec("channels-last memory order for the convolutions (faster tensor-core kernels on a GPU; "
-                           "the same values within float rounding)")
-COMPILE = OptionSpec("torch.compile the network (inductor: fused normalisation/activation kernels); each batch shape "
-                     "compiles once, paid by its first batch; equal to eager within float rounding")
 QUANTIZE_OUTPUT = OptionSpec("round the output to 8-bit levels as the official demo's saved PNG does")

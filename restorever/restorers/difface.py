@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from ..errors import CheckpointLayoutError, WeightsNotFoundError
 from ..hub import (ModelCard, OptionSpec, WeightFile, get_cache_dir, load_checkpoint, load_state_dict_strict,
                    resolve_weights, sha256_file)
-from .base import CAST_PRECISION, CHANNELS_LAST, COMPILE, Restorer, compile_module
+from ..acceleration import CHANNELS_LAST, COMPILE, compile_module
+from .base import CAST_PRECISION, Restorer
 from .checkpoints import describe_layout, identify_layout
 from .diffusion import DiffusionSchedule, NoiseSource, PerItemNoise, StepCallback, ddim_loop
 from .layers.difface_unet import DiffusionUNet

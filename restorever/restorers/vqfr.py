@@ -34,7 +34,8 @@ from .. import hub
 from ..errors import CheckpointLayoutError
 from ..memory import PeakMemoryMonitor
 from ..images import check_faces
-from .base import CAST_PRECISION, CHANNELS_LAST, COMPILE, QUANTIZE_OUTPUT, Restorer, compile_module
+from ..acceleration import CHANNELS_LAST, COMPILE, compile_module
+from .base import CAST_PRECISION, QUANTIZE_OUTPUT, Restorer
 from .checkpoints import describe_layout, identify_layout
 from .layers.modulated_deform_conv import ModulatedDeformConv2d
 from ..precision import PRECISIONS as PRECISION_VALUES

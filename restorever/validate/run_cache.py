@@ -80,7 +80,7 @@ def _run_identity(record: dict[str, Any], report: RunValidation):
     them."""
     import json
 
-    from ..pipeline.identity import RunIdentity
+    from ..pipeline.identity import RunIdentity, recognizer_id
 
     cfg = record["config"]
 
@@ -98,17 +98,18 @@ def _run_identity(record: dict[str, Any], report: RunValidation):
         report.problems.append(f"cache.identity: malformed ({type(exc).__name__}: {exc})")
         return None
     try:
-        from ..pipeline.evaluate import route_restorer_options
+        from ..pipeline.evaluate import route_recognizer_options, route_restorer_options
 
         routed = route_restorer_options(cfg["restorers"], cfg.get("restorer_options") or {})
+        recognizer_options = route_recognizer_options(cfg["recognizer"], cfg.get("recognizer_options") or {})
     except Exception as exc:  # noqa: BLE001 - an unknown restorer or a missing backend only skips this check
         if recorded is not None:
             return recorded
-        report.notes.append(f"cache check skipped: the restorer options cannot be resolved ({exc})")
+        report.notes.append(f"cache check skipped: the backend options cannot be resolved ({exc})")
         return None
     rebuilt = RunIdentity(detector=cfg.get("detector", "mtcnn"),
-                          recognizer={"name": cfg["recognizer"], "weights": weights_of(cfg["recognizer"]),
-                                      "flip": bool(cfg.get("flip_test", False))},
+                          recognizer=recognizer_id(cfg["recognizer"], weights_of(cfg["recognizer"]),
+                                                   bool(cfg.get("flip_test", False)), recognizer_options),
                           restorers={n: {"name": n, "weights": weights_of(n), "options": routed[n]}
                                      for n in cfg["restorers"]},
                           degradation=cfg["degradation"], seed=int(cfg["seed"]),

@@ -112,6 +112,43 @@ def test_torch_engine_matches_official_preprocessing(small_net, faces):
     assert (rec.embed(images, landmarks.flip(0)) - out).abs().max() > 1e-3
 
 
+def test_channels_last_and_compile_equal_eager(small_net, faces):
+    """The recognizer options ``channels_last`` and ``compile`` (inductor on this CPU) give the eager embeddings
+    within float rounding, keep one copy of the weights in ``state_dict`` and let hooks on the network run."""
+    images, landmarks = faces
+    ref = CropRecognizer(CARDS["arcface-r50-ms1mv3"], small_net, embedding_dim=16).embed(images, landmarks)
+    net = IResNet(small_net.layers_config, num_features=16)  # a copy: channels_last changes the module in place
+    net.load_state_dict(small_net.state_dict())
+    rec = CropRecognizer(CARDS["arcface-r50-ms1mv3"], net.eval(), embedding_dim=16, channels_last=True, compile=True)
+    calls = []
+    rec.net.register_forward_pre_hook(lambda m, args: calls.append(args[0].is_contiguous(
+        memory_format=torch.channels_last)))
+    out = rec.embed(images, landmarks)
+    assert calls == [True] and list(rec.state_dict()) == ["net." + k for k in small_net.state_dict()]
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+    assert (rec.embed(images, landmarks.flip(0)) - out).abs().max() > 1e-3  # the bound can fail
+
+
+def test_recognizer_options_are_declared_on_the_cards_and_checked():
+    from restorever.pipeline.evaluate import route_recognizer_options
+    from restorever.recognizers import REGISTRY, list_recognizers, recognizer_card
+
+    assert route_recognizer_options("arcface-r50-ms1mv3", {"precision": "fp32", "compile": "yes"}) == {
+        "precision": "fp32", "compile": True}
+    assert route_recognizer_options("dlib", {}) == {}
+    with pytest.raises(ValueError, match="recognizer dlib takes no option.s. precision .its options: none"):
+        route_recognizer_options("dlib", {"precision": "fp32"})
+    with pytest.raises(ValueError, match="precision"):
+        route_recognizer_options("arcface-r50-ms1mv3", {"precision": "fp8"})
+    with pytest.raises(ValueError, match="flip_test"):  # a flag of its own (--flip-test), not an option
+        route_recognizer_options("arcface-r50-ms1mv3", {"flip_test": True})
+    import inspect
+
+    for name in list_recognizers():  # every declared option reaches the backend's create()
+        parameters = inspect.signature(REGISTRY.factory(name)).parameters
+        assert set(recognizer_card(name).option_specs) <= set(parameters), name
+
+
 def test_torch_engine_float64_input_and_gradients(small_net, faces):
     images, landmarks = faces
     rec = CropRecognizer(CARDS["arcface-r50-ms1mv3"], small_net, embedding_dim=16)
@@ -242,6 +279,35 @@ def test_strict_load_of_manifest_checkpoint(r50_checkpoint, faces):
     assert all(torch.equal(loaded[k], v) for k, v in state.items())
     out = rec.embed(faces[0][:1], faces[1][:1])
     assert out.shape == (1, 512) and torch.isfinite(out).all()
+
+
+def test_eval_with_recognizer_options_records_them_and_validates(r50_checkpoint, faces_root, tmp_path):
+    """`restorever eval --recognizer-option precision=fp32`: the options reach the recognizer, results.json records
+    them (config and the run identity, so those embeddings are entries of their own) and `validate` accepts the run;
+    an option the recognizer's card does not declare is one line and exit 2."""
+    from click.testing import CliRunner
+
+    from restorever.cli import cli
+
+    people = ["madonna/madonna_000{}.jpg", "elton_john/elton_john_000{}.jpg"]
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("".join(f"{people[0].format(i)},{people[0].format(i + 4)},1\n"
+                             f"{people[0].format(i)},{people[1].format(i + 4)},0\n" for i in (1, 2)))
+    base = ["eval", "--protocol", "pairs-csv", "--pairs", str(pairs), "--data-root", str(faces_root), "--device",
+            "cpu", "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--examples", "0"]
+    result = CliRunner().invoke(cli, base + ["--recognizer", "arcface-r50-ms1mv3", "--recognizer-weights",
+                                             str(r50_checkpoint[0]), "--recognizer-option", "precision=fp32",
+                                             "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert record["config"]["recognizer_options"] == {"precision": "fp32"}
+    assert record["cache"]["identity"]["recognizer"]["options"] == {"precision": "fp32"}
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(cli, base + ["--recognizer", "dlib", "--recognizer-option", "compile=true",
+                                             "--out", str(tmp_path / "dlib")])
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and "recognizer dlib takes no option(s) compile" in lines[0]
 
 
 def test_wrong_layout_names_keys(r50_checkpoint, tmp_path):
