@@ -550,6 +550,15 @@ def section_recognizers(bench: Bench, rec: dict) -> None:
                     half_nets[tag] = _iresnet(depth, dev)
                     half_nets[tag].cast_trunk(dt)
                     modes.append((f"{tag}-cast", (lambda t=tag: half_nets[t](x))))
+            if dev.type == "cuda" and not bench.quick:  # the --recognizer-option levers on the fp16 default
+                from restorever.acceleration import compile_module
+
+                fast = _iresnet(depth, dev).to(memory_format=torch.channels_last)
+                x_cl = x.contiguous(memory_format=torch.channels_last)
+                fast_compiled = compile_module(fast)  # compiled during the warm-up calls
+                modes.append(("fp16-amp+channels_last", lambda: _amp_call(fast, x_cl, torch.float16)))
+                modes.append(("fp16-amp+channels_last+compile",
+                              lambda: _amp_call(fast_compiled, x_cl, torch.float16)))
             for mode, fn in modes:
                 bench.check(3)
                 row: dict[str, Any] = {"net": f"iresnet{depth}", "mode": mode}
