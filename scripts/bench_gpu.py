@@ -13,7 +13,8 @@ lets the next one run; once ``--budget-s`` seconds have passed the remaining sec
    released 100 steps (faces/s) and to TFLOP/s with the counted FLOPs per face (38.0 TFLOP).
 3. ``degradation``: faces/s per scale on the device (batched path) vs the CPU path (measured on a small batch),
    and the device output's difference from the CPU path (max grey levels, fraction of pixels differing).
-4. ``recognizers``: IResNet-50/100 faces/s at batch 256 in fp32 (TF32 on and off), fp16 and bf16.
+4. ``recognizers``: IResNet-50/100 faces/s at batch 256 in fp32 (TF32 on and off), fp16 and bf16, and fp16 with
+   channels_last and compile (the ``--recognizer-option`` levers).
 5. ``e2e``: ``restorever eval --protocol pairs-csv`` on the LFW subset (restorers none + vqfr-v2 with a synthetic
    random-weight checkpoint, arcface-r50 with a synthetic checkpoint from the manifest) with its stage timings,
    with per-image ``mtcnn`` and with ``--detector mtcnn-batched``; then the same pairs with restorer none on the
