@@ -5,6 +5,7 @@ recognizer contract; :func:`prepare_crops` turns aligned 512 faces into the netw
 """
 from __future__ import annotations
 
+import logging
 
 import torch
 
@@ -13,6 +14,8 @@ from ..hub import ModelCard, OptionSpec, build_uninitialised
 from ..precision import AUTOCAST_PRECISIONS, autocast_dtype
 from ..images import check_faces
 from .base import Recognizer
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["CropRecognizer", "prepare_crops", "autocast_dtype_for", "build_uninitialised", "CROP_OPTION_DEFAULTS",
            "CROP_OPTION_SPECS"]
@@ -28,8 +31,13 @@ CROP_OPTION_SPECS = {
 
 
 def autocast_dtype_for(precision: str, device: torch.device) -> torch.dtype | None:
-    """``precision`` option -> autocast dtype (None = no autocast); see :func:`restorever.precision.autocast_dtype`."""
-    return autocast_dtype(precision, device, "recognizer")
+    """``precision`` option -> autocast dtype (None = no autocast); see :func:`restorever.precision.autocast_dtype`.
+    Half precision acts on CUDA only: asked for elsewhere, a warning says so (the numbers are float32)."""
+    dtype = autocast_dtype(precision, device, "recognizer")
+    if dtype is not None and device.type != "cuda":
+        logger.warning("recognizer precision %s acts on CUDA only; on %s the recognizer runs in float32", precision,
+                       device)
+    return dtype
 
 
 def _check_landmarks(landmarks: torch.Tensor, batch: int) -> None:

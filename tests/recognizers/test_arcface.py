@@ -339,11 +339,14 @@ def test_unpicklable_checkpoint_is_refused(tmp_path, small_net):
         create("arcface-r50-ms1mv3", weights={"model": str(path)})
 
 
-def test_unknown_options():
+def test_unknown_options(caplog):
     with pytest.raises(ValueError, match="unknown weight role"):
         create("arcface-r50-ms1mv3", weights={"unet": "x"})
     with pytest.raises(ValueError, match="precision"):
         arcface.autocast_dtype_for("fp8", torch.device("cpu"))
+    with caplog.at_level(logging.WARNING):  # half precision asked for on the CPU: said, not silently ignored
+        arcface.autocast_dtype_for("fp16", torch.device("cpu"))
+    assert "precision fp16 acts on CUDA only; on cpu the recognizer runs in float32" in caplog.text
 
 
 # --------------------------------------------------------------------------------------------- finding weights
