@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -152,18 +153,23 @@ def _per_image_nms_numpy(nms_numpy):
     return batched
 
 
+_FACENET_NMS_LOCK = threading.Lock()  # the swap below changes module globals: one detection at a time
+
+
 @contextlib.contextmanager
 def _facenet_per_image_nms():
-    """facenet-pytorch's detection with per-image NMS in its three stages (see :func:`per_image_nms`)."""
+    """facenet-pytorch's detection with per-image NMS in its three stages (see :func:`per_image_nms`); threads that
+    detect at the same time take turns, so none restores another's swap halfway."""
     from facenet_pytorch.models.utils import detect_face as module
 
-    originals = module.batched_nms, module.batched_nms_numpy
-    module.batched_nms = per_image_nms
-    module.batched_nms_numpy = _per_image_nms_numpy(module.nms_numpy)
-    try:
-        yield
-    finally:
-        module.batched_nms, module.batched_nms_numpy = originals
+    with _FACENET_NMS_LOCK:
+        originals = module.batched_nms, module.batched_nms_numpy
+        module.batched_nms = per_image_nms
+        module.batched_nms_numpy = _per_image_nms_numpy(module.nms_numpy)
+        try:
+            yield
+        finally:
+            module.batched_nms, module.batched_nms_numpy = originals
 
 
 class MTCNNDetector:

@@ -310,3 +310,19 @@ def test_mtcnn_batched_in_the_landmark_stage(faces_root, tmp_path, monkeypatch):
                            progress=False)
     assert calls == [] and all(np.array_equal(again[i].landmarks, batched[i].landmarks) for i in items)
     assert "mtcnn-batched" in DT.list_detectors() and DT.create_detector("mtcnn-batched").batched
+
+
+def test_detection_from_several_threads_keeps_facenet_as_shipped(mtcnn, faces_root):
+    """The per-image NMS is swapped into facenet-pytorch for each detection only; threads detecting at once take
+    turns, and afterwards facenet-pytorch's own functions are back in place."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from facenet_pytorch.models.utils import detect_face as module
+
+    originals = module.batched_nms, module.batched_nms_numpy
+    a9, a10 = (_rgb(faces_root / "ben_afflek" / f"ben_afflek_00{n}.jpg") for n in ("09", "10"))
+    alone = mtcnn.detect([a10])[0]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: mtcnn.detect([a10, a9])[0], range(8)))
+    assert all(np.abs(r.landmarks - alone.landmarks).max() < 1e-3 for r in results)
+    assert (module.batched_nms, module.batched_nms_numpy) == originals
