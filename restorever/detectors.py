@@ -13,11 +13,11 @@ templates.
   the requested device for images that share a size. Thresholds and pyramid factor are facenet-pytorch's
   defaults.
 * ``mtcnn-batched``: the same MTCNN, handed whole batches by the pipeline (one network call for up to
-  ``batch_size`` same-size images instead of one per image: several times faster on a GPU, where single-image MTCNN
-  is launch-bound). Batched convolutions round differently in the last bits, so an image's landmarks then depend
-  slightly on its batch (3e-5 px at most on 64 LFW photos and 10 ``data/faces`` photos on a CPU, once NMS runs per
-  image: see :func:`per_image_nms`); the name is part of every landmark cache key and of the run's identity, so the
-  two modes never share entries.
+  ``batch_size`` same-size images instead of one per image: on an H200 batched MTCNN ran 251 images/s where the
+  pipeline's one-image calls, launch-bound, ran 27). Batched convolutions round differently in the last bits, so an
+  image's landmarks then depend slightly on its batch (3e-5 px at most on 64 LFW photos and 10 ``data/faces``
+  photos on a CPU, once NMS runs per image: see :func:`per_image_nms`); the name is part of every landmark cache
+  key and of the run's identity, so the two modes never share entries.
 * ``scrfd``: insightface's SCRFD-10GF with keypoints (``det_10g.onnx`` from the ``buffalo_l`` pack) through
   onnxruntime. The file is looked up at ``model_path``, ``$RESTOREVER_SCRFD``, ``det_10g.onnx`` in the
   restorever cache directory (``$RESTOREVER_HOME``, see :func:`restorever.hub.get_cache_dir`) and
@@ -127,10 +127,7 @@ def per_image_nms(boxes, scores, image_index, iou_threshold: float):
     import torch
     from torchvision.ops import nms as torch_nms
 
-    keep = []
-    for value in torch.unique(image_index):
-        rows = torch.nonzero(image_index == value).flatten()
-        keep.append(rows[torch_nms(boxes[rows], scores[rows], iou_threshold)])
+    keep = [rows[torch_nms(boxes[rows], scores[rows], iou_threshold)] for rows in _rows_per_image(image_index)]
     if not keep:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
     keep_all = torch.cat(keep)
@@ -138,17 +135,24 @@ def per_image_nms(boxes, scores, image_index, iou_threshold: float):
     return keep_all[order]
 
 
+def _rows_per_image(image_index):
+    """The row indices of each image of a batch, image by image (``image_index`` ``[N]`` int, any device)."""
+    import torch
+
+    return [torch.nonzero(image_index == value).flatten() for value in torch.unique(image_index)]
+
+
 def _per_image_nms_numpy(nms_numpy):
     """facenet-pytorch's ``batched_nms_numpy`` made per image: its ``nms_numpy`` on each image's own boxes."""
     import torch
 
     def batched(boxes, scores, image_index, threshold: float, method: str):
+        boxes_np, scores_np = boxes.cpu().numpy(), scores.cpu().numpy()  # one host copy for the whole batch
         keep = []
-        for value in torch.unique(image_index):
-            rows = torch.nonzero(image_index == value).flatten()
-            picked = nms_numpy(boxes[rows].cpu().numpy(), scores[rows].cpu().numpy(), threshold, method)
-            keep.append(rows[torch.as_tensor(picked, dtype=torch.long, device=rows.device)])
-        return torch.cat(keep) if keep else torch.empty(0, dtype=torch.int64, device=boxes.device)
+        for rows in _rows_per_image(image_index.cpu()):
+            picked = nms_numpy(boxes_np[rows.numpy()], scores_np[rows.numpy()], threshold, method)
+            keep.append(rows[torch.as_tensor(picked, dtype=torch.long)])
+        return torch.cat(keep).to(boxes.device) if keep else torch.empty(0, dtype=torch.int64, device=boxes.device)
 
     return batched
 

@@ -411,7 +411,7 @@ def section_difface(bench: Bench, rec: dict) -> None:
         variants += [(p, {"cuda_graph": True}) for p in precisions if p in ("bf16", "fp16")]
         variants += [("bf16", {"cuda_graph": True, "channels_last": True})]
         # torch.compile (inductor) of the UNet, inside the CUDA graph: fused GroupNorm/SiLU; compile time recorded;
-        # batch 8 and the large batch only (each batch shape compiles once, tens of seconds)
+        # batch 8 and the large batch only (each batch shape pays its own compilation)
         variants += [("bf16", {"cuda_graph": True, "compile": True})]
     for precision, extra in variants:
         bench.check(10)
@@ -795,24 +795,19 @@ def section_e2e(bench: Bench, data: Data, rec: dict, work: Path) -> None:
         from restorever.restorers.vqfr import build_network
         torch.manual_seed(0)
         torch.save({"params_ema": build_network("vqfr_v2").state_dict()}, vq_path)
-    cmd = _eval_cmd(data, work / "run_dev", device=str(dev), restorers=restorers, scales=scales, limit=limit,
-                    weights=str(vq_path) if "vqfr" in restorers else None, rec_weights=rec_weights,
-                    cache=work / "cache_dev", batch_size=8 if bench.quick else 64)
-    rec["command"] = " ".join(cmd)
-    result, wall = _run_eval(cmd, bench.left() - 60)
-    rec["run"] = {"wall_s": round(wall, 2), "timings": result.get("timings"), "pairs": result["protocol"]["pairs"],
-                  "images": result["protocol"]["images"], "restorers": restorers, "scales": scales}
-    print("e2e (device):", rec["run"], flush=True)
-    bench.write()
-    # the same run with batched MTCNN (fresh cache): the landmark stage is the largest one with per-image MTCNN
-    bench.check(60)
-    cmd_b = _eval_cmd(data, work / "run_dev_batched", device=str(dev), restorers=restorers, scales=scales,
-                      limit=limit, weights=str(vq_path) if "vqfr" in restorers else None, rec_weights=rec_weights,
-                      cache=work / "cache_dev_batched", batch_size=8 if bench.quick else 64, detector="mtcnn-batched")
-    result_b, wall_b = _run_eval(cmd_b, bench.left() - 60)
-    rec["run_mtcnn_batched"] = {"wall_s": round(wall_b, 2), "timings": result_b.get("timings")}
-    print("e2e (device, mtcnn-batched):", rec["run_mtcnn_batched"], flush=True)
-    bench.write()
+    # per-image MTCNN, then the same run with batched MTCNN (fresh cache): landmarks were the largest stage
+    for detector, key in (("mtcnn", "run"), ("mtcnn-batched", "run_mtcnn_batched")):
+        bench.check(60)
+        cmd = _eval_cmd(data, work / f"run_dev_{detector}", device=str(dev), restorers=restorers, scales=scales,
+                        limit=limit, weights=str(vq_path) if "vqfr" in restorers else None, rec_weights=rec_weights,
+                        cache=work / f"cache_dev_{detector}", batch_size=8 if bench.quick else 64, detector=detector)
+        rec.setdefault("command", " ".join(cmd))
+        result, wall = _run_eval(cmd, bench.left() - 60)
+        rec[key] = {"wall_s": round(wall, 2), "timings": result.get("timings"), "pairs": result["protocol"]["pairs"],
+                    "images": result["protocol"]["images"], "restorers": restorers, "scales": scales,
+                    "detector": detector}
+        print(f"e2e (device, {detector}):", rec[key], flush=True)
+        bench.write()
     bench.check(30)
     # CPU vs device pair scores: restorer none, x8, fresh caches, fp32 recognizer
     limit_c = 10 if bench.quick else 100

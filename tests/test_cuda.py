@@ -131,15 +131,20 @@ def test_difface_networks_cuda_float32(cuda_device):
     torch.testing.assert_close(out.cpu(), fx["outputs"], atol=5e-5, rtol=0)
 
 
+def _difface_small_files(tmp_path) -> dict:
+    """The sampler fixture's small UNet and SwinIR as weight files in ``tmp_path``; returns the sampler fixture."""
+    unet_fx, swin_fx = _fixture("difface_unet_small.pt"), _fixture("difface_swinir_small.pt")
+    sampler_fx = _fixture("difface_sampler_small.pt")
+    torch.save({**unet_fx["state_dict"], **sampler_fx["unet_state_dict_overrides"]}, tmp_path / "unet.pth")
+    torch.save({"state_dict": swin_fx["state_dict"]}, tmp_path / "swinir.pth")
+    return sampler_fx
+
+
 def test_difface_sampler_cuda_replays_official_run(tmp_path, cuda_device):
     from restorever.restorers import difface
     from restorever.restorers.diffusion import RecordedNoise
 
-    unet_fx, swin_fx = _fixture("difface_unet_small.pt"), _fixture("difface_swinir_small.pt")
-    sampler_fx = _fixture("difface_sampler_small.pt")
-    unet_sd = {**unet_fx["state_dict"], **sampler_fx["unet_state_dict_overrides"]}
-    torch.save(unet_sd, tmp_path / "unet.pth")
-    torch.save({"state_dict": swin_fx["state_dict"]}, tmp_path / "swinir.pth")
+    sampler_fx = _difface_small_files(tmp_path)
     spec = sampler_fx["cases"]["B_resize48_bs2_N30_eta0.5"]
     inputs = spec["inputs"]
     restorer = difface.create("difface", weights={"unet": str(tmp_path / "unet.pth"),
@@ -158,10 +163,7 @@ def test_difface_cuda_graph_and_compile_equal_eager(tmp_path, cuda_device):
     (same kernels), ``compile`` inside the graph differs only by float rounding, and the graph really replays."""
     from restorever.restorers import difface
 
-    unet_fx, swin_fx = _fixture("difface_unet_small.pt"), _fixture("difface_swinir_small.pt")
-    sampler_fx = _fixture("difface_sampler_small.pt")
-    torch.save({**unet_fx["state_dict"], **sampler_fx["unet_state_dict_overrides"]}, tmp_path / "unet.pth")
-    torch.save({"state_dict": swin_fx["state_dict"]}, tmp_path / "swinir.pth")
+    sampler_fx = _difface_small_files(tmp_path)
 
     def make(**options):
         return difface.create("difface", weights={"unet": str(tmp_path / "unet.pth"),

@@ -115,9 +115,10 @@ class DifFaceRestorer(Restorer):
     for the UNet (same values). ``cuda_graph``: on CUDA, capture one UNet call per batch shape as a CUDA graph and
     replay it for every step (the sampler loop is launch-bound at small batches); elsewhere the option does nothing.
     ``compile``: run the UNet through ``torch.compile`` (inductor, static shapes): GroupNorm, SiLU and the
-    scale-shift arithmetic become fused kernels. Each new batch shape compiles once (tens of seconds on a GPU, paid
-    by the first batch); the results equal the eager UNet's within float rounding (summation order), not bit for
-    bit, so the option is part of the run's identity like every restorer option. Combines with ``cuda_graph``.
+    scale-shift arithmetic become fused kernels. Each new batch shape compiles once, paid by its first batch (the
+    fixture UNet: 80-110 s on the project's 2-core CPU); the results equal the eager UNet's within float rounding
+    (summation order), not bit for bit, so the option is part of the run's identity like every restorer option.
+    Combines with ``cuda_graph``.
     """
 
     def __init__(self, card: ModelCard, unet: DiffusionUNet, estimator: SwinIR, *, start_step: int | None = None,
