@@ -22,7 +22,7 @@ LAYERS = [  # (rank, prefixes); the first matching prefix wins, longest prefixes
     (3, ("restorever.restorers", "restorever.recognizers", "restorever.attributes", "restorever.datasets_ident")),
     (2, ("restorever.protocol", "restorever.formats", "restorever.protocol_specs", "restorever.data_root",
          "restorever.images", "restorever.alignment", "restorever.degradation", "restorever.degradation_ops",
-         "restorever.degradation_params", "restorever.detectors",
+         "restorever.degradation_params", "restorever.detectors", "restorever.jpeg",
          "restorever.hub", "restorever.retrieval", "restorever.devices", "restorever.precision",
          "restorever.acceleration", "restorever.files", "restorever.memory")),
     (1, ("restorever.metrics", "restorever.errors", "restorever._registry")),
