@@ -14,24 +14,28 @@ exactly as DifFace's ``datapipe/face_degradation_testing.py`` (see ``shared/refe
    Steps 1-2 are computed together and never form the full-size blurred image (:func:`blur_downsample`): a
    rank-one kernel (axis-aligned or isotropic) becomes two small matrices, any other goes through an FFT of
    the reflect-padded image after which only the samples the shrink reads are transformed back. Both are
-   exact up to float rounding.
+   exact up to float rounding. Off the CPU a whole batch takes the FFT route together, every kernel alike
+   (:func:`blur_downsample_batch`).
 3. Gaussian noise with sigma ``n`` in 0-255 units, per channel, then clip to [0, 1] (basicsr's
    ``add_gaussian_noise(clip=True, rounds=False)``). The noise for item *i* comes only from a CPU
    ``torch.Generator`` seeded with that item's ``noise_seed``, so batch size and device never change it.
 4. JPEG at quality ``q`` with OpenCV, as basicsr's ``add_jpg_compression``: the image is rounded to uint8
    (half to even, like OpenCV's ``convertTo``), encoded with ``cv2.imencode('.jpg')`` in **BGR** channel order
    (so libjpeg's colour conversion and 4:2:0 chroma subsampling act on the same data as in the reference) and
-   decoded with ``cv2.imdecode``. This step runs on the CPU whatever the device.
+   decoded with ``cv2.imdecode``. On the CPU OpenCV runs it; on other devices, by default, the same integer
+   arithmetic runs on the device (:func:`restorever.jpeg.jpeg_roundtrip`, which gives OpenCV's bytes).
 5. Bilinear back up to ``(H, W)`` (``cv2.resize`` semantics again).
 6. Round to ``k/255`` and clip.
 
 Parameters are sampled per item from a SHA-256 hash of ``(seed, scale, item_id)`` -- never Python's ``hash``
 and never a shared random stream -- so the same item gets the same parameters and the same noise in any
-batch, process or run. Every reduction (FFT, matrix product) runs on one item at a time, so pixels are
-bit-identical for any batch size on a given device; across devices the float arithmetic of steps 1, 2 and 5
-may differ in the last bit, which can move a rare pixel by one grey level. On the CPU the output matches a
-plain OpenCV implementation of the reference to the byte on nearly every pixel (``tests/test_degradation.py``
-requires 99 % equal pixels and a mean difference below one grey level).
+batch, process or run. On the CPU every reduction (FFT, matrix product) runs on one item at a time; the device
+path runs them on fixed-size chunks of :data:`BATCH_CHUNK` items (the last one padded), so their shapes, and hence
+the libraries' algorithms, never depend on the batch. Either way pixels are bit-identical for any batch size on a
+given device; across devices (and between the per-item CPU route and the batched route) the float arithmetic of
+steps 1, 2 and 5 may differ in the last bit, which can move a rare pixel by one grey level. On the CPU the output
+matches a plain OpenCV implementation of the reference to the byte on nearly every pixel
+(``tests/test_degradation.py`` requires 99 % equal pixels and a mean difference below one grey level).
 
 Presets (``list_degradations()``):
 
@@ -62,13 +66,16 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .degradation_ops import (add_gaussian_noise, blur_downsample, filter2d_reflect101, gaussian_kernels, jpeg_bgr,
-                              lr_size, resize_bilinear, separable_factors)
+from .degradation_ops import (BATCH_CHUNK, add_gaussian_noise, blur_downsample, blur_downsample_batch,
+                              filter2d_reflect101, gaussian_kernels, jpeg_bgr, lr_size, resize_bilinear,
+                              separable_factors)
 from .degradation_params import (PRESETS, DegradationError, DegradationParams, DegradationPreset, get_preset,
                                  list_degradations, sample_params)
 from .errors import ImageError
+from .jpeg import jpeg_roundtrip
 
 __all__ = [
+    "BATCH_CHUNK",
     "Degradation",
     "DegradationError",
     "DegradationParams",
@@ -76,6 +83,7 @@ __all__ = [
     "PRESETS",
     "add_gaussian_noise",
     "blur_downsample",
+    "blur_downsample_batch",
     "degrade",
     "filter2d_reflect101",
     "gaussian_kernels",
@@ -100,7 +108,7 @@ class Degradation:
         >>> params.to_records()[0]["jpeg_quality"]
     """
 
-    JPEG_BACKENDS = ("opencv", "torchvision")
+    JPEG_BACKENDS = ("auto", "opencv", "torch", "torchvision")
     """Values of :meth:`apply`'s ``jpeg`` option."""
 
     def __init__(self, preset: str = "difface-test") -> None:
@@ -120,13 +128,17 @@ class Degradation:
         return sample_params(self.preset, item_ids, scale, seed)
 
     @staticmethod
-    def noise(params: DegradationParams, index: int, shape: tuple[int, int, int]) -> torch.Tensor:
-        """The standard-normal noise ``[C, h, w]`` float32 (CPU) of item ``index``; reproducible anywhere."""
+    def noise(params: DegradationParams, index: int, shape: tuple[int, int, int], *,
+              out: torch.Tensor | None = None) -> torch.Tensor:
+        """The standard-normal noise ``[C, h, w]`` float32 (CPU) of item ``index``; reproducible anywhere.
+
+        ``out``: a contiguous float32 CPU tensor of ``shape`` to draw into (the same values); returned.
+        """
         gen = torch.Generator(device="cpu")
         gen.manual_seed(int(params.noise_seed[index]))
-        return torch.randn(shape, generator=gen, dtype=torch.float32)
+        return torch.randn(shape, generator=gen, dtype=torch.float32, out=out)
 
-    def apply(self, images: torch.Tensor, params: DegradationParams, *, jpeg: str = "opencv") -> torch.Tensor:
+    def apply(self, images: torch.Tensor, params: DegradationParams, *, jpeg: str = "auto") -> torch.Tensor:
         """Degrade ``images`` ``[B, 3, H, W]`` (float, [0, 1], RGB) with ``params`` (length ``B``).
 
         Pure: the output depends only on each item's pixels and parameters, never on the batch. Returns a
@@ -137,13 +149,21 @@ class Degradation:
         duration of the call (restored afterwards); items run in parallel, one per available thread. That
         keeps results independent of the batch and of the thread count, and it stays fast on a busy machine
         where many small multi-threaded ops would wait on each other. On other devices blur, shrink, noise and
-        the final enlargement (:func:`resize_bilinear`) run on the device and JPEG runs on CPU threads.
+        the final enlargement (:func:`resize_bilinear`) run on the device, batched per low-resolution size
+        (:func:`blur_downsample_batch`; the noise is drawn on CPU threads and copied once per size), and so
+        does JPEG by default.
 
-        ``jpeg``: ``"opencv"`` (default; OpenCV's libjpeg, the reference) or ``"torchvision"``
-        (``torchvision.io.encode_jpeg``/``decode_jpeg``; with ``"torchvision"`` every device, the CPU included, takes
-        the device path). On the CPU torchvision's libjpeg gives OpenCV's output within one grey level. On CUDA
-        (nvJPEG) it is refused: on one H200 (2026-12-04, ``scripts/bench_gpu.py``) its output differed from
-        OpenCV's by up to 125 grey levels on 85-93 % of the pixels, so it is not the same degradation.
+        ``jpeg`` chooses how step 4 runs; the first three give the same pixels from the same 8-bit input:
+
+        * ``"auto"`` (default): ``"opencv"`` on the CPU, ``"torch"`` on other devices;
+        * ``"opencv"``: OpenCV's libjpeg-turbo (the reference), on CPU threads whatever the device;
+        * ``"torch"``: :func:`restorever.jpeg.jpeg_roundtrip`, libjpeg's integer arithmetic as tensor operations
+          on the images' device, byte-identical to OpenCV (``tests/test_jpeg.py``); every device, the CPU
+          included, then takes the batched device path;
+        * ``"torchvision"``: ``torchvision.io.encode_jpeg``/``decode_jpeg``, the CPU only (it takes the device
+          path; its libjpeg gives OpenCV's output). On CUDA (nvJPEG) it is refused: on one H200 (2026-12-04,
+          ``scripts/bench_gpu.py``) its output differed from OpenCV's by up to 125 grey levels on 85-93 % of the
+          pixels, so it is not the same degradation.
         """
         _check_images(images)
         if len(params) != images.shape[0]:
@@ -155,37 +175,15 @@ class Degradation:
         out = torch.empty(images.shape, dtype=images.dtype, device=images.device)
         if jpeg == "torchvision" and images.device.type == "cuda":
             raise DegradationError("jpeg='torchvision' on CUDA (nvJPEG) was measured to differ from OpenCV's JPEG by "
-                                   "up to 125 grey levels on most pixels; use the default jpeg='opencv'.")
-        if jpeg == "torchvision":
-            self._apply_torchvision_jpeg(images, params, kernels, work, out)
-        elif images.device.type == "cpu":
+                                   "up to 125 grey levels on most pixels; use the default jpeg='auto'.")
+        on_cpu = images.device.type == "cpu"
+        if jpeg in ("auto", "opencv") and on_cpu:
             self._apply_cpu(images, params, kernels, work, out)
         else:
-            self._apply_device(images, params, kernels, work, out)
+            group = {"auto": _jpeg_group_torch, "torch": _jpeg_group_torch, "opencv": _jpeg_group_opencv,
+                     "torchvision": _jpeg_group_torchvision}[jpeg]
+            self._apply_device(images, params, kernels, work, out, jpeg_group=group)
         return out
-
-    def _apply_torchvision_jpeg(self, images, params, kernels, work, out) -> None:
-        from torchvision.io import decode_jpeg, encode_jpeg
-
-        height, width = images.shape[-2:]
-        small = [self._low_res_u8(images[i], params, i, kernels[i], work) for i in range(len(params))]
-        decoded: list[torch.Tensor | None] = [None] * len(small)
-        by_quality: dict[int, list[int]] = {}
-        for i, q in enumerate(params.jpeg_quality.tolist()):
-            by_quality.setdefault(int(q), []).append(i)
-        for quality, idx in by_quality.items():
-            encoded = encode_jpeg([small[i] for i in idx], quality=quality)
-            # encode_jpeg returns the bytes on the images' device; decode_jpeg reads bytes from host memory only
-            # (and decodes on ``device``), so the few kilobytes of each stream come back to the host once
-            dec = decode_jpeg([e.cpu() for e in encoded], device=images.device)
-            for i, d in zip(idx, dec):
-                decoded[i] = d
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, dec in enumerate(decoded):
-            groups.setdefault(tuple(dec.shape), []).append(i)
-        for idx in groups.values():
-            up = _upsample_round_rgb(torch.stack([decoded[i].to(images.device) for i in idx]), height, width, work)
-            out[torch.as_tensor(idx, device=images.device)] = up.to(out.dtype)
 
     def _low_res_bgr(self, image: torch.Tensor, params: DegradationParams, i: int, kernel: torch.Tensor,
                      work: torch.dtype) -> np.ndarray:
@@ -194,7 +192,7 @@ class Degradation:
 
     def _low_res_u8(self, image: torch.Tensor, params: DegradationParams, i: int, kernel: torch.Tensor,
                     work: torch.dtype) -> torch.Tensor:
-        """Steps 1-3 for item ``i`` on the image's device: ``[3, h, w]`` uint8 RGB."""
+        """Steps 1-3 for item ``i`` on the image's device: ``[3, h, w]`` uint8 RGB (the CPU path's route)."""
         height, width = image.shape[-2:]
         size = lr_size(height, width, float(params.scale[i]))
         small = blur_downsample(image.to(work), kernel, size)
@@ -223,29 +221,45 @@ class Degradation:
                 with ThreadPoolExecutor(max_workers=workers) as pool:
                     list(pool.map(one, range(len(params))))
 
-    def _apply_device(self, images, params, kernels, work, out) -> None:
+    def _apply_device(self, images, params, kernels, work, out, *, jpeg_group=None) -> None:
+        """Steps 1-3 batched on the images' device, JPEG by ``jpeg_group`` (default :func:`_jpeg_group_opencv`),
+        5-6 on the device. Any device, the CPU included (tests and benchmarks)."""
         height, width = images.shape[-2:]
-        small = [self._low_res_u8(images[i], params, i, kernels[i], work) for i in range(len(params))]
-        lr_bgr: list[np.ndarray] = [None] * len(small)  # type: ignore[list-item]
-        by_shape: dict[tuple[int, ...], list[int]] = {}
-        for i, u8 in enumerate(small):
-            by_shape.setdefault(tuple(u8.shape), []).append(i)
-        for idx in by_shape.values():  # one device-to-host copy per size, not one per item
-            host = torch.stack([small[i] for i in idx]).flip(1).permute(0, 2, 3, 1).contiguous().cpu().numpy()
-            for k, i in enumerate(idx):
-                lr_bgr[i] = host[k]
-        quality = params.jpeg_quality.tolist()
-        if len(lr_bgr) < 4:
-            decoded = [jpeg_bgr(a, q) for a, q in zip(lr_bgr, quality)]
-        else:  # keep the device fed: OpenCV releases the GIL
-            with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-                decoded = list(pool.map(jpeg_bgr, lr_bgr, quality))
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, dec in enumerate(decoded):
-            groups.setdefault(dec.shape, []).append(i)
-        for idx in groups.values():
-            up = _upsample_round_torch(np.stack([decoded[i] for i in idx]), height, width, images.device, work)
+        jpeg_group = jpeg_group or _jpeg_group_opencv
+        for idx, small in self._low_res_groups(images, params, kernels, work):
+            decoded = jpeg_group(small, params.jpeg_quality[idx].tolist())
+            up = _upsample_round_rgb(decoded, height, width, work)
             out[torch.as_tensor(idx, device=images.device)] = up.to(out.dtype)
+
+    def _low_res_groups(self, images: torch.Tensor, params: DegradationParams, kernels: torch.Tensor,
+                        work: torch.dtype) -> list[tuple[list[int], torch.Tensor]]:
+        """Steps 1-3 for every item, one group per low-resolution size: ``[(indices, [N, 3, h, w] uint8 RGB)]``.
+
+        The values are :meth:`_low_res_u8`'s up to float rounding (the blur and shrink of
+        :func:`blur_downsample_batch` sum in another order, so a rare pixel may round to the neighbouring level);
+        the noise is the same to the bit. Tensors are on the images' device.
+        """
+        height, width = images.shape[-2:]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, s in enumerate(params.scale.tolist()):
+            groups.setdefault(lr_size(height, width, float(s)), []).append(i)
+        kernels = kernels.to(images.device)
+        out = []
+        for size, idx in groups.items():
+            whole = len(idx) == images.shape[0]
+            sel = None if whole else torch.as_tensor(idx, device=images.device)
+            host = torch.empty((len(idx), 3, *size), dtype=torch.float32, pin_memory=images.device.type == "cuda")
+            # the CPU draws the noise in threads (torch releases the GIL) while the device blurs
+            with ThreadPoolExecutor(max_workers=min(_HOST_THREADS, len(idx))) as pool:
+                drawn = [pool.submit(self.noise, params, i, (3, *size), out=host[k]) for k, i in enumerate(idx)]
+                small = blur_downsample_batch(images.to(work) if whole else images.index_select(0, sel).to(work),
+                                              kernels if whole else kernels.index_select(0, sel), size)
+                for future in drawn:
+                    future.result()
+            noise = host.to(device=images.device, non_blocking=True).to(work)
+            noisy = add_gaussian_noise(small, noise, params.noise_sigma[idx])
+            out.append((idx, (noisy * 255.0).round_().clamp_(0, 255).to(torch.uint8)))
+        return out
 
     def __call__(self, images: torch.Tensor, item_ids: Sequence[str], scale: float | None,
                  seed: int) -> tuple[torch.Tensor, DegradationParams]:
@@ -280,10 +294,38 @@ def _upsample_round_cv2(bgr_u8: np.ndarray, height: int, width: int, work: torch
     return up
 
 
-def _upsample_round_torch(bgr_u8: np.ndarray, height: int, width: int, device: torch.device,
-                          work: torch.dtype) -> torch.Tensor:
-    """Steps 5-6 on ``device`` for ``[B, h, w, 3]`` uint8 BGR: ``[B, 3, H, W]`` RGB multiples of 1/255."""
-    return _upsample_round_rgb(torch.from_numpy(bgr_u8).to(device).permute(0, 3, 1, 2).flip(1), height, width, work)
+def _jpeg_group_opencv(u8: torch.Tensor, qualities: Sequence[int]) -> torch.Tensor:
+    """Step 4 with OpenCV on host threads: ``[N, 3, h, w]`` uint8 RGB -> the decoded ``[N, 3, h, w]`` uint8
+    RGB, on ``u8``'s device; item ``n`` at quality ``qualities[n]`` (encoded in BGR order, as the reference)."""
+    host = list(u8.flip(1).permute(0, 2, 3, 1).contiguous().cpu().numpy())  # one device-to-host copy
+    if len(host) < 4:
+        decoded = [jpeg_bgr(a, q) for a, q in zip(host, qualities)]
+    else:  # keep the device fed: OpenCV releases the GIL
+        with ThreadPoolExecutor(max_workers=min(_HOST_THREADS, len(host))) as pool:
+            decoded = list(pool.map(jpeg_bgr, host, qualities))
+    return torch.from_numpy(np.stack(decoded)).to(u8.device).permute(0, 3, 1, 2).flip(1)
+
+
+def _jpeg_group_torch(u8: torch.Tensor, qualities: Sequence[int]) -> torch.Tensor:
+    """:func:`_jpeg_group_opencv`'s pixels computed on ``u8``'s device (:func:`restorever.jpeg.jpeg_roundtrip`)."""
+    return jpeg_roundtrip(u8, list(qualities))
+
+
+def _jpeg_group_torchvision(u8: torch.Tensor, qualities: Sequence[int]) -> torch.Tensor:
+    """:func:`_jpeg_group_opencv` with ``torchvision.io`` (libjpeg on the CPU, nvJPEG on CUDA); RGB order."""
+    from torchvision.io import decode_jpeg, encode_jpeg
+
+    decoded: list[torch.Tensor | None] = [None] * len(qualities)
+    by_quality: dict[int, list[int]] = {}
+    for i, q in enumerate(qualities):
+        by_quality.setdefault(int(q), []).append(i)
+    for quality, idx in by_quality.items():
+        encoded = encode_jpeg([u8[i] for i in idx], quality=quality)
+        # encode_jpeg returns the bytes on the images' device; decode_jpeg reads bytes from host memory only
+        # (and decodes on ``device``), so the few kilobytes of each stream come back to the host once
+        for i, d in zip(idx, decode_jpeg([e.cpu() for e in encoded], device=u8.device)):
+            decoded[i] = d
+    return torch.stack([d.to(u8.device) for d in decoded])
 
 
 def _upsample_round_rgb(rgb_u8: torch.Tensor, height: int, width: int, work: torch.dtype) -> torch.Tensor:
@@ -292,6 +334,7 @@ def _upsample_round_rgb(rgb_u8: torch.Tensor, height: int, width: int, work: tor
     return up.mul_(255.0).round_().clamp_(0, 255).div_(255.0)
 
 
+_HOST_THREADS = min(8, os.cpu_count() or 1)  # host threads for noise draws and OpenCV JPEG on the device path
 _RANGE_SLACK = 1e-4  # resampled images may overshoot [0, 1] by float rounding
 
 

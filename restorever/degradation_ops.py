@@ -1,9 +1,10 @@
 """Degradation operations: the pure tensor steps that apply one set of parameters (blur, resize, noise, JPEG).
 
 Blur kernels (basicsr ``bivariate_Gaussian``), ``cv2.filter2D``-style correlation with ``BORDER_REFLECT_101``,
-``cv2.resize(INTER_LINEAR)``-exact bilinear resizing, the fused blur + shrink (:func:`blur_downsample`), Gaussian
-noise and OpenCV JPEG. Tensors are ``[B, C, H, W]`` (or ``[C, H, W]`` per item) RGB in [0, 1] unless stated; see
-:mod:`restorever.degradation` for the pipeline that chains them (it re-exports every public name here).
+``cv2.resize(INTER_LINEAR)``-exact bilinear resizing, the fused blur + shrink (:func:`blur_downsample`, one item;
+:func:`blur_downsample_batch`, a batch in fixed-size chunks), Gaussian noise and OpenCV JPEG. Tensors are
+``[B, C, H, W]`` (or ``[C, H, W]`` per item) RGB in [0, 1] unless stated; see :mod:`restorever.degradation` for the
+pipeline that chains them (it re-exports every public name here).
 """
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ import torch
 
 from .degradation_params import DegradationError
 
-__all__ = ["add_gaussian_noise", "blur_downsample", "filter2d_reflect101", "gaussian_kernels", "jpeg_bgr", "lr_size",
-           "resize_bilinear", "separable_factors"]
+__all__ = ["BATCH_CHUNK", "add_gaussian_noise", "blur_downsample", "blur_downsample_batch", "filter2d_reflect101",
+           "gaussian_kernels", "jpeg_bgr", "lr_size", "resize_bilinear", "separable_factors"]
 
 
 def gaussian_kernels(sigma_x: torch.Tensor, sigma_y: torch.Tensor, theta: torch.Tensor,
@@ -57,23 +58,24 @@ def _fast_len(n: int) -> int:
 
 
 def _blur_spectrum(image: torch.Tensor, kernel: torch.Tensor) -> tuple[torch.Tensor, int, int]:
-    """Spectrum of ``filter2D(image, kernel)`` on a reflect-101 padded frame: ``([C, Lh, Lw//2+1], Lh, Lw)``.
+    """Spectrum of ``filter2D(image, kernel)`` on a reflect-101 padded frame: ``([..., C, Lh, Lw//2+1], Lh, Lw)``.
 
-    Pixel ``(y, x)`` of the filtered image is sample ``(y, x)`` of the inverse transform (circular
-    correlation; the frame is large enough that no output wraps around).
+    ``image`` is ``[..., C, H, W]``; ``kernel`` is ``[K, K]`` or ``[..., 1, K, K]`` (one kernel per leading index,
+    broadcast over the channels). Pixel ``(y, x)`` of the filtered image is sample ``(y, x)`` of the inverse
+    transform (circular correlation; the frame is large enough that no output wraps around).
     """
     k = kernel.shape[-1]
     p = k // 2
-    _, h, w = image.shape
+    h, w = image.shape[-2:]
     if p >= h or p >= w:
         raise ValueError(f"image {h}x{w} is too small for a {k}x{k} kernel with reflect-101 borders.")
     lh, lw = _fast_len(h + k - 1), _fast_len(w + k - 1)
-    frame = image.new_zeros((image.shape[0], lh, lw))
-    frame[:, p:p + h, p:p + w] = image  # reflect-101 borders (OpenCV's default), zeros beyond: no output wraps
-    frame[:, p:p + h, :p] = image[:, :, 1:p + 1].flip(-1)
-    frame[:, p:p + h, p + w:w + 2 * p] = image[:, :, w - 1 - p:w - 1].flip(-1)
-    frame[:, :p, :w + 2 * p] = frame[:, p + 1:2 * p + 1, :w + 2 * p].flip(-2)
-    frame[:, p + h:h + 2 * p, :w + 2 * p] = frame[:, h - 1:h - 1 + p, :w + 2 * p].flip(-2)
+    frame = image.new_zeros((*image.shape[:-2], lh, lw))
+    frame[..., p:p + h, p:p + w] = image  # reflect-101 borders (OpenCV's default), zeros beyond: no output wraps
+    frame[..., p:p + h, :p] = image[..., :, 1:p + 1].flip(-1)
+    frame[..., p:p + h, p + w:w + 2 * p] = image[..., :, w - 1 - p:w - 1].flip(-1)
+    frame[..., :p, :w + 2 * p] = frame[..., p + 1:2 * p + 1, :w + 2 * p].flip(-2)
+    frame[..., p + h:h + 2 * p, :w + 2 * p] = frame[..., h - 1:h - 1 + p, :w + 2 * p].flip(-2)
     spec = torch.fft.rfft2(frame)
     kk = kernel.to(device=image.device, dtype=image.dtype)
     kspec = torch.fft.fft(torch.fft.rfft(kk, n=lw, dim=-1), n=lh, dim=-2)  # only the K non-zero rows get a row FFT
@@ -237,6 +239,52 @@ def blur_downsample(image: torch.Tensor, kernel: torch.Tensor, size: tuple[int, 
     x = _lerp_axis(blurred_rows, _linear_taps(in_w, out_w, image.device), 2)
     dev = image.device
     return _lerp_axis(x, (remap[r0].to(dev), remap[r1].to(dev), rf.to(dev)), 1)
+
+
+BATCH_CHUNK = 16
+"""Items per transform in :func:`blur_downsample_batch`; every call is padded to whole chunks of this size."""
+
+
+def blur_downsample_batch(images: torch.Tensor, kernels: torch.Tensor, size: tuple[int, int], *,
+                          chunk: int = BATCH_CHUNK) -> torch.Tensor:
+    """:func:`blur_downsample` (``method="matmul"``) for a batch, one kernel per item, on the images' device.
+
+    Args:
+        images: ``[N, C, H, W]`` float32/float64 (any value range and colour order; channels are independent).
+        kernels: ``[N, K, K]`` odd-sized correlation kernels, any float dtype and device (cast to ``images``').
+        size: the output size ``(h, w)``, the same for every item.
+
+    Returns:
+        ``[N, C, h, w]`` in ``images``' dtype and device: ``cv2.resize(cv2.filter2D(x, -1, k), (w, h),
+        INTER_LINEAR)`` per item, equal to the per-item function up to float rounding. Every kernel takes the
+        same FFT route (no separable special case), so all items are computed alike.
+
+    Items go through the FFTs and matrix products ``chunk`` at a time, the last chunk padded with copies of
+    its last item (discarded). The transforms and products therefore always have one shape, so the FFT and
+    BLAS libraries pick the same algorithm in every call (cuFFT and cuBLAS choose by batch count), and a
+    batched transform or ``bmm`` computes each batch entry the same way: an item's result does not depend on
+    the batch size or on the other items, as :meth:`restorever.degradation.Degradation.apply` promises.
+    """
+    n, c, in_h, in_w = images.shape
+    if kernels.dim() != 3 or kernels.shape[0] != n:
+        raise ValueError(f"kernels must be [N, K, K] with N = {n}, got {tuple(kernels.shape)}.")
+    out_h, out_w = int(size[0]), int(size[1])
+    out = images.new_empty((n, c, out_h, out_w))
+    for start in range(0, n, chunk):
+        x, k = images[start:start + chunk], kernels[start:start + chunk]
+        m = x.shape[0]
+        if m < chunk:
+            x = torch.cat([x, x[-1:].expand(chunk - m, -1, -1, -1)])
+            k = torch.cat([k, k[-1:].expand(chunk - m, -1, -1)])
+        spec, lh, lw = _blur_spectrum(x, k.unsqueeze(1))  # [chunk, C, Lh, Lw//2+1]
+        dev = str(spec.device)
+        rows = _sampling_matrix(in_h, out_h, lh, False, dev, spec.dtype)  # [h, Lh]
+        cols = _sampling_matrix(in_w, out_w, lw, True, dev, spec.dtype).transpose(0, 1)  # [Lw//2+1, w]
+        flat = spec.reshape(chunk * c, lh, -1)
+        # one small product per (item, channel), not one folded matrix product: equal work for every entry
+        small = torch.bmm(torch.bmm(rows.expand(flat.shape[0], -1, -1), flat), cols.expand(flat.shape[0], -1, -1))
+        out[start:start + m] = small.real.reshape(chunk, c, out_h, out_w)[:m]
+    return out
 
 
 def add_gaussian_noise(images: torch.Tensor, noise: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

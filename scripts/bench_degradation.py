@@ -7,6 +7,8 @@ outputs are compared too (mean absolute difference in grey levels).
 
     python scripts/bench_degradation.py                       # 64 LFW faces, CPU
     python scripts/bench_degradation.py --device cuda --n 2048 --batch-size 256
+    python scripts/bench_degradation.py --device-path-cpu --n 32   # device path: per-item vs batched, CPU tensors
+    python scripts/bench_degradation.py --jpeg --device cuda        # JPEG alone: restorever.jpeg vs OpenCV
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import cv2
 import numpy as np
 import torch
 
-from restorever.degradation import Degradation, lr_size
+from restorever.degradation import Degradation, gaussian_kernels, lr_size
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,6 +50,89 @@ def opencv_loop(images_bgr: list[np.ndarray], records: list[dict], noises: list[
         lq = cv2.resize(lq, (w, h), interpolation=cv2.INTER_LINEAR)
         out.append(np.clip((lq * 255.0).round(), 0, 255).astype(np.uint8))
     return out
+
+
+class PerItemDevicePath(Degradation):
+    """The device path as it was before batching: steps 1-3 one item at a time (:meth:`Degradation._low_res_u8`,
+    the CPU path's route), stacked per low-resolution size; JPEG and enlargement are the current ones."""
+
+    def _low_res_groups(self, images, params, kernels, work):
+        small = [self._low_res_u8(images[i], params, i, kernels[i], work) for i in range(len(params))]
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, u8 in enumerate(small):
+            groups.setdefault(tuple(u8.shape), []).append(i)
+        return [(idx, torch.stack([small[i] for i in idx])) for idx in groups.values()]
+
+
+def compare_device_paths(preset: str, batches: list, repeat: int) -> None:
+    """Per-item vs batched device path (``Degradation._apply_device``) on CPU tensors, same data, alternating;
+    prints faces/s (best round) for steps 1-3 alone and for the whole path, the ratios, and the outputs' agreement."""
+    old, new = PerItemDevicePath(preset), Degradation(preset)
+    work = torch.float32
+    prepared = [(x, p, gaussian_kernels(p.sigma_x, p.sigma_y, p.theta, p.kernel_size)) for x, p in batches]
+    n = sum(len(p) for _, p, _ in prepared)
+
+    def steps_1_3(deg: Degradation) -> None:
+        for x, p, k in prepared:
+            deg._low_res_groups(x, p, k, work)
+
+    def whole(deg: Degradation) -> torch.Tensor:
+        outs = []
+        for x, p, k in prepared:
+            outs.append(torch.empty_like(x))
+            deg._apply_device(x, p, k, work, outs[-1])
+        return torch.cat(outs)
+
+    whole(old), whole(new)  # warm-up
+    best = {key: float("inf") for key in ("old 1-3", "new 1-3", "old all", "new all")}
+    for _ in range(repeat):
+        for key, fn, deg in (("old 1-3", steps_1_3, old), ("new 1-3", steps_1_3, new), ("old all", whole, old),
+                             ("new all", whole, new)):
+            t0 = time.perf_counter()
+            fn(deg)
+            best[key] = min(best[key], time.perf_counter() - t0)
+    diff = ((whole(old) - whole(new)).abs() * 255).round()
+    print(f"steps 1-3, per item:   {n / best['old 1-3']:8.1f} faces/s")
+    print(f"steps 1-3, batched:    {n / best['new 1-3']:8.1f} faces/s   ratio {best['old 1-3'] / best['new 1-3']:.2f}x")
+    print(f"device path, per item: {n / best['old all']:8.1f} faces/s")
+    print(f"device path, batched:  {n / best['new all']:8.1f} faces/s   ratio {best['old all'] / best['new all']:.2f}x")
+    print(f"outputs:               {float((diff > 0).double().mean()) * 100:.3f} % of values differ, "
+          f"at most {float(diff.max()):.0f} grey levels")
+
+
+def compare_jpeg(faces_u8: np.ndarray, scales: list[float], quality: int, device: torch.device, repeat: int) -> None:
+    """JPEG alone at each scale's low-resolution size: :func:`restorever.jpeg.jpeg_roundtrip` on ``device`` (one
+    batched call) vs OpenCV one image at a time; asserts identical bytes and prints faces/s and the ratio."""
+    from restorever.jpeg import jpeg_roundtrip
+
+    for scale in scales:
+        h, w = lr_size(512, 512, scale)
+        small = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in faces_u8])
+        batch = torch.from_numpy(small).permute(0, 3, 1, 2).contiguous().to(device)
+
+        def ours() -> torch.Tensor:
+            out = jpeg_roundtrip(batch, quality)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            return out
+
+        def opencv() -> list[np.ndarray]:
+            params = [int(cv2.IMWRITE_JPEG_QUALITY), quality]
+            return [cv2.imdecode(cv2.imencode(".jpg", np.ascontiguousarray(a[..., ::-1]), params)[1], cv2.IMREAD_COLOR)
+                    for a in small]
+
+        mine, ref = ours(), opencv()  # warm-up, and the bytes compared
+        assert np.array_equal(mine.permute(0, 2, 3, 1).flip(-1).cpu().numpy(), np.stack(ref)), scale
+        best = {"ours": float("inf"), "opencv": float("inf")}
+        for _ in range(repeat):
+            for key, fn in (("ours", ours), ("opencv", opencv)):
+                t0 = time.perf_counter()
+                fn()
+                best[key] = min(best[key], time.perf_counter() - t0)
+        n = len(small)
+        print(f"x{scale:g} ({h}x{w}), q={quality}: restorever.jpeg on {device.type} {n / best['ours']:9.1f} faces/s, "
+              f"OpenCV loop {n / best['opencv']:9.1f} faces/s, ratio {best['opencv'] / best['ours']:.2f}x, "
+              "identical bytes")
 
 
 def load_faces(root: Path, n: int) -> tuple[np.ndarray, list[str]]:
@@ -99,12 +184,18 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     ap.add_argument("--repeat", type=int, default=3, help="rounds; the best round of each method is reported")
     ap.add_argument("--threads", type=int, default=0, help="torch and OpenCV threads (0: leave the defaults)")
+    ap.add_argument("--device-path-cpu", action="store_true",
+                    help="instead: time the device path per item vs batched, on CPU tensors (no OpenCV loop)")
+    ap.add_argument("--jpeg", action="store_true",
+                    help="instead: time JPEG alone, restorever.jpeg on --device vs the OpenCV loop")
     ap.add_argument("--lfw", type=Path, default=ROOT.parent / "shared" / "data" / "lfw" / "lfw-deepfunneled")
     args = ap.parse_args()
 
     if args.threads:
         torch.set_num_threads(args.threads)
         cv2.setNumThreads(args.threads)
+    if args.device_path_cpu:
+        args.device = "cpu"
     dev = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(dev)
     faces_u8, ids = load_faces(args.lfw, args.n)
@@ -125,6 +216,17 @@ def main() -> None:
     # both sides start from float images in memory (the OpenCV loop's BGR float arrays are made above)
     batches = [(images[i:i + args.batch_size].to(device).float().div_(255.0),
                 type(params[0]).cat(params[i:i + args.batch_size])) for i in range(0, len(ids), args.batch_size)]
+
+    if args.jpeg:
+        print(f"machine:  {machine(device)}; commit {commit()}; torch {torch.__version__}")
+        compare_jpeg(faces_u8, scales, 50, device, args.repeat)
+        return
+    if args.device_path_cpu:
+        print(f"machine:  {machine(device)}; commit {commit()}; torch {torch.__version__}")
+        print(f"workload: {len(ids)} faces 512x512, preset {args.preset}, scales {args.scales}, batch "
+              f"{args.batch_size}, CPU tensors, best of {args.repeat}")
+        compare_device_paths(args.preset, batches, args.repeat)
+        return
 
     def run_batched() -> torch.Tensor:
         outs = [deg.apply(batch, bp) for batch, bp in batches]

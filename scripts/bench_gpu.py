@@ -11,8 +11,9 @@ lets the next one run; once ``--budget-s`` seconds have passed the remaining sec
    levers) with ``torch.cuda.max_memory_allocated`` peak; released configuration, random weights.
 2. ``difface``: seconds per UNet step and for the SwinIR estimator per precision and batch, extrapolated to the
    released 100 steps (faces/s) and to TFLOP/s with the counted FLOPs per face (38.0 TFLOP).
-3. ``degradation``: faces/s per scale on the device (batched path) vs the CPU path (measured on a small batch),
-   and the device output's difference from the CPU path (max grey levels, fraction of pixels differing).
+3. ``degradation``: faces/s per scale on the device (batched path) per JPEG backend (OpenCV on host threads,
+   restorever.jpeg on the device) vs the CPU path (measured on a small batch), the device output's difference from
+   the CPU path (max grey levels, fraction of pixels differing), and the seconds of the device path's parts.
 4. ``recognizers``: IResNet-50/100 faces/s at batch 256 in fp32 (TF32 on and off), fp16 and bf16, and fp16 with
    channels_last and compile (the ``--recognizer-option`` levers).
 5. ``e2e``: ``restorever eval --protocol pairs-csv`` on the LFW subset (restorers none + vqfr-v2 with a synthetic
@@ -470,9 +471,42 @@ def section_difface(bench: Bench, rec: dict) -> None:
         release(dev)
 
 
-def _degradation_jpeg_backends() -> list[str]:
+def _degradation_jpeg_backends(device: torch.device) -> list[str]:
     from restorever.degradation import Degradation
-    return list(getattr(Degradation, "JPEG_BACKENDS", ("opencv",)))
+    names = list(getattr(Degradation, "JPEG_BACKENDS", ("opencv",)))
+    if device.type == "cuda":  # "auto" is "torch" there and "torchvision" (nvJPEG) is refused
+        names = [b for b in names if b not in ("auto", "torchvision")]
+    return names
+
+
+def _degradation_stages(deg, batch: torch.Tensor, params, bench: "Bench") -> dict[str, Any]:
+    """Seconds of the device path's parts for one call: steps 1-3 (blur, shrink, noise; batched, and one item at a
+    time as before 2026-12-05), JPEG by OpenCV threads and
+    by restorever.jpeg on the device (with a check that both give the same bytes), and the enlargement."""
+    from restorever import degradation as D
+
+    dev = batch.device
+    kernels = D.gaussian_kernels(params.sigma_x, params.sigma_y, params.theta, params.kernel_size)
+    reps = 1 if bench.quick else 3
+    sec_low, _ = timeit(lambda: deg._low_res_groups(batch, params, kernels, torch.float32), dev, warmup=1,
+                        repeats=reps)
+    groups = deg._low_res_groups(batch, params, kernels, torch.float32)
+    row: dict[str, Any] = {"low_res_s": sec_low}
+    from bench_degradation import PerItemDevicePath  # steps 1-3 one item at a time, as before batching
+
+    old = PerItemDevicePath(deg.preset.name)
+    row["low_res_per_item_s"], _ = timeit(lambda: old._low_res_groups(batch, params, kernels, torch.float32), dev,
+                                          warmup=1, repeats=reps)
+    for name, fn in (("jpeg_opencv_s", D._jpeg_group_opencv), ("jpeg_torch_s", D._jpeg_group_torch)):
+        row[name], _ = timeit(lambda f=fn: [f(u8, params.jpeg_quality[idx].tolist()) for idx, u8 in groups], dev,
+                              warmup=1, repeats=reps)
+    decoded = [D._jpeg_group_torch(u8, params.jpeg_quality[idx].tolist()) for idx, u8 in groups]
+    row["jpeg_torch_equals_opencv"] = all(
+        torch.equal(d, D._jpeg_group_opencv(u8, params.jpeg_quality[idx].tolist()))
+        for d, (idx, u8) in zip(decoded, groups))
+    row["upsample_s"], _ = timeit(lambda: [D._upsample_round_rgb(d, *batch.shape[-2:], torch.float32)
+                                           for d in decoded], dev, warmup=1, repeats=reps)
+    return row
 
 
 def section_degradation(bench: Bench, data: Data, rec: dict) -> None:
@@ -489,7 +523,7 @@ def section_degradation(bench: Bench, data: Data, rec: dict) -> None:
     batch_dev = batch_cpu.to(dev)
     rec.update(batch_device=n_dev, batch_cpu=n_cpu, cpu_threads=torch.get_num_threads(), rows=[])
     deg = Degradation("difface-test")
-    backends = _degradation_jpeg_backends()
+    backends = _degradation_jpeg_backends(dev)
     rec["jpeg_backends"] = backends
     print("| scale | jpeg | device faces/s | CPU faces/s | x | max grey diff vs CPU | frac differing |")
     for scale in scales:
@@ -518,6 +552,15 @@ def section_degradation(bench: Bench, data: Data, rec: dict) -> None:
                 print(f"| {scale} | {backend} | error: {row['error'][:120]} |", flush=True)
             rec["rows"].append(row)
             bench.write()
+        bench.check(3)
+        try:
+            stages = {k: (round(v, 4) if isinstance(v, float) else v)
+                      for k, v in _degradation_stages(deg, batch_dev, params, bench).items()}
+        except Exception as exc:  # noqa: BLE001
+            stages = {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        print(f"| {scale} | stages, seconds for {n_dev} faces: {stages} |", flush=True)
+        rec.setdefault("stages", []).append({"scale": scale, **stages})
+        bench.write()
 
 
 def _iresnet(depth: int, device: torch.device) -> torch.nn.Module:

@@ -46,8 +46,8 @@ def lfw_faces(lfw_root) -> tuple[torch.Tensor, list[str]]:
 # ------------------------------------------------------------------------------------------------- degradation
 @pytest.mark.parametrize("scale", [4, 8, 16, 24, 32])
 def test_degradation_cuda_close_to_cpu(lfw_faces, scale, cuda_device):
-    """The device path (blur/shrink/noise/enlarge on the GPU, JPEG by OpenCV) against the CPU path, which equals
-    OpenCV byte for byte. Cause of any difference: the GPU's float32 blur and resize sum in another order, so a few
+    """The device path (blur, shrink, noise, JPEG and enlargement on the GPU) against the CPU path, which equals
+    OpenCV byte for byte (the device JPEG gives OpenCV's bytes for the same 8-bit input). Cause of any difference: the GPU's float32 blur and resize sum in another order, so a few
     low-resolution pixels round to the neighbouring 8-bit code before JPEG, and JPEG's quantised DCT spreads such a
     one-level change over its 8x8 block. Measured on one H200 (scripts/bench_gpu.py, 2026-12-04, 16 LFW faces per scale): at
     most 8 grey levels (x16) on at most 0.57 % of the pixels (x4). Bound with a 50 % margin: 12 levels, under 1 %."""
@@ -68,6 +68,39 @@ def test_degradation_cuda_batch_invariant(lfw_faces, cuda_device):
     whole = deg.apply(images.to(cuda_device), params)
     single = torch.cat([deg.apply(images[i:i + 1].to(cuda_device), params[[i]]) for i in range(len(ids))])
     assert torch.equal(whole, single)
+
+
+def test_jpeg_cuda_equals_cpu_and_opencv(lfw_faces, cuda_device):
+    """restorever.jpeg on the GPU: the same bytes as on the CPU and as OpenCV (integer arithmetic held exactly in
+    float64), for random images of odd sizes at every tested quality and for real faces at the x4..x32 sizes."""
+    import cv2
+
+    from restorever.jpeg import jpeg_roundtrip
+
+    gen = torch.Generator().manual_seed(0)
+    for h, w, q in ((21, 21, 30), (17, 30, 95), (5, 7, 1), (128, 128, 70), (64, 48, 100)):
+        img = torch.randint(0, 256, (3, 3, h, w), generator=gen, dtype=torch.uint8)
+        assert torch.equal(jpeg_roundtrip(img.to(cuda_device), q).cpu(), jpeg_roundtrip(img, q)), (h, w, q)
+    images, _ = lfw_faces
+    for size in (128, 64, 32, 21, 16):
+        small = torch.nn.functional.interpolate(images, size=(size, size), mode="area").mul(255).round().to(torch.uint8)
+        gpu = jpeg_roundtrip(small.to(cuda_device), [30, 40, 50, 70]).cpu()
+        for i, q in enumerate((30, 40, 50, 70)):
+            bgr = np.ascontiguousarray(small[i].flip(0).permute(1, 2, 0).numpy())
+            ok, buf = cv2.imencode(".jpg", bgr, [int(cv2.IMWRITE_JPEG_QUALITY), q])
+            ref = torch.from_numpy(cv2.imdecode(buf, cv2.IMREAD_COLOR)).permute(2, 0, 1).flip(0)
+            assert torch.equal(gpu[i], ref), (size, q)
+
+
+def test_degradation_cuda_jpeg_backends_agree(lfw_faces, cuda_device):
+    """On the GPU the default JPEG (restorever.jpeg on the device) gives the pixels of OpenCV on host threads."""
+    images, ids = lfw_faces
+    deg = D.Degradation("difface-test")
+    for scale in (4, 24):
+        params = deg.sample_params(ids, scale, seed=2)
+        x = images.to(cuda_device)
+        assert torch.equal(deg.apply(x, params), deg.apply(x, params, jpeg="opencv"))
+        assert torch.equal(deg.apply(x, params, jpeg="torch"), deg.apply(x, params))
 
 
 # --------------------------------------------------------------------------------------------------- alignment

@@ -116,8 +116,8 @@ def test_blur_and_resize_match_opencv():
 def test_device_path_enlargement_matches_opencv_path():
     """The enlargement used for non-CPU tensors (torch) agrees with the OpenCV one used on the CPU."""
     rng = np.random.default_rng(2)
-    small = rng.integers(0, 256, (3, 21, 21, 3), dtype=np.uint8)
-    via_torch = D._upsample_round_torch(small, 512, 512, torch.device("cpu"), torch.float32)
+    small = rng.integers(0, 256, (3, 21, 21, 3), dtype=np.uint8)  # BGR, as OpenCV decodes
+    via_torch = D._upsample_round_rgb(torch.from_numpy(small).permute(0, 3, 1, 2).flip(1), 512, 512, torch.float32)
     for i in range(3):
         via_cv2 = torch.from_numpy(D._upsample_round_cv2(small[i], 512, 512, torch.float32)).permute(2, 0, 1)
         diff = (via_torch[i] - via_cv2).abs() * 255
@@ -257,16 +257,151 @@ def test_errors_are_clear(faces):
         D.DegradationParams.from_records([{"item_id": "a"}])
 
 
-def test_torchvision_jpeg_option_matches_the_device_path_on_cpu(faces):
-    """``jpeg="torchvision"`` (nvJPEG on a GPU) on the CPU uses libjpeg like OpenCV: it equals the device path with
-    OpenCV's JPEG exactly; on a GPU its difference from OpenCV is measured by scripts/bench_gpu.py."""
+@pytest.mark.parametrize("backend", ["torch", "torchvision"])
+def test_jpeg_backends_match_the_device_path_with_opencv_on_cpu(faces, backend):
+    """``jpeg="torch"`` (restorever.jpeg, the default off the CPU) and ``jpeg="torchvision"`` (nvJPEG on a GPU) on the
+    CPU give exactly the device path's pixels with OpenCV's JPEG; on a GPU, tests/test_cuda.py checks "torch" again
+    and scripts/bench_gpu.py measures each backend's difference from OpenCV."""
     images, ids = faces
     deg = D.Degradation("difface-test")
-    for scale in (4, 16):
+    for scale in (4, 16, 24):
         params = deg.sample_params(ids, scale, seed=5)
         kernels = D.gaussian_kernels(params.sigma_x, params.sigma_y, params.theta, params.kernel_size)
         via_opencv = torch.empty_like(images)
         deg._apply_device(images, params, kernels, torch.float32, via_opencv)
-        assert torch.equal(deg.apply(images, params, jpeg="torchvision"), via_opencv)
-    with pytest.raises(D.DegradationError, match="jpeg='nvjpeg': choose one of opencv, torchvision"):
+        assert torch.equal(deg.apply(images, params, jpeg=backend), via_opencv)
+        if backend == "torch":
+            assert torch.equal(deg.apply(images, params, jpeg="opencv"), deg.apply(images, params))  # auto on CPU
+    with pytest.raises(D.DegradationError, match="jpeg='nvjpeg': choose one of auto, opencv, torch, torchvision"):
         deg.apply(images, params, jpeg="nvjpeg")
+
+
+# --------------------------------------------------------------------------- the batched device path (steps 1-3)
+# (sigma_x, sigma_y, theta): isotropic, axis-aligned anisotropic (both axes), rotated, and a tiny isotropic one
+MIXED_KERNELS = [(3.0, 3.0, 0.0), (2.0, 14.0, 0.0), (14.0, 2.0, math.pi / 2), (4.0, 10.0, math.pi / 4),
+                 (12.0, 2.0, -2.0), (0.5, 0.5, 0.0)]
+
+
+@pytest.mark.parametrize("scale", [4, 8, 16, 24, 32])
+def test_blur_downsample_batch_matches_per_item(faces, scale):
+    """The batched FFT route equals the per-item ``method="matmul"`` route to float rounding, kernel by kernel
+    (measured: at most 4.8e-7 in float32 and 7.8e-16 in float64)."""
+    images, _ = faces
+    x = images[[i % len(images) for i in range(len(MIXED_KERNELS))]]
+    sx, sy, th = (torch.tensor(v) for v in zip(*MIXED_KERNELS))
+    kernels = D.gaussian_kernels(sx, sy, th, 41)
+    size = D.lr_size(512, 512, scale)
+    for dtype, tol in ((torch.float32, 2e-6), (torch.float64, 1e-12)):
+        batched = D.blur_downsample_batch(x.to(dtype), kernels, size)
+        assert batched.shape == (len(x), 3, *size) and batched.dtype == dtype
+        for i in range(len(x)):
+            single = D.blur_downsample(x[i].to(dtype), kernels[i], size, method="matmul")
+            assert float((batched[i] - single).abs().max()) < tol, (scale, dtype, MIXED_KERNELS[i])
+
+
+def test_blur_downsample_batch_is_batch_independent(faces):
+    """Float for float, an item's blur + shrink is the same alone, in a batch of 5 and in a batch of 37: the chunks
+    are padded to :data:`BATCH_CHUNK` items, so the transforms always have one shape (without the padding the
+    CPU's FFT already gives other last bits for a batch of one)."""
+    images, _ = faces
+    n, target = 37, 21
+    x = images[[i % len(images) for i in range(n)]]
+    g = torch.Generator().manual_seed(1)
+    kernels = D.gaussian_kernels(2 + 12 * torch.rand(n, generator=g), 2 + 12 * torch.rand(n, generator=g),
+                                 math.pi * torch.rand(n, generator=g), 41)
+    size = D.lr_size(512, 512, 16)
+    whole = D.blur_downsample_batch(x, kernels, size)
+    five = D.blur_downsample_batch(x[target - 3:target + 2], kernels[target - 3:target + 2], size)
+    alone = D.blur_downsample_batch(x[target:target + 1], kernels[target:target + 1], size)
+    assert torch.equal(alone[0], whole[target]) and torch.equal(five[3], whole[target])
+
+
+def _device_path(deg: D.Degradation, images: torch.Tensor, params: D.DegradationParams) -> torch.Tensor:
+    kernels = D.gaussian_kernels(params.sigma_x, params.sigma_y, params.theta, params.kernel_size)
+    out = torch.empty_like(images)
+    deg._apply_device(images, params, kernels, torch.float32, out)
+    return out
+
+
+def _unequal(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
+    """(fraction of unequal 8-bit values, largest difference in grey levels) of two multiple-of-1/255 images."""
+    diff = ((a - b).abs() * 255).round()
+    return float((diff > 0).double().mean()), float(diff.max())
+
+
+@pytest.mark.parametrize("preset,scale", [("difface-test", 4), ("difface-test", 8), ("difface-test", 16),
+                                          ("difface-test", 24), ("difface-test", 32), ("gfpgan-v1", None)])
+def test_device_path_on_cpu_matches_cpu_path(faces, preset, scale):
+    """``_apply_device`` on CPU tensors against ``apply`` on the CPU (which equals OpenCV).
+
+    Two causes of difference, both float summation order: (a) the batched FFT blur + shrink sums in another order
+    than the CPU path's per-item route, so a rare low-resolution pixel rounds to the neighbouring 8-bit level
+    before JPEG, which spreads that change over its 8x8 block; (b) the device path's torch enlargement (step 5,
+    unchanged) rounds a few pixels one level off ``cv2.resize``. Measured (2-core Xeon, torch 2.14.1) with seeds
+    3, 8 and 11: (a) at most 0.016 % of the low-resolution values, each by one level; against the per-item device route
+    (same enlargement) at most 0.10 % of the output pixels, by at most 8 levels (gfpgan-v1, mixed scales; 11 levels
+    on 64 LFW faces in ``scripts/bench_degradation.py --device-path-cpu``: one JPEG coefficient that rounds the
+    other way); against the CPU path at most 0.53 % of the pixels at x4 (0.46 % for seed 3, used here), of which
+    the per-item device route already had 0.35-0.48 % from (b) alone. Bounds: 0.05 % of low-resolution values (by
+    one level), 99.5 % equal output pixels against the per-item device route, 99.25 % against the CPU path,
+    16 levels."""
+    images, ids = faces
+    deg = D.Degradation(preset)
+    params = deg.sample_params(ids, scale, seed=3)
+    kernels = D.gaussian_kernels(params.sigma_x, params.sigma_y, params.theta, params.kernel_size)
+    flips = total = 0
+    for idx, small in deg._low_res_groups(images, params, kernels, torch.float32):
+        assert small.dtype == torch.uint8 and small.shape[:2] == (len(idx), 3)
+        for k, i in enumerate(idx):
+            one = deg._low_res_u8(images[i], params, i, kernels[i], torch.float32)  # the CPU path's steps 1-3
+            assert int((small[k].int() - one.int()).abs().max()) <= 1, (i, params.to_records()[i])
+            flips += int((small[k] != one).sum())
+            total += one.numel()
+    assert flips / total < 5e-4
+    mine = _device_path(deg, images, params)
+    per_item = torch.cat([D._upsample_round_rgb(
+        D._jpeg_group_opencv(deg._low_res_u8(images[i], params, i, kernels[i], torch.float32)[None],
+                             [int(params.jpeg_quality[i])]), 512, 512, torch.float32) for i in range(len(ids))])
+    frac, worst = _unequal(mine, per_item)
+    assert frac < 0.005 and worst <= 16, (frac, worst)
+    frac, worst = _unequal(mine, deg.apply(images, params))
+    assert frac < 0.0075 and worst <= 16, (frac, worst)
+
+
+@pytest.mark.parametrize("scale", [16, None])
+def test_device_path_is_batch_independent(faces, scale):
+    """An item's output is the same alone, in a batch of 5 and at another position of a batch of 37 (more than two
+    chunks of :data:`BATCH_CHUNK`; with ``scale=None`` the items fall into groups of mixed sizes)."""
+    images, _ = faces
+    deg = D.Degradation("difface-test")
+    ids = [f"item{i}" for i in range(37)]
+    batch = images[[i % len(images) for i in range(len(ids))]]
+    params = deg.sample_params(ids, scale, seed=4)
+    target = 21  # in the second chunk of 16 when every item has one size
+    whole = _device_path(deg, batch, params)
+    five = _device_path(deg, batch[target - 3:target + 2], params[target - 3:target + 2])
+    alone = _device_path(deg, batch[target:target + 1], params[[target]])
+    assert torch.equal(alone[0], whole[target]) and torch.equal(five[3], whole[target])
+    assert not torch.equal(whole[target], whole[target - 1])
+
+
+def test_device_path_noise_is_the_per_item_noise(monkeypatch):
+    """Each item of a group gets exactly ``Degradation.noise`` of its own seed, whatever the grouping."""
+    deg = D.Degradation("difface-test")
+    params = deg.sample_params([f"n{i}" for i in range(20)], None, seed=2)  # mixed low-resolution sizes
+    images = torch.rand(20, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    kernels = D.gaussian_kernels(params.sigma_x, params.sigma_y, params.theta, params.kernel_size)
+    seen: list[torch.Tensor] = []
+    real = D.add_gaussian_noise
+
+    def spy(small, noise, sigma):
+        seen.append(noise.clone())
+        return real(small, noise, sigma)
+
+    monkeypatch.setattr(D, "add_gaussian_noise", spy)
+    groups = deg._low_res_groups(images, params, kernels, torch.float32)
+    assert len(groups) > 1 and len(seen) == len(groups)
+    assert sorted(i for idx, _ in groups for i in idx) == list(range(20))
+    for (idx, small), noise in zip(groups, seen):
+        for k, i in enumerate(idx):
+            assert torch.equal(noise[k], deg.noise(params, i, tuple(small.shape[1:]))), i
