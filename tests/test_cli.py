@@ -34,6 +34,22 @@ def test_unknown_recognizer_is_one_line_exit_2(lfw_root, tmp_path):
     assert "did you mean dlib" in result.output
 
 
+@pytest.mark.parametrize("args,message", [
+    (["--detector", "mtcn"], "unknown detector 'mtcn'; did you mean mtcnn?"),
+    (["--restorer", "vqfrv2"], "unknown restorer 'vqfrv2'; did you mean vqfr-v2"),
+    (["--restorer", "difface", "--restorer-option", "steps=many"], "steps"),
+    (["--restorer-option", "steps=10"], "steps apply to none of the restorers none"),
+    (["--recognizer-option", "precision=fp16"], "recognizer dlib takes no option(s) precision"),
+])
+def test_bad_names_and_options_stop_before_the_run_folder_exists(lfw_root, tmp_path, args, message):
+    """One line, exit 2, and no --out folder (nor its lock file) left behind: checked before anything is made."""
+    out = tmp_path / "run"
+    result = run("eval", "--data-root", lfw_root, "--recognizer", "dlib", "--scales", "8", "--out", out, *args,
+                 expect=2)
+    assert result.output.strip().count("\n") == 0 and message in result.output, result.output
+    assert not out.exists()
+
+
 def test_malformed_pairs_file_is_one_line_exit_2(lfw_root, tmp_path):
     bad = tmp_path / "pairs.txt"
     bad.write_text("10\t300\nAbel_Pacheco\t1\t4\n")

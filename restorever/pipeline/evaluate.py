@@ -17,7 +17,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..devices import resolve_device
-from ..errors import ConfigError, RestoreverError
+from ..detectors import list_detectors
+from ..errors import ConfigError, RestoreverError, unknown_name
 from ..metrics.similarity import identity_to_clean, score_pairs
 from ..protocol import PairList, Protocol, load_protocol, pairs_digest
 from ..protocol_specs import ON_ERROR, SIMILARITY_CHOICES
@@ -70,7 +71,8 @@ class EvalConfig:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def validate(self) -> None:
-        """Raise :class:`~restorever.errors.ConfigError` naming the field (``EvalConfig.batch_size``) at fault."""
+        """Raise :class:`~restorever.errors.ConfigError` naming the field (``EvalConfig.batch_size``) at fault, or the
+        unknown-name / option error of a detector, restorer or recognizer (before any file or model is made)."""
         if self.degrade_side not in ("probe", "both"):
             raise ConfigError("degrade_side", f"must be 'probe' or 'both', got {self.degrade_side!r}")
         if self.on_error is not None and self.on_error not in ON_ERROR:
@@ -91,6 +93,10 @@ class EvalConfig:
                 logger.warning("%s lists %s more than once; each condition is evaluated once", option,
                                ", ".join(repeated))
                 values[:] = list(dict.fromkeys(values))
+        if self.detector is not None and self.detector not in list_detectors():
+            raise unknown_name("detector", self.detector, list_detectors())
+        route_restorer_options(self.restorers, self.restorer_options)  # unknown restorers and bad option values
+        route_recognizer_options(self.recognizer, self.recognizer_options)
 
 
 def limit_pairs(pairs: PairList, n: int | None) -> PairList:
