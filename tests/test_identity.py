@@ -56,6 +56,25 @@ def test_device_kinds_keep_their_entries_apart():
     assert cuda.embedding_key(sha, LANDMARKS, "none", None) == cuda1.embedding_key(sha, LANDMARKS, "none", None)
 
 
+def test_device_degradation_path_version_is_in_degraded_keys_off_the_cpu_only(monkeypatch):
+    """A new device degradation path (batched steps 1-3) does not reuse degraded entries of the old one; CPU keys and
+    clean (undegraded) keys stay as they were."""
+    from restorever.pipeline import cache
+
+    cpu, cuda, sha = _identity("cpu"), _identity("cuda"), "2" * 64
+    keys = {"restored": lambda i: i.restored_key(sha, LANDMARKS, "difface", 8),
+            "degraded embedding": lambda i: i.embedding_key(sha, LANDMARKS, "difface", 8),
+            "clean embedding": lambda i: i.embedding_key(sha, LANDMARKS, "none", None)}
+    before = {name: (f(cpu), f(cuda)) for name, f in keys.items()}
+    monkeypatch.setattr(cache, "DEVICE_DEGRADATION_VERSION", cache.DEVICE_DEGRADATION_VERSION + 1)
+    after = {name: (f(cpu), f(cuda)) for name, f in keys.items()}
+    for name in keys:
+        assert after[name][0] == before[name][0], name  # the CPU: unchanged
+    assert after["restored"][1] != before["restored"][1]
+    assert after["degraded embedding"][1] != before["degraded embedding"][1]
+    assert after["clean embedding"][1] == before["clean embedding"][1]
+
+
 def test_keys_depend_on_what_they_should_and_nothing_else():
     ident, sha = _identity(), "1" * 64
     base = ident.embedding_key(sha, LANDMARKS, "difface", 8)

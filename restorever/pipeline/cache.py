@@ -34,6 +34,10 @@ __all__ = ["ArrayCache", "CacheWriteError", "DiskFullError", "atomic_write_bytes
 #: bump a stage's version when its numerical output changes, so old entries are not reused
 STAGE_VERSIONS = {"landmarks": 1, "restored": 1, "embedding": 1}
 
+#: version of the degradation's device path (off the CPU), a part of degraded keys there only: the CPU path and its
+#: keys are unchanged. 2 (2026-12-05): steps 1-3 batched, which can round a rare pixel the other way than version 1.
+DEVICE_DEGRADATION_VERSION = 2
+
 
 class CacheWriteError(RestoreverError, OSError):
     """A cache entry could not be written (disk full, read-only or unwritable cache folder)."""
@@ -53,6 +57,12 @@ def _device_part(device: str | None) -> dict[str, str]:
     return {} if kind == "cpu" else {"device": kind}
 
 
+def _degraded_device_part(device: str | None) -> dict[str, Any]:
+    """:func:`_device_part` of a degraded face's key: off the CPU it adds :data:`DEVICE_DEGRADATION_VERSION`."""
+    part = _device_part(device)
+    return {**part, "degrade_path": DEVICE_DEGRADATION_VERSION} if part else {}
+
+
 def landmarks_key(image_sha256: str, detector: str, decode: str | None = None, *, device: str | None = None) -> str:
     """Key of the five landmarks of an image (by content sha256) found by ``detector`` on ``device`` (a kind);
     ``decode`` is :func:`restorever.images.decode_tag` (None for plain 8-bit images without EXIF rotation, which keeps
@@ -64,10 +74,10 @@ def landmarks_key(image_sha256: str, detector: str, decode: str | None = None, *
 def restored_key(image_sha256: str, landmarks: Any, *, restorer_id: Any, degradation: str, scale: int, seed: int,
                  device: str | None = None) -> str:
     """Key of one restored face (uint8): image, landmarks (rounded to 1e-3 px), degradation, scale, seed, restorer
-    (name, weights, options) and the device kind."""
+    (name, weights, options), the device kind and, off the CPU, the device degradation path's version."""
     return cache_key(stage="restored", v=STAGE_VERSIONS["restored"], image=image_sha256,
                      landmarks=_rounded(landmarks), degradation=degradation, scale=int(scale), seed=seed,
-                     restorer=restorer_id, **_device_part(device))
+                     restorer=restorer_id, **_degraded_device_part(device))
 
 
 def embedding_key(image_sha256: str, landmarks: Any, *, recognizer_id: Any, restorer_id: Any = None,
@@ -75,13 +85,14 @@ def embedding_key(image_sha256: str, landmarks: Any, *, recognizer_id: Any, rest
                   device: str | None = None) -> str:
     """Key of one embedding: image content, its landmarks (float32, rounded to 1e-3 px), the ffhq_512 template, the
     recognizer (name, weights, flip), the device kind and, for a degraded condition (``scale`` not None), the
-    degradation preset, scale, seed and restorer (name, weights, options). The clean condition ignores the last four."""
+    degradation preset, scale, seed and restorer (name, weights, options) and, off the CPU, the device degradation
+    path's version. The clean condition ignores the last five."""
     degraded = scale is not None
     return cache_key(stage="embedding", v=STAGE_VERSIONS["embedding"], image=image_sha256,
                      landmarks=_rounded(landmarks), template="ffhq_512", recognizer=recognizer_id,
                      degradation=degradation if degraded else None, scale=int(scale) if degraded else None,
                      seed=seed if degraded else None, restorer=restorer_id if degraded else None,
-                     **_device_part(device))
+                     **(_degraded_device_part(device) if degraded else _device_part(device)))
 
 
 def _rounded(landmarks: Any) -> list:
