@@ -180,7 +180,7 @@ class Degradation:
         if jpeg in ("auto", "opencv") and on_cpu:
             self._apply_cpu(images, params, kernels, work, out)
         else:
-            group = {"auto": _jpeg_group_torch, "torch": _jpeg_group_torch, "opencv": _jpeg_group_opencv,
+            group = {"auto": jpeg_roundtrip, "torch": jpeg_roundtrip, "opencv": _jpeg_group_opencv,
                      "torchvision": _jpeg_group_torchvision}[jpeg]
             self._apply_device(images, params, kernels, work, out, jpeg_group=group)
         return out
@@ -304,11 +304,6 @@ def _jpeg_group_opencv(u8: torch.Tensor, qualities: Sequence[int]) -> torch.Tens
         with ThreadPoolExecutor(max_workers=min(_HOST_THREADS, len(host))) as pool:
             decoded = list(pool.map(jpeg_bgr, host, qualities))
     return torch.from_numpy(np.stack(decoded)).to(u8.device).permute(0, 3, 1, 2).flip(1)
-
-
-def _jpeg_group_torch(u8: torch.Tensor, qualities: Sequence[int]) -> torch.Tensor:
-    """:func:`_jpeg_group_opencv`'s pixels computed on ``u8``'s device (:func:`restorever.jpeg.jpeg_roundtrip`)."""
-    return jpeg_roundtrip(u8, list(qualities))
 
 
 def _jpeg_group_torchvision(u8: torch.Tensor, qualities: Sequence[int]) -> torch.Tensor:

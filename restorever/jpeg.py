@@ -74,22 +74,22 @@ def _reciprocal(divisor: int) -> tuple[int, int, int]:
     return fq, c, r
 
 
-@functools.lru_cache(maxsize=None)
-def _quant_rows(quality: int) -> tuple[tuple[float, ...], ...]:
-    """Per quality: 2 tables (luma, chroma) x (quantval, reciprocal, correction, 2**-shift), 64 values each."""
-    rows: list[tuple[float, ...]] = []
+def _quant_rows(quality: int) -> list[list[float]]:
+    """One quality: 2 tables (luma, chroma) x (quantval, reciprocal, correction, 2**-shift), 64 values each."""
+    rows: list[list[float]] = []
     for table in quant_tables(quality):
         recips = [_reciprocal(v << 3) for v in table]  # the islow DCT leaves its output scaled by 8
-        rows += [tuple(float(v) for v in table), tuple(float(f) for f, _, _ in recips),
-                 tuple(float(c) for _, c, _ in recips), tuple(2.0 ** -r for _, _, r in recips)]
-    return tuple(rows)
+        rows += [[float(v) for v in table], [float(f) for f, _, _ in recips], [float(c) for _, c, _ in recips],
+                 [2.0 ** -r for _, _, r in recips]]
+    return rows
 
 
-def _quant_tensor(quality: Sequence[int], device: torch.device) -> torch.Tensor:
-    """``[B, 2, 4, 1, 1, 1, 8, 8]`` float64: per item, luma/chroma x (quantval, reciprocal, correction, scale),
-    shaped to broadcast against ``[B, C, m, n, 8, 8]`` blocks."""
-    rows = [_quant_rows(int(q)) for q in quality]
-    return torch.tensor(rows, dtype=torch.float64, device=device).view(len(rows), 2, 4, 1, 1, 1, 8, 8)
+@functools.lru_cache(maxsize=8)
+def _quant_table(device: str) -> torch.Tensor:
+    """``[101, 2, 4, 1, 1, 1, 8, 8]`` float64 on ``device``: :func:`_quant_rows` of qualities 0..100 (0 acts as 1),
+    shaped so that indexing by per-item qualities broadcasts against ``[B, C, m, n, 8, 8]`` blocks."""
+    rows = [_quant_rows(q) for q in range(101)]
+    return torch.tensor(rows, dtype=torch.float64, device=device).view(101, 2, 4, 1, 1, 1, 8, 8)
 
 
 # ------------------------------------------------------------------------------------------------- DCTs
@@ -278,16 +278,16 @@ def jpeg_roundtrip(rgb: torch.Tensor, quality: int | Sequence[int] | torch.Tenso
         raise ValueError(f"rgb must be a [B, 3, H, W] uint8 tensor, got {getattr(rgb, 'shape', type(rgb))} "
                          f"{getattr(rgb, 'dtype', '')}.")
     n, _, height, width = rgb.shape
-    qualities = torch.as_tensor(quality).reshape(-1).tolist()
-    if len(qualities) == 1:
-        qualities = qualities * n
-    if len(qualities) != n:
-        raise ValueError(f"{len(qualities)} qualities for {n} images.")
+    dev = rgb.device
+    qualities = torch.as_tensor(quality, device=dev).reshape(-1).long().clamp(0, 100)
+    if qualities.numel() == 1:
+        qualities = qualities.expand(n)
+    if qualities.numel() != n:
+        raise ValueError(f"{qualities.numel()} qualities for {n} images.")
     if n == 0:
         return rgb.clone()
-    dev = rgb.device
     k = _dct_constants(str(dev))
-    tables = _quant_tensor(qualities, dev)  # [B, 2, 4, 1, 1, 8, 8]
+    tables = _quant_table(str(dev))[qualities]  # [B, 2, 4, 1, 1, 1, 8, 8]
     ycc = _rgb_to_ycc(rgb.to(torch.float64))
     # luma: whole 8x8 blocks, edges repeated
     luma = _pad_replicate(ycc[:, :1], _round_up(height, 8), _round_up(width, 8))

@@ -484,6 +484,7 @@ def _degradation_stages(deg, batch: torch.Tensor, params, bench: "Bench") -> dic
     time as before 2026-12-05), JPEG by OpenCV threads and
     by restorever.jpeg on the device (with a check that both give the same bytes), and the enlargement."""
     from restorever import degradation as D
+    from restorever.jpeg import jpeg_roundtrip
 
     dev = batch.device
     kernels = D.gaussian_kernels(params.sigma_x, params.sigma_y, params.theta, params.kernel_size)
@@ -497,10 +498,10 @@ def _degradation_stages(deg, batch: torch.Tensor, params, bench: "Bench") -> dic
     old = PerItemDevicePath(deg.preset.name)
     row["low_res_per_item_s"], _ = timeit(lambda: old._low_res_groups(batch, params, kernels, torch.float32), dev,
                                           warmup=1, repeats=reps)
-    for name, fn in (("jpeg_opencv_s", D._jpeg_group_opencv), ("jpeg_torch_s", D._jpeg_group_torch)):
+    for name, fn in (("jpeg_opencv_s", D._jpeg_group_opencv), ("jpeg_torch_s", jpeg_roundtrip)):
         row[name], _ = timeit(lambda f=fn: [f(u8, params.jpeg_quality[idx].tolist()) for idx, u8 in groups], dev,
                               warmup=1, repeats=reps)
-    decoded = [D._jpeg_group_torch(u8, params.jpeg_quality[idx].tolist()) for idx, u8 in groups]
+    decoded = [jpeg_roundtrip(u8, params.jpeg_quality[idx].tolist()) for idx, u8 in groups]
     row["jpeg_torch_equals_opencv"] = all(
         torch.equal(d, D._jpeg_group_opencv(u8, params.jpeg_quality[idx].tolist()))
         for d, (idx, u8) in zip(decoded, groups))
