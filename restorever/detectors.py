@@ -11,7 +11,8 @@ templates.
 
 * ``mtcnn``: facenet-pytorch's MTCNN (P/R/O-nets ship inside the wheel, nothing is downloaded), run batched on
   the requested device for images that share a size. Thresholds and pyramid factor are facenet-pytorch's
-  defaults.
+  defaults. Detection goes through :func:`restorever.mtcnn.detect_batch`, which cuts and resizes all candidate
+  boxes of a stage at once instead of one by one and gives facenet-pytorch's numbers bit for bit.
 * ``mtcnn-batched``: the same MTCNN, handed whole batches by the pipeline (one network call for up to
   ``batch_size`` same-size images instead of one per image: on an H200 batched MTCNN ran 251 images/s where the
   pipeline's one-image calls, launch-bound, ran 27). Batched convolutions round differently in the last bits, so an
@@ -29,10 +30,8 @@ templates.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -114,68 +113,6 @@ def _select(boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, height: i
 
 
 # ------------------------------------------------------------------------------------------------------- MTCNN
-def per_image_nms(boxes, scores, image_index, iou_threshold: float):
-    """NMS within each image of a batch: the indices kept, by decreasing score (ties in input order).
-
-    A drop-in for ``torchvision.ops.batched_nms`` as facenet-pytorch's MTCNN calls it. torchvision's version (and
-    facenet-pytorch's ``batched_nms_numpy``, used for the last stage) separates the images by shifting each one's
-    boxes by ``index * (largest coordinate + 1)``, which keeps them apart only when no coordinate is negative;
-    MTCNN's boxes of faces cut by the image border are negative, so in a batch one image's boxes suppressed
-    another's (on 10 photos of ``data/faces``, two faces' landmarks moved by 2.4 and 9.6 px with their batch mates).
-    Here each image runs plain ``nms`` on its own boxes, exactly what a one-image call does.
-    """
-    import torch
-    from torchvision.ops import nms as torch_nms
-
-    keep = [rows[torch_nms(boxes[rows], scores[rows], iou_threshold)] for rows in _rows_per_image(image_index)]
-    if not keep:
-        return torch.empty(0, dtype=torch.int64, device=boxes.device)
-    keep_all = torch.cat(keep)
-    order = torch.sort(scores[keep_all], descending=True, stable=True).indices
-    return keep_all[order]
-
-
-def _rows_per_image(image_index):
-    """The row indices of each image of a batch, image by image (``image_index`` ``[N]`` int, any device)."""
-    import torch
-
-    return [torch.nonzero(image_index == value).flatten() for value in torch.unique(image_index)]
-
-
-def _per_image_nms_numpy(nms_numpy):
-    """facenet-pytorch's ``batched_nms_numpy`` made per image: its ``nms_numpy`` on each image's own boxes."""
-    import torch
-
-    def batched(boxes, scores, image_index, threshold: float, method: str):
-        boxes_np, scores_np = boxes.cpu().numpy(), scores.cpu().numpy()  # one host copy for the whole batch
-        keep = []
-        for rows in _rows_per_image(image_index.cpu()):
-            picked = nms_numpy(boxes_np[rows.numpy()], scores_np[rows.numpy()], threshold, method)
-            keep.append(rows[torch.as_tensor(picked, dtype=torch.long)])
-        return torch.cat(keep).to(boxes.device) if keep else torch.empty(0, dtype=torch.int64, device=boxes.device)
-
-    return batched
-
-
-_FACENET_NMS_LOCK = threading.Lock()  # the swap below changes module globals: one detection at a time
-
-
-@contextlib.contextmanager
-def _facenet_per_image_nms():
-    """facenet-pytorch's detection with per-image NMS in its three stages (see :func:`per_image_nms`); threads that
-    detect at the same time take turns, so none restores another's swap halfway."""
-    from facenet_pytorch.models.utils import detect_face as module
-
-    with _FACENET_NMS_LOCK:
-        originals = module.batched_nms, module.batched_nms_numpy
-        module.batched_nms = per_image_nms
-        module.batched_nms_numpy = _per_image_nms_numpy(module.nms_numpy)
-        try:
-            yield
-        finally:
-            module.batched_nms, module.batched_nms_numpy = originals
-
-
 class MTCNNDetector:
     """facenet-pytorch MTCNN, batched over images of the same size.
 
@@ -208,17 +145,18 @@ class MTCNNDetector:
     def __repr__(self) -> str:
         return f"MTCNNDetector(device={str(self.device)!r})"
 
+    def _found(self, batch: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Every face of each image of ``batch`` ``[N, H, W, 3]``: ``(boxes [F, 5], landmarks [F, 5, 2])``."""
+        from .mtcnn import detect_batch
+
+        m = self._mtcnn
+        return detect_batch(batch, m.pnet, m.rnet, m.onet, min_face_size=m.min_face_size, thresholds=m.thresholds,
+                            factor=m.factor)
+
     def _detect_batch(self, batch: np.ndarray) -> list[Detection | None]:
-        with _facenet_per_image_nms():
-            boxes, probs, points = self._mtcnn.detect(batch, landmarks=True)
-        out = []
-        for b, p, pt in zip(boxes, probs, points):
-            if b is None:
-                out.append(None)
-                continue
-            out.append(_select(np.asarray(b, np.float64), np.asarray(p, np.float64),
-                               np.asarray(pt, np.float64), batch.shape[1], batch.shape[2]))
-        return out
+        h, w = batch.shape[1:3]
+        return [_select(boxes[:, :4].astype(np.float64), boxes[:, 4].astype(np.float64), points.astype(np.float64),
+                        h, w) for boxes, points in self._found(batch)]
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detection | None]:
         """Landmarks of the most central face per ``HxWx3`` uint8 RGB image (``None`` where none is found)."""
@@ -233,7 +171,7 @@ class MTCNNDetector:
                 try:
                     found = self._detect_batch(np.stack([imgs[i] for i in chunk]))
                 except (RuntimeError, MemoryError, ValueError, IndexError) as exc:
-                    if len(chunk) > 1:  # isolate the image that breaks facenet-pytorch's batch code
+                    if len(chunk) > 1:  # isolate the image that breaks the batch
                         found = [self.detect([imgs[i]])[0] for i in chunk]
                     elif isinstance(exc, (RuntimeError, MemoryError)):
                         # allocation failure, CUDA out of memory, an unusable device: the detector did not run, so
@@ -257,12 +195,12 @@ class MTCNNDetector:
         out: list[list[Detection]] = []
         for i, img in enumerate(_check_images(images)):
             try:
-                boxes, probs, points = self._mtcnn.detect(img[None], landmarks=True)
+                boxes, points = self._found(img[None])[0]
             except (RuntimeError, ValueError, IndexError) as exc:
                 logger.warning("MTCNN failed on image %d (%s); reporting it as no face found.", i, exc)
                 out.append([])
                 continue
-            out.append(_all_faces(boxes[0], probs[0], points[0]))
+            out.append(_all_faces(boxes[:, :4], boxes[:, 4], points))
         return out
 
 

@@ -627,27 +627,37 @@ def _amp_call(net, x, dtype):
 
 
 def section_mtcnn(bench: Bench, data: Data, rec: dict) -> None:
+    """Images/s of the detector (restorever.mtcnn: batched crops and NMS) and, side by side on the device, of
+    facenet-pytorch's own detect on the same batches, with a bit-for-bit comparison of their outputs."""
     from restorever.detectors import create_detector
+    from restorever.mtcnn import detect_batch_facenet
 
     dev = bench.device
     n = 8 if bench.quick else 192
     n_cpu = 4 if bench.quick else 16
     imgs = data.read(data.images[:n])
     rec.update(images=len(imgs), size=list(imgs[0].shape), rows=[])
-    for device, count in ((dev, len(imgs)), (torch.device("cpu"), n_cpu)):
+    for device, count, compare in ((dev, len(imgs), True), (torch.device("cpu"), n_cpu, False)):
         for bs in ([32] if device.type == "cpu" else [32, 128]):
             bench.check(3)
             row: dict[str, Any] = {"device": str(device), "batch_size": bs, "images": count}
-            try:
-                det = create_detector("mtcnn", device=str(device), batch_size=bs)
-            except TypeError:
-                det = create_detector("mtcnn", device=str(device))
+            det = create_detector("mtcnn", device=str(device), batch_size=bs)
             sub = imgs[:count]
             sec, _ = timeit(lambda: det.detect(sub), device, warmup=1, repeats=1)
             found = det.detect(sub)
             row.update(images_per_s=round(count / sec, 2), faces_found=sum(d is not None for d in found))
-            print(f"{device} batch {bs}: {row['images_per_s']} images/s ({row['faces_found']}/{count} faces)",
-                  flush=True)
+            if compare:
+                batches = [np.stack(sub[i:i + bs]) for i in range(0, count, bs)]
+                ref_sec, _ = timeit(lambda: [detect_batch_facenet(b, det._mtcnn) for b in batches], device,
+                                    warmup=1, repeats=1)
+                ours = [r for b in batches for r in det._found(b)]
+                ref = [r for b in batches for r in detect_batch_facenet(b, det._mtcnn)]
+                row.update(facenet_images_per_s=round(count / ref_sec, 2), speedup=round(ref_sec / sec, 2),
+                           same_as_facenet=all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+                                               for a, b in zip(ours, ref)))
+            print(f"{device} batch {bs}: {row['images_per_s']} images/s ({row['faces_found']}/{count} faces)"
+                  + (f"; facenet-pytorch {row['facenet_images_per_s']} images/s, same output: "
+                     f"{row['same_as_facenet']}" if "speedup" in row else ""), flush=True)
             rec["rows"].append(row)
             if device.type == "cpu":
                 break

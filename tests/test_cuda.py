@@ -236,6 +236,28 @@ def test_mtcnn_batched_cuda_close_to_one_by_one(lfw_root, faces_root, cuda_devic
             assert np.abs(alone.landmarks - batched.landmarks).max() < 0.01
 
 
+def test_mtcnn_batched_crops_cuda_equal_facenet(lfw_root, faces_root, cuda_device):
+    """On the GPU, restorever.mtcnn's batched crops and NMS give facenet-pytorch's own detect bit for bit (the
+    device's area-resize rounding is found and reproduced), one image per call and in batches."""
+    pytest.importorskip("facenet_pytorch")
+    import cv2
+
+    from restorever.detectors import create_detector
+    from restorever.mtcnn import area_rule, detect_batch, detect_batch_facenet
+
+    assert area_rule(cuda_device) is not None  # else detect_batch falls back to facenet-pytorch's crop loop
+    nets = create_detector("mtcnn", device=str(cuda_device))._mtcnn
+    lfw = np.stack([cv2.cvtColor(cv2.imread(str(lfw_root / "lfw-deepfunneled" / p / f"{p}_0001.jpg")),
+                                 cv2.COLOR_BGR2RGB) for p in PEOPLE])
+    faces = [cv2.cvtColor(cv2.imread(str(p)), cv2.COLOR_BGR2RGB)[None]
+             for p in sorted((faces_root / "ben_afflek").glob("*.jpg"))[:4]]
+    for batch in [lfw, lfw[:1], *faces]:
+        ours = detect_batch(batch, nets.pnet, nets.rnet, nets.onet)
+        ref = detect_batch_facenet(batch, nets)
+        for (boxes, points), (ref_boxes, ref_points) in zip(ours, ref):
+            assert np.array_equal(boxes, ref_boxes) and np.array_equal(points, ref_points)
+
+
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_vqfr_half_precision_cuda_close_to_float32(precision, cuda_device):
     """Half precision (decoders) against float32 on the fixture network: same codes, and the image within

@@ -10,6 +10,7 @@ import torch
 
 from restorever import alignment as A
 from restorever import detectors as DT
+from restorever.mtcnn import per_image_nms
 
 FACES = ["ben_afflek/ben_afflek_0001.jpg", "elton_john/elton_john_0004.jpg", "jerry_seinfeld/jerry_seinfeld_0002.jpg",
          "madonna/madonna_0005.jpg", "mindy_kaling/mindy_kaling_0003.jpg"]
@@ -85,7 +86,7 @@ def test_per_image_nms_equals_nms_on_each_image():
     boxes = torch.cat([xy, xy + 20 + torch.rand(60, 2, generator=gen) * 40], 1)
     scores = torch.rand(60, generator=gen)
     index = torch.randint(0, 3, (60,), generator=gen)
-    keep = DT.per_image_nms(boxes, scores, index, 0.5)
+    keep = per_image_nms(boxes, scores, index, 0.5)
     assert torch.all(scores[keep][:-1] >= scores[keep][1:])
     for i in range(3):
         rows = torch.nonzero(index == i).flatten()
