@@ -2,7 +2,7 @@
 
 facenet-pytorch's ``detect_face`` cuts every candidate box out of its image and resizes it (``interpolate``,
 ``mode="area"``) one box at a time: some 66 boxes per LFW photo for the second stage and again for the third, each
-a handful of small kernel launches, and its per-image NMS (see :func:`restorever.detectors.per_image_nms`) waits for
+a handful of small kernel launches, and per-image NMS (:func:`per_image_nms`, as restorever ran it) waits for
 the device once per image and stage. :func:`detect_batch` runs the same three stages with
 
 * off the CPU, every crop of a stage resized at once from one summed-area table of the batch

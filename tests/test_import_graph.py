@@ -2,7 +2,7 @@
 
 Layers, top to bottom (a module may import its own layer and the ones below):
 cli -> reports, validate, api -> pipeline -> backends (restorers, recognizers, attributes, identification datasets)
--> data (protocol, formats (one module per protocol format), specs and data root, images, alignment, degradation, detectors, hub, retrieval,
+-> data (protocol, formats (one module per protocol format), specs and data root, images, alignment, degradation, detectors, mtcnn, hub, retrieval,
 devices) -> metrics, errors, registry. No module is over 600 lines.
 Imports inside functions count too: a lazy import upward is still a dependency upward.
 """
@@ -22,7 +22,7 @@ LAYERS = [  # (rank, prefixes); the first matching prefix wins, longest prefixes
     (3, ("restorever.restorers", "restorever.recognizers", "restorever.attributes", "restorever.datasets_ident")),
     (2, ("restorever.protocol", "restorever.formats", "restorever.protocol_specs", "restorever.data_root",
          "restorever.images", "restorever.alignment", "restorever.degradation", "restorever.degradation_ops",
-         "restorever.degradation_params", "restorever.detectors", "restorever.jpeg",
+         "restorever.degradation_params", "restorever.detectors", "restorever.mtcnn", "restorever.jpeg",
          "restorever.hub", "restorever.retrieval", "restorever.devices", "restorever.precision",
          "restorever.acceleration", "restorever.files", "restorever.memory")),
     (1, ("restorever.metrics", "restorever.errors", "restorever._registry")),

@@ -1,9 +1,6 @@
 """restorever.mtcnn: batched crops and NMS give facenet-pytorch's MTCNN results bit for bit, on real photos."""
 from __future__ import annotations
 
-from pathlib import Path
-
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -13,12 +10,7 @@ pytest.importorskip("facenet_pytorch", reason="facenet-pytorch==2.5.3 is needed 
 
 from restorever import mtcnn as M  # noqa: E402
 from restorever.detectors import create_detector  # noqa: E402
-
-
-def _rgb(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path))
-    assert img is not None, f"cannot read {path}"
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+from restorever.images import read_image  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +21,7 @@ def nets():
 @pytest.fixture(scope="module")
 def lfw_photos(lfw_root) -> np.ndarray:
     people = sorted(p for p in (lfw_root / "lfw-deepfunneled").iterdir() if p.is_dir())[::180][:24]
-    return np.stack([_rgb(sorted(p.glob("*.jpg"))[0]) for p in people])
+    return np.stack([read_image(sorted(p.glob("*.jpg"))[0]) for p in people])
 
 
 def _random_crops(gen: torch.Generator, n_images: int, height: int, width: int, count: int):
@@ -114,7 +106,7 @@ def test_detect_batch_equals_facenet_on_other_sizes(nets, faces_root):
     """data/faces photos (several sizes, faces cut by the border, several faces), one per call."""
     paths = sorted(faces_root.rglob("*.jpg"))[::4]
     for path in paths:
-        img = _rgb(path)[None]
+        img = read_image(path)[None]
         reference = M.detect_batch_facenet(img, nets)
         for crops in ("table", "loop"):
             _assert_same(M.detect_batch(img, nets.pnet, nets.rnet, nets.onet, crops=crops), reference)
