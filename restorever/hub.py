@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from .errors import CheckpointLayoutError, WeightsNotFoundError, WeightsHashError
 
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "WeightFile", "ModelCard", "get_cache_dir", "resolve_weights", "sha256_file", "load_checkpoint",
-    "load_state_dict_strict", "parse_weights_option", "weight_status", "download_file",
+    "load_state_dict_strict", "parse_weights_option", "check_weight_roles", "weight_status", "download_file",
 ]
 
 
@@ -252,10 +252,7 @@ def locate_weight_files(card: ModelCard, weights: Mapping[str, str] | None = Non
 
     For work plans (``--dry-run``), which must name the files a run would hash into its cache keys without building
     a network. Raises :class:`WeightsNotFoundError` for the first file that is neither given nor cached."""
-    weights = dict(weights or {})
-    unknown = sorted(set(weights) - set(card.weights))
-    if unknown:
-        raise ValueError(f"{card.name}: unknown weight role(s) {unknown}; roles: {sorted(card.weights)}")
+    weights = check_weight_roles(card.name, weights, card.weights)
     return {role: resolve_weights(card, role, explicit=weights.get(role), cache_dir=cache_dir, download=False)
             for role in card.weights}
 
@@ -407,6 +404,20 @@ def parse_weights_option(text: str | None) -> dict[str, str]:
             raise ValueError(f"--weights: cannot parse {part!r}; use FILE or ROLE=FILE[,ROLE=FILE]")
         out[role.strip()] = value.strip()
     return out
+
+
+def check_weight_roles(name: str, weights: Mapping[str, str] | None, roles: Iterable[str]) -> dict[str, str]:
+    """``weights`` (``{role: path}``, as :func:`parse_weights_option` gives) as a dict, or ``ValueError`` naming the
+    roles backend ``name`` does not take and the ``--weights`` forms it does."""
+    weights = dict(weights or {})
+    roles = list(roles)
+    unknown = sorted(set(weights) - set(roles))
+    if unknown:
+        pairs = ",".join(f"{role}=FILE" for role in roles)
+        usage = ("--weights FILE" + (f" or {pairs}" if len(roles) > 1 else "")) if "model" in roles else \
+            f"--weights {pairs}"
+        raise ValueError(f"{name}: unknown weight role(s) {unknown}; use {usage}")
+    return weights
 
 
 def copy_into_cache(card: ModelCard, role: str, source: str | os.PathLike,

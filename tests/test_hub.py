@@ -105,6 +105,17 @@ def test_strict_loading_names_keys():
     assert "ckpt.pth" in msg and "1.bias" in msg and "extra.weight" in msg and "0.weight (4, 4) != (3, 2)" in msg
 
 
+def test_check_weight_roles_names_unknown_roles_and_the_forms_that_work():
+    assert hub.check_weight_roles("x", None, ["model"]) == {}
+    assert hub.check_weight_roles("x", {"model": "a.pth"}, ["model"]) == {"model": "a.pth"}
+    with pytest.raises(ValueError, match=r"^x: unknown weight role\(s\) \['unet'\]; use --weights FILE$"):
+        hub.check_weight_roles("x", {"unet": "u.pth"}, ["model"])
+    with pytest.raises(ValueError, match=r"\['model'\]; use --weights unet=FILE,estimator=FILE$"):
+        hub.check_weight_roles("difface", {"model": "m.pth"}, ["unet", "estimator"])
+    with pytest.raises(ValueError, match=r"use --weights FILE or model=FILE,shape_predictor=FILE$"):
+        hub.check_weight_roles("dlib", {"landmarks": "s.dat"}, ["model", "shape_predictor"])
+
+
 def test_parse_weights_option():
     assert hub.parse_weights_option("a.pth") == {"model": "a.pth"}
     assert hub.parse_weights_option("unet=u.pth,estimator=e.pth") == {"unet": "u.pth", "estimator": "e.pth"}

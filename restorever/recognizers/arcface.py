@@ -56,8 +56,8 @@ import torch
 
 from ..devices import resolve_device
 from ..errors import CheckpointLayoutError, WeightsHashError, WeightsNotFoundError
-from ..hub import (ModelCard, WeightFile, copy_into_cache, download_file, is_offline, load_checkpoint,
-                   load_state_dict_strict, resolve_weights, sha256_file)
+from ..hub import (ModelCard, WeightFile, check_weight_roles, copy_into_cache, download_file, is_offline,
+                   load_checkpoint, load_state_dict_strict, resolve_weights, sha256_file)
 from ..hub import weight_status as hub_weight_status
 from .base import Recognizer
 from .crop import (CROP_OPTION_DEFAULTS, CROP_OPTION_SPECS, CropRecognizer, autocast_dtype_for, build_uninitialised,
@@ -425,10 +425,7 @@ def create(name: str, *, weights: Mapping[str, str] | None = None, device: Any =
     if name not in CARDS:
         raise KeyError(f"arcface backend has no variant {name!r}; known: {', '.join(CARDS)}")
     card = CARDS[name]
-    unknown = set(weights or {}) - {"model"}
-    if unknown:
-        raise ValueError(f"{name}: unknown weight role(s) {sorted(unknown)}; "
-                         f"this backend has one file (--weights FILE)")
+    check_weight_roles(name, weights, ["model"])
     dev = resolve_device(device)
     path = locate_weights(card, explicit=(weights or {}).get("model"), cache_dir=cache_dir, download=download,
                           insightface_root=insightface_root)

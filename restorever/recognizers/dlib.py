@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointLayoutError, WeightsNotFoundError
-from ..hub import ModelCard, WeightFile
+from ..hub import ModelCard, WeightFile, check_weight_roles
 from .base import Recognizer
 
 logger = logging.getLogger(__name__)
@@ -134,10 +134,7 @@ def create(name: str, *, weights: dict[str, str] | None = None, device: str | to
            **kwargs) -> DlibRecognizer:
     if torch.device(device).type != "cpu":
         logger.info("dlib runs on the CPU only (dlib-bin has no CUDA); ignoring device=%s", device)
-    weights = dict(weights or {})
-    unknown = set(weights) - {"model", "shape_predictor"}
-    if unknown:
-        raise ValueError(f"dlib: unknown weight roles {sorted(unknown)}; use FILE or model=FILE,shape_predictor=FILE")
+    weights = check_weight_roles("dlib", weights, ["model", "shape_predictor"])
     folder = None
     if "model" not in weights or "shape_predictor" not in weights:
         folder = dlib_model_dir()

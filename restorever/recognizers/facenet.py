@@ -25,7 +25,8 @@ from typing import Any, Mapping
 import torch
 
 from ..devices import resolve_device
-from ..hub import ModelCard, WeightFile, load_checkpoint, load_state_dict_strict, resolve_weights, sha256_file
+from ..hub import (ModelCard, WeightFile, check_weight_roles, load_checkpoint, load_state_dict_strict, resolve_weights,
+                   sha256_file)
 from ..hub import weight_status as hub_weight_status
 from .base import Recognizer
 from .crop import CROP_OPTION_DEFAULTS, CROP_OPTION_SPECS, CropRecognizer, autocast_dtype_for, build_uninitialised
@@ -135,10 +136,7 @@ def create(name: str, *, weights: Mapping[str, str] | None = None, device: Any =
     if name not in CARDS:
         raise KeyError(f"facenet backend has no variant {name!r}; known: {', '.join(CARDS)}")
     card = CARDS[name]
-    unknown = set(weights or {}) - {"model"}
-    if unknown:
-        raise ValueError(f"{name}: unknown weight role(s) {sorted(unknown)}; "
-                         f"this backend has one file (--weights FILE)")
+    check_weight_roles(name, weights, ["model"])
     dev = resolve_device(device)
     _import_inception_resnet_v1()  # fail on a missing package before touching the weights
     path = locate_weights(card, explicit=(weights or {}).get("model"), cache_dir=cache_dir, download=download)

@@ -100,10 +100,7 @@ def load_model_file(net: "nn.Module", card: "hub.ModelCard", weights: "dict[str,
     import logging
 
     name = card.name
-    weights = dict(weights or {})
-    unknown = sorted(set(weights) - {"model"})
-    if unknown:
-        raise ValueError(f"{name}: unknown weight roles {unknown}; pass --weights FILE")
+    weights = hub.check_weight_roles(name, weights, ["model"])
     if not pretrained:
         if weights:
             raise ValueError(f"{name}: weights given together with pretrained=False")

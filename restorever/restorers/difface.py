@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import CheckpointLayoutError, WeightsNotFoundError
-from ..hub import (ModelCard, OptionSpec, WeightFile, get_cache_dir, load_checkpoint, load_state_dict_strict,
-                   resolve_weights, sha256_file)
+from ..hub import (ModelCard, OptionSpec, WeightFile, check_weight_roles, get_cache_dir, load_checkpoint,
+                   load_state_dict_strict, resolve_weights, sha256_file)
 from ..acceleration import CHANNELS_LAST, COMPILE, compile_module
 from .base import CAST_PRECISION, Restorer
 from .checkpoints import describe_layout, identify_layout
@@ -292,10 +292,7 @@ def _check_options(start_step: int | None, steps: int | None, eta: float | None,
 def _resolve_both(card: ModelCard, weights: Mapping[str, str], cache_dir: str | Path | None,
                   download: bool | None) -> dict[str, Path]:
     """Both weight files, or one ``WeightsNotFoundError`` line naming every missing file with its URL."""
-    unknown = sorted(set(weights) - set(card.weights))
-    if unknown:
-        raise ValueError(f"{card.name}: unknown weight role(s) {unknown}; it needs two files: "
-                         f"--weights unet=FILE,estimator=FILE")
+    weights = check_weight_roles(card.name, weights, card.weights)
     paths: dict[str, Path] = {}
     missing: list[str] = []
     for role, wf in card.weights.items():

@@ -287,10 +287,7 @@ def create(name: str, *, weights: Mapping[str, str] | None = None, device: str |
         if not 0.0 <= fidelity_ratio <= 1.0:
             raise ValueError(f"vqfr-v2: fidelity_ratio must be in [0, 1] (0 = best quality, 1 = best fidelity), "
                              f"got {fidelity_ratio}")
-    weights = dict(weights or {})
-    unknown = sorted(set(weights) - {"model"})
-    if unknown:
-        raise ValueError(f"{name}: unknown weight roles {unknown}; pass --weights FILE")
+    weights = hub.check_weight_roles(name, weights, ["model"])
     net = build_network(card.arch, config, initialize=not pretrained)
     weight_files: dict[str, tuple[str, str | None]] = {}
     if pretrained:

@@ -178,7 +178,7 @@ def test_option_errors():
         codeformer.create("codeformer", fidelity_weight=1.5, pretrained=False)
     with pytest.raises(ValueError, match="precision"):
         codeformer.create("codeformer", precision="int8", pretrained=False)
-    with pytest.raises(ValueError, match="unknown weight roles"):
+    with pytest.raises(ValueError, match="unknown weight role"):
         codeformer.create("codeformer", weights={"unet": "x.pth"})
     with pytest.raises(ValueError, match="vqgan_path is a training option"):
         codeformer.CodeFormer(vqgan_path="vqgan_code1024.pth")

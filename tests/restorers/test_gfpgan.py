@@ -207,7 +207,7 @@ def test_option_errors():
         gfpgan.create("gfpgan-v1.4", noise="random", pretrained=False)
     with pytest.raises(ValueError, match="precision"):
         gfpgan.create("gfpgan-v1.4", precision="int8", pretrained=False)
-    with pytest.raises(ValueError, match="unknown weight roles"):
+    with pytest.raises(ValueError, match="unknown weight role"):
         gfpgan.create("gfpgan-v1.4", weights={"unet": "x.pth"})
     with pytest.raises(ValueError, match="released GFPGANv1Clean switches"):
         gfpgan.GFPGANv1Clean(out_size=512)  # the class defaults are not the released configuration

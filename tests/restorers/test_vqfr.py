@@ -319,7 +319,7 @@ def test_missing_weights_error_names_file_and_url(name, filename, where, tmp_pat
 def test_option_errors():
     with pytest.raises(ValueError, match=r"fidelity_ratio must be in \[0, 1\]"):
         vqfr.create("vqfr-v2", fidelity_ratio=1.5, pretrained=False)
-    with pytest.raises(ValueError, match="unknown weight roles"):
+    with pytest.raises(ValueError, match="unknown weight role"):
         vqfr.create("vqfr-v2", weights={"unet": "x.pth"})
     with pytest.raises(ValueError, match="precision"):
         vqfr.VQFRRestorer(vqfr.CARDS["vqfr-v2"], torch.nn.Linear(1, 1), precision="int8")
