@@ -413,10 +413,10 @@ def check_weight_roles(name: str, weights: Mapping[str, str] | None, roles: Iter
     roles = list(roles)
     unknown = sorted(set(weights) - set(roles))
     if unknown:
-        pairs = ",".join(f"{role}=FILE" for role in roles)
-        usage = ("--weights FILE" + (f" or {pairs}" if len(roles) > 1 else "")) if "model" in roles else \
-            f"--weights {pairs}"
-        raise ValueError(f"{name}: unknown weight role(s) {unknown}; use {usage}")
+        forms = ["FILE"] if "model" in roles else []  # a bare FILE means {"model": FILE}
+        if roles != ["model"]:
+            forms.append(",".join(f"{role}=FILE" for role in roles))
+        raise ValueError(f"{name}: unknown weight role(s) {unknown}; use --weights {' or '.join(forms)}")
     return weights
 
 

@@ -425,9 +425,9 @@ def create(name: str, *, weights: Mapping[str, str] | None = None, device: Any =
     if name not in CARDS:
         raise KeyError(f"arcface backend has no variant {name!r}; known: {', '.join(CARDS)}")
     card = CARDS[name]
-    check_weight_roles(name, weights, ["model"])
+    weights = check_weight_roles(name, weights, ["model"])
     dev = resolve_device(device)
-    path = locate_weights(card, explicit=(weights or {}).get("model"), cache_dir=cache_dir, download=download,
+    path = locate_weights(card, explicit=weights.get("model"), cache_dir=cache_dir, download=download,
                           insightface_root=insightface_root)
     if name in _PACK_OF_CARD:
         chosen = _choose_engine(card, engine or card.default_kwargs.get("engine", "auto"), dev)

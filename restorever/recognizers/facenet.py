@@ -136,10 +136,10 @@ def create(name: str, *, weights: Mapping[str, str] | None = None, device: Any =
     if name not in CARDS:
         raise KeyError(f"facenet backend has no variant {name!r}; known: {', '.join(CARDS)}")
     card = CARDS[name]
-    check_weight_roles(name, weights, ["model"])
+    weights = check_weight_roles(name, weights, ["model"])
     dev = resolve_device(device)
     _import_inception_resnet_v1()  # fail on a missing package before touching the weights
-    path = locate_weights(card, explicit=(weights or {}).get("model"), cache_dir=cache_dir, download=download)
+    path = locate_weights(card, explicit=weights.get("model"), cache_dir=cache_dir, download=download)
     net = _load_facenet(path)
     logger.info("%s: %s (torch, %s)", name, path, dev)
     rec = CropRecognizer(card, net.to(dev), embedding_dim=512, flip_test=flip_test,

@@ -289,7 +289,7 @@ def _check_options(start_step: int | None, steps: int | None, eta: float | None,
     return eta
 
 
-def _resolve_both(card: ModelCard, weights: Mapping[str, str], cache_dir: str | Path | None,
+def _resolve_both(card: ModelCard, weights: Mapping[str, str] | None, cache_dir: str | Path | None,
                   download: bool | None) -> dict[str, Path]:
     """Both weight files, or one ``WeightsNotFoundError`` line naming every missing file with its URL."""
     weights = check_weight_roles(card.name, weights, card.weights)
@@ -338,7 +338,7 @@ def create(name: str, *, weights: Mapping[str, str] | None = None, device: str |
     unet_cfg = {**UNET_CONFIG, **(unet_config or {})}
     estimator_cfg = {**SWINIR_CONFIG, **(estimator_config or {})}
     if pretrained:
-        paths = _resolve_both(card, dict(weights or {}), cache_dir, download)
+        paths = _resolve_both(card, weights, cache_dir, download)
         unet = _build_loaded(DiffusionUNet, unet_cfg, paths["unet"], "unet", device)
         estimator = _build_loaded(SwinIR, estimator_cfg, paths["estimator"], "estimator", device)
         weight_files = {role: (str(path), sha256_file(path)) for role, path in paths.items()}
