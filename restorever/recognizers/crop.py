@@ -92,8 +92,8 @@ class CropRecognizer(Recognizer):
         self.channels_last = bool(channels_last)
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
-        self.compile = bool(compile)
-        self._compiled_net = compile_module(self.net) if self.compile else None  # a function: no second state_dict
+        self.torch_compile = bool(compile)
+        self._compiled_net = compile_module(self.net) if self.torch_compile else None  # a function: no second state_dict
 
     @property
     def device(self) -> torch.device:

@@ -139,16 +139,16 @@ class DifFaceRestorer(Restorer):
         self.noise_device = noise_device
         self.channels_last = channels_last
         self.cuda_graph = bool(cuda_graph)
-        self.compile = bool(compile)
+        self.torch_compile = bool(compile)
         # The eager module stays self.unet (state_dict, hooks, cast_module); the compiled function shares its weights.
-        self._compiled_unet = compile_module(self.unet) if self.compile else None
+        self._compiled_unet = compile_module(self.unet) if self.torch_compile else None
         self._graphed = GraphedCall(self._unet_call)
         self.schedule = DiffusionSchedule.create(DIFFUSION_CONFIG["steps"], DIFFUSION_CONFIG["noise_schedule"],
                                                  f"ddim{self.steps}")
 
     def extra_repr(self) -> str:
         return (f"start_step={self.start_step}, steps={self.steps}, eta={self.eta}, precision={self.precision!r}, "
-                f"cuda_graph={self.cuda_graph}, compile={self.compile}")
+                f"cuda_graph={self.cuda_graph}, compile={self.torch_compile}")
 
     def _autocast_dtype(self, device: torch.device) -> torch.dtype | None:
         return self._precision.autocast_dtype(device)

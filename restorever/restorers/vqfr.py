@@ -91,8 +91,8 @@ class VQFRRestorer(Restorer):
                 cast_module(part, dtype, keep=(ModulatedDeformConv2d,))
         if self.channels_last:
             net.to(memory_format=torch.channels_last)
-        self.compile = bool(compile)
-        self._compiled_net = compile_module(net) if self.compile else None  # a function: no second state_dict copy
+        self.torch_compile = bool(compile)
+        self._compiled_net = compile_module(net) if self.torch_compile else None  # a function: no second state_dict copy
 
     def autocast_dtype(self, device: torch.device) -> torch.dtype | None:
         """The autocast dtype used on ``device`` (None = no autocast)."""
@@ -142,7 +142,7 @@ class VQFRRestorer(Restorer):
     def extra_repr(self) -> str:
         fid = f", fidelity_ratio={self.fidelity_ratio}" if self.is_v2 else ""
         return (f"name={self.card.name!r}{fid}, precision={self.precision!r}, quantize_output={self.quantize_output}, "
-                f"compile={self.compile}")
+                f"compile={self.torch_compile}")
 
 
 # ------------------------------------------------------------------------------------------------ checkpoint checks

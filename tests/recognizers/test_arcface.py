@@ -125,6 +125,7 @@ def test_channels_last_and_compile_equal_eager(small_net, faces):
         memory_format=torch.channels_last)))
     out = rec.embed(images, landmarks)
     assert calls == [True] and list(rec.state_dict()) == ["net." + k for k in small_net.state_dict()]
+    assert not set(vars(rec)) & set(dir(torch.nn.Module))  # no option hides a Module method (.compile())
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
     assert (rec.embed(images, landmarks.flip(0)) - out).abs().max() > 1e-3  # the bound can fail
 

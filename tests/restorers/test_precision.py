@@ -139,6 +139,7 @@ def test_vqfr_compiled_matches_eager(fx_v2):
     compiled.net.decoder.register_forward_pre_hook(lambda m, args: calls.append(1))
     want, got = eager.restore(images), compiled.restore(images)
     assert calls and "compile=True" in repr(compiled) and set(compiled.state_dict()) == set(eager.state_dict())
+    assert not set(vars(compiled)) & set(dir(torch.nn.Module))  # no option hides a Module method (.compile())
     assert float((got - want).abs().max()) < 1e-4  # summation order only (1.3e-5 measured)
     other = _vqfr(fx_v2, fidelity_ratio=1.0, precision="fp32", quantize_output=False).restore(images)
     assert float((other - want).abs().max()) > 1e-2  # the bound can fail: another setting is far outside it
@@ -221,6 +222,7 @@ def test_difface_compiled_matches_eager(small_difface):
     compiled.unet.register_forward_pre_hook(lambda m, args: calls.append(1))
     want, got = eager.restore(faces, seeds=[3, 4]), compiled.restore(faces, seeds=[3, 4])
     assert len(calls) == 4 and "compile=True" in repr(compiled)  # start 4 of 10: four UNet calls
+    assert not set(vars(compiled)) & set(dir(torch.nn.Module))  # no option hides a Module method (.compile())
     assert set(compiled.state_dict()) == set(eager.state_dict())
     assert float((got - want).abs().max()) < 1e-4
     other_seed = eager.restore(faces, seeds=[3, 5])
