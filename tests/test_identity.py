@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from restorever.pipeline.cache import STAGE_VERSIONS
-from restorever.pipeline.identity import RunIdentity, conditions_of, device_kind
+from restorever.pipeline.cache import STAGE_VERSIONS, current_key_versions
+from restorever.pipeline.identity import RECORDED_BEFORE_VERSIONS, RunIdentity, conditions_of, device_kind
 
 LANDMARKS = np.array([[190.1, 240.5], [320.0, 240.25], [256.0, 320.0], [200.0, 380.0], [310.0, 380.0]], np.float32)
 
@@ -18,12 +18,13 @@ def _legacy_key(**parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str, separators=(",", ":")).encode()).hexdigest()
 
 
-def _identity(device: str = "cpu") -> RunIdentity:
+def _identity(device: str = "cpu", versions: dict | None = None) -> RunIdentity:
     return RunIdentity(detector="mtcnn", recognizer={"name": "dlib", "weights": [("model", "ab" * 32)], "flip": False},
                        restorers={"none": {"name": "none", "weights": [], "options": {}},
                                   "difface": {"name": "difface", "weights": [("unet", "cd" * 32)],
                                               "options": {"steps": 50}}},
-                       degradation="difface-test", seed=3, device=device)
+                       degradation="difface-test", seed=3, device=device,
+                       key_versions=current_key_versions() if versions is None else versions)
 
 
 def test_cpu_keys_are_the_keys_earlier_runs_wrote():
@@ -56,23 +57,48 @@ def test_device_kinds_keep_their_entries_apart():
     assert cuda.embedding_key(sha, LANDMARKS, "none", None) == cuda1.embedding_key(sha, LANDMARKS, "none", None)
 
 
-def test_device_degradation_path_version_is_in_degraded_keys_off_the_cpu_only(monkeypatch):
+def test_device_degradation_path_version_is_in_degraded_keys_off_the_cpu_only():
     """A new device degradation path (batched steps 1-3) does not reuse degraded entries of the old one; CPU keys and
     clean (undegraded) keys stay as they were."""
-    from restorever.pipeline import cache
+    def versions(device_degradation):
+        return {**current_key_versions(), "device_degradation": device_degradation}
 
-    cpu, cuda, sha = _identity("cpu"), _identity("cuda"), "2" * 64
+    sha = "2" * 64
     keys = {"restored": lambda i: i.restored_key(sha, LANDMARKS, "difface", 8),
             "degraded embedding": lambda i: i.embedding_key(sha, LANDMARKS, "difface", 8),
             "clean embedding": lambda i: i.embedding_key(sha, LANDMARKS, "none", None)}
-    before = {name: (f(cpu), f(cuda)) for name, f in keys.items()}
-    monkeypatch.setattr(cache, "DEVICE_DEGRADATION_VERSION", cache.DEVICE_DEGRADATION_VERSION + 1)
-    after = {name: (f(cpu), f(cuda)) for name, f in keys.items()}
+    now = current_key_versions()["device_degradation"]
+    before = {name: (f(_identity("cpu", versions(now))), f(_identity("cuda", versions(now))))
+              for name, f in keys.items()}
+    after = {name: (f(_identity("cpu", versions(now + 1))), f(_identity("cuda", versions(now + 1))))
+             for name, f in keys.items()}
     for name in keys:
         assert after[name][0] == before[name][0], name  # the CPU: unchanged
     assert after["restored"][1] != before["restored"][1]
     assert after["degraded embedding"][1] != before["degraded embedding"][1]
     assert after["clean embedding"][1] == before["clean embedding"][1]
+
+
+def test_device_degradation_versions_1_and_2_are_the_recipes_runs_wrote():
+    """Known answers: version 1 keys (before 2026-12-05) had no device-path part, version 2 keys have
+    ``degrade_path: 2`` beside the device kind."""
+    sha, lm = "3" * 64, np.round(LANDMARKS, 3).tolist()
+    restorer = {"name": "difface", "weights": [["unet", "cd" * 32]], "options": {"steps": 50}}
+    parts = dict(stage="restored", v=1, image=sha, landmarks=lm, degradation="difface-test", scale=8, seed=3,
+                 restorer=restorer, device="cuda")
+    v1 = _identity("cuda", {**current_key_versions(), "device_degradation": 1})
+    v2 = _identity("cuda", {**current_key_versions(), "device_degradation": 2})
+    assert v1.restored_key(sha, LANDMARKS, "difface", 8) == _legacy_key(**parts)
+    assert v2.restored_key(sha, LANDMARKS, "difface", 8) == _legacy_key(**parts, degrade_path=2)
+
+
+def test_a_stage_version_changes_only_that_stage_s_keys():
+    sha = "4" * 64
+    base, bumped = _identity(), _identity(versions={**current_key_versions(), "embedding": 7})
+    assert bumped.landmarks_key(sha) == base.landmarks_key(sha)
+    assert bumped.restored_key(sha, LANDMARKS, "difface", 8) == base.restored_key(sha, LANDMARKS, "difface", 8)
+    assert bumped.embedding_key(sha, LANDMARKS, "none", None) != base.embedding_key(sha, LANDMARKS, "none", None)
+    assert bumped.embedding_key(sha, LANDMARKS, "difface", 8) != base.embedding_key(sha, LANDMARKS, "difface", 8)
 
 
 def test_keys_depend_on_what_they_should_and_nothing_else():
@@ -97,7 +123,24 @@ def test_identity_round_trips_through_results_json():
     sha = "2" * 64
     assert back.embedding_key(sha, LANDMARKS, "difface", 8) == ident.embedding_key(sha, LANDMARKS, "difface", 8)
     assert back.landmarks_key(sha) == ident.landmarks_key(sha)
+    assert back.key_versions == current_key_versions()
     assert RunIdentity.from_record({"cache": {}}) is None
+
+
+def test_a_record_keeps_its_key_versions_after_an_upgrade(monkeypatch):
+    """The keys of a finished run are rebuilt with the versions it recorded, not the installed restorever's; a
+    record from before the versions were stored reads as the recipes of that time."""
+    from restorever.pipeline import cache
+
+    ident, sha = _identity("cuda"), "5" * 64
+    record = {"cache": {"identity": json.loads(json.dumps(ident.as_record()))}}
+    old_key = ident.embedding_key(sha, LANDMARKS, "difface", 8)
+    monkeypatch.setitem(cache.STAGE_VERSIONS, "embedding", cache.STAGE_VERSIONS["embedding"] + 1)
+    monkeypatch.setattr(cache, "DEVICE_DEGRADATION_VERSION", cache.DEVICE_DEGRADATION_VERSION + 1)
+    assert _identity("cuda").embedding_key(sha, LANDMARKS, "difface", 8) != old_key  # a new run: new keys
+    assert RunIdentity.from_record(record).embedding_key(sha, LANDMARKS, "difface", 8) == old_key
+    del record["cache"]["identity"]["key_versions"]
+    assert RunIdentity.from_record(record).key_versions == RECORDED_BEFORE_VERSIONS
 
 
 def test_conditions_clean_first_then_scales_by_restorer():

@@ -19,7 +19,7 @@ import logging
 import os
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from ..files import NO_SPACE_ERRNOS, DiskFullError, atomic_write_bytes, atomic_w
 logger = logging.getLogger(__name__)
 
 __all__ = ["ArrayCache", "CacheWriteError", "DiskFullError", "atomic_write_bytes", "atomic_write_text", "cache_key",
-           "landmarks_key", "restored_key", "embedding_key", "STAGE_VERSIONS"]
+           "landmarks_key", "restored_key", "embedding_key", "STAGE_VERSIONS", "current_key_versions"]
 
 #: bump a stage's version when its numerical output changes, so old entries are not reused
 STAGE_VERSIONS = {"landmarks": 1, "restored": 1, "embedding": 1}
@@ -37,6 +37,13 @@ STAGE_VERSIONS = {"landmarks": 1, "restored": 1, "embedding": 1}
 #: version of the degradation's device path (off the CPU), a part of degraded keys there only: the CPU path and its
 #: keys are unchanged. 2 (2026-12-05): steps 1-3 batched, which can round a rare pixel the other way than version 1.
 DEVICE_DEGRADATION_VERSION = 2
+
+
+def current_key_versions() -> dict[str, int]:
+    """The key recipe versions this restorever writes: each stage's (:data:`STAGE_VERSIONS`) and
+    ``"device_degradation"`` (:data:`DEVICE_DEGRADATION_VERSION`). A run records them (``cache.identity``), so a
+    finished run's entries are found with its own versions after an upgrade changes one."""
+    return {**STAGE_VERSIONS, "device_degradation": DEVICE_DEGRADATION_VERSION}
 
 
 class CacheWriteError(RestoreverError, OSError):
@@ -57,42 +64,48 @@ def _device_part(device: str | None) -> dict[str, str]:
     return {} if kind == "cpu" else {"device": kind}
 
 
-def _degraded_device_part(device: str | None) -> dict[str, Any]:
-    """:func:`_device_part` of a degraded face's key: off the CPU it adds :data:`DEVICE_DEGRADATION_VERSION`."""
+def _degraded_device_part(device: str | None, version: int) -> dict[str, Any]:
+    """:func:`_device_part` of a degraded face's key: off the CPU it adds the device degradation path's ``version``
+    (from 2 on; version 1 keys had no such part)."""
     part = _device_part(device)
-    return {**part, "degrade_path": DEVICE_DEGRADATION_VERSION} if part else {}
+    return {**part, "degrade_path": version} if part and version >= 2 else part
 
 
-def landmarks_key(image_sha256: str, detector: str, decode: str | None = None, *, device: str | None = None) -> str:
+def landmarks_key(image_sha256: str, detector: str, decode: str | None = None, *, device: str | None = None,
+                  versions: Mapping[str, int] | None = None) -> str:
     """Key of the five landmarks of an image (by content sha256) found by ``detector`` on ``device`` (a kind);
     ``decode`` is :func:`restorever.images.decode_tag` (None for plain 8-bit images without EXIF rotation, which keeps
-    their keys as they always were)."""
-    return cache_key(stage="landmarks", v=STAGE_VERSIONS["landmarks"], image=image_sha256, detector=detector,
+    their keys as they always were). ``versions``: a run's :func:`current_key_versions` (default: this restorever's)."""
+    versions = versions or current_key_versions()
+    return cache_key(stage="landmarks", v=versions["landmarks"], image=image_sha256, detector=detector,
                      **({} if decode is None else {"decode": decode}), **_device_part(device))
 
 
 def restored_key(image_sha256: str, landmarks: Any, *, restorer_id: Any, degradation: str, scale: int, seed: int,
-                 device: str | None = None) -> str:
+                 device: str | None = None, versions: Mapping[str, int] | None = None) -> str:
     """Key of one restored face (uint8): image, landmarks (rounded to 1e-3 px), degradation, scale, seed, restorer
     (name, weights, options), the device kind and, off the CPU, the device degradation path's version."""
-    return cache_key(stage="restored", v=STAGE_VERSIONS["restored"], image=image_sha256,
+    versions = versions or current_key_versions()
+    return cache_key(stage="restored", v=versions["restored"], image=image_sha256,
                      landmarks=_rounded(landmarks), degradation=degradation, scale=int(scale), seed=seed,
-                     restorer=restorer_id, **_degraded_device_part(device))
+                     restorer=restorer_id, **_degraded_device_part(device, versions["device_degradation"]))
 
 
 def embedding_key(image_sha256: str, landmarks: Any, *, recognizer_id: Any, restorer_id: Any = None,
                   degradation: str | None = None, scale: int | None = None, seed: int | None = None,
-                  device: str | None = None) -> str:
+                  device: str | None = None, versions: Mapping[str, int] | None = None) -> str:
     """Key of one embedding: image content, its landmarks (float32, rounded to 1e-3 px), the ffhq_512 template, the
     recognizer (name, weights, flip), the device kind and, for a degraded condition (``scale`` not None), the
     degradation preset, scale, seed and restorer (name, weights, options) and, off the CPU, the device degradation
     path's version. The clean condition ignores the last five."""
+    versions = versions or current_key_versions()
     degraded = scale is not None
-    return cache_key(stage="embedding", v=STAGE_VERSIONS["embedding"], image=image_sha256,
+    device_part = (_degraded_device_part(device, versions["device_degradation"]) if degraded
+                   else _device_part(device))
+    return cache_key(stage="embedding", v=versions["embedding"], image=image_sha256,
                      landmarks=_rounded(landmarks), template="ffhq_512", recognizer=recognizer_id,
                      degradation=degradation if degraded else None, scale=int(scale) if degraded else None,
-                     seed=seed if degraded else None, restorer=restorer_id if degraded else None,
-                     **(_degraded_device_part(device) if degraded else _device_part(device)))
+                     seed=seed if degraded else None, restorer=restorer_id if degraded else None, **device_part)
 
 
 def _rounded(landmarks: Any) -> list:

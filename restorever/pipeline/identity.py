@@ -9,10 +9,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
-from .cache import embedding_key, landmarks_key, restored_key
+from .cache import current_key_versions, embedding_key, landmarks_key, restored_key
 
-__all__ = ["RunIdentity", "weights_id", "files_id", "weights_files", "device_kind", "conditions_of",
+__all__ = ["RunIdentity", "RECORDED_BEFORE_VERSIONS", "weights_id", "files_id", "weights_files", "device_kind", "conditions_of",
            "recognizer_id"]
+
+
+#: the key versions of records made before results.json stored them (the recipes of 2026-12-05; no CUDA run with a
+#: stored identity is older than device degradation version 2)
+RECORDED_BEFORE_VERSIONS: dict[str, int] = {"landmarks": 1, "restored": 1, "embedding": 1, "device_degradation": 2}
 
 
 def weights_id(model: Any) -> list[tuple[str, str]]:
@@ -51,7 +56,8 @@ class RunIdentity:
 
     ``recognizer`` is :func:`recognizer_id` (``{"name", "weights", "flip"[, "options"]}``); ``restorers`` maps a
     name to ``{"name", "weights", "options"}`` (options as routed to that restorer); ``device`` is a device kind
-    (``"cpu"``, ``"cuda"``).
+    (``"cpu"``, ``"cuda"``); ``key_versions`` are the versions of the key recipes
+    (:func:`restorever.pipeline.cache.current_key_versions` for a new run; a finished run's own, read back).
     """
 
     detector: str
@@ -60,6 +66,7 @@ class RunIdentity:
     degradation: str = "difface-test"
     seed: int = 0
     device: str = "cpu"
+    key_versions: dict[str, int] = field(default_factory=current_key_versions)
 
     @classmethod
     def of(cls, *, detector: str, recognizer_name: str, recognizer: Any, flip_test: bool,
@@ -88,14 +95,17 @@ class RunIdentity:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> "RunIdentity | None":
-        """The identity stored in a results record (``cache.identity``); None for records made before it was."""
+        """The identity stored in a results record (``cache.identity``); None for records made before it was.
+        Records made before the key versions were stored get :data:`RECORDED_BEFORE_VERSIONS`."""
         stored = (record.get("cache") or {}).get("identity")
         if not isinstance(stored, Mapping):
             return None
+        versions = {**RECORDED_BEFORE_VERSIONS, **dict(stored.get("key_versions") or {})}
         return cls(detector=str(stored["detector"]), recognizer=dict(stored["recognizer"]),
                    restorers={k: dict(v) for k, v in dict(stored["restorers"]).items()},
                    degradation=str(stored["degradation"]), seed=int(stored["seed"]),
-                   device=str(stored.get("device", "cpu")))
+                   device=str(stored.get("device", "cpu")),
+                   key_versions={k: int(v) for k, v in versions.items()})
 
     def as_record(self) -> dict[str, Any]:
         """JSON-ready form (``cache.identity`` in results.json); round-trips through :meth:`from_record`."""
@@ -108,17 +118,19 @@ class RunIdentity:
     # ---- keys ------------------------------------------------------------------------------------------------
     def landmarks_key(self, image_sha256: str, decode: str | None = None) -> str:
         """``decode``: :func:`restorever.images.decode_tag` of the image (None for plain 8-bit, unrotated images)."""
-        return landmarks_key(image_sha256, self.detector, decode, device=self.device)
+        return landmarks_key(image_sha256, self.detector, decode, device=self.device, versions=self.key_versions)
 
     def restored_key(self, image_sha256: str, landmarks: Any, restorer: str, scale: int) -> str:
         return restored_key(image_sha256, landmarks, restorer_id=self._restorer_id(restorer),
-                            degradation=self.degradation, scale=scale, seed=self.seed, device=self.device)
+                            degradation=self.degradation, scale=scale, seed=self.seed, device=self.device,
+                            versions=self.key_versions)
 
     def embedding_key(self, image_sha256: str, landmarks: Any, restorer: str, scale: int | None) -> str:
         """Key of an embedding in condition ``(restorer, scale)``; ``scale=None`` is the clean condition."""
         return embedding_key(image_sha256, landmarks, recognizer_id=self.recognizer,
                              restorer_id=None if scale is None else self._restorer_id(restorer),
-                             degradation=self.degradation, scale=scale, seed=self.seed, device=self.device)
+                             degradation=self.degradation, scale=scale, seed=self.seed, device=self.device,
+                             versions=self.key_versions)
 
     def _restorer_id(self, restorer: str) -> dict[str, Any]:
         if restorer not in self.restorers:

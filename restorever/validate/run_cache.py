@@ -80,7 +80,7 @@ def _run_identity(record: dict[str, Any], report: RunValidation):
     them."""
     import json
 
-    from ..pipeline.identity import RunIdentity, recognizer_id
+    from ..pipeline.identity import RECORDED_BEFORE_VERSIONS, RunIdentity, recognizer_id
 
     cfg = record["config"]
 
@@ -113,7 +113,10 @@ def _run_identity(record: dict[str, Any], report: RunValidation):
                           restorers={n: {"name": n, "weights": weights_of(n), "options": routed[n]}
                                      for n in cfg["restorers"]},
                           degradation=cfg["degradation"], seed=int(cfg["seed"]),
-                          device=recorded.device if recorded is not None else "cpu")
+                          device=recorded.device if recorded is not None else "cpu",
+                          key_versions=dict(recorded.key_versions if recorded is not None
+                                            else RECORDED_BEFORE_VERSIONS))
+    _note_key_versions(rebuilt, report)
     if recorded is None:
         return rebuilt
     canon = lambda ident: json.dumps(ident.as_record(), sort_keys=True, default=str)  # noqa: E731
@@ -122,6 +125,19 @@ def _run_identity(record: dict[str, Any], report: RunValidation):
                                "option or a model name was changed)")
         return rebuilt
     return recorded
+
+
+def _note_key_versions(identity, report: RunValidation) -> None:
+    """A note when the run's key recipes are older than this restorever's: its entries are still checked (with the
+    run's versions), but ``restorever eval`` with the same config would recompute the stages whose version changed."""
+    from ..pipeline.cache import current_key_versions
+
+    now = current_key_versions()
+    changed = sorted(k for k in now if identity.key_versions.get(k) != now[k])
+    if changed:
+        report.notes.append("cache keys follow the run's own recipe versions (" + ", ".join(
+            f"{k} {identity.key_versions.get(k)} -> {now[k]}" for k in changed) + " in this restorever): a new "
+            "`restorever eval` of this config recomputes those entries instead of reusing them")
 
 
 def _check_skips(record: dict[str, Any], cache, identity, report: RunValidation) -> None:

@@ -33,6 +33,21 @@ def test_real_run_is_valid_and_every_cache_entry_is_checked(reference_run):
     assert result.exit_code == 0 and "valid" in result.output
 
 
+def test_a_run_stays_valid_after_an_upgrade_changes_a_key_recipe(reference_run, monkeypatch):
+    """A run made before a stage's key version was bumped is checked with the versions it recorded (its entries are
+    all found) and the report says that a new eval would recompute them."""
+    from restorever.pipeline import cache
+
+    out = reference_run[2]
+    before = check_run(out)
+    monkeypatch.setitem(cache.STAGE_VERSIONS, "embedding", cache.STAGE_VERSIONS["embedding"] + 1)
+    report = check_run(out)
+    assert report.ok, report.problems
+    assert report.checked["cache entries"] == before.checked["cache entries"] > 0
+    assert any("embedding 1 -> 2" in n and "recomputes" in n for n in report.notes), report.notes
+    assert not any("recipe versions" in n for n in before.notes)
+
+
 def test_cli_without_cache_and_on_a_folder_that_is_not_a_run(reference_run, tmp_path):
     out = reference_run[2]
     result = _invoke("validate", out, "--no-cache")
