@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -136,6 +137,20 @@ def test_dry_run_reports_cache(tiny, faces_root, tmp_path, reference):
     assert result.exit_code == 0, result.output
     assert "to detect" in result.output and "none x8" in result.output and "estimated time" in result.output
     assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_dry_run_estimates_a_plan_of_restorer_none(tiny, faces_root, tmp_path):
+    """`none` restores nothing, so no run ever measures a restore cost for it: after one run its plan for a new
+    scale is estimated from the stages that were measured, not called unknown."""
+    cache = tmp_path / "cache"
+    first = CliRunner().invoke(cli, _args(tiny, faces_root, tmp_path / "o", cache), catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    plan = CliRunner().invoke(cli, _args(tiny, faces_root, tmp_path / "o2", cache, "--dry-run", "--scales", "16"),
+                              catch_exceptions=False)
+    assert plan.exit_code == 0, plan.output
+    assert "none x16                      0 cached,      8 to compute" in plan.output
+    assert re.search(r"estimated time for what is missing: [0-9.]+ min on cpu \(from stage costs", plan.output), \
+        plan.output
 
 
 def test_new_recognizer_reuses_cached_restorations(tiny, faces_root, tmp_path, monkeypatch):

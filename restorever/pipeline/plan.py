@@ -166,11 +166,16 @@ def _estimate(ctx, config, n_landmarks: int, todo: dict[str, int]) -> str:
             return 0.0
         return value
 
-    total = n_landmarks * cost("landmarks", config.detector)
+    # only the stages with work to do are looked up: `none` restores nothing, so it has no measured cost
+    total = n_landmarks * cost("landmarks", config.detector) if n_landmarks else 0.0
     for restorer, n in todo.items():
+        if not n:
+            continue
         total += n * cost("embed", config.recognizer)
         if restorer != "clean":
-            total += n * (cost("degrade", config.degradation) + cost("restore", restorer) * (restorer != "none"))
+            total += n * cost("degrade", config.degradation)
+            if restorer != "none":
+                total += n * cost("restore", restorer)
     if known:
         return f"{total / 60:.1f} min on {dev} (from stage costs measured by earlier runs on this machine)"
     return (f"unknown: some stages were never measured on this machine (run a small --limit-pairs job first); "
