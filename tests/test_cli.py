@@ -40,6 +40,8 @@ def test_unknown_recognizer_is_one_line_exit_2(lfw_root, tmp_path):
     (["--restorer", "difface", "--restorer-option", "steps=many"], "steps"),
     (["--restorer-option", "steps=10"], "steps apply to none of the restorers none"),
     (["--recognizer-option", "precision=fp16"], "recognizer dlib takes no option(s) precision"),
+    (["--weights", "junk.pth"], "--weights given, but restorer 'none' takes no weights"),
+    (["--limit-pairs", "1"], "--limit-pairs must be at least 2"),
 ])
 def test_bad_names_and_options_stop_before_the_run_folder_exists(lfw_root, tmp_path, args, message):
     """One line, exit 2, and no --out folder (nor its lock file) left behind: checked before anything is made."""
@@ -48,6 +50,26 @@ def test_bad_names_and_options_stop_before_the_run_folder_exists(lfw_root, tmp_p
                  expect=2)
     assert result.output.strip().count("\n") == 0 and message in result.output, result.output
     assert not out.exists()
+
+
+def test_a_run_that_fails_before_writing_leaves_no_folder(lfw_root, tmp_path, monkeypatch):
+    """Missing recognizer weights stop the run after its folder and lock were made: the folder goes again (one that
+    existed before stays), and the message names the recognizer's flag, not the restorers' --weights."""
+    monkeypatch.setenv("RESTOREVER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RESTOREVER_OFFLINE", "1")
+    out = tmp_path / "run"
+    args = ("eval", "--data-root", lfw_root, "--recognizer", "arcface-r50-ms1mv3", "--limit-pairs", "4", "--out", out)
+    result = run(*args, expect=2)
+    assert "backbone.pth not found" in result.output and "or pass --recognizer-weights FILE" in result.output
+    assert "--weights" not in result.output.replace("--recognizer-weights", ""), result.output
+    assert not out.exists()
+    out.mkdir()
+    run(*args, expect=2)
+    assert out.is_dir()
+    result = run("eval", "--data-root", lfw_root, "--recognizer", "dlib", "--recognizer-weights", "foo=x.dat",
+                 "--limit-pairs", "4", "--out", tmp_path / "run2", expect=2)
+    assert "unknown weight role(s) ['foo']; use --recognizer-weights FILE or model=FILE" in result.output
+    assert not (tmp_path / "run2").exists()
 
 
 def test_malformed_pairs_file_is_one_line_exit_2(lfw_root, tmp_path):

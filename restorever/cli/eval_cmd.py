@@ -62,7 +62,7 @@ def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degr
     """Evaluate verification accuracy of clean, degraded and restored faces."""
     from ..hub import parse_weights_option
     from ..pipeline.evaluate import EvalConfig, evaluate
-    from ..reports.results import prepare_out_dir, results_table, write_run
+    from ..reports.results import results_table, run_folder, write_run
 
     names = split_list(restorers)
     options = restorer_options(restorer_option)
@@ -87,7 +87,6 @@ def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degr
         recognizer_options=rec_options, cache_dir=cache_dir, out=str(Path(out)))
     config.validate()  # before the run folder and its lock are created
     from ..pipeline import distributed
-    from ..pipeline.lock import RunLock
 
     if dry_run:
         from ..pipeline.plan import describe_plan
@@ -95,8 +94,7 @@ def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degr
         click.echo(describe_plan(config))
         return
     if distributed.from_env().is_main:
-        prepare_out_dir(out)
-        with RunLock(out):
+        with run_folder(out):  # a run that fails before writing anything leaves no folder
             record = evaluate(config, progress=not no_progress, examples=examples, examples_dir=out)
             paths = write_run(record, out)
     else:

@@ -87,6 +87,12 @@ class EvalConfig:
             raise ConfigError("scales", f"must be positive integers, got {self.scales}")
         if not self.restorers:
             raise ConfigError("restorers", "needs at least one name (e.g. ['none'])")
+        if self.restorer_weights and all(r == "none" for r in self.restorers):
+            raise ConfigError("restorer_weights", "given, but restorer 'none' takes no weights; name the restorer "
+                                                  "they belong to (e.g. --restorer none,vqfr-v2)")
+        if self.limit_pairs is not None and self.limit_pairs < 2:
+            raise ConfigError("limit_pairs", f"must be at least 2 (one same and one different pair), got "
+                                             f"{self.limit_pairs}")
         for option, values in (("scales", self.scales), ("restorers", self.restorers)):
             if len(set(values)) != len(values):  # each condition once: a repeat would be scored (and counted) twice
                 repeated = sorted({str(v) for v in values if values.count(v) > 1})

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._registry import Registry
+from ..errors import WeightsNotFoundError
 from ..hub import ModelCard
 
 REGISTRY = Registry("recognizer", [
@@ -36,7 +37,19 @@ def create_recognizer(name: str, *, weights: dict[str, str] | str | None = None,
 
     device = resolve_device(device)  # "cuda" on a machine without a GPU is an error here, not at the first batch
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    return REGISTRY.create(name, weights=weights or None, device=device, **kwargs)
+    try:
+        return REGISTRY.create(name, weights=weights or None, device=device, **kwargs)
+    except (WeightsNotFoundError, ValueError) as exc:
+        raise _with_recognizer_flag(exc) from exc
+
+
+def _with_recognizer_flag(exc: Exception) -> Exception:
+    """The backends' weight messages name the restorers' ``--weights``; a recognizer's files are given with
+    ``--recognizer-weights`` (``recognizer_weights=`` in the library), so say that instead."""
+    message = str(exc)
+    if "--weights " not in message or type(exc) not in (WeightsNotFoundError, ValueError):
+        return exc
+    return type(exc)(message.replace("--weights ", "--recognizer-weights "))
 
 
 

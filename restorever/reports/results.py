@@ -1,10 +1,11 @@
 """Writing and reading a run's outputs: ``results.json``, ``results.md``, ``roc.png``, ``degradation.jsonl``."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..errors import RestoreverError
 from ..pipeline.records import (ConditionRecord, IdentConditionRecord, IdentRunRecord, RunRecord, is_identification,
@@ -106,6 +107,26 @@ def prepare_out_dir(out: str | Path, *, option: str = "--out") -> Path:
         raise RestoreverError(f"{option} {out}: cannot create or write the folder ({exc.strerror or exc}); choose "
                               f"a writable {option}") from None
     return out
+
+
+@contextlib.contextmanager
+def run_folder(out: str | Path) -> Iterator[Path]:
+    """``with run_folder(out):`` prepares ``out`` (:func:`prepare_out_dir`) and holds its run lock. A run that fails
+    before writing anything there (missing data or weights, a bad protocol, an interruption at the start) leaves no
+    folder behind: one this call created and that still holds nothing but the lock file is removed again."""
+    from ..pipeline.lock import RunLock
+
+    out = Path(out)
+    created = not out.exists()
+    prepare_out_dir(out)
+    try:
+        with RunLock(out) as lock:
+            yield out
+    except BaseException:
+        if created and [p.name for p in out.iterdir()] == [lock.path.name]:
+            lock.path.unlink()
+            out.rmdir()
+        raise
 
 
 OUTPUT_FILES = ("degradation.jsonl", "results.md", "roc.png")  # the files results.json records digests of
