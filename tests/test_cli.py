@@ -158,3 +158,25 @@ def test_lfw_subset_real_accuracy(lfw_root, tmp_path):
     assert record["protocol"]["pairs"] + len(record["protocol"]["skipped"]) == 120
     assert record["protocol"]["folds"] == 10
     assert ver["accuracy_mean"] >= 0.93
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--scales", "8,abc"], "'abc' is not an integer scale"),
+    (["--scales", "0"], "'0' is not a positive scale"),
+    (["--scales", ","], "needs at least one scale"),
+    (["--degradation", "nope"], "unknown degradation 'nope'"),
+    (["--detector", "mtcn"], "unknown detector 'mtcn'; did you mean mtcnn?"),
+])
+def test_degrade_checks_its_arguments_before_reading_any_image(lfw_root, tmp_path, monkeypatch, args, message):
+    """A bad argument of `degrade` stops it before landmarks are detected (it used to fail after that stage)."""
+    import restorever.pipeline.landmarks as landmarks
+
+    def refuse(*a, **k):
+        raise AssertionError("landmarks were detected before the arguments were checked")
+
+    monkeypatch.setattr(landmarks, "landmark_stage", refuse)
+    out = tmp_path / "deg"
+    result = run("degrade", "--data-root", lfw_root, "--limit-pairs", "4", "--out", out, "--scales", "8", *args,
+                 expect=2)
+    assert message in result.output, result.output
+    assert not out.exists()

@@ -199,3 +199,23 @@ def test_protocol_seed_and_similarity_apply_unless_a_flag_overrides(tmp_path, fa
     assert config["seed"] == 3 and record["cache"]["identity"]["seed"] == 3
     assert config["sources"]["seed"] == "cli"
     assert config["overrides"] == {"seed": {"protocol": 7, "cli": 3}}
+
+
+def test_degrade_takes_the_protocol_defaults_as_eval_does(tmp_path, faces_root):
+    """`restorever degrade` writes the faces `eval` scores: with a protocol whose seed is 7 and no --seed, its
+    parameter records are eval's degradation records (it used seed 0 whatever the protocol said)."""
+    protocol = tmp_path / "seven.yaml"
+    protocol.write_text(f"include: {PROTOCOLS / 'pairs-csv.yaml'}\nprotocol: seven\nseed: 7\n")
+    _run(tmp_path, faces_root, protocol, "run")
+    result = CliRunner().invoke(cli, ["degrade", "--protocol", str(protocol), "--pairs", str(tmp_path / "pairs.csv"),
+                                      "--data-root", str(faces_root), "--scales", "8", "--out",
+                                      str(tmp_path / "faces")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+    def records(path: Path) -> dict:
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        return {(r["item"], r["scale"]): r for r in rows}
+
+    written = records(tmp_path / "faces" / "params.jsonl")
+    assert written and {r["seed"] for r in written.values()} == {7}
+    assert written == records(tmp_path / "run" / "degradation.jsonl")

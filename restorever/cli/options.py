@@ -10,13 +10,17 @@ def split_list(text: str | None) -> list[str]:
 
 
 def parse_scales(text: str | None, param_hint: str = "--scales") -> list[int]:
-    """``"4,x8,16"`` -> ``[4, 8, 16]``; anything else is a usage error naming the option."""
+    """``"4,x8,16"`` -> ``[4, 8, 16]``; anything else (a zero or negative scale included) is a usage error naming
+    the option."""
     out = []
     for t in split_list(text):
         try:
-            out.append(int(t.lower().lstrip("x")))
+            value = int(t.lower().lstrip("x"))
         except ValueError:
             raise click.BadParameter(f"{t!r} is not an integer scale (e.g. 4,8,16)", param_hint=param_hint) from None
+        if value < 1:
+            raise click.BadParameter(f"{t!r} is not a positive scale (e.g. 4,8,16)", param_hint=param_hint)
+        out.append(value)
     return out
 
 

@@ -17,14 +17,17 @@ from .options import restorer_options, restorer_options_option
 @click.option("--pairs", type=click.Path())
 @click.option("--scales", default="4,8,16,24,32", show_default=True)
 @click.option("--degradation", default="difface-test", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=click.IntRange(0, 2 ** 63 - 1), default=None,
+              help="Seed of the degradation parameters and noise [protocol's seed, else 0].")
 @click.option("--side", type=click.Choice(["probe", "both"]), default="probe", show_default=True,
               help="Degrade the probe (second) images of each pair, or every image.")
 @click.option("--limit-pairs", type=int, default=None)
-@click.option("--detector", default="mtcnn", show_default=True)
+@click.option("--detector", default=None, help="Landmark detector [protocol's alignment.landmarks, else mtcnn].")
 @click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE")
-@click.option("--batch-size", type=int, default=16, show_default=True)
-@click.option("--on-error", type=click.Choice(["error", "skip"]), default="error", show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--on-error", type=click.Choice(["error", "skip"]), default=None,
+              help="Images without a face: stop, or skip them (listed in skipped.json) [protocol's on_error, else "
+                   "error].")
 @click.option("--out", type=click.Path(), required=True, help="Output folder (PNG per scale + params.jsonl).")
 @handle_errors
 def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side, limit_pairs, detector, device,
@@ -35,17 +38,29 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
     from tqdm.auto import tqdm
 
     from ..degradation import Degradation
-    from ..errors import FaceNotFoundError
+    from ..detectors import list_detectors
+    from ..devices import resolve_device
+    from ..errors import FaceNotFoundError, unknown_name
     from ..hub import get_cache_dir
     from ..images import to_uint8
     from ..pipeline.cache import ArrayCache, atomic_write_text
-    from ..devices import resolve_device
     from ..pipeline.evaluate import limit_pairs as limit
     from ..pipeline.landmarks import align_items, landmark_stage
+    from ..pipeline.protocol_defaults import protocol_default
     from ..protocol import load_protocol
     from .options import parse_scales
 
+    scale_list = parse_scales(scales)  # every argument is checked before any image is read
+    if not scale_list:
+        raise click.BadParameter("needs at least one scale (e.g. 4,16)", param_hint="--scales")
+    deg = Degradation(degradation)
+    if detector is not None and detector not in list_detectors():
+        raise unknown_name("detector", detector, list_detectors())
     proto = load_protocol(protocol, data_root=data_root, pairs=pairs)
+    spec = getattr(proto, "spec", None) or {}  # the protocol's values are the defaults, as for `eval`
+    seed = protocol_default("seed", spec) if seed is None else seed
+    detector = protocol_default("detector", spec) if detector is None else detector
+    on_error = protocol_default("on_error", spec) if on_error is None else on_error
     pair_list = limit(proto.pairs, limit_pairs)
     items = list(dict.fromkeys(pair_list.b)) if side == "probe" else pair_list.images()
     dev = resolve_device(device)
@@ -57,9 +72,7 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
     if failed and on_error == "error":
         raise FaceNotFoundError(f"{next(iter(failed.values()))}; rerun with --on-error skip to skip it")
     items = [i for i in items if i not in failed]
-    deg = Degradation(degradation)
     records = []
-    scale_list = parse_scales(scales)
     for start in tqdm(range(0, len(items), batch_size), desc="degrade", unit="batch"):
         batch = items[start:start + batch_size]
         faces, _ = align_items(proto, batch, info, dev)

@@ -27,7 +27,8 @@ from ..errors import ConfigError, ProtocolError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PROTOCOL_DEFAULTS", "ProtocolDefault", "check_template", "pair_similarity", "resolve_protocol_defaults"]
+__all__ = ["PROTOCOL_DEFAULTS", "ProtocolDefault", "check_template", "pair_similarity", "protocol_default",
+           "resolve_protocol_defaults"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,14 @@ PROTOCOL_DEFAULTS: tuple[ProtocolDefault, ...] = (
     ProtocolDefault("similarity", ("scoring", "similarity"), "recognizer"),
     ProtocolDefault("on_error", ("on_error",), "error"),
 )
+
+
+def protocol_default(field: str, spec: Mapping[str, Any]) -> Any:
+    """The value ``field`` takes when no flag sets it: the protocol's, else the code default (for commands without
+    a config, such as ``restorever degrade``, so that they make the faces ``eval`` scores)."""
+    item = next(d for d in PROTOCOL_DEFAULTS if d.field == field)
+    found, value = item.from_spec(spec)
+    return value if found else item.default
 
 
 def resolve_protocol_defaults(config: Any, spec: Mapping[str, Any]) -> Any:
