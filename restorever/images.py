@@ -170,7 +170,9 @@ def decode_image(data: bytes, *, source: str = "<bytes>") -> np.ndarray:
             arr = _to_rgb8(oriented)
     except ImageError:
         raise
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
+    except UnidentifiedImageError as exc:  # its message names the in-memory buffer's address: not reproducible
+        raise ImageError(f"{source}: cannot decode image (not an image format Pillow reads)") from exc
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as exc:
         raise ImageError(f"{source}: cannot decode image ({type(exc).__name__}: {exc})") from exc
     return np.ascontiguousarray(arr)
 

@@ -180,3 +180,12 @@ def test_degrade_checks_its_arguments_before_reading_any_image(lfw_root, tmp_pat
                  expect=2)
     assert message in result.output, result.output
     assert not out.exists()
+
+
+def test_a_missing_absolute_pairs_file_is_not_found(faces_root, tmp_path):
+    """An absolute --pairs that does not exist is "not found" (it was called absolute, though an existing absolute
+    file is accepted)."""
+    missing = tmp_path / "nowhere" / "pairs.csv"
+    result = run("eval", "--protocol", "pairs-csv", "--pairs", missing, "--data-root", faces_root, "--out",
+                 tmp_path / "o", expect=2)
+    assert f"{missing}: pairs file not found" in result.output and "absolute" not in result.output

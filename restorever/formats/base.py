@@ -103,6 +103,8 @@ def pairs_path(root: Path, pairs: str | os.PathLike) -> Path:
     p = Path(pairs).expanduser()
     if p.is_file():
         return p
+    if p.is_absolute():  # an explicit file that is not there (the data root is only searched for relative names)
+        raise DataNotFoundError(f"{pairs}: pairs file not found")
     p = safe_join(root, str(pairs), what="pairs file")
     if not p.is_file():
         raise DataNotFoundError(f"{pairs}: pairs file not found (looked in the current folder and in {root})")

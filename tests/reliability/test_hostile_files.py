@@ -470,3 +470,14 @@ def test_bin_size_amplification_is_refused(tmp_path):
     raw = b"\x80\x02]q\x00(" + blob * 2 + b"e]q\x01\x88a\x86."
     with pytest.raises(ProtocolError):
         read_insightface_bin(_bin(tmp_path, raw=raw))
+
+
+def test_undecodable_bytes_give_a_reproducible_message():
+    """Pillow's "cannot identify image file <_io.BytesIO object at 0x7f...>" named a memory address, so the skip
+    reasons in results.json changed from run to run; the message now names the file only."""
+    messages = set()
+    for _ in range(2):
+        with pytest.raises(ImageError) as info:
+            decode_image(b"this is not an image", source="faces/a.jpg")
+        messages.add(str(info.value))
+    assert messages == {"faces/a.jpg: cannot decode image (not an image format Pillow reads)"}
