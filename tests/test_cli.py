@@ -188,4 +188,4 @@ def test_a_missing_absolute_pairs_file_is_not_found(faces_root, tmp_path):
     missing = tmp_path / "nowhere" / "pairs.csv"
     result = run("eval", "--protocol", "pairs-csv", "--pairs", missing, "--data-root", faces_root, "--out",
                  tmp_path / "o", expect=2)
-    assert f"{missing}: pairs file not found" in result.output and "absolute" not in result.output
+    assert f"{missing}: pairs file not found" in result.output and "is absolute or empty" not in result.output
