@@ -287,3 +287,12 @@ def test_eval_dry_run_plans_identification_without_running(ident_run, lfw_root, 
     assert "none x16                     10 cached,      0 to compute" in text
     assert "none x32                      0 cached,     10 to compute" in text  # a scale never run
     assert not out.exists() and sorted(p.name for p in cache.rglob("*.npz")) == before
+
+
+def test_ident_dry_run_refuses_a_verification_protocol_as_the_run_does(lfw_root, tmp_path):
+    """`ident --protocol lfw --dry-run` printed a verification plan and exited 0, while the run itself refuses
+    lfw; both now give the run's one-line error."""
+    args = ("ident", "--protocol", "lfw", "--data-root", lfw_root, "--scales", "8", "--out", tmp_path / "o")
+    for extra in ((), ("--dry-run",)):
+        result = _run(*args, *extra, expect=2)
+        assert "dataset.format must be 'lfw-ident' for an identification protocol" in result.output

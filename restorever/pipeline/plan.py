@@ -78,11 +78,13 @@ def plan_context(config, protocol=None) -> PlanContext:
 
 def describe_plan(config) -> str:
     """A human-readable work plan for ``config`` (nothing is computed or written, no model is built): verification
-    protocols plan their pairs, identification protocols (``lfw-ident``) their gallery and probes."""
+    protocols plan their pairs, identification protocols (``lfw-ident``) their gallery and probes. An
+    identification config plans as its run loads, so a verification protocol is refused as the run refuses it."""
     from ..datasets_ident import is_ident_protocol
     from .evaluate import limit_pairs
+    from .identification import IdentConfig
 
-    if is_ident_protocol(config.protocol):
+    if isinstance(config, IdentConfig) or is_ident_protocol(config.protocol):
         from ..datasets_ident import build_split, draw_candidates, load_ident_protocol, split_options
 
         ident = load_ident_protocol(config.protocol, data_root=config.data_root)
