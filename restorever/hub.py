@@ -234,7 +234,8 @@ def resolve_weights(
             if actual != wf.sha256.lower():
                 raise WeightsHashError(
                     f"{card.name}: cached file {path} has sha256 {actual}, expected {wf.sha256}; delete it and "
-                    f"download it again (`restorever weights download {card.name}`)")
+                    f"fetch it again (`restorever weights download {card.name}`, or `restorever weights add "
+                    f"{card.name} FILE` for a file you downloaded)")
         return path
     allowed = (not is_offline()) if download is None else (download and not is_offline())
     if allowed and wf.url:

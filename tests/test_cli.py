@@ -189,3 +189,43 @@ def test_a_missing_absolute_pairs_file_is_not_found(faces_root, tmp_path):
     result = run("eval", "--protocol", "pairs-csv", "--pairs", missing, "--data-root", faces_root, "--out",
                  tmp_path / "o", expect=2)
     assert f"{missing}: pairs file not found" in result.output and "is absolute or empty" not in result.output
+
+
+def test_weights_path_and_verify_report_the_files_a_run_loads(tmp_path, monkeypatch):
+    """dlib's files live in the installed face_recognition_models package: `weights path` and `weights verify`
+    name them, as `restorever recognizers` does (they named the weights cache, and verify failed while dlib ran);
+    a cached file with the wrong sha256 still fails verify."""
+    import face_recognition_models
+
+    monkeypatch.setenv("RESTOREVER_HOME", str(tmp_path / "home"))
+    models = Path(face_recognition_models.__file__).parent / "models"
+    predictor = models / "shape_predictor_5_face_landmarks.dat"
+    assert f"shape_predictor: {predictor}" in run("weights", "path", "dlib").output
+    assert f"shape_predictor: present {predictor}" in run("weights", "verify", "dlib").output
+    assert "model: missing: put VQFR_v2.pth in" in run("weights", "path", "vqfr-v2").output
+    junk = tmp_path / "home" / "weights" / "facenet-vggface2" / "20180402-114759-vggface2.pt"
+    junk.parent.mkdir(parents=True)
+    junk.write_bytes(b"not the released checkpoint")
+    assert f"model: present: {junk}" in run("weights", "path", "facenet-vggface2").output
+    message = run("weights", "verify", "facenet-vggface2", expect=2).output
+    assert "sha256" in message and "`restorever weights download facenet-vggface2`" in message
+    assert run("weights", "download", "--help").exit_code == 0  # the command the message names exists
+
+
+def test_weights_add_and_download(tmp_path, monkeypatch):
+    """`weights add` copies a file the user fetched into the cache (refusing a wrong sha256 where one is published);
+    `weights download` offline says where to put the file."""
+    monkeypatch.setenv("RESTOREVER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RESTOREVER_OFFLINE", "1")
+    mine = tmp_path / "VQFR_v2.pth"
+    mine.write_bytes(b"stand-in bytes: vqfr-v2 publishes no sha256, its layout is checked when loaded")
+    cached = tmp_path / "home" / "weights" / "vqfr-v2" / "VQFR_v2.pth"
+    assert f"model: {cached}" in run("weights", "add", "vqfr-v2", mine).output
+    assert cached.read_bytes() == mine.read_bytes()
+    assert f"model: {cached}" in run("weights", "path", "vqfr-v2").output
+    assert "sha256 differs from the one facenet-vggface2 lists" in run("weights", "add", "facenet-vggface2", mine,
+                                                                       expect=2).output
+    assert not (tmp_path / "home" / "weights" / "facenet-vggface2").exists()
+    assert "say which with --role" in run("weights", "add", "difface", mine, expect=2).output
+    out = run("weights", "download", "difface", expect=2).output
+    assert "iddpm_ffhq512_ema500000.pth not found" in out and str(tmp_path / "home" / "weights" / "difface") in out

@@ -1,22 +1,24 @@
 """``restorever protocols | restorers | recognizers | weights``."""
 from __future__ import annotations
 
-import importlib
-
 import click
 
 from . import handle_errors
 
 
-def _status(registry, name: str) -> str:
-    module, card = registry._lookup(name)
-    mod = importlib.import_module(module)
-    if hasattr(mod, "weight_status"):
-        status = mod.weight_status(name)
-    else:
-        from ..hub import weight_status
+def _role_status(registry, name: str) -> dict[str, str]:
+    """``{role: "present: PATH" | "missing: ..."}``: the backend's own ``weight_status`` where it keeps its files
+    elsewhere (dlib, insightface packs), else the weights cache's."""
+    hook = registry.hook(name, "weight_status")
+    if hook is not None:
+        return hook(name)
+    from ..hub import weight_status
 
-        status = weight_status(card)
+    return weight_status(registry.card(name))
+
+
+def _status(registry, name: str) -> str:
+    status = _role_status(registry, name)
     if not status:
         return "no weights needed"
     return "; ".join(f"{role} {text}" for role, text in status.items())
@@ -73,14 +75,15 @@ def recognizers_command():
     _list(REGISTRY, "recognizer")
 
 
-def _card(name: str):
+def _backend(name: str):
+    """``(registry, card)`` of a restorer or recognizer name."""
     from ..errors import UnknownNameError
     from ..recognizers import REGISTRY as REC
     from ..restorers import REGISTRY as RES
 
     for registry in (RES, REC):
         if name in registry.names():
-            return registry.card(name)
+            return registry, registry.card(name)
     raise UnknownNameError(f"unknown model {name!r}; see `restorever restorers` and `restorever recognizers`")
 
 
@@ -107,25 +110,84 @@ def weights_list():
 @click.argument("name")
 @handle_errors
 def weights_path(name):
-    """Where NAME's weight files are expected."""
-    from ..hub import get_cache_dir
+    """Where NAME's weight files are (the files a run would load), or where they are expected."""
+    from ..errors import WeightsHashError, WeightsNotFoundError
+    from ..hub import locate_backend_weights
 
-    card = _card(name)
-    for role, wf in card.weights.items():
-        click.echo(f"{role}: {get_cache_dir() / 'weights' / card.name / wf.filename}")
+    registry, card = _backend(name)
+    try:
+        found = locate_backend_weights(registry, name)
+    except (WeightsNotFoundError, WeightsHashError):  # the status below still says where each file is
+        found = {}
+    status = _role_status(registry, name)
+    for role in card.weights:
+        click.echo(f"{role}: {found[role]}" if role in found else f"{role}: {status[role]}")
 
 
 @weights.command("verify")
 @click.argument("name")
 @handle_errors
 def weights_verify(name):
-    """Check the sha256 of NAME's cached weight files."""
-    from ..hub import resolve_weights
+    """Check that NAME's weight files (the ones a run would load) are there, with the card's sha256."""
+    from ..errors import WeightsHashError
+    from ..hub import locate_backend_weights, sha256_file
 
-    card = _card(name)
-    for role in card.weights:
-        path = resolve_weights(card, role, download=False)
+    registry, card = _backend(name)
+    for role, path in locate_backend_weights(registry, name).items():
+        expected = card.weights[role].sha256
+        if not expected:
+            click.echo(f"{role}: present {path} (no published sha256 to check)")
+            continue
+        actual = sha256_file(path)
+        if actual != expected.lower():
+            raise WeightsHashError(f"{name}: {path} has sha256 {actual}, the card lists {expected}; replace the file")
         click.echo(f"{role}: ok {path}")
+
+
+@weights.command("add")
+@click.argument("name")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--role", default=None, help="Which of NAME's files FILE is (for backends with several: "
+                                           "`restorever weights list`).")
+@handle_errors
+def weights_add(name, file, role):
+    """Copy a weight file you downloaded yourself into the weights cache, where runs find it (checked against the
+    card's sha256 where one is published)."""
+    from ..errors import WeightsHashError
+    from ..hub import copy_into_cache, sha256_file
+
+    _, card = _backend(name)
+    roles = list(card.weights)
+    if not roles:
+        raise click.UsageError(f"{name} takes no weight files")
+    if role is None and len(roles) > 1:
+        raise click.UsageError(f"{name} has several weight files ({', '.join(roles)}); say which with --role")
+    role = role or roles[0]
+    if role not in card.weights:
+        raise click.BadParameter(f"{name} has no weight file {role!r} (it has {', '.join(roles)})",
+                                 param_hint="--role")
+    expected = card.weights[role].sha256
+    if expected and sha256_file(file).lower() != expected.lower():
+        raise WeightsHashError(f"{file}: sha256 differs from the one {name} lists for {card.weights[role].filename} "
+                               f"({expected}); not added (pass the file with --weights to use it anyway)")
+    click.echo(f"{role}: {copy_into_cache(card, role, file)}")
+
+
+@weights.command("download")
+@click.argument("name")
+@handle_errors
+def weights_download(name):
+    """Download NAME's weight files into the weights cache (where the card has a URL; checked against its sha256)."""
+    from ..hub import locate_backend_weights, resolve_weights
+
+    registry, card = _backend(name)
+    if registry.hook(name, "locate_weight_files") is not None:  # packs and packages: fetched where they are used
+        registry.create(name, device="cpu")
+        paths = locate_backend_weights(registry, name)
+    else:
+        paths = {role: resolve_weights(card, role, download=True) for role in card.weights}
+    for role, path in paths.items():
+        click.echo(f"{role}: {path}")
 
 
 COMMANDS = [protocols_command, restorers_command, recognizers_command, weights]
