@@ -229,3 +229,20 @@ def test_weights_add_and_download(tmp_path, monkeypatch):
     assert "say which with --role" in run("weights", "add", "difface", mine, expect=2).output
     out = run("weights", "download", "difface", expect=2).output
     assert "iddpm_ffhq512_ema500000.pth not found" in out and str(tmp_path / "home" / "weights" / "difface") in out
+
+
+def test_restore_writes_nothing_when_one_photo_has_no_face_unless_told_to_skip(faces_root, tmp_path):
+    """`restore a.jpg noface.png` wrote a.png and then stopped; now every face is found before anything is written,
+    and --on-error skip restores the others and names the skipped photo."""
+    from PIL import Image
+
+    photo = sorted((faces_root / "madonna").glob("*.jpg"))[0]
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (200, 200), (128, 128, 128)).save(blank)
+    out = tmp_path / "o"
+    result = run("restore", photo, blank, "--restorer", "none", "--out", out, expect=2)
+    assert f"{blank}: no face found by mtcnn" in result.output and "nothing written" in result.output
+    assert not out.exists()
+    result = run("restore", photo, blank, "--restorer", "none", "--on-error", "skip", "--out", out)
+    assert f"skipped {blank}: no face found by mtcnn" in result.output
+    assert sorted(p.name for p in out.iterdir()) == [photo.stem + ".png"]

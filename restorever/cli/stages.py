@@ -133,10 +133,13 @@ def _write_png(path: Path, array) -> None:
 @click.option("--detector", default="mtcnn", show_default=True)
 @click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--on-error", type=click.Choice(["error", "skip"]), default="error", show_default=True,
+              help="A photo without a face (or an aligned input that is not 512x512): stop before writing anything, "
+                   "or skip it and restore the others.")
 @restorer_options_option
 @click.option("--out", type=click.Path(), required=True)
 @handle_errors
-def restore_command(images, restorer, weights, aligned, detector, device, seed, restorer_option, out):
+def restore_command(images, restorer, weights, aligned, detector, device, seed, on_error, restorer_option, out):
     """Restore faces: aligned 512x512 crops directly, other photos via detection, alignment and paste-back.
 
     The stages are the evaluation pipeline's (``pipeline.stages``: one-image detection, ``ffhq_512`` alignment,
@@ -157,28 +160,43 @@ def restore_command(images, restorer, weights, aligned, detector, device, seed, 
     _refuse_collisions({path: out / (Path(path).stem + ".png") for path in images}, "inputs")
     routed = route_restorer_options([restorer], restorer_options(restorer_option))[restorer]
     model = create_restorer(restorer, weights=weights, device=dev, **routed)
+    # First every input is read and its face found, so that a failure stops the command before anything is written
+    landmarks: dict[str, object] = {}  # path -> five landmarks, or None for an aligned 512x512 crop
+    failed: dict[str, str] = {}
     det = None
-    for path in tqdm(images, desc="restore", unit="image"):
+    for path in tqdm(images, desc="detect", unit="image"):
         array = read_image(path)
-        photo = to_tensor([array]).to(dev)
-        is_aligned = aligned if aligned is not None else array.shape[:2] == (512, 512)
+        if aligned if aligned is not None else array.shape[:2] == (512, 512):
+            if array.shape[:2] == (512, 512):
+                landmarks[path] = None
+            else:
+                failed[path] = f"{path}: --aligned needs a 512x512 face crop, got {array.shape[1]}x{array.shape[0]}"
+            continue
+        if det is None:
+            from ..detectors import create_detector
+
+            det = create_detector(detector, device=str(dev))
+        (found,) = detect_each(det, [array], dev)
+        if found is None:
+            failed[path] = f"{path}: no face found by {detector}"
+        else:
+            landmarks[path] = found.landmarks
+    if failed and on_error == "error":
+        first = next(iter(failed.values()))
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise FaceNotFoundError(f"{first}{more}; nothing written; rerun with --on-error skip to restore the others")
+    for path in tqdm(list(landmarks), desc="restore", unit="image"):
+        photo = to_tensor([read_image(path)]).to(dev)
         seeds = [item_seed(seed, Path(path).name, None, "restore")]
-        if is_aligned:
-            if array.shape[:2] != (512, 512):
-                raise ValueError(f"{path}: --aligned needs a 512x512 face crop, got {array.shape[1]}x{array.shape[0]}")
+        if landmarks[path] is None:
             result = restore_faces(model, photo, seeds)
         else:
-            if det is None:
-                from ..detectors import create_detector
-
-                det = create_detector(detector, device=str(dev))
-            (found,) = detect_each(det, [array], dev)
-            if found is None:
-                raise FaceNotFoundError(f"{path}: no face found by {detector}")
-            face, _, matrix = align_faces([photo[0]], [found.landmarks], dev, return_matrices=True)
+            face, _, matrix = align_faces([photo[0]], [landmarks[path]], dev, return_matrices=True)
             result = paste_back(photo, restore_faces(model, face, seeds), matrix.to(dev).float())
         _write_png(out / (Path(path).stem + ".png"), to_uint8(result)[0])
-    click.echo(f"wrote {len(images)} image(s) to {out}")
+    for reason in failed.values():
+        click.echo(f"skipped {reason}", err=True)
+    click.echo(f"wrote {len(landmarks)} image(s) to {out}" + (f"; skipped {len(failed)}" if failed else ""))
 
 
 COMMANDS = [degrade_command, restore_command]
