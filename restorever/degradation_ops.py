@@ -311,8 +311,8 @@ def lr_size(height: int, width: int, scale: float) -> tuple[int, int]:
     h, w = int(height // float(scale)), int(width // float(scale))
     if h < 1 or w < 1:
         raise DegradationError(
-            f"scale {scale} is too large for a {height}x{width} image (low-resolution size {h}x{w}); use a smaller "
-            "--scales value."
+            f"scale {float(scale):g} is too large for a {height}x{width} image (low-resolution size {h}x{w}); use a "
+            f"scale of at most {min(height, width)}"
         )
     return h, w
 

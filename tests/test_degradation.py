@@ -405,3 +405,13 @@ def test_device_path_noise_is_the_per_item_noise(monkeypatch):
     for (idx, small), noise in zip(groups, seen):
         for k, i in enumerate(idx):
             assert torch.equal(noise[k], deg.noise(params, i, tuple(small.shape[1:]))), i
+
+
+def test_a_scale_beyond_the_image_names_the_largest_that_works():
+    """The message reads the same from the library and the CLI (it printed 1000.0 and named --scales)."""
+    from restorever.degradation_ops import lr_size
+    from restorever.degradation_params import DegradationError
+
+    assert lr_size(512, 512, 512) == (1, 1)
+    with pytest.raises(DegradationError, match=r"^scale 1000 is too large for a 512x512 image .*at most 512$"):
+        lr_size(512, 512, 1000.0)
