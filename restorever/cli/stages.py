@@ -148,7 +148,7 @@ def restore_command(images, restorer, weights, aligned, detector, device, seed, 
     from tqdm.auto import tqdm
 
     from ..devices import resolve_device
-    from ..errors import FaceNotFoundError
+    from ..errors import RestoreverError
     from ..images import read_image, to_tensor, to_uint8
     from ..pipeline.evaluate import item_seed, route_restorer_options
     from ..pipeline.paste import paste_back
@@ -166,7 +166,8 @@ def restore_command(images, restorer, weights, aligned, detector, device, seed, 
     det = None
     for path in tqdm(images, desc="detect", unit="image"):
         array = read_image(path)
-        if aligned if aligned is not None else array.shape[:2] == (512, 512):
+        is_aligned = aligned if aligned is not None else array.shape[:2] == (512, 512)
+        if is_aligned:
             if array.shape[:2] == (512, 512):
                 landmarks[path] = None
             else:
@@ -184,7 +185,7 @@ def restore_command(images, restorer, weights, aligned, detector, device, seed, 
     if failed and on_error == "error":
         first = next(iter(failed.values()))
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-        raise FaceNotFoundError(f"{first}{more}; nothing written; rerun with --on-error skip to restore the others")
+        raise RestoreverError(f"{first}{more}; nothing written; rerun with --on-error skip to restore the others")
     for path in tqdm(list(landmarks), desc="restore", unit="image"):
         photo = to_tensor([read_image(path)]).to(dev)
         seeds = [item_seed(seed, Path(path).name, None, "restore")]
