@@ -11,8 +11,8 @@ from typing import Any, Mapping, Sequence
 
 from .cache import current_key_versions, embedding_key, landmarks_key, restored_key
 
-__all__ = ["RunIdentity", "RECORDED_BEFORE_VERSIONS", "weights_id", "files_id", "weights_files", "device_kind", "conditions_of",
-           "recognizer_id"]
+__all__ = ["RunIdentity", "RECORDED_BEFORE_VERSIONS", "weights_id", "files_id", "weights_files", "device_kind",
+           "conditions_of", "recognizer_id"]
 
 
 #: the key versions of records made before results.json stored them (the recipes of 2026-12-05; no CUDA run with a

@@ -93,7 +93,7 @@ class CropRecognizer(Recognizer):
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
         self.torch_compile = bool(compile)
-        self._compiled_net = compile_module(self.net) if self.torch_compile else None  # a function: no second state_dict
+        self._compiled_net = compile_module(self.net) if self.torch_compile else None  # a function: one state_dict
 
     @property
     def device(self) -> torch.device:

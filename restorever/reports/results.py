@@ -119,8 +119,9 @@ def run_folder(out: str | Path) -> Iterator[Path]:
     out = Path(out)
     created = not out.exists()
     prepare_out_dir(out)
+    lock = RunLock(out)
     try:
-        with RunLock(out) as lock:
+        with lock:
             yield out
     except BaseException:
         if created and [p.name for p in out.iterdir()] == [lock.path.name]:

@@ -92,7 +92,7 @@ class VQFRRestorer(Restorer):
         if self.channels_last:
             net.to(memory_format=torch.channels_last)
         self.torch_compile = bool(compile)
-        self._compiled_net = compile_module(net) if self.torch_compile else None  # a function: no second state_dict copy
+        self._compiled_net = compile_module(net) if self.torch_compile else None  # a function: one state_dict
 
     def autocast_dtype(self, device: torch.device) -> torch.dtype | None:
         """The autocast dtype used on ``device`` (None = no autocast)."""
