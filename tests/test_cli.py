@@ -246,3 +246,18 @@ def test_restore_writes_nothing_when_one_photo_has_no_face_unless_told_to_skip(f
     result = run("restore", photo, blank, "--restorer", "none", "--on-error", "skip", "--out", out)
     assert f"skipped {blank}: no face found by mtcnn" in result.output
     assert sorted(p.name for p in out.iterdir()) == [photo.stem + ".png"]
+
+
+@pytest.mark.parametrize("protocol,args,message", [
+    ("lfw", ["--top-k", "5", "--min-images", "9"], "--min-images, --top-k apply only to identification protocols; "
+                                                   "lfw is a verification protocol"),
+    ("lfw-ident", ["--limit-pairs", "4"], "--limit-pairs applies only to verification protocols; lfw-ident is an "
+                                          "identification protocol"),
+])
+def test_eval_refuses_options_the_protocol_s_task_does_not_use(lfw_root, tmp_path, protocol, args, message):
+    """`eval` takes the options of both tasks; one the protocol's task ignores was silently dropped."""
+    out = tmp_path / "o"
+    result = run("eval", "--protocol", protocol, "--data-root", lfw_root, "--scales", "8", "--out", out, *args,
+                 expect=2)
+    assert message in result.output
+    assert not out.exists()

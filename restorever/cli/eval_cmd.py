@@ -69,7 +69,10 @@ def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degr
     rec_options = parse_key_values(recognizer_option)
     from ..datasets_ident import is_ident_protocol
 
-    if is_ident_protocol(protocol):
+    ident_protocol = is_ident_protocol(protocol)
+    _refuse_options_of_the_other_task(["pairs", "limit_pairs", "degrade_side", "examples"] if ident_protocol
+                                      else list(ident), protocol, ident_protocol)
+    if ident_protocol:
         from .ident_cmd import run_ident
 
         run_ident(protocol=protocol, data_root=data_root, restorers=restorers, recognizer=recognizer, scales=scales,
@@ -110,3 +113,17 @@ def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degr
         click.echo(f"skipped {skipped} pair(s) ({len(record['protocol']['failed_images'])} image(s) failed); "
                    f"reasons in {paths['results']}")
     click.echo(f"wrote {paths['results']}, {paths['markdown']}, {paths['roc']}")
+
+
+def _refuse_options_of_the_other_task(names: list[str], protocol: str, identification: bool) -> None:
+    """`eval` takes the options of both tasks; one given on the command line that the protocol's task does not use
+    (``--top-k`` for lfw, ``--limit-pairs`` for lfw-ident) is a usage error, not silently ignored."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    given = [p.opts[0] for p in ctx.command.params
+             if p.name in names and ctx.get_parameter_source(p.name) not in (None, ParameterSource.DEFAULT)]
+    if given:
+        task, other = ("an identification", "verification") if identification else ("a verification", "identification")
+        verb = "applies" if len(given) == 1 else "apply"
+        raise click.UsageError(f"{', '.join(given)} {verb} only to {other} protocols; {protocol} is {task} protocol")
