@@ -261,3 +261,27 @@ def test_eval_refuses_options_the_protocol_s_task_does_not_use(lfw_root, tmp_pat
                  expect=2)
     assert message in result.output
     assert not out.exists()
+
+
+def test_a_new_run_in_a_used_folder_removes_the_old_report_and_examples(faces_run, faces_root, tmp_path, caplog):
+    """Rerunning into a finished folder with other scales left the old report.html, figures/ and examples of the
+    old scales beside the new results.json; they are removed (a file of the user's is kept) and the run validates."""
+    import logging
+
+    from restorever.validate import check_run
+
+    _, tmp, csv_file, _ = faces_run
+    out = tmp_path / "run"
+    base = ["eval", "--protocol", "pairs-csv", "--pairs", csv_file, "--data-root", faces_root, "--no-progress",
+            "--out", out, "--cache-dir", tmp / "cache", "--examples", "2"]
+    run(*base, "--scales", "8")
+    run("report", out)
+    (out / "notes.txt").write_text("mine")
+    assert (out / "report.html").is_file() and (out / "examples" / "x8").is_dir()
+    with caplog.at_level(logging.WARNING, logger="restorever.reports.results"):
+        run(*base, "--scales", "16")
+    assert not (out / "report.html").exists() and not (out / "report.md").exists()
+    assert not (out / "figures").exists() and not (out / "examples" / "x8").exists()
+    assert (out / "examples" / "x16").is_dir() and (out / "notes.txt").read_text() == "mine"
+    assert "removed what the previous run there left (report.html, report.md, figures/, 2 example" in caplog.text
+    assert check_run(out).ok

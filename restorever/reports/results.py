@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
+import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -11,6 +13,8 @@ from ..errors import RestoreverError
 from ..pipeline.records import (ConditionRecord, IdentConditionRecord, IdentRunRecord, RunRecord, is_identification,
                                 record_from_json)
 from .labels import condition_label
+
+logger = logging.getLogger(__name__)
 
 RESULTS_FILE = "results.json"
 MAX_RESULTS_BYTES = 1 << 30  # as restorever validate: a results.json above 1 GiB is refused unread
@@ -156,6 +160,35 @@ def _example_files(record: dict[str, Any]) -> list[str]:
     return out
 
 
+REPORT_OUTPUTS = ("report.html", "report.md")  # `restorever report`'s default outputs, beside its figures/ folder
+_FIGURE_SUFFIXES = {".png", ".pdf", ".svg"}
+
+
+def _remove_stale_outputs(out: Path, examples: set[str]) -> None:
+    """Remove what a previous run in ``out`` left that would describe the wrong results: the default report
+    (``report.html``, ``report.md`` and a ``figures/`` folder holding only figures) and example PNGs this record
+    does not name. Anything else in ``out`` is left alone."""
+    removed = [name for name in REPORT_OUTPUTS if (out / name).is_file()]
+    for name in removed:
+        (out / name).unlink()
+    figures = out / "figures"
+    if figures.is_dir() and all(p.is_file() and p.suffix.lower() in _FIGURE_SUFFIXES for p in figures.iterdir()):
+        shutil.rmtree(figures)
+        removed.append("figures/")
+    examples_dir = out / "examples"
+    if examples_dir.is_dir():
+        old = [p for p in examples_dir.rglob("*.png") if p.relative_to(out).as_posix() not in examples]
+        for path in old:
+            path.unlink()
+        for folder in sorted((d for d in examples_dir.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts)):
+            if not any(folder.iterdir()):
+                folder.rmdir()
+        removed += [f"{len(old)} example image(s)"] if old else []
+    if removed:
+        logger.warning("%s: removed what the previous run there left (%s): it described other results; "
+                       "`restorever report %s` makes the report again", out, ", ".join(removed), out)
+
+
 def write_run(record: dict[str, Any], out: str | Path) -> dict[str, Path]:
     """Write ``results.json``, ``results.md``, ``roc.png`` and ``degradation.jsonl`` into ``out``, all or nothing.
 
@@ -206,6 +239,7 @@ def write_run(record: dict[str, Any], out: str | Path) -> dict[str, Path]:
         stale = out / "degradation.jsonl"
         if "degradation.jsonl" not in contents and stale.exists():
             stale.unlink()
+        _remove_stale_outputs(out, set(_example_files(record)))
         for name in [n for n in contents if n != RESULTS_FILE] + [RESULTS_FILE]:
             os.replace(staged[name], out / name)
     finally:  # after a failure or an interruption: no staged file is left behind
