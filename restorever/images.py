@@ -197,6 +197,9 @@ def to_uint8(images) -> np.ndarray:
             .permute(0, 2, 3, 1).contiguous().numpy())
 
 
+_FACE_RANGE_SLACK = 1e-3  # float rounding of a resampled or restored face may leave [0, 1] by a hair
+
+
 def check_faces(images: "torch.Tensor", size: int | None = 512, name: str = "images") -> None:
     """Check the public input contract of restorers and recognizers: float ``[B, 3, size, size]`` RGB in ``[0, 1]``
     (``size=None``: any height and width). Raises TypeError/ValueError naming ``name``."""
@@ -210,3 +213,8 @@ def check_faces(images: "torch.Tensor", size: int | None = 512, name: str = "ima
         raise ValueError(f"{name}: expected {size}x{size} aligned faces, got {tuple(images.shape[-2:])}")
     if not images.is_floating_point():
         raise TypeError(f"{name}: expected a float tensor in [0, 1], got {images.dtype}")
+    if images.numel():
+        low, high = (float(v) for v in torch.aminmax(images.detach()))
+        if not (-_FACE_RANGE_SLACK <= low and high <= 1 + _FACE_RANGE_SLACK):  # NaN fails too
+            raise ValueError(f"{name}: expected values in [0, 1], got {low:.4g} to {high:.4g}"
+                             + (" (8-bit values? divide by 255)" if high > 2 else ""))

@@ -66,8 +66,8 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
         return min(times), out
 
-    t_ours, ours = best_of(lambda: kfold_accuracy(-dist, same.astype(int), folds))
-    t_roc, _ = best_of(lambda: verification_report(-dist, same.astype(int), folds))
+    t_ours, ours = best_of(lambda: kfold_accuracy(same.astype(int), -dist, folds))
+    t_roc, _ = best_of(lambda: verification_report(same.astype(int), -dist, folds))
     t_ref, ref = best_of(lambda: grid_reference(dist, same, folds))
     print(header({"pairs": args.pairs, "folds": 10, "repeat": f"best of {args.repeat}"}))
     print(f"restorever exact kfold_accuracy : {1e3 * t_ours:8.2f} ms  accuracy {ours.mean:.4f}")

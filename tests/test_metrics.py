@@ -78,7 +78,7 @@ def test_best_threshold_is_exact(seed):
 
 def test_kfold_accuracy_beats_or_matches_grid_on_training_and_agrees_on_easy_data():
     y, s, folds = _data(n=6000, seed=3)
-    ours = kfold_accuracy(s, y, folds)
+    ours = kfold_accuracy(y, s, folds)
     grid = _insightface_grid(y, s, folds)
     # Both rules pick a threshold between the same class clouds: fold accuracies agree closely.
     assert abs(ours.mean - grid.mean()) < 0.005
@@ -94,7 +94,7 @@ def test_kfold_accuracy_matches_grid_when_scores_lie_on_the_grid():
     s = np.round(rng.normal(size=2000) + y, 2) + 0.005
     folds = np.arange(2000) % 10
     grid = np.round(np.arange(-5, 5, 0.01), 2)
-    ours = kfold_accuracy(s, y, folds)
+    ours = kfold_accuracy(y, s, folds)
     np.testing.assert_allclose(ours.fold_accuracies, _insightface_grid(y, s, folds, grid))
 
 
@@ -104,18 +104,18 @@ def test_kfold_threshold_chosen_on_other_folds():
     s = np.where(y == 1, 1.0, 0.0)
     s[:2] = [0.0, 1.0]  # fold 0 reversed
     folds = np.repeat(np.arange(10), 2)
-    res = kfold_accuracy(s, y, folds)
+    res = kfold_accuracy(y, s, folds)
     assert res.fold_accuracies[0] == 0.0
     assert np.all(res.fold_accuracies[1:] == 1.0)
 
 
 def test_invariances():
     y, s, folds = _data(n=1000, seed=4)
-    base = kfold_accuracy(s, y, folds)
+    base = kfold_accuracy(y, s, folds)
     perm = np.random.default_rng(0).permutation(y.size)
-    assert kfold_accuracy(s[perm], y[perm], folds[perm]).mean == pytest.approx(base.mean)
+    assert kfold_accuracy(y[perm], s[perm], folds[perm]).mean == pytest.approx(base.mean)
     # strictly monotone transforms of the scores change nothing
-    assert kfold_accuracy(np.exp(s), y, folds).mean == pytest.approx(base.mean)
+    assert kfold_accuracy(y, np.exp(s), folds).mean == pytest.approx(base.mean)
     assert roc_auc_score(y, 3 * s + 1) == pytest.approx(roc_auc_score(y, s))
     assert eer(y, np.tanh(s)) == pytest.approx(eer(y, s))
 
@@ -144,22 +144,61 @@ def test_degenerate_one_class():
         warnings.simplefilter("ignore")
         assert np.isnan(roc_auc_score(y, s))
         assert np.isnan(eer(y, s))
-    assert kfold_accuracy(s, y, np.arange(20) % 10).mean == 1.0
+    assert kfold_accuracy(y, s, np.arange(20) % 10).mean == 1.0
 
 
 def test_bad_input():
     with pytest.raises(ValueError, match="0 \\(different\\) and 1"):
         roc_curve([0, 2], [0.1, 0.2])
     with pytest.raises(ValueError, match="NaN"):
-        kfold_accuracy([0.1, np.nan], [0, 1], [0, 1])
+        kfold_accuracy([0, 1], [0.1, np.nan], [0, 1])
     with pytest.raises(ValueError, match="equal length"):
         roc_curve([0, 1, 1], [0.1, 0.2])
 
 
 def test_report_layout():
     y, s, folds = _data(n=6000)
-    rep = verification_report(s, y, folds)
+    rep = verification_report(y, s, folds)
     assert set(rep["tar_at_far"]) == {"0.1", "0.01", "0.001", "0.0001"}
     assert 0 <= rep["accuracy_mean"] <= 1 and len(rep["fold_accuracies"]) == 10
     assert rep["roc"]["fpr"][0] == 0 and rep["roc"]["fpr"][-1] == 1
     assert rep["auc"] == pytest.approx(skm.roc_auc_score(y, s))
+
+
+def test_zero_weight_pairs_count_for_nothing_as_in_scikit_learn():
+    """roc_curve kept zero-weight pairs as threshold points ([inf .9 .8 .7 .6 .5] where scikit-learn gives
+    [inf .9 .6 .5]); they are dropped now, in every metric that takes weights."""
+    y, s, w = [1, 0, 1, 0, 1], [0.9, 0.8, 0.7, 0.6, 0.5], [1, 1, 0, 1, 1]
+    ours, ref = roc_curve(y, s, sample_weight=w), skm.roc_curve(y, s, sample_weight=w)
+    for a, b in zip(ours, ref):
+        np.testing.assert_array_equal(a, b)
+    assert best_threshold(y, s, sample_weight=w) == best_threshold([1, 0, 0, 1], [0.9, 0.8, 0.6, 0.5])
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda: roc_curve([], []), "no pairs"),
+    (lambda: roc_auc_score([], []), "no pairs"),
+    (lambda: eer([], []), "no pairs"),
+    (lambda: kfold_accuracy([], [], []), "no pairs"),
+    (lambda: verification_report([], [], []), "no pairs"),
+    (lambda: best_threshold([1, 0], [0.2, 0.1], sample_weight=[0, 0]), "no pairs of non-zero weight"),
+    (lambda: roc_auc_score([1, 0], [0.2, 0.1], sample_weight=[1, np.nan]), "finite and non-negative"),
+    (lambda: roc_auc_score([1, 0], [0.2, 0.1], sample_weight=[1, -1]), "finite and non-negative"),
+    (lambda: tar_at_far([1, 0], [0.2, 0.1], 0.0), r"far must be a rate in \(0, 1\], got 0.0"),
+    (lambda: tar_at_far([1, 0], [0.2, 0.1], float("nan")), "far must be a rate"),
+])
+def test_inputs_without_an_answer_are_errors_that_say_why(call, message):
+    """Empty input, bad weights and an impossible FAR raised IndexError, ZeroDivisionError or returned NaN."""
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_kfold_accuracy_takes_y_true_first_like_every_metric():
+    """kfold_accuracy / verification_report took (scores, labels, folds); now (y_true, scores, folds), as
+    scikit-learn and the rest of restorever.metrics: the swapped call no longer runs silently."""
+    y, f = np.array([1, 0, 1, 0, 1, 0, 1, 0]), np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    s = np.array([0.9, 0.1, 0.8, 0.3, 0.85, 0.15, 0.7, 0.3])  # each fold's threshold (0.3) separates the other
+    assert kfold_accuracy(y, s, f).mean == 1.0
+    assert verification_report(y, s, f)["accuracy_mean"] == 1.0
+    with pytest.raises(ValueError, match="y_true must hold only 0"):
+        kfold_accuracy(s, y, f)

@@ -34,10 +34,20 @@ def _as_arrays(y_true, scores, sample_weight=None):
         raise ValueError("y_true must hold only 0 (different) and 1 (same)")
     if not np.all(np.isfinite(s)):
         raise ValueError("scores contain NaN or infinite values")
-    w = np.ones_like(s) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-    if w.shape != s.shape:
-        raise ValueError("sample_weight must have the same length as scores")
-    return y.astype(bool), s, w
+    y = y.astype(bool)
+    if sample_weight is None:
+        w = np.ones_like(s)
+    else:
+        w = np.asarray(sample_weight, dtype=np.float64)
+        if w.shape != s.shape:
+            raise ValueError("sample_weight must have the same length as scores")
+        if not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise ValueError("sample_weight must be finite and non-negative")
+        keep = w != 0  # a pair of weight zero counts for nothing (scikit-learn drops them too)
+        y, s, w = y[keep], s[keep], w[keep]
+    if s.size == 0:
+        raise ValueError("no pairs" + (" of non-zero weight" if sample_weight is not None else ""))
+    return y, s, w
 
 
 def best_threshold(y_true, scores, *, sample_weight=None) -> tuple[float, float]:
@@ -51,8 +61,6 @@ def best_threshold(y_true, scores, *, sample_weight=None) -> tuple[float, float]
         ``score > threshold``.
     """
     y, s, w = _as_arrays(y_true, scores, sample_weight)
-    if s.size == 0:
-        raise ValueError("no pairs to choose a threshold from")
     order = np.argsort(s, kind="mergesort")
     s_sorted, y_sorted, w_sorted = s[order], y[order], w[order]
     distinct, first = np.unique(s_sorted, return_index=True)
@@ -91,15 +99,15 @@ class KFoldResult:
         return float(self.fold_accuracies.std(ddof=1) / np.sqrt(k)) if k > 1 else float("nan")
 
 
-def kfold_accuracy(scores, labels, folds) -> KFoldResult:
+def kfold_accuracy(y_true, scores, folds) -> KFoldResult:
     """LFW / insightface k-fold verification accuracy.
 
     For each fold, the threshold maximising accuracy on all *other* folds is applied to that fold. The search is
     exact (every boundary between distinct training scores, as :func:`best_threshold`) and vectorised over folds:
-    the scores are sorted once. ``scores`` higher = more similar; ``labels`` 1 same / 0 different; ``folds`` an
+    the scores are sorted once. ``y_true`` 1 same / 0 different; ``scores`` higher = more similar; ``folds`` an
     integer per pair. A single fold is evaluated with its own threshold (no held-out data), with a warning.
     """
-    y, s, _ = _as_arrays(labels, scores)
+    y, s, _ = _as_arrays(y_true, scores)
     f = np.asarray(folds)
     if f.shape != s.shape:
         raise ValueError("folds must have one entry per pair")
@@ -202,6 +210,8 @@ def tar_at_far(y_true, scores, far: float) -> float:
 
     Returns NaN with a warning when there are fewer than ``1 / far`` negative pairs (the rate cannot be resolved).
     """
+    if not 0 < far <= 1:  # NaN fails too
+        raise ValueError(f"far must be a rate in (0, 1], got {far}")
     y, s, _ = _as_arrays(y_true, scores)
     n_neg = int((~y).sum())
     if n_neg < 1.0 / far:
@@ -216,11 +226,11 @@ def tar_at_far(y_true, scores, far: float) -> float:
 FARS = (1e-1, 1e-2, 1e-3, 1e-4)
 
 
-def verification_report(scores, labels, folds, *, fars=FARS, roc_points: int = 200) -> dict:
+def verification_report(y_true, scores, folds, *, fars=FARS, roc_points: int = 200) -> dict:
     """All verification metrics in the ``results.json`` layout (fractions in [0, 1]; ROC thinned to about
     ``roc_points`` points for storage)."""
-    kf = kfold_accuracy(scores, labels, folds)
-    fpr, tpr, _ = roc_curve(labels, scores)
+    kf = kfold_accuracy(y_true, scores, folds)
+    fpr, tpr, _ = roc_curve(y_true, scores)
     if fpr.size > roc_points:
         idx = np.unique(np.r_[0, np.linspace(0, fpr.size - 1, roc_points).round().astype(int), fpr.size - 1])
         # keep the low-FAR end dense: log-spaced picks too
@@ -233,7 +243,7 @@ def verification_report(scores, labels, folds, *, fars=FARS, roc_points: int = 2
         fpr_s, tpr_s = fpr, tpr
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        tars = {f"{far:g}": _none_if_nan(tar_at_far(labels, scores, far)) for far in fars}
+        tars = {f"{far:g}": _none_if_nan(tar_at_far(y_true, scores, far)) for far in fars}
     if np.isnan(fpr_s).any() or np.isnan(tpr_s).any():  # one class absent: no ROC to store
         fpr_s, tpr_s = np.empty(0), np.empty(0)
     return {
@@ -242,11 +252,11 @@ def verification_report(scores, labels, folds, *, fars=FARS, roc_points: int = 2
         "accuracy_sem": _none_if_nan(kf.sem),
         "fold_accuracies": kf.fold_accuracies.tolist(),
         "thresholds": [_finite(t) for t in kf.thresholds.tolist()],
-        "auc": _none_if_nan(roc_auc_score(labels, scores)),
-        "eer": _none_if_nan(eer(labels, scores)),
+        "auc": _none_if_nan(roc_auc_score(y_true, scores)),
+        "eer": _none_if_nan(eer(y_true, scores)),
         "tar_at_far": tars,
         "roc": {"fpr": fpr_s.tolist(), "tpr": tpr_s.tolist()},
-        "n_pairs": int(np.asarray(labels).size),
+        "n_pairs": int(np.asarray(y_true).size),
     }
 
 

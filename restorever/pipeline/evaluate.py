@@ -103,6 +103,10 @@ class EvalConfig:
             raise unknown_name("detector", self.detector, list_detectors())
         route_restorer_options(self.restorers, self.restorer_options)  # unknown restorers and bad option values
         route_recognizer_options(self.recognizer, self.recognizer_options)
+        if self.flip_test:
+            from ..recognizers import check_flip_test
+
+            check_flip_test(self.recognizer)
 
 
 def limit_pairs(pairs: PairList, n: int | None) -> PairList:
@@ -483,7 +487,7 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
         records.append(ConditionRecord(
             restorer=restorer, degradation=None if scale is None else config.degradation, scale=scale,
             degrade_side=config.degrade_side, recognizer=config.recognizer, similarity=similarity,
-            verification=VerificationMetrics.from_json(verification_report(scores, valid.same, valid.fold),
+            verification=VerificationMetrics.from_json(verification_report(valid.same, scores, valid.fold),
                                                        check=False),
             identity=IdentityToClean.from_json(identity_to_clean(clean, emb, compared), check=False),
             scores=PairScores(valid.same.tolist(), valid.fold.tolist(), scores.tolist())))

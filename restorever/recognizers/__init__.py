@@ -35,12 +35,24 @@ def create_recognizer(name: str, *, weights: dict[str, str] | str | None = None,
         weights = parse_weights_option(weights)
     from ..devices import resolve_device
 
+    if kwargs.get("flip_test"):
+        check_flip_test(name)
     device = resolve_device(device)  # "cuda" on a machine without a GPU is an error here, not at the first batch
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     try:
         return REGISTRY.create(name, weights=weights or None, device=device, **kwargs)
     except (WeightsNotFoundError, ValueError) as exc:
         raise _with_recognizer_flag(exc) from exc
+
+
+def check_flip_test(name: str) -> None:
+    """:class:`~restorever.errors.ConfigError` unless recognizer ``name`` has a flip test (its card's defaults
+    name ``flip_test``; dlib's descriptor has none)."""
+    from ..errors import ConfigError
+
+    if "flip_test" not in recognizer_card(name).default_kwargs:
+        raise ConfigError("flip_test", f"is not available for recognizer {name} (it embeds one view of a face); "
+                                       f"the arcface-* and facenet-* recognizers have it")
 
 
 def _with_recognizer_flag(exc: Exception) -> Exception:

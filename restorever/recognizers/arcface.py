@@ -134,6 +134,8 @@ class OnnxRecognizer(Recognizer):
     def _run(self, x: "np.ndarray") -> "np.ndarray":
         import numpy as np
 
+        if not len(x):
+            return np.zeros((0, self.embedding_dim), np.float32)
         step = self._fixed_batch or len(x)
         outs = []
         for i in range(0, len(x), step):

@@ -4,6 +4,9 @@ from __future__ import annotations
 import torch
 
 from ..hub import ModelCard
+from ..images import check_faces
+
+__all__ = ["Recognizer", "check_inputs", "check_landmarks"]
 
 
 class Recognizer(torch.nn.Module):
@@ -29,3 +32,17 @@ class Recognizer(torch.nn.Module):
         """``faces`` ``[B,3,512,512]`` float RGB [0,1] and ``landmarks`` ``[B,5,2]`` (px in the crop) ->
         ``[B,D]`` float32 embeddings."""
         raise NotImplementedError
+
+
+def check_landmarks(landmarks: torch.Tensor, batch: int) -> None:
+    """``landmarks`` must be a ``[batch, 5, 2]`` tensor (pixels in the face crop); ValueError otherwise."""
+    if not isinstance(landmarks, torch.Tensor) or tuple(landmarks.shape) != (batch, 5, 2):
+        shape = tuple(landmarks.shape) if isinstance(landmarks, torch.Tensor) else type(landmarks).__name__
+        raise ValueError(f"landmarks: expected a [{batch}, 5, 2] tensor of (x, y) pixels in the face crop, got {shape}")
+
+
+def check_inputs(faces: torch.Tensor, landmarks: torch.Tensor) -> None:
+    """The input contract of :meth:`Recognizer.embed`: ``faces`` ``[B, 3, H, W]`` float RGB in [0, 1] and
+    ``landmarks`` ``[B, 5, 2]``; TypeError/ValueError naming the argument otherwise."""
+    check_faces(faces, None, name="faces")
+    check_landmarks(landmarks, faces.shape[0])

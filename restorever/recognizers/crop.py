@@ -12,8 +12,7 @@ import torch
 from ..acceleration import CHANNELS_LAST, COMPILE, compile_module
 from ..hub import ModelCard, OptionSpec, build_uninitialised
 from ..precision import AUTOCAST_PRECISIONS, autocast_dtype
-from ..images import check_faces
-from .base import Recognizer
+from .base import Recognizer, check_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -40,12 +39,6 @@ def autocast_dtype_for(precision: str, device: torch.device) -> torch.dtype | No
     return dtype
 
 
-def _check_landmarks(landmarks: torch.Tensor, batch: int) -> None:
-    if not isinstance(landmarks, torch.Tensor) or tuple(landmarks.shape) != (batch, 5, 2):
-        shape = tuple(landmarks.shape) if isinstance(landmarks, torch.Tensor) else type(landmarks).__name__
-        raise ValueError(f"landmarks: expected a [{batch}, 5, 2] tensor of (x, y) pixels in the face crop, got {shape}")
-
-
 def prepare_crops(faces: torch.Tensor, landmarks: torch.Tensor, card: ModelCard) -> torch.Tensor:
     """Crop ``faces`` (``[B,3,H,W]`` RGB [0,1]) to ``card.template`` from ``landmarks`` (``[B,5,2]`` px) and normalise.
 
@@ -54,8 +47,7 @@ def prepare_crops(faces: torch.Tensor, landmarks: torch.Tensor, card: ModelCard)
     """
     from ..alignment import crop_to_template
 
-    check_faces(faces, None, name="faces")
-    _check_landmarks(landmarks, faces.shape[0])
+    check_inputs(faces, landmarks)
     crops = crop_to_template(faces, landmarks.to(faces.device), card.template)  # the fit runs in float64
     if tuple(crops.shape[-2:]) != (card.input_size, card.input_size):
         raise ValueError(f"{card.name}: template {card.template!r} gives {tuple(crops.shape[-2:])} crops, "

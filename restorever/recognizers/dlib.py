@@ -21,7 +21,7 @@ import torch
 
 from ..errors import CheckpointLayoutError, WeightsNotFoundError
 from ..hub import ModelCard, WeightFile, check_weight_roles
-from .base import Recognizer
+from .base import Recognizer, check_inputs
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +113,9 @@ class DlibRecognizer(Recognizer):
     def embed(self, faces: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
         from ..images import to_uint8
 
+        check_inputs(faces, landmarks)
+        if not len(faces):
+            return torch.zeros(0, self.embedding_dim)
         arrays = to_uint8(faces)
         boxes = self.face_boxes(landmarks)
         dlib = self._dlib

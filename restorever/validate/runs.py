@@ -208,8 +208,8 @@ def _check_metrics(record: dict[str, Any], run: RunRecord, report: RunValidation
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                fresh = verification_report(np.asarray(cond.scores.score, dtype=np.float64),
-                                            np.asarray(cond.scores.same, dtype=np.int64),
+                fresh = verification_report(np.asarray(cond.scores.same, dtype=np.int64),
+                                            np.asarray(cond.scores.score, dtype=np.float64),
                                             np.asarray(cond.scores.fold, dtype=np.int64))
             except (ValueError, OverflowError) as exc:
                 found.append(f"conditions[{i}] ({cond.label}): metrics cannot be recomputed ({exc})")

@@ -518,7 +518,7 @@ def results_record(draw) -> dict:
         scores = [float(np.float32(draw(st.floats(-1, 1, width=32)))) for _ in range(n)]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            ver = verification_report(np.asarray(scores), np.asarray(same), np.asarray(fold))
+            ver = verification_report(np.asarray(same), np.asarray(scores), np.asarray(fold))
         conditions.append({"restorer": restorer, "degradation": None if scale is None else "difface-test",
                            "scale": scale, "degrade_side": "probe", "recognizer": "dlib", "verification": ver,
                            "scores": {"same": same, "fold": fold, "score": scores}})

@@ -41,7 +41,7 @@ def _quiet(fn, *args):
 def test_permuting_pairs_changes_nothing(data, rnd):
     s, y, f = data
     perm = np.array(rnd.sample(range(s.size), s.size))
-    base, moved = _quiet(verification_report, s, y, f), _quiet(verification_report, s[perm], y[perm], f[perm])
+    base, moved = _quiet(verification_report, y, s, f), _quiet(verification_report, y[perm], s[perm], f[perm])
     assert json.dumps(base, sort_keys=True) == json.dumps(moved, sort_keys=True)
 
 
@@ -63,12 +63,12 @@ def test_monotone_transform_of_scores_changes_no_metric(name, data):
     s, y, f = data
     t = _TRANSFORMS[name](s)
     assume(np.unique(t).size == np.unique(s).size)  # float rounding must not merge two scores
-    base, moved = _quiet(verification_report, s, y, f), _quiet(verification_report, t, y, f)
+    base, moved = _quiet(verification_report, y, s, f), _quiet(verification_report, y, t, f)
     base.pop("thresholds")
     moved.pop("thresholds")
     assert json.dumps(base, sort_keys=True) == json.dumps(moved, sort_keys=True)
     # the thresholds are the transformed training scores (-inf stays -inf)
-    kf, kt = _quiet(kfold_accuracy, s, y, f), _quiet(kfold_accuracy, t, y, f)
+    kf, kt = _quiet(kfold_accuracy, y, s, f), _quiet(kfold_accuracy, y, t, f)
     finite = np.isfinite(kf.thresholds)
     assert np.array_equal(np.isfinite(kt.thresholds), finite)
     assert kt.thresholds[finite].tolist() == _TRANSFORMS[name](kf.thresholds[finite]).tolist()
@@ -88,7 +88,7 @@ def test_kfold_rule_matches_brute_force_even_with_one_class_folds(data):
     """For each fold the threshold is the smallest most-accurate one on the *other* folds (all pairs when there is
     a single fold), and the fold accuracy is that threshold applied to the fold: checked exhaustively."""
     s, y, f = data
-    res = _quiet(kfold_accuracy, s, y, f)
+    res = _quiet(kfold_accuracy, y, s, f)
     ids = np.unique(f)
     assert res.folds.tolist() == ids.tolist()
     for k, fold in enumerate(ids):
@@ -104,8 +104,8 @@ def test_kfold_rule_matches_brute_force_even_with_one_class_folds(data):
 @given(pair_data())
 def test_duplicating_every_pair_changes_nothing(data):
     s, y, f = data
-    base = _quiet(kfold_accuracy, s, y, f)
-    twice = _quiet(kfold_accuracy, np.r_[s, s], np.r_[y, y], np.r_[f, f])
+    base = _quiet(kfold_accuracy, y, s, f)
+    twice = _quiet(kfold_accuracy, np.r_[y, y], np.r_[s, s], np.r_[f, f])
     assert twice.fold_accuracies.tolist() == base.fold_accuracies.tolist()
     assert twice.thresholds.tolist() == base.thresholds.tolist()
     assert _quiet(roc_auc_score, np.r_[y, y], np.r_[s, s]) == pytest.approx(_quiet(roc_auc_score, y, s), abs=1e-12)
@@ -124,7 +124,7 @@ def test_auc_is_the_mann_whitney_probability(data):
 @given(pair_data())
 def test_report_is_strict_json_with_fractions(data):
     s, y, f = data
-    rep = _quiet(verification_report, s, y, f)
+    rep = _quiet(verification_report, y, s, f)
     json.dumps(rep, allow_nan=False)  # results.json is written with allow_nan=False
     for key in ("accuracy_mean", "auc", "eer"):
         assert rep[key] is None or 0.0 <= rep[key] <= 1.0
@@ -139,13 +139,13 @@ def test_report_is_strict_json_with_fractions(data):
 def test_one_class_is_degenerate_not_an_error(data):
     s, y, f = data
     y = np.full_like(y, y[0])
-    res = _quiet(kfold_accuracy, s, y, f)
+    res = _quiet(kfold_accuracy, y, s, f)
     assert np.all((0 <= res.fold_accuracies) & (res.fold_accuracies <= 1))
     assert np.isnan(_quiet(roc_auc_score, y, s)) and np.isnan(_quiet(eer, y, s))
 
 
 def test_one_class_report_is_strict_json():
-    rep = _quiet(verification_report, np.linspace(0, 1, 10), np.ones(10, int), np.arange(10) % 2)
+    rep = _quiet(verification_report, np.ones(10, int), np.linspace(0, 1, 10), np.arange(10) % 2)
     json.dumps(rep, allow_nan=False)
 
 
@@ -155,7 +155,7 @@ def test_threshold_beyond_every_training_score_does_not_depend_on_scale():
     f = np.r_[np.zeros(10, int), 1]
     # trained on fold 1 alone ("everything is the same person"), fold 0 gets that rule: 0 % correct, at any scale
     for t in (s, 3 * s + 1, s / 100):
-        assert _quiet(kfold_accuracy, t, y, f).fold_accuracies[0] == 0.0
+        assert _quiet(kfold_accuracy, y, t, f).fold_accuracies[0] == 0.0
 
 
 def test_distance_convention_does_not_change_accuracy():
@@ -163,5 +163,5 @@ def test_distance_convention_does_not_change_accuracy():
     d = np.array([1.0, 0.0, 0.6, 1.0])  # fold 0 (training for fold 1): a different pair at 1.0, a same pair at 0
     y = np.array([0, 1, 1, 0])
     f = np.array([0, 0, 1, 1])
-    l2 = _quiet(kfold_accuracy, -d, y, f).fold_accuracies
-    assert l2.tolist() == _quiet(kfold_accuracy, -d ** 2, y, f).fold_accuracies.tolist()
+    l2 = _quiet(kfold_accuracy, y, -d, f).fold_accuracies
+    assert l2.tolist() == _quiet(kfold_accuracy, y, -d ** 2, f).fold_accuracies.tolist()

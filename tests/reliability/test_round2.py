@@ -65,7 +65,7 @@ def _recompute_metrics(record: dict) -> None:
 
     for cond in record["conditions"]:
         s = cond["scores"]
-        cond["verification"] = verification_report(np.asarray(s["score"]), np.asarray(s["same"]),
+        cond["verification"] = verification_report(np.asarray(s["same"]), np.asarray(s["score"]),
                                                    np.asarray(s["fold"]))
         cond.pop("comparison_to_clean", None)
         cond.pop("comparison_to_none", None)

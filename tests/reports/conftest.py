@@ -50,7 +50,7 @@ def make_record(run_dir: Path, *, restorers=("none", "vqfr-v2"), scales=(4, 16),
         cond = {
             "restorer": restorer, "degradation": None if scale is None else "difface-test", "scale": scale,
             "degrade_side": "probe", "recognizer": "arcface-r50",
-            "verification": verification_report(score, same, fold),
+            "verification": verification_report(same, score, fold),
             "identity": {"cosine_to_clean_mean": float(np.mean(list(cos.values()))), "n": len(cos), "per_item": cos},
             "scores": {"same": same.tolist(), "fold": fold.tolist(), "score": score.tolist()},
         }

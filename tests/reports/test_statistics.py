@@ -77,7 +77,7 @@ def test_pair_decisions_reproduce_kfold_fold_accuracies():
     rng = np.random.default_rng(1)
     _, _, same, fold = lfw_like_pairs()
     score = same * 0.8 + rng.normal(size=same.size)
-    kf = kfold_accuracy(score, same, fold)
+    kf = kfold_accuracy(same, score, fold)
     correct = pair_decisions({"same": same, "fold": fold, "score": score}, kf.thresholds)
     per_fold = np.array([correct[fold == f].mean() for f in np.unique(fold)])
     np.testing.assert_allclose(per_fold, kf.fold_accuracies, rtol=0, atol=1e-12)
