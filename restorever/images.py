@@ -127,7 +127,7 @@ def decode_tag(data: bytes) -> str | None:
     return ",".join(parts) or None
 
 
-def _to_rgb8(im) -> np.ndarray:
+def pil_to_rgb8(im) -> np.ndarray:
     """``HxWx3`` uint8 RGB of a Pillow image; 16-bit and 32-bit integer and float images are scaled, not clipped:
     16-bit (``I;16*``, or ``I`` with values up to 65535) by 255/65535, float ``F`` in [0, 1] by 255 (in [0, 255]
     as is); other ranges are refused rather than guessed."""
@@ -153,7 +153,7 @@ def decode_image(data: bytes, *, source: str = "<bytes>") -> np.ndarray:
     """Decode encoded image bytes to an ``HxWx3`` uint8 RGB array; raise :class:`ImageError` naming ``source``.
 
     The EXIF orientation is applied (a phone photo stored sideways comes out upright), and 16-bit and float images
-    are scaled to 8 bits (see :func:`_to_rgb8`)."""
+    are scaled to 8 bits (see :func:`pil_to_rgb8`)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -167,7 +167,7 @@ def decode_image(data: bytes, *, source: str = "<bytes>") -> np.ndarray:
                 oriented = ImageOps.exif_transpose(im) if exif_orientation(data) != 1 else im
             except (ValueError, TypeError, KeyError, SyntaxError) as exc:  # a tag was read, the transform failed
                 raise ImageError(f"{source}: unreadable EXIF orientation ({type(exc).__name__}: {exc})") from exc
-            arr = _to_rgb8(oriented)
+            arr = pil_to_rgb8(oriented)
     except ImageError:
         raise
     except UnidentifiedImageError as exc:  # its message names the in-memory buffer's address: not reproducible

@@ -350,3 +350,37 @@ def test_api_modules_import_no_private_names():
             if isinstance(node, ast.ImportFrom):
                 private = [a.name for a in node.names if a.name.startswith("_")]
                 assert not private, f"{path.name} imports private {private} from {node.module}"
+
+
+def test_threshold_lookup_names_a_degradation_preset_that_does_not_match():
+    """A run with (none, x8, difface-test) asked for gfpgan-v1 at x8 said "no condition with restorer='none',
+    scale=8 (it has ... (none, scale=8))", contradicting itself; the presets are named now."""
+    from restorever.api import threshold_from_results
+    from restorever.errors import RestoreverError
+
+    scores = {"same": [1, 0, 1, 0], "score": [0.9, 0.1, 0.8, 0.2], "fold": [0, 0, 1, 1]}
+    record = {"conditions": [
+        {"restorer": "none", "scale": None, "degradation": None, "recognizer": "dlib", "scores": scores},
+        {"restorer": "none", "scale": 8, "degradation": "difface-test", "recognizer": "dlib", "scores": scores}]}
+    assert threshold_from_results(record, scale=8, degradation="difface-test") == 0.2
+    with pytest.raises(RestoreverError, match=r"no condition \(none, scale=8, degradation=gfpgan-v1\) \(it has "
+                                              r"\(none, scale=None, degradation=None\), \(none, scale=8, "
+                                              r"degradation=difface-test\)\)"):
+        threshold_from_results(record, scale=8, degradation="gfpgan-v1")
+
+
+def test_a_16_bit_image_is_the_same_as_a_pil_object_and_as_a_file(tmp_path):
+    """load_image(PIL image) used convert("RGB"), which clips 16-bit values to white, while the file's decode scales
+    them by 255/65535: the same picture gave two different embeddings."""
+    from PIL import Image
+
+    from restorever.api.inputs import load_image
+
+    path = tmp_path / "g16.png"
+    Image.fromarray((np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)).save(path)
+    with Image.open(path) as im:
+        assert im.mode.startswith("I;16")
+        from_pil = load_image(im).array
+    from_file = load_image(path).array
+    np.testing.assert_array_equal(from_pil, from_file)
+    assert from_file[32, 32, 0] == round((32 * 64 + 32) * 16 / 257)  # scaled, not clipped to 255

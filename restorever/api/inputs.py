@@ -85,14 +85,17 @@ def flatten_images(images: Any, *, argument: str = "images") -> list[Any]:
 
 def load_image(item: Any, *, bgr: bool = False, source: str = "images[0]") -> ImageInput:
     """Decode or convert one image (see the module docstring for the accepted forms)."""
-    from ..images import read_image, to_tensor, to_uint8
+    from ..images import pil_to_rgb8, read_image, to_tensor, to_uint8
 
     if isinstance(item, (str, os.PathLike)):
         source = os.fspath(item)
         array = read_image(item)  # the same decoder as `restorever eval`
         tensor = to_tensor([array])[0]
     elif _is_pil(item):
-        array = np.ascontiguousarray(np.asarray(item.convert("RGB")))
+        try:  # 16-bit and float images scaled as a file's decode scales them (convert("RGB") would clip)
+            array = np.ascontiguousarray(pil_to_rgb8(item))
+        except ValueError as exc:
+            raise ImageError(f"{source}: {exc}") from exc
         tensor = to_tensor([array])[0]
     elif isinstance(item, np.ndarray):
         array = _from_numpy(item, bgr=bgr, source=source)

@@ -48,8 +48,13 @@ def threshold_from_results(results: str | os.PathLike | dict[str, Any], *, resto
                and (recognizer is None or c.get("recognizer") == recognizer)
                and (degradation is None or scale is None or c.get("degradation") == degradation)]
     if not matches:
-        have = ", ".join(f"({c.get('restorer')}, scale={c.get('scale')})" for c in conditions)
-        raise RestoreverError(f"{where}: no condition with restorer={restorer!r}, scale={scale!r} (it has {have})")
+        show_preset = degradation is not None and scale is not None
+
+        def label(restorer_: Any, scale_: Any, preset: Any) -> str:
+            return f"({restorer_}, scale={scale_}" + (f", degradation={preset}" if show_preset else "") + ")"
+
+        have = ", ".join(label(c.get("restorer"), c.get("scale"), c.get("degradation")) for c in conditions)
+        raise RestoreverError(f"{where}: no condition {label(restorer, scale, degradation)} (it has {have})")
     cond = matches[0]
     scores = cond.get("scores") or {}
     if scores.get("score") and scores.get("same"):
