@@ -1,4 +1,4 @@
-"""One place that turns a ``--device`` option into a :class:`torch.device` (or a one-line :class:`DeviceError`)."""
+"""One place that turns a device option into a :class:`torch.device` (or a one-line :class:`DeviceError`)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -30,17 +30,17 @@ def resolve_device(spec: Any = "auto") -> "torch.device":
     try:
         dev = spec if isinstance(spec, torch.device) else torch.device(text.lower())
     except (RuntimeError, ValueError, TypeError) as exc:
-        raise DeviceError(f"--device {text}: not a device name; use {DEVICE_HELP}") from exc
+        raise DeviceError(f"{text}: not a device name; use {DEVICE_HELP}") from exc
     if dev.type not in _COMPUTE_TYPES:
-        raise DeviceError(f"--device {text}: restorever runs on {DEVICE_HELP}, not {dev.type!r}")
+        raise DeviceError(f"{text}: restorever runs on {DEVICE_HELP}, not {dev.type!r}")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError(f"--device {text}: CUDA is not available on this machine (no GPU, or a CPU-only "
-                              f"torch); use --device cpu")
+            raise DeviceError(f"{text}: CUDA is not available on this machine (no GPU, or a CPU-only torch); "
+                              f"use cpu")
         count = torch.cuda.device_count()
         if dev.index is not None and dev.index >= count:
-            raise DeviceError(f"--device {text}: this machine has {count} GPU(s) (cuda:0..cuda:{count - 1}); pick "
-                              f"one of those or use --device cuda")
+            raise DeviceError(f"{text}: this machine has {count} GPU(s) (cuda:0..cuda:{count - 1}); pick one "
+                              f"of those or use cuda")
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise DeviceError(f"--device {text}: MPS is not available on this machine; use --device cpu")
+        raise DeviceError(f"{text}: MPS is not available on this machine; use cpu")
     return dev

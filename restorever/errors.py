@@ -57,8 +57,13 @@ class ConfigError(RestoreverError, ValueError):
         self.argument, self.problem = argument, problem
 
 
-class DeviceError(RestoreverError, ValueError):
-    """A ``--device`` this machine does not have (or that cannot run a computation, such as ``meta``)."""
+class DeviceError(ConfigError):
+    """A device this machine does not have (or that cannot run a computation, such as ``meta``). A
+    :class:`ConfigError` of the ``device`` argument: the library says ``device cuda: ...``, the command line
+    ``--device cuda: ...``."""
+
+    def __init__(self, problem: str):
+        super().__init__("device", problem)
 
 
 class DetectorError(RestoreverError):

@@ -300,8 +300,16 @@ def test_errors_name_library_arguments(pipe):
         pipe.embed(torch.full((3, 64, 64), 2.0))
     with pytest.raises(ImageError, match="uint8"):
         pipe.embed(np.zeros((64, 64, 3), np.float32))
-    with pytest.raises(ValueError, match="steps apply to none of the restorers"):
+    with pytest.raises(ConfigError, match="^backend_options option.s. steps apply to none of the restorers"):
         FacePipeline(device="cpu", steps=10)
+    with pytest.raises(ConfigError, match="^flip_test is not available for recognizer dlib"):
+        FacePipeline(device="cpu", flip_test=True)  # was a TypeError from deep inside dlib's constructor
+    for bad in (float("nan"), "-0.6", True):
+        with pytest.raises(ConfigError, match="^threshold must be a finite number"):
+            pipe.verify("a.jpg", "b.jpg", threshold=bad)
+    with pytest.raises(ConfigError, match="^images holds no image to restore"):
+        pipe.restore([])  # was torch.cat's ValueError
+    assert pipe.similarity([], []).shape == (0,) and pipe.verify([], [], threshold=-0.6).shape == (0,)
     with pytest.raises(ConfigError, match="^recognizer_options recognizer dlib takes no option.s. compile"):
         FacePipeline(device="cpu", recognizer_options={"compile": True})
     if not torch.cuda.is_available():

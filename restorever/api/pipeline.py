@@ -96,7 +96,10 @@ class FacePipeline:
                                                     "a name")
         self.recognizer = recognizer
         if isinstance(restorer, str):
-            options = route_restorer_options([restorer], backend_options)[restorer]
+            try:
+                options = route_restorer_options([restorer], backend_options)[restorer]
+            except ValueError as exc:
+                raise ConfigError("backend_options", str(exc)) from exc
             restorer = create_restorer(restorer, weights=weights if restorer != "none" else None,
                                        device=self.device, **options)
         elif weights is not None or backend_options:
@@ -204,6 +207,8 @@ class FacePipeline:
         eb = self.embed(b, degrade=degrade, seed=seed, bgr=bgr)
         if len(ea) != len(eb):
             raise ConfigError("b", f"has {len(eb)} image(s) but a has {len(ea)}")
+        if not len(ea):
+            return np.zeros(0)
         scores = self.similarity_of_embeddings(ea.numpy(), eb.numpy())
         return float(scores[0]) if is_single_image(a) and is_single_image(b) else scores
 
@@ -221,6 +226,9 @@ class FacePipeline:
         """
         if (threshold is None) == (results is None):
             raise ConfigError("threshold", "or results= must be given (exactly one of them)")
+        if threshold is not None and not (isinstance(threshold, (int, float, np.number))
+                                          and not isinstance(threshold, bool) and np.isfinite(threshold)):
+            raise ConfigError("threshold", f"must be a finite number on the similarity's scale, got {threshold!r}")
         if threshold is None:
             from .thresholds import threshold_from_results
 
@@ -264,6 +272,8 @@ class FacePipeline:
                 for k, inp in enumerate(inputs):
                     photo = inp.tensor[None].to(crops.device)
                     photos.append(paste(photo, crops[k:k + 1], matrices[k:k + 1].to(crops.device).float())[0].cpu())
+        if not faces:
+            raise ConfigError("images", "holds no image to restore")
         return Restoration(photos if paste_back else None, torch.cat(faces), torch.cat(lms), torch.cat(mats))
 
     # -------------------------------------------------------------------------------------------------- attributes
