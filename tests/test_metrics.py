@@ -202,3 +202,11 @@ def test_kfold_accuracy_takes_y_true_first_like_every_metric():
     assert verification_report(y, s, f)["accuracy_mean"] == 1.0
     with pytest.raises(ValueError, match="y_true must hold only 0"):
         kfold_accuracy(s, y, f)
+
+
+def test_eer_takes_weights_like_the_roc():
+    """Integer weights are repeated pairs: the weighted EER equals the EER of the data with each pair repeated."""
+    y, s, _ = _data(200, seed=4)
+    w = np.random.default_rng(4).integers(0, 4, y.size)
+    assert eer(y, s, sample_weight=w) == pytest.approx(eer(np.repeat(y, w), np.repeat(s, w)), abs=1e-12)
+    assert eer(y, s, sample_weight=w) != pytest.approx(eer(y, s), abs=1e-6)

@@ -189,10 +189,10 @@ def roc_auc_score(y_true, scores, *, sample_weight=None) -> float:
     return auc(fpr, tpr)
 
 
-def eer(y_true, scores) -> float:
+def eer(y_true, scores, *, sample_weight=None) -> float:
     """Equal error rate: where the false positive rate equals the false negative rate (linear interpolation between
     the two ROC points that bracket the crossing)."""
-    fpr, tpr, _ = roc_curve(y_true, scores, drop_intermediate=False)
+    fpr, tpr, _ = roc_curve(y_true, scores, sample_weight=sample_weight, drop_intermediate=False)
     if np.isnan(fpr).any() or np.isnan(tpr).any():
         return float("nan")
     fnr = 1.0 - tpr
