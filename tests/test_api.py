@@ -142,6 +142,10 @@ def test_similarity_verify_and_thresholds(pipe, eval_run, faces_root):
     assert pipe.similarity_of_embeddings(e[0], e).shape == (2,)
     both = pipe.similarity([a, a], [b, c])
     assert both.tolist() == [same, different]
+    assert pipe.similarity(a, [b, c]).tolist() == [same, different]  # one image against several
+    assert pipe.similarity([b, c], a).tolist() == [same, different]
+    with pytest.raises(ConfigError, match="give equal counts, or one image"):
+        pipe.similarity([a, a], [a, b, c])
     assert pipe.verify(a, b, threshold=-0.6) and not pipe.verify(a, c, threshold=-0.6)
     assert pipe.verify([a, a], [b, c], threshold=-0.6).tolist() == [True, False]
     # thresholds from a finished run: the exact accuracy-maximising threshold over the condition's pairs

@@ -196,7 +196,8 @@ class FacePipeline:
         return float(scores[0]) if _ndim(e1) == 1 and _ndim(e2) == 1 else scores
 
     def similarity(self, a: Images, b: Images, *, degrade: Any = None, seed: int = 0, bgr: bool = False):
-        """Score of image pairs ``(a[i], b[i])``: a float for two single images, else ``[N]`` numpy scores.
+        """Score of image pairs ``(a[i], b[i])``: a float for two single images, else ``[N]`` numpy scores. One image
+        on either side is scored against every image of the other (as :meth:`similarity_of_embeddings` does).
 
         ``degrade`` applies to ``b`` only (the probe, as ``restorever eval``'s default ``degrade_side``).
 
@@ -205,9 +206,9 @@ class FacePipeline:
         """
         ea = self.embed(a, bgr=bgr)
         eb = self.embed(b, degrade=degrade, seed=seed, bgr=bgr)
-        if len(ea) != len(eb):
-            raise ConfigError("b", f"has {len(eb)} image(s) but a has {len(ea)}")
-        if not len(ea):
+        if len(ea) != len(eb) and 1 not in (len(ea), len(eb)):
+            raise ConfigError("b", f"has {len(eb)} image(s) but a has {len(ea)} (give equal counts, or one image)")
+        if not len(ea) or not len(eb):
             return np.zeros(0)
         scores = self.similarity_of_embeddings(ea.numpy(), eb.numpy())
         return float(scores[0]) if is_single_image(a) and is_single_image(b) else scores
