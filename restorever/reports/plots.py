@@ -217,7 +217,7 @@ def plot_scales(records: Sequence[dict[str, Any]], out: str | Path) -> Path:
                          if c["restorer"] == name and c.get("scale") is not None)
             xs = [p[0] for p in pts]
             ys = [100 * p[1]["accuracy_mean"] for p in pts]
-            es = [100 * p[1]["accuracy_std"] for p in pts]
+            es = clipped_error_bars(ys, [100 * p[1]["accuracy_std"] for p in pts])
             ax.errorbar(xs, ys, yerr=es, marker="os^Dv"[r_index % 5], ms=3, capsize=2, lw=1.2, elinewidth=0.7,
                         color=restorer_colour(name), label=prefix + name)
     if all_scales:
@@ -228,6 +228,13 @@ def plot_scales(records: Sequence[dict[str, Any]], out: str | Path) -> Path:
     ax.grid(True, alpha=0.25, lw=0.4)
     ax.legend(frameon=False)
     return _save(fig, plt, out)
+
+
+def clipped_error_bars(values: Sequence[float], spreads: Sequence[float], low: float = 0.0,
+                       high: float = 100.0) -> list[list[float]]:
+    """``[lower, upper]`` error-bar lengths of ``values ± spreads`` cut at ``[low, high]`` (an accuracy of 99 % ±
+    3 % is drawn up to 100 %, not 102 %), in the form ``Axes.errorbar(yerr=...)`` takes."""
+    return [[min(e, v - low) for v, e in zip(values, spreads)], [min(e, high - v) for v, e in zip(values, spreads)]]
 
 
 # ---------------------------------------------------------------------------------------------------------------

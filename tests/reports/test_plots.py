@@ -208,3 +208,10 @@ def test_roc_condition_filter_and_legend_below(run_dir, monkeypatch, tmp_path):
     assert fig.get_figwidth() == COLUMN_WIDTH and fig.get_figheight() > 3.2  # legend below, figure taller
     result = CliRunner().invoke(cli, ["plot", "roc", str(run_dir), "--scales", "4", "-o", str(tmp_path / "r3.png")])
     assert result.exit_code == 0, result.output
+
+
+def test_accuracy_error_bars_stop_at_0_and_100_percent():
+    """plot scales drew 99 % ± 3 % up to 102 %; the bars are cut at the range an accuracy can take."""
+    from restorever.reports.plots import clipped_error_bars
+
+    assert clipped_error_bars([99.0, 50.0, 1.0], [3.0, 3.0, 3.0]) == [[3.0, 3.0, 1.0], [1.0, 3.0, 3.0]]
