@@ -8,7 +8,8 @@ fails (disk full, read-only or unwritable folder) leaves nothing behind and rais
 error the command line turns into one line; the entries finished before it stay, so rerunning resumes.
 
 :func:`landmarks_key`, :func:`restored_key` and :func:`embedding_key` are the only recipes of the cached stages' keys;
-:class:`restorever.pipeline.identity.RunIdentity` applies them for a run (and ``restorever validate`` for a finished one).
+:class:`restorever.pipeline.identity.RunIdentity` applies them for a run (and ``restorever validate`` for a finished
+one, with the key versions that run recorded).
 """
 from __future__ import annotations
 
