@@ -267,6 +267,8 @@ def _check_run_defaults(spec: dict, source: str) -> None:
         if not isinstance(metric, dict):
             continue  # the shape is the linter's (restorever validate --protocols) to report
         name, declared = metric.get("name"), metric.get("higher_is_better")
+        if not isinstance(name, str):  # a list or mapping from YAML is not a metric name (nor hashable)
+            raise ProtocolError(f"{source}: metrics[{i}].name must be a metric name, got {str(name)[:60]}")
         if isinstance(declared, bool) and HIGHER_IS_BETTER.get(name, declared) != declared:
             raise ProtocolError(f"{source}: metrics[{i}] {name}: higher_is_better is {str(declared).lower()}, but "
                                 f"restorever computes {name} as a metric where "

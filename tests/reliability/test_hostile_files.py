@@ -396,6 +396,8 @@ def test_bin_from_any_pickle_protocol_is_read(tmp_path, protocol):
     ('protocol: "\\UBF8302FC30f"\n', "invalid YAML"),
     ('protocol: "\\U00110000"\n', "invalid YAML"),
     (b"protocol: \xff\n", "invalid YAML"),
+    ("protocol: a\ndataset: {format: pairs-csv}\nmetrics: [{name: [1], higher_is_better: true}]\n",
+     r"metrics\[0\]\.name must be a metric name"),  # was TypeError: unhashable type: 'list'
 ])
 def test_malformed_protocol_yaml_is_a_protocol_error(tmp_path, text, message):
     path = tmp_path / "self.yaml"
