@@ -30,7 +30,7 @@ def resolve_data_root(spec: dict, data_root: str | os.PathLike | None, *, downlo
         if not root.is_dir():
             return False
         if ds["format"] == "lfw-pairs":
-            folders = ds.get("images", LFW_IMAGE_FOLDERS)
+            folders = ds.get("images") or LFW_IMAGE_FOLDERS
             return (root / first_pairs).is_file() and any((root / f).is_dir() for f in folders)
         return True
 

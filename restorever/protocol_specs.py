@@ -263,7 +263,11 @@ def _check_run_defaults(spec: dict, source: str) -> None:
         if "similarity" in scoring and scoring["similarity"] not in SIMILARITY_CHOICES:
             raise ProtocolError(f"{source}: scoring.similarity must be one of {', '.join(SIMILARITY_CHOICES)}, "
                                 f"got {str(scoring['similarity'])[:60]}")
-    for i, metric in enumerate(spec.get("metrics") or []):
+    metrics = spec.get("metrics") or []
+    if not isinstance(metrics, list):
+        raise ProtocolError(f"{source}: metrics must be a list of {{name, higher_is_better}} entries, got "
+                            f"{str(metrics)[:60]}")
+    for i, metric in enumerate(metrics):
         if not isinstance(metric, dict):
             continue  # the shape is the linter's (restorever validate --protocols) to report
         name, declared = metric.get("name"), metric.get("higher_is_better")

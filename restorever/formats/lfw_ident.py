@@ -278,7 +278,7 @@ def create(name: str, spec: dict, *, root: Path, **_: object) -> IdentProtocol:
         raise DataNotFoundError(f"{people_file}: people file not found (pass --data-root DIR holding "
                                 f"{spec['dataset']['people']} and lfw-deepfunneled/)")
     people = parse_people_file(read_text_file(people_file), source=str(people_file))
-    folder = find_lfw_image_folder(root, spec["dataset"].get("images", LFW_IMAGE_FOLDERS))
+    folder = find_lfw_image_folder(root, spec["dataset"].get("images") or LFW_IMAGE_FOLDERS)
     missing = [n for n in people if not (root / folder / n).is_dir()]
     if missing:
         raise DataNotFoundError(f"{root / folder}: {len(missing)} people of {people_file.name} have no folder "

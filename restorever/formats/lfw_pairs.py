@@ -130,7 +130,7 @@ def create(name: str, spec: dict, *, root: Path, pairs: str | os.PathLike | None
     else:
         names = ds["pairs"] if isinstance(ds["pairs"], list) else [ds["pairs"]]
         files = [safe_join(root, n, what="pairs file") for n in names]
-    pair_list = load_lfw_pairs(root, files, ds.get("images", LFW_IMAGE_FOLDERS))
+    pair_list = load_lfw_pairs(root, files, ds.get("images") or LFW_IMAGE_FOLDERS)
     return checked_protocol(spec, root, pair_list, ", ".join(str(f) for f in files))
 
 

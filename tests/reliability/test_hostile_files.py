@@ -398,6 +398,7 @@ def test_bin_from_any_pickle_protocol_is_read(tmp_path, protocol):
     (b"protocol: \xff\n", "invalid YAML"),
     ("protocol: a\ndataset: {format: pairs-csv}\nmetrics: [{name: [1], higher_is_better: true}]\n",
      r"metrics\[0\]\.name must be a metric name"),  # was TypeError: unhashable type: 'list'
+    ("protocol: a\ndataset: {format: pairs-csv}\nmetrics: 1.5\n", "metrics must be a list"),  # was TypeError
 ])
 def test_malformed_protocol_yaml_is_a_protocol_error(tmp_path, text, message):
     path = tmp_path / "self.yaml"
@@ -483,3 +484,13 @@ def test_undecodable_bytes_give_a_reproducible_message():
             decode_image(b"this is not an image", source="faces/a.jpg")
         messages.add(str(info.value))
     assert messages == {"faces/a.jpg: cannot decode image (not an image format Pillow reads)"}
+
+
+def test_lfw_images_null_means_the_default_folders(tmp_path, lfw_root):
+    """``dataset.images: null`` (a key left empty) took None as the folder list: TypeError 'NoneType' object is not
+    iterable; it means the default folders, as when the key is absent."""
+    spec = tmp_path / "p.yaml"
+    spec.write_text(f"include: {Path(__file__).resolve().parents[2] / 'protocols' / 'lfw-dev.yaml'}\n"
+                    "protocol: p\ndataset: {format: lfw-pairs, pairs: pairsDevTest.txt, images: null}\n")
+    protocol = load_protocol(str(spec), data_root=lfw_root)
+    assert len(protocol.pairs) == 1000
