@@ -150,3 +150,46 @@ def test_schema_is_valid_json_schema():
     from restorever.validate import RESULTS_SCHEMA
 
     jsonschema.Draft202012Validator.check_schema(RESULTS_SCHEMA)
+
+
+HOSTILE_VALUES = ([1], {"a": 1}, 1.5, True, None, "x", -3, [[1]], {"name": [1]})
+
+
+def _key_paths(node, prefix=()):
+    """Every key / index path of a parsed YAML document."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        yield prefix + (key,)
+        yield from _key_paths(value, prefix + (key,))
+
+
+@pytest.mark.parametrize("name", ["lfw", "lfw-dev", "pairs-csv", "lfw-ident", "insightface-bin"])
+def test_every_key_of_a_shipped_protocol_takes_hostile_values(tmp_path, name):
+    """Each key of the shipped protocol, replaced by a list, mapping, number, bool, null or text, is loaded or
+    refused with a ProtocolError, never a bare exception (`metrics: 1.5` and `metrics: [{name: [1]}]` were
+    TypeErrors)."""
+    import copy
+    from pathlib import Path
+
+    import yaml
+
+    from restorever.errors import RestoreverError
+    from restorever.protocol import load_spec
+
+    base = yaml.safe_load((Path(__file__).resolve().parents[2] / "protocols" / f"{name}.yaml").read_text())
+    path, crashes = tmp_path / "p.yaml", []
+    for keys in list(_key_paths(base)):
+        for value in HOSTILE_VALUES:
+            spec = copy.deepcopy(base)
+            node = spec
+            for key in keys[:-1]:
+                node = node[key]
+            node[keys[-1]] = value
+            path.write_text(yaml.safe_dump(spec))
+            try:
+                load_spec(str(path))
+            except RestoreverError:
+                pass
+            except Exception as exc:  # noqa: BLE001 - what the test looks for
+                crashes.append(f"{'.'.join(map(str, keys))} = {value!r}: {type(exc).__name__}: {exc}")
+    assert not crashes, crashes[:5]
