@@ -379,6 +379,8 @@ def test_threshold_lookup_names_a_degradation_preset_that_does_not_match():
                                               r"\(none, scale=None, degradation=None\), \(none, scale=8, "
                                               r"degradation=difface-test\)\)"):
         threshold_from_results(record, scale=8, degradation="gfpgan-v1")
+    with pytest.raises(RestoreverError, match="clean faces are never restored"):  # gave none's clean threshold
+        threshold_from_results(record, restorer="vqfr-v2")
 
 
 def test_a_16_bit_image_is_the_same_as_a_pil_object_and_as_a_file(tmp_path):

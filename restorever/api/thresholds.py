@@ -23,7 +23,8 @@ def threshold_from_results(results: str | os.PathLike | dict[str, Any], *, resto
     Args:
         results: a ``results.json`` path, a run folder, or a loaded record.
         restorer: the condition's restorer (``"none"`` for the clean or unrestored condition).
-        scale: the condition's degradation scale; ``None`` is the clean condition.
+        scale: the condition's degradation scale; ``None`` is the clean condition (restorer ``"none"`` only:
+            clean faces are never restored).
         recognizer: when given, must be the run's recognizer (a threshold means nothing for another model).
         degradation: when given, must be the condition's degradation preset.
 
@@ -42,8 +43,10 @@ def threshold_from_results(results: str | os.PathLike | dict[str, Any], *, resto
         if recognizer not in used:
             raise RestoreverError(f"{where}: recognizer {recognizer!r} was not evaluated in this run (it has "
                                   f"{', '.join(sorted(map(str, used)))}); its thresholds do not apply")
-    if scale is None:
-        restorer = "none"  # the clean condition is recorded under restorer "none"
+    if scale is None and restorer != "none":
+        raise RestoreverError(f"{where}: clean faces are never restored, so there is no clean condition of "
+                              f"{restorer!r} (the clean one is restorer 'none'); pass scale= for {restorer}'s "
+                              f"threshold on degraded faces")
     matches = [c for c in conditions if c.get("scale") == scale and c.get("restorer") == restorer
                and (recognizer is None or c.get("recognizer") == recognizer)
                and (degradation is None or scale is None or c.get("degradation") == degradation)]
