@@ -446,7 +446,10 @@ def section_difface(bench: Bench, rec: dict) -> None:
                     t_lo, _ = timeit(lambda: restorer.restore(x, seeds=seeds), dev, warmup=1, repeats=1 if quick else 2)
                     restorer.start_step = steps_hi
                     t_hi, _ = timeit(lambda: restorer.restore(x, seeds=seeds), dev, warmup=0, repeats=1 if quick else 2)
-                step = max((t_hi - t_lo) / (steps_hi - steps_lo), 1e-9)
+                if t_hi <= t_lo:  # noise larger than the extra steps: no per-step time can be read off
+                    raise RuntimeError(f"timing noise: {steps_hi} steps took {t_hi:.4f} s, {steps_lo} took "
+                                       f"{t_lo:.4f} s; rerun with more steps or repeats")
+                step = (t_hi - t_lo) / (steps_hi - steps_lo)
                 est = max(t_lo - steps_lo * step, 0.0)
                 per_call_100 = est + 100 * step
                 faces_s = batch / per_call_100
