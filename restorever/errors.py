@@ -90,3 +90,13 @@ def unknown_name(kind: str, name: object, known: "Iterable[str]", *, listing: st
     known = list(known)
     where = listing or f"known: {', '.join(known)}"
     return UnknownNameError(f"unknown {kind} {name!r}{did_you_mean(name, known)} ({where})")
+
+
+def with_weights_flag(exc: Exception, flag: str) -> Exception:
+    """``exc`` (a :class:`WeightsNotFoundError` or ``ValueError``) with the restorers' ``--weights`` in its message
+    replaced by ``flag``: the hub's weight messages name ``--weights``, while recognizers and attribute models take
+    their files with ``--recognizer-weights`` / ``--attribute-weights``. Other errors come back unchanged."""
+    message = str(exc)
+    if "--weights " not in message or type(exc) not in (WeightsNotFoundError, ValueError):
+        return exc
+    return type(exc)(message.replace("--weights ", f"{flag} "))

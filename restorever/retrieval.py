@@ -326,20 +326,29 @@ class GalleryIndex:
 
     def mate_ranks(self, queries: np.ndarray, result: SearchResult, mate: np.ndarray,
                    constraints: Sequence[Constraint | None] | None = None) -> np.ndarray:
-        """1-based rank of each query's mate (gallery id ``mate[i]``): its position in the returned top-k, else
-        computed exactly (numpy, over the entries that query searched; ties count against it; at least k+1, as
-        the index did not return it); ``inf`` when the filter excluded the mate."""
+        """1-based rank of each query's mate (gallery id ``mate[i]``); ties count against the query, whatever order
+        the index returned equal scores in. A mate in the returned top-k: 1 + the returned entries scoring higher,
+        + the other returned entries scoring the same (computed exactly over everything searched when the tie may
+        continue past the k-th entry); a mate not returned: computed exactly (numpy, over the entries that query
+        searched; at least k+1, as the index did not return it); ``inf`` when the filter excluded the mate.
+        Raises ``ValueError`` for a mate id outside the gallery (an identity absent from it: open-set search is not
+        what this rank measures)."""
         from .metrics.retrieval import ranks_from_scores
 
         q = l2_normalize(queries)
         mate = np.asarray(mate, dtype=np.int64)
+        if mate.shape != (len(q),) or (mate.size and (mate.min() < 0 or mate.max() >= len(self.vectors))):
+            raise ValueError(f"mate: expected {len(q)} gallery ids in 0..{len(self.vectors) - 1}, got "
+                             f"{mate.tolist()[:5]}{' ...' if mate.size > 5 else ''}")
         k = result.ids.shape[1]
         ranks = np.full(len(q), np.inf)
         hit = result.ids == mate[:, None]
-        found = hit.any(1)
-        ranks[found] = hit[found].argmax(1) + 1.0
+        found = np.where(hit.any(1))[0]
+        mate_score = result.scores[found, hit[found].argmax(1)]
+        ranks[found] = (result.scores[found] >= mate_score[:, None]).sum(1)
+        spill = set(found[result.scores[found, -1] == mate_score].tolist())  # the tie may go past the k-th entry
         rest: dict[Any, list[int]] = {}
-        for i in np.where(~found)[0]:
+        for i in [*np.where(~hit.any(1))[0].tolist(), *sorted(spill)]:
             rest.setdefault(None if constraints is None else constraints[i], []).append(i)
         for c, rows in rest.items():
             rows = np.asarray(rows)
@@ -354,5 +363,6 @@ class GalleryIndex:
                 if inside.any():
                     s = q[rows[inside]] @ self.vectors[allowed].T
                     r[inside] = ranks_from_scores(s, np.array([pos[int(m)] for m in mate[rows[inside]]]))
-            ranks[rows] = np.where(np.isinf(r), np.inf, np.maximum(r, k + 1))
+            floor = np.array([1 if i in spill else k + 1 for i in rows])  # a returned mate's rank stays >= 1
+            ranks[rows] = np.where(np.isinf(r), np.inf, np.maximum(r, floor))
         return ranks

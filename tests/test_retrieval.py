@@ -296,3 +296,38 @@ def test_ident_dry_run_refuses_a_verification_protocol_as_the_run_does(lfw_root,
     for extra in ((), ("--dry-run",)):
         result = _run(*args, *extra, expect=2)
         assert "dataset.format must be 'lfw-ident' for an identification protocol" in result.output
+
+
+@pytest.mark.parametrize("backend", ["numpy", "faiss"])
+def test_tied_scores_count_against_the_probe_on_every_backend(backend):
+    """Inside the top-k the rank was the index's output position, so equal scores (duplicate gallery images) gave
+    numpy [1, 2, 3] and faiss [3, 2, 1]; the documented rule (ties count against the probe) gives [3, 3, 3] on
+    both, also when the tie runs past the k-th returned entry."""
+    from restorever.retrieval import GalleryIndex, import_faiss
+
+    if backend == "faiss" and import_faiss() is None:
+        pytest.skip("faiss is not installed")
+    gallery = np.array([[1, 0], [1, 0], [0, 1], [1, 0]], np.float32)
+    probes = np.array([[1, 0]] * 3, np.float32)
+    index = GalleryIndex(gallery, backend=backend)
+    result = index.search(probes, 10)
+    assert index.mate_ranks(probes, result, np.array([0, 1, 3])).tolist() == [3, 3, 3]
+    assert index.mate_ranks(probes, result, np.array([2, 2, 2])).tolist() == [4, 4, 4]
+    same = GalleryIndex(np.ones((12, 2), np.float32), backend=backend)
+    probes = np.ones((2, 2), np.float32)
+    assert same.mate_ranks(probes, same.search(probes, 10), np.array([0, 11])).tolist() == [12, 12]
+    with pytest.raises(ValueError, match="gallery ids in 0..11"):  # an identity absent from the gallery
+        same.mate_ranks(probes, same.search(probes, 10), np.array([-1, 3]))
+
+
+def test_top_k_is_capped_at_the_gallery_and_index_sizes_are_checked(ident_run, lfw_root, tmp_path):
+    """--top-k 1000 on a 10-entry gallery stored a 1000-point CMC per condition; --nprobe 0 failed inside faiss
+    with a traceback after all the work."""
+    out = tmp_path / "big-k"
+    _run("ident", "--data-root", lfw_root, *SMALL, "--cache-dir", ident_run / "cache", "--top-k", 1000, "--out", out)
+    record = json.loads((out / "results.json").read_text())
+    assert {len(c["retrieval"]["cmc"]) for c in record["conditions"]} == {10}
+    for option in (("--nprobe", 0), ("--ivf-nlist", -5), ("--top-k", 10 ** 10)):
+        result = _run("ident", "--data-root", lfw_root, *SMALL, "--cache-dir", ident_run / "cache", *option,
+                      "--out", tmp_path / "never", expect=2)
+        assert option[0] in result.output and not (tmp_path / "never").exists()

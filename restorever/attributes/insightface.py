@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import CheckpointLayoutError, WeightsNotFoundError
+from ..errors import CheckpointLayoutError, WeightsNotFoundError, with_weights_flag
 from ..hub import ModelCard, WeightFile
 from .groups import AttributeSchema
 
@@ -142,5 +142,8 @@ def create(name: str, *, weights: dict[str, str] | None = None, schema: Attribut
     from ..hub import resolve_weights
 
     card = CARDS[name]
-    path = resolve_weights(card, "model", explicit=(weights or {}).get("model"))
+    try:
+        path = resolve_weights(card, "model", explicit=(weights or {}).get("model"))
+    except WeightsNotFoundError as exc:
+        raise with_weights_flag(exc, "--attribute-weights") from exc
     return InsightFaceGenderAge(card, path, schema=schema, **kwargs)

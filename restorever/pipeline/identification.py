@@ -58,6 +58,10 @@ class IdentConfig(EvalConfig):
         super().validate()
         if self.top_k < 10:
             raise ValueError("--top-k must be at least 10 (rank-10 and the CMC curve need it)")
+        if self.top_k > MAX_TOP_K:
+            raise ValueError(f"--top-k must be at most {MAX_TOP_K} (the CMC is stored up to it), got {self.top_k}")
+        if self.nprobe < 1 or self.ivf_nlist < 1:
+            raise ValueError(f"--nprobe and --ivf-nlist must be at least 1, got {self.nprobe} and {self.ivf_nlist}")
         if self.index not in ("flat", "ivf"):
             raise ValueError(f"--index must be flat or ivf, got {self.index!r}")
         if self.filter_mode not in ("partition", "selector"):
@@ -65,6 +69,10 @@ class IdentConfig(EvalConfig):
         if self.attribute_filter and not self.attribute_model:
             raise ValueError("--attribute-filter needs --attribute-model (a fitted probe .pt, or "
                              "insightface-genderage)")
+
+
+#: the largest --top-k: the CMC of every condition is stored in results.json up to it
+MAX_TOP_K = 10_000
 
 
 # ---------------------------------------------------------------------------------------------------- setup
@@ -297,7 +305,7 @@ def evaluate_identification(config: IdentConfig, *, progress: bool = True) -> di
     clean = embeddings[("none", None)]
     gallery_emb = np.stack([clean[i] for i in split.gallery])
     mate = split.probe_mate
-    k = int(config.top_k)
+    k = min(int(config.top_k), max(len(split.gallery), 10))  # the CMC never runs past the gallery (rank-10 kept)
     index_opts = dict(backend=config.search_backend, device=str(ctx.device),
                       ivf_nlist=config.ivf_nlist if config.index == "ivf" else 0, nprobe=config.nprobe)
     plain = GalleryIndex(gallery_emb, **index_opts)

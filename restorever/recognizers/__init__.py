@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._registry import Registry
-from ..errors import WeightsNotFoundError
+from ..errors import WeightsNotFoundError, with_weights_flag
 from ..hub import ModelCard
 
 REGISTRY = Registry("recognizer", [
@@ -42,7 +42,7 @@ def create_recognizer(name: str, *, weights: dict[str, str] | str | None = None,
     try:
         return REGISTRY.create(name, weights=weights or None, device=device, **kwargs)
     except (WeightsNotFoundError, ValueError) as exc:
-        raise _with_recognizer_flag(exc) from exc
+        raise with_weights_flag(exc, "--recognizer-weights") from exc
 
 
 def check_flip_test(name: str) -> None:
@@ -53,16 +53,6 @@ def check_flip_test(name: str) -> None:
     if "flip_test" not in recognizer_card(name).default_kwargs:
         raise ConfigError("flip_test", f"is not available for recognizer {name} (it embeds one view of a face); "
                                        f"the arcface-* and facenet-* recognizers have it")
-
-
-def _with_recognizer_flag(exc: Exception) -> Exception:
-    """The backends' weight messages name the restorers' ``--weights``; a recognizer's files are given with
-    ``--recognizer-weights`` (``recognizer_weights=`` in the library), so say that instead."""
-    message = str(exc)
-    if "--weights " not in message or type(exc) not in (WeightsNotFoundError, ValueError):
-        return exc
-    return type(exc)(message.replace("--weights ", "--recognizer-weights "))
-
 
 
 def locate_recognizer_weights(name: str, weights: dict[str, str] | None = None) -> dict:

@@ -101,3 +101,15 @@ def test_custom_age_groups_and_errors(tmp_path, faces):
         load_attribute_model("insightface-genderage", weights={"model": str(wrong)})
     with pytest.raises(WeightsNotFoundError, match="genderage.onnx"):
         load_attribute_model("insightface-genderage")
+
+
+def test_missing_genderage_weights_name_the_attribute_flag(tmp_path, monkeypatch):
+    """The message named the restorers' --weights; this file is given with --attribute-weights."""
+    from restorever.attributes.insightface import create
+
+    monkeypatch.setenv("RESTOREVER_HOME", str(tmp_path))
+    monkeypatch.setenv("RESTOREVER_OFFLINE", "1")
+    with pytest.raises(WeightsNotFoundError) as info:
+        create("insightface-genderage")
+    assert "--attribute-weights FILE" in str(info.value) and "--weights" not in str(info.value).replace(
+        "--attribute-weights", "")
