@@ -175,7 +175,7 @@ class AttributeFilter:
         if unknown:
             raise ValueError(f"--attribute-filter takes gender and/or age, got {sorted(unknown)}")
         if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"the filter confidence threshold must be in [0, 1], got {self.threshold}")
+            raise ValueError(f"--threshold (the filter's confidence) must be in [0, 1], got {self.threshold}")
         if self.age_tolerance < 0:
             raise ValueError(f"--age-tolerance must be >= 0, got {self.age_tolerance}")
 

@@ -331,3 +331,23 @@ def test_top_k_is_capped_at_the_gallery_and_index_sizes_are_checked(ident_run, l
         result = _run("ident", "--data-root", lfw_root, *SMALL, "--cache-dir", ident_run / "cache", *option,
                       "--out", tmp_path / "never", expect=2)
         assert option[0] in result.output and not (tmp_path / "never").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (("--min-images", 600), "no person has 600 or more images"),
+    (("--attribute-model", "x.pt", "--attribute-filter", "gender", "--threshold", 1.5), "--threshold"),
+    (("--attribute-model", "x.pt", "--attribute-filter", "gendr"), "takes gender and/or age, got ['gendr']"),
+    (("--attribute-model", "x.pt", "--age-tolerance", -1), "--age-tolerance must be >= 0"),
+    (("--threshold", 0.5), "give --attribute-model"),
+])
+def test_ident_refuses_impossible_settings_before_detecting_a_face(lfw_root, tmp_path, monkeypatch, args, message):
+    """An empty split was found after MTCNN had run on every candidate (283 s), bad filter values after every probe
+    was embedded; both are known from the arguments."""
+    import restorever.pipeline.identification as identification
+
+    def refuse(*a, **k):
+        raise AssertionError("faces were detected before the arguments were checked")
+
+    monkeypatch.setattr(identification, "landmark_stage", refuse)
+    result = _run("ident", "--data-root", lfw_root, "--out", tmp_path / "o", "--no-progress", *args, expect=2)
+    assert message in result.output

@@ -69,6 +69,15 @@ class IdentConfig(EvalConfig):
         if self.attribute_filter and not self.attribute_model:
             raise ValueError("--attribute-filter needs --attribute-model (a fitted probe .pt, or "
                              "insightface-genderage)")
+        if not self.attribute_model and (self.filter_threshold is not None or self.age_tolerance is not None):
+            raise ValueError("--threshold and --age-tolerance apply to the attribute filter: give --attribute-model")
+        from ..retrieval import AttributeFilter
+
+        # the filter's own checks (names, threshold in [0, 1], tolerance >= 0) before any image is read; the
+        # protocol's values fill what is not given here, and are checked again where the filter is built
+        AttributeFilter(tuple(dict.fromkeys(self.attribute_filter or ())),
+                        0.9 if self.filter_threshold is None else float(self.filter_threshold),
+                        1 if self.age_tolerance is None else int(self.age_tolerance))
 
 
 #: the largest --top-k: the CMC of every condition is stored in results.json up to it
@@ -99,6 +108,9 @@ def _prepare(config: IdentConfig, *, progress: bool) -> _Prepared:
                             max_probes_per_person=config.max_probes_per_person,
                             max_distractors=config.max_distractors)
     enrolled, distractors = draw_candidates(ident.people, ident.folder, options)
+    if not enrolled:  # known before any face is detected: no person has --min-images images
+        raise RestoreverError(f"protocol {ident.name}: no person has {options.min_images} or more images, so the "
+                              f"split has no enrolled people; lower --min-images or check the data root")
     candidates = [i for items in enrolled.values() for i in items] + list(distractors.values())
     protocol = ident.as_protocol()
     ctx = build_context(config, protocol)
