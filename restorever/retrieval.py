@@ -134,6 +134,8 @@ class VectorIndex:
     def search(self, queries: np.ndarray, k: int, *, subset: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` over all vectors, or over the ids in ``subset`` (an IDSelector with faiss)."""
+        if int(k) < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
         q = np.ascontiguousarray(queries, dtype=np.float32)
         if len(q) == 0:
             return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
@@ -235,6 +237,8 @@ class GalleryIndex:
             raise ValueError(f"filter mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.vectors = l2_normalize(embeddings)
         self.n = len(self.vectors)
+        if self.vectors.ndim != 2 or self.n == 0:
+            raise ValueError(f"the gallery must be [N >= 1, D] embeddings, got shape {self.vectors.shape}")
         self.mode = mode
         self.partition_by = tuple(partition_by)
         missing = [a for a in self.partition_by if codes is None or a not in codes]

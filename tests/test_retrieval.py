@@ -351,3 +351,18 @@ def test_ident_refuses_impossible_settings_before_detecting_a_face(lfw_root, tmp
     monkeypatch.setattr(identification, "landmark_stage", refuse)
     result = _run("ident", "--data-root", lfw_root, "--out", tmp_path / "o", "--no-progress", *args, expect=2)
     assert message in result.output
+
+
+def test_library_inputs_without_an_answer_are_value_errors():
+    """An empty gallery (IndexError later), k=0 (faiss AssertionError, numpy [Q, 0]) and a rank of 0 in mAP (inf)."""
+    from restorever.metrics.retrieval import mean_average_precision
+    from restorever.retrieval import GalleryIndex
+
+    with pytest.raises(ValueError, match="gallery must be"):
+        GalleryIndex(np.zeros((0, 8), np.float32), backend="numpy")
+    index = GalleryIndex(np.eye(3, dtype=np.float32), backend="numpy")
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        index.full.search(np.eye(3, dtype=np.float32), 0)
+    with pytest.raises(ValueError, match="ranks must be"):
+        mean_average_precision(np.array([0.0, 1.0]))
+    assert mean_average_precision(np.array([1.0, 2.0, np.inf])) == pytest.approx(0.5)

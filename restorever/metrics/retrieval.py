@@ -51,6 +51,8 @@ def rank_k(ranks: np.ndarray, k: int) -> float:
 def mean_average_precision(ranks: np.ndarray) -> float:
     """mAP with one relevant gallery entry per probe: the mean of ``1 / rank`` (0 for a filtered-out mate)."""
     r = np.asarray(ranks, dtype=np.float64)
+    if np.any(~(r >= 1)):  # NaN, zero or negative: not a rank
+        raise ValueError(f"ranks must be 1, 2, ... or inf (a filtered-out mate), got {r[~(r >= 1)][:5].tolist()}")
     return float(np.mean(1.0 / r)) if r.size else float("nan")
 
 
