@@ -366,3 +366,28 @@ def test_library_inputs_without_an_answer_are_value_errors():
     with pytest.raises(ValueError, match="ranks must be"):
         mean_average_precision(np.array([0.0, 1.0]))
     assert mean_average_precision(np.array([1.0, 2.0, np.inf])) == pytest.approx(0.5)
+
+
+def test_validate_checks_the_consistency_of_identification_figures(ident_run, tmp_path):
+    """`validate` said "valid" for rank1 0.99 > rank5 0.5, mAP 1.7 and a falling CMC; those cannot come from any
+    ranks, and are reported now (a real run stays valid)."""
+    import shutil
+
+    from restorever.validate import check_run
+
+    for name in ("plain", "filtered"):
+        report = check_run(ident_run / name, check_cache=False)
+        assert report.ok, report.problems
+        assert report.checked["retrieval sections checked"] >= 2
+    run = tmp_path / "run"
+    shutil.copytree(ident_run / "filtered", run)
+    record = json.loads((run / "results.json").read_text())
+    retrieval = record["conditions"][1]["retrieval"]
+    retrieval.update(rank1=0.99, rank5=0.5, map=1.7)
+    retrieval["cmc"] = [0.9] + [0.2] * (len(retrieval["cmc"]) - 1)
+    retrieval["filtered"]["rank1"] = 1.4
+    (run / "results.json").write_text(json.dumps(record))
+    problems = "\n".join(check_run(run, check_cache=False).problems)
+    for expected in ("retrieval.map 1.7 is outside [0, 1]", "rank-1/5/10 [0.99, 0.5", "cmc is not a non-decreasing",
+                     "retrieval.filtered.rank1 1.4 is outside [0, 1]"):
+        assert expected in problems, problems

@@ -45,10 +45,15 @@ def check_run(run_dir: str | os.PathLike, *, check_cache: bool = True,
     if record is None:
         return report
     if is_identification(record):
-        report.problems += cut(schema_problems(record, IDENT_SCHEMA), "schema")
+        found = schema_problems(record, IDENT_SCHEMA)
+        report.problems += cut(found, "schema")
         report.checked["schema"] = 1
-        report.notes.append("identification run: strict JSON and its schema checked; its retrieval metrics are not "
-                            "recomputed (per-probe ranks are not stored)")
+        if not found:
+            report.problems += cut(retrieval_problems(record), "retrieval")
+            report.checked["retrieval sections checked"] = sum(
+                len(_retrieval_sections(c)) for c in record["conditions"] if isinstance(c, dict))
+        report.notes.append("identification run: strict JSON, its schema and the consistency of its retrieval "
+                            "figures checked; the figures are not recomputed (per-probe ranks are not stored)")
         return report
     found = schema_problems(record)
     report.checked["schema"] = 1
@@ -466,3 +471,42 @@ def _same_params(a, i: int, b, j: int) -> bool:
     fields = ("scale", "sigma_x", "sigma_y", "theta", "noise_sigma", "jpeg_quality", "noise_seed")
     return (a.item_ids[i] == b.item_ids[j] and a.preset == b.preset and a.seed == b.seed
             and all(float(getattr(a, f)[i]) == float(getattr(b, f)[j]) for f in fields))
+
+
+def _retrieval_sections(cond: dict) -> dict[str, dict]:
+    """``{"retrieval": ..., "retrieval.filtered": ..., ...}``: the sections of one condition that hold figures."""
+    retrieval = cond.get("retrieval")
+    if not isinstance(retrieval, dict):
+        return {}
+    out = {"retrieval": retrieval}
+    for key in ("filtered", "filtered_reweighted"):
+        if isinstance(retrieval.get(key), dict):
+            out[f"retrieval.{key}"] = retrieval[key]
+    return out
+
+
+def retrieval_problems(record: dict) -> list[str]:
+    """What cannot hold in an identification record's figures, whatever the ranks were: a rate outside [0, 1],
+    rank-1 > rank-5 > rank-10, a CMC that falls or disagrees with the stored rank-k, an mAP below rank-1 (each
+    probe adds at least 1 to mAP's sum when its mate is first)."""
+    problems = []
+    for i, cond in enumerate(record["conditions"]):
+        for name, sec in _retrieval_sections(cond).items():
+            where = f"conditions[{i}].{name}"
+            rates = {k: sec.get(k) for k in ("rank1", "rank5", "rank10", "map", "gallery_fraction",
+                                             "mate_filtered_out") if isinstance(sec.get(k), (int, float))}
+            problems += [f"{where}.{k} {v} is outside [0, 1]" for k, v in rates.items() if not 0 <= v <= 1]
+            ranks = [rates[k] for k in ("rank1", "rank5", "rank10") if k in rates]
+            if any(b < a - 1e-12 for a, b in zip(ranks, ranks[1:])):
+                problems.append(f"{where}: rank-1/5/10 {ranks} decrease")
+            if "map" in rates and "rank1" in rates and rates["map"] < rates["rank1"] - 1e-12:
+                problems.append(f"{where}: map {rates['map']} is below rank1 {rates['rank1']}")
+            cmc = sec.get("cmc")
+            if isinstance(cmc, list) and all(isinstance(v, (int, float)) for v in cmc):
+                if any(not 0 <= v <= 1 for v in cmc) or any(b < a - 1e-12 for a, b in zip(cmc, cmc[1:])):
+                    problems.append(f"{where}.cmc is not a non-decreasing curve in [0, 1]")
+                for k in (1, 5, 10):
+                    stored = rates.get(f"rank{k}")
+                    if stored is not None and len(cmc) >= k and abs(cmc[k - 1] - stored) > 1e-9:
+                        problems.append(f"{where}: cmc at rank {k} is {cmc[k - 1]}, rank{k} is {stored}")
+    return problems
