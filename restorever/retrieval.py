@@ -248,6 +248,10 @@ class GalleryIndex:
         opts = dict(backend=backend, device=device, ivf_nlist=ivf_nlist, nprobe=nprobe)
         self.full = VectorIndex(self.vectors, **opts)
         self.backend = self.full.backend
+        if ivf_nlist > 0 and self.full.kind != "ivf":  # results.json records index "flat" too
+            why = ("faiss is not installed" if self.backend == "numpy" else
+                   f"{self.n} entries are fewer than {IVF_POINTS_PER_LIST} per list x {ivf_nlist} lists")
+            logger.warning("an IVF index was asked for, but the gallery is searched exactly (flat): %s", why)
         self.cells: dict[tuple[int, ...], tuple[np.ndarray, VectorIndex | None]] = {}
         if self.partition_by:
             keys = np.stack([self.codes[a] for a in self.partition_by], axis=1)

@@ -122,7 +122,7 @@ def run_ident(*, protocol="lfw-ident", data_root=None, restorers="none", recogni
         attribute_model=attribute_model, attribute_weights=parse_weights_option(attribute_weights),
         attribute_filter=flt if attribute_model else ([] if flt is None else flt), filter_threshold=filter_threshold,
         age_tolerance=age_tolerance,
-        age_bins=[float(b) for b in age_bins.split(",")] if isinstance(age_bins, str) and age_bins else None,
+        age_bins=_age_bins(age_bins),
         reweight=reweight, top_k=top_k, search_backend=search_backend, index=index, ivf_nlist=ivf_nlist,
         nprobe=nprobe, filter_mode=filter_mode, cache_dir=cache_dir, out=str(Path(out)))
     if dry_run:
@@ -158,3 +158,14 @@ def register(cli: click.Group) -> None:
 
     cli.add_command(ident_command)
     cli.add_command(attributes)
+
+
+def _age_bins(text: str | None) -> list[float] | None:
+    """``"13,30,50"`` -> ``[13.0, 30.0, 50.0]``; a value that is not a number is a usage error naming the flag."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return [float(b) for b in text.split(",")]
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma list of ages (e.g. 13,30,50)",
+                                 param_hint="--age-bins") from None

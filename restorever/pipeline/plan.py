@@ -180,5 +180,7 @@ def _estimate(ctx, config, n_landmarks: int, todo: dict[str, int]) -> str:
                 total += n * cost("restore", restorer)
     if known:
         return f"{total / 60:.1f} min on {dev} (from stage costs measured by earlier runs on this machine)"
-    return (f"unknown: some stages were never measured on this machine (run a small --limit-pairs job first); "
+    small = ("--max-distractors 20 --max-probes-per-person 1" if hasattr(config, "max_distractors")
+             else "--limit-pairs 20")  # identification configs have no pair limit
+    return (f"unknown: some stages were never measured on this machine (run a small job first, e.g. {small}); "
             f"the measured stages alone take {total / 60:.1f} min on {dev}")
