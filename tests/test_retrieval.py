@@ -391,3 +391,15 @@ def test_validate_checks_the_consistency_of_identification_figures(ident_run, tm
     for expected in ("retrieval.map 1.7 is outside [0, 1]", "rank-1/5/10 [0.99, 0.5", "cmc is not a non-decreasing",
                      "retrieval.filtered.rank1 1.4 is outside [0, 1]"):
         assert expected in problems, problems
+
+
+def test_small_rough_edges_of_the_ident_options(lfw_root, tmp_path, caplog):
+    """--age-bins 13,x printed "could not convert string to float: 'x'"; an IVF index that fell back to flat search
+    did so silently."""
+    from restorever.retrieval import GalleryIndex
+
+    result = _run("ident", "--data-root", lfw_root, "--age-bins", "13,x", "--out", tmp_path / "o", expect=2)
+    assert "--age-bins" in result.output and "'13,x' is not a comma list of ages" in result.output
+    with caplog.at_level(logging.WARNING, logger="restorever.retrieval"):
+        index = GalleryIndex(np.random.default_rng(0).random((30, 8), dtype=np.float32), ivf_nlist=4)
+    assert index.full.kind == "flat" and "searched exactly (flat)" in caplog.text
