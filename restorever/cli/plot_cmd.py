@@ -96,7 +96,8 @@ def plot_grid_command(results, output, items, max_items, scales):
 @plot.command("cmc")
 @click.argument("results", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-o", "--output", default="cmc.png", show_default=True, help="PNG, PDF or SVG file.")
-@click.option("--max-rank", type=int, default=None, help="Last rank drawn (default: all stored ranks).")
+@click.option("--max-rank", type=click.IntRange(min=1), default=None,
+              help="Last rank drawn (default: all stored ranks).")
 @click.option("--scales", default="", help="Only these scales, e.g. 8,32 (the clean curve is always drawn).")
 @click.option("--restorers", default="", help="Only these restorers, e.g. none,vqfr-v2.")
 @handle_errors

@@ -136,6 +136,19 @@ def _prefix(record: dict[str, Any], records: Sequence[dict[str, Any]]) -> str:
 # ROC and accuracy against scale
 
 
+def _check_wanted(records: Sequence[dict[str, Any]], scales: Sequence[int] | None,
+                  restorers: Sequence[str] | None) -> None:
+    """A ``scales`` / ``restorers`` value that no record has is an error, not a figure of the clean curve alone."""
+    degraded = [c for r in records for c in r["conditions"] if c.get("scale") is not None]
+    have_scales = sorted({c["scale"] for c in degraded})
+    have_restorers = sorted({str(c.get("restorer")) for c in degraded})
+    missing = ([f"scale {s}" for s in scales or () if s not in have_scales]
+               + [f"restorer {n}" for n in restorers or () if n not in have_restorers])
+    if missing:
+        raise MissingDataError(f"{', '.join(missing)}: not in the results (scales {have_scales or 'none'}, "
+                               f"restorers {have_restorers or 'none'})")
+
+
 def _keep(cond: dict[str, Any], scales: Sequence[int] | None, restorers: Sequence[str] | None) -> bool:
     """Condition filter of the line figures: the clean condition is always kept."""
     if cond.get("scale") is None:
@@ -164,6 +177,7 @@ def plot_roc(records: Sequence[dict[str, Any]], out: str | Path, *, fars: Sequen
     columns, so the plot stays readable at column width."""
     _check_output(out)
     _verified(records, "the ROC figure")
+    _check_wanted(records, scales, restorers)
     conds = [(r_index, record, c) for r_index, record in enumerate(records) for c in record["conditions"]
              if c.get("verification") and _keep(c, scales, restorers)]
     fig, ax, plt = _figure(COLUMN_WIDTH, 2.8)
@@ -473,6 +487,7 @@ def plot_cmc(records: Sequence[dict[str, Any]], out: str | Path, *, max_rank: in
     :class:`MissingDataError` when none has one. ``scales`` / ``restorers`` keep only those conditions (and the
     clean one)."""
     _check_output(out)
+    _check_wanted(records, scales, restorers)
     curves = [(record, c) for record in records for c in record["conditions"]
               if _cmc_of(c, "") and _keep(c, scales, restorers)]
     if not curves:

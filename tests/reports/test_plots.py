@@ -215,3 +215,14 @@ def test_accuracy_error_bars_stop_at_0_and_100_percent():
     from restorever.reports.plots import clipped_error_bars
 
     assert clipped_error_bars([99.0, 50.0, 1.0], [3.0, 3.0, 3.0]) == [[3.0, 3.0, 1.0], [1.0, 3.0, 3.0]]
+
+
+def test_a_scale_or_restorer_not_in_the_run_is_an_error(run_dir, tmp_path):
+    """`plot cmc --scales 16` on a run without x16 (or --restorers vqfr) drew the clean curve alone, silently."""
+    record = load_results(run_dir)
+    with pytest.raises(MissingDataError, match=r"scale 8: not in the results \(scales \[4, 16\]"):
+        plot_roc([record], tmp_path / "r.png", scales=[8])
+    with pytest.raises(MissingDataError, match="restorer vqfr: not in the results"):
+        plot_cmc([record], tmp_path / "c.png", restorers=["vqfr"])
+    result = CliRunner().invoke(cli, ["plot", "cmc", str(run_dir), "--max-rank", "0", "-o", str(tmp_path / "c.png")])
+    assert result.exit_code == 2 and "--max-rank" in result.output
