@@ -403,3 +403,32 @@ def test_small_rough_edges_of_the_ident_options(lfw_root, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="restorever.retrieval"):
         index = GalleryIndex(np.random.default_rng(0).random((30, 8), dtype=np.float32), ivf_nlist=4)
     assert index.full.kind == "flat" and "searched exactly (flat)" in caplog.text
+
+
+def test_an_attribute_model_reads_only_the_recognizer_weights_it_was_fitted_on(ident_run, lfw_root, tmp_path,
+                                                                                caplog):
+    """Other weights of the same recognizer give other embeddings: the probe's probabilities would be wrong
+    without a word. The fit records the weights' sha256; a run with other weights is refused, and a model made
+    before the record existed runs with a warning."""
+    from restorever.attributes.predictor import EmbeddingAttributePredictor
+
+    plain = json.loads((ident_run / "plain" / "results.json").read_text())
+    fit = json.loads((ident_run / "probe.json").read_text())
+    assert fit["recognizer_weights"] and fit["recognizer_weights"] == plain["cache"]["identity"]["recognizer"]["weights"]
+    model = EmbeddingAttributePredictor.load(ident_run / "probe.pt")
+    model.meta["recognizer_weights"] = [[role, "0" * 64] for role, _ in fit["recognizer_weights"]]
+    model.save(tmp_path / "other.pt")
+    del model.meta["recognizer_weights"]
+    model.save(tmp_path / "old.pt")
+    common = ("ident", "--data-root", lfw_root, *SMALL, "--cache-dir", ident_run / "cache", "--scales", 16,
+              "--attribute-filter", "gender")
+    result = _run(*common, "--attribute-model", tmp_path / "other.pt", "--out", tmp_path / "a", expect=2)
+    assert "was fitted on recognizer weights" in result.output and "000000000000" in result.output
+    assert not (tmp_path / "a" / "results.json").exists()
+    with caplog.at_level(logging.WARNING, logger="restorever.pipeline.identification"):
+        _run(*common, "--attribute-model", tmp_path / "old.pt", "--out", tmp_path / "b")
+    assert "does not record which recognizer weights" in caplog.text
+    assert (tmp_path / "b" / "results.json").is_file()
+    shown = _run("attributes", "show", ident_run / "probe.pt").output
+    assert f"sha256 {fit['recognizer_weights'][0][1]}" in shown
+    assert "not recorded" in _run("attributes", "show", tmp_path / "old.pt").output

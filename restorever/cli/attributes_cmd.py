@@ -90,4 +90,7 @@ def show_command(path):
     model = EmbeddingAttributePredictor.load(path)
     click.echo(f"{path}: recognizer {model.recognizer}, classes {model.schema.sizes}, "
                f"re-weighting {'yes' if model.has_reweighting else 'no'}, {len(model.folds)} fold models")
+    fitted = model.meta.get("recognizer_weights")
+    click.echo("recognizer weights: " + ("not recorded (fitted before restorever stored them)" if fitted is None
+                                         else ", ".join(f"{role} sha256 {sha}" for role, sha in fitted) or "none"))
     click.echo(report_table(model.meta.get("report") or {}))

@@ -202,8 +202,10 @@ class _AttributeRecognizer:
                                dtype=torch.float32)
 
 
-def _attribute_model(config: IdentConfig, settings: Mapping[str, Any]):
-    """``(predictor, schema, reweight_module_or_None, description)``."""
+def _attribute_model(config: IdentConfig, settings: Mapping[str, Any], recognizer_weights: Sequence[Sequence[str]]):
+    """``(predictor, schema, reweight_module_or_None, description)``; ``recognizer_weights`` is the run's
+    ``[(role, sha256), ...]`` (:func:`restorever.pipeline.identity.weights_id`), checked against the one an embedding
+    probe was fitted on."""
     from ..attributes import load_attribute_model
     from ..attributes.groups import AgeGroups, AttributeSchema
 
@@ -217,6 +219,7 @@ def _attribute_model(config: IdentConfig, settings: Mapping[str, Any]):
         if model.recognizer != config.recognizer:
             raise RestoreverError(f"attribute model {config.attribute_model} was fitted on {model.recognizer} "
                                   f"embeddings; this run uses --recognizer {config.recognizer}")
+        _check_fitted_weights(config.attribute_model, model.meta.get("recognizer_weights"), recognizer_weights)
         if config.age_bins is not None and list(schema.age_groups.edges) != [float(b) for b in config.age_bins]:
             raise RestoreverError(f"attribute model {config.attribute_model} has age bins "
                                   f"{list(schema.age_groups.edges)}; refit it with --age-bins to change them")
@@ -245,6 +248,25 @@ def _attribute_model(config: IdentConfig, settings: Mapping[str, Any]):
 
         description["files"] = {"model": {"file": model.meta["file"], "sha256": sha256_file(model.meta["file"])}}
     return model, schema, reweight, description
+
+
+def _check_fitted_weights(spec: str, fitted: Any, run: Sequence[Sequence[str]]) -> None:
+    """An embedding probe reads one set of recognizer weights: other weights of the same architecture give other
+    embeddings, and the probe's probabilities would be silently wrong. Models fitted before the weights were
+    recorded (``fitted`` None) are accepted with a warning."""
+    run_ids = sorted([str(role), str(sha)] for role, sha in run)
+    if fitted is None:
+        logger.warning("attribute model %s does not record which recognizer weights it was fitted on (made before "
+                       "restorever stored them); make sure they are this run's, or refit it", spec)
+        return
+    fitted_ids = sorted([str(role), str(sha)] for role, sha in fitted)
+    if fitted_ids != run_ids:
+        def show(ids: list[list[str]]) -> str:
+            return ", ".join(f"{role} {sha[:12]}" for role, sha in ids) or "none"
+
+        raise RestoreverError(f"attribute model {spec} was fitted on recognizer weights {show(fitted_ids)}; this run "
+                              f"loads {show(run_ids)}. Use the same --recognizer-weights, or refit the model with "
+                              f"`restorever attributes fit --recognizer-weights ...`")
 
 
 def _is_path(spec: str) -> bool:
@@ -296,7 +318,7 @@ def evaluate_identification(config: IdentConfig, *, progress: bool = True) -> di
     config = prep.ctx.config  # protocol defaults resolved
     ctx, split, info, timings = prep.ctx, prep.split, prep.info, prep.timings
     settings = attribute_settings(config, prep.ident.spec)
-    model, schema, reweight, attr_desc = _attribute_model(config, settings)
+    model, schema, reweight, attr_desc = _attribute_model(config, settings, ctx.identity.recognizer["weights"])
 
     t0 = time.perf_counter()
     items = split.items
@@ -398,7 +420,8 @@ def evaluate_identification(config: IdentConfig, *, progress: bool = True) -> di
         index=plain.describe(), attribute_model=attr_desc,
         attribute_filter=None if flt is None else asdict(flt),
         cache=CacheRecord(hits=ctx.cache.hits, misses=ctx.cache.misses, corrupt=ctx.cache.corrupt,
-                          dir=str(ctx.cache.root) if ctx.cache.root else None),
+                          dir=str(ctx.cache.root) if ctx.cache.root else None,
+                          identity=ctx.identity.as_record()),
         timings={key: round(v, 3) for key, v in timings.items()},
         conditions=records)
     return run.to_json()
@@ -409,7 +432,8 @@ def evaluate_identification(config: IdentConfig, *, progress: bool = True) -> di
 def clean_embeddings(config: IdentConfig, *, progress: bool = True) -> dict[str, Any]:
     """Clean embeddings of every image of the split (gallery, probes, distractors), with each image's person.
 
-    Returns ``{"items", "people", "embeddings" [N, D], "ident", "split"}``; computed through the shared cache.
+    Returns ``{"items", "people", "embeddings" [N, D], "ident", "split", "recognizer_weights"}`` (the last the
+    recognizer's ``[[role, sha256], ...]``); computed through the shared cache.
     """
     clean_config = replace(config, scales=[], restorers=["none"])
     prep = _prepare(clean_config, progress=progress)
@@ -420,7 +444,8 @@ def clean_embeddings(config: IdentConfig, *, progress: bool = True) -> dict[str,
     embeddings, _ = embed_conditions(prep.ctx, items, set(), prep.info, progress=progress)
     clean = embeddings[("none", None)]
     return {"items": items, "people": [person[i] for i in items],
-            "embeddings": np.stack([clean[i] for i in items]), "ident": prep.ident, "split": split}
+            "embeddings": np.stack([clean[i] for i in items]), "ident": prep.ident, "split": split,
+            "recognizer_weights": [list(w) for w in prep.ctx.identity.recognizer["weights"]]}
 
 
 def fit_attributes(config: IdentConfig, options=None, *, reweight: bool = True, progress: bool = True
@@ -444,6 +469,7 @@ def fit_attributes(config: IdentConfig, options=None, *, reweight: bool = True, 
     people = [p for p, m in zip(data["people"], keep) if m]
     labels = {a: y[keep] for a, y in labels.items()}
     meta = {"protocol": data["ident"].name, "split": data["split"].summary(), "data_root": str(data["ident"].root),
+            "recognizer_weights": data["recognizer_weights"],
             "label_rules": {"gender": "LFW gender name lists; images in both lists dropped",
                             "age": "Kumar et al. scores: Senior > 0 -> 65 years (old), else 40 years (adult), "
                                    "binned with the age groups"}}
