@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..pipeline.environment import restorever_version
-from .results import RESULTS_FILE, STATISTICS_NOTE, comparison_cell, condition_label, load_results, results_table
+from .results import (RESULTS_FILE, STATISTICS_NOTE, attribute_table, comparison_cell, condition_label, load_results,
+                      results_table)
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ CAPTIONS = {
 
 
 #: tables shown before the figures; the others (protocol, configuration, versions, weights) follow them
-MAIN_TABLES = ("results", "statistics", "retrieval")
+MAIN_TABLES = ("results", "statistics", "retrieval", "attributes")
 
 
 @dataclass
@@ -98,6 +99,11 @@ def report_tables(record: dict[str, Any]) -> list[Table]:
         retrieval.rows.append([condition_label(c), _fmt(r.get("n_probes")), _pct(r.get("rank1")), _pct(r.get("rank5")),
                                _pct(r.get("rank10")), _pct(r.get("map")), _pct(f.get("rank1")), _pct(f.get("map")),
                                _pct(f.get("gallery_fraction"))])
+    header, rows = attribute_table(record)
+    attributes = Table("attributes", "Predicted attributes", header, rows,
+                       note="Accuracy and expected calibration error of the attribute model on the probes, without "
+                            "and with the re-weighting module; flip: the predicted gender or age group differs "
+                            "from the clean image's.")
     stats = Table("statistics", "Paired comparisons",
                   ["condition", "reference", "accuracy %", "reference %", "Δ pp [95 % CI]", "discordant b / c",
                    "McNemar test", "p"],
@@ -132,7 +138,7 @@ def report_tables(record: dict[str, Any]) -> list[Table]:
     weights = Table("weights", "Weights", ["model:role", "file", "sha256"],
                     [[name, Path(str(w.get("file", ""))).name or "—", w.get("sha256") or "—"]
                      for name, w in (record.get("weights") or {}).items()])
-    tables = [results, stats, retrieval, protocol, config, environment, weights]
+    tables = [results, stats, retrieval, attributes, protocol, config, environment, weights]
     skipped = proto.get("skipped") or []
     if skipped:
         tables.append(Table("skipped", "Skipped pairs", ["pair", "reason"],
@@ -273,7 +279,7 @@ def render_markdown(record: dict[str, Any], tables: Sequence[Table], figure_link
         lines += [results_table(record), ""]
     elif "results" in by_key:
         lines.append(_md_table(by_key["results"]))
-    for key in ("statistics", "retrieval"):
+    for key in ("statistics", "retrieval", "attributes"):
         if key in by_key:
             lines.append(_md_table(by_key[key]))
     if figure_links:

@@ -11,6 +11,7 @@ from ..files import atomic_write_text
 from ..pipeline.identification import json_safe
 from .labels import condition_label
 from .plots import plot_cmc
+from .results import attribute_table
 
 
 def _pct(x: Any) -> str:
@@ -32,21 +33,11 @@ def ident_tables(record: Mapping[str, Any]) -> str:
                     f"{_pct(f.get('gallery_fraction'))} | {_pct(f.get('rank1_lost_to_filter'))} | "
                     f"{_pct(fr.get('rank1'))} | {'—' if ms is None else f'{ms:.3f}'} |")
     out = "\n".join(rows)
-    if any(c.get("attributes") for c in record["conditions"]):
-        rows = ["| condition | gender acc % (raw / reweighted) | age acc % (raw / reweighted) | gender ECE % | "
-                "age ECE % | gender flip % | age group changed % |", "|---|---|---|---|---|---|---|"]
-        for cond in record["conditions"]:
-            a = cond.get("attributes") or {}
-            raw, rw = a.get("raw", {}), a.get("reweighted", {})
-
-            def pair(attr: str, key: str) -> str:
-                return (f"{_pct(raw.get(attr, {}).get(key))} / {_pct(rw.get(attr, {}).get(key))}" if rw
-                        else _pct(raw.get(attr, {}).get(key)))
-
-            rows.append(f"| {condition_label(cond)} | {pair('gender', 'accuracy')} | {pair('age', 'accuracy')} | "
-                        f"{pair('gender', 'ece')} | {pair('age', 'ece')} | {_pct(a.get('gender_flip_rate'))} | "
-                        f"{_pct(a.get('age_group_change_rate'))} |")
-        out += "\n\n" + "\n".join(rows)
+    header, attribute_rows = attribute_table(dict(record))
+    if attribute_rows:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(row) + " |" for row in attribute_rows]
+        out += "\n\n" + "\n".join(lines)
     return out
 
 

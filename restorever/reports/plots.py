@@ -533,7 +533,8 @@ def plot_all(record: dict[str, Any], run_dir: str | Path, out_dir: str | Path, *
     """Every figure of one run into ``out_dir`` as ``{prefix}{name}.{format}``.
 
     Returns ``(written, skipped)``: ``written[name]`` lists the files, ``skipped[name]`` says why a figure was left
-    out (no scales, no examples, no retrieval section).
+    out (no scales, no examples). Figures of the other task are in neither: a verification run has no CMC curve and
+    an identification run no ROC, accuracy-against-scale or score-distribution figure.
     """
     out_dir = Path(out_dir)
     fmts = [f if f.startswith(".") else "." + f for f in formats]
@@ -550,9 +551,9 @@ def plot_all(record: dict[str, Any], run_dir: str | Path, out_dir: str | Path, *
     }
     written: dict[str, list[Path]] = {}
     skipped: dict[str, str] = {}
+    identified = any(c.get("retrieval") for c in record["conditions"])
     for name in FIGURES:
-        if name in ("roc", "scales", "similarity") and not verified:
-            skipped[name] = "the run has no verification results (an identification run)"
+        if (name in ("roc", "scales", "similarity") and not verified) or (name == "cmc" and not identified):
             continue
         if name == "scales" and not has_scales:
             skipped[name] = "the run has no degraded scales"

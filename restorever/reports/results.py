@@ -64,6 +64,28 @@ STATISTICS_NOTE = (
     "chi-square with continuity correction).")
 
 
+def attribute_table(record: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """``(header, rows)`` of an identification run's attribute predictions per condition: accuracy and ECE per
+    attribute (raw / re-weighted when the run re-weights), and how often a probe's predicted gender or age group
+    differs from its clean image's. No rows when the run predicted no attributes."""
+    header = ["condition", "gender acc % (raw / reweighted)", "age acc % (raw / reweighted)", "gender ECE %",
+              "age ECE %", "gender flip %", "age group changed %"]
+    rows: list[list[str]] = []
+    if not any(c.get("attributes") for c in record["conditions"]):
+        return header, rows
+    for cond in record["conditions"]:
+        a = cond.get("attributes") or {}
+        raw, rw = a.get("raw", {}), a.get("reweighted", {})
+
+        def pair(attr: str, key: str) -> str:
+            first = _pct(raw.get(attr, {}).get(key))
+            return f"{first} / {_pct(rw.get(attr, {}).get(key))}" if rw else first
+
+        rows.append([condition_label(cond), pair("gender", "accuracy"), pair("age", "accuracy"), pair("gender", "ece"),
+                     pair("age", "ece"), _pct(a.get("gender_flip_rate")), _pct(a.get("age_group_change_rate"))])
+    return header, rows
+
+
 def results_markdown(record: dict[str, Any]) -> str:
     cfg = record["config"]
     proto = record["protocol"]

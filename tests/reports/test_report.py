@@ -113,7 +113,7 @@ def test_report_command(own_run_dir):
     (own_run_dir / "results.json").write_text(json.dumps(record))
     result = CliRunner().invoke(cli, ["report", str(own_run_dir), "--format", "png,svg"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "figure cmc skipped: no condition has a retrieval section" in result.output
+    assert "skipped" not in result.output  # a verification run has no CMC figure to skip
     page = (own_run_dir / "report.html").read_text(encoding="utf-8")
     assert page.count("<img ") == 4 and "Paired comparisons" in page
     assert sorted(p.name for p in (own_run_dir / "figures").iterdir()) == sorted(
@@ -146,8 +146,8 @@ def test_make_figures_script(run_dir, tmp_path):
 
 
 def test_report_of_an_identification_run(tmp_path):
-    """A `restorever ident` record (retrieval only, no pairs): CMC figure and identification table, the
-    verification figures skipped with a reason."""
+    """A `restorever ident` record (retrieval and attributes, no pairs): CMC figure, identification and attribute
+    tables; the verification figures are not this run's and are not listed as skipped."""
     conditions = []
     for restorer, scale, rank1 in (("none", None, 0.9), ("none", 16, 0.6), ("vqfr-v2", 16, 0.7)):
         cmc = [min(1.0, rank1 + 0.03 * k) for k in range(10)]
@@ -155,7 +155,12 @@ def test_report_of_an_identification_run(tmp_path):
                            "retrieval": {"rank1": cmc[0], "rank5": cmc[4], "rank10": cmc[9], "map": cmc[0] - 0.05,
                                          "n_probes": 120, "cmc": cmc,
                                          "filtered": {"rank1": cmc[0] + 0.02, "cmc": [min(1, x + 0.02) for x in cmc],
-                                                      "gallery_fraction": 0.4}}})
+                                                      "gallery_fraction": 0.4}},
+                           "attributes": {"raw": {"gender": {"accuracy": rank1, "ece": 0.05},
+                                                  "age": {"accuracy": rank1 - 0.2, "ece": 0.1}},
+                                          "reweighted": {"gender": {"accuracy": rank1 + 0.01, "ece": 0.04},
+                                                         "age": {"accuracy": rank1 - 0.1, "ece": 0.08}},
+                                          "gender_flip_rate": 0.9 - rank1, "age_group_change_rate": 0.25}})
     record = {"restorever_version": "0.0.test", "created": "2026-01-01T00:00:00+00:00",
               "config": {"protocol": "lfw-ident", "recognizer": "dlib", "restorers": ["none", "vqfr-v2"],
                          "scales": [16], "degradation": "difface-test", "seed": 0},
@@ -166,9 +171,14 @@ def test_report_of_an_identification_run(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps(record))
     out = build_report(tmp_path, formats=("png",))
     assert set(out["figures"]) == {"cmc"}
-    assert set(out["skipped_figures"]) == {"roc", "scales", "similarity", "grid"}
+    assert set(out["skipped_figures"]) == {"grid"}  # the verification figures do not apply: not listed
     tables = {t.key: t for t in report_tables(json.loads((tmp_path / "results.json").read_text()))}
     assert "results" not in tables and len(tables["retrieval"].rows) == 3
     assert tables["retrieval"].rows[2][:3] == ["vqfr-v2 x16", "120", "70.00"]
     md = out["markdown"].read_text()
     assert "gallery 500, probes 120" in md and "## Identification" in md and "](figures/cmc.png)" in md
+    # the attribute predictions per condition (they were in results.md only)
+    assert tables["attributes"].rows[2] == ["vqfr-v2 x16", "70.00 / 71.00", "50.00 / 60.00", "5.00 / 4.00",
+                                            "10.00 / 8.00", "20.00", "25.00"]
+    assert "## Predicted attributes" in md and "| vqfr-v2 x16 | 70.00 / 71.00 |" in md
+    assert "Predicted attributes" in out["html"].read_text()
