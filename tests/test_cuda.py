@@ -8,7 +8,6 @@ whose margins are stated next to each threshold.
 """
 from __future__ import annotations
 
-import json
 import math
 
 import numpy as np
@@ -16,7 +15,7 @@ import pytest
 import torch
 
 from restorever import degradation as D
-from tests.conftest import REFERENCE
+from tests.conftest import REFERENCE, random_iresnet_checkpoint
 
 pytestmark = pytest.mark.cuda
 
@@ -318,21 +317,6 @@ def test_arcface_recognizer_cuda_matches_cpu(lfw_faces, cuda_device):
 
 
 # --------------------------------------------------------------------------------------------------- pipeline
-def _r50_checkpoint(path) -> str:
-    manifest = json.loads((REFERENCE / "manifests" / "iresnet50_state_dict.json").read_text())
-    g = torch.Generator().manual_seed(0)
-    state = {}
-    for key, shape in manifest["state_dict"]:
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.zeros(shape, dtype=torch.int64)
-        elif key.endswith("running_var"):
-            state[key] = torch.rand(shape, generator=g) + 0.5
-        else:
-            state[key] = torch.randn(shape, generator=g) * 0.02
-    torch.save(state, path)
-    return str(path)
-
-
 def test_pipeline_cuda_end_to_end_close_to_cpu(faces_root, tmp_path, cuda_device):
     """10 pairs, restorer none, x8 and x16, arcface-r50 (synthetic checkpoint): runs on CUDA and its pair scores
     stay within 0.05 of the CPU run's (cosine units; issue 13 measured up to 0.016 at x8 with TF32 on)."""
@@ -343,7 +327,8 @@ def test_pipeline_cuda_end_to_end_close_to_cpu(faces_root, tmp_path, cuda_device
     rows = _faces_csv(faces_root).splitlines()
     csv = tmp_path / "pairs.csv"
     csv.write_text("\n".join(rows[:1] + rows[1:11]) + "\n")
-    weights = {"model": _r50_checkpoint(tmp_path / "backbone.pth")}
+    random_iresnet_checkpoint(tmp_path / "backbone.pth", 50)
+    weights = {"model": str(tmp_path / "backbone.pth")}
     runs = []
     for device in ("cpu", str(cuda_device)):
         cfg = EvalConfig(protocol="pairs-csv", pairs=str(csv), data_root=str(faces_root), scales=[8, 16],

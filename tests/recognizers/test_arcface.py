@@ -18,6 +18,7 @@ from restorever.recognizers import arcface
 from restorever.recognizers.arcface import (CARDS, CropRecognizer, OnnxRecognizer, create, iresnet_state_dict_from_onnx,
                                             locate_weights)
 from restorever.recognizers.layers import IResNet
+from tests.conftest import random_iresnet_checkpoint
 
 PACKS = ["insightface-buffalo_l", "insightface-antelopev2", "insightface-buffalo_s"]
 TORCH_CARDS = [n for n in CARDS if n.startswith("arcface-")]
@@ -256,19 +257,8 @@ def test_converter_rejects_other_graphs(tmp_path):
 @pytest.fixture(scope="module")
 def r50_checkpoint(reference_dir, tmp_path_factory):
     """A synthetic arcface_torch r50 backbone.pth built from the manifest (random values, listed shapes/dtypes)."""
-    manifest = json.loads((reference_dir / "manifests" / "iresnet50_state_dict.json").read_text())
-    g = torch.Generator().manual_seed(0)
-    state = {}
-    for key, shape in manifest["state_dict"]:
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.zeros(shape, dtype=torch.int64)
-        elif key.endswith("running_var"):
-            state[key] = torch.rand(shape, generator=g) + 0.5
-        else:
-            state[key] = torch.randn(shape, generator=g) * 0.02
     path = tmp_path_factory.mktemp("r50") / "backbone.pth"
-    torch.save(state, path)
-    return path, state
+    return path, random_iresnet_checkpoint(path, 50)
 
 
 def test_strict_load_of_manifest_checkpoint(r50_checkpoint, faces):
