@@ -392,18 +392,34 @@ def load_state_dict_strict(module: "torch.nn.Module", state_dict: Mapping[str, "
     module.load_state_dict(dict(state_dict), strict=True)
 
 
-def parse_weights_option(text: str | None) -> dict[str, str]:
-    """Parse ``--weights``: ``"FILE"`` -> ``{"model": FILE}``; ``"unet=A,estimator=B"`` -> ``{"unet": A, ...}``."""
+def parse_weights_option(text: str | None, *, backends: Iterable[str] = ()) -> dict[str, str]:
+    """Parse ``--weights``: ``"FILE"`` -> ``{"model": FILE}``; ``"unet=A,estimator=B"`` -> ``{"unet": A, ...}``.
+
+    A part may start with the name of one of ``backends`` and a colon, for runs of several restorers:
+    ``"vqfr-v2:V.pth,difface:unet=U.pth"`` -> ``{"vqfr-v2:model": "V.pth", "difface:unet": "U.pth"}`` (see
+    :func:`restorever.pipeline.evaluate.route_restorer_weights`).
+    """
     if not text:
         return {}
-    if "=" not in text:
-        return {"model": text}
+    names = sorted(backends, key=len, reverse=True)  # "gfpgan-v1.4" before a name it starts with
+
+    def prefix_of(part: str) -> str | None:
+        return next((n for n in names if part.startswith(f"{n}:")), None)
+
+    if "=" not in text and prefix_of(text) is None:
+        return {"model": text}  # one file, commas and all
     out: dict[str, str] = {}
     for part in text.split(","):
-        role, sep, value = part.partition("=")
+        prefix = prefix_of(part)
+        body = part[len(prefix) + 1:] if prefix else part
+        role, sep, value = body.partition("=") if ("=" in body or not prefix) else ("model", "=", body)
         if not sep or not role.strip() or not value.strip():
-            raise ValueError(f"--weights: cannot parse {part!r}; use FILE or ROLE=FILE[,ROLE=FILE]")
-        out[role.strip()] = value.strip()
+            raise ValueError(f"--weights: cannot parse {part!r}; use FILE or ROLE=FILE[,ROLE=FILE], each optionally "
+                             f"prefixed with the restorer's name (vqfr-v2:FILE,difface:unet=FILE)")
+        key = f"{prefix}:{role.strip()}" if prefix else role.strip()
+        if key in out:
+            raise ValueError(f"--weights: {key} is given twice")
+        out[key] = value.strip()
     return out
 
 

@@ -1,6 +1,7 @@
 """The command line, end to end on real faces with the offline dlib recognizer and MTCNN landmarks."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -42,6 +43,10 @@ def test_unknown_recognizer_is_one_line_exit_2(lfw_root, tmp_path):
     (["--recognizer-option", "precision=fp16"], "recognizer dlib takes no option(s) precision"),
     (["--weights", "junk.pth"], "--weights given, but restorer 'none' takes no weights"),
     (["--limit-pairs", "1"], "--limit-pairs must be at least 2"),
+    (["--restorer", "none,codeformer,gfpgan-v1.4", "--weights", "codeformer.pth"],
+     "several restorers that take weights (codeformer, gfpgan-v1.4); prefix each file with its restorer's name"),
+    (["--restorer", "none,codeformer", "--weights", "gfpgan-v1.4:g.pth"],
+     "gfpgan-v1.4 is not a restorer of this run (none, codeformer)"),
 ])
 def test_bad_names_and_options_stop_before_the_run_folder_exists(lfw_root, tmp_path, args, message):
     """One line, exit 2, and no --out folder (nor its lock file) left behind: checked before anything is made."""
@@ -50,6 +55,20 @@ def test_bad_names_and_options_stop_before_the_run_folder_exists(lfw_root, tmp_p
                  expect=2)
     assert result.output.strip().count("\n") == 0 and message in result.output, result.output
     assert not out.exists()
+
+
+def test_one_weights_option_for_several_restorers(lfw_root, tmp_path):
+    """NAME:FILE and NAME:ROLE=FILE give each restorer its own files (one --weights used to go to every restorer,
+    so no run of two restorers with explicit files could start); --dry-run shows which file each one loads."""
+    for name, text in (("V.pth", "v"), ("U.pth", "u"), ("E.pth", "e")):
+        (tmp_path / name).write_text(text)
+    spec = f"vqfr-v2:{tmp_path / 'V.pth'},difface:unet={tmp_path / 'U.pth'},difface:estimator={tmp_path / 'E.pth'}"
+    out = run("eval", "--data-root", lfw_root, "--recognizer", "dlib", "--restorer", "none,vqfr-v2,difface",
+              "--weights", spec, "--scales", "8", "--limit-pairs", "4", "--dry-run").output
+    sha = {n: hashlib.sha256(t.encode()).hexdigest()[:12] for n, t in (("V", "v"), ("U", "u"), ("E", "e"))}
+    assert f"weights of vqfr-v2: model {tmp_path / 'V.pth'} (sha256 {sha['V']})" in out, out
+    assert (f"weights of difface: unet {tmp_path / 'U.pth'} (sha256 {sha['U']}), estimator {tmp_path / 'E.pth'} "
+            f"(sha256 {sha['E']})") in out, out
 
 
 def test_a_run_that_fails_before_writing_leaves_no_folder(lfw_root, tmp_path, monkeypatch):

@@ -121,3 +121,35 @@ def test_parse_weights_option():
     assert hub.parse_weights_option("unet=u.pth,estimator=e.pth") == {"unet": "u.pth", "estimator": "e.pth"}
     with pytest.raises(ValueError, match="cannot parse"):
         hub.parse_weights_option("unet=u.pth,oops")
+    # several restorers: NAME:FILE and NAME:ROLE=FILE, names matched against the given backends only
+    names = ["none", "vqfr-v2", "difface", "gfpgan-v1.4"]
+    assert hub.parse_weights_option("vqfr-v2:V.pth,difface:unet=U.pth,difface:estimator=E.pth", backends=names) == {
+        "vqfr-v2:model": "V.pth", "difface:unet": "U.pth", "difface:estimator": "E.pth"}
+    assert hub.parse_weights_option("gfpgan-v1.4:G.pth", backends=names) == {"gfpgan-v1.4:model": "G.pth"}
+    assert hub.parse_weights_option("vqfr-v2:V.pth") == {"model": "vqfr-v2:V.pth"}  # no backends: a file name
+    with pytest.raises(ValueError, match="vqfr-v2:model is given twice"):
+        hub.parse_weights_option("vqfr-v2:a.pth,vqfr-v2:model=b.pth", backends=names)
+    with pytest.raises(ValueError, match="model is given twice"):
+        hub.parse_weights_option("model=a.pth,model=b.pth")
+
+
+def test_route_restorer_weights():
+    """One --weights for a run of several restorers: each file goes to the restorer it names; plain files to the one
+    restorer that takes weights, and are refused when there are several (they used to go to all of them)."""
+    from restorever.errors import ConfigError
+    from restorever.pipeline.evaluate import route_restorer_weights
+
+    names = ["none", "vqfr-v2", "difface"]
+    assert route_restorer_weights(names, {"vqfr-v2:model": "V", "difface:unet": "U", "difface:estimator": "E"}) == {
+        "none": None, "vqfr-v2": {"model": "V"}, "difface": {"unet": "U", "estimator": "E"}}
+    assert route_restorer_weights(["none", "vqfr-v2"], {"model": "V"}) == {"none": None, "vqfr-v2": {"model": "V"}}
+    assert route_restorer_weights(names, {"vqfr-v2:model": "V"}) == {"none": None, "vqfr-v2": {"model": "V"},
+                                                                     "difface": None}  # difface: cached files
+    for weights, message in (({"model": "V"}, r"several restorers that take weights \(vqfr-v2, difface\); prefix "
+                                              r"each file with its restorer's name \(vqfr-v2:FILE,difface:FILE\)"),
+                             ({"vqfr-v1:model": "V"}, "vqfr-v1 is not a restorer of this run"),
+                             ({"none:model": "V"}, "none takes no weights")):
+        with pytest.raises(ConfigError, match=message):
+            route_restorer_weights(names, weights)
+    with pytest.raises(ConfigError, match="restorer 'none' takes no weights"):
+        route_restorer_weights(["none"], {"model": "V"})

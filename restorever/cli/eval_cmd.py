@@ -43,7 +43,8 @@ Examples:
                    "[protocol's on_error, else error].")
 @click.option("--flip-test", is_flag=True, help="Sum the embeddings of each face and its mirror image.")
 @click.option("--weights", "restorer_weights", default=None,
-              help="Restorer weights: FILE or ROLE=FILE,ROLE=FILE (e.g. unet=U.pth,estimator=E.pth for difface).")
+              help="Restorer weights: FILE or ROLE=FILE,ROLE=FILE (e.g. unet=U.pth,estimator=E.pth for difface); "
+                   "with several restorers, prefix each with its name: vqfr-v2:V.pth,difface:unet=U.pth,...")
 @click.option("--recognizer-weights", default=None, help="Recognizer weights: FILE or ROLE=FILE,...")
 @restorer_options_option
 @recognizer_options_option
@@ -61,6 +62,7 @@ def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degr
                  restorer_option, recognizer_option, cache_dir, out, examples, no_progress, dry_run, **ident):
     """Evaluate verification accuracy of clean, degraded and restored faces."""
     from ..hub import parse_weights_option
+    from ..restorers import list_restorers
     from ..pipeline.evaluate import EvalConfig, evaluate
     from ..reports.results import results_table, run_folder, write_run
 
@@ -85,7 +87,7 @@ def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degr
         protocol=protocol, data_root=data_root, pairs=pairs, restorers=names, recognizer=recognizer,
         scales=parse_scales(scales), degradation=degradation, degrade_side=degrade_side, seed=seed,
         limit_pairs=limit_pairs, device=device, batch_size=batch_size, detector=detector, on_error=on_error,
-        flip_test=flip_test, restorer_weights=parse_weights_option(restorer_weights),
+        flip_test=flip_test, restorer_weights=parse_weights_option(restorer_weights, backends=list_restorers()),
         recognizer_weights=parse_weights_option(recognizer_weights), restorer_options=options,
         recognizer_options=rec_options, cache_dir=cache_dir, out=str(Path(out)))
     config.validate()  # before the run folder and its lock are created

@@ -37,7 +37,8 @@ _COMMON_OPTIONS = [
                  help="Images without a face: stop, or drop them from the split (recorded) [protocol's on_error "
                       "(lfw-ident: skip), else error]."),
     click.option("--flip-test", is_flag=True),
-    click.option("--weights", "restorer_weights", default=None, help="Restorer weights: FILE or ROLE=FILE,..."),
+    click.option("--weights", "restorer_weights", default=None,
+                 help="Restorer weights: FILE or ROLE=FILE,...; with several restorers NAME:FILE,NAME:ROLE=FILE,..."),
     click.option("--recognizer-weights", default=None),
     click.option("--cache-dir", type=click.Path(), default=None),
     click.option("--out", type=click.Path(), default="runs/ident", show_default=True),
@@ -103,6 +104,7 @@ def run_ident(*, protocol="lfw-ident", data_root=None, restorers="none", recogni
     ``dry_run``, echo the work plan only and return None). ``None`` for ``seed``, ``detector`` or ``on_error``
     takes the protocol's value."""
     from ..hub import parse_weights_option
+    from ..restorers import list_restorers
     from .options import parse_scales, split_list
     from ..pipeline.identification import IdentConfig, evaluate_identification
     from ..reports.ident import ident_tables, write_ident_run
@@ -115,7 +117,7 @@ def run_ident(*, protocol="lfw-ident", data_root=None, restorers="none", recogni
         else list(restorers), recognizer=recognizer, scales=parse_scales(scales) if isinstance(scales, str)
         else list(scales), degradation=degradation, seed=seed, detector=detector, device=device,
         batch_size=batch_size, on_error=on_error, flip_test=flip_test,
-        restorer_weights=parse_weights_option(restorer_weights),
+        restorer_weights=parse_weights_option(restorer_weights, backends=list_restorers()),
         recognizer_weights=parse_weights_option(recognizer_weights), restorer_options=dict(restorer_options or {}),
         recognizer_options=dict(recognizer_options or {}),
         min_images=min_images, max_probes_per_person=max_probes_per_person, max_distractors=max_distractors,

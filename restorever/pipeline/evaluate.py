@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -87,9 +87,7 @@ class EvalConfig:
             raise ConfigError("scales", f"must be positive integers, got {self.scales}")
         if not self.restorers:
             raise ConfigError("restorers", "needs at least one name (e.g. ['none'])")
-        if self.restorer_weights and all(r == "none" for r in self.restorers):
-            raise ConfigError("restorer_weights", "given, but restorer 'none' takes no weights; name the restorer "
-                                                  "they belong to (e.g. --restorer none,vqfr-v2)")
+        route_restorer_weights(self.restorers, self.restorer_weights)  # ConfigError for weights no restorer takes
         if self.limit_pairs is not None and self.limit_pairs < 2:
             raise ConfigError("limit_pairs", f"must be at least 2 (one same and one different pair), got "
                                              f"{self.limit_pairs}")
@@ -180,6 +178,36 @@ def route_restorer_options(names: Sequence[str], options: dict[str, Any]) -> dic
     return routed
 
 
+def route_restorer_weights(names: Sequence[str], weights: Mapping[str, str]) -> dict[str, dict[str, str] | None]:
+    """Each restorer's ``{role: file}`` from a run's ``restorer_weights``: a key ``"NAME:ROLE"`` belongs to restorer
+    NAME; plain ``"ROLE"`` keys belong to the one restorer of the run that takes weights (every restorer but
+    ``none``). ``None`` for a restorer given no files (it loads its cached weights). ``ConfigError`` for a name the run
+    does not use and for plain keys that several restorers could take."""
+    routed: dict[str, dict[str, str] | None] = {name: None for name in names}
+    takers = [n for n in dict.fromkeys(names) if n != "none"]
+    plain = {k: v for k, v in weights.items() if ":" not in k}
+    for key, path in weights.items():
+        if ":" not in key:
+            continue
+        name, role = key.split(":", 1)
+        if name not in takers:
+            why = "takes no weights" if name == "none" else f"is not a restorer of this run ({', '.join(names)})"
+            raise ConfigError("restorer_weights", f"{key}={path}: {name} {why}")
+        routed[name] = {**(routed[name] or {}), role: path}
+    if plain:
+        if not takers:
+            raise ConfigError("restorer_weights", "given, but restorer 'none' takes no weights; name the restorer "
+                                                  "they belong to (e.g. --restorer none,vqfr-v2)")
+        if len(takers) > 1:
+            example = ",".join(f"{n}:FILE" for n in takers)
+            raise ConfigError("restorer_weights", f"{', '.join(f'{k}={v}' for k, v in plain.items())}: this run has "
+                                                  f"several restorers that take weights ({', '.join(takers)}); "
+                                                  f"prefix each file with its restorer's name ({example}), or add "
+                                                  f"them to the cache with `restorever weights add NAME FILE`")
+        routed[takers[0]] = {**plain, **(routed[takers[0]] or {})}
+    return routed
+
+
 def route_recognizer_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
     """``options`` for recognizer ``name``, each converted and checked against its card's declared options
     (``option_specs``; :func:`restorever.hub.check_option`); an option the card does not declare is an error."""
@@ -215,9 +243,9 @@ def build_context(config: EvalConfig, protocol: Protocol | None = None) -> RunCo
                                    **({"flip_test": True} if config.flip_test else {}), **recognizer_options)
     restorers = {}
     routed = route_restorer_options(config.restorers, config.restorer_options)
+    weights = route_restorer_weights(config.restorers, config.restorer_weights)
     for name in config.restorers:
-        weights = config.restorer_weights if (config.restorer_weights and name != "none") else None
-        restorers[name] = create_restorer(name, weights=weights, device=device, **routed[name])
+        restorers[name] = create_restorer(name, weights=weights[name], device=device, **routed[name])
     degradation = None
     if config.scales:
         from ..degradation import Degradation

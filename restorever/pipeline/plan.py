@@ -20,7 +20,8 @@ logger = logging.getLogger(__name__)
 @dataclass
 class PlanContext:
     """What a work plan needs of a run: its protocol, device, cache and the identity (cache keys) the run will
-    have; ``missing`` names the backends whose weight files are not there (their entries count as to compute)."""
+    have; ``missing`` names the backends whose weight files are not there (their entries count as to compute);
+    ``files`` maps each backend with weights to the ``{role: (path, sha256)}`` the run will load."""
 
     config: Any
     protocol: Any
@@ -28,6 +29,7 @@ class PlanContext:
     cache: ArrayCache
     identity: RunIdentity
     missing: dict[str, str] = field(default_factory=dict)
+    files: dict[str, dict[str, tuple[str, str | None]]] = field(default_factory=dict)
 
     @property
     def conditions(self) -> list[tuple[str, int | None]]:
@@ -43,7 +45,7 @@ def plan_context(config, protocol=None) -> PlanContext:
     from ..protocol import load_protocol
     from ..recognizers import locate_recognizer_weights
     from ..restorers import locate_restorer_weights
-    from .evaluate import route_recognizer_options, route_restorer_options
+    from .evaluate import route_recognizer_options, route_restorer_options, route_restorer_weights
     from .protocol_defaults import resolve_protocol_defaults
 
     config.validate()
@@ -65,15 +67,17 @@ def plan_context(config, protocol=None) -> PlanContext:
 
     recognizer_files = files("recognizer", config.recognizer, locate_recognizer_weights,
                              config.recognizer_weights or None)
-    restorer_files = {name: files("restorer", name, locate_restorer_weights,
-                                  config.restorer_weights if (config.restorer_weights and name != "none") else None)
+    restorer_weights = route_restorer_weights(config.restorers, config.restorer_weights)
+    restorer_files = {name: files("restorer", name, locate_restorer_weights, restorer_weights[name])
                       for name in config.restorers}
     identity = RunIdentity.from_files(detector=config.detector, recognizer_name=config.recognizer,
                                       recognizer_files=recognizer_files, flip_test=config.flip_test,
                                       restorer_files=restorer_files, restorer_options=routed,
                                       degradation=config.degradation, seed=config.seed, device=device,
                                       recognizer_options=recognizer_options)
-    return PlanContext(config, protocol, device, cache, identity, missing)
+    found = {name: f for name, f in [(config.recognizer, recognizer_files), *restorer_files.items()]
+             if f and name not in missing}
+    return PlanContext(config, protocol, device, cache, identity, missing, found)
 
 
 def describe_plan(config) -> str:
@@ -131,6 +135,9 @@ def _plan(ctx, images: list[str], probes: set[str], header: str) -> str:
              f"landmarks ({config.detector}): {landmarks_cached} cached, {len(images) - landmarks_cached} to detect",
              f"device {ctx.device}; recognizer {config.recognizer}; restorers {', '.join(config.restorers)}; "
              f"scales {config.scales or '-'} ({config.degradation})"]
+    lines += [f"weights of {name}: " + ", ".join(f"{role} {path} (sha256 {(sha or '?')[:12]})"
+                                                 for role, (path, sha) in files.items())
+              for name, files in ctx.files.items()]
     lines += [f"weights missing for {name} (the run stops there until they are in place): {why}"
               for name, why in ctx.missing.items()]
     lines.append("conditions:")
