@@ -2,35 +2,39 @@
 
 A *card* (:class:`ModelCard`) describes one registered backend variant: its weight files (URL, full sha256, licence),
 its input contract (template, size, range, colour order) and its behaviour. :func:`resolve_weights` finds a weight
-file (explicit path, cache, or download) and :func:`load_checkpoint` / :func:`load_state_dict_strict` load it safely
-(``torch.load(..., weights_only=True)``, strict key and shape checks).
+file (explicit path, cache, or download); :mod:`restorever.checkpoint_files` reads it safely (``load_checkpoint``,
+``load_state_dict_strict``, re-exported here: ``torch.load(..., weights_only=True)``, CRC-32s, strict keys and shapes).
 
 Cache directory: ``cache_dir=`` argument, else ``$RESTOREVER_HOME``, else ``$XDG_CACHE_HOME/restorever``, else
-``~/.cache/restorever``. Set ``RESTOREVER_OFFLINE=1`` (or ``HF_HUB_OFFLINE=1``) to forbid network access.
+``~/.cache/restorever``. Set ``RESTOREVER_OFFLINE=1`` (or ``HF_HUB_OFFLINE=1``) to forbid network access
+(``0``/``false``/``no``/``off`` or empty allow it).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
+import secrets
 import shutil
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
-from .errors import CheckpointLayoutError, WeightsNotFoundError, WeightsHashError
-
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
+from .cache_dir import cache_dir_origin, get_cache_dir, refetch_fix
+from .checkpoint_files import (build_uninitialised, load_checkpoint, load_state_dict_strict,  # re-exported
+                               load_weights_only, random_state_dict)
+from .errors import WeightsNotFoundError, WeightsHashError
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "WeightFile", "ModelCard", "get_cache_dir", "resolve_weights", "sha256_file", "load_checkpoint",
-    "load_state_dict_strict", "parse_weights_option", "check_weight_roles", "weight_status", "download_file",
+    "load_state_dict_strict", "load_weights_only", "parse_weights_option", "check_weight_roles", "weight_status",
+    "download_file", "weights_mapping", "copy_into_cache", "locate_backend_weights", "random_state_dict",
+    "build_uninitialised",
 ]
 
 
@@ -136,21 +140,96 @@ def check_option(card: ModelCard, key: str, value: Any) -> Any:
     return out
 
 
-def get_cache_dir(override: str | os.PathLike | None = None) -> Path:
-    """Return the weights/data cache directory (not created)."""
-    if override:
-        return Path(override).expanduser()
-    env = os.environ.get("RESTOREVER_HOME")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "restorever"
+def _inside(path: Path, folder: Path) -> bool:
+    """True when ``path`` is ``folder`` or below it (both resolved: symlinks and ``..`` followed)."""
+    try:
+        path, folder = path.resolve(), folder.resolve()
+    except (OSError, RuntimeError):  # a symlink loop: compare as written
+        pass
+    return path == folder or folder in path.parents
+
+
+def _folder_error(folder: Path, exc: OSError, cache_dir: str | os.PathLike | None = None) -> WeightsNotFoundError:
+    """The error for a folder that cannot be created or written (``exc``): names the folder, the file in its way
+    when there is one, and, inside the cache, the setting that chose the cache and how to change it."""
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    what = f"{blocker} is a file, not a folder" if blocker is not None else (exc.strerror or str(exc))
+    message = f"cannot create or write the folder {folder} ({what})"
+    root = get_cache_dir(cache_dir)
+    if _inside(folder, root):
+        fix = "pass a writable cache_dir" if cache_dir else "set RESTOREVER_HOME to a writable folder"
+        message += f"; it is in the restorever cache {root}, chosen by {cache_dir_origin(cache_dir)}: {fix}"
+    else:
+        message += "; choose a writable folder"
+    return WeightsNotFoundError(message)
+
+
+def _make_folders(folder: Path, cache_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Create ``folder`` and its missing parents; return the folders created (outermost first), so that a failure
+    after this can remove them again with :func:`_remove_folders`. Raises :func:`_folder_error`'s error."""
+    missing = []
+    for candidate in (folder, *folder.parents):
+        if candidate.is_dir():
+            break
+        missing.append(candidate)
+    created: list[Path] = []
+    for candidate in reversed(missing):
+        try:
+            candidate.mkdir()
+        except FileExistsError as exc:
+            if candidate.is_dir():  # made by another process meanwhile: not ours to remove
+                continue
+            _remove_folders(created)
+            raise _folder_error(folder, exc, cache_dir) from exc
+        except OSError as exc:
+            _remove_folders(created)
+            raise _folder_error(folder, exc, cache_dir) from exc
+        created.append(candidate)
+    return created
+
+
+def _remove_folders(created: list[Path]) -> None:
+    """Remove the folders :func:`_make_folders` created, innermost first, as far as they are empty."""
+    for folder in reversed(created):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (another process uses it) or already gone
+            break
+
+
+#: the environment variables that forbid downloads (the second is the Hugging Face convention)
+OFFLINE_VARIABLES = ("RESTOREVER_OFFLINE", "HF_HUB_OFFLINE")
+_warned_offline_values: set[tuple[str, str]] = set()
+
+
+def offline_setting() -> str | None:
+    """``"NAME=value"`` for the first of :data:`OFFLINE_VARIABLES` that forbids downloads, else None.
+
+    Values are read like the other boolean settings: true/yes/on/1 or false/no/off/0, any case; empty means unset.
+    Any other value also forbids downloads (the cautious reading of an "offline" switch), with a warning, once per
+    value, naming the variable and the values it takes."""
+    for name in OFFLINE_VARIABLES:
+        raw = os.environ.get(name, "")
+        text = raw.strip().lower()
+        if not text or text in _FALSE:
+            continue
+        if text not in _TRUE and (name, raw) not in _warned_offline_values:
+            _warned_offline_values.add((name, raw))
+            logger.warning("%s=%s is not one of %s (offline) or %s (online); read as offline: set it to 0 or unset "
+                           "it to allow downloads", name, raw, "/".join(_TRUE), "/".join(_FALSE))
+        return f"{name}={raw}"
+    return None
 
 
 def is_offline() -> bool:
-    """True when the environment forbids downloads."""
-    return any(os.environ.get(k, "").strip() not in ("", "0") for k in ("RESTOREVER_OFFLINE", "HF_HUB_OFFLINE"))
+    """True when the environment forbids downloads (see :func:`offline_setting`)."""
+    return offline_setting() is not None
+
+
+def _offline_reason(setting: str) -> str:
+    """Why nothing was downloaded, for a missing-file message: the variable that forbids it and how to lift that."""
+    name = setting.partition("=")[0]
+    return f"not downloaded: {setting} forbids network access; `unset {name}` or set it to 0 to allow the download"
 
 
 def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
@@ -166,36 +245,73 @@ def _weights_folder(card: ModelCard, root: Path) -> Path:
     return root / "weights" / card.name
 
 
+def _create_part_file(destination: Path) -> tuple[int, Path]:
+    """A new, empty ``<destination>.<random>.part`` beside ``destination``, opened for writing: ``(fd, path)``.
+
+    Created with mode 0o666 less the umask, the mode ``open()`` gives, so the renamed file has the mode any other
+    file of the user would have (``mkstemp`` makes 0o600 files)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        path = destination.with_name(f"{destination.name}.{secrets.token_hex(4)}.part")
+        try:
+            return os.open(path, flags, 0o666), path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{destination.parent}: could not find a free name for {destination.name}.*.part")
+
+
 def download_file(url: str, destination: Path, *, sha256: str | None, description: str = "") -> Path:
     """Download ``url`` to ``destination`` atomically with a progress bar; verify ``sha256`` before the rename.
 
-    Raises ``WeightsHashError`` on a mismatch (the partial file is deleted) and ``OSError`` on network failure.
+    The bytes go to ``<destination>.<random>.part``, renamed to ``destination`` only once complete: as many bytes as
+    the server's Content-Length promised, and the right ``sha256`` where one is given. On any failure the ``.part``
+    file is deleted (there is no resume) and the folders this call created are removed again. The file gets the
+    usual umask-respecting mode. Raises ``WeightsHashError`` on a sha256 mismatch, ``WeightsNotFoundError`` (an
+    ``OSError``) on a short download or a folder that cannot be written, and ``OSError`` on network failure.
     """
     from tqdm.auto import tqdm
 
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=destination.name + ".", suffix=".part", dir=destination.parent)
-    digest = hashlib.sha256()
+    created = _make_folders(destination.parent)
+    tmp: Path | None = None
+    done = False
     try:
+        try:
+            fd, tmp = _create_part_file(destination)
+        except OSError as exc:
+            raise _folder_error(destination.parent, exc) from exc
+        digest = hashlib.sha256()
+        received = 0
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            total = int(response.headers.get("Content-Length") or 0) or None
+            try:
+                total: int | None = int(response.headers.get("Content-Length") or "")
+            except ValueError:  # absent or malformed: the size cannot be checked
+                total = None
             with tqdm(total=total, unit="B", unit_scale=True, desc=description or destination.name) as bar:
                 for chunk in iter(lambda: response.read(1 << 20), b""):
                     out.write(chunk)
                     digest.update(chunk)
+                    received += len(chunk)
                     bar.update(len(chunk))
             out.flush()
             os.fsync(out.fileno())
+        if total is not None and received != total:
+            raise WeightsNotFoundError(
+                f"{url}: the download stopped after {received} of the {total} bytes the server announced "
+                f"(Content-Length); the partial file was deleted, {destination} was not written: try again")
         actual = digest.hexdigest()
         if sha256 and actual != sha256.lower():
             raise WeightsHashError(
                 f"{url}: downloaded file has sha256 {actual}, expected {sha256}; the file was discarded")
-        os.replace(tmp_name, destination)
+        os.replace(tmp, destination)
+        done = True
         if not sha256:
-            logger.warning("%s has no published sha256; recorded %s for it", destination, actual)
+            logger.warning("%s: no sha256 is published for this file, so its content was not checked (%d bytes, "
+                           "sha256 %s; not stored anywhere)", destination, received, actual)
     finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
+        if not done:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+            _remove_folders(created)
     return destination
 
 
@@ -218,6 +334,11 @@ def resolve_weights(
     wf = card.weights[role]
     if explicit is not None:
         path = Path(explicit).expanduser()
+        if path.is_dir():
+            inside = path / wf.filename
+            example = f", e.g. {inside}" if inside.is_file() else ""
+            raise WeightsNotFoundError(f"{card.name}: {path} is a directory, not a weights file (given with "
+                                       f"--weights); pass the file itself{example}")
         if not path.is_file():
             raise WeightsNotFoundError(f"{card.name}: weights file {path} does not exist (given with --weights)")
         if wf.sha256:
@@ -232,19 +353,29 @@ def resolve_weights(
         if wf.sha256:
             actual = sha256_file(path)
             if actual != wf.sha256.lower():
-                raise WeightsHashError(
-                    f"{card.name}: cached file {path} has sha256 {actual}, expected {wf.sha256}; delete it and "
-                    f"fetch it again (`restorever weights download {card.name}`, or `restorever weights add "
-                    f"{card.name} FILE` for a file you downloaded)")
+                raise WeightsHashError(f"{card.name}: cached file {path} has sha256 {actual}, expected {wf.sha256}; "
+                                       f"{refetch_fix(card.name)}")
         return path
-    allowed = (not is_offline()) if download is None else (download and not is_offline())
-    if allowed and wf.url:
+    offline = offline_setting()
+    wanted = download is None or bool(download)
+    if wanted and offline is None and wf.url:
+        try:
+            created = _make_folders(folder, cache_dir)
+        except WeightsNotFoundError as exc:
+            raise WeightsNotFoundError(_missing_message(card, role, path, reason=str(exc))) from exc
+        done = False
         try:
             logger.info("downloading %s from %s", wf.filename, wf.url)
-            return download_file(wf.url, path, sha256=wf.sha256, description=f"{card.name}:{role}")
+            path = download_file(wf.url, path, sha256=wf.sha256, description=f"{card.name}:{role}")
+            done = True
+            return path
         except (urllib.error.URLError, OSError, TimeoutError) as exc:
             raise WeightsNotFoundError(_missing_message(card, role, path, reason=f"download failed ({exc})")) from exc
-    raise WeightsNotFoundError(_missing_message(card, role, path))
+        finally:
+            if not done:
+                _remove_folders(created)
+    reason = _offline_reason(offline) if (wanted and offline is not None and wf.url) else ""
+    raise WeightsNotFoundError(_missing_message(card, role, path, reason=reason))
 
 
 def locate_weight_files(card: ModelCard, weights: Mapping[str, str] | None = None, *,
@@ -287,111 +418,6 @@ def weight_status(card: ModelCard, cache_dir: str | os.PathLike | None = None) -
     return status
 
 
-MAX_EXPANSION = 4  # a checkpoint's zip may declare at most 4x its size on disk (+ 64 MiB) uncompressed
-_EXPANSION_SLACK = 64 << 20
-
-
-def check_archive_sizes(path: Path) -> None:
-    """Refuse a zip-format checkpoint whose members *declare* far more bytes than the file holds, before anything is
-    decompressed (torch writes its members uncompressed, so a real checkpoint expands by a factor of about 1; a
-    1 MB deflate bomb declaring 1 GiB is refused here). Legacy (non-zip) files are left to the unpickler."""
-    import zipfile
-
-    if not zipfile.is_zipfile(path):
-        return
-    try:
-        with zipfile.ZipFile(path) as zf:
-            declared = sum(max(info.file_size, 0) for info in zf.infolist())
-    except Exception as exc:  # noqa: BLE001 - BadZipFile, struct.error, ...: any failure on a hostile central directory
-        raise CheckpointLayoutError(f"{path}: damaged zip archive ({type(exc).__name__}: {exc})") from None
-    on_disk = path.stat().st_size
-    if declared > MAX_EXPANSION * on_disk + _EXPANSION_SLACK:
-        raise CheckpointLayoutError(f"{path}: its members declare {declared} bytes uncompressed from {on_disk} bytes "
-                                    f"on disk (more than {MAX_EXPANSION}x + 64 MiB); refused before decompressing "
-                                    f"(a compression bomb, or not a torch checkpoint)")
-
-
-def load_error_summary(exc: BaseException) -> str:
-    """One line saying why ``torch.load(weights_only=True)`` refused a file, without torch's advice to retry with
-    ``weights_only=False`` (which would run the file's code): the refused global when there is one."""
-    text = str(exc).strip()
-    if "weights only load failed" in text.lower() or "weights_only" in text:
-        for line in text.splitlines():
-            if "GLOBAL" in line or "Unsupported" in line or "unsupported" in line:
-                return f"it needs code to be unpickled: {line.strip()}"
-        return "it needs code to be unpickled (not a weights-only file)"
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def load_weights_only(path: str | os.PathLike) -> Any:
-    """``torch.load(path, weights_only=True)`` on the CPU after :func:`check_archive_sizes`; any failure is one
-    :class:`CheckpointLayoutError` line."""
-    import torch
-
-    path = Path(path)
-    check_archive_sizes(path)
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a malformed file can fail anywhere inside torch.load (struct.error, AssertionError...)
-        raise CheckpointLayoutError(f"{path}: not a loadable weights-only checkpoint ({load_error_summary(exc)}); "
-                                    f"restorever never unpickles code") from exc
-
-
-def load_checkpoint(
-    path: str | os.PathLike,
-    *,
-    keys: tuple[str, ...] = ("params_ema", "params", "state_dict", "model"),
-    strip_prefix: str | None = "module.",
-) -> dict[str, "torch.Tensor"]:
-    """Load a checkpoint safely and return a flat ``{name: tensor}`` state_dict.
-
-    Uses ``torch.load(weights_only=True)``: a file that needs arbitrary unpickling is refused with
-    :class:`CheckpointLayoutError`. Unwraps the first of ``keys`` present, then strips ``strip_prefix``.
-    """
-
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsNotFoundError(f"{path}: checkpoint file not found")
-    obj = load_weights_only(path)
-    if isinstance(obj, dict):
-        for key in keys:
-            if key in obj and isinstance(obj[key], dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointLayoutError(f"{path}: expected a state_dict of tensors (optionally under one of {keys})")
-    if strip_prefix and obj and all(k.startswith(strip_prefix) for k in obj):
-        obj = {k[len(strip_prefix):]: v for k, v in obj.items()}
-    return dict(obj)
-
-
-def load_state_dict_strict(module: "torch.nn.Module", state_dict: Mapping[str, "torch.Tensor"], *,
-                           source: str, show: int = 5) -> None:
-    """Load ``state_dict`` into ``module`` requiring identical keys and shapes.
-
-    Raises :class:`CheckpointLayoutError` naming ``source`` and the first ``show`` missing keys, unexpected keys and
-    shape mismatches.
-    """
-    expected = module.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    mismatched = [f"{k} {tuple(state_dict[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
-                  if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)]
-    if missing or unexpected or mismatched:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:show])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:show])})")
-        if mismatched:
-            parts.append(f"{len(mismatched)} of wrong shape (e.g. {'; '.join(mismatched[:show])})")
-        raise CheckpointLayoutError(
-            f"{source}: checkpoint layout does not match {type(module).__name__}: " + "; ".join(parts))
-    module.load_state_dict(dict(state_dict), strict=True)
-
-
 def parse_weights_option(text: str | None, *, backends: Iterable[str] = ()) -> dict[str, str]:
     """Parse ``--weights``: ``"FILE"`` -> ``{"model": FILE}``; ``"unet=A,estimator=B"`` -> ``{"unet": A, ...}``.
 
@@ -423,6 +449,21 @@ def parse_weights_option(text: str | None, *, backends: Iterable[str] = ()) -> d
     return out
 
 
+def weights_mapping(weights: "str | os.PathLike | Mapping[str, str | os.PathLike] | None",
+                    ) -> dict[str, str] | None:
+    """The ``weights`` argument of ``create_restorer`` / ``create_recognizer`` as ``{role: path}``: a string as
+    :func:`parse_weights_option` reads it, a path as ``{"model": path}``, a mapping with its paths as strings."""
+    if weights is None:
+        return None
+    if isinstance(weights, str):
+        return parse_weights_option(weights)
+    if isinstance(weights, os.PathLike):
+        return {"model": os.fspath(weights)}
+    if isinstance(weights, Mapping):
+        return {str(role): os.fspath(path) for role, path in weights.items()}
+    raise TypeError(f"weights must be a file path or a {{role: path}} mapping, got {type(weights).__name__}")
+
+
 def check_weight_roles(name: str, weights: Mapping[str, str] | None, roles: Iterable[str]) -> dict[str, str]:
     """``weights`` (``{role: path}``, as :func:`parse_weights_option` gives) as a dict, or ``ValueError`` naming the
     roles backend ``name`` does not take and the ``--weights`` forms it does."""
@@ -433,28 +474,50 @@ def check_weight_roles(name: str, weights: Mapping[str, str] | None, roles: Iter
         forms = ["FILE"] if "model" in roles else []  # a bare FILE means {"model": FILE}
         if roles != ["model"]:
             forms.append(",".join(f"{role}=FILE" for role in roles))
-        raise ValueError(f"{name}: unknown weight role(s) {unknown}; use --weights {' or '.join(forms)}")
+        hint = _path_with_equals_hint(unknown, weights, roles)
+        raise ValueError(f"{name}: unknown weight role(s) {unknown}; use --weights {' or '.join(forms)}{hint}")
     return weights
+
+
+#: file suffixes that show a "role" is really part of a file path
+_WEIGHT_SUFFIXES = (".pth", ".pt", ".pkl", ".ckpt", ".bin", ".tar", ".zip", ".onnx", ".safetensors", ".dat")
+
+
+def _path_with_equals_hint(unknown: list[str], weights: Mapping[str, str], roles: list[str]) -> str:
+    """A hint for an unknown role that is the start of a file path with '=' in it (``ck/run=2/codeformer.pth``
+    parses as role ``ck/run``): how to write such a path; empty otherwise."""
+    for role in unknown:
+        whole = f"{role}={weights[role]}"
+        if "/" in role or "\\" in role or role.lower().endswith(_WEIGHT_SUFFIXES) or os.path.exists(whole):
+            first = "model" if "model" in roles else (roles[0] if roles else "ROLE")
+            return (f" (if {whole} is one file: a path containing '=' must be written {first}=PATH, "
+                    f"e.g. --weights {first}={whole})")
+    return ""
 
 
 def copy_into_cache(card: ModelCard, role: str, source: str | os.PathLike,
                     cache_dir: str | os.PathLike | None = None) -> Path:
-    """Copy a local file into the cache location for ``card``/``role`` (used by ``restorever weights add``)."""
+    """Copy a local file into the cache location for ``card``/``role`` (used by ``restorever weights add``).
+
+    The copy goes to ``<file>.part`` and is renamed when complete; on a failure the ``.part`` file and the folders
+    this call created are removed, and :class:`WeightsNotFoundError` names the source, the target and the cause
+    (for an unusable cache folder: the setting that chose it)."""
     wf = card.weights[role]
     folder = _weights_folder(card, get_cache_dir(cache_dir))
-    folder.mkdir(parents=True, exist_ok=True)
+    created = _make_folders(folder, cache_dir)
     target = folder / wf.filename
-    tmp = target.with_suffix(target.suffix + ".part")
-    shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
+    tmp = target.with_name(target.name + ".part")
+    try:
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        _remove_folders(created)
+        if exc.filename is not None and Path(exc.filename) in (tmp, target):  # the cache folder is the problem
+            raise WeightsNotFoundError(f"cannot copy {source} to {target}: "
+                                       f"{_folder_error(folder, exc, cache_dir)}") from exc
+        raise WeightsNotFoundError(f"cannot copy {source} to {target} ({type(exc).__name__}: "
+                                   f"{exc.strerror or exc}); nothing was added: check that {source} is a readable "
+                                   f"regular file and that {folder} has room for it") from exc
     return target
-
-
-def build_uninitialised(cls: "Callable[..., torch.nn.Module]", *args: Any, **kwargs: Any) -> "torch.nn.Module":
-    """Build a module on the CPU without running its random initialisation (every entry is loaded next): built on
-    the meta device, then given uninitialised CPU storage."""
-    import torch
-
-    with torch.device("meta"):
-        module = cls(*args, **kwargs)
-    return module.to_empty(device="cpu")

@@ -243,17 +243,10 @@ class Data:
 
 
 def synthetic_iresnet_checkpoint(manifest: dict, path: Path, seed: int = 0) -> Path:
-    """A random ``backbone.pth`` with the manifest's keys and shapes (as tests/recognizers/test_arcface.py builds)."""
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, shape in manifest["state_dict"]:
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.zeros(shape, dtype=torch.int64)
-        elif key.endswith("running_var"):
-            state[key] = torch.rand(shape, generator=g) + 0.5
-        else:
-            state[key] = torch.randn(shape, generator=g) * 0.02
-    torch.save(state, path)
+    """A random ``backbone.pth`` with the manifest's keys and shapes."""
+    from restorever.hub import random_state_dict
+
+    torch.save(random_state_dict(manifest["state_dict"], seed=seed), path)
     return path
 
 

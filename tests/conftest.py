@@ -15,21 +15,15 @@ REFERENCE = SHARED / "reference"
 
 def random_iresnet_checkpoint(path: Path, depth: int = 50, seed: int = 0) -> dict:
     """Write an arcface_torch ``backbone.pth`` at ``path`` with every key and shape of the official manifest
-    (random values, positive running variances) and return its state dict."""
+    (:func:`restorever.hub.random_state_dict`) and return its state dict."""
     import json
 
     import torch
 
+    from restorever.hub import random_state_dict
+
     manifest = json.loads((REFERENCE / "manifests" / f"iresnet{depth}_state_dict.json").read_text())
-    g = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, shape in manifest["state_dict"]:
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.zeros(shape, dtype=torch.int64)
-        elif key.endswith("running_var"):
-            state[key] = torch.rand(shape, generator=g) + 0.5
-        else:
-            state[key] = torch.randn(shape, generator=g) * 0.02
+    state = random_state_dict(manifest["state_dict"], seed=seed)
     torch.save(state, path)
     return state
 

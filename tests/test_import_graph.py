@@ -23,8 +23,9 @@ LAYERS = [  # (rank, prefixes); the first matching prefix wins, longest prefixes
     (2, ("restorever.protocol", "restorever.formats", "restorever.protocol_specs", "restorever.data_root",
          "restorever.images", "restorever.alignment", "restorever.degradation", "restorever.degradation_ops",
          "restorever.degradation_params", "restorever.detectors", "restorever.mtcnn", "restorever.jpeg",
-         "restorever.hub", "restorever.retrieval", "restorever.devices", "restorever.precision",
-         "restorever.acceleration", "restorever.files", "restorever.memory")),
+         "restorever.hub", "restorever.checkpoint_files", "restorever.cache_dir", "restorever.retrieval",
+         "restorever.devices", "restorever.precision", "restorever.acceleration", "restorever.files",
+         "restorever.memory")),
     (1, ("restorever.metrics", "restorever.errors", "restorever._registry")),
 ]
 
