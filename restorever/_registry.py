@@ -6,12 +6,16 @@ imports no backend; listing imports each backend module once (torch is imported 
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import unknown_name
 
 if TYPE_CHECKING:  # annotations only: the registry sits below hub in the layers
     from .hub import ModelCard
+
+
+_REGISTRIES: list["Registry"] = []  # every registry made, for "that name is a <kind>" hints
 
 
 class Registry:
@@ -22,6 +26,7 @@ class Registry:
         self.listing = listing or f"restorever {kind}s"  # the command that lists the names, for error messages
         self._modules = list(modules)
         self._cards: dict[str, tuple[str, ModelCard]] | None = None
+        _REGISTRIES.append(self)
 
     def register_module(self, module: str) -> None:
         """Add a backend module (a plugin) by dotted path."""
@@ -47,7 +52,11 @@ class Registry:
     def _lookup(self, name: str) -> tuple[str, ModelCard]:
         cards = self._load()
         if name not in cards:
-            raise unknown_name(self.kind, name, cards, listing=f"`{self.listing}` lists all {len(cards)}")
+            error = unknown_name(self.kind, name, cards, listing=f"`{self.listing}` lists all {len(cards)}")
+            other = next((r for r in _REGISTRIES if r is not self and r.kind != self.kind and name in r._load()), None)
+            if other is not None:  # "create_recognizer('codeformer')": say what it is
+                error = type(error)(f"{error}; {name} is a {other.kind} (`{other.listing}`), not a {self.kind}")
+            raise error
         return cards[name]
 
     def factory(self, name: str) -> Callable[..., Any]:
@@ -55,7 +64,18 @@ class Registry:
         return getattr(importlib.import_module(module), "create")
 
     def create(self, name: str, **kwargs: Any) -> Any:
-        return self.factory(name)(name, **kwargs)
+        """``create(name, **kwargs)`` of the backend; an argument it does not take is a ``TypeError`` naming the
+        backend and the arguments it does take (not the bare "unexpected keyword argument" of its factory)."""
+        factory = self.factory(name)
+        params = inspect.signature(factory).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            unknown = sorted(set(kwargs) - set(params))
+            if unknown:
+                takes = [p for p, v in params.items()
+                         if p != "name" and v.kind in (v.POSITIONAL_OR_KEYWORD, v.KEYWORD_ONLY)]
+                raise TypeError(f"{self.kind} {name} takes no argument(s) {', '.join(unknown)}; it takes "
+                                f"{', '.join(takes)}")
+        return factory(name, **kwargs)
 
     def hook(self, name: str, attr: str) -> Callable[..., Any] | None:
         """The optional function ``attr`` of the module that registers ``name`` (None where it has none)."""

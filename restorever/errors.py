@@ -2,6 +2,7 @@
 that names the file or option at fault and the fix; the CLI prints it and exits with status 2."""
 from __future__ import annotations
 
+import re
 from typing import Iterable
 
 
@@ -97,6 +98,7 @@ def with_weights_flag(exc: Exception, flag: str) -> Exception:
     replaced by ``flag``: the hub's weight messages name ``--weights``, while recognizers and attribute models take
     their files with ``--recognizer-weights`` / ``--attribute-weights``. Other errors come back unchanged."""
     message = str(exc)
-    if "--weights " not in message or type(exc) not in (WeightsNotFoundError, ValueError):
+    pattern = re.compile(r"--weights(?![\w-])")  # "--weights FILE", "(given with --weights)", not "--weights-x"
+    if not pattern.search(message) or type(exc) not in (WeightsNotFoundError, WeightsHashError, ValueError):
         return exc
-    return type(exc)(message.replace("--weights ", f"{flag} "))
+    return type(exc)(pattern.sub(flag, message))

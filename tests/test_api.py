@@ -398,3 +398,24 @@ def test_a_16_bit_image_is_the_same_as_a_pil_object_and_as_a_file(tmp_path):
     from_file = load_image(path).array
     np.testing.assert_array_equal(from_pil, from_file)
     assert from_file[32, 32, 0] == round((32 * 64 + 32) * 16 / 257)  # scaled, not clipped to 255
+
+
+def test_create_functions_take_paths_and_name_what_they_refuse(tmp_path):
+    """A pathlib.Path for weights raised "'PosixPath' object is not iterable"; an unknown keyword the factory's bare
+    TypeError; a restorer's name given to create_recognizer no hint of what it is."""
+    import restorever
+    from restorever.errors import UnknownNameError, WeightsNotFoundError
+
+    missing = tmp_path / "codeformer.pth"
+    for weights in (missing, {"model": missing}, str(missing)):
+        with pytest.raises(WeightsNotFoundError, match=str(missing)):
+            restorever.create_restorer("codeformer", weights=weights)
+    with pytest.raises(TypeError, match=r"restorer codeformer takes no argument\(s\) bogus; it takes weights, "):
+        restorever.create_restorer("codeformer", bogus=1)
+    with pytest.raises(TypeError, match="recognizer dlib takes no argument"):
+        restorever.create_recognizer("dlib", bogus=1)
+    with pytest.raises(UnknownNameError, match="codeformer is a restorer"):
+        restorever.create_recognizer("codeformer")
+    restorever.list_recognizers()
+    with pytest.raises(UnknownNameError, match="dlib is a recognizer"):
+        restorever.create_restorer("dlib")

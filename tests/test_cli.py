@@ -237,17 +237,45 @@ def test_weights_add_and_download(tmp_path, monkeypatch):
     monkeypatch.setenv("RESTOREVER_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("RESTOREVER_OFFLINE", "1")
     mine = tmp_path / "VQFR_v2.pth"
-    mine.write_bytes(b"stand-in bytes: vqfr-v2 publishes no sha256, its layout is checked when loaded")
-    cached = tmp_path / "home" / "weights" / "vqfr-v2" / "VQFR_v2.pth"
-    assert f"model: {cached}" in run("weights", "add", "vqfr-v2", mine).output
-    assert cached.read_bytes() == mine.read_bytes()
-    assert f"model: {cached}" in run("weights", "path", "vqfr-v2").output
+    mine.write_bytes(b"stand-in bytes: vqfr-v2 publishes no sha256, and this is no checkpoint")
+    run("weights", "add", "vqfr-v2", mine, expect=2)  # any file was added, and verify then called it present
+    assert not (tmp_path / "home" / "weights" / "vqfr-v2" / "VQFR_v2.pth").exists()
     assert "sha256 differs from the one facenet-vggface2 lists" in run("weights", "add", "facenet-vggface2", mine,
                                                                        expect=2).output
     assert not (tmp_path / "home" / "weights" / "facenet-vggface2").exists()
     assert "say which with --role" in run("weights", "add", "difface", mine, expect=2).output
     out = run("weights", "download", "difface", expect=2).output
     assert "iddpm_ffhq512_ema500000.pth not found" in out and str(tmp_path / "home" / "weights" / "difface") in out
+
+
+def test_weights_add_and_verify_build_the_backend_from_the_file(tmp_path, monkeypatch):
+    """A file is added only when the backend builds from it (arcface-r18 publishes no sha256: an iresnet18 state
+    dict is accepted, an iresnet with other blocks is not); `verify` builds it too; dlib's files are not read from
+    the weights cache, so adding one there is refused rather than reported done."""
+    import torch
+
+    from restorever.recognizers.layers.iresnet import IRESNET_LAYERS, IResNet
+
+    monkeypatch.setenv("RESTOREVER_HOME", str(tmp_path / "home"))
+    torch.manual_seed(0)
+    r18 = tmp_path / "r18.pth"
+    torch.save(IResNet(IRESNET_LAYERS[18]).state_dict(), r18)
+    other = tmp_path / "other.pth"
+    torch.save(IResNet([1, 1, 1, 1]).state_dict(), other)
+    cached = tmp_path / "home" / "weights" / "arcface-r18-ms1mv3" / "backbone.pth"
+    result = run("weights", "add", "arcface-r18-ms1mv3", other, expect=2)
+    assert str(other) in result.output and not cached.exists()
+    assert f"model: {cached}" in run("weights", "add", "arcface-r18-ms1mv3", r18).output
+    out = run("weights", "verify", "arcface-r18-ms1mv3").output
+    assert f"model: present {cached}" in out and "arcface-r18-ms1mv3: built from these files" in out
+    cached.write_bytes(b"damaged later")
+    run("weights", "verify", "arcface-r18-ms1mv3", expect=2)
+    dat = tmp_path / "model.dat"
+    dat.write_bytes(b"x")
+    result = run("weights", "add", "dlib", dat, "--role", "model", expect=2)
+    assert "not from the weights cache" in result.output and "--recognizer-weights model=" in result.output
+    for command in ("path", "verify", "download"):
+        assert run("weights", command, "none").output.strip() == "none takes no weight files"
 
 
 def test_restore_writes_nothing_when_one_photo_has_no_face_unless_told_to_skip(faces_root, tmp_path):
@@ -304,3 +332,19 @@ def test_a_new_run_in_a_used_folder_removes_the_old_report_and_examples(faces_ru
     assert (out / "examples" / "x16").is_dir() and (out / "notes.txt").read_text() == "mine"
     assert "removed what the previous run there left (report.html, report.md, figures/, 2 example" in caplog.text
     assert check_run(out).ok
+
+
+def test_restorever_data_may_name_the_folder_above_the_protocols_data(lfw_root, monkeypatch):
+    """docs/protocols.md: $RESTOREVER_DATA is the data folder itself or holds it as <protocol>/. The CLI bound the
+    variable to --data-root, which is used as given, so only the first form worked."""
+    monkeypatch.setenv("RESTOREVER_DATA", str(lfw_root.parent))
+    assert lfw_root.name == "lfw"
+    out = run("eval", "--protocol", "lfw", "--recognizer", "dlib", "--limit-pairs", "4", "--dry-run").output
+    assert out.startswith("protocol lfw: 4 pairs")
+    monkeypatch.setenv("RESTOREVER_DATA", str(lfw_root))
+    assert run("eval", "--protocol", "lfw", "--recognizer", "dlib", "--limit-pairs", "4",
+               "--dry-run").output.startswith("protocol lfw: 4 pairs")
+    monkeypatch.setenv("RESTOREVER_OFFLINE", "1")
+    monkeypatch.setenv("RESTOREVER_DATA", str(lfw_root.parent))  # holds lfw/, not lfw-ident/: said, not misread
+    result = run("ident", "--min-images", "100", "--dry-run", expect=2)
+    assert "protocol lfw-ident: data not found" in result.output and "DIR/people.txt" in result.output

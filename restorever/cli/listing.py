@@ -1,8 +1,12 @@
 """``restorever protocols | restorers | recognizers | weights``."""
 from __future__ import annotations
 
+import functools
+from pathlib import Path
+
 import click
 
+from ..errors import RestoreverError
 from . import handle_errors
 
 
@@ -75,6 +79,24 @@ def recognizers_command():
     _list(REGISTRY, "recognizer")
 
 
+def _recognizer_flag(command):
+    """Weight errors of a recognizer name ``--recognizer-weights``, the flag its runs take files with (the hub's
+    messages name the restorers' ``--weights``)."""
+    @functools.wraps(command)
+    def wrapper(name, *args, **kwargs):
+        from ..errors import with_weights_flag
+
+        registry, _ = _backend(name)
+        try:
+            return command(name, *args, **kwargs)
+        except (RestoreverError, ValueError) as exc:
+            if registry is _restorers():
+                raise
+            raise with_weights_flag(exc, "--recognizer-weights") from exc
+
+    return wrapper
+
+
 def _backend(name: str):
     """``(registry, card)`` of a restorer or recognizer name."""
     from ..errors import UnknownNameError
@@ -109,12 +131,16 @@ def weights_list():
 @weights.command("path")
 @click.argument("name")
 @handle_errors
+@_recognizer_flag
 def weights_path(name):
     """Where NAME's weight files are (the files a run would load), or where they are expected."""
     from ..errors import WeightsHashError, WeightsNotFoundError
     from ..hub import locate_backend_weights
 
     registry, card = _backend(name)
+    if not card.weights:
+        click.echo(f"{name} takes no weight files")
+        return
     try:
         found = locate_backend_weights(registry, name)
     except (WeightsNotFoundError, WeightsHashError):  # the status below still says where each file is
@@ -124,16 +150,28 @@ def weights_path(name):
         click.echo(f"{role}: {found[role]}" if role in found else f"{role}: {status[role]}")
 
 
+def _build_check(registry, name: str, files: dict) -> None:
+    """Build backend ``name`` on the CPU from ``files`` (``{role: path}``): the strict checks a run makes (layout,
+    shapes, dtypes, archive integrity) raise here, naming the file."""
+    registry.create(name, weights={role: str(path) for role, path in files.items()}, device="cpu")
+
+
 @weights.command("verify")
 @click.argument("name")
 @handle_errors
+@_recognizer_flag
 def weights_verify(name):
-    """Check that NAME's weight files (the ones a run would load) are there, with the card's sha256."""
+    """Check that NAME's weight files (the ones a run would load) are there, with the card's sha256, and that NAME
+    can be built from them (every key, shape and dtype of the checkpoint)."""
     from ..errors import WeightsHashError
     from ..hub import locate_backend_weights, sha256_file
 
     registry, card = _backend(name)
-    for role, path in locate_backend_weights(registry, name).items():
+    if not card.weights:
+        click.echo(f"{name} takes no weight files")
+        return
+    paths = locate_backend_weights(registry, name)
+    for role, path in paths.items():
         expected = card.weights[role].sha256
         if not expected:
             click.echo(f"{role}: present {path} (no published sha256 to check)")
@@ -142,6 +180,8 @@ def weights_verify(name):
         if actual != expected.lower():
             raise WeightsHashError(f"{name}: {path} has sha256 {actual}, the card lists {expected}; replace the file")
         click.echo(f"{role}: ok {path}")
+    _build_check(registry, name, paths)
+    click.echo(f"{name}: built from these files (they load as a run loads them)")
 
 
 @weights.command("add")
@@ -150,13 +190,15 @@ def weights_verify(name):
 @click.option("--role", default=None, help="Which of NAME's files FILE is (for backends with several: "
                                            "`restorever weights list`).")
 @handle_errors
+@_recognizer_flag
 def weights_add(name, file, role):
-    """Copy a weight file you downloaded yourself into the weights cache, where runs find it (checked against the
-    card's sha256 where one is published)."""
-    from ..errors import WeightsHashError
-    from ..hub import copy_into_cache, sha256_file
+    """Copy a weight file you downloaded yourself into the weights cache, where runs find it: checked against the
+    card's sha256 where one is published, and by building NAME from it (with NAME's other files, once they are
+    there). A file that fails a check is not added."""
+    from ..errors import RestoreverError, WeightsHashError, WeightsNotFoundError
+    from ..hub import copy_into_cache, get_cache_dir, load_checkpoint, locate_backend_weights, sha256_file
 
-    _, card = _backend(name)
+    registry, card = _backend(name)
     roles = list(card.weights)
     if not roles:
         raise click.UsageError(f"{name} takes no weight files")
@@ -166,21 +208,49 @@ def weights_add(name, file, role):
     if role not in card.weights:
         raise click.BadParameter(f"{name} has no weight file {role!r} (it has {', '.join(roles)})",
                                  param_hint="--role")
+    flag = "--weights" if registry is _restorers() else "--recognizer-weights"
     expected = card.weights[role].sha256
     if expected and sha256_file(file).lower() != expected.lower():
         raise WeightsHashError(f"{file}: sha256 differs from the one {name} lists for {card.weights[role].filename} "
-                               f"({expected}); not added (pass the file with --weights to use it anyway)")
+                               f"({expected}); not added (pass the file with {flag} to use it anyway)")
+    cache = get_cache_dir().resolve()
+    try:
+        current = locate_backend_weights(registry, name).get(role)
+    except WeightsNotFoundError:
+        current = None
+    if current is not None and cache not in Path(current).resolve().parents:
+        raise RestoreverError(f"{name} loads its {role} file from {current}, not from the weights cache, so runs "
+                              f"would not see {file}; not added (pass it with {flag} {role}={file} instead)")
+    try:
+        files = locate_backend_weights(registry, name, {role: file})
+    except WeightsNotFoundError as exc:  # the other files are not there yet: check what one file alone can show
+        if str(file).endswith((".pth", ".pt", ".ckpt")):
+            load_checkpoint(file)
+        click.echo(f"note: {name} was not built to check {file} ({exc}); `restorever weights verify {name}` checks "
+                   f"it once every file is in place", err=True)
+    else:
+        _build_check(registry, name, files)
     click.echo(f"{role}: {copy_into_cache(card, role, file)}")
+
+
+def _restorers():
+    from ..restorers import REGISTRY
+
+    return REGISTRY
 
 
 @weights.command("download")
 @click.argument("name")
 @handle_errors
+@_recognizer_flag
 def weights_download(name):
     """Download NAME's weight files into the weights cache (where the card has a URL; checked against its sha256)."""
     from ..hub import locate_backend_weights, resolve_weights
 
     registry, card = _backend(name)
+    if not card.weights:
+        click.echo(f"{name} takes no weight files")
+        return
     if registry.hook(name, "locate_weight_files") is not None:  # packs and packages: fetched where they are used
         registry.create(name, device="cpu")
         paths = locate_backend_weights(registry, name)

@@ -4,7 +4,8 @@ Backends: ``dlib`` (real, offline), ``arcface`` (torch IResNet and insightface O
 """
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, Mapping
 
 from .._registry import Registry
 from ..errors import WeightsNotFoundError, with_weights_flag
@@ -26,13 +27,12 @@ def recognizer_card(name: str) -> ModelCard:
     return REGISTRY.card(name)
 
 
-def create_recognizer(name: str, *, weights: dict[str, str] | str | None = None, device: Any = "cpu",
-                      **kwargs: Any):
+def create_recognizer(name: str, *, weights: Mapping[str, str | os.PathLike] | str | os.PathLike | None = None,
+                      device: Any = "cpu", **kwargs: Any):
     """Create a recognizer by name (``weights``: explicit local files, see ``hub.parse_weights_option``)."""
-    from ..hub import parse_weights_option
+    from ..hub import weights_mapping
 
-    if isinstance(weights, str):
-        weights = parse_weights_option(weights)
+    weights = weights_mapping(weights)  # a string as --weights reads it, a path, or {role: path}
     from ..devices import resolve_device
 
     if kwargs.get("flip_test"):

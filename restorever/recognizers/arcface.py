@@ -59,7 +59,7 @@ from ..errors import CheckpointLayoutError, WeightsHashError, WeightsNotFoundErr
 from ..hub import (ModelCard, WeightFile, check_weight_roles, copy_into_cache, download_file, is_offline,
                    load_checkpoint, load_state_dict_strict, resolve_weights, sha256_file)
 from ..hub import weight_status as hub_weight_status
-from .base import Recognizer
+from .base import Recognizer, checked_found_file
 from .crop import (CROP_OPTION_DEFAULTS, CROP_OPTION_SPECS, CropRecognizer, autocast_dtype_for, build_uninitialised,
                    prepare_crops)
 from .layers.iresnet import IRESNET_LAYERS, IResNet
@@ -244,7 +244,7 @@ def locate_weights(card: ModelCard, *, explicit: str | Path | None = None, cache
             raise
     for candidate in _insightface_candidates(card, insightface_root):
         if candidate.is_file():
-            return resolve_weights(card, explicit=candidate)  # a user's file: a sha256 mismatch only warns
+            return checked_found_file(card, candidate, "the insightface models folder")
     try:
         return resolve_weights(card, cache_dir=cache_dir, download=False)
     except WeightsNotFoundError as exc:

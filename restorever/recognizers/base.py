@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import torch
 
-from ..hub import ModelCard
+from ..errors import WeightsHashError
+from ..hub import ModelCard, sha256_file
 from ..images import check_faces
 
-__all__ = ["Recognizer", "check_inputs", "check_landmarks"]
+__all__ = ["Recognizer", "check_inputs", "check_landmarks", "checked_found_file"]
 
 
 class Recognizer(torch.nn.Module):
@@ -32,6 +33,20 @@ class Recognizer(torch.nn.Module):
         """``faces`` ``[B,3,512,512]`` float RGB [0,1] and ``landmarks`` ``[B,5,2]`` (px in the crop) ->
         ``[B,D]`` float32 embeddings."""
         raise NotImplementedError
+
+
+def checked_found_file(card: ModelCard, path, folder: str):
+    """``path``, a file of ``card`` found in another tool's ``folder`` (facenet-pytorch's ``$TORCH_HOME``,
+    ``~/.insightface``) rather than given by the user: where the card publishes a sha256 the file must have it, as a
+    file in restorever's own cache must. :class:`WeightsHashError` names the file and the two ways out."""
+    expected = card.weights["model"].sha256
+    if expected:
+        actual = sha256_file(path)
+        if actual != expected.lower():
+            raise WeightsHashError(f"{path} (found in {folder}) has sha256 {actual}, but {card.name}'s released "
+                                   f"file has {expected}: delete or replace it, or pass it with --recognizer-weights "
+                                   f"to use it anyway")
+    return path
 
 
 def check_landmarks(landmarks: torch.Tensor, batch: int) -> None:

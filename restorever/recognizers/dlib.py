@@ -134,7 +134,9 @@ class DlibRecognizer(Recognizer):
 
 
 def create(name: str, *, weights: dict[str, str] | None = None, device: str | torch.device = "cpu",
-           **kwargs) -> DlibRecognizer:
+           num_jitters: int = 0, padding: float = 0.25) -> DlibRecognizer:
+    """dlib's 128-D ResNet descriptor (CPU only); ``num_jitters`` and ``padding`` as dlib's
+    ``compute_face_descriptor`` takes them."""
     if torch.device(device).type != "cpu":
         logger.info("dlib runs on the CPU only (dlib-bin has no CUDA); ignoring device=%s", device)
     weights = check_weight_roles("dlib", weights, ["model", "shape_predictor"])
@@ -144,7 +146,7 @@ def create(name: str, *, weights: dict[str, str] | None = None, device: str | to
     card = CARDS[name]
     model = Path(weights.get("model") or folder / card.weights["model"].filename)
     predictor = Path(weights.get("shape_predictor") or folder / card.weights["shape_predictor"].filename)
-    return DlibRecognizer(card, model, predictor, **kwargs)
+    return DlibRecognizer(card, model, predictor, num_jitters=num_jitters, padding=padding)
 
 
 def locate_weight_files(name: str, weights: dict[str, str] | None = None) -> dict[str, Path]:

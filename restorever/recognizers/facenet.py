@@ -28,7 +28,7 @@ from ..devices import resolve_device
 from ..hub import (ModelCard, WeightFile, check_weight_roles, load_checkpoint, load_state_dict_strict, resolve_weights,
                    sha256_file)
 from ..hub import weight_status as hub_weight_status
-from .base import Recognizer
+from .base import Recognizer, checked_found_file
 from .crop import CROP_OPTION_DEFAULTS, CROP_OPTION_SPECS, CropRecognizer, autocast_dtype_for, build_uninitialised
 
 logger = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def locate_weights(card: ModelCard, *, explicit: str | Path | None = None, cache
     if explicit is None:
         candidate = _torch_cache_candidate(card.weights["model"].filename)
         if candidate is not None and candidate.is_file():
-            return resolve_weights(card, explicit=candidate)  # a user's file: a sha256 mismatch only warns
+            return checked_found_file(card, candidate, "facenet-pytorch's $TORCH_HOME/checkpoints")
     return resolve_weights(card, explicit=explicit, cache_dir=cache_dir, download=download)
 
 

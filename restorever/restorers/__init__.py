@@ -5,7 +5,8 @@ Backends (one module each): ``baselines`` (``none``), ``vqfr`` (``vqfr-v1``, ``v
 """
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, Mapping
 
 from .._registry import Registry
 from ..hub import ModelCard
@@ -28,18 +29,17 @@ def restorer_card(name: str) -> ModelCard:
     return REGISTRY.card(name)
 
 
-def create_restorer(name: str, *, weights: dict[str, str] | str | None = None, device: Any = "cpu",
-                    **kwargs: Any):
+def create_restorer(name: str, *, weights: Mapping[str, str | os.PathLike] | str | os.PathLike | None = None,
+                    device: Any = "cpu", **kwargs: Any):
     """Create a restorer by name.
 
     Example:
         >>> r = create_restorer("none")
         >>> out = r.restore(torch.rand(2, 3, 512, 512))
     """
-    from ..hub import parse_weights_option
+    from ..hub import weights_mapping
 
-    if isinstance(weights, str):
-        weights = parse_weights_option(weights)
+    weights = weights_mapping(weights)  # a string as --weights reads it, a path, or {role: path}
     from ..devices import resolve_device
 
     device = resolve_device(device)  # "cuda" on a machine without a GPU is an error here, not at the first batch

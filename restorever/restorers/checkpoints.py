@@ -42,7 +42,8 @@ def identify_layout(keys: Iterable[str]) -> str | None:
 
     if has_prefix("stylegan_decoder.") and has_prefix("condition_scale."):
         return "gfpgan_v1_clean" if "conv_body_first.weight" in keys else "gfpgan_v1_original"
-    if "position_emb" in keys and has_prefix("ft_layers.") and has_prefix("idx_pred_layer."):
+    if has_prefix("ft_layers.") and has_prefix("idx_pred_layer."):  # the transformer: stage 2 (a missing
+        # position_emb made a damaged codeformer.pth read as the VQGAN; strict loading then names the key)
         return "codeformer" if has_prefix("fuse_convs_dict.256.") else "codeformer_variant"
     if has_prefix("encoder.blocks.") and has_prefix("generator.blocks.") and has_prefix("quantize."):
         return "codeformer_vqgan"

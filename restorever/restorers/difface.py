@@ -227,9 +227,13 @@ def _build_loaded(cls: type, config: Mapping[str, Any], path: Path, role: str,
         load_state_dict_strict(module, {k: v.to("meta") for k, v in state_dict.items()},
                                source=f"difface {role} weights {path}")
     except CheckpointLayoutError as exc:
-        other = identify_layout(state_dict)  # another backend's file (GFPGAN, CodeFormer, VQFR)
-        if other is not None and not other.startswith("difface"):
-            raise CheckpointLayoutError(f"difface {role} weights {path}: {describe_layout(other)}") from exc
+        other = identify_layout(state_dict)  # another backend's file (GFPGAN, CodeFormer, VQFR), or the other role's
+        own = {"unet": "difface_unet", "estimator": "difface_swinir"}[role]
+        if other is not None and other != own:
+            hint = describe_layout(other)
+            if other.startswith("difface"):
+                hint = f"{hint.split(';')[0]}, given as {role}= (the unet= and estimator= files are swapped?)"
+            raise CheckpointLayoutError(f"difface {role} weights {path}: {hint}") from exc
         raise
     state_dict = {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
     module.load_state_dict(state_dict, strict=True, assign=True)

@@ -367,7 +367,7 @@ def test_missing_pack_message(tmp_path, monkeypatch):
     assert str(tmp_path / "home" / "weights" / "insightface-antelopev2") in message
 
 
-def test_pack_found_in_insightface_folder(small_onnx, tmp_path, caplog, faces):
+def test_pack_found_in_insightface_folder(small_onnx, tmp_path, monkeypatch, faces):
     nested = tmp_path / "if" / "models" / "antelopev2" / "antelopev2"  # the zip's nested-folder trap
     nested.mkdir(parents=True)
     assert arcface.weight_status("insightface-antelopev2", insightface_root=tmp_path / "if")["model"].startswith(
@@ -375,10 +375,17 @@ def test_pack_found_in_insightface_folder(small_onnx, tmp_path, caplog, faces):
     (nested / "glintr100.onnx").write_bytes(small_onnx.read_bytes())
     assert arcface.weight_status("insightface-antelopev2", insightface_root=tmp_path / "if") == {
         "model": f"present: {nested / 'glintr100.onnx'}"}
-    with caplog.at_level(logging.WARNING):
-        rec = create("insightface-antelopev2", insightface_root=tmp_path / "if")
-    assert isinstance(rec, OnnxRecognizer) and rec.path == nested / "glintr100.onnx"
-    assert "sha256" in caplog.text  # not the published file: a warning, not an error
+    found = nested / "glintr100.onnx"
+    with pytest.raises(WeightsHashError) as info:  # not the published file: refused (it was a warning) ...
+        create("insightface-antelopev2", insightface_root=tmp_path / "if")
+    assert str(found) in str(info.value) and "--recognizer-weights" in str(info.value)
+    rec = create("insightface-antelopev2", weights={"model": str(found)})  # ... unless the user names it
+    assert isinstance(rec, OnnxRecognizer) and rec.path == found
+    card = arcface.CARDS["insightface-antelopev2"]
+    published = hashlib.sha256(found.read_bytes()).hexdigest()
+    monkeypatch.setitem(card.weights, "model", dataclasses.replace(card.weights["model"], sha256=published))
+    rec = create("insightface-antelopev2", insightface_root=tmp_path / "if")  # the published file: found and used
+    assert isinstance(rec, OnnxRecognizer) and rec.path == found
     assert rec.embed(*faces).shape == (2, 16)
 
 

@@ -1,11 +1,14 @@
 """facenet backends with random-weight InceptionResnetV1 checkpoints (the released files cannot be downloaded here)."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
-from restorever.errors import CheckpointLayoutError, WeightsNotFoundError
+from restorever.errors import CheckpointLayoutError, WeightsHashError, WeightsNotFoundError
+from restorever.hub import sha256_file
 from restorever.recognizers import facenet
 from restorever.recognizers.arcface import CropRecognizer
 
@@ -83,9 +86,16 @@ def test_found_in_torch_cache(checkpoint, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     (tmp_path / "torch" / "checkpoints").mkdir(parents=True)
     (tmp_path / "torch" / "checkpoints" / path.name).write_bytes(path.read_bytes())
-    assert facenet.weight_status("facenet-vggface2") == {
-        "model": f"present: {tmp_path / 'torch' / 'checkpoints' / path.name}"}
-    loaded = facenet.create("facenet-vggface2").net.state_dict()
+    found = tmp_path / "torch" / "checkpoints" / path.name
+    assert facenet.weight_status("facenet-vggface2") == {"model": f"present: {found}"}
+    # not the released file (random weights): refused, as the same file in restorever's cache is (it was loaded
+    # with a warning about "an explicit file" the user never gave)
+    with pytest.raises(WeightsHashError) as info:
+        facenet.create("facenet-vggface2")
+    assert str(found) in str(info.value) and "--recognizer-weights" in str(info.value)
+    card = facenet.CARDS["facenet-vggface2"]
+    monkeypatch.setitem(card.weights, "model", dataclasses.replace(card.weights["model"], sha256=sha256_file(found)))
+    loaded = facenet.create("facenet-vggface2").net.state_dict()  # the released file (its sha256) is used
     expected = {k: v for k, v in net.state_dict().items() if not k.startswith("logits.")}
     assert list(loaded) == list(expected) and all(torch.equal(loaded[k], v) for k, v in expected.items())
 

@@ -339,9 +339,13 @@ def test_wrong_layout_is_a_clear_error(small_files, unet_fx, tmp_path):
     torch.save(renamed, tmp_path / "renamed.pth")
     with pytest.raises(CheckpointLayoutError, match=r"renamed\.pth.*middle_block\.1\.qkv\.weight"):
         _small({**small_files, "unet": str(tmp_path / "renamed.pth")})
-    # the two files swapped
-    with pytest.raises(CheckpointLayoutError, match=r"difface unet weights .*swinir\.pth"):
+    # the two files swapped: said so (it was a list of missing keys)
+    with pytest.raises(CheckpointLayoutError, match=r"difface unet weights .*swinir\.pth: DifFace's SwinIR "
+                                                    r"estimator checkpoint, given as unet= \(the unet= and "
+                                                    r"estimator= files are swapped\?\)"):
         _small({**small_files, "unet": small_files["estimator"]})
+    with pytest.raises(CheckpointLayoutError, match="given as estimator="):
+        _small({**small_files, "estimator": small_files["unet"]})
 
 
 def test_missing_weights_names_both_files_and_urls(tmp_path, monkeypatch):
