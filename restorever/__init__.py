@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_protocol": ("restorever.protocol", "load_protocol"),
     "list_protocols": ("restorever.protocol", "list_protocols"),
+    "load_ident_protocol": ("restorever.protocol", "load_ident_protocol"),
     "create_restorer": ("restorever.restorers", "create_restorer"),
     "list_restorers": ("restorever.restorers", "list_restorers"),
     "create_recognizer": ("restorever.recognizers", "create_recognizer"),

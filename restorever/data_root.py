@@ -26,12 +26,14 @@ def resolve_data_root(spec: dict, data_root: str | os.PathLike | None, *, downlo
     pairs = ds.get("pairs")
     first_pairs = (pairs[0] if isinstance(pairs, list) else pairs) if pairs else None
 
+    marker = {"lfw-pairs": first_pairs, "lfw-ident": ds.get("people")}.get(ds["format"])  # a file the data has
+
     def usable(root: Path) -> bool:
         if not root.is_dir():
             return False
-        if ds["format"] == "lfw-pairs":
+        if marker:
             folders = ds.get("images") or LFW_IMAGE_FOLDERS
-            return (root / first_pairs).is_file() and any((root / f).is_dir() for f in folders)
+            return (root / marker).is_file() and any((root / f).is_dir() for f in folders)
         return True
 
     if data_root is not None:
@@ -58,9 +60,10 @@ def resolve_data_root(spec: dict, data_root: str | os.PathLike | None, *, downlo
         except OSError as exc:
             logger.warning("download of %s failed: %s", name, exc)
     layout = ""
-    if ds["format"] == "lfw-pairs":
-        layout = (f"\nexpected layout:\n  DIR/{first_pairs}\n  DIR/lfw-deepfunneled/NAME/NAME_0001.jpg "
-                  f"(or lfw/, lfw_funneled/)")
+    if marker:
+        folders = list(ds.get("images") or LFW_IMAGE_FOLDERS)
+        layout = (f"\nexpected layout:\n  DIR/{marker}\n  DIR/{folders[0]}/NAME/NAME_0001.jpg "
+                  f"(or {', '.join(f + '/' for f in folders[1:])}: the first that exists)")
     raise DataNotFoundError(
         f"protocol {name}: data not found (looked in {', '.join(str(c) for c in candidates)}); "
         f"pass --data-root DIR or set RESTOREVER_DATA{layout}")

@@ -84,6 +84,9 @@ def load_spec(name_or_path: str, include_path: Sequence[str | os.PathLike] = (),
             raise ProtocolError(f"{path}: include must name one YAML file, got {include!r}")
         seen = set(_seen) | {path.resolve()}
         target = (path.parent / include).resolve()
+        if PROTOCOL_NAME.match(include) and not include.endswith((".yaml", ".yml")):
+            named = list_protocols(include_path).get(include)  # "include: lfw": a protocol of the search path
+            target = named.resolve() if named is not None else target
         if target in seen:
             raise ProtocolError(f"{path}: include {include!r} forms a cycle")
         base, _ = load_spec(str(target), include_path, _seen=frozenset(seen))

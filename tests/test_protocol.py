@@ -193,3 +193,30 @@ def test_missing_data_message_shows_layout(tmp_path):
 def test_unknown_protocol_suggests():
     with pytest.raises(ProtocolError, match="did you mean lfw"):
         load_protocol("lwf")
+
+
+def test_a_users_protocol_can_include_a_shipped_one_by_name(lfw_root, tmp_path, monkeypatch):
+    """`include:` was only a path relative to the including file, so a user's YAML could not extend the shipped
+    `lfw` (it said "unknown protocol '<folder>/lfw'"); a name is now looked up where --protocol NAME is, including
+    $RESTOREVER_PROTOCOL_PATH. A FILE.yaml is still relative to the including file; an unknown name is refused."""
+    from restorever.protocol_specs import load_spec
+
+    mine = tmp_path / "lfw-seed7.yaml"
+    mine.write_text("include: lfw\nprotocol: lfw-seed7\nseed: 7\n")
+    spec, _ = load_spec(str(mine))
+    shipped, _ = load_spec("lfw")
+    assert spec["seed"] == 7 and spec["dataset"] == shipped["dataset"] and spec["folds"] == shipped["folds"]
+    assert len(load_protocol(str(mine), data_root=lfw_root).pairs) == 6000
+    extra = tmp_path / "search"
+    extra.mkdir()
+    (extra / "base-x.yaml").write_text(mine.read_text().replace("seed: 7", "seed: 9").replace("lfw-seed7", "base-x"))
+    monkeypatch.setenv("RESTOREVER_PROTOCOL_PATH", str(extra))
+    child = tmp_path / "child.yaml"
+    child.write_text("include: base-x\nprotocol: child\n")
+    assert load_spec(str(child))[0]["seed"] == 9
+    (tmp_path / "beside.yaml").write_text("include: lfw\nprotocol: beside\nseed: 3\n")
+    child.write_text("include: beside.yaml\nprotocol: child\n")  # a file name: relative to the including file
+    assert load_spec(str(child))[0]["seed"] == 3
+    child.write_text("include: nowhere\nprotocol: child\n")
+    with pytest.raises(ProtocolError, match="unknown protocol"):
+        load_spec(str(child))

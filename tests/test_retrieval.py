@@ -414,7 +414,8 @@ def test_an_attribute_model_reads_only_the_recognizer_weights_it_was_fitted_on(i
 
     plain = json.loads((ident_run / "plain" / "results.json").read_text())
     fit = json.loads((ident_run / "probe.json").read_text())
-    assert fit["recognizer_weights"] and fit["recognizer_weights"] == plain["cache"]["identity"]["recognizer"]["weights"]
+    run_weights = plain["cache"]["identity"]["recognizer"]["weights"]
+    assert fit["recognizer_weights"] and fit["recognizer_weights"] == run_weights
     model = EmbeddingAttributePredictor.load(ident_run / "probe.pt")
     model.meta["recognizer_weights"] = [[role, "0" * 64] for role, _ in fit["recognizer_weights"]]
     model.save(tmp_path / "other.pt")

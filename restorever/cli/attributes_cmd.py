@@ -32,7 +32,7 @@ def _floats(text: str | None) -> list[float] | None:
 
 @attributes.command("fit", epilog=EPILOG)
 @click.option("--protocol", default="lfw-ident", show_default=True, help="Identification protocol (its images).")
-@click.option("--data-root", type=click.Path(), envvar="RESTOREVER_DATA", help="Folder holding the protocol's data.")
+@click.option("--data-root", type=click.Path(), help="Folder holding the protocol's data.")
 @click.option("--recognizer", default="dlib", show_default=True, help="Recognizer whose embeddings the probe reads.")
 @click.option("--recognizer-weights", default=None, help="Recognizer weights: FILE or ROLE=FILE,...")
 @click.option("--detector", default=None, help="Landmark detector [protocol's alignment.landmarks].")

@@ -22,11 +22,13 @@ Examples:
 
 @click.command("eval", epilog=EPILOG)
 @click.option("--protocol", default="lfw", show_default=True, help="Protocol name or YAML file.")
-@click.option("--data-root", type=click.Path(), envvar="RESTOREVER_DATA", help="Folder holding the protocol's data.")
+@click.option("--data-root", type=click.Path(), help="Folder holding the protocol's data.")
 @click.option("--pairs", type=click.Path(), help="Pairs file (CSV for pairs-csv, .bin for insightface-bin).")
 @click.option("--restorer", "restorers", default="none", show_default=True, help="Restorer name(s), comma-separated.")
 @click.option("--recognizer", default="dlib", show_default=True, help="Recognizer name (`restorever recognizers`).")
-@click.option("--scales", default="", help="Degradation scales, e.g. 4,8,16,24,32 (the clean condition is always in).")
+@click.option("--scales", default="",
+              help="Degradation scales, e.g. 4,8,16,24,32 (the study's set); default none: the clean condition only, "
+                   "which every run includes.")
 @click.option("--degradation", default="difface-test", show_default=True, help="Degradation preset.")
 @click.option("--degrade-side", type=click.Choice(["probe", "both"]), default="probe", show_default=True)
 @click.option("--seed", type=int, default=None,

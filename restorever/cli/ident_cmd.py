@@ -24,7 +24,7 @@ Examples:
 
 _COMMON_OPTIONS = [
     click.option("--protocol", default="lfw-ident", show_default=True, help="Identification protocol or YAML."),
-    click.option("--data-root", type=click.Path(), envvar="RESTOREVER_DATA", help="Folder holding the data."),
+    click.option("--data-root", type=click.Path(), help="Folder holding the data."),
     click.option("--restorer", "restorers", default="none", show_default=True, help="Restorer(s), comma-separated."),
     click.option("--recognizer", default="dlib", show_default=True),
     click.option("--scales", default="", help="Degradation scales of the probes, e.g. 8,16,32."),

@@ -13,7 +13,7 @@ from .options import restorer_options, restorer_options_option
 @click.command("degrade", epilog="\b\nExample:\n  restorever degrade --protocol lfw --data-root ../shared/data/lfw "
                                  "--scales 4,16 --limit-pairs 20 --out degraded/")
 @click.option("--protocol", default="lfw", show_default=True)
-@click.option("--data-root", type=click.Path(), envvar="RESTOREVER_DATA")
+@click.option("--data-root", type=click.Path())
 @click.option("--pairs", type=click.Path())
 @click.option("--scales", default="4,8,16,24,32", show_default=True)
 @click.option("--degradation", default="difface-test", show_default=True)
