@@ -402,10 +402,12 @@ def locate_backend_weights(registry: Any, name: str, weights: Mapping[str, str] 
 def _missing_message(card: ModelCard, role: str, path: Path, reason: str = "") -> str:
     wf = card.weights[role]
     where = f"download it from {wf.url}" if wf.url else f"obtain it from {wf.origin_url or 'the authors'}"
-    flag = "--weights FILE" if len(card.weights) == 1 else f"--weights {role}=FILE"
+    single = len(card.weights) == 1
+    flag = "--weights FILE" if single else f"--weights {role}=FILE"
+    python = "weights=FILE" if single else f"weights={{{role!r}: FILE}}"  # create_restorer / create_recognizer
     extra = f" ({reason})" if reason else ""
     return (f"{card.name}: weights file {wf.filename} not found{extra}; {where} and put it at {path}, "
-            f"or pass {flag}")
+            f"or pass {flag} ({python} in Python)")
 
 
 def weight_status(card: ModelCard, cache_dir: str | os.PathLike | None = None) -> dict[str, str]:

@@ -225,7 +225,8 @@ def test_weights_path_and_verify_report_the_files_a_run_loads(tmp_path, monkeypa
     junk = tmp_path / "home" / "weights" / "facenet-vggface2" / "20180402-114759-vggface2.pt"
     junk.parent.mkdir(parents=True)
     junk.write_bytes(b"not the released checkpoint")
-    assert f"model: present: {junk}" in run("weights", "path", "facenet-vggface2").output
+    listed = run("weights", "path", "facenet-vggface2", expect=2).output  # it said "present", unhashed
+    assert f"model: unusable {junk} (its sha256 is not the card's" in listed and "present" not in listed
     message = run("weights", "verify", "facenet-vggface2", expect=2).output
     assert "sha256" in message and "`restorever weights download facenet-vggface2`" in message
     assert run("weights", "download", "--help").exit_code == 0  # the command the message names exists

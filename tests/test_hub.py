@@ -24,6 +24,22 @@ def test_missing_weights_message_names_file_url_and_folder(tmp_path):
     assert str(tmp_path / "weights" / "toy" / "toy.pth") in msg and "--weights" in msg
 
 
+def test_missing_weights_message_names_the_python_argument_too(tmp_path, monkeypatch):
+    """Library users pass ``weights=``; the message names it beside the command-line flag, in the form each
+    entry point takes (a role mapping for DifFace, ``recognizer_weights=`` for FacePipeline)."""
+    monkeypatch.setenv("RESTOREVER_HOME", str(tmp_path))
+    monkeypatch.setenv("RESTOREVER_OFFLINE", "1")
+    from restorever import FacePipeline, create_recognizer, create_restorer
+    with pytest.raises(WeightsNotFoundError, match=r"--weights FILE \(weights=FILE in Python\)"):
+        create_restorer("vqfr-v2")
+    with pytest.raises(WeightsNotFoundError, match=r"weights=\{'unet': FILE, 'estimator': FILE\} in Python"):
+        create_restorer("difface")
+    with pytest.raises(WeightsNotFoundError, match=r"--recognizer-weights FILE \(weights=FILE in Python\)"):
+        create_recognizer("arcface-r50-ms1mv3")
+    with pytest.raises(WeightsNotFoundError, match=r"--recognizer-weights FILE \(recognizer_weights=FILE in"):
+        FacePipeline(recognizer="arcface-r50-ms1mv3")
+
+
 def test_cached_file_is_hash_checked(tmp_path):
     data = b"weights"
     good = hashlib.sha256(data).hexdigest()

@@ -7,12 +7,13 @@ it, and scores use the evaluation's scoring function (:func:`restorever.metrics.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, WeightsNotFoundError
 from .faces import Face, per_image_selectors, select_landmarks, sort_largest_first
 from .inputs import ImageInput, flatten_images, is_single_image, load_image
 
@@ -89,8 +90,11 @@ class FacePipeline:
                 options = route_recognizer_options(recognizer, dict(recognizer_options or {}))
             except ValueError as exc:
                 raise ConfigError("recognizer_options", str(exc)) from exc
-            recognizer = create_recognizer(recognizer, weights=recognizer_weights, device=self.device,
-                                           **({"flip_test": True} if flip_test else {}), **options)
+            try:
+                recognizer = create_recognizer(recognizer, weights=recognizer_weights, device=self.device,
+                                               **({"flip_test": True} if flip_test else {}), **options)
+            except WeightsNotFoundError as exc:  # the message names create_recognizer's weights=
+                raise WeightsNotFoundError(re.sub(r"(?<![\w-])weights=", "recognizer_weights=", str(exc))) from exc
         elif recognizer_weights is not None or flip_test or recognizer_options:
             raise ConfigError("recognizer_weights", "flip_test and recognizer_options apply only when recognizer is "
                                                     "a name")

@@ -133,7 +133,9 @@ def weights_list():
 @handle_errors
 @_recognizer_flag
 def weights_path(name):
-    """Where NAME's weight files are (the files a run would load), or where they are expected."""
+    """Where NAME's weight files are (the files a run would load), or where they are expected. A cached file whose
+    sha256 is not the one the card publishes is named unusable (exit status 2)."""
+    from ..cache_dir import refetch_fix
     from ..errors import WeightsHashError, WeightsNotFoundError
     from ..hub import locate_backend_weights
 
@@ -141,13 +143,22 @@ def weights_path(name):
     if not card.weights:
         click.echo(f"{name} takes no weight files")
         return
+    bad = ""
     try:
         found = locate_backend_weights(registry, name)
-    except (WeightsNotFoundError, WeightsHashError):  # the status below still says where each file is
+    except WeightsNotFoundError:  # the status below still says where each file is
         found = {}
+    except WeightsHashError as exc:  # a file is there but is not the card's: never call it present
+        found, bad = {}, str(exc)
     status = _role_status(registry, name)
     for role in card.weights:
-        click.echo(f"{role}: {found[role]}" if role in found else f"{role}: {status[role]}")
+        line = f"{role}: {found[role]}" if role in found else f"{role}: {status[role]}"
+        if bad and status[role].startswith("present: ") and status[role][len("present: "):] in bad:
+            line = (f"{role}: unusable {status[role][len('present: '):]} (its sha256 is not the card's: "
+                    f"{refetch_fix(name)})")
+        click.echo(line)
+    if bad:
+        raise click.exceptions.Exit(2)  # as `weights verify` exits on the same file
 
 
 def _build_check(registry, name: str, files: dict) -> None:

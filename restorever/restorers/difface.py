@@ -312,7 +312,8 @@ def _resolve_both(card: ModelCard, weights: Mapping[str, str] | None, cache_dir:
         folder = get_cache_dir(cache_dir) / "weights" / card.name
         raise WeightsNotFoundError(
             f"{card.name}: weights not found: {' and '.join(missing)}; put them in {folder}, "
-            f"or pass --weights unet=FILE,estimator=FILE")
+            f"or pass --weights unet=FILE,estimator=FILE "
+            f"(weights={{'unet': FILE, 'estimator': FILE}} in Python)")
     return paths
 
 
