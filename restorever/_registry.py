@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # annotations only: the registry sits below hub in the layers
 
 
 _REGISTRIES: list["Registry"] = []  # every registry made, for "that name is a <kind>" hints
+_BACKEND_PACKAGES = ("restorever.restorers", "restorever.recognizers")  # make their registries, for those hints
 
 
 class Registry:
@@ -53,7 +54,7 @@ class Registry:
         cards = self._load()
         if name not in cards:
             error = unknown_name(self.kind, name, cards, listing=f"`{self.listing}` lists all {len(cards)}")
-            other = next((r for r in _REGISTRIES if r is not self and r.kind != self.kind and name in r._load()), None)
+            other = _registry_naming(name, besides=self)
             if other is not None:  # "create_recognizer('codeformer')": say what it is
                 error = type(error)(f"{error}; {name} is a {other.kind} (`{other.listing}`), not a {self.kind}")
             raise error
@@ -81,3 +82,23 @@ class Registry:
         """The optional function ``attr`` of the module that registers ``name`` (None where it has none)."""
         module, _ = self._lookup(name)
         return getattr(importlib.import_module(module), attr, None)
+
+
+def _registry_naming(name: str, *, besides: Registry) -> Registry | None:
+    """The registry of another kind than ``besides`` that knows ``name``, if any. The backend packages are
+    imported first (only on this error path), so the hint does not depend on what the process happened to list."""
+    for package in _BACKEND_PACKAGES:
+        try:
+            importlib.import_module(package)
+        except ImportError:  # pragma: no cover - a broken install names its own error elsewhere
+            continue
+    for registry in list(_REGISTRIES):
+        if registry is besides or registry.kind == besides.kind:
+            continue
+        try:
+            if name in registry._load():
+                return registry
+        except ImportError:  # pragma: no cover - a plugin module that cannot be imported gives no hint
+            continue
+    return None
+

@@ -400,6 +400,21 @@ def test_a_16_bit_image_is_the_same_as_a_pil_object_and_as_a_file(tmp_path):
     assert from_file[32, 32, 0] == round((32 * 64 + 32) * 16 / 257)  # scaled, not clipped to 255
 
 
+def test_other_kind_hint_in_a_fresh_process():
+    """The "X is a restorer" hint needed the other registry to exist already: in a fresh interpreter,
+    ``create_restorer('dlib')`` gave only the unknown-name list."""
+    import subprocess
+    import sys
+
+    calls = {"import restorever; restorever.create_restorer('dlib')": "dlib is a recognizer",
+             "from restorever.restorers import create_restorer; create_restorer('dlib')": "dlib is a recognizer",
+             "from restorever.recognizers import create_recognizer; create_recognizer('codeformer')":
+                 "codeformer is a restorer"}
+    for call, hint in calls.items():
+        run = subprocess.run([sys.executable, "-c", call], capture_output=True, text=True)
+        assert run.returncode == 1 and hint in run.stderr, (call, run.stderr[-500:])
+
+
 def test_create_functions_take_paths_and_name_what_they_refuse(tmp_path):
     """A pathlib.Path for weights raised "'PosixPath' object is not iterable"; an unknown keyword the factory's bare
     TypeError; a restorer's name given to create_recognizer no hint of what it is."""
