@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import secrets
 import shutil
 import urllib.error
@@ -422,6 +423,7 @@ def weight_status(card: ModelCard, cache_dir: str | os.PathLike | None = None) -
 
 def parse_weights_option(text: str | None, *, backends: Iterable[str] = ()) -> dict[str, str]:
     """Parse ``--weights``: ``"FILE"`` -> ``{"model": FILE}``; ``"unet=A,estimator=B"`` -> ``{"unet": A, ...}``.
+    A comma separates parts only before ``ROLE=`` or ``NAME:``; elsewhere it belongs to the path.
 
     A part may start with the name of one of ``backends`` and a colon, for runs of several restorers:
     ``"vqfr-v2:V.pth,difface:unet=U.pth"`` -> ``{"vqfr-v2:model": "V.pth", "difface:unet": "U.pth"}`` (see
@@ -437,11 +439,13 @@ def parse_weights_option(text: str | None, *, backends: Iterable[str] = ()) -> d
     if "=" not in text and prefix_of(text) is None:
         return {"model": text}  # one file, commas and all
     out: dict[str, str] = {}
-    for part in text.split(","):
+    # A comma separates parts only where the next part starts (ROLE= or NAME:), so a path may contain commas.
+    starts = [r"[A-Za-z_][\w-]*="] + [re.escape(f"{n}:") for n in names]
+    for part in re.split(f",(?=(?:{'|'.join(starts)}))", text):
         prefix = prefix_of(part)
         body = part[len(prefix) + 1:] if prefix else part
         role, sep, value = body.partition("=") if ("=" in body or not prefix) else ("model", "=", body)
-        if not sep or not role.strip() or not value.strip():
+        if not sep or not role.strip() or not value.strip() or value.rstrip().endswith(","):  # "a,," or "a,"
             raise ValueError(f"--weights: cannot parse {part!r}; use FILE or ROLE=FILE[,ROLE=FILE], each optionally "
                              f"prefixed with the restorer's name (vqfr-v2:FILE,difface:unet=FILE)")
         key = f"{prefix}:{role.strip()}" if prefix else role.strip()

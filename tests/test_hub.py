@@ -135,13 +135,20 @@ def test_check_weight_roles_names_unknown_roles_and_the_forms_that_work():
 def test_parse_weights_option():
     assert hub.parse_weights_option("a.pth") == {"model": "a.pth"}
     assert hub.parse_weights_option("unet=u.pth,estimator=e.pth") == {"unet": "u.pth", "estimator": "e.pth"}
-    with pytest.raises(ValueError, match="cannot parse"):
-        hub.parse_weights_option("unet=u.pth,oops")
+    for bad in ("unet=u.pth,", "unet=u.pth,,estimator=e.pth", "=u.pth", "unet="):
+        with pytest.raises(ValueError, match="cannot parse"):
+            hub.parse_weights_option(bad)
+    # a comma separates parts only before ROLE= or NAME:, so paths may hold commas (they could not, with others)
+    assert hub.parse_weights_option("unet=runs/a,b/u.pth,estimator=e,1.pth") == {
+        "unet": "runs/a,b/u.pth", "estimator": "e,1.pth"}
+    assert hub.parse_weights_option("unet=u.pth,oops") == {"unet": "u.pth,oops"}  # a path, not found later
     # several restorers: NAME:FILE and NAME:ROLE=FILE, names matched against the given backends only
     names = ["none", "vqfr-v2", "difface", "gfpgan-v1.4"]
     assert hub.parse_weights_option("vqfr-v2:V.pth,difface:unet=U.pth,difface:estimator=E.pth", backends=names) == {
         "vqfr-v2:model": "V.pth", "difface:unet": "U.pth", "difface:estimator": "E.pth"}
     assert hub.parse_weights_option("gfpgan-v1.4:G.pth", backends=names) == {"gfpgan-v1.4:model": "G.pth"}
+    assert hub.parse_weights_option("vqfr-v2:w/v,2.pth,difface:unet=U.pth", backends=names) == {
+        "vqfr-v2:model": "w/v,2.pth", "difface:unet": "U.pth"}
     assert hub.parse_weights_option("vqfr-v2:V.pth") == {"model": "vqfr-v2:V.pth"}  # no backends: a file name
     with pytest.raises(ValueError, match="vqfr-v2:model is given twice"):
         hub.parse_weights_option("vqfr-v2:a.pth,vqfr-v2:model=b.pth", backends=names)
