@@ -249,6 +249,30 @@ def test_weights_add_and_download(tmp_path, monkeypatch):
     assert "iddpm_ffhq512_ema500000.pth not found" in out and str(tmp_path / "home" / "weights" / "difface") in out
 
 
+def test_weights_add_checks_one_difface_file_by_building_its_network(tmp_path, monkeypatch):
+    """With only one of DifFace's two files, `weights add` used to check only that the file unpickled: any
+    state dict was added. Now the UNet or SwinIR that the file fills is built from it (released configuration)."""
+    import torch
+
+    from restorever.restorers.difface import SWINIR_CONFIG
+    from restorever.restorers.layers.swinir import SwinIR
+
+    monkeypatch.setenv("RESTOREVER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RESTOREVER_OFFLINE", "1")
+    folder = tmp_path / "home" / "weights" / "difface"
+    junk = tmp_path / "junk.pth"
+    torch.save({"conv.weight": torch.zeros(4, 3, 3, 3)}, junk)
+    out = run("weights", "add", "difface", junk, "--role", "unet", expect=2).output
+    assert str(junk) in out and not (folder / "iddpm_ffhq512_ema500000.pth").exists()
+    torch.manual_seed(0)
+    swinir = tmp_path / "swinir.pth"
+    torch.save(SwinIR(**SWINIR_CONFIG).state_dict(), swinir)
+    assert "swapped" in run("weights", "add", "difface", swinir, "--role", "unet", expect=2).output
+    added = run("weights", "add", "difface", swinir, "--role", "estimator")
+    assert f"estimator: {folder / 'swinir_restoration512_L1.pth'}" in added.output
+    assert "estimator built from" in added.output
+
+
 def test_weights_add_and_verify_build_the_backend_from_the_file(tmp_path, monkeypatch):
     """A file is added only when the backend builds from it (arcface-r18 publishes no sha256: an iresnet18 state
     dict is accepted, an iresnet with other blocks is not); `verify` builds it too; dlib's files are not read from

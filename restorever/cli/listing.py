@@ -235,10 +235,16 @@ def weights_add(name, file, role):
     try:
         files = locate_backend_weights(registry, name, {role: file})
     except WeightsNotFoundError as exc:  # the other files are not there yet: check what one file alone can show
-        if str(file).endswith((".pth", ".pt", ".ckpt")):
-            load_checkpoint(file)
-        click.echo(f"note: {name} was not built to check {file} ({exc}); `restorever weights verify {name}` checks "
-                   f"it once every file is in place", err=True)
+        check_one = registry.hook(name, "check_weight_file")
+        if check_one is not None:  # the backend builds the part this file fills (DifFace: the UNet or the SwinIR)
+            check_one(name, role, file)
+            click.echo(f"note: {role} built from {file}; {name} as a whole is built once its other files are in "
+                       f"place ({exc})", err=True)
+        else:
+            if str(file).endswith((".pth", ".pt", ".ckpt")):
+                load_checkpoint(file)
+            click.echo(f"note: {name} was not built to check {file} ({exc}); `restorever weights verify {name}` "
+                       f"checks it once every file is in place", err=True)
     else:
         _build_check(registry, name, files)
     click.echo(f"{role}: {copy_into_cache(card, role, file)}")

@@ -240,6 +240,16 @@ def _build_loaded(cls: type, config: Mapping[str, Any], path: Path, role: str,
     return module.to(device).eval().requires_grad_(False)
 
 
+def check_weight_file(name: str, role: str, path: str | Path) -> None:
+    """Build the network of one ``role`` (``unet`` or ``estimator``) of the released configuration from ``path`` on
+    the CPU: its strict key, shape and dtype checks raise :class:`CheckpointLayoutError` naming the file (used by
+    ``restorever weights add`` while the other file is not in place yet)."""
+    if role not in CARDS[name].weights:
+        raise KeyError(f"{name} has no weight file for role {role!r}")
+    cls, config = (DiffusionUNet, UNET_CONFIG) if role == "unet" else (SwinIR, SWINIR_CONFIG)
+    _build_loaded(cls, config, Path(path), role, "cpu")
+
+
 # ---- cards ----------------------------------------------------------------------------------------------------------
 _RELEASE = "https://github.com/zsyOAOA/DifFace/releases/download/V1.0/"
 _LICENSE = "NTU S-Lab License 1.0 (non-commercial use and redistribution only)"
