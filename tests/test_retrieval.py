@@ -268,6 +268,18 @@ def test_ident_with_a_pixel_attribute_model(ident_run, lfw_root, tmp_path):
     record = json.loads((out / "results.json").read_text())
     plain = json.loads((ident_run / "plain" / "results.json").read_text())
     assert record["attribute_model"]["kind"] == "image" and record["attribute_model"]["reweighting"]
+    # The model really ran: its probabilities are cached under their own keys (6 = 2 gender + 4 age groups) and
+    # sum to one per attribute. The attribute stage used to be keyed as the recognizer, so every lookup returned
+    # the 128-D dlib embedding just cached and the "probabilities" were embedding coordinates.
+    widths = {}
+    for entry in (ident_run / "cache").rglob("embedding/**/*.npz"):
+        with np.load(entry) as npz:
+            widths.setdefault(npz["data"].shape, []).append(npz["data"])
+    assert len(widths.get((6,), [])) == 20 + 10, sorted(widths)  # clean: 10 gallery + 10 probes; x16: probes
+    vectors = np.stack(widths[(6,)])
+    np.testing.assert_allclose(vectors[:, :2].sum(1), 1, atol=1e-5)
+    np.testing.assert_allclose(vectors[:, 2:].sum(1), 1, atol=1e-5)
+    assert record["cache"]["misses"] >= 20
     for a, b in zip(record["conditions"], plain["conditions"]):
         assert a["retrieval"]["rank1"] == b["retrieval"]["rank1"]  # the search itself is unchanged
         assert a["attributes"]["raw"]["gender"]["n"] == 10 and "filtered_reweighted" in a["retrieval"]

@@ -274,6 +274,7 @@ def embed_conditions(ctx: RunContext, items: Sequence[str], probe_set: set[str],
         inf = info[item]
         return ctx.identity.embedding_key(inf.sha256, inf.landmarks, *condition)
 
+    width = getattr(ctx.recognizer, "embedding_dim", None)
     work = []
     for item in items:
         missing = []
@@ -281,6 +282,10 @@ def embed_conditions(ctx: RunContext, items: Sequence[str], probe_set: set[str],
             if cond[1] is not None and item not in probe_set:
                 continue
             cached = cache.get("embedding", key_for(item, cond))
+            if cached is not None and width is not None and np.shape(cached) != (int(width),):
+                logger.warning("cached embedding of %s %s has shape %s where %s gives %d values; computing it again",
+                               item, cond, np.shape(cached), ctx.config.recognizer, int(width))
+                cached = None
             if cached is None:
                 missing.append(cond)
             else:

@@ -25,6 +25,7 @@ from ..errors import ConfigError, ProtocolError, RestoreverError
 from .evaluate import EvalConfig, RunContext, build_context, embed_conditions, run_header
 from .records import CacheRecord, IdentConditionRecord, IdentRunRecord
 from .landmarks import apply_error_policy, apply_fallback_landmarks, landmark_stage
+from .identity import recognizer_id, weights_id
 
 logger = logging.getLogger(__name__)
 
@@ -331,8 +332,12 @@ def evaluate_identification(config: IdentConfig, *, progress: bool = True) -> di
         t0 = time.perf_counter()
         cache_name = (f"attributes:{model.name}:{json.dumps(schema.to_dict(), sort_keys=True)}:"
                       f"{getattr(model, 'age_sigma', '')}")
+        attribute_recognizer = _AttributeRecognizer(model, schema, cache_name)
+        # its own identity: the recognizer's would key the attribute vectors as the embeddings just cached
         actx = replace(ctx, config=replace(config, recognizer=cache_name, flip_test=False),
-                       recognizer=_AttributeRecognizer(model, schema, cache_name))
+                       recognizer=attribute_recognizer,
+                       identity=replace(ctx.identity, recognizer=recognizer_id(
+                           cache_name, weights_id(attribute_recognizer), flip_test=False)))
         attr_vectors, _ = embed_conditions(actx, items, probe_set, info, progress=progress)
         timings["attributes_s"] = time.perf_counter() - t0
 
