@@ -58,9 +58,10 @@ def results_table(record: dict[str, Any]) -> str:
 
 
 STATISTICS_NOTE = (
-    "Δ columns: accuracy difference in percentage points (condition minus reference) over all pairs at the fold "
-    "thresholds, a 95 % percentile bootstrap interval resampling people (the person of each probe, with all their "
-    "pairs), and McNemar's test on the per-pair decisions (exact binomial below 25 discordant pairs, else "
+    "Δ columns: difference of the accuracies in the table (the mean of the fold accuracies at the fold thresholds; "
+    "with folds of unequal size each pair weighs 1 / (folds × its fold's size)) in percentage points, condition "
+    "minus reference, with a 95 % percentile bootstrap interval resampling people (the person of each probe, with "
+    "all their pairs), and McNemar's test on the per-pair decisions (exact binomial below 25 discordant pairs, else "
     "chi-square with continuity correction).")
 
 

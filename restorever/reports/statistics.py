@@ -30,7 +30,8 @@ import numpy as np
 
 __all__ = [
     "person_of", "person_clusters", "pair_clusters", "CLUSTERINGS", "pair_decisions", "McNemarResult", "mcnemar",
-    "BootstrapResult", "cluster_bootstrap_difference", "compare_conditions", "add_comparisons",
+    "BootstrapResult", "cluster_bootstrap_difference", "ESTIMATORS", "fold_weights", "compare_conditions",
+    "add_comparisons",
 ]
 
 log = logging.getLogger(__name__)
@@ -214,28 +215,32 @@ class BootstrapResult:
 
 
 def cluster_bootstrap_difference(correct_ref, correct_other, clusters, *, n_boot: int = 2000, level: float = 0.95,
-                                 seed: int = 0, chunk: int = 256) -> BootstrapResult:
+                                 seed: int = 0, chunk: int = 256, weights=None) -> BootstrapResult:
     """Percentile bootstrap interval of the paired accuracy difference, resampling clusters.
 
     Each replicate draws ``n_clusters`` clusters with replacement (``numpy.random.default_rng(seed).integers``,
     ``chunk`` replicates at a time) and takes every pair of every drawn cluster, as many times as the cluster was
-    drawn; the statistic is the mean of ``correct_other - correct_ref`` over that multiset of pairs. Both conditions
-    use the same draws (a paired bootstrap). Vectorised: a replicate is a vector of cluster counts.
+    drawn; the statistic is the (weighted) mean of ``correct_other - correct_ref`` over that multiset of pairs.
+    Both conditions use the same draws (a paired bootstrap). Vectorised: a replicate is a vector of cluster counts.
 
     Args:
         correct_ref, correct_other: ``bool[n]`` per-pair decisions (see :func:`pair_decisions`).
         clusters: ``int[n]`` cluster id per pair (see :func:`pair_clusters`; ``arange(n)`` resamples pairs).
         n_boot: replicates; level: interval coverage in (0, 1); seed: the generator's seed.
+        weights: ``float[n] > 0`` per-pair weights (:func:`fold_weights` gives the mean of the fold accuracies);
+            None weighs pairs equally (the accuracy pooled over all pairs).
 
     Returns:
-        :class:`BootstrapResult` with the observed difference (pooled over all pairs), the interval and the
-        bootstrap standard deviation.
+        :class:`BootstrapResult` with the observed difference, the interval and the bootstrap standard deviation.
     """
     ref = np.asarray(correct_ref).astype(bool)
     other = np.asarray(correct_other).astype(bool)
     cl = np.asarray(clusters)
     if not (ref.shape == other.shape == cl.shape) or ref.ndim != 1 or ref.size == 0:
         raise ValueError("correct_ref, correct_other and clusters must be non-empty 1-D arrays of equal length")
+    w = np.ones(ref.size) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != ref.shape or not np.all(np.isfinite(w)) or np.any(w <= 0):
+        raise ValueError("weights must be one positive finite number per pair")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     if n_boot < 1:
@@ -244,8 +249,8 @@ def cluster_bootstrap_difference(correct_ref, correct_other, clusters, *, n_boot
     k = int(cl.max()) + 1
     d = other.astype(np.float64) - ref.astype(np.float64)
     # per-cluster sums: a replicate's statistic is (counts @ diff_sum) / (counts @ size)
-    diff_sum = np.bincount(cl, weights=d, minlength=k)
-    size = np.bincount(cl, minlength=k).astype(np.float64)
+    diff_sum = np.bincount(cl, weights=w * d, minlength=k)
+    size = np.bincount(cl, weights=w, minlength=k)
     rng = np.random.default_rng(seed)
     stats = np.empty(n_boot)
     offsets = None
@@ -258,8 +263,22 @@ def cluster_bootstrap_difference(correct_ref, correct_other, clusters, *, n_boot
         stats[start:start + m] = (counts @ diff_sum) / (counts @ size)
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(stats, [alpha, 1.0 - alpha])
-    return BootstrapResult(float(d.mean()), float(low), float(high), float(stats.std(ddof=1)) if n_boot > 1 else 0.0,
-                           float(level), int(n_boot), k, int(seed))
+    return BootstrapResult(float(np.sum(w * d) / np.sum(w)), float(low), float(high),
+                           float(stats.std(ddof=1)) if n_boot > 1 else 0.0, float(level), int(n_boot), k, int(seed))
+
+
+#: how a comparison weighs pairs: ``fold_mean`` as the LFW accuracy (the mean of the fold accuracies, the results
+#: table's number), ``pooled`` every pair alike (records before 2026-12-06 #3, which store no ``estimator``)
+ESTIMATORS = ("fold_mean", "pooled")
+
+
+def fold_weights(folds) -> np.ndarray:
+    """Per-pair weights ``1 / (n_folds * size of the pair's fold)``: the weighted mean of per-pair correctness is
+    then the mean of the fold accuracies, which the results table shows (equal to the pooled accuracy when every
+    fold has as many pairs, as in LFW View 2 without skipped pairs)."""
+    fold = np.asarray(folds)
+    _, inverse, sizes = np.unique(fold, return_inverse=True, return_counts=True)
+    return 1.0 / (sizes.size * sizes[inverse].astype(np.float64))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -268,20 +287,27 @@ def cluster_bootstrap_difference(correct_ref, correct_other, clusters, *, n_boot
 
 def compare_conditions(reference: dict[str, Any], other: dict[str, Any], clusters: np.ndarray, *,
                        n_boot: int = 2000, level: float = 0.95, seed: int = 0,
-                       resampled: str = CLUSTERINGS["probe"]) -> dict[str, Any]:
+                       resampled: str = CLUSTERINGS["probe"], estimator: str = "fold_mean") -> dict[str, Any]:
     """McNemar and the cluster bootstrap between two conditions of one record (both with ``scores`` and
-    ``verification.thresholds``). Returns a JSON-ready dict; differences are ``other - reference`` fractions."""
+    ``verification.thresholds``). Returns a JSON-ready dict; differences are ``other - reference`` fractions of
+    the ``estimator`` (:data:`ESTIMATORS`: by default the mean of the fold accuracies, the results table's)."""
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
     ref = pair_decisions(reference["scores"], reference["verification"]["thresholds"])
     oth = pair_decisions(other["scores"], other["verification"]["thresholds"])
     if ref.shape != oth.shape or not np.array_equal(np.asarray(reference["scores"]["same"]),
                                                     np.asarray(other["scores"]["same"])):
         raise ValueError("the two conditions do not score the same pairs")
+    if not np.array_equal(np.asarray(reference["scores"]["fold"]), np.asarray(other["scores"]["fold"])):
+        raise ValueError("the two conditions do not put the pairs in the same folds")
+    weights = fold_weights(reference["scores"]["fold"]) if estimator == "fold_mean" else np.ones(ref.size)
     test = mcnemar(ref, oth)
-    boot = cluster_bootstrap_difference(ref, oth, clusters, n_boot=n_boot, level=level, seed=seed)
+    boot = cluster_bootstrap_difference(ref, oth, clusters, n_boot=n_boot, level=level, seed=seed, weights=weights)
     return {
         "reference": {"restorer": reference["restorer"], "scale": reference.get("scale")},
-        "accuracy_reference": float(ref.mean()),
-        "accuracy": float(oth.mean()),
+        "estimator": estimator,
+        "accuracy_reference": float(np.sum(weights * ref) / np.sum(weights)),
+        "accuracy": float(np.sum(weights * oth) / np.sum(weights)),
         "accuracy_difference": boot.difference,
         "ci_low": boot.low,
         "ci_high": boot.high,
@@ -293,18 +319,23 @@ def compare_conditions(reference: dict[str, Any], other: dict[str, Any], cluster
 
 
 def add_comparisons(record: dict[str, Any], *, n_boot: int = 2000, level: float = 0.95, seed: int | None = None,
-                    cluster_by: str = "probe", overwrite: bool = False) -> dict[str, Any]:
+                    cluster_by: str = "probe", overwrite: bool = False, estimator: str = "fold_mean"
+                    ) -> dict[str, Any]:
     """Add ``comparison_to_none`` (restorer vs ``none`` at the same scale) and ``comparison_to_clean`` (any degraded
     condition vs the clean one) to the conditions of ``record``, in place; returns ``record``.
 
     Conditions without stored ``scores`` are left alone. The bootstrap seed defaults to the run's
     ``config.seed``; pairs are clustered with :func:`pair_clusters` (``cluster_by``) on ``record["pairs"]`` (each
-    pair its own cluster, with a warning, when the record has no pair ids).
+    pair its own cluster, with a warning, when the record has no pair ids). Comparisons already stored are kept
+    unless ``overwrite``, or unless they predate ``estimator`` (pooled accuracies, which differ from the table's
+    when folds differ in size): those are recomputed.
     """
     conds = [c for c in record.get("conditions", []) if c.get("scores") and c.get("verification")]
     if not conds:
         return record
-    if not overwrite and all("comparison_to_clean" in c or c.get("scale") is None for c in conds):
+    current = all("comparison_to_clean" in c and "estimator" in c["comparison_to_clean"]
+                  for c in conds if c.get("scale") is not None)
+    if not overwrite and current:
         return record
     n = len(conds[0]["scores"]["score"])
     pairs = record.get("pairs") or {}
@@ -316,7 +347,8 @@ def add_comparisons(record: dict[str, Any], *, n_boot: int = 2000, level: float 
         clusters = np.arange(n)
     if seed is None:
         seed = int((record.get("config") or {}).get("seed") or 0)
-    options = {"n_boot": n_boot, "level": level, "seed": seed, "resampled": CLUSTERINGS[cluster_by]}
+    options = {"n_boot": n_boot, "level": level, "seed": seed, "resampled": CLUSTERINGS[cluster_by],
+               "estimator": estimator}
     clean = next((c for c in conds if c.get("scale") is None), None)
     none_at = {(c["scale"], c.get("recognizer")): c for c in conds
                if c["restorer"] == "none" and c.get("scale") is not None}

@@ -233,7 +233,8 @@ def _check_metrics(record: dict[str, Any], run: RunRecord, report: RunValidation
         try:
             first = next(c[key] for c in stored for key in keys if key in c)
             options = {"n_boot": int(first["bootstrap"]["n_boot"]), "level": float(first["ci_level"]),
-                       "seed": int(first["bootstrap"]["seed"])}
+                       "seed": int(first["bootstrap"]["seed"]),
+                       "estimator": str(first.get("estimator", "pooled"))}  # records before it: pooled
             for cond in stored:
                 for key in keys:
                     cond.pop(key, None)

@@ -231,6 +231,73 @@ def test_add_comparisons_to_record(tmp_path):
     assert clean_cmp["accuracy_difference"] < 0 and clean_cmp["ci_high"] < 0  # x16 clearly hurts (synthetic)
 
 
+def _drop_pairs(record: dict, keep: np.ndarray) -> dict:
+    """``record`` with only the pairs ``keep`` (a bool mask), its verification blocks recomputed: as a run that
+    skipped the other pairs, leaving folds of unequal size."""
+    from restorever.metrics import verification_report
+
+    record["pairs"] = {k: [x for x, kept in zip(v, keep) if kept] for k, v in record["pairs"].items()}
+    for cond in record["conditions"]:
+        cond["scores"] = {k: np.asarray(v)[keep].tolist() for k, v in cond["scores"].items()}
+        sc = cond["scores"]
+        cond["verification"] = verification_report(np.array(sc["same"]), np.array(sc["score"]), np.array(sc["fold"]))
+    return record
+
+
+def test_comparisons_use_the_tables_accuracy_when_folds_differ_in_size(tmp_path):
+    """With skipped pairs the folds differ in size: the table shows the mean of the fold accuracies, while the
+    paired statistics used the accuracy pooled over pairs, so one report gave a condition two accuracies and a Δ
+    that was not the difference of the table's numbers. Now both are the fold mean (pairs weighted by 1 / fold
+    size), and the bootstrap agrees with a naive weighted resampling."""
+    record = make_record(tmp_path)
+    fold = np.asarray(record["conditions"][0]["scores"]["fold"])
+    keep = (fold != 0) | (np.arange(fold.size) % 8 < 2)  # fold 0 keeps 2 same + 2 different pairs of 16
+    record = _drop_pairs(record, keep)
+    add_comparisons(record, n_boot=300)
+    by = {(c["restorer"], c["scale"]): c for c in record["conditions"]}
+    clean, x16 = by[("none", None)], by[("none", 16)]
+    comp = x16["comparison_to_clean"]
+    assert comp["estimator"] == "fold_mean"
+    assert comp["accuracy"] == pytest.approx(x16["verification"]["accuracy_mean"], abs=1e-12)
+    assert comp["accuracy_reference"] == pytest.approx(clean["verification"]["accuracy_mean"], abs=1e-12)
+    assert comp["accuracy_difference"] == pytest.approx(
+        x16["verification"]["accuracy_mean"] - clean["verification"]["accuracy_mean"], abs=1e-12)
+    pooled = add_comparisons(json.loads(json.dumps(record)), n_boot=300, overwrite=True, estimator="pooled")
+    pooled_cmp = pooled["conditions"][3]["comparison_to_clean"]
+    assert pooled_cmp["accuracy_difference"] != pytest.approx(comp["accuracy_difference"])  # the estimators differ
+    # the weighted bootstrap, replicate by replicate, against materialised resamples
+    from restorever.reports.statistics import fold_weights, pair_decisions
+
+    ref = pair_decisions(clean["scores"], clean["verification"]["thresholds"])
+    oth = pair_decisions(x16["scores"], x16["verification"]["thresholds"])
+    w = fold_weights(clean["scores"]["fold"])
+    assert np.sum(w[fold[keep] == 0]) == pytest.approx(0.1) and np.sum(w) == pytest.approx(1.0)
+    clusters = np.arange(ref.size) // 3
+    members = {k: np.where(clusters == k)[0] for k in np.unique(clusters)}
+    rng = np.random.default_rng(7)
+    naive = []
+    for row in rng.integers(0, len(members), size=(200, len(members))):
+        idx = np.concatenate([members[j] for j in row])
+        naive.append(np.sum(w[idx] * (oth[idx].astype(float) - ref[idx])) / np.sum(w[idx]))
+    result = cluster_bootstrap_difference(ref, oth, clusters, n_boot=200, seed=7, chunk=200, weights=w)
+    low, high = np.quantile(naive, [0.025, 0.975])
+    assert result.low == pytest.approx(low, abs=1e-12) and result.high == pytest.approx(high, abs=1e-12)
+
+
+def test_comparisons_without_an_estimator_are_recomputed(tmp_path):
+    """A record from before the estimator was stored (pooled accuracies) gets its comparisons recomputed, so a
+    report never shows the old pooled Δ beside fold-mean accuracies."""
+    record = add_comparisons(make_record(tmp_path), n_boot=200)
+    for cond in record["conditions"]:
+        for key in ("comparison_to_clean", "comparison_to_none"):
+            if key in cond:
+                cond[key].pop("estimator")
+                cond[key]["accuracy_difference"] = 0.5  # a stale value
+    add_comparisons(record, n_boot=200)
+    comps = [c["comparison_to_clean"] for c in record["conditions"] if "comparison_to_clean" in c]
+    assert all(c["estimator"] == "fold_mean" and c["accuracy_difference"] != 0.5 for c in comps)
+
+
 def test_write_run_stores_statistics_and_prints_them(tmp_path):
     record = make_record(tmp_path)
     write_run(record, tmp_path)
