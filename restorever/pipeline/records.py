@@ -54,7 +54,15 @@ class _Record:
         ``path`` names where ``data`` sits in the file (``conditions[2]``), for the messages."""
         if check:
             check_record(data, *cls.SCHEMA, source=source, path=path)
+            problem = cls._inconsistency(data)
+            if problem:
+                raise RecordError(f"{source}: {path + '.' if path else ''}{problem}; run `restorever validate` on it")
         return cls._parse(data)
+
+    @classmethod
+    def _inconsistency(cls, data: Mapping[str, Any]) -> str | None:
+        """What a schema cannot say: parts of ``data`` (already schema-checked) that disagree with each other."""
+        return None
 
     @classmethod
     def _parse(cls: type[R], data: Mapping[str, Any]) -> R:
@@ -188,6 +196,23 @@ class ConditionRecord(_Record):
     def label(self) -> str:
         """``clean`` or ``restorer xSCALE``, as reports and validate name a condition."""
         return "clean" if self.scale is None else f"{self.restorer} x{self.scale}"
+
+    @classmethod
+    def _inconsistency(cls, data: Mapping[str, Any]) -> str | None:
+        """Per-pair lists of unequal length, or fewer thresholds than fold accuracies: every figure and statistic
+        indexes one list by another."""
+        scores, verification = data.get("scores"), data["verification"]
+        if scores is not None:
+            lengths = {key: len(scores[key]) for key in ("same", "fold", "score")}
+            if len(set(lengths.values())) > 1:
+                return "scores: " + ", ".join(f"{k} has {n} entries" for k, n in lengths.items())
+            n_pairs = verification.get("n_pairs")
+            if n_pairs is not None and n_pairs != lengths["score"]:
+                return f"scores: {lengths['score']} pairs, but verification.n_pairs is {n_pairs}"
+        if len(verification["fold_accuracies"]) != len(verification["thresholds"]):
+            return (f"verification: {len(verification['fold_accuracies'])} fold accuracies but "
+                    f"{len(verification['thresholds'])} thresholds")
+        return None
 
     @classmethod
     def _parse(cls, data: Mapping[str, Any]) -> "ConditionRecord":

@@ -122,6 +122,26 @@ def test_report_command(own_run_dir):
     assert bad.exit_code == 2 and "unsupported format" in bad.output
 
 
+@pytest.mark.parametrize("edit, message", [
+    (lambda c: c["scores"].update(score=c["scores"]["score"][:10]),
+     "conditions[1].scores: same has 160 entries, fold has 160 entries, score has 10 entries"),
+    (lambda c: c["verification"].update(n_pairs=7), "conditions[1].scores: 160 pairs, but verification.n_pairs is 7"),
+    (lambda c: c["verification"].update(thresholds=c["verification"]["thresholds"][:3]),
+     "conditions[1].verification: 10 fold accuracies but 3 thresholds"),
+])
+def test_per_pair_lists_of_unequal_length_are_one_error_line(own_run_dir, edit, message):
+    """A results.json whose score lists differ in length passed the schema, and `report` / `plot similarity` then
+    ended in an IndexError traceback; it is now refused on reading, naming the condition and the lengths."""
+    record = json.loads((own_run_dir / "results.json").read_text())
+    edit(record["conditions"][1])
+    (own_run_dir / "results.json").write_text(json.dumps(record))
+    for command in (["report", str(own_run_dir)], ["plot", "similarity", str(own_run_dir), "-o",
+                                                   str(own_run_dir / "s.png")]):
+        result = CliRunner().invoke(cli, command)
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert "Traceback" not in result.output
+
+
 def test_report_of_a_folder_without_results(tmp_path):
     result = CliRunner().invoke(cli, ["report", str(tmp_path)])
     assert result.exit_code == 2 and "no results file" in result.output
