@@ -11,6 +11,9 @@ searches only the gallery entries whose codes are compatible (same gender; same 
 * ``mode="partition"`` (default): one sub-index per combination of codes ("cell"); a probe searches the allowed
   cells and the results are merged. The cost is proportional to the fraction of the gallery searched.
 * ``mode="selector"``: one index; faiss ``IDSelectorBatch`` restricts the search to the allowed ids.
+
+Mate ranks (:meth:`GalleryIndex.mate_ranks`) are always exact: brute force over the gallery entries a probe may
+search, so an IVF index changes the search results and timings, never rank-k, CMC or mAP.
 """
 from __future__ import annotations
 
@@ -65,6 +68,24 @@ def _gpu_resources(device: int):
     return _GPU_RESOURCES[device]
 
 
+def as_embeddings(x: Any, name: str, *, width: int | None = None, min_rows: int = 0) -> np.ndarray:
+    """``x`` as float32 ``[rows, D]``; ``ValueError`` unless it is 2-D with at least ``min_rows`` rows, ``D >= 1``
+    columns (exactly ``width`` when given: the gallery's) and only finite values."""
+    arr = np.asarray(x, dtype=np.float32)
+    rows = "N >= 1" if min_rows >= 1 else "Q"
+    cols = "D >= 1" if width is None else str(width)
+    expected = f"{name} must be [{rows}, {cols}] embeddings"
+    if arr.ndim != 2 or len(arr) < min_rows or arr.shape[1] < 1:
+        raise ValueError(f"{expected}, got shape {arr.shape}")
+    if width is not None and arr.shape[1] != width:
+        raise ValueError(f"{expected}: their width D = {arr.shape[1]} differs from the gallery's D = {width} "
+                         f"(got shape {arr.shape})")
+    bad = int((~np.isfinite(arr)).any(1).sum())
+    if bad:
+        raise ValueError(f"{name} must be finite: {bad} of {len(arr)} rows contain NaN or inf")
+    return arr
+
+
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm, float32, C-contiguous (all-zero rows stay zero)."""
     x = np.asarray(x, dtype=np.float32)
@@ -100,7 +121,7 @@ class VectorIndex:
                  nprobe: int = 16):
         if backend not in BACKENDS:
             raise ValueError(f"search backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self.vectors = np.ascontiguousarray(as_embeddings(vectors, "the index vectors"))
         self.n, self.d = self.vectors.shape
         faiss = None if backend == "numpy" else import_faiss(required=backend == "faiss")
         self.backend = "faiss" if faiss is not None else "numpy"
@@ -133,10 +154,11 @@ class VectorIndex:
 
     def search(self, queries: np.ndarray, k: int, *, subset: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` over all vectors, or over the ids in ``subset`` (an IDSelector with faiss)."""
+        """Top-``k`` over all vectors, or over the ids in ``subset`` (an IDSelector with faiss); ``queries``
+        ``[Q, D]`` with the vectors' width ``D``."""
         if int(k) < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        q = np.ascontiguousarray(queries, dtype=np.float32)
+        q = np.ascontiguousarray(as_embeddings(queries, "queries", width=self.d))
         if len(q) == 0:
             return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
         if self._index is None:
@@ -228,17 +250,21 @@ class SearchResult:
 
 
 class GalleryIndex:
-    """Normalised gallery embeddings with per-entry attribute codes; filtered or unfiltered top-k search."""
+    """Normalised gallery embeddings with per-entry attribute codes; filtered or unfiltered top-k search.
+
+    :meth:`mate_ranks` is exact whatever the index (flat or IVF) and backend: the index only decides what
+    :meth:`search` returns and how long it takes, never the rank-k/CMC/mAP figures (``ranks_are_exact``)."""
+
+    #: mate ranks come from brute force over the (allowed) in-memory gallery, never from the index's results
+    ranks_are_exact = True
 
     def __init__(self, embeddings: np.ndarray, *, codes: Mapping[str, np.ndarray] | None = None,
                  partition_by: Sequence[str] = (), backend: str = "auto", device: Any = "cpu", ivf_nlist: int = 0,
                  nprobe: int = 16, mode: str = "partition"):
         if mode not in MODES:
             raise ValueError(f"filter mode must be one of {', '.join(MODES)}, got {mode!r}")
-        self.vectors = l2_normalize(embeddings)
-        self.n = len(self.vectors)
-        if self.vectors.ndim != 2 or self.n == 0:
-            raise ValueError(f"the gallery must be [N >= 1, D] embeddings, got shape {self.vectors.shape}")
+        self.vectors = l2_normalize(as_embeddings(embeddings, "the gallery", min_rows=1))
+        self.n, self.d = self.vectors.shape
         self.mode = mode
         self.partition_by = tuple(partition_by)
         missing = [a for a in self.partition_by if codes is None or a not in codes]
@@ -262,7 +288,8 @@ class GalleryIndex:
 
     def describe(self) -> dict[str, Any]:
         return {"backend": self.backend, "index": self.full.kind, "gpu": self.full.on_gpu, "size": self.n,
-                "dim": int(self.vectors.shape[1]), "similarity": "cosine (inner product of L2-normalised vectors)",
+                "dim": self.d, "similarity": "cosine (inner product of L2-normalised vectors)",
+                "ranks": "exact (brute force over the gallery entries each probe may search, whatever the index)",
                 "filter_mode": self.mode, "cells": {",".join(map(str, k)): int(len(v[0]))
                                                      for k, v in self.cells.items()}}
 
@@ -281,8 +308,9 @@ class GalleryIndex:
 
     def search(self, queries: np.ndarray, k: int, *, constraints: Sequence[Constraint | None] | None = None
                ) -> SearchResult:
-        """Top-``k`` gallery entries per query (queries are L2-normalised here)."""
-        q = l2_normalize(queries)
+        """Top-``k`` gallery entries per query ``[Q, D]`` (L2-normalised here); with an IVF index the top-k is
+        approximate (only ``nprobe`` lists are searched)."""
+        q = l2_normalize(as_embeddings(queries, "queries", width=self.d))
         nq = len(q)
         start = time.perf_counter()
         scores = np.full((nq, k), -np.inf, dtype=np.float32)
@@ -332,45 +360,69 @@ class GalleryIndex:
             ids[rows, :take] = np.take_along_axis(all_i[rows], order, 1)
         return SearchResult(scores, ids, searched, time.perf_counter() - start)
 
-    def mate_ranks(self, queries: np.ndarray, result: SearchResult, mate: np.ndarray,
+    def mate_ranks(self, queries: np.ndarray, result: SearchResult | None, mate: np.ndarray,
                    constraints: Sequence[Constraint | None] | None = None) -> np.ndarray:
-        """1-based rank of each query's mate (gallery id ``mate[i]``); ties count against the query, whatever order
-        the index returned equal scores in. A mate in the returned top-k: 1 + the returned entries scoring higher,
-        + the other returned entries scoring the same (computed exactly over everything searched when the tie may
-        continue past the k-th entry); a mate not returned: computed exactly (numpy, over the entries that query
-        searched; at least k+1, as the index did not return it); ``inf`` when the filter excluded the mate.
-        Raises ``ValueError`` for a mate id outside the gallery (an identity absent from it: open-set search is not
-        what this rank measures)."""
-        from .metrics.retrieval import ranks_from_scores
+        """Exact 1-based rank ``[Q]`` (float) of each query's mate (gallery id ``mate[i]``) among the gallery entries
+        that query may search (all of them, or those its ``constraints`` entry allows, as :meth:`search` defines
+        them): 1 + the entries scoring higher + the *other* entries scoring the same (ties count against the query);
+        ``inf`` when the filter excluded the mate.
 
-        q = l2_normalize(queries)
-        mate = np.asarray(mate, dtype=np.int64)
-        if mate.shape != (len(q),) or (mate.size and (mate.min() < 0 or mate.max() >= len(self.vectors))):
-            raise ValueError(f"mate: expected {len(q)} gallery ids in 0..{len(self.vectors) - 1}, got "
-                             f"{mate.tolist()[:5]}{' ...' if mate.size > 5 else ''}")
-        k = result.ids.shape[1]
+        The ranks are computed by brute force (numpy, cosine over the in-memory gallery), so they do not depend on
+        the backend or on the index: with an IVF index a mate the approximate search missed still gets its exact
+        rank, and one it returned is ranked against the whole allowed gallery, not just the returned entries.
+        ``result`` (the :meth:`search` output for these queries, or None) is only checked for its number of rows.
+        Costs one matrix product ``[Q, D] x [D, N]`` (in blocks). Raises ``ValueError`` for a mate id outside the
+        gallery (an identity absent from it: open-set search is not what this rank measures)."""
+        q = l2_normalize(as_embeddings(queries, "queries", width=self.d))
+        mate = self._check_mates(mate, len(q))
+        if result is not None and len(result.ids) != len(q):
+            raise ValueError(f"result has {len(result.ids)} rows for {len(q)} queries")
+        groups = self._constraint_groups(constraints, len(q))
         ranks = np.full(len(q), np.inf)
-        hit = result.ids == mate[:, None]
-        found = np.where(hit.any(1))[0]
-        mate_score = result.scores[found, hit[found].argmax(1)]
-        ranks[found] = (result.scores[found] >= mate_score[:, None]).sum(1)
-        spill = set(found[result.scores[found, -1] == mate_score].tolist())  # the tie may go past the k-th entry
-        rest: dict[Any, list[int]] = {}
-        for i in [*np.where(~hit.any(1))[0].tolist(), *sorted(spill)]:
-            rest.setdefault(None if constraints is None else constraints[i], []).append(i)
-        for c, rows in rest.items():
-            rows = np.asarray(rows)
-            allowed = self.allowed_ids(c) if self.partition_by else None
+        for c, rows in groups.items():
+            allowed = self.allowed_ids(c)
             if allowed is None:
-                s = q[rows] @ self.vectors.T
-                r = ranks_from_scores(s, mate[rows])
-            else:
-                pos = {int(g): j for j, g in enumerate(allowed)}
-                inside = np.array([int(m) in pos for m in mate[rows]])
-                r = np.full(len(rows), np.inf)
-                if inside.any():
-                    s = q[rows[inside]] @ self.vectors[allowed].T
-                    r[inside] = ranks_from_scores(s, np.array([pos[int(m)] for m in mate[rows[inside]]]))
-            floor = np.array([1 if i in spill else k + 1 for i in rows])  # a returned mate's rank stays >= 1
-            ranks[rows] = np.where(np.isinf(r), np.inf, np.maximum(r, floor))
+                ranks[rows] = exact_ranks(q[rows], self.vectors, mate[rows])
+                continue
+            pos = np.minimum(np.searchsorted(allowed, mate[rows]), max(len(allowed) - 1, 0))
+            inside = allowed[pos] == mate[rows] if len(allowed) else np.zeros(len(rows), bool)
+            if inside.any():
+                ranks[rows[inside]] = exact_ranks(q[rows[inside]], self.vectors[allowed], pos[inside])
         return ranks
+
+    def _check_mates(self, mate: np.ndarray, nq: int) -> np.ndarray:
+        """``mate`` as int64 ``[Q]`` gallery ids in ``0..N-1``."""
+        mate = np.asarray(mate, dtype=np.int64)
+        if mate.shape != (nq,) or (mate.size and (mate.min() < 0 or mate.max() >= self.n)):
+            raise ValueError(f"mate: expected {nq} gallery ids in 0..{self.n - 1}, got "
+                             f"{mate.tolist()[:5]}{' ...' if mate.size > 5 else ''}")
+        return mate
+
+    def _constraint_groups(self, constraints: Sequence[Constraint | None] | None, nq: int
+                           ) -> dict[Constraint | None, np.ndarray]:
+        """Query rows ``{constraint: int [rows]}`` (one group, ``None``, without constraints)."""
+        if constraints is None:
+            return {None: np.arange(nq)}
+        if len(constraints) != nq:
+            raise ValueError(f"{len(constraints)} constraints for {nq} queries")
+        if not self.partition_by and any(c is not None for c in constraints):
+            raise ValueError("this gallery index was built without attribute codes (partition_by)")
+        groups: dict[Constraint | None, list[int]] = {}
+        for i, c in enumerate(constraints):
+            groups.setdefault(c, []).append(i)
+        return {c: np.asarray(rows, dtype=np.int64) for c, rows in groups.items()}
+
+
+def exact_ranks(queries: np.ndarray, vectors: np.ndarray, mate: np.ndarray, block_elements: int = 1 << 22
+                ) -> np.ndarray:
+    """Rank ``[Q]`` (float) of ``vectors[mate[i]]`` for ``queries[i]`` over all of ``vectors`` ``[N, D]`` by inner
+    product (both normalised float32), ties against the query as in ``metrics.retrieval.ranks_from_scores``; the
+    ``[Q, N]`` score matrix is built at most ``block_elements`` scores at a time."""
+    from .metrics.retrieval import ranks_from_scores
+
+    ranks = np.empty(len(queries), dtype=np.float64)
+    step = max(1, block_elements // max(len(vectors), 1))
+    for start in range(0, len(queries), step):
+        stop = start + step
+        ranks[start:stop] = ranks_from_scores(queries[start:stop] @ vectors.T, mate[start:stop])
+    return ranks

@@ -39,7 +39,19 @@ class AttributeReweighting(nn.Module):
         nn.init.zeros_(self.mlp[-1].bias)
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.mlp(a)) * a
+        """``a [N, K]`` -> ``sigmoid(MLP(a)) * a`` ``[N, K]`` in ``a``'s floating dtype (the weights are cast to it
+        when they differ, so float64 input is computed in float64 by a float32 module)."""
+        if not a.is_floating_point():
+            raise ValueError(f"AttributeReweighting expects floating-point probabilities [N, K], got {a.dtype}")
+        return torch.sigmoid(self._mlp_as(a)) * a
+
+    def _mlp_as(self, a: torch.Tensor) -> torch.Tensor:
+        """``MLP(a)`` with the parameters in ``a``'s dtype (differentiable cast; the module itself is unchanged)."""
+        params = dict(self.mlp.named_parameters())
+        if all(p.dtype == a.dtype for p in params.values()):
+            return self.mlp(a)
+        cast = {name: p.to(a.dtype) for name, p in params.items()}
+        return torch.func.functional_call(self.mlp, cast, (a,))
 
     def refine_tensor(self, a: torch.Tensor) -> dict[str, torch.Tensor]:
         weighted = self.forward(a)
@@ -52,10 +64,13 @@ class AttributeReweighting(nn.Module):
 
     @torch.no_grad()
     def refine(self, a: np.ndarray) -> dict[str, np.ndarray]:
-        """Concatenated probabilities ``[N, K]`` -> ``{attribute: refined probabilities [N, C]}`` (float64)."""
-        dtype = next(self.parameters()).dtype
-        t = torch.as_tensor(np.asarray(a), dtype=dtype)
-        return {k: v.double().numpy() for k, v in self.refine_tensor(t).items()}
+        """Concatenated probabilities ``[N, K]`` -> ``{attribute: refined probabilities [N, C]}``, computed and
+        returned in float64 whatever the module's dtype (each row sums to 1 to float64 precision)."""
+        arr = np.asarray(a, dtype=np.float64)
+        k = sum(self.sizes.values())
+        if arr.ndim != 2 or arr.shape[1] != k:
+            raise ValueError(f"refine: expected concatenated probabilities [N, {k}], got shape {arr.shape}")
+        return {name: v.numpy() for name, v in self.refine_tensor(torch.tensor(arr)).items()}
 
 
 def fit_reweighting(a: np.ndarray, labels: Mapping[str, np.ndarray], sizes: Mapping[str, int], *, hidden: int = 16,

@@ -21,12 +21,24 @@ def ranks_from_scores(scores: np.ndarray, mate: np.ndarray, searched: np.ndarray
     ``mate`` ``[Q]`` is the gallery column of each probe's mate; ``searched`` ``[Q, N]`` (optional) marks the columns
     each probe searched. Rank = 1 + the number of searched columns scoring higher than the mate, plus the number of
     *other* searched columns with an equal score (ties count against the probe). ``inf`` when the mate is not
-    searched.
+    searched. Raises ``ValueError`` for NaN or infinite scores in searched columns (unsearched columns may hold
+    anything, e.g. ``-inf``), as the verification metrics do: a NaN compares false with everything and would rank
+    a NaN mate first.
     """
     s = np.asarray(scores, dtype=np.float64)
     mate = np.asarray(mate, dtype=np.int64)
-    q = np.arange(s.shape[0])
+    if s.ndim != 2 or mate.shape != (s.shape[0],):
+        raise ValueError(f"scores must be [Q, N] and mate [Q], got shapes {s.shape} and {mate.shape}")
+    if mate.size and (mate.min() < 0 or mate.max() >= s.shape[1]):
+        raise ValueError(f"mate columns must be in 0..{s.shape[1] - 1}, got {mate.min()}..{mate.max()}")
     mask = np.ones_like(s, dtype=bool) if searched is None else np.asarray(searched, dtype=bool)
+    if mask.shape != s.shape:
+        raise ValueError(f"searched must have the scores' shape {s.shape}, got {mask.shape}")
+    bad = int((~np.isfinite(s) & mask).any(1).sum())
+    if bad:
+        raise ValueError(f"scores contain NaN or infinite values: {bad} of {len(s)} probes have some among the "
+                         f"searched gallery columns")
+    q = np.arange(s.shape[0])
     mate_score = s[q, mate]
     higher = ((s > mate_score[:, None]) & mask).sum(1)
     ties = ((s == mate_score[:, None]) & mask).sum(1) - 1
