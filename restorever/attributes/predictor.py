@@ -114,17 +114,34 @@ class EmbeddingAttributePredictor:
             raise ValueError(f"attribute model expects [N, {self.embedding_dim}] {self.recognizer} embeddings, "
                              f"got {x.shape}")
         out = {a: np.zeros((len(x), n)) for a, n in self.schema.sizes.items()}
-        fold = np.full(len(x), -1)
-        if people is not None and self.folds:
-            if len(people) != len(x):
-                raise ValueError(f"people has {len(people)} entries for {len(x)} embeddings")
-            fold = np.array([self._fold_of.get(p, -1) for p in people])
-        for k in np.unique(fold):
-            rows = np.where(fold == k)[0]
-            s = self.model if k < 0 else self.folds[k][0]
+        for s, rows in self._sets_for(people, len(x)):
             for a, p in self._predict_set(s, x[rows], reweight).items():
                 out[a][rows] = p
         return out
+
+    def refine(self, probabilities: np.ndarray, *, people: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Concatenated probabilities ``[N, K]`` (of any attribute model with this layout) through the re-weighting
+        modules, cross-fitted as :meth:`predict`: a person seen in training goes through the module of the fold
+        that did not see them, anyone else through the final one. ``{attribute: [N, C]}`` float64."""
+        a = np.asarray(probabilities, dtype=np.float64)
+        out = {name: np.zeros((len(a), n)) for name, n in self.schema.sizes.items()}
+        for s, rows in self._sets_for(people, len(a)):
+            if s.reweight is None:
+                raise ValueError("this attribute model has no re-weighting module (fit it with --reweight-hidden "
+                                 ">= 0)")
+            for name, p in s.reweight.refine(a[rows]).items():
+                out[name][rows] = p
+        return out
+
+    def _sets_for(self, people: Sequence[str] | None, n: int) -> list[tuple[ProbeSet, np.ndarray]]:
+        """``[(probe set, rows)]``: each row's fold model when its person was held out of that fold (cross-fitting),
+        else the final model."""
+        fold = np.full(n, -1)
+        if people is not None and self.folds:
+            if len(people) != n:
+                raise ValueError(f"people has {len(people)} entries for {n} rows")
+            fold = np.array([self._fold_of.get(p, -1) for p in people])
+        return [(self.model if k < 0 else self.folds[k][0], np.where(fold == k)[0]) for k in np.unique(fold)]
 
     def cross_fitted(self, people: Sequence[str]) -> np.ndarray:
         """Boolean mask: which of ``people`` are predicted by a fold model (they were in the training data)."""

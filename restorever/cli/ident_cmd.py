@@ -62,7 +62,9 @@ IDENT_ONLY_OPTIONS = [
     click.option("--age-tolerance", type=int, default=None, help="Neighbouring age groups searched (protocol: 1)."),
     click.option("--age-bins", default=None, help="Age group edges for a pixel model (protocol: 13,20,60)."),
     click.option("--reweight", default=None,
-                 help="Re-weighting module: auto (the attribute model's own), none, or a checkpoint PATH."),
+                 help="Re-weighting module: auto (the attribute model's own), none, or a checkpoint PATH (its "
+                      "modules, cross-fitted: a person it was fitted on goes through the fold module that did not "
+                      "see them)."),
     click.option("--top-k", type=int, default=10, show_default=True),
     click.option("--search-backend", type=click.Choice(["auto", "faiss", "numpy"]), default="auto",
                  show_default=True),

@@ -237,7 +237,9 @@ def _attribute_model(config: IdentConfig, settings: Mapping[str, Any], recognize
         if other.schema.sizes != schema.sizes:
             raise RestoreverError(f"--reweight {config.reweight}: its layout {other.schema.sizes} does not match the "
                                   f"attribute model's {schema.sizes}")
-        reweight, source = other.model.reweight, config.reweight
+        # the checkpoint, not its final module: that one was fitted with every person's labels, the people of
+        # this run included; refine() sends each person through the fold module that did not see them
+        reweight, source = other, config.reweight
     description = {"model": config.attribute_model, "kind": model.kind, "schema": schema.to_dict(),
                    "reweighting": source}
     if model.kind == "embedding":
@@ -295,13 +297,13 @@ def _predict(model, schema, reweight, embeddings: np.ndarray, people: Sequence[s
         if reweight == "own":
             return model.predict(embeddings, people=people, reweight=True)
         raw = model.predict(embeddings, people=people)
-        return reweight.refine(schema.concat(raw))
+        return reweight.refine(schema.concat(raw), people=people)
     raw = schema.split(np.asarray(embeddings, dtype=np.float64))
     if not reweighted:
         return raw
     if reweight == "own" or reweight is None:
         raise RestoreverError("a pixel attribute model has no re-weighting module of its own; pass --reweight PATH")
-    return reweight.refine(schema.concat(raw))
+    return reweight.refine(schema.concat(raw), people=people)
 
 
 # ---------------------------------------------------------------------------------------------------- evaluate

@@ -128,6 +128,26 @@ def test_fit_predictor_cross_fitting_and_checkpoint(tmp_path):
         loaded.predict(x[:, :10])
 
 
+def test_refine_is_cross_fitted_like_predict():
+    """`ident --reweight PATH` refined through the checkpoint's *final* module, fitted with every person's labels:
+    with the model's own file it gave other, not held-out, numbers than the default (clean age accuracy 56 % ->
+    69 %). ``refine(people=)`` sends each person through the fold module that did not see them."""
+    x, labels, people = synthetic()
+    schema = AttributeSchema()
+    predictor, _ = fit_attribute_predictor(x, labels, people, schema, recognizer="dlib",
+                                           options=FitOptions(folds=4, reweight_hidden=4, max_iter=100))
+    raw = schema.concat(predictor.predict(x, people=people))
+    own = predictor.predict(x, people=people, reweight=True)
+    refined = predictor.refine(raw, people=people)
+    final = predictor.model.reweight.refine(raw)
+    for attr in own:
+        np.testing.assert_allclose(refined[attr], own[attr], atol=1e-12)
+    assert max(np.abs(final[a] - own[a]).max() for a in own) > 1e-4  # the final module is another function
+    strangers = predictor.refine(raw[:3], people=["nobody"] * 3)  # unknown people: the final module
+    for attr in strangers:
+        np.testing.assert_allclose(strangers[attr], final[attr][:3], atol=1e-12)
+
+
 def test_checkpoint_errors(tmp_path):
     bad = tmp_path / "bad.pt"
     torch.save({"format": "something-else", "tensors": {}}, bad)
