@@ -254,6 +254,14 @@ def test_plot_cmc_and_errors(ident_run, lfw_root, tmp_path):
     assert "--min-images" in r.output
 
 
+def test_a_filter_attribute_named_twice_is_refused(ident_run, lfw_root, tmp_path):
+    """`--attribute-filter gender,gender` was accepted and recorded with the duplicate (the index partitioned on two
+    identical columns)."""
+    r = _run("ident", "--data-root", lfw_root, *SMALL, "--attribute-model", ident_run / "probe.pt",
+             "--attribute-filter", "gender,age,gender", "--out", tmp_path / "o", expect=2)
+    assert "--attribute-filter names gender more than once" in r.output and not (tmp_path / "o").exists()
+
+
 def test_ident_with_a_pixel_attribute_model(ident_run, lfw_root, tmp_path):
     """The pixel-model path: attribute probabilities computed per condition through the cached embedding stage
     (a synthetic genderage.onnx; the real file cannot be downloaded here)."""

@@ -72,6 +72,10 @@ class IdentConfig(EvalConfig):
                              "insightface-genderage)")
         if not self.attribute_model and (self.filter_threshold is not None or self.age_tolerance is not None):
             raise ValueError("--threshold and --age-tolerance apply to the attribute filter: give --attribute-model")
+        named = list(self.attribute_filter or ())
+        twice = sorted({a for a in named if named.count(a) > 1})
+        if twice:
+            raise ValueError(f"--attribute-filter names {', '.join(twice)} more than once")
         from ..retrieval import AttributeFilter
 
         # the filter's own checks (names, threshold in [0, 1], tolerance >= 0) before any image is read; the
@@ -146,8 +150,8 @@ def attribute_settings(config: IdentConfig, spec: Mapping) -> dict[str, Any]:
     """Resolved attribute options: CLI values over the protocol's ``attributes`` section."""
     section = spec.get("attributes") or {}
     return {
-        "filter": list(config.attribute_filter if config.attribute_filter is not None
-                       else section.get("filter", ["gender", "age"])),
+        "filter": list(dict.fromkeys(config.attribute_filter if config.attribute_filter is not None
+                                     else section.get("filter", ["gender", "age"]))),
         "threshold": float(config.filter_threshold if config.filter_threshold is not None
                            else section.get("threshold", 0.9)),
         "age_tolerance": int(config.age_tolerance if config.age_tolerance is not None
