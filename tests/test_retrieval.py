@@ -254,6 +254,40 @@ def test_plot_cmc_and_errors(ident_run, lfw_root, tmp_path):
     assert "--min-images" in r.output
 
 
+def test_refill_candidates_replaces_failed_images_with_the_next_ones():
+    from restorever.formats.lfw_ident import refill_candidates
+
+    enrolled = {"A": ["f/A/A_0001.jpg", "f/A/A_0002.jpg", "f/A/A_0003.jpg"], "B": ["f/B/B_0001.jpg", "f/B/B_0002.jpg"]}
+    people = {"A": 5, "B": 2}
+    failed = {"f/A/A_0001.jpg": "no face", "f/A/A_0003.jpg": "no face", "f/B/B_0002.jpg": "no face"}
+    assert refill_candidates(enrolled, people, "f", failed, 2) == {"A": ["f/A/A_0004.jpg", "f/A/A_0005.jpg"]}
+    assert refill_candidates(enrolled, {"A": 4, "B": 2}, "f", failed, 2) == {"A": ["f/A/A_0004.jpg"]}  # all left
+    assert refill_candidates(enrolled, people, "f", {}, 2) == {} and refill_candidates(enrolled, people, "f",
+                                                                                        failed, None) == {}
+
+
+def test_max_probes_per_person_counts_usable_images(lfw_root, tmp_path):
+    """A person whose first image fails got N-1 probes under --max-probes-per-person N although they had more
+    images: only the first 1 + N were ever looked at. The next images now stand in for failed ones."""
+    import shutil
+
+    root = tmp_path / "lfw"
+    counts = {"Colin_Powell": 4, "Tony_Blair": 3, "Aaron_Eckhart": 1}
+    for name, n in counts.items():
+        (root / "lfw-deepfunneled" / name).mkdir(parents=True)
+        for i in range(1, n + 1):
+            image = f"{name}/{name}_{i:04d}.jpg"
+            shutil.copy(lfw_root / "lfw-deepfunneled" / image, root / "lfw-deepfunneled" / image)
+    (root / "lfw-deepfunneled" / "Colin_Powell" / "Colin_Powell_0001.jpg").write_text("not a jpeg")
+    (root / "people.txt").write_text("3\n" + "".join(f"{n}\t{c}\n" for n, c in counts.items()))
+    out = tmp_path / "run"
+    _run("ident", "--data-root", root, "--max-probes-per-person", 2, "--min-images", 2, "--on-error", "skip",
+         "--no-progress", "--cache-dir", tmp_path / "cache", "--out", out)
+    record = json.loads((out / "results.json").read_text())
+    assert record["protocol"]["probes"] == 4  # 2 each; Colin Powell: gallery _0002, probes _0003 and _0004
+    assert [f["image"].rsplit("/", 1)[1] for f in record["protocol"]["failed_images"]] == ["Colin_Powell_0001.jpg"]
+
+
 def test_a_filter_attribute_named_twice_is_refused(ident_run, lfw_root, tmp_path):
     """`--attribute-filter gender,gender` was accepted and recorded with the duplicate (the index partitioned on two
     identical columns)."""

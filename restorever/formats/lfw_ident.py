@@ -136,7 +136,8 @@ def image_item(folder: str, name: str, number: int) -> str:
 def draw_candidates(people: Mapping[str, int], folder: str, options: SplitOptions
                     ) -> tuple[dict[str, list[str]], dict[str, str]]:
     """Images considered before any face detection: ``({enrolled person: [gallery candidate, probes...]},
-    {distractor person: image})``. With ``max_probes_per_person`` only the first ``1 + max`` images are listed."""
+    {distractor person: image})``. With ``max_probes_per_person`` only the first ``1 + max`` images are listed
+    (:func:`refill_candidates` lists the next ones for a person whose listed images fail)."""
     options.validate()
     enrolled = {}
     for name in sorted(people):
@@ -152,6 +153,24 @@ def draw_candidates(people: Mapping[str, int], folder: str, options: SplitOption
             singles = singles[:options.max_distractors]
         distractors = {name: image_item(folder, name, 1) for name in sorted(singles)}
     return enrolled, distractors
+
+
+def refill_candidates(enrolled: Mapping[str, Sequence[str]], people: Mapping[str, int], folder: str,
+                      failed: Mapping[str, str], max_probes_per_person: int | None) -> dict[str, list[str]]:
+    """The next images of each enrolled person whose listed candidates lost some to ``failed`` (no face, unreadable)
+    and who has more images: as many as were lost, so the person can still get ``1 + max_probes_per_person`` usable
+    ones. ``{person: [new items]}``, empty when nothing is missing or nothing is left (and always without a cap)."""
+    if max_probes_per_person is None:
+        return {}
+    wanted = 1 + max_probes_per_person
+    extra: dict[str, list[str]] = {}
+    for name, items in enrolled.items():
+        usable = sum(1 for i in items if i not in failed)
+        listed = len(items)  # candidates are the person's images 1..listed
+        more = min(wanted - usable, people.get(name, listed) - listed)
+        if more > 0:
+            extra[name] = [image_item(folder, name, n) for n in range(listed + 1, listed + more + 1)]
+    return extra
 
 
 def build_split(enrolled: Mapping[str, Sequence[str]], distractors: Mapping[str, str],

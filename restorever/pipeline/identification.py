@@ -105,6 +105,7 @@ class _Prepared:
 
 def _prepare(config: IdentConfig, *, progress: bool) -> _Prepared:
     from ..datasets_ident import build_split, draw_candidates, load_ident_protocol, split_options
+    from ..formats.lfw_ident import refill_candidates
 
     config.validate()
     timings: dict[str, float] = {}
@@ -123,9 +124,18 @@ def _prepare(config: IdentConfig, *, progress: bool) -> _Prepared:
     t0 = time.perf_counter()
     info = landmark_stage(protocol, candidates, detector=config.detector, device=ctx.device, cache=ctx.cache,
                           batch_size=config.batch_size, progress=progress)
-    timings["landmarks_s"] = time.perf_counter() - t0
     fallbacks = apply_fallback_landmarks(protocol, info)
     failed = apply_error_policy(info, config.on_error)
+    while extra := refill_candidates(enrolled, ident.people, ident.folder, failed, options.max_probes_per_person):
+        # an image that failed is replaced by the person's next one, so --max-probes-per-person N still gives N
+        new = [i for items in extra.values() for i in items]
+        more = landmark_stage(protocol, new, detector=config.detector, device=ctx.device, cache=ctx.cache,
+                              batch_size=config.batch_size, progress=False)
+        fallbacks += apply_fallback_landmarks(protocol, more)
+        failed.update(apply_error_policy(more, config.on_error))
+        info.update(more)
+        enrolled = {name: [*items, *extra.get(name, [])] for name, items in enrolled.items()}
+    timings["landmarks_s"] = time.perf_counter() - t0
     split = build_split(enrolled, distractors, failed, max_probes_per_person=options.max_probes_per_person)
     if split.n_enrolled == 0 or not split.probes:
         raise RestoreverError(f"protocol {ident.name}: the split has {split.n_enrolled} enrolled people and "
