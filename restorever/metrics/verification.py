@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -21,7 +22,7 @@ HIGHER_IS_BETTER = {"accuracy": True, "auc": True, "eer": False, "tar_at_far": T
 
 __all__ = [
     "best_threshold", "kfold_accuracy", "KFoldResult", "roc_curve", "auc", "roc_auc_score", "eer", "tar_at_far",
-    "verification_report",
+    "thin_roc", "verification_report",
 ]
 
 
@@ -226,18 +227,29 @@ def tar_at_far(y_true, scores, far: float) -> float:
 FARS = (1e-1, 1e-2, 1e-3, 1e-4)
 
 
+def thin_roc(fpr: np.ndarray, points: int, fars: Sequence[float] = FARS) -> np.ndarray:
+    """Indices of about ``2 * points`` vertices of a ROC (``fpr`` non-decreasing, as :func:`roc_curve` gives) to
+    store: evenly spaced and log-spaced picks (the low-FAR end stays dense), each with the top of its vertical step
+    (the last vertex at the same FPR: the step's lower corner alone drew the curve below the true one), and the top
+    vertex at or below each FAR of ``fars``, so the stored curve reaches the stored TAR@FAR."""
+    last = fpr.size - 1
+    idx = np.r_[0, np.linspace(0, last, points).round().astype(int), last]
+    positive = np.where(fpr > 0)[0]
+    if positive.size:
+        logs = np.searchsorted(fpr, np.logspace(np.log10(max(fpr[positive[0]], 1e-6)), 0, points))
+        idx = np.r_[idx, np.clip(logs, 0, last)]
+    tops = np.searchsorted(fpr, fpr[idx], side="right") - 1  # the top of each picked vertex's vertical step
+    at_far = np.searchsorted(fpr, np.asarray(fars, dtype=np.float64) + 1e-12, side="right") - 1
+    return np.unique(np.r_[idx, tops, at_far[at_far >= 0]])
+
+
 def verification_report(y_true, scores, folds, *, fars=FARS, roc_points: int = 200) -> dict:
     """All verification metrics in the ``results.json`` layout (fractions in [0, 1]; ROC thinned to about
     ``roc_points`` points for storage)."""
     kf = kfold_accuracy(y_true, scores, folds)
     fpr, tpr, _ = roc_curve(y_true, scores)
     if fpr.size > roc_points:
-        idx = np.unique(np.r_[0, np.linspace(0, fpr.size - 1, roc_points).round().astype(int), fpr.size - 1])
-        # keep the low-FAR end dense: log-spaced picks too
-        pos = np.where(fpr > 0)[0]
-        if pos.size:
-            logs = np.unique(np.searchsorted(fpr, np.logspace(np.log10(max(fpr[pos[0]], 1e-6)), 0, roc_points)))
-            idx = np.unique(np.r_[idx, np.clip(logs, 0, fpr.size - 1)])
+        idx = thin_roc(fpr, roc_points, fars)
         fpr_s, tpr_s = fpr[idx], tpr[idx]
     else:
         fpr_s, tpr_s = fpr, tpr

@@ -8,7 +8,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -220,9 +220,14 @@ def _check_metrics(record: dict[str, Any], run: RunRecord, report: RunValidation
                 found.append(f"conditions[{i}] ({cond.label}): metrics cannot be recomputed ({exc})")
                 continue
         # against the stored block itself: a key an older version did not write is not compared (to_json would
-        # give it as null)
-        compare(record["conditions"][i]["verification"], fresh, f"conditions[{i}] ({cond.label}).verification",
-                found)
+        # give it as null). The ROC is stored thinned, and the thinning has changed between versions: its points
+        # must be vertices of the scores' ROC rather than equal to this version's pick.
+        where = f"conditions[{i}] ({cond.label}).verification"
+        fresh.pop("roc")
+        compare(record["conditions"][i]["verification"], fresh, where, found)
+        off = roc_points_off_curve(cond.verification.roc_fpr, cond.verification.roc_tpr, cond.scores)
+        if off:
+            found.append(f"{where}.roc: {off}")
         n_checked += 1
     keys = ("comparison_to_clean", "comparison_to_none")
     if any(key in c for c in record["conditions"] for key in keys):
@@ -258,6 +263,27 @@ def _check_metrics(record: dict[str, Any], run: RunRecord, report: RunValidation
                         n_checked += 1
     report.checked["metrics recomputed"] = n_checked
     report.problems += cut(found, "metric")
+
+
+def roc_points_off_curve(fpr: Sequence[Any], tpr: Sequence[Any], scores: Any) -> str:
+    """Empty when every stored ``(fpr, tpr)`` point is a vertex of the ROC of ``scores`` (``same``, ``score``) and
+    the curve runs from FPR 0 to (1, 1); else what is wrong, e.g. ``3 of 318 points are not on the ROC (first:
+    [12] (0.01, 0.5))``. A record storing no ROC (one class) passes."""
+    from ..metrics.verification import roc_curve
+
+    if not fpr:
+        return ""
+    full_fpr, full_tpr, _ = roc_curve(np.asarray(scores.same, dtype=np.int64),
+                                      np.asarray(scores.score, dtype=np.float64), drop_intermediate=False)
+    vertices = {(round(float(f), 12), round(float(t), 12)) for f, t in zip(full_fpr, full_tpr)}
+    stored = list(zip(fpr, tpr))
+    off = [k for k, (f, t) in enumerate(stored) if (round(float(f), 12), round(float(t), 12)) not in vertices]
+    if off:
+        k = off[0]
+        return f"{len(off)} of {len(stored)} points are not on the ROC of the stored scores (first: [{k}] {stored[k]})"
+    if float(fpr[0]) != 0.0 or (float(fpr[-1]), float(tpr[-1])) != (1.0, 1.0):
+        return f"the curve does not run from FPR 0 to (1, 1): {stored[0]} ... {stored[-1]}"
+    return ""
 
 
 def _get(value: Any, *keys: str) -> Any:

@@ -104,6 +104,13 @@ def _set(path: list, value):
     return change
 
 
+def _move_roc_point(record):
+    """Move one stored ROC point a little to the left (the curve stays non-decreasing, but the point is off the ROC)."""
+    roc = record["conditions"][1]["verification"]["roc"]
+    k = next(k for k in range(1, len(roc["fpr"])) if roc["fpr"][k] > roc["fpr"][k - 1] + 1e-6)
+    roc["fpr"][k] -= 1e-7
+
+
 TAMPERING = {
     "accuracy": (lambda run, store: _edit(run, _set(["conditions", 0, "verification", "accuracy_mean"],
                                                     lambda v: v - 0.01)), "accuracy_mean: stored"),
@@ -125,6 +132,7 @@ TAMPERING = {
                                                             lambda v: v - 0.05)), "comparison_to_clean.ci_low"),
     "comparison-shape": (lambda run, store: _edit(run, _set(["conditions", 1, "comparison_to_clean", "mcnemar"], 3)),
                          "comparison_to_clean.mcnemar"),
+    "roc-point": (lambda run, store: _edit(run, _move_roc_point), "points are not on the ROC of the stored scores"),
     "weights-hash": (lambda run, store: _edit(run, lambda r: [w.update(sha256="0" * 64)
                                                               for w in r["weights"].values()]),
                      "does not match the config and the weights table"),
