@@ -22,6 +22,17 @@ def _name_list(text: str) -> list[str]:
     return [t.strip() for t in (text or "").split(",") if t.strip()]
 
 
+def _run_name(path: str) -> str:
+    """The run's name in a legend: the run folder's name (``runs/lfw`` or ``runs/lfw/results.json`` -> ``lfw``),
+    or the file's stem for a results file with another name."""
+    from pathlib import Path
+
+    resolved = Path(path).resolve()
+    if resolved.is_dir():
+        return resolved.name
+    return resolved.parent.name if resolved.name == "results.json" else resolved.stem
+
+
 @plot.command("roc")
 @click.argument("results", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("-o", "--output", default="roc.png", show_default=True, help="PNG, PDF or SVG file.")
@@ -34,7 +45,7 @@ def plot_roc_command(results, output, scales, restorers):
     from ..reports.results import load_results
 
     path = plot_roc([load_results(r) for r in results], output, scales=_int_list(scales, "--scales") or None,
-                    restorers=_name_list(restorers) or None)
+                    restorers=_name_list(restorers) or None, names=[_run_name(r) for r in results])
     click.echo(f"wrote {path}")
 
 
@@ -47,13 +58,15 @@ def plot_scales_command(results, output):
     from ..reports.plots import plot_scales
     from ..reports.results import load_results
 
-    click.echo(f"wrote {plot_scales([load_results(r) for r in results], output)}")
+    path = plot_scales([load_results(r) for r in results], output, names=[_run_name(r) for r in results])
+    click.echo(f"wrote {path}")
 
 
 @plot.command("similarity")
 @click.argument("results", type=click.Path(exists=True))
 @click.option("-o", "--output", default="similarity.png", show_default=True, help="PNG, PDF or SVG file.")
-@click.option("--bins", type=int, default=40, show_default=True, help="Histogram bins over the score range.")
+@click.option("--bins", type=click.IntRange(min=1), default=40, show_default=True,
+              help="Histogram bins over the score range.")
 @handle_errors
 def plot_similarity_command(results, output, bins):
     """Genuine vs impostor pair-score distributions, one panel per scale."""
@@ -74,7 +87,8 @@ Examples:
 @click.argument("results", type=click.Path(exists=True))
 @click.option("-o", "--output", default="grid.png", show_default=True, help="PNG, PDF or SVG file.")
 @click.option("--item", "items", multiple=True, help="Example image id, or part of it (a person's name); repeatable.")
-@click.option("--max-items", type=int, default=3, show_default=True, help="Examples shown when no --item is given.")
+@click.option("--max-items", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Examples shown when no --item is given.")
 @click.option("--scales", default="", help="Scales to show, e.g. 8,32 (default: all of the run's).")
 @handle_errors
 def plot_grid_command(results, output, items, max_items, scales):
@@ -108,5 +122,6 @@ def plot_cmc_command(results, output, max_rank, scales, restorers):
     from ..reports.results import load_results
 
     path = plot_cmc([load_results(r) for r in results], output, max_rank=max_rank,
-                    scales=_int_list(scales, "--scales") or None, restorers=_name_list(restorers) or None)
+                    scales=_int_list(scales, "--scales") or None, restorers=_name_list(restorers) or None,
+                    names=[_run_name(r) for r in results])
     click.echo(f"wrote {path}")

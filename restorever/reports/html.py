@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
 from ..pipeline.environment import restorever_version
 from .results import (RESULTS_FILE, STATISTICS_NOTE, attribute_table, comparison_cell, condition_label, load_results,
                       results_table)
@@ -28,8 +30,9 @@ CAPTIONS = {
     "roc": "ROC curves of every condition (log false-accept axis). Colour: restorer; line style and shade: scale; "
            "dots: TAR at FAR 1e-3 and 1e-2 where the run has enough different-person pairs.",
     "scales": "Verification accuracy against degradation scale (error bars: std over folds); dashed: clean.",
-    "similarity": "Pair-score distributions, same person (filled) and different people (outline), per scale; "
-                  "dotted: mean k-fold threshold.",
+    "similarity": "Pair-score distributions per scale: same person filled and different people outlined (with "
+                  "several restorers: same person solid, different people dashed outlines); dotted line: mean of "
+                  "the fold thresholds.",
     "grid": "Example probes: clean, degraded and restored, with each face's cosine similarity to its clean "
             "embedding (the run's recognizer).",
     "cmc": "Cumulative match characteristic: identification rate against rank.",
@@ -37,7 +40,7 @@ CAPTIONS = {
 
 
 #: tables shown before the figures; the others (protocol, configuration, versions, weights) follow them
-MAIN_TABLES = ("results", "statistics", "retrieval", "attributes")
+MAIN_TABLES = ("tampered", "results", "statistics", "folds", "retrieval", "attributes")
 
 
 @dataclass
@@ -126,7 +129,8 @@ def report_tables(record: dict[str, Any]) -> list[Table]:
     protocol = Table("protocol", "Protocol", ["field", "value"],
                      [[k, _fmt(v if not isinstance(v, (list, dict)) or len(v) <= 10 else f"{len(v)} entries")]
                       for k, v in proto.items() if k not in ("skipped", "failed_images")])
-    protocol.rows.append(["skipped pairs", str(len(proto.get("skipped") or []))])
+    what = "pairs" if "pairs" in proto else "images or people"  # an identification run skips images, not pairs
+    protocol.rows.append([f"skipped {what}", str(len(proto.get("skipped") or []))])
     protocol.rows.append(["failed images", str(len(proto.get("failed_images") or []))])
     config = Table("config", "Configuration", ["option", "value"],
                    [[k, _fmt(v)] for k, v in (record.get("config") or {}).items()])
@@ -138,12 +142,39 @@ def report_tables(record: dict[str, Any]) -> list[Table]:
     weights = Table("weights", "Weights", ["model:role", "file", "sha256"],
                     [[name, Path(str(w.get("file", ""))).name or "—", w.get("sha256") or "—"]
                      for name, w in (record.get("weights") or {}).items()])
-    tables = [results, stats, retrieval, attributes, protocol, config, environment, weights]
+    tables = [results, stats, *fold_tables(conds), retrieval, attributes, protocol, config, environment, weights]
     skipped = proto.get("skipped") or []
     if skipped:
         tables.append(Table("skipped", "Skipped pairs", ["pair", "reason"],
                             [[str(s.get("pair")), str(s.get("reason"))] for s in skipped]))
     return [t for t in tables if t.rows]
+
+
+def fold_tables(conds: Sequence[dict[str, Any]]) -> list[Table]:
+    """Per-fold accuracy (with each fold's number of pairs) and per-fold thresholds of the verification
+    conditions: the table's accuracy is their mean, so a small fold (after skipped pairs) weighs as much as a full
+    one. Empty when the conditions store no fold accuracies."""
+    conds = [c for c in conds if c["verification"].get("fold_accuracies")]
+    if not conds:
+        return []
+    n_folds = max(len(c["verification"]["fold_accuracies"]) for c in conds)
+    header = ["condition", *[f"fold {k + 1}" for k in range(n_folds)]]
+    accuracy = Table("folds", "Per-fold accuracy", header,
+                     note="Accuracy % of each fold at the threshold chosen on the other folds (the accuracy column "
+                          "above is their mean); the first row counts each fold's pairs.")
+    scores = next((c.get("scores") for c in conds if c.get("scores")), None)
+    if scores:
+        _, counts = np.unique(np.asarray(scores["fold"]), return_counts=True)
+        accuracy.rows.append(["pairs", *[str(int(n)) for n in counts]])
+    thresholds = Table("fold_thresholds", "Per-fold thresholds", header,
+                       note="Score threshold of each fold (a pair is the same person when its score is above it); "
+                            "'below all' is the stored -1.8e308: every pair called the same person.")
+    for c in conds:
+        v = c["verification"]
+        accuracy.rows.append([condition_label(c), *[_pct(a) for a in v["fold_accuracies"]]])
+        thresholds.rows.append([condition_label(c), *["below all" if t is not None and t <= -1e308 else _fmt(t)
+                                                      for t in v.get("thresholds") or []]])
+    return [accuracy, thresholds]
 
 
 _CSS = """
@@ -275,11 +306,13 @@ def render_markdown(record: dict[str, Any], tables: Sequence[Table], figure_link
     cfg = record.get("config") or {}
     lines = [f"# restorever: {proto.get('name', '?')} / {cfg.get('recognizer', '?')}", "", _summary_line(record), ""]
     by_key = {t.key: t for t in tables}
+    if "tampered" in by_key:
+        lines.append(_md_table(by_key["tampered"]))
     if all(c.get("verification") for c in record["conditions"]):
         lines += [results_table(record), ""]
     elif "results" in by_key:
         lines.append(_md_table(by_key["results"]))
-    for key in ("statistics", "retrieval", "attributes"):
+    for key in ("statistics", "folds", "retrieval", "attributes"):
         if key in by_key:
             lines.append(_md_table(by_key[key]))
     if figure_links:
@@ -321,17 +354,66 @@ def build_report(run_dir: str | Path, *, html_path: str | Path | None = None, ma
     html_path = Path(html_path) if html_path else run_dir / "report.html"
     markdown_path = Path(markdown_path) if markdown_path else run_dir / "report.md"
     figures_dir = Path(figures_dir) if figures_dir else run_dir / "figures"
+    _check_outputs({"--html": html_path, "--markdown": markdown_path}, figures_dir)  # before any figure is drawn
     fmts = ["png", *[f.lstrip(".").lower() for f in formats if f.lstrip(".").lower() != "png"]]
     written, skipped = plot_all(record, run_dir, figures_dir, formats=fmts)
     pngs = {name: next(p for p in paths if p.suffix == ".png") for name, paths in written.items()}
     tables = report_tables(record)
-    html_path.parent.mkdir(parents=True, exist_ok=True)
+    differences = stored_metric_differences(record)
+    if differences:
+        log.warning("%s: %d stored metric(s) differ from the ones the stored scores give (e.g. %s); the report shows "
+                    "the stored numbers: run `restorever validate %s`", RESULTS_FILE, len(differences),
+                    differences[0], run_dir)
+        tables.insert(0, Table("tampered", "Warning: stored metrics differ from the scores", ["difference"],
+                               [[d] for d in differences[:20]],
+                               note="results.json was changed after the run, or is damaged: the tables below show "
+                                    "the stored numbers. `restorever validate RUN_DIR` checks everything."))
     atomic_write_text(html_path, render_html(record, tables, pngs, skipped))
-    markdown_path.parent.mkdir(parents=True, exist_ok=True)
     links = {name: _relative(p, markdown_path.parent) for name, p in pngs.items()}
     atomic_write_text(markdown_path, render_markdown(record, tables, links, skipped))
     log.info("wrote %s and %s", html_path, markdown_path)
     return {"html": html_path, "markdown": markdown_path, "figures": written, "skipped_figures": skipped}
+
+
+def _check_outputs(files: dict[str, Path], figures_dir: Path) -> None:
+    """Every place the report writes is a writable folder (created) or a file path that is not a folder: one
+    :class:`RestoreverError` line naming the option, before any figure is drawn."""
+    from ..errors import RestoreverError
+    from .results import prepare_out_dir
+
+    for option, path in files.items():
+        if path.is_dir():
+            raise RestoreverError(f"{option} {path}: is a folder; give the file to write")
+        prepare_out_dir(path.parent, option=option)
+    prepare_out_dir(figures_dir, option="--figures-dir")
+
+
+#: the stored verification numbers a report shows, compared with a recomputation from the stored scores
+_SHOWN_METRICS = ("accuracy_mean", "accuracy_std", "fold_accuracies", "thresholds", "auc", "eer", "tar_at_far")
+
+
+def stored_metric_differences(record: dict[str, Any]) -> list[str]:
+    """Where a condition's stored verification numbers differ from :func:`restorever.metrics.verification_report`
+    of its stored scores (an edited or damaged results.json): one line per number, empty when all agree."""
+    from ..metrics import verification_report
+    from ..validate.common import compare
+
+    found: list[str] = []
+    for i, cond in enumerate(record["conditions"]):
+        scores, stored = cond.get("scores"), cond.get("verification")
+        if not scores or not stored:
+            continue
+        try:
+            fresh = verification_report(np.asarray(scores["same"], dtype=np.int64),
+                                        np.asarray(scores["score"], dtype=np.float64),
+                                        np.asarray(scores["fold"], dtype=np.int64))
+        except (ValueError, OverflowError) as exc:
+            found.append(f"{condition_label(cond)}: metrics cannot be recomputed ({exc})")
+            continue
+        for key in _SHOWN_METRICS:
+            if key in stored and key in fresh:
+                compare(stored[key], fresh[key], f"{condition_label(cond)}: {key}", found)
+    return found
 
 
 def _relative(path: Path, start: Path) -> str:

@@ -18,20 +18,25 @@ def _pct(x: Any) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}"
 
 
+def _ms(x: Any) -> str:
+    return "—" if x is None else f"{x:.3f}"
+
+
 def ident_tables(record: Mapping[str, Any]) -> str:
     """Markdown tables: retrieval per condition, then attributes per condition."""
     rows = ["| condition | rank-1 % | rank-5 % | rank-10 % | mAP % | filtered rank-1 % | filtered mAP % | "
-            "gallery searched % | rank-1 lost to filter % | reweighted filtered rank-1 % | search ms/query |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+            "gallery searched % | rank-1 lost to filter % | reweighted filtered rank-1 % | search ms/query | "
+            "filtered search ms/query |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for cond in record["conditions"]:
         r = cond["retrieval"]
         f = r.get("filtered") or {}
         fr = r.get("filtered_reweighted") or {}
-        ms = f.get("search_ms_per_query", r.get("search_ms_per_query"))
         rows.append(f"| {condition_label(cond)} | {_pct(r['rank1'])} | {_pct(r['rank5'])} | {_pct(r['rank10'])} | "
                     f"{_pct(r['map'])} | {_pct(f.get('rank1'))} | {_pct(f.get('map'))} | "
                     f"{_pct(f.get('gallery_fraction'))} | {_pct(f.get('rank1_lost_to_filter'))} | "
-                    f"{_pct(fr.get('rank1'))} | {'—' if ms is None else f'{ms:.3f}'} |")
+                    f"{_pct(fr.get('rank1'))} | {_ms(r.get('search_ms_per_query'))} | "
+                    f"{_ms(f.get('search_ms_per_query'))} |")
     out = "\n".join(rows)
     header, attribute_rows = attribute_table(dict(record))
     if attribute_rows:

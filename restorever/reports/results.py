@@ -7,7 +7,7 @@ import logging
 import math
 import shutil
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from ..errors import RestoreverError
 from ..pipeline.records import (ConditionRecord, IdentConditionRecord, IdentRunRecord, RunRecord, is_identification,
@@ -42,7 +42,8 @@ def results_table(record: dict[str, Any]) -> str:
     extra = [(key, title) for key, title in (("comparison_to_clean", "Δ acc vs clean, pp [95 % CI] McNemar p"),
                                              ("comparison_to_none", "Δ acc vs none, pp [95 % CI] McNemar p"))
              if any(c.get(key) for c in conds)]
-    rows = ["| condition | accuracy % (± std) | AUC | EER % | TAR@FAR=1e-3 % | cos to clean |"
+    far = lowest_resolved_far(conds)
+    rows = [f"| condition | accuracy % (± std) | AUC | EER % | TAR@FAR={far_label(far)} % | cos to clean |"
             + "".join(f" {title} |" for _, title in extra),
             "|---|---|---|---|---|---|" + "---|" * len(extra)]
     for cond in conds:
@@ -52,9 +53,23 @@ def results_table(record: dict[str, Any]) -> str:
         auc = v.get("auc")
         rows.append(f"| {condition_label(cond)} | {_pct(v['accuracy_mean'])} ± {_pct(v['accuracy_std'])} | "
                     f"{'—' if auc is None else f'{auc:.4f}'} | {_pct(v.get('eer'))} | "
-                    f"{_pct(v['tar_at_far'].get('0.001'))} | {'—' if cos is None else f'{cos:.4f}'} |"
+                    f"{_pct(v['tar_at_far'].get(far))} | {'—' if cos is None else f'{cos:.4f}'} |"
                     + "".join(f" {comparison_cell(cond.get(key))} |" for key, _ in extra))
     return "\n".join(rows)
+
+
+def lowest_resolved_far(conds: Sequence[dict[str, Any]], default: str = "0.001") -> str:
+    """The smallest FAR key of ``verification.tar_at_far`` that some condition resolves (TAR is stored only where a
+    run has at least 1/FAR different-person pairs), so a short run's condensed table does not show an empty TAR
+    column; ``default`` when none does."""
+    keys = {k for c in conds for k, v in (c.get("verification") or {}).get("tar_at_far", {}).items() if v is not None}
+    return min(keys, key=float) if keys else default
+
+
+def far_label(far: str) -> str:
+    """``"0.001"`` -> ``"1e-3"``; other values as given."""
+    exponent = round(math.log10(float(far))) if float(far) > 0 else 0
+    return f"1e-{-exponent}" if exponent < 0 and math.isclose(10.0 ** exponent, float(far)) else far
 
 
 STATISTICS_NOTE = (
@@ -69,9 +84,11 @@ def attribute_table(record: dict[str, Any]) -> tuple[list[str], list[list[str]]]
     """``(header, rows)`` of an identification run's attribute predictions per condition: accuracy and ECE per
     attribute (raw / re-weighted when the run re-weights), and how often a probe's predicted gender or age group
     differs from its clean image's. No rows when the run predicted no attributes."""
-    header = ["condition", "gender acc % (raw / reweighted)", "age acc % (raw / reweighted)", "gender ECE %",
-              "age ECE %", "gender flip %", "age group changed %"]
     rows: list[list[str]] = []
+    both = any((c.get("attributes") or {}).get("reweighted") for c in record["conditions"])
+    pair_note = " (raw / reweighted)" if both else ""
+    header = ["condition", f"gender acc %{pair_note}", f"age acc %{pair_note}", f"gender ECE %{pair_note}",
+              f"age ECE %{pair_note}", "gender flip %", "age group changed %"]
     if not any(c.get("attributes") for c in record["conditions"]):
         return header, rows
     for cond in record["conditions"]:

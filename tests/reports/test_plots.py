@@ -10,9 +10,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 from restorever.cli import cli
-from restorever.reports.plots import (COLUMN_WIDTH, MissingDataError, condition_colour, grid_layout, plot_all,
-                                      plot_cmc, plot_grid, plot_roc, plot_scales, plot_similarity, restorer_colour,
-                                      scale_style)
+from restorever.reports.figure_io import COLUMN_WIDTH, MissingDataError
+from restorever.reports.figure_style import condition_colour, restorer_colour, scale_style
+from restorever.reports.grid import grid_layout, plot_grid
+from restorever.reports.plots import plot_all, plot_cmc, plot_roc, plot_scales, plot_similarity
 from restorever.reports.results import load_results
 
 MAGIC = {".png": b"\x89PNG", ".pdf": b"%PDF", ".svg": b"<?xml"}
@@ -145,9 +146,9 @@ def test_plot_commands(run_dir, tmp_path):
     assert result.exit_code == 2 and "--scales" in result.output
 
 
-def _captured(monkeypatch):
-    """Keep the matplotlib figures instead of saving them."""
-    from restorever.reports import plots
+def keep_figures(monkeypatch) -> list:
+    """Keep the matplotlib figures the plot functions draw in the returned list instead of saving them."""
+    from restorever.reports import grid, plots
 
     figures = []
 
@@ -155,7 +156,8 @@ def _captured(monkeypatch):
         figures.append(fig)
         return out
 
-    monkeypatch.setattr(plots, "_save", keep)
+    for module in (plots, grid):
+        monkeypatch.setattr(module, "save_figure", keep)
     return figures
 
 
@@ -163,7 +165,7 @@ def test_same_colour_per_restorer_in_every_figure(run_dir, monkeypatch, tmp_path
     from matplotlib.colors import to_hex
 
     record = load_results(run_dir)
-    figures = _captured(monkeypatch)
+    figures = keep_figures(monkeypatch)
     plot_roc([record], tmp_path / "r.png")
     plot_scales([record], tmp_path / "s.png")
     plot_cmc([record], tmp_path / "c.png")
@@ -183,7 +185,7 @@ def test_cmc_draws_filtered_variants(run_dir, monkeypatch, tmp_path):
     cond = record["conditions"][2]
     cond["retrieval"]["filtered"] = {"cmc": [min(1.0, x + 0.05) for x in cond["retrieval"]["cmc"]]}
     cond["retrieval"]["filtered_reweighted"] = {"cmc": cond["retrieval"]["cmc"]}
-    figures = _captured(monkeypatch)
+    figures = keep_figures(monkeypatch)
     plot_cmc([record], tmp_path / "c.png", max_rank=5)
     lines = [ln for ln in figures[0].axes[0].get_lines() if not ln.get_label().startswith("_")]
     assert len(lines) == len(record["conditions"]) + 2
@@ -196,7 +198,7 @@ def test_cmc_draws_filtered_variants(run_dir, monkeypatch, tmp_path):
 
 def test_roc_condition_filter_and_legend_below(run_dir, monkeypatch, tmp_path):
     record = load_results(run_dir)
-    figures = _captured(monkeypatch)
+    figures = keep_figures(monkeypatch)
     plot_roc([record], tmp_path / "r.png", scales=[16], restorers=["vqfr-v2"])
     labels = figures[0].axes[0].get_legend_handles_labels()[1]
     assert [lb.split(" (")[0] for lb in labels] == ["clean", "vqfr-v2 x16"]

@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -142,6 +143,48 @@ def test_per_pair_lists_of_unequal_length_are_one_error_line(own_run_dir, edit, 
         assert "Traceback" not in result.output
 
 
+def test_per_fold_tables(run_dir):
+    """The per-fold accuracies, fold sizes and thresholds were in results.json only: a small fold after skipped
+    pairs, which weighs as much as a full one in the accuracy, was invisible."""
+    record = load_results(run_dir)
+    tables = {t.key: t for t in report_tables(record)}
+    folds, thresholds = tables["folds"], tables["fold_thresholds"]
+    assert folds.header == ["condition", *[f"fold {k}" for k in range(1, 11)]]
+    assert folds.rows[0] == ["pairs", *["16"] * 10]
+    for cond, row in zip(record["conditions"], folds.rows[1:]):
+        v = cond["verification"]
+        assert row[1:] == [f"{100 * a:.2f}" for a in v["fold_accuracies"]]
+        assert np.mean([float(x) for x in row[1:]]) == pytest.approx(100 * v["accuracy_mean"], abs=0.01)
+    assert len(thresholds.rows) == len(record["conditions"])
+
+
+def test_report_warns_when_stored_metrics_differ_from_the_scores(own_run_dir, caplog):
+    """An edited accuracy was shown without a word next to paired statistics computed from the scores."""
+    clean = build_report(own_run_dir, formats=("png",))
+    assert "Warning: stored metrics" not in md_of(clean)
+    record = json.loads((own_run_dir / "results.json").read_text())
+    record["conditions"][2]["verification"]["accuracy_mean"] = 0.99
+    (own_run_dir / "results.json").write_text(json.dumps(record))
+    out = build_report(own_run_dir, formats=("png",))
+    md = md_of(out)
+    assert "## Warning: stored metrics differ from the scores" in md and "accuracy_mean: stored 0.99" in md
+    assert md.index("Warning: stored metrics") < md.index("| condition |")
+    assert "restorever validate" in caplog.text
+
+
+def test_report_checks_where_it_writes_before_drawing(own_run_dir, tmp_path):
+    """`--html` under a file failed with "File exists" after all figures had been written."""
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    figures = tmp_path / "figs"
+    result = CliRunner().invoke(cli, ["report", str(own_run_dir), "--html", str(blocker / "report.html"),
+                                      "--figures-dir", str(figures)])
+    assert result.exit_code == 2 and f"--html {blocker}" in result.output and "not a folder" in result.output
+    assert not figures.exists()
+    result = CliRunner().invoke(cli, ["report", str(own_run_dir), "--markdown", str(tmp_path)])
+    assert result.exit_code == 2 and "is a folder; give the file to write" in result.output
+
+
 def test_report_of_a_folder_without_results(tmp_path):
     result = CliRunner().invoke(cli, ["report", str(tmp_path)])
     assert result.exit_code == 2 and "no results file" in result.output
@@ -163,6 +206,10 @@ def test_make_figures_script(run_dir, tmp_path):
     names = sorted(p.name for p in (tmp_path / "docs").iterdir())
     assert names == sorted(["cmc.png", "grid.png", "roc.png", "scales.png", "similarity.png", "report.html",
                             "report.md"])
+
+
+def md_of(out: dict) -> str:
+    return out["markdown"].read_text(encoding="utf-8")
 
 
 def test_report_of_an_identification_run(tmp_path):
@@ -191,7 +238,10 @@ def test_report_of_an_identification_run(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps(record))
     out = build_report(tmp_path, formats=("png",))
     assert set(out["figures"]) == {"cmc"}
-    assert set(out["skipped_figures"]) == {"grid"}  # the verification figures do not apply: not listed
+    # the verification figures (the example grid too: ident saves no examples) do not apply: not listed as skipped,
+    # where the grid's note told the user to rerun `restorever eval --examples N`
+    assert out["skipped_figures"] == {}
+    assert "skipped images or people" in md_of(out) and "skipped pairs" not in md_of(out)
     tables = {t.key: t for t in report_tables(json.loads((tmp_path / "results.json").read_text()))}
     assert "results" not in tables and len(tables["retrieval"].rows) == 3
     assert tables["retrieval"].rows[2][:3] == ["vqfr-v2 x16", "120", "70.00"]

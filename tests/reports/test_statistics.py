@@ -317,3 +317,17 @@ def test_table_without_statistics_has_no_comparison_columns(tmp_path):
     record = make_record(tmp_path, scales=())
     add_comparisons(record)
     assert "Δ" not in results_table(record)
+
+
+def test_condensed_table_shows_the_lowest_far_the_run_resolves(tmp_path):
+    """The condensed table (results.md, the eval console, report.md) showed only TAR@FAR=1e-3, empty for every run
+    with fewer than 1,000 different-person pairs even where 1e-2 and 1e-1 were stored."""
+    record = make_record(tmp_path)  # 80 different-person pairs: TAR@FAR is stored for 1e-1 only
+    assert {k for k, v in record["conditions"][0]["verification"]["tar_at_far"].items() if v is not None} == {"0.1"}
+    table = results_table(record)
+    assert "TAR@FAR=1e-1 %" in table.splitlines()[0]
+    first = table.splitlines()[2].split("|")
+    assert first[5].strip() == f"{100 * record['conditions'][0]['verification']['tar_at_far']['0.1']:.2f}"
+    for cond in record["conditions"]:
+        cond["verification"]["tar_at_far"] = {"0.001": None}
+    assert "TAR@FAR=1e-3 %" in results_table(record)  # nothing resolved: the usual column, empty

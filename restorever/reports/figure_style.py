@@ -1,0 +1,62 @@
+"""Colours and line styles shared by every figure: one colour per restorer, the clean condition black, the
+degradation scale as a line style and a lighter shade of the restorer's colour, in the same order everywhere."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+#: one colour per restorer across every figure
+RESTORER_COLOURS = {"none": "#4d4d4d", "vqfr-v1": "#1f77b4", "vqfr-v2": "#2ca02c", "difface": "#d62728",
+                    "gfpgan-v1.4": "#ff7f0e", "gfpgan-v1.3": "#bcbd22", "codeformer": "#9467bd"}
+_EXTRA = ["#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#aec7e8", "#98df8a"]
+CLEAN_COLOUR = "#000000"
+#: line styles of the degraded scales, mildest first
+_SCALE_LINESTYLES = ["-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 1)), (0, (6, 2))]
+
+#: the clean condition's own line style in the ROC and CMC figures: a wide, light black band under the curves, so
+#: that a degraded curve lying on it (``none`` at the mildest scale, say) stays visible and distinguishable
+CLEAN_LINE = {"color": CLEAN_COLOUR, "linestyle": "-", "alpha": 0.35, "zorder": 1.5}
+CLEAN_WIDTH_FACTOR = 2.5
+
+
+def restorer_colour(name: str) -> str:
+    """The restorer's colour (hex), the same in every figure; unknown names get a stable colour from their text."""
+    if name in RESTORER_COLOURS:
+        return RESTORER_COLOURS[name]
+    return _EXTRA[sum(map(ord, name)) % len(_EXTRA)]
+
+
+def _shade(colour: str, t: float) -> tuple[float, float, float]:
+    """``colour`` mixed with white by the fraction ``t`` in [0, 1]."""
+    from matplotlib.colors import to_rgb
+
+    r, g, b = to_rgb(colour)
+    return (r + (1 - r) * t, g + (1 - g) * t, b + (1 - b) * t)
+
+
+def scales_of(records: Sequence[dict[str, Any]]) -> list[int]:
+    """The degraded scales of the records' conditions, sorted (the clean condition has none)."""
+    return sorted({c["scale"] for r in records for c in r["conditions"] if c.get("scale") is not None})
+
+
+def scale_style(scale: int | None, scales: Sequence[int]) -> tuple[Any, float]:
+    """``(linestyle, lightening)`` of a scale: solid and full colour for the mildest degradation, then dashed,
+    dash-dotted, ... and up to 45 % lighter for the strongest. The clean condition (``None``) is solid."""
+    if scale is None or scale not in scales:
+        return "-", 0.0
+    i = sorted(scales).index(scale)
+    return _SCALE_LINESTYLES[i % len(_SCALE_LINESTYLES)], 0.45 * i / max(1, len(scales) - 1)
+
+
+def condition_colour(cond: dict[str, Any], scales: Sequence[int]) -> Any:
+    """Black for the clean condition, else the restorer's colour lightened by the scale."""
+    if cond.get("scale") is None:
+        return CLEAN_COLOUR
+    return _shade(restorer_colour(cond["restorer"]), scale_style(cond["scale"], scales)[1])
+
+
+def line_style(cond: dict[str, Any], scales: Sequence[int], width: float) -> dict[str, Any]:
+    """``Axes.plot`` keywords of a condition's curve: restorer colour and scale style, or the clean band."""
+    if cond.get("scale") is None:
+        return {**CLEAN_LINE, "lw": width * CLEAN_WIDTH_FACTOR}
+    return {"color": condition_colour(cond, scales), "linestyle": scale_style(cond["scale"], scales)[0],
+            "lw": width, "zorder": 2}
