@@ -372,8 +372,9 @@ def _report(labels, oof_raw, oof_rw, schema, people, fold, per_fold, options) ->
     return out
 
 
-def report_table(report: Mapping[str, Any]) -> str:
-    """Markdown table of a fit report: held-out accuracy and ECE per attribute, without and with re-weighting."""
+def report_table(report: Mapping[str, Any], order: Sequence[str] = ("gender", "age")) -> str:
+    """Markdown table of a fit report: held-out accuracy and ECE per attribute, without and with re-weighting;
+    attributes in ``order`` first (the schema's order: a saved report's keys come back sorted)."""
     def pct(x: Any) -> str:
         return "—" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{100 * x:.2f}"
 
@@ -382,7 +383,9 @@ def report_table(report: Mapping[str, Any]) -> str:
             "| attribute | images | people | majority % | accuracy % | accuracy % (re-weighted) | balanced acc % "
             "(raw / re-weighted) | ECE % | ECE % (re-weighted) | fold accuracy % (mean ± std) |",
             "|---|---|---|---|---|---|---|---|---|---|"]
-    for a, e in (report.get("attributes") or {}).items():
+    entries = report.get("attributes") or {}
+    for a in sorted(entries, key=lambda name: (list(order).index(name) if name in order else len(order), name)):
+        e = entries[a]
         raw, rw = e["raw"], e.get("reweighted") or {}
         fold = e.get("fold_accuracy_raw") or {}
         rows.append(f"| {a} | {e['images']} | {e['people']} | {pct(e.get('majority_baseline'))} | "

@@ -93,4 +93,4 @@ def show_command(path):
     fitted = model.meta.get("recognizer_weights")
     click.echo("recognizer weights: " + ("not recorded (fitted before restorever stored them)" if fitted is None
                                          else ", ".join(f"{role} sha256 {sha}" for role, sha in fitted) or "none"))
-    click.echo(report_table(model.meta.get("report") or {}))
+    click.echo(report_table(model.meta.get("report") or {}, order=list(model.schema.sizes)))
