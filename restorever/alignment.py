@@ -170,8 +170,9 @@ def estimate_similarity(src: ArrayLike, dst: ArrayLike) -> torch.Tensor:
         ``[B, 2, 3]`` forward matrices (src -> dst pixels, the ``cv2.warpAffine`` convention), computed in
         float64 on the CPU and returned in ``src``'s floating dtype (float64 for numpy or integer input) on
         ``src``'s device.
-        Reflections are excluded, as in skimage's ``SimilarityTransform`` and
-        ``cv2.estimateAffinePartial2D`` (which agree with it on five face points).
+        Reflections are excluded, as in skimage's ``SimilarityTransform`` (the same least-squares fit). The
+        official restoration scripts use ``cv2.estimateAffinePartial2D(..., method=cv2.LMEDS)``, which agrees with
+        this fit when every point fits the template and drops a point that does not (docs/architecture.md).
 
     Raises:
         AlignmentError: shapes do not match, a point is not finite, or the source points coincide.

@@ -96,7 +96,7 @@ class DegradationPreset:
     source: str = ""
 
     def describe(self) -> dict[str, Any]:
-        """JSON-able summary of the rules (for run records and ``restorever degrade --help``)."""
+        """JSON-able summary of the rules (``restorever degradations`` prints it)."""
         return {
             "name": self.name, "sigma": self.sigma.describe(), "theta": self.theta.describe(),
             "iso_prob": self.iso_prob, "noise": self.noise.describe(), "jpeg": self.jpeg.describe(),

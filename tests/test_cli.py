@@ -373,3 +373,15 @@ def test_restorever_data_may_name_the_folder_above_the_protocols_data(lfw_root, 
     monkeypatch.setenv("RESTOREVER_DATA", str(lfw_root.parent))  # holds lfw/, not lfw-ident/: said, not misread
     result = run("ident", "--min-images", "100", "--dry-run", expect=2)
     assert "protocol lfw-ident: data not found" in result.output and "DIR/people.txt" in result.output
+
+
+def test_degradations_lists_every_preset_with_its_rules():
+    """The presets' rules could not be seen from the tool (`describe()` was never called), and nothing said that the
+    default sweep's x32 lies beyond the difface-test grid's largest scale (x30)."""
+    from restorever.degradation_params import PRESETS
+
+    out = run("degradations").output
+    for name, preset in PRESETS.items():
+        assert f"{name} " in out and preset.source in out
+    assert "blur sigma {2, 4, 6, 8, 10, 12, 14}" in out and "scale rule {4, 8, 16, 24, 30}" in out
+    assert "blur sigma {4, 8, 12, 16}" in out and "x30" in out and "difface-journal" in out

@@ -70,6 +70,30 @@ def restorers_command():
     _list(REGISTRY, "restorer")
 
 
+@click.command("degradations")
+@handle_errors
+def degradations_command():
+    """List the degradation presets with their rules (blur sigma and noise in pixels / 0-255 units of the 512 crop,
+    JPEG quality, the scales of the grid they come from) and their source."""
+    from ..degradation_params import PRESETS
+
+    def rule(d: object) -> str:
+        if isinstance(d, dict):
+            (kind, (lo, hi)), = d.items()
+            return f"{kind} [{lo:g}, {hi:g}]"
+        return "{" + ", ".join(f"{v:g}" for v in d) + "}"
+
+    for name, preset in PRESETS.items():
+        info = preset.describe()
+        click.echo(f"{name:18s} {info['source']}")
+        click.echo(f"{'':18s} blur sigma {rule(info['sigma'])} (kernel {info['kernel_size']}, isotropic p "
+                   f"{info['iso_prob']:g}), noise sigma {rule(info['noise'])}, JPEG quality {rule(info['jpeg'])}, "
+                   f"scale rule {rule(info['scale'])}")
+    click.echo("--scales picks the scales of a run; the other rules are drawn per item from (seed, item, scale). "
+               "difface-test at x32 (the default sweep's last scale) applies the ICLR'23 grid beyond its largest "
+               "scale, x30; difface-journal is the grid whose scales include x32.")
+
+
 @click.command("recognizers")
 @handle_errors
 def recognizers_command():
@@ -277,4 +301,4 @@ def weights_download(name):
         click.echo(f"{role}: {path}")
 
 
-COMMANDS = [protocols_command, restorers_command, recognizers_command, weights]
+COMMANDS = [protocols_command, restorers_command, recognizers_command, degradations_command, weights]

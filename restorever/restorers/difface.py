@@ -30,7 +30,7 @@ from ..hub import (ModelCard, OptionSpec, WeightFile, check_weight_roles, get_ca
 from ..acceleration import CHANNELS_LAST, COMPILE, compile_module
 from .base import CAST_PRECISION, Restorer
 from .checkpoints import describe_layout, identify_layout
-from .diffusion import DiffusionSchedule, NoiseSource, PerItemNoise, StepCallback, ddim_loop
+from .diffusion import DiffusionSchedule, NoiseSource, PerItemNoise, StepCallback, ddim_loop, ddim_step_counts
 from .layers.difface_unet import DiffusionUNet
 from .layers.graphed import GraphedCall
 from ..precision import PRECISIONS as PRECISION_VALUES
@@ -56,6 +56,7 @@ SWINIR_CONFIG: dict[str, Any] = dict(
 # Diffusion as sampled at release: the YAML says "250", inference_difface.py overrides it with "ddim250".
 DIFFUSION_CONFIG: dict[str, Any] = dict(steps=1000, noise_schedule="linear", timestep_respacing="ddim250")
 DEFAULT_STEPS = 250      # length of the DDIM respacing ("ddim250")
+DDIM_STEPS = ddim_step_counts(DIFFUSION_CONFIG["steps"])  # the respacing lengths "ddimN" can have
 DEFAULT_START = 100      # respaced start index at DEFAULT_STEPS (original t = 400)
 DEFAULT_ETA = 0.5
 DEFAULT_SEED = 12345     # the official script's seed; used for every item when no seeds are given
@@ -92,6 +93,11 @@ def resolve_steps(start_step: int | None, steps: int | None) -> tuple[int, int]:
     steps = DEFAULT_STEPS if steps is None else int(steps)
     if steps < 2 or steps > DIFFUSION_CONFIG["steps"]:
         raise ValueError(f"difface: steps={steps} must be in [2, {DIFFUSION_CONFIG['steps']}] (released: 250)")
+    valid = DDIM_STEPS
+    if steps not in valid:  # "ddimN" needs an integer stride; found here, not after the networks are loaded
+        near = sorted(valid, key=lambda n: (abs(n - steps), n))[:2]
+        raise ValueError(f"difface: steps={steps} is no DDIM respacing of {DIFFUSION_CONFIG['steps']} steps (the "
+                         f"stride must be an integer); nearest: {', '.join(map(str, sorted(near)))} (released: 250)")
     if start_step is None:
         start_step = max(1, round(DEFAULT_START * steps / DEFAULT_STEPS))
     start_step = int(start_step)
@@ -264,8 +270,8 @@ def _cfg(**kwargs: Any) -> ModelCard:
         option_specs={
             "start_step": OptionSpec("the respaced step the sampler starts from (default 0.4 x steps: 100 at the "
                                      "released 250)", minimum=1),
-            "steps": OptionSpec("length of the DDIM respacing of the 1,000 training steps (released 250)", minimum=2,
-                                maximum=1000),
+            "steps": OptionSpec("length of the DDIM respacing of the 1,000 training steps, one with an integer "
+                                "stride (released 250)", choices=DDIM_STEPS, minimum=2, maximum=1000),
             "eta": OptionSpec("DDIM eta: 0 deterministic, 1 DDPM-like (released 0.5)", minimum=0.0, maximum=1.0),
             "precision": CAST_PRECISION,
             "cuda_graph": OptionSpec("replay the UNet step as a CUDA graph (CUDA only; same numbers, fewer launches)"),

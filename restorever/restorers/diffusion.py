@@ -57,6 +57,12 @@ def space_timesteps(num_steps: int, respacing: str | Sequence[int]) -> list[int]
     return sorted(set(steps))
 
 
+def ddim_step_counts(num_steps: int) -> tuple[int, ...]:
+    """The ``N`` for which ``"ddimN"`` exists: the lengths of ``range(0, num_steps, stride)`` for integer strides
+    (62 values for 1,000 training steps: ..., 100, 125, 143, 167, 200, 250, 334, 500, 1000), ascending."""
+    return tuple(sorted({len(range(0, num_steps, stride)) for stride in range(1, num_steps)}))
+
+
 _TABLES = ("betas", "alphas_cumprod", "alphas_cumprod_prev", "alphas_cumprod_next", "sqrt_alphas_cumprod",
            "sqrt_one_minus_alphas_cumprod", "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod",
            "sqrt_recipm1_alphas_cumprod", "posterior_variance", "posterior_log_variance_clipped",

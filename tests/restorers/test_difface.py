@@ -261,6 +261,30 @@ def test_start_and_steps_options(small_files):
             _small(small_files, **bad)
 
 
+def test_steps_without_an_integer_stride_are_refused_before_loading():
+    """``steps=300`` passed the card (2..1000) and --dry-run, then failed in the schedule after both networks were
+    built (with real weights: after reading 730 MB). "ddimN" needs an integer stride: 62 values of 1..1000."""
+    from restorever.hub import check_option
+    from restorever.restorers.diffusion import DiffusionSchedule
+
+    counts = difface.DDIM_STEPS
+    assert len(counts) == 62 and {100, 125, 200, 250, 334, 500, 1000} <= set(counts)
+    assert not {150, 300, 400} & set(counts)
+    for n in (2, 7, 334, 999):  # every listed count builds its schedule, every other one does not
+        ok = n in counts
+        try:
+            DiffusionSchedule.create(1000, "linear", f"ddim{n}")
+            built = True
+        except ValueError:
+            built = False
+        assert built == ok, n
+    with pytest.raises(ValueError, match=r"steps=300 is no DDIM respacing .* nearest: 250, 334"):
+        difface.create("difface", steps=300, weights={"unet": "/nonexistent/u.pth", "estimator": "/nonexistent/e.pth"})
+    with pytest.raises(ValueError, match="difface option steps takes one of 2, 3,"):
+        check_option(difface.CARDS["difface"], "steps", "300")
+    assert check_option(difface.CARDS["difface"], "steps", "125") == 125
+
+
 def test_reduced_precision_path_stays_close(small_files):
     """The autocast path (fp16 on CUDA by default; bf16 here on the CPU) runs and stays near float32."""
     faces = torch.rand(1, 3, 512, 512, generator=torch.Generator().manual_seed(1))
