@@ -385,3 +385,29 @@ def test_degradations_lists_every_preset_with_its_rules():
         assert f"{name} " in out and preset.source in out
     assert "blur sigma {2, 4, 6, 8, 10, 12, 14}" in out and "scale rule {4, 8, 16, 24, 30}" in out
     assert "blur sigma {4, 8, 12, 16}" in out and "x30" in out and "difface-journal" in out
+
+
+def test_byte_identical_copies_keep_their_own_degradation(faces_root, tmp_path):
+    """The degradation is seeded by (seed, scale, item id) but degraded cache keys held only the image's content: two
+    copies of one file in a protocol shared one entry, so a rerun from the cache changed the scores (x16 AUC 0.5 ->
+    0.0) and validate rejected the first run. The item id is now part of those keys."""
+    import shutil
+
+    data = tmp_path / "data"
+    (data / "x").mkdir(parents=True)
+    for name, source in {"m1.jpg": "madonna/madonna_0001.jpg", "m1_copy.jpg": "madonna/madonna_0001.jpg",
+                         "m2.jpg": "madonna/madonna_0002.jpg", "e1.jpg": "elton_john/elton_john_0001.jpg"}.items():
+        shutil.copy(faces_root / source, data / "x" / name)
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("path_a,path_b,same\nx/m2.jpg,x/m1.jpg,1\nx/m2.jpg,x/m1_copy.jpg,1\nx/e1.jpg,x/m1.jpg,0\n"
+                     "x/e1.jpg,x/m1_copy.jpg,0\n")
+    args = ("eval", "--protocol", "pairs-csv", "--pairs", pairs, "--data-root", data, "--recognizer", "dlib",
+            "--scales", "16", "--cache-dir", tmp_path / "cache", "--no-progress", "--examples", 0)
+    run(*args, "--out", tmp_path / "first")
+    run(*args, "--out", tmp_path / "rerun")
+    first, rerun = (json.loads((tmp_path / r / "results.json").read_text()) for r in ("first", "rerun"))
+    x16 = [c for c in first["conditions"] if c["scale"] == 16][0]["scores"]["score"]
+    assert x16[0] != x16[1]  # the copies were degraded differently (their own item ids)
+    assert [c["scores"] for c in rerun["conditions"]] == [c["scores"] for c in first["conditions"]]
+    assert rerun["cache"]["misses"] == 0
+    run("validate", tmp_path / "first")

@@ -10,6 +10,7 @@ import pytest
 from restorever.pipeline.cache import STAGE_VERSIONS, current_key_versions
 from restorever.pipeline.identity import RECORDED_BEFORE_VERSIONS, RunIdentity, conditions_of, device_kind
 
+ITEM = "lfw-deepfunneled/Person/Person_0002.jpg"  # a protocol's item id: it seeds the degradation
 LANDMARKS = np.array([[190.1, 240.5], [320.0, 240.25], [256.0, 320.0], [200.0, 380.0], [310.0, 380.0]], np.float32)
 
 
@@ -28,8 +29,9 @@ def _identity(device: str = "cpu", versions: dict | None = None) -> RunIdentity:
 
 
 def test_cpu_keys_are_the_keys_earlier_runs_wrote():
-    """Caches made before the identity existed stay valid on the CPU (known answers from the old recipe)."""
-    ident, sha = _identity(), "f" * 64
+    """Caches made before the identity existed stay valid on the CPU (known answers from the old recipe; degraded
+    keys without the item id, as runs recorded before ``degraded_item`` 1 wrote them)."""
+    ident, sha = _identity(versions={**current_key_versions(), "degraded_item": 0}), "f" * 64
     lm = np.round(LANDMARKS, 3).tolist()
     assert ident.landmarks_key(sha) == _legacy_key(stage="landmarks", v=STAGE_VERSIONS["landmarks"], image=sha,
                                                    detector="mtcnn")
@@ -38,12 +40,33 @@ def test_cpu_keys_are_the_keys_earlier_runs_wrote():
     assert ident.embedding_key(sha, LANDMARKS, "none", None) == _legacy_key(
         stage="embedding", v=STAGE_VERSIONS["embedding"], image=sha, landmarks=lm, template="ffhq_512",
         recognizer=recognizer, degradation=None, scale=None, seed=None, restorer=None)
-    assert ident.embedding_key(sha, LANDMARKS, "difface", 8) == _legacy_key(
+    assert ident.embedding_key(sha, LANDMARKS, "difface", 8, item=ITEM) == _legacy_key(
         stage="embedding", v=STAGE_VERSIONS["embedding"], image=sha, landmarks=lm, template="ffhq_512",
         recognizer=recognizer, degradation="difface-test", scale=8, seed=3, restorer=restorer)
-    assert ident.restored_key(sha, LANDMARKS, "difface", 8) == _legacy_key(
+    assert ident.restored_key(sha, LANDMARKS, "difface", 8, item=ITEM) == _legacy_key(
         stage="restored", v=STAGE_VERSIONS["restored"], image=sha, landmarks=lm, degradation="difface-test", scale=8,
         seed=3, restorer=restorer)
+
+
+def test_degraded_keys_hold_the_item_id_that_seeds_the_degradation():
+    """The same bytes under two names (two copies in one protocol, or another data root) shared one degraded entry,
+    made with the first name's degradation: a rerun changed x16 AUC from 0.5 to 0.0 and validate then rejected the
+    first run. From ``degraded_item`` 1 the item id is part of degraded keys (known answer); clean keys stay."""
+    ident, sha = _identity(), "e" * 64
+    lm = np.round(LANDMARKS, 3).tolist()
+    restorer = {"name": "difface", "weights": [["unet", "cd" * 32]], "options": {"steps": 50}}
+    assert current_key_versions()["degraded_item"] == 1 and RECORDED_BEFORE_VERSIONS["degraded_item"] == 0
+    assert ident.restored_key(sha, LANDMARKS, "difface", 8, item=ITEM) == _legacy_key(
+        stage="restored", v=STAGE_VERSIONS["restored"], image=sha, landmarks=lm, degradation="difface-test", scale=8,
+        seed=3, restorer=restorer, item=ITEM)
+    copy = "lfw-deepfunneled/Person/copy_of_0002.jpg"
+    for key in ("restored_key", "embedding_key"):
+        assert getattr(ident, key)(sha, LANDMARKS, "difface", 8, item=ITEM) != \
+            getattr(ident, key)(sha, LANDMARKS, "difface", 8, item=copy)
+    assert ident.embedding_key(sha, LANDMARKS, "none", None, item=ITEM) == \
+        ident.embedding_key(sha, LANDMARKS, "none", None, item=copy) == ident.embedding_key(sha, LANDMARKS, "none", None)
+    with pytest.raises(ValueError, match="needs its item id"):
+        ident.embedding_key(sha, LANDMARKS, "difface", 8)
 
 
 def test_device_kinds_keep_their_entries_apart():
@@ -51,8 +74,8 @@ def test_device_kinds_keep_their_entries_apart():
     sha = "0" * 64
     for key in ("landmarks_key",):
         assert getattr(cpu, key)(sha) != getattr(cuda, key)(sha)
-    assert cpu.embedding_key(sha, LANDMARKS, "difface", 8) != cuda.embedding_key(sha, LANDMARKS, "difface", 8)
-    assert cpu.restored_key(sha, LANDMARKS, "difface", 8) != cuda.restored_key(sha, LANDMARKS, "difface", 8)
+    assert cpu.embedding_key(sha, LANDMARKS, "difface", 8, item=ITEM) != cuda.embedding_key(sha, LANDMARKS, "difface", 8, item=ITEM)
+    assert cpu.restored_key(sha, LANDMARKS, "difface", 8, item=ITEM) != cuda.restored_key(sha, LANDMARKS, "difface", 8, item=ITEM)
     # the GPU's index does not change numbers: cuda:0 and cuda:1 share entries
     assert cuda.embedding_key(sha, LANDMARKS, "none", None) == cuda1.embedding_key(sha, LANDMARKS, "none", None)
 
@@ -64,8 +87,8 @@ def test_device_degradation_path_version_is_in_degraded_keys_off_the_cpu_only():
         return {**current_key_versions(), "device_degradation": device_degradation}
 
     sha = "2" * 64
-    keys = {"restored": lambda i: i.restored_key(sha, LANDMARKS, "difface", 8),
-            "degraded embedding": lambda i: i.embedding_key(sha, LANDMARKS, "difface", 8),
+    keys = {"restored": lambda i: i.restored_key(sha, LANDMARKS, "difface", 8, item=ITEM),
+            "degraded embedding": lambda i: i.embedding_key(sha, LANDMARKS, "difface", 8, item=ITEM),
             "clean embedding": lambda i: i.embedding_key(sha, LANDMARKS, "none", None)}
     now = current_key_versions()["device_degradation"]
     before = {name: (f(_identity("cpu", versions(now))), f(_identity("cuda", versions(now))))
@@ -86,32 +109,32 @@ def test_device_degradation_versions_1_and_2_are_the_recipes_runs_wrote():
     restorer = {"name": "difface", "weights": [["unet", "cd" * 32]], "options": {"steps": 50}}
     parts = dict(stage="restored", v=1, image=sha, landmarks=lm, degradation="difface-test", scale=8, seed=3,
                  restorer=restorer, device="cuda")
-    v1 = _identity("cuda", {**current_key_versions(), "device_degradation": 1})
-    v2 = _identity("cuda", {**current_key_versions(), "device_degradation": 2})
-    assert v1.restored_key(sha, LANDMARKS, "difface", 8) == _legacy_key(**parts)
-    assert v2.restored_key(sha, LANDMARKS, "difface", 8) == _legacy_key(**parts, degrade_path=2)
+    v1 = _identity("cuda", {**current_key_versions(), "device_degradation": 1, "degraded_item": 0})
+    v2 = _identity("cuda", {**current_key_versions(), "device_degradation": 2, "degraded_item": 0})
+    assert v1.restored_key(sha, LANDMARKS, "difface", 8, item=ITEM) == _legacy_key(**parts)
+    assert v2.restored_key(sha, LANDMARKS, "difface", 8, item=ITEM) == _legacy_key(**parts, degrade_path=2)
 
 
 def test_a_stage_version_changes_only_that_stage_s_keys():
     sha = "4" * 64
     base, bumped = _identity(), _identity(versions={**current_key_versions(), "embedding": 7})
     assert bumped.landmarks_key(sha) == base.landmarks_key(sha)
-    assert bumped.restored_key(sha, LANDMARKS, "difface", 8) == base.restored_key(sha, LANDMARKS, "difface", 8)
+    assert bumped.restored_key(sha, LANDMARKS, "difface", 8, item=ITEM) == base.restored_key(sha, LANDMARKS, "difface", 8, item=ITEM)
     assert bumped.embedding_key(sha, LANDMARKS, "none", None) != base.embedding_key(sha, LANDMARKS, "none", None)
-    assert bumped.embedding_key(sha, LANDMARKS, "difface", 8) != base.embedding_key(sha, LANDMARKS, "difface", 8)
+    assert bumped.embedding_key(sha, LANDMARKS, "difface", 8, item=ITEM) != base.embedding_key(sha, LANDMARKS, "difface", 8, item=ITEM)
 
 
 def test_keys_depend_on_what_they_should_and_nothing_else():
     ident, sha = _identity(), "1" * 64
-    base = ident.embedding_key(sha, LANDMARKS, "difface", 8)
-    assert ident.embedding_key(sha, LANDMARKS + 0.0004, "difface", 8) == base  # below the 1e-3 px rounding
-    assert ident.embedding_key(sha, LANDMARKS + 0.01, "difface", 8) != base
-    assert ident.embedding_key(sha, LANDMARKS, "difface", 16) != base
-    assert ident.embedding_key(sha, LANDMARKS, "none", 8) != base
+    base = ident.embedding_key(sha, LANDMARKS, "difface", 8, item=ITEM)
+    assert ident.embedding_key(sha, LANDMARKS + 0.0004, "difface", 8, item=ITEM) == base  # below the 1e-3 px rounding
+    assert ident.embedding_key(sha, LANDMARKS + 0.01, "difface", 8, item=ITEM) != base
+    assert ident.embedding_key(sha, LANDMARKS, "difface", 16, item=ITEM) != base
+    assert ident.embedding_key(sha, LANDMARKS, "none", 8, item=ITEM) != base
     # the clean condition ignores restorer, degradation and seed
     other_seed = RunIdentity(**{**ident.__dict__, "seed": 99})
     assert other_seed.embedding_key(sha, LANDMARKS, "none", None) == ident.embedding_key(sha, LANDMARKS, "none", None)
-    assert other_seed.embedding_key(sha, LANDMARKS, "difface", 8) != base
+    assert other_seed.embedding_key(sha, LANDMARKS, "difface", 8, item=ITEM) != base
     with pytest.raises(KeyError, match="not part of this run"):
         ident.embedding_key(sha, LANDMARKS, "vqfr-v2", 8)
 
@@ -121,7 +144,7 @@ def test_identity_round_trips_through_results_json():
     record = {"cache": {"identity": json.loads(json.dumps(ident.as_record()))}}
     back = RunIdentity.from_record(record)
     sha = "2" * 64
-    assert back.embedding_key(sha, LANDMARKS, "difface", 8) == ident.embedding_key(sha, LANDMARKS, "difface", 8)
+    assert back.embedding_key(sha, LANDMARKS, "difface", 8, item=ITEM) == ident.embedding_key(sha, LANDMARKS, "difface", 8, item=ITEM)
     assert back.landmarks_key(sha) == ident.landmarks_key(sha)
     assert back.key_versions == current_key_versions()
     assert RunIdentity.from_record({"cache": {}}) is None
@@ -134,11 +157,11 @@ def test_a_record_keeps_its_key_versions_after_an_upgrade(monkeypatch):
 
     ident, sha = _identity("cuda"), "5" * 64
     record = {"cache": {"identity": json.loads(json.dumps(ident.as_record()))}}
-    old_key = ident.embedding_key(sha, LANDMARKS, "difface", 8)
+    old_key = ident.embedding_key(sha, LANDMARKS, "difface", 8, item=ITEM)
     monkeypatch.setitem(cache.STAGE_VERSIONS, "embedding", cache.STAGE_VERSIONS["embedding"] + 1)
     monkeypatch.setattr(cache, "DEVICE_DEGRADATION_VERSION", cache.DEVICE_DEGRADATION_VERSION + 1)
-    assert _identity("cuda").embedding_key(sha, LANDMARKS, "difface", 8) != old_key  # a new run: new keys
-    assert RunIdentity.from_record(record).embedding_key(sha, LANDMARKS, "difface", 8) == old_key
+    assert _identity("cuda").embedding_key(sha, LANDMARKS, "difface", 8, item=ITEM) != old_key  # a new run: new keys
+    assert RunIdentity.from_record(record).embedding_key(sha, LANDMARKS, "difface", 8, item=ITEM) == old_key
     del record["cache"]["identity"]["key_versions"]
     assert RunIdentity.from_record(record).key_versions == RECORDED_BEFORE_VERSIONS
 
@@ -183,10 +206,10 @@ def test_recognizer_options_join_the_identity_only_when_given():
 
     plain, fp32, compiled = identity(), identity(precision="fp32"), identity(precision="fp32", compile=True)
     sha = "2" * 64
-    assert plain.embedding_key(sha, LANDMARKS, "difface", 8) == _identity().embedding_key(sha, LANDMARKS, "difface", 8)
+    assert plain.embedding_key(sha, LANDMARKS, "difface", 8, item=ITEM) == _identity().embedding_key(sha, LANDMARKS, "difface", 8, item=ITEM)
     assert "options" not in plain.recognizer and fp32.recognizer["options"] == {"precision": "fp32"}
     keys = {ident.embedding_key(sha, LANDMARKS, "none", None) for ident in (plain, fp32, compiled)}
     assert len(keys) == 3
     # landmarks and restored faces do not depend on the recognizer
-    assert plain.restored_key(sha, LANDMARKS, "difface", 8) == fp32.restored_key(sha, LANDMARKS, "difface", 8)
+    assert plain.restored_key(sha, LANDMARKS, "difface", 8, item=ITEM) == fp32.restored_key(sha, LANDMARKS, "difface", 8, item=ITEM)
     assert RunIdentity.from_record({"cache": {"identity": fp32.as_record()}}).as_record() == fp32.as_record()

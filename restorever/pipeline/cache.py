@@ -40,11 +40,28 @@ STAGE_VERSIONS = {"landmarks": 1, "restored": 1, "embedding": 1}
 DEVICE_DEGRADATION_VERSION = 2
 
 
+#: version of the degraded keys' item part. 1 (2026-12-06): a degraded or restored face's key holds its protocol
+#: item id, which seeds its degradation (with the seed and scale): before, the same bytes listed under two names (two
+#: copies in one protocol, or another data root) shared one entry made with one name's degradation.
+DEGRADED_ITEM_VERSION = 1
+
+
 def current_key_versions() -> dict[str, int]:
-    """The key recipe versions this restorever writes: each stage's (:data:`STAGE_VERSIONS`) and
-    ``"device_degradation"`` (:data:`DEVICE_DEGRADATION_VERSION`). A run records them (``cache.identity``), so a
-    finished run's entries are found with its own versions after an upgrade changes one."""
-    return {**STAGE_VERSIONS, "device_degradation": DEVICE_DEGRADATION_VERSION}
+    """The key recipe versions this restorever writes: each stage's (:data:`STAGE_VERSIONS`),
+    ``"device_degradation"`` (:data:`DEVICE_DEGRADATION_VERSION`) and ``"degraded_item"``
+    (:data:`DEGRADED_ITEM_VERSION`). A run records them (``cache.identity``), so a finished run's entries are found
+    with its own versions after an upgrade changes one."""
+    return {**STAGE_VERSIONS, "device_degradation": DEVICE_DEGRADATION_VERSION,
+            "degraded_item": DEGRADED_ITEM_VERSION}
+
+
+def _item_part(item: str | None, versions: Mapping[str, int]) -> dict[str, str]:
+    """The item id of a degraded face as a key part (from ``degraded_item`` version 1; none before)."""
+    if versions.get("degraded_item", 0) < 1:
+        return {}
+    if item is None:
+        raise ValueError("a degraded face's cache key needs its item id (it seeds the degradation)")
+    return {"item": str(item)}
 
 
 class CacheWriteError(RestoreverError, OSError):
@@ -83,22 +100,26 @@ def landmarks_key(image_sha256: str, detector: str, decode: str | None = None, *
 
 
 def restored_key(image_sha256: str, landmarks: Any, *, restorer_id: Any, degradation: str, scale: int, seed: int,
-                 device: str | None = None, versions: Mapping[str, int] | None = None) -> str:
-    """Key of one restored face (uint8): image, landmarks (rounded to 1e-3 px), degradation, scale, seed, restorer
-    (name, weights, options), the device kind and, off the CPU, the device degradation path's version."""
+                 item: str | None = None, device: str | None = None, versions: Mapping[str, int] | None = None) -> str:
+    """Key of one restored face (uint8): image, landmarks (rounded to 1e-3 px), degradation, scale, seed, the item id
+    (which seeds the degradation), restorer (name, weights, options), the device kind and, off the CPU, the device
+    degradation path's version."""
     versions = versions or current_key_versions()
     return cache_key(stage="restored", v=versions["restored"], image=image_sha256,
                      landmarks=_rounded(landmarks), degradation=degradation, scale=int(scale), seed=seed,
-                     restorer=restorer_id, **_degraded_device_part(device, versions["device_degradation"]))
+                     restorer=restorer_id, **_item_part(item, versions),
+                     **_degraded_device_part(device, versions["device_degradation"]))
 
 
 def embedding_key(image_sha256: str, landmarks: Any, *, recognizer_id: Any, restorer_id: Any = None,
                   degradation: str | None = None, scale: int | None = None, seed: int | None = None,
-                  device: str | None = None, versions: Mapping[str, int] | None = None) -> str:
+                  item: str | None = None, device: str | None = None,
+                  versions: Mapping[str, int] | None = None) -> str:
     """Key of one embedding: image content, its landmarks (float32, rounded to 1e-3 px), the ffhq_512 template, the
     recognizer (name, weights, flip), the device kind and, for a degraded condition (``scale`` not None), the
-    degradation preset, scale, seed and restorer (name, weights, options) and, off the CPU, the device degradation
-    path's version. The clean condition ignores the last five."""
+    degradation preset, scale, seed, item id (it seeds the degradation) and restorer (name, weights, options) and,
+    off the CPU, the device degradation path's version. The clean condition ignores the last six: a clean embedding
+    depends on the image's content only."""
     versions = versions or current_key_versions()
     degraded = scale is not None
     device_part = (_degraded_device_part(device, versions["device_degradation"]) if degraded
@@ -106,7 +127,8 @@ def embedding_key(image_sha256: str, landmarks: Any, *, recognizer_id: Any, rest
     return cache_key(stage="embedding", v=versions["embedding"], image=image_sha256,
                      landmarks=_rounded(landmarks), template="ffhq_512", recognizer=recognizer_id,
                      degradation=degradation if degraded else None, scale=int(scale) if degraded else None,
-                     seed=seed if degraded else None, restorer=restorer_id if degraded else None, **device_part)
+                     seed=seed if degraded else None, restorer=restorer_id if degraded else None,
+                     **(_item_part(item, versions) if degraded else {}), **device_part)
 
 
 def _rounded(landmarks: Any) -> list:

@@ -272,7 +272,7 @@ def embed_conditions(ctx: RunContext, items: Sequence[str], probe_set: set[str],
 
     def key_for(item: str, condition: tuple[str, int | None]) -> str:
         inf = info[item]
-        return ctx.identity.embedding_key(inf.sha256, inf.landmarks, *condition)
+        return ctx.identity.embedding_key(inf.sha256, inf.landmarks, *condition, item=item)
 
     width = getattr(ctx.recognizer, "embedding_dim", None)
     work = []
@@ -422,7 +422,7 @@ def _restore_cached(ctx: RunContext, name: str, scale: int, items: list[str], de
 
     if name == "none":
         return run(list(range(len(items)))), 0
-    keys = [ctx.identity.restored_key(info[i].sha256, info[i].landmarks, name, scale) for i in items]
+    keys = [ctx.identity.restored_key(info[i].sha256, info[i].landmarks, name, scale, item=i) for i in items]
     out: list = [None] * len(items)
     for j, key in enumerate(keys):
         cached = ctx.cache.get("restored", key)

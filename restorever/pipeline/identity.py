@@ -17,7 +17,8 @@ __all__ = ["RunIdentity", "RECORDED_BEFORE_VERSIONS", "weights_id", "files_id", 
 
 #: the key versions of records made before results.json stored them (the recipes of 2026-12-05; no CUDA run with a
 #: stored identity is older than device degradation version 2)
-RECORDED_BEFORE_VERSIONS: dict[str, int] = {"landmarks": 1, "restored": 1, "embedding": 1, "device_degradation": 2}
+RECORDED_BEFORE_VERSIONS: dict[str, int] = {"landmarks": 1, "restored": 1, "embedding": 1, "device_degradation": 2,
+                                            "degraded_item": 0}
 
 
 def weights_id(model: Any) -> list[tuple[str, str]]:
@@ -120,17 +121,20 @@ class RunIdentity:
         """``decode``: :func:`restorever.images.decode_tag` of the image (None for plain 8-bit, unrotated images)."""
         return landmarks_key(image_sha256, self.detector, decode, device=self.device, versions=self.key_versions)
 
-    def restored_key(self, image_sha256: str, landmarks: Any, restorer: str, scale: int) -> str:
+    def restored_key(self, image_sha256: str, landmarks: Any, restorer: str, scale: int, item: str) -> str:
+        """Key of ``item``'s restored face (``item``: the protocol's id, which seeds its degradation)."""
         return restored_key(image_sha256, landmarks, restorer_id=self._restorer_id(restorer),
-                            degradation=self.degradation, scale=scale, seed=self.seed, device=self.device,
+                            degradation=self.degradation, scale=scale, seed=self.seed, item=item, device=self.device,
                             versions=self.key_versions)
 
-    def embedding_key(self, image_sha256: str, landmarks: Any, restorer: str, scale: int | None) -> str:
-        """Key of an embedding in condition ``(restorer, scale)``; ``scale=None`` is the clean condition."""
+    def embedding_key(self, image_sha256: str, landmarks: Any, restorer: str, scale: int | None,
+                      item: str | None = None) -> str:
+        """Key of an embedding in condition ``(restorer, scale)``; ``scale=None`` is the clean condition (which
+        needs no ``item``: it depends on the image's content only)."""
         return embedding_key(image_sha256, landmarks, recognizer_id=self.recognizer,
                              restorer_id=None if scale is None else self._restorer_id(restorer),
-                             degradation=self.degradation, scale=scale, seed=self.seed, device=self.device,
-                             versions=self.key_versions)
+                             degradation=self.degradation, scale=scale, seed=self.seed, item=item,
+                             device=self.device, versions=self.key_versions)
 
     def _restorer_id(self, restorer: str) -> dict[str, Any]:
         if restorer not in self.restorers:

@@ -149,7 +149,7 @@ def _plan(ctx, images: list[str], probes: set[str], header: str) -> str:
             if item not in landmarks:
                 continue
             sha, lm = landmarks[item]
-            key = ctx.identity.embedding_key(sha, lm, restorer, scale)
+            key = ctx.identity.embedding_key(sha, lm, restorer, scale, item=item)
             cached += ctx.cache.path("embedding", key).exists() if ctx.cache.root else 0
         label = "clean" if scale is None else f"{restorer} x{scale}"
         lines.append(f"  {label:24s} {cached:6d} cached, {len(wanted) - cached:6d} to compute")

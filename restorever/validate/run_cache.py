@@ -226,7 +226,7 @@ def _check_embeddings(record, cache, shas, landmarks, identity, report: RunValid
             if item not in shas or item not in landmarks:
                 missing.append((item, "?" * 64, "missing"))
                 continue
-            key = identity.embedding_key(shas[item], landmarks[item], restorer, scale)
+            key = identity.embedding_key(shas[item], landmarks[item], restorer, scale, item=item)
             data, status = cache.check("embedding", key)
             if data is None:
                 (missing if status == "missing" else bad).append((item, key, status))
