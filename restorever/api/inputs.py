@@ -7,7 +7,8 @@ Accepted: file paths (``str`` / ``os.PathLike``), PIL images, ``HxWx3`` uint8 nu
 Every image becomes an :class:`ImageInput`: the uint8 RGB array the detector sees, the float ``[3, H, W]`` tensor
 that is aligned, and a content id (sha256 of the pixels) that seeds the degradation when no item id is given. A
 file decodes exactly as ``restorever eval`` decodes it, and an 8-bit image gives the same array and tensor whatever
-form it came in, so it gets the same embedding.
+form it came in, so it gets the same embedding (a PIL image's EXIF orientation is applied, as a file's decode does;
+an alpha channel is dropped, not composited).
 """
 from __future__ import annotations
 
@@ -83,6 +84,23 @@ def flatten_images(images: Any, *, argument: str = "images") -> list[Any]:
                      f"them, got {type(images).__name__}")
 
 
+def _upright(im: Any) -> Any:
+    """A PIL image with its EXIF orientation applied (``Image.open`` of a phone photo keeps it sideways), as
+    :func:`restorever.images.decode_image` does for a file; images without the tag come back as they are."""
+    from PIL import ImageOps
+
+    try:
+        orientation = im.getexif().get(0x0112, 1)
+    except (AttributeError, ValueError, TypeError, SyntaxError):  # not an EXIF-carrying image, or a broken block
+        return im
+    if orientation in (None, 1):
+        return im
+    try:
+        return ImageOps.exif_transpose(im)
+    except (ValueError, TypeError, KeyError, SyntaxError) as exc:
+        raise ValueError(f"unreadable EXIF orientation ({type(exc).__name__}: {exc})") from exc
+
+
 def load_image(item: Any, *, bgr: bool = False, source: str = "images[0]") -> ImageInput:
     """Decode or convert one image (see the module docstring for the accepted forms)."""
     from ..images import pil_to_rgb8, read_image, to_tensor, to_uint8
@@ -92,8 +110,8 @@ def load_image(item: Any, *, bgr: bool = False, source: str = "images[0]") -> Im
         array = read_image(item)  # the same decoder as `restorever eval`
         tensor = to_tensor([array])[0]
     elif _is_pil(item):
-        try:  # 16-bit and float images scaled as a file's decode scales them (convert("RGB") would clip)
-            array = np.ascontiguousarray(pil_to_rgb8(item))
+        try:  # upright and scaled as a file's decode makes it: EXIF orientation applied, 16-bit and float scaled
+            array = np.ascontiguousarray(pil_to_rgb8(_upright(item)))
         except ValueError as exc:
             raise ImageError(f"{source}: {exc}") from exc
         tensor = to_tensor([array])[0]
