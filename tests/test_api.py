@@ -17,7 +17,7 @@ from PIL import Image
 
 import restorever
 from restorever.api import Face, FacePipeline, RestoreThenEmbed, threshold_from_results
-from restorever.errors import ConfigError, FaceNotFoundError, ImageError, UnknownNameError
+from restorever.errors import ConfigError, FaceNotFoundError, ImageError, RestoreverError, UnknownNameError
 from restorever.images import read_image, to_tensor
 from restorever.metrics import best_threshold, score_pairs
 from restorever.pipeline.evaluate import EvalConfig, build_context, embed_conditions, evaluate, item_seed
@@ -179,6 +179,15 @@ def test_similarity_verify_and_thresholds(pipe, eval_run, faces_root):
         threshold_from_results(record, recognizer="arcface-r50-ms1mv3")
     with pytest.raises(ConfigError, match="threshold"):
         pipe.verify(a, b)
+    # a run scored by cosine (scoring.similarity) has thresholds near 0.9, while dlib's scores are minus distances:
+    # every pair came out "different" without a word
+    cosine = json.loads(json.dumps(record))
+    for cond in cosine["conditions"]:
+        cond["similarity"] = "cosine"
+    with pytest.raises(RestoreverError, match="scored its pairs by cosine similarity, while these scores are "
+                                              "euclidean"):
+        pipe.verify(a, b, results=cosine)
+    assert threshold_from_results(cosine) == t_clean  # asked without a similarity: the run's own threshold
 
 
 def test_detect_and_face_selection(pipe, faces_root, tmp_path):

@@ -246,7 +246,8 @@ class FacePipeline:
                                              f"are never restored in a run): pass degrade=SCALE or threshold=")
             threshold = threshold_from_results(results, restorer=self.restorer_name if scale is not None else "none",
                                                scale=scale, recognizer=self.recognizer_name,
-                                               degradation=preset if scale is not None else None)
+                                               degradation=preset if scale is not None else None,
+                                               similarity=self.recognizer.similarity)
         scores = self.similarity(a, b, degrade=degrade, seed=seed, bgr=bgr)
         return bool(scores > threshold) if isinstance(scores, float) else np.asarray(scores) > threshold
 

@@ -13,7 +13,7 @@ __all__ = ["threshold_from_results"]
 
 def threshold_from_results(results: str | os.PathLike | dict[str, Any], *, restorer: str = "none",
                            scale: int | None = None, recognizer: str | None = None,
-                           degradation: str | None = None) -> float:
+                           degradation: str | None = None, similarity: str | None = None) -> float:
     """The accuracy-maximising threshold of one condition of a finished run, on the run's own score scale.
 
     The threshold is :func:`restorever.metrics.best_threshold` over all of the condition's stored pair scores (the
@@ -27,6 +27,9 @@ def threshold_from_results(results: str | os.PathLike | dict[str, Any], *, resto
             clean faces are never restored).
         recognizer: when given, must be the run's recognizer (a threshold means nothing for another model).
         degradation: when given, must be the condition's degradation preset.
+        similarity: when given, the score the caller compares with (``"cosine"``, ``"euclidean"``, ...): a run that
+            scored its pairs with another one (``scoring.similarity`` in its protocol) is refused, as its threshold
+            is on another scale.
 
     Example:
         >>> t = threshold_from_results("runs/lfw-dlib/results.json")        # clean condition
@@ -59,6 +62,11 @@ def threshold_from_results(results: str | os.PathLike | dict[str, Any], *, resto
         have = ", ".join(label(c.get("restorer"), c.get("scale"), c.get("degradation")) for c in conditions)
         raise RestoreverError(f"{where}: no condition {label(restorer, scale, degradation)} (it has {have})")
     cond = matches[0]
+    scored = cond.get("similarity")
+    if similarity is not None and scored is not None and scored != similarity:
+        raise RestoreverError(f"{where}: the run scored its pairs by {scored} similarity, while these scores are "
+                              f"{similarity}: its threshold is on another scale (rerun it without "
+                              f"scoring.similarity: {scored}, or pass a threshold)")
     scores = cond.get("scores") or {}
     if scores.get("score") and scores.get("same"):
         threshold, _ = best_threshold(np.asarray(scores["same"]), np.asarray(scores["score"], dtype=np.float64))
