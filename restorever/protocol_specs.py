@@ -14,6 +14,10 @@ import numpy as np
 from .errors import ProtocolError, UnknownNameError, did_you_mean
 from .formats import FORMATS
 
+#: ``alignment.select`` values runs implement: the face nearest the image centre (``restorever.detectors``); another
+#: value would be ignored, so it is refused rather than accepted
+FACE_SELECTION = ("nearest-centre",)
+
 
 def protocol_search_path(include_path: Sequence[str | os.PathLike] = ()) -> list[Path]:
     """Folders searched for ``NAME.yaml``: ``include_path``, ``$RESTOREVER_PROTOCOL_PATH``, the installed package."""
@@ -203,6 +207,9 @@ def validate_spec(spec: dict, *, source: str) -> None:
         if not isinstance(alignment, dict):
             raise ProtocolError(f"{source}: alignment must be a mapping (e.g. {{fallback_landmarks: [[x, y], ...]}}), "
                                 f"got {str(alignment)[:60]}")
+        if "select" in alignment and alignment["select"] not in FACE_SELECTION:
+            raise ProtocolError(f"{source}: alignment.select must be {' or '.join(FACE_SELECTION)} (the face a run "
+                                f"uses when an image holds several), got {str(alignment['select'])[:60]!r}")
         if "fallback_landmarks" in alignment:
             pts = alignment["fallback_landmarks"]
             ok = isinstance(pts, list) and len(pts) == 5 and all(

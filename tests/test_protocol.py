@@ -93,6 +93,17 @@ def test_pairs_csv_real_folder(faces_root, tmp_path):
     assert proto.read_bytes(proto.pairs.a[0])[:2] == b"\xff\xd8"  # a JPEG
 
 
+@pytest.mark.parametrize("select", ["largest", "bogus-value"])
+def test_a_face_selection_runs_do_not_implement_is_refused(faces_root, tmp_path, select):
+    """`alignment.select: largest` was accepted and never read: a run still embedded the face nearest the centre."""
+    csv_file = tmp_path / "pairs.csv"
+    csv_file.write_text(_faces_csv(faces_root))
+    spec = tmp_path / "mine.yaml"
+    spec.write_text(f"include: pairs-csv\nprotocol: mine\nalignment: {{select: {select}}}\n")
+    with pytest.raises(ProtocolError, match="alignment.select must be nearest-centre"):
+        load_protocol(str(spec), data_root=faces_root, pairs=csv_file)
+
+
 @pytest.mark.parametrize("row, message", [
     ("../etc/passwd,a.jpg,1", "escape"),
     ("/etc/passwd,a.jpg,1", "absolute"),

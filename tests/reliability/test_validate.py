@@ -206,6 +206,7 @@ BASE = "protocol: p\nversion: 1\ndataset: {format: lfw-pairs, pairs: pairs.txt}\
     (BASE + "metrics: [{name: accuracy}]\n", "higher_is_better"),
     (BASE + "alignment: {fallback_landmarks: [[1, 2], [3, 4]]}\n", "five [x, y]"),
     (BASE + "scoring: {similarity: dot}\n", "scoring.similarity"),
+    (BASE + "alignment: {select: largest}\n", "alignment.select must be nearest-centre"),
     ("protocol: p\ndataset: {format: nope}\n", "dataset.format must be one of"),
     ("protocol: p\n", "missing key 'dataset'"),
     ("protocol: p\ninclude: p.yaml\n", "include cycle"),
