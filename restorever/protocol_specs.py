@@ -87,10 +87,7 @@ def load_spec(name_or_path: str, include_path: Sequence[str | os.PathLike] = (),
         if not isinstance(include, str) or not include.strip():
             raise ProtocolError(f"{path}: include must name one YAML file, got {include!r}")
         seen = set(_seen) | {path.resolve()}
-        target = (path.parent / include).resolve()
-        if PROTOCOL_NAME.match(include) and not include.endswith((".yaml", ".yml")):
-            named = list_protocols(include_path).get(include)  # "include: lfw": a protocol of the search path
-            target = named.resolve() if named is not None else target
+        target = include_target(path, include, include_path).resolve()
         if target in seen:
             raise ProtocolError(f"{path}: include {include!r} forms a cycle")
         base, _ = load_spec(str(target), include_path, _seen=frozenset(seen))
@@ -119,6 +116,17 @@ SIMILARITY_CHOICES = ("recognizer", "cosine", "euclidean")
 _MAX_INCLUDES = 8
 
 
+def include_target(path: Path, include: str, include_path: Sequence[str | os.PathLike] = ()) -> Path:
+    """The file ``include:`` in the protocol file ``path`` names: a protocol name (``include: lfw``) is looked up as
+    ``--protocol NAME`` is (the search path), anything else is a file beside ``path``. The one rule of the loader,
+    the format lookup and ``restorever validate --protocols``."""
+    if PROTOCOL_NAME.match(include) and not include.endswith((".yaml", ".yml")):
+        named = list_protocols(include_path).get(include)
+        if named is not None:
+            return named
+    return path.parent / include
+
+
 def raw_format(name_or_path: str, include_path: Sequence[str | os.PathLike] = ()) -> str | None:
     """``dataset.format`` of a protocol (following ``include:``) without validating it; None when the file cannot
     be read or names no format (the loader that runs it reports why)."""
@@ -141,7 +149,7 @@ def raw_format(name_or_path: str, include_path: Sequence[str | os.PathLike] = ()
             return ds["format"] if isinstance(ds["format"], str) else None
         if not isinstance(spec.get("include"), str):
             return None
-        path = path.parent / spec["include"]
+        path = include_target(path, spec["include"], include_path)
     return None
 
 

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 
 from ..errors import RestoreverError
-from ..protocol_specs import FACE_SELECTION, SIMILARITY_CHOICES
+from ..protocol_specs import FACE_SELECTION, SIMILARITY_CHOICES, include_target
 from .common import is_type, short
 
 
@@ -95,7 +95,7 @@ def _raw_format(path: Path) -> tuple[str | None, str | None]:
             return None, None
         if not isinstance(include, str) or not include.strip():
             return None, f"{current}: include must name one YAML file, got {short(include)}"
-        current = current.parent / include
+        current = include_target(current, include)
 
 
 def _spec_problems(spec: dict[str, Any], path: Path, notes: list[str]) -> list[str]:

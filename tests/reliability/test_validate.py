@@ -232,3 +232,20 @@ def test_protocol_notes_do_not_fail(tmp_path):
     notes: list[str] = []
     assert validate_protocol_file(path, notes=notes) == []
     assert any("differs from the file name" in n for n in notes) and any("unknown key" in n for n in notes)
+
+
+def test_include_by_name_is_resolved_as_the_loader_resolves_it(tmp_path, monkeypatch):
+    """`include: lfw` (the docs' own lfw-seed7.yaml) was "included file lfw does not exist" for validate --protocols,
+    and a file with `include: lfw-ident` was neither a verification nor an identification protocol for eval's
+    routing (two contradicting errors): both joined the name to the file's folder."""
+    from restorever.protocol_specs import raw_format
+    from restorever.formats.lfw_ident import is_ident_protocol
+
+    seed7 = tmp_path / "lfw-seed7.yaml"
+    seed7.write_text("include: lfw\nprotocol: lfw-seed7\nseed: 7\n")
+    assert validate_protocol_file(seed7) == []
+    mine = tmp_path / "myident.yaml"
+    mine.write_text("include: lfw-ident\nprotocol: myident\n")
+    assert raw_format(str(mine)) == "lfw-ident" and is_ident_protocol(str(mine))
+    monkeypatch.setenv("RESTOREVER_PROTOCOL_PATH", str(tmp_path))
+    assert is_ident_protocol("myident") and not is_ident_protocol("lfw-seed7")
