@@ -149,8 +149,12 @@ def test_dry_run_estimates_a_plan_of_restorer_none(tiny, faces_root, tmp_path):
                               catch_exceptions=False)
     assert plan.exit_code == 0, plan.output
     assert "none x16                      0 cached,      8 to compute" in plan.output
-    assert re.search(r"estimated time for what is missing: [0-9.]+ min on cpu \(from stage costs", plan.output), \
-        plan.output
+    # a small job in seconds (it read "0.0 min"); the costs belong to the cache folder, not to "this machine"
+    assert re.search(r"estimated time for what is missing: [0-9]+ s on cpu \(from stage costs measured by earlier "
+                     r"runs with this cache folder\)", plan.output), plan.output
+    fresh = CliRunner().invoke(cli, _args(tiny, faces_root, tmp_path / "o3", tmp_path / "fresh", "--dry-run"),
+                               catch_exceptions=False)
+    assert "never measured with this cache folder" in fresh.output, fresh.output
 
 
 def test_new_recognizer_reuses_cached_restorations(tiny, faces_root, tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
-"""Measured seconds per item of each stage, remembered per machine (``<cache>/costs.json``) for ``--dry-run``."""
+"""Measured seconds per item of each stage, remembered per cache folder (``<cache>/costs.json``) for ``--dry-run``:
+a machine's runs share them when they share a cache folder."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ COSTS_FILE = "costs.json"
 
 def record_costs(cache_root: Path | None, device_type: str, counts: dict[str, int], seconds: dict[str, float],
                  names: dict[str, str]) -> None:
-    """Remember measured seconds per item of each stage on this machine (``<cache>/costs.json``) for estimates."""
+    """Remember measured seconds per item of each stage in the cache folder (``<cache>/costs.json``) for estimates."""
     if cache_root is None:
         return
     path = Path(cache_root) / COSTS_FILE

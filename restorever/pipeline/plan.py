@@ -186,8 +186,13 @@ def _estimate(ctx, config, n_landmarks: int, todo: dict[str, int]) -> str:
             if restorer != "none":
                 total += n * cost("restore", restorer)
     if known:
-        return f"{total / 60:.1f} min on {dev} (from stage costs measured by earlier runs on this machine)"
+        return f"{_duration(total)} on {dev} (from stage costs measured by earlier runs with this cache folder)"
     small = ("--max-distractors 20 --max-probes-per-person 1" if hasattr(config, "max_distractors")
              else "--limit-pairs 20")  # identification configs have no pair limit
-    return (f"unknown: some stages were never measured on this machine (run a small job first, e.g. {small}); "
-            f"the measured stages alone take {total / 60:.1f} min on {dev}")
+    return (f"unknown: some stages were never measured with this cache folder (its costs.json; run a small job "
+            f"first, e.g. {small}); the measured stages alone take {_duration(total)} on {dev}")
+
+
+def _duration(seconds: float) -> str:
+    """``"42 s"`` under two minutes, else ``"3.5 min"`` (a small job read "0.0 min")."""
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
