@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -411,3 +412,28 @@ def test_byte_identical_copies_keep_their_own_degradation(faces_root, tmp_path):
     assert [c["scores"] for c in rerun["conditions"]] == [c["scores"] for c in first["conditions"]]
     assert rerun["cache"]["misses"] == 0
     run("validate", tmp_path / "first")
+
+
+def test_dry_run_after_a_run_counts_images_without_a_face_as_skipped(faces_root, tmp_path):
+    """After a run that skipped a face-less image, its dry run still listed that image as work to do (the rerun
+    computes nothing): images whose cached landmarks say "no face" are counted apart."""
+    import shutil
+
+    from PIL import Image
+
+    data = tmp_path / "data"
+    (data / "x").mkdir(parents=True)
+    for name, source in {"m1.jpg": "madonna/madonna_0001.jpg", "m2.jpg": "madonna/madonna_0002.jpg",
+                         "e1.jpg": "elton_john/elton_john_0001.jpg"}.items():
+        shutil.copy(faces_root / source, data / "x" / name)
+    Image.new("RGB", (200, 200), (120, 120, 120)).save(data / "x" / "blank.jpg")
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("path_a,path_b,same\nx/m1.jpg,x/m2.jpg,1\nx/e1.jpg,x/m2.jpg,0\nx/m1.jpg,x/blank.jpg,0\n")
+    args = ("eval", "--protocol", "pairs-csv", "--pairs", pairs, "--data-root", data, "--recognizer", "dlib",
+            "--scales", "8", "--cache-dir", tmp_path / "cache", "--on-error", "skip", "--no-progress",
+            "--examples", 0, "--out", tmp_path / "run")
+    run(*args)
+    plan = run(*args, "--dry-run").output
+    assert "no face found (cached): 1" in plan and "landmarks (mtcnn): 4 cached, 0 to detect" in plan
+    assert re.search(r"clean +3 cached, +0 to compute", plan) and re.search(r"none x8 +1 cached, +0 to compute", plan)  # probes m2, blank
+    assert "nothing is missing" in plan

@@ -116,12 +116,15 @@ def describe_plan(config) -> str:
 def _plan(ctx, images: list[str], probes: set[str], header: str) -> str:
     config = ctx.config
     landmarks_cached, landmarks = 0, {}
-    unreadable = 0
+    unreadable, no_face = 0, 0
+    fallback = (ctx.protocol.spec.get("alignment") or {}).get("fallback_landmarks")
+    failed: set[str] = set()  # never embedded: the run skips them (or stops, with on_error: error)
     for item in images:
         try:
             data = ctx.protocol.read_bytes(item)
         except RestoreverError:
             unreadable += 1
+            failed.add(item)
             continue
         sha = hashlib.sha256(data).hexdigest()
         key = ctx.identity.landmarks_key(sha, decode_tag(data))  # the key landmark_stage uses
@@ -131,8 +134,14 @@ def _plan(ctx, images: list[str], probes: set[str], header: str) -> str:
             lm = ctx.cache.get("landmarks", key)
             if lm is not None and not np.isnan(lm).any():
                 landmarks[item] = (sha, lm)
-    lines = [f"{header}; unreadable now: {unreadable}",
-             f"landmarks ({config.detector}): {landmarks_cached} cached, {len(images) - landmarks_cached} to detect",
+            elif lm is not None and fallback:  # no face found: the run aligns it with the protocol's points
+                landmarks[item] = (sha, np.asarray(fallback, dtype=np.float32))
+            elif lm is not None:
+                no_face += 1
+                failed.add(item)
+    lines = [f"{header}; unreadable now: {unreadable}; no face found (cached): {no_face}",
+             f"landmarks ({config.detector}): {landmarks_cached} cached, "
+             f"{len(images) - landmarks_cached - unreadable} to detect",
              f"device {ctx.device}; recognizer {config.recognizer}; restorers {', '.join(config.restorers)}; "
              f"scales {config.scales or '-'} ({config.degradation})"]
     lines += [f"weights of {name}: " + ", ".join(f"{role} {path} (sha256 {(sha or '?')[:12]})"
@@ -143,7 +152,7 @@ def _plan(ctx, images: list[str], probes: set[str], header: str) -> str:
     lines.append("conditions:")
     todo: dict[str, int] = {}
     for restorer, scale in ctx.conditions:
-        wanted = images if scale is None else [i for i in images if i in probes]
+        wanted = [i for i in images if i not in failed and (scale is None or i in probes)]
         cached = 0
         for item in wanted:
             if item not in landmarks:
@@ -155,7 +164,7 @@ def _plan(ctx, images: list[str], probes: set[str], header: str) -> str:
         lines.append(f"  {label:24s} {cached:6d} cached, {len(wanted) - cached:6d} to compute")
         stage = "clean" if scale is None else restorer
         todo[stage] = todo.get(stage, 0) + len(wanted) - cached
-    estimate = _estimate(ctx, config, len(images) - landmarks_cached, todo)
+    estimate = _estimate(ctx, config, len(images) - landmarks_cached - unreadable, todo)
     lines.append(f"estimated time for what is missing: {estimate}")
     return "\n".join(lines)
 
