@@ -145,7 +145,7 @@ def report_tables(record: dict[str, Any]) -> list[Table]:
     tables = [results, stats, *fold_tables(conds), retrieval, attributes, protocol, config, environment, weights]
     skipped = proto.get("skipped") or []
     if skipped:
-        tables.append(Table("skipped", "Skipped pairs", ["pair", "reason"],
+        tables.append(Table("skipped", "Skipped pairs", ["line of the pairs file", "reason"],
                             [[str(s.get("pair")), str(s.get("reason"))] for s in skipped]))
     return [t for t in tables if t.rows]
 
