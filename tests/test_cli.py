@@ -437,3 +437,12 @@ def test_dry_run_after_a_run_counts_images_without_a_face_as_skipped(faces_root,
     assert "no face found (cached): 1" in plan and "landmarks (mtcnn): 4 cached, 0 to detect" in plan
     assert re.search(r"clean +3 cached, +0 to compute", plan) and re.search(r"none x8 +1 cached, +0 to compute", plan)  # probes m2, blank
     assert "nothing is missing" in plan
+
+
+def test_protocols_lists_the_others_beside_a_broken_file(tmp_path, monkeypatch):
+    """One broken YAML in $RESTOREVER_PROTOCOL_PATH made `restorever protocols` print only its error."""
+    (tmp_path / "bad.yaml").write_text("protocol: bad\n  x: [\n")
+    monkeypatch.setenv("RESTOREVER_PROTOCOL_PATH", str(tmp_path))
+    out = run("protocols", expect=2).output
+    assert "bad                (cannot be used: " in out and "invalid YAML" in out
+    assert "\nlfw " in out and "\npairs-csv " in out and len(out.splitlines()) == 6

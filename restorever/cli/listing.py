@@ -42,9 +42,19 @@ def protocols_command(show_formats: bool):
             card = FORMATS.card(name)
             click.echo(f"{name:18s} {card.kind:15s} {card.description}")
         return
+    from ..errors import RestoreverError
+
+    broken = 0
     for name, path in list_protocols().items():
-        spec, _ = load_spec(str(path))
+        try:
+            spec, _ = load_spec(str(path))
+        except RestoreverError as exc:  # one broken file of the search path does not hide the others
+            broken += 1
+            click.echo(f"{name:18s} (cannot be used: {' '.join(str(exc).split())})")
+            continue
         click.echo(f"{name:18s} {spec.get('description', '')}")
+    if broken:
+        raise click.exceptions.Exit(2)
 
 
 def _list(registry, registry_kind: str = "") -> None:
