@@ -101,4 +101,3 @@ def _registry_naming(name: str, *, besides: Registry) -> Registry | None:
         except ImportError:  # pragma: no cover - a plugin module that cannot be imported gives no hint
             continue
     return None
-

@@ -101,6 +101,8 @@ def _merge(base: dict, override: dict) -> dict:
     for k, v in override.items():
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
 MAX_SPEC_BYTES = 1 << 20  # a protocol YAML above 1 MiB is refused unread
 #: a protocol name: it names a folder under the cache (``<cache>/data/<protocol>``), so it must be a plain slug
 PROTOCOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")

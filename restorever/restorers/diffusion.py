@@ -285,4 +285,3 @@ def ddim_loop(model: ModelFn, schedule: DiffusionSchedule, x_start: torch.Tensor
             callback(i, x, result)
         x = result["sample"]
     return x
-
