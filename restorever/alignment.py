@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from .errors import RestoreverError, unknown_name
 
 __all__ = [
+    "FITS",
     "AlignmentError",
     "Template",
     "align_to_template",
@@ -159,12 +160,20 @@ def _as_points(points: ArrayLike, *, name: str, device=None, min_points: int = 2
     return t
 
 
-def estimate_similarity(src: ArrayLike, dst: ArrayLike) -> torch.Tensor:
-    """Least-squares similarity (rotation, uniform scale, translation) mapping ``src`` onto ``dst`` (Umeyama).
+#: how :func:`estimate_similarity` fits the similarity: ``least-squares`` (Umeyama, all points; the default, as
+#: insightface's and skimage's) or ``lmeds`` (``cv2.estimateAffinePartial2D(..., method=cv2.LMEDS)``, as the official
+#: restoration scripts' facexlib / facelib: a point that does not fit the template is left out)
+FITS = ("least-squares", "lmeds")
+
+
+def estimate_similarity(src: ArrayLike, dst: ArrayLike, *, fit: str = "least-squares") -> torch.Tensor:
+    """Similarity (rotation, uniform scale, translation) mapping ``src`` onto ``dst``: least squares (Umeyama) or,
+    with ``fit="lmeds"``, OpenCV's least-median-of-squares fit (see :data:`FITS`).
 
     Args:
         src: ``[B, N, 2]`` (or ``[N, 2]``) source points, pixels ``(x, y)``.
         dst: ``[N, 2]`` (shared by the batch) or ``[B, N, 2]`` destination points.
+        fit: one of :data:`FITS`.
 
     Returns:
         ``[B, 2, 3]`` forward matrices (src -> dst pixels, the ``cv2.warpAffine`` convention), computed in
@@ -189,6 +198,10 @@ def estimate_similarity(src: ArrayLike, dst: ArrayLike) -> torch.Tensor:
     bad = ~(torch.isfinite(s).all(dim=(1, 2)) & torch.isfinite(d).all(dim=(1, 2)))
     if bad.any():
         raise AlignmentError(f"Landmarks contain NaN/inf for batch items {bad.nonzero().flatten().tolist()}.")
+    if fit not in FITS:
+        raise AlignmentError(f"alignment fit must be one of {', '.join(FITS)}, got {fit!r}")
+    if fit == "lmeds":
+        return _lmeds(s, d).to(device=out_device, dtype=out_dtype)
     n = s.shape[1]
     mu_s, mu_d = s.mean(dim=1, keepdim=True), d.mean(dim=1, keepdim=True)
     sc, dc = s - mu_s, d - mu_d
@@ -208,6 +221,20 @@ def estimate_similarity(src: ArrayLike, dst: ArrayLike) -> torch.Tensor:
     lin = scale[:, None, None] * rot
     trans = mu_d.transpose(1, 2) - lin @ mu_s.transpose(1, 2)
     return torch.cat([lin, trans], dim=2).to(device=out_device, dtype=out_dtype)
+
+
+def _lmeds(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+    """``[B, 2, 3]`` float64 matrices of ``cv2.estimateAffinePartial2D(src_i, dst_i, method=cv2.LMEDS)`` (its
+    default refinement included), for float64 CPU points ``[B, N, 2]``."""
+    import cv2
+
+    out = []
+    for i, (a, b) in enumerate(zip(src.numpy(), dst.numpy())):
+        matrix, _ = cv2.estimateAffinePartial2D(a, b, method=cv2.LMEDS)
+        if matrix is None:
+            raise AlignmentError(f"the LMEDS fit found no similarity for batch item {i}; check the detector output")
+        out.append(matrix)
+    return torch.from_numpy(np.stack(out).astype(np.float64))
 
 
 def transform_points(points: ArrayLike, matrices: torch.Tensor) -> torch.Tensor:
@@ -320,6 +347,7 @@ def align_to_template(
     template: str = "ffhq_512",
     *,
     return_matrices: bool = False,
+    fit: str = "least-squares",
 ) -> tuple[torch.Tensor, ...]:
     """Align whole photos to a template and report where the landmarks land in the crop.
 
@@ -330,6 +358,8 @@ def align_to_template(
         template: template name (default ``"ffhq_512"``).
 
         return_matrices: also return the ``[B, 2, 3]`` float64 photo -> crop matrices (for pasting back).
+        fit: how the landmarks are fitted to the template (:data:`FITS`; ``"lmeds"`` as the official restoration
+            scripts).
 
     Returns:
         ``(faces, landmarks_in_crop)``: ``[B, 3, h, w]`` float crops (device of the images, float32 for uint8
@@ -350,7 +380,7 @@ def align_to_template(
     lms = _as_points(landmarks, name="landmarks", device=device).to(torch.float64)
     if lms.shape[0] != len(items):
         raise ValueError(f"{lms.shape[0]} landmark sets for {len(items)} images.")
-    mats = estimate_similarity(lms, tpl.points)
+    mats = estimate_similarity(lms, tpl.points, fit=fit)
     out_h, out_w = tpl.size[1], tpl.size[0]
 
     groups: dict[tuple, list[int]] = {}

@@ -17,6 +17,14 @@ from .formats import FORMATS
 #: ``alignment.select`` values runs implement: the face nearest the image centre (``restorever.detectors``); another
 #: value would be ignored, so it is refused rather than accepted
 FACE_SELECTION = ("nearest-centre",)
+#: ``alignment.fit`` values (``restorever.alignment.FITS``; kept here so that checking a spec imports no torch)
+ALIGNMENT_FITS = ("least-squares", "lmeds")
+
+
+def alignment_fit(spec: dict) -> str:
+    """The protocol's ``alignment.fit`` (how landmarks are fitted to the template), ``least-squares`` when unset."""
+    alignment = spec.get("alignment") or {}
+    return str(alignment.get("fit", "least-squares")) if isinstance(alignment, dict) else "least-squares"
 
 
 def protocol_search_path(include_path: Sequence[str | os.PathLike] = ()) -> list[Path]:
@@ -217,6 +225,10 @@ def validate_spec(spec: dict, *, source: str) -> None:
         if not isinstance(alignment, dict):
             raise ProtocolError(f"{source}: alignment must be a mapping (e.g. {{fallback_landmarks: [[x, y], ...]}}), "
                                 f"got {str(alignment)[:60]}")
+        if "fit" in alignment and alignment["fit"] not in ALIGNMENT_FITS:
+            raise ProtocolError(f"{source}: alignment.fit must be one of {', '.join(ALIGNMENT_FITS)} (least-squares: "
+                                f"all five points; lmeds: as the official restoration scripts), got "
+                                f"{str(alignment['fit'])[:60]!r}")
         if "select" in alignment and alignment["select"] not in FACE_SELECTION:
             raise ProtocolError(f"{source}: alignment.select must be {' or '.join(FACE_SELECTION)} (the face a run "
                                 f"uses when an image holds several), got {str(alignment['select'])[:60]!r}")

@@ -56,6 +56,29 @@ def test_umeyama_matches_opencv_on_noisy_points():
         assert np.abs(_apply(est[i], src[i]) - _apply(ref, src[i])).max() < 0.05
 
 
+def test_lmeds_fit_is_opencvs_and_leaves_out_a_landmark_that_does_not_fit():
+    """The official restoration scripts fit with cv2.estimateAffinePartial2D(..., LMEDS): when one landmark is off
+    (4 of 50 real MTCNN faces), it is left out and the crop moves (up to 32 px measured), where least squares
+    uses all five. ``fit="lmeds"`` is OpenCV's answer; with five points that fit, both agree."""
+    rng = np.random.default_rng(4)
+    clean = np.stack([_apply(_similarity(0.45, 0.1, 30, 40), FFHQ) + rng.normal(0, 0.3, (5, 2)) for _ in range(3)])
+    off = clean.copy()
+    off[:, 4] += [14.0, -11.0]  # a mouth corner the detector misplaced
+    for points in (clean, off):
+        lmeds = A.estimate_similarity(points, FFHQ, fit="lmeds").numpy()
+        for i in range(len(points)):
+            ref, _ = cv2.estimateAffinePartial2D(points[i], FFHQ, method=cv2.LMEDS)
+            np.testing.assert_allclose(lmeds[i], ref, rtol=0, atol=1e-12)
+    agree = A.estimate_similarity(clean, FFHQ, fit="lmeds").numpy(), A.estimate_similarity(clean, FFHQ).numpy()
+    assert np.abs(_apply(agree[0][0], clean[0]) - _apply(agree[1][0], clean[0])).max() < 0.05
+    lmeds, lsq = A.estimate_similarity(off, FFHQ, fit="lmeds").numpy(), A.estimate_similarity(off, FFHQ).numpy()
+    # LMEDS maps the four good points onto the template; least squares spreads the error over all five
+    assert np.abs(_apply(lmeds[0], off[0])[:4] - FFHQ[:4]).max() < 1.5 < np.abs(_apply(lsq[0], off[0])[:4] -
+                                                                               FFHQ[:4]).max()
+    with pytest.raises(A.AlignmentError, match="alignment fit must be one of least-squares, lmeds"):
+        A.estimate_similarity(clean, FFHQ, fit="ransac")
+
+
 def test_umeyama_never_reflects_and_rejects_bad_points():
     mirrored = FFHQ.copy()
     mirrored[:, 0] = 511 - mirrored[:, 0]

@@ -447,3 +447,32 @@ def test_protocols_lists_the_others_beside_a_broken_file(tmp_path, monkeypatch):
     out = run("protocols", expect=2).output
     assert "bad                (cannot be used: " in out and "invalid YAML" in out
     assert "\nlfw " in out and "\npairs-csv " in out and len(out.splitlines()) == 6
+
+
+def test_protocol_alignment_fit_lmeds_aligns_as_the_official_scripts(faces_root, tmp_path):
+    """`alignment.fit: lmeds` fits the landmarks as facexlib does (cv2 LMEDS): on Elton_John_0006, whose MTCNN mouth
+    corner does not fit the template, the crop moves (about 32 px) and its scores change (1e-3); faces whose five
+    points fit keep theirs to 3e-6 (OpenCV's refinement against the closed form). The fit is part of the run's identity and its keys, and validate checks such a run."""
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("path_a,path_b,same\nelton_john/elton_john_0001.jpg,elton_john/elton_john_0006.jpg,1\n"
+                     "madonna/madonna_0001.jpg,elton_john/elton_john_0006.jpg,0\n"
+                     "madonna/madonna_0001.jpg,madonna/madonna_0002.jpg,1\n"
+                     "elton_john/elton_john_0001.jpg,madonna/madonna_0002.jpg,0\n")
+    spec = tmp_path / "faces-lmeds.yaml"
+    spec.write_text("include: pairs-csv\nprotocol: faces-lmeds\nalignment: {fit: lmeds}\n")
+    common = ("--pairs", pairs, "--data-root", faces_root, "--recognizer", "dlib", "--cache-dir", tmp_path / "cache",
+              "--no-progress")
+    run("eval", "--protocol", "pairs-csv", *common, "--out", tmp_path / "lsq")
+    run("eval", "--protocol", spec, *common, "--out", tmp_path / "lmeds")
+    lsq, lmeds = (json.loads((tmp_path / r / "results.json").read_text()) for r in ("lsq", "lmeds"))
+    assert lmeds["cache"]["identity"]["alignment_fit"] == "lmeds"
+    assert lsq["cache"]["identity"]["alignment_fit"] == "least-squares"
+    a, b = (np.asarray(r["conditions"][0]["scores"]["score"]) for r in (lsq, lmeds))
+    moved = np.abs(a - b)
+    assert moved[:2].min() > 20 * moved[2:].max()  # the pairs with Elton_John_0006
+    assert moved[2:].max() < 1e-4  # OpenCV's refined fit and the closed form agree to rounding on the others
+    run("validate", tmp_path / "lmeds")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("include: pairs-csv\nprotocol: bad\nalignment: {fit: ransac}\n")
+    assert "alignment.fit must be one of least-squares, lmeds" in run("eval", "--protocol", bad, *common, "--out",
+                                                                      tmp_path / "x", expect=2).output

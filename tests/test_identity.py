@@ -220,3 +220,23 @@ def test_recognizer_options_join_the_identity_only_when_given():
     assert plain.restored_key(sha, LANDMARKS, "difface", 8, item=ITEM) == \
         fp32.restored_key(sha, LANDMARKS, "difface", 8, item=ITEM)
     assert RunIdentity.from_record({"cache": {"identity": fp32.as_record()}}).as_record() == fp32.as_record()
+
+
+def test_the_alignment_fit_is_part_of_keys_only_when_it_is_not_least_squares():
+    """Faces fitted by LMEDS (a protocol's alignment.fit) are other crops: every embedding and restored key differs,
+    while least-squares runs keep the keys they always had; the identity records the fit and reads it back."""
+    sha = "5" * 64
+    base = _identity()
+    lmeds = RunIdentity(**{**base.__dict__, "alignment_fit": "lmeds"})
+    assert base.alignment_fit == "least-squares"
+    assert lmeds.embedding_key(sha, LANDMARKS, "none", None) != base.embedding_key(sha, LANDMARKS, "none", None)
+    for key in ("embedding_key", "restored_key"):
+        assert getattr(lmeds, key)(sha, LANDMARKS, "difface", 8, item=ITEM) != \
+            getattr(base, key)(sha, LANDMARKS, "difface", 8, item=ITEM)
+    assert lmeds.landmarks_key(sha) == base.landmarks_key(sha)  # detection does not depend on the fit
+    back = RunIdentity.from_record({"cache": {"identity": lmeds.as_record()}})
+    assert back.alignment_fit == "lmeds" and back.embedding_key(sha, LANDMARKS, "none", None) == \
+        lmeds.embedding_key(sha, LANDMARKS, "none", None)
+    older = lmeds.as_record()
+    older.pop("alignment_fit")  # a record made before the fit was recorded: least squares
+    assert RunIdentity.from_record({"cache": {"identity": older}}).alignment_fit == "least-squares"

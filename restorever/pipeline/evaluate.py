@@ -21,7 +21,7 @@ from ..detectors import list_detectors
 from ..errors import ConfigError, RestoreverError, unknown_name
 from ..metrics.similarity import identity_to_clean, score_pairs
 from ..protocol import PairList, Protocol, load_protocol, pairs_digest
-from ..protocol_specs import ON_ERROR, SIMILARITY_CHOICES
+from ..protocol_specs import ON_ERROR, SIMILARITY_CHOICES, alignment_fit
 from . import distributed
 from .cache import ArrayCache
 from .environment import environment_info, restorever_version
@@ -254,7 +254,8 @@ def build_context(config: EvalConfig, protocol: Protocol | None = None) -> RunCo
     identity = RunIdentity.of(detector=config.detector, recognizer_name=config.recognizer, recognizer=recognizer,
                               flip_test=config.flip_test, restorers=restorers, restorer_options=routed,
                               degradation=config.degradation, seed=config.seed, device=device,
-                              recognizer_options=recognizer_options)
+                              recognizer_options=recognizer_options,
+                              alignment_fit=alignment_fit(getattr(protocol, "spec", None) or {}))
     return RunContext(config, protocol, device, cache, recognizer, restorers, degradation, identity)
 
 

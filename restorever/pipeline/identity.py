@@ -68,23 +68,26 @@ class RunIdentity:
     seed: int = 0
     device: str = "cpu"
     key_versions: dict[str, int] = field(default_factory=current_key_versions)
+    alignment_fit: str = "least-squares"
 
     @classmethod
     def of(cls, *, detector: str, recognizer_name: str, recognizer: Any, flip_test: bool,
            restorers: Mapping[str, Any], restorer_options: Mapping[str, Mapping[str, Any]], degradation: str,
-           seed: int, device: Any, recognizer_options: Mapping[str, Any] | None = None) -> "RunIdentity":
+           seed: int, device: Any, recognizer_options: Mapping[str, Any] | None = None,
+           alignment_fit: str = "least-squares") -> "RunIdentity":
         """The identity of a run with these built backends (``restorer_options``: per restorer, as routed)."""
         return cls.from_files(detector=detector, recognizer_name=recognizer_name,
                               recognizer_files=getattr(recognizer, "weight_files", None) or {}, flip_test=flip_test,
                               restorer_files={n: getattr(r, "weight_files", None) or {} for n, r in restorers.items()},
                               restorer_options=restorer_options, degradation=degradation, seed=seed, device=device,
-                              recognizer_options=recognizer_options)
+                              recognizer_options=recognizer_options, alignment_fit=alignment_fit)
 
     @classmethod
     def from_files(cls, *, detector: str, recognizer_name: str, recognizer_files: Mapping[str, tuple[str, str | None]],
                    flip_test: bool, restorer_files: Mapping[str, Mapping[str, tuple[str, str | None]]],
                    restorer_options: Mapping[str, Mapping[str, Any]], degradation: str, seed: int,
-                   device: Any, recognizer_options: Mapping[str, Any] | None = None) -> "RunIdentity":
+                   device: Any, recognizer_options: Mapping[str, Any] | None = None,
+                   alignment_fit: str = "least-squares") -> "RunIdentity":
         """The same identity from the backends' weight files ``{role: (path, sha256)}`` alone: a work plan
         (``--dry-run``) finds the files without building a network and gets the keys the run will use."""
         return cls(detector=detector,
@@ -92,7 +95,7 @@ class RunIdentity:
                                             recognizer_options),
                    restorers={n: {"name": n, "weights": files_id(files), "options": dict(restorer_options.get(n, {}))}
                               for n, files in restorer_files.items()},
-                   degradation=degradation, seed=int(seed), device=device_kind(device))
+                   degradation=degradation, seed=int(seed), device=device_kind(device), alignment_fit=alignment_fit)
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> "RunIdentity | None":
@@ -106,7 +109,8 @@ class RunIdentity:
                    restorers={k: dict(v) for k, v in dict(stored["restorers"]).items()},
                    degradation=str(stored["degradation"]), seed=int(stored["seed"]),
                    device=str(stored.get("device", "cpu")),
-                   key_versions={k: int(v) for k, v in versions.items()})
+                   key_versions={k: int(v) for k, v in versions.items()},
+                   alignment_fit=str(stored.get("alignment_fit", "least-squares")))
 
     def as_record(self) -> dict[str, Any]:
         """JSON-ready form (``cache.identity`` in results.json); round-trips through :meth:`from_record`."""
@@ -125,7 +129,7 @@ class RunIdentity:
         """Key of ``item``'s restored face (``item``: the protocol's id, which seeds its degradation)."""
         return restored_key(image_sha256, landmarks, restorer_id=self._restorer_id(restorer),
                             degradation=self.degradation, scale=scale, seed=self.seed, item=item, device=self.device,
-                            versions=self.key_versions)
+                            versions=self.key_versions, fit=self.alignment_fit)
 
     def embedding_key(self, image_sha256: str, landmarks: Any, restorer: str, scale: int | None,
                       item: str | None = None) -> str:
@@ -134,7 +138,7 @@ class RunIdentity:
         return embedding_key(image_sha256, landmarks, recognizer_id=self.recognizer,
                              restorer_id=None if scale is None else self._restorer_id(restorer),
                              degradation=self.degradation, scale=scale, seed=self.seed, item=item,
-                             device=self.device, versions=self.key_versions)
+                             device=self.device, versions=self.key_versions, fit=self.alignment_fit)
 
     def _restorer_id(self, restorer: str) -> dict[str, Any]:
         if restorer not in self.restorers:

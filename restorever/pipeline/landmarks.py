@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import DetectorError, FaceNotFoundError, RestoreverError
 from ..protocol import Protocol
+from ..protocol_specs import alignment_fit
 from .cache import ArrayCache, landmarks_key
 from .identity import device_kind
 from .stages import align_faces, detect_each, in_batches, progress_bar, single_thread_on_cpu
@@ -132,7 +133,8 @@ def align_items(protocol: Protocol, items: Sequence[str], info: dict[str, "Image
             raise RestoreverError(f"{describe_item(protocol, i)} changed while the run was going on; finished entries "
                                   f"are cached: rerun to pick up the new content")
         arrays.append(decode_image(data, source=describe_item(protocol, i)))
-    return align_faces([to_tensor([a])[0] for a in arrays], np.stack([info[i].landmarks for i in items]), device)
+    return align_faces([to_tensor([a])[0] for a in arrays], np.stack([info[i].landmarks for i in items]), device,
+                       fit=alignment_fit(protocol.spec))
 
 
 def apply_error_policy(info: dict[str, "ImageInfo"], on_error: str) -> dict[str, str]:

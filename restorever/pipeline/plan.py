@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import RestoreverError
 from ..images import decode_tag
+from ..protocol_specs import alignment_fit
 from .cache import ArrayCache
 from .costs import load_costs
 from .identity import RunIdentity, conditions_of
@@ -74,7 +75,8 @@ def plan_context(config, protocol=None) -> PlanContext:
                                       recognizer_files=recognizer_files, flip_test=config.flip_test,
                                       restorer_files=restorer_files, restorer_options=routed,
                                       degradation=config.degradation, seed=config.seed, device=device,
-                                      recognizer_options=recognizer_options)
+                                      recognizer_options=recognizer_options,
+                                      alignment_fit=alignment_fit(getattr(protocol, "spec", None) or {}))
     found = {name: f for name, f in [(config.recognizer, recognizer_files), *restorer_files.items()]
              if f and name not in missing}
     return PlanContext(config, protocol, device, cache, identity, missing, found)

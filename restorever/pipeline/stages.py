@@ -59,8 +59,9 @@ def detect_each(detector: Any, arrays: Sequence[np.ndarray], device: Any, *, all
         return [detector.detect([a])[0] for a in arrays]
 
 
-def align_faces(images: Sequence[Any], landmarks: Any, device: Any, *, return_matrices: bool = False):
-    """Align photos to ``ffhq_512``.
+def align_faces(images: Sequence[Any], landmarks: Any, device: Any, *, return_matrices: bool = False,
+                fit: str = "least-squares"):
+    """Align photos to ``ffhq_512`` (``fit``: :data:`restorever.alignment.FITS`).
 
     Args:
         images: ``[3, H_i, W_i]`` float RGB tensors in [0, 1] (sizes may differ).
@@ -76,7 +77,8 @@ def align_faces(images: Sequence[Any], landmarks: Any, device: Any, *, return_ma
     from ..alignment import align_to_template
 
     lms = torch.from_numpy(np.array(landmarks, dtype=np.float32))  # a copy: callers may pass read-only arrays
-    faces, crop_lms, mats = align_to_template([t.to(device) for t in images], lms, "ffhq_512", return_matrices=True)
+    faces, crop_lms, mats = align_to_template([t.to(device) for t in images], lms, "ffhq_512", return_matrices=True,
+                                              fit=fit)
     faces = faces.clamp_(0.0, 1.0)  # bilinear weights can overshoot 1.0 by an ulp
     return (faces, crop_lms, mats) if return_matrices else (faces, crop_lms)
 

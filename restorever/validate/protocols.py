@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 
 from ..errors import RestoreverError
-from ..protocol_specs import FACE_SELECTION, SIMILARITY_CHOICES, include_target
+from ..protocol_specs import ALIGNMENT_FITS, FACE_SELECTION, SIMILARITY_CHOICES, include_target
 from .common import is_type, short
 
 
@@ -159,6 +159,9 @@ def _spec_problems(spec: dict[str, Any], path: Path, notes: list[str]) -> list[s
         elif "template" in alignment and alignment["template"] not in _template_names():
             out.append(f"{path}: alignment.template must be one of {', '.join(_template_names())}, "
                        f"got {short(alignment['template'])}")
+        if isinstance(alignment, dict) and "fit" in alignment and alignment["fit"] not in ALIGNMENT_FITS:
+            out.append(f"{path}: alignment.fit must be one of {', '.join(ALIGNMENT_FITS)}, "
+                       f"got {short(alignment['fit'])}")
         if isinstance(alignment, dict) and "select" in alignment and alignment["select"] not in FACE_SELECTION:
             out.append(f"{path}: alignment.select must be {' or '.join(FACE_SELECTION)} (the only face selection "
                        f"runs implement), got {short(alignment['select'])}")

@@ -115,7 +115,8 @@ def _run_identity(record: dict[str, Any], report: RunValidation):
                           degradation=cfg["degradation"], seed=int(cfg["seed"]),
                           device=recorded.device if recorded is not None else "cpu",
                           key_versions=dict(recorded.key_versions if recorded is not None
-                                            else RECORDED_BEFORE_VERSIONS))
+                                            else RECORDED_BEFORE_VERSIONS),
+                          alignment_fit=recorded.alignment_fit if recorded is not None else "least-squares")
     _note_key_versions(rebuilt, report)
     if recorded is None:
         return rebuilt
