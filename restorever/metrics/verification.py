@@ -225,6 +225,9 @@ def tar_at_far(y_true, scores, far: float) -> float:
 
 
 FARS = (1e-1, 1e-2, 1e-3, 1e-4)
+#: version of :func:`thin_roc`, stored as ``verification.roc_thinning`` (2: step tops and FAR vertices kept; records
+#: without it were thinned by version 1, which kept the lower corner of each step only)
+ROC_THINNING = 2
 
 
 def thin_roc(fpr: np.ndarray, points: int, fars: Sequence[float] = FARS) -> np.ndarray:
@@ -268,6 +271,7 @@ def verification_report(y_true, scores, folds, *, fars=FARS, roc_points: int = 2
         "eer": _none_if_nan(eer(y_true, scores)),
         "tar_at_far": tars,
         "roc": {"fpr": fpr_s.tolist(), "tpr": tpr_s.tolist()},
+        "roc_thinning": ROC_THINNING,
         "n_pairs": int(np.asarray(y_true).size),
     }
 

@@ -220,14 +220,16 @@ def _check_metrics(record: dict[str, Any], run: RunRecord, report: RunValidation
                 found.append(f"conditions[{i}] ({cond.label}): metrics cannot be recomputed ({exc})")
                 continue
         # against the stored block itself: a key an older version did not write is not compared (to_json would
-        # give it as null). The ROC is stored thinned, and the thinning has changed between versions: its points
-        # must be vertices of the scores' ROC rather than equal to this version's pick.
+        # give it as null). The ROC is stored thinned; a record thinned by this version is compared point by point,
+        # an older one (no roc_thinning) must hold vertices of the scores' ROC.
         where = f"conditions[{i}] ({cond.label}).verification"
-        fresh.pop("roc")
-        compare(record["conditions"][i]["verification"], fresh, where, found)
-        off = roc_points_off_curve(cond.verification.roc_fpr, cond.verification.roc_tpr, cond.scores)
-        if off:
-            found.append(f"{where}.roc: {off}")
+        stored = record["conditions"][i]["verification"]
+        if "roc_thinning" not in stored:
+            fresh.pop("roc")
+            off = roc_points_off_curve(cond.verification.roc_fpr, cond.verification.roc_tpr, cond.scores)
+            if off:
+                found.append(f"{where}.roc: {off}")
+        compare(stored, fresh, where, found)
         n_checked += 1
     keys = ("comparison_to_clean", "comparison_to_none")
     if any(key in c for c in record["conditions"] for key in keys):

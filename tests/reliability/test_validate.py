@@ -132,7 +132,10 @@ TAMPERING = {
                                                             lambda v: v - 0.05)), "comparison_to_clean.ci_low"),
     "comparison-shape": (lambda run, store: _edit(run, _set(["conditions", 1, "comparison_to_clean", "mcnemar"], 3)),
                          "comparison_to_clean.mcnemar"),
-    "roc-point": (lambda run, store: _edit(run, _move_roc_point), "points are not on the ROC of the stored scores"),
+    "roc-point": (lambda run, store: _edit(run, _move_roc_point), "verification.roc.fpr: 1 of"),
+    "roc-point-older-record": (lambda run, store: _edit(run, lambda r: (_move_roc_point(r), [
+        c["verification"].pop("roc_thinning") for c in r["conditions"]])),
+        "points are not on the ROC of the stored scores"),
     "weights-hash": (lambda run, store: _edit(run, lambda r: [w.update(sha256="0" * 64)
                                                               for w in r["weights"].values()]),
                      "does not match the config and the weights table"),
