@@ -12,7 +12,7 @@ Examples:
   restorever validate runs/lfw                      results.json, recomputed metrics, cached embeddings
   restorever validate runs/lfw --cache-dir /data/cache
   restorever validate --protocols                   every protocol `restorever protocols` lists
-  restorever validate --protocols my_protocol.yaml
+  restorever validate --protocols my_protocol.yaml  (or a protocol name: lfw)
 Exit status: 0 when everything is valid, 2 with the problems listed otherwise.
 """
 

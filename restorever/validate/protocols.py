@@ -27,11 +27,14 @@ _MAX_INCLUDES = 8
 
 def validate_protocols(paths: Sequence[str | os.PathLike] | None = None
                        ) -> tuple[dict[Path, list[str]], dict[Path, list[str]]]:
-    """Validate protocol files (all the ones ``restorever protocols`` lists when ``paths`` is empty):
-    ``({path: problems}, {path: notes})``."""
+    """Validate protocol files, given as paths or as protocol names (all the ones ``restorever protocols`` lists
+    when ``paths`` is empty): ``({path: problems}, {path: notes})``."""
     from ..protocol import list_protocols
 
-    files = [Path(p) for p in paths] if paths else sorted(set(list_protocols().values()))
+    known = list_protocols()
+    # a name is looked up as --protocol NAME is (a file of that name beside the caller comes first)
+    files = ([Path(p) if Path(p).exists() or str(p) not in known else known[str(p)] for p in paths] if paths
+             else sorted(set(known.values())))
     problems, notes = {}, {}
     for f in files:
         notes[f] = []

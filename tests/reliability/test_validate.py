@@ -252,3 +252,14 @@ def test_include_by_name_is_resolved_as_the_loader_resolves_it(tmp_path, monkeyp
     assert raw_format(str(mine)) == "lfw-ident" and is_ident_protocol(str(mine))
     monkeypatch.setenv("RESTOREVER_PROTOCOL_PATH", str(tmp_path))
     assert is_ident_protocol("myident") and not is_ident_protocol("lfw-seed7")
+
+
+def test_validate_protocols_takes_a_protocol_name(tmp_path, monkeypatch):
+    """`validate --protocols myfaces` said "no such file", while eval takes the name."""
+    (tmp_path / "myfaces.yaml").write_text("include: pairs-csv\nprotocol: myfaces\nseed: 3\n")
+    monkeypatch.setenv("RESTOREVER_PROTOCOL_PATH", str(tmp_path))
+    monkeypatch.chdir(tmp_path.parent)
+    result = _invoke("validate", "--protocols", "myfaces", "lfw")
+    assert result.exit_code == 0 and f"{tmp_path / 'myfaces.yaml'}: valid" in result.output
+    assert "lfw.yaml: valid" in result.output
+    assert "nosuch: no such file" in _invoke("validate", "--protocols", "nosuch").output
