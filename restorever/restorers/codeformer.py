@@ -16,7 +16,7 @@ Input/output contract of the restorer (``inference_codeformer.py --has_aligned``
 [0, 1] is mapped to [-1, 1]; ``net(x, w=w, adain=True)``; the output is clamped to [-1, 1], mapped back to [0, 1] and,
 by default, rounded to the 8-bit grid. Defaults as the official inference script: ``w = 0.5``, AdaIN on. Not done
 here: the script's grayscale branch (for an aligned input its ``is_gray`` flags, threshold 5, the restored face is
-saved grey), which changes the output of grey faces only (47 of LFW's 13,233 images).
+saved grey), which changes the output of grey faces only (45 of LFW's 13,233 photos pass that test).
 
 Order of this file: network -> restorer adapter -> checkpoint checks -> config/card -> ``create``.
 """
