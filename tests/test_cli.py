@@ -472,6 +472,18 @@ def test_protocol_alignment_fit_lmeds_aligns_as_the_official_scripts(faces_root,
     assert moved[:2].min() > 20 * moved[2:].max()  # the pairs with Elton_John_0006
     assert moved[2:].max() < 1e-4  # OpenCV's refined fit and the closed form agree to rounding on the others
     run("validate", tmp_path / "lmeds")
+    # the library aligns the same way when asked to (FacePipeline scores equal eval's with the protocol's face rule)
+    from restorever import FacePipeline
+
+    photos = [faces_root / "elton_john" / n for n in ("elton_john_0001.jpg", "elton_john_0006.jpg")]
+    for fit, expected in (("lmeds", b[0]), ("least-squares", a[0])):
+        pipe = FacePipeline(recognizer="dlib", device="cpu", alignment_fit=fit)
+        e = pipe.embed([str(p) for p in photos], face="center")
+        assert pipe.similarity_of_embeddings(e[0], e[1]) == pytest.approx(expected, abs=1e-6)
+    from restorever.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="alignment_fit must be one of least-squares, lmeds"):
+        FacePipeline(recognizer="dlib", device="cpu", alignment_fit="ransac")
     bad = tmp_path / "bad.yaml"
     bad.write_text("include: pairs-csv\nprotocol: bad\nalignment: {fit: ransac}\n")
     assert "alignment.fit must be one of least-squares, lmeds" in run("eval", "--protocol", bad, *common, "--out",

@@ -57,6 +57,8 @@ class FacePipeline:
             by ``restorever attributes fit``, or a loaded predictor.
         batch_size: faces per restorer / recognizer call.
         flip_test: sum each face's embedding with its mirror image's (recognizers that support it).
+        alignment_fit: how landmarks are fitted to the template, ``"least-squares"`` or ``"lmeds"`` (as the official
+            restoration scripts; a protocol's ``alignment.fit``, see docs/architecture.md).
         **backend_options: restorer options its card declares (``fidelity_ratio``, ``steps``, ``start_step``,
             ``eta``).
 
@@ -71,7 +73,8 @@ class FacePipeline:
                  device: str = "auto", weights: str | dict[str, str] | None = None, *,
                  recognizer_weights: str | dict[str, str] | None = None, degradation: str = "difface-test",
                  attributes: Any = None, batch_size: int = 16, flip_test: bool = False,
-                 recognizer_options: dict[str, Any] | None = None, **backend_options: Any):
+                 recognizer_options: dict[str, Any] | None = None, alignment_fit: str = "least-squares",
+                 **backend_options: Any):
         from ..degradation import get_preset
         from ..pipeline.evaluate import resolve_device, route_recognizer_options, route_restorer_options
         from ..recognizers import create_recognizer
@@ -79,6 +82,11 @@ class FacePipeline:
 
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ConfigError("batch_size", f"must be a positive integer, got {batch_size!r}")
+        from ..alignment import FITS
+
+        if alignment_fit not in FITS:
+            raise ConfigError("alignment_fit", f"must be one of {', '.join(FITS)}, got {alignment_fit!r}")
+        self.alignment_fit = alignment_fit
         get_preset(degradation)  # unknown presets fail here, with a did-you-mean hint
         self.device = _device(device, resolve_device)
         self.batch_size = batch_size
@@ -392,7 +400,7 @@ class FacePipeline:
             ids = item_ids[start:start + len(items)] if item_ids is not None else [i.content_id for i in inputs]
             landmarks = self._landmarks(inputs, selectors[start:start + len(items)])
             faces, crop_lms, mats = align_faces([i.tensor for i in inputs], landmarks, self.device,
-                                                return_matrices=True)
+                                                return_matrices=True, fit=self.alignment_fit)
             if degradation is not None:
                 faces = degradation.apply(faces, degradation.sample_params(ids, scale, int(seed)))
             if degradation is not None or always_restore or self.restorer_name != "none":
