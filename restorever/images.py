@@ -97,10 +97,31 @@ def exif_orientation(data: bytes) -> int:
 
     try:
         with Image.open(io.BytesIO(data)) as im:
-            value = int(im.getexif().get(0x0112, 1))
+            return pil_orientation(im)
     except Exception:  # noqa: BLE001 - a malformed header is decode_image's to report; here it means "no tag"
         return 1
+
+
+def pil_orientation(im) -> int:
+    """The EXIF orientation tag (1..8) of an opened Pillow image; 1 when there is none or it is unreadable."""
+    try:
+        value = int(im.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - no EXIF block, or a broken one: "no tag"
+        return 1
     return value if 1 <= value <= 8 else 1
+
+
+def upright(im, orientation: int):
+    """``im`` with the EXIF ``orientation`` applied (a photo stored sideways comes out upright; 1 returns ``im``).
+    Raises ``ValueError`` when the tag is there but the transform fails."""
+    from PIL import ImageOps
+
+    if orientation == 1:
+        return im
+    try:
+        return ImageOps.exif_transpose(im)
+    except (ValueError, TypeError, KeyError, SyntaxError) as exc:
+        raise ValueError(f"unreadable EXIF orientation ({type(exc).__name__}: {exc})") from exc
 
 
 HIGH_DEPTH_MODES = ("I", "F")
@@ -154,7 +175,7 @@ def decode_image(data: bytes, *, source: str = "<bytes>") -> np.ndarray:
 
     The EXIF orientation is applied (a phone photo stored sideways comes out upright), and 16-bit and float images
     are scaled to 8 bits (see :func:`pil_to_rgb8`)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as im:
@@ -164,9 +185,9 @@ def decode_image(data: bytes, *, source: str = "<bytes>") -> np.ndarray:
                                  f"pixels, sides >= {MIN_SIDE})")
             im.draft("RGB", (w, h))
             try:
-                oriented = ImageOps.exif_transpose(im) if exif_orientation(data) != 1 else im
-            except (ValueError, TypeError, KeyError, SyntaxError) as exc:  # a tag was read, the transform failed
-                raise ImageError(f"{source}: unreadable EXIF orientation ({type(exc).__name__}: {exc})") from exc
+                oriented = upright(im, exif_orientation(data))
+            except ValueError as exc:  # a tag was read, the transform failed
+                raise ImageError(f"{source}: {exc}") from exc
             arr = pil_to_rgb8(oriented)
     except ImageError:
         raise

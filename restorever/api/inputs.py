@@ -84,26 +84,9 @@ def flatten_images(images: Any, *, argument: str = "images") -> list[Any]:
                      f"them, got {type(images).__name__}")
 
 
-def _upright(im: Any) -> Any:
-    """A PIL image with its EXIF orientation applied (``Image.open`` of a phone photo keeps it sideways), as
-    :func:`restorever.images.decode_image` does for a file; images without the tag come back as they are."""
-    from PIL import ImageOps
-
-    try:
-        orientation = im.getexif().get(0x0112, 1)
-    except (AttributeError, ValueError, TypeError, SyntaxError):  # not an EXIF-carrying image, or a broken block
-        return im
-    if orientation in (None, 1):
-        return im
-    try:
-        return ImageOps.exif_transpose(im)
-    except (ValueError, TypeError, KeyError, SyntaxError) as exc:
-        raise ValueError(f"unreadable EXIF orientation ({type(exc).__name__}: {exc})") from exc
-
-
 def load_image(item: Any, *, bgr: bool = False, source: str = "images[0]") -> ImageInput:
     """Decode or convert one image (see the module docstring for the accepted forms)."""
-    from ..images import pil_to_rgb8, read_image, to_tensor, to_uint8
+    from ..images import pil_orientation, pil_to_rgb8, read_image, to_tensor, to_uint8, upright
 
     if isinstance(item, (str, os.PathLike)):
         source = os.fspath(item)
@@ -111,7 +94,7 @@ def load_image(item: Any, *, bgr: bool = False, source: str = "images[0]") -> Im
         tensor = to_tensor([array])[0]
     elif _is_pil(item):
         try:  # upright and scaled as a file's decode makes it: EXIF orientation applied, 16-bit and float scaled
-            array = np.ascontiguousarray(pil_to_rgb8(_upright(item)))
+            array = np.ascontiguousarray(pil_to_rgb8(upright(item, pil_orientation(item))))
         except ValueError as exc:
             raise ImageError(f"{source}: {exc}") from exc
         tensor = to_tensor([array])[0]
