@@ -158,7 +158,11 @@ class VectorIndex:
         ``[Q, D]`` with the vectors' width ``D``."""
         if int(k) < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        q = np.ascontiguousarray(as_embeddings(queries, "queries", width=self.d))
+        return self._search(np.ascontiguousarray(as_embeddings(queries, "queries", width=self.d)), k, subset)
+
+    def _search(self, q: np.ndarray, k: int, subset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`search` of queries already checked: float32, C-contiguous ``[Q, D]`` (GalleryIndex checks them
+        once, not once per cell inside its timed search)."""
         if len(q) == 0:
             return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
         if self._index is None:
@@ -310,35 +314,30 @@ class GalleryIndex:
                ) -> SearchResult:
         """Top-``k`` gallery entries per query ``[Q, D]`` (L2-normalised here); with an IVF index the top-k is
         approximate (only ``nprobe`` lists are searched)."""
+        if int(k) < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
         q = l2_normalize(as_embeddings(queries, "queries", width=self.d))
         nq = len(q)
         start = time.perf_counter()
         scores = np.full((nq, k), -np.inf, dtype=np.float32)
         ids = np.full((nq, k), -1, dtype=np.int64)
         searched = np.full(nq, self.n, dtype=np.int64)
+        groups = self._constraint_groups(constraints, nq)
         if constraints is None or not self.partition_by:
-            if constraints is not None and any(c is not None for c in constraints):
-                raise ValueError("this gallery index was built without attribute codes (partition_by)")
-            scores[:], ids[:] = self.full.search(q, k)
+            scores[:], ids[:] = self.full._search(q, k)
             return SearchResult(scores, ids, searched, time.perf_counter() - start)
-        if len(constraints) != nq:
-            raise ValueError(f"{len(constraints)} constraints for {nq} queries")
-        groups: dict[Any, list[int]] = {}
-        for i, c in enumerate(constraints):
-            groups.setdefault(c, []).append(i)
         keys = list(self.cells)
         allowed = np.zeros((nq, len(keys)), dtype=bool)  # query x cell
         for c, rows in groups.items():
-            rows = np.asarray(rows)
             if c is None:
-                scores[rows], ids[rows] = self.full.search(q[rows], k)
+                scores[rows], ids[rows] = self.full._search(q[rows], k)
                 continue
             cells = set(self.allowed_cells(c))
             allowed[np.ix_(rows, [j for j, key in enumerate(keys) if key in cells])] = True
             searched[rows] = sum(len(self.cells[key][0]) for key in cells)
             if self.mode == "selector" and cells:
                 subset = np.sort(np.concatenate([self.cells[key][0] for key in cells]))
-                scores[rows], ids[rows] = self.full.search(q[rows], k, subset=subset)
+                scores[rows], ids[rows] = self.full._search(q[rows], k, subset=subset)
         if self.mode == "partition" and allowed.any():
             # one search per cell with every query allowed in it (few large calls), then a per-query merge
             width = [min(k, len(self.cells[key][0])) for key in keys]
@@ -350,7 +349,7 @@ class GalleryIndex:
                 if rows.size == 0:
                     continue
                 cell_ids, sub = self.cells[key]
-                s, local = sub.search(q[rows], width[j])
+                s, local = sub._search(q[rows], width[j])
                 all_s[rows, offsets[j]:offsets[j + 1]] = s
                 all_i[rows, offsets[j]:offsets[j + 1]] = np.where(local >= 0, cell_ids[np.maximum(local, 0)], -1)
             rows = np.where(allowed.any(1))[0]
