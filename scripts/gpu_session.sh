@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one command to run on a GPU machine (issues 13 and 18), from the repository root, with .devdata/, .devshared/
 # and .whl/ carried along (scripts/prepare_devdata.py makes .devdata and .devshared, the slim ../shared the CUDA tests
-# read; .whl holds facenet_pytorch-2.5.3-py3-none-any.whl):
+# read, and .whl: the facenet-pytorch 2.5.3, setuptools and wheel wheels):
 #
 #     OUT=/some/folder bash scripts/gpu_session.sh            # TOTAL_S=400 by default
 #
@@ -31,7 +31,14 @@ step "environment"
 } >> "$LOG" 2>&1
 
 step "pip install --no-deps --no-build-isolation ."
-$PY -m pip install --no-deps --no-build-isolation . >> "$LOG" 2>&1; echo "exit $?" >> "$LOG"
+$PY -m pip install --no-deps --no-build-isolation . >> "$LOG" 2>&1; RC=$?; echo "exit $RC" >> "$LOG"
+if [ "$RC" -ne 0 ] && ls .whl/setuptools-*.whl > /dev/null 2>&1; then
+  # --no-build-isolation builds with the machine's own setuptools; one older than 70.1 without `wheel` installed
+  # fails with "invalid command 'bdist_wheel'". The carried setuptools and wheel wheels fix that; then retry once.
+  step "pip install the carried setuptools + wheel, then the package again"
+  $PY -m pip install --no-deps .whl/setuptools-*.whl .whl/wheel-*.whl >> "$LOG" 2>&1; echo "exit $?" >> "$LOG"
+  $PY -m pip install --no-deps --no-build-isolation . >> "$LOG" 2>&1; echo "exit $?" >> "$LOG"
+fi
 step "pip install facenet-pytorch wheel"
 $PY -m pip install --no-deps .whl/facenet_pytorch-2.5.3-*.whl >> "$LOG" 2>&1; echo "exit $?" >> "$LOG"
 

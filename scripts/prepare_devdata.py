@@ -16,13 +16,16 @@ Written:
   when MTCNN cannot run on the GPU machine;
 * ``.devdata/README.txt`` -- what this is and where it came from;
 * ``.devshared/`` (also git-ignored) -- a slim copy of what the CUDA tests read from ``../shared`` (see
-  :func:`slim_shared`); ``scripts/gpu_session.sh`` points ``RESTOREVER_SHARED`` at it.
+  :func:`slim_shared`); ``scripts/gpu_session.sh`` points ``RESTOREVER_SHARED`` at it;
+* ``.whl/`` (also git-ignored) -- the wheels the GPU machine cannot download: facenet-pytorch 2.5.3 (its MTCNN), and
+  setuptools + wheel for the non-editable install when the machine's own setuptools cannot build a wheel.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -97,14 +100,46 @@ def slim_shared(shared: Path, out: Path) -> None:
     shutil.copytree(shared / "data" / "faces", out / "data" / "faces")
 
 
+def replace_folder(path: Path) -> None:
+    """Delete ``path`` (a folder this script made before) so it can be written afresh; refuse the repository, any
+    folder above it, and any folder that holds a ``.git``: a mistyped ``--out .`` must not delete the checkout."""
+    target = path.resolve()
+    if target == ROOT or target in ROOT.parents or (target / ".git").exists():
+        raise SystemExit(f"error: refusing to delete {path} (the repository or a folder above it); "
+                         "pass a new folder such as .devdata")
+    if target.exists():
+        shutil.rmtree(target)
+
+
+WHEELS = ("facenet-pytorch==2.5.3", "setuptools>=70.1", "wheel")
+
+
+def download_wheels(out: Path) -> bool:
+    """``pip download`` :data:`WHEELS` (no dependencies) into ``out``; False, with the reason printed, on failure."""
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:", "-d", str(out),
+           *WHEELS]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        print(f"warning: could not download {', '.join(WHEELS)} into {out} (pip said: "
+              f"{done.stderr.strip().splitlines()[-1] if done.stderr.strip() else done.returncode}); "
+              "put the wheels there by hand", file=sys.stderr)
+        return False
+    names = sorted(p.name for p in out.glob("*.whl"))
+    print(f"{out}: {', '.join(names)}")
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--shared", type=Path, default=SHARED, help="the ../shared folder (default: beside the repo)")
     parser.add_argument("--out", type=Path, default=ROOT / ".devdata")
     parser.add_argument("--pairs-per-fold", type=int, default=30, help="pairs taken from each of the 10 folds")
     parser.add_argument("--landmark-images", type=int, default=48, help="images given CPU MTCNN landmarks (0: none)")
-    parser.add_argument("--shared-out", type=Path, default=ROOT / ".devshared",
+    parser.add_argument("--shared-out", default=str(ROOT / ".devshared"),
                         help="where the slim ../shared copy for the CUDA tests goes ('' to skip)")
+    parser.add_argument("--wheels", default=str(ROOT / ".whl"),
+                        help="where the carried wheels go ('' to skip the download)")
     args = parser.parse_args(argv)
 
     lfw = args.shared / "data" / "lfw"
@@ -119,8 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         print(f"error: {len(missing)} pair images missing under {images}, e.g. {missing[0]}", file=sys.stderr)
         return 2
-    if out.exists():
-        shutil.rmtree(out)
+    replace_folder(out)
     (out / "lfw").mkdir(parents=True)
     for rel in rels:
         (out / "lfw" / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -140,12 +174,14 @@ def main(argv: list[str] | None = None) -> int:
         f"Development data for scripts/bench_gpu.py, made by scripts/prepare_devdata.py from {args.shared}.\n"
         f"{len(rows)} LFW View 2 pairs ({args.pairs_per_fold} per fold, half same) over {len(rels)} images; "
         "LFW terms apply. Not for redistribution; rebuild with the script.\n")
-    if str(args.shared_out):
-        if args.shared_out.exists():
-            shutil.rmtree(args.shared_out)
-        slim_shared(args.shared, args.shared_out)
-        extra = sum(p.stat().st_size for p in args.shared_out.rglob("*") if p.is_file())
-        print(f"{args.shared_out}: slim ../shared for the CUDA tests, {extra / 2 ** 20:.1f} MiB")
+    if args.shared_out:  # a str: Path("") would be the current folder, which rmtree must never see
+        shared_out = Path(args.shared_out)
+        replace_folder(shared_out)
+        slim_shared(args.shared, shared_out)
+        extra = sum(p.stat().st_size for p in shared_out.rglob("*") if p.is_file())
+        print(f"{shared_out}: slim ../shared for the CUDA tests, {extra / 2 ** 20:.1f} MiB")
+    if args.wheels:
+        download_wheels(Path(args.wheels))
     total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"{out}: {len(rows)} pairs, {len(rels)} images, {total / 2 ** 20:.1f} MiB")
     if total > MAX_BYTES:
