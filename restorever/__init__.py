@@ -30,20 +30,25 @@ _LAZY = {
     "threshold_from_results": ("restorever.api", "threshold_from_results"),
 }
 
+#: submodules docs/api.md names as ``restorever.<name>``: imported on first attribute access, as the names above
+_SUBMODULES = ("api", "degradation", "errors", "jpeg", "metrics", "mtcnn", "pipeline")
+
 __all__ = ["__version__", *_LAZY]
 
 
 def __dir__() -> list[str]:
-    """The lazy public names too, for ``dir(restorever)`` and tab completion."""
-    return sorted({*globals(), *_LAZY})
+    """The public names, lazy ones included, for ``dir(restorever)`` and tab completion."""
+    return sorted({*(n for n in globals() if n.startswith("__")), *_LAZY, *_SUBMODULES})
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _LAZY:
         module, attr = _LAZY[name]
         value = getattr(importlib.import_module(module), attr)
         globals()[name] = value
         return value
+    if name in _SUBMODULES:  # importing a submodule sets it as this package's attribute
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'restorever' has no attribute {name!r}")

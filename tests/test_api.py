@@ -457,3 +457,79 @@ def test_create_functions_take_paths_and_name_what_they_refuse(tmp_path):
     restorever.list_recognizers()
     with pytest.raises(UnknownNameError, match="dlib is a recognizer"):
         restorever.create_restorer("dlib")
+
+
+def test_similarity_and_verify_pick_faces_as_asked(pipe, faces_root):
+    """`eval` takes the face nearest the centre, the API the largest by default; similarity / verify take
+    face_a / face_b (and item_ids for the degraded side) so that they can score what a run scored."""
+    ben = Image.open(faces_root / "ben_afflek" / "ben_afflek_0003.jpg").convert("RGB").resize((160, 160))
+    madonna = Image.open(faces_root / "madonna" / "madonna_0003.jpg").convert("RGB").resize((240, 240))
+    canvas = Image.new("RGB", (800, 300), (128, 128, 128))
+    canvas.paste(ben, (320, 70))       # small, at the centre
+    canvas.paste(madonna, (550, 30))   # large, at the right
+    ben_photo = str(faces_root / "ben_afflek" / "ben_afflek_0003.jpg")  # the photo pasted, at its own size
+    largest, central = pipe.embed(canvas), pipe.embed(canvas, face="center")
+    reference = pipe.embed(ben_photo)
+    assert pipe.similarity_of_embeddings(central[0], reference[0]) > -0.3 > \
+        pipe.similarity_of_embeddings(largest[0], reference[0])  # Ben is the central face, Madonna the largest
+    assert pipe.similarity(canvas, ben_photo) == pipe.similarity_of_embeddings(largest[0], reference[0])
+    assert pipe.similarity(canvas, ben_photo, face_a="center") == pipe.similarity_of_embeddings(central[0],
+                                                                                                 reference[0])
+    assert pipe.similarity(ben_photo, canvas, face_b="center") == pipe.similarity(canvas, ben_photo, face_a="center")
+    assert pipe.verify(canvas, ben_photo, threshold=-0.3, face_a="center")
+    assert not pipe.verify(canvas, ben_photo, threshold=-0.3)
+    # item_ids seed the degradation of b, as embed's do
+    low = pipe.embed(ben_photo, degrade=8, item_ids=["ben_afflek/ben_afflek_0003.jpg"])
+    assert pipe.similarity(canvas, ben_photo, face_a="center", degrade=8,
+                           item_ids=["ben_afflek/ben_afflek_0003.jpg"]) == \
+        pipe.similarity_of_embeddings(central[0], low[0])
+
+
+def test_api_refuses_what_it_would_get_silently_wrong(pipe, faces_root):
+    path = str(faces_root / "madonna" / "madonna_0002.jpg")
+    rgb = read_image(path)
+    # a BGR tensor with bgr=True is flipped like a BGR array (it was ignored: another embedding, no error)
+    bgr_tensor = torch.from_numpy(np.ascontiguousarray(rgb[:, :, ::-1])).permute(2, 0, 1)
+    assert torch.equal(pipe.embed(bgr_tensor, bgr=True), pipe.embed(path))
+    with pytest.raises(ImageError, match=r"channels-last: pass t.permute\(2, 0, 1\)"):
+        pipe.embed(torch.from_numpy(rgb))
+    with pytest.raises(ConfigError, match=r"^item_ids must be a list with one id per image, not one string"):
+        pipe.embed(path, item_ids="madonna/madonna_0002.jpg")
+    with pytest.raises(ConfigError, match="^weights restorer 'none' takes no weights"):
+        FacePipeline(device="cpu", weights="x.pth")
+    # a distance where minus a distance is meant, or a cosine threshold beyond [-1, 1]: every answer would be "no"
+    with pytest.raises(ConfigError, match=r"^threshold is 0.6, but the scores are minus a Euclidean distance.*-0.6"):
+        pipe.verify(path, path, threshold=0.6)
+    from restorever.api.pipeline import _check_threshold_scale
+
+    _check_threshold_scale(0.35, "cosine")
+    with pytest.raises(ConfigError, match="cosine scores lie in"):
+        _check_threshold_scale(1.5, "cosine")
+    with pytest.raises(ConfigError, match="^scale must be an integer scale factor"):
+        threshold_from_results({"conditions": []}, scale="16")
+    # landmarks that coincide name face=, not the detector
+    with pytest.raises(ConfigError, match="^face landmarks .* coincide"):
+        pipe.embed(path, face=np.full((5, 2), 40.0))
+    with pytest.raises(FaceNotFoundError, match=r"pass face= five \[5, 2\] landmarks to skip detection"):
+        pipe.embed(np.full((120, 120, 3), 128, np.uint8))
+
+
+def test_modules_check_their_batches(pipe, faces_root):
+    module = pipe.module()
+    faces = torch.rand(3, 512, 512)
+    with pytest.raises(ValueError, match=r"^faces: expected a \[B, 3, H, W\] batch.*faces\[None\]"):
+        module(faces, torch.zeros(1, 5, 2))  # was "landmarks: expected [3, 5, 2]", taking channels for the batch
+    with pytest.raises(ValueError, match="seeds has 2 entries for 1 face"):
+        pipe.restorer.restore(faces[None], seeds=[0, 1])
+
+
+def test_submodules_load_on_attribute_access():
+    code = ("import sys, restorever; assert 'torch' not in sys.modules; "
+            "names = [n for n in dir(restorever) if not n.startswith('__')]; "
+            "assert 'Any' not in names and 'annotations' not in names, names; "
+            "assert 'degradation' in names; "
+            "print(restorever.degradation.Degradation.__name__, restorever.jpeg.jpeg_roundtrip.__name__, "
+            "restorever.mtcnn.detect_batch.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["Degradation", "jpeg_roundtrip", "detect_batch"]

@@ -146,7 +146,8 @@ def test_degenerate_one_class():
         warnings.simplefilter("ignore")
         assert np.isnan(roc_auc_score(y, s))
         assert np.isnan(eer(y, s))
-    assert kfold_accuracy(y, s, np.arange(20) % 10).mean == 1.0
+    with pytest.warns(UserWarning, match="all pairs are same"):
+        assert kfold_accuracy(y, s, np.arange(20) % 10).mean == 1.0
 
 
 def test_bad_input():
@@ -239,3 +240,17 @@ def test_stored_roc_reaches_the_stored_tar_and_follows_the_curve():
     assert roc_points_off_curve(fpr.tolist(), tpr.tolist(), scores) == ""  # what validate checks
     old_pick = np.unique(np.r_[0, np.linspace(0, true_fpr.size - 1, 50).round().astype(int), true_fpr.size - 1])
     assert roc_points_off_curve(true_fpr[old_pick].tolist(), true_tpr[old_pick].tolist(), scores) == ""
+
+
+@pytest.mark.parametrize("label", [0, 1])
+def test_kfold_accuracy_warns_when_one_kind_of_pair_is_missing(label):
+    scores = np.linspace(-1, 1, 20)
+    folds = np.arange(20) % 2
+    with pytest.warns(UserWarning, match=f"all pairs are {'same' if label else 'different'}"):
+        kf = kfold_accuracy(np.full(20, label), scores, folds)
+    # all same: threshold -inf, every pair right; all different: the training maximum, which test scores above it cross
+    assert kf.mean == (1.0 if label else 0.95)
+    assert np.all(kf.thresholds == -np.inf) if label else np.allclose(kf.thresholds, [1.0, 17 / 19])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kfold_accuracy(np.arange(20) % 3 == 0, scores, folds)  # both kinds: no warning

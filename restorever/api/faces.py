@@ -106,7 +106,7 @@ def select_landmarks(selector: FaceSelector, detect: Callable[[], list[Face]], c
     if selector is None or (isinstance(selector, str) and selector == "largest"):
         faces = detect()
         if not faces:
-            raise FaceNotFoundError(f"{source}: no face found (pass face= landmarks or a box to skip detection)")
+            raise FaceNotFoundError(f"{source}: no face found (pass face= five [5, 2] landmarks to skip detection)")
         return faces[0].landmarks
     if isinstance(selector, str):
         if selector != "center":
@@ -140,6 +140,9 @@ def _checked_points(points: Any, source: str) -> np.ndarray:
     if arr.shape != (5, 2) or not np.isfinite(arr).all():
         raise ConfigError("face", f"landmarks for {source} must be five finite (x, y) points, got shape "
                                   f"{list(arr.shape)}")
+    if float(np.square(arr - arr.mean(axis=0)).sum()) <= 1e-6:
+        raise ConfigError("face", f"landmarks for {source} coincide (five copies of one point): give the eyes, nose "
+                                  f"and mouth corners in pixels")
     return arr
 
 

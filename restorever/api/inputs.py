@@ -103,6 +103,8 @@ def load_image(item: Any, *, bgr: bool = False, source: str = "images[0]") -> Im
         tensor = to_tensor([array])[0]
     elif _is_tensor(item):
         tensor = _from_tensor(item, source=source)
+        if bgr:  # [3, H, W] in B, G, R order, as an OpenCV array moved to torch
+            tensor = tensor.flip(0).contiguous()
         array = to_uint8(tensor[None])[0]
     else:
         raise ImageError(f"{source}: unsupported image type {type(item).__name__}")
@@ -130,7 +132,8 @@ def _from_tensor(t: Any, *, source: str):
     import torch
 
     if t.ndim != 3 or t.shape[0] != 3:
-        raise ImageError(f"{source}: expected a [3, H, W] RGB tensor, got shape {tuple(t.shape)}")
+        hint = "; it looks channels-last: pass t.permute(2, 0, 1)" if t.ndim == 3 and t.shape[2] == 3 else ""
+        raise ImageError(f"{source}: expected a [3, H, W] RGB tensor, got shape {tuple(t.shape)}{hint}")
     t = t.detach().to("cpu")
     if t.dtype == torch.uint8:
         return t.float().div_(255.0)

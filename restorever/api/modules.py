@@ -31,6 +31,10 @@ class RestoreThenEmbed(torch.nn.Module):
                 ) -> torch.Tensor:
         from ..pipeline.stages import call_with_backoff, embed_faces, restore_faces
 
+        if not isinstance(faces, torch.Tensor) or faces.ndim != 4 or faces.shape[1] != 3:
+            raise ValueError(f"faces: expected a [B, 3, H, W] batch of aligned crops, got "
+                             f"{list(getattr(faces, 'shape', []))}" + (" (one face: add a batch dimension, faces[None])"
+                                                                      if getattr(faces, "ndim", 0) == 3 else ""))
         if landmarks.ndim != 3 or tuple(landmarks.shape[1:]) != (5, 2) or landmarks.shape[0] != faces.shape[0]:
             raise ValueError(f"landmarks: expected [{faces.shape[0]}, 5, 2] crop pixels, got "
                              f"{list(landmarks.shape)}")

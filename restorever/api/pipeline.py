@@ -112,6 +112,9 @@ class FacePipeline:
                 options = route_restorer_options([restorer], backend_options)[restorer]
             except ValueError as exc:
                 raise ConfigError("backend_options", str(exc)) from exc
+            if restorer == "none" and weights is not None:
+                raise ConfigError("weights", "restorer 'none' takes no weights; pass weights= with a restorer that "
+                                             "loads them (`restorever restorers`)")
             restorer = create_restorer(restorer, weights=weights if restorer != "none" else None,
                                        device=self.device, **options)
         elif weights is not None or backend_options:
@@ -207,17 +210,21 @@ class FacePipeline:
         scores = score_pairs(self.recognizer.similarity, a, b)
         return float(scores[0]) if _ndim(e1) == 1 and _ndim(e2) == 1 else scores
 
-    def similarity(self, a: Images, b: Images, *, degrade: Any = None, seed: int = 0, bgr: bool = False):
+    def similarity(self, a: Images, b: Images, *, degrade: Any = None, seed: int = 0, face_a: Any = None,
+                   face_b: Any = None, item_ids: Sequence[str] | None = None, bgr: bool = False):
         """Score of image pairs ``(a[i], b[i])``: a float for two single images, else ``[N]`` numpy scores. One image
         on either side is scored against every image of the other (as :meth:`similarity_of_embeddings` does).
 
         ``degrade`` applies to ``b`` only (the probe, as ``restorever eval``'s default ``degrade_side``).
+        ``face_a`` / ``face_b`` pick the face in each side's images (the forms of :meth:`embed`'s ``face``; the
+        default is the largest face, ``"center"`` is ``restorever eval``'s rule); ``item_ids`` seed the degradation
+        of ``b``'s images (:meth:`embed`).
 
         Example:
             >>> pipe.similarity("a.jpg", "b.jpg")
         """
-        ea = self.embed(a, bgr=bgr)
-        eb = self.embed(b, degrade=degrade, seed=seed, bgr=bgr)
+        ea = self.embed(a, face=face_a, bgr=bgr)
+        eb = self.embed(b, degrade=degrade, seed=seed, face=face_b, item_ids=item_ids, bgr=bgr)
         if len(ea) != len(eb) and 1 not in (len(ea), len(eb)):
             raise ConfigError("b", f"has {len(eb)} image(s) but a has {len(ea)} (give equal counts, or one image)")
         if not len(ea) or not len(eb):
@@ -227,12 +234,14 @@ class FacePipeline:
 
     def verify(self, a: Images, b: Images, threshold: float | None = None, *,
                results: str | os.PathLike | dict | None = None, degrade: Any = None, seed: int = 0,
-               bgr: bool = False):
+               face_a: Any = None, face_b: Any = None, item_ids: Sequence[str] | None = None, bgr: bool = False):
         """Same person? ``similarity(a, b) > threshold`` (a bool for two single images, else a bool array).
 
         ``threshold`` is on the score scale of :meth:`similarity` (dlib: minus a distance, e.g. ``-0.6``), or comes
         from a finished run: ``results=`` (a results.json or run folder) picks the condition matching this
-        pipeline's restorer and ``degrade`` scale (:func:`threshold_from_results`).
+        pipeline's restorer and ``degrade`` scale (:func:`threshold_from_results`). A run's threshold was found on
+        the faces ``restorever eval`` picks: pass ``face_a="center", face_b="center"`` for photos with several faces,
+        and the protocol's ``item_ids`` to degrade ``b`` as the run did. The other arguments are :meth:`similarity`'s.
 
         Example:
             >>> pipe.verify("a.jpg", "b.jpg", results="runs/lfw-dlib")
@@ -242,6 +251,8 @@ class FacePipeline:
         if threshold is not None and not (isinstance(threshold, (int, float, np.number))
                                           and not isinstance(threshold, bool) and np.isfinite(threshold)):
             raise ConfigError("threshold", f"must be a finite number on the similarity's scale, got {threshold!r}")
+        if threshold is not None:
+            _check_threshold_scale(float(threshold), self.recognizer.similarity)
         if threshold is None:
             from .thresholds import threshold_from_results
 
@@ -256,7 +267,8 @@ class FacePipeline:
                                                scale=scale, recognizer=self.recognizer_name,
                                                degradation=preset if scale is not None else None,
                                                similarity=self.recognizer.similarity)
-        scores = self.similarity(a, b, degrade=degrade, seed=seed, bgr=bgr)
+        scores = self.similarity(a, b, degrade=degrade, seed=seed, face_a=face_a, face_b=face_b, item_ids=item_ids,
+                                 bgr=bgr)
         return bool(scores > threshold) if isinstance(scores, float) else np.asarray(scores) > threshold
 
     # ----------------------------------------------------------------------------------------------------- restore
@@ -391,6 +403,9 @@ class FacePipeline:
         degradation = Degradation(preset) if degrade is not None else None
         n = len(flatten_images(images))
         if item_ids is not None:
+            if isinstance(item_ids, (str, bytes, os.PathLike)):
+                raise ConfigError("item_ids", f"must be a list with one id per image, not one string: got "
+                                              f"{item_ids!r} (write [{str(item_ids)!r}])")
             item_ids = [str(i) for i in item_ids]
             if len(item_ids) != n:
                 raise ConfigError("item_ids", f"has {len(item_ids)} entries for {n} image(s)")
@@ -421,6 +436,17 @@ def _device(device: Any, resolve: Any):
     except (RestoreverError, RuntimeError, ValueError) as exc:
         raise ConfigError("device", f"{device!r} is not usable on this machine (CUDA available: "
                                     f"{torch.cuda.is_available()}); use 'auto' or 'cpu'") from exc
+
+
+def _check_threshold_scale(threshold: float, similarity: str) -> None:
+    """Refuse a threshold no score can exceed or fall below: a distance given for minus a distance (dlib's 0.6 for
+    -0.6), or a cosine threshold outside [-1, 1]: every pair would get the same answer."""
+    if similarity == "euclidean" and threshold >= 0:
+        raise ConfigError("threshold", f"is {threshold:g}, but the scores are minus a Euclidean distance (<= 0), so "
+                                       f"no pair would pass: give -{threshold:g} for a distance of {threshold:g}")
+    if similarity == "cosine" and not -1.0 <= threshold < 1.0:
+        raise ConfigError("threshold", f"is {threshold:g}, but cosine scores lie in [-1, 1]: every pair would get "
+                                       f"the same answer")
 
 
 def _degrade_spec(degrade: Any, default_preset: str) -> tuple[str, int | None]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import RestoreverError
+from ..errors import ConfigError, RestoreverError
 
 __all__ = ["threshold_from_results"]
 
@@ -46,6 +46,9 @@ def threshold_from_results(results: str | os.PathLike | dict[str, Any], *, resto
         if recognizer not in used:
             raise RestoreverError(f"{where}: recognizer {recognizer!r} was not evaluated in this run (it has "
                                   f"{', '.join(sorted(map(str, used)))}); its thresholds do not apply")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, np.integer))):
+        raise ConfigError("scale", f"must be an integer scale factor such as 16 (or None for clean faces), got "
+                                   f"{scale!r}")
     if scale is None and restorer != "none":
         raise RestoreverError(f"{where}: clean faces are never restored, so there is no clean condition of "
                               f"{restorer!r} (the clean one is restorer 'none'); pass scale= for {restorer}'s "
@@ -65,8 +68,8 @@ def threshold_from_results(results: str | os.PathLike | dict[str, Any], *, resto
     scored = cond.get("similarity")
     if similarity is not None and scored is not None and scored != similarity:
         raise RestoreverError(f"{where}: the run scored its pairs by {scored} similarity, while these scores are "
-                              f"{similarity}: its threshold is on another scale (rerun it without "
-                              f"scoring.similarity: {scored}, or pass a threshold)")
+                              f"{similarity}: its threshold is on another scale (rerun it with "
+                              f"scoring.similarity: {similarity} in its protocol, or pass a threshold)")
     scores = cond.get("scores") or {}
     if scores.get("score") and scores.get("same"):
         threshold, _ = best_threshold(np.asarray(scores["same"]), np.asarray(scores["score"], dtype=np.float64))

@@ -115,6 +115,9 @@ def kfold_accuracy(y_true, scores, folds) -> KFoldResult:
     fold_ids = np.unique(f)
     fold_index = np.searchsorted(fold_ids, f)
     n_folds = fold_ids.size
+    if y.all() or not y.any():
+        warnings.warn(f"all pairs are {'same' if y.all() else 'different'}: a threshold beyond the training scores "
+                      "wins, so the accuracy says nothing about the recognizer; give both kinds of pair", stacklevel=2)
     if n_folds == 1:
         warnings.warn("only one fold: the threshold is chosen on the evaluated pairs themselves, so the accuracy is "
                       "optimistic; give the pairs at least 2 folds (a fold column in the CSV, or more pairs)",

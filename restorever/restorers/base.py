@@ -35,6 +35,9 @@ class Restorer(torch.nn.Module):
     def restore(self, images: torch.Tensor, *, seeds: Sequence[int] | None = None) -> torch.Tensor:
         """Restore ``images`` (``[B,3,512,512]`` float RGB in [0,1]); ``seeds`` are per-item noise seeds."""
         check_faces(images, self.card.input_size)
+        if seeds is not None and len(seeds) != images.shape[0]:
+            raise ValueError(f"{self.name}: seeds has {len(seeds)} entries for {images.shape[0]} face(s); give one "
+                             f"seed per face")
         with torch.inference_mode():
             return self.forward(images, seeds=seeds).clamp(0, 1)
 
