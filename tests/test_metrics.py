@@ -254,3 +254,16 @@ def test_kfold_accuracy_warns_when_one_kind_of_pair_is_missing(label):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         kfold_accuracy(np.arange(20) % 3 == 0, scores, folds)  # both kinds: no warning
+
+
+def test_tar_at_far_takes_sample_weight_like_roc_curve():
+    y, s, _ = _data(n=3000)
+    w = np.random.default_rng(5).integers(0, 4, size=y.size).astype(float)  # zeros drop pairs, as in scikit-learn
+    fpr, tpr, _ = skm.roc_curve(y, s, sample_weight=w, drop_intermediate=False)
+    for far in (0.1, 0.01):
+        assert tar_at_far(y, s, far, sample_weight=w) == pytest.approx(tpr[fpr <= far + 1e-12].max())
+    # integer weights are repeats: the same as the pairs written out that many times
+    reps = w.astype(int)
+    assert tar_at_far(y, s, 0.01, sample_weight=w) == tar_at_far(np.repeat(y, reps), np.repeat(s, reps), 0.01)
+    with pytest.warns(UserWarning, match="negative pairs"):  # only pairs of non-zero weight count
+        assert np.isnan(tar_at_far(y, s, 1e-3, sample_weight=np.where(y == 1, 1.0, w * (np.arange(y.size) < 300))))

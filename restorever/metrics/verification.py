@@ -209,20 +209,22 @@ def eer(y_true, scores, *, sample_weight=None) -> float:
     return float(fpr[i - 1] + t * (fpr[i] - fpr[i - 1]))
 
 
-def tar_at_far(y_true, scores, far: float) -> float:
-    """True accept rate at a false accept rate: the largest TPR among ROC points with FPR <= ``far``.
+def tar_at_far(y_true, scores, far: float, *, sample_weight=None) -> float:
+    """True accept rate at a false accept rate: the largest TPR among ROC points with FPR <= ``far`` (rates weighted
+    by ``sample_weight`` as in :func:`roc_curve`).
 
-    Returns NaN with a warning when there are fewer than ``1 / far`` negative pairs (the rate cannot be resolved).
+    Returns NaN with a warning when there are fewer than ``1 / far`` negative pairs (of non-zero weight): the rate
+    cannot be resolved.
     """
     if not 0 < far <= 1:  # NaN fails too
         raise ValueError(f"far must be a rate in (0, 1], got {far}")
-    y, s, _ = _as_arrays(y_true, scores)
-    n_neg = int((~y).sum())
+    y, s, w = _as_arrays(y_true, scores, sample_weight)
+    n_neg = int((~y & (w > 0)).sum())
     if n_neg < 1.0 / far:
         warnings.warn(f"TAR@FAR={far:g} needs at least {int(np.ceil(1 / far))} negative pairs, got {n_neg}",
                       stacklevel=2)
         return float("nan")
-    fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
+    fpr, tpr, _ = roc_curve(y, s, sample_weight=w, drop_intermediate=False)
     ok = fpr <= far + 1e-12
     return float(tpr[ok].max())
 
