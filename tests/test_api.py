@@ -519,7 +519,7 @@ def test_modules_check_their_batches(pipe, faces_root):
     faces = torch.rand(3, 512, 512)
     with pytest.raises(ValueError, match=r"^faces: expected a \[B, 3, H, W\] batch.*faces\[None\]"):
         module(faces, torch.zeros(1, 5, 2))  # was "landmarks: expected [3, 5, 2]", taking channels for the batch
-    with pytest.raises(ValueError, match="seeds has 2 entries for 1 face"):
+    with pytest.raises(ValueError, match=r"^none: got 2 seeds for 1 images \(one per image\)"):
         pipe.restorer.restore(faces[None], seeds=[0, 1])
 
 

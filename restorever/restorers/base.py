@@ -36,8 +36,7 @@ class Restorer(torch.nn.Module):
         """Restore ``images`` (``[B,3,512,512]`` float RGB in [0,1]); ``seeds`` are per-item noise seeds."""
         check_faces(images, self.card.input_size)
         if seeds is not None and len(seeds) != images.shape[0]:
-            raise ValueError(f"{self.name}: seeds has {len(seeds)} entries for {images.shape[0]} face(s); give one "
-                             f"seed per face")
+            raise ValueError(f"{self.name}: got {len(seeds)} seeds for {images.shape[0]} images (one per image)")
         with torch.inference_mode():
             return self.forward(images, seeds=seeds).clamp(0, 1)
 
