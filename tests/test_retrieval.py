@@ -505,3 +505,26 @@ def test_an_attribute_model_reads_only_the_recognizer_weights_it_was_fitted_on(i
     shown = _run("attributes", "show", ident_run / "probe.pt").output
     assert f"sha256 {fit['recognizer_weights'][0][1]}" in shown
     assert "not recorded" in _run("attributes", "show", tmp_path / "old.pt").output
+
+
+def test_an_interrupted_ident_write_never_mixes_two_runs(ident_run, tmp_path, monkeypatch):
+    """results.md and cmc.png were written before results.json, over the previous run's: interrupted in between,
+    the folder held the old results.json beside the new tables. The old results.json now goes first."""
+    import shutil
+
+    from restorever.reports import ident as ident_report
+
+    out = tmp_path / "plain"
+    shutil.copytree(ident_run / "plain", out)
+    record = json.loads((out / "results.json").read_text())
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ident_report, "plot_cmc", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ident_report.write_ident_run(record, out)
+    assert not (out / "results.json").exists()  # an unfinished run, not the old one beside new files
+    monkeypatch.undo()
+    ident_report.write_ident_run(record, out)
+    assert json.loads((out / "results.json").read_text()) == record

@@ -58,7 +58,7 @@ def handle_errors(func):
             sys.exit(2)
         except OSError as exc:  # a path the user named that cannot be read or written: one line, no traceback
             where = f"{exc.filename}: " if exc.filename else ""
-            click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+            click.echo(f"error: {where}{exc.strerror or exc}{_os_error_hint(exc)}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted: finished cache entries are kept; rerun the same command to resume", err=True)
@@ -68,6 +68,20 @@ def handle_errors(func):
                 signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+def _os_error_hint(exc: OSError) -> str:
+    """What to do about a file-system error on a named path ("" when there is nothing general to say)."""
+    import errno
+
+    if not exc.filename:
+        return ""
+    return {errno.EACCES: "; make it (or its folder) writable and readable for you, or choose another path, then "
+                          "rerun",
+            errno.EPERM: "; make it (or its folder) writable for you, or choose another path, then rerun",
+            errno.EISDIR: "; a folder stands where a file belongs: move it away, or choose another path",
+            errno.ENOTDIR: "; a file stands where a folder belongs: move it away, or choose another path",
+            errno.EROFS: "; the file system is read-only: choose another path"}.get(exc.errno, "")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})

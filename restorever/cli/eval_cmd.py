@@ -66,7 +66,7 @@ def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degr
     from ..hub import parse_weights_option
     from ..restorers import list_restorers
     from ..pipeline.evaluate import EvalConfig, evaluate
-    from ..reports.results import results_table, run_folder, write_run
+    from ..reports.results import EXAMPLES_STAGING, results_table, run_folder, write_run
 
     names = split_list(restorers)
     options = restorer_options(restorer_option)
@@ -102,8 +102,9 @@ def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degr
         return
     if distributed.from_env().is_main:
         with run_folder(out):  # a run that fails before writing anything leaves no folder
-            record = evaluate(config, progress=not no_progress, examples=examples, examples_dir=out)
-            paths = write_run(record, out)
+            staging = Path(out) / EXAMPLES_STAGING  # moved into examples/ by write_run, with the other outputs
+            record = evaluate(config, progress=not no_progress, examples=examples, examples_dir=staging)
+            paths = write_run(record, out, staged_examples=staging)
     else:
         evaluate(config, progress=False)
         return

@@ -110,6 +110,7 @@ def run_ident(*, protocol="lfw-ident", data_root=None, restorers="none", recogni
     from .options import parse_scales, split_list
     from ..pipeline.identification import IdentConfig, evaluate_identification
     from ..reports.ident import ident_tables, write_ident_run
+    from ..reports.results import run_folder
 
     flt = None
     if attribute_filter is not None:
@@ -134,8 +135,9 @@ def run_ident(*, protocol="lfw-ident", data_root=None, restorers="none", recogni
 
         click.echo(describe_plan(config))
         return None
-    record = evaluate_identification(config, progress=not no_progress)
-    paths = write_ident_run(record, out)
+    with run_folder(out):  # one writer per folder; a run that fails before writing anything leaves no folder
+        record = evaluate_identification(config, progress=not no_progress)
+        paths = write_ident_run(record, out)
     click.echo(ident_tables(record))
     skipped = len(record["protocol"]["skipped"])
     if skipped:

@@ -172,7 +172,11 @@ class ArrayCache:
             return None, "missing"
         except PermissionError as exc:
             return None, f"unreadable: {exc.strerror or exc}"
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        except ValueError as exc:  # bytes that are neither zip nor .npy: numpy suggests unpickling them; never
+            if "pickle" in str(exc):
+                return None, "corrupt: not an .npz archive (unknown bytes)"
+            return None, f"corrupt: {type(exc).__name__}: {exc}"
+        except (OSError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             return None, f"corrupt: {type(exc).__name__}: {exc}"
         if _array_digest(data) != digest:
             return None, "corrupt: content does not match its sha256"

@@ -25,9 +25,17 @@ def record_costs(cache_root: Path | None, device_type: str, counts: dict[str, in
 
 
 def load_costs(cache_root: Path | None) -> dict[str, float]:
-    """``{"<device>|<stage>|<backend>": seconds per item}`` recorded in ``cache_root`` (empty when none is)."""
+    """``{"<device>|<stage>|<backend>": seconds per item}`` recorded in ``cache_root`` (empty when none is). Entries
+    that are not a finite non-negative number are left out, and a file that is not a JSON object reads as empty:
+    the estimates are a convenience, and the next run rewrites the file."""
+    import math
+
     path = Path(cache_root) / COSTS_FILE if cache_root else None
     try:
-        return json.loads(path.read_text()) if path and path.exists() else {}
-    except (OSError, json.JSONDecodeError):
+        data = json.loads(path.read_text()) if path and path.exists() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): float(v) for k, v in data.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0}

@@ -47,7 +47,9 @@ def ident_tables(record: Mapping[str, Any]) -> str:
 
 
 def write_ident_run(record: Mapping[str, Any], out: str | Path) -> dict[str, Path]:
-    """Write ``results.md``, ``cmc.png`` and, last and atomically, ``results.json`` into ``out``."""
+    """Write ``results.md``, ``cmc.png`` and, last and atomically, ``results.json`` into ``out``. A previous
+    ``results.json`` there is removed first: an interruption in between leaves an unfinished run, never the old
+    results beside new tables and figures."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     record = json_safe(dict(record))
@@ -62,6 +64,8 @@ def write_ident_run(record: Mapping[str, Any], out: str | Path) -> dict[str, Pat
           f"seed {cfg['seed']}; index {record['index']['backend']}/{record['index']['index']}, "
           f"filter {record.get('attribute_filter')}", "", ident_tables(record), ""]
     paths = {"markdown": out / "results.md", "cmc": out / "cmc.png", "results": out / "results.json"}
+    if paths["results"].exists():
+        paths["results"].unlink()
     atomic_write_text(paths["markdown"], "\n".join(md))
     plot_cmc([record], paths["cmc"])
     atomic_write_text(paths["results"], json.dumps(record, indent=1, allow_nan=False))

@@ -163,15 +163,44 @@ def run_folder(out: str | Path) -> Iterator[Path]:
     out = Path(out)
     created = not out.exists()
     prepare_out_dir(out)
-    lock = RunLock(out)
-    try:
-        with lock:
+    with RunLock(out) as lock:  # only the holder may clean up: a process refused the lock leaves the folder alone
+        _remove_leftovers(out)
+        try:
             yield out
-    except BaseException:
-        if created and [p.name for p in out.iterdir()] == [lock.path.name]:
-            lock.path.unlink()
-            out.rmdir()
-        raise
+        except BaseException:
+            if created:
+                try:
+                    _remove_leftovers(out)  # e.g. examples staged when the run was interrupted
+                    if [p.name for p in out.iterdir()] == [lock.path.name]:
+                        lock.path.unlink()
+                        out.rmdir()
+                except OSError:  # a folder made unwritable meanwhile: keep it, and report the run's own error
+                    pass
+            raise
+
+
+#: where ``restorever eval`` writes example PNGs until :func:`write_run` moves them into ``examples/`` with the other
+#: outputs (written straight into ``examples/``, an interrupted rerun left them beside the previous results.json)
+EXAMPLES_STAGING = ".examples.staged"
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Remove what an interrupted or killed run left in ``out`` (called under the run lock, so no live writer owns
+    them): the example staging folder, staged outputs (``.NAME.staged``), temporary files of atomic writes
+    (``.NAME.XXXX.tmp``) and ROC drawing folders (``.roc-XXXX``). Nothing else is touched."""
+    for path in out.iterdir():
+        name = path.name
+        if not name.startswith("."):
+            continue
+        leftover = (name == EXAMPLES_STAGING or name.startswith(".roc-")) if path.is_dir() else (
+            name.endswith(".staged") or name.endswith(".tmp"))
+        if not leftover:
+            continue
+        try:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+            logger.info("%s: removed %s, left by an interrupted run", out, name)
+        except OSError as exc:
+            logger.warning("%s: could not remove %s, left by an interrupted run (%s)", out, name, exc)
 
 
 OUTPUT_FILES = ("degradation.jsonl", "results.md", "roc.png")  # the files results.json records digests of
@@ -229,7 +258,29 @@ def _remove_stale_outputs(out: Path, examples: set[str]) -> None:
                        "`restorever report %s` makes the report again", out, ", ".join(removed), out)
 
 
-def write_run(record: dict[str, Any], out: str | Path) -> dict[str, Path]:
+def _say_what_is_replaced(old_results: Path, config: dict[str, Any]) -> None:
+    """Log which options of the finished run in ``old_results`` differ from ``config``, the run replacing it (nothing
+    when they are the same: a rerun of the same command)."""
+    try:
+        old = json.loads(old_results.read_text()).get("config") or {}
+    except (OSError, ValueError, AttributeError):
+        logger.warning("%s: replaced an unreadable results.json", old_results)
+        return
+    provenance = {"overrides", "sources"}  # where each value came from, not what the run did
+    changed = [k for k in sorted({*old, *config} - provenance) if old.get(k) != config.get(k)]
+    if changed:
+        logger.warning("%s: replaced the finished run there, which had other options (%s)", old_results.parent,
+                       "; ".join(f"{k}: {_brief(old.get(k))} -> {_brief(config.get(k))}" for k in changed[:6])
+                       + (f"; {len(changed) - 6} more" if len(changed) > 6 else ""))
+
+
+def _brief(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def write_run(record: dict[str, Any], out: str | Path, *, staged_examples: str | Path | None = None
+              ) -> dict[str, Path]:
     """Write ``results.json``, ``results.md``, ``roc.png`` and ``degradation.jsonl`` into ``out``, all or nothing.
 
     Every file is first written in full under a hidden staging name (fsynced); only when all four exist are they
@@ -238,6 +289,10 @@ def write_run(record: dict[str, Any], out: str | Path) -> dict[str, Path]:
     staging (disk full, an unwritable folder) removes the staged files and leaves the previous outputs as they were.
     ``results.json`` records the sha256 (and for ``degradation.jsonl`` the line count) of the other files under
     ``outputs``, so ``restorever validate`` detects a changed, truncated or mixed file.
+
+    ``staged_examples``: the folder :func:`restorever.pipeline.evaluate.evaluate` wrote the record's example PNGs
+    into (``examples_dir``); they are moved to ``out`` after the old ``results.json`` is gone, with the other outputs.
+    Without it the PNGs are expected in ``out`` already.
 
     The paired statistics of :func:`restorever.reports.statistics.add_comparisons` (``comparison_to_clean``,
     ``comparison_to_none``) are added to the record's conditions first (in place)."""
@@ -263,10 +318,14 @@ def write_run(record: dict[str, Any], out: str | Path) -> dict[str, Path]:
     record["outputs"] = {name: {"sha256": hashlib.sha256(data).hexdigest(),
                                 **({"lines": data.count(b"\n")} if name.endswith(".jsonl") else {})}
                          for name, data in contents.items()}
+    examples_from = Path(staged_examples) if staged_examples is not None else out
+    moves = []
     for rel in _example_files(record):  # written by evaluate() before; a later run's examples must not pass as these
-        path = out / rel
+        path = examples_from / rel
         if path.is_file():
             record["outputs"][rel] = {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+            if staged_examples is not None:
+                moves.append(rel)
     contents[RESULTS_FILE] = json.dumps(record, indent=1, allow_nan=False).encode("utf-8")
     staged: dict[str, Path] = {}
     try:
@@ -275,11 +334,17 @@ def write_run(record: dict[str, Any], out: str | Path) -> dict[str, Path]:
             atomic_write_bytes(staged[name], data)
         final = out / RESULTS_FILE
         if final.exists():
+            _say_what_is_replaced(final, record.get("config") or {})
             final.unlink()  # from here until the last rename the folder is an unfinished run, never a mixed one
         stale = out / "degradation.jsonl"
         if "degradation.jsonl" not in contents and stale.exists():
             stale.unlink()
         _remove_stale_outputs(out, set(_example_files(record)))
+        for rel in moves:
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(examples_from / rel, out / rel)
+        if staged_examples is not None:
+            shutil.rmtree(examples_from, ignore_errors=True)
         for name in [n for n in contents if n != RESULTS_FILE] + [RESULTS_FILE]:
             os.replace(staged[name], out / name)
     finally:  # after a failure or an interruption: no staged file is left behind

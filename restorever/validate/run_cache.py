@@ -117,9 +117,27 @@ def _run_identity(record: dict[str, Any], report: RunValidation):
                           key_versions=dict(recorded.key_versions if recorded is not None
                                             else RECORDED_BEFORE_VERSIONS),
                           alignment_fit=recorded.alignment_fit if recorded is not None else "least-squares")
+    from ..pipeline.cache import current_key_versions
+    from ..pipeline.identity import device_kind
+
+    now = current_key_versions()
+    newer = sorted(k for k, v in rebuilt.key_versions.items() if k in now and isinstance(v, int) and v > now[k])
+    if newer:
+        report.problems.append("cache.identity.key_versions: " + ", ".join(
+            f"{k} {rebuilt.key_versions[k]}" for k in newer) + f" is newer than this restorever's ("
+            + ", ".join(f"{k} {now[k]}" for k in newer) + "): the run was made by a later version, or the field was "
+            "edited; upgrade restorever to check its cache entries")
+        return None
     _note_key_versions(rebuilt, report)
     if recorded is None:
         return rebuilt
+    # the cache keys hold the device kind: the recorded device of the run must be the one its keys were made with
+    env_device = (record.get("environment") or {}).get("device")
+    cfg_device = cfg.get("device")
+    for field_name, value in (("environment.device", env_device), ("config.device", cfg_device)):
+        if isinstance(value, str) and value not in ("", "auto") and device_kind(value) != recorded.device:
+            report.problems.append(f"{field_name} is {value!r} but the run's cache keys were made on "
+                                   f"{recorded.device!r} (cache.identity.device): one of them was changed")
     canon = lambda ident: json.dumps(ident.as_record(), sort_keys=True, default=str)  # noqa: E731
     if canon(recorded) != canon(rebuilt):
         report.problems.append("cache.identity does not match the config and the weights table (a weight hash, an "

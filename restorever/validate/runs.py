@@ -472,6 +472,9 @@ def _check_pairs(record: dict[str, Any], run: Path, report: RunValidation) -> No
         protocol = load_protocol(cfg["protocol"], data_root=resolve_recorded_path(cfg.get("data_root"), record, run),
                                  pairs=resolve_recorded_path(cfg.get("pairs"), record, run), download=False)
         wanted = limit_pairs(protocol.pairs, cfg.get("limit_pairs"))
+        if proto.get("name") != protocol.name:
+            problems.append(f"protocol.name is {short(proto.get('name'))} but config.protocol {short(cfg['protocol'])} "
+                            f"loads protocol {protocol.name!r}: the record was edited")
     except Exception as exc:  # noqa: BLE001 - without the protocol's files only this check is skipped
         report.notes.append(f"labels not checked against the protocol: its files cannot be read "
                             f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
