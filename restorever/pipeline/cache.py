@@ -172,7 +172,7 @@ class ArrayCache:
             return None, "missing"
         except PermissionError as exc:
             return None, f"unreadable: {exc.strerror or exc}"
-        except ValueError as exc:  # bytes that are neither zip nor .npy: numpy suggests unpickling them; never
+        except ValueError as exc:  # neither zip nor .npy: numpy's message suggests unpickling, which we never do
             if "pickle" in str(exc):
                 return None, "corrupt: not an .npz archive (unknown bytes)"
             return None, f"corrupt: {type(exc).__name__}: {exc}"

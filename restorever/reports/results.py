@@ -266,6 +266,7 @@ def _say_what_is_replaced(old_results: Path, config: dict[str, Any]) -> None:
     except (OSError, ValueError, AttributeError):
         logger.warning("%s: replaced an unreadable results.json", old_results)
         return
+    config = json.loads(json.dumps(config, default=str))  # as it will be stored: tuples become lists
     provenance = {"overrides", "sources"}  # where each value came from, not what the run did
     changed = [k for k in sorted({*old, *config} - provenance) if old.get(k) != config.get(k)]
     if changed:
