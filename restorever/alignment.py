@@ -18,7 +18,9 @@ Templates (``get_template(name)``):
     passes that value to ``cv2.warpAffine`` on a **BGR** image, so in our RGB tensors it is
     ``(132, 133, 135) / 255``.
 ``arcface_112``
-    insightface's ``arcface_dst`` (``norm_crop``), 112x112, black border.
+    insightface's ``arcface_dst`` (``norm_crop``), 112x112, black border. (The recognizers crop it from the
+    ``ffhq_512`` crop, so where a face's window leaves the photo it holds that crop's grey fill, not black;
+    docs/architecture.md.)
 ``facenet_160``
     A similarity template standing in for facenet-pytorch's usual crop (``MTCNN(image_size=160, margin=14)``
     as in its LFW notebook: the MTCNN box widened by ``margin * box / (160 - margin)``, then resized to

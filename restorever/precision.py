@@ -8,6 +8,11 @@
   sensitive stay float32 and the backend casts activations at those boundaries;
 * ``"fp16-amp"``, ``"bf16-amp"`` -- per-op autocast over float32 weights (the former behaviour of ``fp16``/``bf16``);
 * ``"auto"`` -- ``fp16-amp`` on CUDA, ``fp32`` elsewhere (unchanged, so cached results keep their meaning).
+
+These are the restorers' values (:func:`parse_precision`). Backends that only autocast -- the recognizers and the
+restorers whose cards say so -- take :data:`AUTOCAST_PRECISIONS` (:func:`autocast_dtype`), where ``fp16`` and
+``bf16`` mean autocast over float32 weights and ``*-amp`` is not a value. ``restorever restorers`` and
+``restorever recognizers`` print each backend's own list.
 """
 from __future__ import annotations
 

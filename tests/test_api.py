@@ -521,6 +521,20 @@ def test_modules_check_their_batches(pipe, faces_root):
         module(faces, torch.zeros(1, 5, 2))  # was "landmarks: expected [3, 5, 2]", taking channels for the batch
     with pytest.raises(ValueError, match=r"^none: got 2 seeds for 1 images \(one per image\)"):
         pipe.restorer.restore(faces[None], seeds=[0, 1])
+    # a parent's .train() leaves released models in eval mode (BatchNorm statistics, dropout)
+    from restorever.restorers.base import Restorer
+
+    class WithBatchNorm(Restorer):
+        def __init__(self):
+            super().__init__(pipe.restorer.card)
+            self.norm = torch.nn.BatchNorm2d(3)
+
+        def forward(self, images, *, seeds=None):
+            return self.norm(images)
+
+    model = RestoreThenEmbed(WithBatchNorm(), pipe.recognizer).train()
+    assert model.training and not model.restorer.training and not model.restorer.norm.training
+    assert not model.recognizer.training
 
 
 def test_submodules_load_on_attribute_access():

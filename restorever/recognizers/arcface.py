@@ -19,7 +19,8 @@ Two kinds of variants:
   GitHub release, sha256-checked, only the recognition file kept).
 
 Engines (``engine=`` for the insightface variants): ``"onnxruntime"`` runs the ONNX file with the model's own input
-size, mean and std from the card, on ``CUDAExecutionProvider`` when the device is CUDA and the provider exists;
+size, mean and std from the card (mean 0 and std 1 for a graph that subtracts and scales its input itself, as old
+MXNet exports do: insightface's rule, a ``Sub``/``_minus`` and a ``Mul``/``_mul`` node among the first eight), on ``CUDAExecutionProvider`` when the device is CUDA and the provider exists;
 ``"torch"`` converts the ONNX initializers into our IResNet (``w600k_r50`` and ``glintr100`` are arcface_torch
 IResNets; the MobileFaceNet of ``buffalo_s`` is not, and stays on onnxruntime); ``"auto"`` (default) uses onnxruntime
 on CPU, and on CUDA uses onnxruntime's CUDA provider when installed, otherwise the torch conversion.
@@ -33,7 +34,8 @@ print(o.get_available_providers())"`` must list ``CUDAExecutionProvider``). With
 ``"auto"``) runs the same weights on the GPU through torch, with autocast.
 
 Preprocessing (both engines): the aligned 512 face is cropped with ``alignment.crop_to_template(faces, landmarks,
-"arcface_112")`` (the insightface ``norm_crop``: similarity to the 5-point ArcFace template, bilinear, black border),
+"arcface_112")`` (the insightface ``norm_crop``: similarity to the 5-point ArcFace template, bilinear; beyond the
+photo's edge the 512 crop's grey fill, where ``norm_crop`` on the photo is black: docs/architecture.md),
 scaled to 0-255 and normalised ``(x - 127.5) / 127.5`` in RGB. Output: the raw 512-D embedding (not L2-normalised);
 compare with cosine similarity. ``flip_test=True`` adds the embedding of the mirrored crop, as insightface's
 verification benchmark does (sum before normalisation).
@@ -48,7 +50,7 @@ import logging
 import shutil
 import tempfile
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -79,6 +81,22 @@ __all__ = ["CARDS", "create", "CropRecognizer", "OnnxRecognizer", "prepare_crops
 # adapters
 
 
+def graph_normalises_input(path: str | Path) -> bool:
+    """Whether an ONNX recognition model subtracts the mean and scales its input itself (MXNet-era exports): a node
+    named ``Sub...`` / ``_minus...`` and one named ``Mul...`` / ``_mul...`` among its first eight, the rule insightface's
+    ``ArcFaceONNX`` applies to choose mean 0 and std 1 (raw 0..255 input) over 127.5 / 127.5. False when the graph
+    cannot be parsed here (onnxruntime then reports the file)."""
+    try:
+        import onnx
+
+        nodes = onnx.load(str(path), load_external_data=False).graph.node[:8]
+    except Exception:  # noqa: BLE001 - onnx missing or an unreadable file: the session's own error names it
+        return False
+    names = [node.name for node in nodes]
+    return (any(n.startswith(("Sub", "_minus")) for n in names)
+            and any(n.startswith(("Mul", "_mul")) for n in names))
+
+
 class OnnxRecognizer(Recognizer):
     """An ONNX embedding model run by onnxruntime (``CUDAExecutionProvider`` when asked for and installed).
 
@@ -96,6 +114,9 @@ class OnnxRecognizer(Recognizer):
         self.path = Path(path)
         self.flip_test = bool(flip_test)
         self.similarity = similarity
+        #: the card whose crop and normalisation this graph takes: raw 0..255 pixels when it normalises them itself
+        self.input_card = (replace(card, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+                           if graph_normalises_input(self.path) else card)
         device = resolve_device(device)
         available = ort.get_available_providers()
         providers = ["CPUExecutionProvider"]
@@ -147,7 +168,7 @@ class OnnxRecognizer(Recognizer):
 
     def forward(self, faces: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            x = prepare_crops(faces, landmarks, self.card).float()
+            x = prepare_crops(faces, landmarks, self.input_card).float()
             batch = x.shape[0]
             if self.flip_test:
                 x = torch.cat([x, x.flip(-1)])
@@ -436,6 +457,12 @@ def create(name: str, *, weights: Mapping[str, str] | None = None, device: Any =
         if chosen == "onnxruntime":
             if channels_last or compile:
                 raise ValueError(f"{name}: channels_last and compile apply to the torch engine; pass engine='torch'")
+            from ..precision import autocast_dtype
+
+            autocast_dtype(precision, dev, "recognizer")  # an unknown value is refused here too
+            if str(precision).lower() in ("fp16", "bf16"):
+                raise ValueError(f"{name}: precision={precision!r} applies to the torch engine (onnxruntime runs the "
+                                 f"file's own float32 graph); pass engine='torch', or precision='fp32'")
             rec: Recognizer = OnnxRecognizer(card, path, device=dev, flip_test=flip_test)
             rec.weight_files = {"model": (str(path), sha256_file(path))}
             logger.info("%s: %s on %s", name, path, ", ".join(rec.providers))

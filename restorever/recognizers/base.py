@@ -29,6 +29,12 @@ class Recognizer(torch.nn.Module):
     def name(self) -> str:
         return self.card.name
 
+    def train(self, mode: bool = True) -> "Recognizer":
+        """Stays in eval mode whatever ``mode`` is: a recognizer here is a frozen, released model, and a parent
+        module's ``.train()`` would otherwise switch its BatchNorm to batch statistics (and overwrite the loaded
+        running statistics) and enable dropout, changing every output silently."""
+        return super().train(False)
+
     def embed(self, faces: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         """``faces`` ``[B,3,512,512]`` float RGB [0,1] and ``landmarks`` ``[B,5,2]`` (px in the crop) ->
         ``[B,D]`` float32 embeddings."""

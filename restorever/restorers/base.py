@@ -26,6 +26,12 @@ class Restorer(torch.nn.Module):
     def name(self) -> str:
         return self.card.name
 
+    def train(self, mode: bool = True) -> "Restorer":
+        """Stays in eval mode whatever ``mode`` is: a restorer here is a frozen, released model, and a parent
+        module's ``.train()`` would otherwise switch its BatchNorm to batch statistics (and overwrite the loaded
+        running statistics) and enable dropout, changing every output silently."""
+        return super().train(False)
+
     @property
     def device(self) -> torch.device:
         for tensor in self.parameters():

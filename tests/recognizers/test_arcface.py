@@ -424,3 +424,66 @@ def test_cuda_autocast_engine(small_net, small_onnx, faces):
     auto = create("insightface-buffalo_l", weights={"model": str(small_onnx)}, device="cuda")
     out = auto.embed(images.cuda(), landmarks.cuda())
     assert out.is_cuda and torch.nn.functional.cosine_similarity(out.cpu(), ref).min() > 0.99
+
+
+def test_a_parents_train_mode_never_reaches_the_network(small_net, faces):
+    """A recognizer inside a model that calls .train() ran BatchNorm on batch statistics and overwrote the loaded
+    running statistics: every embedding changed, for good (3.79 off on the fixture)."""
+    import copy
+
+    images, landmarks = faces
+    rec = CropRecognizer(CARDS["arcface-r18-ms1mv3"], copy.deepcopy(small_net), embedding_dim=16)
+    before = rec.embed(images, landmarks)
+    stats = {k: v.clone() for k, v in rec.net.state_dict().items() if "running" in k}
+    parent = torch.nn.Sequential(torch.nn.Identity(), rec).train()
+    assert parent.training and not rec.training and not any(m.training for m in rec.modules())
+    torch.testing.assert_close(rec.embed(images, landmarks), before, atol=0, rtol=0)
+    rec(images, landmarks)  # the differentiable forward too
+    assert all(torch.equal(v, rec.net.state_dict()[k]) for k, v in stats.items())
+
+
+def _toy_onnx(path, *, normalise_inside: bool):
+    """A recognition-shaped ONNX graph, input [N, 3, 112, 112] -> [N, 3] (the mean of each channel). With
+    ``normalise_inside`` it first subtracts 127.5 and scales by 1/127.5, under MXNet's node names."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes, inputs = [], "data"
+    inits = []
+    if normalise_inside:
+        inits = [helper.make_tensor("mean", TensorProto.FLOAT, [], [127.5]),
+                 helper.make_tensor("scale", TensorProto.FLOAT, [], [1 / 127.5])]
+        nodes += [helper.make_node("Sub", ["data", "mean"], ["centred"], name="_minusscalar0"),
+                  helper.make_node("Mul", ["centred", "scale"], ["scaled"], name="_mulscalar0")]
+        inputs = "scaled"
+    nodes.append(helper.make_node("ReduceMean", [inputs], ["fc1"], axes=[2, 3], keepdims=0, name="pool"))
+    graph = helper.make_graph(nodes, "toy", [helper.make_tensor_value_info("data", TensorProto.FLOAT,
+                                                                          ["N", 3, 112, 112])],
+                              [helper.make_tensor_value_info("fc1", TensorProto.FLOAT, ["N", 3])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_onnx_graph_that_normalises_its_input_gets_raw_pixels(tmp_path, faces):
+    """insightface feeds mean 0 / std 1 to a graph that subtracts and scales its input itself (old MXNet exports);
+    restorever normalised such input a second time (cosine 0.18-0.45 to the official embedding)."""
+    images, landmarks = faces
+    plain = _toy_onnx(tmp_path / "plain.onnx", normalise_inside=False)
+    inside = _toy_onnx(tmp_path / "inside.onnx", normalise_inside=True)
+    assert not arcface.graph_normalises_input(plain) and arcface.graph_normalises_input(inside)
+    assert not arcface.graph_normalises_input(tmp_path / "missing.onnx")
+    a = create("insightface-buffalo_l", weights={"model": str(plain)}, engine="onnxruntime")
+    b = create("insightface-buffalo_l", weights={"model": str(inside)}, engine="onnxruntime")
+    assert b.input_card.mean == (0.0, 0.0, 0.0) and a.input_card is a.card
+    torch.testing.assert_close(b.embed(images, landmarks), a.embed(images, landmarks), atol=1e-5, rtol=0)
+
+
+def test_onnxruntime_engine_refuses_precisions_it_cannot_apply(small_onnx):
+    for precision in ("fp16", "bf16", "nonsense"):
+        with pytest.raises(ValueError, match="precision"):
+            create("insightface-buffalo_l", weights={"model": str(small_onnx)}, engine="onnxruntime",
+                   precision=precision)
+    assert isinstance(create("insightface-buffalo_l", weights={"model": str(small_onnx)}, engine="onnxruntime",
+                             precision="fp32"), OnnxRecognizer)
