@@ -1,31 +1,37 @@
 #!/usr/bin/env python
 """One-shot GPU benchmark: every GPU figure of issues 13 and 18, printed and written as JSON as it is measured.
 
-    python scripts/bench_gpu.py --data .devdata --out bench_gpu.json                 # the GPU run (~6 min, H200)
+    python scripts/bench_gpu.py --data .devdata --out bench_gpu.json                 # the GPU run (--budget-s)
     python scripts/bench_gpu.py --data .devdata --out q.json --device cpu --quick    # exercise every path on a CPU
 
-Sections, in priority order (the most wanted figures first; each one runs in ``try/except``, records its error and
-lets the next one run; once ``--budget-s`` seconds have passed the remaining sections are recorded as skipped):
+Sections, in priority order (every target first; each one runs in ``try/except``, records its error and lets the
+next one run; once ``--budget-s`` seconds have passed the remaining sections are recorded as skipped). A 1.5 s bf16
+matrix-product warm-up comes first (the GPU idles at a low clock); it also measures the chip's bf16 TFLOP/s.
 
-1. ``restorer:vqfr-v2``: faces/s at batch 1/8/32 per precision (and the channels_last / half-encoder / compile
-   levers) with ``torch.cuda.max_memory_allocated`` peak; released configuration, random weights.
-2. ``difface``: seconds per UNet step and for the SwinIR estimator per precision and batch, extrapolated to the
-   released 100 steps (faces/s) and to TFLOP/s with the counted FLOPs per face (38.0 TFLOP).
-3. ``degradation``: faces/s per scale on the device (batched path) per JPEG backend (OpenCV on host threads,
-   restorever.jpeg on the device) vs the CPU path (measured on a small batch), the device output's difference from
-   the CPU path (max grey levels, fraction of pixels differing), and the seconds of the device path's parts.
-4. ``recognizers``: IResNet-50/100 faces/s at batch 256 in fp32 (TF32 on and off), fp16 and bf16, and fp16 with
-   channels_last and compile (the ``--recognizer-option`` levers).
-5. ``e2e``: ``restorever eval --protocol pairs-csv`` on the LFW subset (restorers none + vqfr-v2 with a synthetic
-   random-weight checkpoint, arcface-r50 with a synthetic checkpoint from the manifest) with its stage timings,
-   with per-image ``mtcnn`` and with ``--detector mtcnn-batched``; then the same pairs with restorer none on the
-   CPU and on the device, and their pair-score differences.
-6. ``consistency``: CPU vs device, fp32, per stage on real photos: landmarks (px), warp (grey levels), embedding
-   (cosine, TF32 on and off).
-7. ``mtcnn``: images/s on LFW 250x250 photos (device and a small CPU sample).
+1. ``restorer:vqfr-v2``: faces/s at batch 1/8/32 per precision, and the channels_last / half-encoder levers, with
+   the peak memory of the timed calls (after warm-up) and of the warm-up; released configuration, random weights.
+2. ``difface``: seconds per UNet step and for the SwinIR estimator per precision and batch (eager and CUDA graph),
+   extrapolated to the released 100 steps (faces/s) and to TFLOP/s with the counted FLOPs per face (38.0 TFLOP).
+3. ``degradation``: faces/s per scale at batch 256 on the device per JPEG backend vs the CPU path, the device
+   output's difference from the CPU path, and the seconds of the device path's parts.
+4. ``recognizers``: IResNet-50/100 faces/s at batch 256 per mode on 112x112 crops, and ``Recognizer.embed`` on
+   512 faces with the library's default options (the stage as ``eval`` runs it).
+5. ``mtcnn``: images/s on LFW 250x250 photos (batched detector; device and a small CPU sample).
+6. ``restorer:vqfr-v1``: as section 1.
+7. ``e2e``: ``restorever eval --protocol pairs-csv`` on all carried LFW pairs at the study's scales 4-32 (restorers
+   none + vqfr-v2, random-weight checkpoints, arcface-r50), batched then per-image MTCNN, with stage timings and an
+   estimate for the study-sized run (1,200 pairs); then restorer none on the CPU and on the device, pair scores
+   compared.
 8. ``half_precision``: each restorer's and recognizer's half-precision output against its fp32 output on real
-   aligned LFW faces (PSNR, max abs diff, identity cosine) -- the errors the CUDA tests' tolerances come from.
-9. ``restorer:vqfr-v1`` (and ``gfpgan-v1.4``, ``codeformer`` when registered): as section 1.
+   aligned LFW faces (PSNR, max abs diff, identity cosine; DifFace at its released 100 steps).
+9. ``levers:vqfr-v2``, ``levers:difface``, ``levers:recognizers``: torch.compile and cudnn.benchmark rows (each
+   pays a compilation or autotuning first; started only with 90 s left).
+10. ``consistency``: CPU vs device, fp32, per stage on real photos: landmarks (px), warp, embedding.
+11. ``restorer:gfpgan-v1.4``, ``restorer:codeformer``: as section 1.
+
+The JSON's ``targets`` (rewritten after every section) puts each target of issue 18 next to the best measured row
+of the configuration it names, with ``met`` true/false (null: not measured). ``cudnn.benchmark`` stays at torch's
+default (off), as in ``restorever eval``; ``levers:*`` measures it separately.
 
 Random weights: speed does not depend on weight values, but accuracy figures with random weights say how much
 half precision perturbs *these* networks, not the released ones; the report says so next to each figure.
@@ -81,6 +87,10 @@ class Bench:
 
     def write(self) -> None:
         self.results["elapsed_s"] = round(self.elapsed(), 2)
+        try:
+            self.results["targets"] = summarise_targets(self.results)
+        except Exception as exc:  # noqa: BLE001 - a summary bug must not lose the measurements
+            self.results["targets"] = f"summary failed: {type(exc).__name__}: {exc}"
         if self.out is not None:
             tmp = self.out.with_suffix(self.out.suffix + ".tmp")
             tmp.write_text(json.dumps(self.results, indent=1, default=_jsonable))
@@ -117,6 +127,52 @@ class Bench:
             raise Skipped(f"time budget used up ({self.elapsed():.0f} s of {self.budget_s:.0f} s)")
 
 
+def summarise_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Issue 18's targets next to the best measured figure of the configuration each names (None: not measured)."""
+    sections = results.get("sections", {})
+
+    def rows(name: str) -> list[dict]:
+        return [r for r in (sections.get(name) or {}).get("rows", []) if isinstance(r, dict)]
+
+    def best(candidates: list[dict], key: str) -> dict | None:
+        ok = [r for r in candidates if isinstance(r.get(key), (int, float))]
+        return max(ok, key=lambda r: r[key]) if ok else None
+
+    out: list[dict[str, Any]] = []
+
+    def add(target: str, goal: float, row: dict | None, key: str, higher: bool = True, **extra: Any) -> None:
+        value = None if row is None else row.get(key)
+        met = None if value is None else (value >= goal if higher else value <= goal)
+        out.append({"target": target, "goal": goal, "measured": value, "met": met,
+                    "row": None if row is None else {k: v for k, v in row.items() if k not in ("all_seconds",)},
+                    **extra})
+
+    add("VQFR v2 faces/s (any precision, batch)", 160, best(rows("restorer:vqfr-v2") + rows("levers:vqfr-v2"),
+                                                          "faces_per_s"), "faces_per_s")
+    small = [r for r in rows("restorer:vqfr-v2") + rows("levers:vqfr-v2") if r.get("batch") == 32
+             and isinstance(r.get("peak_gib"), (int, float)) and r["peak_gib"] <= 8]
+    add("VQFR v2 batch 32 within 8 GiB (faster such row)", 8, best(small, "faces_per_s"), "peak_gib", higher=False)
+    add("VQFR v1 faces/s", 65, best(rows("restorer:vqfr-v1"), "faces_per_s"), "faces_per_s")
+    add("DifFace released faces/s (100 steps + SwinIR)", 6.2, best(rows("difface") + rows("levers:difface"),
+                                                                  "faces_per_s_100_steps"), "faces_per_s_100_steps")
+    deg = rows("degradation")
+    for scale in (4, 8, 16, 24, 32):
+        add(f"degradation x{scale} faces/s (batch 256, device)", 2000,
+            best([r for r in deg if r.get("scale") == scale], "device_faces_per_s"), "device_faces_per_s")
+    for depth, goal in ((50, 20000), (100, 12000)):
+        add(f"IResNet-{depth} faces/s (batch 256)", goal,
+            best([r for r in rows("recognizers") + rows("levers:recognizers") if r.get("net") == f"iresnet{depth}"],
+                 "faces_per_s"), "faces_per_s")
+    add("MTCNN images/s (LFW 250x250, device)", 500,
+        best([r for r in rows("mtcnn") if r.get("device", "").startswith("cuda")], "images_per_s"), "images_per_s")
+    e2e = sections.get("e2e") or {}
+    runs = [dict(e2e[k], which=k) for k in ("run_mtcnn_batched", "run") if isinstance(e2e.get(k), dict)]
+    add("study-sized run seconds (estimated from the carried pairs)", 60,
+        min(runs, key=lambda r: r.get("study_estimate_s") or math.inf) if runs else None, "study_estimate_s",
+        higher=False)
+    return out
+
+
 def _jsonable(obj: Any) -> Any:
     if isinstance(obj, (np.floating, np.integer)):
         return obj.item()
@@ -131,9 +187,10 @@ def environment(device: torch.device) -> dict[str, Any]:
     """Date, GPU, versions, commit."""
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
-                                timeout=10).stdout.strip() or "unknown"
+                                timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        commit = "unknown"
+        commit = ""
+    commit = commit or os.environ.get("RESTOREVER_COMMIT", "unknown")  # .git does not travel to the GPU machine
     env = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "machine": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available()
@@ -166,18 +223,67 @@ def release(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def timeit(fn: Callable[[], Any], device: torch.device, *, warmup: int, repeats: int) -> tuple[float, list[float]]:
-    """Median wall seconds of ``fn()`` (device synchronised around each call) after ``warmup`` untimed calls."""
+def timeit(fn: Callable[[], Any], device: torch.device, *, warmup: int, repeats: int, box: dict | None = None,
+           min_total_s: float = 0.0, max_repeats: int = 10) -> tuple[float, list[float]]:
+    """Median wall seconds of ``fn()`` (device synchronised around each call) after ``warmup`` untimed calls; at
+    least ``repeats`` timed calls, more (up to ``max_repeats``) until they add up to ``min_total_s``.
+
+    With ``box``: ``warmup_s`` (the untimed calls: compilation, graph capture, cuDNN autotuning), on CUDA
+    ``first_calls_peak_gib`` (peak memory of the warm-up) and ``peak_gib`` (peak of the timed calls alone, reset after
+    the warm-up, so a one-off autotuning workspace does not count), and ``spread`` (max / min of the timed calls)."""
+    cuda = device.type == "cuda"
+    if cuda and box is not None:
+        sync(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    t0 = time.perf_counter()
     for _ in range(warmup):
         fn()
     sync(device)
-    times = []
-    for _ in range(repeats):
+    if box is not None:
+        box["warmup_s"] = round(time.perf_counter() - t0, 3)
+        if cuda:
+            box["first_calls_peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2 ** 30, 3)
+            torch.cuda.reset_peak_memory_stats(device)
+    times: list[float] = []
+    while len(times) < repeats or (sum(times) < min_total_s and len(times) < max_repeats):
         t0 = time.perf_counter()
         fn()
         sync(device)
         times.append(time.perf_counter() - t0)
+    if box is not None:
+        box["spread"] = round(max(times) / min(times), 3)
+        if cuda:
+            box["peak_gib"] = round(torch.cuda.max_memory_allocated(device) / 2 ** 30, 3)
     return statistics.median(times), times
+
+
+@contextlib.contextmanager
+def cudnn_benchmark(enabled: bool):
+    """``torch.backends.cudnn.benchmark`` inside the block (restorever leaves it at torch's default, off)."""
+    old = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = old
+
+
+def warm_up_gpu(device: torch.device, seconds: float = 1.5) -> dict[str, Any]:
+    """Run bf16 matrix products for ``seconds`` (the GPU idles at a low clock) and measure their TFLOP/s, the chip's
+    own peak to compare DifFace's rate with (the constant below is one H200's)."""
+    if device.type != "cuda":
+        return {}
+    n = 8192
+    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        a @ b
+    sync(device)
+    sec, _ = timeit(lambda: a @ b, device, warmup=2, repeats=10)
+    del a, b
+    release(device)
+    return {"bf16_matmul_tflop_per_s": round(2 * n ** 3 / sec / 1e12, 1)}
 
 
 @contextlib.contextmanager
@@ -324,42 +430,51 @@ def quick_kwargs(name: str) -> dict[str, Any]:
     return {}
 
 
-def section_restorer(bench: Bench, name: str, rec: dict) -> None:
+def section_restorer(bench: Bench, name: str, rec: dict, *, levers: bool = False) -> None:
+    """faces/s per precision and batch (``levers``: only the slow-to-start levers, compile and cudnn.benchmark, at
+    the largest batch; they run after every target section)."""
     dev = bench.device
     batches = [1] if bench.quick else [1, 8, 32]
-    precisions = restorer_precisions(name)
+    precisions = [p for p in restorer_precisions(name) if p != "auto"]  # auto = fp16-amp on CUDA, fp32 elsewhere
     extra = quick_kwargs(name) if bench.quick else {}
     if bench.quick:  # CPU half precision is very slow: one half-precision run for the main restorer only
         precisions = [p for p in precisions if p == "fp32" or (p == "bf16" and name == "vqfr-v2")] or precisions[:1]
-    warmup, repeats = (0, 1) if bench.quick else (1, 2)
+    warmup, repeats = (0, 1) if bench.quick else (1, 3)
     rec["precisions"] = precisions
     rec["rows"] = []
-    variants: list[tuple[str, dict]] = [(p, {}) for p in precisions]
-    if name.startswith("vqfr") and not bench.quick:  # the other speed levers, on top of cast-once half precision
+    rec["note"] = "peak_gib: the timed calls after warm-up; first_calls_peak_gib: the warm-up (cuDNN autotuning)"
+    variants: list[tuple[str, dict]] = [] if levers else [(p, {}) for p in precisions]
+    if name.startswith("vqfr") and not bench.quick and not levers:  # the other levers on cast-once half precision
         variants += [("bf16", {"channels_last": True}), ("bf16", {"autocast_encoder": True, "channels_last": True}),
-                     ("fp16", {"autocast_encoder": True, "channels_last": True}),
-                     ("bf16", {"compile": True, "channels_last": True})]  # compiled: largest batch only
+                     ("fp16", {"autocast_encoder": True, "channels_last": True})]
+    if levers:  # largest batch only: compile pays per shape, cudnn.benchmark autotunes per shape
+        variants += [("bf16", {"channels_last": True, "cudnn_benchmark": True}),
+                     ("bf16", {"compile": True, "channels_last": True})]
     print("| precision | options | batch | s/call | faces/s | peak GiB |")
     gen = torch.Generator().manual_seed(0)
     for precision, options in variants:
         bench.check(5)
+        build = {k: v for k, v in options.items() if k != "cudnn_benchmark"}
         try:
-            restorer = make_restorer(name, dev, precision=precision, **options, **extra)
+            restorer = make_restorer(name, dev, precision=precision, **build, **extra)
         except Exception as exc:  # noqa: BLE001
             rec["rows"].append({"precision": precision, "options": options, "error": f"{type(exc).__name__}: {exc}"})
             continue
         size = restorer.card.input_size
-        for batch in (batches[-1:] if options.get("compile") else batches):
+        for batch in (batches[-1:] if levers else batches):
             bench.check(3)
             row: dict[str, Any] = {"precision": precision, "options": options, "batch": batch}
             try:
                 x = torch.rand(batch, 3, size, size, generator=gen).to(dev)
                 seeds = list(range(batch))
-                with peak_memory(dev, row):
+                before = getattr(restorer, "fp32_fallbacks", 0)
+                with cudnn_benchmark(bool(options.get("cudnn_benchmark"))):
                     sec, times = timeit(lambda: restorer.restore(x, seeds=seeds), dev, warmup=warmup,
-                                        repeats=repeats)
+                                        repeats=repeats, box=row, min_total_s=0 if bench.quick else 1.0)
                 row.update(seconds=round(sec, 5), all_seconds=[round(t, 5) for t in times],
                            faces_per_s=round(batch / sec, 3))
+                if getattr(restorer, "fp32_fallbacks", 0) > before:  # a half batch went non-finite: fp32 was timed
+                    row["fp32_fallbacks"] = restorer.fp32_fallbacks - before
                 print(f"| {precision} | {options or ''} | {batch} | {sec:.4f} | {batch / sec:.2f} | "
                       f"{row.get('peak_gib', '-')} |", flush=True)
             except Exception as exc:  # noqa: BLE001
@@ -380,7 +495,8 @@ def section_restorer(bench: Bench, name: str, rec: dict) -> None:
         rec["best"] = {k: best[k] for k in ("precision", "options", "batch", "faces_per_s") if k in best}
 
 
-def section_difface(bench: Bench, rec: dict) -> None:
+def section_difface(bench: Bench, rec: dict, *, levers: bool = False) -> None:
+    """Seconds per UNet step per precision and batch (``levers``: only the compiled UNet, after every target)."""
     from restorever.restorers.difface import unet_flops_per_face
 
     dev = bench.device
@@ -388,7 +504,7 @@ def section_difface(bench: Bench, rec: dict) -> None:
     steps_lo, steps_hi = (1, 2) if quick else (2, 6)
     batches = [1] if quick else [1, 8]
     big = 16  # one larger batch for the two main variants
-    precisions = restorer_precisions("difface")
+    precisions = [p for p in restorer_precisions("difface") if p != "auto"]  # auto = fp16-amp on CUDA
     if quick:  # CPU half precision is very slow; the half-precision path runs in the half_precision section
         precisions = [p for p in precisions if p == "fp32"]
     kwargs = quick_kwargs("difface") if quick else {}  # quick: a small 128x128 UNet and a 1-block SwinIR
@@ -398,15 +514,16 @@ def section_difface(bench: Bench, rec: dict) -> None:
     print(f"released FLOPs per face: {flops_released / 1e12:.1f} TFLOP")
     print("| precision | options | batch | s/step | estimator s | faces/s (100 steps) | TFLOP/s | peak GiB |")
     gen = torch.Generator().manual_seed(0)
-    variants = [(p, {}) for p in precisions]
+    variants = [] if levers else [(p, {}) for p in precisions]
     if quick:  # the compiled path once (fp32, the small UNet): the GPU run must not meet it first
-        variants += [("fp32", {"compile": True})]
-    else:
-        variants += [(p, {"cuda_graph": True}) for p in precisions if p in ("bf16", "fp16")]
-        variants += [("bf16", {"cuda_graph": True, "channels_last": True})]
+        variants = [("fp32", {"compile": True})] if levers else variants
+    elif levers:
         # torch.compile (inductor) of the UNet, inside the CUDA graph: fused GroupNorm/SiLU; compile time recorded;
         # batch 8 and the large batch only (each batch shape pays its own compilation)
         variants += [("bf16", {"cuda_graph": True, "compile": True})]
+    else:
+        variants += [(p, {"cuda_graph": True}) for p in precisions if p in ("bf16", "fp16")]
+        variants += [("bf16", {"cuda_graph": True, "channels_last": True})]
     for precision, extra in variants:
         bench.check(10)
         try:
@@ -429,16 +546,20 @@ def section_difface(bench: Bench, rec: dict) -> None:
             try:
                 x = torch.rand(batch, 3, 512, 512, generator=gen).to(dev)
                 seeds = list(range(batch))
+                graphed = getattr(restorer, "_graphed", None)
+                if graphed is not None:  # one batch shape's graphs at a time: the peak is this batch's alone
+                    graphed.reset()
+                restorer.start_step = steps_lo
+                t0 = time.perf_counter()  # the first call: compilation / graph capture / autotuning for this shape
+                restorer.restore(x, seeds=seeds)
+                sync(dev)
+                row["first_call_s"] = round(time.perf_counter() - t0, 2)
                 with peak_memory(dev, row):
-                    restorer.start_step = steps_lo
-                    if extra.get("compile"):  # the one-off compilation for this batch shape, timed on its own
-                        t0 = time.perf_counter()
-                        restorer.restore(x, seeds=seeds)
-                        sync(dev)
-                        row["first_call_s"] = round(time.perf_counter() - t0, 2)
-                    t_lo, _ = timeit(lambda: restorer.restore(x, seeds=seeds), dev, warmup=1, repeats=1 if quick else 2)
+                    t_lo, _ = timeit(lambda: restorer.restore(x, seeds=seeds), dev, warmup=1, repeats=1 if quick else 3)
                     restorer.start_step = steps_hi
-                    t_hi, _ = timeit(lambda: restorer.restore(x, seeds=seeds), dev, warmup=0, repeats=1 if quick else 2)
+                    t_hi, _ = timeit(lambda: restorer.restore(x, seeds=seeds), dev, warmup=0, repeats=1 if quick else 3)
+                if graphed is not None and extra.get("cuda_graph"):
+                    row.update(graph_disabled=bool(graphed.disabled), graph_replays=int(graphed.replays))
                 if t_hi <= t_lo:  # noise larger than the extra steps: no per-step time can be read off
                     raise RuntimeError(f"timing noise: {steps_hi} steps took {t_hi:.4f} s, {steps_lo} took "
                                        f"{t_lo:.4f} s; rerun with more steps or repeats")
@@ -566,7 +687,9 @@ def _iresnet(depth: int, device: torch.device) -> torch.nn.Module:
     return iresnet(depth).eval().requires_grad_(False).to(device)
 
 
-def section_recognizers(bench: Bench, rec: dict) -> None:
+def section_recognizers(bench: Bench, rec: dict, *, levers: bool = False) -> None:
+    """IResNet faces/s on 112x112 crops at batch 256 per mode, and the pipeline's ``embed`` (crop from the 512 face
+    included) in its default mode (``levers``: only channels_last and compile, after every target)."""
     dev = bench.device
     batch = 4 if bench.quick else 256
     rec.update(batch=batch, rows=[])
@@ -591,21 +714,26 @@ def section_recognizers(bench: Bench, rec: dict) -> None:
                     half_nets[tag] = _iresnet(depth, dev)
                     half_nets[tag].cast_trunk(dt)
                     modes.append((f"{tag}-cast", (lambda t=tag: half_nets[t](x))))
-            if dev.type == "cuda" and not bench.quick:  # the --recognizer-option levers on the fp16 default
-                from restorever.acceleration import compile_module
+            if levers:  # the --recognizer-option levers on the fp16 default
+                modes = []
+                if dev.type == "cuda" and not bench.quick:
+                    from restorever.acceleration import compile_module
 
-                fast = _iresnet(depth, dev).to(memory_format=torch.channels_last)
-                x_cl = x.contiguous(memory_format=torch.channels_last)
-                fast_compiled = compile_module(fast)  # compiled during the warm-up calls
-                modes.append(("fp16-amp+channels_last", lambda: _amp_call(fast, x_cl, torch.float16)))
-                modes.append(("fp16-amp+channels_last+compile",
-                              lambda: _amp_call(fast_compiled, x_cl, torch.float16)))
+                    fast = _iresnet(depth, dev).to(memory_format=torch.channels_last)
+                    x_cl = x.contiguous(memory_format=torch.channels_last)
+                    fast_compiled = compile_module(fast)  # compiled during the warm-up calls
+                    modes.append(("fp16-amp+channels_last", lambda: _amp_call(fast, x_cl, torch.float16)))
+                    modes.append(("fp16-amp+channels_last+compile",
+                                  lambda: _amp_call(fast_compiled, x_cl, torch.float16)))
+            else:  # what `restorever eval` runs: Recognizer.embed on 512 faces (crop, normalise, network)
+                modes.append(("pipeline-embed-default", _pipeline_embed(depth, dev, batch, bench.quick)))
             for mode, fn in modes:
                 bench.check(3)
                 row: dict[str, Any] = {"net": f"iresnet{depth}", "mode": mode}
                 try:
-                    with tf32(mode != "fp32-no-tf32"), peak_memory(dev, row):
-                        sec, _ = timeit(fn, dev, warmup=1 if bench.quick else 3, repeats=1 if bench.quick else 5)
+                    with tf32(mode != "fp32-no-tf32"):
+                        sec, _ = timeit(fn, dev, warmup=1 if bench.quick else 3, repeats=1 if bench.quick else 5,
+                                        box=row)
                     row["faces_per_s"] = round(batch / sec, 1)
                     print(f"| iresnet{depth} | {mode} | {row['faces_per_s']} | {row.get('peak_gib', '-')} |",
                           flush=True)
@@ -613,8 +741,26 @@ def section_recognizers(bench: Bench, rec: dict) -> None:
                     row["error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
                     print(f"| iresnet{depth} | {mode} | error {row['error'][:100]} |")
                 rec["rows"].append(row)
+                bench.write()
         del net
         release(dev)
+
+
+def _pipeline_embed(depth: int, device: torch.device, batch: int, quick: bool) -> Callable[[], Any]:
+    """A call of ``Recognizer.embed`` on ``batch`` 512x512 faces with the library's default options (precision
+    ``auto``: fp16 autocast on CUDA), random weights: the recognizer stage as ``restorever eval`` runs it."""
+    from restorever.alignment import get_template
+    from restorever.recognizers.arcface import CARDS, CropRecognizer
+    from restorever.recognizers.crop import autocast_dtype_for
+
+    card = CARDS[f"arcface-r{depth}-ms1mv3"]
+    rec = CropRecognizer(card, _iresnet(depth, device), embedding_dim=512,
+                         autocast_dtype=autocast_dtype_for("auto", device))
+    gen = torch.Generator().manual_seed(1)
+    faces = torch.rand(batch, 3, 512, 512, generator=gen).to(device)
+    points = torch.tensor(np.asarray(get_template("ffhq_512").points), dtype=torch.float32)
+    landmarks = (points.expand(batch, 5, 2) + torch.randn(batch, 5, 2, generator=gen)).to(device)
+    return lambda: rec.embed(faces, landmarks)
 
 
 def _amp_call(net, x, dtype):
@@ -636,10 +782,12 @@ def section_mtcnn(bench: Bench, data: Data, rec: dict) -> None:
     for device, count, compare in ((dev, len(imgs), True), (torch.device("cpu"), n_cpu, False)):
         for bs in ([32] if device.type == "cpu" else [32, 128]):
             bench.check(3)
-            row: dict[str, Any] = {"device": str(device), "batch_size": bs, "images": count}
+            row: dict[str, Any] = {"device": str(device), "batch_size": bs, "images": count,
+                                   "mode": "mtcnn-batched (one detect call per batch; `--detector mtcnn` calls it "
+                                           "per image)"}
             det = create_detector("mtcnn", device=str(device), batch_size=bs)
             sub = imgs[:count]
-            sec, _ = timeit(lambda: det.detect(sub), device, warmup=1, repeats=1)
+            sec, _ = timeit(lambda: det.detect(sub), device, warmup=1, repeats=1 if bench.quick else 2)
             found = det.detect(sub)
             row.update(images_per_s=round(count / sec, 2), faces_found=sum(d is not None for d in found))
             if compare:
@@ -655,6 +803,7 @@ def section_mtcnn(bench: Bench, data: Data, rec: dict) -> None:
                   + (f"; facenet-pytorch {row['facenet_images_per_s']} images/s, same output: "
                      f"{row['same_as_facenet']}" if "speedup" in row else ""), flush=True)
             rec["rows"].append(row)
+            bench.write()
             if device.type == "cpu":
                 break
 
@@ -733,7 +882,7 @@ def section_half_precision(bench: Bench, data: Data, rec: dict) -> None:
             return net(prepare_crops(x.float(), crop_lms, card))
 
     rec["restorers"] = {}
-    names = [r for r in list_restorers() if r not in ("none",)]
+    names = [r for r in list_restorers() if r not in ("none", "gfpgan-v1.3")]  # v1.3 is v1.4's network
     names = sorted(names, key=lambda r: (r not in ("vqfr-v2", "difface"), r))  # the main two first
     if bench.quick:
         names = [r for r in names if r == "vqfr-v2"]
@@ -744,7 +893,7 @@ def section_half_precision(bench: Bench, data: Data, rec: dict) -> None:
         try:
             kwargs: dict[str, Any] = quick_kwargs(name) if bench.quick else {}
             if name == "difface":
-                kwargs.update(steps=250, start_step=1 if bench.quick else 3)
+                kwargs.update(steps=250, start_step=1 if bench.quick else 100)  # the released 100 steps
             torch.manual_seed(0)  # every restorer below gets the same random weights
             ref_restorer = make_restorer(name, dev, precision="fp32", **kwargs)
             seeds = list(range(n))
@@ -834,19 +983,37 @@ def _run_eval(cmd: list[str], timeout: float) -> tuple[dict, float]:
     return json.loads((out / "results.json").read_text()), wall
 
 
+def _study_estimate(run: dict[str, Any], *, probes: int, study_images: int = 1784, study_probes: int = 1200
+                    ) -> float | None:
+    """Seconds the study-sized run (1,200 LFW View 2 pairs) would take at this run's per-item rates: landmarks and
+    clean embeddings scale with images, degradation, restoration and degraded embeddings with probes; start-up
+    (process, imports, model loading: wall - total) is paid once."""
+    t = run.get("timings") or {}
+    if "total_s" not in t or not run.get("images") or not probes:
+        return None
+    by_image = t.get("landmarks_s", 0.0) + t.get("align_s", 0.0)
+    by_probe = t.get("degrade_s", 0.0) + t.get("restore_s", 0.0) + t.get("embed_s", 0.0)
+    rest = max(t["total_s"] - by_image - by_probe, 0.0)  # scoring, reports: grows with pairs, like probes
+    startup = max(run["wall_s"] - t["total_s"], 0.0)
+    return round(startup + by_image * study_images / run["images"] + (by_probe + rest) * study_probes / probes, 1)
+
+
 def section_e2e(bench: Bench, data: Data, rec: dict, work: Path) -> None:
     dev = bench.device
     rec_weights = synthetic_iresnet_checkpoint(data.manifest(50), work / "r50_backbone.pth")
-    limit = 10 if bench.quick else 200
-    scales = "8" if bench.quick else "8,16"
+    limit = 10 if bench.quick else len(data.pairs)  # all carried pairs (300): the study's configuration otherwise
+    scales = "8" if bench.quick else "4,8,16,24,32"
     restorers = "none" if bench.quick and dev.type == "cpu" else "none,vqfr-v2"
+    rec["study_target"] = ("1,200 LFW pairs (1,784 images), scales 4-32, none + vqfr-v2, arcface-r50, batch 64: "
+                           "<= 60 s; study_estimate_s scales this run's stage seconds by images and probes "
+                           "(1,784 images, 1,200 probes) and adds its start-up (wall_s - timings.total_s) once")
     vq_path = work / "vqfr_v2_random.pth"
     if "vqfr" in restorers:
         from restorever.restorers.vqfr import build_network
         torch.manual_seed(0)
         torch.save({"params_ema": build_network("vqfr_v2").state_dict()}, vq_path)
-    # per-image MTCNN, then the same run with batched MTCNN (fresh cache): landmarks were the largest stage
-    for detector, key in (("mtcnn", "run"), ("mtcnn-batched", "run_mtcnn_batched")):
+    # batched MTCNN first (the configuration the target is for), then the per-image default (fresh caches)
+    for detector, key in (("mtcnn-batched", "run_mtcnn_batched"), ("mtcnn", "run")):
         bench.check(60)
         cmd = _eval_cmd(data, work / f"run_dev_{detector}", device=str(dev), restorers=restorers, scales=scales,
                         limit=limit, weights=str(vq_path) if "vqfr" in restorers else None, rec_weights=rec_weights,
@@ -856,6 +1023,7 @@ def section_e2e(bench: Bench, data: Data, rec: dict, work: Path) -> None:
         rec[key] = {"wall_s": round(wall, 2), "timings": result.get("timings"), "pairs": result["protocol"]["pairs"],
                     "images": result["protocol"]["images"], "restorers": restorers, "scales": scales,
                     "detector": detector}
+        rec[key]["study_estimate_s"] = _study_estimate(rec[key], probes=len({b for _, b, _, _ in data.pairs[:limit]}))
         print(f"e2e (device, {detector}):", rec[key], flush=True)
         bench.write()
     bench.check(30)
@@ -902,9 +1070,8 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         print("error: --device cuda but torch sees no GPU; use --device cpu", file=sys.stderr)
         return 2
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    bench = Bench(args.out, args.budget_s, device, args.quick)
+    bench = Bench(args.out, args.budget_s, device, args.quick)  # cudnn.benchmark stays off, as in restorever
+    bench.results["environment"].update(warm_up_gpu(device))
     print("# restorever GPU benchmark (scripts/bench_gpu.py)")
     for key, value in bench.results["environment"].items():
         print(f"# {key}: {value}")
@@ -917,23 +1084,32 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(work_dir)
         work.mkdir(parents=True, exist_ok=True)
         names = list_restorers()
+        # every target first; the slow-to-start levers (torch.compile, cudnn.benchmark) after them, then the rest
         sections: list[tuple[str, Callable[[dict], Any]]] = [
             ("restorer:vqfr-v2", lambda r: section_restorer(bench, "vqfr-v2", r)),
             ("difface", lambda r: section_difface(bench, r)),
             ("degradation", lambda r: section_degradation(bench, data, r)),
             ("recognizers", lambda r: section_recognizers(bench, r)),
-            ("e2e", lambda r: section_e2e(bench, data, r, work)),
-            ("consistency", lambda r: section_consistency(bench, data, r)),
             ("mtcnn", lambda r: section_mtcnn(bench, data, r)),
-            ("half_precision", lambda r: section_half_precision(bench, data, r)),
         ]
-        for extra in ("vqfr-v1", "gfpgan-v1.4", "codeformer"):
+        if "vqfr-v1" in names:
+            sections.append(("restorer:vqfr-v1", lambda r: section_restorer(bench, "vqfr-v1", r)))
+        sections += [
+            ("e2e", lambda r: section_e2e(bench, data, r, work)),
+            ("half_precision", lambda r: section_half_precision(bench, data, r)),
+            ("levers:vqfr-v2", lambda r: section_restorer(bench, "vqfr-v2", r, levers=True)),
+            ("levers:difface", lambda r: section_difface(bench, r, levers=True)),
+            ("levers:recognizers", lambda r: section_recognizers(bench, r, levers=True)),
+            ("consistency", lambda r: section_consistency(bench, data, r)),
+        ]
+        for extra in ("gfpgan-v1.4", "codeformer"):
             if extra in names:
                 sections.append((f"restorer:{extra}", lambda r, e=extra: section_restorer(bench, e, r)))
         only = set(args.only.split(",")) if args.only else None
         for name, fn in sections:
             if only is None or name in only or name.split(":")[0] in only:
-                bench.run(name, fn)
+                # a lever compiles first: started with under 90 s left it would only be cut off
+                bench.run(name, fn, min_left_s=90 if name.startswith("levers:") and not args.quick else 5)
     bench.results["finished"] = True
     bench.write()
     print(f"\n# done in {bench.elapsed():.0f} s" + (f"; JSON: {args.out}" if args.out else ""))

@@ -3,18 +3,22 @@
 # and .whl/ carried along (scripts/prepare_devdata.py makes .devdata and .devshared, the slim ../shared the CUDA tests
 # read, and .whl: the facenet-pytorch 2.5.3, setuptools and wheel wheels):
 #
-#     OUT=/some/folder bash scripts/gpu_session.sh            # TOTAL_S=400 by default
+#     OUT=/some/folder RESTOREVER_COMMIT=<hash> bash scripts/gpu_session.sh     # TOTAL_S=480 by default
+#
+# (.git does not travel, so pass the commit being measured; give the device call timeout_s=560.)
 #
 # 1. installs restorever non-editable (as users do) and the carried facenet-pytorch wheel;
 # 2. checks the installed package from an unrelated folder (`restorever protocols`);
-# 3. runs the CUDA tests (`pytest -m cuda`) under a time limit;
+# 3. runs the CUDA tests (`pytest -m cuda`) under a time limit, the one that compiles a UNet last and on its own;
 # 4. runs scripts/bench_gpu.py with the seconds that are left.
-# Everything goes under $OUT: session.log (steps 1-3), pytest_cuda.log, bench_gpu.log, bench_gpu.json.
+# Everything goes under $OUT: session.log (steps 1-3), pytest_cuda.log, pytest_cuda_compile.log, bench_gpu.log,
+# bench_gpu.json.
 # No step stops the session: each logs its exit status and the next one runs.
 set -u
 OUT=${OUT:-$PWD/gpu_out}
-TOTAL_S=${TOTAL_S:-400}        # the whole session aims to end within this many seconds (worst case +65 s)
-PYTEST_S=${PYTEST_S:-160}      # time limit of the CUDA tests (one compiles the DifFace fixture UNet)
+TOTAL_S=${TOTAL_S:-480}        # the whole session aims to end within this many seconds (worst case +65 s)
+PYTEST_S=${PYTEST_S:-100}      # time limit of the CUDA tests but the compile one
+COMPILE_TEST_S=${COMPILE_TEST_S:-60}  # time limit of the CUDA graph + compile test
 PY=${PYTHON:-python3}
 BENCH_ARGS=${BENCH_ARGS:-}     # extra bench_gpu.py arguments (a CPU dry run: "--device cpu --quick")
 mkdir -p "$OUT"
@@ -52,11 +56,16 @@ fi
 
 step "CUDA tests (limit ${PYTEST_S} s)"
 [ -d .devshared ] && export RESTOREVER_SHARED="$PWD/.devshared"   # slim ../shared made by prepare_devdata.py
-timeout -k 5 "$PYTEST_S" $PY -m pytest -q -p no:cacheprovider -m cuda -rs --durations=10 \
+timeout -k 5 "$PYTEST_S" $PY -m pytest -v -p no:cacheprovider -m cuda -rs --durations=10 -k "not compile" \
   tests/test_cuda.py tests/recognizers/test_iresnet.py \
   > "$OUT/pytest_cuda.log" 2>&1
 echo "pytest exit $?" | tee -a "$LOG"
 tail -5 "$OUT/pytest_cuda.log" >> "$LOG"
+step "CUDA graph + compile test (limit ${COMPILE_TEST_S} s; it compiles a UNet, so it runs on its own)"
+timeout -k 5 "$COMPILE_TEST_S" $PY -m pytest -v -p no:cacheprovider -m cuda -rs -k "compile" tests/test_cuda.py \
+  > "$OUT/pytest_cuda_compile.log" 2>&1
+echo "pytest exit $?" | tee -a "$LOG"
+tail -3 "$OUT/pytest_cuda_compile.log" >> "$LOG"
 
 LEFT=$(( TOTAL_S - $(elapsed) - 15 ))
 [ "$LEFT" -lt 60 ] && LEFT=60

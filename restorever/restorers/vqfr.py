@@ -81,6 +81,7 @@ class VQFRRestorer(Restorer):
         self.autocast_encoder = bool(autocast_encoder)
         self.channels_last = bool(channels_last)
         self._fp32_copy: list[nn.Module] = []  # a plain list: not a submodule, not in state_dict, not moved by .to()
+        self.fp32_fallbacks = 0  # half-precision batches recomputed in float32 (non-finite output)
         dtype = self._precision.cast_dtype
         if dtype is not None:
             self._fp32_copy.append(copy.deepcopy(net).cpu())
@@ -133,6 +134,7 @@ class VQFRRestorer(Restorer):
         if (amp is not None or self._precision.cast_dtype is not None) and not bool(torch.isfinite(out).all()):
             logger.warning("%s: non-finite output at precision %s; recomputing this batch in float32",
                            self.card.name, self.precision)
+            self.fp32_fallbacks += 1
             out = self._float32_network(x)
         out = (out.to(dtype).clamp(-1, 1) + 1) / 2
         if self.quantize_output:
