@@ -264,6 +264,18 @@ def test_restore_command_equals_the_library(pipe, faces_root, tmp_path):
                                       "--out", str(tmp_path / "a")])
     assert result.exit_code == 0, result.output
     assert np.array_equal(np.asarray(Image.open(tmp_path / "a" / "crop.png")), to_uint8(want.faces)[0])
+    # --alignment-fit lmeds aligns as FacePipeline(alignment_fit="lmeds"): on this photo LMEDS drops a landmark
+    elton = faces_root / "elton_john" / "elton_john_0006.jpg"
+    lmeds = FacePipeline(restorer="none", device="cpu", alignment_fit="lmeds").restore(str(elton),
+                                                                                       item_ids=[elton.name])
+    for fit, want_elton in (("lmeds", lmeds), ("least-squares", pipe.restore(str(elton), item_ids=[elton.name]))):
+        result = CliRunner().invoke(cli, ["restore", str(elton), "--restorer", "none", "--device", "cpu",
+                                          "--alignment-fit", fit, "--out", str(tmp_path / fit)])
+        assert result.exit_code == 0, result.output
+        got = np.asarray(Image.open(tmp_path / fit / "elton_john_0006.png"))
+        assert np.array_equal(got, to_uint8(want_elton.images[0][None])[0]), fit
+    assert not np.array_equal(np.asarray(Image.open(tmp_path / "lmeds" / "elton_john_0006.png")),
+                              np.asarray(Image.open(tmp_path / "least-squares" / "elton_john_0006.png")))
 
 
 def test_restore_then_embed_module(pipe, faces_root):

@@ -133,18 +133,23 @@ def _write_png(path: Path, array) -> None:
 @click.option("--detector", default="mtcnn", show_default=True)
 @click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--alignment-fit", type=click.Choice(["least-squares", "lmeds"]), default="least-squares",
+              show_default=True, help="How the five landmarks are fitted to the 512 template: all five by least "
+                                      "squares (restorever's default), or OpenCV's LMEDS as the official restoration "
+                                      "scripts do (a protocol's alignment.fit; docs/architecture.md).")
 @click.option("--on-error", type=click.Choice(["error", "skip"]), default="error", show_default=True,
               help="A photo without a face (or an aligned input that is not 512x512): stop before writing anything, "
                    "or skip it and restore the others.")
 @restorer_options_option
 @click.option("--out", type=click.Path(), required=True)
 @handle_errors
-def restore_command(images, restorer, weights, aligned, detector, device, seed, on_error, restorer_option, out):
+def restore_command(images, restorer, weights, aligned, detector, device, seed, alignment_fit, on_error,
+                    restorer_option, out):
     """Restore faces: aligned 512x512 crops directly, other photos via detection, alignment and paste-back.
 
     The stages are the evaluation pipeline's (``pipeline.stages``: one-image detection, ``ffhq_512`` alignment,
     restoration with out-of-memory back-off and 8-bit output) and the seeds are ``item_seed(seed, file name)``, so
-    a photo comes out as ``FacePipeline(...).restore(photo, item_ids=[file name])`` pastes it."""
+    a photo comes out as ``FacePipeline(..., alignment_fit=...).restore(photo, item_ids=[file name])`` pastes it."""
     from tqdm.auto import tqdm
 
     from ..devices import resolve_device
@@ -192,7 +197,8 @@ def restore_command(images, restorer, weights, aligned, detector, device, seed, 
         if landmarks[path] is None:
             result = restore_faces(model, photo, seeds)
         else:
-            face, _, matrix = align_faces([photo[0]], [landmarks[path]], dev, return_matrices=True)
+            face, _, matrix = align_faces([photo[0]], [landmarks[path]], dev, return_matrices=True,
+                                          fit=alignment_fit)
             result = paste_back(photo, restore_faces(model, face, seeds), matrix.to(dev).float())
         _write_png(out / (Path(path).stem + ".png"), to_uint8(result)[0])
     for reason in failed.values():
