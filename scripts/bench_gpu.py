@@ -149,9 +149,13 @@ def summarise_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
     add("VQFR v2 faces/s (any precision, batch)", 160, best(rows("restorer:vqfr-v2") + rows("levers:vqfr-v2"),
                                                           "faces_per_s"), "faces_per_s")
-    small = [r for r in rows("restorer:vqfr-v2") + rows("levers:vqfr-v2") if r.get("batch") == 32
-             and isinstance(r.get("peak_gib"), (int, float)) and r["peak_gib"] <= 8]
-    add("VQFR v2 batch 32 within 8 GiB (faster such row)", 8, best(small, "faces_per_s"), "peak_gib", higher=False)
+    b32 = [dict(r, peak_for_target=max(r["peak_gib"], r.get("first_calls_peak_gib") or 0))
+           for r in rows("restorer:vqfr-v2") + rows("levers:vqfr-v2")
+           if r.get("batch") == 32 and isinstance(r.get("peak_gib"), (int, float))]
+    within = [r for r in b32 if r["peak_for_target"] <= 8]  # the fastest row that fits; else the leanest (not met)
+    add("VQFR v2 batch 32 within 8 GiB (first calls included; fastest such row)", 8,
+        best(within, "faces_per_s") or (min(b32, key=lambda r: r["peak_for_target"]) if b32 else None),
+        "peak_for_target", higher=False)
     add("VQFR v1 faces/s", 65, best(rows("restorer:vqfr-v1"), "faces_per_s"), "faces_per_s")
     add("DifFace released faces/s (100 steps + SwinIR)", 6.2, best(rows("difface") + rows("levers:difface"),
                                                                   "faces_per_s_100_steps"), "faces_per_s_100_steps")
@@ -509,6 +513,9 @@ def section_difface(bench: Bench, rec: dict, *, levers: bool = False) -> None:
         precisions = [p for p in precisions if p == "fp32"]
     kwargs = quick_kwargs("difface") if quick else {}  # quick: a small 128x128 UNet and a 1-block SwinIR
     flops_released = unet_flops_per_face()
+    # the chip's own bf16 matrix-product rate (measured at the start), else one H200's (issue 18)
+    peak_tflops = bench.results["environment"].get("bf16_matmul_tflop_per_s") or BF16_MATMUL_TFLOPS_H200
+    rec["bf16_peak_tflop_per_s_used"] = peak_tflops
     rec.update(flops_per_face_released=flops_released, steps_timed=[steps_lo, steps_hi], rows=[],
                note="per-face rate extrapolated: estimator + 100 UNet steps (released start 100 of ddim250)")
     print(f"released FLOPs per face: {flops_released / 1e12:.1f} TFLOP")
@@ -549,6 +556,7 @@ def section_difface(bench: Bench, rec: dict, *, levers: bool = False) -> None:
                 graphed = getattr(restorer, "_graphed", None)
                 if graphed is not None:  # one batch shape's graphs at a time: the peak is this batch's alone
                     graphed.reset()
+                replays_before = graphed.replays if graphed is not None else 0
                 restorer.start_step = steps_lo
                 t0 = time.perf_counter()  # the first call: compilation / graph capture / autotuning for this shape
                 restorer.restore(x, seeds=seeds)
@@ -559,7 +567,7 @@ def section_difface(bench: Bench, rec: dict, *, levers: bool = False) -> None:
                     restorer.start_step = steps_hi
                     t_hi, _ = timeit(lambda: restorer.restore(x, seeds=seeds), dev, warmup=0, repeats=1 if quick else 3)
                 if graphed is not None and extra.get("cuda_graph"):
-                    row.update(graph_disabled=bool(graphed.disabled), graph_replays=int(graphed.replays))
+                    row.update(graph_disabled=bool(graphed.disabled), graph_replays=int(graphed.replays - replays_before))
                 if t_hi <= t_lo:  # noise larger than the extra steps: no per-step time can be read off
                     raise RuntimeError(f"timing noise: {steps_hi} steps took {t_hi:.4f} s, {steps_lo} took "
                                        f"{t_lo:.4f} s; rerun with more steps or repeats")
@@ -571,7 +579,7 @@ def section_difface(bench: Bench, rec: dict, *, levers: bool = False) -> None:
                 row.update(seconds_per_step=round(step, 5), estimator_seconds=round(est, 5),
                            faces_per_s_100_steps=round(faces_s, 4), tflop_per_s=round(tflops, 2),
                            unet_tflop_per_s=round(batch * flops_unet / step / 1e12, 2),
-                           fraction_of_bf16_peak=round(tflops / BF16_MATMUL_TFLOPS_H200, 4))
+                           fraction_of_bf16_peak=round(tflops / peak_tflops, 4))
                 print(f"| {precision} | {extra or ''} | {batch} | {step:.4f} | {est:.4f} | {faces_s:.3f} | "
                       f"{tflops:.1f} | {row.get('peak_gib', '-')} |", flush=True)
             except Exception as exc:  # noqa: BLE001
@@ -654,9 +662,8 @@ def section_degradation(bench: Bench, data: Data, rec: dict) -> None:
             row: dict[str, Any] = {"scale": scale, "jpeg": backend, "cpu_faces_per_s": round(n_cpu / sec_cpu, 2)}
             kw = {} if backend == "opencv" else {"jpeg": backend}
             try:
-                with peak_memory(dev, row):
-                    sec, _ = timeit(lambda: deg.apply(batch_dev, params, **kw), dev, warmup=1,
-                                    repeats=1 if bench.quick else 3)
+                sec, _ = timeit(lambda: deg.apply(batch_dev, params, **kw), dev, warmup=1,
+                                repeats=1 if bench.quick else 3, box=row, min_total_s=0 if bench.quick else 0.5)
                 out = deg.apply(batch_dev[:n_cpu], params[list(range(n_cpu))], **kw).cpu()
                 diff = ((out - ref).abs() * 255).round()
                 row.update(device_faces_per_s=round(n_dev / sec, 2), speedup=round(n_dev / sec / (n_cpu / sec_cpu), 2),
@@ -708,7 +715,7 @@ def section_recognizers(bench: Bench, rec: dict, *, levers: bool = False) -> Non
             half_nets = {}
             cast = getattr(net, "cast_trunk", None)
             for dt, tag in ((torch.float16, "fp16"), (torch.bfloat16, "bf16")):
-                if dev.type != "cuda" and (dt == torch.float16 or not bench.quick):
+                if levers or (dev.type != "cuda" and (dt == torch.float16 or not bench.quick)):
                     continue
                 if cast is not None:
                     half_nets[tag] = _iresnet(depth, dev)
@@ -985,8 +992,9 @@ def _run_eval(cmd: list[str], timeout: float) -> tuple[dict, float]:
 
 def _study_estimate(run: dict[str, Any], *, probes: int, study_images: int = 1784, study_probes: int = 1200
                     ) -> float | None:
-    """Seconds the study-sized run (1,200 LFW View 2 pairs) would take at this run's per-item rates: landmarks and
-    clean embeddings scale with images, degradation, restoration and degraded embeddings with probes; start-up
+    """Seconds the study-sized run (1,200 LFW View 2 pairs) would take at this run's per-item rates, an upper
+    estimate: landmarks and alignment scale with images; degradation, restoration, all embeddings (clean ones too)
+    and the rest (scoring, reports) with probes, counted as one per pair (1,200; fewer are distinct); start-up
     (process, imports, model loading: wall - total) is paid once."""
     t = run.get("timings") or {}
     if "total_s" not in t or not run.get("images") or not probes:

@@ -554,6 +554,7 @@ def test_submodules_load_on_attribute_access():
             "names = [n for n in dir(restorever) if not n.startswith('__')]; "
             "assert 'Any' not in names and 'annotations' not in names, names; "
             "assert 'degradation' in names; "
+            "assert restorever.pipeline.stages.align_faces and 'stages' in dir(restorever.pipeline); "
             "print(restorever.degradation.Degradation.__name__, restorever.jpeg.jpeg_roundtrip.__name__, "
             "restorever.mtcnn.detect_batch.__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)

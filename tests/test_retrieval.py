@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -509,7 +510,8 @@ def test_an_attribute_model_reads_only_the_recognizer_weights_it_was_fitted_on(i
 
 def test_an_interrupted_ident_write_never_mixes_two_runs(ident_run, tmp_path, monkeypatch):
     """results.md and cmc.png were written before results.json, over the previous run's: interrupted in between,
-    the folder held the old results.json beside the new tables. The old results.json now goes first."""
+    the folder held the old results.json beside the new tables. Now all three are staged first, then the old
+    results.json goes, then the renames (results.json last)."""
     import shutil
 
     from restorever.reports import ident as ident_report
@@ -522,9 +524,24 @@ def test_an_interrupted_ident_write_never_mixes_two_runs(ident_run, tmp_path, mo
         raise KeyboardInterrupt
 
     monkeypatch.setattr(ident_report, "plot_cmc", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(KeyboardInterrupt):  # while drawing: nothing staged yet, the previous run stays whole
         ident_report.write_ident_run(record, out)
-    assert not (out / "results.json").exists()  # an unfinished run, not the old one beside new files
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".") and p.name != ".restorever.lock"]  # no leftovers
+    monkeypatch.undo()
+    real_replace = ident_report.os.replace
+
+    def interrupted_rename(src, dst):
+        if Path(dst).name == "cmc.png":
+            raise KeyboardInterrupt
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(ident_report.os, "replace", interrupted_rename)
+    with pytest.raises(KeyboardInterrupt):  # between the renames: an unfinished run, not a mixed one
+        ident_report.write_ident_run(record, out)
+    assert not (out / "results.json").exists()
+    assert not [p for p in out.iterdir() if p.name.endswith(".staged")]
     monkeypatch.undo()
     ident_report.write_ident_run(record, out)
     assert json.loads((out / "results.json").read_text()) == record

@@ -149,7 +149,9 @@ def restore_command(images, restorer, weights, aligned, detector, device, seed, 
 
     The stages are the evaluation pipeline's (``pipeline.stages``: one-image detection, ``ffhq_512`` alignment,
     restoration with out-of-memory back-off and 8-bit output) and the seeds are ``item_seed(seed, file name)``, so
-    a photo comes out as ``FacePipeline(..., alignment_fit=...).restore(photo, item_ids=[file name])`` pastes it."""
+    a photo comes out as ``FacePipeline(..., alignment_fit=...).restore(photo, item_ids=[file name],
+    face="center")`` pastes it (the face nearest the centre, as ``eval`` picks; the library's default is the
+    largest)."""
     from tqdm.auto import tqdm
 
     from ..devices import resolve_device

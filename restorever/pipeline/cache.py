@@ -33,7 +33,9 @@ __all__ = ["ArrayCache", "CacheWriteError", "DiskFullError", "atomic_write_bytes
            "landmarks_key", "restored_key", "embedding_key", "STAGE_VERSIONS", "current_key_versions"]
 
 #: bump a stage's version when its numerical output changes, so old entries are not reused
-STAGE_VERSIONS = {"landmarks": 1, "restored": 1, "embedding": 1}
+#: embedding 2 (2026-12-06): an ONNX recognition graph that normalises its own input gets raw pixels (it was
+#: normalised twice); its embeddings change while its weights do not, so the recipe's version moves for every entry.
+STAGE_VERSIONS = {"landmarks": 1, "restored": 1, "embedding": 2}
 
 #: version of the degradation's device path (off the CPU), a part of degraded keys there only: the CPU path and its
 #: keys are unchanged. 2 (2026-12-05): steps 1-3 batched, which can round a rare pixel the other way than version 1.

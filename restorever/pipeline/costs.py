@@ -37,5 +37,10 @@ def load_costs(cache_root: Path | None) -> dict[str, float]:
         return {}
     if not isinstance(data, dict):
         return {}
-    return {str(k): float(v) for k, v in data.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0}
+    def usable(v: object) -> bool:
+        try:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v)) and v >= 0
+        except OverflowError:  # an integer beyond float's range
+            return False
+
+    return {str(k): float(v) for k, v in data.items() if usable(v)}

@@ -88,9 +88,13 @@ def graph_normalises_input(path: str | Path) -> bool:
     cannot be parsed here (onnxruntime then reports the file)."""
     try:
         import onnx
-
+    except ImportError:
+        logger.warning("%s: the onnx package is missing, so whether this graph normalises its own input cannot be "
+                       "checked; it gets (x - 127.5) / 127.5 (pip install onnx)", path)
+        return False
+    try:
         nodes = onnx.load(str(path), load_external_data=False).graph.node[:8]
-    except Exception:  # noqa: BLE001 - onnx missing or an unreadable file: the session's own error names it
+    except Exception:  # noqa: BLE001 - an unreadable file: onnxruntime's own error names it
         return False
     names = [node.name for node in nodes]
     return (any(n.startswith(("Sub", "_minus")) for n in names)
@@ -460,7 +464,8 @@ def create(name: str, *, weights: Mapping[str, str] | None = None, device: Any =
             from ..precision import autocast_dtype
 
             autocast_dtype(precision, dev, "recognizer")  # an unknown value is refused here too
-            if str(precision).lower() in ("fp16", "bf16"):
+            if str(precision).lower() != "auto" and autocast_dtype(precision, torch.device("cuda"),
+                                                                   "recognizer") is not None:  # fp16, float16, ...
                 raise ValueError(f"{name}: precision={precision!r} applies to the torch engine (onnxruntime runs the "
                                  f"file's own float32 graph); pass engine='torch', or precision='fp32'")
             rec: Recognizer = OnnxRecognizer(card, path, device=dev, flip_test=flip_test)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..files import atomic_write_text
+from ..files import atomic_write_bytes
 from ..pipeline.identification import json_safe
 from .labels import condition_label
 from .plots import plot_cmc
@@ -47,9 +50,10 @@ def ident_tables(record: Mapping[str, Any]) -> str:
 
 
 def write_ident_run(record: Mapping[str, Any], out: str | Path) -> dict[str, Path]:
-    """Write ``results.md``, ``cmc.png`` and, last and atomically, ``results.json`` into ``out``. A previous
-    ``results.json`` there is removed first: an interruption in between leaves an unfinished run, never the old
-    results beside new tables and figures."""
+    """Write ``results.md``, ``cmc.png`` and, last, ``results.json`` into ``out``, all or nothing (as
+    :func:`restorever.reports.results.write_run`): each is staged in full first, so a failure leaves the previous
+    run's files as they were; then the old ``results.json`` is removed and the files renamed into place, results.json
+    last, so an interruption leaves an unfinished run, never the old results beside new tables and figures."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     record = json_safe(dict(record))
@@ -64,9 +68,25 @@ def write_ident_run(record: Mapping[str, Any], out: str | Path) -> dict[str, Pat
           f"seed {cfg['seed']}; index {record['index']['backend']}/{record['index']['index']}, "
           f"filter {record.get('attribute_filter')}", "", ident_tables(record), ""]
     paths = {"markdown": out / "results.md", "cmc": out / "cmc.png", "results": out / "results.json"}
-    if paths["results"].exists():
-        paths["results"].unlink()
-    atomic_write_text(paths["markdown"], "\n".join(md))
-    plot_cmc([record], paths["cmc"])
-    atomic_write_text(paths["results"], json.dumps(record, indent=1, allow_nan=False))
+    drawing = Path(tempfile.mkdtemp(prefix=".roc-", dir=out))  # a leftover name run_folder removes
+    try:
+        plot_cmc([record], drawing / "cmc.png")
+        contents = {"markdown": "\n".join(md).encode("utf-8"), "cmc": (drawing / "cmc.png").read_bytes(),
+                    "results": json.dumps(record, indent=1, allow_nan=False).encode("utf-8")}
+    finally:
+        shutil.rmtree(drawing, ignore_errors=True)
+    staged = {key: out / f".{paths[key].name}.staged" for key in paths}
+    try:  # all staged first: a failure here leaves the previous run's files as they were
+        for key, data in contents.items():
+            atomic_write_bytes(staged[key], data)
+        if paths["results"].exists():
+            paths["results"].unlink()  # from here to the last rename: an unfinished run, never a mixed one
+        for key in ("markdown", "cmc", "results"):
+            os.replace(staged[key], paths[key])
+    finally:
+        for path in staged.values():
+            try:
+                path.unlink()
+            except OSError:  # renamed into place already
+                pass
     return paths

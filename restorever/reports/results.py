@@ -184,16 +184,36 @@ def run_folder(out: str | Path) -> Iterator[Path]:
 EXAMPLES_STAGING = ".examples.staged"
 
 
+#: the files a run writes atomically into ``out`` (their ``.NAME.XXXX.tmp`` temporaries are a dead run's)
+_OWN_FILES = ("results.json", "results.md", "roc.png", "degradation.jsonl", "cmc.png")
+
+
+def _is_staged_output(name: str) -> bool:
+    """``.results.json.staged`` and the like: :func:`write_run`'s staging names."""
+    return name.startswith(".") and name.endswith(".staged") and name[1:-len(".staged")] in _OWN_FILES
+
+
+def _is_leftover_file(name: str) -> bool:
+    """A staged output, or the ``.TARGET.XXXX.tmp`` temporary of an atomic write of one of :data:`_OWN_FILES` or of
+    a staged output (``mkstemp``'s random part holds no dot)."""
+    if _is_staged_output(name):
+        return True
+    if name.startswith(".") and name.endswith(".tmp"):
+        target = name[1:-len(".tmp")].rsplit(".", 1)[0]
+        return target in _OWN_FILES or _is_staged_output(target)
+    return False
+
+
 def _remove_leftovers(out: Path) -> None:
     """Remove what an interrupted or killed run left in ``out`` (called under the run lock, so no live writer owns
-    them): the example staging folder, staged outputs (``.NAME.staged``), temporary files of atomic writes
-    (``.NAME.XXXX.tmp``) and ROC drawing folders (``.roc-XXXX``). Nothing else is touched."""
+    them): the example staging folder, staged outputs (``.NAME.staged``), temporary files of their atomic writes
+    (``.NAME.XXXX.tmp``) and ROC drawing folders (``.roc-XXXX``), for the NAMEs of :data:`_OWN_FILES` only. Nothing
+    else is touched."""
     for path in out.iterdir():
         name = path.name
         if not name.startswith("."):
             continue
-        leftover = (name == EXAMPLES_STAGING or name.startswith(".roc-")) if path.is_dir() else (
-            name.endswith(".staged") or name.endswith(".tmp"))
+        leftover = (name == EXAMPLES_STAGING or name.startswith(".roc-")) if path.is_dir() else _is_leftover_file(name)
         if not leftover:
             continue
         try:
@@ -262,12 +282,16 @@ def _say_what_is_replaced(old_results: Path, config: dict[str, Any]) -> None:
     """Log which options of the finished run in ``old_results`` differ from ``config``, the run replacing it (nothing
     when they are the same: a rerun of the same command)."""
     try:
-        old = json.loads(old_results.read_text()).get("config") or {}
-    except (OSError, ValueError, AttributeError):
-        logger.warning("%s: replaced an unreadable results.json", old_results)
+        data = json.loads(old_results.read_text())
+    except (OSError, ValueError):
+        data = None
+    old = data.get("config") if isinstance(data, dict) else None
+    if not isinstance(old, dict):
+        logger.warning("%s: replaced a results.json that holds no readable config", old_results)
         return
     config = json.loads(json.dumps(config, default=str))  # as it will be stored: tuples become lists
-    provenance = {"overrides", "sources"}  # where each value came from, not what the run did
+    # where each value came from, and where the outputs and cache go: not what the run computed
+    provenance = {"overrides", "sources", "out", "cache_dir"}
     changed = [k for k in sorted({*old, *config} - provenance) if old.get(k) != config.get(k)]
     if changed:
         logger.warning("%s: replaced the finished run there, which had other options (%s)", old_results.parent,

@@ -97,6 +97,8 @@ def _run_identity(record: dict[str, Any], report: RunValidation):
     except (KeyError, TypeError, ValueError) as exc:
         report.problems.append(f"cache.identity: malformed ({type(exc).__name__}: {exc})")
         return None
+    if recorded is not None and _newer_key_versions(recorded.key_versions, report):
+        return None
     try:
         from ..pipeline.evaluate import route_recognizer_options, route_restorer_options
 
@@ -117,17 +119,8 @@ def _run_identity(record: dict[str, Any], report: RunValidation):
                           key_versions=dict(recorded.key_versions if recorded is not None
                                             else RECORDED_BEFORE_VERSIONS),
                           alignment_fit=recorded.alignment_fit if recorded is not None else "least-squares")
-    from ..pipeline.cache import current_key_versions
     from ..pipeline.identity import device_kind
 
-    now = current_key_versions()
-    newer = sorted(k for k, v in rebuilt.key_versions.items() if k in now and isinstance(v, int) and v > now[k])
-    if newer:
-        report.problems.append("cache.identity.key_versions: " + ", ".join(
-            f"{k} {rebuilt.key_versions[k]}" for k in newer) + f" is newer than this restorever's ("
-            + ", ".join(f"{k} {now[k]}" for k in newer) + "): the run was made by a later version, or the field was "
-            "edited; upgrade restorever to check its cache entries")
-        return None
     _note_key_versions(rebuilt, report)
     if recorded is None:
         return rebuilt
@@ -135,6 +128,7 @@ def _run_identity(record: dict[str, Any], report: RunValidation):
     env_device = (record.get("environment") or {}).get("device")
     cfg_device = cfg.get("device")
     for field_name, value in (("environment.device", env_device), ("config.device", cfg_device)):
+        value = value.strip().lower() if isinstance(value, str) else value  # as resolve_device reads it
         if isinstance(value, str) and value not in ("", "auto") and device_kind(value) != recorded.device:
             report.problems.append(f"{field_name} is {value!r} but the run's cache keys were made on "
                                    f"{recorded.device!r} (cache.identity.device): one of them was changed")
@@ -144,6 +138,21 @@ def _run_identity(record: dict[str, Any], report: RunValidation):
                                "option or a model name was changed)")
         return rebuilt
     return recorded
+
+
+def _newer_key_versions(versions: dict[str, Any], report: RunValidation) -> bool:
+    """A problem (and True) when a recorded key version is newer than this restorever's: its cache entries cannot be
+    rebuilt here, and calling them missing would send the user to the wrong cause."""
+    from ..pipeline.cache import current_key_versions
+
+    now = current_key_versions()
+    newer = sorted(k for k, v in versions.items() if k in now and isinstance(v, int) and v > now[k])
+    if newer:
+        report.problems.append("cache.identity.key_versions: " + ", ".join(f"{k} {versions[k]}" for k in newer)
+                               + " is newer than this restorever's (" + ", ".join(f"{k} {now[k]}" for k in newer)
+                               + "): the run was made by a later version, or the field was edited; upgrade "
+                               "restorever to check its cache entries")
+    return bool(newer)
 
 
 def _note_key_versions(identity, report: RunValidation) -> None:

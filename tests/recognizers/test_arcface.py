@@ -481,9 +481,10 @@ def test_onnx_graph_that_normalises_its_input_gets_raw_pixels(tmp_path, faces):
 
 
 def test_onnxruntime_engine_refuses_precisions_it_cannot_apply(small_onnx):
-    for precision in ("fp16", "bf16", "nonsense"):
+    for precision in ("fp16", "bf16", "float16", "bfloat16", "nonsense"):
         with pytest.raises(ValueError, match="precision"):
             create("insightface-buffalo_l", weights={"model": str(small_onnx)}, engine="onnxruntime",
                    precision=precision)
-    assert isinstance(create("insightface-buffalo_l", weights={"model": str(small_onnx)}, engine="onnxruntime",
-                             precision="fp32"), OnnxRecognizer)
+    for precision in ("fp32", "auto", "float32"):  # auto: fp16 autocast on CUDA for torch, float32 here
+        assert isinstance(create("insightface-buffalo_l", weights={"model": str(small_onnx)}, engine="onnxruntime",
+                                 precision=precision), OnnxRecognizer)

@@ -71,7 +71,8 @@ def test_leftovers_of_a_killed_run_are_removed_under_the_lock(tmp_path):
     out.mkdir()
     leftovers = [out / ".results.json.staged", out / "..results.md.staged.ab12cd.tmp", out / ".roc-x1y2z3",
                  out / EXAMPLES_STAGING / "examples" / "clean"]
-    kept = [out / "notes.txt", out / ".hidden_user_file", out / "results.json"]
+    kept = [out / "notes.txt", out / ".hidden_user_file", out / "results.json", out / ".my.notes.tmp",
+            out / ".draft.staged"]
     for path in leftovers[:2] + kept:
         path.write_text("x")
     for path in leftovers[2:]:
@@ -110,6 +111,8 @@ def test_a_damaged_costs_file_never_fails_a_run(tiny_data, tmp_path):
         assert load_costs(cache) == {"cpu|embed|dlib": 0.5}
     (cache / COSTS_FILE).write_bytes(b"\xff\xfe\x00garbage")
     assert load_costs(cache) == {}
+    (cache / COSTS_FILE).write_text('{"cpu|embed|dlib": 1' + "0" * 400 + ', "cpu|degrade|x": 0.5}')
+    assert load_costs(cache) == {"cpu|degrade|x": 0.5}  # an integer beyond float's range is left out
     (cache / COSTS_FILE).write_text('{"cpu|embed|dlib": "fast", "cpu|landmarks|mtcnn": 0.25}')
     csv, root = tiny_data
     plan = _invoke(*eval_args(csv, root, tmp_path / "out", cache), "--dry-run")
@@ -139,6 +142,27 @@ def test_validate_catches_a_renamed_protocol_and_a_changed_device(reference_run,
         problems = _tampered(reference_run, tmp_path / where, move)
         assert any(f"{where}.device is 'cuda:0' but the run's cache keys were made on 'cpu'" in p
                    for p in problems), problems
+
+
+def test_a_device_typed_in_capitals_is_the_same_device(reference_run, tmp_path):
+    """`--device CPU` runs on the CPU (resolve_device reads it case-blind); validate must not call it changed."""
+    def upper(r):
+        r["config"]["device"] = "CPU"
+
+    assert not any("device" in p for p in _tampered(reference_run, tmp_path, upper))
+
+
+def test_a_damaged_previous_results_json_does_not_fail_the_rerun(reference_run, tmp_path, caplog):
+    from restorever.reports.results import write_run
+
+    out = tmp_path / "run"
+    shutil.copytree(reference_run[2], out)
+    record = json.loads((out / "results.json").read_text())
+    for old in ('{"config": 5}', '{"config": "x"}', '["a"]', "not json"):
+        (out / "results.json").write_text(old)
+        write_run(json.loads(json.dumps(record)), out)  # was a TypeError after the whole computation
+        assert json.loads((out / "results.json").read_text())["config"] == record["config"]
+    assert "holds no readable config" in caplog.text
 
 
 def test_validate_names_a_key_version_newer_than_the_code(reference_run, tmp_path):

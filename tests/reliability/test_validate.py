@@ -40,11 +40,12 @@ def test_a_run_stays_valid_after_an_upgrade_changes_a_key_recipe(reference_run, 
 
     out = reference_run[2]
     before = check_run(out)
-    monkeypatch.setitem(cache.STAGE_VERSIONS, "embedding", cache.STAGE_VERSIONS["embedding"] + 1)
+    version = cache.STAGE_VERSIONS["embedding"]
+    monkeypatch.setitem(cache.STAGE_VERSIONS, "embedding", version + 1)
     report = check_run(out)
     assert report.ok, report.problems
     assert report.checked["cache entries"] == before.checked["cache entries"] > 0
-    assert any("embedding 1 -> 2" in n and "recomputes" in n for n in report.notes), report.notes
+    assert any(f"embedding {version} -> {version + 1}" in n and "recomputes" in n for n in report.notes), report.notes
     assert not any("recipe versions" in n for n in before.notes)
 
 
