@@ -37,6 +37,7 @@ def load_costs(cache_root: Path | None) -> dict[str, float]:
         return {}
     if not isinstance(data, dict):
         return {}
+
     def usable(v: object) -> bool:
         try:
             return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v)) and v >= 0
