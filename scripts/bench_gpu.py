@@ -567,7 +567,8 @@ def section_difface(bench: Bench, rec: dict, *, levers: bool = False) -> None:
                     restorer.start_step = steps_hi
                     t_hi, _ = timeit(lambda: restorer.restore(x, seeds=seeds), dev, warmup=0, repeats=1 if quick else 3)
                 if graphed is not None and extra.get("cuda_graph"):
-                    row.update(graph_disabled=bool(graphed.disabled), graph_replays=int(graphed.replays - replays_before))
+                    row.update(graph_disabled=bool(graphed.disabled),
+                               graph_replays=int(graphed.replays - replays_before))
                 if t_hi <= t_lo:  # noise larger than the extra steps: no per-step time can be read off
                     raise RuntimeError(f"timing noise: {steps_hi} steps took {t_hi:.4f} s, {steps_lo} took "
                                        f"{t_lo:.4f} s; rerun with more steps or repeats")

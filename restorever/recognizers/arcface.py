@@ -20,7 +20,8 @@ Two kinds of variants:
 
 Engines (``engine=`` for the insightface variants): ``"onnxruntime"`` runs the ONNX file with the model's own input
 size, mean and std from the card (mean 0 and std 1 for a graph that subtracts and scales its input itself, as old
-MXNet exports do: insightface's rule, a ``Sub``/``_minus`` and a ``Mul``/``_mul`` node among the first eight), on ``CUDAExecutionProvider`` when the device is CUDA and the provider exists;
+MXNet exports do: insightface's rule, a ``Sub``/``_minus`` and a ``Mul``/``_mul`` node among the first eight), on
+``CUDAExecutionProvider`` when the device is CUDA and the provider exists;
 ``"torch"`` converts the ONNX initializers into our IResNet (``w600k_r50`` and ``glintr100`` are arcface_torch
 IResNets; the MobileFaceNet of ``buffalo_s`` is not, and stays on onnxruntime); ``"auto"`` (default) uses onnxruntime
 on CPU, and on CUDA uses onnxruntime's CUDA provider when installed, otherwise the torch conversion.
@@ -83,8 +84,8 @@ __all__ = ["CARDS", "create", "CropRecognizer", "OnnxRecognizer", "prepare_crops
 
 def graph_normalises_input(path: str | Path) -> bool:
     """Whether an ONNX recognition model subtracts the mean and scales its input itself (MXNet-era exports): a node
-    named ``Sub...`` / ``_minus...`` and one named ``Mul...`` / ``_mul...`` among its first eight, the rule insightface's
-    ``ArcFaceONNX`` applies to choose mean 0 and std 1 (raw 0..255 input) over 127.5 / 127.5. False when the graph
+    named ``Sub...`` / ``_minus...`` and one named ``Mul...`` / ``_mul...`` among its first eight, the rule
+    insightface's ``ArcFaceONNX`` applies to choose mean 0 and std 1 (raw 0..255 input) over 127.5 / 127.5. False when the graph
     cannot be parsed here (onnxruntime then reports the file)."""
     try:
         import onnx

@@ -133,7 +133,8 @@ def test_validate_catches_a_renamed_protocol_and_a_changed_device(reference_run,
     def rename(r):
         r["protocol"]["name"] = "lfw-dev"
 
-    assert any("protocol.name is 'lfw-dev' but config.protocol" in p for p in _tampered(reference_run, tmp_path, rename))
+    problems = _tampered(reference_run, tmp_path, rename)
+    assert any("protocol.name is 'lfw-dev' but config.protocol" in p for p in problems), problems
 
     for where in ("environment", "config"):
         def move(r, where=where):
