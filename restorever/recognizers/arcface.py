@@ -85,8 +85,8 @@ __all__ = ["CARDS", "create", "CropRecognizer", "OnnxRecognizer", "prepare_crops
 def graph_normalises_input(path: str | Path) -> bool:
     """Whether an ONNX recognition model subtracts the mean and scales its input itself (MXNet-era exports): a node
     named ``Sub...`` / ``_minus...`` and one named ``Mul...`` / ``_mul...`` among its first eight, the rule
-    insightface's ``ArcFaceONNX`` applies to choose mean 0 and std 1 (raw 0..255 input) over 127.5 / 127.5. False when the graph
-    cannot be parsed here (onnxruntime then reports the file)."""
+    insightface's ``ArcFaceONNX`` applies to choose mean 0 and std 1 (raw 0..255 input) over 127.5 / 127.5. False
+    when the graph cannot be parsed here (onnxruntime then reports the file)."""
     try:
         import onnx
     except ImportError:

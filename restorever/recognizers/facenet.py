@@ -15,7 +15,8 @@ Preprocessing: the aligned 512 face is cropped to 160x160 with ``alignment.crop_
 "facenet_160")`` (a similarity fitted to facenet-pytorch's average ``MTCNN(margin=14)`` crop; each face sits up to
 24 px, 12 px on average, from where facenet-pytorch's own, unequally stretched crop puts it), scaled to 0-255 and
 standardised ``(x - 127.5) / 128`` (facenet-pytorch's ``fixed_image_standardization``), RGB. Output: 512-D,
-L2-normalised by the network itself; compare with cosine similarity. ``flip_test=True`` adds the embedding of the mirrored crop.
+L2-normalised by the network itself; compare with cosine similarity. ``flip_test=True`` adds the embedding of the
+mirrored crop.
 """
 from __future__ import annotations
 
