@@ -52,6 +52,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import RestoreverError, unknown_name
+from .protocol_specs import ALIGNMENT_FITS
 
 __all__ = [
     "FITS",
@@ -164,8 +165,9 @@ def _as_points(points: ArrayLike, *, name: str, device=None, min_points: int = 2
 
 #: how :func:`estimate_similarity` fits the similarity: ``least-squares`` (Umeyama, all points; the default, as
 #: insightface's and skimage's) or ``lmeds`` (``cv2.estimateAffinePartial2D(..., method=cv2.LMEDS)``, as the official
-#: restoration scripts' facexlib / facelib: a point that does not fit the template is left out)
-FITS = ("least-squares", "lmeds")
+#: restoration scripts' facexlib / facelib: a point that does not fit the template is left out); the values a
+#: protocol's ``alignment.fit`` takes, defined beside the protocol checks (which must not import torch)
+FITS = ALIGNMENT_FITS
 
 
 def estimate_similarity(src: ArrayLike, dst: ArrayLike, *, fit: str = "least-squares") -> torch.Tensor:

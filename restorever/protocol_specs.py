@@ -17,7 +17,7 @@ from .formats import FORMATS
 #: ``alignment.select`` values runs implement: the face nearest the image centre (``restorever.detectors``); another
 #: value would be ignored, so it is refused rather than accepted
 FACE_SELECTION = ("nearest-centre",)
-#: ``alignment.fit`` values (``restorever.alignment.FITS``; kept here so that checking a spec imports no torch)
+#: ``alignment.fit`` values, also ``restorever.alignment.FITS`` (defined here so that checking a spec imports no torch)
 ALIGNMENT_FITS = ("least-squares", "lmeds")
 
 
