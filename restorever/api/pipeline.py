@@ -115,8 +115,7 @@ class FacePipeline:
             if restorer == "none" and weights is not None:
                 raise ConfigError("weights", "restorer 'none' takes no weights; pass weights= with a restorer that "
                                              "loads them (`restorever restorers`)")
-            restorer = create_restorer(restorer, weights=weights if restorer != "none" else None,
-                                       device=self.device, **options)
+            restorer = create_restorer(restorer, weights=weights, device=self.device, **options)
         elif weights is not None or backend_options:
             raise ConfigError("weights", "and backend options apply only when restorer is a name")
         self.restorer = restorer
