@@ -279,6 +279,21 @@ def _fit_set(x: np.ndarray, labels: Mapping[str, np.ndarray], people: np.ndarray
     return ProbeSet(probe, module)
 
 
+def _labelled_schema(schema: AttributeSchema, labels: Mapping[str, np.ndarray]) -> AttributeSchema:
+    """``schema`` without the attributes that have no labelled row: a head fitted on nothing predicts noise, and a
+    saved model with it would filter galleries and report consistency with it. ``ValueError`` when none is left."""
+    kept = tuple(a for a in schema.attributes if a in labels and (labels[a] >= 0).any())
+    if not kept:
+        raise ValueError("no attribute has a labelled image: check that the label files name the images of this "
+                         "split (LFW stems like Aaron_Eckhart_0001)")
+    dropped = [a for a in schema.attributes if a not in kept]
+    if dropped:
+        logger.warning("attribute model: no labelled image for %s, so it is left out of the model (it cannot "
+                       "filter or be reported); check its label file", ", ".join(dropped))
+        schema = AttributeSchema(schema.age_groups, kept)
+    return schema
+
+
 def _age_stratum(labels: Mapping[str, np.ndarray], people: Sequence[str]) -> dict[str, int]:
     age = labels.get("age")
     if age is None:
@@ -303,6 +318,8 @@ def fit_attribute_predictor(x: np.ndarray, labels: Mapping[str, np.ndarray], peo
     labels = {a: np.asarray(labels[a], dtype=np.int64) for a in schema.attributes if a in labels}
     if len(people_arr) != len(x) or any(len(y) != len(x) for y in labels.values()):
         raise ValueError("embeddings, people and labels must have the same length")
+    schema = _labelled_schema(schema, labels)
+    labels = {a: y for a, y in labels.items() if a in schema.attributes}
     n_people = len(set(people_arr.tolist()))
     if n_people < options.folds:
         raise ValueError(f"{n_people} people cannot be split into {options.folds} person-disjoint folds")

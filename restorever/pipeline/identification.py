@@ -381,8 +381,10 @@ def evaluate_identification(config: IdentConfig, *, progress: bool = True) -> di
             flt = AttributeFilter(tuple(settings["filter"]), settings["threshold"], settings["age_tolerance"])
             missing = [a for a in flt.attributes if a not in schema.attributes]
             if missing:
+                have = [a for a in flt.attributes if a in schema.attributes]
+                fix = f"--attribute-filter {','.join(have)}" if have else "--attribute-filter none"
                 raise RestoreverError(f"--attribute-filter {','.join(missing)}: the attribute model does not "
-                                      f"predict it")
+                                      f"predict it (it predicts {', '.join(schema.attributes)}); pass {fix}")
             for v in variants:
                 codes = attribute_codes({a: gallery_probs[v][a] for a in flt.attributes}, flt.threshold)
                 filtered_index[v] = GalleryIndex(gallery_emb, codes=codes, partition_by=flt.attributes,

@@ -128,6 +128,24 @@ def test_fit_predictor_cross_fitting_and_checkpoint(tmp_path):
         loaded.predict(x[:, :10])
 
 
+def test_an_attribute_without_labels_is_left_out_of_the_model(tmp_path, caplog):
+    """A missing or misnamed age label file gives no age label at all: the model must not carry an age head fitted
+    on nothing (near-uniform noise that ident would filter with and report consistency for)."""
+    x, labels, people = synthetic()
+    no_age = {"gender": labels["gender"], "age": np.full(len(x), -1)}
+    with caplog.at_level("WARNING"):
+        predictor, report = fit_attribute_predictor(x, no_age, people, AttributeSchema(), recognizer="dlib",
+                                                    options=FitOptions(folds=3, reweight_hidden=4, max_iter=50))
+    assert predictor.schema.attributes == ("gender",) and predictor.schema.sizes == {"gender": 2}
+    assert set(report["attributes"]) == {"gender"} and "left out" in caplog.text
+    assert set(predictor.predict(x[:3], reweight=True)) == {"gender"}
+    loaded = load_attribute_model(str(predictor.save(tmp_path / "g.pt")))
+    assert loaded.schema.attributes == ("gender",)
+    with pytest.raises(ValueError, match="no attribute has a labelled image"):
+        fit_attribute_predictor(x, {"gender": np.full(len(x), -1)}, people, AttributeSchema(), recognizer="dlib",
+                                options=FitOptions(folds=3))
+
+
 def test_refine_is_cross_fitted_like_predict():
     """`ident --reweight PATH` refined through the checkpoint's *final* module, fitted with every person's labels:
     with the model's own file it gave other, not held-out, numbers than the default (clean age accuracy 56 % ->
