@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -82,6 +83,7 @@ def parse_kumar_ages(text: str, groups: AgeGroups, *, source: str = "lfw_attribu
         raise ProtocolError(f"{source}: expected a TSV header with person, imagenum and Senior columns")
     ip, ii, isen = header.index("person"), header.index("imagenum"), header.index("Senior")
     out: dict[str, int] = {}
+    missing: list[str] = []
     for line_no, row in rows:
         if not row or not any(c.strip() for c in row):
             continue
@@ -90,7 +92,13 @@ def parse_kumar_ages(text: str, groups: AgeGroups, *, source: str = "lfw_attribu
             senior = float(row[isen])
         except (ValueError, IndexError):
             raise ProtocolError(f"{source}:{line_no}: cannot read person/imagenum/Senior from {row[:3]}") from None
+        if not math.isfinite(senior):  # NaN > 0 is False: it would silently become an "adult" label
+            missing.append(f"{key} (line {line_no})")
+            continue
         out[key] = int(groups.index(kumar_age_years(senior)))
+    if missing:
+        logger.warning("%s: %d image(s) have no finite Senior score and get no age label: %s%s", source,
+                       len(missing), ", ".join(missing[:3]), " ..." if len(missing) > 3 else "")
     return out
 
 

@@ -100,3 +100,12 @@ def test_kumar_parser_errors():
         parse_kumar_ages("a\tb\n", AgeGroups())
     with pytest.raises(ProtocolError, match=":2:"):
         parse_kumar_ages("person\timagenum\tSenior\nX\tone\t0.3\n", AgeGroups())
+
+
+def test_kumar_scores_that_are_not_numbers_give_no_age_label(caplog):
+    """A missing score written as NaN compares false with 0 and used to become an "adult" label."""
+    text = "person\timagenum\tSenior\nA_B\t1\tnan\nA_B\t2\t0.5\nA_B\t3\t-0.5\nC_D\t1\tinf\n"
+    with caplog.at_level("WARNING"):
+        ages = parse_kumar_ages(text, AgeGroups(), source="ages.tsv")
+    assert ages == {"A_B_0002": 3, "A_B_0003": 2}
+    assert "ages.tsv: 2 image(s) have no finite Senior score" in caplog.text and "A_B_0001 (line 2)" in caplog.text
