@@ -109,7 +109,7 @@ def report_tables(record: dict[str, Any]) -> list[Table]:
                             "from the clean image's.")
     stats = Table("statistics", "Paired comparisons",
                   ["condition", "reference", "accuracy %", "reference %", "Δ pp [95 % CI]", "discordant b / c",
-                   "McNemar test", "p"],
+                   "McNemar test", "p", "p (clustered)"],
                   note=STATISTICS_NOTE + " Discordant pairs: b = right in the reference and wrong in the condition, "
                   "c = the reverse.")
     for c in record["conditions"]:
@@ -124,6 +124,7 @@ def report_tables(record: dict[str, Any]) -> list[Table]:
                 _pct(comp["accuracy"]), _pct(comp["accuracy_reference"]),
                 comparison_cell(comp).rsplit(" p=", 1)[0], f"{mc['b']} / {mc['c']}",
                 "exact binomial" if mc["method"] == "exact" else "χ² (continuity corrected)", f"{mc['p_value']:.3g}",
+                f"{comp['mcnemar_clustered']['p_value']:.3g}" if comp.get("mcnemar_clustered") else "—",
             ])
     proto = record.get("protocol") or {}
     protocol = Table("protocol", "Protocol", ["field", "value"],

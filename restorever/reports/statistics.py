@@ -8,7 +8,10 @@ Two conditions of a run score the *same* pairs, so they are compared pair by pai
   (exact binomial for few discordant pairs, chi-square with continuity correction otherwise);
 - :func:`cluster_bootstrap_difference` gives a percentile interval of the accuracy difference by resampling
   *people* with all their pairs (:func:`pair_clusters`), not pairs: pairs that share a person are not independent,
-  and a pair bootstrap would give intervals that are too narrow.
+  and a pair bootstrap would give intervals that are too narrow;
+- :func:`clustered_mcnemar` is McNemar's test over the same clusters (an exact sign-flip randomisation test of the
+  per-cluster differences ``b_k - c_k``): the plain test treats pairs as independent, so where people contribute
+  several pairs its p-value is too small and can disagree with the people-resampling interval beside it.
 
 Which person a pair belongs to: by default the person of its *probe* (second) image, the side that is degraded and
 restored, so the pairs whose difference between two conditions is driven by the same face stay together (for a
@@ -30,6 +33,7 @@ import numpy as np
 
 __all__ = [
     "person_of", "person_clusters", "pair_clusters", "CLUSTERINGS", "pair_decisions", "McNemarResult", "mcnemar",
+    "ClusteredMcNemarResult", "clustered_mcnemar",
     "BootstrapResult", "cluster_bootstrap_difference", "ESTIMATORS", "fold_weights", "compare_conditions",
     "add_comparisons",
 ]
@@ -196,6 +200,61 @@ def mcnemar(correct_ref, correct_other, *, exact: bool | None = None, exact_belo
     return McNemarResult(b, c, float(stat), _chi2_sf_1dof(stat), "chi2")
 
 
+@dataclass(frozen=True)
+class ClusteredMcNemarResult:
+    """McNemar's test of two paired classifiers when pairs come in clusters (people).
+
+    ``statistic``: ``|sum_k (b_k - c_k)|``, the net number of pairs the reference gets right and the other condition
+    wrong, summed over clusters; ``clusters``: clusters with a non-zero ``b_k - c_k`` (the ones that can flip).
+    """
+
+    statistic: int
+    p_value: float
+    clusters: int
+    method: str = "exact sign-flip over clusters"
+
+
+def clustered_mcnemar(correct_ref, correct_other, clusters) -> ClusteredMcNemarResult:
+    """McNemar's test that keeps each cluster's pairs together: an exact randomisation test.
+
+    Per cluster ``k``, ``d_k = b_k - c_k`` (pairs right in the reference and wrong in the other, minus the reverse).
+    Under the null hypothesis the two conditions are exchangeable within a cluster, so each ``d_k`` is as likely to
+    have the opposite sign; the two-sided p-value is ``P(|sum_k s_k d_k| >= |sum_k d_k|)`` over the ``2^K`` equally
+    likely sign vectors ``s``, computed exactly by convolution (``O(K * sum_k |d_k|)``). With one pair per cluster
+    it equals the exact binomial McNemar test (:func:`mcnemar` with ``exact=True``).
+
+    Args:
+        correct_ref, correct_other: ``bool[n]`` per-pair decisions; clusters: ``int[n]`` cluster id per pair.
+
+    Returns:
+        :class:`ClusteredMcNemarResult`; p = 1 when no cluster has a non-zero difference.
+    """
+    ref = np.asarray(correct_ref).astype(bool)
+    other = np.asarray(correct_other).astype(bool)
+    cl = np.asarray(clusters)
+    if not (ref.shape == other.shape == cl.shape) or ref.ndim != 1:
+        raise ValueError("correct_ref, correct_other and clusters must be 1-D arrays of equal length")
+    if ref.size == 0:
+        return ClusteredMcNemarResult(0, 1.0, 0)
+    _, cl = np.unique(cl, return_inverse=True)
+    per_cluster = np.bincount(cl, weights=ref.astype(np.int64) - other.astype(np.int64)).round().astype(np.int64)
+    observed = int(abs(per_cluster.sum()))
+    d = np.abs(per_cluster[per_cluster != 0])  # the null distribution depends on |d_k| only
+    if d.size == 0:
+        return ClusteredMcNemarResult(observed, 1.0, 0)
+    total = int(d.sum())
+    prob = np.zeros(2 * total + 1)  # prob[total + x]: probability that the signed sum so far is x
+    prob[total] = 1.0
+    for step in d.tolist():
+        shifted = np.zeros_like(prob)
+        shifted[step:] += 0.5 * prob[:prob.size - step]
+        shifted[:prob.size - step] += 0.5 * prob[step:]
+        prob = shifted
+    sums = np.arange(-total, total + 1)
+    p = float(prob[np.abs(sums) >= observed].sum())
+    return ClusteredMcNemarResult(observed, min(1.0, p), int(d.size))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # bootstrap
 
@@ -288,9 +347,10 @@ def fold_weights(folds) -> np.ndarray:
 def compare_conditions(reference: dict[str, Any], other: dict[str, Any], clusters: np.ndarray, *,
                        n_boot: int = 2000, level: float = 0.95, seed: int = 0,
                        resampled: str = CLUSTERINGS["probe"], estimator: str = "fold_mean") -> dict[str, Any]:
-    """McNemar and the cluster bootstrap between two conditions of one record (both with ``scores`` and
-    ``verification.thresholds``). Returns a JSON-ready dict; differences are ``other - reference`` fractions of
-    the ``estimator`` (:data:`ESTIMATORS`: by default the mean of the fold accuracies, the results table's)."""
+    """McNemar (per pair, and over the bootstrap's clusters) and the cluster bootstrap between two conditions of one
+    record (both with ``scores`` and ``verification.thresholds``). Returns a JSON-ready dict; differences are
+    ``other - reference`` fractions of the ``estimator`` (:data:`ESTIMATORS`: by default the mean of the fold
+    accuracies, the results table's)."""
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
     ref = pair_decisions(reference["scores"], reference["verification"]["thresholds"])
@@ -302,6 +362,7 @@ def compare_conditions(reference: dict[str, Any], other: dict[str, Any], cluster
         raise ValueError("the two conditions do not put the pairs in the same folds")
     weights = fold_weights(reference["scores"]["fold"]) if estimator == "fold_mean" else np.ones(ref.size)
     test = mcnemar(ref, oth)
+    clustered = clustered_mcnemar(ref, oth, clusters)
     boot = cluster_bootstrap_difference(ref, oth, clusters, n_boot=n_boot, level=level, seed=seed, weights=weights)
     return {
         "reference": {"restorer": reference["restorer"], "scale": reference.get("scale")},
@@ -315,6 +376,7 @@ def compare_conditions(reference: dict[str, Any], other: dict[str, Any], cluster
         "bootstrap": {"n_boot": boot.n_boot, "std": boot.std, "seed": boot.seed, "clusters": boot.n_clusters,
                       "resampled": resampled},
         "mcnemar": {**asdict(test), "n_discordant": test.n_discordant},
+        "mcnemar_clustered": {**asdict(clustered), "resampled": resampled},
     }
 
 
@@ -328,13 +390,13 @@ def add_comparisons(record: dict[str, Any], *, n_boot: int = 2000, level: float 
     ``config.seed``; pairs are clustered with :func:`pair_clusters` (``cluster_by``) on ``record["pairs"]`` (each
     pair its own cluster, with a warning, when the record has no pair ids). Comparisons already stored are kept
     unless ``overwrite``, or unless they predate ``estimator`` (pooled accuracies, which differ from the table's
-    when folds differ in size): those are recomputed.
+    when folds differ in size) or ``mcnemar_clustered``: those are recomputed.
     """
     conds = [c for c in record.get("conditions", []) if c.get("scores") and c.get("verification")]
     if not conds:
         return record
     current = all("comparison_to_clean" in c and "estimator" in c["comparison_to_clean"]
-                  for c in conds if c.get("scale") is not None)
+                  and "mcnemar_clustered" in c["comparison_to_clean"] for c in conds if c.get("scale") is not None)
     if not overwrite and current:
         return record
     n = len(conds[0]["scores"]["score"])

@@ -12,8 +12,9 @@ from scipy import stats as sps
 from restorever.metrics import kfold_accuracy
 from restorever.protocol import load_protocol
 from restorever.reports.results import results_table, write_run
-from restorever.reports.statistics import (CLUSTERINGS, add_comparisons, cluster_bootstrap_difference, mcnemar,
-                                           pair_clusters, pair_decisions, person_clusters, person_of)
+from restorever.reports.statistics import (CLUSTERINGS, add_comparisons, cluster_bootstrap_difference,
+                                           clustered_mcnemar, mcnemar, pair_clusters, pair_decisions,
+                                           person_clusters, person_of)
 
 from .conftest import lfw_like_pairs, make_record
 
@@ -331,3 +332,71 @@ def test_condensed_table_shows_the_lowest_far_the_run_resolves(tmp_path):
     for cond in record["conditions"]:
         cond["verification"]["tar_at_far"] = {"0.001": None}
     assert "TAR@FAR=1e-3 %" in results_table(record)  # nothing resolved: the usual column, empty
+
+
+# ------------------------------------------------------------------------------------------- clustered McNemar
+
+
+@pytest.mark.parametrize("b, c", [(0, 0), (3, 1), (10, 2), (7, 7), (30, 10), (200, 150)])
+def test_clustered_mcnemar_with_one_pair_per_cluster_is_the_exact_test(b, c):
+    ref, other = _decisions(b, c)
+    result = clustered_mcnemar(ref, other, np.arange(ref.size))
+    expected = sps.binomtest(b, b + c).pvalue if b + c else 1.0
+    assert result.p_value == pytest.approx(expected, rel=1e-9)
+    assert result.p_value == pytest.approx(mcnemar(ref, other, exact=True).p_value, rel=1e-9)
+    assert result.statistic == abs(b - c) and result.clusters == b + c
+
+
+def test_clustered_mcnemar_known_answers():
+    # cluster differences d = (2, 1): signed sums +-2 +-1 -> |sum| >= 3 in 2 of 4 sign vectors
+    result = clustered_mcnemar([1, 1, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1], [0, 0, 1, 2, 2, 2])
+    assert (result.statistic, result.p_value, result.clusters) == (3, 0.5, 2)
+    # d = (3, 1, 1): |sum| >= 5 in 2 of 8; an opposite-signed cluster d = (2, -1): |sum| >= 1 always
+    assert clustered_mcnemar([1] * 5, [0] * 5, [0, 0, 0, 1, 2]).p_value == 0.25
+    assert clustered_mcnemar([1, 1, 0], [0, 0, 1], [0, 0, 1]).p_value == 1.0
+
+
+def test_clustered_mcnemar_does_not_count_a_persons_repeated_pairs_as_evidence():
+    """Every pair repeated 4 times within its person: the per-pair test's p drops by orders of magnitude, the
+    clustered one (and the people bootstrap) do not move."""
+    ref, other = _decisions(10, 2)
+    rep = np.repeat(np.arange(ref.size), 4)
+    once = clustered_mcnemar(ref, other, np.arange(ref.size))
+    four = clustered_mcnemar(ref[rep], other[rep], rep)
+    assert four.p_value == pytest.approx(once.p_value, rel=1e-12)
+    assert mcnemar(ref[rep], other[rep]).p_value < once.p_value / 1000
+
+
+def test_clustered_mcnemar_matches_enumerating_every_sign_vector():
+    rng = np.random.default_rng(4)
+    ref, other = rng.random(80) < 0.7, rng.random(80) < 0.5
+    clusters = rng.integers(0, 12, size=80)
+    d = np.array([int(ref[clusters == k].sum()) - int(other[clusters == k].sum()) for k in np.unique(clusters)])
+    signs = np.array(np.meshgrid(*[[-1, 1]] * d.size)).reshape(d.size, -1).T
+    brute = np.mean(np.abs(signs @ d) >= abs(d.sum()))
+    assert clustered_mcnemar(ref, other, clusters).p_value == pytest.approx(brute, rel=1e-12)
+
+
+def test_comparisons_store_the_clustered_test_and_the_table_shows_it(tmp_path):
+    record = add_comparisons(make_record(tmp_path), n_boot=200)
+    comps = [c[k] for c in record["conditions"] for k in ("comparison_to_clean", "comparison_to_none") if k in c]
+    assert comps
+    clusters = pair_clusters(record["pairs"]["a"], record["pairs"]["b"], "probe")
+    for comp in comps:
+        assert comp["mcnemar_clustered"]["resampled"] == comp["bootstrap"]["resampled"]
+        assert 0 < comp["mcnemar_clustered"]["p_value"] <= 1
+    cond = next(c for c in record["conditions"] if "comparison_to_none" in c)
+    base = next(c for c in record["conditions"] if c["restorer"] == "none" and c["scale"] == cond["scale"])
+    ref = pair_decisions(base["scores"], base["verification"]["thresholds"])
+    oth = pair_decisions(cond["scores"], cond["verification"]["thresholds"])
+    assert cond["comparison_to_none"]["mcnemar_clustered"]["p_value"] == clustered_mcnemar(ref, oth, clusters).p_value
+    assert f"(clustered {cond['comparison_to_none']['mcnemar_clustered']['p_value']:.2g})" in results_table(record)
+
+
+def test_comparisons_without_the_clustered_test_are_recomputed(tmp_path):
+    record = add_comparisons(make_record(tmp_path), n_boot=200)
+    for cond in record["conditions"]:
+        for key in ("comparison_to_clean", "comparison_to_none"):
+            cond.get(key, {}).pop("mcnemar_clustered", None)
+    add_comparisons(record, n_boot=200)
+    assert all("mcnemar_clustered" in c["comparison_to_clean"] for c in record["conditions"] if c["scale"])
