@@ -20,7 +20,7 @@ import numpy as np
 
 from ..pipeline.environment import restorever_version
 from .results import (RESULTS_FILE, STATISTICS_NOTE, attribute_table, comparison_cell, condition_label, load_results,
-                      results_table)
+                      p_text, results_table)
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +122,9 @@ def report_tables(record: dict[str, Any]) -> list[Table]:
             stats.rows.append([
                 condition_label(c), condition_label({"restorer": ref["restorer"], "scale": ref["scale"]}),
                 _pct(comp["accuracy"]), _pct(comp["accuracy_reference"]),
-                comparison_cell(comp).rsplit(" p=", 1)[0], f"{mc['b']} / {mc['c']}",
-                "exact binomial" if mc["method"] == "exact" else "χ² (continuity corrected)", f"{mc['p_value']:.3g}",
-                f"{comp['mcnemar_clustered']['p_value']:.3g}" if comp.get("mcnemar_clustered") else "—",
+                comparison_cell(comp).split(" p", 1)[0], f"{mc['b']} / {mc['c']}",
+                "exact binomial" if mc["method"] == "exact" else "χ² (continuity corrected)", p_text(mc["p_value"], 3),
+                p_text(comp["mcnemar_clustered"]["p_value"], 3) if comp.get("mcnemar_clustered") else "—",
             ])
     proto = record.get("protocol") or {}
     protocol = Table("protocol", "Protocol", ["field", "value"],

@@ -24,6 +24,16 @@ def _pct(x: Any, digits: int = 2) -> str:
     return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f}"
 
 
+#: p-values below this are shown as ``<1e-300``: a stored 0.0 is a float underflow, not a p of zero
+P_FLOOR = 1e-300
+
+
+def p_text(p: float, digits: int = 2, prefix: str = "") -> str:
+    """A p-value for a table: ``0.031`` (``p=0.031`` with ``prefix="p"``), or ``<1e-300`` where it underflowed (never
+    ``0``)."""
+    return f"{prefix}<{P_FLOOR:.0e}" if p < P_FLOOR else f"{prefix}{'=' if prefix else ''}{p:.{digits}g}"
+
+
 def comparison_cell(comp: dict[str, Any] | None) -> str:
     """``+1.23 [-0.50, +2.90] p=0.031 (clustered 0.12)``: accuracy difference in percentage points with its bootstrap
     interval, McNemar's p-value over pairs and, when stored, over the bootstrap's clusters; or ``—``."""
@@ -32,7 +42,7 @@ def comparison_cell(comp: dict[str, Any] | None) -> str:
     p = comp["mcnemar"]["p_value"]
     clustered = comp.get("mcnemar_clustered")  # older records have none
     return (f"{100 * comp['accuracy_difference']:+.2f} [{100 * comp['ci_low']:+.2f}, {100 * comp['ci_high']:+.2f}] "
-            f"p={p:.2g}" + (f" (clustered {clustered['p_value']:.2g})" if clustered else ""))
+            f"{p_text(p, prefix='p')}" + (f" (clustered {p_text(clustered['p_value'])})" if clustered else ""))
 
 
 def results_table(record: dict[str, Any]) -> str:

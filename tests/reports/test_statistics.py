@@ -400,3 +400,19 @@ def test_comparisons_without_the_clustered_test_are_recomputed(tmp_path):
             cond.get(key, {}).pop("mcnemar_clustered", None)
     add_comparisons(record, n_boot=200)
     assert all("mcnemar_clustered" in c["comparison_to_clean"] for c in record["conditions"] if c["scale"])
+
+
+def test_an_underflowed_p_value_is_not_shown_as_zero(tmp_path):
+    """2000 discordant pairs all one way: the chi-square p underflows to 0.0 (scipy's too); the tables say <1e-300."""
+    from restorever.reports.html import report_tables
+
+    ref, other = _decisions(2000, 0)
+    assert mcnemar(ref, other).p_value == 0.0 == sps.chi2.sf(1999 ** 2 / 2000, 1)
+    record = add_comparisons(make_record(tmp_path), n_boot=100)
+    cond = next(c for c in record["conditions"] if "comparison_to_none" in c)
+    cond["comparison_to_none"]["mcnemar"]["p_value"] = 0.0
+    cond["comparison_to_none"]["mcnemar_clustered"]["p_value"] = 0.0
+    row = next(line for line in results_table(record).splitlines() if line.startswith(f"| {cond['restorer']} "))
+    assert row.split("|")[-2].strip().endswith("] p<1e-300 (clustered <1e-300)")
+    stats = next(t for t in report_tables(record) if t.key == "statistics")
+    assert any(r[-2:] == ["<1e-300", "<1e-300"] for r in stats.rows)
