@@ -90,7 +90,9 @@ STATISTICS_NOTE = (
     "all their pairs), and McNemar's test on the per-pair decisions (exact binomial below 25 discordant pairs, else "
     "chi-square with continuity correction). It treats pairs as independent; the clustered p keeps each person's "
     "pairs together as the interval does (an exact sign-flip test over the same people), so with few people or "
-    "many pairs per person trust it, not the per-pair p.")
+    "many pairs per person trust it, not the per-pair p. Each p and interval is for its own comparison: none is "
+    "adjusted for the number of comparisons in the table (for a family-wise 5 % level compare p with 0.05 divided "
+    "by that number), and the thresholds are held at the run's fold thresholds (their choice is not resampled).")
 
 
 def attribute_table(record: dict[str, Any]) -> tuple[list[str], list[list[str]]]:

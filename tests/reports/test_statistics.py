@@ -416,3 +416,14 @@ def test_an_underflowed_p_value_is_not_shown_as_zero(tmp_path):
     assert row.split("|")[-2].strip().endswith("] p<1e-300 (clustered <1e-300)")
     stats = next(t for t in report_tables(record) if t.key == "statistics")
     assert any(r[-2:] == ["<1e-300", "<1e-300"] for r in stats.rows)
+
+
+def test_statistics_note_says_p_values_are_not_adjusted_for_multiple_comparisons(tmp_path):
+    """A run compares every scale with clean and every restorer with none: the reader must learn that each p stands
+    alone (no Bonferroni/Holm adjustment is made) before reading ten p-values as ten findings."""
+    from restorever.reports.results import results_markdown
+
+    record = add_comparisons(make_record(tmp_path), n_boot=100)
+    md = results_markdown(record)
+    assert "none is adjusted for the number of comparisons" in md
+    assert "thresholds are held at the run's fold thresholds" in md
