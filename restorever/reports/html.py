@@ -19,8 +19,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..pipeline.environment import restorever_version
-from .results import (RESULTS_FILE, STATISTICS_NOTE, attribute_table, comparison_cell, condition_label, load_results,
-                      p_text, results_table)
+from .results import (RESULTS_FILE, STATISTICS_NOTE, attribute_table, comparison_cell, condition_label,
+                      few_clusters_note, load_results, p_text, results_table)
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def report_tables(record: dict[str, Any]) -> list[Table]:
                   ["condition", "reference", "accuracy %", "reference %", "Δ pp [95 % CI]", "discordant b / c",
                    "McNemar test", "p", "p (clustered)"],
                   note=STATISTICS_NOTE + " Discordant pairs: b = right in the reference and wrong in the condition, "
-                  "c = the reverse.")
+                  "c = the reverse." + (" " + few_clusters_note(record) if few_clusters_note(record) else ""))
     for c in record["conditions"]:
         for key in ("comparison_to_none", "comparison_to_clean"):
             comp = c.get(key)

@@ -95,6 +95,24 @@ STATISTICS_NOTE = (
     "by that number), and the thresholds are held at the run's fold thresholds (their choice is not resampled).")
 
 
+#: below this many resampled clusters (people) a percentile bootstrap interval is too narrow to take at face value
+FEW_CLUSTERS = 30
+
+
+def few_clusters_note(record: dict[str, Any], below: int = FEW_CLUSTERS) -> str:
+    """A warning sentence when the paired comparisons resampled fewer than ``below`` clusters (people), else ``""``:
+    a percentile bootstrap over a handful of people covers far less than its nominal 95 %."""
+    counts = [c[key]["bootstrap"]["clusters"] for c in record.get("conditions", [])
+              for key in ("comparison_to_clean", "comparison_to_none")
+              if isinstance(c.get(key), dict) and isinstance(c[key].get("bootstrap"), dict)
+              and isinstance(c[key]["bootstrap"].get("clusters"), int)]
+    if not counts or min(counts) >= below:
+        return ""
+    return (f"Warning: the intervals resample only {min(counts)} clusters (people); with fewer than {below} a "
+            f"percentile bootstrap is too narrow. Read the clustered p (exact at any number of people), or evaluate "
+            f"more people.")
+
+
 def attribute_table(record: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """``(header, rows)`` of an identification run's attribute predictions per condition: accuracy and ECE per
     attribute (raw / re-weighted when the run re-weights), and how often a probe's predicted gender or age group
@@ -138,6 +156,8 @@ def results_markdown(record: dict[str, Any]) -> str:
     ]
     if any(c.get("comparison_to_clean") or c.get("comparison_to_none") for c in record["conditions"]):
         lines += [STATISTICS_NOTE, ""]
+        if few_clusters_note(record):
+            lines += [few_clusters_note(record), ""]
     if proto["skipped"]:
         lines += ["## Skipped pairs", ""]
         lines += [f"- line {s['pair']}: {s['reason']}" for s in proto["skipped"][:50]]

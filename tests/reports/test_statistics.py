@@ -427,3 +427,27 @@ def test_statistics_note_says_p_values_are_not_adjusted_for_multiple_comparisons
     md = results_markdown(record)
     assert "none is adjusted for the number of comparisons" in md
     assert "thresholds are held at the run's fold thresholds" in md
+
+
+def test_few_people_in_the_bootstrap_are_flagged(tmp_path):
+    """The 5-person faces set gives 5 clusters: a percentile bootstrap over 5 people cannot be read as a 95 %
+    interval, and the report says so; LFW-sized runs (hundreds of people) get no warning."""
+    from restorever.reports.html import report_tables
+    from restorever.reports.results import results_markdown
+
+    record = add_comparisons(make_record(tmp_path), n_boot=100)
+    n = min(c[k]["bootstrap"]["clusters"] for c in record["conditions"]
+            for k in ("comparison_to_clean", "comparison_to_none") if k in c)
+    assert ("resample only" in results_markdown(record)) == (n < 30)
+    for cond in record["conditions"]:
+        for key in ("comparison_to_clean", "comparison_to_none"):
+            if key in cond:
+                cond[key]["bootstrap"]["clusters"] = 5
+    assert "the intervals resample only 5 clusters (people)" in results_markdown(record)
+    stats = next(t for t in report_tables(record) if t.key == "statistics")
+    assert "resample only 5 clusters" in stats.note
+    for cond in record["conditions"]:
+        for key in ("comparison_to_clean", "comparison_to_none"):
+            if key in cond:
+                cond[key]["bootstrap"]["clusters"] = 1290
+    assert "resample only" not in results_markdown(record)
