@@ -98,8 +98,8 @@ def plot_grid(record: dict[str, Any], run_dir: str | Path, out: str | Path, *, i
 
     Wide layout (when ``1 + scales x (1 + restorers) <= max_columns``): one row per probe, columns
     ``clean | x4 degraded | x4 restorer ... | x8 degraded | ...``. Tall layout otherwise: one row per (probe, scale),
-    columns ``clean | degraded | each restorer``, the clean face shown on the probe's first row only
-    (see :func:`grid_layout`).
+    columns ``clean | degraded | each restorer``, the clean face shown on the probe's first row only and the row's scale
+    written left of the clean column (see :func:`grid_layout`).
 
     Args:
         record: the run's results; ``record["examples"]`` names PNGs relative to ``run_dir``.
@@ -150,7 +150,7 @@ def plot_grid(record: dict[str, Any], run_dir: str | Path, out: str | Path, *, i
             ax.set_xlabel(item.caption, fontsize=6.5, labelpad=1.5)
             if r == 0:
                 ax.set_title(layout.headers[c], fontsize=7, pad=3, color=layout.header_colours[c])
-            if c == 1 and layout.row_labels[r]:
+            if c == 0 and layout.row_labels[r]:  # left of the clean column: the gap beside it is too narrow
                 ax.set_ylabel(layout.row_labels[r], fontsize=7.5, labelpad=2)
     fig.subplots_adjust(left=0.02, right=0.99, top=1 - 0.2 / fig.get_figheight(), bottom=0.02)
     return save_figure(fig, plt, out, tight=False)

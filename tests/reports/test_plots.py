@@ -228,3 +228,20 @@ def test_a_scale_or_restorer_not_in_the_run_is_an_error(run_dir, tmp_path):
         plot_cmc([record], tmp_path / "c.png", restorers=["vqfr"])
     result = CliRunner().invoke(cli, ["plot", "cmc", str(run_dir), "--max-rank", "0", "-o", str(tmp_path / "c.png")])
     assert result.exit_code == 2 and "--max-rank" in result.output
+
+
+def test_tall_grid_scale_labels_do_not_cover_a_face(run_dir, monkeypatch):
+    """In the tall layout the scale of each row (``x4``) was the y label of the degraded column, so with the
+    narrow gap between columns it was drawn over the right edge of the clean face on the probe's first row."""
+    record = load_results(run_dir)
+    figures = keep_figures(monkeypatch)
+    plot_grid(record, run_dir, "g.png", max_items=2, max_columns=4)
+    fig = figures[0]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    faces = [ax.get_window_extent(renderer) for ax in fig.axes if ax.get_images()]
+    labels = [ax.yaxis.label for ax in fig.axes if ax.yaxis.label.get_text()]
+    assert [t.get_text() for t in labels] == ["x4", "x16"] * 2
+    for text in labels:
+        box = text.get_window_extent(renderer)
+        assert not any(box.overlaps(face) for face in faces), text.get_text()
