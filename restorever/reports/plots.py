@@ -33,7 +33,7 @@ from .run_names import legend_prefixes, record_names
 __all__ = [
     # drawn here
     "plot_roc", "plot_scales", "plot_similarity", "plot_cmc", "plot_all", "clipped_error_bars", "finite_thresholds",
-    "SENTINEL_THRESHOLD", "DIFFERENT_DASHES", "CMC_VARIANTS", "FIGURES", "VERIFICATION_FIGURES",
+    "SENTINEL_THRESHOLD", "SCALE_DODGE", "DIFFERENT_DASHES", "CMC_VARIANTS", "FIGURES", "VERIFICATION_FIGURES",
     # from figure_io, figure_style, run_names and grid, so that ``from restorever.reports.plots import X`` keeps working
     "MissingDataError", "FORMATS", "COLUMN_WIDTH", "RESTORER_COLOURS", "CLEAN_COLOUR", "CLEAN_LINE",
     "CLEAN_WIDTH_FACTOR", "restorer_colour", "scale_style", "condition_colour", "record_names", "GridCell",
@@ -124,10 +124,23 @@ def plot_roc(records: Sequence[dict[str, Any]], out: str | Path, *, fars: Sequen
     return save_figure(fig, plt, out)
 
 
+def _fold_count_text(records: Sequence[dict[str, Any]]) -> str:
+    """``"10 folds"`` when every drawn condition has the same number of fold accuracies, else ``"folds"``."""
+    counts = {len(c["verification"].get("fold_accuracies") or []) for r in records for c in r["conditions"]
+              if c.get("verification")}
+    return f"{counts.pop()} folds" if len(counts) == 1 and 0 not in counts else "folds"
+
+
+#: horizontal spread (in octaves of the scale axis) between the error bars of the series drawn at one scale
+SCALE_DODGE = 0.06
+
+
 def plot_scales(records: Sequence[dict[str, Any]], out: str | Path, *, names: Sequence[str] | None = None) -> Path:
-    """Verification accuracy (± std over folds, error bars) against the degradation scale, one line per restorer,
-    the clean accuracy as a dashed reference line. Several records are told apart as in :func:`plot_roc` (legend
-    prefix, marker shape). :class:`MissingDataError` when no record has a degraded scale."""
+    """Verification accuracy (%, mean ± population std over folds as error bars, the legend title saying so)
+    against the degradation scale on a log-2 axis, one line per restorer, the clean accuracy as a dashed reference
+    line. The series are shifted apart by :data:`SCALE_DODGE` octaves at each scale so that their error bars do
+    not hide one another. Several records are told apart as in :func:`plot_roc` (legend prefix, marker shape); the
+    legend sits below the axes. :class:`MissingDataError` when no record has a degraded scale."""
     check_output(out)
     require_verification(records, "the accuracy-against-scale figure")
     all_scales = scales_of(records)
@@ -136,6 +149,9 @@ def plot_scales(records: Sequence[dict[str, Any]], out: str | Path, *, names: Se
                                "degraded scales")
     prefixes = legend_prefixes(records, names)
     fig, ax, plt = new_figure(COLUMN_WIDTH, 2.7)
+    series = [(r_index, name) for r_index, record in enumerate(records)
+              for name in dict.fromkeys(c["restorer"] for c in record["conditions"]
+                                        if c.get("verification") and c.get("scale") is not None)]
     for r_index, record in enumerate(records):
         prefix = prefixes[r_index]
         conds = [c for c in record["conditions"] if c.get("verification")]
@@ -147,17 +163,23 @@ def plot_scales(records: Sequence[dict[str, Any]], out: str | Path, *, names: Se
         for name in dict.fromkeys(c["restorer"] for c in conds if c.get("scale") is not None):
             pts = sorted((c["scale"], c["verification"]) for c in conds
                          if c["restorer"] == name and c.get("scale") is not None)
-            xs = [p[0] for p in pts]
+            shift = 2 ** (SCALE_DODGE * (series.index((r_index, name)) - (len(series) - 1) / 2))
+            xs = [p[0] * shift for p in pts]
             ys = [100 * p[1]["accuracy_mean"] for p in pts]
             es = clipped_error_bars(ys, [100 * p[1]["accuracy_std"] for p in pts])
             ax.errorbar(xs, ys, yerr=es, marker="os^Dv"[r_index % 5], ms=3, capsize=2, lw=1.2, elinewidth=0.7,
                         color=restorer_colour(name), label=prefix + name)
+    ax.set_xscale("log", base=2)
     ax.set_xticks(all_scales)
     ax.set_xticklabels([f"x{s}" for s in all_scales])
+    ax.minorticks_off()
+    ax.set_xlim(all_scales[0] / 2 ** 0.4, all_scales[-1] * 2 ** 0.4)
     ax.set_xlabel("degradation scale (of a 512 px face)")
     ax.set_ylabel("verification accuracy (%)")
     ax.grid(True, alpha=0.25, lw=0.4)
-    ax.legend(frameon=False)
+    _legend(fig, ax, 2.7)
+    legend = ax.get_legend()
+    legend.set_title(f"error bars: ± std over {_fold_count_text(records)}", prop={"size": 5.5})
     return save_figure(fig, plt, out)
 
 

@@ -245,3 +245,46 @@ def test_tall_grid_scale_labels_do_not_cover_a_face(run_dir, monkeypatch):
     for text in labels:
         box = text.get_window_extent(renderer)
         assert not any(box.overlaps(face) for face in faces), text.get_text()
+
+
+def _errorbar_containers(ax) -> list:
+    from matplotlib.container import ErrorbarContainer
+
+    return [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+
+
+def test_scales_error_bars_say_what_they_are_and_stay_apart(run_dir, monkeypatch):
+    """The accuracy-against-scale figure drew every restorer's ± std bar at the same x (one bar hid the other) and
+    said nowhere, outside the HTML caption, what the bars are."""
+    record = load_results(run_dir)
+    figures = keep_figures(monkeypatch)
+    plot_scales([record], "s.png")
+    ax = figures[0].axes[0]
+    legend = ax.get_legend()
+    assert legend.get_title().get_text() == "error bars: ± std over 10 folds"
+    xs = {c.get_label(): list(c.lines[0].get_xdata()) for c in _errorbar_containers(ax)}
+    assert set(xs) == {"none", "vqfr-v2"}
+    for scale, a, b in zip([4, 16], xs["none"], xs["vqfr-v2"]):
+        assert a != b and abs(a / scale - 1) < 0.1 and abs(b / scale - 1) < 0.1  # apart, still at their scale
+    # the bars are the stored std over folds, centred on the stored mean
+    cond = next(c for c in record["conditions"] if c["restorer"] == "vqfr-v2" and c["scale"] == 16)
+    bar = next(c for c in _errorbar_containers(ax) if c.get_label() == "vqfr-v2")
+    segment = bar.lines[2][0].get_segments()[1]
+    mean, std = 100 * cond["verification"]["accuracy_mean"], 100 * cond["verification"]["accuracy_std"]
+    np.testing.assert_allclose([segment[0][1], segment[1][1]], [max(0, mean - std), min(100, mean + std)])
+
+
+def test_scales_axis_is_logarithmic_and_the_legend_covers_nothing(run_dir, monkeypatch):
+    """Scales are factors (x4, x8, x16, x32): on a linear axis x4 and x8 were crowded together and x32 far away,
+    and the legend sat inside the axes over the lines and bars."""
+    record = load_results(run_dir)
+    figures = keep_figures(monkeypatch)
+    plot_scales([record], "s.png")
+    fig = figures[0]
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["x4", "x16"]
+    assert fig.get_figwidth() == COLUMN_WIDTH
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    assert not ax.get_legend().get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
