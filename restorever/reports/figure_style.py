@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-#: one colour per restorer across every figure
-RESTORER_COLOURS = {"none": "#4d4d4d", "vqfr-v1": "#1f77b4", "vqfr-v2": "#2ca02c", "difface": "#d62728",
-                    "gfpgan-v1.4": "#ff7f0e", "gfpgan-v1.3": "#bcbd22", "codeformer": "#9467bd"}
+#: one colour per restorer across every figure, from the Okabe-Ito palette: every pair stays distinguishable in
+#: deuteranope and protanope vision (tests/reports/test_plots.py checks it); ``none`` (no restoration) is grey
+RESTORER_COLOURS = {"none": "#4d4d4d", "vqfr-v1": "#56b4e9", "vqfr-v2": "#0072b2", "difface": "#d55e00",
+                    "gfpgan-v1.4": "#009e73", "gfpgan-v1.3": "#e69f00", "codeformer": "#cc79a7"}
 _EXTRA = ["#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#aec7e8", "#98df8a"]
 CLEAN_COLOUR = "#000000"
 #: line styles of the degraded scales, mildest first

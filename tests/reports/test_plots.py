@@ -288,3 +288,37 @@ def test_scales_axis_is_logarithmic_and_the_legend_covers_nothing(run_dir, monke
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     assert not ax.get_legend().get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
+
+
+# Machado, Oliveira & Fernandes (2009), severity 1.0: linear-RGB matrices of deuteranopia and protanopia
+_DEUTAN = np.array([[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413], [-0.011820, 0.042940, 0.968881]])
+_PROTAN = np.array([[0.152286, 1.052583, -0.204868], [0.114503, 0.786281, 0.099216], [-0.003882, -0.048116, 1.051998]])
+
+
+def _lab(colour: str, vision: np.ndarray) -> np.ndarray:
+    """CIELAB (D65) of an sRGB colour as seen through ``vision`` (a 3x3 matrix on linear RGB)."""
+    from matplotlib.colors import to_rgb
+
+    c = np.asarray(to_rgb(colour))
+    linear = np.clip(vision @ np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4), 0, 1)
+    srgb_to_xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+    xyz = srgb_to_xyz @ linear / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.array([116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])])
+
+
+def test_restorer_colours_stay_apart_for_colour_blind_readers():
+    """The tab10 colours put vqfr-v2 (green) next to gfpgan-v1.4 (orange) and difface (red): for a protanope the
+    first two were 4.6 CIELAB units apart, the same colour. Every pair of restorers must differ by >= 15 units in
+    normal, deuteranope and protanope vision (Machado et al. 2009 simulation)."""
+    from itertools import combinations
+
+    from restorever.reports.figure_style import RESTORER_COLOURS
+
+    assert _lab("#000000", np.eye(3))[0] == pytest.approx(0, abs=1e-6)  # the conversion's known answers
+    assert _lab("#ffffff", np.eye(3)) == pytest.approx([100, 0, 0], abs=0.05)
+    assert _lab("#ff0000", np.eye(3)) == pytest.approx([53.2, 80.1, 67.2], abs=0.2)
+    for vision in (np.eye(3), _DEUTAN, _PROTAN):
+        for a, b in combinations(RESTORER_COLOURS, 2):
+            distance = np.linalg.norm(_lab(RESTORER_COLOURS[a], vision) - _lab(RESTORER_COLOURS[b], vision))
+            assert distance >= 15, (a, b, distance)
