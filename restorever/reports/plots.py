@@ -32,7 +32,8 @@ from .run_names import legend_prefixes, record_names
 
 __all__ = [
     # drawn here
-    "plot_roc", "plot_scales", "plot_similarity", "plot_cmc", "plot_all", "clipped_error_bars", "finite_thresholds",
+    "plot_roc", "plot_scales", "plot_similarity", "plot_cmc", "plot_all", "clipped_error_bars", "recognizer_title",
+    "finite_thresholds",
     "SENTINEL_THRESHOLD", "SCALE_DODGE", "DIFFERENT_DASHES", "CMC_VARIANTS", "FIGURES", "VERIFICATION_FIGURES",
     # from figure_io, figure_style, run_names and grid, so that ``from restorever.reports.plots import X`` keeps working
     "MissingDataError", "FORMATS", "COLUMN_WIDTH", "RESTORER_COLOURS", "CLEAN_COLOUR", "CLEAN_LINE",
@@ -78,6 +79,22 @@ def _legend(fig, ax, height: float) -> None:
               handlelength=2.8, columnspacing=1.0)
 
 
+def recognizer_title(records: Sequence[dict[str, Any]]) -> str:
+    """``"recognizer NAME"`` when every condition of the records was embedded by one recognizer (the legend title
+    of each figure, so that a figure copied on its own still says which recognizer it shows), else ``""`` (the
+    legend prefixes of :func:`record_names` then name the recognizers)."""
+    names = {str(c.get("recognizer") or (r.get("config") or {}).get("recognizer"))
+             for r in records for c in r["conditions"]}
+    names.discard("None")
+    return f"recognizer {names.pop()}" if len(names) == 1 else ""
+
+
+def _legend_title(ax, text: str) -> None:
+    """Give the axes' legend the title ``text`` (nothing when empty), in the legend's font size."""
+    if text:
+        ax.get_legend().set_title(text, prop={"size": 5.5})
+
+
 def plot_roc(records: Sequence[dict[str, Any]], out: str | Path, *, fars: Sequence[float] = (1e-3, 1e-2),
              scales: Sequence[int] | None = None, restorers: Sequence[str] | None = None,
              names: Sequence[str] | None = None) -> Path:
@@ -121,6 +138,7 @@ def plot_roc(records: Sequence[dict[str, Any]], out: str | Path, *, fars: Sequen
     ax.set_ylabel("true accept rate")
     ax.grid(True, which="major", alpha=0.25, lw=0.4)
     _legend(fig, ax, 2.8)
+    _legend_title(ax, recognizer_title(records))
     return save_figure(fig, plt, out)
 
 
@@ -178,8 +196,8 @@ def plot_scales(records: Sequence[dict[str, Any]], out: str | Path, *, names: Se
     ax.set_ylabel("verification accuracy (%)")
     ax.grid(True, alpha=0.25, lw=0.4)
     _legend(fig, ax, 2.7)
-    legend = ax.get_legend()
-    legend.set_title(f"error bars: ± std over {_fold_count_text(records)}", prop={"size": 5.5})
+    bars = f"error bars: ± std over {_fold_count_text(records)}"
+    _legend_title(ax, "; ".join(t for t in (recognizer_title(records), bars) if t))
     return save_figure(fig, plt, out)
 
 
@@ -341,7 +359,7 @@ def plot_similarity(record: dict[str, Any], out: str | Path, *, bins: int = 40, 
     fig.supxlabel("pair score (higher = more alike)", fontsize=8)
     handles = _similarity_handles([c for _, c in conds], overlaid, below_all)
     fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(3, len(handles)),
-               frameon=False)
+               frameon=False, title=recognizer_title([record]) or None, title_fontsize=6.5)
     return save_figure(fig, plt, out)
 
 
@@ -404,6 +422,7 @@ def plot_cmc(records: Sequence[dict[str, Any]], out: str | Path, *, max_rank: in
     ax.set_ylabel("identification rate (%)")
     ax.grid(True, which="both", alpha=0.25, lw=0.4)
     _legend(fig, ax, 2.8)
+    _legend_title(ax, recognizer_title(records))
     return save_figure(fig, plt, out)
 
 

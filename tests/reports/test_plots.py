@@ -261,7 +261,7 @@ def test_scales_error_bars_say_what_they_are_and_stay_apart(run_dir, monkeypatch
     plot_scales([record], "s.png")
     ax = figures[0].axes[0]
     legend = ax.get_legend()
-    assert legend.get_title().get_text() == "error bars: ± std over 10 folds"
+    assert legend.get_title().get_text().endswith("error bars: ± std over 10 folds")
     xs = {c.get_label(): list(c.lines[0].get_xdata()) for c in _errorbar_containers(ax)}
     assert set(xs) == {"none", "vqfr-v2"}
     for scale, a, b in zip([4, 16], xs["none"], xs["vqfr-v2"]):
@@ -322,3 +322,26 @@ def test_restorer_colours_stay_apart_for_colour_blind_readers():
         for a, b in combinations(RESTORER_COLOURS, 2):
             distance = np.linalg.norm(_lab(RESTORER_COLOURS[a], vision) - _lab(RESTORER_COLOURS[b], vision))
             assert distance >= 15, (a, b, distance)
+
+
+def test_every_figure_names_the_recognizer(run_dir, monkeypatch):
+    """A figure of one run named restorer and scale but not the recognizer (arcface-r50 here), so a copy of it in a
+    paper or slide could not be told from the same figure of a dlib or facenet run."""
+    record = load_results(run_dir)
+    figures = keep_figures(monkeypatch)
+    plot_roc([record], "r.png")
+    plot_scales([record], "s.png")
+    plot_cmc([record], "c.png")
+    plot_similarity(record, "d.png")
+    titles = [fig.axes[0].get_legend().get_title().get_text() for fig in figures[:3]]
+    titles.append(figures[3].legends[0].get_title().get_text())
+    assert titles[0] == titles[2] == titles[3] == "recognizer arcface-r50", titles
+    assert titles[1] == "recognizer arcface-r50; error bars: ± std over 10 folds"
+    other = copy.deepcopy(record)
+    for cond in other["conditions"]:
+        cond["recognizer"] = "dlib"
+    other["config"]["recognizer"] = "dlib"
+    plot_roc([record, other], "r2.png")  # two recognizers: the legend prefixes name them, no shared title
+    legend = figures[4].axes[0].get_legend()
+    assert legend.get_title().get_text() == ""
+    assert {t.get_text().split(":")[0] for t in legend.get_texts()} == {"arcface-r50", "dlib"}
