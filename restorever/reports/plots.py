@@ -33,7 +33,7 @@ from .run_names import legend_prefixes, record_names
 __all__ = [
     # drawn here
     "plot_roc", "plot_scales", "plot_similarity", "plot_cmc", "plot_all", "clipped_error_bars", "recognizer_title",
-    "finite_thresholds",
+    "finite_thresholds", "score_axis_label", "SCORE_NAMES",
     "SENTINEL_THRESHOLD", "SCALE_DODGE", "DIFFERENT_DASHES", "CMC_VARIANTS", "FIGURES", "VERIFICATION_FIGURES",
     # from figure_io, figure_style, run_names and grid, so that ``from restorever.reports.plots import X`` keeps working
     "MissingDataError", "FORMATS", "COLUMN_WIDTH", "RESTORER_COLOURS", "CLEAN_COLOUR", "CLEAN_LINE",
@@ -316,6 +316,17 @@ def _similarity_handles(conds: Sequence[dict[str, Any]], overlaid: bool, below_a
     return handles
 
 
+#: what a pair score is, by the ``similarity`` a condition records (``restorever.metrics.similarity``)
+SCORE_NAMES = {"cosine": "cosine similarity", "euclidean": "minus the Euclidean distance"}
+
+
+def score_axis_label(conds: Sequence[dict[str, Any]]) -> str:
+    """The score axis label: names the score when every condition records the same known ``similarity``."""
+    kinds = {c.get("similarity") for c in conds}
+    name = SCORE_NAMES.get(kinds.pop()) if len(kinds) == 1 else None
+    return f"pair score: {name} (higher = more alike)" if name else "pair score (higher = more alike)"
+
+
 def plot_similarity(record: dict[str, Any], out: str | Path, *, bins: int = 40, ncols: int = 2) -> Path:
     """Genuine (same person) and impostor (different people) pair-score distributions: one panel per scale (clean
     first), one colour per restorer (the clean panel black), shared score axis whose limits come from the scores
@@ -356,7 +367,7 @@ def plot_similarity(record: dict[str, Any], out: str | Path, *, bins: int = 40, 
     _show_bottom_tick_labels(axes, len(panels))
     for row in axes:
         row[0].set_ylabel("density")
-    fig.supxlabel("pair score (higher = more alike)", fontsize=8)
+    fig.supxlabel(score_axis_label([c for _, c in conds]), fontsize=8)
     handles = _similarity_handles([c for _, c in conds], overlaid, below_all)
     fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(3, len(handles)),
                frameon=False, title=recognizer_title([record]) or None, title_fontsize=6.5)

@@ -148,8 +148,11 @@ def test_plot_commands(run_dir, tmp_path):
 
 def keep_figures(monkeypatch) -> list:
     """Keep the matplotlib figures the plot functions draw in the returned list instead of saving them."""
+    import matplotlib.pyplot as plt
+
     from restorever.reports import grid, plots
 
+    plt.close("all")  # the figures an earlier test kept
     figures = []
 
     def keep(fig, plt, out, **kwargs):
@@ -345,3 +348,18 @@ def test_every_figure_names_the_recognizer(run_dir, monkeypatch):
     legend = figures[4].axes[0].get_legend()
     assert legend.get_title().get_text() == ""
     assert {t.get_text().split(":")[0] for t in legend.get_texts()} == {"arcface-r50", "dlib"}
+
+
+def test_similarity_axis_names_the_score(run_dir, monkeypatch):
+    """The score axis said only "pair score": a dlib run's scores are minus the Euclidean distance (all negative),
+    which the figure did not say, so a reader could take them for cosines gone wrong."""
+    record = copy.deepcopy(load_results(run_dir))
+    figures = keep_figures(monkeypatch)
+    for similarity in ("euclidean", "cosine", None):
+        for cond in record["conditions"]:
+            cond["similarity"] = similarity
+        plot_similarity(record, "d.png")
+    labels = [fig.get_supxlabel() for fig in figures]
+    assert labels == ["pair score: minus the Euclidean distance (higher = more alike)",
+                      "pair score: cosine similarity (higher = more alike)",
+                      "pair score (higher = more alike)"]
