@@ -27,7 +27,7 @@ from .figure_io import (COLUMN_WIDTH, FORMATS, MissingDataError, check_output, c
 from .figure_style import (CLEAN_COLOUR, CLEAN_LINE, CLEAN_WIDTH_FACTOR, RESTORER_COLOURS, condition_colour,
                            line_style, restorer_colour, scale_style, scales_of)
 from .grid import GridCell, GridLayout, grid_layout, plot_grid
-from .labels import condition_label
+from .labels import condition_label, figure_label, figure_restorer_name
 from .run_names import legend_prefixes, record_names
 
 __all__ = [
@@ -122,7 +122,7 @@ def plot_roc(records: Sequence[dict[str, Any]], out: str | Path, *, fars: Sequen
         fpr = [max(x, 1e-6) for x in roc["fpr"]]
         auc = ver.get("auc")
         style = line_style(cond, all_scales, 1.4 if r_index == 0 else 0.8)
-        label = prefixes[r_index] + condition_label(cond) + (f" (AUC {auc:.3f})" if auc is not None else "")
+        label = prefixes[r_index] + figure_label(cond) + (f" (AUC {auc:.3f})" if auc is not None else "")
         ax.plot(fpr, roc["tpr"], label=label, **style)
         colour = condition_colour(cond, all_scales)
         for far in fars:
@@ -186,7 +186,7 @@ def plot_scales(records: Sequence[dict[str, Any]], out: str | Path, *, names: Se
             ys = [100 * p[1]["accuracy_mean"] for p in pts]
             es = clipped_error_bars(ys, [100 * p[1]["accuracy_std"] for p in pts])
             ax.errorbar(xs, ys, yerr=es, marker="os^Dv"[r_index % 5], ms=3, capsize=2, lw=1.2, elinewidth=0.7,
-                        color=restorer_colour(name), label=prefix + name)
+                        color=restorer_colour(name), label=prefix + figure_restorer_name(name))
     ax.set_xscale("log", base=2)
     ax.set_xticks(all_scales)
     ax.set_xticklabels([f"x{s}" for s in all_scales])
@@ -311,7 +311,7 @@ def _similarity_handles(conds: Sequence[dict[str, Any]], overlaid: bool, below_a
     handles.append(Line2D([], [], color="0.2", ls=":", lw=0.8, label="mean threshold"))
     if below_all:
         handles.append(Line2D([], [], color="0.2", marker="<", ms=4, ls="none", label="threshold below all scores"))
-    handles += [Line2D([], [], color=restorer_colour(name), lw=3, label=name)
+    handles += [Line2D([], [], color=restorer_colour(name), lw=3, label=figure_restorer_name(name))
                 for name in dict.fromkeys(c["restorer"] for c in conds if c.get("scale") is not None)]
     return handles
 
@@ -422,7 +422,7 @@ def plot_cmc(records: Sequence[dict[str, Any]], out: str | Path, *, max_rank: in
                 continue
             cmc = cmc[: max_rank or None]
             longest = max(longest, len(cmc))
-            label = f"{prefixes[r_index]}{condition_label(cond)}{suffix} (rank-1 {100 * cmc[0]:.1f} %)"
+            label = f"{prefixes[r_index]}{figure_label(cond)}{suffix} (rank-1 {100 * cmc[0]:.1f} %)"
             ax.plot(range(1, len(cmc) + 1), [100 * x for x in cmc], **line_style(cond, scales, 1.2 if filled else 0.8),
                     marker=marker if len(cmc) <= 20 else None, ms=2.8, mfc=colour if filled else "white", mec=colour,
                     mew=0.7, label=label)

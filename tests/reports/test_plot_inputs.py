@@ -296,7 +296,7 @@ def test_legend_sits_outside_the_axes_and_clean_has_its_own_style(record, figure
     legend_box, axes_box = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
     assert legend_box.y1 < axes_box.y0  # below the axes, over no curve
     curves = {ln.get_label().split(" (")[0]: ln for ln in ax.get_lines() if not ln.get_label().startswith("_")}
-    clean, mild = curves["clean"], curves["none x4"]
+    clean, mild = curves["clean"], curves["no restoration x4"]
     assert clean.get_color() == CLEAN_COLOUR and clean.get_alpha() < 1
     assert clean.get_linewidth() >= 2 * max(ln.get_linewidth() for name, ln in curves.items() if name != "clean")
     assert clean.get_zorder() < mild.get_zorder()  # a band under the curves, which stay visible on it

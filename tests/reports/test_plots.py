@@ -176,11 +176,11 @@ def test_same_colour_per_restorer_in_every_figure(run_dir, monkeypatch, tmp_path
         colours = {}
         for handle, label in zip(*fig.axes[0].get_legend_handles_labels()):
             line = handle.lines[0] if hasattr(handle, "lines") else handle  # errorbar containers
-            for name in ("vqfr-v2 x4", "none x4", "vqfr-v2", "none"):
+            for name in ("vqfr-v2 x4", "no restoration x4", "vqfr-v2", "no restoration"):
                 if label.startswith(name + " ") or label == name:
-                    colours.setdefault(name.split()[0], to_hex(line.get_color()))
+                    colours.setdefault(name.removesuffix(" x4"), to_hex(line.get_color()))
                     break
-        assert colours == {"none": restorer_colour("none"), "vqfr-v2": restorer_colour("vqfr-v2")}, colours
+        assert colours == {"no restoration": restorer_colour("none"), "vqfr-v2": restorer_colour("vqfr-v2")}, colours
 
 
 def test_cmc_draws_filtered_variants(run_dir, monkeypatch, tmp_path):
@@ -266,8 +266,8 @@ def test_scales_error_bars_say_what_they_are_and_stay_apart(run_dir, monkeypatch
     legend = ax.get_legend()
     assert legend.get_title().get_text().endswith("error bars: ± std over 10 folds")
     xs = {c.get_label(): list(c.lines[0].get_xdata()) for c in _errorbar_containers(ax)}
-    assert set(xs) == {"none", "vqfr-v2"}
-    for scale, a, b in zip([4, 16], xs["none"], xs["vqfr-v2"]):
+    assert set(xs) == {"no restoration", "vqfr-v2"}
+    for scale, a, b in zip([4, 16], xs["no restoration"], xs["vqfr-v2"]):
         assert a != b and abs(a / scale - 1) < 0.1 and abs(b / scale - 1) < 0.1  # apart, still at their scale
     # the bars are the stored std over folds, centred on the stored mean
     cond = next(c for c in record["conditions"] if c["restorer"] == "vqfr-v2" and c["scale"] == 16)
@@ -363,3 +363,21 @@ def test_similarity_axis_names_the_score(run_dir, monkeypatch):
     assert labels == ["pair score: minus the Euclidean distance (higher = more alike)",
                       "pair score: cosine similarity (higher = more alike)",
                       "pair score (higher = more alike)"]
+
+
+def test_the_unrestored_baseline_is_not_named_like_a_restorer(run_dir, monkeypatch):
+    """The line figures listed the degraded, unrestored probe as ``none x4`` / ``none``, beside ``vqfr-v2 x4``, as
+    if ``none`` were a method (the example grid of the same run calls its column ``degraded``)."""
+    record = load_results(run_dir)
+    figures = keep_figures(monkeypatch)
+    plot_roc([record], "r.png")
+    plot_scales([record], "s.png")
+    plot_cmc([record], "c.png")
+    plot_similarity(record, "d.png")
+    legends = [[t.get_text() for t in fig.axes[0].get_legend().get_texts()] for fig in figures[:3]]
+    legends.append([t.get_text() for t in figures[3].legends[0].get_texts()])
+    assert all(not any(text.startswith("none") for text in legend) for legend in legends), legends
+    assert [t.split(" (")[0] for t in legends[0]] == ["clean", "no restoration x4", "vqfr-v2 x4",
+                                                      "no restoration x16", "vqfr-v2 x16"]
+    assert legends[1][1:] == ["no restoration", "vqfr-v2"]
+    assert legends[2][1].startswith("no restoration x4 (rank-1") and "no restoration" in legends[3]
