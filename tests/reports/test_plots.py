@@ -327,15 +327,22 @@ def test_restorer_colours_stay_apart_for_colour_blind_readers():
             assert distance >= 15, (a, b, distance)
 
 
-def test_every_figure_names_the_recognizer(run_dir, monkeypatch):
-    """A figure of one run named restorer and scale but not the recognizer (arcface-r50 here), so a copy of it in a
-    paper or slide could not be told from the same figure of a dlib or facenet run."""
-    record = load_results(run_dir)
+def _draw_every_line_figure(record, monkeypatch) -> list:
+    """Draw the ROC, scales, CMC and score-distribution figures of ``record``; the figures, in that order (later
+    figures of the test append to the same list)."""
     figures = keep_figures(monkeypatch)
     plot_roc([record], "r.png")
     plot_scales([record], "s.png")
     plot_cmc([record], "c.png")
     plot_similarity(record, "d.png")
+    return figures
+
+
+def test_every_figure_names_the_recognizer(run_dir, monkeypatch):
+    """A figure of one run named restorer and scale but not the recognizer (arcface-r50 here), so a copy of it in a
+    paper or slide could not be told from the same figure of a dlib or facenet run."""
+    record = load_results(run_dir)
+    figures = _draw_every_line_figure(record, monkeypatch)
     titles = [fig.axes[0].get_legend().get_title().get_text() for fig in figures[:3]]
     titles.append(figures[3].legends[0].get_title().get_text())
     assert titles[0] == titles[2] == titles[3] == "recognizer arcface-r50", titles
@@ -369,11 +376,7 @@ def test_the_unrestored_baseline_is_not_named_like_a_restorer(run_dir, monkeypat
     """The line figures listed the degraded, unrestored probe as ``none x4`` / ``none``, beside ``vqfr-v2 x4``, as
     if ``none`` were a method (the example grid of the same run calls its column ``degraded``)."""
     record = load_results(run_dir)
-    figures = keep_figures(monkeypatch)
-    plot_roc([record], "r.png")
-    plot_scales([record], "s.png")
-    plot_cmc([record], "c.png")
-    plot_similarity(record, "d.png")
+    figures = _draw_every_line_figure(record, monkeypatch)
     legends = [[t.get_text() for t in fig.axes[0].get_legend().get_texts()] for fig in figures[:3]]
     legends.append([t.get_text() for t in figures[3].legends[0].get_texts()])
     assert all(not any(text.startswith("none") for text in legend) for legend in legends), legends
