@@ -521,12 +521,13 @@ def results_record(draw) -> dict:
             ver = verification_report(np.asarray(same), np.asarray(scores), np.asarray(fold))
         conditions.append({"restorer": restorer, "degradation": None if scale is None else "difface-test",
                            "scale": scale, "degrade_side": "probe", "recognizer": "dlib", "verification": ver,
+                           "identity": {"cosine_to_clean_mean": None, "n": 0},
                            "scores": {"same": same, "fold": fold, "score": scores}})
     record = {
         "restorever_version": "0.0.0-fuzz", "created": "2026-01-01T00:00:00+00:00",
         "config": {"protocol": "pairs-csv", "restorers": restorers, "recognizer": "dlib", "scales": scales,
                    "degradation": "difface-test", "degrade_side": "probe", "seed": 0, "cache_dir": None},
-        "environment": {"python": "3", "torch": "2", "device": "cpu"}, "weights": {},
+        "environment": {"python": "3", "torch": "2", "cuda": None, "device": "cpu"}, "weights": {},
         "protocol": {"name": "pairs-csv", "pairs": n, "pairs_requested": n, "folds": n_folds, "skipped": []},
         "cache": {"hits": 0, "misses": 0, "corrupt": 0, "dir": None},
         "pairs": {"a": [f"p{i // 2}/a.jpg" for i in range(n)], "b": [f"p{(i + i % 2) // 2}/b.jpg" for i in range(n)]},

@@ -20,7 +20,7 @@ jsonschema = pytest.importorskip("jsonschema")
 IDENT_RECORD = {
     "restorever_version": "0", "created": "2026-01-01T00:00:00+00:00",
     "config": {"protocol": "lfw-ident", "restorers": ["none"], "recognizer": "dlib", "scales": [16], "seed": 0},
-    "environment": {"python": "3", "torch": "2", "device": "cpu"}, "weights": {},
+    "environment": {"python": "3", "torch": "2", "cuda": None, "device": "cpu"}, "weights": {},
     "protocol": {"name": "lfw-ident", "task": "identification", "skipped": []},
     "index": {"kind": "flat"}, "attribute_model": None, "attribute_filter": None,
     "cache": {"hits": 1, "misses": 2, "corrupt": 0, "dir": "/c"}, "timings": {"total_s": 1.0},
@@ -84,6 +84,14 @@ MUTATIONS = {
     "empty-name": (lambda r: r["config"].update(recognizer=""), "config.recognizer: empty string"),
     "no-conditions": (lambda r: r.update(conditions=[]), "conditions: needs at least 1 item(s), has 0"),
     "negative-hits": (lambda r: r["cache"].update(hits=-1), "cache.hits: -1 is below the minimum 0"),
+    # the keys DESIGN.md's results.json requires, which the schema once let a file leave out
+    "no-cuda": (lambda r: r["environment"].pop("cuda"), "environment: missing key 'cuda'"),
+    "no-sem": (lambda r: r["conditions"][1]["verification"].pop("accuracy_sem"),
+               "conditions[1].verification: missing key 'accuracy_sem'"),
+    "no-far-1e-3": (lambda r: r["conditions"][0]["verification"]["tar_at_far"].pop("0.001"),
+                    "conditions[0].verification.tar_at_far: missing key '0.001'"),
+    "no-identity": (lambda r: r["conditions"][1].pop("identity"), "conditions[1]: missing key 'identity'"),
+    "created-not-iso": (lambda r: r.update(created="06/12/2026"), "created: '06/12/2026' does not match"),
 }
 
 

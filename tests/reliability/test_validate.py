@@ -61,7 +61,7 @@ def test_cli_without_cache_and_on_a_folder_that_is_not_a_run(reference_run, tmp_
 def test_identification_record_gets_its_own_schema(tmp_path):
     record = {"restorever_version": "0", "created": "2026-01-01T00:00:00+00:00",
               "config": {"protocol": "lfw-ident", "restorers": ["none"], "recognizer": "dlib", "scales": [], "seed": 0},
-              "environment": {"python": "3", "torch": "2", "device": "cpu"}, "weights": {},
+              "environment": {"python": "3", "torch": "2", "cuda": None, "device": "cpu"}, "weights": {},
               "protocol": {"name": "lfw-ident", "task": "identification"},
               "conditions": [{"restorer": "none", "scale": None, "recognizer": "dlib", "retrieval": {"rank1": 0.9}}]}
     (tmp_path / "results.json").write_text(json.dumps(record))
