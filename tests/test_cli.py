@@ -488,3 +488,20 @@ def test_protocol_alignment_fit_lmeds_aligns_as_the_official_scripts(faces_root,
     bad.write_text("include: pairs-csv\nprotocol: bad\nalignment: {fit: ransac}\n")
     assert "alignment.fit must be one of least-squares, lmeds" in run("eval", "--protocol", bad, *common, "--out",
                                                                       tmp_path / "x", expect=2).output
+
+
+def test_eval_refuses_an_unknown_degradation_even_without_scales(lfw_root, tmp_path, monkeypatch):
+    """`--degradation` is recorded in results.json (config and cache identity) even when no scale uses it: a typo
+    there was accepted and written into the record as the run's degradation (validate called it valid)."""
+    import restorever.pipeline.landmarks as landmarks
+
+    def refuse(*a, **k):
+        raise AssertionError("landmarks were detected before the arguments were checked")
+
+    monkeypatch.setattr(landmarks, "landmark_stage", refuse)
+    out = tmp_path / "run"
+    result = run("eval", "--data-root", lfw_root, "--limit-pairs", "4", "--degradation", "difface-tset",
+                 "--out", out, "--no-progress", expect=2)
+    assert "unknown degradation 'difface-tset'; did you mean difface-test" in result.output, result.output
+    assert not (out / "results.json").exists()
+

@@ -99,6 +99,9 @@ class EvalConfig:
                 values[:] = list(dict.fromkeys(values))
         if self.detector is not None and self.detector not in list_detectors():
             raise unknown_name("detector", self.detector, list_detectors())
+        from ..degradation_params import get_preset
+
+        get_preset(self.degradation)  # recorded in results.json even when no scale uses it: never an unknown name
         route_restorer_options(self.restorers, self.restorer_options)  # unknown restorers and bad option values
         route_recognizer_options(self.recognizer, self.recognizer_options)
         if self.flip_test:
