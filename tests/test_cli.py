@@ -505,3 +505,28 @@ def test_eval_refuses_an_unknown_degradation_even_without_scales(lfw_root, tmp_p
     assert "unknown degradation 'difface-tset'; did you mean difface-test" in result.output, result.output
     assert not (out / "results.json").exists()
 
+
+@pytest.mark.parametrize("flag", ["--side", "--degrade-side"])
+def test_degrade_takes_evals_degrade_side_flag(lfw_root, tmp_path, monkeypatch, flag):
+    """`degrade` names the degraded side as `eval` (and DESIGN.md) do, `--degrade-side`; its older `--side` stays.
+    With `both`, every image of the pairs is degraded, not only the probes."""
+    import restorever.pipeline.landmarks as landmarks
+
+    class Stop(Exception):
+        pass
+
+    seen = {}
+
+    def capture(protocol, items, **kwargs):
+        seen["items"] = list(items)
+        raise Stop
+
+    monkeypatch.setattr(landmarks, "landmark_stage", capture)
+    with pytest.raises(Stop):
+        CliRunner().invoke(cli, ["degrade", "--data-root", str(lfw_root), "--limit-pairs", "4", "--scales", "8",
+                                 flag, "both", "--out", str(tmp_path / "deg")], catch_exceptions=False)
+    from restorever.pipeline.evaluate import limit_pairs
+    from restorever.protocol import load_protocol
+
+    pairs = limit_pairs(load_protocol("lfw", data_root=lfw_root).pairs, 4)
+    assert sorted(seen["items"]) == sorted(pairs.images()) and len(seen["items"]) > len(set(pairs.b))

@@ -19,8 +19,9 @@ from .options import restorer_options, restorer_options_option
 @click.option("--degradation", default="difface-test", show_default=True)
 @click.option("--seed", type=click.IntRange(0, 2 ** 63 - 1), default=None,
               help="Seed of the degradation parameters and noise [protocol's seed, else 0].")
-@click.option("--side", type=click.Choice(["probe", "both"]), default="probe", show_default=True,
-              help="Degrade the probe (second) images of each pair, or every image.")
+@click.option("--degrade-side", "--side", "side", type=click.Choice(["probe", "both"]), default="probe",
+              show_default=True, help="Degrade the probe (second) images of each pair, or every image (as eval's "
+                                      "--degrade-side).")
 @click.option("--limit-pairs", type=int, default=None)
 @click.option("--detector", default=None, help="Landmark detector [protocol's alignment.landmarks, else mtcnn].")
 @click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE")
