@@ -48,6 +48,7 @@ __all__ = [
     "MissingDependencyError",
     "SCRFDDetector",
     "create_detector",
+    "resolve_detector",
     "decode_scrfd",
     "list_detectors",
     "nearest_to_center",
@@ -401,6 +402,15 @@ def list_detectors() -> list[str]:
     return ["auto", "mtcnn", "mtcnn-batched", "scrfd"]
 
 
+def resolve_detector(name: str, model_path: str | os.PathLike | None = None) -> str:
+    """The detector ``name`` stands for: ``"auto"`` is ``"scrfd"`` when an SCRFD model file is found
+    (:func:`scrfd_candidate_paths`), else ``"mtcnn"``; any other name is itself. Runs record and key their landmarks
+    with this name, so cached landmarks never come from the other detector."""
+    if name != "auto":
+        return name
+    return "scrfd" if any(p.is_file() for p in scrfd_candidate_paths(model_path)) else "mtcnn"
+
+
 def create_detector(name: str = "mtcnn", device: str = "cpu", **kwargs):
     """Build a landmark detector by name (``"mtcnn"``, ``"mtcnn-batched"``, ``"scrfd"`` or ``"auto"``) on ``device``.
 
@@ -414,7 +424,7 @@ def create_detector(name: str = "mtcnn", device: str = "cpu", **kwargs):
         return SCRFDDetector(device=device, **kwargs)
     if name == "auto":
         path = kwargs.pop("model_path", None)
-        if any(p.is_file() for p in scrfd_candidate_paths(path)):
+        if resolve_detector(name, path) == "scrfd":
             return SCRFDDetector(path, device=device, **kwargs)
         logger.info("SCRFD det_10g.onnx not found; using MTCNN.")
         return MTCNNDetector(device, **kwargs)

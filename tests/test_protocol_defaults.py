@@ -219,3 +219,25 @@ def test_degrade_takes_the_protocol_defaults_as_eval_does(tmp_path, faces_root):
     written = records(tmp_path / "faces" / "params.jsonl")
     assert written and {r["seed"] for r in written.values()} == {7}
     assert written == records(tmp_path / "run" / "degradation.jsonl")
+
+
+def test_detector_auto_resolves_to_the_detector_that_runs(tmp_path, monkeypatch):
+    """`--detector auto` (or `alignment.landmarks: auto`) is SCRFD when det_10g.onnx is found, else MTCNN. The run
+    records, and keys its landmark cache with, the detector that runs: keyed as "auto", MTCNN landmarks cached before
+    det_10g.onnx was installed served later runs that detected the other images with SCRFD (two detectors in one run,
+    and results.json said "auto")."""
+    from restorever.pipeline.cache import landmarks_key
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.insightface pack
+    monkeypatch.setenv("RESTOREVER_HOME", str(tmp_path / "rv"))
+    onnx = tmp_path / "det_10g.onnx"
+    monkeypatch.setenv("RESTOREVER_SCRFD", str(onnx))
+    for spec in ({}, {"alignment": {"landmarks": "auto"}}):
+        given = EvalConfig(detector="auto" if not spec else None)
+        assert resolve_protocol_defaults(given, spec).detector == "mtcnn"
+    onnx.write_bytes(b"stand-in")  # only its presence decides
+    resolved = resolve_protocol_defaults(EvalConfig(detector="auto"), {})
+    assert resolved.detector == "scrfd"
+    assert resolve_protocol_defaults(resolved, {}).detector == "scrfd"  # resolving again changes nothing
+    assert landmarks_key("ab" * 32, resolved.detector) != landmarks_key("ab" * 32, "mtcnn")
+    assert resolve_protocol_defaults(EvalConfig(detector="mtcnn"), {}).detector == "mtcnn"  # named: kept

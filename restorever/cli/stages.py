@@ -39,7 +39,7 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
     from tqdm.auto import tqdm
 
     from ..degradation import Degradation
-    from ..detectors import list_detectors
+    from ..detectors import list_detectors, resolve_detector
     from ..devices import resolve_device
     from ..errors import FaceNotFoundError, unknown_name
     from ..hub import get_cache_dir
@@ -60,7 +60,7 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
     proto = load_protocol(protocol, data_root=data_root, pairs=pairs)
     spec = getattr(proto, "spec", None) or {}  # the protocol's values are the defaults, as for `eval`
     seed = protocol_default("seed", spec) if seed is None else seed
-    detector = protocol_default("detector", spec) if detector is None else detector
+    detector = resolve_detector(protocol_default("detector", spec) if detector is None else detector)
     on_error = protocol_default("on_error", spec) if on_error is None else on_error
     pair_list = limit(proto.pairs, limit_pairs)
     items = list(dict.fromkeys(pair_list.b)) if side == "probe" else pair_list.images()

@@ -89,6 +89,11 @@ def resolve_protocol_defaults(config: Any, spec: Mapping[str, Any]) -> Any:
     if overrides:
         logger.info("options overriding protocol %s: %s", spec.get("protocol"),
                     ", ".join(f"{k}={v['cli']!r} (protocol: {v['protocol']!r})" for k, v in overrides.items()))
+    if values.get("detector") == "auto":  # the detector that runs: it names the landmarks in the cache and record
+        from ..detectors import resolve_detector
+
+        values["detector"] = resolve_detector("auto")
+        logger.info("detector auto: %s", values["detector"])
     resolved = dataclasses.replace(config, **values, sources=sources, overrides=overrides)
     resolved.validate()
     return resolved
