@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -385,6 +386,31 @@ def test_readme_library_example_runs_as_written(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "RESTOREVER_HOME": str(tmp_path / "home"), "RESTOREVER_OFFLINE": "1"}
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_api_md_examples_run_in_order(tmp_path):
+    """docs/api.md's python blocks run top to bottom as one session (a reader copies them in order). The backends
+    block called degrade(faces, 2 ids, ...) on the 1-face batch the block before it left in `faces`: a
+    DegradationError. Given by the test, as the text says the reader brings them: `pairs.csv`, the metrics block's
+    `y_true, scores, folds`, and the insightface block's `app` (that block is left out)."""
+    text = (REPO / "docs" / "api.md").read_text(encoding="utf-8")
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", text, re.S) if "app.get(" not in b]
+    assert len(blocks) >= 12, "docs/api.md: fewer python blocks than expected"
+    checkout = tmp_path / "checkout"  # ../shared must resolve from the working directory, as from a checkout
+    checkout.mkdir()
+    (tmp_path / "shared").symlink_to(REPO.parent / "shared", target_is_directory=True)
+    (checkout / "pairs.csv").write_text("madonna/madonna_0001.jpg,madonna/madonna_0002.jpg,1\n"
+                                        "madonna/madonna_0001.jpg,elton_john/elton_john_0001.jpg,0\n")
+    preamble = ("import numpy as np\n"
+                "y_true = np.array([1, 0, 1, 0, 1, 0]); scores = np.array([.9, .2, .8, .7, .6, .1])\n"
+                "folds = np.array([0, 0, 0, 1, 1, 1])\n")
+    code = preamble + "\n".join(textwrap.dedent(b) for b in blocks)
+    ast.parse(code)
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           "RESTOREVER_HOME": str(tmp_path / "home"), "RESTOREVER_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=checkout, env=env, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 
