@@ -1,0 +1,144 @@
+"""The docs name only things that exist: every `restorever ...` command line in README.md, docs/*.md and the CLI's
+own --help examples names a real command and real options; every `scripts/NAME.py --option` a real script and
+argparse option; every relative link a file (and heading) that exists; every `tests/...::test` a real test.
+
+A reader copies these lines; an option renamed in the code and not in the docs is a usage error for them."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import click
+import pytest
+
+from restorever.cli import cli
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+# `restorever` followed by words, then the rest of the command up to the end of its code span or line
+COMMAND = re.compile(r"restorever((?: [a-z][a-z0-9_|-]*)+)([^`\n]*)")
+OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
+
+
+def _joined(text: str) -> str:
+    """Shell continuation lines and inline code spans that wrap in the prose joined into one line each, so a
+    command's options on later lines count as its own."""
+    text = re.sub(r"\\\n\s*", " ", text)
+    return re.sub(r"(?<!`)`(?!`)[^`]*?(?<!`)`(?!`)", lambda m: m.group(0).replace("\n", " "), text)
+
+
+def _command_problems(text: str, where: str) -> list[str]:
+    """Unknown subcommands and options in the `restorever ...` command lines of `text`."""
+    problems = []
+    for line_no, line in enumerate(_joined(text).splitlines(), 1):
+        for match in COMMAND.finditer(line):
+            words = match.group(1).split()
+            for first in words[0].split("|"):  # `restorever plot roc|scales|grid` style alternatives
+                if first not in cli.commands:
+                    continue  # prose ("restorever runs for days"), not a command
+                command, path = cli.commands[first], [first]
+                rest = words[1:]
+                while isinstance(command, click.Group) and rest:
+                    names = rest[0].split("|")
+                    unknown = [n for n in names if n not in command.commands]
+                    if unknown:
+                        problems.append(f"{where}:{line_no}: restorever {' '.join(path)} has no subcommand "
+                                        f"{', '.join(unknown)}")
+                    if unknown or len(names) > 1:
+                        command = None
+                        break
+                    command, path, rest = command.commands[names[0]], path + [names[0]], rest[1:]
+                if command is None or isinstance(command, click.Group):
+                    continue
+                known = {"-h", "--help"}
+                for param in command.params:
+                    known.update(param.opts)
+                    known.update(param.secondary_opts)
+                for option in OPTION.findall(match.group(0)):
+                    if option not in known:
+                        problems.append(f"{where}:{line_no}: restorever {' '.join(path)} has no option {option}")
+    return problems
+
+
+def _walk(command: click.Command, path: list[str]):
+    yield command, path
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            yield from _walk(sub, path + [name])
+
+
+def test_command_lines_in_the_docs_name_real_commands_and_options():
+    problems = []
+    for doc in DOCS:
+        problems += _command_problems(doc.read_text(encoding="utf-8"), doc.relative_to(REPO).as_posix())
+    assert not problems, "\n".join(problems)
+
+
+def test_command_lines_in_the_cli_help_name_real_commands_and_options():
+    problems = []
+    for command, path in _walk(cli, []):
+        texts = [command.epilog or "", command.help or ""] + [getattr(p, "help", None) or "" for p in command.params]
+        for text in texts:
+            problems += _command_problems(text, f"restorever {' '.join(path)} --help")
+    assert not problems, "\n".join(problems)
+
+
+def test_the_checker_finds_a_wrong_option_and_subcommand():
+    text = ("restorever eval --protocol lfw \\\n    --scale 8\n`restorever weights fetch vqfr-v2`\n"
+            "restorever plot roc|curves x.json -o f.pdf\nrestorever runs for days: `restorever eval --protocol\n"
+            "lfw --limit-pair 20` (a code span wrapped in the prose)\n")
+    assert _command_problems(text, "t") == ["t:1: restorever eval has no option --scale",
+                                            "t:2: restorever weights has no subcommand fetch",
+                                            "t:3: restorever plot has no subcommand curves",
+                                            "t:4: restorever eval has no option --limit-pair"]
+
+
+def test_script_options_in_the_docs_exist():
+    problems = []
+    for doc in DOCS:
+        text = _joined(doc.read_text(encoding="utf-8"))
+        for match in re.finditer(r"scripts/(\w+\.(?:py|sh))((?: +--?[a-z][a-z0-9-]*(?: +[^\s`-][^\s`]*)?)*)", text):
+            script = REPO / "scripts" / match.group(1)
+            if not script.is_file():
+                problems.append(f"{doc.name}: scripts/{match.group(1)} does not exist")
+                continue
+            source = script.read_text(encoding="utf-8")
+            for option in OPTION.findall(match.group(2)):
+                if f'"{option}"' not in source:
+                    problems.append(f"{doc.name}: scripts/{match.group(1)} has no option {option}")
+    assert not problems, "\n".join(problems)
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a markdown heading: lower case, punctuation dropped, spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _anchors(doc: Path) -> set[str]:
+    return {_anchor(m.group(1)) for m in re.finditer(r"^#+\s+(.*)$", doc.read_text(encoding="utf-8"), re.M)}
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_relative_links_and_named_tests_resolve(doc):
+    text = doc.read_text(encoding="utf-8")
+    problems = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if re.match(r"[a-z]+:", target):
+            continue  # http(s), mailto
+        path, _, anchor = target.partition("#")
+        linked = (doc.parent / path) if path else doc
+        if not linked.exists():
+            problems.append(f"link {target}: no such file")
+        elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked):
+            problems.append(f"link {target}: {linked.name} has no heading with that anchor")
+    for path, name in re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", text):
+        if not (REPO / path).is_file() or f"def {name}(" not in (REPO / path).read_text(encoding="utf-8"):
+            problems.append(f"{path}::{name} does not exist")
+    assert not problems, f"{doc.name}: " + "; ".join(problems)
+
+
+def test_anchor_rule_matches_a_known_heading():
+    # README links here; the heading has an apostrophe-free title with spaces and a hyphen-free slug
+    assert "where-restorever-departs-from-the-official-restoration-code" in _anchors(REPO / "docs" / "architecture.md")
+    assert _anchor("Clean LFW View 2 with the offline dlib recognizer (2026-11-24, 2-core CPU)") == \
+        "clean-lfw-view-2-with-the-offline-dlib-recognizer-2026-11-24-2-core-cpu"
