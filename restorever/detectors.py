@@ -320,7 +320,8 @@ class SCRFDDetector:
             raise DetectorWeightsNotFoundError(
                 "SCRFD model det_10g.onnx not found (looked at: " + ", ".join(str(p) for p in candidates) + "). "
                 "It ships in insightface's buffalo_l pack (non-commercial licence); put det_10g.onnx at one of "
-                "these paths or pass model_path=..., or use the 'mtcnn' detector."
+                "these paths, or name the file with RESTOREVER_SCRFD=/path/to/det_10g.onnx (in Python also model_path=...), "
+                "or use --detector mtcnn."
             )
         try:
             import onnxruntime as ort

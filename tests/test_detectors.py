@@ -147,8 +147,9 @@ def test_nearest_to_center():
 # ------------------------------------------------------------------------------------------------------ SCRFD
 def test_scrfd_missing_file_names_the_path(tmp_path):
     missing = tmp_path / "nowhere" / "det_10g.onnx"
-    with pytest.raises(DT.DetectorWeightsNotFoundError, match=str(missing)):
+    with pytest.raises(DT.DetectorWeightsNotFoundError, match=str(missing)) as err:
         DT.create_detector("scrfd", model_path=missing)
+    assert "RESTOREVER_SCRFD=" in str(err.value) and "--detector mtcnn" in str(err.value)  # the CLI user's fixes
     auto = DT.create_detector("auto", model_path=missing) if _has_mtcnn() else None
     if auto is not None:
         assert isinstance(auto, DT.MTCNNDetector)
