@@ -16,6 +16,7 @@ Examples:
   torchrun --nproc-per-node 4 -m restorever eval --protocol lfw --restorer difface --scales 8,16 --out runs/d
   restorever eval --protocol lfw --data-root ../shared/data/lfw --restorer none --recognizer dlib
   restorever eval --protocol lfw --restorer none,vqfr-v2 --scales 4,8,16,24,32 --out runs/vqfr
+  restorever eval --protocol lfw --recognizer dlib --scales 4,16 --align-on degraded --out runs/realistic
   restorever eval --protocol pairs-csv --pairs pairs.csv --data-root faces/ --recognizer dlib --on-error skip
 """
 
@@ -31,6 +32,9 @@ Examples:
                    "which every run includes.")
 @click.option("--degradation", default="difface-test", show_default=True, help="Degradation preset.")
 @click.option("--degrade-side", type=click.Choice(["probe", "both"]), default="probe", show_default=True)
+@click.option("--align-on", type=click.Choice(["clean", "degraded"]), default="clean", show_default=True,
+              help="Landmarks of degraded faces: from the clean photo (oracle alignment), or detected on each "
+                   "degraded crop, which is aligned again (the realistic front end; verification protocols only).")
 @click.option("--seed", type=int, default=None,
               help="Seed of the degradation and restorer noise [protocol's seed, else 0].")
 @click.option("--detector", default=None,
@@ -59,7 +63,8 @@ Examples:
               help="Print the work plan (conditions, images, cached entries, estimate) only.")
 @ident_only_options
 @handle_errors
-def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degradation, degrade_side, seed, detector,
+def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degradation, degrade_side, align_on, seed,
+                 detector,
                  limit_pairs, device, batch_size, on_error, flip_test, restorer_weights, recognizer_weights,
                  restorer_option, recognizer_option, cache_dir, out, examples, no_progress, dry_run, **ident):
     """Evaluate verification accuracy of clean, degraded and restored faces."""
@@ -74,7 +79,7 @@ def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degr
     from ..datasets_ident import is_ident_protocol
 
     ident_protocol = is_ident_protocol(protocol)
-    _refuse_options_of_the_other_task(["pairs", "limit_pairs", "degrade_side", "examples"] if ident_protocol
+    _refuse_options_of_the_other_task(["pairs", "limit_pairs", "degrade_side", "examples", "align_on"] if ident_protocol
                                       else list(ident), protocol, ident_protocol)
     if ident_protocol:
         from .ident_cmd import run_ident
@@ -87,7 +92,7 @@ def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degr
         return
     config = EvalConfig(
         protocol=protocol, data_root=data_root, pairs=pairs, restorers=names, recognizer=recognizer,
-        scales=parse_scales(scales), degradation=degradation, degrade_side=degrade_side, seed=seed,
+        scales=parse_scales(scales), degradation=degradation, degrade_side=degrade_side, align_on=align_on, seed=seed,
         limit_pairs=limit_pairs, device=device, batch_size=batch_size, detector=detector, on_error=on_error,
         flip_test=flip_test, restorer_weights=parse_weights_option(restorer_weights, backends=list_restorers()),
         recognizer_weights=parse_weights_option(recognizer_weights), restorer_options=options,

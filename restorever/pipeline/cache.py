@@ -62,6 +62,16 @@ def _fit_part(fit: str) -> dict[str, str]:
     return {} if fit == "least-squares" else {"fit": fit}
 
 
+def _aligned_part(aligned_on: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Where a degraded face was aligned, as a key part: none for the clean-landmark ("oracle") alignment, the keys
+    runs always wrote; ``{"on": "degraded", "landmarks": 5x2 in the degraded crop or None (no face found)}`` for
+    ``align_on="degraded"`` (landmarks rounded to 1e-3 px, like the clean ones)."""
+    if aligned_on is None:
+        return {}
+    lms = aligned_on.get("landmarks")
+    return {"aligned_on": {"on": str(aligned_on["on"]), "landmarks": None if lms is None else _rounded(lms)}}
+
+
 def _item_part(item: str | None, versions: Mapping[str, int]) -> dict[str, str]:
     """The item id of a degraded face as a key part (from ``degraded_item`` version 1; none before)."""
     if versions.get("degraded_item", 0) < 1:
@@ -108,26 +118,29 @@ def landmarks_key(image_sha256: str, detector: str, decode: str | None = None, *
 
 def restored_key(image_sha256: str, landmarks: Any, *, restorer_id: Any, degradation: str, scale: int, seed: int,
                  item: str | None = None, device: str | None = None, versions: Mapping[str, int] | None = None,
-                 fit: str = "least-squares") -> str:
+                 fit: str = "least-squares", aligned_on: Mapping[str, Any] | None = None) -> str:
     """Key of one restored face (uint8): image, landmarks (rounded to 1e-3 px), degradation, scale, seed, the item id
     (which seeds the degradation), restorer (name, weights, options), the alignment ``fit`` when it is not least
-    squares, the device kind and, off the CPU, the device degradation path's version."""
+    squares, the device kind and, off the CPU, the device degradation path's version; with ``aligned_on``
+    (``align_on="degraded"``) also the landmarks found on the degraded crop (:func:`_aligned_part`)."""
     versions = versions or current_key_versions()
     return cache_key(stage="restored", v=versions["restored"], image=image_sha256,
                      landmarks=_rounded(landmarks), degradation=degradation, scale=int(scale), seed=seed,
                      restorer=restorer_id, **_item_part(item, versions), **_fit_part(fit),
-                     **_degraded_device_part(device, versions["device_degradation"]))
+                     **_degraded_device_part(device, versions["device_degradation"]), **_aligned_part(aligned_on))
 
 
 def embedding_key(image_sha256: str, landmarks: Any, *, recognizer_id: Any, restorer_id: Any = None,
                   degradation: str | None = None, scale: int | None = None, seed: int | None = None,
                   item: str | None = None, device: str | None = None,
-                  versions: Mapping[str, int] | None = None, fit: str = "least-squares") -> str:
+                  versions: Mapping[str, int] | None = None, fit: str = "least-squares",
+                  aligned_on: Mapping[str, Any] | None = None) -> str:
     """Key of one embedding: image content, its landmarks (float32, rounded to 1e-3 px), the ffhq_512 template, the
     recognizer (name, weights, flip), the device kind and, for a degraded condition (``scale`` not None), the
     degradation preset, scale, seed, item id (it seeds the degradation) and restorer (name, weights, options) and,
     off the CPU, the device degradation path's version. The clean condition ignores the last six: a clean embedding
-    depends on the image's content only. The alignment ``fit`` is a part when it is not least squares."""
+    depends on the image's content only. The alignment ``fit`` is a part when it is not least squares, and for a
+    degraded condition of an ``align_on="degraded"`` run ``aligned_on`` (:func:`_aligned_part`)."""
     versions = versions or current_key_versions()
     degraded = scale is not None
     device_part = (_degraded_device_part(device, versions["device_degradation"]) if degraded
@@ -136,7 +149,8 @@ def embedding_key(image_sha256: str, landmarks: Any, *, recognizer_id: Any, rest
                      landmarks=_rounded(landmarks), template="ffhq_512", recognizer=recognizer_id,
                      degradation=degradation if degraded else None, scale=int(scale) if degraded else None,
                      seed=seed if degraded else None, restorer=restorer_id if degraded else None,
-                     **(_item_part(item, versions) if degraded else {}), **_fit_part(fit), **device_part)
+                     **(_item_part(item, versions) if degraded else {}), **_fit_part(fit), **device_part,
+                     **(_aligned_part(aligned_on) if degraded else {}))
 
 
 def _rounded(landmarks: Any) -> list:

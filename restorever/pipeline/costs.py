@@ -3,7 +3,11 @@ a machine's runs share them when they share a cache folder."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
 
 COSTS_FILE = "costs.json"
 
@@ -45,3 +49,22 @@ def load_costs(cache_root: Path | None) -> dict[str, float]:
             return False
 
     return {str(k): float(v) for k, v in data.items() if usable(v)}
+
+
+def record_run_costs(cache_root: Path | None, device_type: str, config: Any, timings: dict[str, float],
+                     n_landmarks: int) -> None:
+    """Store an evaluation's measured seconds per item of each stage (``timings`` as ``evaluate`` keeps them,
+    ``config`` its :class:`~restorever.pipeline.evaluate.EvalConfig`) for ``--dry-run`` estimates; never raises
+    for an unwritable folder."""
+    restorers = [r for r in config.restorers if r != "none"]
+    try:
+        record_costs(cache_root, device_type,
+                     {"landmarks": n_landmarks, "embed": int(timings.get("n_embedded", 0)),
+                      "degrade": int(timings.get("n_degraded", 0)),
+                      "restore": int(timings.get("n_restored", 0)) if len(restorers) == 1 else 0},
+                     {"landmarks": timings.get("landmarks_s", 0), "embed": timings.get("embed_s", 0),
+                      "degrade": timings.get("degrade_s", 0), "restore": timings.get("restore_s", 0)},
+                     {"landmarks": config.detector, "embed": config.recognizer, "degrade": config.degradation,
+                      "restore": restorers[0] if len(restorers) == 1 else ""})
+    except OSError as exc:  # estimates are a convenience; never fail a run for them
+        logger.debug("could not record stage costs: %s", exc)

@@ -24,9 +24,12 @@ from ..protocol import PairList, Protocol, load_protocol, pairs_digest
 from ..protocol_specs import ON_ERROR, SIMILARITY_CHOICES, alignment_fit
 from . import distributed
 from .cache import ArrayCache
+from .costs import record_run_costs
 from .environment import environment_info, restorever_version
 from .identity import RunIdentity, conditions_of, weights_files
 from .landmarks import ImageInfo, align_items, apply_error_policy, apply_fallback_landmarks, landmark_stage
+from .realign import (ALIGN_ON, alignment_block, degraded_landmark_stage, degraded_landmarks_of, realign_batch,
+                      sidecar_fields)
 from .records import (CacheRecord, ConditionRecord, IdentityToClean, PairIds, PairScores, ProtocolRecord, RunHeader,
                       RunRecord, VerificationMetrics, WeightRecord)
 from .protocol_defaults import check_template, pair_similarity, resolve_protocol_defaults
@@ -67,6 +70,7 @@ class EvalConfig:
     out: str | None = None
     template: str | None = None
     similarity: str | None = None
+    align_on: str = "clean"  # "degraded": detect landmarks on each degraded crop (restorever.pipeline.realign)
     sources: dict[str, str] = field(default_factory=dict)
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -75,6 +79,8 @@ class EvalConfig:
         unknown-name / option error of a detector, restorer or recognizer (before any file or model is made)."""
         if self.degrade_side not in ("probe", "both"):
             raise ConfigError("degrade_side", f"must be 'probe' or 'both', got {self.degrade_side!r}")
+        if self.align_on not in ALIGN_ON:
+            raise ConfigError("align_on", f"must be 'clean' or 'degraded', got {self.align_on!r}")
         if self.on_error is not None and self.on_error not in ON_ERROR:
             raise ConfigError("on_error", f"must be one of {', '.join(map(repr, ON_ERROR))}, got {self.on_error!r}")
         if self.batch_size < 1:
@@ -154,6 +160,7 @@ class RunContext:
     restorers: dict[str, Any]
     degradation: Any
     identity: RunIdentity
+    realigned: dict = field(default_factory=dict)  # align_on="degraded": {(item, scale): DegradedLandmarks}
 
     @property
     def conditions(self) -> list[tuple[str, int | None]]:
@@ -258,7 +265,8 @@ def build_context(config: EvalConfig, protocol: Protocol | None = None) -> RunCo
                               flip_test=config.flip_test, restorers=restorers, restorer_options=routed,
                               degradation=config.degradation, seed=config.seed, device=device,
                               recognizer_options=recognizer_options,
-                              alignment_fit=alignment_fit(getattr(protocol, "spec", None) or {}))
+                              alignment_fit=alignment_fit(getattr(protocol, "spec", None) or {}),
+                              align_on=getattr(config, "align_on", "clean"))  # identification: always clean
     return RunContext(config, protocol, device, cache, recognizer, restorers, degradation, identity)
 
 
@@ -273,10 +281,14 @@ def embed_conditions(ctx: RunContext, items: Sequence[str], probe_set: set[str],
     config, cache = ctx.config, ctx.cache
     conditions = ctx.conditions
     embeddings: dict[tuple[str, int | None], dict[str, np.ndarray]] = {c: {} for c in conditions}
+    if config.align_on == "degraded" and config.scales:  # the degraded faces' landmarks are part of their keys
+        ctx.realigned.update(degraded_landmark_stage(ctx, [i for i in items if i in probe_set], info,
+                                                     progress=progress))
 
     def key_for(item: str, condition: tuple[str, int | None]) -> str:
         inf = info[item]
-        return ctx.identity.embedding_key(inf.sha256, inf.landmarks, *condition, item=item)
+        return ctx.identity.embedding_key(inf.sha256, inf.landmarks, *condition, item=item,
+                                          degraded_landmarks=degraded_landmarks_of(ctx, item, condition[1]))
 
     width = getattr(ctx.recognizer, "embedding_dim", None)
     work = []
@@ -335,7 +347,9 @@ def _embed_batch(ctx: RunContext, batch, faces, crop_lms, info, conditions, key_
             continue
         tick = time.perf_counter()
         params = ctx.degradation.sample_params([batch_items[j] for j in idx], scale, config.seed)
-        degraded = ctx.degradation.apply(faces[idx], params)
+        degraded, scale_lms = ctx.degradation.apply(faces[idx], params), crop_lms[idx]
+        if config.align_on == "degraded":  # aligned again with the landmarks found on each degraded crop
+            degraded, scale_lms = realign_batch(ctx, [batch_items[j] for j in idx], degraded, scale)
         stage_time["degrade_s"] += time.perf_counter() - tick
         stage_time["n_degraded"] += len(idx)
         for name in config.restorers:
@@ -349,7 +363,7 @@ def _embed_batch(ctx: RunContext, batch, faces, crop_lms, info, conditions, key_
             stage_time["restore_s"] += time.perf_counter() - tick
             stage_time["n_restored"] += n_new
             tick = time.perf_counter()
-            sub_lms = crop_lms[[idx[k] for k in sub]]
+            sub_lms = scale_lms[sub]
             emb = embed_faces(recognizer, restored, sub_lms)
             stage_time["embed_s"] += time.perf_counter() - tick
             stage_time["n_embedded"] += len(sub)
@@ -379,6 +393,8 @@ def save_examples(ctx: RunContext, items: Sequence[str], info: dict[str, "ImageI
     for scale in config.scales:
         params = ctx.degradation.sample_params(list(items), scale, config.seed)
         degraded = ctx.degradation.apply(faces, params)
+        if config.align_on == "degraded":
+            degraded = realign_batch(ctx, list(items), degraded, scale)[0]
         outputs[f"x{scale}/degraded"] = degraded
         for name in ctx.restorers:
             if name == "none":
@@ -426,7 +442,8 @@ def _restore_cached(ctx: RunContext, name: str, scale: int, items: list[str], de
 
     if name == "none":
         return run(list(range(len(items)))), 0
-    keys = [ctx.identity.restored_key(info[i].sha256, info[i].landmarks, name, scale, item=i) for i in items]
+    keys = [ctx.identity.restored_key(info[i].sha256, info[i].landmarks, name, scale, item=i,
+                                      degraded_landmarks=degraded_landmarks_of(ctx, i, scale)) for i in items]
     out: list = [None] * len(items)
     for j, key in enumerate(keys):
         cached = ctx.cache.get("restored", key)
@@ -527,9 +544,10 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
             verification=VerificationMetrics.from_json(verification_report(valid.same, scores, valid.fold),
                                                        check=False),
             identity=IdentityToClean.from_json(identity_to_clean(clean, emb, compared), check=False),
-            scores=PairScores(valid.same.tolist(), valid.fold.tolist(), scores.tolist())))
+            scores=PairScores(valid.same.tolist(), valid.fold.tolist(), scores.tolist()),
+            alignment=alignment_block(ctx, compared, scale)))
     distributed.finish(dist_info)
-    _record_costs(ctx, timings, n_landmark_misses)
+    record_run_costs(cache.root, device.type, config, timings, n_landmark_misses)
     example_records = []
     if examples and examples_dir is not None:
         chosen = [i for i in dict.fromkeys(valid.b) if i in probe_set][:examples]
@@ -542,7 +560,8 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
             for items in in_batches(probe_items, 1024):
                 params = degradation.sample_params(list(items), scale, config.seed)
                 for item, rec in zip(items, params.to_records()):
-                    degradation_records.append({"item": item, "scale": scale, **rec})
+                    degradation_records.append({"item": item, "scale": scale, **rec,
+                                                **sidecar_fields(ctx, item, scale)})
     run = RunRecord(
         header=run_header(config, device, [recognizer, *restorers.values()]),
         protocol=ProtocolRecord(
@@ -573,22 +592,3 @@ def run_header(config: EvalConfig, device: Any, models: Sequence[Any]) -> RunHea
     return RunHeader(restorever_version=restorever_version(),
                      created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                      config=asdict(config), environment=environment_info(device), weights=weights)
-
-
-def _record_costs(ctx: RunContext, timings: dict[str, float], n_landmarks: int) -> None:
-    """Store this run's measured seconds per item of each stage, for ``--dry-run`` estimates."""
-    from .costs import record_costs
-
-    config = ctx.config
-    restorers = [r for r in config.restorers if r != "none"]
-    try:
-        record_costs(ctx.cache.root, ctx.device.type,
-                     {"landmarks": n_landmarks, "embed": int(timings.get("n_embedded", 0)),
-                      "degrade": int(timings.get("n_degraded", 0)),
-                      "restore": int(timings.get("n_restored", 0)) if len(restorers) == 1 else 0},
-                     {"landmarks": timings.get("landmarks_s", 0), "embed": timings.get("embed_s", 0),
-                      "degrade": timings.get("degrade_s", 0), "restore": timings.get("restore_s", 0)},
-                     {"landmarks": config.detector, "embed": config.recognizer, "degrade": config.degradation,
-                      "restore": restorers[0] if len(restorers) == 1 else ""})
-    except OSError as exc:  # estimates are a convenience; never fail a run for them
-        logger.debug("could not record stage costs: %s", exc)

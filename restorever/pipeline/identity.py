@@ -11,9 +11,12 @@ from typing import Any, Mapping, Sequence
 
 from .cache import current_key_versions, embedding_key, landmarks_key, restored_key
 
-__all__ = ["RunIdentity", "RECORDED_BEFORE_VERSIONS", "weights_id", "files_id", "weights_files", "device_kind",
-           "conditions_of", "recognizer_id"]
+__all__ = ["NOT_GIVEN", "RunIdentity", "RECORDED_BEFORE_VERSIONS", "weights_id", "files_id", "weights_files",
+           "device_kind", "conditions_of", "recognizer_id"]
 
+
+#: marks an argument that was not passed (``None`` means "no face found" for ``degraded_landmarks``)
+NOT_GIVEN: Any = object()
 
 #: the key versions of records made before results.json stored them (the recipes of 2026-12-05; no CUDA run with a
 #: stored identity is older than device degradation version 2)
@@ -69,25 +72,26 @@ class RunIdentity:
     device: str = "cpu"
     key_versions: dict[str, int] = field(default_factory=current_key_versions)
     alignment_fit: str = "least-squares"
+    align_on: str = "clean"
 
     @classmethod
     def of(cls, *, detector: str, recognizer_name: str, recognizer: Any, flip_test: bool,
            restorers: Mapping[str, Any], restorer_options: Mapping[str, Mapping[str, Any]], degradation: str,
            seed: int, device: Any, recognizer_options: Mapping[str, Any] | None = None,
-           alignment_fit: str = "least-squares") -> "RunIdentity":
+           alignment_fit: str = "least-squares", align_on: str = "clean") -> "RunIdentity":
         """The identity of a run with these built backends (``restorer_options``: per restorer, as routed)."""
         return cls.from_files(detector=detector, recognizer_name=recognizer_name,
                               recognizer_files=getattr(recognizer, "weight_files", None) or {}, flip_test=flip_test,
                               restorer_files={n: getattr(r, "weight_files", None) or {} for n, r in restorers.items()},
                               restorer_options=restorer_options, degradation=degradation, seed=seed, device=device,
-                              recognizer_options=recognizer_options, alignment_fit=alignment_fit)
+                              recognizer_options=recognizer_options, alignment_fit=alignment_fit, align_on=align_on)
 
     @classmethod
     def from_files(cls, *, detector: str, recognizer_name: str, recognizer_files: Mapping[str, tuple[str, str | None]],
                    flip_test: bool, restorer_files: Mapping[str, Mapping[str, tuple[str, str | None]]],
                    restorer_options: Mapping[str, Mapping[str, Any]], degradation: str, seed: int,
                    device: Any, recognizer_options: Mapping[str, Any] | None = None,
-                   alignment_fit: str = "least-squares") -> "RunIdentity":
+                   alignment_fit: str = "least-squares", align_on: str = "clean") -> "RunIdentity":
         """The same identity from the backends' weight files ``{role: (path, sha256)}`` alone: a work plan
         (``--dry-run``) finds the files without building a network and gets the keys the run will use."""
         return cls(detector=detector,
@@ -95,7 +99,8 @@ class RunIdentity:
                                             recognizer_options),
                    restorers={n: {"name": n, "weights": files_id(files), "options": dict(restorer_options.get(n, {}))}
                               for n, files in restorer_files.items()},
-                   degradation=degradation, seed=int(seed), device=device_kind(device), alignment_fit=alignment_fit)
+                   degradation=degradation, seed=int(seed), device=device_kind(device), alignment_fit=alignment_fit,
+                   align_on=align_on)
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> "RunIdentity | None":
@@ -110,11 +115,14 @@ class RunIdentity:
                    degradation=str(stored["degradation"]), seed=int(stored["seed"]),
                    device=str(stored.get("device", "cpu")),
                    key_versions={k: int(v) for k, v in versions.items()},
-                   alignment_fit=str(stored.get("alignment_fit", "least-squares")))
+                   alignment_fit=str(stored.get("alignment_fit", "least-squares")),
+                   align_on=str(stored.get("align_on", "clean")))
 
     def as_record(self) -> dict[str, Any]:
         """JSON-ready form (``cache.identity`` in results.json); round-trips through :meth:`from_record`."""
         record = asdict(self)
+        if self.align_on == "clean":  # records of clean-landmark runs stay as they always were
+            del record["align_on"]
         record["recognizer"]["weights"] = [list(w) for w in self.recognizer["weights"]]
         for rid in record["restorers"].values():
             rid["weights"] = [list(w) for w in rid["weights"]]
@@ -125,20 +133,34 @@ class RunIdentity:
         """``decode``: :func:`restorever.images.decode_tag` of the image (None for plain 8-bit, unrotated images)."""
         return landmarks_key(image_sha256, self.detector, decode, device=self.device, versions=self.key_versions)
 
-    def restored_key(self, image_sha256: str, landmarks: Any, restorer: str, scale: int, item: str) -> str:
-        """Key of ``item``'s restored face (``item``: the protocol's id, which seeds its degradation)."""
+    def restored_key(self, image_sha256: str, landmarks: Any, restorer: str, scale: int, item: str,
+                     degraded_landmarks: Any = NOT_GIVEN) -> str:
+        """Key of ``item``'s restored face (``item``: the protocol's id, which seeds its degradation;
+        ``degraded_landmarks``: see :meth:`embedding_key`)."""
         return restored_key(image_sha256, landmarks, restorer_id=self._restorer_id(restorer),
                             degradation=self.degradation, scale=scale, seed=self.seed, item=item, device=self.device,
-                            versions=self.key_versions, fit=self.alignment_fit)
+                            versions=self.key_versions, fit=self.alignment_fit,
+                            aligned_on=self._aligned_on(scale, degraded_landmarks))
 
     def embedding_key(self, image_sha256: str, landmarks: Any, restorer: str, scale: int | None,
-                      item: str | None = None) -> str:
+                      item: str | None = None, degraded_landmarks: Any = NOT_GIVEN) -> str:
         """Key of an embedding in condition ``(restorer, scale)``; ``scale=None`` is the clean condition (which
-        needs no ``item``: it depends on the image's content only)."""
+        needs no ``item``: it depends on the image's content only). ``landmarks`` are the clean image's; in an
+        ``align_on="degraded"`` run a degraded condition also needs ``degraded_landmarks``, the 5x2 landmarks the
+        detector found on the degraded 512 crop, or ``None`` where it found no face."""
         return embedding_key(image_sha256, landmarks, recognizer_id=self.recognizer,
                              restorer_id=None if scale is None else self._restorer_id(restorer),
                              degradation=self.degradation, scale=scale, seed=self.seed, item=item,
-                             device=self.device, versions=self.key_versions, fit=self.alignment_fit)
+                             device=self.device, versions=self.key_versions, fit=self.alignment_fit,
+                             aligned_on=self._aligned_on(scale, degraded_landmarks))
+
+    def _aligned_on(self, scale: int | None, degraded_landmarks: Any) -> dict[str, Any] | None:
+        if self.align_on == "clean" or scale is None:
+            return None
+        if degraded_landmarks is NOT_GIVEN:
+            raise ValueError("an align_on='degraded' run keys a degraded face by the landmarks found on it: pass "
+                             "degraded_landmarks (None where no face was found)")
+        return {"on": self.align_on, "landmarks": degraded_landmarks}
 
     def _restorer_id(self, restorer: str) -> dict[str, Any]:
         if restorer not in self.restorers:

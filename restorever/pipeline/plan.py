@@ -76,7 +76,8 @@ def plan_context(config, protocol=None) -> PlanContext:
                                       restorer_files=restorer_files, restorer_options=routed,
                                       degradation=config.degradation, seed=config.seed, device=device,
                                       recognizer_options=recognizer_options,
-                                      alignment_fit=alignment_fit(getattr(protocol, "spec", None) or {}))
+                                      alignment_fit=alignment_fit(getattr(protocol, "spec", None) or {}),
+                                      align_on=getattr(config, "align_on", "clean"))
     found = {name: f for name, f in [(config.recognizer, recognizer_files), *restorer_files.items()]
              if f and name not in missing}
     return PlanContext(config, protocol, device, cache, identity, missing, found)
@@ -155,6 +156,12 @@ def _plan(ctx, images: list[str], probes: set[str], header: str) -> str:
     todo: dict[str, int] = {}
     for restorer, scale in ctx.conditions:
         wanted = [i for i in images if i not in failed and (scale is None or i in probes)]
+        if scale is not None and ctx.identity.align_on == "degraded":
+            # the keys hold the landmarks found on each degraded crop, which only the run detects: count it all
+            lines.append(f"  {restorer + ' x' + str(scale):24s}      ? cached, {len(wanted):6d} at most to compute "
+                         f"(--align-on degraded: not known before the degraded faces are made)")
+            todo[restorer] = todo.get(restorer, 0) + len(wanted)
+            continue
         cached = 0
         for item in wanted:
             if item not in landmarks:
@@ -166,7 +173,10 @@ def _plan(ctx, images: list[str], probes: set[str], header: str) -> str:
         lines.append(f"  {label:24s} {cached:6d} cached, {len(wanted) - cached:6d} to compute")
         stage = "clean" if scale is None else restorer
         todo[stage] = todo.get(stage, 0) + len(wanted) - cached
-    estimate = _estimate(ctx, config, len(images) - landmarks_cached - unreadable, todo)
+    to_detect = len(images) - landmarks_cached - unreadable
+    if ctx.identity.align_on == "degraded":  # each degraded crop may need a detection as well (cached ones do not)
+        to_detect += len([i for i in images if i in probes and i not in failed]) * len(config.scales)
+    estimate = _estimate(ctx, config, to_detect, todo)
     lines.append(f"estimated time for what is missing: {estimate}")
     return "\n".join(lines)
 

@@ -175,7 +175,7 @@ class ConditionRecord(_Record):
 
     SCHEMA: ClassVar[tuple[str, str | None]] = ("results", "condition")
     KEYS: ClassVar[tuple[str, ...]] = ("restorer", "degradation", "scale", "degrade_side", "recognizer", "similarity",
-                                       "verification", "identity", "scores")
+                                       "verification", "identity", "scores", "alignment")
 
     restorer: str
     degradation: str | None
@@ -186,6 +186,7 @@ class ConditionRecord(_Record):
     similarity: str | None = None
     identity: IdentityToClean | None = None
     scores: PairScores | None = None
+    alignment: dict[str, Any] | None = None  # align_on="degraded": {"on": "degraded", "detected", "not_found"}
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -221,7 +222,9 @@ class ConditionRecord(_Record):
                    degrade_side=data["degrade_side"], recognizer=data["recognizer"],
                    verification=VerificationMetrics._parse(data["verification"]), similarity=data.get("similarity"),
                    identity=None if identity is None else IdentityToClean._parse(identity),
-                   scores=None if scores is None else PairScores._parse(scores), extra=_extra(data, cls.KEYS))
+                   scores=None if scores is None else PairScores._parse(scores),
+                   alignment=None if data.get("alignment") is None else dict(data["alignment"]),
+                   extra=_extra(data, cls.KEYS))
 
     def to_json(self) -> dict[str, Any]:
         out = {"restorer": self.restorer, "degradation": self.degradation, "scale": self.scale,
@@ -230,6 +233,7 @@ class ConditionRecord(_Record):
         out["verification"] = self.verification.to_json()
         _put(out, "identity", None if self.identity is None else self.identity.to_json())
         _put(out, "scores", None if self.scores is None else self.scores.to_json())
+        _put(out, "alignment", self.alignment)
         return {**out, **self.extra}
 
 

@@ -137,6 +137,17 @@ def attribute_table(record: dict[str, Any]) -> tuple[list[str], list[list[str]]]
     return header, rows
 
 
+def _alignment_lines(record: dict[str, Any]) -> list[str]:
+    """For ``align_on="degraded"`` runs, a line saying so with each degraded condition's detections (none for the
+    default, clean-landmark alignment)."""
+    if record["config"].get("align_on", "clean") == "clean":
+        return []
+    counts = [f"{condition_label(c)} {c['alignment']['detected']} found / {c['alignment']['not_found']} not found"
+              for c in record["conditions"] if c.get("alignment")]
+    return ["- landmarks of degraded faces: detected on each degraded crop, which is aligned again (where no face is "
+            "found, the crop is used as it is): " + ("; ".join(counts) or "no degraded condition")]
+
+
 def results_markdown(record: dict[str, Any]) -> str:
     cfg = record["config"]
     proto = record["protocol"]
@@ -150,6 +161,7 @@ def results_markdown(record: dict[str, Any]) -> str:
         f"fallback landmarks (no face found): {len(proto.get('landmark_fallbacks', []))}",
         f"- degradation: {cfg['degradation'] if cfg['scales'] else 'none'} on the {cfg['degrade_side']} side, "
         f"scales {cfg['scales'] or '—'}, seed {cfg['seed']}",
+        *_alignment_lines(record),
         "",
         results_table(record),
         "",

@@ -42,7 +42,12 @@ def check_cache(record: dict[str, Any], report: RunValidation, cache_dir: str | 
     landmarks = _landmarks(record, cache, items, shas, identity, report)
     if landmarks is None:
         return
-    _check_embeddings(record, cache, shas, landmarks, identity, report)
+    degraded = None
+    if identity.align_on == "degraded" and cfg["scales"]:
+        degraded = _degraded_landmarks(record, cache, identity, run, report)
+        if degraded is None:
+            return
+    _check_embeddings(record, cache, shas, landmarks, identity, report, degraded)
 
 
 def _image_hashes(record: dict[str, Any], items: list[str], report: RunValidation) -> dict[str, str] | None:
@@ -118,7 +123,8 @@ def _run_identity(record: dict[str, Any], report: RunValidation):
                           device=recorded.device if recorded is not None else "cpu",
                           key_versions=dict(recorded.key_versions if recorded is not None
                                             else RECORDED_BEFORE_VERSIONS),
-                          alignment_fit=recorded.alignment_fit if recorded is not None else "least-squares")
+                          alignment_fit=recorded.alignment_fit if recorded is not None else "least-squares",
+                          align_on=str(cfg.get("align_on", "clean")))
     from ..pipeline.identity import device_kind
 
     _note_key_versions(rebuilt, report)
@@ -234,7 +240,63 @@ def _landmarks(record: dict[str, Any], cache, items: list[str], shas: dict[str, 
     return out
 
 
-def _check_embeddings(record, cache, shas, landmarks, identity, report: RunValidation) -> None:
+def _degraded_landmarks(record: dict[str, Any], cache, identity, run: Path | None,
+                        report: RunValidation) -> dict[tuple[str, int], Any] | None:
+    """``align_on="degraded"``: ``{(item, scale): landmarks or None}`` found on each degraded crop, as
+    ``degradation.jsonl`` records them; each must match its crop's landmark entry (by the crop's recorded sha256),
+    and each condition's ``alignment`` counts must match them. The crops are not made again, so whether they still
+    hash to the recorded sha256 (and the detector still finds those landmarks) is not checked here."""
+    import json
+
+    from ..pipeline.realign import DEGRADED_CROP_DECODE
+
+    path = None if run is None else run / "degradation.jsonl"
+    if path is None or not path.is_file():
+        report.notes.append("cache check skipped: an --align-on degraded run's cache keys need the landmarks "
+                            "recorded in degradation.jsonl, which is missing")
+        return None
+    out: dict[tuple[str, int], Any] = {}
+    problems: list[str] = []
+    for line_no, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        try:
+            rec = json.loads(line)
+            item, scale, sha = str(rec["item"]), int(rec["scale"]), str(rec["degraded_sha256"])
+            lms = rec["degraded_landmarks"]
+            lms = None if lms is None else np.asarray(lms, dtype=np.float32).reshape(5, 2)
+        except (ValueError, KeyError, TypeError) as exc:
+            problems.append(f"{path.name}:{line_no}: no degraded_sha256 / degraded_landmarks of an --align-on "
+                            f"degraded run ({type(exc).__name__}: {exc})")
+            continue
+        data, status = cache.check("landmarks", identity.landmarks_key(sha, DEGRADED_CROP_DECODE))
+        if data is None:
+            problems.append(f"{path.name}:{line_no}: landmark entry of the degraded crop of {item!r} at x{scale}: "
+                            f"{status}")
+        elif (lms is None) != bool(np.isnan(data).any()) or (lms is not None and
+                                                             not np.allclose(data, lms, atol=1e-3)):
+            problems.append(f"{path.name}:{line_no}: the degraded crop of {item!r} at x{scale} has other landmarks "
+                            f"in the cache than the file records")
+        out[(item, scale)] = lms
+    pairs, side = record["pairs"], record["config"]["degrade_side"]
+    probes = list(dict.fromkeys(pairs["b"] if side == "probe" else [*pairs["a"], *pairs["b"]]))
+    for i, cond in enumerate(record["conditions"]):
+        if cond["scale"] is None or any((p, cond["scale"]) not in out for p in probes):
+            continue
+        found = sum(out[(p, cond["scale"])] is not None for p in probes)
+        want = {"on": "degraded", "detected": found, "not_found": len(probes) - found}
+        if cond.get("alignment") != want:
+            problems.append(f"conditions[{i}] ({condition_label(cond)}): alignment is {short(cond.get('alignment'))}"
+                            f", but degradation.jsonl records {want}")
+    report.checked["degraded-crop landmark entries"] = len(out)
+    report.notes.append("--align-on degraded: the degraded crops were not made again; their landmarks are checked "
+                        "against degradation.jsonl and the cache, not detected again")
+    if problems:
+        report.problems += cut(problems, "degraded alignment")
+        return None
+    return out
+
+
+def _check_embeddings(record, cache, shas, landmarks, identity, report: RunValidation,
+                      degraded: dict[tuple[str, int], Any] | None = None) -> None:
     from ..metrics.similarity import identity_to_clean, score_pairs
 
     cfg = record["config"]
@@ -251,10 +313,12 @@ def _check_embeddings(record, cache, shas, landmarks, identity, report: RunValid
         for item in dict.fromkeys(items):
             if item in table:
                 continue
-            if item not in shas or item not in landmarks:
+            if item not in shas or item not in landmarks or (degraded is not None and scale is not None
+                                                             and (item, scale) not in degraded):
                 missing.append((item, "?" * 64, "missing"))
                 continue
-            key = identity.embedding_key(shas[item], landmarks[item], restorer, scale, item=item)
+            extra = {} if degraded is None or scale is None else {"degraded_landmarks": degraded[(item, scale)]}
+            key = identity.embedding_key(shas[item], landmarks[item], restorer, scale, item=item, **extra)
             data, status = cache.check("embedding", key)
             if data is None:
                 (missing if status == "missing" else bad).append((item, key, status))
