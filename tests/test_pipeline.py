@@ -86,3 +86,40 @@ def test_limit_pairs_balanced(lfw_root):
     assert len(pairs) == 100
     counts = np.bincount(pairs.fold * 2 + pairs.same)
     assert counts.tolist() == [5] * 20
+
+
+def test_none_restorer_passes_degraded_faces_through_bit_for_bit(lfw_root):
+    """``none`` is not run per batch: the degraded faces are returned as they are, and they equal, bit for bit, what
+    running the identity restorer and its 8-bit quantisation gives (real LFW faces, every scale, float32 and
+    float64, and every 8-bit level exhaustively)."""
+    import types
+
+    import cv2
+    import torch
+
+    from restorever.degradation import Degradation
+    from restorever.pipeline.evaluate import _restore_cached
+    from restorever.pipeline.stages import restore_faces
+    from restorever.restorers import create_restorer
+
+    for dtype in (torch.float32, torch.float64):  # every level k/255 survives x255, round, /255 unchanged
+        levels = torch.arange(256, dtype=dtype) / 255
+        assert torch.equal(levels.mul(255).round_().div_(255), levels)
+    people = ["Aaron_Peirsol", "Colin_Powell", "Gloria_Macapagal_Arroyo"]
+    photos = [cv2.resize(cv2.imread(str(lfw_root / "lfw-deepfunneled" / p / f"{p}_0001.jpg"))[:, :, ::-1],
+                         (512, 512), interpolation=cv2.INTER_CUBIC) for p in people]
+    faces = torch.from_numpy(np.stack(photos)).permute(0, 3, 1, 2).float() / 255.0
+    items = [f"{p}/{p}_0001.jpg" for p in people]
+
+    class MustNotRun:
+        def restore(self, *args, **kwargs):
+            raise AssertionError("the 'none' restorer was run on a batch")
+
+    ctx = types.SimpleNamespace(config=types.SimpleNamespace(seed=0), restorers={"none": MustNotRun()})
+    degradation, identity = Degradation("difface-test"), create_restorer("none")
+    for dtype in (torch.float32, torch.float64):
+        for scale in (4, 8, 16, 24, 32):
+            degraded = degradation.apply(faces.to(dtype), degradation.sample_params(items, scale, 0))
+            out, n_new = _restore_cached(ctx, "none", scale, items, degraded, info={})
+            assert n_new == 0 and out.dtype == dtype
+            assert torch.equal(out, restore_faces(identity, degraded, [0, 1, 2]))

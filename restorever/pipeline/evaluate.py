@@ -335,7 +335,7 @@ def _embed_batch(ctx: RunContext, batch, faces, crop_lms, info, conditions, key_
     if wanted[("none", None)]:
         idx = wanted[("none", None)]
         tick = time.perf_counter()
-        emb = embed_faces(recognizer, faces[idx], crop_lms[idx])
+        emb = embed_faces(recognizer, _rows(faces, idx), crop_lms[idx])
         stage_time["embed_s"] += time.perf_counter() - tick
         stage_time["n_embedded"] += len(idx)
         for j, e in zip(idx, emb):
@@ -347,7 +347,7 @@ def _embed_batch(ctx: RunContext, batch, faces, crop_lms, info, conditions, key_
             continue
         tick = time.perf_counter()
         params = ctx.degradation.sample_params([batch_items[j] for j in idx], scale, config.seed)
-        degraded, scale_lms = ctx.degradation.apply(faces[idx], params), crop_lms[idx]
+        degraded, scale_lms = ctx.degradation.apply(_rows(faces, idx), params), crop_lms[idx]  # pure: reads only
         if config.align_on == "degraded":  # aligned again with the landmarks found on each degraded crop
             degraded, scale_lms = realign_batch(ctx, [batch_items[j] for j in idx], degraded, scale)
         stage_time["degrade_s"] += time.perf_counter() - tick
@@ -359,7 +359,7 @@ def _embed_batch(ctx: RunContext, batch, faces, crop_lms, info, conditions, key_
                 continue
             tick = time.perf_counter()
             sub_items = [batch_items[idx[k]] for k in sub]
-            restored, n_new = _restore_cached(ctx, name, scale, sub_items, degraded[sub], info)
+            restored, n_new = _restore_cached(ctx, name, scale, sub_items, _rows(degraded, sub), info)
             stage_time["restore_s"] += time.perf_counter() - tick
             stage_time["n_restored"] += n_new
             tick = time.perf_counter()
@@ -371,6 +371,11 @@ def _embed_batch(ctx: RunContext, batch, faces, crop_lms, info, conditions, key_
                 item = batch_items[idx[k]]
                 embeddings[(name, scale)][item] = e
                 cache.put("embedding", key_for(item, (name, scale)), e)
+
+
+def _rows(batch, index: list[int]):
+    """``batch[index]``, not copied when it is all rows in order (for the pure degradation and ``*_faces``)."""
+    return batch if index == list(range(len(batch))) else batch[index]
 
 
 def save_examples(ctx: RunContext, items: Sequence[str], info: dict[str, "ImageInfo"], out: str | Path
@@ -430,18 +435,19 @@ def _restore_cached(ctx: RunContext, name: str, scale: int, items: list[str], de
 
     Restored faces are quantised to 8 bits (as a saved PNG would be) and, for real restorers, cached as uint8 arrays
     keyed by image, landmarks, degradation, scale, seed and restorer: a new recognizer on a finished run re-embeds
-    but never re-restores. ``none`` is not cached (its output is the degraded face, recomputed in milliseconds).
+    but never re-restores. ``none`` is neither run nor cached: ``degraded`` (``Degradation.apply``'s 8-bit levels in
+    [0, 1]) is returned as it is, bit for bit what the identity, its clamp and the quantisation give (tested).
     """
     import torch
 
     config = ctx.config
+    if name == "none":
+        return degraded, 0
     seeds = [item_seed(config.seed, i, scale, "restore") for i in items]
 
     def run(index: list[int]):  # restored faces quantised to 8 bits
         return restore_faces(ctx.restorers[name], degraded[index], [seeds[i] for i in index])
 
-    if name == "none":
-        return run(list(range(len(items)))), 0
     keys = [ctx.identity.restored_key(info[i].sha256, info[i].landmarks, name, scale, item=i,
                                       degraded_landmarks=degraded_landmarks_of(ctx, i, scale)) for i in items]
     out: list = [None] * len(items)

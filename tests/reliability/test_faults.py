@@ -320,27 +320,29 @@ def test_unreadable_image_is_a_per_image_failure(tiny_data, tmp_path, monkeypatc
 
 # ------------------------------------------------------------------------------------------------------ CUDA OOM
 
-def _oom_restorer(monkeypatch, *, above: int):
-    """Make the ``none`` restorer raise CUDA's out-of-memory error for batches larger than ``above``."""
-    from restorever.restorers import baselines
+def _oom_recognizer(monkeypatch, *, above: int):
+    """Make the dlib recognizer raise CUDA's out-of-memory error for batches larger than ``above`` (the tiny run's
+    ``none`` restorer is not run per batch, so the embedding stage carries the simulated OOM; both stages back off
+    through the same ``call_with_backoff``)."""
+    from restorever.recognizers import dlib as dlib_backend
 
-    original = baselines.IdentityRestorer.forward
+    original = dlib_backend.DlibRecognizer.embed
     seen = []
 
-    def forward(self, images, *, seeds=None):
-        seen.append(images.shape[0])
-        if images.shape[0] > above:
+    def embed(self, faces, landmarks):
+        seen.append(faces.shape[0])
+        if faces.shape[0] > above:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
-        return original(self, images, seeds=seeds)
+        return original(self, faces, landmarks)
 
-    monkeypatch.setattr(baselines.IdentityRestorer, "forward", forward)
+    monkeypatch.setattr(dlib_backend.DlibRecognizer, "embed", embed)
     return seen
 
 
 def test_simulated_cuda_oom_inside_a_run_backs_off(tiny_data, reference_run, tmp_path, monkeypatch, caplog):
     csv, root = tiny_data
     out, cache = tmp_path / "out", tmp_path / "cache"
-    seen = _oom_restorer(monkeypatch, above=1)
+    seen = _oom_recognizer(monkeypatch, above=1)
     result = _invoke(eval_args(csv, root, out, cache), catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert 2 in seen and max(s for s in seen if s <= 1) == 1  # a batch of 2 failed and was retried as 1 + 1
@@ -352,19 +354,19 @@ def test_persistent_oom_keeps_finished_entries_and_resumes(tiny_data, reference_
     csv, root = tiny_data
     out, cache = tmp_path / "out", tmp_path / "cache"
     args = eval_args(csv, root, out, cache)
-    _oom_restorer(monkeypatch, above=0)  # not even one face fits
+    _oom_recognizer(monkeypatch, above=0)  # not even one face fits
     result = _invoke(args)
     assert result.exit_code == 2
     assert not (out / "results.json").exists()
     present = _assert_entries_intact(cache)
-    assert present  # landmarks and clean embeddings were finished before the failing restore
+    assert present  # the landmarks were finished before the failing embeddings
     monkeypatch.undo()
     _assert_resume_reproduces(reference_run, args, out, cache, present)
 
 
 def test_persistent_oom_is_one_clear_line(tiny_data, tmp_path, monkeypatch):
     csv, root = tiny_data
-    _oom_restorer(monkeypatch, above=0)
+    _oom_recognizer(monkeypatch, above=0)
     result = _invoke(eval_args(csv, root, tmp_path / "out", tmp_path / "cache"))
     assert result.exit_code == 2, result.output
     line = _one_line(result.output)
