@@ -109,6 +109,12 @@ def test_two_processes_equal_one(tiny, faces_root, tmp_path, reference):
     assert scores == reference[0]
     assert record["distributed"]["world_size"] == 2
     assert _entries(cache) == reference[1]
+    # the stage timings cover both ranks' work (rank 0's merge only reads the cache, which counted nothing)
+    timings, entries = record["timings"], _entries(cache)
+    n_embeddings = len([e for e in entries if e.startswith("embedding")])
+    n_images = len([e for e in entries if e.startswith("landmarks")])  # one clean embedding each, the rest x8
+    assert timings["n_embedded"] == n_embeddings and timings["n_degraded"] == n_embeddings - n_images > 0
+    assert timings["embed_s"] > 0 and timings["degrade_s"] > 0
 
 
 def test_out_of_memory_backoff_keeps_results():

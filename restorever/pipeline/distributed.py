@@ -62,6 +62,23 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
+def sum_over_ranks(info: DistInfo, values: dict[str, float]) -> dict[str, float]:
+    """``values`` summed key by key over all ranks (a collective: every rank must call it with the same keys);
+    a copy of ``values`` when not distributed. Used for stage seconds and counts, so a run's record covers the work
+    of every rank."""
+    if not info.enabled:
+        return dict(values)
+    import torch
+    import torch.distributed as dist
+
+    keys = sorted(values)
+    total = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        total = total.cuda()
+    dist.all_reduce(total)
+    return dict(zip(keys, total.cpu().tolist()))
+
+
 def finish(info: DistInfo) -> None:
     if info.enabled:
         import torch.distributed as dist

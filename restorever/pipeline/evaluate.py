@@ -524,12 +524,15 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
     needed_images = valid.images()
     conditions = ctx.conditions
     if dist_info.enabled:
-        embed_conditions(ctx, distributed.shard(needed_images, dist_info), probe_set, info, progress=progress)
+        shard_time = distributed.sum_over_ranks(dist_info, embed_conditions(  # rank 0's merge below only reads
+            ctx, distributed.shard(needed_images, dist_info), probe_set, info, progress=progress)[1])
         distributed.barrier(dist_info)
         if not dist_info.is_main:
             distributed.finish(dist_info)
             return None  # rank 0 merges and scores
     embeddings, stage_time = embed_conditions(ctx, needed_images, probe_set, info, progress=progress)
+    if dist_info.enabled:
+        stage_time = {k: int(round(v)) if k.startswith("n_") else v for k, v in shard_time.items()}
     timings["embeddings_s"] = time.perf_counter() - t0
     timings.update(stage_time)
 
