@@ -195,3 +195,28 @@ def test_dry_run_and_bad_values(runs, lfw_root):
         EvalConfig(align_on="probe").validate()
     bad = CliRunner().invoke(cli, ["eval", "--protocol", "lfw-ident", "--align-on", "degraded"])
     assert bad.exit_code == 2 and "--align-on" in bad.output
+
+
+def test_realigned_crops_stay_on_the_8_bit_grid():
+    """A crop aligned again is a bilinear warp of the 8-bit degraded crop; it is rounded back to 8-bit levels, so
+    every restorer gets 8-bit faces (as with the clean landmarks) and the ``none`` restorer, which passes its input
+    through, equals the quantised output it stands for. A crop with no face found is kept bit for bit."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from restorever.alignment import get_template
+    from restorever.pipeline.realign import DegradedLandmarks, realign_batch
+    from restorever.pipeline.stages import restore_faces
+
+    template = np.asarray(get_template("ffhq_512").points, dtype=np.float32)
+    moved = template * 0.93 + np.float32([11.3, -7.6])  # a face slightly smaller and off the template
+    ctx = SimpleNamespace(realigned={("a", 4): DegradedLandmarks("0" * 64, moved), ("b", 4): DegradedLandmarks(
+        "1" * 64, None)}, device=torch.device("cpu"), protocol=None)
+    degraded = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (2, 3, 512, 512))).float().div(255)
+    faces, lms = realign_batch(ctx, ["a", "b"], degraded, 4)
+    assert torch.equal(faces, faces.mul(255).round().div(255))
+    assert not torch.equal(faces[0], degraded[0])
+    assert torch.equal(faces[1], degraded[1]) and np.allclose(lms[1].numpy(), template)
+    identity = SimpleNamespace(restore=lambda x, seeds: x)
+    assert torch.equal(restore_faces(identity, faces, [0, 1]), faces)

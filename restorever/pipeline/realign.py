@@ -100,8 +100,8 @@ def degraded_landmarks_of(ctx: "RunContext", item: str, scale: int | None) -> An
 
 def realign_batch(ctx: "RunContext", items: Sequence[str], degraded: Any, scale: int) -> tuple[Any, Any]:
     """Degraded crops ``[B,3,512,512]`` of ``items`` at ``scale`` -> ``(faces, crop landmarks [B,5,2])`` as the
-    restorer and the recognizer get them: aligned again with the landmarks found on each crop, or the crop as it is
-    with the ``ffhq_512`` template's points where no face was found."""
+    restorer and the recognizer get them: aligned again with the landmarks found on each crop (rounded to 8-bit
+    levels, like ``D``), or the crop as it is with the ``ffhq_512`` template's points where no face was found."""
     import torch
 
     from ..alignment import get_template
@@ -114,7 +114,9 @@ def realign_batch(ctx: "RunContext", items: Sequence[str], degraded: Any, scale:
         lms = np.stack([ctx.realigned[(items[j], int(scale))].landmarks for j in found])
         aligned, aligned_lms = align_faces([degraded[j] for j in found], lms, ctx.device,
                                            fit=alignment_fit(getattr(ctx.protocol, "spec", None) or {}))
-        faces[found] = aligned.to(faces.dtype)
+        # on the 8-bit grid, as the degradation's own output: restorers always get 8-bit faces, and the ``none``
+        # restorer's pass-through equals the quantised restorer output it stands for
+        faces[found] = aligned.mul(255).round_().div_(255).to(faces.dtype)
         crop_lms[found] = aligned_lms.to(crop_lms.dtype).cpu()
     return faces, crop_lms
 
