@@ -33,7 +33,7 @@ from .realign import (ALIGN_ON, alignment_block, degraded_landmark_stage, degrad
 from .records import (CacheRecord, ConditionRecord, IdentityToClean, PairIds, PairScores, ProtocolRecord, RunHeader,
                       RunRecord, VerificationMetrics, WeightRecord)
 from .protocol_defaults import check_template, pair_similarity, resolve_protocol_defaults
-from .stages import embed_faces, in_batches, progress_bar, restore_faces
+from .stages import embed_faces, in_batches, progress_bar, restore_faces, select_rows
 
 logger = logging.getLogger(__name__)
 
@@ -335,7 +335,7 @@ def _embed_batch(ctx: RunContext, batch, faces, crop_lms, info, conditions, key_
     if wanted[("none", None)]:
         idx = wanted[("none", None)]
         tick = time.perf_counter()
-        emb = embed_faces(recognizer, _rows(faces, idx), crop_lms[idx])
+        emb = embed_faces(recognizer, select_rows(faces, idx), crop_lms[idx])
         stage_time["embed_s"] += time.perf_counter() - tick
         stage_time["n_embedded"] += len(idx)
         for j, e in zip(idx, emb):
@@ -347,7 +347,7 @@ def _embed_batch(ctx: RunContext, batch, faces, crop_lms, info, conditions, key_
             continue
         tick = time.perf_counter()
         params = ctx.degradation.sample_params([batch_items[j] for j in idx], scale, config.seed)
-        degraded, scale_lms = ctx.degradation.apply(_rows(faces, idx), params), crop_lms[idx]  # pure: reads only
+        degraded, scale_lms = ctx.degradation.apply(select_rows(faces, idx), params), crop_lms[idx]  # pure: reads only
         if config.align_on == "degraded":  # aligned again with the landmarks found on each degraded crop
             degraded, scale_lms = realign_batch(ctx, [batch_items[j] for j in idx], degraded, scale)
         stage_time["degrade_s"] += time.perf_counter() - tick
@@ -359,7 +359,7 @@ def _embed_batch(ctx: RunContext, batch, faces, crop_lms, info, conditions, key_
                 continue
             tick = time.perf_counter()
             sub_items = [batch_items[idx[k]] for k in sub]
-            restored, n_new = _restore_cached(ctx, name, scale, sub_items, _rows(degraded, sub), info)
+            restored, n_new = _restore_cached(ctx, name, scale, sub_items, select_rows(degraded, sub), info)
             stage_time["restore_s"] += time.perf_counter() - tick
             stage_time["n_restored"] += n_new
             tick = time.perf_counter()
@@ -371,11 +371,6 @@ def _embed_batch(ctx: RunContext, batch, faces, crop_lms, info, conditions, key_
                 item = batch_items[idx[k]]
                 embeddings[(name, scale)][item] = e
                 cache.put("embedding", key_for(item, (name, scale)), e)
-
-
-def _rows(batch, index: list[int]):
-    """``batch[index]``, not copied when it is all rows in order (for the pure degradation and ``*_faces``)."""
-    return batch if index == list(range(len(batch))) else batch[index]
 
 
 def save_examples(ctx: RunContext, items: Sequence[str], info: dict[str, "ImageInfo"], out: str | Path

@@ -22,7 +22,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 __all__ = ["align_faces", "call_with_backoff", "detect_each", "embed_faces", "in_batches", "is_out_of_memory",
-           "progress_bar", "restore_faces", "single_thread_on_cpu"]
+           "progress_bar", "restore_faces", "select_rows", "single_thread_on_cpu"]
 
 
 class single_thread_on_cpu:
@@ -96,6 +96,11 @@ def embed_faces(recognizer: Any, faces: Any, landmarks: Any) -> np.ndarray:
     normalised), halving the batch on out-of-memory."""
     return call_with_backoff(lambda idx: recognizer.embed(faces[idx], landmarks[idx]),
                              len(faces)).float().cpu().numpy()
+
+
+def select_rows(batch: Any, index: list[int]) -> Any:
+    """``batch[index]``, not copied when ``index`` is every row in order (for inputs that are only read)."""
+    return batch if index == list(range(len(batch))) else batch[index]
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
