@@ -74,6 +74,12 @@ def _pct(x: Any, digits: int = 2) -> str:
     return "—" if x is None else f"{100 * x:.{digits}f}"
 
 
+#: how to read the ``time: ...`` rows of the environment table
+TIMINGS_NOTE = ("time: seconds of wall clock for landmarks_s, embeddings_s and total_s; the per-stage seconds "
+                "(align_s, degrade_s, restore_s, embed_s) and the n_* counts are summed over the processes of a "
+                "torchrun run (process-seconds), so they can exceed total_s.")
+
+
 def report_tables(record: dict[str, Any]) -> list[Table]:
     """Every table of the report, from a results record (with the statistics of
     :func:`restorever.reports.statistics.add_comparisons` when present)."""
@@ -139,7 +145,8 @@ def report_tables(record: dict[str, Any]) -> list[Table]:
            **(record.get("environment") or {})}
     env.update({f"time: {k}": v for k, v in (record.get("timings") or {}).items()})
     environment = Table("environment", "Versions and environment", ["item", "value"],
-                        [[k, _fmt(v)] for k, v in env.items()])
+                        [[k, _fmt(v)] for k, v in env.items()],
+                        note=TIMINGS_NOTE if record.get("timings") else "")
     weights = Table("weights", "Weights", ["model:role", "file", "sha256"],
                     [[name, Path(str(w.get("file", ""))).name or "—", w.get("sha256") or "—"]
                      for name, w in (record.get("weights") or {}).items()])

@@ -252,3 +252,14 @@ def test_report_of_an_identification_run(tmp_path):
                                             "10.00 / 8.00", "20.00", "25.00"]
     assert "## Predicted attributes" in md and "| vqfr-v2 x16 | 70.00 / 71.00 |" in md
     assert "Predicted attributes" in out["html"].read_text()
+
+
+def test_environment_table_says_how_stage_times_add_up(run_dir):
+    """Under torchrun the per-stage seconds are summed over the processes (656 s of embedding in a 407 s run of the
+    README sweep); without a word on it the report read as an impossible timing."""
+    record = load_results(run_dir)
+    record["timings"] = {"total_s": 10.0, "embed_s": 18.0, "n_embedded": 4}
+    env = {t.key: t for t in report_tables(record)}["environment"]
+    assert ["time: embed_s", "18"] in env.rows and "summed over the processes" in env.note
+    record["timings"] = {}
+    assert {t.key: t for t in report_tables(record)}["environment"].note == ""
