@@ -381,11 +381,15 @@ def _library_example() -> str:
 
 
 def test_readme_library_example_runs_as_written(tmp_path):
-    code = _library_example()
+    _run_example(_library_example(), REPO, tmp_path)
+
+
+def _run_example(code: str, cwd, tmp_path) -> None:
+    """Run ``code`` in a fresh Python from ``cwd`` with this checkout's package, offline, with its own cache."""
     ast.parse(code)
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "RESTOREVER_HOME": str(tmp_path / "home"), "RESTOREVER_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -406,13 +410,7 @@ def test_api_md_examples_run_in_order(tmp_path):
     preamble = ("import numpy as np\n"
                 "y_true = np.array([1, 0, 1, 0, 1, 0]); scores = np.array([.9, .2, .8, .7, .6, .1])\n"
                 "folds = np.array([0, 0, 0, 1, 1, 1])\n")
-    code = preamble + "\n".join(textwrap.dedent(b) for b in blocks)
-    ast.parse(code)
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-           "RESTOREVER_HOME": str(tmp_path / "home"), "RESTOREVER_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-c", code], cwd=checkout, env=env, capture_output=True, text=True,
-                            timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
+    _run_example(preamble + "\n".join(textwrap.dedent(b) for b in blocks), checkout, tmp_path)
 
 
 def test_api_modules_import_no_private_names():
