@@ -456,13 +456,16 @@ def test_validate_checks_the_consistency_of_identification_figures(ident_run, tm
     shutil.copytree(ident_run / "filtered", run)
     record = json.loads((run / "results.json").read_text())
     retrieval = record["conditions"][1]["retrieval"]
-    retrieval.update(rank1=0.99, rank5=0.5, map=1.7)
+    retrieval.update(rank1=0.99, rank5=0.5, map=0.6)
     retrieval["cmc"] = [0.9] + [0.2] * (len(retrieval["cmc"]) - 1)
-    retrieval["filtered"]["rank1"] = 1.4
     (run / "results.json").write_text(json.dumps(record))
     problems = "\n".join(check_run(run, check_cache=False).problems)
-    for expected in ("retrieval.map 1.7 is outside [0, 1]", "rank-1/5/10 [0.99, 0.5", "cmc is not a non-decreasing",
-                     "retrieval.filtered.rank1 1.4 is outside [0, 1]"):
+    for expected in ("rank-1/5/10 [0.99, 0.5", "cmc is not a non-decreasing", "map 0.6 is below rank1 0.99"):
+        assert expected in problems, problems
+    retrieval["map"], retrieval["filtered"]["rank1"] = 1.7, 1.4  # not a fraction: the schema says so first
+    (run / "results.json").write_text(json.dumps(record))
+    problems = "\n".join(check_run(run, check_cache=False).problems)
+    for expected in ("retrieval.map: 1.7 is above the maximum 1", "retrieval.filtered.rank1: 1.4 is above the maximum"):
         assert expected in problems, problems
 
 

@@ -17,6 +17,11 @@ from restorever.reports.results import load_record, load_results
 
 jsonschema = pytest.importorskip("jsonschema")
 
+def _retrieval(rank1: float) -> dict:
+    return {"rank1": rank1, "rank5": 1.0, "rank10": 1.0, "map": rank1, "n_probes": 4, "cmc": [rank1, 1.0],
+            "mate_filtered_out": 0.0, "gallery_fraction": 1.0}
+
+
 IDENT_RECORD = {
     "restorever_version": "0", "created": "2026-01-01T00:00:00+00:00",
     "config": {"protocol": "lfw-ident", "restorers": ["none"], "recognizer": "dlib", "scales": [16], "seed": 0},
@@ -25,9 +30,9 @@ IDENT_RECORD = {
     "index": {"kind": "flat"}, "attribute_model": None, "attribute_filter": None,
     "cache": {"hits": 1, "misses": 2, "corrupt": 0, "dir": "/c"}, "timings": {"total_s": 1.0},
     "conditions": [{"restorer": "none", "degradation": None, "scale": None, "degrade_side": "probe",
-                    "recognizer": "dlib", "retrieval": {"rank1": 0.9}, "attributes": {}},
+                    "recognizer": "dlib", "retrieval": _retrieval(0.9), "attributes": {}},
                    {"restorer": "none", "degradation": "difface-test", "scale": 16, "degrade_side": "probe",
-                    "recognizer": "dlib", "retrieval": {"rank1": 0.5}, "attributes": {}}],
+                    "recognizer": "dlib", "retrieval": _retrieval(0.5), "attributes": {}}],
 }
 
 
@@ -133,7 +138,7 @@ def test_identification_records_round_trip_and_are_checked():
         record_from_json(broken)
     with pytest.raises(RecordError, match="expected a JSON object"):
         record_from_json([1])
-    assert IdentConditionRecord.from_json(IDENT_RECORD["conditions"][0]).retrieval == {"rank1": 0.9}
+    assert IdentConditionRecord.from_json(IDENT_RECORD["conditions"][0]).retrieval == _retrieval(0.9)
 
 
 def test_import_restorever_does_not_import_jsonschema():

@@ -2,6 +2,7 @@
 cache is reported; protocol files are checked without data."""
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
@@ -63,10 +64,23 @@ def test_identification_record_gets_its_own_schema(tmp_path):
               "config": {"protocol": "lfw-ident", "restorers": ["none"], "recognizer": "dlib", "scales": [], "seed": 0},
               "environment": {"python": "3", "torch": "2", "cuda": None, "device": "cpu"}, "weights": {},
               "protocol": {"name": "lfw-ident", "task": "identification"},
-              "conditions": [{"restorer": "none", "scale": None, "recognizer": "dlib", "retrieval": {"rank1": 0.9}}]}
+              "conditions": [{"restorer": "none", "scale": None, "recognizer": "dlib", "retrieval": {
+                  "rank1": 0.9, "rank5": 1.0, "rank10": 1.0, "map": 0.95, "n_probes": 10, "cmc": [0.9, 1.0],
+                  "mate_filtered_out": 0.0, "gallery_fraction": 1.0}}]}
     (tmp_path / "results.json").write_text(json.dumps(record))
     report = check_run(tmp_path)
     assert report.ok and any("identification run" in n for n in report.notes)
+    # the retrieval block's rates are required, fractions or null (no probe); a filtered block is checked alike
+    retrieval = record["conditions"][0]["retrieval"]
+    for edit, found in ((lambda r: r.pop("rank5"), "missing key 'rank5'"), (lambda r: r.update(map=1.5), "map"),
+                        (lambda r: r.update(filtered={"rank1": 0.5}), "filtered")):
+        bad = copy.deepcopy(record)
+        edit(bad["conditions"][0]["retrieval"])
+        (tmp_path / "results.json").write_text(json.dumps(bad))
+        assert any(found in p for p in check_run(tmp_path).problems), found
+    retrieval.update(rank1=None, rank5=None, rank10=None, map=None, n_probes=0, cmc=[None, None])
+    (tmp_path / "results.json").write_text(json.dumps(record))
+    assert check_run(tmp_path).ok
     del record["conditions"][0]["retrieval"]
     (tmp_path / "results.json").write_text(json.dumps(record))
     assert any("missing key 'retrieval'" in p for p in check_run(tmp_path).problems)

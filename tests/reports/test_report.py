@@ -212,6 +212,12 @@ def md_of(out: dict) -> str:
     return out["markdown"].read_text(encoding="utf-8")
 
 
+def _rates(cmc: list[float]) -> dict:
+    """The rates of an identification record's retrieval block (120 probes) from its CMC."""
+    return {"rank1": cmc[0], "rank5": cmc[4], "rank10": cmc[9], "map": cmc[0] - 0.05, "n_probes": 120, "cmc": cmc,
+            "mate_filtered_out": 0.0}
+
+
 def test_report_of_an_identification_run(tmp_path):
     """A `restorever ident` record (retrieval and attributes, no pairs): CMC figure, identification and attribute
     tables; the verification figures are not this run's and are not listed as skipped."""
@@ -219,9 +225,8 @@ def test_report_of_an_identification_run(tmp_path):
     for restorer, scale, rank1 in (("none", None, 0.9), ("none", 16, 0.6), ("vqfr-v2", 16, 0.7)):
         cmc = [min(1.0, rank1 + 0.03 * k) for k in range(10)]
         conditions.append({"restorer": restorer, "scale": scale, "recognizer": "dlib",
-                           "retrieval": {"rank1": cmc[0], "rank5": cmc[4], "rank10": cmc[9], "map": cmc[0] - 0.05,
-                                         "n_probes": 120, "cmc": cmc,
-                                         "filtered": {"rank1": cmc[0] + 0.02, "cmc": [min(1, x + 0.02) for x in cmc],
+                           "retrieval": {**_rates(cmc), "gallery_fraction": 1.0,
+                                         "filtered": {**_rates([min(1, x + 0.02) for x in cmc]),
                                                       "gallery_fraction": 0.4}},
                            "attributes": {"raw": {"gender": {"accuracy": rank1, "ece": 0.05},
                                                   "age": {"accuracy": rank1 - 0.2, "ece": 0.1}},
