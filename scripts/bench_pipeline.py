@@ -67,10 +67,6 @@ def naive(protocol, pairs, scales, restorer_name, recognizer_name, seed):
     return scores
 
 
-def _best(times: list[float]) -> float:
-    return min(times)
-
-
 def stages(args, scales: list[int]) -> None:
     """Per-stage costs on real faces, and the ``none`` route A/B (see the module docstring)."""
     import hashlib
@@ -178,10 +174,10 @@ def stages(args, scales: list[int]) -> None:
     faces_done = n * len(scales)
     print(f"none condition, {faces_done} faces (degrade + restore route + embed), {args.repeat} interleaved repeats:")
     for label, what in (("A", "restore_faces(none)"), ("B", "passed through")):
-        print(f"  {label} {what:20s}: wall best {_best(times[label]):6.2f} s {[round(t, 2) for t in times[label]]}; "
-              f"CPU best {_best(cpu[label]):6.2f} s {[round(t, 2) for t in cpu[label]]}")
-    print(f"  A/B wall best-vs-best {_best(times['A']) / _best(times['B']):.3f}x, CPU best-vs-best "
-          f"{_best(cpu['A']) / _best(cpu['B']):.3f}x, CPU median of per-repeat ratios "
+        print(f"  {label} {what:20s}: wall best {min(times[label]):6.2f} s {[round(t, 2) for t in times[label]]}; "
+              f"CPU best {min(cpu[label]):6.2f} s {[round(t, 2) for t in cpu[label]]}")
+    print(f"  A/B wall best-vs-best {min(times['A']) / min(times['B']):.3f}x, CPU best-vs-best "
+          f"{min(cpu['A']) / min(cpu['B']):.3f}x, CPU median of per-repeat ratios "
           f"{float(np.median([a / b for a, b in zip(cpu['A'], cpu['B'])])):.3f}x; embeddings identical: {same}")
 
 

@@ -14,6 +14,9 @@ aligned crop), so the realistic part is the second alignment, not the framing of
 
 Landmarks of ``D`` are cached like a photo's, by the sha256 of its raw RGB bytes (decode tag
 :data:`DEGRADED_CROP_DECODE`); the restored and embedding keys of a degraded condition hold them (or ``None``).
+
+Every function takes the run's context (``restorever.pipeline.evaluate.RunContext``, typed ``Any`` here: this
+module sits below ``evaluate``, which imports it).
 """
 from __future__ import annotations
 
@@ -31,7 +34,6 @@ from .landmarks import align_items
 from .stages import align_faces, detect_each, in_batches, progress_bar
 
 if TYPE_CHECKING:
-    from .evaluate import RunContext
     from .landmarks import ImageInfo
 
 logger = logging.getLogger(__name__)
@@ -55,7 +57,7 @@ class DegradedLandmarks:
     landmarks: np.ndarray | None
 
 
-def degraded_landmark_stage(ctx: "RunContext", items: Sequence[str], info: dict[str, "ImageInfo"], *,
+def degraded_landmark_stage(ctx: Any, items: Sequence[str], info: dict[str, "ImageInfo"], *,
                             progress: bool = True) -> dict[tuple[str, int], DegradedLandmarks]:
     """Degrade each of ``items`` at each of the run's scales and find the landmarks of the 8-bit crop (cached by
     its content and the detector). Returns ``{(item, scale): DegradedLandmarks}``. A detector *failure* stops the
@@ -90,7 +92,7 @@ def degraded_landmark_stage(ctx: "RunContext", items: Sequence[str], info: dict[
     return out
 
 
-def degraded_landmarks_of(ctx: "RunContext", item: str, scale: int | None) -> Any:
+def degraded_landmarks_of(ctx: Any, item: str, scale: int | None) -> Any:
     """The ``degraded_landmarks`` argument of the run identity's keys for ``item`` at ``scale``: not given for the
     clean condition and for ``align_on="clean"``, else the landmarks found on the degraded crop (or ``None``)."""
     if scale is None or ctx.config.align_on == "clean":
@@ -98,7 +100,7 @@ def degraded_landmarks_of(ctx: "RunContext", item: str, scale: int | None) -> An
     return ctx.realigned[(item, int(scale))].landmarks
 
 
-def realign_batch(ctx: "RunContext", items: Sequence[str], degraded: Any, scale: int) -> tuple[Any, Any]:
+def realign_batch(ctx: Any, items: Sequence[str], degraded: Any, scale: int) -> tuple[Any, Any]:
     """Degraded crops ``[B,3,512,512]`` of ``items`` at ``scale`` -> ``(faces, crop landmarks [B,5,2])`` as the
     restorer and the recognizer get them: aligned again with the landmarks found on each crop (rounded to 8-bit
     levels, like ``D``), or the crop as it is with the ``ffhq_512`` template's points where no face was found."""
@@ -121,7 +123,7 @@ def realign_batch(ctx: "RunContext", items: Sequence[str], degraded: Any, scale:
     return faces, crop_lms
 
 
-def alignment_block(ctx: "RunContext", items: Sequence[str], scale: int | None) -> dict[str, Any] | None:
+def alignment_block(ctx: Any, items: Sequence[str], scale: int | None) -> dict[str, Any] | None:
     """A degraded condition's ``alignment`` record, ``{"on": "degraded", "detected": n, "not_found": m}`` over the
     ``items`` it compared; ``None`` for the clean condition and for ``align_on="clean"`` runs."""
     if scale is None or ctx.config.align_on == "clean":
@@ -130,7 +132,7 @@ def alignment_block(ctx: "RunContext", items: Sequence[str], scale: int | None) 
     return {"on": "degraded", "detected": int(found), "not_found": len(items) - int(found)}
 
 
-def sidecar_fields(ctx: "RunContext", item: str, scale: int) -> dict[str, Any]:
+def sidecar_fields(ctx: Any, item: str, scale: int) -> dict[str, Any]:
     """What ``degradation.jsonl`` records of a degraded crop's alignment (nothing for ``align_on="clean"``): the
     sha256 of its 8-bit RGB bytes and its landmarks (``null``: no face found), so ``validate`` rebuilds its keys."""
     if ctx.config.align_on == "clean":

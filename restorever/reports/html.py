@@ -113,11 +113,12 @@ def report_tables(record: dict[str, Any]) -> list[Table]:
                        note="Accuracy and expected calibration error of the attribute model on the probes, without "
                             "and with the re-weighting module; flip: the predicted gender or age group differs "
                             "from the clean image's.")
+    few_people = few_clusters_note(record)
     stats = Table("statistics", "Paired comparisons",
                   ["condition", "reference", "accuracy %", "reference %", "Δ pp [95 % CI]", "discordant b / c",
                    "McNemar test", "p", "p (clustered)"],
                   note=STATISTICS_NOTE + " Discordant pairs: b = right in the reference and wrong in the condition, "
-                  "c = the reverse." + (" " + few_clusters_note(record) if few_clusters_note(record) else ""))
+                  "c = the reverse." + (" " + few_people if few_people else ""))
     for c in record["conditions"]:
         for key in ("comparison_to_none", "comparison_to_clean"):
             comp = c.get(key)

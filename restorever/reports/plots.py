@@ -83,9 +83,8 @@ def recognizer_title(records: Sequence[dict[str, Any]]) -> str:
     """``"recognizer NAME"`` when every condition of the records was embedded by one recognizer (the legend title
     of each figure, so that a figure copied on its own still says which recognizer it shows), else ``""`` (the
     legend prefixes of :func:`record_names` then name the recognizers)."""
-    names = {str(c.get("recognizer") or (r.get("config") or {}).get("recognizer"))
-             for r in records for c in r["conditions"]}
-    names.discard("None")
+    names = {c.get("recognizer") or (r.get("config") or {}).get("recognizer")
+             for r in records for c in r["conditions"]} - {None}
     return f"recognizer {names.pop()}" if len(names) == 1 else ""
 
 

@@ -168,8 +168,9 @@ def results_markdown(record: dict[str, Any]) -> str:
     ]
     if any(c.get("comparison_to_clean") or c.get("comparison_to_none") for c in record["conditions"]):
         lines += [STATISTICS_NOTE, ""]
-        if few_clusters_note(record):
-            lines += [few_clusters_note(record), ""]
+        few_people = few_clusters_note(record)
+        if few_people:
+            lines += [few_people, ""]
     if proto["skipped"]:
         lines += ["## Skipped pairs", ""]
         lines += [f"- line {s['pair']}: {s['reason']}" for s in proto["skipped"][:50]]
