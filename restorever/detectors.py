@@ -48,6 +48,7 @@ __all__ = [
     "MissingDependencyError",
     "SCRFDDetector",
     "create_detector",
+    "detector_file_sha256",
     "resolve_detector",
     "decode_scrfd",
     "list_detectors",
@@ -395,6 +396,29 @@ class SCRFDDetector:
             scores, boxes, kps = self.detect_all(img)
             out.append(_all_faces(boxes, scores, kps))
         return out
+
+
+#: sha256 of model files already hashed in this process, by (resolved path, mtime in ns, size in bytes)
+_FILE_SHA256: dict[tuple[str, int, int], str] = {}
+
+
+def detector_file_sha256(name: str, model_path: str | os.PathLike | None = None) -> str | None:
+    """Hex sha256 of the model file detector ``name`` loads, a part of its landmark cache keys: the SCRFD ONNX file
+    :class:`SCRFDDetector` would open (first of :func:`scrfd_candidate_paths`), or None when there is none. MTCNN
+    gives None: its weights ship inside the pinned facenet-pytorch package, so its name fixes them. A file is hashed
+    once per process and version (path, mtime, size)."""
+    if resolve_detector(name, model_path) != "scrfd":
+        return None
+    found = next((p for p in scrfd_candidate_paths(model_path) if p.is_file()), None)
+    if found is None:
+        return None
+    stat = found.stat()
+    version = (str(found.resolve()), stat.st_mtime_ns, stat.st_size)
+    if version not in _FILE_SHA256:
+        from .hub import sha256_file
+
+        _FILE_SHA256[version] = sha256_file(found)
+    return _FILE_SHA256[version]
 
 
 # ---------------------------------------------------------------------------------------------------- factory

@@ -1,6 +1,7 @@
 """Tests for restorever.detectors: MTCNN on real photos, SCRFD decoding and an end-to-end synthetic SCRFD model."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import cv2
@@ -216,8 +217,9 @@ KPS_OFFSETS = np.array([0.1, 0.2, 0.5, 0.2, 0.3, 0.5, 0.15, 0.8, 0.45, 0.8], np.
 BOX_DIST = np.array([1.0, 1.0, 2.0, 2.0], np.float32)
 
 
-def _synthetic_scrfd(path: Path) -> None:
-    """A 9-output ONNX graph shaped like det_10g: stride-32 cells whose mean is bright score high."""
+def _synthetic_scrfd(path: Path, kps_offsets: np.ndarray = KPS_OFFSETS) -> None:
+    """A 9-output ONNX graph shaped like det_10g: stride-32 cells whose mean is bright score high (keypoints at
+    ``kps_offsets`` strides from the cell)."""
     onnx = pytest.importorskip("onnx", reason="onnx is needed to build the synthetic SCRFD model")
     from onnx import TensorProto, helper, numpy_helper
 
@@ -226,7 +228,7 @@ def _synthetic_scrfd(path: Path) -> None:
     for s in (8, 16, 32):
         nodes.append(helper.make_node("AveragePool", ["input.1"], [f"pool{s}"], kernel_shape=[s, s], strides=[s, s]))
         for head, ch, bias in (("score", 2, np.full(2, -50.0 if s == 32 else -20.0)),
-                               ("bbox", 8, np.tile(BOX_DIST, 2)), ("kps", 20, np.tile(KPS_OFFSETS, 2))):
+                               ("bbox", 8, np.tile(BOX_DIST, 2)), ("kps", 20, np.tile(kps_offsets, 2))):
             weight = np.zeros((ch, 3, 1, 1), np.float32)
             if head == "score" and s == 32:
                 weight[:] = 20.0
@@ -278,6 +280,48 @@ def test_scrfd_end_to_end_with_synthetic_model(tmp_path):
     assert det.detect([np.zeros((100, 100, 3), np.uint8)]) == [None]
     # 'auto' prefers SCRFD when the file exists
     assert isinstance(DT.create_detector("auto", model_path=path), DT.SCRFDDetector)
+
+
+def test_scrfd_landmarks_are_keyed_by_the_onnx_file(tmp_path, monkeypatch):
+    """Another det_10g.onnx put at the same path must not be served the first file's cached landmarks: SCRFD
+    landmark keys hold the file's sha256 (``detector_file`` key version 1); MTCNN keys do not change."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime is needed for the scrfd detector")
+    from restorever.pipeline.cache import ArrayCache, landmarks_key
+    from restorever.pipeline.landmarks import landmark_stage
+    from restorever.protocol import load_protocol
+
+    root = tmp_path / "data"
+    root.mkdir()
+    img = np.zeros((320, 320, 3), np.uint8)
+    img[96:112, 64:80] = 255  # one bright stride-32 cell: the synthetic model's "face"
+    for name in ("a.png", "b.png"):
+        cv2.imwrite(str(root / name), img)
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("a.png,b.png,1\n")
+    protocol = load_protocol("pairs-csv", data_root=root, pairs=csv)
+    model = tmp_path / "det_10g.onnx"
+    monkeypatch.setenv("RESTOREVER_SCRFD", str(model))
+    cache = ArrayCache(tmp_path / "cache")
+    anchor = np.array([4 * 32, 6 * 32], np.float32)
+
+    found = {}
+    for label, offsets in (("first", KPS_OFFSETS), ("second", KPS_OFFSETS + 0.5)):
+        _synthetic_scrfd(model, offsets)  # the same path, another model
+        info = landmark_stage(protocol, ["a.png"], detector="scrfd", device="cpu", cache=cache, progress=False)
+        found[label] = info["a.png"].landmarks
+        np.testing.assert_allclose(found[label], (anchor + offsets.reshape(5, 2) * 32) / 2, atol=1e-4)
+    assert not np.allclose(found["first"], found["second"])
+    # the key function: the file's sha256 is a part for scrfd only, and recorded runs keep their recipe
+    sha, f1, f2 = "ab" * 32, "1" * 64, "2" * 64
+    assert landmarks_key(sha, "scrfd", detector_file=f1) != landmarks_key(sha, "scrfd", detector_file=f2)
+    assert landmarks_key(sha, "mtcnn", detector_file=f1) == landmarks_key(sha, "mtcnn")
+    old = {"landmarks": 1, "detector_file": 0}
+    assert landmarks_key(sha, "scrfd", versions=old, detector_file=f1) == landmarks_key(sha, "scrfd", versions=old)
+    with pytest.raises(ValueError, match="det_10g.onnx"):
+        landmarks_key(sha, "scrfd")
+    # hashed once per file version: the same path with new bytes gets a new hash
+    assert DT.detector_file_sha256("scrfd") == hashlib.sha256(model.read_bytes()).hexdigest()
+    assert DT.detector_file_sha256("mtcnn") is None
 
 
 def test_mtcnn_batched_in_the_landmark_stage(faces_root, tmp_path, monkeypatch):

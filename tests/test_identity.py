@@ -240,3 +240,23 @@ def test_the_alignment_fit_is_part_of_keys_only_when_it_is_not_least_squares():
     older = lmeds.as_record()
     older.pop("alignment_fit")  # a record made before the fit was recorded: least squares
     assert RunIdentity.from_record({"cache": {"identity": older}}).alignment_fit == "least-squares"
+
+
+def test_scrfd_identity_keys_hold_the_onnx_file_and_old_records_keep_theirs():
+    """An SCRFD run's identity carries the sha256 of its det_10g.onnx and records it; a record made before
+    ``detector_file`` version 1 rebuilds the keys it wrote (the detector's name only); MTCNN records are unchanged."""
+    sha, onnx_a, onnx_b = "7" * 64, "a" * 64, "b" * 64
+    ident = RunIdentity(detector="scrfd", recognizer={"name": "dlib", "weights": [], "flip": False},
+                        detector_file=onnx_a)
+    other = RunIdentity(detector="scrfd", recognizer={"name": "dlib", "weights": [], "flip": False},
+                        detector_file=onnx_b)
+    assert ident.landmarks_key(sha) != other.landmarks_key(sha)
+    record = {"cache": {"identity": json.loads(json.dumps(ident.as_record()))}}
+    assert record["cache"]["identity"]["detector_file"] == onnx_a
+    assert RunIdentity.from_record(record).landmarks_key(sha) == ident.landmarks_key(sha)
+    stored = record["cache"]["identity"]
+    del stored["detector_file"]
+    del stored["key_versions"]["detector_file"]  # a run finished before the file was part of the key
+    assert RunIdentity.from_record(record).landmarks_key(sha) == _legacy_key(
+        stage="landmarks", v=STAGE_VERSIONS["landmarks"], image=sha, detector="scrfd")
+    assert "detector_file" not in _identity().as_record()  # MTCNN: the record it always had

@@ -239,5 +239,8 @@ def test_detector_auto_resolves_to_the_detector_that_runs(tmp_path, monkeypatch)
     resolved = resolve_protocol_defaults(EvalConfig(detector="auto"), {})
     assert resolved.detector == "scrfd"
     assert resolve_protocol_defaults(resolved, {}).detector == "scrfd"  # resolving again changes nothing
-    assert landmarks_key("ab" * 32, resolved.detector) != landmarks_key("ab" * 32, "mtcnn")
+    from restorever.detectors import detector_file_sha256
+
+    assert landmarks_key("ab" * 32, resolved.detector, detector_file=detector_file_sha256(resolved.detector)) != \
+        landmarks_key("ab" * 32, "mtcnn")
     assert resolve_protocol_defaults(EvalConfig(detector="mtcnn"), {}).detector == "mtcnn"  # named: kept

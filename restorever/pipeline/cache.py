@@ -47,14 +47,19 @@ DEVICE_DEGRADATION_VERSION = 2
 #: copies in one protocol, or another data root) shared one entry made with one name's degradation.
 DEGRADED_ITEM_VERSION = 1
 
+#: version of the landmark keys' detector-file part. 1 (2026-12-07): an SCRFD landmark key holds the sha256 of the
+#: ONNX file that found them; before, it named the detector only, so another ``det_10g.onnx`` at the same path reused
+#: the first file's landmarks. MTCNN keys carry no such part (its weights are fixed by the pinned facenet-pytorch).
+DETECTOR_FILE_VERSION = 1
+
 
 def current_key_versions() -> dict[str, int]:
     """The key recipe versions this restorever writes: each stage's (:data:`STAGE_VERSIONS`),
-    ``"device_degradation"`` (:data:`DEVICE_DEGRADATION_VERSION`) and ``"degraded_item"``
-    (:data:`DEGRADED_ITEM_VERSION`). A run records them (``cache.identity``), so a finished run's entries are found
+    ``"device_degradation"`` (:data:`DEVICE_DEGRADATION_VERSION`), ``"degraded_item"``
+    (:data:`DEGRADED_ITEM_VERSION`) and ``"detector_file"`` (:data:`DETECTOR_FILE_VERSION`). A run records them (``cache.identity``), so a finished run's entries are found
     with its own versions after an upgrade changes one."""
     return {**STAGE_VERSIONS, "device_degradation": DEVICE_DEGRADATION_VERSION,
-            "degraded_item": DEGRADED_ITEM_VERSION}
+            "degraded_item": DEGRADED_ITEM_VERSION, "detector_file": DETECTOR_FILE_VERSION}
 
 
 def _fit_part(fit: str) -> dict[str, str]:
@@ -106,14 +111,27 @@ def _degraded_device_part(device: str | None, version: int) -> dict[str, Any]:
     return {**part, "degrade_path": version} if part and version >= 2 else part
 
 
+def _detector_file_part(detector: str, detector_file: str | None, versions: Mapping[str, int]) -> dict[str, str]:
+    """The SCRFD model file's sha256 as a key part (from ``detector_file`` version 1; none before, none for MTCNN)."""
+    if detector != "scrfd" or versions.get("detector_file", 0) < 1:
+        return {}
+    if not detector_file:
+        raise ValueError("an scrfd landmark key needs the sha256 of the det_10g.onnx file that finds them "
+                         "(restorever.detectors.detector_file_sha256); no SCRFD model file was found")
+    return {"detector_file": str(detector_file)}
+
+
 def landmarks_key(image_sha256: str, detector: str, decode: str | None = None, *, device: str | None = None,
-                  versions: Mapping[str, int] | None = None) -> str:
+                  versions: Mapping[str, int] | None = None, detector_file: str | None = None) -> str:
     """Key of the five landmarks of an image (by content sha256) found by ``detector`` on ``device`` (a kind);
     ``decode`` is :func:`restorever.images.decode_tag` (None for plain 8-bit images without EXIF rotation, which keeps
-    their keys as they always were). ``versions``: a run's :func:`current_key_versions` (default: this restorever's)."""
+    their keys as they always were). ``detector_file``: the hex sha256 of the SCRFD ONNX file (required for
+    ``scrfd`` from ``detector_file`` version 1; ignored for MTCNN, whose keys are unchanged). ``versions``: a run's
+    :func:`current_key_versions` (default: this restorever's)."""
     versions = versions or current_key_versions()
     return cache_key(stage="landmarks", v=versions["landmarks"], image=image_sha256, detector=detector,
-                     **({} if decode is None else {"decode": decode}), **_device_part(device))
+                     **({} if decode is None else {"decode": decode}), **_device_part(device),
+                     **_detector_file_part(detector, detector_file, versions))
 
 
 def restored_key(image_sha256: str, landmarks: Any, *, restorer_id: Any, degradation: str, scale: int, seed: int,

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..devices import resolve_device
-from ..detectors import list_detectors
+from ..detectors import detector_file_sha256, list_detectors
 from ..errors import ConfigError, RestoreverError, unknown_name
 from ..metrics.similarity import identity_to_clean, score_pairs
 from ..protocol import PairList, Protocol, load_protocol, pairs_digest
@@ -261,7 +261,8 @@ def build_context(config: EvalConfig, protocol: Protocol | None = None) -> RunCo
         from ..degradation import Degradation
 
         degradation = Degradation(config.degradation)
-    identity = RunIdentity.of(detector=config.detector, recognizer_name=config.recognizer, recognizer=recognizer,
+    identity = RunIdentity.of(detector=config.detector, detector_file=detector_file_sha256(config.detector),
+                              recognizer_name=config.recognizer, recognizer=recognizer,
                               flip_test=config.flip_test, restorers=restorers, restorer_options=routed,
                               degradation=config.degradation, seed=config.seed, device=device,
                               recognizer_options=recognizer_options,

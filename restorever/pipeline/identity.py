@@ -21,7 +21,7 @@ NOT_GIVEN: Any = object()
 #: the key versions of records made before results.json stored them (the recipes of 2026-12-05; no CUDA run with a
 #: stored identity is older than device degradation version 2)
 RECORDED_BEFORE_VERSIONS: dict[str, int] = {"landmarks": 1, "restored": 1, "embedding": 1, "device_degradation": 2,
-                                            "degraded_item": 0}
+                                            "degraded_item": 0, "detector_file": 0}
 
 
 def weights_id(model: Any) -> list[tuple[str, str]]:
@@ -61,7 +61,9 @@ class RunIdentity:
     ``recognizer`` is :func:`recognizer_id` (``{"name", "weights", "flip"[, "options"]}``); ``restorers`` maps a
     name to ``{"name", "weights", "options"}`` (options as routed to that restorer); ``device`` is a device kind
     (``"cpu"``, ``"cuda"``); ``key_versions`` are the versions of the key recipes
-    (:func:`restorever.pipeline.cache.current_key_versions` for a new run; a finished run's own, read back).
+    (:func:`restorever.pipeline.cache.current_key_versions` for a new run; a finished run's own, read back);
+    ``detector_file`` is the hex sha256 of the SCRFD ONNX file (:func:`restorever.detectors.detector_file_sha256`),
+    None for MTCNN.
     """
 
     detector: str
@@ -73,14 +75,16 @@ class RunIdentity:
     key_versions: dict[str, int] = field(default_factory=current_key_versions)
     alignment_fit: str = "least-squares"
     align_on: str = "clean"
+    detector_file: str | None = None
 
     @classmethod
     def of(cls, *, detector: str, recognizer_name: str, recognizer: Any, flip_test: bool,
            restorers: Mapping[str, Any], restorer_options: Mapping[str, Mapping[str, Any]], degradation: str,
            seed: int, device: Any, recognizer_options: Mapping[str, Any] | None = None,
-           alignment_fit: str = "least-squares", align_on: str = "clean") -> "RunIdentity":
+           alignment_fit: str = "least-squares", align_on: str = "clean",
+           detector_file: str | None = None) -> "RunIdentity":
         """The identity of a run with these built backends (``restorer_options``: per restorer, as routed)."""
-        return cls.from_files(detector=detector, recognizer_name=recognizer_name,
+        return cls.from_files(detector_file=detector_file, detector=detector, recognizer_name=recognizer_name,
                               recognizer_files=getattr(recognizer, "weight_files", None) or {}, flip_test=flip_test,
                               restorer_files={n: getattr(r, "weight_files", None) or {} for n, r in restorers.items()},
                               restorer_options=restorer_options, degradation=degradation, seed=seed, device=device,
@@ -91,7 +95,8 @@ class RunIdentity:
                    flip_test: bool, restorer_files: Mapping[str, Mapping[str, tuple[str, str | None]]],
                    restorer_options: Mapping[str, Mapping[str, Any]], degradation: str, seed: int,
                    device: Any, recognizer_options: Mapping[str, Any] | None = None,
-                   alignment_fit: str = "least-squares", align_on: str = "clean") -> "RunIdentity":
+                   alignment_fit: str = "least-squares", align_on: str = "clean",
+                   detector_file: str | None = None) -> "RunIdentity":
         """The same identity from the backends' weight files ``{role: (path, sha256)}`` alone: a work plan
         (``--dry-run``) finds the files without building a network and gets the keys the run will use."""
         return cls(detector=detector,
@@ -100,7 +105,7 @@ class RunIdentity:
                    restorers={n: {"name": n, "weights": files_id(files), "options": dict(restorer_options.get(n, {}))}
                               for n, files in restorer_files.items()},
                    degradation=degradation, seed=int(seed), device=device_kind(device), alignment_fit=alignment_fit,
-                   align_on=align_on)
+                   align_on=align_on, detector_file=detector_file)
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> "RunIdentity | None":
@@ -116,13 +121,16 @@ class RunIdentity:
                    device=str(stored.get("device", "cpu")),
                    key_versions={k: int(v) for k, v in versions.items()},
                    alignment_fit=str(stored.get("alignment_fit", "least-squares")),
-                   align_on=str(stored.get("align_on", "clean")))
+                   align_on=str(stored.get("align_on", "clean")),
+                   detector_file=stored.get("detector_file"))
 
     def as_record(self) -> dict[str, Any]:
         """JSON-ready form (``cache.identity`` in results.json); round-trips through :meth:`from_record`."""
         record = asdict(self)
         if self.align_on == "clean":  # records of clean-landmark runs stay as they always were
             del record["align_on"]
+        if self.detector_file is None:  # MTCNN runs' records stay as they always were
+            del record["detector_file"]
         record["recognizer"]["weights"] = [list(w) for w in self.recognizer["weights"]]
         for rid in record["restorers"].values():
             rid["weights"] = [list(w) for w in rid["weights"]]
@@ -131,7 +139,8 @@ class RunIdentity:
     # ---- keys ------------------------------------------------------------------------------------------------
     def landmarks_key(self, image_sha256: str, decode: str | None = None) -> str:
         """``decode``: :func:`restorever.images.decode_tag` of the image (None for plain 8-bit, unrotated images)."""
-        return landmarks_key(image_sha256, self.detector, decode, device=self.device, versions=self.key_versions)
+        return landmarks_key(image_sha256, self.detector, decode, device=self.device, versions=self.key_versions,
+                             detector_file=self.detector_file)
 
     def restored_key(self, image_sha256: str, landmarks: Any, restorer: str, scale: int, item: str,
                      degraded_landmarks: Any = NOT_GIVEN) -> str:

@@ -41,11 +41,14 @@ def landmark_stage(protocol: Protocol, items: Sequence[str], *, detector: str, d
     Returns ``{item: ImageInfo}``; an image that is missing, undecodable or has no face carries ``error`` instead
     of landmarks (the caller applies the ``--on-error`` policy).
     """
-    from ..detectors import create_detector
+    from ..detectors import create_detector, detector_file_sha256
     from ..images import decode_image, decode_tag
 
     info: dict[str, ImageInfo] = {}
     det = None
+    detector_file = detector_file_sha256(detector)  # SCRFD keys hold the ONNX file's sha256 (None for MTCNN)
+    if detector == "scrfd" and detector_file is None:
+        det = create_detector(detector, device=str(device))  # raises the error that says where det_10g.onnx goes
     for batch in progress_bar(in_batches(list(items), batch_size), -(-len(items) // batch_size), "landmarks",
                               progress):
         todo = []
@@ -57,7 +60,7 @@ def landmark_stage(protocol: Protocol, items: Sequence[str], *, detector: str, d
                 continue
             sha = hashlib.sha256(data).hexdigest()
             tag = decode_tag(data)
-            key = landmarks_key(sha, detector, tag, device=device_kind(device))
+            key = landmarks_key(sha, detector, tag, device=device_kind(device), detector_file=detector_file)
             cached = cache.get("landmarks", key)
             if cached is not None:
                 lm = None if np.isnan(cached).any() else cached.astype(np.float32)

@@ -71,7 +71,12 @@ def plan_context(config, protocol=None) -> PlanContext:
     restorer_weights = route_restorer_weights(config.restorers, config.restorer_weights)
     restorer_files = {name: files("restorer", name, locate_restorer_weights, restorer_weights[name])
                       for name in config.restorers}
-    identity = RunIdentity.from_files(detector=config.detector, recognizer_name=config.recognizer,
+    from ..detectors import detector_file_sha256
+
+    detector_file = detector_file_sha256(config.detector)
+    if config.detector == "scrfd" and detector_file is None:
+        missing["scrfd"] = "det_10g.onnx not found (restorever.detectors.scrfd_candidate_paths lists where it is looked for)"
+    identity = RunIdentity.from_files(detector=config.detector, detector_file=detector_file, recognizer_name=config.recognizer,
                                       recognizer_files=recognizer_files, flip_test=config.flip_test,
                                       restorer_files=restorer_files, restorer_options=routed,
                                       degradation=config.degradation, seed=config.seed, device=device,
@@ -130,6 +135,8 @@ def _plan(ctx, images: list[str], probes: set[str], header: str) -> str:
             failed.add(item)
             continue
         sha = hashlib.sha256(data).hexdigest()
+        if ctx.identity.detector == "scrfd" and ctx.identity.detector_file is None:
+            continue  # no SCRFD file: its keys hold the file's sha256, so nothing can be found cached
         key = ctx.identity.landmarks_key(sha, decode_tag(data))  # the key landmark_stage uses
         path = ctx.cache.path("landmarks", key) if ctx.cache.root else None
         if path is not None and path.exists():

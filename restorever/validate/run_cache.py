@@ -124,7 +124,8 @@ def _run_identity(record: dict[str, Any], report: RunValidation):
                           key_versions=dict(recorded.key_versions if recorded is not None
                                             else RECORDED_BEFORE_VERSIONS),
                           alignment_fit=recorded.alignment_fit if recorded is not None else "least-squares",
-                          align_on=str(cfg.get("align_on", "clean")))
+                          align_on=str(cfg.get("align_on", "clean")),
+                          detector_file=recorded.detector_file if recorded is not None else None)
     from ..pipeline.identity import device_kind
 
     _note_key_versions(rebuilt, report)
@@ -167,7 +168,8 @@ def _note_key_versions(identity, report: RunValidation) -> None:
     from ..pipeline.cache import current_key_versions
 
     now = current_key_versions()
-    changed = sorted(k for k in now if identity.key_versions.get(k) != now[k])
+    changed = sorted(k for k in now if identity.key_versions.get(k) != now[k]
+                     and (k != "detector_file" or identity.detector == "scrfd"))  # MTCNN keys have no file part
     if changed:
         report.notes.append("cache keys follow the run's own recipe versions (" + ", ".join(
             f"{k} {identity.key_versions.get(k)} -> {now[k]}" for k in changed) + " in this restorever): a new "
