@@ -18,6 +18,8 @@ import io
 import json
 import logging
 import os
+import re
+import time
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -30,7 +32,8 @@ from ..files import NO_SPACE_ERRNOS, DiskFullError, atomic_write_bytes, atomic_w
 logger = logging.getLogger(__name__)
 
 __all__ = ["ArrayCache", "CacheWriteError", "DiskFullError", "atomic_write_bytes", "atomic_write_text", "cache_key",
-           "landmarks_key", "restored_key", "embedding_key", "STAGE_VERSIONS", "current_key_versions"]
+           "landmarks_key", "restored_key", "embedding_key", "STAGE_VERSIONS", "current_key_versions",
+           "open_run_cache", "STALE_TEMPORARY_AGE_S"]
 
 #: bump a stage's version when its numerical output changes, so old entries are not reused
 #: embedding 2 (2026-12-06): an ONNX recognition graph that normalises its own input gets raw pixels (it was
@@ -182,6 +185,14 @@ def _array_digest(arr: np.ndarray) -> str:
     return h.hexdigest()
 
 
+#: age (seconds since the last write) from which an entry's temporary file is a dead process's: a live write takes
+#: well under a second, and no lock covers a cache shared by several runs and ranks
+STALE_TEMPORARY_AGE_S = 3600.0
+
+#: an entry's temporary file (``restorever.files.atomic_write_bytes``: ``.<key>.npz.<mkstemp part>.tmp``)
+_ENTRY_TEMPORARY = re.compile(r"\.[0-9a-f]{64}\.npz\.[A-Za-z0-9_]+\.tmp")
+
+
 class ArrayCache:
     """``root/<kind>/<key[:2]>/<key>.npz``; ``root=None`` disables caching."""
 
@@ -255,6 +266,34 @@ class ArrayCache:
         except OSError:
             pass
 
+    def remove_stale_temporaries(self, max_age_s: float = STALE_TEMPORARY_AGE_S) -> tuple[int, int]:
+        """Delete the temporary files of entry writes that a killed process (``kill -9``, power loss) left in
+        ``root/<kind>/<xx>/``, when not modified for ``max_age_s`` seconds (a younger one may be a live write of
+        another run). Only restorever's entry temporaries are touched. Returns ``(files, bytes)`` removed."""
+        if self.root is None or not self.root.is_dir():
+            return 0, 0
+        now, count, size = time.time(), 0, 0
+        for kind in os.scandir(self.root):
+            if not kind.is_dir(follow_symlinks=False):
+                continue
+            for shard in os.scandir(kind.path):
+                if not shard.is_dir(follow_symlinks=False):
+                    continue
+                for entry in os.scandir(shard.path):
+                    if not _ENTRY_TEMPORARY.fullmatch(entry.name) or not entry.is_file(follow_symlinks=False):
+                        continue
+                    try:
+                        stat = entry.stat(follow_symlinks=False)
+                        if now - stat.st_mtime < max_age_s:
+                            continue
+                        os.unlink(entry.path)
+                    except OSError:  # gone already, or not ours to remove
+                        continue
+                    count, size = count + 1, size + stat.st_size
+        if count:
+            logger.info("cache %s: removed %d temporary file(s) (%d bytes) left by killed runs", self.root, count, size)
+        return count, size
+
     def put(self, kind: str, key: str, data: np.ndarray) -> None:
         """Store ``data`` under ``kind/key`` atomically; raises :class:`CacheWriteError` (nothing partial is left)."""
         if self.root is None:
@@ -275,3 +314,11 @@ class ArrayCache:
                 f"to resume")
             error.errno = exc.errno
             raise error from exc
+
+
+def open_run_cache(root: str | os.PathLike | None) -> ArrayCache:
+    """The cache a run writes to, cleared of the stale temporary files of killed runs
+    (:meth:`ArrayCache.remove_stale_temporaries`)."""
+    cache = ArrayCache(root)
+    cache.remove_stale_temporaries()
+    return cache

@@ -23,7 +23,7 @@ from ..metrics.similarity import identity_to_clean, score_pairs
 from ..protocol import PairList, Protocol, load_protocol, pairs_digest
 from ..protocol_specs import ON_ERROR, SIMILARITY_CHOICES, alignment_fit
 from . import distributed
-from .cache import ArrayCache
+from .cache import ArrayCache, open_run_cache
 from .costs import record_run_costs
 from .environment import environment_info, restorever_version
 from .identity import RunIdentity, conditions_of, weights_files
@@ -247,7 +247,7 @@ def build_context(config: EvalConfig, protocol: Protocol | None = None) -> RunCo
     config = resolve_protocol_defaults(config, getattr(protocol, "spec", None) or {})  # a bare stand-in: code defaults
     check_template(config.template, [restorer_card(n) for n in config.restorers],
                    source=config.sources.get("template", "cli"))
-    cache = ArrayCache(Path(config.cache_dir) if config.cache_dir else hub.get_cache_dir() / "cache")
+    cache = open_run_cache(Path(config.cache_dir) if config.cache_dir else hub.get_cache_dir() / "cache")
     recognizer_options = route_recognizer_options(config.recognizer, config.recognizer_options)
     recognizer = create_recognizer(config.recognizer, weights=config.recognizer_weights or None, device=device,
                                    **({"flip_test": True} if config.flip_test else {}), **recognizer_options)
