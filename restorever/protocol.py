@@ -26,7 +26,7 @@ from .formats.lfw_pairs import (LFW_IMAGE_FOLDERS, find_lfw_image_folder, lfw_im
 from .formats.pairs_csv import MAX_FOLD_LABEL, parse_pairs_csv
 from .protocol_specs import (DOWNLOAD_SCHEMES, MAX_FOLDS, MAX_SPEC_BYTES, PROTOCOL_NAME, download_filename_problem,
                              download_url_problem, format_kind, list_protocols, load_spec, protocol_search_path,
-                             raw_format, shipped_protocol_dirs, validate_spec)
+                             raw_format, shadowed_protocols, shipped_protocol_dirs, validate_spec)
 
 __all__ = ["DOWNLOAD_SCHEMES", "FORMATS", "IdentProtocol", "LFW_IMAGE_FOLDERS", "MAX_FOLDS", "MAX_FOLD_LABEL",
            "MAX_SPEC_BYTES", "MAX_TEXT_BYTES", "PROTOCOL_NAME", "PairList", "Protocol", "csv_rows",
@@ -34,7 +34,7 @@ __all__ = ["DOWNLOAD_SCHEMES", "FORMATS", "IdentProtocol", "LFW_IMAGE_FOLDERS", 
            "format_kind", "image_reader", "lfw_image_path", "list_formats", "list_protocols", "load_ident_protocol",
            "load_lfw_pairs", "load_protocol", "load_spec", "pairs_digest", "parse_lfw_pairs", "parse_pairs_csv",
            "protocol_kind", "protocol_search_path", "raw_format", "read_insightface_bin", "read_text_file",
-           "resolve_data_root", "shipped_protocol_dirs", "validate_spec"]
+           "resolve_data_root", "shadowed_protocols", "shipped_protocol_dirs", "validate_spec"]
 
 
 def protocol_kind(name_or_path: str, include_path: Sequence[str | os.PathLike] = ()) -> str | None:

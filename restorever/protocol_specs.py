@@ -4,6 +4,7 @@ including the safety of its download entries). The known formats, and the format
 format registry (:mod:`restorever.formats`)."""
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -13,6 +14,8 @@ import numpy as np
 
 from .errors import ProtocolError, UnknownNameError, did_you_mean
 from .formats import FORMATS
+
+logger = logging.getLogger(__name__)
 
 #: ``alignment.select`` values runs implement: the face nearest the image centre (``restorever.detectors``); another
 #: value would be ignored, so it is refused rather than accepted
@@ -56,12 +59,45 @@ def shipped_protocol_dirs() -> list[Path]:
 
 
 def list_protocols(include_path: Sequence[str | os.PathLike] = ()) -> dict[str, Path]:
+    """``{name: file}`` of every protocol on the search path; a name found in several folders is the first one's
+    (:func:`shadowed_protocols` lists the files it hides)."""
     found: dict[str, Path] = {}
     for folder in protocol_search_path(include_path):
         if folder.is_dir():
             for f in sorted(folder.glob("*.yaml")):
                 found.setdefault(f.stem, f)
     return found
+
+
+def shadowed_protocols(include_path: Sequence[str | os.PathLike] = ()) -> dict[str, list[Path]]:
+    """``{name: [files hidden by the one used]}`` for protocol names found in more than one folder of the search
+    path (a user's ``lfw.yaml`` on ``$RESTOREVER_PROTOCOL_PATH`` hides the shipped ``lfw.yaml``)."""
+    shipped = set(shipped_protocol_dirs())  # copies of the package's own files (checkout and install) hide nothing
+    files: dict[str, list[Path]] = {}
+    for folder in protocol_search_path(include_path):
+        if folder.is_dir():
+            for f in sorted(folder.glob("*.yaml")):
+                seen = files.setdefault(f.stem, [])
+                if f not in seen and not (folder in shipped and any(p.parent in shipped for p in seen)):
+                    seen.append(f)
+    return {name: paths[1:] for name, paths in files.items() if len(paths) > 1}
+
+
+_WARNED_SHADOWS: set[tuple[str, str]] = set()
+
+
+def _named_protocol(name: str, include_path: Sequence[str | os.PathLike] = ()) -> Path | None:
+    """The file ``--protocol NAME`` (or ``include: NAME``) resolves to, or None; a file that hides another of the
+    same name is used as before, with a warning naming both (once per process and file)."""
+    path = list_protocols(include_path).get(name)
+    hidden = shadowed_protocols(include_path).get(name) if path is not None else None
+    if hidden and (name, str(path)) not in _WARNED_SHADOWS:
+        _WARNED_SHADOWS.add((name, str(path)))
+        shipped = set(shipped_protocol_dirs())
+        logger.warning("protocol %r: using %s, which shadows %s; rename your file to run both (`restorever "
+                       "protocols` shows which file each name uses)", name, path,
+                       ", ".join(f"{'the shipped ' if h.parent in shipped else ''}{h}" for h in hidden))
+    return path
 
 
 def load_spec(name_or_path: str, include_path: Sequence[str | os.PathLike] = (),
@@ -75,7 +111,7 @@ def load_spec(name_or_path: str, include_path: Sequence[str | os.PathLike] = (),
         if name_or_path not in available:
             hint = did_you_mean(name_or_path, available)
             raise ProtocolError(f"unknown protocol {name_or_path!r}{hint} (known: {', '.join(sorted(available))})")
-        path = available[name_or_path]
+        path = _named_protocol(name_or_path, include_path)
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -131,7 +167,7 @@ def include_target(path: Path, include: str, include_path: Sequence[str | os.Pat
     ``--protocol NAME`` is (the search path), anything else is a file beside ``path``. The one rule of the loader,
     the format lookup and ``restorever validate --protocols``."""
     if PROTOCOL_NAME.match(include) and not include.endswith((".yaml", ".yml")):
-        named = list_protocols(include_path).get(include)
+        named = _named_protocol(include, include_path)
         if named is not None:
             return named
     return path.parent / include

@@ -33,7 +33,7 @@ def _status(registry, name: str) -> str:
 @handle_errors
 def protocols_command(show_formats: bool):
     """List the protocols (YAML files) that can be named with --protocol."""
-    from ..protocol import list_protocols, load_spec
+    from ..protocol import list_protocols, load_spec, shadowed_protocols
 
     if show_formats:
         from ..formats import FORMATS
@@ -45,6 +45,7 @@ def protocols_command(show_formats: bool):
     from ..errors import RestoreverError
 
     broken = 0
+    shadowed = shadowed_protocols()
     for name, path in list_protocols().items():
         try:
             spec, _ = load_spec(str(path))
@@ -52,7 +53,9 @@ def protocols_command(show_formats: bool):
             broken += 1
             click.echo(f"{name:18s} (cannot be used: {' '.join(str(exc).split())})")
             continue
-        click.echo(f"{name:18s} {spec.get('description', '')}")
+        hides = (f" [uses {path}; shadows {', '.join(str(p) for p in shadowed[name])}]" if name in shadowed
+                 else "")  # which file the name runs, and what it hides
+        click.echo(f"{name:18s} {spec.get('description', '')}{hides}")
     if broken:
         raise click.exceptions.Exit(2)
 

@@ -40,3 +40,33 @@ def test_a_run_removes_stale_cache_temporaries_of_killed_writes(tmp_path, caplog
     assert ArrayCache(root).remove_stale_temporaries() == (0, 0)  # nothing left to remove
     assert ArrayCache(None).remove_stale_temporaries() == (0, 0)
 
+
+
+def test_a_user_protocol_named_like_a_shipped_one_is_used_with_a_warning(tmp_path, monkeypatch, caplog):
+    """``lfw.yaml`` in a folder of ``$RESTOREVER_PROTOCOL_PATH`` still wins over the shipped ``lfw.yaml`` (as
+    docs/protocols.md says), but no longer silently: a warning names both files, and ``restorever protocols`` says
+    which file the name uses."""
+    from click.testing import CliRunner
+
+    from restorever import protocol_specs
+    from restorever.cli.listing import protocols_command
+
+    shipped = protocol_specs.list_protocols()["lfw"]
+    user = tmp_path / "lfw.yaml"
+    user.write_text(shipped.read_text(encoding="utf-8").replace("description: \"", "description: \"MY COPY ", 1),
+                    encoding="utf-8")
+    monkeypatch.setenv("RESTOREVER_PROTOCOL_PATH", str(tmp_path))
+    monkeypatch.setattr(protocol_specs, "_WARNED_SHADOWS", set())
+    assert protocol_specs.shadowed_protocols() == {"lfw": [shipped]}
+    with caplog.at_level(logging.WARNING, logger="restorever.protocol_specs"):
+        spec, path = protocol_specs.load_spec("lfw")
+    assert path == user and "MY COPY" in spec["description"]  # which one wins is unchanged
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and str(user) in warnings[0] and f"the shipped {shipped}" in warnings[0], warnings
+    result = CliRunner().invoke(protocols_command, [])
+    assert result.exit_code == 0, result.output
+    line = next(ln for ln in result.output.splitlines() if ln.startswith("lfw "))
+    assert f"[uses {user}; shadows {shipped}]" in line and "MY COPY" in line
+    assert "shadows" not in next(ln for ln in result.output.splitlines() if ln.startswith("lfw-dev "))
+    monkeypatch.delenv("RESTOREVER_PROTOCOL_PATH")
+    assert protocol_specs.shadowed_protocols() == {}  # the shipped files alone hide nothing
