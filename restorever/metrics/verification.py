@@ -213,8 +213,11 @@ def tar_at_far(y_true, scores, far: float, *, sample_weight=None) -> float:
     """True accept rate at a false accept rate: the largest TPR among ROC points with FPR <= ``far`` (rates weighted
     by ``sample_weight`` as in :func:`roc_curve`).
 
-    Returns NaN with a warning when there are fewer than ``1 / far`` negative pairs (of non-zero weight): the rate
-    cannot be resolved.
+    With weights, FPR and TPR are weighted rates (scikit-learn's weighted ``roc_curve``, the same points), so the
+    result is the largest weighted TPR at a threshold whose weighted FPR is <= ``far``. The resolution guard is a
+    count, not a weight: NaN with a warning when there are fewer than ``1 / far`` negative pairs of non-zero weight
+    (the rate cannot be resolved from fewer pairs). It does not judge how unequal the weights are: a few heavy
+    negatives resolve the FPR less finely than their count suggests.
     """
     if not 0 < far <= 1:  # NaN fails too
         raise ValueError(f"far must be a rate in (0, 1], got {far}")

@@ -70,3 +70,41 @@ def test_a_user_protocol_named_like_a_shipped_one_is_used_with_a_warning(tmp_pat
     assert "shadows" not in next(ln for ln in result.output.splitlines() if ln.startswith("lfw-dev "))
     monkeypatch.delenv("RESTOREVER_PROTOCOL_PATH")
     assert protocol_specs.shadowed_protocols() == {}  # the shipped files alone hide nothing
+
+
+def test_weighted_tar_at_far_is_sklearns_weighted_roc_read_at_the_far():
+    """Hand-computed: positives 0.95, 0.8, 0.6 (weight 1); negatives 0.9, 0.7, 0.4, 0.3 with weights 0.5, 0.5, 1.5,
+    1.5 (sum 4). Thresholds 0.95, 0.9, 0.8, 0.7, 0.6 give weighted (FPR, TPR) (0, 1/3), (.125, 1/3), (.125, 2/3),
+    (.25, 2/3), (.25, 1); the next negative (0.4) moves FPR to .625. So TAR@FAR=0.25 is 1.0 weighted and 2/3
+    unweighted (FPR .25 is reached at 0.9 already). sklearn's weighted roc_curve gives the same points. The NaN guard
+    counts negative pairs of non-zero weight (4 >= 1/0.25 here), not their weight."""
+    import warnings
+
+    from sklearn.metrics import roc_curve as sk_roc
+
+    from restorever.metrics.verification import tar_at_far
+
+    y = np.array([1, 1, 1, 0, 0, 0, 0])
+    s = np.array([0.95, 0.8, 0.6, 0.9, 0.7, 0.4, 0.3])
+    w = np.array([1, 1, 1, 0.5, 0.5, 1.5, 1.5])
+    assert tar_at_far(y, s, 0.25, sample_weight=w) == 1.0
+    assert abs(tar_at_far(y, s, 0.25) - 2 / 3) < 1e-12
+    fpr, tpr, _ = sk_roc(y, s, sample_weight=w, drop_intermediate=False)
+    assert tar_at_far(y, s, 0.25, sample_weight=w) == tpr[fpr <= 0.25].max()
+    rng = np.random.default_rng(3)
+    for _ in range(50):  # random weighted data with ties and zero weights: always sklearn's number
+        n = 60
+        y = rng.integers(0, 2, n)
+        y[:2] = [0, 1]
+        s = rng.integers(0, 12, n) / 11
+        w = rng.choice([0.0, 0.3, 1.0, 2.5], n)
+        w[:2] = 1.0
+        fpr, tpr, _ = sk_roc(y, s, sample_weight=w, drop_intermediate=False)
+        for far in (0.1, 0.25, 0.5):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                got = tar_at_far(y, s, far, sample_weight=w)
+            if ((y == 0) & (w > 0)).sum() >= 1 / far:
+                assert got == tpr[fpr <= far + 1e-12].max()
+            else:
+                assert np.isnan(got)
