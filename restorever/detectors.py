@@ -422,6 +422,14 @@ def detector_file_sha256(name: str, model_path: str | os.PathLike | None = None)
 
 
 # ---------------------------------------------------------------------------------------------------- factory
+#: where each detector's method was published (a report's References); keys as runs record them (resolved names)
+DETECTOR_PAPERS = {
+    "mtcnn": "https://arxiv.org/abs/1604.02878",  # Zhang et al., MTCNN, IEEE SPL 2016
+    "mtcnn-batched": "https://arxiv.org/abs/1604.02878",
+    "scrfd": "https://arxiv.org/abs/2105.04714",  # Guo et al., SCRFD, ICLR 2022
+}
+
+
 def list_detectors() -> list[str]:
     """Names accepted by :func:`create_detector`."""
     return ["auto", "mtcnn", "mtcnn-batched", "scrfd"]

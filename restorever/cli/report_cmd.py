@@ -9,6 +9,7 @@ EPILOG = """\b
 Examples:
   restorever report runs/lfw
   restorever report runs/lfw --format png,pdf,svg --figures-dir paper/figures
+  restorever report runs/lfw --csv paper/lfw.csv --latex paper/lfw_table.tex
 """
 
 
@@ -17,15 +18,19 @@ Examples:
 @click.option("--html", "html_path", type=click.Path(), default=None, help="HTML page (default RUN_DIR/report.html).")
 @click.option("--markdown", "markdown_path", type=click.Path(), default=None,
               help="Markdown summary (default RUN_DIR/report.md).")
+@click.option("--csv", "csv_path", type=click.Path(), default=None,
+              help="Tidy table, one row per condition, numbers as in results.json (default RUN_DIR/tables.csv).")
+@click.option("--latex", "latex_path", type=click.Path(), default=None,
+              help="booktabs LaTeX table of accuracy ± SEM, restorers x scales (default RUN_DIR/tables.tex).")
 @click.option("--figures-dir", type=click.Path(), default=None, help="Figure files (default RUN_DIR/figures).")
 @click.option("--format", "formats", default="png,pdf", show_default=True,
               help="Figure formats written (png, pdf, svg); the page embeds the PNGs.")
 @click.option("--bootstrap", "n_boot", type=click.IntRange(min=100), default=2000, show_default=True,
               help="Bootstrap replicates, used only when results.json lacks the paired statistics.")
 @handle_errors
-def report_command(run_dir, html_path, markdown_path, figures_dir, formats, n_boot):
-    """Write one self-contained HTML report (tables, all figures, configuration, versions, weight hashes) and a
-    markdown summary of the run in RUN_DIR."""
+def report_command(run_dir, html_path, markdown_path, csv_path, latex_path, figures_dir, formats, n_boot):
+    """Write one self-contained HTML report (tables, all figures, configuration, versions, weight hashes,
+    references) and a markdown summary of the run in RUN_DIR, and its main table as CSV and LaTeX for a paper."""
     from ..reports.html import build_report
 
     fmts = [f.strip().lower().lstrip(".") for f in formats.split(",") if f.strip()]
@@ -33,8 +38,11 @@ def report_command(run_dir, html_path, markdown_path, figures_dir, formats, n_bo
     if bad:
         raise click.BadParameter(f"unsupported format(s) {bad}; use png, pdf, svg", param_hint="--format")
     out = build_report(run_dir, html_path=html_path, markdown_path=markdown_path, figures_dir=figures_dir,
-                       formats=fmts, n_boot=n_boot)
+                       formats=fmts, n_boot=n_boot, csv_path=csv_path, latex_path=latex_path)
     for name, reason in out["skipped_figures"].items():
         click.echo(f"figure {name} skipped: {reason}")
-    click.echo(f"wrote {out['html']} and {out['markdown']} ({sum(map(len, out['figures'].values()))} figure files "
+    if out["skipped_tables"]:
+        click.echo(f"tables.csv and tables.tex skipped: {out['skipped_tables']}")
+    tables = f", {out['csv']}, {out['latex']}" if out["csv"] else ""
+    click.echo(f"wrote {out['html']}{tables} and {out['markdown']} ({sum(map(len, out['figures'].values()))} figure files "
                f"in {next(iter(out['figures'].values()))[0].parent if out['figures'] else '-'})")

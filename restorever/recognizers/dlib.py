@@ -33,7 +33,8 @@ CARDS = {
         weights={
             "model": WeightFile("dlib_face_recognition_resnet_model_v1.dat", None,
                                 None, _LICENSE,
-                                origin_url="https://github.com/davisking/dlib-models"),
+                                origin_url="https://github.com/davisking/dlib-models",
+                                paper="https://jmlr.org/papers/v10/king09a.html"),
             "shape_predictor": WeightFile("shape_predictor_5_face_landmarks.dat", None, None, _LICENSE,
                                           origin_url="https://github.com/davisking/dlib-models"),
         },

@@ -21,6 +21,7 @@ import numpy as np
 from ..pipeline.environment import restorever_version
 from .results import (RESULTS_FILE, STATISTICS_NOTE, attribute_table, comparison_cell, condition_label,
                       few_clusters_note, load_results, p_text, results_table)
+from .tables import results_table_rows, run_references, to_csv, to_latex
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +152,12 @@ def report_tables(record: dict[str, Any]) -> list[Table]:
     weights = Table("weights", "Weights", ["model:role", "file", "sha256"],
                     [[name, Path(str(w.get("file", ""))).name or "—", w.get("sha256") or "—"]
                      for name, w in (record.get("weights") or {}).items()])
-    tables = [results, stats, *fold_tables(conds), retrieval, attributes, protocol, config, environment, weights]
+    references = Table("references", "References", ["used as", "name", "reference"],
+                       [list(entry) for entry in run_references(record)],
+                       note="What this run used, from the protocol file's citation and the backend cards' papers; "
+                            "tables.csv and tables.tex (written by `restorever report`) hold the main numbers.")
+    tables = [results, stats, *fold_tables(conds), retrieval, attributes, protocol, config, environment, weights,
+              references]
     skipped = proto.get("skipped") or []
     if skipped:
         tables.append(Table("skipped", "Skipped pairs", ["line of the pairs file", "reason"],
@@ -338,7 +344,8 @@ def render_markdown(record: dict[str, Any], tables: Sequence[Table], figure_link
 
 def build_report(run_dir: str | Path, *, html_path: str | Path | None = None, markdown_path: str | Path | None = None,
                  figures_dir: str | Path | None = None, formats: Sequence[str] = ("png", "pdf"),
-                 n_boot: int = 2000) -> dict[str, Any]:
+                 n_boot: int = 2000, csv_path: str | Path | None = None,
+                 latex_path: str | Path | None = None) -> dict[str, Any]:
     """Write the report of the run in ``run_dir``.
 
     Args:
@@ -347,9 +354,13 @@ def build_report(run_dir: str | Path, *, html_path: str | Path | None = None, ma
         figures_dir: where the figure files go (default ``RUN_DIR/figures``); the HTML embeds the PNGs.
         formats: figure formats to write; ``png`` is always written (the page embeds it).
         n_boot: bootstrap replicates, used only when the record lacks the paired statistics.
+        csv_path: the tidy table of :func:`restorever.reports.tables.results_table_rows` (default
+            ``RUN_DIR/tables.csv``); latex_path: the booktabs accuracy table (default ``RUN_DIR/tables.tex``). Both
+            are left out, with the reason in ``skipped_tables``, for a run without verification conditions.
 
     Returns:
-        ``{"html": Path, "markdown": Path, "figures": {name: [Path, ...]}, "skipped_figures": {name: reason}}``.
+        ``{"html": Path, "markdown": Path, "csv": Path | None, "latex": Path | None, "figures": {name: [Path, ...]},
+        "skipped_figures": {name: reason}, "skipped_tables": reason or ""}``.
     """
     from ..files import atomic_write_text
     from .plots import plot_all
@@ -363,7 +374,12 @@ def build_report(run_dir: str | Path, *, html_path: str | Path | None = None, ma
     html_path = Path(html_path) if html_path else run_dir / "report.html"
     markdown_path = Path(markdown_path) if markdown_path else run_dir / "report.md"
     figures_dir = Path(figures_dir) if figures_dir else run_dir / "figures"
-    _check_outputs({"--html": html_path, "--markdown": markdown_path}, figures_dir)  # before any figure is drawn
+    csv_path = Path(csv_path) if csv_path else run_dir / "tables.csv"
+    latex_path = Path(latex_path) if latex_path else run_dir / "tables.tex"
+    _check_outputs({"--html": html_path, "--markdown": markdown_path, "--csv": csv_path, "--latex": latex_path},
+                   figures_dir)  # before any figure is drawn
+    rows = results_table_rows(record)
+    skipped_tables = "" if rows else "the run has no verification conditions (an identification run)"
     fmts = ["png", *[f.lstrip(".").lower() for f in formats if f.lstrip(".").lower() != "png"]]
     written, skipped = plot_all(record, run_dir, figures_dir, formats=fmts)
     pngs = {name: next(p for p in paths if p.suffix == ".png") for name, paths in written.items()}
@@ -380,8 +396,15 @@ def build_report(run_dir: str | Path, *, html_path: str | Path | None = None, ma
     atomic_write_text(html_path, render_html(record, tables, pngs, skipped))
     links = {name: _relative(p, markdown_path.parent) for name, p in pngs.items()}
     atomic_write_text(markdown_path, render_markdown(record, tables, links, skipped))
-    log.info("wrote %s and %s", html_path, markdown_path)
-    return {"html": html_path, "markdown": markdown_path, "figures": written, "skipped_figures": skipped}
+    if rows:
+        atomic_write_text(csv_path, to_csv(rows))
+        atomic_write_text(latex_path, to_latex(record))
+        log.info("wrote %s, %s, %s and %s", html_path, markdown_path, csv_path, latex_path)
+    else:
+        log.info("wrote %s and %s; tables.csv and tables.tex skipped: %s", html_path, markdown_path, skipped_tables)
+    return {"html": html_path, "markdown": markdown_path, "csv": csv_path if rows else None,
+            "latex": latex_path if rows else None, "figures": written, "skipped_figures": skipped,
+            "skipped_tables": skipped_tables}
 
 
 def _check_outputs(files: dict[str, Path], figures_dir: Path) -> None:

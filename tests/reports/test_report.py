@@ -257,6 +257,10 @@ def test_report_of_an_identification_run(tmp_path):
                                             "10.00 / 8.00", "20.00", "25.00"]
     assert "## Predicted attributes" in md and "| vqfr-v2 x16 | 70.00 / 71.00 |" in md
     assert "Predicted attributes" in out["html"].read_text()
+    # no verification numbers: no tables.csv / tables.tex, and the reason is given; the references still are
+    assert out["csv"] is None and out["latex"] is None and "no verification conditions" in out["skipped_tables"]
+    assert not (tmp_path / "tables.csv").exists() and not (tmp_path / "tables.tex").exists()
+    assert "| protocol | lfw-ident | Huang et al." in md and "| restorer | vqfr-v2 | https://arxiv.org/" in md
 
 
 def test_environment_table_says_how_stage_times_add_up(run_dir):
