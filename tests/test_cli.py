@@ -350,13 +350,14 @@ def test_a_new_run_in_a_used_folder_removes_the_old_report_and_examples(faces_ru
     run(*base, "--scales", "8")
     run("report", out)
     (out / "notes.txt").write_text("mine")
-    assert (out / "report.html").is_file() and (out / "examples" / "x8").is_dir()
+    assert (out / "report.html").is_file() and (out / "tables.tex").is_file() and (out / "examples" / "x8").is_dir()
     with caplog.at_level(logging.WARNING, logger="restorever.reports.results"):
         run(*base, "--scales", "16")
-    assert not (out / "report.html").exists() and not (out / "report.md").exists()
+    assert not any((out / name).exists() for name in ("report.html", "report.md", "tables.csv", "tables.tex"))
     assert not (out / "figures").exists() and not (out / "examples" / "x8").exists()
     assert (out / "examples" / "x16").is_dir() and (out / "notes.txt").read_text() == "mine"
-    assert "removed what the previous run there left (report.html, report.md, figures/, 2 example" in caplog.text
+    assert ("removed what the previous run there left (report.html, report.md, tables.csv, tables.tex, figures/, 2 "
+            "example") in caplog.text
     assert check_run(out).ok
 
 

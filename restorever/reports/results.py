@@ -297,14 +297,15 @@ def _example_files(record: dict[str, Any]) -> list[str]:
     return out
 
 
-REPORT_OUTPUTS = ("report.html", "report.md")  # `restorever report`'s default outputs, beside its figures/ folder
+#: `restorever report`'s default outputs, beside its figures/ folder
+REPORT_OUTPUTS = ("report.html", "report.md", "tables.csv", "tables.tex")
 _FIGURE_SUFFIXES = {".png", ".pdf", ".svg"}
 
 
 def _remove_stale_outputs(out: Path, examples: set[str]) -> None:
     """Remove what a previous run in ``out`` left that would describe the wrong results: the default report
-    (``report.html``, ``report.md`` and a ``figures/`` folder holding only figures) and example PNGs this record
-    does not name. Anything else in ``out`` is left alone."""
+    (``report.html``, ``report.md``, ``tables.csv``, ``tables.tex`` and a ``figures/`` folder holding only
+    figures) and example PNGs this record does not name. Anything else in ``out`` is left alone."""
     removed = [name for name in REPORT_OUTPUTS if (out / name).is_file()]
     for name in removed:
         (out / name).unlink()
