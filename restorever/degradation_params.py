@@ -83,6 +83,7 @@ class DegradationPreset:
         scale: rule used when the caller passes ``scale=None``.
         kernel_size: blur kernel size (41 everywhere in the references).
         source: where the numbers come from.
+        paper: the paper of the method whose degradation this is (a URL; a run's References cite it).
     """
 
     name: str
@@ -94,6 +95,7 @@ class DegradationPreset:
     scale: _Dist
     kernel_size: int = 41
     source: str = ""
+    paper: str = ""
 
     def describe(self) -> dict[str, Any]:
         """JSON-able summary of the rules (``restorever degradations`` prints it)."""
@@ -101,11 +103,13 @@ class DegradationPreset:
             "name": self.name, "sigma": self.sigma.describe(), "theta": self.theta.describe(),
             "iso_prob": self.iso_prob, "noise": self.noise.describe(), "jpeg": self.jpeg.describe(),
             "scale": self.scale.describe(), "kernel_size": self.kernel_size, "source": self.source,
+            "paper": self.paper,
         }
 
 
 _THETA_GRID = _choice(0.0, math.pi / 4, math.pi / 2, 3 * math.pi / 4)
 _THETA_ANY = _uniform(-math.pi, math.pi)
+_DIFFACE_PAPER = "https://arxiv.org/abs/2212.06512"
 
 PRESETS: dict[str, DegradationPreset] = {
     p.name: p
@@ -113,28 +117,29 @@ PRESETS: dict[str, DegradationPreset] = {
         DegradationPreset(
             "difface-test", sigma=_choice(2, 4, 6, 8, 10, 12, 14), theta=_THETA_GRID, iso_prob=0.0,
             noise=_choice(1, 5, 10, 15, 20), jpeg=_choice(30, 40, 50, 60, 70), scale=_choice(4, 8, 16, 24, 30),
-            source="DifFace make_testing_data.py, ICLR'23 grid (one grid cell drawn per item)",
+            source="DifFace make_testing_data.py, ICLR'23 grid (one grid cell drawn per item)", paper=_DIFFACE_PAPER,
         ),
         DegradationPreset(
             "difface-journal", sigma=_choice(4, 8, 12, 16), theta=_THETA_GRID, iso_prob=0.0,
             noise=_choice(1, 5, 10, 15, 20), jpeg=_choice(30, 40, 50, 60, 70),
             scale=_choice(4, 8, 12, 16, 20, 24, 28, 32, 36, 40),
-            source="DifFace make_testing_data.py, journal grid (one grid cell drawn per item)",
+            source="DifFace make_testing_data.py, journal grid (one grid cell drawn per item)", paper=_DIFFACE_PAPER,
         ),
         DegradationPreset(
             "gfpgan-v1", sigma=_uniform(0.1, 10), theta=_THETA_ANY, iso_prob=0.5, noise=_uniform(0, 20),
             jpeg=_randint(60, 100), scale=_uniform(0.8, 8),
             source="GFPGAN options/train_gfpgan_v1.yml (colour jitter and grey not applied)",
+            paper="https://arxiv.org/abs/2101.04061",
         ),
         DegradationPreset(
             "vqfr-v2", sigma=_uniform(1, 15), theta=_THETA_ANY, iso_prob=0.5, noise=_uniform(0, 20),
             jpeg=_randint(30, 90), scale=_uniform(1, 30),
-            source="VQFR options/train/VQFR/train_vqfr_v2_B16_200K.yml",
+            source="VQFR options/train/VQFR/train_vqfr_v2_B16_200K.yml", paper="https://arxiv.org/abs/2205.06803",
         ),
         DegradationPreset(
             "codeformer-s2", sigma=_uniform(1, 15), theta=_THETA_ANY, iso_prob=0.5, noise=_uniform(0, 20),
             jpeg=_randint(30, 80), scale=_uniform(4, 30),
-            source="CodeFormer options/CodeFormer_stage2.yml",
+            source="CodeFormer options/CodeFormer_stage2.yml", paper="https://arxiv.org/abs/2206.11253",
         ),
     )
 }

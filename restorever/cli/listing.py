@@ -98,7 +98,7 @@ def degradations_command():
 
     for name, preset in PRESETS.items():
         info = preset.describe()
-        click.echo(f"{name:18s} {info['source']}")
+        click.echo(f"{name:18s} {info['source']}; {info['paper']}")
         click.echo(f"{'':18s} blur sigma {rule(info['sigma'])} (kernel {info['kernel_size']}, isotropic p "
                    f"{info['iso_prob']:g}), noise sigma {rule(info['noise'])}, JPEG quality {rule(info['jpeg'])}, "
                    f"scale rule {rule(info['scale'])}")

@@ -6,7 +6,8 @@
 - :func:`to_latex`: restorers as rows, scales as columns, accuracy in % with ± its standard error over the folds,
   the best of each column in bold, and a caption that states the protocol, recognizer, pairs and folds;
 - :func:`run_references`: what the run used that a paper should cite (protocol, restorers, recognizer, landmark
-  detector, restorever), from the protocol YAML's ``citation`` and the backend cards' ``paper``.
+  detector, degradation, restorever), from the protocol YAML's ``citation``, the backend cards' and the degradation
+  presets' ``paper``.
 
 Everything is read from the record; nothing is recomputed.
 """
@@ -202,9 +203,10 @@ def _latex_one(record: dict[str, Any], rows: list[dict[str, Any]], recognizer: s
 
 def run_references(record: dict[str, Any]) -> list[tuple[str, str, str]]:
     """``(role, name, reference)`` for what the run used: the protocol (its YAML's ``citation``), each restorer and
-    recognizer (the ``paper`` URLs of its card's weight files, else its ``origin_url``), the landmark detector, and
-    restorever itself. The ``none`` restorer is not a method and has no entry; a backend or protocol that is not
+    recognizer (the ``paper`` URLs of its card's weight files, else its ``origin_url``), the degradation preset (the
+    paper of the method it comes from, and its source file), the landmark detector, and restorever itself. The ``none`` restorer is not a method and has no entry; a backend or protocol that is not
     found here (a plugin no longer installed, a moved YAML) is logged and left out."""
+    from ..degradation_params import PRESETS
     from ..detectors import DETECTOR_PAPERS
     from ..errors import RestoreverError
     from ..protocol_specs import load_spec
@@ -238,6 +240,12 @@ def run_references(record: dict[str, Any]) -> list[tuple[str, str, str]]:
         origins = list(dict.fromkeys(w.origin_url for w in card.weights.values() if w.origin_url))
         if papers or origins:
             out.append((role, backend, "; ".join(papers) if papers else "code: " + "; ".join(origins)))
+    for degradation in dict.fromkeys(c.get("degradation") for c in conds if c.get("degradation")):
+        preset = PRESETS.get(degradation)
+        if preset is None or not preset.paper:
+            log.warning("References: degradation %s has no preset here; it is left out", degradation)
+            continue
+        out.append(("degradation", str(degradation), f"{preset.paper} ({preset.source})"))
     detector = cfg.get("detector")
     if detector in DETECTOR_PAPERS:
         out.append(("landmark detector", str(detector), DETECTOR_PAPERS[detector]))

@@ -154,7 +154,10 @@ def test_references_list_only_what_the_run_used(run_dir, caplog):
     assert refs[("protocol", "lfw")].startswith("Huang et al., Labeled Faces in the Wild")
     assert refs[("restorer", "vqfr-v2")] == "https://arxiv.org/abs/2205.06803"
     assert refs[("recognizer", "arcface-r50-glint360k")] == "https://arxiv.org/abs/2010.05222"
-    assert ("restorer", "none") not in refs and not any("difface" in n or "gfpgan" in n for _, n in refs)
+    assert ("restorer", "none") not in refs and not any("gfpgan" in n for _, n in refs)
+    # the degradation preset the conditions name is cited (DifFace's test grid: DifFace's paper and its source file)
+    assert refs[("degradation", "difface-test")].startswith("https://arxiv.org/abs/2212.06512 (DifFace make_testing")
+    assert not any(role == "restorer" and "difface" in n for role, n in refs)
     assert refs[("software", "restorever 0.0.test")].startswith("restorever contributors")
 
 
