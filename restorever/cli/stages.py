@@ -139,8 +139,8 @@ def _write_png(path: Path, array) -> None:
                                       "squares (restorever's default), or OpenCV's LMEDS as the official restoration "
                                       "scripts do (a protocol's alignment.fit; docs/architecture.md).")
 @click.option("--on-error", type=click.Choice(["error", "skip"]), default="error", show_default=True,
-              help="A photo without a face (or an aligned input that is not 512x512): stop before writing anything, "
-                   "or skip it and restore the others.")
+              help="A file that is not a readable image, a photo without a face (or an aligned input that is not "
+                   "512x512): stop before writing anything, or skip it (named on stderr) and restore the others.")
 @restorer_options_option
 @click.option("--out", type=click.Path(), required=True)
 @handle_errors
@@ -156,7 +156,7 @@ def restore_command(images, restorer, weights, aligned, detector, device, seed, 
     from tqdm.auto import tqdm
 
     from ..devices import resolve_device
-    from ..errors import RestoreverError
+    from ..errors import ImageError, RestoreverError
     from ..images import read_image, to_tensor, to_uint8
     from ..pipeline.evaluate import item_seed, route_restorer_options
     from ..pipeline.paste import paste_back
@@ -173,7 +173,11 @@ def restore_command(images, restorer, weights, aligned, detector, device, seed, 
     failed: dict[str, str] = {}
     det = None
     for path in tqdm(images, desc="detect", unit="image"):
-        array = read_image(path)
+        try:
+            array = read_image(path)
+        except ImageError as exc:  # not an image, truncated, too small or too large: a skip like a faceless photo
+            failed[path] = str(exc)
+            continue
         is_aligned = aligned if aligned is not None else array.shape[:2] == (512, 512)
         if is_aligned:
             if array.shape[:2] == (512, 512):
