@@ -120,6 +120,10 @@ def _write_png(path: Path, array) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+#: a detected face whose 512x512 crop spans fewer photo pixels than this (enlarged more than x8) is reported
+SMALL_FACE_SIDE = 64
+
+
 @click.command("restore", epilog="\b\nExamples:\n  restorever restore face.png --restorer vqfr-v2 "
                                  "--weights VQFR_v2.pth "
                                  "--out restored/\n  restorever restore photo.jpg --restorer difface --weights "
@@ -148,13 +152,22 @@ def restore_command(images, restorer, weights, aligned, detector, device, seed, 
                     restorer_option, out):
     """Restore faces: aligned 512x512 crops directly, other photos via detection, alignment and paste-back.
 
+    \b
+    Writes OUT/NAME.png per input (8-bit RGB): for a 512x512 aligned crop the restored crop; for any other photo
+    the whole photo with ONE face restored and pasted back (the face nearest the centre; the aligned crop itself
+    is not written). A photo with several faces, and a face whose crop spans fewer than 64 photo pixels
+    (enlarged more than x8), are named in a "note:" line on stderr.
+
     The stages are the evaluation pipeline's (``pipeline.stages``: one-image detection, ``ffhq_512`` alignment,
     restoration with out-of-memory back-off and 8-bit output) and the seeds are ``item_seed(seed, file name)``, so
     a photo comes out as ``FacePipeline(..., alignment_fit=...).restore(photo, item_ids=[file name],
     face="center")`` pastes it (the face nearest the centre, as ``eval`` picks; the library's default is the
     largest)."""
+    import numpy as np
+    import torch
     from tqdm.auto import tqdm
 
+    from ..detectors import nearest_to_center
     from ..devices import resolve_device
     from ..errors import ImageError, RestoreverError
     from ..images import read_image, to_tensor, to_uint8
@@ -171,6 +184,7 @@ def restore_command(images, restorer, weights, aligned, detector, device, seed, 
     # First every input is read and its face found, so that a failure stops the command before anything is written
     landmarks: dict[str, object] = {}  # path -> five landmarks, or None for an aligned 512x512 crop
     failed: dict[str, str] = {}
+    notes: list[str] = []  # restored, with something the user should know (several faces, a tiny face)
     det = None
     for path in tqdm(images, desc="detect", unit="image"):
         try:
@@ -189,11 +203,14 @@ def restore_command(images, restorer, weights, aligned, detector, device, seed, 
             from ..detectors import create_detector
 
             det = create_detector(detector, device=str(dev))
-        (found,) = detect_each(det, [array], dev)
-        if found is None:
+        (found,) = detect_each(det, [array], dev, all_faces=True)
+        if not found:
             failed[path] = f"{path}: no face found by {detector}"
-        else:
-            landmarks[path] = found.landmarks
+            continue
+        pick = nearest_to_center(np.stack([f.box for f in found]).astype(np.float64), *array.shape[:2])
+        landmarks[path] = found[pick].landmarks
+        if len(found) > 1:
+            notes.append(f"{path}: {len(found)} faces found; only the one nearest the centre was restored")
     if failed and on_error == "error":
         first = next(iter(failed.values()))
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
@@ -206,11 +223,18 @@ def restore_command(images, restorer, weights, aligned, detector, device, seed, 
         else:
             face, _, matrix = align_faces([photo[0]], [landmarks[path]], dev, return_matrices=True,
                                           fit=alignment_fit)
+            side = 512.0 / float(abs(torch.linalg.det(matrix[0, :, :2].double())) ** 0.5)  # photo px the crop spans
+            if side < SMALL_FACE_SIDE:
+                notes.append(f"{path}: the face spans only about {side:.0f}x{side:.0f} photo pixels of the 512x512 "
+                             f"crop (enlarged x{512 / side:.0f}); restored, but most of its detail is invented")
             result = paste_back(photo, restore_faces(model, face, seeds), matrix.to(dev).float())
         _write_png(out / (Path(path).stem + ".png"), to_uint8(result)[0])
+    for note in notes:
+        click.echo(f"note: {note}", err=True)
     for reason in failed.values():
         click.echo(f"skipped {reason}", err=True)
-    click.echo(f"wrote {len(landmarks)} image(s) to {out}" + (f"; skipped {len(failed)}" if failed else ""))
+    click.echo(f"wrote {len(landmarks)} image(s) to {out}" + (f"; skipped {len(failed)}" if failed else "")
+               + (f"; {len(notes)} note(s) above" if notes else ""))
 
 
 COMMANDS = [degrade_command, restore_command]

@@ -32,3 +32,24 @@ def test_restore_skips_a_file_that_is_not_an_image_when_told_to(faces_root, tmp_
     assert result.exit_code == 0, result.output
     assert f"skipped {notes}: cannot decode image" in result.output and "skipped 1" in result.output
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [photo.stem + ".png"]
+
+
+def test_restore_reports_photos_with_several_faces_and_tiny_faces(faces_root, tmp_path):
+    """A group photo had only its most central face restored, and a face a few dozen pixels wide was enlarged x9 and
+    restored, both without a word; each is now a note on stderr (the photo is still written), and an ordinary
+    photo gets none."""
+    madonna, elton = (Image.open(_photo(faces_root, p)).convert("RGB") for p in ("madonna", "elton_john"))
+    pair = Image.new("RGB", (300, 150))
+    pair.paste(madonna, (0, 0))
+    pair.paste(elton, (150, 0))
+    pair.save(tmp_path / "pair.png")
+    madonna.resize((30, 30), Image.BICUBIC).save(tmp_path / "tiny.png")
+    result = _invoke("restore", tmp_path / "pair.png", tmp_path / "tiny.png", _photo(faces_root), "--restorer",
+                     "none", "--device", "cpu", "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if line.startswith("note: ")]
+    assert len(notes) == 2, result.output
+    assert f"{tmp_path / 'pair.png'}: 2 faces found; only the one nearest the centre was restored" in notes[0]
+    assert f"{tmp_path / 'tiny.png'}: the face spans only about" in notes[1] and "enlarged x" in notes[1]
+    assert "2 note(s) above" in result.output
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["madonna_0001.png", "pair.png", "tiny.png"]
