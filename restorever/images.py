@@ -204,6 +204,24 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return decode_image(read_file_bytes(p), source=str(p))
 
 
+def read_alpha(path: str | os.PathLike) -> np.ndarray | None:
+    """The ``HxW`` uint8 alpha (transparency) of an image file, upright as :func:`read_image` turns the colours;
+    ``None`` when it has none or every pixel is opaque. :func:`read_image` drops it (the colours are kept as stored,
+    never composited), so a caller that writes the image back can put it on again."""
+    from PIL import Image
+
+    p = Path(path)
+    data = read_file_bytes(p)
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.mode not in ("RGBA", "LA", "PA", "RGBa", "La") and "transparency" not in im.info:
+                return None
+            alpha = np.asarray(upright(im, exif_orientation(data)).convert("RGBA").getchannel("A"))
+    except Exception as exc:  # noqa: BLE001 - read_image has decoded it; a failure here is one line, not a guess
+        raise ImageError(f"{p}: cannot read its alpha channel ({type(exc).__name__}: {exc})") from exc
+    return None if bool((alpha == 255).all()) else np.ascontiguousarray(alpha)
+
+
 def to_tensor(images: list[np.ndarray]):
     """Stack equally sized ``HxWx3`` uint8 RGB arrays into a ``[B,3,H,W]`` float32 tensor in [0, 1]."""
     import torch

@@ -153,7 +153,7 @@ def restore_command(images, restorer, weights, aligned, detector, device, seed, 
     """Restore faces: aligned 512x512 crops directly, other photos via detection, alignment and paste-back.
 
     \b
-    Writes OUT/NAME.png per input (8-bit RGB): for a 512x512 aligned crop the restored crop; for any other photo
+    Writes OUT/NAME.png per input (8-bit RGB; RGBA with the input's alpha copied unchanged): for a 512x512 aligned crop the restored crop; for any other photo
     the whole photo with ONE face restored and pasted back (the face nearest the centre; the aligned crop itself
     is not written). A photo with several faces, and a face whose crop spans fewer than 64 photo pixels
     (enlarged more than x8), are named in a "note:" line on stderr.
@@ -170,7 +170,7 @@ def restore_command(images, restorer, weights, aligned, detector, device, seed, 
     from ..detectors import nearest_to_center
     from ..devices import resolve_device
     from ..errors import ImageError, RestoreverError
-    from ..images import read_image, to_tensor, to_uint8
+    from ..images import read_alpha, read_image, to_tensor, to_uint8
     from ..pipeline.evaluate import item_seed, route_restorer_options
     from ..pipeline.paste import paste_back
     from ..pipeline.stages import align_faces, detect_each, restore_faces
@@ -228,7 +228,13 @@ def restore_command(images, restorer, weights, aligned, detector, device, seed, 
                 notes.append(f"{path}: the face spans only about {side:.0f}x{side:.0f} photo pixels of the 512x512 "
                              f"crop (enlarged x{512 / side:.0f}); restored, but most of its detail is invented")
             result = paste_back(photo, restore_faces(model, face, seeds), matrix.to(dev).float())
-        _write_png(out / (Path(path).stem + ".png"), to_uint8(result)[0])
+        restored = to_uint8(result)[0]
+        alpha = read_alpha(path)
+        if alpha is not None:  # read_image dropped it; the photo keeps its transparency
+            restored = np.dstack([restored, alpha])
+            notes.append(f"{path}: its alpha channel (transparency) was copied unchanged to the output; only the "
+                         f"colours were restored")
+        _write_png(out / (Path(path).stem + ".png"), restored)
     for note in notes:
         click.echo(f"note: {note}", err=True)
     for reason in failed.values():

@@ -53,3 +53,22 @@ def test_restore_reports_photos_with_several_faces_and_tiny_faces(faces_root, tm
     assert f"{tmp_path / 'tiny.png'}: the face spans only about" in notes[1] and "enlarged x" in notes[1]
     assert "2 note(s) above" in result.output
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["madonna_0001.png", "pair.png", "tiny.png"]
+
+
+def test_restore_keeps_the_alpha_channel_of_a_transparent_png(faces_root, tmp_path):
+    """An RGBA photo came back as RGB with its transparent band turned into the stored colours (black here) without
+    a word; now the output is RGBA with the input's alpha exactly, the colours restored, and a note says so."""
+    rgba = np.asarray(Image.open(_photo(faces_root)).convert("RGBA").resize((300, 300), Image.BICUBIC)).copy()
+    rgba[:50, :, 3] = 0
+    rgba[:50, :, :3] = 0
+    rgba[50:60, :, 3] = 128
+    Image.fromarray(rgba).save(tmp_path / "cut.png")
+    result = _invoke("restore", tmp_path / "cut.png", "--restorer", "none", "--device", "cpu", "--out",
+                     tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert "alpha channel (transparency) was copied unchanged" in result.output
+    out = Image.open(tmp_path / "o" / "cut.png")
+    assert out.mode == "RGBA"
+    got = np.asarray(out)
+    assert np.array_equal(got[..., 3], rgba[..., 3])
+    assert np.abs(got[..., :3].astype(int) - rgba[..., :3]).mean() < 2  # colours: the photo, face pasted back
