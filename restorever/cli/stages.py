@@ -29,13 +29,16 @@ from .options import restorer_options, restorer_options_option
 @click.option("--on-error", type=click.Choice(["error", "skip"]), default=None,
               help="Images without a face: stop, or skip them (listed in skipped.json) [protocol's on_error, else "
                    "error].")
-@click.option("--out", type=click.Path(), required=True, help="Output folder (PNG per scale + params.jsonl).")
+@click.option("--out", type=click.Path(), required=True,
+              help="Output folder: OUT/clean and OUT/xSCALE PNGs, params.jsonl (parameters per face and scale), "
+                   "manifest.json (options, landmarks per face).")
 @handle_errors
 def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side, limit_pairs, detector, device,
                     batch_size, on_error, out):
     """Align and degrade a protocol's faces; write PNGs (OUT/clean, OUT/xSCALE) and the parameter records."""
     import json
 
+    import numpy as np
     from tqdm.auto import tqdm
 
     from ..degradation import Degradation
@@ -46,9 +49,11 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
     from ..images import to_uint8
     from ..pipeline.cache import ArrayCache, atomic_write_text
     from ..pipeline.evaluate import limit_pairs as limit
+    from ..pipeline.environment import restorever_version
     from ..pipeline.landmarks import align_items, landmark_stage
     from ..pipeline.protocol_defaults import protocol_default
     from ..protocol import load_protocol
+    from ..protocol_specs import alignment_fit
     from .options import parse_scales
 
     scale_list = parse_scales(scales)  # every argument is checked before any image is read
@@ -87,6 +92,16 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
                 _write_png(out / name / (Path(item).with_suffix(".png")), array)
     records.sort(key=lambda r: (r["scale"], r["item"]))
     atomic_write_text(out / "params.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
+    # what params.jsonl alone cannot say: the degradation runs on the unquantised aligned crop (as in eval), not
+    # on clean/*.png, so an exact replay re-aligns the source photo with these landmarks (docs/reliability.md)
+    manifest = {"restorever_version": restorever_version(), "protocol": proto.name, "data_root": str(proto.root),
+                "pairs": str(pairs) if pairs else None, "degradation": degradation, "scales": scale_list,
+                "seed": seed, "degrade_side": side, "limit_pairs": limit_pairs, "detector": detector,
+                "alignment_fit": alignment_fit(proto.spec), "template": "ffhq_512", "device": dev.type,
+                "faces": {i: {"sha256": info[i].sha256, "landmarks": np.asarray(info[i].landmarks, np.float32)
+                              .tolist()} for i in sorted(items)},
+                "skipped": failed}
+    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     if failed:
         atomic_write_text(out / "skipped.json", json.dumps(failed, indent=1))
         click.echo(f"skipped {len(failed)} image(s); reasons in {out / 'skipped.json'}")
