@@ -44,5 +44,6 @@ def report_command(run_dir, html_path, markdown_path, csv_path, latex_path, figu
     if out["skipped_tables"]:
         click.echo(f"tables.csv and tables.tex skipped: {out['skipped_tables']}")
     tables = f", {out['csv']}, {out['latex']}" if out["csv"] else ""
-    click.echo(f"wrote {out['html']}{tables} and {out['markdown']} ({sum(map(len, out['figures'].values()))} figure files "
+    n_figures = sum(map(len, out["figures"].values()))
+    click.echo(f"wrote {out['html']}{tables} and {out['markdown']} ({n_figures} figure files "
                f"in {next(iter(out['figures'].values()))[0].parent if out['figures'] else '-'})")

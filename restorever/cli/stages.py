@@ -168,10 +168,10 @@ def restore_command(images, restorer, weights, aligned, detector, device, seed, 
     """Restore faces: aligned 512x512 crops directly, other photos via detection, alignment and paste-back.
 
     \b
-    Writes OUT/NAME.png per input (8-bit RGB; RGBA with the input's alpha copied unchanged): for a 512x512 aligned crop the restored crop; for any other photo
-    the whole photo with ONE face restored and pasted back (the face nearest the centre; the aligned crop itself
-    is not written). A photo with several faces, and a face whose crop spans fewer than 64 photo pixels
-    (enlarged more than x8), are named in a "note:" line on stderr.
+    Writes OUT/NAME.png per input (8-bit RGB; RGBA with the input's alpha copied unchanged): for a 512x512
+    aligned crop the restored crop; for any other photo the whole photo with ONE face restored and pasted back
+    (the face nearest the centre; the aligned crop itself is not written). A photo with several faces, and a face
+    whose crop spans fewer than 64 photo pixels (enlarged more than x8), are named in a "note:" line on stderr.
 
     The stages are the evaluation pipeline's (``pipeline.stages``: one-image detection, ``ffhq_512`` alignment,
     restoration with out-of-memory back-off and 8-bit output) and the seeds are ``item_seed(seed, file name)``, so

@@ -59,8 +59,8 @@ DETECTOR_FILE_VERSION = 1
 def current_key_versions() -> dict[str, int]:
     """The key recipe versions this restorever writes: each stage's (:data:`STAGE_VERSIONS`),
     ``"device_degradation"`` (:data:`DEVICE_DEGRADATION_VERSION`), ``"degraded_item"``
-    (:data:`DEGRADED_ITEM_VERSION`) and ``"detector_file"`` (:data:`DETECTOR_FILE_VERSION`). A run records them (``cache.identity``), so a finished run's entries are found
-    with its own versions after an upgrade changes one."""
+    (:data:`DEGRADED_ITEM_VERSION`) and ``"detector_file"`` (:data:`DETECTOR_FILE_VERSION`). A run records them
+    (``cache.identity``), so a finished run's entries are found with its own versions after an upgrade changes one."""
     return {**STAGE_VERSIONS, "device_degradation": DEVICE_DEGRADATION_VERSION,
             "degraded_item": DEGRADED_ITEM_VERSION, "detector_file": DETECTOR_FILE_VERSION}
 

@@ -75,8 +75,10 @@ def plan_context(config, protocol=None) -> PlanContext:
 
     detector_file = detector_file_sha256(config.detector)
     if config.detector == "scrfd" and detector_file is None:
-        missing["scrfd"] = "det_10g.onnx not found (restorever.detectors.scrfd_candidate_paths lists where it is looked for)"
-    identity = RunIdentity.from_files(detector=config.detector, detector_file=detector_file, recognizer_name=config.recognizer,
+        missing["scrfd"] = ("det_10g.onnx not found (restorever.detectors.scrfd_candidate_paths lists where it is "
+                            "looked for)")
+    identity = RunIdentity.from_files(detector=config.detector, detector_file=detector_file,
+                                      recognizer_name=config.recognizer,
                                       recognizer_files=recognizer_files, flip_test=config.flip_test,
                                       restorer_files=restorer_files, restorer_options=routed,
                                       degradation=config.degradation, seed=config.seed, device=device,

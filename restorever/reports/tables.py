@@ -146,7 +146,6 @@ def to_latex(record: dict[str, Any]) -> str:
     return "\n".join(parts) + "\n"
 
 
-
 def _latex_one(record: dict[str, Any], rows: list[dict[str, Any]], recognizer: str | None) -> str:
     cfg = record.get("config") or {}
     proto = record.get("protocol") or {}
@@ -204,8 +203,9 @@ def _latex_one(record: dict[str, Any], rows: list[dict[str, Any]], recognizer: s
 def run_references(record: dict[str, Any]) -> list[tuple[str, str, str]]:
     """``(role, name, reference)`` for what the run used: the protocol (its YAML's ``citation``), each restorer and
     recognizer (the ``paper`` URLs of its card's weight files, else its ``origin_url``), the degradation preset (the
-    paper of the method it comes from, and its source file), the landmark detector, and restorever itself. The ``none`` restorer is not a method and has no entry; a backend or protocol that is not
-    found here (a plugin no longer installed, a moved YAML) is logged and left out."""
+    paper of the method it comes from, and its source file), the landmark detector, and restorever itself. The
+    ``none`` restorer is not a method and has no entry; a backend or protocol that is not found here (a plugin no
+    longer installed, a moved YAML) is logged and left out."""
     from ..degradation_params import PRESETS
     from ..detectors import DETECTOR_PAPERS
     from ..errors import RestoreverError

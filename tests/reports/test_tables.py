@@ -24,7 +24,8 @@ _PATHS = {"accuracy": ("verification", "accuracy_mean"), "accuracy_std": ("verif
           "cosine_to_clean_mean": ("identity", "cosine_to_clean_mean"),
           "cosine_to_clean_median": ("identity", "cosine_to_clean_median")}
 for _key, _prefix in (("comparison_to_none", "vs_none"), ("comparison_to_clean", "vs_clean")):
-    _PATHS.update({f"{_prefix}_accuracy_difference": (_key, "accuracy_difference"), f"{_prefix}_ci_low": (_key, "ci_low"),
+    _PATHS.update({f"{_prefix}_accuracy_difference": (_key, "accuracy_difference"),
+                   f"{_prefix}_ci_low": (_key, "ci_low"),
                    f"{_prefix}_ci_high": (_key, "ci_high"), f"{_prefix}_ci_level": (_key, "ci_level"),
                    f"{_prefix}_mcnemar_p": (_key, "mcnemar", "p_value"),
                    f"{_prefix}_clustered_p": (_key, "mcnemar_clustered", "p_value")})
