@@ -1,9 +1,17 @@
 """What a results record says about the software and machine that made it."""
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
+import sys
 from typing import Any
+
+#: modules whose version can change a run's numbers (decoding, degradation, detection, embedding, search), with
+#: the distribution that ships each; recorded when the run loaded them
+NUMERIC_LIBRARIES: dict[str, str] = {"PIL": "pillow", "cv2": "opencv", "dlib": "dlib",
+                                     "facenet_pytorch": "facenet-pytorch", "onnxruntime": "onnxruntime",
+                                     "faiss": "faiss", "scipy": "scipy"}
 
 
 def restorever_version() -> str:
@@ -12,15 +20,44 @@ def restorever_version() -> str:
     return __version__
 
 
+def library_versions() -> dict[str, str]:
+    """``{distribution: version}`` of the :data:`NUMERIC_LIBRARIES` this process has imported, plus ``libjpeg``
+    (the JPEG decoder Pillow was built with, which sets the decoded pixels) when Pillow is loaded."""
+    out: dict[str, str] = {}
+    for module, dist in NUMERIC_LIBRARIES.items():
+        mod = sys.modules.get(module)
+        if mod is None:
+            continue
+        version = getattr(mod, "__version__", None)
+        if version is None:
+            try:
+                version = importlib.metadata.version(dist)
+            except importlib.metadata.PackageNotFoundError:
+                version = "unknown"
+        out[dist] = str(version)
+    if "PIL" in sys.modules:
+        from PIL import features
+
+        jpeg = features.version_codec("jpg")
+        if jpeg is not None:
+            turbo = features.version("libjpeg_turbo")
+            out["libjpeg"] = f"libjpeg-turbo {turbo}" if turbo else f"libjpeg {jpeg}"
+    return out
+
+
 def environment_info(device: Any) -> dict[str, Any]:
     """Python, torch, numpy and CUDA versions, the device used, the platform and the CPU count (results.json's
-    ``environment``); the GPU's name when ``device`` is a CUDA device."""
+    ``environment``); the GPU's name when ``device`` is a CUDA device. ``torch_threads`` (``torch.get_num_threads()``
+    as the record is made) and ``OMP_NUM_THREADS`` are recorded because some torch kernels round differently with
+    another thread count, and ``libraries`` (:func:`library_versions`) because a new Pillow, OpenCV or dlib can
+    change decoded pixels or embeddings."""
     import numpy as np
     import torch
 
     env = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
            "cuda": torch.version.cuda if torch.cuda.is_available() else None, "device": str(device),
-           "platform": platform.platform(), "cpu_count": os.cpu_count()}
+           "platform": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+           "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "libraries": library_versions()}
     if getattr(device, "type", None) == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
     return env
