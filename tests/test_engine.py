@@ -115,6 +115,14 @@ def test_two_processes_equal_one(tiny, faces_root, tmp_path, reference):
     n_images = len([e for e in entries if e.startswith("landmarks")])  # one clean embedding each, the rest x8
     assert timings["n_embedded"] == n_embeddings and timings["n_degraded"] == n_embeddings - n_images > 0
     assert timings["embed_s"] > 0 and timings["degrade_s"] > 0
+    # the cache counters say what a single process would: a fresh cache is all misses (rank 0's read-back of the
+    # entries the ranks wrote is no hit), and a rerun on the warm cache is all hits
+    assert (record["cache"]["hits"], record["cache"]["misses"], record["cache"]["corrupt"]) == (0, len(entries), 0)
+    proc = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    scores, record = _scores(out)
+    assert scores == reference[0]
+    assert (record["cache"]["hits"], record["cache"]["misses"], record["cache"]["corrupt"]) == (len(entries), 0, 0)
 
 
 def test_out_of_memory_backoff_keeps_results():

@@ -494,12 +494,15 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
     # ---- stage 1: read, hash, landmarks (cached per image bytes + detector)
     t0 = time.perf_counter()
     misses_before = cache.misses
+    readback_hits = 0  # under torchrun: hits on entries the ranks have just written, which the record leaves out
     if dist_info.enabled:  # each rank fills the cache for its shard; then everyone reads the whole list back
         landmark_stage(protocol, distributed.shard(images, dist_info), detector=config.detector, device=device,
                        cache=cache, batch_size=config.batch_size, progress=progress)
         distributed.barrier(dist_info)
+        readback_hits = -cache.hits
     info = landmark_stage(protocol, images, detector=config.detector, device=device, cache=cache,
                           batch_size=config.batch_size, progress=progress)
+    readback_hits += cache.hits if dist_info.enabled else 0
     timings["landmarks_s"] = time.perf_counter() - t0
     n_landmark_misses = cache.misses - misses_before
     fallbacks = apply_fallback_landmarks(protocol, info)
@@ -520,15 +523,21 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
     needed_images = valid.images()
     conditions = ctx.conditions
     if dist_info.enabled:
-        shard_time = distributed.sum_over_ranks(dist_info, embed_conditions(  # rank 0's merge below only reads
-            ctx, distributed.shard(needed_images, dist_info), probe_set, info, progress=progress)[1])
+        shard_time = embed_conditions(ctx, distributed.shard(needed_images, dist_info), probe_set, info,
+                                      progress=progress)[1]
+        shard_time.update(n_cache_hits=cache.hits - readback_hits, n_cache_misses=cache.misses,
+                          n_cache_corrupt=cache.corrupt)  # this rank's own shards, not the read-backs
+        shard_time = distributed.sum_over_ranks(dist_info, shard_time)  # rank 0's merge below only reads
         distributed.barrier(dist_info)
         if not dist_info.is_main:
             distributed.finish(dist_info)
             return None  # rank 0 merges and scores
+    merge_start = {"misses": cache.misses, "corrupt": cache.corrupt}
     embeddings, stage_time = embed_conditions(ctx, needed_images, probe_set, info, progress=progress)
+    merge_hits = cache.hits
     if dist_info.enabled:
         stage_time = {k: int(round(v)) if k.startswith("n_") else v for k, v in shard_time.items()}
+        shard_counts = {k: stage_time.pop(f"n_cache_{k}") for k in ("hits", "misses", "corrupt")}
     timings["embeddings_s"] = time.perf_counter() - t0
     timings.update(stage_time)
 
@@ -576,7 +585,8 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
             pairs_sha256=pairs_digest(pairs.a, pairs.b, pairs.same, pairs.fold),
             images_sha256={i: info[i].sha256 for i in images if info[i].sha256},
             images_decode={i: info[i].decode for i in images if info[i].decode}),
-        cache=CacheRecord(hits=cache.hits, misses=cache.misses, corrupt=cache.corrupt,
+        cache=CacheRecord(**_cache_counts(cache, shard_counts if dist_info.enabled else None, merge_start,
+                                          merge_hits),
                           dir=str(Path(cache.root).resolve()) if cache.root else None,
                           identity=ctx.identity.as_record()),
         timings={k: round(v, 3) for k, v in timings.items()},
@@ -586,6 +596,19 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
         degradation_records=degradation_records,
         distributed={"world_size": dist_info.world_size})
     return run.to_json()
+
+
+def _cache_counts(cache: ArrayCache, shards: dict[str, int] | None, merge_start: dict[str, int],
+                  merge_hits: int) -> dict[str, int]:
+    """The record's ``hits``, ``misses`` and ``corrupt``: the cache's own counters in one process; under torchrun
+    (``shards``: the counters of every rank's own shards, summed) those plus rank 0's misses and corrupt entries
+    while it read the ranks' entries back, and its hits after that (examples), but not the read-back hits: a fresh
+    cache gives ``hits=0`` and every entry a miss, as one process does."""
+    if shards is None:
+        return {"hits": cache.hits, "misses": cache.misses, "corrupt": cache.corrupt}
+    return {"hits": shards["hits"] + cache.hits - merge_hits,
+            "misses": shards["misses"] + cache.misses - merge_start["misses"],
+            "corrupt": shards["corrupt"] + cache.corrupt - merge_start["corrupt"]}
 
 
 def run_header(config: EvalConfig, device: Any, models: Sequence[Any]) -> RunHeader:
