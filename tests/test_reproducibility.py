@@ -32,3 +32,36 @@ def test_environment_record_satisfies_the_schema():
     env = environment_info("cpu")
     assert schema_problems(env, definition("results", "environment")) == []
     assert schema_problems({**env, "torch_threads": "2"}, definition("results", "environment"))  # must be a number
+
+
+_SUBSET = """
+import json, sys
+from restorever.pipeline.evaluate import item_seed, limit_pairs
+from restorever.protocol import load_protocol
+from restorever.reports.statistics import pair_clusters
+s = limit_pairs(load_protocol("lfw", data_root=sys.argv[1]).pairs, 60)
+print(json.dumps([s.lines, s.images(), pair_clusters(s.a, s.b, "components").tolist(),
+                  [item_seed(0, i, 16, "degrade") for i in s.b]]))
+"""
+
+
+def test_limit_pairs_subset_does_not_depend_on_the_hash_seed(lfw_root):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = str(Path(__file__).resolve().parent.parent)
+    outputs = []
+    for hash_seed in ("0", "4242"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": repo}
+        proc = subprocess.run([sys.executable, "-c", _SUBSET, str(lfw_root)], env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outputs.append(json.loads(proc.stdout))
+    assert outputs[0] == outputs[1]
+    lines = outputs[0][0]
+    # LFW View 2 lists each fold as 300 matched then 300 mismatched pairs after a header line: the first three of
+    # each (fold, class) group, in file order, are lines 2-4, 302-304, 602-604, ...
+    assert lines == sorted(start + k for start in range(2, 6002, 300) for k in range(3))

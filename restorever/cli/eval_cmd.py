@@ -40,7 +40,9 @@ Examples:
 @click.option("--detector", default=None,
               help="Landmark detector: mtcnn, mtcnn-batched (faster on a GPU) or scrfd [protocol's "
                    "alignment.landmarks].")
-@click.option("--limit-pairs", type=int, default=None, help="Evaluate about N pairs, balanced over folds and classes.")
+@click.option("--limit-pairs", type=int, default=None,
+              help="Evaluate N pairs, balanced over folds and classes: the first pairs of each (fold, class) "
+                   "group in pairs-file order, taken in turn (no randomness).")
 @click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE",
               help="auto, cpu, cuda, cuda:1.")
 @click.option("--batch-size", type=int, default=16, show_default=True)
