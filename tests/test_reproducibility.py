@@ -65,3 +65,22 @@ def test_limit_pairs_subset_does_not_depend_on_the_hash_seed(lfw_root):
     # LFW View 2 lists each fold as 300 matched then 300 mismatched pairs after a header line: the first three of
     # each (fold, class) group, in file order, are lines 2-4, 302-304, 602-604, ...
     assert lines == sorted(start + k for start in range(2, 6002, 300) for k in range(3))
+
+
+def test_scales_are_whole_numbers_everywhere():
+    import numpy as np
+
+    from restorever.errors import ConfigError
+    from restorever.pipeline.evaluate import EvalConfig, item_seed
+
+    # keys and condition labels hold int(scale): a 4.5 used to be degraded at 4.5, then fail with a bare
+    # KeyError ('none', 4.5) after the landmarks and clean embeddings were computed
+    with pytest.raises(ConfigError, match="scales"):
+        EvalConfig(scales=[4.5]).validate()
+    config = EvalConfig(scales=[4.0, np.int64(8), "16"])
+    config.validate()
+    assert config.scales == [4, 8, 16] and all(type(s) is int for s in config.scales)
+    # a restorer's noise seed for x16 must not depend on how 16 was spelled (the cache key says 16 either way)
+    assert item_seed(0, "a/a_0001.jpg", 16.0, "restore") == item_seed(0, "a/a_0001.jpg", 16, "restore")
+    assert item_seed(0, "a/a_0001.jpg", 16, "restore") == int.from_bytes(
+        __import__("hashlib").sha256(b"0|a/a_0001.jpg|16|restore").digest()[:8], "little") & ((1 << 63) - 1)

@@ -9,6 +9,8 @@ import datetime as _dt
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 import logging
+import math
+import numbers
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -89,8 +91,10 @@ class EvalConfig:
             raise ConfigError("seed", f"must be an integer from 0 to 2**63 - 1, got {self.seed}")
         if self.similarity is not None and self.similarity not in SIMILARITY_CHOICES:
             raise ConfigError("similarity", f"must be one of {', '.join(SIMILARITY_CHOICES)}, got {self.similarity!r}")
-        if any(int(s) < 1 for s in self.scales):
+        whole = [_whole_number(s) for s in self.scales]
+        if any(w is None or w < 1 for w in whole):  # keys and labels hold int(scale): x4.5 would run, cached as x4
             raise ConfigError("scales", f"must be positive integers, got {self.scales}")
+        self.scales[:] = whole  # 4.0, "4" and numpy.int64(4) are the scale 4 everywhere
         if not self.restorers:
             raise ConfigError("restorers", "needs at least one name (e.g. ['none'])")
         route_restorer_weights(self.restorers, self.restorer_weights)  # ConfigError for weights no restorer takes
@@ -114,6 +118,20 @@ class EvalConfig:
             from ..recognizers import check_flip_test
 
             check_flip_test(self.recognizer)
+
+
+def _whole_number(value: Any) -> int | None:
+    """``value`` as an int when it is a whole number (``4``, ``4.0``, ``"4"``, ``numpy.int64(4)``), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            return int(value.strip())
+        except ValueError:
+            return None
+    if isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
+        return int(value)
+    return None
 
 
 def limit_pairs(pairs: PairList, n: int | None) -> PairList:
@@ -144,6 +162,8 @@ def limit_pairs(pairs: PairList, n: int | None) -> PairList:
 
 def item_seed(seed: int, item: str, scale: int | None, purpose: str) -> int:
     """A 63-bit seed from (seed, item id, scale, purpose); independent of batch, device and process."""
+    if scale is not None and float(scale).is_integer():
+        scale = int(scale)  # 16.0 draws what 16 draws (the degradation's own seeds normalise it alike)
     blob = f"{seed}|{item}|{scale}|{purpose}".encode()
     return int.from_bytes(hashlib.sha256(blob).digest()[:8], "little") & ((1 << 63) - 1)
 
