@@ -84,3 +84,19 @@ def test_scales_are_whole_numbers_everywhere():
     assert item_seed(0, "a/a_0001.jpg", 16.0, "restore") == item_seed(0, "a/a_0001.jpg", 16, "restore")
     assert item_seed(0, "a/a_0001.jpg", 16, "restore") == int.from_bytes(
         __import__("hashlib").sha256(b"0|a/a_0001.jpg|16|restore").digest()[:8], "little") & ((1 << 63) - 1)
+
+
+def test_seed_is_a_whole_number():
+    import numpy as np
+
+    from restorever.errors import ConfigError
+    from restorever.pipeline.evaluate import EvalConfig
+
+    # seed 1.5 was keyed (and degraded) as seed 1, but the restorers' noise hashed the text "1.5"
+    for bad in (1.5, True, "x"):
+        with pytest.raises(ConfigError, match="seed"):
+            EvalConfig(seed=bad).validate()
+    for given in (3.0, "3", np.int64(3)):
+        config = EvalConfig(seed=given)
+        config.validate()
+        assert type(config.seed) is int and config.seed == 3

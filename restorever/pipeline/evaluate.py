@@ -87,8 +87,11 @@ class EvalConfig:
             raise ConfigError("on_error", f"must be one of {', '.join(map(repr, ON_ERROR))}, got {self.on_error!r}")
         if self.batch_size < 1:
             raise ConfigError("batch_size", f"must be at least 1, got {self.batch_size}")
-        if self.seed is not None and not 0 <= int(self.seed) < 2 ** 63:
-            raise ConfigError("seed", f"must be an integer from 0 to 2**63 - 1, got {self.seed}")
+        if self.seed is not None:  # 1.5 or True were keyed as seed 1 but seeded the restorers from "1.5" / "True"
+            whole = _whole_number(self.seed)
+            if whole is None or not 0 <= whole < 2 ** 63:
+                raise ConfigError("seed", f"must be an integer from 0 to 2**63 - 1, got {self.seed!r}")
+            self.seed = whole
         if self.similarity is not None and self.similarity not in SIMILARITY_CHOICES:
             raise ConfigError("similarity", f"must be one of {', '.join(SIMILARITY_CHOICES)}, got {self.similarity!r}")
         whole = [_whole_number(s) for s in self.scales]
