@@ -138,7 +138,8 @@ def _whole_number(value: Any) -> int | None:
 
 
 def limit_pairs(pairs: PairList, n: int | None) -> PairList:
-    """Keep about ``n`` pairs, balanced over folds and classes (the first ones of each fold/class group)."""
+    """Keep ``n`` pairs (all when ``n`` is None or not smaller), balanced over folds and classes: the first ones of
+    each (fold, class) group in file order, taken in turn; no randomness."""
     if n is None or n >= len(pairs):
         return pairs
     if n < 2:
