@@ -14,7 +14,7 @@ import numbers
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -32,6 +32,7 @@ from .identity import RunIdentity, conditions_of, weights_files
 from .landmarks import ImageInfo, align_items, apply_error_policy, apply_fallback_landmarks, landmark_stage
 from .realign import (ALIGN_ON, alignment_block, degraded_landmark_stage, degraded_landmarks_of, realign_batch,
                       sidecar_fields)
+from .routing import route_recognizer_options, route_restorer_options, route_restorer_weights
 from .records import (CacheRecord, ConditionRecord, IdentityToClean, PairIds, PairScores, ProtocolRecord, RunHeader,
                       RunRecord, VerificationMetrics, WeightRecord)
 from .protocol_defaults import check_template, pair_similarity, resolve_protocol_defaults
@@ -190,70 +191,6 @@ class RunContext:
     def conditions(self) -> list[tuple[str, int | None]]:
         """``(restorer, scale)`` pairs; ``("none", None)`` is the clean condition and always first."""
         return conditions_of(self.config.restorers, self.config.scales)
-
-
-def route_restorer_options(names: Sequence[str], options: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Give each restorer only the options its card declares (``default_kwargs``), converted to the declared type
-    and checked (:func:`restorever.hub.check_option`); an option no chosen restorer takes is an error (e.g.
-    ``steps`` without ``--restorer difface``)."""
-    from ..hub import check_option
-    from ..restorers import restorer_card
-
-    routed: dict[str, dict[str, Any]] = {}
-    used: set[str] = set()
-    for name in names:
-        card = restorer_card(name)
-        routed[name] = {k: check_option(card, k, v) for k, v in options.items()
-                        if k in card.default_kwargs and v is not None}
-        used |= set(routed[name])
-    unused = sorted(k for k, v in options.items() if v is not None and k not in used)
-    if unused:
-        raise ValueError(f"option(s) {', '.join(unused)} apply to none of the restorers {', '.join(names)}")
-    return routed
-
-
-def route_restorer_weights(names: Sequence[str], weights: Mapping[str, str]) -> dict[str, dict[str, str] | None]:
-    """Each restorer's ``{role: file}`` from a run's ``restorer_weights``: a key ``"NAME:ROLE"`` belongs to restorer
-    NAME; plain ``"ROLE"`` keys belong to the one restorer of the run that takes weights (every restorer but
-    ``none``). ``None`` for a restorer given no files (it loads its cached weights). ``ConfigError`` for a name the run
-    does not use and for plain keys that several restorers could take."""
-    routed: dict[str, dict[str, str] | None] = {name: None for name in names}
-    takers = [n for n in dict.fromkeys(names) if n != "none"]
-    plain = {k: v for k, v in weights.items() if ":" not in k}
-    for key, path in weights.items():
-        if ":" not in key:
-            continue
-        name, role = key.split(":", 1)
-        if name not in takers:
-            why = "takes no weights" if name == "none" else f"is not a restorer of this run ({', '.join(names)})"
-            raise ConfigError("restorer_weights", f"{key}={path}: {name} {why}")
-        routed[name] = {**(routed[name] or {}), role: path}
-    if plain:
-        if not takers:
-            raise ConfigError("restorer_weights", "given, but restorer 'none' takes no weights; name the restorer "
-                                                  "they belong to (e.g. --restorer none,vqfr-v2)")
-        if len(takers) > 1:
-            example = ",".join(f"{n}:FILE" for n in takers)
-            raise ConfigError("restorer_weights", f"{', '.join(f'{k}={v}' for k, v in plain.items())}: this run has "
-                                                  f"several restorers that take weights ({', '.join(takers)}); "
-                                                  f"prefix each file with its restorer's name ({example}), or add "
-                                                  f"them to the cache with `restorever weights add NAME FILE`")
-        routed[takers[0]] = {**plain, **(routed[takers[0]] or {})}
-    return routed
-
-
-def route_recognizer_options(name: str, options: dict[str, Any]) -> dict[str, Any]:
-    """``options`` for recognizer ``name``, each converted and checked against its card's declared options
-    (``option_specs``; :func:`restorever.hub.check_option`); an option the card does not declare is an error."""
-    from ..hub import check_option
-    from ..recognizers import recognizer_card
-
-    card = recognizer_card(name)
-    unknown = sorted(k for k, v in options.items() if v is not None and k not in card.option_specs)
-    if unknown:
-        takes = ", ".join(card.option_specs) or "none"
-        raise ValueError(f"recognizer {name} takes no option(s) {', '.join(unknown)} (its options: {takes})")
-    return {k: check_option(card, k, v) for k, v in options.items() if v is not None}
 
 
 def build_context(config: EvalConfig, protocol: Protocol | None = None) -> RunContext:
