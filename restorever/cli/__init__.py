@@ -98,11 +98,12 @@ def main() -> None:  # console_scripts entry point
 
 
 def _register() -> None:
-    from . import eval_cmd, listing, plot_cmd, report_cmd, stages, validate_cmd
+    from . import compare_cmd, eval_cmd, listing, plot_cmd, report_cmd, stages, validate_cmd
 
     cli.add_command(eval_cmd.eval_command)
     cli.add_command(plot_cmd.plot)
     cli.add_command(report_cmd.report_command)
+    cli.add_command(compare_cmd.compare_command)
     cli.add_command(validate_cmd.validate_command)
     for command in listing.COMMANDS:
         cli.add_command(command)

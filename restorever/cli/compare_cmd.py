@@ -1,0 +1,37 @@
+"""``restorever compare RUN_DIR RUN_DIR ... --out DIR``: paired statistics across runs made separately."""
+from __future__ import annotations
+
+import click
+
+from . import handle_errors
+
+EPILOG = """\b
+Examples:
+  restorever compare runs/vqfr runs/codeformer --out runs/compare
+  restorever compare runs/seed0 runs/seed1 --out runs/seeds --allow-different-degradation
+"""
+
+
+@click.command("compare", epilog=EPILOG)
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(exists=True))
+@click.option("--out", required=True, type=click.Path(), help="Output folder for comparison.json, comparison.md, "
+              "tables.csv, tables.tex and scales.png.")
+@click.option("--allow-different-degradation", is_flag=True,
+              help="Compare runs whose degradation, seed or degraded side differ (their degraded inputs differ: "
+                   "the comparison is then unpaired in its inputs).")
+@click.option("--score-tolerance", type=click.FloatRange(min=0), default=1e-6, show_default=True,
+              help="Largest difference between the runs' clean scores taken as float rounding.")
+@click.option("--bootstrap", "n_boot", type=click.IntRange(min=100), default=2000, show_default=True,
+              help="Bootstrap replicates of each accuracy-difference interval.")
+@click.option("--bootstrap-seed", type=int, default=None, help="Seed of the bootstrap [the first run's --seed].")
+@handle_errors
+def compare_command(run_dirs, out, allow_different_degradation, score_tolerance, n_boot, bootstrap_seed):
+    """Compare restorers evaluated in separate runs (each RUN_DIR a `restorever eval` output folder) pair by pair:
+    the runs must have scored the same pairs with the same recognizer, alignment and degradation."""
+    from ..reports.compare import write_comparison
+
+    if len(run_dirs) < 2:
+        raise click.UsageError("give at least two run folders")
+    written = write_comparison(run_dirs, out, allow_different_degradation=allow_different_degradation,
+                               atol=score_tolerance, n_boot=n_boot, seed=bootstrap_seed)
+    click.echo("wrote " + ", ".join(str(p) for p in written.values()))

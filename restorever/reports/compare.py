@@ -1,0 +1,388 @@
+"""Paired comparison of verification runs made separately (``restorever compare RUN_DIR RUN_DIR ... --out DIR``).
+
+Researchers often run each restorer on its own (another day, another GPU, another ``--out``). Two such runs can be
+compared pair by pair only when they scored the same pairs of the same faces, degraded the same way and embedded by
+the same recognizer. This module
+
+- checks that (:func:`check_comparable`): the same evaluated pairs (``protocol.pairs_sha256`` and the pair ids,
+  labels and folds of the scores), recognizer (name, weights, flip test, similarity), alignment (``align_on``, the
+  landmark fit, detector, template) and degradation (preset, ``seed``, ``degrade_side``; a difference there is
+  allowed only on request and makes the comparison unpaired in its inputs), and clean conditions whose scores agree
+  within ``atol`` (float rounding): anything else is a :class:`~restorever.errors.RestoreverError` of one line
+  naming the runs and what differs;
+- merges the conditions at the scales every run has (the others are listed as left out): a restorer present in
+  several runs (``none`` in each) is kept once when its scores agree, else each copy is labelled ``NAME (RUN)``;
+- computes, with :func:`restorever.reports.statistics.compare_conditions` (the statistics of one run), each
+  restorer against ``none`` of its own run, each degraded condition against the clean one, and each pair of
+  restorers, at each scale (differences ``other - reference`` as fractions; intervals resample people).
+
+:func:`compare_runs` returns the JSON-ready ``comparison.json`` dict (documented in docs/architecture.md),
+:func:`merged_record` the merged conditions as one results record, which ``tables.py`` and ``plots.plot_scales``
+take as they take one run's, and :func:`write_comparison` writes everything into a folder.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import RestoreverError
+from .results import comparison_cell, results_table
+from .statistics import CLUSTERINGS, compare_conditions, pair_clusters
+
+log = logging.getLogger(__name__)
+
+__all__ = ["SCORE_ATOL", "COMPARISON_FILE", "check_comparable", "compare_runs", "notes_unpaired", "merged_record",
+           "comparison_markdown", "write_comparison"]
+
+#: largest absolute difference between two runs' scores of one condition still taken as float rounding
+SCORE_ATOL = 1e-6
+COMPARISON_FILE = "comparison.json"
+_UNPAIRED = ("the comparison is then unpaired in its inputs: each run degraded the probes differently, so a "
+             "difference between restorers of different runs mixes the restorers with the degraded inputs")
+
+
+#: checks made only between the records that store the fact (older records lack it)
+_RECORDED_ONLY = ("pairs (protocol.pairs_sha256)", "recognizer weights or options")
+
+
+def _config(record: dict[str, Any]) -> dict[str, Any]:
+    return record.get("config") or {}
+
+
+def _identity(record: dict[str, Any]) -> dict[str, Any]:
+    return (record.get("cache") or {}).get("identity") or {}
+
+
+def _short(value: Any) -> str:
+    text = "none recorded" if value is None else str(value)
+    return text if len(text) <= 24 else text[:12] + "…"
+
+
+def _scored(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The conditions with verification results and stored per-pair scores."""
+    return [c for c in record.get("conditions") or [] if c.get("verification") and c.get("scores")]
+
+
+def _clean(record: dict[str, Any]) -> dict[str, Any] | None:
+    return next((c for c in _scored(record) if c.get("scale") is None), None)
+
+
+def _same_scores(a: dict[str, Any], b: dict[str, Any], atol: float) -> tuple[bool, float]:
+    """Whether two conditions' scores agree within ``atol`` (and their labels and folds exactly), and the largest
+    absolute score difference (inf when the pairs differ)."""
+    sa, sb = a["scores"], b["scores"]
+    if len(sa["score"]) != len(sb["score"]) or list(sa["same"]) != list(sb["same"]) \
+            or list(sa["fold"]) != list(sb["fold"]):
+        return False, float("inf")
+    diff = np.abs(np.asarray(sa["score"], dtype=np.float64) - np.asarray(sb["score"], dtype=np.float64))
+    worst = float(diff.max()) if diff.size else 0.0
+    return bool(worst <= atol), worst
+
+
+def _refuse(names: Sequence[str], what: str, values: Sequence[Any], fix: str) -> RestoreverError:
+    shown = ", ".join(f"{n}: {_short(v)}" for n, v in zip(names, values))
+    return RestoreverError(f"the runs cannot be compared: different {what} ({shown}); {fix}")
+
+
+def check_comparable(records: Sequence[dict[str, Any]], names: Sequence[str], *,
+                     allow_different_degradation: bool = False, atol: float = SCORE_ATOL) -> list[str]:
+    """Check that verification run records can be compared pair by pair; returns notes (``[]`` when fully paired).
+
+    Raises :class:`RestoreverError` (one line naming each run's value) on: an identification run or one without
+    per-pair scores; other evaluated pairs; another recognizer (name, weights, flip test, similarity); another
+    alignment (``align_on``, landmark fit, detector, template); another degradation preset, seed or degraded side
+    (unless ``allow_different_degradation``: then a note says the comparison is unpaired in its inputs); clean
+    scores that differ by more than ``atol``.
+    """
+    if len(records) < 2:
+        raise RestoreverError("compare needs at least two run folders")
+    for name, record in zip(names, records):
+        if not record.get("conditions") or not any(c.get("verification") for c in record["conditions"]):
+            raise RestoreverError(f"{name}: not a verification run (no verification results); compare takes "
+                                  f"`restorever eval` runs of a verification protocol")
+        unscored = [c for c in record["conditions"] if c.get("verification") and not c.get("scores")]
+        if _clean(record) is None or unscored:
+            which = "the clean condition" if _clean(record) is None else \
+                f"{unscored[0]['restorer']} x{unscored[0].get('scale')}"
+            raise RestoreverError(f"{name}: its results.json stores no per-pair scores of {which}, which a paired "
+                                  f"comparison needs; rerun `restorever eval` with this version")
+
+    def differs(values: Sequence[Any], recorded_only: bool = False) -> bool:
+        """Whether the values differ (``recorded_only``: among the records that store the fact; older records
+        lack ``pairs_sha256`` and ``cache.identity``, and the pair ids and clean scores are checked anyway)."""
+        return len({repr(v) for v in values if v is not None or not recorded_only}) > 1
+
+    checks = [  # (what, value of a record, fix)
+        ("protocol", lambda r: (r.get("protocol") or {}).get("name"), "compare runs of one protocol"),
+        ("pairs (protocol.pairs_sha256)", lambda r: (r.get("protocol") or {}).get("pairs_sha256"),
+         "compare runs of the same pairs file, --limit-pairs and skipped pairs"),
+        ("recognizer", lambda r: _config(r).get("recognizer"),
+         "compare runs of one recognizer (a cross-recognizer comparison is not paired in its scores)"),
+        ("recognizer weights or options", lambda r: _identity(r).get("recognizer"),
+         "compare runs of one recognizer with the same weights, options and --flip-test"),
+        ("similarity", lambda r: _config(r).get("similarity"), "compare runs scored with one similarity"),
+        ("alignment (align_on)", lambda r: _config(r).get("align_on", "clean"),
+         "compare runs made with the same --align-on"),
+        ("alignment fit", lambda r: _identity(r).get("alignment_fit", "least-squares"),
+         "compare runs whose protocols fit the landmarks the same way (alignment.fit)"),
+        ("landmark detector", lambda r: (_config(r).get("detector"), _identity(r).get("detector_file")),
+         "compare runs made with the same --detector (and detector file)"),
+        ("alignment template", lambda r: _config(r).get("template"), "compare runs aligned to one template"),
+    ]
+    for what, value_of, fix in checks:
+        values = [value_of(r) for r in records]
+        if differs(values, recorded_only=what in _RECORDED_ONLY):
+            raise _refuse(names, what, values, fix)
+    first_pairs = records[0].get("pairs") or {}
+    first_clean = _clean(records[0])
+    for name, record in zip(names[1:], records[1:]):
+        pairs = record.get("pairs") or {}
+        if (pairs.get("a"), pairs.get("b")) != (first_pairs.get("a"), first_pairs.get("b")):
+            raise RestoreverError(f"the runs cannot be compared: {name} evaluated other pairs than {names[0]} "
+                                  f"(its pair ids differ: skipped pairs or another pairs file); compare runs of "
+                                  f"the same evaluated pairs")
+        same, worst = _same_scores(first_clean, _clean(record), atol)
+        if not same:
+            raise RestoreverError(
+                f"the runs cannot be compared: their clean conditions disagree ({names[0]} and {name}: "
+                + ("other labels or folds" if worst == float("inf") else f"scores differ by up to {worst:.3g}, "
+                   f"more than float rounding ({atol:g})")
+                + "): the same faces were embedded differently (another device, library version or weights?); "
+                  "compare runs made the same way, or raise --score-tolerance if this is rounding")
+    notes: list[str] = []
+    for what, key in (("degradation", "degradation"), ("seed", "seed"), ("degraded side", "degrade_side")):
+        values = [_config(r).get(key) for r in records]
+        if not differs(values):
+            continue
+        if not allow_different_degradation:
+            raise _refuse(names, what, values, "the degraded inputs differ, so the runs are not paired; compare "
+                          "runs made with the same --degradation, --seed and --degrade-side, or pass "
+                          "--allow-different-degradation (" + _UNPAIRED.split(":")[0] + ")")
+        notes.append(f"different {what} ({', '.join(f'{n}: {v}' for n, v in zip(names, values))}): {_UNPAIRED}")
+    return notes
+
+
+def _scales(record: dict[str, Any]) -> set[int]:
+    return {c["scale"] for c in _scored(record) if c.get("scale") is not None}
+
+
+def _merge(records: Sequence[dict[str, Any]], names: Sequence[str], scales: Sequence[int], atol: float
+           ) -> tuple[list[dict[str, Any]], dict[tuple[str, int], str], list[str]]:
+    """The merged degraded conditions (copies, ``restorer`` set to their label, ``run`` to the run that made them),
+    the label of each run's ``none`` at each scale, and notes on what was kept once or relabelled."""
+    restorers = list(dict.fromkeys(c["restorer"] for r in records for c in _scored(r) if c.get("scale") in scales))
+    at = [{(c["restorer"], c["scale"]): c for c in _scored(r) if c.get("scale") in scales} for r in records]
+    merged: list[dict[str, Any]] = []
+    none_label: dict[tuple[str, int], str] = {}
+    notes: list[str] = []
+    for restorer in restorers:
+        owners = [i for i, own in enumerate(at) if any((restorer, s) in own for s in scales)]
+        ref = owners[0]
+
+        def own(i: int) -> set[int]:
+            return {s for (n, s) in at[i] if n == restorer}
+
+        equal = all(own(i) == own(ref) and all(_same_scores(at[ref][(restorer, s)], at[i][(restorer, s)], atol)[0]
+                                               for s in own(i)) for i in owners[1:])
+        if len(owners) > 1:
+            run_list = ", ".join(names[i] for i in owners)
+            notes.append(f"{restorer}: in runs {run_list} with the same scores; one copy kept" if equal else
+                         f"{restorer}: in runs {run_list} with different scores; labelled by run folder")
+        for i in owners[:1] if equal else owners:
+            label = restorer if equal else f"{restorer} ({names[i]})"
+            for s in scales:
+                if (restorer, s) in at[i]:
+                    merged.append({**at[i][(restorer, s)], "restorer": label, "run": names[i]})
+        if restorer == "none":
+            for i in owners:
+                for s in scales:
+                    none_label[(names[i], s)] = "none" if equal else f"none ({names[i]})"
+    order = list(dict.fromkeys(m["restorer"] for m in merged))
+    merged.sort(key=lambda c: (c["scale"], order.index(c["restorer"])))
+    return merged, none_label, notes
+
+
+def compare_runs(records: Sequence[dict[str, Any]], names: Sequence[str], *, allow_different_degradation: bool = False,
+                 atol: float = SCORE_ATOL, n_boot: int = 2000, level: float = 0.95, seed: int | None = None,
+                 cluster_by: str = "probe") -> dict[str, Any]:
+    """Check, merge and compare verification run records (``names``: their run folders' names, distinct).
+
+    Returns the ``comparison.json`` dict: ``runs`` (name, path-free facts of each), ``scales`` (compared),
+    ``left_out_scales`` (per run), ``paired_inputs``, ``notes``, ``conditions`` (the merged record's conditions
+    without their per-pair data, see :func:`merged_record`) and ``comparisons``: one entry per (scale, reference,
+    other) with ``kind`` ``vs_none`` (a restorer against ``none`` of its own run), ``vs_clean`` or ``pair`` (two
+    restorers), holding :func:`compare_conditions`'s output (fractions, other - reference). The bootstrap seed
+    defaults to the first run's ``config.seed``.
+    """
+    if len(set(names)) != len(names):
+        raise RestoreverError(f"run names must differ, got {', '.join(names)}")
+    notes = check_comparable(records, names, allow_different_degradation=allow_different_degradation, atol=atol)
+    all_scales = [_scales(r) for r in records]
+    common = sorted(set.intersection(*all_scales))
+    if not common:
+        raise RestoreverError("the runs cannot be compared: no degraded scale is in every run ("
+                              + ", ".join(f"{n}: {sorted(s) or 'clean only'}" for n, s in zip(names, all_scales))
+                              + "); compare runs that share a --scales value")
+    left_out = {n: sorted(s - set(common)) for n, s in zip(names, all_scales) if s - set(common)}
+    if left_out:
+        notes.append("scales not in every run, left out: "
+                     + "; ".join(f"{n}: {', '.join(f'x{s}' for s in v)}" for n, v in left_out.items()))
+    merged, none_label, merge_notes = _merge(records, names, common, atol)
+    notes += merge_notes
+    pairs = records[0].get("pairs") or {}
+    n = len(_clean(records[0])["scores"]["score"])
+    if len(pairs.get("a") or ()) == n and len(pairs.get("b") or ()) == n:
+        clusters = pair_clusters(pairs["a"], pairs["b"], cluster_by)
+    else:
+        log.warning("the results records have no pair ids: the bootstrap resamples pairs, not people")
+        cluster_by, clusters = "pairs", np.arange(n)
+    if seed is None:
+        seed = int(_config(records[0]).get("seed") or 0)
+    options = {"n_boot": n_boot, "level": level, "seed": seed, "resampled": CLUSTERINGS[cluster_by]}
+    clean = {**_clean(records[0]), "run": names[0]}
+    by_label = {(c["restorer"], c["scale"]): c for c in merged}
+    comparisons = []
+    for scale in common:
+        here = [c for c in merged if c["scale"] == scale]
+        for cond in here:
+            cond["comparison_to_clean"] = compare_conditions(clean, cond, clusters, **options)
+            comparisons.append({**cond["comparison_to_clean"], "scale": scale, "kind": "vs_clean",
+                                "reference": "clean", "other": cond["restorer"]})
+            cond.pop("comparison_to_none", None)
+            base = by_label.get((none_label.get((cond["run"], scale)), scale))
+            if cond["restorer"] != "none" and not cond["restorer"].startswith("none (") and base is not None:
+                cond["comparison_to_none"] = compare_conditions(base, cond, clusters, **options)
+                comparisons.append({**cond["comparison_to_none"], "scale": scale, "kind": "vs_none",
+                                    "reference": base["restorer"], "other": cond["restorer"]})
+        restored = [c for c in here if c["restorer"] != "none" and not c["restorer"].startswith("none (")]
+        for ref, other in itertools.combinations(restored, 2):
+            result = compare_conditions(ref, other, clusters, **options)
+            result["paired_inputs"] = ref["run"] == other["run"] or not notes_unpaired(notes)
+            comparisons.append({**result, "scale": scale, "kind": "pair", "reference": ref["restorer"],
+                                "other": other["restorer"]})
+    first = records[0]
+    return {
+        "runs": [{"name": name, "restorers": list(_config(r).get("restorers") or []),
+                  "scales": sorted(s), "seed": _config(r).get("seed"), "degradation": _config(r).get("degradation"),
+                  "degrade_side": _config(r).get("degrade_side"),
+                  "restorever_version": r.get("restorever_version"), "created": r.get("created")}
+                 for name, r, s in zip(names, records, all_scales)],
+        "protocol": {k: (first.get("protocol") or {}).get(k) for k in ("name", "pairs", "folds", "pairs_sha256")},
+        "recognizer": _config(first).get("recognizer"),
+        "scales": common,
+        "left_out_scales": left_out,
+        "paired_inputs": not notes_unpaired(notes),
+        "score_tolerance": atol,
+        "notes": notes,
+        "clean": {"runs": list(names), **_summary(clean)},
+        "conditions": [{"label": c["restorer"], "run": c["run"], "scale": c["scale"], **_summary(c)} for c in merged],
+        "comparisons": comparisons,
+        "_merged": [clean, *merged],  # removed by merged_record / the writer; not part of comparison.json
+    }
+
+
+def notes_unpaired(notes: Sequence[str]) -> bool:
+    """Whether the notes say the runs degraded their inputs differently."""
+    return any(_UNPAIRED in n for n in notes)
+
+
+def _summary(cond: dict[str, Any]) -> dict[str, Any]:
+    v = cond["verification"]
+    return {k: v.get(k) for k in ("accuracy_mean", "accuracy_std", "accuracy_sem", "auc", "eer")}
+
+
+def merged_record(comparison: dict[str, Any], records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """A results-record-shaped dict of the merged conditions (clean first, then each scale's restorers, labelled),
+    with the comparisons of :func:`compare_runs` as ``comparison_to_clean`` / ``comparison_to_none``: what
+    ``tables.results_table_rows``/``to_latex`` and ``plots.plot_scales`` take. Header and protocol: the first
+    run's, with ``config.restorers`` the merged labels and ``config.scales`` the compared scales."""
+    conds = [{k: v for k, v in c.items() if k != "run"} for c in comparison["_merged"]]
+    first = records[0]
+    return {
+        "restorever_version": first.get("restorever_version"), "created": first.get("created"),
+        "config": {**_config(first), "restorers": list(dict.fromkeys(c["restorer"] for c in conds
+                                                                     if c.get("scale") is not None)),
+                   "scales": comparison["scales"], "out": None},
+        "protocol": first.get("protocol") or {},
+        "pairs": first.get("pairs"),
+        "conditions": conds,
+    }
+
+
+def comparison_markdown(comparison: dict[str, Any], record: dict[str, Any]) -> str:
+    """``comparison.md``: the runs, the notes, each merged condition (the results table of one run) and each pair
+    of restorers at each scale (accuracy difference in percentage points, other - reference, with its interval
+    and McNemar p-values)."""
+    proto = comparison["protocol"]
+    lines = ["# restorever compare", "",
+             f"Protocol {proto['name']}, {proto['pairs']} pairs, {proto['folds']} folds; recognizer "
+             f"{comparison['recognizer']}; scales compared: {', '.join(f'x{s}' for s in comparison['scales'])}; "
+             f"inputs {'paired' if comparison['paired_inputs'] else 'NOT paired (different degradation)'}.", "",
+             "| run | restorers | scales | seed | degradation | side |", "|---|---|---|---|---|---|"]
+    for run in comparison["runs"]:
+        lines.append(f"| {run['name']} | {', '.join(run['restorers'])} | {', '.join(map(str, run['scales']))} | "
+                     f"{run['seed']} | {run['degradation']} | {run['degrade_side']} |")
+    if comparison["notes"]:
+        lines += ["", *[f"- {n}" for n in comparison["notes"]]]
+    lines += ["", "## Conditions", "", results_table(record), "", "## Restorers against each other", ""]
+    pairs = [c for c in comparison["comparisons"] if c["kind"] == "pair"]
+    if not pairs:
+        lines.append("Fewer than two restorers (other than none) at any scale: no pair to compare.")
+    else:
+        lines += ["| scale | reference | other | Δ acc (other − reference), pp [95 % CI] McNemar p (clustered) |",
+                  "|---|---|---|---|"]
+        lines += [f"| x{c['scale']} | {c['reference']} | {c['other']} | {comparison_cell(c)} |" for c in pairs]
+    lines.append("")
+    return "\n".join(lines)
+
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinite floats as ``None`` (valid JSON), in nested dicts and lists."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def write_comparison(run_dirs: Sequence[str | Path], out: str | Path, *, allow_different_degradation: bool = False,
+                     atol: float = SCORE_ATOL, n_boot: int = 2000, seed: int | None = None) -> dict[str, Path]:
+    """Load the runs in ``run_dirs`` (folders or their results.json), compare them (:func:`compare_runs`) and write
+    ``comparison.json``, ``comparison.md``, ``tables.csv``, ``tables.tex`` and ``scales.png`` into ``out``.
+    Runs are named by their folders (by their paths where two folders share a name). Returns the written paths."""
+    import json
+
+    from ..files import atomic_write_text
+    from .plots import plot_scales
+    from .results import load_results, prepare_out_dir
+    from .tables import results_table_rows, to_csv, to_latex
+
+    paths = [Path(p) if Path(p).is_dir() else Path(p).parent for p in run_dirs]
+    names = [p.resolve().name for p in paths]
+    if len(set(names)) != len(names):
+        names = [str(p) for p in paths]
+    if len(set(names)) != len(names):
+        raise RestoreverError(f"the same run folder is given twice ({', '.join(names)}); name each run once")
+    records = [load_results(p) for p in run_dirs]
+    out = prepare_out_dir(out)
+    comparison = compare_runs(records, names, allow_different_degradation=allow_different_degradation, atol=atol,
+                              n_boot=n_boot, seed=seed)
+    record = merged_record(comparison, records)
+    del comparison["_merged"]
+    for run, path in zip(comparison["runs"], paths):
+        run["path"] = str(path)
+    written = {}
+    for name, text in ((COMPARISON_FILE, json.dumps(_finite(comparison), indent=1, allow_nan=False) + "\n"),
+                       ("comparison.md", comparison_markdown(comparison, record)),
+                       ("tables.csv", to_csv(results_table_rows(record))), ("tables.tex", to_latex(record))):
+        atomic_write_text(out / name, text)
+        written[name] = out / name
+    written["scales.png"] = plot_scales([record], out / "scales.png")
+    return written

@@ -1,0 +1,252 @@
+"""`restorever compare`: runs made separately, checked for comparability, merged and compared pair by pair.
+
+Synthetic records (conftest's ``make_record``; a second run's ``vqfr-v2`` renamed ``codeformer`` and rescored, to
+stand in for a second restorer) check the numbers against ``compare_conditions`` applied by hand and each refusal;
+three real dlib runs (60 LFW pairs, x4 and x16, two with seed 0 in separate folders, one with seed 1) check the
+same on real data."""
+from __future__ import annotations
+
+import copy
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from restorever.cli import cli
+from restorever.errors import RestoreverError
+from restorever.metrics.verification import verification_report
+from restorever.reports.compare import check_comparable, compare_runs, write_comparison
+from restorever.reports.results import write_run
+from restorever.reports.statistics import compare_conditions, pair_clusters
+
+from .conftest import make_record
+
+
+def _rename(record: dict, old: str, new: str, shift: float) -> dict:
+    """``record`` with restorer ``old`` renamed ``new`` and its scores changed (``shift`` * a seeded noise), its
+    verification recomputed: a different restorer on the same degraded inputs."""
+    record = copy.deepcopy(record)
+    rng = np.random.default_rng(7)
+    for cond in record["conditions"]:
+        if cond["restorer"] != old:
+            continue
+        s = cond["scores"]
+        score = np.asarray(s["score"]) + shift * rng.normal(size=len(s["score"]))
+        s["score"] = score.tolist()
+        cond["verification"] = verification_report(np.asarray(s["same"]), score, np.asarray(s["fold"]))
+        cond["restorer"] = new
+    record["config"]["restorers"] = [new if r == old else r for r in record["config"]["restorers"]]
+    return record
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare")
+    first = make_record(root, examples=0)
+    second = _rename(make_record(root, examples=0), "vqfr-v2", "codeformer", 0.15)
+    for record in (first, second):
+        record["protocol"]["pairs_sha256"] = "ab" * 32
+    return first, second
+
+
+def _cond(record, restorer, scale):
+    return next(c for c in record["conditions"] if c["restorer"] == restorer and c["scale"] == scale)
+
+
+def _find(comparison, kind, scale, other):
+    return next(c for c in comparison["comparisons"] if c["kind"] == kind and c["scale"] == scale
+                and c["other"] == other)
+
+
+def test_numbers_match_compare_conditions_by_hand(synthetic):
+    first, second = synthetic
+    out = compare_runs([first, second], ["vqfr", "codeformer"])
+    clusters = pair_clusters(first["pairs"]["a"], first["pairs"]["b"])
+    for scale in (4, 16):
+        none, vqfr, cf = _cond(first, "none", scale), _cond(first, "vqfr-v2", scale), _cond(second, "codeformer",
+                                                                                             scale)
+        want = compare_conditions(vqfr, cf, clusters, seed=0)
+        got = _find(out, "pair", scale, "codeformer")
+        assert got["reference"] == "vqfr-v2"
+        for key in ("accuracy_difference", "ci_low", "ci_high", "mcnemar", "mcnemar_clustered", "accuracy"):
+            assert got[key] == want[key]
+        # the known answer: the paired difference is the difference of the table's accuracies
+        assert got["accuracy_difference"] == pytest.approx(cf["verification"]["accuracy_mean"]
+                                                           - vqfr["verification"]["accuracy_mean"], abs=1e-12)
+        assert _find(out, "vs_none", scale, "codeformer")["accuracy_difference"] == pytest.approx(
+            cf["verification"]["accuracy_mean"] - none["verification"]["accuracy_mean"], abs=1e-12)
+        assert _find(out, "vs_none", scale, "vqfr-v2")["ci_low"] == compare_conditions(none, vqfr, clusters)["ci_low"]
+    assert out["paired_inputs"] and out["scales"] == [4, 16] and out["left_out_scales"] == {}
+    # `none` is in both runs with the same scores: kept once
+    labels = [(c["label"], c["scale"]) for c in out["conditions"]]
+    assert labels == [("none", 4), ("vqfr-v2", 4), ("codeformer", 4), ("none", 16), ("vqfr-v2", 16),
+                      ("codeformer", 16)]
+    assert any("none: in runs vqfr, codeformer with the same scores; one copy kept" in n for n in out["notes"])
+
+
+def test_left_out_scales_are_named(synthetic):
+    first, second = synthetic
+    second = copy.deepcopy(second)
+    second["conditions"] = [c for c in second["conditions"] if c["scale"] != 4]
+    out = compare_runs([first, second], ["vqfr", "codeformer"])
+    assert out["scales"] == [16] and out["left_out_scales"] == {"vqfr": [4]}
+    assert "scales not in every run, left out: vqfr: x4" in out["notes"]
+    second["conditions"] = [c for c in second["conditions"] if c["scale"] is None]
+    with pytest.raises(RestoreverError, match=r"no degraded scale is in every run \(vqfr: \[4, 16\], codeformer: "
+                                              r"clean only\)"):
+        compare_runs([first, second], ["vqfr", "codeformer"])
+
+
+def _changed(record, path, value):
+    record = copy.deepcopy(record)
+    target = record
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return record
+
+
+@pytest.mark.parametrize("path, value, message", [
+    (("config", "recognizer"), "dlib", r"different recognizer \(vqfr: arcface-r50, codeformer: dlib\); compare "
+                                       r"runs of one recognizer"),
+    (("protocol", "pairs_sha256"), "cd" * 32, r"different pairs \(protocol.pairs_sha256\) \(vqfr: abababababab…, "
+                                              r"codeformer: cdcdcdcdcdcd…\)"),
+    (("config", "align_on"), "degraded", r"different alignment \(align_on\) \(vqfr: clean, codeformer: degraded\)"),
+    (("config", "detector"), "scrfd", r"different landmark detector"),
+    (("config", "seed"), 1, r"different seed \(vqfr: 0, codeformer: 1\); the degraded inputs differ.*"
+                            r"--allow-different-degradation"),
+    (("config", "degrade_side"), "both", r"different degraded side \(vqfr: probe, codeformer: both\)"),
+    (("config", "degradation"), "gfpgan-v1", r"different degradation \(vqfr: difface-test, codeformer: gfpgan-v1\)"),
+])
+def test_refusals_name_what_differs(synthetic, path, value, message):
+    first, second = synthetic
+    with pytest.raises(RestoreverError, match=message) as err:
+        check_comparable([first, _changed(second, path, value)], ["vqfr", "codeformer"])
+    assert "\n" not in str(err.value)
+
+
+def test_other_recognizer_weights_refused(synthetic):
+    first, second = (copy.deepcopy(r) for r in synthetic)
+    for record, sha in ((first, "11"), (second, "22")):
+        record["cache"] = {"identity": {"recognizer": {"name": "arcface-r50", "weights": [["model", sha * 32]],
+                                                      "flip": False}}}
+    with pytest.raises(RestoreverError, match="different recognizer weights or options"):
+        check_comparable([first, second], ["vqfr", "codeformer"])
+    del second["cache"]  # a record that predates cache.identity: checked by its scores only
+    assert check_comparable([first, second], ["vqfr", "codeformer"]) == []
+    del _cond(second, "codeformer", 16)["scores"]
+    with pytest.raises(RestoreverError, match="codeformer: its results.json stores no per-pair scores of "
+                                              "codeformer x16"):
+        check_comparable([first, second], ["vqfr", "codeformer"])
+
+
+def test_other_pairs_and_clean_scores_refused(synthetic):
+    first, second = synthetic
+    moved = _changed(second, ("pairs", "b"), ["x/y/z.jpg"] + second["pairs"]["b"][1:])
+    with pytest.raises(RestoreverError, match="codeformer evaluated other pairs than vqfr"):
+        check_comparable([first, moved], ["vqfr", "codeformer"])
+    shifted = copy.deepcopy(second)
+    _cond(shifted, "none", None)["scores"]["score"][3] += 1e-3
+    with pytest.raises(RestoreverError, match=r"clean conditions disagree \(vqfr and codeformer: scores differ by "
+                                              r"up to 0.001, more than float rounding \(1e-06\)\)"):
+        check_comparable([first, shifted], ["vqfr", "codeformer"])
+    assert check_comparable([first, shifted], ["vqfr", "codeformer"], atol=2e-3) == []
+    _cond(shifted, "none", None)["scores"]["score"][3] -= 1e-3 - 1e-9  # float rounding: accepted
+    assert check_comparable([first, shifted], ["vqfr", "codeformer"]) == []
+
+
+def test_different_seed_allowed_labels_none_by_run(synthetic, tmp_path):
+    first, _ = synthetic
+    other = _rename(make_record(tmp_path, examples=0), "vqfr-v2", "codeformer", 0.15)
+    other["config"]["seed"] = 1
+    other["protocol"]["pairs_sha256"] = "ab" * 32
+    for scale in (4, 16):  # another seed: the degraded `none` scores differ
+        cond = _cond(other, "none", scale)
+        cond["scores"]["score"] = (np.asarray(cond["scores"]["score"]) + 0.05).tolist()
+    out = compare_runs([first, other], ["vqfr", "codeformer"], allow_different_degradation=True)
+    assert not out["paired_inputs"]
+    assert any("different seed (vqfr: 0, codeformer: 1): the comparison is then unpaired in its inputs" in n
+               for n in out["notes"])
+    labels = {c["label"] for c in out["conditions"]}
+    assert labels == {"none (vqfr)", "none (codeformer)", "vqfr-v2", "codeformer"}
+    assert _find(out, "vs_none", 16, "codeformer")["reference"] == "none (codeformer)"
+    assert _find(out, "vs_none", 16, "vqfr-v2")["reference"] == "none (vqfr)"
+    assert _find(out, "pair", 16, "codeformer")["paired_inputs"] is False
+
+
+def test_write_and_cli(synthetic, tmp_path):
+    first, second = synthetic
+    dirs = []
+    for name, record in (("vqfr", first), ("codeformer", second)):
+        (tmp_path / name).mkdir()
+        write_run(copy.deepcopy(record), tmp_path / name)
+        dirs.append(str(tmp_path / name))
+    result = CliRunner().invoke(cli, ["compare", *dirs, "--out", str(tmp_path / "cmp")])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "cmp"
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert "_merged" not in comparison and [r["name"] for r in comparison["runs"]] == ["vqfr", "codeformer"]
+    csv_rows = (out / "tables.csv").read_text().splitlines()
+    assert [r.split(",")[:2] for r in csv_rows[1:]] == [["none", ""], ["none", "4"], ["vqfr-v2", "4"],
+                                                        ["codeformer", "4"], ["none", "16"], ["vqfr-v2", "16"],
+                                                        ["codeformer", "16"]]
+    tex = (out / "tables.tex").read_text()
+    assert "codeformer &" in tex and "vqfr-v2 &" in tex and tex.count("\nnone &") == 1
+    md = (out / "comparison.md").read_text()
+    assert "| x16 | vqfr-v2 | codeformer |" in md
+    assert (out / "scales.png").stat().st_size > 1000
+    # the same comparison as the library's
+    lib = compare_runs([first, second], ["vqfr", "codeformer"])
+    assert comparison["comparisons"][0]["ci_low"] == lib["comparisons"][0]["ci_low"]
+    bad = _changed(second, ("config", "recognizer"), "dlib")
+    (tmp_path / "dlib").mkdir()
+    write_run(bad, tmp_path / "dlib")
+    result = CliRunner().invoke(cli, ["compare", dirs[0], str(tmp_path / "dlib"), "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2
+    assert result.output.strip().count("\n") == 0 and "different recognizer (vqfr: arcface-r50, dlib: dlib)" \
+        in result.output
+    result = CliRunner().invoke(cli, ["compare", dirs[0], "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "at least two run folders" in result.output
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# real runs: dlib, 60 LFW pairs, x4 and x16
+
+
+def _eval(lfw_root, cache, out, seed):
+    result = CliRunner().invoke(cli, ["eval", "--protocol", "lfw", "--data-root", str(lfw_root), "--limit-pairs", "60",
+                                      "--scales", "4,16", "--recognizer", "dlib", "--restorer", "none", "--seed",
+                                      str(seed), "--cache-dir", str(cache), "--out", str(out), "--no-progress",
+                                      "--examples", "0"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def real_runs(lfw_root, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("compare_real")
+    return {name: _eval(lfw_root, tmp / "cache", tmp / name, seed)
+            for name, seed in (("vqfr", 0), ("codeformer", 0), ("seed1", 1))}
+
+
+@pytest.mark.slow
+def test_real_runs(real_runs, tmp_path):
+    from restorever.reports.results import load_results
+
+    written = write_comparison([real_runs["vqfr"], real_runs["codeformer"]], tmp_path / "ab")
+    comparison = json.loads(written["comparison.json"].read_text())
+    run = load_results(real_runs["vqfr"])
+    assert comparison["paired_inputs"] and [c["label"] for c in comparison["conditions"]] == ["none", "none"]
+    for scale in (4, 16):  # vs clean equals what the run itself stored (same pairs, seed, clusters)
+        stored = _cond(run, "none", scale)["comparison_to_clean"]
+        got = _find(comparison, "vs_clean", scale, "none")
+        for key in ("accuracy_difference", "ci_low", "ci_high", "mcnemar", "mcnemar_clustered"):
+            assert got[key] == stored[key]
+    with pytest.raises(RestoreverError, match=r"different seed \(vqfr: 0, seed1: 1\)"):
+        write_comparison([real_runs["vqfr"], real_runs["seed1"]], tmp_path / "ac")
+    written = write_comparison([real_runs["vqfr"], real_runs["seed1"]], tmp_path / "ac",
+                               allow_different_degradation=True)
+    comparison = json.loads(written["comparison.json"].read_text())
+    assert not comparison["paired_inputs"]
+    assert {c["label"] for c in comparison["conditions"]} == {"none (vqfr)", "none (seed1)"}
