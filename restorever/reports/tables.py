@@ -129,12 +129,18 @@ def _cell(row: dict[str, Any] | None, bold: bool) -> str:
     return value if row["accuracy_sem"] is None else rf"{value} $\pm$ {_pct(row['accuracy_sem'])}"
 
 
+def _ties(accuracy: float | None, best: float) -> bool:
+    """Whether ``accuracy`` equals the column's best up to float summation order (the same fold accuracies summed
+    in another order differ in the last bit: 0.9166666666666667 and 0.9166666666666666)."""
+    return accuracy is not None and math.isclose(accuracy, best, rel_tol=1e-12, abs_tol=1e-12)
+
+
 def to_latex(record: dict[str, Any]) -> str:
     """A booktabs ``table`` (one per recognizer) of verification accuracy in %: restorers as rows (in the run's
     order), scales as columns, each cell ``accuracy ± SEM over the folds``; the highest accuracy of each column is
-    bold when the column compares two or more restorers (ties: all bold). The clean (undegraded) accuracy and the
-    protocol, number of pairs and folds are in the caption. Missing numbers are ``--``. Needs
-    ``\\usepackage{booktabs}``."""
+    bold when the column compares two or more restorers (ties, up to float summation order: all bold). The clean
+    (undegraded) accuracy and the protocol, number of pairs and folds are in the caption. Missing numbers are
+    ``--``. Needs ``\\usepackage{booktabs}``."""
     rows = results_table_rows(record)
     if not rows:
         raise ValueError("the record has no verification conditions: no accuracy table to write")
@@ -191,7 +197,7 @@ def _latex_one(record: dict[str, Any], rows: list[dict[str, Any]], recognizer: s
              r"\begin{tabular}{l" + "r" * len(scales) + "}", r"\toprule",
              " & ".join(["Restorer", *[f"$\\times${s}" for s in scales]]) + r" \\", r"\midrule"]
     for name in restorers:
-        cells = [_cell(at.get((name, s)), best[s] is not None and at.get((name, s), {}).get("accuracy") == best[s])
+        cells = [_cell(at.get((name, s)), best[s] is not None and _ties(at.get((name, s), {}).get("accuracy"), best[s]))
                  for s in scales]
         lines.append(" & ".join([latex_escape(name), *cells]) + r" \\")
     if not restorers:

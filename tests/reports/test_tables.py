@@ -201,3 +201,16 @@ def test_report_checks_csv_and_latex_paths_before_drawing(own_run_dir, tmp_path)
     result = CliRunner().invoke(cli, ["report", str(own_run_dir), "--csv", str(tmp_path / "folder")])
     assert result.exit_code == 2 and "--csv" in result.output and "is a folder" in result.output
     assert not (own_run_dir / "figures").exists() and not (own_run_dir / "report.html").exists()
+
+
+def test_latex_bold_ties_despite_summation_order(run_dir):
+    """Two restorers with the same fold accuracies in another order have means that differ in the last bit
+    (55/60 correct: 0.9166666666666667 and 0.9166666666666666 in two real dlib runs); both are the best, so
+    both are bold."""
+    record = load_results(run_dir)
+    for cond in record["conditions"]:
+        if cond["scale"] == 16:
+            cond["verification"]["accuracy_mean"] = {"none": 0.9166666666666667,
+                                                     "vqfr-v2": 0.9166666666666666}[cond["restorer"]]
+    rows = {r[0]: r[2] for r in _body_rows(to_latex(record))}
+    assert rows["none"].startswith("\\textbf{91.67}") and rows["vqfr-v2"].startswith("\\textbf{91.67}"), rows
