@@ -90,6 +90,26 @@ def nearest_to_center(boxes: np.ndarray, height: int, width: int) -> int:
     return int(np.argmin(d2))
 
 
+#: ``--faces all`` / ``face="all"``: faces whose box is narrower or shorter than this many photo pixels are left out
+MIN_FACE_SIZE = 32
+
+
+def faces_to_paste(boxes: np.ndarray, min_size: float = MIN_FACE_SIZE) -> tuple[list[int], list[int]]:
+    """Which of an image's ``[N, 4]`` ``(x1, y1, x2, y2)`` boxes to restore, in paste order, and which are too small.
+
+    A face is kept when both box sides are at least ``min_size`` photo pixels. The kept faces are pasted smallest
+    box area first, so where two paste masks overlap the larger (usually nearer) face is on top; equal areas go by
+    ``(y1, x1)``. The order depends only on the boxes, never on the detector's list order. Returns
+    ``(kept indices in paste order, left-out indices in detector order)``.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    sides = np.minimum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    kept = [i for i in range(len(boxes)) if sides[i] >= min_size]
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    kept.sort(key=lambda i: (float(area[i]), float(boxes[i, 1]), float(boxes[i, 0]), i))
+    return kept, [i for i in range(len(boxes)) if sides[i] < min_size]
+
+
 def _check_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Validate a list of RGB uint8 images; grey (HxW) is expanded to 3 channels and alpha is dropped."""
     if isinstance(images, np.ndarray):

@@ -318,7 +318,7 @@ def test_restore_writes_nothing_when_one_photo_has_no_face_unless_told_to_skip(f
     assert not out.exists()
     result = run("restore", photo, blank, "--restorer", "none", "--on-error", "skip", "--out", out)
     assert f"skipped {blank}: no face found by mtcnn" in result.output
-    assert sorted(p.name for p in out.iterdir()) == [photo.stem + ".png"]
+    assert sorted(p.name for p in out.iterdir()) == [photo.stem + ".png", "restore.json"]
 
 
 @pytest.mark.parametrize("protocol,args,message", [

@@ -109,6 +109,9 @@ def select_landmarks(selector: FaceSelector, detect: Callable[[], list[Face]], c
             raise FaceNotFoundError(f"{source}: no face found (pass face= five [5, 2] landmarks to skip detection)")
         return faces[0].landmarks
     if isinstance(selector, str):
+        if selector == "all":
+            raise ConfigError("face", "'all' applies only to FacePipeline.restore (embed, similarity and attributes "
+                                      "take one face per image); pass an index, a box or a Face from detect()")
         if selector != "center":
             raise ConfigError("face", f"must be 'largest', 'center', an index, a box, a Face or landmarks; got "
                                       f"{selector!r}")

@@ -6,6 +6,7 @@ it, and scores use the evaluation's scoring function (:func:`restorever.metrics.
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -13,11 +14,14 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from ..detectors import MIN_FACE_SIZE
 from ..errors import ConfigError, WeightsNotFoundError
 from .faces import Face, per_image_selectors, select_landmarks, sort_largest_first
 from .inputs import ImageInput, flatten_images, is_single_image, load_image
 
 __all__ = ["FacePipeline", "Restoration"]
+
+logger = logging.getLogger(__name__)
 
 Images = Any  # a path, PIL image, uint8 array, tensor, or a list/batch of them (see restorever.api.inputs)
 
@@ -27,17 +31,20 @@ class Restoration:
     """What :meth:`FacePipeline.restore` returns.
 
     Attributes:
-        images: per input, the photo with its restored face pasted back, ``[3, H, W]`` float RGB in [0, 1]
+        images: per input, the photo with its restored face(s) pasted back, ``[3, H, W]`` float RGB in [0, 1]
             (``None`` when ``paste_back=False``).
-        faces: ``[N, 3, 512, 512]`` restored ``ffhq_512`` crops, float RGB in [0, 1] (8-bit values).
+        faces: ``[N, 3, 512, 512]`` restored ``ffhq_512`` crops, float RGB in [0, 1] (8-bit values); one per input,
+            or with ``face="all"`` one per restored face, in paste order.
         landmarks: ``[N, 5, 2]`` float32 landmarks in crop pixels.
         matrices: ``[N, 2, 3]`` float64 photo -> crop similarity matrices.
+        image_index: ``[N]`` int64, the input each face came from.
     """
 
     images: list | None
     faces: Any
     landmarks: Any
     matrices: Any
+    image_index: Any = None
 
 
 class FacePipeline:
@@ -272,34 +279,91 @@ class FacePipeline:
 
     # ----------------------------------------------------------------------------------------------------- restore
     def restore(self, images: Images, paste_back: bool = True, *, degrade: Any = None, seed: int = 0,
-                face: Any = None, item_ids: Sequence[str] | None = None, bgr: bool = False) -> Restoration:
-        """Restore one face per image: aligned crops, and (``paste_back=True``) each photo with its face pasted back.
+                face: Any = None, item_ids: Sequence[str] | None = None, bgr: bool = False,
+                min_face_size: float = MIN_FACE_SIZE) -> Restoration:
+        """Restore faces: aligned crops, and (``paste_back=True``) each photo with its face(s) pasted back.
 
-        ``degrade`` first degrades the aligned face (a what-if: how would this restorer do on a poor copy?).
+        ``face`` takes :meth:`embed`'s forms (one face per image; default the largest), or ``"all"``: every
+        detected face whose box sides are at least ``min_face_size`` photo pixels (smaller ones are left out with
+        a warning; an image with none left raises :class:`~restorever.errors.FaceNotFoundError`), pasted smallest
+        first so the larger face is on top where masks overlap, each seeded by ``"{item id}#{k}"`` (``k`` in paste
+        order), as ``restorever restore --faces all``. ``degrade`` first degrades the aligned face (a what-if: how
+        would this restorer do on a poor copy?).
         Returns a :class:`Restoration`; ``restorever.images.to_uint8`` turns its tensors into uint8 arrays.
 
         Example:
             >>> out = pipe.restore("photo.jpg")
             >>> out.images[0].shape, out.faces.shape            # (3, H, W), (1, 3, 512, 512)
+            >>> group = pipe.restore("group.jpg", face="all")   # every face of at least 32 px
         """
         import torch
 
-        from ..pipeline.paste import paste_back as paste
+        from ..pipeline.paste import paste_faces
 
-        photos, faces, lms, mats = [], [], [], []
+        sources, owner = None, None
+        if isinstance(face, str) and face == "all":
+            sources, images, face, item_ids, owner = self._every_face(images, item_ids, bgr, min_face_size)
+            bgr = False  # the expanded images are the decoded RGB tensors
+        faces, lms, mats, inputs_seen = [], [], [], []
         for _, crops, crop_lms, matrices, inputs in self._run(images, degrade=degrade, seed=seed, face=face,
                                                               item_ids=item_ids, bgr=bgr, embed=False,
                                                               always_restore=True):
             faces.append(crops.cpu())
             lms.append(crop_lms.cpu())
             mats.append(matrices.cpu())
-            if paste_back:
-                for k, inp in enumerate(inputs):
-                    photo = inp.tensor[None].to(crops.device)
-                    photos.append(paste(photo, crops[k:k + 1], matrices[k:k + 1].to(crops.device).float())[0].cpu())
+            if sources is None:
+                inputs_seen.extend(inputs)
         if not faces:
             raise ConfigError("images", "holds no image to restore")
-        return Restoration(photos if paste_back else None, torch.cat(faces), torch.cat(lms), torch.cat(mats))
+        faces_t, mats_t = torch.cat(faces), torch.cat(mats)
+        if sources is None:
+            sources, owner = inputs_seen, list(range(len(inputs_seen)))
+        index = torch.tensor(owner, dtype=torch.int64)
+        photos = None
+        if paste_back:
+            photos = []
+            for k, inp in enumerate(sources):
+                pick = torch.nonzero(index == k).flatten()
+                photo = inp.tensor[None].to(self.device)
+                photos.append(paste_faces(photo, faces_t[pick].to(self.device),
+                                          mats_t[pick].to(self.device).float())[0].cpu())
+        return Restoration(photos, faces_t, torch.cat(lms), mats_t, index)
+
+    def _every_face(self, images: Images, item_ids: Sequence[str] | None, bgr: bool, min_face_size: float):
+        """``face="all"``: the inputs, then one image, landmark set and item id per face to restore (in paste
+        order), and the input index of each face."""
+        from ..detectors import faces_to_paste
+        from ..errors import FaceNotFoundError
+        from ..pipeline.stages import detect_each
+
+        if isinstance(min_face_size, bool) or not isinstance(min_face_size, (int, float, np.integer, np.floating)) \
+                or not min_face_size >= 0:
+            raise ConfigError("min_face_size", f"must be a number of pixels >= 0, got {min_face_size!r}")
+        items = flatten_images(images)
+        if item_ids is not None:
+            if isinstance(item_ids, (str, bytes, os.PathLike)) or len(item_ids) != len(items):
+                raise ConfigError("item_ids", f"must be a list with one id per image ({len(items)}), got "
+                                              f"{item_ids!r}")
+        inputs = [self._load(x, k, bgr) for k, x in enumerate(items)]
+        tensors, selectors, ids, owner = [], [], [], []
+        for k, inp in enumerate(inputs):
+            found = sort_largest_first(detect_each(self.detector, [inp.array], self.device, all_faces=True)[0])
+            boxes = np.stack([f.box for f in found]) if found else np.zeros((0, 4))
+            order, small = faces_to_paste(boxes, float(min_face_size))
+            if small:
+                logger.warning("%s: %d face(s) smaller than %g px left out (boxes %s); lower min_face_size to "
+                               "restore them", inp.source, len(small), min_face_size,
+                               [[round(float(v)) for v in boxes[i]] for i in small])
+            if not order:
+                raise FaceNotFoundError(f"{inp.source}: no face of at least {min_face_size:g} px found "
+                                        f"({len(small)} smaller left out; lower min_face_size)")
+            base = str(item_ids[k]) if item_ids is not None else inp.content_id
+            for j, i in enumerate(order):
+                tensors.append(inp.tensor)
+                selectors.append(found[i].landmarks)
+                ids.append(f"{base}#{j}")
+                owner.append(k)
+        return inputs, tensors, selectors, ids, owner
 
     # -------------------------------------------------------------------------------------------------- attributes
     def attributes(self, images: Images, *, face: Any = None, degrade: Any = None, seed: int = 0,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..detectors import MIN_FACE_SIZE
 from . import handle_errors
 from .options import restorer_options, restorer_options_option
 
@@ -144,13 +145,21 @@ SMALL_FACE_SIDE = 64
                                  "--out restored/\n  restorever restore photo.jpg --restorer difface --weights "
                                  "unet=U.pth,estimator=E.pth --out restored/\n  restorever restore face.png "
                                  "--restorer codeformer --weights codeformer.pth --codeformer-fidelity 0.7 "
-                                 "--out restored/")
+                                 "--out restored/\n  restorever restore photos/*.jpg --restorer none --faces all "
+                                 "--out restored/   # every face of each photo; rerun to resume")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
 @click.option("--restorer", required=True, help="Restorer name (`restorever restorers`).")
 @click.option("--weights", default=None, help="FILE or ROLE=FILE,ROLE=FILE (explicit local checkpoint).")
 @click.option("--aligned/--detect", default=None,
               help="Treat inputs as aligned 512x512 faces, or detect and align (default: aligned iff 512x512).")
 @click.option("--detector", default="mtcnn", show_default=True)
+@click.option("--faces", "faces_mode", type=click.Choice(["center", "largest", "all"]), default="center",
+              show_default=True, help="Which faces of a photo to restore: the one nearest the centre (as eval picks), "
+                                      "the largest, or every face of at least --min-face-size pixels (pasted "
+                                      "smallest first, so the larger face is on top where two overlap).")
+@click.option("--min-face-size", type=click.FloatRange(min=0), default=MIN_FACE_SIZE, show_default=True,
+              help="With --faces all: a face whose detected box is narrower or shorter than this (photo pixels) is "
+                   "left out, and named in a note.")
 @click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--alignment-fit", type=click.Choice(["least-squares", "lmeds"]), default="least-squares",
@@ -160,49 +169,77 @@ SMALL_FACE_SIDE = 64
 @click.option("--on-error", type=click.Choice(["error", "skip"]), default="error", show_default=True,
               help="A file that is not a readable image, a photo without a face (or an aligned input that is not "
                    "512x512): stop before writing anything, or skip it (named on stderr) and restore the others.")
+@click.option("--overwrite", is_flag=True,
+              help="OUT holds a restore.json made with other settings: restore every input again with these and "
+                   "start a new record (without it such a rerun is refused).")
 @restorer_options_option
 @click.option("--out", type=click.Path(), required=True)
 @handle_errors
-def restore_command(images, restorer, weights, aligned, detector, device, seed, alignment_fit, on_error,
-                    restorer_option, out):
+def restore_command(images, restorer, weights, aligned, detector, faces_mode, min_face_size, device, seed,
+                    alignment_fit, on_error, overwrite, restorer_option, out):
     """Restore faces: aligned 512x512 crops directly, other photos via detection, alignment and paste-back.
 
     \b
     Writes OUT/NAME.png per input (8-bit RGB; RGBA with the input's alpha copied unchanged): for a 512x512
-    aligned crop the restored crop; for any other photo the whole photo with ONE face restored and pasted back
-    (the face nearest the centre; the aligned crop itself is not written). A photo with several faces, and a face
-    whose crop spans fewer than 64 photo pixels (enlarged more than x8), are named in a "note:" line on stderr.
+    aligned crop the restored crop; for any other photo the whole photo with its face(s) restored and pasted back
+    (--faces: the face nearest the centre, the largest, or all; the aligned crops are not written). Skipped
+    faces, several faces in center/largest mode, and a face whose crop spans fewer than 64 photo pixels (enlarged
+    more than x8) are named in a "note:" line on stderr.
+
+    \b
+    OUT/restore.json records the restorer, its weights (file, sha256), options, seed, detector, alignment fit and
+    faces mode, and per output its input's sha256, the faces restored (boxes, landmarks), notes and skips. A rerun
+    into the same OUT keeps each output whose file exists and whose input sha256 matches, and restores the rest
+    (a run killed half-way resumes); other settings are refused unless --overwrite.
 
     The stages are the evaluation pipeline's (``pipeline.stages``: one-image detection, ``ffhq_512`` alignment,
-    restoration with out-of-memory back-off and 8-bit output) and the seeds are ``item_seed(seed, file name)``, so
-    a photo comes out as ``FacePipeline(..., alignment_fit=...).restore(photo, item_ids=[file name],
-    face="center")`` pastes it (the face nearest the centre, as ``eval`` picks; the library's default is the
-    largest)."""
+    restoration with out-of-memory back-off and 8-bit output) and the seeds are ``item_seed(seed, file name)``
+    (with --faces all, face k in paste order uses ``file name#k``), so a photo comes out as
+    ``FacePipeline(..., alignment_fit=...).restore(photo, item_ids=[file name], face="center")`` (or
+    ``face="all"``) pastes it (the library's default face is the largest)."""
+    import hashlib
+
     import numpy as np
     import torch
     from tqdm.auto import tqdm
 
-    from ..detectors import nearest_to_center
+    from ..detectors import faces_to_paste, nearest_to_center
     from ..devices import resolve_device
     from ..errors import ImageError, RestoreverError
-    from ..images import read_alpha, read_image, to_tensor, to_uint8
+    from ..images import read_alpha, read_file_bytes, read_image, to_tensor, to_uint8
+    from ..pipeline.environment import restorever_version
     from ..pipeline.evaluate import item_seed, route_restorer_options
-    from ..pipeline.paste import paste_back
+    from ..pipeline.paste import paste_faces
+    from ..pipeline.restore_record import RestoreRecord, run_settings
     from ..pipeline.stages import align_faces, detect_each, restore_faces
     from ..restorers import create_restorer
 
     dev = resolve_device(device)
     out = Path(out)
-    _refuse_collisions({path: out / (Path(path).stem + ".png") for path in images}, "inputs")
+    names = {path: Path(path).stem + ".png" for path in images}
+    _refuse_collisions({path: out / names[path] for path in images}, "inputs")
     routed = route_restorer_options([restorer], restorer_options(restorer_option))[restorer]
     model = create_restorer(restorer, weights=weights, device=dev, **routed)
-    # First every input is read and its face found, so that a failure stops the command before anything is written
-    landmarks: dict[str, object] = {}  # path -> five landmarks, or None for an aligned 512x512 crop
+    files = getattr(model, "weight_files", None) or {}
+    settings = run_settings(restorer=restorer, weight_files=files, options=routed, seed=seed, detector=detector,
+                            alignment_fit=alignment_fit, faces=faces_mode, min_face_size=min_face_size,
+                            aligned=aligned)
+    header = {"restorever_version": restorever_version(), "device": dev.type,
+              "weights": {role: {"file": path, "sha256": sha} for role, (path, sha) in sorted(files.items())}}
+    record = RestoreRecord(out, settings, header, overwrite=overwrite)  # refuses other settings before any work
+    # First every input is read and its faces found, so that a failure stops the command before anything is written
+    chosen: dict[str, list | None] = {}  # path -> detections to paste (in order), or None for an aligned crop
+    digests: dict[str, str] = {}
     failed: dict[str, str] = {}
-    notes: list[str] = []  # restored, with something the user should know (several faces, a tiny face)
+    notes: dict[str, list[str]] = {path: [] for path in images}  # restored, with something the user should know
+    kept = 0
     det = None
     for path in tqdm(images, desc="detect", unit="image"):
         try:
+            digests[path] = hashlib.sha256(read_file_bytes(path)).hexdigest()
+            if record.done(names[path], digests[path]):
+                kept += 1
+                continue
             array = read_image(path)
         except ImageError as exc:  # not an image, truncated, too small or too large: a skip like a faceless photo
             failed[path] = str(exc)
@@ -210,7 +247,7 @@ def restore_command(images, restorer, weights, aligned, detector, device, seed, 
         is_aligned = aligned if aligned is not None else array.shape[:2] == (512, 512)
         if is_aligned:
             if array.shape[:2] == (512, 512):
-                landmarks[path] = None
+                chosen[path] = None
             else:
                 failed[path] = f"{path}: --aligned needs a 512x512 face crop, got {array.shape[1]}x{array.shape[0]}"
             continue
@@ -222,40 +259,72 @@ def restore_command(images, restorer, weights, aligned, detector, device, seed, 
         if not found:
             failed[path] = f"{path}: no face found by {detector}"
             continue
-        pick = nearest_to_center(np.stack([f.box for f in found]).astype(np.float64), *array.shape[:2])
-        landmarks[path] = found[pick].landmarks
-        if len(found) > 1:
-            notes.append(f"{path}: {len(found)} faces found; only the one nearest the centre was restored")
+        boxes = np.stack([f.box for f in found]).astype(np.float64)
+        if faces_mode == "all":
+            order, small = faces_to_paste(boxes, min_face_size)
+            if small:
+                notes[path].append(f"{len(small)} face(s) smaller than {min_face_size:g} px left out (boxes "
+                                   f"{[[round(float(v)) for v in boxes[i]] for i in small]}); lower "
+                                   f"--min-face-size to restore them")
+            if not order:
+                failed[path] = (f"{path}: no face of at least {min_face_size:g} px found ({len(small)} smaller "
+                                f"one(s) left out; lower --min-face-size)")
+                continue
+        else:
+            areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+            order = [nearest_to_center(boxes, *array.shape[:2]) if faces_mode == "center"
+                     else int(np.argmax(areas))]
+            if len(found) > 1:
+                which = "the one nearest the centre" if faces_mode == "center" else "the largest"
+                notes[path].append(f"{len(found)} faces found; only {which} was restored (--faces all restores "
+                                   f"every face)")
+        chosen[path] = [found[i] for i in order]
     if failed and on_error == "error":
         first = next(iter(failed.values()))
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
         raise RestoreverError(f"{first}{more}; nothing written; rerun with --on-error skip to restore the others")
-    for path in tqdm(list(landmarks), desc="restore", unit="image"):
+    for path, reason in failed.items():
+        record.entries[names[path]] = {"input": str(path), "sha256": digests.get(path), "skipped": reason}
+    for path in tqdm(list(chosen), desc="restore", unit="image"):
         photo = to_tensor([read_image(path)]).to(dev)
-        seeds = [item_seed(seed, Path(path).name, None, "restore")]
-        if landmarks[path] is None:
-            result = restore_faces(model, photo, seeds)
+        name = Path(path).name
+        found = chosen[path]
+        if found is None:
+            result = restore_faces(model, photo, [item_seed(seed, name, None, "restore")])
         else:
-            face, _, matrix = align_faces([photo[0]], [landmarks[path]], dev, return_matrices=True,
-                                          fit=alignment_fit)
-            side = 512.0 / float(abs(torch.linalg.det(matrix[0, :, :2].double())) ** 0.5)  # photo px the crop spans
-            if side < SMALL_FACE_SIDE:
-                notes.append(f"{path}: the face spans only about {side:.0f}x{side:.0f} photo pixels of the 512x512 "
-                             f"crop (enlarged x{512 / side:.0f}); restored, but most of its detail is invented")
-            result = paste_back(photo, restore_faces(model, face, seeds), matrix.to(dev).float())
+            ids = [f"{name}#{k}" for k in range(len(found))] if faces_mode == "all" else [name]
+            lms = np.stack([f.landmarks for f in found]).astype(np.float32)
+            crops, _, matrices = align_faces([photo[0]] * len(found), lms, dev, return_matrices=True,
+                                             fit=alignment_fit)
+            for k in range(len(found)):
+                side = 512.0 / float(abs(torch.linalg.det(matrices[k, :, :2].double())) ** 0.5)  # photo px spanned
+                if side < SMALL_FACE_SIDE:
+                    notes[path].append(f"the face spans only about {side:.0f}x{side:.0f} photo pixels of the "
+                                       f"512x512 crop (enlarged x{512 / side:.0f}); restored, but most of its "
+                                       f"detail is invented")
+            restored_faces = restore_faces(model, crops, [item_seed(seed, i, None, "restore") for i in ids])
+            result = paste_faces(photo, restored_faces, matrices.to(dev).float())
         restored = to_uint8(result)[0]
         alpha = read_alpha(path)
         if alpha is not None:  # read_image dropped it; the photo keeps its transparency
             restored = np.dstack([restored, alpha])
-            notes.append(f"{path}: its alpha channel (transparency) was copied unchanged to the output; only the "
-                         f"colours were restored")
-        _write_png(out / (Path(path).stem + ".png"), restored)
-    for note in notes:
-        click.echo(f"note: {note}", err=True)
+            notes[path].append("its alpha channel (transparency) was copied unchanged to the output; only the "
+                               "colours were restored")
+        _write_png(out / names[path], restored)
+        faces_record = [] if found is None else [
+            {"box": [round(float(v), 2) for v in f.box], "landmarks": np.asarray(f.landmarks, np.float32).tolist(),
+             "score": round(float(f.score), 4), "seed_item": i} for f, i in zip(found, ids)]
+        record.add(names[path], {"input": str(path), "sha256": digests[path], "aligned": found is None,
+                                 "faces": faces_record, "notes": notes[path]})
+    record.save()
+    lines = [f"{path}: {note}" for path in images for note in notes[path]]
+    for line in lines:
+        click.echo(f"note: {line}", err=True)
     for reason in failed.values():
         click.echo(f"skipped {reason}", err=True)
-    click.echo(f"wrote {len(landmarks)} image(s) to {out}" + (f"; skipped {len(failed)}" if failed else "")
-               + (f"; {len(notes)} note(s) above" if notes else ""))
+    click.echo(f"wrote {len(chosen)} image(s) to {out}" + (f"; kept {kept} already restored (restore.json)"
+                                                          if kept else "")
+               + (f"; skipped {len(failed)}" if failed else "") + (f"; {len(lines)} note(s) above" if lines else ""))
 
 
 COMMANDS = [degrade_command, restore_command]

@@ -35,3 +35,15 @@ def paste_back(photos: torch.Tensor, faces: torch.Tensor, matrices: torch.Tensor
     mask = warp_affine(mask, inverse, (h, w)).clamp_(0, 1)
     del size
     return photos * (1 - mask) + warped * mask
+
+
+def paste_faces(photo: torch.Tensor, faces: torch.Tensor, matrices: torch.Tensor, *, feather: int = 24) -> torch.Tensor:
+    """Paste several faces of one photo, in the order given (a later face covers an earlier one where masks meet).
+
+    ``photo`` ``[1,3,H,W]``, ``faces`` ``[K,3,S,S]`` (each aligned from the original photo, not from an earlier
+    paste), ``matrices`` ``[K,2,3]`` photo -> crop; float RGB in [0, 1]. ``K = 0`` returns the photo unchanged.
+    """
+    out = photo
+    for k in range(faces.shape[0]):
+        out = paste_back(out, faces[k:k + 1], matrices[k:k + 1])
+    return out

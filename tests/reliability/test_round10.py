@@ -31,7 +31,7 @@ def test_restore_skips_a_file_that_is_not_an_image_when_told_to(faces_root, tmp_
                      "--out", tmp_path / "b")
     assert result.exit_code == 0, result.output
     assert f"skipped {notes}: cannot decode image" in result.output and "skipped 1" in result.output
-    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [photo.stem + ".png"]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [photo.stem + ".png", "restore.json"]
 
 
 def test_restore_reports_photos_with_several_faces_and_tiny_faces(faces_root, tmp_path):
@@ -52,7 +52,7 @@ def test_restore_reports_photos_with_several_faces_and_tiny_faces(faces_root, tm
     assert f"{tmp_path / 'pair.png'}: 2 faces found; only the one nearest the centre was restored" in notes[0]
     assert f"{tmp_path / 'tiny.png'}: the face spans only about" in notes[1] and "enlarged x" in notes[1]
     assert "2 note(s) above" in result.output
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["madonna_0001.png", "pair.png", "tiny.png"]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["madonna_0001.png", "pair.png", "restore.json", "tiny.png"]
 
 
 def test_restore_keeps_the_alpha_channel_of_a_transparent_png(faces_root, tmp_path):
