@@ -8,7 +8,8 @@ Every image becomes an :class:`ImageInput`: the uint8 RGB array the detector see
 that is aligned, and a content id (sha256 of the pixels) that seeds the degradation when no item id is given. A
 file decodes exactly as ``restorever eval`` decodes it, and an 8-bit image gives the same array and tensor whatever
 form it came in, so it gets the same embedding (a PIL image's EXIF orientation is applied, as a file's decode does;
-an alpha channel is dropped, not composited).
+an alpha channel is dropped from the pixels, not composited; it is kept aside in :attr:`ImageInput.alpha` so
+that :meth:`restorever.FacePipeline.restore` can hand it back).
 """
 from __future__ import annotations
 
@@ -33,12 +34,15 @@ class ImageInput:
         tensor: ``[3, H, W]`` float32 RGB in [0, 1] (what is aligned; exactly ``array / 255`` for 8-bit inputs).
         source: a path or ``images[i]``, for messages.
         content_id: sha256 (hex) of the pixels of ``array`` and its shape.
+        alpha: ``HxW`` uint8 transparency of a file, PIL image or ``HxWx4`` array, upright as ``array``; ``None``
+            when the input has none or every pixel is opaque (it never enters ``content_id``).
     """
 
     array: np.ndarray
     tensor: Any
     source: str
     content_id: str
+    alpha: np.ndarray | None = None
 
 
 def _is_tensor(x: Any) -> bool:
@@ -86,21 +90,28 @@ def flatten_images(images: Any, *, argument: str = "images") -> list[Any]:
 
 def load_image(item: Any, *, bgr: bool = False, source: str = "images[0]") -> ImageInput:
     """Decode or convert one image (see the module docstring for the accepted forms)."""
-    from ..images import pil_orientation, pil_to_rgb8, read_image, to_tensor, to_uint8, upright
+    from ..images import pil_orientation, pil_to_rgb8, read_alpha, read_image, to_tensor, to_uint8, upright
 
+    alpha = None
     if isinstance(item, (str, os.PathLike)):
         source = os.fspath(item)
         array = read_image(item)  # the same decoder as `restorever eval`
         tensor = to_tensor([array])[0]
+        alpha = read_alpha(item)  # as `restorever restore` reads it
     elif _is_pil(item):
         try:  # upright and scaled as a file's decode makes it: EXIF orientation applied, 16-bit and float scaled
-            array = np.ascontiguousarray(pil_to_rgb8(upright(item, pil_orientation(item))))
+            up = upright(item, pil_orientation(item))
+            array = np.ascontiguousarray(pil_to_rgb8(up))
+            if up.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in up.info:
+                alpha = np.asarray(up.convert("RGBA").getchannel("A"))
         except ValueError as exc:
             raise ImageError(f"{source}: {exc}") from exc
         tensor = to_tensor([array])[0]
     elif isinstance(item, np.ndarray):
         array = _from_numpy(item, bgr=bgr, source=source)
         tensor = to_tensor([array])[0]
+        if item.ndim == 3 and item.shape[2] == 4:
+            alpha = np.asarray(item[:, :, 3])
     elif _is_tensor(item):
         tensor = _from_tensor(item, source=source)
         if bgr:  # [3, H, W] in B, G, R order, as an OpenCV array moved to torch
@@ -111,7 +122,9 @@ def load_image(item: Any, *, bgr: bool = False, source: str = "images[0]") -> Im
     if min(array.shape[:2]) < 1:
         raise ImageError(f"{source}: empty image of shape {array.shape}")
     digest = hashlib.sha256(f"{array.shape}".encode() + array.tobytes()).hexdigest()
-    return ImageInput(array, tensor, source, digest)
+    if alpha is not None:
+        alpha = None if bool((alpha == 255).all()) else np.ascontiguousarray(alpha)
+    return ImageInput(array, tensor, source, digest, alpha)
 
 
 def _from_numpy(a: np.ndarray, *, bgr: bool, source: str) -> np.ndarray:

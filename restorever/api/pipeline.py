@@ -38,6 +38,9 @@ class Restoration:
         landmarks: ``[N, 5, 2]`` float32 landmarks in crop pixels.
         matrices: ``[N, 2, 3]`` float64 photo -> crop similarity matrices.
         image_index: ``[N]`` int64, the input each face came from.
+        alphas: per input, its ``HxW`` uint8 alpha channel (transparency) or ``None``: restoration works on the
+            colours, and the alpha is handed back unchanged, to stack onto ``images`` as ``restorever restore``
+            writes RGBA (``images`` stay ``[3, H, W]`` RGB, the form every method takes).
     """
 
     images: list | None
@@ -45,6 +48,7 @@ class Restoration:
     landmarks: Any
     matrices: Any
     image_index: Any = None
+    alphas: list | None = None
 
 
 class FacePipeline:
@@ -288,7 +292,7 @@ class FacePipeline:
         a warning; an image with none left raises :class:`~restorever.errors.FaceNotFoundError`), pasted smallest
         first so the larger face is on top where masks overlap, each seeded by ``"{item id}#{k}"`` (``k`` in paste
         order), as ``restorever restore --faces all``. ``degrade`` first degrades the aligned face (a what-if: how
-        would this restorer do on a poor copy?).
+        would this restorer do on a poor copy?). An input's alpha channel is returned in ``alphas``.
         Returns a :class:`Restoration`; ``restorever.images.to_uint8`` turns its tensors into uint8 arrays.
 
         Example:
@@ -327,7 +331,7 @@ class FacePipeline:
                 photo = inp.tensor[None].to(self.device)
                 photos.append(paste_faces(photo, faces_t[pick].to(self.device),
                                           mats_t[pick].to(self.device).float())[0].cpu())
-        return Restoration(photos, faces_t, torch.cat(lms), mats_t, index)
+        return Restoration(photos, faces_t, torch.cat(lms), mats_t, index, [inp.alpha for inp in sources])
 
     def _every_face(self, images: Images, item_ids: Sequence[str] | None, bgr: bool, min_face_size: float):
         """``face="all"``: the inputs, then one image, landmark set and item id per face to restore (in paste

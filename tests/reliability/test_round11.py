@@ -192,3 +192,24 @@ def test_library_restore_all_matches_the_command(pair, tmp_path):
     assert np.array_equal(to_uint8(out.images[0][None])[0], np.asarray(Image.open(tmp_path / "o" / "pair.png")))
     with pytest.raises(ConfigError, match="'all' applies only to FacePipeline.restore"):
         pipe.embed(pair, face="all")
+
+
+def test_library_restore_keeps_the_alpha_channel(pair, tmp_path):
+    """FacePipeline.restore dropped an input's alpha channel (the command copies it to an RGBA output); it now
+    comes back in `alphas`, and stacked onto the restored colours it gives the command's RGBA file exactly."""
+    from restorever import FacePipeline
+    from restorever.images import to_uint8
+
+    rgba = np.dstack([np.asarray(Image.open(pair)), np.full((150, 300), 255, np.uint8)])
+    rgba[:20, :, 3] = 0
+    Image.fromarray(rgba).save(tmp_path / "cut.png")
+    result = _invoke("restore", tmp_path / "cut.png", "--restorer", "none", "--device", "cpu", "--out",
+                     tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    pipe = FacePipeline(restorer="none", recognizer="dlib", device="cpu")
+    out = pipe.restore(tmp_path / "cut.png", face="center", item_ids=["cut.png"])
+    assert np.array_equal(out.alphas[0], rgba[..., 3])
+    written = np.asarray(Image.open(tmp_path / "o" / "cut.png"))
+    assert np.array_equal(np.dstack([to_uint8(out.images[0][None])[0], out.alphas[0]]), written)
+    assert np.array_equal(pipe.restore(Image.fromarray(rgba), face="center").alphas[0], rgba[..., 3])
+    assert pipe.restore(rgba, face="center").alphas[0] is not None and pipe.restore(pair).alphas == [None]
