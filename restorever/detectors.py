@@ -97,9 +97,10 @@ MIN_FACE_SIZE = 32
 def faces_to_paste(boxes: np.ndarray, min_size: float = MIN_FACE_SIZE) -> tuple[list[int], list[int]]:
     """Which of an image's ``[N, 4]`` ``(x1, y1, x2, y2)`` boxes to restore, in paste order, and which are too small.
 
-    A face is kept when both box sides are at least ``min_size`` photo pixels. The kept faces are pasted smallest
-    box area first, so where two paste masks overlap the larger (usually nearer) face is on top; equal areas go by
-    ``(y1, x1)``. The order depends only on the boxes, never on the detector's list order. Returns
+    A face is kept when both box sides are at least ``min_size`` photo pixels. The kept faces are ordered by box
+    area, smallest first, equal areas by ``(y1, x1)``: an order that depends only on the boxes, never on the
+    detector's list order (it numbers the faces' seeds ``#k`` and the sum of the shared paste,
+    :func:`restorever.pipeline.paste.paste_faces`). Returns
     ``(kept indices in paste order, left-out indices in detector order)``.
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)

@@ -155,8 +155,9 @@ SMALL_FACE_SIDE = 64
 @click.option("--detector", default="mtcnn", show_default=True)
 @click.option("--faces", "faces_mode", type=click.Choice(["center", "largest", "all"]), default="center",
               show_default=True, help="Which faces of a photo to restore: the one nearest the centre (as eval picks), "
-                                      "the largest, or every face of at least --min-face-size pixels (pasted "
-                                      "smallest first, so the larger face is on top where two overlap).")
+                                      "the largest, or every face of at least --min-face-size pixels (where "
+                                      "two crops overlap, each photo pixel goes to the face it is nearer, "
+                                      "relative to face size, so no face is covered by its neighbour's crop).")
 @click.option("--min-face-size", type=click.FloatRange(min=0), default=MIN_FACE_SIZE, show_default=True,
               help="With --faces all: a face whose detected box is narrower or shorter than this (photo pixels) is "
                    "left out, and named in a note.")
