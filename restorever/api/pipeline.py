@@ -292,8 +292,9 @@ class FacePipeline:
         a warning; an image with none left raises :class:`~restorever.errors.FaceNotFoundError`), pasted together
         (:func:`~restorever.pipeline.paste.paste_faces`: where crops overlap each pixel goes to the face it is
         nearer, so no face is covered by its neighbour's crop), each seeded by ``"{item id}#{k}"`` (``k`` in
-        :func:`~restorever.detectors.faces_to_paste`'s order), as ``restorever restore --faces all``. ``degrade`` first degrades the aligned face (a what-if: how
-        would this restorer do on a poor copy?). An input's alpha channel is returned in ``alphas``.
+        :func:`~restorever.detectors.faces_to_paste`'s order), as ``restorever restore --faces all``. ``degrade``
+        first degrades the aligned face (a what-if: how would this restorer do on a poor copy?). An input's alpha
+        channel is returned in ``alphas``.
         Returns a :class:`Restoration`; ``restorever.images.to_uint8`` turns its tensors into uint8 arrays.
 
         Example:

@@ -286,38 +286,40 @@ def restore_command(images, restorer, weights, aligned, detector, faces_mode, mi
         raise RestoreverError(f"{first}{more}; nothing written; rerun with --on-error skip to restore the others")
     for path, reason in failed.items():
         record.entries[names[path]] = {"input": str(path), "sha256": digests.get(path), "skipped": reason}
-    for path in tqdm(list(chosen), desc="restore", unit="image"):
-        photo = to_tensor([read_image(path)]).to(dev)
-        name = Path(path).name
-        found = chosen[path]
-        if found is None:
-            result = restore_faces(model, photo, [item_seed(seed, name, None, "restore")])
-        else:
-            ids = [f"{name}#{k}" for k in range(len(found))] if faces_mode == "all" else [name]
-            lms = np.stack([f.landmarks for f in found]).astype(np.float32)
-            crops, _, matrices = align_faces([photo[0]] * len(found), lms, dev, return_matrices=True,
-                                             fit=alignment_fit)
-            for k in range(len(found)):
-                side = 512.0 / float(abs(torch.linalg.det(matrices[k, :, :2].double())) ** 0.5)  # photo px spanned
-                if side < SMALL_FACE_SIDE:
-                    notes[path].append(f"the face spans only about {side:.0f}x{side:.0f} photo pixels of the "
-                                       f"512x512 crop (enlarged x{512 / side:.0f}); restored, but most of its "
-                                       f"detail is invented")
-            restored_faces = restore_faces(model, crops, [item_seed(seed, i, None, "restore") for i in ids])
-            result = paste_faces(photo, restored_faces, matrices.to(dev).float())
-        restored = to_uint8(result)[0]
-        alpha = read_alpha(path)
-        if alpha is not None:  # read_image dropped it; the photo keeps its transparency
-            restored = np.dstack([restored, alpha])
-            notes[path].append("its alpha channel (transparency) was copied unchanged to the output; only the "
-                               "colours were restored")
-        _write_png(out / names[path], restored)
-        faces_record = [] if found is None else [
-            {"box": [round(float(v), 2) for v in f.box], "landmarks": np.asarray(f.landmarks, np.float32).tolist(),
-             "score": round(float(f.score), 4), "seed_item": i} for f, i in zip(found, ids)]
-        record.add(names[path], {"input": str(path), "sha256": digests[path], "aligned": found is None,
-                                 "faces": faces_record, "notes": notes[path]})
-    record.save()
+    try:  # a run stopped by an error keeps the record of what it finished
+        for path in tqdm(list(chosen), desc="restore", unit="image"):
+            photo = to_tensor([read_image(path)]).to(dev)
+            name = Path(path).name
+            found = chosen[path]
+            if found is None:
+                result = restore_faces(model, photo, [item_seed(seed, name, None, "restore")])
+            else:
+                ids = [f"{name}#{k}" for k in range(len(found))] if faces_mode == "all" else [name]
+                lms = np.stack([f.landmarks for f in found]).astype(np.float32)
+                crops, _, matrices = align_faces([photo[0]] * len(found), lms, dev, return_matrices=True,
+                                                 fit=alignment_fit)
+                for k in range(len(found)):
+                    side = 512.0 / float(abs(torch.linalg.det(matrices[k, :, :2].double())) ** 0.5)  # photo px spanned
+                    if side < SMALL_FACE_SIDE:
+                        notes[path].append(f"the face spans only about {side:.0f}x{side:.0f} photo pixels of the "
+                                           f"512x512 crop (enlarged x{512 / side:.0f}); restored, but most of its "
+                                           f"detail is invented")
+                restored_faces = restore_faces(model, crops, [item_seed(seed, i, None, "restore") for i in ids])
+                result = paste_faces(photo, restored_faces, matrices.to(dev).float())
+            restored = to_uint8(result)[0]
+            alpha = read_alpha(path)
+            if alpha is not None:  # read_image dropped it; the photo keeps its transparency
+                restored = np.dstack([restored, alpha])
+                notes[path].append("its alpha channel (transparency) was copied unchanged to the output; only the "
+                                   "colours were restored")
+            _write_png(out / names[path], restored)
+            faces_record = [] if found is None else [
+                {"box": [round(float(v), 2) for v in f.box], "landmarks": np.asarray(f.landmarks, np.float32).tolist(),
+                 "score": round(float(f.score), 4), "seed_item": i} for f, i in zip(found, ids)]
+            record.add(names[path], {"input": str(path), "sha256": digests[path], "aligned": found is None,
+                                     "faces": faces_record, "notes": notes[path]})
+    finally:
+        record.save()
     lines = [f"{path}: {note}" for path in images for note in notes[path]]
     for line in lines:
         click.echo(f"note: {line}", err=True)

@@ -4,12 +4,16 @@ The record holds the run's settings (restorer, weights sha256, restorer options,
 faces mode, minimum face size, aligned/detect) and one entry per output file (``NAME.png``): the input's path and
 sha256, the faces restored (boxes and landmarks in photo pixels), notes, or the reason it was skipped. A rerun
 into the same folder keeps an output whose file exists and whose entry has the same input sha256, and refuses
-other settings rather than mix two kinds of output in one folder. Every write is atomic.
+other settings rather than mix two kinds of output in one folder. Every write is atomic; during a run the record
+is rewritten at most every :data:`SAVE_EVERY_S` seconds (rewriting a large collection's record after every image
+would write its size squared), so a killed run redoes at most that much work, and never trusts an unrecorded
+output.
 """
 from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -22,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 RECORD_NAME = "restore.json"
 RECORD_VERSION = 1
+#: seconds between two saves of the record while a run adds entries (and once at the end)
+SAVE_EVERY_S = 30.0
 
 
 def run_settings(*, restorer: str, weight_files: Mapping[str, tuple[str, str | None]], options: Mapping[str, Any],
@@ -51,6 +57,7 @@ class RestoreRecord:
         self.settings = json.loads(json.dumps(settings))  # as it reads back from the file (tuples -> lists)
         self.header = header
         self.entries: dict[str, dict[str, Any]] = {}
+        self._saved_at = time.monotonic()
         old = self._load()
         if old is None or overwrite:
             if old is not None:
@@ -85,9 +92,10 @@ class RestoreRecord:
                 and (self.path.parent / name).is_file())
 
     def add(self, name: str, entry: dict[str, Any]) -> None:
-        """Record ``entry`` for output ``name`` and save the whole record (atomic)."""
+        """Record ``entry`` for output ``name``; save the record when the last save is over ``SAVE_EVERY_S`` old."""
         self.entries[name] = entry
-        self.save()
+        if time.monotonic() - self._saved_at >= SAVE_EVERY_S:
+            self.save()
 
     def save(self) -> None:
         """Write the record atomically (a run killed at any moment leaves the old or the new file)."""
@@ -95,3 +103,4 @@ class RestoreRecord:
                 "inputs": {k: self.entries[k] for k in sorted(self.entries)}}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+        self._saved_at = time.monotonic()

@@ -115,6 +115,11 @@ def test_restore_all_names_a_face_below_the_minimum_size(faces_root, tmp_path):
     result = _invoke("restore", tmp_path / "group.png", "--restorer", "none", "--device", "cpu", "--faces", "all",
                      "--min-face-size", "400", "--out", tmp_path / "p")
     assert result.exit_code == 2 and "no face of at least 400 px found" in result.output
+    result = _invoke("restore", tmp_path / "group.png", "--restorer", "none", "--device", "cpu", "--faces",
+                     "largest", "--out", tmp_path / "q")
+    assert result.exit_code == 0 and "2 faces found; only the largest was restored" in result.output
+    (face,) = json.loads((tmp_path / "q" / "restore.json").read_text())["inputs"]["group.png"]["faces"]
+    assert face["box"][2] < 200  # elton's (150 px), not the 60 px face at x = 220..280
 
 
 def test_restore_json_records_the_run_and_each_input(pair, faces_root, tmp_path):
@@ -239,3 +244,27 @@ def test_pasting_every_face_never_covers_a_face_with_its_neighbour_s_crop(pair):
     assert torch.equal(one, paste_back(photo, painted[:1], mats[:1].float()))  # a single face: paste_back exactly
     swapped = paste_faces(photo, painted.flip(0), mats.flip(0).float())
     assert (swapped - paste_faces(photo, painted, mats.float())).abs().max() < 1e-6  # the order hardly matters
+
+
+def test_a_run_stopped_by_an_error_keeps_the_record_of_what_it_finished(faces_root, tmp_path, monkeypatch):
+    """The record is saved at most every 30 s while a run goes on; a run that stops on an error still saves what
+    it finished, so the rerun resumes after it."""
+    import restorever.pipeline.stages as stages
+
+    real, calls = stages.restore_faces, []
+
+    def failing_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("device lost")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stages, "restore_faces", failing_second)
+    first, second = _photo(faces_root), _photo(faces_root, "elton_john")
+    out = tmp_path / "o"
+    result = _invoke("restore", first, second, "--restorer", "none", "--device", "cpu", "--out", out)
+    assert isinstance(result.exception, RuntimeError)
+    assert list(json.loads((out / "restore.json").read_text())["inputs"]) == ["madonna_0001.png"]
+    monkeypatch.setattr(stages, "restore_faces", real)
+    result = _invoke("restore", first, second, "--restorer", "none", "--device", "cpu", "--out", out)
+    assert "wrote 1 image(s)" in result.output and "kept 1 already restored" in result.output
