@@ -183,8 +183,8 @@ def restore_command(images, restorer, weights, aligned, detector, faces_mode, mi
     \b
     Writes OUT/NAME.png per input (8-bit RGB; RGBA with the input's alpha copied unchanged): for a 512x512
     aligned crop the restored crop; for any other photo the whole photo with its face(s) restored and pasted back
-    (--faces: the face nearest the centre, the largest, or all; the aligned crops are not written). Skipped
-    faces, several faces in center/largest mode, and a face whose crop spans fewer than 64 photo pixels (enlarged
+    (--faces: the face nearest the centre, the largest, or all; the aligned crops are not written). Faces left
+    out below --min-face-size, several faces in center/largest mode, and a face whose crop spans fewer than 64 photo pixels (enlarged
     more than x8) are named in a "note:" line on stderr.
 
     \b
@@ -195,7 +195,7 @@ def restore_command(images, restorer, weights, aligned, detector, faces_mode, mi
 
     The stages are the evaluation pipeline's (``pipeline.stages``: one-image detection, ``ffhq_512`` alignment,
     restoration with out-of-memory back-off and 8-bit output) and the seeds are ``item_seed(seed, file name)``
-    (with --faces all, face k in paste order uses ``file name#k``), so a photo comes out as
+    (with --faces all, face k, counted by box area from the smallest, uses ``file name#k``), so a photo comes out as
     ``FacePipeline(..., alignment_fit=...).restore(photo, item_ids=[file name], face="center")`` (or
     ``face="all"``) pastes it (the library's default face is the largest)."""
     import hashlib
