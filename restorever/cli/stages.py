@@ -184,8 +184,8 @@ def restore_command(images, restorer, weights, aligned, detector, faces_mode, mi
     Writes OUT/NAME.png per input (8-bit RGB; RGBA with the input's alpha copied unchanged): for a 512x512
     aligned crop the restored crop; for any other photo the whole photo with its face(s) restored and pasted back
     (--faces: the face nearest the centre, the largest, or all; the aligned crops are not written). Faces left
-    out below --min-face-size, several faces in center/largest mode, and a face whose crop spans fewer than 64 photo pixels (enlarged
-    more than x8) are named in a "note:" line on stderr.
+    out below --min-face-size, several faces in center/largest mode, and a face whose crop spans fewer than 64
+    photo pixels (enlarged more than x8) are named in a "note:" line on stderr.
 
     \b
     OUT/restore.json records the restorer, its weights (file, sha256), options, seed, detector, alignment fit and

@@ -52,7 +52,8 @@ def test_restore_reports_photos_with_several_faces_and_tiny_faces(faces_root, tm
     assert f"{tmp_path / 'pair.png'}: 2 faces found; only the one nearest the centre was restored" in notes[0]
     assert f"{tmp_path / 'tiny.png'}: the face spans only about" in notes[1] and "enlarged x" in notes[1]
     assert "2 note(s) above" in result.output
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["madonna_0001.png", "pair.png", "restore.json", "tiny.png"]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["madonna_0001.png", "pair.png", "restore.json",
+                                                                  "tiny.png"]
 
 
 def test_restore_keeps_the_alpha_channel_of_a_transparent_png(faces_root, tmp_path):
