@@ -34,7 +34,7 @@ import numpy as np
 __all__ = [
     "person_of", "person_clusters", "pair_clusters", "CLUSTERINGS", "pair_decisions", "McNemarResult", "mcnemar",
     "ClusteredMcNemarResult", "clustered_mcnemar",
-    "BootstrapResult", "cluster_bootstrap_difference", "ESTIMATORS", "fold_weights", "compare_conditions",
+    "BootstrapResult", "cluster_bootstrap_replicates", "cluster_bootstrap_difference", "ESTIMATORS", "fold_weights", "compare_conditions",
     "add_comparisons",
 ]
 
@@ -259,6 +259,48 @@ def clustered_mcnemar(correct_ref, correct_other, clusters) -> ClusteredMcNemarR
 # bootstrap
 
 
+def cluster_bootstrap_replicates(values, clusters, *, weights=None, n_boot: int = 2000, seed: int = 0,
+                                 chunk: int = 256) -> tuple[np.ndarray, int]:
+    """Bootstrap replicates of the (weighted) mean of ``values`` when whole clusters (people) are resampled.
+
+    Each replicate draws ``n_clusters`` clusters with replacement (``numpy.random.default_rng(seed).integers``,
+    ``chunk`` replicates at a time) and takes every value of every drawn cluster, as many times as it was drawn.
+    Vectorised: a replicate is a vector of cluster counts.
+
+    Args:
+        values: ``float[n]`` (e.g. per-pair correctness differences, or per-probe cosines).
+        clusters: ``int[n]`` cluster id per value. weights: ``float[n] > 0`` or None (equal weights).
+
+    Returns:
+        ``(float[n_boot] replicate means, number of clusters)``.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    cl = np.asarray(clusters)
+    if v.ndim != 1 or v.size == 0 or cl.shape != v.shape:
+        raise ValueError("values and clusters must be non-empty 1-D arrays of equal length")
+    w = np.ones(v.size) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != v.shape or not np.all(np.isfinite(w)) or np.any(w <= 0):
+        raise ValueError("weights must be one positive finite number per value")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be positive, got {n_boot}")
+    _, cl = np.unique(cl, return_inverse=True)
+    k = int(cl.max()) + 1
+    # per-cluster sums: a replicate's statistic is (counts @ value_sum) / (counts @ size)
+    value_sum = np.bincount(cl, weights=w * v, minlength=k)
+    size = np.bincount(cl, weights=w, minlength=k)
+    rng = np.random.default_rng(seed)
+    stats = np.empty(n_boot)
+    offsets = None
+    for start in range(0, n_boot, chunk):
+        m = min(chunk, n_boot - start)
+        draws = rng.integers(0, k, size=(m, k))
+        if offsets is None or offsets.shape[0] != m:
+            offsets = (np.arange(m) * k)[:, None]
+        counts = np.bincount((draws + offsets).ravel(), minlength=m * k).reshape(m, k).astype(np.float64)
+        stats[start:start + m] = (counts @ value_sum) / (counts @ size)
+    return stats, k
+
+
 @dataclass(frozen=True)
 class BootstrapResult:
     """Accuracy difference ``other - reference`` (a fraction) with a percentile bootstrap interval."""
@@ -304,22 +346,8 @@ def cluster_bootstrap_difference(correct_ref, correct_other, clusters, *, n_boot
         raise ValueError(f"level must be in (0, 1), got {level}")
     if n_boot < 1:
         raise ValueError(f"n_boot must be positive, got {n_boot}")
-    _, cl = np.unique(cl, return_inverse=True)
-    k = int(cl.max()) + 1
     d = other.astype(np.float64) - ref.astype(np.float64)
-    # per-cluster sums: a replicate's statistic is (counts @ diff_sum) / (counts @ size)
-    diff_sum = np.bincount(cl, weights=w * d, minlength=k)
-    size = np.bincount(cl, weights=w, minlength=k)
-    rng = np.random.default_rng(seed)
-    stats = np.empty(n_boot)
-    offsets = None
-    for start in range(0, n_boot, chunk):
-        m = min(chunk, n_boot - start)
-        draws = rng.integers(0, k, size=(m, k))
-        if offsets is None or offsets.shape[0] != m:
-            offsets = (np.arange(m) * k)[:, None]
-        counts = np.bincount((draws + offsets).ravel(), minlength=m * k).reshape(m, k).astype(np.float64)
-        stats[start:start + m] = (counts @ diff_sum) / (counts @ size)
+    stats, k = cluster_bootstrap_replicates(d, cl, weights=w, n_boot=n_boot, seed=seed, chunk=chunk)
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(stats, [alpha, 1.0 - alpha])
     return BootstrapResult(float(np.sum(w * d) / np.sum(w)), float(low), float(high),
