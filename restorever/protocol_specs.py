@@ -41,7 +41,8 @@ def protocol_search_path(include_path: Sequence[str | os.PathLike] = ()) -> list
 
 
 def shipped_protocol_dirs() -> list[Path]:
-    """The folders of the ``restorever.protocols`` data package (``protocols/`` in a checkout, shipped in the wheel).
+    """The folders of the ``restorever.protocols`` data package (``protocols/`` in a checkout, shipped in the wheel);
+    the ``protocols/`` of the source tree this module was imported from first, when there is one.
 
     Read from the import system's search locations, which works for editable and regular installs alike (a
     ``str()`` of ``importlib.resources.files`` does not name a folder when the package is spread over several)."""
@@ -52,8 +53,14 @@ def shipped_protocol_dirs() -> list[Path]:
     except (ModuleNotFoundError, ValueError):
         spec = None
     dirs = [Path(p) for p in (spec.submodule_search_locations or [])] if spec is not None else []
-    checkout = Path(__file__).resolve().parent.parent / "protocols"  # source tree run without any install
-    if checkout.is_dir() and checkout not in dirs:
+    # the source tree this code was imported from comes first: an editable install of another checkout (a second
+    # git worktree run with PYTHONPATH) maps restorever.protocols to *its* protocols/, which would pair this
+    # code with another tree's protocol files
+    tree = Path(__file__).resolve().parent.parent
+    checkout = tree / "protocols"
+    if checkout.is_dir() and (tree / "setup.cfg").is_file():
+        dirs = [checkout, *(d for d in dirs if d.resolve() != checkout)]
+    elif checkout.is_dir() and checkout not in dirs:
         dirs.append(checkout)
     return dirs
 

@@ -244,3 +244,16 @@ def test_detector_auto_resolves_to_the_detector_that_runs(tmp_path, monkeypatch)
     assert landmarks_key("ab" * 32, resolved.detector, detector_file=detector_file_sha256(resolved.detector)) != \
         landmarks_key("ab" * 32, "mtcnn")
     assert resolve_protocol_defaults(EvalConfig(detector="mtcnn"), {}).detector == "mtcnn"  # named: kept
+
+
+def test_source_tree_protocols_come_first():
+    """Code imported from a checkout reads that checkout's protocols/, even when an editable install of another
+    checkout maps ``restorever.protocols`` elsewhere (a second git worktree run with PYTHONPATH)."""
+    from pathlib import Path
+
+    import restorever
+    from restorever.protocol_specs import list_protocols, shipped_protocol_dirs
+
+    tree = Path(restorever.__file__).resolve().parent.parent
+    assert shipped_protocol_dirs()[0] == tree / "protocols"
+    assert list_protocols()["lfw"] == tree / "protocols" / "lfw.yaml"
