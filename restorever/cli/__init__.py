@@ -98,9 +98,10 @@ def main() -> None:  # console_scripts entry point
 
 
 def _register() -> None:
-    from . import compare_cmd, eval_cmd, listing, plot_cmd, report_cmd, stages, validate_cmd
+    from . import breakdown_cmd, compare_cmd, eval_cmd, listing, plot_cmd, report_cmd, stages, validate_cmd
 
     cli.add_command(eval_cmd.eval_command)
+    cli.add_command(breakdown_cmd.breakdown_command)
     cli.add_command(plot_cmd.plot)
     cli.add_command(report_cmd.report_command)
     cli.add_command(compare_cmd.compare_command)

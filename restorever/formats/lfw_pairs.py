@@ -136,4 +136,4 @@ def create(name: str, spec: dict, *, root: Path, pairs: str | os.PathLike | None
 
 CARDS = {"lfw-pairs": FormatCard(
     "lfw-pairs", "verification", "official LFW pairs*.txt over an LFW image tree",
-    dataset_keys=frozenset({"pairs", "images"}), check=check_spec)}
+    dataset_keys=frozenset({"pairs", "images"}), spec_keys=frozenset({"labels"}), check=check_spec)}

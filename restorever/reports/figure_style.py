@@ -19,6 +19,19 @@ CLEAN_LINE = {"color": CLEAN_COLOUR, "linestyle": "-", "alpha": 0.35, "zorder": 
 CLEAN_WIDTH_FACTOR = 2.5
 
 
+#: one colour per group of people (breakdown figures), Okabe-Ito as above; ``unlabelled`` is grey
+GROUP_COLOURS = {"female": "#d55e00", "male": "#0072b2", "unlabelled": "#999999"}
+_GROUP_CYCLE = ["#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#f0e442", "#000000"]
+#: line styles that tell restorers apart where colour already means something else (breakdown figures)
+RESTORER_LINESTYLES = ["-", "--", "-.", ":"]
+
+
+def group_colour(name: str, index: int = 0) -> str:
+    """The colour of a group of people: fixed for gender and ``unlabelled``, else the ``index``-th colour of an
+    Okabe-Ito cycle (age groups in their order)."""
+    return GROUP_COLOURS.get(name, _GROUP_CYCLE[index % len(_GROUP_CYCLE)])
+
+
 def restorer_colour(name: str) -> str:
     """The restorer's colour (hex), the same in every figure; unknown names get a stable colour from their text."""
     if name in RESTORER_COLOURS:

@@ -1,0 +1,349 @@
+"""Per-group breakdown of a finished verification run: does degradation or restoration preserve identity equally for
+every group of people (gender, age group)?
+
+Everything here reads a ``results.json`` record and changes nothing in it. Groups are attributes of *people*: an
+image belongs to the group of its person (the LFW name before ``_NNNN``), whose label comes from the protocol's
+``labels`` files (a person with no label, or with contradicting labels, is ``unlabelled`` and still counted).
+
+Per condition and group:
+
+- ``identity``: mean cosine of the group's degraded (and restored) probes to their clean embeddings
+  (``identity.per_item`` of the record), with a percentile bootstrap interval that resamples *people* with all their
+  probes (:func:`restorever.reports.statistics.cluster_bootstrap_replicates`);
+- ``verification``: the pairs whose two people are both in the group (genuine pairs and same-group impostor pairs),
+  decided at the run's own per-fold thresholds (re-derived with :func:`restorever.metrics.kfold_accuracy` on *all*
+  pairs, then applied to the group's pairs): pooled accuracy, FNMR (genuine pairs called different), FMR (impostor
+  pairs called same) and AUC. Impostor pairs between two labelled groups form the ``mixed`` row (FMR only); a pair
+  with an unlabelled person is in ``unlabelled``.
+
+``difference``: the identity-similarity *drop* from clean (``1 - cosine``, the clean probe's similarity to itself
+being 1) of each group minus that of the reference group, with a bootstrap interval that resamples people within
+each group independently. Fractions throughout (accuracy, rates, AUC in [0, 1]; cosines in [-1, 1]).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import RestoreverError
+from ..metrics.verification import kfold_accuracy, roc_auc_score
+from .labels import condition_label
+from .statistics import cluster_bootstrap_replicates, pair_decisions
+
+log = logging.getLogger(__name__)
+
+#: attributes a run can be broken down by (the protocol's ``labels`` section must name their files)
+ATTRIBUTES = ("gender", "age")
+UNLABELLED = "unlabelled"
+MIXED = "mixed"
+SCHEMA_VERSION = 1
+
+
+class BreakdownError(RestoreverError):
+    """A run or protocol lacks what a breakdown needs (per-probe identity, pair ids, group labels)."""
+
+
+def person(item: str) -> str:
+    """The person of an image id (``lfw-deepfunneled/Name/Name_0001.jpg`` -> ``Name``), as the label files key it."""
+    from ..attributes.labels import person_of
+
+    return person_of(item)
+
+
+def person_groups(image_labels: Mapping[str, int], classes: Sequence[str]) -> tuple[dict[str, str], list[str]]:
+    """``({person: group name}, [people with contradicting labels])`` from per-image labels
+    (``{"Name_0001": class index}``); people with contradicting labels are left out (unlabelled)."""
+    seen: dict[str, set[int]] = {}
+    for key, label in image_labels.items():
+        seen.setdefault(person(key), set()).add(int(label))
+    conflicting = sorted(p for p, s in seen.items() if len(s) > 1)
+    return {p: classes[next(iter(s))] for p, s in seen.items() if len(s) == 1}, conflicting
+
+
+def load_person_groups(record: dict[str, Any], run_dir: str | Path, by: str) -> tuple[dict[str, str], list[str],
+                                                                                       dict[str, Any]]:
+    """The run's protocol's labels for ``by``: ``({person: group}, classes, {"protocol", "files", "conflicting"})``.
+
+    The protocol and data root are the ones recorded in ``config``. A protocol without a ``labels.<by>`` section, or
+    whose label files are missing, raises :class:`BreakdownError` naming what to add.
+    """
+    from ..attributes.groups import AgeGroups, AttributeSchema
+    from ..pipeline.identification import load_labels
+    from ..protocol import load_protocol
+    from ..validate.common import resolve_recorded_path
+
+    if by not in ATTRIBUTES:
+        raise BreakdownError(f"--by must be one of {', '.join(ATTRIBUTES)}, got {by!r}")
+    cfg = record.get("config") or {}
+    if not cfg.get("protocol"):
+        raise BreakdownError(f"{run_dir}: results.json records no config.protocol, so its labels cannot be found")
+    protocol = load_protocol(cfg["protocol"], data_root=resolve_recorded_path(cfg.get("data_root"), record,
+                                                                              Path(run_dir)),
+                             pairs=resolve_recorded_path(cfg.get("pairs"), record, Path(run_dir)), download=False)
+    section = (protocol.spec.get("labels") or {}).get(by)
+    if not isinstance(section, dict):
+        raise BreakdownError(f"protocol {protocol.name} has no labels.{by} section: add one to its YAML (as in "
+                             f"protocols/lfw-ident.yaml) naming the label files relative to the data root")
+    ages = (protocol.spec.get("attributes") or {}).get("age_bins") or [13, 20, 60]
+    schema = AttributeSchema(AgeGroups.parse(ages), (by,))
+    labels = load_labels(protocol, schema).get(by)
+    if not labels:
+        files = ", ".join(str(v) for v in section.values())
+        raise BreakdownError(f"protocol {protocol.name}: the {by} label files ({files}) are missing or empty under "
+                             f"the data root {protocol.root}; put them there or pass the right --data-root to eval")
+    classes = list(schema.classes(by))
+    groups, conflicting = person_groups(labels, classes)
+    if conflicting:
+        log.warning("%d person(s) with contradicting %s labels counted as %s: %s", len(conflicting), by,
+                    UNLABELLED, ", ".join(conflicting[:5]))
+    return groups, classes, {"protocol": protocol.name, "files": dict(section), "conflicting": conflicting}
+
+
+def check_record(record: dict[str, Any], source: str = "results.json") -> None:
+    """:class:`BreakdownError` unless ``record`` is a verification run with pair ids, stored scores and per-probe
+    identity in every degraded condition."""
+    conds = record.get("conditions") or []
+    if not any(c.get("verification") for c in conds):
+        raise BreakdownError(f"{source}: no condition has verification results; breakdown needs a `restorever eval` "
+                             "run (pairs), not an identification run")
+    pairs = record.get("pairs") or {}
+    for i, c in enumerate(conds):
+        scores = c.get("scores") or {}
+        if not all(k in scores for k in ("same", "fold", "score")):
+            raise BreakdownError(f"{source}: conditions[{i}] ({condition_label(c)}) stores no per-pair scores; "
+                                 "rerun it with `restorever eval` of this version")
+        n = len(scores["score"])
+        if len(pairs.get("a") or ()) != n or len(pairs.get("b") or ()) != n:
+            raise BreakdownError(f"{source}: no pair ids (pairs.a / pairs.b) for the {n} scored pairs, so pairs cannot "
+                                 "be given to groups; rerun it with `restorever eval` of this version")
+        if c.get("scale") is not None and not (c.get("identity") or {}).get("per_item"):
+            raise BreakdownError(f"{source}: conditions[{i}] ({condition_label(c)}) has no identity.per_item "
+                                 "(each probe's cosine to its clean embedding); rerun it with `restorever eval` of "
+                                 "this version")
+
+
+def _interval(stats: np.ndarray, level: float) -> tuple[float, float]:
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(stats, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
+def identity_by_group(per_item: Mapping[str, float], groups: Mapping[str, str], names: Sequence[str], *,
+                      n_boot: int = 2000, level: float = 0.95, seed: int = 0
+                      ) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
+    """Mean cosine to clean of each group's probes, with a people-resampling bootstrap interval.
+
+    Returns ``({group: {"mean", "ci_low", "ci_high", "n_probes", "n_people"}}, {group: replicate means})``; a group
+    without probes gets ``mean`` None. Group ``names[i]`` draws with seed ``seed + i``.
+    """
+    items = list(per_item)
+    cos = np.array([float(per_item[i]) for i in items], dtype=np.float64)
+    people = np.array([person(i) for i in items])
+    member = np.array([groups.get(p, UNLABELLED) for p in people])
+    out: dict[str, dict[str, Any]] = {}
+    reps: dict[str, np.ndarray] = {}
+    for g_index, g in enumerate(names):
+        mask = member == g
+        if not mask.any():
+            out[g] = {"mean": None, "ci_low": None, "ci_high": None, "n_probes": 0, "n_people": 0}
+            continue
+        stats, k = cluster_bootstrap_replicates(cos[mask], people[mask], n_boot=n_boot, seed=seed + g_index)
+        low, high = _interval(stats, level)
+        out[g] = {"mean": float(cos[mask].mean()), "ci_low": low, "ci_high": high, "n_probes": int(mask.sum()),
+                  "n_people": int(k)}
+        reps[g] = stats
+    return out, reps
+
+
+def pair_groups(items_a: Sequence[str], items_b: Sequence[str], groups: Mapping[str, str]) -> np.ndarray:
+    """Group of each pair: the group of both people when they share it, :data:`MIXED` when both are labelled and
+    differ, else :data:`UNLABELLED`."""
+    ga = [groups.get(person(a), UNLABELLED) for a in items_a]
+    gb = [groups.get(person(b), UNLABELLED) for b in items_b]
+    return np.array([x if x == y else (UNLABELLED if UNLABELLED in (x, y) else MIXED) for x, y in zip(ga, gb)])
+
+
+def _rate(mask: np.ndarray) -> float | None:
+    return float(mask.mean()) if mask.size else None
+
+
+def verification_by_group(scores: Mapping[str, Sequence], pair_group: np.ndarray, names: Sequence[str]
+                          ) -> tuple[list[float], dict[str, dict[str, Any]]]:
+    """Per-group verification at the run's per-fold thresholds, re-derived from all pairs' scores.
+
+    Returns ``(thresholds per fold, {group: {"n_pairs", "n_genuine", "n_impostor", "accuracy", "fnmr", "fmr",
+    "auc"}})`` for ``names`` and :data:`MIXED` (``n_impostor`` and ``fmr`` only). A rate without pairs to measure it
+    on is None; AUC is None unless the group has both genuine and impostor pairs.
+    """
+    same = np.asarray(scores["same"]).astype(bool)
+    score = np.asarray(scores["score"], dtype=np.float64)
+    thresholds = kfold_accuracy(same, score, np.asarray(scores["fold"])).thresholds
+    correct = pair_decisions(scores, thresholds)
+    called_same = correct == same
+    out: dict[str, dict[str, Any]] = {}
+    for g in names:
+        m = pair_group == g
+        gen, imp = m & same, m & ~same
+        out[g] = {"n_pairs": int(m.sum()), "n_genuine": int(gen.sum()), "n_impostor": int(imp.sum()),
+                  "accuracy": _rate(correct[m]), "fnmr": _rate(~called_same[gen]), "fmr": _rate(called_same[imp]),
+                  "auc": float(roc_auc_score(same[m], score[m])) if gen.any() and imp.any() else None}
+    mixed = (pair_group == MIXED) & ~same
+    out[MIXED] = {"n_impostor": int(mixed.sum()), "fmr": _rate(called_same[mixed])}
+    return [float(t) for t in thresholds], out
+
+
+def breakdown(record: dict[str, Any], groups: Mapping[str, str], classes: Sequence[str], *, by: str = "gender",
+              reference: str | None = None, n_boot: int = 2000, level: float = 0.95, seed: int | None = None,
+              source: str = "results.json") -> dict[str, Any]:
+    """The breakdown of a verification record by ``groups`` (``{person: group}``); see the module docstring.
+
+    ``reference``: the group the others are compared with (default: the labelled group with the most probes).
+    ``seed`` defaults to the run's ``config.seed``. Returns a JSON-ready dict (keys in docs/attributes.md).
+    """
+    check_record(record, source)
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    seed = int((record.get("config") or {}).get("seed") or 0) if seed is None else int(seed)
+    names = [*classes, UNLABELLED]
+    pairs = record["pairs"]
+    pg = pair_groups(pairs["a"], pairs["b"], groups)
+    # probes: the images the degraded conditions score against their clean embeddings (else the pairs' second
+    # images); the clean condition's per_item also holds the gallery images, which would count twice otherwise
+    probes = {i for c in record["conditions"] if c.get("scale") is not None
+              for i in ((c.get("identity") or {}).get("per_item") or {})} or set(pairs["b"])
+    counts = {g: sum(groups.get(person(i), UNLABELLED) == g for i in probes) for g in classes}
+    if reference is None:
+        reference = max(classes, key=lambda g: counts[g])
+    elif reference not in classes:
+        raise BreakdownError(f"--reference must be one of {', '.join(classes)}, got {reference!r}")
+    if not counts[reference]:
+        raise BreakdownError(f"{source}: no probe of the run has a {by} label; the breakdown would be empty")
+    conditions = []
+    for cond in record["conditions"]:
+        if not cond.get("verification"):
+            continue
+        thresholds, ver = verification_by_group(cond["scores"], pg, names)
+        per_item = {i: v for i, v in ((cond.get("identity") or {}).get("per_item") or {}).items() if i in probes}
+        ident, reps = identity_by_group(per_item, groups, names, n_boot=n_boot, level=level, seed=seed)
+        entry: dict[str, Any] = {
+            "restorer": cond["restorer"], "scale": cond.get("scale"), "recognizer": cond.get("recognizer"),
+            "degrade_side": cond.get("degrade_side"), "label": condition_label(cond), "thresholds": thresholds,
+            "groups": {g: {"identity": ident[g], "verification": ver[g]} for g in names},
+            "mixed": ver[MIXED], "difference": {},
+        }
+        if cond.get("scale") is not None:
+            for g in classes:
+                if g == reference or g not in reps or reference not in reps:
+                    continue
+                diff = (1.0 - reps[g]) - (1.0 - reps[reference])
+                low, high = _interval(diff, level)
+                entry["difference"][g] = {
+                    "minus": reference, "drop": 1.0 - ident[g]["mean"],
+                    "drop_reference": 1.0 - ident[reference]["mean"],
+                    "difference": (1.0 - ident[g]["mean"]) - (1.0 - ident[reference]["mean"]),
+                    "ci_low": low, "ci_high": high}
+        conditions.append(entry)
+    n_people = {g: sum(v == g for v in groups.values()) for g in classes}
+    return {
+        "schema_version": SCHEMA_VERSION, "by": by, "groups": names, "reference": reference,
+        "identity_metric": "cosine of the probe's embedding to its clean embedding (identity.per_item)",
+        "drop": "1 - cosine to clean (a clean probe's cosine to itself is 1)",
+        "accuracy": "pooled over the group's pairs at the run's per-fold thresholds (re-derived from all pairs)",
+        "bootstrap": {"n_boot": int(n_boot), "level": float(level), "seed": seed,
+                      "resampled": "people (with all their probes), independently within each group"},
+        "labelled_people": n_people, "run": {"protocol": (record.get("config") or {}).get("protocol"),
+                                             "recognizer": (record.get("config") or {}).get("recognizer"),
+                                             "pairs": len(pairs["a"]), "created": record.get("created")},
+        "conditions": conditions,
+    }
+
+
+def _pct(x: float | None, digits: int = 1) -> str:
+    return "—" if x is None else f"{100 * x:.{digits}f}"
+
+
+def breakdown_markdown(result: dict[str, Any]) -> str:
+    """Two markdown tables: per condition and group, then the group differences of the identity drop."""
+    level = f"{100 * result['bootstrap']['level']:g} %"
+    lines = [f"Breakdown by {result['by']}: cosine to clean ({level} CI, people resampled), verification at the "
+             "run's per-fold thresholds", "",
+             "| condition | group | people | probes | cos to clean [CI] | pairs gen/imp | acc % | FNMR % | FMR % "
+             "| AUC |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for c in result["conditions"]:
+        for g in result["groups"]:
+            i, v = c["groups"][g]["identity"], c["groups"][g]["verification"]
+            if not i["n_probes"] and not v["n_pairs"]:
+                continue
+            cos = "—" if i["mean"] is None else f"{i['mean']:.4f} [{i['ci_low']:.4f}, {i['ci_high']:.4f}]"
+            auc = "—" if v["auc"] is None else f"{v['auc']:.4f}"
+            lines.append(f"| {c['label']} | {g} | {i['n_people']} | {i['n_probes']} | {cos} | {v['n_genuine']}/"
+                         f"{v['n_impostor']} | {_pct(v['accuracy'])} | {_pct(v['fnmr'])} | {_pct(v['fmr'])} | {auc} |")
+        m = c["mixed"]
+        if m["n_impostor"]:
+            lines.append(f"| {c['label']} | {MIXED} | | | | 0/{m['n_impostor']} | | | {_pct(m['fmr'])} | |")
+    diffs = [(c, g, d) for c in result["conditions"] for g, d in c["difference"].items()]
+    if diffs:
+        lines += ["", f"Identity drop (1 − cos to clean) of each group minus {result['reference']}'s, with a "
+                  f"{level} people-resampling bootstrap interval:", "",
+                  "| condition | difference | drop | reference drop | Δ drop [CI] |", "|---|---|---|---|---|"]
+        for c, g, d in diffs:
+            lines.append(f"| {c['label']} | {g} − {d['minus']} | {d['drop']:.4f} | {d['drop_reference']:.4f} | "
+                         f"{d['difference']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_breakdown(result: dict[str, Any], out: str | Path) -> Path:
+    """Mean cosine to clean against scale, one line per (restorer, group) with its bootstrap interval as error bars;
+    colour = group (colour-blind safe), line style = restorer."""
+    from .figure_io import new_figure, save_figure
+    from .figure_style import RESTORER_LINESTYLES, group_colour
+
+    conds = [c for c in result["conditions"] if c["scale"] is not None]
+    if not conds:
+        raise BreakdownError("the run has no degraded condition: nothing to plot against scale")
+    scales = sorted({c["scale"] for c in conds})
+    restorers = list(dict.fromkeys(c["restorer"] for c in conds))
+    fig, ax, plt = new_figure()
+    shown = [g for g in result["groups"] if any(c["groups"][g]["identity"]["n_probes"] for c in conds)]
+    for r_index, restorer in enumerate(restorers):
+        for g_index, g in enumerate(shown):
+            rows = [c for c in conds if c["restorer"] == restorer and c["groups"][g]["identity"]["mean"] is not None]
+            if not rows:
+                continue
+            x = np.array([c["scale"] for c in rows], dtype=float) * 2 ** (0.04 * (g_index - (len(shown) - 1) / 2))
+            y = np.array([c["groups"][g]["identity"]["mean"] for c in rows])
+            err = np.array([[v - c["groups"][g]["identity"]["ci_low"], c["groups"][g]["identity"]["ci_high"] - v]
+                            for c, v in zip(rows, y)]).T
+            name = "no restoration" if restorer == "none" else restorer
+            ax.errorbar(x, y, yerr=err, color=group_colour(g, g_index), capsize=2, marker="o", ms=3,
+                        linestyle=RESTORER_LINESTYLES[r_index % len(RESTORER_LINESTYLES)],
+                        label=f"{g} ({name})" if len(restorers) > 1 else g)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(scales, [f"x{s}" for s in scales])
+    ax.set_xlabel("degradation scale")
+    ax.set_ylabel("cosine to clean embedding")
+    ax.set_title(f"Identity preserved by {result['by']} ({100 * result['bootstrap']['level']:g} % CI, people "
+                 "resampled)")
+    ax.legend(frameon=False)
+    ax.grid(alpha=0.3, lw=0.4)
+    return save_figure(fig, plt, out)
+
+
+def write_breakdown(result: dict[str, Any], run_dir: str | Path, *, figure: str | Path | None = None
+                    ) -> dict[str, Path]:
+    """Write ``breakdown-<by>.json`` and ``.md`` into ``run_dir`` (atomically) and the figure (default
+    ``run_dir/figures/breakdown-<by>.png``); returns their paths."""
+    from ..files import atomic_write_text
+
+    run_dir = Path(run_dir)
+    stem = f"breakdown-{result['by']}"
+    paths = {"json": run_dir / f"{stem}.json", "markdown": run_dir / f"{stem}.md"}
+    atomic_write_text(paths["json"], json.dumps(result, indent=1, allow_nan=False) + "\n")
+    atomic_write_text(paths["markdown"], breakdown_markdown(result))
+    paths["figure"] = plot_breakdown(result, figure or run_dir / "figures" / f"{stem}.png")
+    return paths
