@@ -9,13 +9,13 @@ EPILOG = """\b
 Examples:
   restorever breakdown runs/lfw --by gender
   restorever breakdown runs/lfw --by gender --reference male --figure paper/gender.pdf
-  restorever breakdown runs/lfw --by age --bootstrap 5000
+  restorever breakdown runs/lfw --bootstrap 5000 --level 0.9
 """
 
 
 @click.command("breakdown", epilog=EPILOG)
 @click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--by", type=click.Choice(["gender", "age"]), default="gender", show_default=True,
+@click.option("--by", type=click.Choice(["gender"]), default="gender", show_default=True,
               help="Attribute whose groups are compared (labels from the run protocol's `labels` section).")
 @click.option("--reference", default=None,
               help="Group the others are compared with (default: the labelled group with the most probes).")
