@@ -34,8 +34,8 @@ import numpy as np
 __all__ = [
     "person_of", "person_clusters", "pair_clusters", "CLUSTERINGS", "pair_decisions", "McNemarResult", "mcnemar",
     "ClusteredMcNemarResult", "clustered_mcnemar",
-    "BootstrapResult", "cluster_bootstrap_replicates", "cluster_bootstrap_difference", "ESTIMATORS", "fold_weights", "compare_conditions",
-    "add_comparisons",
+    "BootstrapResult", "cluster_bootstrap_replicates", "cluster_bootstrap_difference", "ESTIMATORS", "fold_weights",
+    "compare_conditions", "add_comparisons",
 ]
 
 log = logging.getLogger(__name__)
