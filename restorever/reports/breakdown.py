@@ -139,7 +139,9 @@ def identity_by_group(per_item: Mapping[str, float], groups: Mapping[str, str], 
     """Mean cosine to clean of each group's probes, with a people-resampling bootstrap interval.
 
     Returns ``({group: {"mean", "ci_low", "ci_high", "n_probes", "n_people"}}, {group: replicate means})``; a group
-    without probes gets ``mean`` None. Group ``names[i]`` draws with seed ``seed + i``.
+    without probes gets ``mean`` None. A group of one person gets no interval (``ci_low``/``ci_high`` None, no
+    replicates): resampling one person repeats their mean, a zero-width interval that says nothing about the group.
+    Group ``names[i]`` draws with seed ``seed + i``.
     """
     items = list(per_item)
     cos = np.array([float(per_item[i]) for i in items], dtype=np.float64)
@@ -153,10 +155,11 @@ def identity_by_group(per_item: Mapping[str, float], groups: Mapping[str, str], 
             out[g] = {"mean": None, "ci_low": None, "ci_high": None, "n_probes": 0, "n_people": 0}
             continue
         stats, k = cluster_bootstrap_replicates(cos[mask], people[mask], n_boot=n_boot, seed=seed + g_index)
-        low, high = _interval(stats, level)
+        low, high = _interval(stats, level) if k > 1 else (None, None)
         out[g] = {"mean": float(cos[mask].mean()), "ci_low": low, "ci_high": high, "n_probes": int(mask.sum()),
                   "n_people": int(k)}
-        reps[g] = stats
+        if k > 1:
+            reps[g] = stats
     return out, reps
 
 
@@ -238,10 +241,14 @@ def breakdown(record: dict[str, Any], groups: Mapping[str, str], classes: Sequen
         }
         if cond.get("scale") is not None:
             for g in classes:
-                if g == reference or g not in reps or reference not in reps:
+                if g == reference or ident[g]["mean"] is None or ident[reference]["mean"] is None:
                     continue
-                diff = (1.0 - reps[g]) - (1.0 - reps[reference])
-                low, high = _interval(diff, level)
+                low = high = None  # no interval when either group has a single person
+                if g in reps and reference in reps:
+                    low, high = _interval((1.0 - reps[g]) - (1.0 - reps[reference]), level)
+                else:
+                    log.warning("%s: %s − %s has no interval: a group of one person cannot be resampled",
+                                condition_label(cond), g, reference)
                 entry["difference"][g] = {
                     "minus": reference, "drop": 1.0 - ident[g]["mean"],
                     "drop_reference": 1.0 - ident[reference]["mean"],
@@ -267,6 +274,11 @@ def _pct(x: float | None, digits: int = 1) -> str:
     return "—" if x is None else f"{100 * x:.{digits}f}"
 
 
+def _ci(low: float | None, high: float | None, fmt: str) -> str:
+    """``[low, high]``, or ``[no CI: 1 person]`` for a group too small to resample."""
+    return "[no CI: 1 person]" if low is None or high is None else f"[{low:{fmt}}, {high:{fmt}}]"
+
+
 def breakdown_markdown(result: dict[str, Any]) -> str:
     """Two markdown tables: per condition and group, then the group differences of the identity drop."""
     level = f"{100 * result['bootstrap']['level']:g} %"
@@ -280,7 +292,7 @@ def breakdown_markdown(result: dict[str, Any]) -> str:
             i, v = c["groups"][g]["identity"], c["groups"][g]["verification"]
             if not i["n_probes"] and not v["n_pairs"]:
                 continue
-            cos = "—" if i["mean"] is None else f"{i['mean']:.4f} [{i['ci_low']:.4f}, {i['ci_high']:.4f}]"
+            cos = "—" if i["mean"] is None else f"{i['mean']:.4f} {_ci(i['ci_low'], i['ci_high'], '.4f')}"
             auc = "—" if v["auc"] is None else f"{v['auc']:.4f}"
             lines.append(f"| {c['label']} | {g} | {i['n_people']} | {i['n_probes']} | {cos} | {v['n_genuine']}/"
                          f"{v['n_impostor']} | {_pct(v['accuracy'])} | {_pct(v['fnmr'])} | {_pct(v['fmr'])} | {auc} |")
@@ -294,7 +306,7 @@ def breakdown_markdown(result: dict[str, Any]) -> str:
                   "| condition | difference | drop | reference drop | Δ drop [CI] |", "|---|---|---|---|---|"]
         for c, g, d in diffs:
             lines.append(f"| {c['label']} | {g} − {d['minus']} | {d['drop']:.4f} | {d['drop_reference']:.4f} | "
-                         f"{d['difference']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] |")
+                         f"{d['difference']:+.4f} {_ci(d['ci_low'], d['ci_high'], '+.4f')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -318,8 +330,9 @@ def plot_breakdown(result: dict[str, Any], out: str | Path) -> Path:
                 continue
             x = np.array([c["scale"] for c in rows], dtype=float) * 2 ** (0.04 * (g_index - (len(shown) - 1) / 2))
             y = np.array([c["groups"][g]["identity"]["mean"] for c in rows])
-            err = np.array([[v - c["groups"][g]["identity"]["ci_low"], c["groups"][g]["identity"]["ci_high"] - v]
-                            for c, v in zip(rows, y)]).T
+            ci = [c["groups"][g]["identity"] for c in rows]  # a one-person group has no interval: no error bar
+            err = np.array([[0.0, 0.0] if i["ci_low"] is None else [v - i["ci_low"], i["ci_high"] - v]
+                            for i, v in zip(ci, y)]).T
             name = "no restoration" if restorer == "none" else restorer
             ax.errorbar(x, y, yerr=err, color=group_colour(g, g_index), capsize=2, marker="o", ms=3,
                         linestyle=RESTORER_LINESTYLES[r_index % len(RESTORER_LINESTYLES)],

@@ -11,8 +11,9 @@ from click.testing import CliRunner
 
 from restorever.cli import cli
 from restorever.metrics.verification import best_threshold, verification_report
-from restorever.reports.breakdown import (MIXED, UNLABELLED, BreakdownError, breakdown, check_record,
-                                          load_person_groups, pair_groups, person_groups, verification_by_group)
+from restorever.reports.breakdown import (MIXED, UNLABELLED, BreakdownError, breakdown, breakdown_markdown,
+                                          check_record, load_person_groups, pair_groups, person_groups,
+                                          verification_by_group)
 
 from .conftest import make_record
 
@@ -68,13 +69,28 @@ def test_hand_computed_identity_and_difference():
     assert f["mean"] == pytest.approx(0.75) and f["n_probes"] == 4 and f["n_people"] == 2
     # two people: a replicate is A,A (0.9), B,B (0.7) or A,B (0.75), each of the first two with probability 1/4
     assert (f["ci_low"], f["ci_high"]) == pytest.approx((0.7, 0.9))
-    assert m["mean"] == pytest.approx(0.5) and (m["ci_low"], m["ci_high"]) == pytest.approx((0.5, 0.5))
+    # male is one person (C): resampling them repeats their mean, so there is no interval rather than [0.5, 0.5]
+    assert m["mean"] == pytest.approx(0.5) and m["n_people"] == 1 and m["ci_low"] is None and m["ci_high"] is None
     d = x8["difference"]["female"]
     assert d["minus"] == "male"
     assert d["difference"] == pytest.approx((1 - 0.75) - (1 - 0.5))
-    assert (d["ci_low"], d["ci_high"]) == pytest.approx((-0.4, -0.2))
+    assert d["ci_low"] is None and d["ci_high"] is None  # not female's spread alone, presented as the difference's
     assert clean["difference"] == {}
     assert x8["groups"][UNLABELLED]["identity"]["n_probes"] == 0
+    assert "0.5000 [no CI: 1 person]" in breakdown_markdown(res)
+
+
+def test_hand_computed_difference_interval_two_people_per_group():
+    rec = tiny_record()
+    rec["conditions"][1]["identity"]["per_item"][_img("D1")] = 0.7  # a second male person, probe only
+    res = breakdown(rec, {**GROUPS, "D": "male"}, CLASSES, reference="male", n_boot=2000)
+    m, d = res["conditions"][1]["groups"]["male"]["identity"], res["conditions"][1]["difference"]["female"]
+    # male replicates: C,C 0.5 and D,D 0.7 (1/4 each), C,D (4 * 0.5 + 0.7) / 5 = 0.54 (1/2)
+    assert (m["mean"], m["n_people"]) == (pytest.approx(0.54), 2) and (m["ci_low"], m["ci_high"]) == pytest.approx(
+        (0.5, 0.7))
+    # female - male drop = male cos - female cos: extremes 0.5 - 0.9 and 0.7 - 0.7, each with probability 1/16
+    assert d["difference"] == pytest.approx(0.54 - 0.75)
+    assert (d["ci_low"], d["ci_high"]) == pytest.approx((-0.4, 0.0), abs=1e-12)
 
 
 def _parity_groups(record: dict) -> dict[str, str]:
