@@ -106,7 +106,8 @@ def load_person_groups(record: dict[str, Any], run_dir: str | Path, by: str) -> 
 
 def check_record(record: dict[str, Any], source: str = "results.json") -> None:
     """:class:`BreakdownError` unless ``record`` is a verification run with pair ids, stored scores and per-probe
-    identity in every degraded condition."""
+    identity in every degraded condition, and each image's folder is the person its file name reads as
+    (``PERSON/PERSON_NNNN.jpg``: the label lists name files, not folders)."""
     conds = record.get("conditions") or []
     if not any(c.get("verification") for c in conds):
         raise BreakdownError(f"{source}: no condition has verification results; breakdown needs a `restorever eval` "
@@ -125,6 +126,12 @@ def check_record(record: dict[str, Any], source: str = "results.json") -> None:
             raise BreakdownError(f"{source}: conditions[{i}] ({condition_label(c)}) has no identity.per_item "
                                  "(each probe's cosine to its clean embedding); rerun it with `restorever eval` of "
                                  "this version")
+    for item in dict.fromkeys([*(pairs.get("a") or ()), *(pairs.get("b") or ())]):
+        parts = str(item).replace("\\", "/").split("/")
+        if len(parts) >= 2 and parts[-2] != person(item):
+            raise BreakdownError(f"{source}: image {item} is in folder {parts[-2]} but its name reads as person "
+                                 f"{person(item)}; the label lists key people by LFW-style names, so name the images "
+                                 "PERSON/PERSON_NNNN.jpg (and list them as PERSON_NNNN.jpg)")
 
 
 def _interval(stats: np.ndarray, level: float) -> tuple[float, float]:

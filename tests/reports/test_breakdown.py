@@ -200,3 +200,17 @@ def test_breakdown_cli_real_run(real_run, lfw_root, tmp_path):
     result = CliRunner().invoke(cli, ["breakdown", str(broken)])
     assert result.exit_code == 2 and "no identity.per_item" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_images_not_named_after_their_folder_are_refused():
+    # a pairs-csv layout alice/IMG_0001.jpg, bob/IMG_0002.jpg: read by file name, every image would be person "IMG"
+    # (one person for the bootstrap, one label for all); the folders are the people
+    rec = tiny_record()
+    for side in ("a", "b"):
+        rec["pairs"][side] = [i.replace("lfw-deepfunneled/", "photos/").replace(f"/{Path(i).stem[0]}_", "/IMG_")
+                              for i in rec["pairs"][side]]
+    assert rec["pairs"]["b"][0] == "photos/A/IMG_0002.jpg"
+    with pytest.raises(BreakdownError, match=r"image photos/A/IMG_0001.jpg is in folder A but its name reads as "
+                                             r"person IMG.*PERSON/PERSON_NNNN.jpg"):
+        check_record(rec)
+    check_record(tiny_record())  # LFW names: folder and name agree
