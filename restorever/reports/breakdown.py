@@ -83,8 +83,11 @@ def load_person_groups(record: dict[str, Any], run_dir: str | Path, by: str) -> 
     cfg = record.get("config") or {}
     if not cfg.get("protocol"):
         raise BreakdownError(f"{run_dir}: results.json records no config.protocol, so its labels cannot be found")
-    protocol = load_protocol(cfg["protocol"], data_root=resolve_recorded_path(cfg.get("data_root"), record,
-                                                                              Path(run_dir)),
+    # a protocol given as a relative YAML path (--protocol my.yaml) is found from the run's start folder, as the
+    # data root and pairs file are; a protocol name is kept as it is
+    spec = resolve_recorded_path(cfg["protocol"], record, Path(run_dir))
+    protocol = load_protocol(spec if Path(spec).is_file() else cfg["protocol"],
+                             data_root=resolve_recorded_path(cfg.get("data_root"), record, Path(run_dir)),
                              pairs=resolve_recorded_path(cfg.get("pairs"), record, Path(run_dir)), download=False)
     section = (protocol.spec.get("labels") or {}).get(by)
     if not isinstance(section, dict):

@@ -161,6 +161,22 @@ def test_protocol_without_labels(tmp_path, lfw_root):
         load_person_groups(rec, tmp_path, "gender")
 
 
+def test_protocol_yaml_given_relative_to_the_start_folder(tmp_path, lfw_root, monkeypatch):
+    # `restorever eval --protocol my.yaml --out run` from proj/, then `restorever breakdown proj/run` from elsewhere
+    from tests.conftest import REPO
+
+    proj = tmp_path / "proj"
+    (proj / "run").mkdir(parents=True)
+    (proj / "my.yaml").write_text((REPO / "protocols" / "lfw.yaml").read_text().replace("protocol: lfw",
+                                                                                        "protocol: mine"))
+    rec = tiny_record()
+    rec["config"] = {"protocol": "my.yaml", "data_root": str(lfw_root), "out": "run"}
+    monkeypatch.chdir(tmp_path)
+    groups, classes, info = load_person_groups(rec, proj / "run", "gender")
+    assert info["protocol"] == "mine" and classes == ["female", "male"]
+    assert groups["Aaron_Peirsol"] == "male" and groups["Serena_Williams"] == "female"
+
+
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory, lfw_root):
     tmp = tmp_path_factory.mktemp("breakdown")
