@@ -75,20 +75,14 @@ def load_person_groups(record: dict[str, Any], run_dir: str | Path, by: str) -> 
     """
     from ..attributes.groups import AttributeSchema
     from ..pipeline.identification import load_labels
-    from ..protocol import load_protocol
-    from ..validate.common import resolve_recorded_path
+    from ..validate.common import load_recorded_protocol
 
     if by not in ATTRIBUTES:
         raise BreakdownError(f"--by must be one of {', '.join(ATTRIBUTES)}, got {by!r}")
     cfg = record.get("config") or {}
     if not cfg.get("protocol"):
         raise BreakdownError(f"{run_dir}: results.json records no config.protocol, so its labels cannot be found")
-    # a protocol given as a relative YAML path (--protocol my.yaml) is found from the run's start folder, as the
-    # data root and pairs file are; a protocol name is kept as it is
-    spec = resolve_recorded_path(cfg["protocol"], record, Path(run_dir))
-    protocol = load_protocol(spec if Path(spec).is_file() else cfg["protocol"],
-                             data_root=resolve_recorded_path(cfg.get("data_root"), record, Path(run_dir)),
-                             pairs=resolve_recorded_path(cfg.get("pairs"), record, Path(run_dir)), download=False)
+    protocol = load_recorded_protocol(record, Path(run_dir))  # files found from the run's start folder
     section = (protocol.spec.get("labels") or {}).get(by)
     if not isinstance(section, dict):
         raise BreakdownError(f"protocol {protocol.name} has no labels.{by} section: add one to its YAML (as in "

@@ -143,3 +143,16 @@ def resolve_recorded_path(value: Any, record: dict[str, Any], run: Path) -> Any:
     if origin is not None and (origin / value).exists():
         return str(origin / value)
     return value
+
+
+def load_recorded_protocol(record: dict[str, Any], run: Path):
+    """The :class:`~restorever.protocol.Protocol` a record's ``config`` names, its files found as the run found
+    them: a protocol given as a relative YAML path (``--protocol my.yaml``), the data root and the pairs file from
+    the run's start folder (:func:`resolve_recorded_path`); a protocol name as it is. Never downloads."""
+    from ..protocol import load_protocol
+
+    cfg = record.get("config") or {}
+    spec = resolve_recorded_path(cfg["protocol"], record, run)
+    return load_protocol(spec if isinstance(spec, str) and Path(spec).is_file() else cfg["protocol"],
+                         data_root=resolve_recorded_path(cfg.get("data_root"), record, run),
+                         pairs=resolve_recorded_path(cfg.get("pairs"), record, run), download=False)

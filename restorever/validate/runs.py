@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import RestoreverError
 from ..pipeline.records import RunRecord, is_identification
 from .common import (MAX_RESULTS_BYTES, RESULTS_FILE, VALIDATOR_ERROR, RunValidation, compare, condition_label, cut,
-    resolve_recorded_path, short)
+    load_recorded_protocol, short)
 from .run_cache import check_cache as _check_cache
 from .schema import IDENT_SCHEMA, schema_problems
 
@@ -467,10 +467,8 @@ def _check_pairs(record: dict[str, Any], run: Path, report: RunValidation) -> No
                             f"in protocol.failed_images")
     try:
         from ..pipeline.evaluate import limit_pairs
-        from ..protocol import load_protocol
 
-        protocol = load_protocol(cfg["protocol"], data_root=resolve_recorded_path(cfg.get("data_root"), record, run),
-                                 pairs=resolve_recorded_path(cfg.get("pairs"), record, run), download=False)
+        protocol = load_recorded_protocol(record, run)
         wanted = limit_pairs(protocol.pairs, cfg.get("limit_pairs"))
         if proto.get("name") != protocol.name:
             problems.append(f"protocol.name is {short(proto.get('name'))} but config.protocol {short(cfg['protocol'])} "

@@ -278,3 +278,20 @@ def test_validate_protocols_takes_a_protocol_name(tmp_path, monkeypatch):
     assert result.exit_code == 0 and f"{tmp_path / 'myfaces.yaml'}: valid" in result.output
     assert "lfw.yaml: valid" in result.output
     assert "nosuch: no such file" in _invoke("validate", "--protocols", "nosuch").output
+
+
+def test_a_protocol_yaml_given_by_a_relative_path_is_checked_from_another_folder(run_copy, tmp_path, monkeypatch):
+    """`restorever eval --protocol my.yaml` from the project folder, then `restorever validate` from elsewhere: the
+    data root and pairs file were found from the run's start folder but the protocol YAML was not, so the check of
+    the pairs against the protocol became a note ("its files cannot be read") instead of being made."""
+    from tests.conftest import REPO
+
+    run, _ = run_copy
+    (tmp_path / "my.yaml").write_text((REPO / "protocols" / "pairs-csv.yaml").read_text())
+    _edit(run, lambda r: r["config"].update(protocol="my.yaml", out="run"))  # run = tmp_path/run, started in tmp_path
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    report = check_run(run)
+    assert not any("labels not checked" in n for n in report.notes), report.notes
+    assert report.checked["pairs checked against the protocol"] > 0
