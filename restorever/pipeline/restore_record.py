@@ -83,6 +83,11 @@ class RestoreRecord:
         if not isinstance(data, dict) or data.get("record_version") != RECORD_VERSION:
             raise RestoreverError(f"{self.path}: not a restore record of version {RECORD_VERSION}; delete it or "
                                   f"choose a new --out")
+        inputs = data.get("inputs", {})
+        if not isinstance(data.get("settings", {}), dict) or not isinstance(inputs, dict) \
+                or not all(isinstance(entry, dict) for entry in inputs.values()):
+            raise RestoreverError(f"{self.path}: damaged record ('settings' and each entry of 'inputs' must be JSON "
+                                  f"objects); delete it or choose a new --out")
         return data
 
     def done(self, name: str, sha256: str) -> bool:
