@@ -124,16 +124,19 @@ def _refuse_collisions(targets: dict[str, Path], what: str) -> None:
         seen[key] = source
 
 
-def _write_png(path: Path, array) -> None:
+def _write_png(path: Path, array) -> str:
+    """Write ``array`` (HxWx3 or HxWx4 uint8) to ``path`` as PNG, atomically; returns the file's sha256 (hex)."""
     from PIL import Image
 
     from ..files import atomic_write_bytes
+    import hashlib
     import io
 
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())
+    return hashlib.sha256(buf.getvalue()).hexdigest()
 
 
 #: a detected face whose 512x512 crop spans fewer photo pixels than this (enlarged more than x8) is reported
@@ -189,9 +192,10 @@ def restore_command(images, restorer, weights, aligned, detector, faces_mode, mi
 
     \b
     OUT/restore.json records the restorer, its weights (file, sha256), options, seed, detector, alignment fit and
-    faces mode, and per output its input's sha256, the faces restored (boxes, landmarks), notes and skips. A rerun
-    into the same OUT keeps each output whose file exists and whose input sha256 matches, and restores the rest
-    (a run killed half-way resumes); other settings are refused unless --overwrite.
+    faces mode, and per output its input's sha256, its own sha256, the faces restored (boxes, landmarks), notes
+    and skips. A rerun into the same OUT keeps each output whose input sha256 matches and whose file still has
+    its recorded sha256, and restores the rest (a run killed half-way resumes; an output damaged or replaced
+    since is redone); other settings are refused unless --overwrite.
 
     The stages are the evaluation pipeline's (``pipeline.stages``: one-image detection, ``ffhq_512`` alignment,
     restoration with out-of-memory back-off and 8-bit output) and the seeds are ``item_seed(seed, file name)``
@@ -312,12 +316,12 @@ def restore_command(images, restorer, weights, aligned, detector, faces_mode, mi
                 restored = np.dstack([restored, alpha])
                 notes[path].append("its alpha channel (transparency) was copied unchanged to the output; only the "
                                    "colours were restored")
-            _write_png(out / names[path], restored)
+            written = _write_png(out / names[path], restored)
             faces_record = [] if found is None else [
                 {"box": [round(float(v), 2) for v in f.box], "landmarks": np.asarray(f.landmarks, np.float32).tolist(),
                  "score": round(float(f.score), 4), "seed_item": i} for f, i in zip(found, ids)]
-            record.add(names[path], {"input": str(path), "sha256": digests[path], "aligned": found is None,
-                                     "faces": faces_record, "notes": notes[path]})
+            record.add(names[path], {"input": str(path), "sha256": digests[path], "output_sha256": written,
+                                     "aligned": found is None, "faces": faces_record, "notes": notes[path]})
     finally:
         record.save()
     lines = [f"{path}: {note}" for path in images for note in notes[path]]

@@ -2,8 +2,9 @@
 
 The record holds the run's settings (restorer, weights sha256, restorer options, seed, detector, alignment fit,
 faces mode, minimum face size, aligned/detect) and one entry per output file (``NAME.png``): the input's path and
-sha256, the faces restored (boxes and landmarks in photo pixels), notes, or the reason it was skipped. A rerun
-into the same folder keeps an output whose file exists and whose entry has the same input sha256, and refuses
+sha256, the output file's sha256, the faces restored (boxes and landmarks in photo pixels), notes, or the reason it
+was skipped. A rerun into the same folder keeps an output whose entry has the same input sha256 and whose file
+still has the recorded sha256 (a truncated, corrupted or replaced output is restored again), and refuses
 other settings rather than mix two kinds of output in one folder. Every write is atomic; during a run the record
 is rewritten at most every :data:`SAVE_EVERY_S` seconds (rewriting a large collection's record after every image
 would write its size squared), so a killed run redoes at most that much work, and never trusts an unrecorded
@@ -11,6 +12,7 @@ output.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -19,6 +21,7 @@ from typing import Any, Mapping
 
 from ..errors import RestoreverError
 from ..files import atomic_write_text
+from ..images import read_file_bytes
 
 __all__ = ["RECORD_NAME", "RestoreRecord", "run_settings"]
 
@@ -91,10 +94,24 @@ class RestoreRecord:
         return data
 
     def done(self, name: str, sha256: str) -> bool:
-        """True when output ``name`` exists and its entry was restored from an input with this sha256."""
+        """True when output ``name``'s entry was restored from an input with this sha256 and the file still holds
+        the bytes that run wrote (its ``output_sha256``): an output truncated, corrupted or replaced since, or
+        an entry without that digest, is restored again rather than trusted because the file exists."""
         entry = self.entries.get(name)
-        return (entry is not None and entry.get("sha256") == sha256 and "skipped" not in entry
-                and (self.path.parent / name).is_file())
+        if entry is None or entry.get("sha256") != sha256 or "skipped" in entry:
+            return False
+        expected = entry.get("output_sha256")
+        if not isinstance(expected, str):
+            return False
+        try:  # not a plain read: a FIFO put there by hand must not hang the run
+            data = read_file_bytes(self.path.parent / name, max_bytes=1 << 32, what="output")
+        except (RestoreverError, OSError):  # gone, a folder, not a regular file, unreadable: restore it again
+            return False
+        if hashlib.sha256(data).hexdigest() != expected:
+            logger.warning("%s: not the file restorever wrote (changed or damaged since); restoring it again",
+                           self.path.parent / name)
+            return False
+        return True
 
     def add(self, name: str, entry: dict[str, Any]) -> None:
         """Record ``entry`` for output ``name``; save the record when the last save is over ``SAVE_EVERY_S`` old."""

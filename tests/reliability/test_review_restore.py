@@ -1,6 +1,7 @@
 """A second review of `restorever restore`'s record and resume (restore.json), on real faces with `none` and MTCNN."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -53,3 +54,28 @@ def test_names_in_the_record_are_never_written_to(faces_root, tmp_path):
     result = _invoke("restore", photo, "--restorer", "none", "--device", "cpu", "--out", out)
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "a" / "x.png").exists() and (out / "madonna_0001.png").is_file()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "replaced"])
+def test_an_output_damaged_or_replaced_since_is_restored_again(faces_root, tmp_path, damage):
+    """Resume kept any output whose file existed: a PNG truncated or overwritten by hand (or another picture saved
+    under its name) was counted as "already restored" and left in the folder. The record now holds each output's
+    sha256, and a file that no longer has it is restored again (the same bytes as the first run)."""
+    out = tmp_path / "o"
+    first, second = _photo(faces_root), _photo(faces_root, "elton_john")
+    assert _invoke("restore", first, second, "--restorer", "none", "--device", "cpu", "--out", out).exit_code == 0
+    good = (out / "madonna_0001.png").read_bytes()
+    kept = (out / "elton_john_0001.png").stat().st_mtime_ns
+    if damage == "truncated":
+        (out / "madonna_0001.png").write_bytes(good[:2000])
+    elif damage == "garbage":
+        (out / "madonna_0001.png").write_bytes(b"not a png")
+    else:
+        Image.open(second).save(out / "madonna_0001.png")
+    result = _invoke("restore", first, second, "--restorer", "none", "--device", "cpu", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "wrote 1 image(s)" in result.output and "kept 1 already restored" in result.output
+    assert (out / "madonna_0001.png").read_bytes() == good
+    assert (out / "elton_john_0001.png").stat().st_mtime_ns == kept  # an intact output is still kept untouched
+    entry = json.loads((out / "restore.json").read_text())["inputs"]["madonna_0001.png"]
+    assert entry["output_sha256"] == hashlib.sha256(good).hexdigest()
