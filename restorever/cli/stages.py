@@ -290,6 +290,11 @@ def restore_command(images, restorer, weights, aligned, detector, faces_mode, mi
         raise RestoreverError(f"{first}{more}; nothing written; rerun with --on-error skip to restore the others")
     for path, reason in failed.items():
         record.entries[names[path]] = {"input": str(path), "sha256": digests.get(path), "skipped": reason}
+        if (out / names[path]).exists():  # an earlier run's output of what this input held then; never deleted
+            notes[path].append(f"{out / names[path]} is not this input's restoration (an earlier run's output of "
+                               f"another file, or of an earlier version of this one); it is left in the folder: "
+                               f"delete it, or fix the input and rerun")
+            record.entries[names[path]]["notes"] = notes[path]
     try:  # a run stopped by an error keeps the record of what it finished
         for path in tqdm(list(chosen), desc="restore", unit="image"):
             photo = to_tensor([read_image(path)]).to(dev)

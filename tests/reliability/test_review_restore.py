@@ -79,3 +79,23 @@ def test_an_output_damaged_or_replaced_since_is_restored_again(faces_root, tmp_p
     assert (out / "elton_john_0001.png").stat().st_mtime_ns == kept  # an intact output is still kept untouched
     entry = json.loads((out / "restore.json").read_text())["inputs"]["madonna_0001.png"]
     assert entry["output_sha256"] == hashlib.sha256(good).hexdigest()
+
+
+def test_a_skipped_input_names_the_earlier_output_left_under_its_name(faces_root, tmp_path):
+    """An input restored once and then replaced by a faceless picture was skipped on the rerun, while the folder
+    kept OUT/NAME.png restored from its old content without a word (restore.json said only "skipped"), so a
+    downstream script reading OUT/*.png took it for this input's restoration. The output is still never deleted,
+    but a note on stderr and in the record says it does not come from this input."""
+    src, out = tmp_path / "s.png", tmp_path / "o"
+    Image.open(_photo(faces_root)).save(src)
+    assert _invoke("restore", src, "--restorer", "none", "--device", "cpu", "--out", out).exit_code == 0
+    Image.new("RGB", (100, 100), (128, 128, 128)).save(src)
+    result = _invoke("restore", src, "--restorer", "none", "--device", "cpu", "--on-error", "skip", "--out", out)
+    assert result.exit_code == 0 and "skipped 1" in result.output, result.output
+    assert "s.png is not this input's restoration (an earlier run's output" in result.output
+    assert (out / "s.png").is_file()
+    entry = json.loads((out / "restore.json").read_text())["inputs"]["s.png"]
+    assert "no face found" in entry["skipped"] and "left in the folder" in entry["notes"][0]
+    fresh = _invoke("restore", src, "--restorer", "none", "--device", "cpu", "--on-error", "skip", "--out",
+                    tmp_path / "p")
+    assert "note:" not in fresh.output  # no output under its name: nothing to say
