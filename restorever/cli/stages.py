@@ -95,8 +95,10 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
     atomic_write_text(out / "params.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
     # what params.jsonl alone cannot say: the degradation runs on the unquantised aligned crop (as in eval), not
     # on clean/*.png, so an exact replay re-aligns the source photo with these landmarks (docs/reliability.md)
-    manifest = {"restorever_version": restorever_version(), "protocol": proto.name, "data_root": str(proto.root),
-                "pairs": str(pairs) if pairs else None, "degradation": degradation, "scales": scale_list,
+    # absolute (symlinks kept as named): a relative --data-root would name nothing to a reader in another folder
+    manifest = {"restorever_version": restorever_version(), "protocol": proto.name,
+                "data_root": os.path.abspath(proto.root), "pairs": os.path.abspath(pairs) if pairs else None,
+                "degradation": degradation, "scales": scale_list,
                 "seed": seed, "degrade_side": side, "limit_pairs": limit_pairs, "detector": detector,
                 "alignment_fit": alignment_fit(proto.spec), "template": "ffhq_512", "device": dev.type,
                 "faces": {i: {"sha256": info[i].sha256, "landmarks": np.asarray(info[i].landmarks, np.float32)

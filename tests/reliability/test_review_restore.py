@@ -99,3 +99,20 @@ def test_a_skipped_input_names_the_earlier_output_left_under_its_name(faces_root
     fresh = _invoke("restore", src, "--restorer", "none", "--device", "cpu", "--on-error", "skip", "--out",
                     tmp_path / "p")
     assert "note:" not in fresh.output  # no output under its name: nothing to say
+
+
+def test_degrade_manifest_names_the_source_photos_from_any_folder(lfw_root, tmp_path, monkeypatch):
+    """manifest.json recorded --data-root as typed: run with a relative one, it named nothing to a replay (or a
+    reader) in another folder. It now holds the absolute path (a symlink's own name kept), and every recorded item
+    is a file under it."""
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "lfw").symlink_to(lfw_root, target_is_directory=True)
+    monkeypatch.chdir(tmp_path / "work")
+    result = _invoke("degrade", "--data-root", "lfw", "--limit-pairs", "2", "--scales", "4", "--device", "cpu",
+                     "--out", "deg")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "work" / "deg" / "manifest.json").read_text())
+    monkeypatch.chdir(tmp_path)
+    root = Path(manifest["data_root"])
+    assert root == tmp_path / "work" / "lfw" and root.is_absolute()
+    assert manifest["faces"] and all((root / item).is_file() for item in manifest["faces"])
