@@ -100,3 +100,16 @@ def test_seed_is_a_whole_number():
         config = EvalConfig(seed=given)
         config.validate()
         assert type(config.seed) is int and config.seed == 3
+
+
+def test_scales_given_as_a_tuple_or_array():
+    import numpy as np
+
+    from restorever.pipeline.evaluate import EvalConfig
+
+    # the library's scales=(8, 16) ran before scales were normalised, then failed with a bare TypeError (a tuple
+    # cannot be assigned into); a numpy array kept its numpy.int64 elements
+    for given in ((8, 16.0), np.array([8, 16]), range(8, 17, 8)):
+        config = EvalConfig(scales=given)
+        config.validate()
+        assert config.scales == [8, 16] and all(type(s) is int for s in config.scales)

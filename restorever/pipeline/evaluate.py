@@ -98,7 +98,7 @@ class EvalConfig:
         whole = [_whole_number(s) for s in self.scales]
         if any(w is None or w < 1 for w in whole):  # keys and labels hold int(scale): x4.5 would run, cached as x4
             raise ConfigError("scales", f"must be positive integers, got {self.scales}")
-        self.scales[:] = whole  # 4.0, "4" and numpy.int64(4) are the scale 4 everywhere
+        self.scales = whole  # 4.0, "4", numpy.int64(4) are the scale 4 everywhere; a tuple/array becomes a list
         if not self.restorers:
             raise ConfigError("restorers", "needs at least one name (e.g. ['none'])")
         route_restorer_weights(self.restorers, self.restorer_weights)  # ConfigError for weights no restorer takes
