@@ -419,22 +419,24 @@ class SCRFDDetector:
         return out
 
 
-#: sha256 of model files already hashed in this process, by (resolved path, mtime in ns, size in bytes)
-_FILE_SHA256: dict[tuple[str, int, int], str] = {}
+#: sha256 of model files already hashed in this process, by (resolved path, inode, size in bytes, mtime and ctime
+#: in ns): a file moved over the old one keeps its own mtime (``mv``, ``cp -p``, archives), but gets another inode
+#: or ctime
+_FILE_SHA256: dict[tuple[str, int, int, int, int], str] = {}
 
 
 def detector_file_sha256(name: str, model_path: str | os.PathLike | None = None) -> str | None:
     """Hex sha256 of the model file detector ``name`` loads, a part of its landmark cache keys: the SCRFD ONNX file
     :class:`SCRFDDetector` would open (first of :func:`scrfd_candidate_paths`), or None when there is none. MTCNN
     gives None: its weights ship inside the pinned facenet-pytorch package, so its name fixes them. A file is hashed
-    once per process and version (path, mtime, size)."""
+    once per process and version (path, inode, size, mtime, ctime)."""
     if resolve_detector(name, model_path) != "scrfd":
         return None
     found = next((p for p in scrfd_candidate_paths(model_path) if p.is_file()), None)
     if found is None:
         return None
     stat = found.stat()
-    version = (str(found.resolve()), stat.st_mtime_ns, stat.st_size)
+    version = (str(found.resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
     if version not in _FILE_SHA256:
         from .hub import sha256_file
 

@@ -372,3 +372,22 @@ def test_detection_from_several_threads_keeps_facenet_as_shipped(mtcnn, faces_ro
         results = list(pool.map(lambda _: mtcnn.detect([a10, a9])[0], range(8)))
     assert all(np.abs(r.landmarks - alone.landmarks).max() < 1e-3 for r in results)
     assert (module.batched_nms, module.batched_nms_numpy) == originals
+
+
+def test_scrfd_file_hash_follows_a_file_moved_over_the_old_one(tmp_path, monkeypatch):
+    """Another model moved onto det_10g.onnx with the same size and modification time (``mv`` or ``cp -p`` of files
+    unpacked from archives keep theirs) must get its own sha256: the per-process hash memo served the first file's,
+    so its landmark keys, and so its cached landmarks."""
+    import os
+
+    model = tmp_path / "det_10g.onnx"
+    monkeypatch.setenv("RESTOREVER_SCRFD", str(model))
+    model.write_bytes(b"A" * 1000)
+    assert DT.detector_file_sha256("scrfd") == hashlib.sha256(b"A" * 1000).hexdigest()
+    before = model.stat()
+    other = tmp_path / "other.onnx"
+    other.write_bytes(b"B" * 1000)
+    os.utime(other, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.replace(other, model)
+    assert (model.stat().st_size, model.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert DT.detector_file_sha256("scrfd") == hashlib.sha256(b"B" * 1000).hexdigest()
