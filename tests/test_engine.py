@@ -125,6 +125,43 @@ def test_two_processes_equal_one(tiny, faces_root, tmp_path, reference):
     assert (record["cache"]["hits"], record["cache"]["misses"], record["cache"]["corrupt"]) == (len(entries), 0, 0)
 
 
+
+def test_two_processes_count_an_undecodable_image_once(tiny, faces_root, tmp_path):
+    """An image that never gets a cache entry (undecodable, skipped with --on-error skip) is one miss in one process;
+    under torchrun every rank's read-back of the whole list missed it again, so two processes reported two more."""
+    import shutil
+
+    data = tmp_path / "data"
+    rows = tiny.read_text().splitlines()[1:5]  # 2 same + 2 different pairs
+    for row in rows:
+        for rel in row.split(",")[:2]:
+            (data / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(faces_root / rel, data / rel)
+    first = rows[0].split(",")[0]
+    (data / "broken.jpg").write_bytes((faces_root / first).read_bytes()[:500])  # a truncated JPEG
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("\n".join(["path_a,path_b,same", *rows, f"{first},broken.jpg,1"]) + "\n")
+    counts = {}
+    for label in ("one", "two"):
+        out, cache = tmp_path / f"out_{label}", tmp_path / f"cache_{label}"
+        args = _args(csv, data, out, cache, "--on-error", "skip")
+        if label == "one":
+            result = CliRunner().invoke(cli, args, catch_exceptions=False)
+            assert result.exit_code == 0, result.output
+        else:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                                   "--master-addr", "127.0.0.1", "--master-port", str(port), "-m", "restorever",
+                                   *args], env=_env(), capture_output=True, text=True, timeout=600)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+        record = _scores(out)[1]
+        assert [p["b"] for p in record["protocol"]["skipped"]] == ["broken.jpg"]
+        counts[label] = (record["cache"]["hits"], record["cache"]["misses"], record["cache"]["corrupt"])
+        assert counts[label] == (0, len(_entries(cache)) + 1, 0)  # every entry written, plus the broken image
+    assert counts["two"] == counts["one"]
+
 def test_out_of_memory_backoff_keeps_results():
     calls = []
 

@@ -455,15 +455,19 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
     # ---- stage 1: read, hash, landmarks (cached per image bytes + detector)
     t0 = time.perf_counter()
     misses_before = cache.misses
-    readback_hits = 0  # under torchrun: hits on entries the ranks have just written, which the record leaves out
+    # under torchrun, each rank's read-back of the whole list: hits on the entries the ranks have just written, and
+    # misses on the images that are never cached (undecodable, detector failures; their own rank counted them),
+    # which the record leaves out
+    readback_hits = readback_misses = 0
     if dist_info.enabled:  # each rank fills the cache for its shard; then everyone reads the whole list back
         landmark_stage(protocol, distributed.shard(images, dist_info), detector=config.detector, device=device,
                        cache=cache, batch_size=config.batch_size, progress=progress)
         distributed.barrier(dist_info)
-        readback_hits = -cache.hits
+        readback_hits, readback_misses = -cache.hits, -cache.misses
     info = landmark_stage(protocol, images, detector=config.detector, device=device, cache=cache,
                           batch_size=config.batch_size, progress=progress)
-    readback_hits += cache.hits if dist_info.enabled else 0
+    if dist_info.enabled:
+        readback_hits, readback_misses = readback_hits + cache.hits, readback_misses + cache.misses
     timings["landmarks_s"] = time.perf_counter() - t0
     n_landmark_misses = cache.misses - misses_before
     fallbacks = apply_fallback_landmarks(protocol, info)
@@ -486,7 +490,7 @@ def evaluate(config: EvalConfig, *, progress: bool = True, examples: int = 0,
     if dist_info.enabled:
         shard_time = embed_conditions(ctx, distributed.shard(needed_images, dist_info), probe_set, info,
                                       progress=progress)[1]
-        shard_time.update(n_cache_hits=cache.hits - readback_hits, n_cache_misses=cache.misses,
+        shard_time.update(n_cache_hits=cache.hits - readback_hits, n_cache_misses=cache.misses - readback_misses,
                           n_cache_corrupt=cache.corrupt)  # this rank's own shards, not the read-backs
         shard_time = distributed.sum_over_ranks(dist_info, shard_time)  # rank 0's merge below only reads
         distributed.barrier(dist_info)
