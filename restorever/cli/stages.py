@@ -145,6 +145,13 @@ def _write_png(path: Path, array) -> str:
 SMALL_FACE_SIDE = 64
 
 
+def _finite(param: click.Parameter, value: float) -> float:
+    """A float option's value when finite (FloatRange lets nan and inf through; restore.json cannot hold them)."""
+    if value != value or value in (float("inf"), float("-inf")):
+        raise click.BadParameter(f"must be a finite number, got {value}", param=param)
+    return value
+
+
 @click.command("restore", epilog="\b\nExamples:\n  restorever restore face.png --restorer vqfr-v2 "
                                  "--weights VQFR_v2.pth "
                                  "--out restored/\n  restorever restore photo.jpg --restorer difface --weights "
@@ -164,6 +171,7 @@ SMALL_FACE_SIDE = 64
                                       "two crops overlap, each photo pixel goes to the face it is nearer, "
                                       "relative to face size, so no face is covered by its neighbour's crop).")
 @click.option("--min-face-size", type=click.FloatRange(min=0), default=MIN_FACE_SIZE, show_default=True,
+              callback=lambda ctx, param, value: _finite(param, value),
               help="With --faces all: a face whose detected box is narrower or shorter than this (photo pixels) is "
                    "left out, and named in a note.")
 @click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE")

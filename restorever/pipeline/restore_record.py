@@ -29,6 +29,10 @@ logger = logging.getLogger(__name__)
 
 RECORD_NAME = "restore.json"
 RECORD_VERSION = 1
+#: version of the code that makes restore's output pixels (alignment, paste-back blend, the sharing of overlapping
+#: faces' pixels); part of the compared settings, so a folder started by other code is never resumed into a mix.
+#: Bump it when that code's output changes.
+PIXELS_VERSION = 1
 #: seconds between two saves of the record while a run adds entries (and once at the end)
 SAVE_EVERY_S = 30.0
 
@@ -36,13 +40,14 @@ SAVE_EVERY_S = 30.0
 def run_settings(*, restorer: str, weight_files: Mapping[str, tuple[str, str | None]], options: Mapping[str, Any],
                  seed: int, detector: str, alignment_fit: str, faces: str, min_face_size: float,
                  aligned: bool | None) -> dict[str, Any]:
-    """The settings that decide the output pixels (JSON-ready). Weights count by sha256 only: the same file in
-    another folder gives the same faces; ``min_face_size`` (photo pixels) counts only with ``faces="all"``."""
+    """The settings that decide the output pixels (JSON-ready), with :data:`PIXELS_VERSION`. Weights count by
+    sha256 only: the same file in another folder gives the same faces; ``min_face_size`` (photo pixels) counts only
+    with ``faces="all"``."""
     return {"restorer": restorer, "weights_sha256": {role: sha for role, (_, sha) in sorted(weight_files.items())},
             "restorer_options": {k: options[k] for k in sorted(options)}, "seed": int(seed), "detector": detector,
             "alignment_fit": alignment_fit, "faces": faces,
             "min_face_size": float(min_face_size) if faces == "all" else None,
-            "aligned": aligned}
+            "aligned": aligned, "pixels_version": PIXELS_VERSION}
 
 
 class RestoreRecord:

@@ -116,3 +116,31 @@ def test_degrade_manifest_names_the_source_photos_from_any_folder(lfw_root, tmp_
     root = Path(manifest["data_root"])
     assert root == tmp_path / "work" / "lfw" and root.is_absolute()
     assert manifest["faces"] and all((root / item).is_file() for item in manifest["faces"])
+
+
+@pytest.mark.parametrize("size", ["nan", "inf"])
+def test_min_face_size_must_be_finite(faces_root, tmp_path, size):
+    """FloatRange(min=0) let nan through (the photo then failed with "no face of at least nan px") and inf (written to
+    restore.json as Infinity, which is not JSON)."""
+    out = tmp_path / "o"
+    result = _invoke("restore", _photo(faces_root), "--restorer", "none", "--device", "cpu", "--faces", "all",
+                     "--min-face-size", size, "--out", out)
+    assert result.exit_code == 2 and "--min-face-size" in result.output and "finite" in result.output, result.output
+    assert not out.exists()
+
+
+def test_a_folder_made_by_other_pixel_code_is_not_resumed(faces_root, tmp_path, monkeypatch):
+    """The record compared settings but not the code that makes the pixels: a folder started before a change of the
+    paste-back (e.g. the sharing of overlapping faces' pixels) would have been resumed into a mix of both."""
+    from restorever.pipeline import restore_record
+
+    out = tmp_path / "o"
+    args = ("restore", _photo(faces_root), _photo(faces_root, n=2), "--restorer", "none", "--device", "cpu",
+            "--out", out)
+    assert _invoke(*args).exit_code == 0
+    assert json.loads((out / "restore.json").read_text())["settings"]["pixels_version"] == \
+        restore_record.PIXELS_VERSION
+    monkeypatch.setattr(restore_record, "PIXELS_VERSION", restore_record.PIXELS_VERSION + 1)
+    result = _invoke(*args)
+    assert result.exit_code == 2 and "pixels_version" in result.output and "--overwrite" in result.output, \
+        result.output
