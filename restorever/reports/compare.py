@@ -30,6 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import RestoreverError
+from .html import stored_metric_differences
 from .results import comparison_cell, results_table
 from .statistics import CLUSTERINGS, compare_conditions, pair_clusters
 
@@ -96,7 +97,8 @@ def check_comparable(records: Sequence[dict[str, Any]], names: Sequence[str], *,
     per-pair scores; other evaluated pairs; another recognizer (name, weights, flip test, similarity); another
     alignment (``align_on``, landmark fit, detector, template); another degradation preset, seed or degraded side
     (unless ``allow_different_degradation``: then a note says the comparison is unpaired in its inputs); clean
-    scores that differ by more than ``atol``.
+    scores that differ by more than ``atol``; stored metrics that differ from the ones a record's own scores give
+    (an edited or damaged results.json, whose table numbers would not match the recomputed differences).
     """
     if len(records) < 2:
         raise RestoreverError("compare needs at least two run folders")
@@ -110,6 +112,11 @@ def check_comparable(records: Sequence[dict[str, Any]], names: Sequence[str], *,
                 f"{unscored[0]['restorer']} x{unscored[0].get('scale')}"
             raise RestoreverError(f"{name}: its results.json stores no per-pair scores of {which}, which a paired "
                                   f"comparison needs; rerun `restorever eval` with this version")
+        edited = stored_metric_differences(record)
+        if edited:
+            raise RestoreverError(f"{name}: {len(edited)} stored metric(s) of its results.json differ from the ones "
+                                  f"its stored scores give (e.g. {edited[0]}): the file was edited or damaged after "
+                                  f"the run; run `restorever validate` on it, and compare runs whose numbers agree")
 
     def differs(values: Sequence[Any], recorded_only: bool = False) -> bool:
         """Whether the values differ (``recorded_only``: among the records that store the fact; older records

@@ -156,6 +156,26 @@ def test_other_pairs_and_clean_scores_refused(synthetic):
     assert check_comparable([first, shifted], ["vqfr", "codeformer"]) == []
 
 
+def test_edited_record_refused(synthetic, tmp_path):
+    """A results.json whose stored accuracy was edited by hand: its table would show the edited number beside a
+    difference recomputed from the scores (90.00 in the table, a difference from 0.9 in the statistics)."""
+    first, second = synthetic
+    edited = copy.deepcopy(second)
+    _cond(edited, "codeformer", 4)["verification"]["accuracy_mean"] = 0.999
+    with pytest.raises(RestoreverError, match=r"^codeformer: 1 stored metric\(s\) of its results.json differ from "
+                                              r"the ones its stored scores give \(e.g. codeformer x4: accuracy_mean: "
+                                              r"stored 0.999, recomputed 0.\d+\).*restorever validate") as err:
+        compare_runs([first, edited], ["vqfr", "codeformer"])
+    assert "\n" not in str(err.value)
+    for name, record in (("vqfr", first), ("codeformer", edited)):
+        (tmp_path / name).mkdir()
+        write_run(copy.deepcopy(record), tmp_path / name)
+    result = CliRunner().invoke(cli, ["compare", str(tmp_path / "vqfr"), str(tmp_path / "codeformer"), "--out",
+                                      str(tmp_path / "cmp")])
+    assert result.exit_code == 2 and "codeformer: 1 stored metric(s)" in result.output
+    assert not (tmp_path / "cmp" / "tables.tex").exists()
+
+
 def test_different_seed_allowed_labels_none_by_run(synthetic, tmp_path):
     first, _ = synthetic
     other = _rename(make_record(tmp_path, examples=0), "vqfr-v2", "codeformer", 0.15)
@@ -163,7 +183,10 @@ def test_different_seed_allowed_labels_none_by_run(synthetic, tmp_path):
     other["protocol"]["pairs_sha256"] = "ab" * 32
     for scale in (4, 16):  # another seed: the degraded `none` scores differ
         cond = _cond(other, "none", scale)
-        cond["scores"]["score"] = (np.asarray(cond["scores"]["score"]) + 0.05).tolist()
+        s = cond["scores"]
+        s["score"] = (np.asarray(s["score"]) + 0.05).tolist()
+        cond["verification"] = verification_report(np.asarray(s["same"]), np.asarray(s["score"]),
+                                                   np.asarray(s["fold"]))
     out = compare_runs([first, other], ["vqfr", "codeformer"], allow_different_degradation=True)
     assert not out["paired_inputs"]
     assert any("different seed (vqfr: 0, codeformer: 1): the comparison is then unpaired in its inputs" in n
