@@ -179,7 +179,13 @@ def _latex_one(record: dict[str, Any], rows: list[dict[str, Any]], recognizer: s
         + f", {folds if folds is not None else '?'}-fold cross-validation (each fold's threshold chosen on the "
           f"other folds); recognizer {latex_escape(recognizer)}.",
     ]
-    if degraded:
+    settings = {r["restorer"]: (r["degradation"], r["degrade_side"]) for r in degraded}
+    if len(set(settings.values())) > 1:  # rows of runs degraded differently (`restorever compare`)
+        per_row = "; ".join(f"{latex_escape(n)}: {'both' if settings[n][1] == 'both' else 'the probe'} images, "
+                            f"{latex_escape(settings[n][0] or '?')}" for n in restorers)
+        caption.append(f"Columns: the images degraded at scale $\\times s$, with another degradation or degraded "
+                       f"side in some rows ({per_row}); rows: the restorer applied (none: not restored).")
+    elif degraded:
         caption.append(f"Columns: the {latex_escape(side or 'probe')} images degraded with "
                        f"{latex_escape(degradation or '?')} at scale $\\times s$; rows: the restorer applied "
                        f"(none: not restored).")

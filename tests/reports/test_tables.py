@@ -214,3 +214,18 @@ def test_latex_bold_ties_despite_summation_order(run_dir):
                                                      "vqfr-v2": 0.9166666666666666}[cond["restorer"]]
     rows = {r[0]: r[2] for r in _body_rows(to_latex(record))}
     assert rows["none"].startswith("\\textbf{91.67}") and rows["vqfr-v2"].startswith("\\textbf{91.67}"), rows
+
+
+def test_latex_caption_names_each_rows_degradation_when_rows_differ(run_dir):
+    """`restorever compare --allow-different-degradation` merges runs degraded differently into one table: the
+    caption must not say that every row's probes were degraded with the first row's preset and side."""
+    record = copy.deepcopy(load_results(run_dir))
+    for cond in record["conditions"]:
+        if cond["restorer"] == "vqfr-v2":
+            cond["degrade_side"], cond["degradation"] = "both", "gfpgan-v1"
+    caption = re.search(r"\\caption\{(.*)\}\n\\label", to_latex(record)).group(1)
+    assert "the probe images degraded with difface-test" not in caption
+    assert ("with another degradation or degraded side in some rows (none: the probe images, difface-test; "
+            "vqfr-v2: both images, gfpgan-v1)") in caption
+    plain = re.search(r"\\caption\{(.*)\}\n\\label", to_latex(load_results(run_dir))).group(1)
+    assert "Columns: the probe images degraded with difface-test at scale" in plain  # one setting: as before
