@@ -421,7 +421,8 @@ def _check_outputs(files: dict[str, Path], figures_dir: Path) -> None:
 
 
 #: the stored verification numbers a report shows, compared with a recomputation from the stored scores
-_SHOWN_METRICS = ("accuracy_mean", "accuracy_std", "fold_accuracies", "thresholds", "auc", "eer", "tar_at_far")
+_SHOWN_METRICS = ("accuracy_mean", "accuracy_std", "accuracy_sem", "fold_accuracies", "thresholds", "auc", "eer",
+                  "tar_at_far")
 
 
 def stored_metric_differences(record: dict[str, Any]) -> list[str]:

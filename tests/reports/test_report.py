@@ -172,6 +172,16 @@ def test_report_warns_when_stored_metrics_differ_from_the_scores(own_run_dir, ca
     assert "restorever validate" in caplog.text
 
 
+def test_report_warns_when_the_stored_sem_differs_from_the_scores(own_run_dir):
+    """tables.tex prints accuracy ± the stored SEM: an edited SEM (±0.10 for ±5.53 in a real 40-pair run) was
+    written into the paper table without a warning."""
+    record = json.loads((own_run_dir / "results.json").read_text())
+    record["conditions"][2]["verification"]["accuracy_sem"] = 0.001
+    (own_run_dir / "results.json").write_text(json.dumps(record))
+    md = md_of(build_report(own_run_dir, formats=("png",)))
+    assert "## Warning: stored metrics differ from the scores" in md and "accuracy_sem: stored 0.001" in md
+
+
 def test_report_checks_where_it_writes_before_drawing(own_run_dir, tmp_path):
     """`--html` under a file failed with "File exists" after all figures had been written."""
     blocker = tmp_path / "afile"
