@@ -375,8 +375,9 @@ def write_comparison(run_dirs: Sequence[str | Path], out: str | Path, *, allow_d
     names = [p.resolve().name for p in paths]
     if len(set(names)) != len(names):
         names = [str(p) for p in paths]
-    if len(set(names)) != len(names):
-        raise RestoreverError(f"the same run folder is given twice ({', '.join(names)}); name each run once")
+    resolved = [p.resolve() for p in paths]
+    if len(set(names)) != len(names) or len(set(resolved)) != len(resolved):
+        raise RestoreverError(f"the same run folder is given twice ({', '.join(map(str, paths))}); name each run once")
     records = [load_results(p) for p in run_dirs]
     out = prepare_out_dir(out)
     comparison = compare_runs(records, names, allow_different_degradation=allow_different_degradation, atol=atol,

@@ -273,3 +273,15 @@ def test_real_runs(real_runs, tmp_path):
     comparison = json.loads(written["comparison.json"].read_text())
     assert not comparison["paired_inputs"]
     assert {c["label"] for c in comparison["conditions"]} == {"none (vqfr)", "none (seed1)"}
+
+
+def test_one_run_under_two_spellings_refused(synthetic, tmp_path, monkeypatch):
+    """`compare runs/a /abs/runs/a` (or a run and its results.json) compared a run with itself as two runs."""
+    first, second = synthetic
+    for name, record in (("vqfr", first), ("codeformer", second)):
+        (tmp_path / name).mkdir()
+        write_run(copy.deepcopy(record), tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    for twice in (["vqfr", str(tmp_path / "vqfr")], ["vqfr", "vqfr/results.json"]):
+        result = CliRunner().invoke(cli, ["compare", *twice, "codeformer", "--out", str(tmp_path / "cmp")])
+        assert result.exit_code == 2 and "the same run folder is given twice" in result.output, result.output
