@@ -378,6 +378,9 @@ def write_comparison(run_dirs: Sequence[str | Path], out: str | Path, *, allow_d
     resolved = [p.resolve() for p in paths]
     if len(set(names)) != len(names) or len(set(resolved)) != len(resolved):
         raise RestoreverError(f"the same run folder is given twice ({', '.join(map(str, paths))}); name each run once")
+    if Path(out).resolve() in resolved:
+        raise RestoreverError(f"--out {out}: is the run folder {out}, whose own tables.csv and tables.tex (`restorever "
+                              f"report`'s, of that run alone) the merged tables would replace; choose another --out")
     records = [load_results(p) for p in run_dirs]
     out = prepare_out_dir(out)
     comparison = compare_runs(records, names, allow_different_degradation=allow_different_degradation, atol=atol,

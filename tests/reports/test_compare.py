@@ -285,3 +285,17 @@ def test_one_run_under_two_spellings_refused(synthetic, tmp_path, monkeypatch):
     for twice in (["vqfr", str(tmp_path / "vqfr")], ["vqfr", "vqfr/results.json"]):
         result = CliRunner().invoke(cli, ["compare", *twice, "codeformer", "--out", str(tmp_path / "cmp")])
         assert result.exit_code == 2 and "the same run folder is given twice" in result.output, result.output
+
+
+def test_out_is_a_run_folder_refused(synthetic, tmp_path):
+    """`--out` naming one of the runs overwrote that run's own tables.csv/tables.tex with the merged tables."""
+    first, second = synthetic
+    for name, record in (("vqfr", first), ("codeformer", second)):
+        (tmp_path / name).mkdir()
+        write_run(copy.deepcopy(record), tmp_path / name)
+    (tmp_path / "vqfr" / "tables.csv").write_text("the run's own table\n")
+    result = CliRunner().invoke(cli, ["compare", str(tmp_path / "vqfr"), str(tmp_path / "codeformer"), "--out",
+                                      str(tmp_path / "vqfr")])
+    assert result.exit_code == 2 and "is the run folder" in result.output and "choose another --out" in result.output
+    assert (tmp_path / "vqfr" / "tables.csv").read_text() == "the run's own table\n"
+    assert not (tmp_path / "vqfr" / "comparison.json").exists()
