@@ -368,7 +368,7 @@ def write_comparison(run_dirs: Sequence[str | Path], out: str | Path, *, allow_d
 
     from ..files import atomic_write_text
     from .plots import plot_scales
-    from .results import load_results, prepare_out_dir
+    from .results import RESULTS_FILE, load_results, prepare_out_dir
     from .tables import results_table_rows, to_csv, to_latex
 
     paths = [Path(p) if Path(p).is_dir() else Path(p).parent for p in run_dirs]
@@ -392,7 +392,8 @@ def write_comparison(run_dirs: Sequence[str | Path], out: str | Path, *, allow_d
     written = {}
     for name, text in ((COMPARISON_FILE, json.dumps(_finite(comparison), indent=1, allow_nan=False) + "\n"),
                        ("comparison.md", comparison_markdown(comparison, record)),
-                       ("tables.csv", to_csv(results_table_rows(record))), ("tables.tex", to_latex(record))):
+                       ("tables.csv", to_csv(results_table_rows(record))), ("tables.tex", to_latex(record, source=f"the {RESULTS_FILE} of runs {', '.join(names)} (restorever compare)",
+                                              label_prefix="tab:restorever-compare"))):
         atomic_write_text(out / name, text)
         written[name] = out / name
     written["scales.png"] = plot_scales([record], out / "scales.png")

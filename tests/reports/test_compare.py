@@ -216,6 +216,8 @@ def test_write_and_cli(synthetic, tmp_path):
                                                         ["codeformer", "16"]]
     tex = (out / "tables.tex").read_text()
     assert "codeformer &" in tex and "vqfr-v2 &" in tex and tex.count("\nnone &") == 1
+    # its own label and source: a paper with a run's table and this comparison's has no duplicate \label
+    assert "\\label{tab:restorever-compare-lfw-" in tex and "of runs vqfr, codeformer (restorever compare)" in tex
     md = (out / "comparison.md").read_text()
     assert "| x16 | vqfr-v2 | codeformer |" in md
     assert (out / "scales.png").stat().st_size > 1000
