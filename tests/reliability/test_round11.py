@@ -133,7 +133,7 @@ def test_restore_json_records_the_run_and_each_input(pair, faces_root, tmp_path)
     assert record["restorever_version"] and record["weights"] == {}
     assert record["settings"] == {"restorer": "none", "weights_sha256": {}, "restorer_options": {}, "seed": 3,
                                   "detector": "mtcnn", "alignment_fit": "least-squares", "faces": "center",
-                                  "min_face_size": None, "aligned": None}
+                                  "min_face_size": None, "aligned": None, "pixels_version": 1}
     entry = record["inputs"]["madonna_0001.png"]
     assert entry["sha256"] == hashlib.sha256(photo.read_bytes()).hexdigest() and entry["input"] == str(photo)
     assert len(entry["faces"]) == 1 and np.asarray(entry["faces"][0]["landmarks"]).shape == (5, 2)
