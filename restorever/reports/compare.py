@@ -221,7 +221,8 @@ def compare_runs(records: Sequence[dict[str, Any]], names: Sequence[str], *, all
     Returns the ``comparison.json`` dict: ``runs`` (name, path-free facts of each), ``scales`` (compared),
     ``left_out_scales`` (per run), ``paired_inputs``, ``notes``, ``conditions`` (the merged record's conditions
     without their per-pair data, see :func:`merged_record`) and ``comparisons``: one entry per (scale, reference,
-    other) with ``kind`` ``vs_none`` (a restorer against ``none`` of its own run), ``vs_clean`` or ``pair`` (two
+    other) with ``kind`` ``vs_none`` (a restorer against ``none`` of its own run; of the other runs, when it has
+    none and the inputs are paired), ``vs_clean`` or ``pair`` (two
     restorers), holding :func:`compare_conditions`'s output (fractions, other - reference). The bootstrap seed
     defaults to the first run's ``config.seed``.
     """
@@ -252,6 +253,18 @@ def compare_runs(records: Sequence[dict[str, Any]], names: Sequence[str], *, all
     options = {"n_boot": n_boot, "level": level, "seed": seed, "resampled": CLUSTERINGS[cluster_by]}
     clean = {**_clean(records[0]), "run": names[0]}
     by_label = {(c["restorer"], c["scale"]): c for c in merged}
+    # a run without a degraded `none` (e.g. `--restorer codeformer` alone) borrows the one `none` the other runs
+    # share, when the inputs are paired: the same degraded faces through the same recognizer, the scores it would
+    # have had itself (only with one shared copy: `none` labelled by run means the copies disagree)
+    paired = not notes_unpaired(notes)
+    borrowers = sorted({c["run"] for c in merged if (c["run"], c["scale"]) not in none_label})
+    if paired and borrowers and any(("none", s) in by_label for s in common):
+        for run in borrowers:
+            for s in common:
+                if ("none", s) in by_label:
+                    none_label[(run, s)] = "none"
+        notes.append(f"{', '.join(borrowers)}: no `none` condition of its own; compared with the `none` of the other "
+                     f"run(s), which scored the same degraded inputs")
     comparisons = []
     for scale in common:
         here = [c for c in merged if c["scale"] == scale]

@@ -301,3 +301,25 @@ def test_out_is_a_run_folder_refused(synthetic, tmp_path):
     assert result.exit_code == 2 and "is the run folder" in result.output and "choose another --out" in result.output
     assert (tmp_path / "vqfr" / "tables.csv").read_text() == "the run's own table\n"
     assert not (tmp_path / "vqfr" / "comparison.json").exists()
+
+
+def test_a_run_without_none_is_compared_with_the_shared_none(synthetic):
+    """`--restorer codeformer` alone has no degraded `none`; its restorer got no vs-none numbers although the other
+    run's `none` scored the same degraded inputs. With paired inputs it is now compared with that `none`."""
+    first, second = synthetic
+    alone = copy.deepcopy(second)
+    alone["conditions"] = [c for c in alone["conditions"] if not (c["restorer"] == "none" and c["scale"])]
+    alone["config"]["restorers"] = ["codeformer"]
+    out = compare_runs([first, alone], ["vqfr", "codeformer"])
+    clusters = pair_clusters(first["pairs"]["a"], first["pairs"]["b"])
+    for scale in (4, 16):
+        got = _find(out, "vs_none", scale, "codeformer")
+        want = compare_conditions(_cond(first, "none", scale), _cond(second, "codeformer", scale), clusters, seed=0)
+        assert got["reference"] == "none" and got["accuracy_difference"] == want["accuracy_difference"]
+        assert got["ci_low"] == want["ci_low"] and got["mcnemar"] == want["mcnemar"]
+    assert any("codeformer: no `none` condition of its own" in n for n in out["notes"])
+    # unpaired inputs (another seed): nothing is borrowed
+    other_seed = copy.deepcopy(alone)
+    other_seed["config"]["seed"] = 1
+    out = compare_runs([first, other_seed], ["vqfr", "codeformer"], allow_different_degradation=True)
+    assert not any(c["kind"] == "vs_none" and c["other"] == "codeformer" for c in out["comparisons"])
