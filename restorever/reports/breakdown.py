@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import RestoreverError
 from ..metrics.verification import kfold_accuracy, roc_auc_score
 from .labels import condition_label
-from .statistics import cluster_bootstrap_replicates, pair_decisions
+from .statistics import cluster_bootstrap_replicates, pair_decisions, percentile_interval
 
 log = logging.getLogger(__name__)
 
@@ -131,12 +131,6 @@ def check_record(record: dict[str, Any], source: str = "results.json") -> None:
                                  "PERSON/PERSON_NNNN.jpg (and list them as PERSON_NNNN.jpg)")
 
 
-def _interval(stats: np.ndarray, level: float) -> tuple[float, float]:
-    alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(stats, [alpha, 1.0 - alpha])
-    return float(low), float(high)
-
-
 def identity_by_group(per_item: Mapping[str, float], groups: Mapping[str, str], names: Sequence[str], *,
                       n_boot: int = 2000, level: float = 0.95, seed: int = 0
                       ) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
@@ -159,7 +153,7 @@ def identity_by_group(per_item: Mapping[str, float], groups: Mapping[str, str], 
             out[g] = {"mean": None, "ci_low": None, "ci_high": None, "n_probes": 0, "n_people": 0}
             continue
         stats, k = cluster_bootstrap_replicates(cos[mask], people[mask], n_boot=n_boot, seed=seed + g_index)
-        low, high = _interval(stats, level) if k > 1 else (None, None)
+        low, high = percentile_interval(stats, level) if k > 1 else (None, None)
         out[g] = {"mean": float(cos[mask].mean()), "ci_low": low, "ci_high": high, "n_probes": int(mask.sum()),
                   "n_people": int(k)}
         if k > 1:
@@ -249,7 +243,7 @@ def breakdown(record: dict[str, Any], groups: Mapping[str, str], classes: Sequen
                     continue
                 low = high = None  # no interval when either group has a single person
                 if g in reps and reference in reps:
-                    low, high = _interval((1.0 - reps[g]) - (1.0 - reps[reference]), level)
+                    low, high = percentile_interval((1.0 - reps[g]) - (1.0 - reps[reference]), level)
                 else:
                     log.warning("%s: %s − %s has no interval: a group of one person cannot be resampled",
                                 condition_label(cond), g, reference)

@@ -360,18 +360,6 @@ def comparison_markdown(comparison: dict[str, Any], record: dict[str, Any]) -> s
     return "\n".join(lines)
 
 
-
-def _finite(value: Any) -> Any:
-    """``value`` with NaN and infinite floats as ``None`` (valid JSON), in nested dicts and lists."""
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 def write_comparison(run_dirs: Sequence[str | Path], out: str | Path, *, allow_different_degradation: bool = False,
                      atol: float = SCORE_ATOL, n_boot: int = 2000, seed: int | None = None) -> dict[str, Path]:
     """Load the runs in ``run_dirs`` (folders or their results.json), compare them (:func:`compare_runs`) and write
@@ -380,6 +368,7 @@ def write_comparison(run_dirs: Sequence[str | Path], out: str | Path, *, allow_d
     import json
 
     from ..files import atomic_write_text
+    from ..pipeline.identification import json_safe
     from .plots import plot_scales
     from .results import RESULTS_FILE, load_results, prepare_out_dir
     from .tables import results_table_rows, to_csv, to_latex
@@ -403,7 +392,7 @@ def write_comparison(run_dirs: Sequence[str | Path], out: str | Path, *, allow_d
     for run, path in zip(comparison["runs"], paths):
         run["path"] = str(path)
     written = {}
-    for name, text in ((COMPARISON_FILE, json.dumps(_finite(comparison), indent=1, allow_nan=False) + "\n"),
+    for name, text in ((COMPARISON_FILE, json.dumps(json_safe(comparison), indent=1, allow_nan=False) + "\n"),
                        ("comparison.md", comparison_markdown(comparison, record)),
                        ("tables.csv", to_csv(results_table_rows(record))), ("tables.tex", to_latex(record, source=f"the {RESULTS_FILE} of runs {', '.join(names)} (restorever compare)",
                                               label_prefix="tab:restorever-compare"))):

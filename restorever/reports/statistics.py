@@ -34,8 +34,8 @@ import numpy as np
 __all__ = [
     "person_of", "person_clusters", "pair_clusters", "CLUSTERINGS", "pair_decisions", "McNemarResult", "mcnemar",
     "ClusteredMcNemarResult", "clustered_mcnemar",
-    "BootstrapResult", "cluster_bootstrap_replicates", "cluster_bootstrap_difference", "ESTIMATORS", "fold_weights",
-    "compare_conditions", "add_comparisons",
+    "BootstrapResult", "cluster_bootstrap_replicates", "percentile_interval", "cluster_bootstrap_difference",
+    "ESTIMATORS", "fold_weights", "compare_conditions", "add_comparisons",
 ]
 
 log = logging.getLogger(__name__)
@@ -301,6 +301,13 @@ def cluster_bootstrap_replicates(values, clusters, *, weights=None, n_boot: int 
     return stats, k
 
 
+def percentile_interval(replicates: np.ndarray, level: float) -> tuple[float, float]:
+    """The central ``level`` percentile interval of bootstrap ``replicates`` (``numpy.quantile``'s linear rule)."""
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(replicates, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
 @dataclass(frozen=True)
 class BootstrapResult:
     """Accuracy difference ``other - reference`` (a fraction) with a percentile bootstrap interval."""
@@ -348,9 +355,8 @@ def cluster_bootstrap_difference(correct_ref, correct_other, clusters, *, n_boot
         raise ValueError(f"n_boot must be positive, got {n_boot}")
     d = other.astype(np.float64) - ref.astype(np.float64)
     stats, k = cluster_bootstrap_replicates(d, cl, weights=w, n_boot=n_boot, seed=seed, chunk=chunk)
-    alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(stats, [alpha, 1.0 - alpha])
-    return BootstrapResult(float(np.sum(w * d) / np.sum(w)), float(low), float(high),
+    low, high = percentile_interval(stats, level)
+    return BootstrapResult(float(np.sum(w * d) / np.sum(w)), low, high,
                            float(stats.std(ddof=1)) if n_boot > 1 else 0.0, float(level), int(n_boot), k, int(seed))
 
 
