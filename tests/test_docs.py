@@ -18,6 +18,12 @@ DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 # `restorever` followed by words, then the rest of the command up to the end of its code span or line
 COMMAND = re.compile(r"restorever((?: [a-z][a-z0-9_|-]*)+)([^`\n]*)")
 OPTION = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
+# `restorever protocols | restorers | recognizers`, `restorever weights list | path NAME | verify NAME`: alternatives
+# written with spaces, each replacing the last subcommand
+SPACED_ALTERNATIVES = re.compile(r"(restorever(?: [a-z][a-z0-9_-]*)+)((?: [A-Z][A-Z_]*)*(?: +\| +[a-z][a-z0-9_-]*"
+                                 r"(?: [A-Z][A-Z_]*)*)+)")
+# an option and the value written after it (` ` or `=`)
+OPTION_VALUE = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)(?:[ =]([^\s`\\]+))?")
 
 
 def _joined(text: str) -> str:
@@ -31,9 +37,15 @@ def _command_problems(text: str, where: str) -> list[str]:
     """Unknown subcommands and options in the `restorever ...` command lines of `text`."""
     problems = []
     for line_no, line in enumerate(_joined(text).splitlines(), 1):
+        line = SPACED_ALTERNATIVES.sub(
+            lambda m: m.group(1) + "".join("|" + a for a in re.findall(r"\|\s+([a-z][a-z0-9_-]*)", m.group(2))), line)
         for match in COMMAND.finditer(line):
             words = match.group(1).split()
-            for first in words[0].split("|"):  # `restorever plot roc|scales|grid` style alternatives
+            firsts = words[0].split("|")  # `restorever plot roc|scales|grid` style alternatives
+            if len(firsts) > 1 and any(first in cli.commands for first in firsts):
+                problems += [f"{where}:{line_no}: restorever has no command {first}" for first in firsts
+                             if first not in cli.commands]
+            for first in firsts:
                 if first not in cli.commands:
                     continue  # prose ("restorever runs for days"), not a command
                 command, path = cli.commands[first], [first]
@@ -57,6 +69,28 @@ def _command_problems(text: str, where: str) -> list[str]:
                 for option in OPTION.findall(match.group(0)):
                     if option not in known:
                         problems.append(f"{where}:{line_no}: restorever {' '.join(path)} has no option {option}")
+                problems += _value_problems(command, match.group(0), f"{where}:{line_no}: restorever {' '.join(path)}")
+    return problems
+
+
+def _value_problems(command: click.Command, text: str, where: str) -> list[str]:
+    """Values the docs give to a choice or number option that the option refuses (`--faces every`,
+    `--min-face-size -1`); placeholders (`N`, `FILE`, `...`, `$VAR`) and `a|b` alternatives of a choice are fine."""
+    params = {opt: p for p in command.params for opt in p.opts if isinstance(p, click.Option) and not p.is_flag}
+    problems = []
+    for option, value in OPTION_VALUE.findall(text):
+        param = params.get(option)
+        if param is None or not value or value.startswith(("$", "<")) or re.match(r"-[^\d]", value) or value.isupper() or "..." in value:
+            continue
+        if isinstance(param.type, click.Choice):
+            bad = [v for v in value.split("|") if v not in param.type.choices]
+            if bad:
+                problems.append(f"{where}: {option} {value}: not one of {', '.join(param.type.choices)}")
+        elif isinstance(param.type, (click.types.IntParamType, click.types.FloatParamType)):
+            try:
+                param.type.convert(value, param, None)
+            except click.BadParameter as error:
+                problems.append(f"{where}: {option} {value}: {error.message}")
     return problems
 
 
@@ -91,6 +125,19 @@ def test_the_checker_finds_a_wrong_option_and_subcommand():
                                             "t:2: restorever weights has no subcommand fetch",
                                             "t:3: restorever plot has no subcommand curves",
                                             "t:4: restorever eval has no option --limit-pair"]
+
+
+def test_the_checker_reads_spaced_alternatives_and_option_values():
+    text = ("restorever protocols | restorers | recognisers  # what exists\n"
+            "restorever weights list | path NAME | fetch NAME | add NAME FILE\n"
+            "`restorever restore photos/*.jpg --restorer none --faces every --min-face-size -1 --out r/`\n"
+            "restorever degrade --side probe|both --limit-pairs N --batch-size 0 --out d/\n")
+    assert _command_problems(text, "t") == [
+        "t:1: restorever has no command recognisers",
+        "t:2: restorever weights has no subcommand fetch",
+        "t:3: restorever restore: --faces every: not one of center, largest, all",
+        "t:3: restorever restore: --min-face-size -1: -1.0 is not in the range x>=0.",
+        "t:4: restorever degrade: --batch-size 0: 0 is not in the range x>=1."]
 
 
 def test_script_options_in_the_docs_exist():
