@@ -241,3 +241,17 @@ def test_modules_named_in_architecture_md_exist():
                 missing.append(path)
     assert checked >= 30, f"docs/architecture.md: only {checked} modules found in the module table"
     assert not missing, f"docs/architecture.md names modules that do not exist: {missing}"
+
+
+def test_docs_name_every_place_the_cache_folder_can_be(monkeypatch, tmp_path):
+    """README and docs/protocols.md gave the cache folder as `$RESTOREVER_HOME` or `~/.cache/restorever`; with
+    `$XDG_CACHE_HOME` set (common on clusters) the weights and data are looked for under it instead."""
+    from restorever.cache_dir import get_cache_dir
+
+    monkeypatch.delenv("RESTOREVER_HOME", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert get_cache_dir() == tmp_path / "restorever"
+    for doc in DOCS:
+        for paragraph in doc.read_text(encoding="utf-8").split("\n\n"):
+            if "~/.cache/restorever" in paragraph:
+                assert "$XDG_CACHE_HOME" in paragraph, f"{doc.name}: {paragraph[:200]}"
