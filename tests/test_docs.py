@@ -255,3 +255,17 @@ def test_docs_name_every_place_the_cache_folder_can_be(monkeypatch, tmp_path):
         for paragraph in doc.read_text(encoding="utf-8").split("\n\n"):
             if "~/.cache/restorever" in paragraph:
                 assert "$XDG_CACHE_HOME" in paragraph, f"{doc.name}: {paragraph[:200]}"
+
+
+def test_readme_measurements_state_date_and_machine():
+    """Each measured-figures section of the README, and the groups row of its feature table, names the date and
+    the machine of the measurement (the identification section and the breakdown figure named no machine or no
+    date)."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    measured = text.split("## Measured figures", 1)[1]
+    headings = re.findall(r"^### (.*)$", measured, re.M)
+    groups = [line for line in text.splitlines() if line.startswith("| groups |")]
+    assert headings and groups
+    for where in headings + [re.sub(r"\[[^]]*\]\([^)]*\)", "", g) for g in groups]:
+        assert re.search(r"\b20\d\d-\d\d-\d\d\b", where), f"README: no date in {where[:120]!r}"
+        assert re.search(r"\b(CPU|GPU|H100|H200)\b", where), f"README: no machine in {where[:120]!r}"
