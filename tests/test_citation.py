@@ -19,6 +19,9 @@ def test_citation_cff_matches_the_package():
     setup.read(REPO / "setup.cfg")
     assert cff["license"] == setup["metadata"]["license"]
     assert "repository-code" not in cff  # the project states no repository URL; one must not be invented
+    assert setup["metadata"]["license_files"].strip() == "LICENSE"
+    licence = (REPO / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License" in licence and "Version 2.0, January 2004" in licence and cff["license"] == "Apache-2.0"
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert "## Citing" in readme and "CITATION.cff" in readme.split("## Citing", 1)[1]
 
