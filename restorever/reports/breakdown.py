@@ -1,9 +1,12 @@
 """Per-group breakdown of a finished verification run: does degradation or restoration preserve identity equally for
 every group of people (gender)?
 
-Everything here reads a ``results.json`` record and changes nothing in it. Groups are attributes of *people*: an
-image belongs to the group of its person (the LFW name before ``_NNNN``), whose label comes from the protocol's
-``labels`` files (a person with no label, or with contradicting labels, is ``unlabelled`` and still counted).
+Everything here reads a ``results.json`` record and changes nothing in it. Groups come either from the protocol's
+``labels`` files (``--by gender``: attributes of *people*, an image belonging to the group of its person, the LFW name
+before ``_NNNN``; a person with no label, or with contradicting labels, is ``unlabelled`` and still counted), or from
+the user's CSV (``--labels FILE``, :func:`read_labels_csv`) keyed by person (the image's folder,
+:func:`restorever.reports.statistics.person_of`) or by image id. The bootstrap always resamples the image's person
+(its folder; an id without a folder is its own cluster), also when the labels are per image.
 
 Per condition and group:
 
@@ -13,8 +16,9 @@ Per condition and group:
 - ``verification``: the pairs whose two people are both in the group (genuine pairs and same-group impostor pairs),
   decided at the run's own per-fold thresholds (re-derived with :func:`restorever.metrics.kfold_accuracy` on *all*
   pairs, then applied to the group's pairs): pooled accuracy, FNMR (genuine pairs called different), FMR (impostor
-  pairs called same) and AUC. Impostor pairs between two labelled groups form the ``mixed`` row (FMR only); a pair
-  with an unlabelled person is in ``unlabelled``.
+  pairs called same) and AUC. Pairs whose two images are in two different labelled groups form the ``mixed`` row
+  (FMR of its impostor pairs; FNMR of its genuine pairs, which only image-level labels can produce); a pair with an
+  unlabelled image is in ``unlabelled``.
 
 ``difference``: the identity-similarity *drop* from clean (``1 - cosine``, the clean probe's similarity to itself
 being 1) of each group minus that of the reference group, with a bootstrap interval that resamples people within
@@ -22,17 +26,22 @@ each group independently. Fractions throughout (accuracy, rates, AUC in [0, 1]; 
 """
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import json
 import logging
+import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import RestoreverError
 from ..metrics.verification import kfold_accuracy, roc_auc_score
 from .labels import condition_label
-from .statistics import cluster_bootstrap_replicates, pair_decisions, percentile_interval
+from .statistics import cluster_bootstrap_replicates, pair_decisions, percentile_interval, person_of
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +52,13 @@ ATTRIBUTES = ("gender",)
 UNLABELLED = "unlabelled"
 MIXED = "mixed"
 SCHEMA_VERSION = 1
+#: how a labels source keys its groups: ``lfw-name`` (the protocol's lists: the LFW name before ``_NNNN``),
+#: ``person`` (a CSV ``person,GROUP`` row: the image's folder) or ``item`` (a CSV ``item,GROUP`` row: the image id)
+KEYS = ("lfw-name", "person", "item")
+#: the figure draws at most this many labelled groups: the colour-blind-safe Okabe-Ito palette has 8 colours
+MAX_FIGURE_GROUPS = 8
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+_GROUP_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*\Z")
 
 
 class BreakdownError(RestoreverError):
@@ -54,6 +70,140 @@ def person(item: str) -> str:
     from ..attributes.labels import person_of
 
     return person_of(item)
+
+
+def _folder_person(item: str) -> str:
+    return person_of(item)
+
+
+def _keying(key: str) -> tuple[Callable[[str], str], Callable[[str], str]]:
+    """``(cluster of an image id, label key of an image id)`` for a :data:`KEYS` value."""
+    if key == "lfw-name":
+        return person, person
+    if key == "person":
+        return _folder_person, _folder_person
+    if key == "item":
+        return _folder_person, lambda item: str(item).replace("\\", "/")
+    raise ValueError(f"key must be one of {', '.join(KEYS)}, got {key!r}")
+
+
+@dataclass(frozen=True)
+class GroupLabels:
+    """A user's labels file: ``key`` ``"person"`` or ``"item"``, ``name`` (the header's group column),
+    ``groups`` ``{person or image id: group}``, ``lines`` ``{key: line number}``, ``source`` and ``sha256``."""
+
+    key: str
+    name: str
+    groups: dict[str, str]
+    lines: dict[str, int]
+    source: str
+    sha256: str
+
+
+def check_group_name(name: str, source: str = "--name") -> str:
+    """``name`` if it can name the attribute and the output files (``breakdown-NAME.json``), else BreakdownError."""
+    if not _GROUP_NAME.match(name or ""):
+        raise BreakdownError(f"{source}: {name!r} cannot name the breakdown files breakdown-NAME.json; use letters, "
+                             "digits, '_', '-', '.' or '+' (pass --name NAME)")
+    return name
+
+
+def parse_labels_csv(text: str, *, source: str = "labels.csv") -> GroupLabels:
+    """Parse a labels CSV: a header ``person,NAME`` (one row per person: the image's folder in ``results.json``) or
+    ``item,NAME`` (one row per image id exactly as ``results.json``'s ``pairs.a``/``pairs.b`` write it), then one
+    ``key,group`` row per person or image. Blank lines and lines starting with ``#`` are skipped; cells are stripped;
+    a byte-order mark and CRLF line ends are accepted by the caller's decoding.
+
+    Refused with :class:`BreakdownError` naming the file and line: no such header, a header naming both keys or more
+    than two columns, a row of another width, an empty key or group, the reserved groups ``unlabelled``/``mixed``, an
+    image id (a path or an image file name) under a ``person`` header, and a key given two different groups. A key
+    repeated with the same group is accepted once.
+    """
+    from ..formats.base import csv_rows
+
+    reader = csv.reader(io.StringIO(text.replace("\r\n", "\n")))
+    header: list[str] | None = None
+    key = name = ""
+    groups: dict[str, str] = {}
+    lines: dict[str, int] = {}
+    for line_no, row in csv_rows(reader, source):
+        row = [c.strip() for c in row]
+        if not any(row) or row[0].startswith("#"):
+            continue
+        where = f"{source}:{line_no}"
+        if header is None:
+            header = row
+            lowered = [c.lower() for c in row]
+            if "person" in lowered and "item" in lowered:
+                raise BreakdownError(f"{where}: the header names both person and item, so the rows' keys are "
+                                     "ambiguous; write one file keyed by person (person,NAME) or by image (item,NAME)")
+            if len(row) != 2 or lowered[0] not in ("person", "item") or not row[1]:
+                raise BreakdownError(f"{where}: the first row must be the header person,NAME (one row per person) or "
+                                     f"item,NAME (one row per image id of results.json), got {','.join(row)[:80]!r}")
+            key, name = lowered[0], row[1]
+            continue
+        if len(row) != 2:
+            raise BreakdownError(f"{where}: expected 2 fields ({key},{name}), got {len(row)}")
+        k, g = row[0].replace("\\", "/"), row[1]
+        if not k:
+            raise BreakdownError(f"{where}: empty {key}")
+        if not g:
+            raise BreakdownError(f"{where}: {k} has an empty {name}; write its group, or leave the row out (what is "
+                                 f"not listed is {UNLABELLED})")
+        if g in (UNLABELLED, MIXED):
+            raise BreakdownError(f"{where}: {g!r} is reserved for the breakdown's own rows; rename that group")
+        if key == "person" and ("/" in k or k.lower().endswith(_IMAGE_SUFFIXES)):
+            raise BreakdownError(f"{where}: {k} is an image id, but the header says person; a file is keyed by "
+                                 "person or by image, not both: make the header item,NAME and give every row an "
+                                 "image id, or give every row a person")
+        if k in groups and groups[k] != g:
+            raise BreakdownError(f"{where}: {k} is {g!r} here but {groups[k]!r} on line {lines[k]}; give each "
+                                 f"{key} one group")
+        groups.setdefault(k, g)
+        lines.setdefault(k, line_no)
+    if header is None or not groups:
+        raise BreakdownError(f"{source}: no labels; expected a header person,NAME or item,NAME and one row per "
+                             f"{key or 'person or image'}")
+    return GroupLabels(key, name, groups, lines, source, hashlib.sha256(text.encode("utf-8")).hexdigest())
+
+
+def read_labels_csv(path: str | Path) -> GroupLabels:
+    """:func:`parse_labels_csv` of a file (UTF-8, with or without a byte-order mark)."""
+    from ..formats.base import read_text_file
+
+    return parse_labels_csv(read_text_file(Path(path)), source=str(path))
+
+
+def resolve_labels(labels: GroupLabels, record: dict[str, Any], source: str = "results.json"
+                   ) -> tuple[list[str], dict[str, Any]]:
+    """Match a labels file to a run: ``(classes, info for breakdown-NAME.json's labels)``.
+
+    ``classes`` are the file's groups in sorted order (the order of the tables and of the bootstrap seeds). Keys that
+    name nothing in the run are counted and logged, not fatal; an ``item`` key that is one of the run's people rather
+    than an image id is refused (the file mixes the two keys), as is a file of which no key matches the run.
+    """
+    pairs = record.get("pairs") or {}
+    items = {str(i).replace("\\", "/") for i in [*(pairs.get("a") or ()), *(pairs.get("b") or ())]}
+    people = {_folder_person(i) for i in items}
+    known = items if labels.key == "item" else people
+    unknown = [k for k in labels.groups if k not in known]
+    if labels.key == "item":
+        for k in unknown:
+            if k in people:
+                raise BreakdownError(f"{labels.source}:{labels.lines[k]}: {k} is a person of the run, not an image id, "
+                                     "but the header says item; key the whole file by person (person,NAME) or give "
+                                     "every row an image id as results.json writes it")
+    if len(unknown) == len(labels.groups):
+        example = sorted(known)[0] if known else "?"
+        raise BreakdownError(f"{labels.source}: none of its {len(unknown)} {labels.key} keys is in the run "
+                             f"{source} (e.g. the run has {example!r}, the file {unknown[0]!r}); key it by "
+                             f"{'the image ids of pairs.a/pairs.b' if labels.key == 'item' else 'image folder'}")
+    if unknown:
+        log.warning("%s: %d of its %d %s keys are not in the run and are ignored (e.g. %s)", labels.source,
+                    len(unknown), len(labels.groups), labels.key, ", ".join(unknown[:3]))
+    classes = sorted(set(labels.groups.values()))
+    return classes, {"file": labels.source, "sha256": labels.sha256, "key": labels.key, "name": labels.name,
+                     "rows": len(labels.groups), "unknown": len(unknown), "unknown_examples": unknown[:5]}
 
 
 def person_groups(image_labels: Mapping[str, int], classes: Sequence[str]) -> tuple[dict[str, str], list[str]]:
@@ -101,10 +251,10 @@ def load_person_groups(record: dict[str, Any], run_dir: str | Path, by: str) -> 
     return groups, classes, {"protocol": protocol.name, "files": dict(section), "conflicting": conflicting}
 
 
-def check_record(record: dict[str, Any], source: str = "results.json") -> None:
+def check_record(record: dict[str, Any], source: str = "results.json", *, lfw_names: bool = True) -> None:
     """:class:`BreakdownError` unless ``record`` is a verification run with pair ids, stored scores and per-probe
-    identity in every degraded condition, and each image's folder is the person its file name reads as
-    (``PERSON/PERSON_NNNN.jpg``: the label lists name files, not folders)."""
+    identity in every degraded condition, and (``lfw_names``, for the protocol's label lists, which name files, not
+    folders) each image's folder is the person its file name reads as (``PERSON/PERSON_NNNN.jpg``)."""
     conds = record.get("conditions") or []
     if not any(c.get("verification") for c in conds):
         raise BreakdownError(f"{source}: no condition has verification results; breakdown needs a `restorever eval` "
@@ -123,28 +273,33 @@ def check_record(record: dict[str, Any], source: str = "results.json") -> None:
             raise BreakdownError(f"{source}: conditions[{i}] ({condition_label(c)}) has no identity.per_item "
                                  "(each probe's cosine to its clean embedding); rerun it with `restorever eval` of "
                                  "this version")
+    if not lfw_names:
+        return
     for item in dict.fromkeys([*(pairs.get("a") or ()), *(pairs.get("b") or ())]):
         parts = str(item).replace("\\", "/").split("/")
         if len(parts) >= 2 and parts[-2] != person(item):
             raise BreakdownError(f"{source}: image {item} is in folder {parts[-2]} but its name reads as person "
                                  f"{person(item)}; the label lists key people by LFW-style names, so name the images "
-                                 "PERSON/PERSON_NNNN.jpg (and list them as PERSON_NNNN.jpg)")
+                                 "PERSON/PERSON_NNNN.jpg (and list them as PERSON_NNNN.jpg), or give a labels CSV "
+                                 "keyed by folder or image id with --labels FILE")
 
 
 def identity_by_group(per_item: Mapping[str, float], groups: Mapping[str, str], names: Sequence[str], *,
-                      n_boot: int = 2000, level: float = 0.95, seed: int = 0
+                      n_boot: int = 2000, level: float = 0.95, seed: int = 0, key: str = "lfw-name"
                       ) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray]]:
     """Mean cosine to clean of each group's probes, with a people-resampling bootstrap interval.
 
     Returns ``({group: {"mean", "ci_low", "ci_high", "n_probes", "n_people"}}, {group: replicate means})``; a group
     without probes gets ``mean`` None. A group of one person gets no interval (``ci_low``/``ci_high`` None, no
     replicates): resampling one person repeats their mean, a zero-width interval that says nothing about the group.
-    Group ``names[i]`` draws with seed ``seed + i``.
+    Group ``names[i]`` draws with seed ``seed + i``. ``key`` (:data:`KEYS`) says what ``groups`` is keyed by; the
+    resampled cluster is the probe's person in every case.
     """
+    cluster_of, key_of = _keying(key)
     items = list(per_item)
     cos = np.array([float(per_item[i]) for i in items], dtype=np.float64)
-    people = np.array([person(i) for i in items])
-    member = np.array([groups.get(p, UNLABELLED) for p in people])
+    people = np.array([cluster_of(i) for i in items])
+    member = np.array([groups.get(key_of(i), UNLABELLED) for i in items])
     out: dict[str, dict[str, Any]] = {}
     reps: dict[str, np.ndarray] = {}
     for g_index, g in enumerate(names):
@@ -161,11 +316,13 @@ def identity_by_group(per_item: Mapping[str, float], groups: Mapping[str, str], 
     return out, reps
 
 
-def pair_groups(items_a: Sequence[str], items_b: Sequence[str], groups: Mapping[str, str]) -> np.ndarray:
-    """Group of each pair: the group of both people when they share it, :data:`MIXED` when both are labelled and
-    differ, else :data:`UNLABELLED`."""
-    ga = [groups.get(person(a), UNLABELLED) for a in items_a]
-    gb = [groups.get(person(b), UNLABELLED) for b in items_b]
+def pair_groups(items_a: Sequence[str], items_b: Sequence[str], groups: Mapping[str, str], *,
+                key: str = "lfw-name") -> np.ndarray:
+    """Group of each pair: the group of both images (their people's, or their own with ``key="item"``) when they
+    share it, :data:`MIXED` when both are labelled and differ, else :data:`UNLABELLED`."""
+    key_of = _keying(key)[1]
+    ga = [groups.get(key_of(a), UNLABELLED) for a in items_a]
+    gb = [groups.get(key_of(b), UNLABELLED) for b in items_b]
     return np.array([x if x == y else (UNLABELLED if UNLABELLED in (x, y) else MIXED) for x, y in zip(ga, gb)])
 
 
@@ -178,8 +335,8 @@ def verification_by_group(scores: Mapping[str, Sequence], pair_group: np.ndarray
     """Per-group verification at the run's per-fold thresholds, re-derived from all pairs' scores.
 
     Returns ``(thresholds per fold, {group: {"n_pairs", "n_genuine", "n_impostor", "accuracy", "fnmr", "fmr",
-    "auc"}})`` for ``names`` and :data:`MIXED` (``n_impostor`` and ``fmr`` only). A rate without pairs to measure it
-    on is None; AUC is None unless the group has both genuine and impostor pairs.
+    "auc"}})`` for ``names`` and :data:`MIXED` (``n_impostor``, ``fmr``, ``n_genuine``, ``fnmr`` only). A rate
+    without pairs to measure it on is None; AUC is None unless the group has both genuine and impostor pairs.
     """
     same = np.asarray(scores["same"]).astype(bool)
     score = np.asarray(scores["score"], dtype=np.float64)
@@ -193,31 +350,35 @@ def verification_by_group(scores: Mapping[str, Sequence], pair_group: np.ndarray
         out[g] = {"n_pairs": int(m.sum()), "n_genuine": int(gen.sum()), "n_impostor": int(imp.sum()),
                   "accuracy": _rate(correct[m]), "fnmr": _rate(~called_same[gen]), "fmr": _rate(called_same[imp]),
                   "auc": float(roc_auc_score(same[m], score[m])) if gen.any() and imp.any() else None}
-    mixed = (pair_group == MIXED) & ~same
-    out[MIXED] = {"n_impostor": int(mixed.sum()), "fmr": _rate(called_same[mixed])}
+    imp, gen = (pair_group == MIXED) & ~same, (pair_group == MIXED) & same
+    out[MIXED] = {"n_impostor": int(imp.sum()), "fmr": _rate(called_same[imp]), "n_genuine": int(gen.sum()),
+                  "fnmr": _rate(~called_same[gen])}
     return [float(t) for t in thresholds], out
 
 
 def breakdown(record: dict[str, Any], groups: Mapping[str, str], classes: Sequence[str], *, by: str = "gender",
               reference: str | None = None, n_boot: int = 2000, level: float = 0.95, seed: int | None = None,
-              source: str = "results.json") -> dict[str, Any]:
-    """The breakdown of a verification record by ``groups`` (``{person: group}``); see the module docstring.
+              source: str = "results.json", key: str = "lfw-name") -> dict[str, Any]:
+    """The breakdown of a verification record by ``groups``; see the module docstring.
 
-    ``reference``: the group the others are compared with (default: the labelled group with the most probes).
-    ``seed`` defaults to the run's ``config.seed``. Returns a JSON-ready dict (keys in docs/attributes.md).
+    ``groups`` is ``{key: group}`` for ``key`` in :data:`KEYS`: ``lfw-name`` (the protocol's lists, ``{LFW name:
+    group}``), ``person`` (``{image folder: group}``) or ``item`` (``{image id: group}``). ``reference``: the group the
+    others are compared with (default: the labelled group with the most probes). ``seed`` defaults to the run's
+    ``config.seed``. Returns a JSON-ready dict (keys in docs/attributes.md).
     """
-    check_record(record, source)
+    cluster_of, key_of = _keying(key)
+    check_record(record, source, lfw_names=key == "lfw-name")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     seed = int((record.get("config") or {}).get("seed") or 0) if seed is None else int(seed)
     names = [*classes, UNLABELLED]
     pairs = record["pairs"]
-    pg = pair_groups(pairs["a"], pairs["b"], groups)
+    pg = pair_groups(pairs["a"], pairs["b"], groups, key=key)
     # probes: the images the degraded conditions score against their clean embeddings (else the pairs' second
     # images); the clean condition's per_item also holds the gallery images, which would count twice otherwise
     probes = {i for c in record["conditions"] if c.get("scale") is not None
               for i in ((c.get("identity") or {}).get("per_item") or {})} or set(pairs["b"])
-    counts = {g: sum(groups.get(person(i), UNLABELLED) == g for i in probes) for g in classes}
+    counts = {g: sum(groups.get(key_of(i), UNLABELLED) == g for i in probes) for g in classes}
     if reference is None:
         reference = max(classes, key=lambda g: counts[g])
     elif reference not in classes:
@@ -230,7 +391,7 @@ def breakdown(record: dict[str, Any], groups: Mapping[str, str], classes: Sequen
             continue
         thresholds, ver = verification_by_group(cond["scores"], pg, names)
         per_item = {i: v for i, v in ((cond.get("identity") or {}).get("per_item") or {}).items() if i in probes}
-        ident, reps = identity_by_group(per_item, groups, names, n_boot=n_boot, level=level, seed=seed)
+        ident, reps = identity_by_group(per_item, groups, names, n_boot=n_boot, level=level, seed=seed, key=key)
         entry: dict[str, Any] = {
             "restorer": cond["restorer"], "scale": cond.get("scale"), "recognizer": cond.get("recognizer"),
             "degrade_side": cond.get("degrade_side"), "label": condition_label(cond), "thresholds": thresholds,
@@ -253,15 +414,30 @@ def breakdown(record: dict[str, Any], groups: Mapping[str, str], classes: Sequen
                     "difference": (1.0 - ident[g]["mean"]) - (1.0 - ident[reference]["mean"]),
                     "ci_low": low, "ci_high": high}
         conditions.append(entry)
-    n_people = {g: sum(v == g for v in groups.values()) for g in classes}
+    resampled = "people (with all their probes), independently within each group"
+    extra: dict[str, Any] = {}
+    if key == "item":
+        # a person's images may fall in several groups (age bands): the groups then share people, which the
+        # independent resampling of the difference interval does not model
+        shared: dict[str, set[str]] = {}
+        for i in probes:
+            if groups.get(key_of(i), UNLABELLED) in classes:
+                shared.setdefault(cluster_of(i), set()).add(groups[key_of(i)])
+        resampled = ("people (each with their probes in the group; an image id without a folder is its own "
+                     "cluster), independently within each group")
+        extra = {"labelled_items": {g: sum(v == g for v in groups.values()) for g in classes},
+                 "people_in_several_groups": sum(len(v) > 1 for v in shared.values())}
+        n_people = {g: len({cluster_of(k) for k, v in groups.items() if v == g}) for g in classes}
+    else:
+        n_people = {g: sum(v == g for v in groups.values()) for g in classes}
     return {
         "schema_version": SCHEMA_VERSION, "by": by, "groups": names, "reference": reference,
         "identity_metric": "cosine of the probe's embedding to its clean embedding (identity.per_item)",
         "drop": "1 - cosine to clean (a clean probe's cosine to itself is 1)",
         "accuracy": "pooled over the group's pairs at the run's per-fold thresholds (re-derived from all pairs)",
         "bootstrap": {"n_boot": int(n_boot), "level": float(level), "seed": seed,
-                      "resampled": "people (with all their probes), independently within each group"},
-        "labelled_people": n_people, "run": {"protocol": (record.get("config") or {}).get("protocol"),
+                      "resampled": resampled},
+        "labelled_people": n_people, **extra, "run": {"protocol": (record.get("config") or {}).get("protocol"),
                                              "recognizer": (record.get("config") or {}).get("recognizer"),
                                              "pairs": len(pairs["a"]), "created": record.get("created")},
         "conditions": conditions,
@@ -295,8 +471,9 @@ def breakdown_markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {c['label']} | {g} | {i['n_people']} | {i['n_probes']} | {cos} | {v['n_genuine']}/"
                          f"{v['n_impostor']} | {_pct(v['accuracy'])} | {_pct(v['fnmr'])} | {_pct(v['fmr'])} | {auc} |")
         m = c["mixed"]
-        if m["n_impostor"]:
-            lines.append(f"| {c['label']} | {MIXED} | | | | 0/{m['n_impostor']} | | | {_pct(m['fmr'])} | |")
+        if m["n_impostor"] or m.get("n_genuine"):
+            lines.append(f"| {c['label']} | {MIXED} | | | | {m.get('n_genuine', 0)}/{m['n_impostor']} | | "
+                         f"{_pct(m.get('fnmr'))} | {_pct(m['fmr'])} | |")
     diffs = [(c, g, d) for c in result["conditions"] for g, d in c["difference"].items()]
     if diffs:
         lines += ["", f"Identity drop (1 − cos to clean) of each group minus {result['reference']}'s, with a "
@@ -308,11 +485,17 @@ def breakdown_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _shown_groups(result: dict[str, Any]) -> list[str]:
+    """The groups with probes in some degraded condition (the figure's lines)."""
+    conds = [c for c in result["conditions"] if c["scale"] is not None]
+    return [g for g in result["groups"] if any(c["groups"][g]["identity"]["n_probes"] for c in conds)]
+
+
 def plot_breakdown(result: dict[str, Any], out: str | Path) -> Path:
     """Mean cosine to clean against scale, one line per (restorer, group) with its bootstrap interval as error bars;
     colour = group (colour-blind safe), line style = restorer."""
     from .figure_io import new_figure, save_figure
-    from .figure_style import RESTORER_LINESTYLES, group_colour
+    from .figure_style import RESTORER_LINESTYLES, group_colours
 
     conds = [c for c in result["conditions"] if c["scale"] is not None]
     if not conds:
@@ -320,7 +503,11 @@ def plot_breakdown(result: dict[str, Any], out: str | Path) -> Path:
     scales = sorted({c["scale"] for c in conds})
     restorers = list(dict.fromkeys(c["restorer"] for c in conds))
     fig, ax, plt = new_figure()
-    shown = [g for g in result["groups"] if any(c["groups"][g]["identity"]["n_probes"] for c in conds)]
+    shown = _shown_groups(result)
+    if sum(g != UNLABELLED for g in shown) > MAX_FIGURE_GROUPS:
+        raise BreakdownError(f"{len(shown)} groups are more than the figure tells apart ({MAX_FIGURE_GROUPS} "
+                             "colour-blind-safe colours); merge groups in the labels file, or use the tables")
+    colours = group_colours(shown)
     for r_index, restorer in enumerate(restorers):
         for g_index, g in enumerate(shown):
             rows = [c for c in conds if c["restorer"] == restorer and c["groups"][g]["identity"]["mean"] is not None]
@@ -332,7 +519,7 @@ def plot_breakdown(result: dict[str, Any], out: str | Path) -> Path:
             err = np.array([[0.0, 0.0] if i["ci_low"] is None else [v - i["ci_low"], i["ci_high"] - v]
                             for i, v in zip(ci, y)]).T
             name = "no restoration" if restorer == "none" else restorer
-            ax.errorbar(x, y, yerr=err, color=group_colour(g, g_index), capsize=2, marker="o", ms=3,
+            ax.errorbar(x, y, yerr=err, color=colours[g], capsize=2, marker="o", ms=3,
                         linestyle=RESTORER_LINESTYLES[r_index % len(RESTORER_LINESTYLES)],
                         label=f"{g} ({name})" if len(restorers) > 1 else g)
     ax.set_xscale("log", base=2)
@@ -347,15 +534,22 @@ def plot_breakdown(result: dict[str, Any], out: str | Path) -> Path:
 
 
 def write_breakdown(result: dict[str, Any], run_dir: str | Path, *, figure: str | Path | None = None
-                    ) -> dict[str, Path]:
+                    ) -> dict[str, Path | None]:
     """Write ``breakdown-<by>.json`` and ``.md`` into ``run_dir`` (atomically) and the figure (default
-    ``run_dir/figures/breakdown-<by>.png``); returns their paths."""
+    ``run_dir/figures/breakdown-<by>.png``); returns their paths. With more than :data:`MAX_FIGURE_GROUPS` labelled
+    groups the figure is not drawn (``paths["figure"]`` None, with a warning): its colours would repeat."""
     from ..files import atomic_write_text
 
     run_dir = Path(run_dir)
     stem = f"breakdown-{result['by']}"
-    paths = {"json": run_dir / f"{stem}.json", "markdown": run_dir / f"{stem}.md"}
+    paths: dict[str, Path | None] = {"json": run_dir / f"{stem}.json", "markdown": run_dir / f"{stem}.md"}
     atomic_write_text(paths["json"], json.dumps(result, indent=1, allow_nan=False) + "\n")
     atomic_write_text(paths["markdown"], breakdown_markdown(result))
-    paths["figure"] = plot_breakdown(result, figure or run_dir / "figures" / f"{stem}.png")
+    n_groups = sum(g != UNLABELLED for g in _shown_groups(result))
+    if n_groups > MAX_FIGURE_GROUPS:
+        log.warning("no figure: %d groups are more than its %d colour-blind-safe colours tell apart; the tables "
+                    "hold every group", n_groups, MAX_FIGURE_GROUPS)
+        paths["figure"] = None
+    else:
+        paths["figure"] = plot_breakdown(result, figure or run_dir / "figures" / f"{stem}.png")
     return paths

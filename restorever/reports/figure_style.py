@@ -21,7 +21,7 @@ CLEAN_WIDTH_FACTOR = 2.5
 
 #: one colour per group of people (breakdown figures), Okabe-Ito as above; ``unlabelled`` is grey
 GROUP_COLOURS = {"female": "#d55e00", "male": "#0072b2", "unlabelled": "#999999"}
-_GROUP_CYCLE = ["#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#f0e442", "#000000"]
+_GROUP_CYCLE = ["#e69f00", "#009e73", "#cc79a7", "#56b4e9", "#f0e442", "#000000", "#d55e00", "#0072b2"]
 #: line styles that tell restorers apart where colour already means something else (breakdown figures)
 RESTORER_LINESTYLES = ["-", "--", "-.", ":"]
 
@@ -30,6 +30,17 @@ def group_colour(name: str, index: int = 0) -> str:
     """The colour of a group of people: fixed for gender and ``unlabelled``, else the ``index``-th colour of an
     Okabe-Ito cycle (age groups in their order)."""
     return GROUP_COLOURS.get(name, _GROUP_CYCLE[index % len(_GROUP_CYCLE)])
+
+
+def group_colours(names: list[str]) -> dict[str, str]:
+    """One colour per group of ``names``: the fixed ones for gender and ``unlabelled``, the others the Okabe-Ito
+    colours those leave free, in order. Distinct for up to 8 groups besides ``unlabelled``; beyond that they repeat."""
+    taken = {GROUP_COLOURS[n] for n in names if n in GROUP_COLOURS}
+    free = iter([c for c in _GROUP_CYCLE if c not in taken] or _GROUP_CYCLE)
+    out = {}
+    for i, n in enumerate(names):
+        out[n] = GROUP_COLOURS.get(n) or next(free, _GROUP_CYCLE[i % len(_GROUP_CYCLE)])
+    return out
 
 
 def restorer_colour(name: str) -> str:

@@ -11,9 +11,10 @@ from click.testing import CliRunner
 
 from restorever.cli import cli
 from restorever.metrics.verification import best_threshold, verification_report
-from restorever.reports.breakdown import (MIXED, UNLABELLED, BreakdownError, breakdown, breakdown_markdown,
-                                          check_record, load_person_groups, pair_groups, person_groups,
-                                          verification_by_group)
+from restorever.reports.breakdown import (MAX_FIGURE_GROUPS, MIXED, UNLABELLED, BreakdownError, breakdown,
+                                          breakdown_markdown, check_record, load_person_groups, pair_groups,
+                                          parse_labels_csv, person_groups, plot_breakdown, read_labels_csv,
+                                          resolve_labels, verification_by_group, write_breakdown)
 
 from .conftest import make_record
 
@@ -56,7 +57,8 @@ def test_hand_computed_verification_by_group():
     # male: C1-C2 (0.3 <= 0.4) rejected, C4-C5 accepted; no male impostor pair
     assert ver["male"] == {"n_pairs": 2, "n_genuine": 2, "n_impostor": 0, "accuracy": 0.5, "fnmr": 0.5,
                            "fmr": None, "auc": None}
-    assert ver[MIXED] == {"n_impostor": 2, "fmr": 0.5}  # B5-C6 (0.7 > 0.2) accepted, A4-C3 (0.2) rejected
+    # B5-C6 (0.7 > 0.2) accepted, A4-C3 (0.2) rejected; person labels put no genuine pair in mixed
+    assert ver[MIXED] == {"n_impostor": 2, "fmr": 0.5, "n_genuine": 0, "fnmr": None}
     assert ver[UNLABELLED]["n_pairs"] == 0
 
 
@@ -230,3 +232,158 @@ def test_images_not_named_after_their_folder_are_refused():
                                              r"person IMG.*PERSON/PERSON_NNNN.jpg"):
         check_record(rec)
     check_record(tiny_record())  # LFW names: folder and name agree
+
+
+# --- --labels FILE: the user's own groups, keyed by person (the image's folder) or by image id
+
+
+def _labels(text: str, record: dict | None = None):
+    labels = parse_labels_csv(text, source="labels.csv")
+    classes, info = resolve_labels(labels, record or tiny_record())
+    return labels, classes, info
+
+
+def test_labels_csv_by_person_gives_the_hand_computed_breakdown(tmp_path):
+    path = tmp_path / "people.csv"
+    path.write_bytes("\ufeffperson,gender\r\nA,female\r\n# a comment\r\n\r\nB,female\r\nC,male\r\nA,female\r\n"
+                     .encode("utf-8"))  # BOM, CRLF, a comment, a blank line, a repeated row with the same group
+    labels = read_labels_csv(path)
+    assert (labels.key, labels.name, labels.groups) == ("person", "gender", GROUPS)
+    classes, info = resolve_labels(labels, tiny_record())
+    assert classes == ["female", "male"] and info["key"] == "person" and info["unknown"] == 0
+    res = breakdown(tiny_record(), labels.groups, classes, by="gender", reference="male", n_boot=2000, key="person")
+    f = res["conditions"][1]["groups"]["female"]
+    assert f["identity"]["mean"] == pytest.approx(0.75) and f["identity"]["n_people"] == 2
+    assert (f["identity"]["ci_low"], f["identity"]["ci_high"]) == pytest.approx((0.7, 0.9))
+    assert f["verification"] == {"n_pairs": 4, "n_genuine": 2, "n_impostor": 2, "accuracy": 0.5, "fnmr": 0.0,
+                                 "fmr": 1.0, "auc": 1.0}
+    assert res == breakdown(tiny_record(), GROUPS, CLASSES, reference="male", n_boot=2000)  # as the protocol lists
+
+
+#: image-level labels of tiny_record's 16 images: y(oung) and o(ld) photos; B and C have images in both
+ITEM_GROUPS = {**{_img(k): "y" for k in ("A1", "A2", "C1", "B1", "A3", "B2", "B3", "C4")},
+               **{_img(k): "o" for k in ("C2", "A4", "C3", "C5", "A5", "B4", "B5", "C6")}}
+
+
+def test_item_labels_hand_computed():
+    text = "item,age\n" + "".join(f"{k},{g}\n" for k, g in ITEM_GROUPS.items())
+    labels, classes, info = _labels(text)
+    assert labels.key == "item" and classes == ["o", "y"] and info["rows"] == 16
+    res = breakdown(tiny_record(), labels.groups, classes, by="age", n_boot=2000, key="item")
+    x8 = res["conditions"][1]
+    assert res["reference"] == "o"  # 5 old probes, 3 young
+    y, o = x8["groups"]["y"], x8["groups"]["o"]
+    # pairs by both images' groups, thresholds 0.4 (fold 0) and 0.2 (fold 1):
+    # y: A1-A2 0.9 accepted, A3-B1 0.5 falsely accepted, B2-B3 0.8 accepted
+    assert y["verification"] == {"n_pairs": 3, "n_genuine": 2, "n_impostor": 1, "accuracy": pytest.approx(2 / 3),
+                                 "fnmr": 0.0, "fmr": 1.0, "auc": 1.0}
+    # o: A4-C3 0.2 rejected, A5-B4 0.4 and B5-C6 0.7 falsely accepted
+    assert o["verification"] == {"n_pairs": 3, "n_genuine": 0, "n_impostor": 3, "accuracy": pytest.approx(1 / 3),
+                                 "fnmr": None, "fmr": pytest.approx(2 / 3), "auc": None}
+    # the genuine pairs C1(y)-C2(o) (0.3 <= 0.4: missed) and C4(y)-C5(o) (0.6 > 0.2) are mixed
+    assert x8["mixed"] == {"n_impostor": 0, "fmr": None, "n_genuine": 2, "fnmr": 0.5}
+    assert "| none x8 | mixed | | | | 2/0 | | 50.0 | — | |" in breakdown_markdown(res)
+    # identity per image; the clusters are still people: y = A2 .9 | B1 .7, B3 .8; o = B4 .6 | C .5 .6 .4 .5
+    assert (y["identity"]["mean"], y["identity"]["n_probes"], y["identity"]["n_people"]) == (pytest.approx(0.8), 3, 2)
+    assert (y["identity"]["ci_low"], y["identity"]["ci_high"]) == pytest.approx((0.75, 0.9))  # B,B / A,A
+    assert (o["identity"]["mean"], o["identity"]["n_probes"], o["identity"]["n_people"]) == (pytest.approx(0.52), 5, 2)
+    assert (o["identity"]["ci_low"], o["identity"]["ci_high"]) == pytest.approx((0.5, 0.6))  # C,C / B,B
+    assert x8["difference"]["y"]["difference"] == pytest.approx((1 - 0.8) - (1 - 0.52))
+    assert res["people_in_several_groups"] == 1  # B: probes B1, B3 young and B4 old
+    assert res["labelled_items"] == {"o": 8, "y": 8} and res["labelled_people"] == {"o": 3, "y": 3}
+    assert "own cluster" in res["bootstrap"]["resampled"]
+
+
+def test_labels_for_a_pairs_csv_layout():
+    # alice/IMG_0001.jpg: --by refuses it (the lists name files), a CSV keyed by folder takes it
+    rec = tiny_record()
+    for side in ("a", "b"):
+        rec["pairs"][side] = [i.replace("lfw-deepfunneled/", "").replace(f"/{Path(i).stem[0]}_", "/IMG_")
+                              for i in rec["pairs"][side]]
+    for c in rec["conditions"]:
+        c["identity"]["per_item"] = {k.replace("lfw-deepfunneled/", "").replace(f"/{Path(k).stem[0]}_", "/IMG_"): v
+                                     for k, v in c["identity"]["per_item"].items()}
+    assert rec["pairs"]["b"][0] == "A/IMG_0002.jpg"
+    with pytest.raises(BreakdownError, match="--labels FILE"):
+        check_record(rec)
+    labels, classes, _ = _labels("person,gender\nA,female\nB,female\nC,male\n", rec)
+    res = breakdown(rec, labels.groups, classes, reference="male", n_boot=2000, key="person")
+    ref = breakdown(tiny_record(), GROUPS, CLASSES, reference="male", n_boot=2000)
+    assert [c["groups"] for c in res["conditions"]] == [c["groups"] for c in ref["conditions"]]
+    # item keys as results.json writes them
+    labels, classes, _ = _labels("item,q\nA/IMG_0002.jpg,good\nB/IMG_0001.jpg,bad\n", rec)
+    res = breakdown(rec, labels.groups, classes, n_boot=200, key="item")
+    assert res["conditions"][1]["groups"]["good"]["identity"]["mean"] == pytest.approx(0.9)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("person,g\nA,f\nA,m\n", r"labels.csv:3: A is 'm' here but 'f' on line 2"),
+    ("person,g\nA,\n", r"labels.csv:2: A has an empty g; write its group, or leave the row out"),
+    ("A,female\nB,male\n", r"labels.csv:1: the first row must be the header person,NAME"),
+    ("person,item,g\nA,x,f\n", r"labels.csv:1: the header names both person and item"),
+    ("person,g\nA,f\nlfw-deepfunneled/B/B_0001.jpg,m\n", r"labels.csv:3: .* is an image id, but the header says "
+                                                         "person"),
+    ("person,g\nB_0001.jpg,m\n", r"labels.csv:2: B_0001.jpg is an image id"),
+    ("person,g\nA,unlabelled\n", r"labels.csv:2: 'unlabelled' is reserved"),
+    ("person,g\nA,f,extra\n", r"labels.csv:2: expected 2 fields \(person,g\), got 3"),
+    ("person,g\n\n", r"labels.csv: no labels"),
+    ("", r"labels.csv: no labels"),
+])
+def test_bad_labels_csv(text, message):
+    with pytest.raises(BreakdownError, match=message):
+        parse_labels_csv(text, source="labels.csv")
+
+
+def test_labels_matched_to_the_run(caplog):
+    # an item file that names people mixes the two keys
+    with pytest.raises(BreakdownError, match=r"labels.csv:3: B is a person of the run, not an image id"):
+        _labels(f"item,g\n{_img('A1')},f\nB,f\n")
+    # nothing matches: ids written differently from results.json
+    with pytest.raises(BreakdownError, match=r"none of its 1 item keys is in the run .*'A_0001.jpg'"):
+        _labels("item,g\nA_0001.jpg,f\n")
+    with caplog.at_level("WARNING"):
+        _, classes, info = _labels("person,g\nA,f\nZed,m\nYan,m\n")
+    assert info["unknown"] == 2 and classes == ["f", "m"] and "2 of its 3 person keys are not in the run" in caplog.text
+
+
+def test_many_groups_get_tables_but_no_figure(tmp_path):
+    from restorever.reports.figure_style import group_colours
+
+    colours = group_colours(["female", "male", *"abcdef", UNLABELLED])
+    assert len(set(colours.values())) == 9  # 8 groups and unlabelled: all distinct
+    rec = make_record(tmp_path)
+    people = sorted({Path(i).parent.name for i in rec["pairs"]["a"] + rec["pairs"]["b"]})
+    groups = {p: f"g{n % (MAX_FIGURE_GROUPS + 1)}" for n, p in enumerate(people)}
+    res = breakdown(rec, groups, sorted(set(groups.values())), by="many", n_boot=100, key="person")
+    paths = write_breakdown(res, tmp_path)
+    assert paths["figure"] is None and json.loads(paths["json"].read_text())["groups"][-1] == UNLABELLED
+    assert not (tmp_path / "figures").exists()
+    with pytest.raises(BreakdownError, match="more than the figure tells apart"):
+        plot_breakdown(res, tmp_path / "x.png")
+
+
+def test_labels_cli_equals_by_gender_on_a_real_run(real_run, lfw_root, tmp_path):
+    from restorever.attributes.labels import read_gender_lists
+
+    labels = read_gender_lists(lfw_root / "gender" / "male_names.txt", lfw_root / "gender" / "female_names.txt")
+    groups, _ = person_groups(labels, CLASSES)
+    csv_path = tmp_path / "gender.csv"
+    csv_path.write_text("person,gender\n" + "".join(f"{p},{g}\n" for p, g in sorted(groups.items())))
+    runner = CliRunner()
+    result = runner.invoke(cli, ["breakdown", str(real_run), "--by", "gender", "--bootstrap", "300"])
+    assert result.exit_code == 0, result.output
+    by = json.loads((real_run / "breakdown-gender.json").read_text())
+    result = runner.invoke(cli, ["breakdown", str(real_run), "--labels", str(csv_path), "--name", "gender_csv",
+                                 "--bootstrap", "300"])
+    assert result.exit_code == 0, result.output
+    mine = json.loads((real_run / "breakdown-gender_csv.json").read_text())
+    assert (real_run / "figures" / "breakdown-gender_csv.png").exists()
+    assert mine["conditions"] == by["conditions"]  # every number, bootstrap intervals included
+    for k in ("groups", "reference", "labelled_people", "bootstrap", "run"):
+        assert mine[k] == by[k], k
+    assert mine["by"] == "gender_csv" and mine["labels"]["key"] == "person"
+    result = runner.invoke(cli, ["breakdown", str(real_run), "--labels", str(csv_path), "--by", "gender"])
+    assert result.exit_code == 2 and "give one of them" in result.output
+    csv_path.write_text("person,skin type\nAaron_Peirsol,I\n")
+    result = runner.invoke(cli, ["breakdown", str(real_run), "--labels", str(csv_path)])
+    assert result.exit_code == 2 and "pass --name NAME" in result.output
