@@ -30,13 +30,24 @@ from .options import restorer_options, restorer_options_option
 @click.option("--on-error", type=click.Choice(["error", "skip"]), default=None,
               help="Images without a face: stop, or skip them (listed in skipped.json) [protocol's on_error, else "
                    "error].")
+@click.option("--overwrite", is_flag=True,
+              help="OUT holds a degrade.json made with other settings: degrade every face again with these, start "
+                   "a new record, and remove that run's PNGs that this one does not write (only files still "
+                   "holding the bytes it recorded); without it such a rerun is refused.")
 @click.option("--out", type=click.Path(), required=True,
               help="Output folder: OUT/clean and OUT/xSCALE PNGs, params.jsonl (parameters per face and scale), "
-                   "manifest.json (options, landmarks per face).")
+                   "manifest.json (options, landmarks per face), degrade.json (the resume record).")
 @handle_errors
 def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side, limit_pairs, detector, device,
-                    batch_size, on_error, out):
-    """Align and degrade a protocol's faces; write PNGs (OUT/clean, OUT/xSCALE) and the parameter records."""
+                    batch_size, on_error, overwrite, out):
+    """Align and degrade a protocol's faces; write PNGs (OUT/clean, OUT/xSCALE) and the parameter records.
+
+    \b
+    A rerun with the same arguments resumes: OUT/degrade.json records the settings and, per PNG, its source
+    photo's sha256 and its own; a PNG whose record matches is kept, the rest (missing, damaged, replaced, or
+    from a changed photo) are made again. Other settings are refused unless --overwrite. params.jsonl and
+    manifest.json are written only when every face is done (a run that writes first removes the previous ones),
+    so a folder without manifest.json holds an unfinished run: rerun the command to finish it."""
     import json
 
     import numpy as np
@@ -53,6 +64,7 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
     from ..pipeline.environment import restorever_version
     from ..pipeline.landmarks import align_items, landmark_stage
     from ..pipeline.protocol_defaults import protocol_default
+    from ..pipeline.restore_record import DegradeRecord
     from ..protocol import load_protocol
     from ..protocol_specs import alignment_fit
     from .options import parse_scales
@@ -73,42 +85,64 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
     dev = resolve_device(device)
     out = Path(out)
     _refuse_collisions({i: out / "clean" / Path(i).with_suffix(".png") for i in items}, "images")
+    # absolute (symlinks kept as named): a relative --data-root would name nothing to a reader in another folder
+    options = {"protocol": proto.name, "data_root": os.path.abspath(proto.root),
+               "pairs": os.path.abspath(pairs) if pairs else None, "degradation": degradation, "scales": scale_list,
+               "seed": seed, "degrade_side": side, "limit_pairs": limit_pairs, "detector": detector,
+               "alignment_fit": alignment_fit(proto.spec), "template": "ffhq_512", "device": dev.type}
+    record = DegradeRecord(out, options, {"restorever_version": restorever_version()},
+                           overwrite=overwrite)  # refuses other settings before any work
     info = landmark_stage(proto, items, detector=detector, device=dev, cache=ArrayCache(get_cache_dir() / "cache"),
                           batch_size=batch_size)
     failed = {k: v.error for k, v in info.items() if v.error}
     if failed and on_error == "error":
         raise FaceNotFoundError(f"{next(iter(failed.values()))}; rerun with --on-error skip to skip it")
     items = [i for i in items if i not in failed]
-    records = []
-    for start in tqdm(range(0, len(items), batch_size), desc="degrade", unit="batch"):
-        batch = items[start:start + batch_size]
-        faces, _ = align_items(proto, batch, info, dev)
-        outputs = {"clean": faces}
-        for scale in scale_list:
-            params = deg.sample_params(batch, scale, seed)
-            outputs[f"x{scale}"] = deg.apply(faces, params)
-            records += [{"item": i, "scale": scale, **r} for i, r in zip(batch, params.to_records())]
-        for name, tensor in outputs.items():
-            for item, array in zip(batch, to_uint8(tensor)):
-                _write_png(out / name / (Path(item).with_suffix(".png")), array)
+    for name in ("manifest.json", "params.jsonl", "skipped.json"):  # written again at the end: until then, the
+        (out / name).unlink(missing_ok=True)  # folder holds no record that looks finished (docs/reliability.md)
+
+    def pngs(item: str) -> list[str]:  # the record's names of an item's outputs (relative, "/"-separated)
+        return [f"{folder}/{Path(item).with_suffix('.png').as_posix()}"
+                for folder in ["clean", *(f"x{scale}" for scale in scale_list)]]
+
+    removed = record.remove_stale({name for i in items for name in pngs(i)}) if record.previous else []
+    records, kept = [], 0
+    try:  # a run stopped by an error or Ctrl-C keeps the record of the PNGs it finished
+        for start in tqdm(range(0, len(items), batch_size), desc="degrade", unit="batch"):
+            batch = items[start:start + batch_size]
+            for scale in scale_list:  # parameters are per item: a batch's subset draws the same ones
+                records += [{"item": i, "scale": scale, **r}
+                            for i, r in zip(batch, deg.sample_params(batch, scale, seed).to_records())]
+            todo = [i for i in batch if not all(record.done(name, info[i].sha256) for name in pngs(i))]
+            kept += len(batch) - len(todo)
+            if not todo:
+                continue
+            faces, _ = align_items(proto, todo, info, dev)
+            outputs = {"clean": faces}
+            for scale in scale_list:
+                outputs[f"x{scale}"] = deg.apply(faces, deg.sample_params(todo, scale, seed))
+            for folder, tensor in outputs.items():
+                for item, array in zip(todo, to_uint8(tensor)):
+                    name = f"{folder}/{Path(item).with_suffix('.png').as_posix()}"
+                    written = _write_png(out / name, array)
+                    record.add(name, {"input": item, "sha256": info[item].sha256, "output_sha256": written})
+    finally:
+        record.save()
     records.sort(key=lambda r: (r["scale"], r["item"]))
     atomic_write_text(out / "params.jsonl", "".join(json.dumps(r, sort_keys=True) + "\n" for r in records))
     # what params.jsonl alone cannot say: the degradation runs on the unquantised aligned crop (as in eval), not
     # on clean/*.png, so an exact replay re-aligns the source photo with these landmarks (docs/reliability.md)
-    # absolute (symlinks kept as named): a relative --data-root would name nothing to a reader in another folder
-    manifest = {"restorever_version": restorever_version(), "protocol": proto.name,
-                "data_root": os.path.abspath(proto.root), "pairs": os.path.abspath(pairs) if pairs else None,
-                "degradation": degradation, "scales": scale_list,
-                "seed": seed, "degrade_side": side, "limit_pairs": limit_pairs, "detector": detector,
-                "alignment_fit": alignment_fit(proto.spec), "template": "ffhq_512", "device": dev.type,
+    manifest = {"restorever_version": restorever_version(), **options,
                 "faces": {i: {"sha256": info[i].sha256, "landmarks": np.asarray(info[i].landmarks, np.float32)
                               .tolist()} for i in sorted(items)},
                 "skipped": failed}
-    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     if failed:
         atomic_write_text(out / "skipped.json", json.dumps(failed, indent=1))
         click.echo(f"skipped {len(failed)} image(s); reasons in {out / 'skipped.json'}")
-    click.echo(f"wrote {len(items)} faces x {len(scale_list)} scales (+ clean) to {out}")
+    atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")  # last
+    click.echo(f"wrote {len(items) - kept} faces x {len(scale_list)} scales (+ clean) to {out}"
+               + (f"; kept {kept} already degraded (degrade.json)" if kept else "")
+               + (f"; removed {len(removed)} PNG(s) of the replaced run" if removed else ""))
 
 
 def _refuse_collisions(targets: dict[str, Path], what: str) -> None:

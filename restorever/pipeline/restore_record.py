@@ -1,4 +1,5 @@
-"""``OUT/restore.json``: what ``restorever restore`` did, and the check that lets a rerun resume.
+"""``OUT/restore.json``: what ``restorever restore`` did, and the check that lets a rerun resume (``OUT/degrade.json``
+is the same kind of record for ``restorever degrade``: :class:`DegradeRecord`, one entry per written PNG).
 
 The record holds the run's settings (restorer, weights sha256, restorer options, seed, detector, alignment fit,
 faces mode, minimum face size, aligned/detect) and one entry per output file (``NAME.png``): the input's path and
@@ -8,7 +9,9 @@ still has the recorded sha256 (a truncated, corrupted or replaced output is rest
 other settings rather than mix two kinds of output in one folder. Every write is atomic; during a run the record
 is rewritten at most every :data:`SAVE_EVERY_S` seconds (rewriting a large collection's record after every image
 would write its size squared), so a killed run redoes at most that much work, and never trusts an unrecorded
-output.
+output. With ``--overwrite`` the replaced record's outputs that the new run does not write are removed
+(:meth:`OutputRecord.remove_stale`: only files that still hold the bytes recorded); until the new run has written
+the others, their entries stay in the record under ``replaced``, so an interrupted overwrite loses track of none.
 """
 from __future__ import annotations
 
@@ -23,11 +26,13 @@ from ..errors import RestoreverError
 from ..files import atomic_write_text
 from ..images import read_file_bytes
 
-__all__ = ["RECORD_NAME", "RestoreRecord", "run_settings"]
+__all__ = ["DEGRADE_RECORD_NAME", "DegradeRecord", "OutputRecord", "RECORD_NAME", "RestoreRecord",
+           "run_settings"]
 
 logger = logging.getLogger(__name__)
 
 RECORD_NAME = "restore.json"
+DEGRADE_RECORD_NAME = "degrade.json"
 RECORD_VERSION = 1
 #: version of the code that makes restore's output pixels (alignment, paste-back blend, the sharing of overlapping
 #: faces' pixels); part of the compared settings, so a folder started by other code is never resumed into a mix.
@@ -50,34 +55,42 @@ def run_settings(*, restorer: str, weight_files: Mapping[str, tuple[str, str | N
             "aligned": aligned, "pixels_version": PIXELS_VERSION}
 
 
-class RestoreRecord:
+class OutputRecord:
     """The record of one output folder: load it, check a rerun's settings against it, add entries, save.
 
     Args:
         out: the output folder.
-        settings: :func:`run_settings` of this run.
+        settings: the settings that decide the output pixels (JSON-ready; :func:`run_settings` for restore).
         header: facts recorded but not compared (restorever version, weight file paths, device).
-        overwrite: start a new record even when the folder holds one made with other settings.
+        overwrite: start a new record even when the folder holds one made with other settings (the replaced
+            record's entries stay in :attr:`previous` for :meth:`remove_stale`).
     """
 
+    #: the record's file name in the output folder, the command that writes it, and what ``--overwrite`` does
+    record_name = RECORD_NAME
+    command = "restore"
+    redo = "restore every input again with these"
+
     def __init__(self, out: Path, settings: dict[str, Any], header: dict[str, Any], *, overwrite: bool) -> None:
-        self.path = Path(out) / RECORD_NAME
+        self.path = Path(out) / self.record_name
         self.settings = json.loads(json.dumps(settings))  # as it reads back from the file (tuples -> lists)
         self.header = header
         self.entries: dict[str, dict[str, Any]] = {}
+        self.previous: dict[str, dict[str, Any]] = {}
         self._saved_at = time.monotonic()
         old = self._load()
+        # outputs of a replaced run not yet removed or written again (an --overwrite run stopped half-way)
+        self.previous = dict(old.get("replaced") or {}) if old is not None else {}
         if old is None or overwrite:
             if old is not None:
-                logger.warning("%s: replacing the record of a run with other settings (--overwrite); outputs of "
-                               "that run's inputs that this run does not rewrite stay in the folder, unrecorded",
-                               self.path)
+                self.previous.update(old.get("inputs") or {})
+                logger.warning("%s: replacing the record of an earlier run (--overwrite)", self.path)
             return
         if old.get("settings") != self.settings:
             diff = ", ".join(f"{k} {old.get('settings', {}).get(k)!r} -> {v!r}" for k, v in self.settings.items()
                              if (old.get("settings") or {}).get(k) != v)
             raise RestoreverError(f"{self.path.parent} holds outputs made with other settings ({diff}); choose a "
-                                  f"new --out, or pass --overwrite to restore every input again with these")
+                                  f"new --out, or pass --overwrite to {self.redo}")
         self.entries = dict(old.get("inputs") or {})
 
     def _load(self) -> dict[str, Any] | None:
@@ -89,19 +102,20 @@ class RestoreRecord:
             raise RestoreverError(f"{self.path}: unreadable record ({type(exc).__name__}: {exc}); delete it or "
                                   f"choose a new --out") from exc
         if not isinstance(data, dict) or data.get("record_version") != RECORD_VERSION:
-            raise RestoreverError(f"{self.path}: not a restore record of version {RECORD_VERSION}; delete it or "
-                                  f"choose a new --out")
-        inputs = data.get("inputs", {})
+            raise RestoreverError(f"{self.path}: not a {self.command} record of version {RECORD_VERSION}; delete "
+                                  f"it or choose a new --out")
+        inputs, replaced = data.get("inputs", {}), data.get("replaced", {})
         if not isinstance(data.get("settings", {}), dict) or not isinstance(inputs, dict) \
-                or not all(isinstance(entry, dict) for entry in inputs.values()):
-            raise RestoreverError(f"{self.path}: damaged record ('settings' and each entry of 'inputs' must be JSON "
-                                  f"objects); delete it or choose a new --out")
+                or not isinstance(replaced, dict) \
+                or not all(isinstance(entry, dict) for entry in [*inputs.values(), *replaced.values()]):
+            raise RestoreverError(f"{self.path}: damaged record ('settings' and each entry of 'inputs' and "
+                                  f"'replaced' must be JSON objects); delete it or choose a new --out")
         return data
 
     def done(self, name: str, sha256: str) -> bool:
-        """True when output ``name``'s entry was restored from an input with this sha256 and the file still holds
+        """True when output ``name``'s entry was made from an input with this sha256 and the file still holds
         the bytes that run wrote (its ``output_sha256``): an output truncated, corrupted or replaced since, or
-        an entry without that digest, is restored again rather than trusted because the file exists."""
+        an entry without that digest, is made again rather than trusted because the file exists."""
         entry = self.entries.get(name)
         if entry is None or entry.get("sha256") != sha256 or "skipped" in entry:
             return False
@@ -113,7 +127,7 @@ class RestoreRecord:
         except (RestoreverError, OSError):  # gone, a folder, not a regular file, unreadable: restore it again
             return False
         if hashlib.sha256(data).hexdigest() != expected:
-            logger.warning("%s: not the file restorever wrote (changed or damaged since); restoring it again",
+            logger.warning("%s: not the file restorever wrote (changed or damaged since); making it again",
                            self.path.parent / name)
             return False
         return True
@@ -128,6 +142,55 @@ class RestoreRecord:
         """Write the record atomically (a run killed at any moment leaves the old or the new file)."""
         data = {"record_version": RECORD_VERSION, **self.header, "settings": self.settings,
                 "inputs": {k: self.entries[k] for k in sorted(self.entries)}}
+        pending = {k: self.previous[k] for k in sorted(self.previous) if k not in self.entries}
+        if pending:  # a replaced run's outputs this run has not yet written again: a later --overwrite still knows
+            data["replaced"] = pending
         self.path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.path, json.dumps(data, indent=1, sort_keys=True) + "\n")
         self._saved_at = time.monotonic()
+
+    def remove_stale(self, keep: set[str]) -> list[Path]:
+        """``--overwrite``: delete the outputs of the replaced record (:attr:`previous`) that this run does not
+        write again (names not in ``keep``), so the folder holds no output of other settings beside this run's.
+        Only a regular file under the folder, named as a relative ``.png`` path without ``..``, whose bytes still
+        have the entry's ``output_sha256`` (what that run wrote) is removed: a file edited or replaced since, a
+        skip's leftover, a symlink or anything the record does not name stays. Each removal is logged; returns
+        the removed paths."""
+        from pathlib import PurePosixPath
+
+        removed = []
+        for name in sorted(set(self.previous) - set(keep)):
+            expected = self.previous[name].get("output_sha256")
+            rel = PurePosixPath(name)
+            if not isinstance(expected, str) or rel.is_absolute() or rel.suffix != ".png" \
+                    or any(part in ("", ".", "..") for part in rel.parts) or "\\" in name:
+                continue
+            path = self.path.parent / rel
+            if path.is_symlink() or not path.is_file():
+                continue
+            try:
+                data = read_file_bytes(path, max_bytes=1 << 32, what="output")
+            except (RestoreverError, OSError):
+                continue
+            if hashlib.sha256(data).hexdigest() != expected:
+                logger.warning("%s: recorded by the replaced run but changed since; left in place", path)
+                continue
+            path.unlink()
+            logger.warning("%s: removed (an output of the replaced run that this run does not write)", path)
+            removed.append(path)
+        self.previous = {name: entry for name, entry in self.previous.items() if name in keep}
+        return removed
+
+
+class RestoreRecord(OutputRecord):
+    """``OUT/restore.json`` of ``restorever restore``: one entry per ``NAME.png``."""
+
+
+class DegradeRecord(OutputRecord):
+    """``OUT/degrade.json`` of ``restorever degrade``: one entry per written PNG (``clean/ITEM.png``,
+    ``xSCALE/ITEM.png``) with the source photo's sha256 and the PNG's; settings are the manifest's options.
+    ``manifest.json`` and ``params.jsonl`` are written only once every face is done."""
+
+    record_name = DEGRADE_RECORD_NAME
+    command = "degrade"
+    redo = "degrade every face again with these"
