@@ -384,10 +384,10 @@ def write_comparison(run_dirs: Sequence[str | Path], out: str | Path, *, allow_d
         raise RestoreverError(f"--out {out}: is the run folder {out}, whose own tables.csv and tables.tex (`restorever "
                               f"report`'s, of that run alone) the merged tables would replace; choose another --out")
     records = [load_results(p) for p in run_dirs]
-    out = prepare_out_dir(out)
     comparison = compare_runs(records, names, allow_different_degradation=allow_different_degradation, atol=atol,
                               n_boot=n_boot, seed=seed)
     record = merged_record(comparison, records)
+    out = prepare_out_dir(out)  # after every refusal: a refused comparison leaves no (empty) folder behind
     del comparison["_merged"]
     for run, path in zip(comparison["runs"], paths):
         run["path"] = str(path)

@@ -323,3 +323,32 @@ def test_a_run_without_none_is_compared_with_the_shared_none(synthetic):
     other_seed["config"]["seed"] = 1
     out = compare_runs([first, other_seed], ["vqfr", "codeformer"], allow_different_degradation=True)
     assert not any(c["kind"] == "vs_none" and c["other"] == "codeformer" for c in out["comparisons"])
+
+
+@pytest.mark.parametrize("refusal", ["recognizer", "seed", "edited", "no common scale"])
+def test_a_refused_compare_leaves_no_out_folder(synthetic, tmp_path, refusal):
+    """Each refusal found while comparing the loaded runs came after `--out` (and its parents) had been created,
+    leaving an empty folder that looked like a comparison's; now nothing is created, and a folder that existed
+    before stays."""
+    first, second = synthetic
+    if refusal == "recognizer":
+        second = _changed(second, ("config", "recognizer"), "dlib")
+    elif refusal == "seed":
+        second = _changed(second, ("config", "seed"), 1)
+    elif refusal == "edited":
+        second = copy.deepcopy(second)
+        _cond(second, "codeformer", 4)["verification"]["accuracy_mean"] = 0.999
+    else:
+        second = _changed(second, ("conditions",), [c for c in second["conditions"] if c["scale"] in (None, 4)])
+        first = _changed(first, ("conditions",), [c for c in first["conditions"] if c["scale"] in (None, 16)])
+    dirs = []
+    for name, record in (("vqfr", first), ("codeformer", second)):
+        (tmp_path / name).mkdir()
+        write_run(copy.deepcopy(record), tmp_path / name)
+        dirs.append(str(tmp_path / name))
+    result = CliRunner().invoke(cli, ["compare", *dirs, "--out", str(tmp_path / "new" / "cmp")])
+    assert result.exit_code == 2 and result.output.startswith("error: ") and "--out" not in result.output
+    assert not (tmp_path / "new").exists(), result.output
+    (tmp_path / "mine").mkdir()
+    result = CliRunner().invoke(cli, ["compare", *dirs, "--out", str(tmp_path / "mine")])
+    assert result.exit_code == 2 and (tmp_path / "mine").is_dir()
