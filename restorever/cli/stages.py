@@ -218,8 +218,9 @@ def _finite(param: click.Parameter, value: float) -> float:
               help="A file that is not a readable image, a photo without a face (or an aligned input that is not "
                    "512x512): stop before writing anything, or skip it (named on stderr) and restore the others.")
 @click.option("--overwrite", is_flag=True,
-              help="OUT holds a restore.json made with other settings: restore every input again with these and "
-                   "start a new record (without it such a rerun is refused).")
+              help="OUT holds a restore.json made with other settings: restore every input again with these, start "
+                   "a new record, and remove that run's outputs that this one does not write (only files still "
+                   "holding the bytes it recorded; each named on stderr); without it such a rerun is refused.")
 @restorer_options_option
 @click.option("--out", type=click.Path(), required=True)
 @handle_errors
@@ -239,7 +240,9 @@ def restore_command(images, restorer, weights, aligned, detector, faces_mode, mi
     faces mode, and per output its input's sha256, its own sha256, the faces restored (boxes, landmarks), notes
     and skips. A rerun into the same OUT keeps each output whose input sha256 matches and whose file still has
     its recorded sha256, and restores the rest (a run killed half-way resumes; an output damaged or replaced
-    since is redone); other settings are refused unless --overwrite.
+    since is redone); other settings are refused unless --overwrite. --overwrite removes the outputs the replaced
+    record lists for other inputs, once every input is read, and only where the file still has its recorded
+    sha256 (a file edited since, or one restorever did not write, is never removed).
 
     The stages are the evaluation pipeline's (``pipeline.stages``: one-image detection, ``ffhq_512`` alignment,
     restoration with out-of-memory back-off and 8-bit output) and the seeds are ``item_seed(seed, file name)``
@@ -339,6 +342,8 @@ def restore_command(images, restorer, weights, aligned, detector, faces_mode, mi
                                f"another file, or of an earlier version of this one); it is left in the folder: "
                                f"delete it, or fix the input and rerun")
             record.entries[names[path]]["notes"] = notes[path]
+    # --overwrite: the replaced run's outputs of inputs not given now would sit beside this run's, unrecorded
+    removed = record.remove_stale(set(names.values())) if record.previous else []
     try:  # a run stopped by an error keeps the record of what it finished
         for path in tqdm(list(chosen), desc="restore", unit="image"):
             photo = to_tensor([read_image(path)]).to(dev)
@@ -380,7 +385,8 @@ def restore_command(images, restorer, weights, aligned, detector, faces_mode, mi
         click.echo(f"skipped {reason}", err=True)
     click.echo(f"wrote {len(chosen)} image(s) to {out}" + (f"; kept {kept} already restored (restore.json)"
                                                           if kept else "")
-               + (f"; skipped {len(failed)}" if failed else "") + (f"; {len(lines)} note(s) above" if lines else ""))
+               + (f"; skipped {len(failed)}" if failed else "") + (f"; {len(lines)} note(s) above" if lines else "")
+               + (f"; removed {len(removed)} output(s) of the replaced run" if removed else ""))
 
 
 COMMANDS = [degrade_command, restore_command]

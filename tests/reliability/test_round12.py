@@ -148,3 +148,36 @@ def test_degrade_refuses_other_settings_and_overwrite_removes_only_its_own_stale
     assert (out / "x4" / png).read_bytes() == b"the user's own edit" and (out / "x4" / "mine.png").exists()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["seed"] == 6 and len(manifest["faces"]) == 2
+
+
+def test_restore_overwrite_removes_only_its_own_unchanged_outputs(faces_root, tmp_path, caplog):
+    """`restore --overwrite` with other settings and fewer inputs left the replaced run's outputs of the other
+    inputs in the folder (a warning only), so `OUT/*.png` mixed two settings. Now each such output is removed
+    and logged, only while it holds the bytes that run recorded: a file edited since, a user's own file and a
+    name in a hand-edited record pointing outside the folder all stay."""
+    import hashlib
+    import logging
+
+    photos = [faces_root / "madonna" / f"madonna_{n:04d}.jpg" for n in (1, 2, 3)]
+    out = tmp_path / "out"
+    result = _invoke("restore", *photos, "--restorer", "none", "--device", "cpu", "--out", out)
+    assert result.exit_code == 0, result.output
+    (out / "madonna_0003.png").write_bytes(b"edited by hand")
+    (out / "mine.png").write_bytes(b"a user's file")
+    outside = tmp_path / "outside.png"
+    outside.write_bytes(b"not restorever's")
+    record = json.loads((out / "restore.json").read_text())
+    record["inputs"]["../outside.png"] = {"input": "x.jpg", "sha256": "0" * 64,
+                                          "output_sha256": hashlib.sha256(outside.read_bytes()).hexdigest()}
+    (out / "restore.json").write_text(json.dumps(record))
+    with caplog.at_level(logging.WARNING, logger="restorever"):
+        result = _invoke("restore", photos[0], "--restorer", "none", "--seed", "1", "--device", "cpu",
+                         "--overwrite", "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "removed 1 output(s) of the replaced run" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["madonna_0001.png", "madonna_0003.png", "mine.png",
+                                                     "restore.json"]
+    assert outside.read_bytes() == b"not restorever's"
+    assert f"{out / 'madonna_0002.png'}: removed" in caplog.text
+    assert f"{out / 'madonna_0003.png'}: recorded by the replaced run but changed since" in caplog.text
+    assert list(json.loads((out / "restore.json").read_text())["inputs"]) == ["madonna_0001.png"]
