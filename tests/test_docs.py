@@ -80,7 +80,8 @@ def _value_problems(command: click.Command, text: str, where: str) -> list[str]:
     problems = []
     for option, value in OPTION_VALUE.findall(text):
         param = params.get(option)
-        if param is None or not value or value.startswith(("$", "<")) or re.match(r"-[^\d]", value) or value.isupper() or "..." in value:
+        if (param is None or not value or value.startswith(("$", "<")) or re.match(r"-[^\d]", value)
+                or value.isupper() or "..." in value):
             continue
         if isinstance(param.type, click.Choice):
             bad = [v for v in value.split("|") if v not in param.type.choices]

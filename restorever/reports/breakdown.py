@@ -197,8 +197,8 @@ def resolve_labels(labels: GroupLabels, record: dict[str, Any], source: str = "r
         example = sorted(known)[0] if known else "?"
         raise BreakdownError(f"{labels.source}: none of its {len(unknown)} {labels.key} keys is in the run "
                              f"{source} (e.g. the run has {example!r}, the file {unknown[0]!r}); key it by "
-                             f"{'the image ids of pairs.a/pairs.b' if labels.key == 'item' else 'image folder'} (a missing "
-                             "prefix?), or else the run holds none of the file's images")
+                             f"{'the image ids of pairs.a/pairs.b' if labels.key == 'item' else 'image folder'} "
+                             "(a missing prefix?), or else the run holds none of the file's images")
     if unknown:
         log.warning("%s: %d of its %d %s keys are not in the run and are ignored (e.g. %s)", labels.source,
                     len(unknown), len(labels.groups), labels.key, ", ".join(unknown[:3]))

@@ -394,8 +394,10 @@ def write_comparison(run_dirs: Sequence[str | Path], out: str | Path, *, allow_d
     written = {}
     for name, text in ((COMPARISON_FILE, json.dumps(json_safe(comparison), indent=1, allow_nan=False) + "\n"),
                        ("comparison.md", comparison_markdown(comparison, record)),
-                       ("tables.csv", to_csv(results_table_rows(record))), ("tables.tex", to_latex(record, source=f"the {RESULTS_FILE} of runs {', '.join(names)} (restorever compare)",
-                                              label_prefix="tab:restorever-compare"))):
+                       ("tables.csv", to_csv(results_table_rows(record))),
+                       ("tables.tex", to_latex(record, source=f"the {RESULTS_FILE} of runs {', '.join(names)} "
+                                                              "(restorever compare)",
+                                               label_prefix="tab:restorever-compare"))):
         atomic_write_text(out / name, text)
         written[name] = out / name
     written["scales.png"] = plot_scales([record], out / "scales.png")
