@@ -14,7 +14,9 @@ the same recognizer. This module
   several runs (``none`` in each) is kept once when its scores agree, else each copy is labelled ``NAME (RUN)``;
 - computes, with :func:`restorever.reports.statistics.compare_conditions` (the statistics of one run), each
   restorer against ``none`` of its own run, each degraded condition against the clean one, and each pair of
-  restorers, at each scale (differences ``other - reference`` as fractions; intervals resample people).
+  restorers, at each scale (differences ``other - reference`` as fractions; intervals resample people), and
+  Holm-adjusts each kind's McNemar p-values over all its comparisons (``p_holm``, ``family_size``: one family per
+  kind, ``vs_none``, ``vs_clean`` and ``pair``, over every compared scale; per-pair and clustered tests apart).
 
 :func:`compare_runs` returns the JSON-ready ``comparison.json`` dict (documented in docs/architecture.md),
 :func:`merged_record` the merged conditions as one results record, which ``tables.py`` and ``plots.plot_scales``
@@ -32,7 +34,7 @@ import numpy as np
 from ..errors import RestoreverError
 from .html import stored_metric_differences
 from .results import comparison_cell, results_table
-from .statistics import CLUSTERINGS, compare_conditions, pair_clusters
+from .statistics import CLUSTERINGS, adjust_family, compare_conditions, pair_clusters
 
 log = logging.getLogger(__name__)
 
@@ -223,8 +225,9 @@ def compare_runs(records: Sequence[dict[str, Any]], names: Sequence[str], *, all
     without their per-pair data, see :func:`merged_record`) and ``comparisons``: one entry per (scale, reference,
     other) with ``kind`` ``vs_none`` (a restorer against ``none`` of its own run; of the other runs, when it has
     none and the inputs are paired), ``vs_clean`` or ``pair`` (two
-    restorers), holding :func:`compare_conditions`'s output (fractions, other - reference). The bootstrap seed
-    defaults to the first run's ``config.seed``.
+    restorers), holding :func:`compare_conditions`'s output (fractions, other - reference) with ``p_holm`` and
+    ``family_size`` in each test (:func:`restorever.reports.statistics.adjust_family`, one family per kind). The
+    bootstrap seed defaults to the first run's ``config.seed``.
     """
     if len(set(names)) != len(names):
         raise RestoreverError(f"run names must differ, got {', '.join(names)}")
@@ -284,6 +287,10 @@ def compare_runs(records: Sequence[dict[str, Any]], names: Sequence[str], *, all
             result["paired_inputs"] = ref["run"] == other["run"] or not notes_unpaired(notes)
             comparisons.append({**result, "scale": scale, "kind": "pair", "reference": ref["restorer"],
                                 "other": other["restorer"]})
+    # one Holm family per kind over every compared scale; the test dicts are shared with the merged conditions'
+    # comparison_to_none / comparison_to_clean, so tables.csv and comparison.md show the same adjusted p-values
+    for kind in ("vs_none", "vs_clean", "pair"):
+        adjust_family([c for c in comparisons if c["kind"] == kind])
     first = records[0]
     return {
         "runs": [{"name": name, "restorers": list(_config(r).get("restorers") or []),
@@ -353,7 +360,8 @@ def comparison_markdown(comparison: dict[str, Any], record: dict[str, Any]) -> s
     if not pairs:
         lines.append("Fewer than two restorers (other than none) at any scale: no pair to compare.")
     else:
-        lines += ["| scale | reference | other | Δ acc (other − reference), pp [95 % CI] McNemar p (clustered) |",
+        lines += ["| scale | reference | other | Δ acc (other − reference), pp [95 % CI] McNemar p (clustered); "
+                  f"Holm over the {len(pairs)} pairs |",
                   "|---|---|---|---|"]
         lines += [f"| x{c['scale']} | {c['reference']} | {c['other']} | {comparison_cell(c)} |" for c in pairs]
     lines.append("")

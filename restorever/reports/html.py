@@ -81,6 +81,16 @@ TIMINGS_NOTE = ("time: seconds of wall clock for landmarks_s, embeddings_s and t
                 "torchrun run (process-seconds), so they can exceed total_s.")
 
 
+#: how the statistics table names each comparison kind's family (see restorever.reports.statistics)
+_FAMILY = {"comparison_to_none": "vs none", "comparison_to_clean": "vs clean"}
+
+
+def _holm_text(test: dict[str, Any] | None) -> str:
+    """A test's Holm-adjusted p for the statistics table, or ``—`` where none is stored."""
+    p = (test or {}).get("p_holm")
+    return "—" if p is None else p_text(p, 3)
+
+
 def report_tables(record: dict[str, Any]) -> list[Table]:
     """Every table of the report, from a results record (with the statistics of
     :func:`restorever.reports.statistics.add_comparisons` when present)."""
@@ -117,7 +127,7 @@ def report_tables(record: dict[str, Any]) -> list[Table]:
     few_people = few_clusters_note(record)
     stats = Table("statistics", "Paired comparisons",
                   ["condition", "reference", "accuracy %", "reference %", "Δ pp [95 % CI]", "discordant b / c",
-                   "McNemar test", "p", "p (clustered)"],
+                   "McNemar test", "p", "p (clustered)", "Holm p", "Holm p (clustered)", "family"],
                   note=STATISTICS_NOTE + " Discordant pairs: b = right in the reference and wrong in the condition, "
                   "c = the reverse." + (" " + few_people if few_people else ""))
     for c in record["conditions"]:
@@ -133,6 +143,8 @@ def report_tables(record: dict[str, Any]) -> list[Table]:
                 comparison_cell(comp).split(" p", 1)[0], f"{mc['b']} / {mc['c']}",
                 "exact binomial" if mc["method"] == "exact" else "χ² (continuity corrected)", p_text(mc["p_value"], 3),
                 p_text(comp["mcnemar_clustered"]["p_value"], 3) if comp.get("mcnemar_clustered") else "—",
+                *[_holm_text(comp.get(test)) for test in ("mcnemar", "mcnemar_clustered")],
+                f"{_FAMILY[key]} ({mc['family_size']})" if mc.get("family_size") is not None else "—",
             ])
     proto = record.get("protocol") or {}
     protocol = Table("protocol", "Protocol", ["field", "value"],

@@ -35,14 +35,20 @@ def p_text(p: float, digits: int = 2, prefix: str = "") -> str:
 
 
 def comparison_cell(comp: dict[str, Any] | None) -> str:
-    """``+1.23 [-0.50, +2.90] p=0.031 (clustered 0.12)``: accuracy difference in percentage points with its bootstrap
-    interval, McNemar's p-value over pairs and, when stored, over the bootstrap's clusters; or ``—``."""
+    """``+1.23 [-0.50, +2.90] p=0.031 (clustered 0.12); Holm 0.093 (0.36)``: accuracy difference in percentage
+    points with its bootstrap interval, McNemar's p-value over pairs and, when stored, over the bootstrap's
+    clusters, then the same two p-values Holm-adjusted over their family (when stored); or ``—``."""
     if not comp:
         return "—"
     p = comp["mcnemar"]["p_value"]
     clustered = comp.get("mcnemar_clustered")  # older records have none
-    return (f"{100 * comp['accuracy_difference']:+.2f} [{100 * comp['ci_low']:+.2f}, {100 * comp['ci_high']:+.2f}] "
+    text = (f"{100 * comp['accuracy_difference']:+.2f} [{100 * comp['ci_low']:+.2f}, {100 * comp['ci_high']:+.2f}] "
             f"{p_text(p, prefix='p')}" + (f" (clustered {p_text(clustered['p_value'])})" if clustered else ""))
+    holm = comp["mcnemar"].get("p_holm")
+    if holm is not None:
+        holm_clustered = (clustered or {}).get("p_holm")
+        text += f"; Holm {p_text(holm)}" + (f" ({p_text(holm_clustered)})" if holm_clustered is not None else "")
+    return text
 
 
 def results_table(record: dict[str, Any]) -> str:
@@ -50,8 +56,8 @@ def results_table(record: dict[str, Any]) -> str:
     :mod:`restorever.reports.statistics`), a column compares each degraded condition with the clean one and another
     each restorer with ``none`` at the same scale (a column is left out when no condition has its comparison)."""
     conds = record["conditions"]
-    titles = (("comparison_to_clean", "Δ acc vs clean, pp [95 % CI] McNemar p (clustered)"),
-              ("comparison_to_none", "Δ acc vs none, pp [95 % CI] McNemar p (clustered)"))
+    titles = (("comparison_to_clean", "Δ acc vs clean, pp [95 % CI] McNemar p (clustered); Holm"),
+              ("comparison_to_none", "Δ acc vs none, pp [95 % CI] McNemar p (clustered); Holm"))
     extra = [(key, title) for key, title in titles if any(c.get(key) for c in conds)]
     far = lowest_resolved_far(conds)
     rows = [f"| condition | accuracy % (± std) | AUC | EER % | TAR@FAR={far_label(far)} % | cos to clean |"
@@ -90,9 +96,12 @@ STATISTICS_NOTE = (
     "all their pairs), and McNemar's test on the per-pair decisions (exact binomial below 25 discordant pairs, else "
     "chi-square with continuity correction). It treats pairs as independent; the clustered p keeps each person's "
     "pairs together as the interval does (an exact sign-flip test over the same people), so with few people or "
-    "many pairs per person trust it, not the per-pair p. Each p and interval is for its own comparison: none is "
-    "adjusted for the number of comparisons in the table (for a family-wise 5 % level compare p with 0.05 divided "
-    "by that number), and the thresholds are held at the run's fold thresholds (their choice is not resampled).")
+    "many pairs per person trust it, not the per-pair p. Each raw p and each interval is for its own comparison; "
+    "the Holm p-values are adjusted for multiple comparisons (Holm-Bonferroni step-down, family-wise error rate): "
+    "the family is every comparison of one kind in the run (all restorers x scales vs none; all degraded "
+    "conditions vs clean), the per-pair and the clustered test each adjusted on their own. A Holm p at or below "
+    "0.05 is a finding at a family-wise 5 % level; the intervals are not adjusted (each is a 95 % interval on its "
+    "own), and the thresholds are held at the run's fold thresholds (their choice is not resampled).")
 
 
 #: below this many resampled clusters (people) a percentile bootstrap interval is too narrow to take at face value

@@ -20,7 +20,19 @@ any person together (connected groups of people); on LFW View 2 that still leave
 small protocols with few people it can collapse into a handful of groups, where a bootstrap says little.
 
 :func:`add_comparisons` puts ``comparison_to_none`` (a restorer against no restoration at the same scale) and
-``comparison_to_clean`` (a degraded condition against the clean one) into each condition of a results record.
+``comparison_to_clean`` (a degraded condition against the clean one) into each condition of a results record,
+and :func:`add_adjusted_p_values` the family-wise adjusted p-values of both McNemar tests (:func:`holm_adjust`).
+
+Multiple comparisons: a run with 3 restorers at 5 scales makes 15 comparisons against ``none`` and 20 against
+clean. Each test's dict stores its own ``p_value`` and, beside it, ``p_holm`` (Holm-Bonferroni step-down, which
+controls the family-wise error rate under any dependence between the tests) and ``family_size``. The family is
+every comparison of one *kind* in one record, for one test: all ``comparison_to_none`` of the run (every restorer x
+scale against ``none``) form one family, all ``comparison_to_clean`` (every degraded condition against clean)
+another, and the per-pair and the clustered McNemar test are adjusted separately (they are two tests of the same
+hypotheses; read one of them). Restorer-vs-none and degraded-vs-clean are kept apart because they answer different
+questions (does restoring help, and how far is a condition from the clean faces) and a paper states them as
+separate claims; pooling them would make one family's size depend on the other's. ``restorever compare`` adjusts
+its kinds (``vs_none``, ``vs_clean``, ``pair``) over all compared scales the same way.
 """
 from __future__ import annotations
 
@@ -36,6 +48,7 @@ __all__ = [
     "ClusteredMcNemarResult", "clustered_mcnemar",
     "BootstrapResult", "cluster_bootstrap_replicates", "percentile_interval", "cluster_bootstrap_difference",
     "ESTIMATORS", "fold_weights", "compare_conditions", "add_comparisons",
+    "holm_adjust", "bonferroni_adjust", "COMPARISON_KINDS", "TESTS", "adjust_family", "add_adjusted_p_values",
 ]
 
 log = logging.getLogger(__name__)
@@ -375,6 +388,89 @@ def fold_weights(folds) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# multiple comparisons
+
+
+def _p_vector(p_values) -> np.ndarray:
+    p = np.asarray(p_values, dtype=np.float64)
+    if p.ndim != 1:
+        raise ValueError(f"p_values must be 1-D, got shape {p.shape}")
+    bad = ~np.isnan(p) & ((p < 0) | (p > 1))
+    if np.any(bad):
+        raise ValueError(f"p-values must lie in [0, 1] (or be NaN), got {p[bad][0]!r}")
+    return p
+
+
+def holm_adjust(p_values) -> np.ndarray:
+    """Holm-Bonferroni step-down adjusted p-values (family-wise error rate, valid under any dependence).
+
+    With the ``m`` non-NaN p-values sorted ascending, ``p~_(i) = max_{j <= i} min(1, (m - j + 1) p_(j))``
+    (``i, j = 1..m``): reject the hypotheses whose ``p~ <= alpha`` to keep the probability of any false rejection
+    at most ``alpha``. Ties get equal adjusted values.
+
+    Args:
+        p_values: ``float[n]`` in [0, 1]; NaN entries (no test) stay NaN and do not count in the family.
+
+    Returns:
+        ``float64[n]`` in [0, 1], in the input's order; never below the raw p nor above :func:`bonferroni_adjust`.
+    """
+    p = _p_vector(p_values)
+    out = np.full(p.shape, np.nan)
+    ok = ~np.isnan(p)
+    q = p[ok]
+    m = q.size
+    if m == 0:
+        return out
+    order = np.argsort(q, kind="stable")
+    stepped = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * q[order]))
+    adjusted = np.empty(m)
+    adjusted[order] = stepped
+    out[ok] = adjusted
+    return out
+
+
+def bonferroni_adjust(p_values) -> np.ndarray:
+    """Bonferroni adjusted p-values ``min(1, m p)``, ``m`` the number of non-NaN entries (NaN stays NaN);
+    ``float64[n]`` in [0, 1]. Holm's (:func:`holm_adjust`) rejects everything this rejects and possibly more."""
+    p = _p_vector(p_values)
+    return np.minimum(1.0, int(np.sum(~np.isnan(p))) * p)
+
+
+#: the comparisons a results record's conditions may hold; each kind is its own family
+COMPARISON_KINDS = ("comparison_to_none", "comparison_to_clean")
+#: the tests of a comparison that get ``p_holm``; each is adjusted on its own
+TESTS = ("mcnemar", "mcnemar_clustered")
+
+
+def adjust_family(comparisons: Sequence[dict[str, Any]]) -> None:
+    """Store ``p_holm`` and ``family_size`` beside ``p_value`` in each test (:data:`TESTS`) of ``comparisons``
+    (dicts of :func:`compare_conditions`), in place; the family is the given list, and each test is adjusted over
+    the comparisons that hold it. A stored p that is not a number (a damaged record) counts as no test: NaN."""
+    for test in TESTS:
+        holders = [c[test] for c in comparisons if isinstance(c.get(test), dict)]
+        if not holders:
+            continue
+        raw = [h.get("p_value") for h in holders]
+        p = np.array([float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else np.nan for x in raw])
+        p[(p < 0) | (p > 1)] = np.nan
+        adjusted = holm_adjust(p)
+        size = int(np.sum(~np.isnan(p)))
+        for holder, value in zip(holders, adjusted.tolist()):
+            holder["p_holm"] = None if math.isnan(value) else value
+            holder["family_size"] = size
+
+
+def add_adjusted_p_values(record: dict[str, Any]) -> dict[str, Any]:
+    """Holm-adjust the McNemar p-values of ``record``'s conditions (in place; returns ``record``): one family per
+    comparison kind (:data:`COMPARISON_KINDS`) over all conditions of the record, each test on its own (see the
+    module docstring). Uses the stored raw p-values only, so it also completes records written before it."""
+    conds = record.get("conditions") or []
+    for kind in COMPARISON_KINDS:
+        adjust_family([c[kind] for c in conds if isinstance(c, dict) and isinstance(c.get(kind), dict)])
+    return record
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # records
 
 
@@ -424,15 +520,16 @@ def add_comparisons(record: dict[str, Any], *, n_boot: int = 2000, level: float 
     ``config.seed``; pairs are clustered with :func:`pair_clusters` (``cluster_by``) on ``record["pairs"]`` (each
     pair its own cluster, with a warning, when the record has no pair ids). Comparisons already stored are kept
     unless ``overwrite``, or unless they predate ``estimator`` (pooled accuracies, which differ from the table's
-    when folds differ in size) or ``mcnemar_clustered``: those are recomputed.
+    when folds differ in size) or ``mcnemar_clustered``: those are recomputed. In every case the p-values are then
+    Holm-adjusted (:func:`add_adjusted_p_values`).
     """
     conds = [c for c in record.get("conditions", []) if c.get("scores") and c.get("verification")]
     if not conds:
-        return record
+        return add_adjusted_p_values(record)
     current = all("comparison_to_clean" in c and "estimator" in c["comparison_to_clean"]
                   and "mcnemar_clustered" in c["comparison_to_clean"] for c in conds if c.get("scale") is not None)
     if not overwrite and current:
-        return record
+        return add_adjusted_p_values(record)
     n = len(conds[0]["scores"]["score"])
     pairs = record.get("pairs") or {}
     if len(pairs.get("a", ())) == n and len(pairs.get("b", ())) == n:
@@ -456,4 +553,4 @@ def add_comparisons(record: dict[str, Any], *, n_boot: int = 2000, level: float 
         base = none_at.get((cond["scale"], cond.get("recognizer")))
         if cond["restorer"] != "none" and base is not None:
             cond["comparison_to_none"] = compare_conditions(base, cond, clusters, **options)
-    return record
+    return add_adjusted_p_values(record)

@@ -37,7 +37,8 @@ CSV_COLUMNS = (
     "accuracy", "accuracy_std", "accuracy_sem", "auc", "eer", *[f"tar_at_far_{far}" for far in FARS],
     "cosine_to_clean_mean", "cosine_to_clean_median",
     *[f"{prefix}_{name}" for _, prefix in _COMPARISONS
-      for name in ("accuracy_difference", "ci_low", "ci_high", "ci_level", "mcnemar_p", "clustered_p")],
+      for name in ("accuracy_difference", "ci_low", "ci_high", "ci_level", "mcnemar_p", "clustered_p",
+                   "mcnemar_p_holm", "clustered_p_holm", "family_size")],
 )
 
 
@@ -55,8 +56,10 @@ def results_table_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
 
     Accuracies, AUC, EER, TAR and the paired differences are fractions as in results.json; ``scale`` and
     ``degradation`` are ``None`` for the clean condition; ``vs_none_*`` / ``vs_clean_*`` are the stored paired
-    comparisons (bootstrap interval of the accuracy difference, McNemar p per pair and over the resampled clusters),
-    ``None`` where the record has none. Conditions without ``verification`` (identification runs) are left out.
+    comparisons (bootstrap interval of the accuracy difference, McNemar p per pair and over the resampled clusters,
+    both also Holm-adjusted over their family of ``*_family_size`` comparisons: every ``vs_none`` comparison of
+    the record is one family, every ``vs_clean`` one another), ``None`` where the record has none. Conditions
+    without ``verification`` (identification runs) are left out.
     """
     proto = record.get("protocol") or {}
     rows = []
@@ -89,6 +92,9 @@ def results_table_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
             row[f"{prefix}_ci_level"] = _number(comp.get("ci_level"))
             row[f"{prefix}_mcnemar_p"] = _number((comp.get("mcnemar") or {}).get("p_value"))
             row[f"{prefix}_clustered_p"] = _number((comp.get("mcnemar_clustered") or {}).get("p_value"))
+            row[f"{prefix}_mcnemar_p_holm"] = _number((comp.get("mcnemar") or {}).get("p_holm"))
+            row[f"{prefix}_clustered_p_holm"] = _number((comp.get("mcnemar_clustered") or {}).get("p_holm"))
+            row[f"{prefix}_family_size"] = _number((comp.get("mcnemar") or {}).get("family_size"))
         rows.append(row)
     return rows
 

@@ -410,22 +410,26 @@ def test_an_underflowed_p_value_is_not_shown_as_zero(tmp_path):
     assert mcnemar(ref, other).p_value == 0.0 == sps.chi2.sf(1999 ** 2 / 2000, 1)
     record = add_comparisons(make_record(tmp_path), n_boot=100)
     cond = next(c for c in record["conditions"] if "comparison_to_none" in c)
-    cond["comparison_to_none"]["mcnemar"]["p_value"] = 0.0
-    cond["comparison_to_none"]["mcnemar_clustered"]["p_value"] = 0.0
+    for test in ("mcnemar", "mcnemar_clustered"):
+        cond["comparison_to_none"][test]["p_value"] = 0.0
+        cond["comparison_to_none"][test]["p_holm"] = 0.0
     row = next(line for line in results_table(record).splitlines() if line.startswith(f"| {cond['restorer']} "))
-    assert row.split("|")[-2].strip().endswith("] p<1e-300 (clustered <1e-300)")
+    assert row.split("|")[-2].strip().endswith("] p<1e-300 (clustered <1e-300); Holm <1e-300 (<1e-300)")
     stats = next(t for t in report_tables(record) if t.key == "statistics")
-    assert any(r[-2:] == ["<1e-300", "<1e-300"] for r in stats.rows)
+    ps = [stats.header.index(name) for name in ("p", "p (clustered)", "Holm p", "Holm p (clustered)")]
+    assert any([r[i] for i in ps] == ["<1e-300"] * 4 for r in stats.rows)
 
 
-def test_statistics_note_says_p_values_are_not_adjusted_for_multiple_comparisons(tmp_path):
-    """A run compares every scale with clean and every restorer with none: the reader must learn that each p stands
-    alone (no Bonferroni/Holm adjustment is made) before reading ten p-values as ten findings."""
+def test_statistics_note_says_which_p_values_are_adjusted_for_multiple_comparisons(tmp_path):
+    """A run compares every scale with clean and every restorer with none: the reader must learn that each raw p
+    stands alone and which column is Holm-adjusted, over which family, before reading ten p-values as ten
+    findings."""
     from restorever.reports.results import results_markdown
 
     record = add_comparisons(make_record(tmp_path), n_boot=100)
     md = results_markdown(record)
-    assert "none is adjusted for the number of comparisons" in md
+    assert "Each raw p and each interval is for its own comparison" in md
+    assert "the family is every comparison of one kind in the run" in md
     assert "thresholds are held at the run's fold thresholds" in md
 
 
