@@ -462,11 +462,14 @@ def adjust_family(comparisons: Sequence[dict[str, Any]]) -> None:
 
 def add_adjusted_p_values(record: dict[str, Any]) -> dict[str, Any]:
     """Holm-adjust the McNemar p-values of ``record``'s conditions (in place; returns ``record``): one family per
-    comparison kind (:data:`COMPARISON_KINDS`) over all conditions of the record, each test on its own (see the
+    comparison kind (:data:`COMPARISON_KINDS`) over all conditions of the record (per recognizer, in a record that a
+    library user assembled from several), each test on its own (see the
     module docstring). Uses the stored raw p-values only, so it also completes records written before it."""
-    conds = record.get("conditions") or []
+    conds = [c for c in record.get("conditions") or [] if isinstance(c, dict)]
     for kind in COMPARISON_KINDS:
-        adjust_family([c[kind] for c in conds if isinstance(c, dict) and isinstance(c.get(kind), dict)])
+        for recognizer in dict.fromkeys(str(c.get("recognizer")) for c in conds):  # a run has one recognizer
+            adjust_family([c[kind] for c in conds
+                           if isinstance(c.get(kind), dict) and str(c.get("recognizer")) == recognizer])
     return record
 
 
@@ -542,12 +545,16 @@ def add_comparisons(record: dict[str, Any], *, n_boot: int = 2000, level: float 
         seed = int((record.get("config") or {}).get("seed") or 0)
     options = {"n_boot": n_boot, "level": level, "seed": seed, "resampled": CLUSTERINGS[cluster_by],
                "estimator": estimator}
-    clean = next((c for c in conds if c.get("scale") is None), None)
+    clean_of: dict[Any, dict[str, Any]] = {}  # the clean condition of each recognizer (a run has one; a record
+    for c in conds:  # assembled by a library user may hold several, and each is compared with its own clean one)
+        if c.get("scale") is None:
+            clean_of.setdefault(c.get("recognizer"), c)
     none_at = {(c["scale"], c.get("recognizer")): c for c in conds
                if c["restorer"] == "none" and c.get("scale") is not None}
     for cond in conds:
         if cond.get("scale") is None:
             continue
+        clean = clean_of.get(cond.get("recognizer"))
         if clean is not None and len(clean["scores"]["score"]) == len(cond["scores"]["score"]):
             cond["comparison_to_clean"] = compare_conditions(clean, cond, clusters, **options)
         base = none_at.get((cond["scale"], cond.get("recognizer")))

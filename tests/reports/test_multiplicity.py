@@ -233,3 +233,34 @@ def test_compare_adjusts_each_kind_over_every_scale(tmp_path):
     md = (tmp_path / "cmp" / "comparison.md").read_text()
     pair = next(c for c in comparison["comparisons"] if c["kind"] == "pair")
     assert "Holm over the 2 pairs" in md and f"; Holm {pair['mcnemar']['p_holm']:.2g}" in md
+
+
+def test_a_record_of_two_recognizers_compares_each_with_its_own_clean_condition(tmp_path):
+    """A library user's record holding two recognizers' conditions: each degraded condition is compared with the
+    clean condition of its own recognizer (not the first clean one in the list), and each recognizer's comparisons
+    form their own Holm family."""
+    import copy
+
+    from restorever.reports.statistics import compare_conditions, pair_clusters
+
+    first = make_record(tmp_path, examples=0)
+    second = copy.deepcopy(first["conditions"])
+    rng = np.random.default_rng(7)
+    for cond in second:
+        cond["recognizer"] = "dlib"
+        score = np.asarray(cond["scores"]["score"]) + 0.5 * rng.normal(size=len(cond["scores"]["score"]))
+        cond["scores"]["score"] = score.tolist()
+    record = {**first, "conditions": first["conditions"] + second}
+    add_comparisons(record, n_boot=50)
+    clusters = pair_clusters(record["pairs"]["a"], record["pairs"]["b"])
+    clean = {c["recognizer"]: c for c in record["conditions"] if c["scale"] is None}
+    degraded = [c for c in record["conditions"] if c["scale"] is not None]
+    for cond in degraded:
+        own = compare_conditions(clean[cond["recognizer"]], cond, clusters, n_boot=50, seed=0)
+        assert cond["comparison_to_clean"]["accuracy_difference"] == own["accuracy_difference"]
+        assert cond["comparison_to_clean"]["mcnemar"]["p_value"] == own["mcnemar"]["p_value"]
+    for recognizer in ("arcface-r50", "dlib"):
+        comps = [c["comparison_to_clean"] for c in degraded if c["recognizer"] == recognizer]
+        assert all(c["mcnemar"]["family_size"] == len(comps) == 4 for c in comps)
+        raw = [c["mcnemar"]["p_value"] for c in comps]
+        assert [c["mcnemar"]["p_holm"] for c in comps] == pytest.approx(_holm_by_closed_testing(raw), abs=1e-15)
