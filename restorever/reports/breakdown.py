@@ -386,6 +386,13 @@ def breakdown(record: dict[str, Any], groups: Mapping[str, str], classes: Sequen
         raise BreakdownError(f"--reference must be one of {', '.join(classes)}, got {reference!r}")
     if not counts[reference]:
         raise BreakdownError(f"{source}: no probe of the run is labelled by {by}; the breakdown would be empty")
+    # a person's images may fall in several groups (item labels: age bands); the difference interval resamples
+    # each group's people independently, so it ignores the people two groups share: said beside each interval
+    shared: dict[str, set[str]] = {}
+    if key == "item":
+        for i in probes:
+            if groups.get(key_of(i), UNLABELLED) in classes:
+                shared.setdefault(cluster_of(i), set()).add(groups[key_of(i)])
     conditions = []
     for cond in record["conditions"]:
         if not cond.get("verification"):
@@ -414,18 +421,20 @@ def breakdown(record: dict[str, Any], groups: Mapping[str, str], classes: Sequen
                     "drop_reference": 1.0 - ident[reference]["mean"],
                     "difference": (1.0 - ident[g]["mean"]) - (1.0 - ident[reference]["mean"]),
                     "ci_low": low, "ci_high": high}
+                if key == "item":
+                    n_shared = sum({g, reference} <= s for s in shared.values())
+                    entry["difference"][g]["shared_people"] = n_shared
+                    if n_shared:
+                        entry["difference"][g]["ci_note"] = (
+                            f"{n_shared} people have probes in both {g} and {reference}; the interval resamples "
+                            "the two groups independently, which ignores this overlap (not a paired interval)")
         conditions.append(entry)
     resampled = "people (with all their probes), independently within each group"
     extra: dict[str, Any] = {}
     if key == "item":
-        # a person's images may fall in several groups (age bands): the groups then share people, which the
-        # independent resampling of the difference interval does not model
-        shared: dict[str, set[str]] = {}
-        for i in probes:
-            if groups.get(key_of(i), UNLABELLED) in classes:
-                shared.setdefault(cluster_of(i), set()).add(groups[key_of(i)])
         resampled = ("people (each with their probes in the group; an image id without a folder is its own "
-                     "cluster), independently within each group")
+                     "cluster), independently within each group; a difference's interval therefore ignores the "
+                     "people two groups share (difference.<g>.shared_people)")
         extra = {"labelled_items": {g: sum(v == g for v in groups.values()) for g in classes},
                  "people_in_several_groups": sum(len(v) > 1 for v in shared.values())}
         n_people = {g: len({cluster_of(k) for k, v in groups.items() if v == g}) for g in classes}
@@ -481,8 +490,14 @@ def breakdown_markdown(result: dict[str, Any]) -> str:
                   f"{level} people-resampling bootstrap interval:", "",
                   "| condition | difference | drop | reference drop | Δ drop [CI] |", "|---|---|---|---|---|"]
         for c, g, d in diffs:
+            mark = "*" if d.get("shared_people") else ""
             lines.append(f"| {c['label']} | {g} − {d['minus']} | {d['drop']:.4f} | {d['drop_reference']:.4f} | "
-                         f"{d['difference']:+.4f} {_ci(d['ci_low'], d['ci_high'], '+.4f')} |")
+                         f"{d['difference']:+.4f} {_ci(d['ci_low'], d['ci_high'], '+.4f')}{mark} |")
+        shared = max((d.get("shared_people") or 0 for _, _, d in diffs), default=0)
+        if shared:
+            lines += ["", f"\\* Up to {shared} people have probes in both groups of the difference; the interval "
+                      "resamples the two groups independently and so ignores this overlap (it is not a paired "
+                      "interval: with positively correlated shared people it is wider than a paired one)."]
     return "\n".join(lines) + "\n"
 
 

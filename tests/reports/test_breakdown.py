@@ -294,6 +294,25 @@ def test_item_labels_hand_computed():
     assert "own cluster" in res["bootstrap"]["resampled"]
 
 
+def test_item_labels_say_beside_the_difference_interval_that_it_ignores_shared_people(tmp_path):
+    # B has young probes (B1, B3) and an old one (B4): the y − o interval resamples y's and o's people
+    # independently, so B counts as two unrelated people; the JSON entry and the markdown table say so
+    text = "item,age\n" + "".join(f"{k},{g}\n" for k, g in ITEM_GROUPS.items())
+    labels, classes, _ = _labels(text)
+    res = breakdown(tiny_record(), labels.groups, classes, by="age", n_boot=200, key="item")
+    d = res["conditions"][1]["difference"]["y"]
+    assert d["shared_people"] == 1 and "ignores this overlap" in d["ci_note"]
+    md = breakdown_markdown(res)
+    row = next(line for line in md.splitlines() if line.startswith("| none x8 | y − o |"))
+    assert row.endswith("]* |")
+    assert "Up to 1 people have probes in both groups of the difference" in md
+    # person labels cannot share people: no key, no note (the --by gender output is unchanged)
+    res = breakdown(tiny_record(), GROUPS, CLASSES, n_boot=200)
+    diffs = res["conditions"][1]["difference"].values()
+    assert diffs and not any("shared_people" in d for d in diffs)
+    assert "Up to" not in breakdown_markdown(res)
+
+
 def test_labels_for_a_pairs_csv_layout():
     # alice/IMG_0001.jpg: --by refuses it (the lists name files), a CSV keyed by folder takes it
     rec = tiny_record()
