@@ -26,6 +26,7 @@ each group independently. Fractions throughout (accuracy, rates, AUC in [0, 1]; 
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -108,11 +109,25 @@ def check_group_name(name: str, source: str = "--name") -> str:
     return name
 
 
+def _delimiter(text: str) -> str:
+    """``,``, or ``;`` / tab when the header line (the first that is not blank or a ``#`` comment) has no comma but
+    one of those: what spreadsheets write in locales with a decimal comma, or as "Unicode text"."""
+    for line in text.splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            if "," not in line:
+                for d in (";", "\t"):
+                    if d in line:
+                        return d
+            break
+    return ","
+
+
 def parse_labels_csv(text: str, *, source: str = "labels.csv") -> GroupLabels:
     """Parse a labels CSV: a header ``person,NAME`` (one row per person: the image's folder in ``results.json``) or
     ``item,NAME`` (one row per image id exactly as ``results.json``'s ``pairs.a``/``pairs.b`` write it), then one
-    ``key,group`` row per person or image. Blank lines and lines starting with ``#`` are skipped; cells are stripped;
-    a byte-order mark and CRLF line ends are accepted by the caller's decoding.
+    ``key,group`` row per person or image. Blank lines and lines starting with ``#`` are skipped; cells are stripped,
+    and empty cells after the second column dropped; the separator is ``,``, or ``;`` or a tab when the header has no
+    comma but one of those. A byte-order mark and CRLF line ends are accepted by the caller's decoding.
 
     Refused with :class:`BreakdownError` naming the file and line: no such header, a header naming both keys or more
     than two columns, a row of another width, an empty key or group, the reserved groups ``unlabelled``/``mixed``, an
@@ -121,7 +136,8 @@ def parse_labels_csv(text: str, *, source: str = "labels.csv") -> GroupLabels:
     """
     from ..formats.base import csv_rows
 
-    reader = csv.reader(io.StringIO(text.replace("\r\n", "\n")))
+    text = text.replace("\r\n", "\n")
+    reader = csv.reader(io.StringIO(text), delimiter=_delimiter(text))
     header: list[str] | None = None
     key = name = ""
     groups: dict[str, str] = {}
@@ -130,6 +146,8 @@ def parse_labels_csv(text: str, *, source: str = "labels.csv") -> GroupLabels:
         row = [c.strip() for c in row]
         if not any(row) or row[0].startswith("#"):
             continue
+        while len(row) > 2 and not row[-1]:  # the empty trailing columns of a spreadsheet export
+            row.pop()
         where = f"{source}:{line_no}"
         if header is None:
             header = row
@@ -168,10 +186,22 @@ def parse_labels_csv(text: str, *, source: str = "labels.csv") -> GroupLabels:
 
 
 def read_labels_csv(path: str | Path) -> GroupLabels:
-    """:func:`parse_labels_csv` of a file (UTF-8, with or without a byte-order mark)."""
-    from ..formats.base import read_text_file
+    """:func:`parse_labels_csv` of a file: UTF-8 with or without a byte-order mark, or UTF-16 with one (a
+    spreadsheet's "Unicode text" export)."""
+    from ..formats.base import MAX_TEXT_BYTES, read_text_file
 
-    return parse_labels_csv(read_text_file(Path(path)), source=str(path))
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if head in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) and path.stat().st_size <= MAX_TEXT_BYTES:
+        try:
+            text = path.read_bytes().decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise BreakdownError(f"{path}: starts with a UTF-16 byte-order mark but is not UTF-16 text "
+                                 f"({exc.reason} at offset {exc.start}); save it as UTF-8 CSV") from None
+    else:
+        text = read_text_file(path)
+    return parse_labels_csv(text, source=str(path))
 
 
 def resolve_labels(labels: GroupLabels, record: dict[str, Any], source: str = "results.json"

@@ -353,6 +353,20 @@ def test_bad_labels_csv(text, message):
         parse_labels_csv(text, source="labels.csv")
 
 
+@pytest.mark.parametrize("data", [
+    "\ufeffperson,g\r\nA,f\r\nC,m\r\n".encode("utf-8"),                  # Excel "CSV UTF-8"
+    "person;g\r\nA;f\r\nC;m\r\n".encode("utf-8"),                          # Excel CSV, decimal-comma locale
+    "person\tg\r\nA\tf\r\nC\tm\r\n".encode("utf-16"),                     # Excel "Unicode text" (UTF-16, BOM)
+    "person,g,,\nA,f,,\nC,m,,\n".encode("utf-8"),                            # empty trailing columns
+    'person;g;\n"A";"f";\n"C";"m";\n'.encode("utf-8"),                      # quoted, ';', a trailing empty column
+])
+def test_spreadsheet_exports_are_read(tmp_path, data):
+    path = tmp_path / "labels.csv"
+    path.write_bytes(data)
+    labels = read_labels_csv(path)
+    assert (labels.key, labels.name, labels.groups) == ("person", "g", {"A": "f", "C": "m"})
+
+
 def test_labels_matched_to_the_run(caplog):
     # an item file that names people mixes the two keys
     with pytest.raises(BreakdownError, match=r"labels.csv:3: B is a person of the run, not an image id"):
