@@ -131,8 +131,8 @@ def parse_labels_csv(text: str, *, source: str = "labels.csv") -> GroupLabels:
 
     Refused with :class:`BreakdownError` naming the file and line: no such header, a header naming both keys or more
     than two columns, a row of another width, an empty key or group, the reserved groups ``unlabelled``/``mixed``, an
-    image id (a path or an image file name) under a ``person`` header, and a key given two different groups. A key
-    repeated with the same group is accepted once.
+    image id (a path or an image file name) under a ``person`` header, a key given two different groups, and a group
+    spelt two ways that differ only in letter case. A key repeated with the same group is accepted once.
     """
     from ..formats.base import csv_rows
 
@@ -142,6 +142,7 @@ def parse_labels_csv(text: str, *, source: str = "labels.csv") -> GroupLabels:
     key = name = ""
     groups: dict[str, str] = {}
     lines: dict[str, int] = {}
+    group_lines: dict[str, tuple[str, int]] = {}
     for line_no, row in csv_rows(reader, source):
         row = [c.strip() for c in row]
         if not any(row) or row[0].startswith("#"):
@@ -177,6 +178,10 @@ def parse_labels_csv(text: str, *, source: str = "labels.csv") -> GroupLabels:
         if k in groups and groups[k] != g:
             raise BreakdownError(f"{where}: {k} is {g!r} here but {groups[k]!r} on line {lines[k]}; give each "
                                  f"{key} one group")
+        first = group_lines.setdefault(g.casefold(), (g, line_no))
+        if first[0] != g:
+            raise BreakdownError(f"{where}: group {g!r} differs from {first[0]!r} (line {first[1]}) only in letter "
+                                 "case, which would make two groups; spell each group one way")
         groups.setdefault(k, g)
         lines.setdefault(k, line_no)
     if header is None or not groups:
@@ -210,7 +215,8 @@ def resolve_labels(labels: GroupLabels, record: dict[str, Any], source: str = "r
 
     ``classes`` are the file's groups in sorted order (the order of the tables and of the bootstrap seeds). Keys that
     name nothing in the run are counted and logged, not fatal; an ``item`` key that is one of the run's people rather
-    than an image id is refused (the file mixes the two keys), as is a file of which no key matches the run.
+    than an image id is refused (the file mixes the two keys), as is a key that matches one of the run's only when
+    letter case is ignored, and a file of which no key matches the run.
     """
     pairs = record.get("pairs") or {}
     items = {str(i).replace("\\", "/") for i in [*(pairs.get("a") or ()), *(pairs.get("b") or ())]}
@@ -223,6 +229,11 @@ def resolve_labels(labels: GroupLabels, record: dict[str, Any], source: str = "r
                 raise BreakdownError(f"{labels.source}:{labels.lines[k]}: {k} is a person of the run, not an image id, "
                                      "but the header says item; key the whole file by person (person,NAME) or give "
                                      "every row an image id as results.json writes it")
+    folded = {k.casefold(): k for k in known}
+    for k in unknown:
+        if k.casefold() in folded:
+            raise BreakdownError(f"{labels.source}:{labels.lines[k]}: {k} is not in the run, but "
+                                 f"{folded[k.casefold()]} is: ids are case-sensitive; write it as {source} does")
     if len(unknown) == len(labels.groups):
         example = sorted(known)[0] if known else "?"
         raise BreakdownError(f"{labels.source}: none of its {len(unknown)} {labels.key} keys is in the run "

@@ -345,6 +345,7 @@ def test_labels_for_a_pairs_csv_layout():
     ("person,g\nB_0001.jpg,m\n", r"labels.csv:2: B_0001.jpg is an image id"),
     ("person,g\nA,unlabelled\n", r"labels.csv:2: 'unlabelled' is reserved"),
     ("person,g\nA,f,extra\n", r"labels.csv:2: expected 2 fields \(person,g\), got 3"),
+    ("person,g\nA,old\nB,Old\n", r"labels.csv:3: group 'Old' differs from 'old' \(line 2\) only in letter case"),
     ("person,g\n\n", r"labels.csv: no labels"),
     ("", r"labels.csv: no labels"),
 ])
@@ -374,6 +375,11 @@ def test_labels_matched_to_the_run(caplog):
     # nothing matches: ids written differently from results.json
     with pytest.raises(BreakdownError, match=r"none of its 1 item keys is in the run .*'A_0001.jpg'"):
         _labels("item,g\nA_0001.jpg,f\n")
+    # a key spelt with other letter case than the run's: refused, not silently unlabelled
+    with pytest.raises(BreakdownError, match=r"labels.csv:3: c is not in the run, but C is: ids are case-sensitive"):
+        _labels("person,g\nA,f\nc,m\n")
+    with pytest.raises(BreakdownError, match=r"labels.csv:2: LFW-DEEPFUNNELED/A/A_0001.JPG is not in the run, but "):
+        _labels(f"item,g\n{_img('A1').upper()},f\n{_img('C1')},m\n")
     with caplog.at_level("WARNING"):
         _, classes, info = _labels("person,g\nA,f\nZed,m\nYan,m\n")
     assert info["unknown"] == 2 and classes == ["f", "m"] and "2 of its 3 person keys are not in the run" in caplog.text
