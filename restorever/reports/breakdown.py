@@ -33,7 +33,7 @@ import io
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -91,7 +91,8 @@ def _keying(key: str) -> tuple[Callable[[str], str], Callable[[str], str]]:
 @dataclass(frozen=True)
 class GroupLabels:
     """A user's labels file: ``key`` ``"person"`` or ``"item"``, ``name`` (the header's group column),
-    ``groups`` ``{person or image id: group}``, ``lines`` ``{key: line number}``, ``source`` and ``sha256``."""
+    ``groups`` ``{person or image id: group}``, ``lines`` ``{key: line number}``, ``source`` and ``sha256`` (of the
+    file's bytes when read with :func:`read_labels_csv`, else of the text as UTF-8)."""
 
     key: str
     name: str
@@ -206,7 +207,8 @@ def read_labels_csv(path: str | Path) -> GroupLabels:
                                  f"({exc.reason} at offset {exc.start}); save it as UTF-8 CSV") from None
     else:
         text = read_text_file(path)
-    return parse_labels_csv(text, source=str(path))
+    # the record names the file as `sha256sum` does: its bytes, byte-order mark and line ends included
+    return replace(parse_labels_csv(text, source=str(path)), sha256=hashlib.sha256(path.read_bytes()).hexdigest())
 
 
 def resolve_labels(labels: GroupLabels, record: dict[str, Any], source: str = "results.json"

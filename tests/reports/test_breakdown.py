@@ -2,6 +2,7 @@
 direct k-fold computation, plus one real run (MTCNN + dlib on LFW) through the command line."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -366,6 +367,8 @@ def test_spreadsheet_exports_are_read(tmp_path, data):
     path.write_bytes(data)
     labels = read_labels_csv(path)
     assert (labels.key, labels.name, labels.groups) == ("person", "g", {"A": "f", "C": "m"})
+    # the recorded sha256 is the file's, as sha256sum prints it (not that of the decoded text)
+    assert labels.sha256 == hashlib.sha256(data).hexdigest()
 
 
 def test_labels_matched_to_the_run(caplog):
