@@ -6,7 +6,7 @@ import importlib.util
 from collections import Counter
 from pathlib import Path
 
-from restorever.reports.breakdown import parse_labels_csv, resolve_labels
+from restorever.reports.group_labels import parse_labels_csv, resolve_labels
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "lfw_age_labels.py"
 

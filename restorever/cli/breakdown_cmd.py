@@ -42,8 +42,8 @@ def breakdown_command(run_dir, by, labels_file, name, reference, figure, n_boot,
     AUC on the group's pairs at the run's own thresholds; and each group's identity drop minus the reference
     group's. Groups come from the protocol (--by) or from your CSV (--labels). Writes RUN_DIR/breakdown-NAME.json and
     .md and a figure; results.json is not changed."""
-    from ..reports.breakdown import (breakdown, breakdown_markdown, check_group_name, check_record,
-                                     load_person_groups, read_labels_csv, resolve_labels, write_breakdown)
+    from ..reports.breakdown import breakdown, breakdown_markdown, check_record, load_person_groups, write_breakdown
+    from ..reports.group_labels import check_group_name, read_labels_csv, resolve_labels
     from ..reports.results import load_results
 
     if labels_file and by:

@@ -14,8 +14,8 @@ from restorever.cli import cli
 from restorever.metrics.verification import best_threshold, verification_report
 from restorever.reports.breakdown import (MAX_FIGURE_GROUPS, MIXED, UNLABELLED, BreakdownError, breakdown,
                                           breakdown_markdown, check_record, load_person_groups, pair_groups,
-                                          parse_labels_csv, person_groups, plot_breakdown, read_labels_csv,
-                                          resolve_labels, verification_by_group, write_breakdown)
+                                          person_groups, plot_breakdown, verification_by_group, write_breakdown)
+from restorever.reports.group_labels import parse_labels_csv, read_labels_csv, resolve_labels
 
 from .conftest import make_record
 
