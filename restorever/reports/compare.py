@@ -399,13 +399,19 @@ def write_comparison(run_dirs: Sequence[str | Path], out: str | Path, *, allow_d
     del comparison["_merged"]
     for run, path in zip(comparison["runs"], paths):
         run["path"] = str(path)
+    note = None
+    if not comparison["paired_inputs"]:  # the caption must say it, not only comparison.md: tables travel alone
+        runs = "; ".join(f"{', '.join(r['restorers']) or '?'} from run {r['name']}: {r['degradation']}, seed "
+                         f"{r['seed']}, degraded side {r['degrade_side']}" for r in comparison["runs"])
+        note = (f"Rows come from runs whose degraded inputs differ ({runs}), so differences between rows of "
+                f"different runs are not paired.")
     written = {}
     for name, text in ((COMPARISON_FILE, json.dumps(json_safe(comparison), indent=1, allow_nan=False) + "\n"),
                        ("comparison.md", comparison_markdown(comparison, record)),
                        ("tables.csv", to_csv(results_table_rows(record))),
                        ("tables.tex", to_latex(record, source=f"the {RESULTS_FILE} of runs {', '.join(names)} "
                                                               "(restorever compare)",
-                                               label_prefix="tab:restorever-compare"))):
+                                               label_prefix="tab:restorever-compare", note=note))):
         atomic_write_text(out / name, text)
         written[name] = out / name
     written["scales.png"] = plot_scales([record], out / "scales.png")

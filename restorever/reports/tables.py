@@ -141,14 +141,16 @@ def _ties(accuracy: float | None, best: float) -> bool:
     return accuracy is not None and math.isclose(accuracy, best, rel_tol=1e-12, abs_tol=1e-12)
 
 
-def to_latex(record: dict[str, Any], *, source: str = RESULTS_FILE, label_prefix: str = "tab:restorever") -> str:
+def to_latex(record: dict[str, Any], *, source: str = RESULTS_FILE, label_prefix: str = "tab:restorever",
+             note: str | None = None) -> str:
     """A booktabs ``table`` (one per recognizer) of verification accuracy in %: restorers as rows (in the run's
     order), scales as columns, each cell ``accuracy ± SEM over the folds``; the highest accuracy of each column is
     bold when the column compares two or more restorers (ties, up to float summation order: all bold). The clean
     (undegraded) accuracy and the protocol, number of pairs and folds are in the caption. Missing numbers are
     ``--``. Needs ``\\usepackage{booktabs}``. ``source`` names where the numbers come from (the first line's
     comment); ``label_prefix`` starts each ``\\label`` (``PREFIX-PROTOCOL-RECOGNIZER``), so that two tables of one
-    paper (a run's and a comparison's) do not share a label."""
+    paper (a run's and a comparison's) do not share a label. ``note`` (plain text, escaped here) ends each caption:
+    ``restorever compare`` says there that rows come from runs whose degraded inputs differ."""
     rows = results_table_rows(record)
     if not rows:
         raise ValueError("the record has no verification conditions: no accuracy table to write")
@@ -157,12 +159,12 @@ def to_latex(record: dict[str, Any], *, source: str = RESULTS_FILE, label_prefix
     parts = [f"% restorever {version}: verification accuracy from {source}; needs \\usepackage{{booktabs}}"]
     for recognizer in recognizers:
         parts.append(_latex_one(record, [r for r in rows if r["recognizer"] == recognizer], recognizer,
-                                label_prefix))
+                                label_prefix, note))
     return "\n".join(parts) + "\n"
 
 
 def _latex_one(record: dict[str, Any], rows: list[dict[str, Any]], recognizer: str | None,
-               label_prefix: str) -> str:
+               label_prefix: str, note: str | None = None) -> str:
     cfg = record.get("config") or {}
     proto = record.get("protocol") or {}
     degraded = [r for r in rows if r["scale"] is not None]
@@ -207,6 +209,8 @@ def _latex_one(record: dict[str, Any], rows: list[dict[str, Any]], recognizer: s
         caption.append(f"Clean (undegraded) accuracy: {_cell(clean, False)}.")
     if any(_cell(at.get((n, s)), False) == MISSING for n in restorers for s in scales):
         caption.append(f"{MISSING}: not available.")
+    if note:
+        caption.append(latex_escape(note))
     label = re.sub(r"[^A-Za-z0-9:.-]+", "-", f"{label_prefix}-{proto.get('name', 'run')}-{recognizer}")
     lines = [r"\begin{table}[t]", r"\centering",
              r"\caption{" + " ".join(caption) + "}", rf"\label{{{label}}}",

@@ -360,3 +360,23 @@ def test_a_refused_compare_leaves_no_out_folder(synthetic, tmp_path, refusal):
     (tmp_path / "mine").mkdir()
     result = CliRunner().invoke(cli, ["compare", *dirs, "--out", str(tmp_path / "mine")])
     assert result.exit_code == 2 and (tmp_path / "mine").is_dir()
+
+
+def test_tables_tex_caption_says_when_runs_were_degraded_with_other_seeds(synthetic, tmp_path):
+    """With --allow-different-degradation, runs degraded with another seed gave a tables.tex whose caption read as
+    one paired experiment (it named per-row settings only for another preset or side); the caption now says which
+    run used which seed, and a paired comparison's caption has no such note."""
+    first, second = synthetic
+    for name, record in (("vqfr", first), ("codeformer", _changed(second, ("config", "seed"), 1))):
+        (tmp_path / name).mkdir()
+        write_run(copy.deepcopy(record), tmp_path / name)
+    written = write_comparison([tmp_path / "vqfr", tmp_path / "codeformer"], tmp_path / "cmp",
+                               allow_different_degradation=True)
+    tex = written["tables.tex"].read_text()
+    caption = next(line for line in tex.splitlines() if line.startswith(r"\caption{"))
+    assert "not paired" in caption and "seed 0" in caption and "seed 1" in caption
+    assert "from run vqfr" in caption and "from run codeformer" in caption
+    (tmp_path / "same").mkdir()
+    write_run(copy.deepcopy(second), tmp_path / "same")
+    paired = write_comparison([tmp_path / "vqfr", tmp_path / "same"], tmp_path / "cmp2")
+    assert "not paired" not in paired["tables.tex"].read_text()
