@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -152,8 +153,10 @@ class OutputRecord:
     def remove_stale(self, keep: set[str]) -> list[Path]:
         """``--overwrite``: delete the outputs of the replaced record (:attr:`previous`) that this run does not
         write again (names not in ``keep``), so the folder holds no output of other settings beside this run's.
-        Only a regular file under the folder, named as a relative ``.png`` path without ``..``, whose bytes still
-        have the entry's ``output_sha256`` (what that run wrote) is removed: a file edited or replaced since, a
+        Only a regular file under the folder, named as a relative ``.png`` path in its one plain spelling (no
+        ``..``, ``.``, ``//``), reached through real folders (no symlink anywhere below the output folder: one to a
+        folder elsewhere would take the removal outside it), whose bytes still have the entry's ``output_sha256``
+        (what that run wrote) is removed: a file edited or replaced since (also while it was being checked), a
         skip's leftover, a symlink or anything the record does not name stays. Each removal is logged; returns
         the removed paths."""
         from pathlib import PurePosixPath
@@ -163,23 +166,68 @@ class OutputRecord:
             expected = self.previous[name].get("output_sha256")
             rel = PurePosixPath(name)
             if not isinstance(expected, str) or rel.is_absolute() or rel.suffix != ".png" \
-                    or any(part in ("", ".", "..") for part in rel.parts) or "\\" in name:
+                    or ".." in rel.parts or "\\" in name \
+                    or rel.as_posix() != name:  # "x//a.png", "x/./a.png": another name of a file this run keeps
                 continue
-            path = self.path.parent / rel
-            if path.is_symlink() or not path.is_file():
-                continue
-            try:
-                data = read_file_bytes(path, max_bytes=1 << 32, what="output")
-            except (RestoreverError, OSError):
-                continue
-            if hashlib.sha256(data).hexdigest() != expected:
-                logger.warning("%s: recorded by the replaced run but changed since; left in place", path)
-                continue
-            path.unlink()
-            logger.warning("%s: removed (an output of the replaced run that this run does not write)", path)
-            removed.append(path)
+            path = self._remove_if_written(rel, expected)
+            if path is not None:
+                logger.warning("%s: removed (an output of the replaced run that this run does not write)", path)
+                removed.append(path)
         self.previous = {name: entry for name, entry in self.previous.items() if name in keep}
         return removed
+
+    def _remove_if_written(self, rel: Any, expected: str) -> Path | None:
+        """Unlink ``folder/rel`` when every folder on the way is a real folder (not a symlink), the file is a
+        regular file (opened without following a symlink) with sha256 ``expected``, and it is still the same file
+        (device, inode, size, modification time) just before the unlink; returns its path, else None."""
+        import stat
+
+        folder = self.path.parent
+        current = folder
+        for part in rel.parts[:-1]:
+            current = current / part
+            try:
+                mode = os.lstat(current).st_mode
+            except (OSError, ValueError):  # gone, or a name the system refuses (NUL)
+                return None
+            if stat.S_ISLNK(mode):
+                logger.warning("%s: reached through the symlink %s, which may lead outside %s; left in place",
+                               folder / rel, current, folder)
+                return None
+            if not stat.S_ISDIR(mode):
+                return None
+        path = folder / rel
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+        try:
+            if path.is_symlink():  # where O_NOFOLLOW does not exist (Windows)
+                return None
+            fd = os.open(path, flags)
+        except (OSError, ValueError):
+            return None
+        try:
+            before = os.fstat(fd)
+            if not stat.S_ISREG(before.st_mode):
+                return None
+            digest = hashlib.sha256()
+            while chunk := os.read(fd, 1 << 20):
+                digest.update(chunk)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        if digest.hexdigest() != expected:
+            logger.warning("%s: recorded by the replaced run but changed since; left in place", path)
+            return None
+        try:
+            now = os.lstat(path)
+        except OSError:
+            return None
+        if (now.st_dev, now.st_ino, now.st_size, now.st_mtime_ns) != \
+                (before.st_dev, before.st_ino, before.st_size, before.st_mtime_ns):
+            logger.warning("%s: replaced while it was being checked; left in place", path)
+            return None
+        path.unlink()
+        return path
 
 
 class RestoreRecord(OutputRecord):

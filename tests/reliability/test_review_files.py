@@ -1,0 +1,90 @@
+"""Round 12, second review: what `--overwrite` may delete, and whether `degrade` resumes only what the same code
+made. Records are crafted by hand as an adversary would; the resume check runs real LFW faces and MTCNN."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import pytest
+
+from restorever.pipeline import restore_record
+from restorever.pipeline.restore_record import RECORD_VERSION, RestoreRecord
+
+
+def _replaced(out: Path, names: dict[str, bytes]) -> RestoreRecord:
+    """An ``--overwrite`` record over ``out`` whose replaced run lists ``names`` with these bytes' sha256."""
+    inputs = {name: {"input": "x.jpg", "sha256": "0" * 64, "output_sha256": hashlib.sha256(data).hexdigest()}
+              for name, data in names.items()}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "restore.json").write_text(json.dumps({"record_version": RECORD_VERSION, "settings": {"seed": 0},
+                                                  "inputs": inputs}))
+    return RestoreRecord(out, {"seed": 1}, {}, overwrite=True)
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink") or os.name == "nt", reason="needs POSIX symlinks")
+def test_overwrite_never_removes_through_a_symlinked_folder(tmp_path, caplog):
+    """A folder inside OUT that is a symlink to a folder elsewhere (planted, or the user's "moved x16 to another
+    disk"): the old code removed the file it led to when the record named ``x16/NAME.png`` with that file's
+    sha256, i.e. a file outside OUT. Now nothing reached through a symlink is removed (a warning names it); a
+    real folder's recorded file still is."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.png").write_bytes(b"the user's file")
+    out = tmp_path / "out"
+    (out / "x4").mkdir(parents=True)
+    (out / "x4" / "a.png").write_bytes(b"restorever's output")
+    os.symlink(elsewhere, out / "x16")
+    record = _replaced(out, {"x16/precious.png": b"the user's file", "x4/a.png": b"restorever's output"})
+    with caplog.at_level(logging.WARNING, logger="restorever"):
+        removed = record.remove_stale(set())
+    assert (elsewhere / "precious.png").read_bytes() == b"the user's file"
+    assert removed == [out / "x4" / "a.png"] and not (out / "x4" / "a.png").exists()
+    assert f"reached through the symlink {out / 'x16'}" in caplog.text
+
+
+def test_overwrite_keeps_a_file_replaced_while_it_was_checked(tmp_path, monkeypatch, caplog):
+    """The old code hashed the file, then unlinked whatever the name held by then: a file put in its place
+    between the two (another program saving there) was deleted unread. Now the unlink happens only while the
+    name still holds the file that was hashed (same device, inode, size and time)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / "a.png"
+    target.write_bytes(b"restorever's output")
+    record = _replaced(out, {"a.png": b"restorever's output"})
+    real = hashlib.sha256
+
+    class Swapping:  # the digest is taken after the bytes are read: swap the file in at that moment
+        def __init__(self, *args):
+            self._h = real(*args)
+
+        def update(self, data):
+            self._h.update(data)
+
+        def hexdigest(self):
+            tmp = out / "new.tmp"
+            tmp.write_bytes(b"a new file saved by someone else")
+            os.replace(tmp, target)
+            return self._h.hexdigest()
+
+    monkeypatch.setattr(restore_record.hashlib, "sha256", Swapping)
+    with caplog.at_level(logging.WARNING, logger="restorever"):
+        removed = record.remove_stale(set())
+    assert removed == [] and target.read_bytes() == b"a new file saved by someone else"
+    assert "replaced while it was being checked" in caplog.text
+
+
+@pytest.mark.parametrize("name", ["a\0.png", "a\n/../../b.png", "C:\\b.png", "..\\b.png", "/tmp/b.png", "x/./b.png",
+                                  "x//b.png", "b.PNG"])
+def test_overwrite_ignores_crafted_names(tmp_path, name):
+    """Names a hand-made record may hold (NUL, newline, backslashes, absolute, ``.``/``..``, another suffix):
+    none removes anything, none raises."""
+    (tmp_path / "b.png").write_bytes(b"data")
+    (tmp_path / "b.PNG").write_bytes(b"data")
+    out = tmp_path / "out"
+    (out / "x").mkdir(parents=True)
+    (out / "x" / "b.png").write_bytes(b"data")
+    assert _replaced(out, {name: b"data"}).remove_stale(set()) == []
+    assert (tmp_path / "b.png").exists() and (out / "x" / "b.png").exists() and (tmp_path / "b.PNG").exists()
