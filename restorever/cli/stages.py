@@ -64,7 +64,7 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
     from ..pipeline.environment import restorever_version
     from ..pipeline.landmarks import align_items, landmark_stage
     from ..pipeline.protocol_defaults import protocol_default
-    from ..pipeline.restore_record import DegradeRecord
+    from ..pipeline.restore_record import DegradeRecord, degrade_settings
     from ..protocol import load_protocol
     from ..protocol_specs import alignment_fit
     from .options import parse_scales
@@ -90,8 +90,8 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
                "pairs": os.path.abspath(pairs) if pairs else None, "degradation": degradation, "scales": scale_list,
                "seed": seed, "degrade_side": side, "limit_pairs": limit_pairs, "detector": detector,
                "alignment_fit": alignment_fit(proto.spec), "template": "ffhq_512", "device": dev.type}
-    record = DegradeRecord(out, options, {"restorever_version": restorever_version()},
-                           overwrite=overwrite)  # refuses other settings before any work
+    record = DegradeRecord(out, degrade_settings(options), {"restorever_version": restorever_version()},
+                           overwrite=overwrite)  # refuses other settings (and other pixel code) before any work
     info = landmark_stage(proto, items, detector=detector, device=dev, cache=ArrayCache(get_cache_dir() / "cache"),
                           batch_size=batch_size)
     failed = {k: v.error for k, v in info.items() if v.error}

@@ -28,7 +28,7 @@ from ..files import atomic_write_text
 from ..images import read_file_bytes
 
 __all__ = ["DEGRADE_RECORD_NAME", "DegradeRecord", "OutputRecord", "RECORD_NAME", "RestoreRecord",
-           "run_settings"]
+           "degrade_settings", "run_settings"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,9 @@ RECORD_VERSION = 1
 #: faces' pixels); part of the compared settings, so a folder started by other code is never resumed into a mix.
 #: Bump it when that code's output changes.
 PIXELS_VERSION = 1
+#: version of the code that makes ``degrade``'s PNGs (``ffhq_512`` alignment, the degradation presets' pixel code);
+#: part of ``degrade.json``'s compared settings (:func:`degrade_settings`). Bump it when that code's output changes.
+DEGRADE_PIXELS_VERSION = 1
 #: seconds between two saves of the record while a run adds entries (and once at the end)
 SAVE_EVERY_S = 30.0
 
@@ -54,6 +57,19 @@ def run_settings(*, restorer: str, weight_files: Mapping[str, tuple[str, str | N
             "alignment_fit": alignment_fit, "faces": faces,
             "min_face_size": float(min_face_size) if faces == "all" else None,
             "aligned": aligned, "pixels_version": PIXELS_VERSION}
+
+
+def degrade_settings(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``degrade``'s compared settings: the manifest's ``options`` (``device`` among them) and ``pixels_version``,
+    the versions of the code behind the pixels: :data:`DEGRADE_PIXELS_VERSION`, the landmark stage's (its
+    landmarks place the crop) and, off the CPU, the device degradation path's (another one rounds a rare pixel the
+    other way). A folder started by other code is then refused, not resumed into a mix."""
+    from .cache import DEVICE_DEGRADATION_VERSION, STAGE_VERSIONS
+
+    version = {"degrade": DEGRADE_PIXELS_VERSION, "landmarks": STAGE_VERSIONS["landmarks"]}
+    if options.get("device") != "cpu":
+        version["device_degradation"] = DEVICE_DEGRADATION_VERSION
+    return {**options, "pixels_version": version}
 
 
 class OutputRecord:
@@ -236,7 +252,8 @@ class RestoreRecord(OutputRecord):
 
 class DegradeRecord(OutputRecord):
     """``OUT/degrade.json`` of ``restorever degrade``: one entry per written PNG (``clean/ITEM.png``,
-    ``xSCALE/ITEM.png``) with the source photo's sha256 and the PNG's; settings are the manifest's options.
+    ``xSCALE/ITEM.png``) with the source photo's sha256 and the PNG's; settings are the manifest's options
+    with ``pixels_version`` (:func:`degrade_settings`).
     ``manifest.json`` and ``params.jsonl`` are written only once every face is done."""
 
     record_name = DEGRADE_RECORD_NAME

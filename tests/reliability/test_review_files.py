@@ -88,3 +88,24 @@ def test_overwrite_ignores_crafted_names(tmp_path, name):
     (out / "x" / "b.png").write_bytes(b"data")
     assert _replaced(out, {name: b"data"}).remove_stale(set()) == []
     assert (tmp_path / "b.png").exists() and (out / "x" / "b.png").exists() and (tmp_path / "b.PNG").exists()
+
+
+def test_degrade_refuses_to_resume_a_folder_of_other_pixel_code(lfw_root, tmp_path, monkeypatch):
+    """restore.json compares ``pixels_version``; degrade.json compared only the options, so a folder half made
+    by a restorever whose alignment or degradation gave other pixels was resumed into a mix of both codes' PNGs
+    (`kept 2`). Now the code versions are compared settings: such a rerun is refused in one line, nothing changed."""
+    from click.testing import CliRunner
+
+    from restorever.cli import cli
+
+    out = tmp_path / "out"
+    args = ["degrade", "--data-root", str(lfw_root), "--limit-pairs", "2", "--scales", "8", "--seed", "5",
+            "--device", "cpu", "--out", str(out)]
+    assert CliRunner().invoke(cli, args).exit_code == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert json.loads((out / "degrade.json").read_text())["settings"]["pixels_version"]["degrade"] == 1
+    monkeypatch.setattr(restore_record, "DEGRADE_PIXELS_VERSION", 2, raising=False)  # the next release's code
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
+    assert "other settings (pixels_version" in result.output and "--overwrite" in result.output
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
