@@ -45,9 +45,10 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
     \b
     A rerun with the same arguments resumes: OUT/degrade.json records the settings and, per PNG, its source
     photo's sha256 and its own; a PNG whose record matches is kept, the rest (missing, damaged, replaced, or
-    from a changed photo) are made again. Other settings are refused unless --overwrite. params.jsonl and
-    manifest.json are written only when every face is done (a run that writes first removes the previous ones),
-    so a folder without manifest.json holds an unfinished run: rerun the command to finish it."""
+    from a changed photo) are made again; a skipped photo's PNGs of an earlier run are left and named in a note.
+    Other settings are refused unless --overwrite. params.jsonl and manifest.json are written only when every
+    face is done (a run that writes first removes the previous ones), so a folder without manifest.json holds an
+    unfinished run: rerun the command to finish it."""
     import json
 
     import numpy as np
@@ -106,6 +107,8 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
                 for folder in ["clean", *(f"x{scale}" for scale in scale_list)]]
 
     removed = record.remove_stale({name for i in items for name in pngs(i)}) if record.previous else []
+    # a skipped photo's PNGs from an earlier run (of what the photo held then) stay, never deleted, but named
+    leftover = [name for i in failed for name in pngs(i) if (out / name).exists()]
     records, kept = [], 0
     try:  # a run stopped by an error or Ctrl-C keeps the record of the PNGs it finished
         for start in tqdm(range(0, len(items), batch_size), desc="degrade", unit="batch"):
@@ -139,6 +142,11 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
     if failed:
         atomic_write_text(out / "skipped.json", json.dumps(failed, indent=1))
         click.echo(f"skipped {len(failed)} image(s); reasons in {out / 'skipped.json'}")
+    if leftover:
+        click.echo(f"note: {len(leftover)} PNG(s) under skipped images' names are not made from those photos as "
+                   f"they are now (an earlier run's, of what they held then): "
+                   f"{', '.join(leftover[:3])}{', ...' if len(leftover) > 3 else ''}; left in {out}: delete them, "
+                   f"or fix the photos and rerun", err=True)
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")  # last
     click.echo(f"wrote {len(items) - kept} faces x {len(scale_list)} scales (+ clean) to {out}"
                + (f"; kept {kept} already degraded (degrade.json)" if kept else "")

@@ -109,3 +109,34 @@ def test_degrade_refuses_to_resume_a_folder_of_other_pixel_code(lfw_root, tmp_pa
     assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, result.output
     assert "other settings (pixels_version" in result.output and "--overwrite" in result.output
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_degrade_names_the_leftover_pngs_of_a_photo_now_skipped(faces_root, tmp_path):
+    """A photo degraded once and then replaced by a faceless picture is skipped on the rerun (`--on-error skip`),
+    but its clean and x8 PNGs, made from the old picture, stayed in the folder without a word (skipped.json named
+    only the photo), so a script reading `OUT/x8/**/*.png` took them for this photo's faces. They are still
+    never deleted (as `restore` does), but a `note:` names them."""
+    import shutil
+
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from restorever.cli import cli
+
+    data = tmp_path / "data"
+    shutil.copytree(faces_root / "madonna", data / "madonna")
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("path_a,path_b,same\nmadonna/madonna_0001.jpg,madonna/madonna_0002.jpg,1\n"
+                   "madonna/madonna_0003.jpg,madonna/madonna_0004.jpg,1\n")
+    out = tmp_path / "out"
+    args = ["degrade", "--protocol", "pairs-csv", "--pairs", str(csv), "--data-root", str(data), "--scales", "8",
+            "--device", "cpu", "--on-error", "skip", "--out", str(out)]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0 and "note:" not in first.output, first.output
+    Image.new("RGB", (250, 250), (128, 128, 128)).save(data / "madonna" / "madonna_0004.jpg")
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "note: 2 PNG(s) under skipped images' names are not made from those photos" in result.output
+    assert "clean/madonna/madonna_0004.png, x8/madonna/madonna_0004.png" in result.output
+    assert (out / "x8" / "madonna" / "madonna_0004.png").exists()  # never deleted
+    assert list(json.loads((out / "manifest.json").read_text())["skipped"]) == ["madonna/madonna_0004.jpg"]
