@@ -140,3 +140,11 @@ def test_degrade_names_the_leftover_pngs_of_a_photo_now_skipped(faces_root, tmp_
     assert "clean/madonna/madonna_0004.png, x8/madonna/madonna_0004.png" in result.output
     assert (out / "x8" / "madonna" / "madonna_0004.png").exists()  # never deleted
     assert list(json.loads((out / "manifest.json").read_text())["skipped"]) == ["madonna/madonna_0004.jpg"]
+
+
+def test_readme_says_how_to_tell_an_unfinished_degrade_folder():
+    """The one sign of an unfinished `degrade` folder (no manifest.json) was in `--help` and this file only; the
+    README's degrade line, where a user scripting over the PNGs looks, said "rerun resumes" and nothing more."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    (line,) = [line for line in readme.splitlines() if line.startswith("restorever degrade ")]
+    assert "without manifest.json is unfinished" in line
