@@ -44,11 +44,11 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
 
     \b
     A rerun with the same arguments resumes: OUT/degrade.json records the settings and, per PNG, its source
-    photo's sha256 and its own; a PNG whose record matches is kept, the rest (missing, damaged, replaced, or
-    from a changed photo) are made again; a skipped photo's PNGs of an earlier run are left and named in a note.
-    Other settings are refused unless --overwrite. params.jsonl and manifest.json are written only when every
-    face is done (a run that writes first removes the previous ones), so a folder without manifest.json holds an
-    unfinished run: rerun the command to finish it."""
+    photo's sha256, its landmarks and its own sha256; a PNG whose record matches is kept, the rest (missing,
+    damaged, replaced, from a changed photo or moved landmarks) are made again; a skipped photo's PNGs of an
+    earlier run are left and named in a note. Other settings are refused unless --overwrite. params.jsonl and
+    manifest.json are written only when every face is done (a run that writes first removes the previous ones),
+    so a folder without manifest.json holds an unfinished run: rerun the command to finish it."""
     import json
 
     import numpy as np
@@ -102,6 +102,9 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
     for name in ("manifest.json", "params.jsonl", "skipped.json"):  # written again at the end: until then, the
         (out / name).unlink(missing_ok=True)  # folder holds no record that looks finished (docs/reliability.md)
 
+    def landmarks(item: str) -> list:  # as the manifest holds them (float32 values; exact through JSON)
+        return np.asarray(info[item].landmarks, np.float32).tolist()
+
     def pngs(item: str) -> list[str]:  # the record's names of an item's outputs (relative, "/"-separated)
         return [f"{folder}/{Path(item).with_suffix('.png').as_posix()}"
                 for folder in ["clean", *(f"x{scale}" for scale in scale_list)]]
@@ -116,7 +119,8 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
             for scale in scale_list:  # parameters are per item: a batch's subset draws the same ones
                 records += [{"item": i, "scale": scale, **r}
                             for i, r in zip(batch, deg.sample_params(batch, scale, seed).to_records())]
-            todo = [i for i in batch if not all(record.done(name, info[i].sha256) for name in pngs(i))]
+            todo = [i for i in batch if not all(record.done(name, info[i].sha256, landmarks=landmarks(i))
+                                                for name in pngs(i))]
             kept += len(batch) - len(todo)
             if not todo:
                 continue
@@ -128,7 +132,8 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
                 for item, array in zip(todo, to_uint8(tensor)):
                     name = f"{folder}/{Path(item).with_suffix('.png').as_posix()}"
                     written = _write_png(out / name, array)
-                    record.add(name, {"input": item, "sha256": info[item].sha256, "output_sha256": written})
+                    record.add(name, {"input": item, "sha256": info[item].sha256, "landmarks": landmarks(item),
+                                      "output_sha256": written})
     finally:
         record.save()
     records.sort(key=lambda r: (r["scale"], r["item"]))
@@ -136,8 +141,7 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
     # what params.jsonl alone cannot say: the degradation runs on the unquantised aligned crop (as in eval), not
     # on clean/*.png, so an exact replay re-aligns the source photo with these landmarks (docs/reliability.md)
     manifest = {"restorever_version": restorever_version(), **options,
-                "faces": {i: {"sha256": info[i].sha256, "landmarks": np.asarray(info[i].landmarks, np.float32)
-                              .tolist()} for i in sorted(items)},
+                "faces": {i: {"sha256": info[i].sha256, "landmarks": landmarks(i)} for i in sorted(items)},
                 "skipped": failed}
     if failed:
         atomic_write_text(out / "skipped.json", json.dumps(failed, indent=1))

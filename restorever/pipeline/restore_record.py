@@ -129,12 +129,14 @@ class OutputRecord:
                                   f"'replaced' must be JSON objects); delete it or choose a new --out")
         return data
 
-    def done(self, name: str, sha256: str) -> bool:
-        """True when output ``name``'s entry was made from an input with this sha256 and the file still holds
-        the bytes that run wrote (its ``output_sha256``): an output truncated, corrupted or replaced since, or
-        an entry without that digest, is made again rather than trusted because the file exists."""
+    def done(self, name: str, sha256: str, **facts: Any) -> bool:
+        """True when output ``name``'s entry was made from an input with this sha256 (and, for each of ``facts``,
+        JSON-ready values such as ``degrade``'s landmarks, the same value) and the file still holds the bytes that
+        run wrote (its ``output_sha256``): an output truncated, corrupted or replaced since, or an entry without
+        that digest, is made again rather than trusted because the file exists."""
         entry = self.entries.get(name)
-        if entry is None or entry.get("sha256") != sha256 or "skipped" in entry:
+        if entry is None or entry.get("sha256") != sha256 or "skipped" in entry \
+                or any(entry.get(key) != value for key, value in facts.items()):
             return False
         expected = entry.get("output_sha256")
         if not isinstance(expected, str):
@@ -252,7 +254,8 @@ class RestoreRecord(OutputRecord):
 
 class DegradeRecord(OutputRecord):
     """``OUT/degrade.json`` of ``restorever degrade``: one entry per written PNG (``clean/ITEM.png``,
-    ``xSCALE/ITEM.png``) with the source photo's sha256 and the PNG's; settings are the manifest's options
+    ``xSCALE/ITEM.png``) with the source photo's sha256, its landmarks (they place the crop: another detector
+    file or landmark code moves them) and the PNG's sha256; settings are the manifest's options
     with ``pixels_version`` (:func:`degrade_settings`).
     ``manifest.json`` and ``params.jsonl`` are written only once every face is done."""
 

@@ -8,6 +8,7 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from restorever.pipeline import restore_record
@@ -148,3 +149,41 @@ def test_readme_says_how_to_tell_an_unfinished_degrade_folder():
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     (line,) = [line for line in readme.splitlines() if line.startswith("restorever degrade ")]
     assert "without manifest.json is unfinished" in line
+
+
+def test_degrade_remakes_faces_whose_landmarks_moved(lfw_root, tmp_path, monkeypatch):
+    """The crop is placed by the landmarks, which the record did not hold: landmarks that move between two runs
+    with the same options (another SCRFD file under the same name, a new landmark stage, a cleared cache
+    recomputed elsewhere) gave `kept 2` and a folder whose PNGs do not match its own manifest.json. Each entry
+    now holds its face's landmarks; a face whose landmarks moved is made again, and the folder equals a fresh
+    run's."""
+    from click.testing import CliRunner
+
+    from restorever.cli import cli
+    from restorever.pipeline import landmarks as stage
+
+    def args(out):
+        return ["degrade", "--data-root", str(lfw_root), "--limit-pairs", "2", "--scales", "8", "--seed", "5",
+                "--device", "cpu", "--out", str(out)]
+
+    out = tmp_path / "out"
+    assert CliRunner().invoke(cli, args(out)).exit_code == 0
+    real = stage.landmark_stage
+
+    def moved(*a, **k):  # as another detector file would find them: half a pixel to the right
+        info = real(*a, **k)
+        for v in info.values():
+            if v.landmarks is not None:
+                v.landmarks = v.landmarks + np.float32([0.5, 0.0])
+        return info
+
+    monkeypatch.setattr(stage, "landmark_stage", moved)
+    result = CliRunner().invoke(cli, args(out))
+    assert result.exit_code == 0 and "wrote 2 faces" in result.output and "kept" not in result.output, result.output
+    fresh = tmp_path / "fresh"
+    assert CliRunner().invoke(cli, args(fresh)).exit_code == 0
+
+    def tree(folder):
+        return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    assert tree(out) == tree(fresh)
