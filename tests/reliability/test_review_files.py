@@ -153,8 +153,8 @@ def test_readme_says_how_to_tell_an_unfinished_degrade_folder():
 
 def test_degrade_remakes_faces_whose_landmarks_moved(lfw_root, tmp_path, monkeypatch):
     """The crop is placed by the landmarks, which the record did not hold: landmarks that move between two runs
-    with the same options (another SCRFD file under the same name, a new landmark stage, a cleared cache
-    recomputed elsewhere) gave `kept 2` and a folder whose PNGs do not match its own manifest.json. Each entry
+    with the same options (another SCRFD file under the same name: the landmark cache is keyed by its sha256)
+    gave `kept 2` and a folder whose PNGs do not match its own manifest.json. Each entry
     now holds its face's landmarks; a face whose landmarks moved is made again, and the folder equals a fresh
     run's."""
     from click.testing import CliRunner
