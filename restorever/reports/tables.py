@@ -118,9 +118,15 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
 MISSING = "--"
 
 
+#: control characters (line breaks, tabs, ...): a line break in a name would end a ``%`` comment line or, doubled,
+#: the paragraph inside ``\\caption{}``; each is written as a space
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def latex_escape(text: Any) -> str:
-    """``text`` with LaTeX's special characters escaped (``vqfr_v2`` -> ``vqfr\\_v2``, ``&``, ``%``, ``$`` ...)."""
-    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
+    """``text`` with LaTeX's special characters escaped (``vqfr_v2`` -> ``vqfr\\_v2``, ``&``, ``%``, ``$`` ...) and
+    control characters (line breaks, tabs) as spaces."""
+    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in _CONTROL.sub(" ", str(text)))
 
 
 def _pct(x: float | None) -> str:
@@ -156,7 +162,8 @@ def to_latex(record: dict[str, Any], *, source: str = RESULTS_FILE, label_prefix
         raise ValueError("the record has no verification conditions: no accuracy table to write")
     recognizers = list(dict.fromkeys(r["recognizer"] for r in rows))
     version = record.get("restorever_version", "?")
-    parts = [f"% restorever {version}: verification accuracy from {source}; needs \\usepackage{{booktabs}}"]
+    parts = [_CONTROL.sub(" ", f"% restorever {version}: verification accuracy from {source}; needs "
+                               f"\\usepackage{{booktabs}}")]  # one comment line, whatever the names hold
     for recognizer in recognizers:
         parts.append(_latex_one(record, [r for r in rows if r["recognizer"] == recognizer], recognizer,
                                 label_prefix, note))

@@ -144,6 +144,25 @@ def test_latex_escapes_names(run_dir):
     assert not re.search(r"(?<!\\)[_#]", tex)  # no unescaped _ or # anywhere (caption, rows, label)
 
 
+def test_latex_keeps_line_breaks_in_names_out_of_the_tex(run_dir):
+    """A run folder or restorer name holding a line break (a legal Linux file name): the `%` comment line of
+    tables.tex ended at the break and the rest of the name (here `#1`) was raw LaTeX; in the caption a blank line
+    ended the paragraph inside \\caption{...}, which LaTeX refuses. Control characters are written as spaces."""
+    record = copy.deepcopy(load_results(run_dir))
+    for cond in record["conditions"]:
+        if cond["restorer"] == "vqfr-v2":
+            cond["restorer"] = "my\nnet"
+    record["config"]["restorers"] = ["none", "my\nnet"]
+    tex = to_latex(record, source="the results.json of runs a\n#1, b\r\n\n\tc", note="run x\n\ny: seed 1")
+    lines = tex.splitlines()
+    assert lines[0].startswith("% ") and "a #1, b" in lines[0] and lines[1] == r"\begin{table}[t]"
+    caption = next(line for line in lines if line.startswith(r"\caption{"))
+    assert caption.endswith("}") and "run x  y: seed 1" in caption and _braces_balanced(tex)
+    assert [r[0] for r in _body_rows(tex)] == ["none", "my net"]
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f]", tex)
+    assert not re.search(r"(?<!\\)#", "\n".join(lines[1:]))  # below the comment line, no raw #
+
+
 def test_references_list_only_what_the_run_used(run_dir, caplog):
     record = copy.deepcopy(load_results(run_dir))
     refs = {(role, name): ref for role, name, ref in run_references(record)}
