@@ -355,7 +355,13 @@ def comparison_markdown(comparison: dict[str, Any], record: dict[str, Any]) -> s
                      f"{run['seed']} | {run['degradation']} | {run['degrade_side']} |")
     if comparison["notes"]:
         lines += ["", *[f"- {n}" for n in comparison["notes"]]]
-    lines += ["", "## Conditions", "", results_table(record), "", "## Restorers against each other", ""]
+    lines += ["", "## Conditions", "", results_table(record), ""]
+    sizes = {kind: sum(c["kind"] == kind for c in comparison["comparisons"]) for kind in ("vs_clean", "vs_none")}
+    if any(sizes.values()):  # the Δ cells' Holm p: this comparison's families, not the runs' own (results.md)
+        lines += ["Holm: adjusted over every comparison of its kind in this comparison, not over a run's own family "
+                  f"(its results.md): {sizes['vs_clean']} vs clean, {sizes['vs_none']} vs none, at "
+                  f"{', '.join(f'x{s}' for s in comparison['scales'])}; per-pair and clustered tests apart.", ""]
+    lines += ["## Restorers against each other", ""]
     pairs = [c for c in comparison["comparisons"] if c["kind"] == "pair"]
     if not pairs:
         lines.append("Fewer than two restorers (other than none) at any scale: no pair to compare.")

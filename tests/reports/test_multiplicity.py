@@ -264,3 +264,31 @@ def test_a_record_of_two_recognizers_compares_each_with_its_own_clean_condition(
         assert all(c["mcnemar"]["family_size"] == len(comps) == 4 for c in comps)
         raw = [c["mcnemar"]["p_value"] for c in comps]
         assert [c["mcnemar"]["p_holm"] for c in comps] == pytest.approx(_holm_by_closed_testing(raw), abs=1e-15)
+
+
+def test_comparison_md_says_over_which_family_its_holm_p_values_are(tmp_path):
+    """comparison.md's merged results table showed `; Holm P` beside each condition with no word on the family: the
+    comparison's own (every compared condition of that kind across the runs), not each run's, so the same condition
+    read another Holm p in its run's results.md without a hint why. The family of each kind is now named."""
+    from restorever.reports.compare import write_comparison
+    from restorever.reports.results import write_run
+
+    from .test_compare import _rename
+
+    first = make_record(tmp_path, examples=0)
+    second = _rename(make_record(tmp_path, examples=0), "vqfr-v2", "codeformer", 0.15)
+    dirs = []
+    for name, record in (("vqfr", first), ("codeformer", second)):
+        record["protocol"]["pairs_sha256"] = "ab" * 32
+        (tmp_path / name).mkdir()
+        write_run(record, tmp_path / name)
+        dirs.append(tmp_path / name)
+    write_comparison(dirs, tmp_path / "cmp", n_boot=50)
+    md = (tmp_path / "cmp" / "comparison.md").read_text()
+    run_sizes = {c["comparison_to_clean"]["mcnemar"]["family_size"]
+                 for c in json.loads((tmp_path / "vqfr" / "results.json").read_text())["conditions"]
+                 if "comparison_to_clean" in c}
+    assert run_sizes == {4}  # the run's own vs-clean family; the comparison's is 6
+    conditions = md.split("## Conditions", 1)[1].split("## Restorers against each other", 1)[0]
+    assert ("Holm: adjusted over every comparison of its kind in this comparison, not over a run's own family "
+            "(its results.md): 6 vs clean, 4 vs none, at x4, x16; per-pair and clustered tests apart.") in conditions
