@@ -28,10 +28,21 @@ def _pct(x: Any, digits: int = 2) -> str:
 P_FLOOR = 1e-300
 
 
+#: the level the reports' notes name ("a Holm p at or below 0.05 is a finding"): never rounded across or onto
+ALPHA = 0.05
+
+
 def p_text(p: float, digits: int = 2, prefix: str = "") -> str:
     """A p-value for a table: ``0.031`` (``p=0.031`` with ``prefix="p"``), or ``<1e-300`` where it underflowed (never
-    ``0``)."""
-    return f"{prefix}<{P_FLOOR:.0e}" if p < P_FLOOR else f"{prefix}{'=' if prefix else ''}{p:.{digits}g}"
+    ``0``). ``digits`` significant digits, more (up to 6) where fewer would round onto or across :data:`ALPHA`
+    (0.0496 and 0.0504 are ``0.0496`` and ``0.0504``, not both ``0.05``)."""
+    if p < P_FLOOR:
+        return f"{prefix}<{P_FLOOR:.0e}"
+    text = f"{p:.{digits}g}"
+    while digits < 6 and p != ALPHA and (float(text) == ALPHA or (float(text) <= ALPHA) != (p <= ALPHA)):
+        digits += 1
+        text = f"{p:.{digits}g}"
+    return f"{prefix}{'=' if prefix else ''}{text}"
 
 
 def comparison_cell(comp: dict[str, Any] | None) -> str:

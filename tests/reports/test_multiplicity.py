@@ -292,3 +292,16 @@ def test_comparison_md_says_over_which_family_its_holm_p_values_are(tmp_path):
     conditions = md.split("## Conditions", 1)[1].split("## Restorers against each other", 1)[0]
     assert ("Holm: adjusted over every comparison of its kind in this comparison, not over a run's own family "
             "(its results.md): 6 vs clean, 4 vs none, at x4, x16; per-pair and clustered tests apart.") in conditions
+
+
+@pytest.mark.parametrize("p, two, three", [(0.0496, "0.0496", "0.0496"), (0.0504, "0.0504", "0.0504"),
+                                           (0.050001, "0.050001", "0.050001"), (0.05, "0.05", "0.05"),
+                                           (0.031, "0.031", "0.031"), (0.12, "0.12", "0.12"),
+                                           (0.0451, "0.045", "0.0451")])
+def test_a_p_value_near_005_is_not_rounded_onto_or_across_it(p, two, three):
+    """results.md prints p to 2 significant digits and its note says a Holm p at or below 0.05 is a finding: 0.0496
+    and 0.0504 both read 0.05. Near 0.05 more digits are shown, enough to tell the side."""
+    from restorever.reports.results import p_text
+
+    assert p_text(p) == two
+    assert p_text(p, 3, "p") == "p=" + three
