@@ -248,13 +248,14 @@ def restore_command(images, restorer, weights, aligned, detector, faces_mode, mi
     photo pixels (enlarged more than x8) are named in a "note:" line on stderr.
 
     \b
-    OUT/restore.json records the restorer, its weights (file, sha256), options, seed, detector, alignment fit and
-    faces mode, and per output its input's sha256, its own sha256, the faces restored (boxes, landmarks), notes
-    and skips. A rerun into the same OUT keeps each output whose input sha256 matches and whose file still has
-    its recorded sha256, and restores the rest (a run killed half-way resumes; an output damaged or replaced
-    since is redone); other settings are refused unless --overwrite. --overwrite removes the outputs the replaced
-    record lists for other inputs, once every input is read, and only where the file still has its recorded
-    sha256 (a file edited since, or one restorever did not write, is never removed).
+    OUT/restore.json records the restorer, its weights (file, sha256), options, seed, detector (for SCRFD also
+    its ONNX file's sha256), alignment fit and faces mode, and per output its input's sha256, its own sha256, the
+    faces restored (boxes, landmarks), notes and skips. A rerun into the same OUT keeps each output whose input
+    sha256 matches and whose file still has its recorded sha256, and restores the rest (a run killed half-way
+    resumes; an output damaged or replaced since is redone); other settings are refused unless --overwrite.
+    --overwrite removes the outputs the replaced record lists for other inputs, once every input is read, and
+    only where the file still has its recorded sha256 (a file edited since, or one restorever did not write, is
+    never removed).
 
     The stages are the evaluation pipeline's (``pipeline.stages``: one-image detection, ``ffhq_512`` alignment,
     restoration with out-of-memory back-off and 8-bit output) and the seeds are ``item_seed(seed, file name)``
@@ -267,7 +268,7 @@ def restore_command(images, restorer, weights, aligned, detector, faces_mode, mi
     import torch
     from tqdm.auto import tqdm
 
-    from ..detectors import faces_to_paste, nearest_to_center
+    from ..detectors import detector_file_sha256, faces_to_paste, nearest_to_center
     from ..devices import resolve_device
     from ..errors import ImageError, RestoreverError
     from ..images import read_alpha, read_file_bytes, read_image, to_tensor, to_uint8
@@ -285,9 +286,10 @@ def restore_command(images, restorer, weights, aligned, detector, faces_mode, mi
     routed = route_restorer_options([restorer], restorer_options(restorer_option))[restorer]
     model = create_restorer(restorer, weights=weights, device=dev, **routed)
     files = getattr(model, "weight_files", None) or {}
+    # SCRFD's ONNX file by sha256 (None for MTCNN): another det_10g.onnx finds other landmarks, so other crops
     settings = run_settings(restorer=restorer, weight_files=files, options=routed, seed=seed, detector=detector,
                             alignment_fit=alignment_fit, faces=faces_mode, min_face_size=min_face_size,
-                            aligned=aligned)
+                            aligned=aligned, detector_file=detector_file_sha256(detector))
     header = {"restorever_version": restorever_version(), "device": dev.type,
               "weights": {role: {"file": path, "sha256": sha} for role, (path, sha) in sorted(files.items())}}
     record = RestoreRecord(out, settings, header, overwrite=overwrite)  # refuses other settings before any work

@@ -1,17 +1,18 @@
 """``OUT/restore.json``: what ``restorever restore`` did, and the check that lets a rerun resume (``OUT/degrade.json``
 is the same kind of record for ``restorever degrade``: :class:`DegradeRecord`, one entry per written PNG).
 
-The record holds the run's settings (restorer, weights sha256, restorer options, seed, detector, alignment fit,
-faces mode, minimum face size, aligned/detect) and one entry per output file (``NAME.png``): the input's path and
-sha256, the output file's sha256, the faces restored (boxes and landmarks in photo pixels), notes, or the reason it
-was skipped. A rerun into the same folder keeps an output whose entry has the same input sha256 and whose file
-still has the recorded sha256 (a truncated, corrupted or replaced output is restored again), and refuses
-other settings rather than mix two kinds of output in one folder. Every write is atomic; during a run the record
-is rewritten at most every :data:`SAVE_EVERY_S` seconds (rewriting a large collection's record after every image
-would write its size squared), so a killed run redoes at most that much work, and never trusts an unrecorded
-output. With ``--overwrite`` the replaced record's outputs that the new run does not write are removed
-(:meth:`OutputRecord.remove_stale`: only files that still hold the bytes recorded); until the new run has written
-the others, their entries stay in the record under ``replaced``, so an interrupted overwrite loses track of none.
+The record holds the run's settings (restorer, weights sha256, restorer options, seed, detector and, for SCRFD, its
+ONNX file's sha256, alignment fit, faces mode, minimum face size, aligned/detect) and one entry per output file
+(``NAME.png``): the input's path and sha256, the output file's sha256, the faces restored (boxes and landmarks in
+photo pixels), notes, or the reason it was skipped. A rerun into the same folder keeps an output whose entry has the
+same input sha256 and whose file still has the recorded sha256 (a truncated, corrupted or replaced output is
+restored again), and refuses other settings rather than mix two kinds of output in one folder. Every write is
+atomic; during a run the record is rewritten at most every :data:`SAVE_EVERY_S` seconds (rewriting a large
+collection's record after every image would write its size squared), so a killed run redoes at most that much work,
+and never trusts an unrecorded output. With ``--overwrite`` the replaced record's outputs that the new run does not
+write are removed (:meth:`OutputRecord.remove_stale`: only files that still hold the bytes recorded); until the new
+run has written the others, their entries stay in the record under ``replaced``, so an interrupted overwrite loses
+track of none.
 """
 from __future__ import annotations
 
@@ -48,15 +49,21 @@ SAVE_EVERY_S = 30.0
 
 def run_settings(*, restorer: str, weight_files: Mapping[str, tuple[str, str | None]], options: Mapping[str, Any],
                  seed: int, detector: str, alignment_fit: str, faces: str, min_face_size: float,
-                 aligned: bool | None) -> dict[str, Any]:
+                 aligned: bool | None, detector_file: str | None = None) -> dict[str, Any]:
     """The settings that decide the output pixels (JSON-ready), with :data:`PIXELS_VERSION`. Weights count by
     sha256 only: the same file in another folder gives the same faces; ``min_face_size`` (photo pixels) counts only
-    with ``faces="all"``."""
-    return {"restorer": restorer, "weights_sha256": {role: sha for role, (_, sha) in sorted(weight_files.items())},
-            "restorer_options": {k: options[k] for k in sorted(options)}, "seed": int(seed), "detector": detector,
-            "alignment_fit": alignment_fit, "faces": faces,
-            "min_face_size": float(min_face_size) if faces == "all" else None,
-            "aligned": aligned, "pixels_version": PIXELS_VERSION}
+    with ``faces="all"``. ``detector_file``: the hex sha256 of the detector's model file
+    (:func:`restorever.detectors.detector_file_sha256`: SCRFD's ONNX file), a compared setting only when there is
+    one: MTCNN's weights are fixed by the pinned facenet-pytorch, and its folders' settings stay as they were."""
+    settings = {"restorer": restorer,
+                "weights_sha256": {role: sha for role, (_, sha) in sorted(weight_files.items())},
+                "restorer_options": {k: options[k] for k in sorted(options)}, "seed": int(seed), "detector": detector,
+                "alignment_fit": alignment_fit, "faces": faces,
+                "min_face_size": float(min_face_size) if faces == "all" else None,
+                "aligned": aligned, "pixels_version": PIXELS_VERSION}
+    if detector_file is not None:
+        settings["detector_file"] = detector_file
+    return settings
 
 
 def degrade_settings(options: Mapping[str, Any]) -> dict[str, Any]:
