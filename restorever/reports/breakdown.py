@@ -22,7 +22,10 @@ Per condition and group:
 
 ``difference``: the identity-similarity *drop* from clean (``1 - cosine``, the clean probe's similarity to itself
 being 1) of each group minus that of the reference group, with a bootstrap interval that resamples people within
-each group independently. Fractions throughout (accuracy, rates, AUC in [0, 1]; cosines in [-1, 1]).
+each group independently; when the two groups share people (image-level labels), the people of both groups are
+resampled jointly instead (:func:`joint_cluster_bootstrap_means`: a drawn person
+brings their probes in each group), so the correlation of a shared person's probes is kept. Fractions throughout
+(accuracy, rates, AUC in [0, 1]; cosines in [-1, 1]).
 """
 from __future__ import annotations
 
@@ -184,6 +187,78 @@ def identity_by_group(per_item: Mapping[str, float], groups: Mapping[str, str], 
     return out, reps
 
 
+def joint_cluster_bootstrap_means(values, clusters, in_a, in_b, *, n_boot: int = 2000, seed: int = 0,
+                                  chunk: int = 256) -> tuple[np.ndarray, np.ndarray, int]:
+    """Paired bootstrap replicates of two groups' means when the groups can share clusters (people).
+
+    The clusters of both groups together (sorted, as :func:`numpy.unique` orders them) are resampled once per
+    replicate, ``n_clusters`` draws with replacement (``numpy.random.default_rng(seed).integers``, ``chunk``
+    replicates at a time), and both means come from that one draw: a drawn cluster brings its values in group a
+    to a's mean and its values in group b to b's, as many times as it was drawn. A cluster in both groups so moves
+    both means together, which independent resampling of each group (:func:`cluster_bootstrap_replicates`)
+    ignores.
+
+    Args:
+        values: ``float[n]`` (per-probe cosines). clusters: ``[n]`` cluster id per value.
+        in_a, in_b: ``bool[n]``, the values in group a and in group b (a value may be in either, both or neither).
+
+    Returns:
+        ``(float[n_boot] means of a, float[n_boot] means of b, number of clusters)``; a replicate that drew no
+        cluster of a group has NaN as that group's mean.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    cl = np.asarray(clusters)
+    a, b = np.asarray(in_a, dtype=bool), np.asarray(in_b, dtype=bool)
+    if v.ndim != 1 or cl.shape != v.shape or a.shape != v.shape or b.shape != v.shape:
+        raise ValueError("values, clusters, in_a and in_b must be 1-D arrays of equal length")
+    if not a.any() or not b.any():
+        raise ValueError("both groups need at least one value")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be positive, got {n_boot}")
+    used = a | b
+    _, cl = np.unique(cl[used], return_inverse=True)
+    v, a, b = v[used], a[used], b[used]
+    k = int(cl.max()) + 1
+    sums = [np.bincount(cl[m], weights=v[m], minlength=k) for m in (a, b)]
+    sizes = [np.bincount(cl[m], minlength=k).astype(np.float64) for m in (a, b)]
+    rng = np.random.default_rng(seed)
+    means = np.empty((2, n_boot))
+    for start in range(0, n_boot, chunk):
+        m = min(chunk, n_boot - start)
+        draws = rng.integers(0, k, size=(m, k))
+        counts = np.bincount((draws + (np.arange(m) * k)[:, None]).ravel(), minlength=m * k).reshape(m, k)
+        counts = counts.astype(np.float64)
+        for g in (0, 1):
+            total, n = counts @ sums[g], counts @ sizes[g]
+            means[g, start:start + m] = np.divide(total, n, out=np.full(m, np.nan), where=n > 0)
+    return means[0], means[1], k
+
+
+def joint_difference_interval(per_item: Mapping[str, float], groups: Mapping[str, str], group: str, reference: str,
+                              *, n_boot: int = 2000, level: float = 0.95, seed: int = 0, key: str = "item"
+                              ) -> tuple[float | None, float | None, int]:
+    """Paired percentile interval of ``group``'s identity drop minus ``reference``'s, for groups that share people.
+
+    The people with probes in either group are resampled together (:func:`joint_cluster_bootstrap_means`, seeded
+    with ``seed``), and each replicate's difference ``(1 - mean of group) - (1 - mean of reference)`` uses the same
+    draw for both means. A replicate that drew no person of one of the groups has no difference and is left out.
+    Returns ``(low, high, replicates used)``; ``(None, None, 0)`` when none is left.
+    """
+    cluster_of, key_of = _keying(key)
+    items = list(per_item)
+    cos = np.array([float(per_item[i]) for i in items], dtype=np.float64)
+    member = np.array([groups.get(key_of(i), UNLABELLED) for i in items])
+    mean_g, mean_ref, _ = joint_cluster_bootstrap_means(cos, [cluster_of(i) for i in items], member == group,
+                                                        member == reference, n_boot=n_boot, seed=seed)
+    diff = (1.0 - mean_g) - (1.0 - mean_ref)
+    diff = diff[np.isfinite(diff)]
+    if not diff.size:
+        log.warning("%s − %s has no interval: no replicate drew people of both groups", group, reference)
+        return None, None, 0
+    low, high = percentile_interval(diff, level)
+    return low, high, int(diff.size)
+
+
 def pair_groups(items_a: Sequence[str], items_b: Sequence[str], groups: Mapping[str, str], *,
                 key: str = "lfw-name") -> np.ndarray:
     """Group of each pair: the group of both images (their people's, or their own with ``key="item"``) when they
@@ -253,8 +328,8 @@ def breakdown(record: dict[str, Any], groups: Mapping[str, str], classes: Sequen
         raise BreakdownError(f"--reference must be one of {', '.join(classes)}, got {reference!r}")
     if not counts[reference]:
         raise BreakdownError(f"{source}: no probe of the run is labelled by {by}; the breakdown would be empty")
-    # a person's images may fall in several groups (item labels: age bands); the difference interval resamples
-    # each group's people independently, so it ignores the people two groups share: said beside each interval
+    # a person's images may fall in several groups (item labels: age bands); a difference of two groups that share
+    # people resamples the people of both groups jointly (paired), others each group's people independently
     shared: dict[str, set[str]] = {}
     if key == "item":
         for i in probes:
@@ -277,8 +352,14 @@ def breakdown(record: dict[str, Any], groups: Mapping[str, str], classes: Sequen
             for g in classes:
                 if g == reference or ident[g]["mean"] is None or ident[reference]["mean"] is None:
                     continue
+                n_shared = sum({g, reference} <= s for s in shared.values()) if key == "item" else 0
                 low = high = None  # no interval when either group has a single person
-                if g in reps and reference in reps:
+                used = 0
+                if g in reps and reference in reps and n_shared:
+                    low, high, used = joint_difference_interval(
+                        per_item, groups, g, reference, n_boot=n_boot, level=level,
+                        seed=seed + len(names) + list(classes).index(g), key=key)
+                elif g in reps and reference in reps:
                     low, high = percentile_interval((1.0 - reps[g]) - (1.0 - reps[reference]), level)
                 else:
                     log.warning("%s: %s − %s has no interval: a group of one person cannot be resampled",
@@ -289,19 +370,21 @@ def breakdown(record: dict[str, Any], groups: Mapping[str, str], classes: Sequen
                     "difference": (1.0 - ident[g]["mean"]) - (1.0 - ident[reference]["mean"]),
                     "ci_low": low, "ci_high": high}
                 if key == "item":
-                    n_shared = sum({g, reference} <= s for s in shared.values())
                     entry["difference"][g]["shared_people"] = n_shared
                     if n_shared:
                         entry["difference"][g]["ci_note"] = (
                             f"{n_shared} people have probes in both {g} and {reference}; the interval resamples "
-                            "the two groups independently, which ignores this overlap (not a paired interval)")
+                            "the people of both groups jointly (paired: a drawn person brings their probes in each "
+                            "group), so it keeps the correlation of a shared person's probes")
+                        if low is not None:
+                            entry["difference"][g]["ci_replicates"] = used
         conditions.append(entry)
     resampled = "people (with all their probes), independently within each group"
     extra: dict[str, Any] = {}
     if key == "item":
         resampled = ("people (each with their probes in the group; an image id without a folder is its own "
-                     "cluster), independently within each group; a difference's interval therefore ignores the "
-                     "people two groups share (difference.<g>.shared_people)")
+                     "cluster), independently within each group; a difference of two groups that share people "
+                     "(difference.<g>.shared_people) resamples the people of both groups jointly")
         extra = {"labelled_items": {g: sum(v == g for v in groups.values()) for g in classes},
                  "people_in_several_groups": sum(len(v) > 1 for v in shared.values())}
         n_people = {g: len({cluster_of(k) for k, v in groups.items() if v == g}) for g in classes}
@@ -362,9 +445,9 @@ def breakdown_markdown(result: dict[str, Any]) -> str:
                          f"{d['difference']:+.4f} {_ci(d['ci_low'], d['ci_high'], '+.4f')}{mark} |")
         shared = max((d.get("shared_people") or 0 for _, _, d in diffs), default=0)
         if shared:
-            lines += ["", f"\\* Up to {shared} people have probes in both groups of the difference; the interval "
-                      "resamples the two groups independently and so ignores this overlap (it is not a paired "
-                      "interval: with positively correlated shared people it is wider than a paired one)."]
+            lines += ["", f"\\* Up to {shared} people have probes in both groups of the difference; such an interval "
+                      "resamples the people of both groups jointly (paired: a drawn person brings their probes in "
+                      "each group), so it keeps the correlation of a shared person's probes."]
     return "\n".join(lines) + "\n"
 
 

@@ -1,5 +1,6 @@
-"""Round 13: ``restore.json`` compares the SCRFD model file; breakdown's paired difference interval for groups that
-share people. The detector file is a tiny generated ONNX model standing in for ``det_10g.onnx``."""
+"""Round 13: ``restore.json`` compares the SCRFD model file (breakdown's paired difference interval is tested in
+``tests/reports/test_breakdown.py``). The detector file is a tiny generated ONNX model standing in for
+``det_10g.onnx``."""
 from __future__ import annotations
 
 import hashlib

@@ -295,18 +295,20 @@ def test_item_labels_hand_computed():
     assert "own cluster" in res["bootstrap"]["resampled"]
 
 
-def test_item_labels_say_beside_the_difference_interval_that_it_ignores_shared_people(tmp_path):
-    # B has young probes (B1, B3) and an old one (B4): the y − o interval resamples y's and o's people
-    # independently, so B counts as two unrelated people; the JSON entry and the markdown table say so
+def test_item_labels_say_beside_the_difference_interval_that_it_is_paired(tmp_path):
+    # B has young probes (B1, B3) and an old one (B4): the y − o interval resamples the people of both groups
+    # jointly, so B's probes move both means together; the JSON entry and the markdown table say so
     text = "item,age\n" + "".join(f"{k},{g}\n" for k, g in ITEM_GROUPS.items())
     labels, classes, _ = _labels(text)
     res = breakdown(tiny_record(), labels.groups, classes, by="age", n_boot=200, key="item")
     d = res["conditions"][1]["difference"]["y"]
-    assert d["shared_people"] == 1 and "ignores this overlap" in d["ci_note"]
+    assert d["shared_people"] == 1 and "jointly (paired" in d["ci_note"] and d["ci_replicates"] <= 200
+    assert "jointly" in res["bootstrap"]["resampled"]
     md = breakdown_markdown(res)
     row = next(line for line in md.splitlines() if line.startswith("| none x8 | y − o |"))
     assert row.endswith("]* |")
-    assert "Up to 1 people have probes in both groups of the difference" in md
+    assert "Up to 1 people have probes in both groups of the difference; such an interval resamples the people " \
+           "of both groups jointly" in md
     # person labels cannot share people: no key, no note (the --by gender output is unchanged)
     res = breakdown(tiny_record(), GROUPS, CLASSES, n_boot=200)
     diffs = res["conditions"][1]["difference"].values()
@@ -429,3 +431,113 @@ def test_labels_cli_equals_by_gender_on_a_real_run(real_run, lfw_root, tmp_path)
     csv_path.write_text("person,skin type\nAaron_Peirsol,I\n")
     result = runner.invoke(cli, ["breakdown", str(real_run), "--labels", str(csv_path)])
     assert result.exit_code == 2 and "pass --name NAME" in result.output
+
+
+def overlap_record() -> dict:
+    """21 pairs in 2 folds of 7 people A-G with 5 images each; each person's probes have nearly the same cosine to
+    clean (a strong person effect, the case where shared people make two groups' means correlated)."""
+    people = "ABCDEFG"
+    effect = dict(zip(people, (0.9, 0.8, 0.7, 0.55, 0.45, 0.6, 0.65)))
+    rows = []
+    for k, p in enumerate(people):
+        rows += [(f"{p}1", f"{p}2", 1, k % 2), (f"{p}3", f"{p}4", 1, (k + 1) % 2),
+                 (f"{p}1", f"{people[(k + 1) % 7]}5", 0, k % 2)]
+    a, b = [_img(r[0]) for r in rows], [_img(r[1]) for r in rows]
+    same, fold = np.array([r[2] for r in rows]), np.array([r[3] for r in rows])
+    score = np.round(0.35 + 0.4 * same + 0.03 * (np.arange(len(rows)) % 5) - 0.25 * (np.arange(len(rows)) % 6 == 0),
+                     3)  # genuine pairs 0.50-0.87, impostor pairs 0.35-0.47: a few errors, finite thresholds
+    scores = {"same": same.tolist(), "fold": fold.tolist(), "score": score.tolist()}
+    nudge = {2: -0.02, 4: -0.05, 5: 0.01}
+    per_item = {_img(r[1]): round(effect[r[1][0]] + nudge[int(r[1][1:])], 4) for r in rows}
+    conditions = [{"restorer": "none", "scale": scale, "recognizer": "dlib", "scores": scores,
+                   "verification": verification_report(same, score, fold),
+                   "identity": {"per_item": cos}}
+                  for scale, cos in ((None, {i: 1.0 for i in a + b}), (8, per_item))]
+    return {"config": {"protocol": "lfw", "seed": 3}, "pairs": {"a": a, "b": b}, "conditions": conditions}
+
+
+#: image labels of overlap_record: images 1-2 young, 3-5 old, except F (all young) and G (all old): A-E have probes
+#: in both groups, F only in y, G only in o
+OVERLAP_ITEMS = {_img(f"{p}{n}"): ("y" if p == "F" or (p != "G" and n <= 2) else "o") for p in "ABCDEFG"
+                 for n in range(1, 6)}
+#: the same images labelled by person (no one in two groups)
+DISJOINT_ITEMS = {_img(f"{p}{n}"): ("y" if p in "ABCF" else "o") for p in "ABCDEFG" for n in range(1, 6)}
+
+
+def _independent_joint_interval(record: dict, labels: dict, group: str, reference: str, *, n_boot: int,
+                                seed: int, level: float = 0.95) -> tuple[float, float, int]:
+    """The paired interval written out as a plain loop: draw the union's people (sorted) with replacement, pool
+    each drawn person's probes per group, skip a draw without a person of either group."""
+    per_item = record["conditions"][1]["identity"]["per_item"]
+    probes = {}  # person -> group -> cosines
+    for item, cos in per_item.items():
+        probes.setdefault(Path(item).parent.name, {}).setdefault(labels[item], []).append(cos)
+    union = sorted(p for p, by in probes.items() if group in by or reference in by)
+    rng = np.random.default_rng(seed)
+    diffs = []
+    for _ in range(n_boot):
+        drawn = [union[j] for j in rng.integers(0, len(union), size=len(union))]
+        g = [c for p in drawn for c in probes[p].get(group, [])]
+        r = [c for p in drawn for c in probes[p].get(reference, [])]
+        if g and r:
+            diffs.append((1 - sum(g) / len(g)) - (1 - sum(r) / len(r)))
+    low, high = np.quantile(diffs, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(low), float(high), len(diffs)
+
+
+def test_shared_people_get_the_paired_interval_of_an_independent_loop():
+    """With image labels a person can have probes in two groups; the difference's interval resampled each group's
+    people independently, ignoring that a shared person's probes move both means together (conservative). It now
+    resamples the union of both groups' people once per replicate: the interval equals a plain loop doing that
+    (seed ``seed + len(groups) + index of the group``), and with a strong person effect it is much narrower than
+    the independent one."""
+    from restorever.reports.breakdown import identity_by_group
+    from restorever.reports.statistics import percentile_interval
+
+    rec = overlap_record()
+    res = breakdown(rec, OVERLAP_ITEMS, ["o", "y"], by="age", reference="o", n_boot=3000, key="item")
+    assert res["people_in_several_groups"] == 5
+    d = res["conditions"][1]["difference"]["y"]
+    assert d["shared_people"] == 5 and res["bootstrap"]["seed"] == 3
+    low, high, used = _independent_joint_interval(rec, OVERLAP_ITEMS, "y", "o", n_boot=3000, seed=3 + 3 + 1)
+    assert (d["ci_low"], d["ci_high"], d["ci_replicates"]) == (pytest.approx(low, abs=1e-12),
+                                                               pytest.approx(high, abs=1e-12), used)
+    assert low < d["difference"] < high
+    # young probes are 0.02-0.03 worse off than old ones of the same person: the paired interval sees it
+    _, reps = identity_by_group(rec["conditions"][1]["identity"]["per_item"], OVERLAP_ITEMS, ["o", "y", UNLABELLED],
+                                n_boot=3000, seed=3, key="item")
+    ind_low, ind_high = percentile_interval((1 - reps["y"]) - (1 - reps["o"]), 0.95)
+    assert ind_low < ind_high and high - low < 0.5 * (ind_high - ind_low)
+
+
+#: sha256 of ``json.dumps(result, indent=1, allow_nan=False)`` (as breakdown-BY.json is written) from the code
+#: before paired intervals, for records whose groups share no people; for the item-labelled case, of its
+#: ``conditions`` only (``bootstrap.resampled`` now names the paired resampling)
+UNCHANGED = {
+    "tiny-gender": "2ec5b04343693df416cbc7c1fca57ead09511f72dd8653b9c5736a6090ec623c",
+    "tiny-person": "2ec5b04343693df416cbc7c1fca57ead09511f72dd8653b9c5736a6090ec623c",
+    "two-per-group": "07c89e0aef61588a6e11c381a018f5be19c68127959fba896252afd12ff740f6",
+    "overlap-person": "f2beac579e51052027f8440b5cda90e68f63aff17a30a086eb687218df4d4f48",
+    "overlap-disjoint-items": "a17a960a45a28dbaa62b072c08c40837f42ace37347702635748f71fc728e0cf",
+}
+
+
+def _unshared_results() -> dict[str, object]:
+    rec = tiny_record()
+    two = tiny_record()
+    two["conditions"][1]["identity"]["per_item"][_img("D1")] = 0.7
+    people = {p: DISJOINT_ITEMS[_img(f"{p}1")] for p in "ABCDEFG"}
+    return {
+        "tiny-gender": breakdown(rec, GROUPS, CLASSES, reference="male", n_boot=500),
+        "tiny-person": breakdown(rec, GROUPS, CLASSES, reference="male", n_boot=500, key="person"),
+        "two-per-group": breakdown(two, {**GROUPS, "D": "male"}, CLASSES, reference="male", n_boot=500),
+        "overlap-person": breakdown(overlap_record(), people, ["o", "y"], by="age", n_boot=500, key="person"),
+        "overlap-disjoint-items": breakdown(overlap_record(), DISJOINT_ITEMS, ["o", "y"], by="age", n_boot=500,
+                                            key="item")["conditions"],
+    }
+
+
+def test_groups_without_shared_people_give_the_same_json_as_before():
+    digests = {name: hashlib.sha256(json.dumps(result, indent=1, allow_nan=False).encode()).hexdigest()
+               for name, result in _unshared_results().items()}
+    assert digests == UNCHANGED
