@@ -22,7 +22,7 @@ HIGHER_IS_BETTER = {"accuracy": True, "auc": True, "eer": False, "tar_at_far": T
 
 __all__ = [
     "best_threshold", "kfold_accuracy", "KFoldResult", "roc_curve", "auc", "roc_auc_score", "eer", "tar_at_far",
-    "thin_roc", "verification_report",
+    "thin_roc", "verification_report", "finite_threshold",
 ]
 
 
@@ -274,7 +274,7 @@ def verification_report(y_true, scores, folds, *, fars=FARS, roc_points: int = 2
         "accuracy_std": kf.std,
         "accuracy_sem": _none_if_nan(kf.sem),
         "fold_accuracies": kf.fold_accuracies.tolist(),
-        "thresholds": [_finite(t) for t in kf.thresholds.tolist()],
+        "thresholds": [finite_threshold(t) for t in kf.thresholds.tolist()],
         "auc": _none_if_nan(roc_auc_score(y_true, scores)),
         "eer": _none_if_nan(eer(y_true, scores)),
         "tar_at_far": tars,
@@ -284,11 +284,12 @@ def verification_report(y_true, scores, folds, *, fars=FARS, roc_points: int = 2
     }
 
 
-def _finite(t: float) -> float:
-    """``-inf`` -> ``-sys.float_info.max`` so a record stays strict JSON (same comparisons against finite scores)."""
+def finite_threshold(t: float) -> float:
+    """A threshold of ``-inf`` (a fold where calling every pair "same" scores best) as ``-sys.float_info.max``, so
+    a record stays strict JSON (the same decisions against finite scores); others as they are, as ``float``."""
     import sys
 
-    return -sys.float_info.max if t == -np.inf else t
+    return -sys.float_info.max if t == -np.inf else float(t)
 
 
 def _none_if_nan(x: float):

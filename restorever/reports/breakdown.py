@@ -36,7 +36,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..metrics.verification import kfold_accuracy, roc_auc_score
+from ..metrics.verification import finite_threshold, kfold_accuracy, roc_auc_score
 from .labels import condition_label
 from .group_labels import MIXED, UNLABELLED, BreakdownError
 from .statistics import cluster_bootstrap_replicates, pair_decisions, percentile_interval, person_of
@@ -296,7 +296,7 @@ def verification_by_group(scores: Mapping[str, Sequence], pair_group: np.ndarray
     imp, gen = (pair_group == MIXED) & ~same, (pair_group == MIXED) & same
     out[MIXED] = {"n_impostor": int(imp.sum()), "fmr": _rate(called_same[imp]), "n_genuine": int(gen.sum()),
                   "fnmr": _rate(~called_same[gen])}
-    return [float(t) for t in thresholds], out
+    return [finite_threshold(t) for t in thresholds], out  # -inf: strict JSON, as results.json
 
 
 def breakdown(record: dict[str, Any], groups: Mapping[str, str], classes: Sequence[str], *, by: str = "gender",

@@ -541,3 +541,28 @@ def test_groups_without_shared_people_give_the_same_json_as_before():
     digests = {name: hashlib.sha256(json.dumps(result, indent=1, allow_nan=False).encode()).hexdigest()
                for name, result in _unshared_results().items()}
     assert digests == UNCHANGED
+
+
+def test_a_fold_whose_best_threshold_is_minus_infinity_is_written(tmp_path):
+    """A fold where calling every pair "same" scores best gets the threshold -inf; breakdown-NAME.json (strict JSON)
+    refused it with a ValueError. It is now written as results.json writes it (-float max), and the decisions are
+    those of -inf: every pair of that fold accepted."""
+    import sys
+
+    rows = [("A1", "A2", 1, 0, 0.1), ("B2", "B3", 1, 0, 0.2), ("C1", "C2", 1, 0, 0.3), ("A3", "C3", 0, 0, 0.9),
+            ("A4", "A5", 1, 1, 0.1), ("B4", "B5", 1, 1, 0.2), ("C4", "C5", 1, 1, 0.3), ("A6", "C6", 0, 1, 0.9)]
+    a, b = [_img(r[0]) for r in rows], [_img(r[1]) for r in rows]
+    same, fold, score = (np.array([r[i] for r in rows]) for i in (2, 3, 4))
+    scores = {"same": same.tolist(), "fold": fold.tolist(), "score": score.tolist()}
+    ver = verification_report(same, score, fold)
+    clean = {"restorer": "none", "scale": None, "recognizer": "dlib", "scores": scores, "verification": ver,
+             "identity": {"per_item": {i: 1.0 for i in a + b}}}
+    degraded = {**clean, "scale": 8, "identity": {"per_item": {i: 0.5 + 0.01 * k for k, i in enumerate(b)}}}
+    record = {"config": {"protocol": "lfw", "seed": 0}, "pairs": {"a": a, "b": b}, "conditions": [clean, degraded]}
+    result = breakdown(record, GROUPS, CLASSES, n_boot=200)
+    paths = write_breakdown(result, tmp_path)
+    written = json.loads(paths["json"].read_text())
+    assert written["conditions"][1]["thresholds"] == [-sys.float_info.max] * 2 == ver["thresholds"]
+    # every pair accepted: female (A1-A2, B2-B3, A4-A5, B4-B5) all genuine, so FNMR 0 and accuracy 1
+    assert written["conditions"][1]["groups"]["female"]["verification"]["fnmr"] == 0.0
+    assert written["conditions"][1]["groups"]["female"]["verification"]["accuracy"] == 1.0
