@@ -33,7 +33,8 @@ import numpy as np
 
 from ..errors import RestoreverError
 from .html import stored_metric_differences
-from .results import comparison_cell, results_table
+from .identity_stats import IDENTITY_KIND, compare_identity, identity_interval
+from .results import IDENTITY_NOTE, comparison_cell, identity_comparison_cell, results_table
 from .statistics import CLUSTERINGS, adjust_family, compare_conditions, pair_clusters
 
 log = logging.getLogger(__name__)
@@ -226,8 +227,10 @@ def compare_runs(records: Sequence[dict[str, Any]], names: Sequence[str], *, all
     other) with ``kind`` ``vs_none`` (a restorer against ``none`` of its own run; of the other runs, when it has
     none and the inputs are paired), ``vs_clean`` or ``pair`` (two
     restorers), holding :func:`compare_conditions`'s output (fractions, other - reference) with ``p_holm`` and
-    ``family_size`` in each test (:func:`restorever.reports.statistics.adjust_family`, one family per kind). The
-    bootstrap seed defaults to the first run's ``config.seed``.
+    ``family_size`` in each test (:func:`restorever.reports.statistics.adjust_family`, one family per kind);
+    ``identity_comparisons``: the cosine to clean of each ``vs_none`` pair of conditions
+    (:func:`restorever.reports.identity_stats.compare_identity`, Holm over all of them). The bootstrap seed
+    defaults to the first run's ``config.seed``.
     """
     if len(set(names)) != len(names):
         raise RestoreverError(f"run names must differ, got {', '.join(names)}")
@@ -269,6 +272,7 @@ def compare_runs(records: Sequence[dict[str, Any]], names: Sequence[str], *, all
         notes.append(f"{', '.join(borrowers)}: no `none` condition of its own; compared with the `none` of the other "
                      f"run(s), which scored the same degraded inputs")
     comparisons = []
+    identity: list[dict[str, Any]] = []  # the cosine to clean against none (reports.identity_stats)
     for scale in common:
         here = [c for c in merged if c["scale"] == scale]
         for cond in here:
@@ -277,10 +281,21 @@ def compare_runs(records: Sequence[dict[str, Any]], names: Sequence[str], *, all
                                 "reference": "clean", "other": cond["restorer"]})
             cond.pop("comparison_to_none", None)
             base = by_label.get((none_label.get((cond["run"], scale)), scale))
+            cond.pop(IDENTITY_KIND, None)
+            ident = cond.get("identity")
+            if isinstance(ident, dict) and ident.get("per_item") and "ci_level" not in ident:  # an older run's
+                cond["identity"] = {**ident, **identity_interval(ident["per_item"], n_boot=n_boot, level=level,
+                                                                 seed=seed)}
             if cond["restorer"] != "none" and not cond["restorer"].startswith("none (") and base is not None:
                 cond["comparison_to_none"] = compare_conditions(base, cond, clusters, **options)
                 comparisons.append({**cond["comparison_to_none"], "scale": scale, "kind": "vs_none",
                                     "reference": base["restorer"], "other": cond["restorer"]})
+                try:
+                    cond[IDENTITY_KIND] = compare_identity(base, cond, n_boot=n_boot, level=level, seed=seed)
+                    identity.append({**cond[IDENTITY_KIND], "scale": scale, "reference": base["restorer"],
+                                     "other": cond["restorer"]})
+                except ValueError as exc:  # a run without per_item cosines, or of other images
+                    log.warning("no identity comparison to none: %s", exc)
         restored = [c for c in here if c["restorer"] != "none" and not c["restorer"].startswith("none (")]
         for ref, other in itertools.combinations(restored, 2):
             result = compare_conditions(ref, other, clusters, **options)
@@ -291,6 +306,7 @@ def compare_runs(records: Sequence[dict[str, Any]], names: Sequence[str], *, all
     # comparison_to_none / comparison_to_clean, so tables.csv and comparison.md show the same adjusted p-values
     for kind in ("vs_none", "vs_clean", "pair"):
         adjust_family([c for c in comparisons if c["kind"] == kind])
+    adjust_family(identity, tests=("sign_flip",))  # shares its test dicts with the merged conditions, as above
     first = records[0]
     return {
         "runs": [{"name": name, "restorers": list(_config(r).get("restorers") or []),
@@ -308,6 +324,7 @@ def compare_runs(records: Sequence[dict[str, Any]], names: Sequence[str], *, all
         "clean": {"runs": list(names), **_summary(clean)},
         "conditions": [{"label": c["restorer"], "run": c["run"], "scale": c["scale"], **_summary(c)} for c in merged],
         "comparisons": comparisons,
+        "identity_comparisons": identity,
         "_merged": [clean, *merged],  # removed by merged_record / the writer; not part of comparison.json
     }
 
@@ -370,6 +387,14 @@ def comparison_markdown(comparison: dict[str, Any], record: dict[str, Any]) -> s
                   f"Holm over the {len(pairs)} pairs |",
                   "|---|---|---|---|"]
         lines += [f"| x{c['scale']} | {c['reference']} | {c['other']} | {comparison_cell(c)} |" for c in pairs]
+    ident = comparison.get("identity_comparisons") or []
+    if ident:
+        lines += ["", "## Cosine to clean against none", "",
+                  f"| scale | reference | other | Δ cos (other − reference) [95 % CI] sign-flip p; Holm over the "
+                  f"{len(ident)} comparisons |", "|---|---|---|---|"]
+        lines += [f"| x{c['scale']} | {c['reference']} | {c['other']} | {identity_comparison_cell(c)} |"
+                  for c in ident]
+        lines += ["", IDENTITY_NOTE]
     lines.append("")
     return "\n".join(lines)
 

@@ -19,8 +19,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..pipeline.environment import restorever_version
-from .results import (RESULTS_FILE, STATISTICS_NOTE, attribute_table, comparison_cell, condition_label,
-                      few_clusters_note, load_results, p_text, results_table)
+from .identity_stats import IDENTITY_KIND
+from .results import (IDENTITY_NOTE, RESULTS_FILE, STATISTICS_NOTE, attribute_table, comparison_cell, condition_label,
+                      few_clusters_note, identity_comparison_cell, load_results, p_text, results_table)
 from .tables import results_table_rows, run_references, to_csv, to_latex
 
 log = logging.getLogger(__name__)
@@ -96,9 +97,11 @@ def report_tables(record: dict[str, Any]) -> list[Table]:
     :func:`restorever.reports.statistics.add_comparisons` when present)."""
     conds = [c for c in record["conditions"] if c.get("verification")]
     fars = sorted({k for c in conds for k in c["verification"].get("tar_at_far", {})}, key=float, reverse=True)
+    cos_ci = any((c.get("identity") or {}).get("ci_level") for c in conds)
     results = Table("results", "Verification and identity",
                     ["condition", "pairs", "accuracy %", "± std", "± sem", "AUC", "EER %",
-                     *[f"TAR@FAR={f} %" for f in fars], "cos to clean (mean)", "cos to clean (median)"])
+                     *[f"TAR@FAR={f} %" for f in fars], "cos to clean (mean)", "cos to clean (median)",
+                     *(["cos to clean 95 % CI (people)"] if cos_ci else [])])
     for c in conds:
         v = c["verification"]
         ident = c.get("identity") or {}
@@ -107,6 +110,8 @@ def report_tables(record: dict[str, Any]) -> list[Table]:
             _pct(v["accuracy_mean"]), _pct(v.get("accuracy_std")), _pct(v.get("accuracy_sem")),
             _fixed(v.get("auc")), _pct(v.get("eer")), *[_pct(v["tar_at_far"].get(f)) for f in fars],
             _fixed(ident.get("cosine_to_clean_mean")), _fixed(ident.get("cosine_to_clean_median")),
+            *([f"[{ident['ci_low']:.4f}, {ident['ci_high']:.4f}]" if ident.get("ci_low") is not None else "—"]
+              if cos_ci else []),
         ])
     retrieval = Table("retrieval", "Identification",
                       ["condition", "probes", "rank-1 %", "rank-5 %", "rank-10 %", "mAP %", "filtered rank-1 %",
@@ -146,6 +151,23 @@ def report_tables(record: dict[str, Any]) -> list[Table]:
                 *[_holm_text(comp.get(test)) for test in ("mcnemar", "mcnemar_clustered")],
                 f"{_FAMILY[key]} ({mc['family_size']})" if mc.get("family_size") is not None else "—",
             ])
+    identity = Table("identity", "Identity to clean: restorer against none",
+                     ["condition", "reference", "images", "people", "cos", "reference cos", "Δ cos [95 % CI]",
+                      "sign-flip test", "p", "Holm p", "family"], note=IDENTITY_NOTE)
+    for c in record["conditions"]:
+        comp = c.get(IDENTITY_KIND)
+        if not isinstance(comp, dict):
+            continue
+        test = comp.get("sign_flip") or {}
+        method = test.get("method", "—") + (f" ({test['n_draws']} draws, seed {test['seed']})"
+                                             if test.get("n_draws") else "")
+        identity.rows.append([
+            condition_label(c), condition_label(comp["reference"]), _fmt(comp.get("n")),
+            _fmt((comp.get("bootstrap") or {}).get("clusters")), _fixed(comp.get("cosine")),
+            _fixed(comp.get("cosine_reference")), identity_comparison_cell(comp).split(" p", 1)[0], method,
+            p_text(test["p_value"], 3) if test.get("p_value") is not None else "—", _holm_text(test),
+            f"vs none ({test['family_size']})" if test.get("family_size") is not None else "—",
+        ])
     proto = record.get("protocol") or {}
     protocol = Table("protocol", "Protocol", ["field", "value"],
                      [[k, _fmt(v if not isinstance(v, (list, dict)) or len(v) <= 10 else f"{len(v)} entries")]
@@ -168,7 +190,7 @@ def report_tables(record: dict[str, Any]) -> list[Table]:
                        [list(entry) for entry in run_references(record)],
                        note="What this run used, from the protocol file's citation and the backend cards' papers; "
                             "tables.csv and tables.tex (written by `restorever report`) hold the main numbers.")
-    tables = [results, stats, *fold_tables(conds), retrieval, attributes, protocol, config, environment, weights,
+    tables = [results, stats, identity, *fold_tables(conds), retrieval, attributes, protocol, config, environment, weights,
               references]
     skipped = proto.get("skipped") or []
     if skipped:
@@ -375,6 +397,7 @@ def build_report(run_dir: str | Path, *, html_path: str | Path | None = None, ma
         "skipped_figures": {name: reason}, "skipped_tables": reason or ""}``.
     """
     from ..files import atomic_write_text
+    from .identity_stats import add_identity_statistics
     from .plots import plot_all
     from .statistics import add_comparisons
 
@@ -383,6 +406,7 @@ def build_report(run_dir: str | Path, *, html_path: str | Path | None = None, ma
         run_dir = run_dir.parent
     record = load_results(run_dir)
     add_comparisons(record, n_boot=n_boot)  # no-op when write_run already stored them
+    add_identity_statistics(record, n_boot=n_boot)  # as add_comparisons: completes a record written before it
     html_path = Path(html_path) if html_path else run_dir / "report.html"
     markdown_path = Path(markdown_path) if markdown_path else run_dir / "report.md"
     figures_dir = Path(figures_dir) if figures_dir else run_dir / "figures"

@@ -12,6 +12,7 @@ from typing import Any, Iterator, Sequence
 from ..errors import RestoreverError
 from ..pipeline.records import (ConditionRecord, IdentConditionRecord, IdentRunRecord, RunRecord, is_identification,
                                 record_from_json)
+from .identity_stats import EXACT_MAX_PEOPLE, IDENTITY_KIND, N_DRAWS
 from .labels import condition_label
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,39 @@ def comparison_cell(comp: dict[str, Any] | None) -> str:
     return text
 
 
+def identity_cell(identity: Any) -> str:
+    """``0.6123 [0.5801, 0.6420]``: the mean cosine to clean with its interval when stored, ``0.6123`` without,
+    ``—`` without a mean."""
+    ident = identity if isinstance(identity, dict) else {}
+    cos = ident.get("cosine_to_clean_mean")
+    if cos is None:
+        return "—"
+    low, high = ident.get("ci_low"), ident.get("ci_high")
+    return f"{cos:.4f}" + (f" [{low:.4f}, {high:.4f}]" if low is not None and high is not None else "")
+
+
+def identity_comparison_cell(comp: Any) -> str:
+    """``+0.0912 [+0.0500, +0.1310] p=0.0039; Holm 0.012``: the cosine difference restored - none with its
+    interval, the sign-flip p and its Holm-adjusted p; ``—`` without a comparison."""
+    if not isinstance(comp, dict):
+        return "—"
+    low, high = comp.get("ci_low"), comp.get("ci_high")
+    test = comp.get("sign_flip") or {}
+    text = f"{comp['cosine_difference']:+.4f}" + (f" [{low:+.4f}, {high:+.4f}]" if low is not None else "")
+    text += f" {p_text(test['p_value'], prefix='p')}" if test.get("p_value") is not None else ""
+    return text + (f"; Holm {p_text(test['p_holm'])}" if test.get("p_holm") is not None else "")
+
+
+IDENTITY_NOTE = (
+    "cos to clean: the mean cosine of each probe's embedding to its own clean embedding, with a 95 % percentile "
+    "bootstrap interval resampling people (all images of a drawn person). Δ cos vs none: the same mean, restored "
+    "minus unrestored at the same scale, over the same probes, with a paired people-resampling interval, and a "
+    "sign-flip randomisation test over people (each person's mean difference may change sign under the null; "
+    f"exact up to {EXACT_MAX_PEOPLE} people, else {N_DRAWS} random sign vectors with the run's seed). The test "
+    "weighs people equally, the difference and interval weigh images equally. Holm: adjusted over every Δ cos vs "
+    "none of the run (all restorers x scales), a family of its own beside the accuracy families.")
+
+
 def results_table(record: dict[str, Any]) -> str:
     """A markdown table: one row per condition. When the record holds paired statistics (see
     :mod:`restorever.reports.statistics`), a column compares each degraded condition with the clean one and another
@@ -70,19 +104,22 @@ def results_table(record: dict[str, Any]) -> str:
     titles = (("comparison_to_clean", "Δ acc vs clean, pp [95 % CI] McNemar p (clustered); Holm"),
               ("comparison_to_none", "Δ acc vs none, pp [95 % CI] McNemar p (clustered); Holm"))
     extra = [(key, title) for key, title in titles if any(c.get(key) for c in conds)]
+    identity_extra = any(c.get(IDENTITY_KIND) for c in conds)
+    cos_title = ("cos to clean [95 % CI]" if any((c.get("identity") or {}).get("ci_level") for c in conds)
+                 else "cos to clean")
     far = lowest_resolved_far(conds)
-    rows = [f"| condition | accuracy % (± std) | AUC | EER % | TAR@FAR={far_label(far)} % | cos to clean |"
-            + "".join(f" {title} |" for _, title in extra),
-            "|---|---|---|---|---|---|" + "---|" * len(extra)]
+    rows = [f"| condition | accuracy % (± std) | AUC | EER % | TAR@FAR={far_label(far)} % | {cos_title} |"
+            + "".join(f" {title} |" for _, title in extra)
+            + (" Δ cos vs none [95 % CI] sign-flip p; Holm |" if identity_extra else ""),
+            "|---|---|---|---|---|---|" + "---|" * (len(extra) + identity_extra)]
     for cond in conds:
         v = cond["verification"]
-        ident = cond.get("identity") or {}
-        cos = ident.get("cosine_to_clean_mean")
         auc = v.get("auc")
         rows.append(f"| {condition_label(cond)} | {_pct(v['accuracy_mean'])} ± {_pct(v['accuracy_std'])} | "
                     f"{'—' if auc is None else f'{auc:.4f}'} | {_pct(v.get('eer'))} | "
-                    f"{_pct(v['tar_at_far'].get(far))} | {'—' if cos is None else f'{cos:.4f}'} |"
-                    + "".join(f" {comparison_cell(cond.get(key))} |" for key, _ in extra))
+                    f"{_pct(v['tar_at_far'].get(far))} | {identity_cell(cond.get('identity'))} |"
+                    + "".join(f" {comparison_cell(cond.get(key))} |" for key, _ in extra)
+                    + (f" {identity_comparison_cell(cond.get(IDENTITY_KIND))} |" if identity_extra else ""))
     return "\n".join(rows)
 
 
@@ -191,6 +228,8 @@ def results_markdown(record: dict[str, Any]) -> str:
         few_people = few_clusters_note(record)
         if few_people:
             lines += [few_people, ""]
+    if any((c.get("identity") or {}).get("ci_level") or c.get(IDENTITY_KIND) for c in record["conditions"]):
+        lines += [IDENTITY_NOTE, ""]
     if proto["skipped"]:
         lines += ["## Skipped pairs", ""]
         lines += [f"- line {s['pair']}: {s['reason']}" for s in proto["skipped"][:50]]
@@ -389,11 +428,13 @@ def write_run(record: dict[str, Any], out: str | Path, *, staged_examples: str |
     Without it the PNGs are expected in ``out`` already.
 
     The paired statistics of :func:`restorever.reports.statistics.add_comparisons` (``comparison_to_clean``,
-    ``comparison_to_none``) are added to the record's conditions first (in place)."""
+    ``comparison_to_none``) and :func:`restorever.reports.identity_stats.add_identity_statistics` (``identity.ci_*``,
+    ``identity_comparison_to_none``) are added to the record's conditions first (in place)."""
     import hashlib
     import os
 
     from ..files import atomic_write_bytes
+    from .identity_stats import add_identity_statistics
     from .statistics import add_comparisons
 
     out = Path(out)
@@ -404,6 +445,7 @@ def write_run(record: dict[str, Any], out: str | Path, *, staged_examples: str |
     record = dict(record)
     params = record.pop("degradation_records", [])
     add_comparisons(record)  # adds keys to the caller's condition dicts too, so its printed table shows them
+    add_identity_statistics(record)
     contents: dict[str, bytes] = {}
     if params:
         contents["degradation.jsonl"] = "".join(json.dumps(p, sort_keys=True) + "\n" for p in params).encode()

@@ -442,11 +442,12 @@ COMPARISON_KINDS = ("comparison_to_none", "comparison_to_clean")
 TESTS = ("mcnemar", "mcnemar_clustered")
 
 
-def adjust_family(comparisons: Sequence[dict[str, Any]]) -> None:
-    """Store ``p_holm`` and ``family_size`` beside ``p_value`` in each test (:data:`TESTS`) of ``comparisons``
-    (dicts of :func:`compare_conditions`), in place; the family is the given list, and each test is adjusted over
-    the comparisons that hold it. A stored p that is not a number (a damaged record) counts as no test: NaN."""
-    for test in TESTS:
+def adjust_family(comparisons: Sequence[dict[str, Any]], tests: Sequence[str] = TESTS) -> None:
+    """Store ``p_holm`` and ``family_size`` beside ``p_value`` in each test (``tests``, by default :data:`TESTS`)
+    of ``comparisons`` (dicts of :func:`compare_conditions`), in place; the family is the given list, and each test
+    is adjusted over the comparisons that hold it. A stored p that is not a number (a damaged record) counts as no
+    test: NaN."""
+    for test in tests:
         holders = [c[test] for c in comparisons if isinstance(c.get(test), dict)]
         if not holders:
             continue

@@ -35,10 +35,12 @@ _COMPARISONS = (("comparison_to_none", "vs_none"), ("comparison_to_clean", "vs_c
 CSV_COLUMNS = (
     "restorer", "scale", "degradation", "degrade_side", "recognizer", "n_pairs", "folds",
     "accuracy", "accuracy_std", "accuracy_sem", "auc", "eer", *[f"tar_at_far_{far}" for far in FARS],
-    "cosine_to_clean_mean", "cosine_to_clean_median",
+    "cosine_to_clean_mean", "cosine_to_clean_median", "cosine_to_clean_ci_low", "cosine_to_clean_ci_high",
     *[f"{prefix}_{name}" for _, prefix in _COMPARISONS
       for name in ("accuracy_difference", "ci_low", "ci_high", "ci_level", "mcnemar_p", "clustered_p",
                    "mcnemar_p_holm", "clustered_p_holm", "family_size")],
+    *[f"cos_vs_none_{name}" for name in ("difference", "ci_low", "ci_high", "ci_level", "sign_flip_p",
+                                         "sign_flip_p_holm", "family_size", "people")],
 )
 
 
@@ -58,7 +60,11 @@ def results_table_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     ``degradation`` are ``None`` for the clean condition; ``vs_none_*`` / ``vs_clean_*`` are the stored paired
     comparisons (bootstrap interval of the accuracy difference, McNemar p per pair and over the resampled clusters,
     both also Holm-adjusted over their family of ``*_family_size`` comparisons: every ``vs_none`` comparison of
-    the record is one family, every ``vs_clean`` one another), ``None`` where the record has none. Conditions
+    the record is one family, every ``vs_clean`` one another), ``None`` where the record has none;
+    ``cosine_to_clean_ci_*`` the people-resampling interval of the mean cosine to clean and ``cos_vs_none_*`` the
+    cosine difference restored - none with its interval and sign-flip p (raw and Holm over its own family of
+    ``cos_vs_none_family_size``; ``cos_vs_none_people`` the people resampled), from
+    :mod:`restorever.reports.identity_stats`. Conditions
     without ``verification`` (identification runs) are left out.
     """
     proto = record.get("protocol") or {}
@@ -95,6 +101,18 @@ def results_table_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
             row[f"{prefix}_mcnemar_p_holm"] = _number((comp.get("mcnemar") or {}).get("p_holm"))
             row[f"{prefix}_clustered_p_holm"] = _number((comp.get("mcnemar_clustered") or {}).get("p_holm"))
             row[f"{prefix}_family_size"] = _number((comp.get("mcnemar") or {}).get("family_size"))
+        row["cosine_to_clean_ci_low"] = _number(ident.get("ci_low"))
+        row["cosine_to_clean_ci_high"] = _number(ident.get("ci_high"))
+        comp = cond.get("identity_comparison_to_none") if isinstance(cond.get("identity_comparison_to_none"),
+                                                                     dict) else {}
+        test = comp.get("sign_flip") or {}
+        row["cos_vs_none_difference"] = _number(comp.get("cosine_difference"))
+        for name in ("ci_low", "ci_high", "ci_level"):
+            row[f"cos_vs_none_{name}"] = _number(comp.get(name))
+        row["cos_vs_none_sign_flip_p"] = _number(test.get("p_value"))
+        row["cos_vs_none_sign_flip_p_holm"] = _number(test.get("p_holm"))
+        row["cos_vs_none_family_size"] = _number(test.get("family_size"))
+        row["cos_vs_none_people"] = _number((comp.get("bootstrap") or {}).get("clusters"))
         rows.append(row)
     return rows
 

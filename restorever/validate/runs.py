@@ -263,7 +263,13 @@ def _check_metrics(record: dict[str, Any], run: RunRecord, report: RunValidation
                             continue
                         compare(old[key], new[key], where, found)
                         n_checked += 1
+    from ..reports.identity_stats import identity_statistics_problems
+
+    identity_found, identity_checked = identity_statistics_problems(record, compare)
+    found += identity_found
     report.checked["metrics recomputed"] = n_checked
+    if identity_checked:
+        report.checked["identity statistics recomputed"] = identity_checked
     report.problems += cut(found, "metric")
 
 
