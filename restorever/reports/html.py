@@ -146,7 +146,8 @@ def report_tables(record: dict[str, Any]) -> list[Table]:
                 condition_label(c), condition_label({"restorer": ref["restorer"], "scale": ref["scale"]}),
                 _pct(comp["accuracy"]), _pct(comp["accuracy_reference"]),
                 comparison_cell(comp).split(" p", 1)[0], f"{mc['b']} / {mc['c']}",
-                "exact binomial" if mc["method"] == "exact" else "χ² (continuity corrected)", p_text(mc["p_value"], 3),
+                "exact binomial" if mc["method"] == "exact" else "χ² (continuity corrected)",
+                p_text(mc["p_value"], 3),
                 p_text(comp["mcnemar_clustered"]["p_value"], 3) if comp.get("mcnemar_clustered") else "—",
                 *[_holm_text(comp.get(test)) for test in ("mcnemar", "mcnemar_clustered")],
                 f"{_FAMILY[key]} ({mc['family_size']})" if mc.get("family_size") is not None else "—",
@@ -190,8 +191,8 @@ def report_tables(record: dict[str, Any]) -> list[Table]:
                        [list(entry) for entry in run_references(record)],
                        note="What this run used, from the protocol file's citation and the backend cards' papers; "
                             "tables.csv and tables.tex (written by `restorever report`) hold the main numbers.")
-    tables = [results, stats, identity, *fold_tables(conds), retrieval, attributes, protocol, config, environment, weights,
-              references]
+    tables = [results, stats, identity, *fold_tables(conds), retrieval, attributes, protocol, config, environment,
+              weights, references]
     skipped = proto.get("skipped") or []
     if skipped:
         tables.append(Table("skipped", "Skipped pairs", ["line of the pairs file", "reason"],
