@@ -45,6 +45,18 @@ def faces_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def shared_lfw_cache(tmp_path_factory) -> Path:
+    """One ``--cache-dir`` for the report tests' real LFW runs (dlib, MTCNN), shared by every pytest-xdist worker
+    (the parent of the workers' base temporary folders), so a face's landmarks and embeddings are computed once per
+    session, not once per module. The cache is content-addressed with atomic writes, built to be shared by
+    processes (as ``torchrun`` ranks share one); tests that count cache hits or misses keep their own."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    return root / "shared-lfw-cache"
+
+
+@pytest.fixture(scope="session")
 def reference_dir() -> Path:
     return _require(REFERENCE)
 

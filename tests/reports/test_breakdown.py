@@ -181,12 +181,12 @@ def test_protocol_yaml_given_relative_to_the_start_folder(tmp_path, lfw_root, mo
 
 
 @pytest.fixture(scope="module")
-def real_run(tmp_path_factory, lfw_root):
+def real_run(tmp_path_factory, lfw_root, shared_lfw_cache):
     tmp = tmp_path_factory.mktemp("breakdown")
     out = tmp / "run"
     result = CliRunner().invoke(cli, ["eval", "--protocol", "lfw", "--data-root", str(lfw_root), "--recognizer",
                                       "dlib", "--restorer", "none", "--scales", "8,16", "--limit-pairs", "60",
-                                      "--cache-dir", str(tmp / "cache"), "--out", str(out), "--no-progress"],
+                                      "--cache-dir", str(shared_lfw_cache), "--out", str(out), "--no-progress"],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return out

@@ -257,9 +257,9 @@ def _eval(lfw_root, cache, out, seed):
 
 
 @pytest.fixture(scope="module")
-def real_runs(lfw_root, tmp_path_factory):
+def real_runs(lfw_root, tmp_path_factory, shared_lfw_cache):
     tmp = tmp_path_factory.mktemp("compare_real")
-    return {name: _eval(lfw_root, tmp / "cache", tmp / name, seed)
+    return {name: _eval(lfw_root, shared_lfw_cache, tmp / name, seed)
             for name, seed in (("vqfr", 0), ("codeformer", 0), ("seed1", 1))}
 
 
