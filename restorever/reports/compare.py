@@ -229,8 +229,9 @@ def compare_runs(records: Sequence[dict[str, Any]], names: Sequence[str], *, all
     restorers), holding :func:`compare_conditions`'s output (fractions, other - reference) with ``p_holm`` and
     ``family_size`` in each test (:func:`restorever.reports.statistics.adjust_family`, one family per kind);
     ``identity_comparisons``: the cosine to clean of each ``vs_none`` pair of conditions
-    (:func:`restorever.reports.identity_stats.compare_identity`, Holm over all of them). The bootstrap seed
-    defaults to the first run's ``config.seed``.
+    (:func:`restorever.reports.identity_stats.compare_identity`, Holm over all of them). The bootstrap seed of a
+    condition defaults to its own run's ``config.seed`` (a pair of restorers: the reference's run), so that its
+    interval equals the one in its run's results.md; ``seed`` sets one seed for all.
     """
     if len(set(names)) != len(names):
         raise RestoreverError(f"run names must differ, got {', '.join(names)}")
@@ -254,9 +255,13 @@ def compare_runs(records: Sequence[dict[str, Any]], names: Sequence[str], *, all
     else:
         log.warning("the results records have no pair ids: the bootstrap resamples pairs, not people")
         cluster_by, clusters = "pairs", np.arange(n)
-    if seed is None:
-        seed = int(_config(records[0]).get("seed") or 0)
-    options = {"n_boot": n_boot, "level": level, "seed": seed, "resampled": CLUSTERINGS[cluster_by]}
+    # each run's conditions are resampled with that run's own seed (unless `seed` is given), so a condition's
+    # interval here is the one its run's results.md shows: the runs' clean scores agree, and so do the clusters
+    run_seed = {name: int(_config(r).get("seed") or 0) if seed is None else seed for name, r in zip(names, records)}
+    base_options = {"n_boot": n_boot, "level": level, "resampled": CLUSTERINGS[cluster_by]}
+
+    def options_of(run: str) -> dict[str, Any]:
+        return {**base_options, "seed": run_seed[run]}
     clean = {**_clean(records[0]), "run": names[0]}
     by_label = {(c["restorer"], c["scale"]): c for c in merged}
     # a run without a degraded `none` (e.g. `--restorer codeformer` alone) borrows the one `none` the other runs
@@ -276,7 +281,7 @@ def compare_runs(records: Sequence[dict[str, Any]], names: Sequence[str], *, all
     for scale in common:
         here = [c for c in merged if c["scale"] == scale]
         for cond in here:
-            cond["comparison_to_clean"] = compare_conditions(clean, cond, clusters, **options)
+            cond["comparison_to_clean"] = compare_conditions(clean, cond, clusters, **options_of(cond["run"]))
             comparisons.append({**cond["comparison_to_clean"], "scale": scale, "kind": "vs_clean",
                                 "reference": "clean", "other": cond["restorer"]})
             cond.pop("comparison_to_none", None)
@@ -285,20 +290,21 @@ def compare_runs(records: Sequence[dict[str, Any]], names: Sequence[str], *, all
             ident = cond.get("identity")
             if isinstance(ident, dict) and ident.get("per_item") and "ci_level" not in ident:  # an older run's
                 cond["identity"] = {**ident, **identity_interval(ident["per_item"], n_boot=n_boot, level=level,
-                                                                 seed=seed)}
+                                                                 seed=run_seed[cond["run"]])}
             if cond["restorer"] != "none" and not cond["restorer"].startswith("none (") and base is not None:
-                cond["comparison_to_none"] = compare_conditions(base, cond, clusters, **options)
+                cond["comparison_to_none"] = compare_conditions(base, cond, clusters, **options_of(cond["run"]))
                 comparisons.append({**cond["comparison_to_none"], "scale": scale, "kind": "vs_none",
                                     "reference": base["restorer"], "other": cond["restorer"]})
                 try:
-                    cond[IDENTITY_KIND] = compare_identity(base, cond, n_boot=n_boot, level=level, seed=seed)
+                    cond[IDENTITY_KIND] = compare_identity(base, cond, n_boot=n_boot, level=level,
+                                                           seed=run_seed[cond["run"]])
                     identity.append({**cond[IDENTITY_KIND], "scale": scale, "reference": base["restorer"],
                                      "other": cond["restorer"]})
                 except ValueError as exc:  # a run without per_item cosines, or of other images
                     log.warning("no identity comparison to none: %s", exc)
         restored = [c for c in here if c["restorer"] != "none" and not c["restorer"].startswith("none (")]
         for ref, other in itertools.combinations(restored, 2):
-            result = compare_conditions(ref, other, clusters, **options)
+            result = compare_conditions(ref, other, clusters, **options_of(ref["run"]))
             result["paired_inputs"] = ref["run"] == other["run"] or not notes_unpaired(notes)
             comparisons.append({**result, "scale": scale, "kind": "pair", "reference": ref["restorer"],
                                 "other": other["restorer"]})

@@ -380,3 +380,32 @@ def test_tables_tex_caption_says_when_runs_were_degraded_with_other_seeds(synthe
     write_run(copy.deepcopy(second), tmp_path / "same")
     paired = write_comparison([tmp_path / "vqfr", tmp_path / "same"], tmp_path / "cmp2")
     assert "not paired" not in paired["tables.tex"].read_text()
+
+
+def test_a_second_runs_intervals_are_those_of_its_own_results(synthetic, tmp_path):
+    """Round 14: compare drew every interval with the first run's seed, so a seed-1 run's conditions showed other
+    intervals in comparison.md than in that run's own results.md (x16 vs clean: [-27.16, -8.11] against
+    [-26.58, -8.64] on a real dlib run). Each run's conditions now use that run's seed, as its results.md does."""
+    from restorever.reports.statistics import add_comparisons
+
+    first, _ = synthetic
+    second = make_record(tmp_path, examples=0)
+    second["config"]["seed"] = 1
+    second["protocol"]["pairs_sha256"] = "ab" * 32
+    for scale in (4, 16):  # another seed: the degraded scores differ, the clean ones do not
+        cond = _cond(second, "none", scale)
+        s = cond["scores"]
+        s["score"] = (np.asarray(s["score"]) + 0.05 * np.random.default_rng(scale).normal(size=len(s["score"]))).tolist()
+        cond["verification"] = verification_report(np.asarray(s["same"]), np.asarray(s["score"]),
+                                                   np.asarray(s["fold"]))
+    own = add_comparisons(copy.deepcopy(second))  # what the run's results.json / results.md hold
+    out = compare_runs([copy.deepcopy(first), copy.deepcopy(second)], ["a", "b"], allow_different_degradation=True)
+    for scale in (4, 16):
+        mine = _cond(own, "none", scale)["comparison_to_clean"]
+        theirs = _find(out, "vs_clean", scale, "none (b)")
+        assert theirs["bootstrap"]["seed"] == 1
+        assert (theirs["ci_low"], theirs["ci_high"]) == (mine["ci_low"], mine["ci_high"])
+        assert _find(out, "vs_clean", scale, "none (a)")["bootstrap"]["seed"] == 0
+    fixed = compare_runs([copy.deepcopy(first), copy.deepcopy(second)], ["a", "b"], allow_different_degradation=True,
+                         seed=5)
+    assert {c["bootstrap"]["seed"] for c in fixed["comparisons"]} == {5}
