@@ -349,14 +349,18 @@ def merged_record(comparison: dict[str, Any], records: Sequence[dict[str, Any]])
     """A results-record-shaped dict of the merged conditions (clean first, then each scale's restorers, labelled),
     with the comparisons of :func:`compare_runs` as ``comparison_to_clean`` / ``comparison_to_none``: what
     ``tables.results_table_rows``/``to_latex`` and ``plots.plot_scales`` take. Header and protocol: the first
-    run's, with ``config.restorers`` the merged labels and ``config.scales`` the compared scales."""
+    run's, with ``config.restorers`` the merged labels, ``config.scales`` the compared scales and ``config.seed``
+    ``None`` when the runs' seeds differ."""
     conds = [{k: v for k, v in c.items() if k != "run"} for c in comparison["_merged"]]
     first = records[0]
+    # one seed only when every run has it (tables.tex names it; with several, compare's note names each run's)
+    seeds = {_config(r).get("seed") for r in records}
+    seed = seeds.pop() if len(seeds) == 1 else None
     return {
         "restorever_version": first.get("restorever_version"), "created": first.get("created"),
         "config": {**_config(first), "restorers": list(dict.fromkeys(c["restorer"] for c in conds
                                                                      if c.get("scale") is not None)),
-                   "scales": comparison["scales"], "out": None},
+                   "scales": comparison["scales"], "out": None, "seed": seed},
         "protocol": first.get("protocol") or {},
         "pairs": first.get("pairs"),
         "conditions": conds,

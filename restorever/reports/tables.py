@@ -4,7 +4,8 @@
   of ``results.json`` as stored (fractions in [0, 1], not percent; ``None`` where a number is missing);
 - :func:`to_csv`: those rows as CSV text (a missing number is an empty cell, never ``nan``);
 - :func:`to_latex`: restorers as rows, scales as columns, accuracy in % with ± its standard error over the folds,
-  the best of each column in bold, and a caption that states the protocol, recognizer, pairs and folds;
+  the best of each column in bold, and a caption that states the protocol, recognizer, pairs, folds,
+  degradation and its seed;
 - :func:`run_references`: what the run used that a paper should cite (protocol, restorers, recognizer, landmark
   detector, degradation, restorever), from the protocol YAML's ``citation``, the backend cards' and the degradation
   presets' ``paper``.
@@ -223,9 +224,11 @@ def _latex_one(record: dict[str, Any], rows: list[dict[str, Any]], recognizer: s
         caption.append(f"Columns: the images degraded at scale $\\times s$, with another degradation or degraded "
                        f"side in some rows ({per_row}); rows: the restorer applied (none: not restored).")
     elif degraded:
+        seed = cfg.get("seed")  # None in a comparison of runs with different seeds (their note names each)
         caption.append(f"Columns: the {latex_escape(side or 'probe')} images degraded with "
-                       f"{latex_escape(degradation or '?')} at scale $\\times s$; rows: the restorer applied "
-                       f"(none: not restored).")
+                       f"{latex_escape(degradation or '?')} at scale $\\times s$"
+                       + (f" (seed {latex_escape(seed)})" if seed is not None else "")
+                       + "; rows: the restorer applied (none: not restored).")
     caption.append(f"$\\pm$: standard error of the mean over the {folds if folds is not None else '?'} fold "
                    f"accuracies.")
     if any(v is not None for v in best.values()):

@@ -409,3 +409,16 @@ def test_a_second_runs_intervals_are_those_of_its_own_results(synthetic, tmp_pat
     fixed = compare_runs([copy.deepcopy(first), copy.deepcopy(second)], ["a", "b"], allow_different_degradation=True,
                          seed=5)
     assert {c["bootstrap"]["seed"] for c in fixed["comparisons"]} == {5}
+
+
+def test_merged_record_has_a_seed_only_when_the_runs_share_it(synthetic):
+    """Round 14: the merged record (tables.tex of a comparison) took the first run's seed, so a caption naming it
+    would have called a seed-1 run's rows seed 0."""
+    from restorever.reports.compare import merged_record
+
+    first, second = synthetic
+    paired = compare_runs([copy.deepcopy(first), copy.deepcopy(second)], ["a", "b"])
+    assert merged_record(paired, [first, second])["config"]["seed"] == 0
+    other = _changed(second, ("config", "seed"), 1)
+    unpaired = compare_runs([copy.deepcopy(first), other], ["a", "b"], allow_different_degradation=True)
+    assert merged_record(unpaired, [first, other])["config"]["seed"] is None
