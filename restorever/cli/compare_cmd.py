@@ -23,7 +23,8 @@ Examples:
               help="Largest difference between the runs' clean scores taken as float rounding.")
 @click.option("--bootstrap", "n_boot", type=click.IntRange(min=100), default=2000, show_default=True,
               help="Bootstrap replicates of each accuracy-difference interval.")
-@click.option("--bootstrap-seed", type=int, default=None, help="Seed of every bootstrap [each run's own --seed, as in its results.md].")
+@click.option("--bootstrap-seed", type=int, default=None,
+              help="Seed of every bootstrap [each run's own --seed, as in its results.md].")
 @handle_errors
 def compare_command(run_dirs, out, allow_different_degradation, score_tolerance, n_boot, bootstrap_seed):
     """Compare restorers evaluated in separate runs (each RUN_DIR a `restorever eval` output folder) pair by pair:
