@@ -395,7 +395,8 @@ def test_a_second_runs_intervals_are_those_of_its_own_results(synthetic, tmp_pat
     for scale in (4, 16):  # another seed: the degraded scores differ, the clean ones do not
         cond = _cond(second, "none", scale)
         s = cond["scores"]
-        s["score"] = (np.asarray(s["score"]) + 0.05 * np.random.default_rng(scale).normal(size=len(s["score"]))).tolist()
+        noise = 0.05 * np.random.default_rng(scale).normal(size=len(s["score"]))
+        s["score"] = (np.asarray(s["score"]) + noise).tolist()
         cond["verification"] = verification_report(np.asarray(s["same"]), np.asarray(s["score"]),
                                                    np.asarray(s["fold"]))
     own = add_comparisons(copy.deepcopy(second))  # what the run's results.json / results.md hold
