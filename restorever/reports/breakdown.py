@@ -390,6 +390,7 @@ def breakdown(record: dict[str, Any], groups: Mapping[str, str], classes: Sequen
         n_people = {g: len({cluster_of(k) for k, v in groups.items() if v == g}) for g in classes}
     else:
         n_people = {g: sum(v == g for v in groups.values()) for g in classes}
+    cfg = record.get("config") or {}
     return {
         "schema_version": SCHEMA_VERSION, "by": by, "groups": names, "reference": reference,
         "identity_metric": "cosine of the probe's embedding to its clean embedding (identity.per_item)",
@@ -397,9 +398,12 @@ def breakdown(record: dict[str, Any], groups: Mapping[str, str], classes: Sequen
         "accuracy": "pooled over the group's pairs at the run's per-fold thresholds (re-derived from all pairs)",
         "bootstrap": {"n_boot": int(n_boot), "level": float(level), "seed": seed,
                       "resampled": resampled},
-        "labelled_people": n_people, **extra, "run": {"protocol": (record.get("config") or {}).get("protocol"),
-                                             "recognizer": (record.get("config") or {}).get("recognizer"),
-                                             "pairs": len(pairs["a"]), "created": record.get("created")},
+        "labelled_people": n_people, **extra, "run": {"protocol": cfg.get("protocol"),
+                                             "recognizer": cfg.get("recognizer"),
+                                             "pairs": len(pairs["a"]), "created": record.get("created"),
+                                             # the degraded faces: another seed is another set of images
+                                             "degradation": cfg.get("degradation"), "seed": cfg.get("seed"),
+                                             "degrade_side": cfg.get("degrade_side")},
         "conditions": conditions,
     }
 
@@ -416,8 +420,12 @@ def _ci(low: float | None, high: float | None, fmt: str) -> str:
 def breakdown_markdown(result: dict[str, Any]) -> str:
     """Two markdown tables: per condition and group, then the group differences of the identity drop."""
     level = f"{100 * result['bootstrap']['level']:g} %"
+    run = result.get("run") or {}
     lines = [f"Breakdown by {result['by']}: cosine to clean ({level} CI, people resampled), verification at the "
              "run's per-fold thresholds", "",
+             f"Run: {run.get('protocol')}, {run.get('pairs')} pairs, recognizer {run.get('recognizer')}, "
+             f"{run.get('degrade_side') or 'probe'} images degraded with {run.get('degradation')} "
+             f"(seed {run.get('seed')}).", "",
              "| condition | group | people | probes | cos to clean [CI] | pairs gen/imp | acc % | FNMR % | FMR % "
              "| AUC |",
              "|---|---|---|---|---|---|---|---|---|---|"]
