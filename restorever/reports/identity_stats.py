@@ -156,13 +156,15 @@ def compare_identity(reference: dict[str, Any], other: dict[str, Any], *, n_boot
 
 
 def add_identity_statistics(record: dict[str, Any], *, n_boot: int = 2000, level: float = 0.95,
-                            seed: int | None = None, overwrite: bool = False) -> dict[str, Any]:
+                            seed: int | None = None, overwrite: bool = False, n_draws: int = N_DRAWS
+                            ) -> dict[str, Any]:
     """Add ``identity.ci_low/ci_high/ci_level/bootstrap`` to each degraded condition with ``identity.per_item`` and
     ``identity_comparison_to_none`` to each restorer's condition that has ``none`` at its scale (same recognizer),
     in place; returns ``record``. What is stored is kept unless ``overwrite``; the sign-flip p-values are then
     Holm-adjusted over all ``identity_comparison_to_none`` of the record per recognizer (``p_holm``,
     ``family_size`` in ``sign_flip``). The seed defaults to the run's ``config.seed``. A condition whose images
-    differ from ``none``'s is left without a comparison, with a warning.
+    differ from ``none``'s is left without a comparison, with a warning. ``n_draws``: random sign vectors of a
+    Monte Carlo sign-flip test (more than :data:`EXACT_MAX_PEOPLE` people).
     """
     if seed is None:
         seed = int((record.get("config") or {}).get("seed") or 0)
@@ -180,7 +182,8 @@ def add_identity_statistics(record: dict[str, Any], *, n_boot: int = 2000, level
         if cond.get("restorer") == "none" or base is None or not per_item or (IDENTITY_KIND in cond and not overwrite):
             continue
         try:
-            cond[IDENTITY_KIND] = compare_identity(base, cond, n_boot=n_boot, level=level, seed=seed)
+            cond[IDENTITY_KIND] = compare_identity(base, cond, n_boot=n_boot, level=level, seed=seed,
+                                                  n_draws=n_draws)
         except ValueError as exc:
             log.warning("no identity comparison to none: %s", exc)
     for recognizer in dict.fromkeys(str(c.get("recognizer")) for c in conds):
@@ -208,6 +211,10 @@ def identity_statistics_problems(record: dict[str, Any], compare) -> tuple[list[
     try:
         options = {"n_boot": int(first["bootstrap"]["n_boot"]), "level": float(first["ci_level"]),
                    "seed": int(first["bootstrap"]["seed"])}
+        drawn = [c["sign_flip"]["n_draws"] for c in stored_cmp
+                 if isinstance(c.get("sign_flip"), dict) and c["sign_flip"].get("method") == "monte carlo"]
+        if drawn:  # the draws the record states (another version's default, or a library user's choice)
+            options["n_draws"] = int(drawn[0])
         fresh = copy.deepcopy({"config": record.get("config"), "conditions": conds})
         for cond in fresh["conditions"]:
             cond.pop(IDENTITY_KIND, None)

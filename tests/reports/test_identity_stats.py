@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 
 from restorever.reports.identity_stats import (IDENTITY_KIND, add_identity_statistics, compare_identity,
-                                               identity_interval, sign_flip_test)
+                                               identity_interval, identity_statistics_problems, sign_flip_test)
 from restorever.reports.statistics import cluster_bootstrap_replicates, percentile_interval
 
 from .conftest import make_record
@@ -244,3 +244,30 @@ def test_compare_shows_the_cosine_comparisons(tmp_path):
         row = next(r for r in rows if r["restorer"] == c["other"] and r["scale"] == str(c["scale"]))
         assert float(row["cos_vs_none_difference"]) == c["cosine_difference"]
         assert float(row["cos_vs_none_sign_flip_p_holm"]) == c["sign_flip"]["p_holm"]
+
+
+def _many_people_record(n_people: int = 30, seed: int = 4):
+    """none and vqfr-v2 at x8 over ``n_people`` people (one probe each): above the exact limit, so Monte Carlo."""
+    rng = np.random.default_rng(seed)
+    items = [f"P{k:02d}/P{k:02d}_0001.jpg" for k in range(n_people)]
+    none8 = dict(zip(items, np.round(rng.uniform(0.5, 0.9, n_people), 6).tolist()))
+    rest8 = {i: round(v + float(rng.normal(0.01, 0.05)), 6) for i, v in none8.items()}
+    return {"config": {"seed": 2}, "conditions": [_cond("none", 8, none8), _cond("vqfr-v2", 8, rest8)]}
+
+
+def test_validate_recomputes_with_the_stored_number_of_draws():
+    """A record whose Monte Carlo sign-flip used another number of draws (a library user's choice, or a later
+    version's default) is recomputed with the draws it states, not with this version's N_DRAWS, so its correct
+    numbers are not reported as changed (the old validate compared them with a 20000-draw p)."""
+    from restorever.validate.common import compare
+
+    record = add_identity_statistics(_many_people_record(), n_boot=100, n_draws=500)
+    test = record["conditions"][1][IDENTITY_KIND]["sign_flip"]
+    assert (test["method"], test["n_draws"], test["seed"]) == ("monte carlo", 500, 2)
+    default = add_identity_statistics(_many_people_record(), n_boot=100)["conditions"][1][IDENTITY_KIND]
+    assert default["sign_flip"]["p_value"] != test["p_value"]  # the draws matter: validate must use the stored ones
+    problems, checked = identity_statistics_problems(record, compare)
+    assert problems == [] and checked == 3
+    test["p_value"] = default["sign_flip"]["p_value"]  # still checked: an edited p is named
+    problems, _ = identity_statistics_problems(record, compare)
+    assert len(problems) == 1 and "sign_flip.p_value" in problems[0]
