@@ -109,13 +109,15 @@ def identity_interval(per_item: Mapping[str, float], *, n_boot: int = 2000, leve
     """A people-resampling percentile bootstrap interval of the mean of ``per_item`` (cosine per image id).
 
     Returns ``{"ci_low", "ci_high", "ci_level", "bootstrap": {"n_boot", "seed", "clusters", "resampled"}}``; with
-    one person the interval is ``None`` (resampling one person says nothing about others).
+    one person the interval is ``None`` (resampling one person says nothing about others). People are numbered in
+    the order of the sorted image ids (as :func:`compare_identity` does), so the draws do not depend on the order
+    of ``per_item`` (a JSON object is unordered: a key-sorted results.json gives the same interval).
     """
     if not per_item:
         raise ValueError("no per-image cosines to resample")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    items = list(per_item)
+    items = sorted(per_item)
     values = np.array([float(per_item[i]) for i in items])
     reps, k = cluster_bootstrap_replicates(values, _people(items), n_boot=n_boot, seed=seed)
     low, high = percentile_interval(reps, level) if k > 1 else (None, None)

@@ -271,3 +271,23 @@ def test_validate_recomputes_with_the_stored_number_of_draws():
     test["p_value"] = default["sign_flip"]["p_value"]  # still checked: an edited p is named
     problems, _ = identity_statistics_problems(record, compare)
     assert len(problems) == 1 and "sign_flip.p_value" in problems[0]
+
+
+def test_the_interval_does_not_depend_on_the_order_of_per_item():
+    """JSON objects are unordered: a results.json rewritten with sorted keys (``jq -S``, ``json.dump(sort_keys=True)``)
+    holds the same cosines, so its intervals must be the same and validate must accept them. The old interval
+    numbered people in the order of ``per_item``, so the same cosines gave other bootstrap draws (validate reported
+    every ``identity.ci_low``/``ci_high`` of a key-sorted real run as changed)."""
+    from restorever.validate.common import compare
+
+    record = add_identity_statistics(_many_people_record(), n_boot=300)
+    shuffled = copy.deepcopy(record)
+    for cond in shuffled["conditions"]:
+        ident = cond["identity"]
+        ident["per_item"] = dict(reversed(list(ident["per_item"].items())))  # P29 first: people renumbered
+    problems, checked = identity_statistics_problems(shuffled, compare)
+    assert problems == [] and checked == 3
+    per_item = record["conditions"][0]["identity"]["per_item"]
+    forward = identity_interval(per_item, n_boot=300)
+    assert identity_interval(dict(reversed(list(per_item.items()))), n_boot=300) == forward
+    assert (forward["ci_low"], forward["ci_high"]) != (None, None)
