@@ -30,7 +30,7 @@ Examples:
               help="Group the others are compared with (default: the labelled group with the most probes).")
 @click.option("--figure", "figure", type=click.Path(dir_okay=False), default=None,
               help="Figure file (.png, .pdf, .svg; default RUN_DIR/figures/breakdown-NAME.png).")
-@click.option("--bootstrap", "n_boot", type=click.IntRange(min=100), default=2000, show_default=True,
+@click.option("--bootstrap", "n_boot", type=click.IntRange(min=100, max=100_000), default=2000, show_default=True,
               help="Bootstrap replicates (people resampled).")
 @click.option("--level", type=click.FloatRange(0.5, 0.999), default=0.95, show_default=True,
               help="Coverage of the bootstrap intervals.")

@@ -21,7 +21,7 @@ Examples:
                    "the comparison is then unpaired in its inputs).")
 @click.option("--score-tolerance", type=click.FloatRange(min=0), default=1e-6, show_default=True,
               help="Largest difference between the runs' clean scores taken as float rounding.")
-@click.option("--bootstrap", "n_boot", type=click.IntRange(min=100), default=2000, show_default=True,
+@click.option("--bootstrap", "n_boot", type=click.IntRange(min=100, max=100_000), default=2000, show_default=True,
               help="Bootstrap replicates of each accuracy-difference interval.")
 @click.option("--bootstrap-seed", type=int, default=None,
               help="Seed of every bootstrap [each run's own --seed, as in its results.md].")

@@ -25,7 +25,7 @@ Examples:
 @click.option("--figures-dir", type=click.Path(), default=None, help="Figure files (default RUN_DIR/figures).")
 @click.option("--format", "formats", default="png,pdf", show_default=True,
               help="Figure formats written (png, pdf, svg); the page embeds the PNGs.")
-@click.option("--bootstrap", "n_boot", type=click.IntRange(min=100), default=2000, show_default=True,
+@click.option("--bootstrap", "n_boot", type=click.IntRange(min=100, max=100_000), default=2000, show_default=True,
               help="Bootstrap replicates, used only when results.json lacks the paired statistics.")
 @handle_errors
 def report_command(run_dir, html_path, markdown_path, csv_path, latex_path, figures_dir, formats, n_boot):

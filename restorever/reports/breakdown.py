@@ -5,8 +5,8 @@ Everything here reads a ``results.json`` record and changes nothing in it. Group
 ``labels`` files (``--by gender``: attributes of *people*, an image belonging to the group of its person, the LFW name
 before ``_NNNN``; a person with no label, or with contradicting labels, is ``unlabelled`` and still counted), or from
 the user's CSV (``--labels FILE``, :func:`restorever.reports.group_labels.read_labels_csv`) keyed by person (the
-image's folder, :func:`restorever.reports.statistics.person_of`) or by image id. The bootstrap always resamples the image's person
-(its folder; an id without a folder is its own cluster), also when the labels are per image.
+image's folder, :func:`restorever.reports.statistics.person_of`) or by image id. The bootstrap always resamples
+the image's person (its folder; an id without a folder is its own cluster), also when the labels are per image.
 
 Per condition and group:
 

@@ -31,10 +31,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .statistics import adjust_family, cluster_bootstrap_replicates, percentile_interval, person_of
+from .statistics import adjust_family, checked_n_boot, cluster_bootstrap_replicates, percentile_interval, person_of
 
-__all__ = ["EXACT_MAX_PEOPLE", "N_DRAWS", "IDENTITY_KIND", "RESAMPLED", "sign_flip_test", "identity_interval",
-           "compare_identity", "add_identity_statistics", "identity_statistics_problems"]
+__all__ = ["EXACT_MAX_PEOPLE", "N_DRAWS", "MAX_N_DRAWS", "IDENTITY_KIND", "RESAMPLED", "sign_flip_test",
+           "identity_interval", "compare_identity", "add_identity_statistics", "identity_statistics_problems"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 EXACT_MAX_PEOPLE = 20
 #: random sign vectors of the Monte Carlo sign-flip test above :data:`EXACT_MAX_PEOPLE` people
 N_DRAWS = 20000
+#: the most draws ``restorever validate`` recomputes (a record stating more is edited or damaged)
+MAX_N_DRAWS = 1_000_000
 #: the key of the paired identity comparison in a condition
 IDENTITY_KIND = "identity_comparison_to_none"
 #: what ``bootstrap.resampled`` says
@@ -211,12 +213,15 @@ def identity_statistics_problems(record: dict[str, Any], compare) -> tuple[list[
         return [], 0
     first = (stored_cmp or stored_ci)[0]
     try:
-        options = {"n_boot": int(first["bootstrap"]["n_boot"]), "level": float(first["ci_level"]),
+        options = {"n_boot": checked_n_boot(first["bootstrap"]["n_boot"]), "level": float(first["ci_level"]),
                    "seed": int(first["bootstrap"]["seed"])}
         drawn = [c["sign_flip"]["n_draws"] for c in stored_cmp
                  if isinstance(c.get("sign_flip"), dict) and c["sign_flip"].get("method") == "monte carlo"]
         if drawn:  # the draws the record states (another version's default, or a library user's choice)
             options["n_draws"] = int(drawn[0])
+            if not 1 <= options["n_draws"] <= MAX_N_DRAWS:
+                raise ValueError(f"sign_flip.n_draws {options['n_draws']} is outside 1..{MAX_N_DRAWS:,}; an edited "
+                                 "or damaged record")
         fresh = copy.deepcopy({"config": record.get("config"), "conditions": conds})
         for cond in fresh["conditions"]:
             cond.pop(IDENTITY_KIND, None)

@@ -49,12 +49,24 @@ __all__ = [
     "BootstrapResult", "cluster_bootstrap_replicates", "percentile_interval", "cluster_bootstrap_difference",
     "ESTIMATORS", "fold_weights", "compare_conditions", "add_comparisons",
     "holm_adjust", "bonferroni_adjust", "COMPARISON_KINDS", "TESTS", "adjust_family", "add_adjusted_p_values",
+    "MAX_N_BOOT", "checked_n_boot",
 ]
 
 log = logging.getLogger(__name__)
 
 #: below this many discordant pairs McNemar's test uses the exact binomial distribution
 EXACT_BELOW = 25
+#: the most bootstrap replicates the CLI takes and ``restorever validate`` recomputes (a record stating more is
+#: edited or damaged: recomputing 10^9 replicates would keep validate busy for hours)
+MAX_N_BOOT = 100_000
+
+
+def checked_n_boot(value: Any, what: str = "bootstrap.n_boot") -> int:
+    """``value`` as an int in [1, :data:`MAX_N_BOOT`], else ValueError naming ``what``."""
+    n = int(value)
+    if not 1 <= n <= MAX_N_BOOT:
+        raise ValueError(f"{what} {n} is outside 1..{MAX_N_BOOT:,}; an edited or damaged record")
+    return n
 
 
 # ---------------------------------------------------------------------------------------------------------------

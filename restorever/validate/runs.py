@@ -233,13 +233,13 @@ def _check_metrics(record: dict[str, Any], run: RunRecord, report: RunValidation
         n_checked += 1
     keys = ("comparison_to_clean", "comparison_to_none")
     if any(key in c for c in record["conditions"] for key in keys):
-        from ..reports.statistics import add_comparisons
+        from ..reports.statistics import add_comparisons, checked_n_boot
 
         fresh_record = copy.deepcopy({k: record[k] for k in ("config", "pairs", "conditions") if k in record})
         stored = fresh_record["conditions"]
         try:
             first = next(c[key] for c in stored for key in keys if key in c)
-            options = {"n_boot": int(first["bootstrap"]["n_boot"]), "level": float(first["ci_level"]),
+            options = {"n_boot": checked_n_boot(first["bootstrap"]["n_boot"]), "level": float(first["ci_level"]),
                        "seed": int(first["bootstrap"]["seed"]),
                        "estimator": str(first.get("estimator", "pooled"))}  # records before it: pooled
             for cond in stored:

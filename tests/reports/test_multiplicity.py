@@ -305,3 +305,44 @@ def test_a_p_value_near_005_is_not_rounded_onto_or_across_it(p, two, three):
 
     assert p_text(p) == two
     assert p_text(p, 3, "p") == "p=" + three
+
+
+def test_validate_refuses_to_recompute_an_absurd_number_of_replicates_or_draws(tmp_path):
+    """validate recomputes a record's bootstrap with the n_boot (and sign-flip draws) it states: an edited record
+    stating 10^9 kept it busy for hours. Above MAX_N_BOOT / MAX_N_DRAWS it now says so in one line, at once; the CLI
+    options take no more than validate recomputes."""
+    import time
+
+    from restorever.cli import cli
+    from restorever.reports.identity_stats import MAX_N_DRAWS
+    from restorever.reports.results import write_run
+    from restorever.reports.statistics import MAX_N_BOOT
+    from restorever.validate import check_run
+
+    write_run(make_record(tmp_path, examples=0), tmp_path)
+    path = tmp_path / "results.json"
+    stored = json.loads(path.read_text())
+    edited = copy.deepcopy(stored)
+    for cond in edited["conditions"]:
+        for kind in ("comparison_to_none", "comparison_to_clean"):
+            if kind in cond:
+                cond[kind]["bootstrap"]["n_boot"] = 10 ** 9
+    path.write_text(json.dumps(edited))
+    start = time.monotonic()
+    problems = check_run(tmp_path, check_cache=False).problems
+    assert time.monotonic() - start < 60
+    assert any("paired statistics cannot be recomputed" in p and "n_boot 1000000000 is outside 1..100,000" in p
+               for p in problems), problems
+
+    edited = copy.deepcopy(stored)
+    comp = next(c["identity_comparison_to_none"] for c in edited["conditions"] if "identity_comparison_to_none" in c)
+    comp["sign_flip"].update({"method": "monte carlo", "n_draws": 10 ** 9, "seed": 0})
+    path.write_text(json.dumps(edited))
+    problems = check_run(tmp_path, check_cache=False).problems
+    assert any("identity statistics cannot be recomputed" in p and "n_draws 1000000000 is outside" in p
+               for p in problems), problems
+
+    for name in ("report", "compare", "breakdown"):
+        option = next(p for p in cli.commands[name].params if p.name == "n_boot")
+        assert option.type.max == MAX_N_BOOT
+    assert MAX_N_DRAWS >= 20000
