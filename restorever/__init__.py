@@ -4,6 +4,7 @@ Public API (cheap to import; backends load lazily on first use)::
 
     from restorever import load_protocol, create_restorer, create_recognizer, evaluate
     from restorever import FacePipeline          # detect / embed / similarity / verify / restore your own images
+    from restorever import paired_accuracy_test  # a run's paired statistics on your own scores
 """
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ _LAZY = {
     "Face": ("restorever.api", "Face"),
     "RestoreThenEmbed": ("restorever.api", "RestoreThenEmbed"),
     "threshold_from_results": ("restorever.api", "threshold_from_results"),
+    "paired_accuracy_test": ("restorever.reports.paired", "paired_accuracy_test"),
+    "paired_similarity_test": ("restorever.reports.paired", "paired_similarity_test"),
+    "holm_adjust": ("restorever.reports.statistics", "holm_adjust"),
 }
 
 #: submodules docs/api.md names as ``restorever.<name>``: imported on first attribute access, as the names above
