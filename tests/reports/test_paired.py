@@ -94,3 +94,15 @@ def test_similarity_test_refuses_bad_input():
 def test_holm_adjust_is_exported():
     assert restorever.holm_adjust is holm_adjust
     np.testing.assert_allclose(restorever.holm_adjust([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
+
+
+def test_accuracy_test_gives_no_interval_for_one_person(caplog):
+    """Resampling one person redraws the same pairs every time: compare_conditions' interval is [d, d], which a
+    reader takes for certainty. The wrapper gives None, as the identity interval does."""
+    rng = np.random.default_rng(2)
+    y = np.tile([1, 0], 40)
+    folds = np.repeat(np.arange(4), 20)
+    a, b = (y - 0.5) + rng.normal(size=80), (y - 0.5) * 3 + rng.normal(size=80)
+    out = restorever.paired_accuracy_test(y, a, b, folds, people=["Madonna"] * 80, n_boot=100)
+    assert out["accuracy_difference"] > 0 and out["ci_low"] is None and out["ci_high"] is None
+    assert "one person" in caplog.text
