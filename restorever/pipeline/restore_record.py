@@ -111,8 +111,11 @@ class OutputRecord:
                 logger.warning("%s: replacing the record of an earlier run (--overwrite)", self.path)
             return
         if old.get("settings") != self.settings:
-            diff = ", ".join(f"{k} {old.get('settings', {}).get(k)!r} -> {v!r}" for k, v in self.settings.items()
-                             if (old.get("settings") or {}).get(k) != v)
+            was = old.get("settings") or {}
+            # every key either side holds: a key only the old record has (SCRFD's detector_file, then MTCNN) too
+            keys = [*self.settings, *(k for k in was if k not in self.settings)]
+            diff = ", ".join(f"{k} {was.get(k)!r} -> {self.settings.get(k)!r}" for k in keys
+                             if was.get(k) != self.settings.get(k))
             raise RestoreverError(f"{self.path.parent} holds outputs made with other settings ({diff}); choose a "
                                   f"new --out, or pass --overwrite to {self.redo}")
         self.entries = dict(old.get("inputs") or {})

@@ -126,3 +126,25 @@ def test_degrade_remakes_every_face_after_the_scrfd_file_changed(tmp_path, monke
     assert "kept" not in degrade(tmp_path / "out")
     degrade(tmp_path / "fresh")
     assert _tree(tmp_path / "out") == _tree(tmp_path / "fresh")
+
+
+def test_restore_names_a_setting_the_new_run_lacks(tmp_path, monkeypatch):
+    """Round 15: ``--detector auto`` with an SCRFD file, then again after the file is gone (auto is now MTCNN): the
+    rerun is refused, but the message listed only keys the new settings hold, so it read "other settings ()" and
+    named nothing. The record's ``detector_file`` now appears as ``detector_file '<sha>' -> None``."""
+    from restorever.pipeline.restore_record import RestoreRecord, run_settings
+    from restorever.errors import RestoreverError
+
+    common = dict(restorer="none", weight_files={}, options={}, seed=0, detector="auto",
+                  alignment_fit="least-squares", faces="center", min_face_size=32.0, aligned=None)
+    sha = "ab" * 32
+    record = RestoreRecord(tmp_path, run_settings(detector_file=sha, **common), {}, overwrite=False)
+    record.save()
+    with pytest.raises(RestoreverError) as info:
+        RestoreRecord(tmp_path, run_settings(detector_file=None, **common), {}, overwrite=False)
+    assert f"other settings (detector_file {sha!r} -> None)" in str(info.value)
+    # and the way round (auto was MTCNN, an SCRFD file appeared since): named as before
+    (tmp_path / "restore.json").unlink()
+    RestoreRecord(tmp_path, run_settings(detector_file=None, **common), {}, overwrite=False).save()
+    with pytest.raises(RestoreverError, match=f"other settings \\(detector_file None -> {sha!r}\\)"):
+        RestoreRecord(tmp_path, run_settings(detector_file=sha, **common), {}, overwrite=False)
