@@ -66,8 +66,8 @@ def paired_accuracy_test(y_true, scores_a, scores_b, folds, *, people, n_boot: i
     Returns:
         ``compare_conditions``' dict without its ``reference`` entry, plus ``thresholds`` (``{"a": [...], "b":
         [...]}``, per fold in increasing fold id): ``accuracy_reference`` (a), ``accuracy`` (b),
-        ``accuracy_difference`` (b - a, a fraction) with ``ci_low``/``ci_high``/``ci_level`` (None with one
-        person: a run's ``compare_conditions`` would store the zero-width interval ``[d, d]``), ``bootstrap``,
+        ``accuracy_difference`` (b - a, a fraction) with ``ci_low``/``ci_high``/``ci_level`` (None, with a
+        warning, with one person: the bootstrap would redraw the same pairs and give ``[d, d]``), ``bootstrap``,
         ``mcnemar`` (``b``: pairs a gets right and b wrong, ``c`` the reverse) and ``mcnemar_clustered``.
     """
     what = "paired_accuracy_test"
@@ -99,10 +99,6 @@ def paired_accuracy_test(y_true, scores_a, scores_b, folds, *, people, n_boot: i
     out = compare_conditions(conditions["a"], conditions["b"], clusters, n_boot=n_boot, level=level, seed=seed,
                              estimator=estimator, resampled=RESAMPLED if len(index) < y.size else CLUSTERINGS["pairs"])
     out.pop("reference")
-    if len(index) < 2:  # every replicate redraws the one person: a zero-width interval that says nothing
-        log.warning("%s: one person in people, so the accuracy difference gets no interval (ci_low, ci_high None)",
-                    what)
-        out["ci_low"] = out["ci_high"] = None
     out["thresholds"] = {key: t.tolist() for key, t in thresholds.items()}
     return out
 

@@ -48,14 +48,16 @@ def p_text(p: float, digits: int = 2, prefix: str = "") -> str:
 
 def comparison_cell(comp: dict[str, Any] | None) -> str:
     """``+1.23 [-0.50, +2.90] p=0.031 (clustered 0.12); Holm 0.093 (0.36)``: accuracy difference in percentage
-    points with its bootstrap interval, McNemar's p-value over pairs and, when stored, over the bootstrap's
-    clusters, then the same two p-values Holm-adjusted over their family (when stored); or ``—``."""
+    points with its bootstrap interval (``[—]`` when the bootstrap had one person), McNemar's p-value over pairs
+    and, when stored, over the bootstrap's clusters, then the same two p-values Holm-adjusted over their family
+    (when stored); or ``—``."""
     if not comp:
         return "—"
     p = comp["mcnemar"]["p_value"]
     clustered = comp.get("mcnemar_clustered")  # older records have none
-    text = (f"{100 * comp['accuracy_difference']:+.2f} [{100 * comp['ci_low']:+.2f}, {100 * comp['ci_high']:+.2f}] "
-            f"{p_text(p, prefix='p')}" + (f" (clustered {p_text(clustered['p_value'])})" if clustered else ""))
+    low, high = comp.get("ci_low"), comp.get("ci_high")  # None: one person, no interval
+    interval = "[—]" if low is None or high is None else f"[{100 * low:+.2f}, {100 * high:+.2f}]"
+    text = (f"{100 * comp['accuracy_difference']:+.2f} {interval} {p_text(p, prefix='p')}" + (f" (clustered {p_text(clustered['p_value'])})" if clustered else ""))
     holm = comp["mcnemar"].get("p_holm")
     if holm is not None:
         holm_clustered = (clustered or {}).get("p_holm")

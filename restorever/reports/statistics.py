@@ -496,7 +496,8 @@ def compare_conditions(reference: dict[str, Any], other: dict[str, Any], cluster
     """McNemar (per pair, and over the bootstrap's clusters) and the cluster bootstrap between two conditions of one
     record (both with ``scores`` and ``verification.thresholds``). Returns a JSON-ready dict; differences are
     ``other - reference`` fractions of the ``estimator`` (:data:`ESTIMATORS`: by default the mean of the fold
-    accuracies, the results table's)."""
+    accuracies, the results table's). ``ci_low``/``ci_high`` are None (with a warning) when ``clusters`` holds one
+    cluster: every replicate would redraw the same pairs and give the zero-width interval ``[d, d]``."""
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
     ref = pair_decisions(reference["scores"], reference["verification"]["thresholds"])
@@ -510,14 +511,21 @@ def compare_conditions(reference: dict[str, Any], other: dict[str, Any], cluster
     test = mcnemar(ref, oth)
     clustered = clustered_mcnemar(ref, oth, clusters)
     boot = cluster_bootstrap_difference(ref, oth, clusters, n_boot=n_boot, level=level, seed=seed, weights=weights)
+    low, high = boot.low, boot.high
+    if boot.n_clusters < 2:  # every replicate redraws the one cluster: a zero-width interval that says nothing
+        log.warning("%s vs %s: the bootstrap has one cluster (one person, or one pair) to resample, so the accuracy "
+                    "difference gets no interval (ci_low, ci_high None)",
+                    *[f"{c.get('restorer')} x{c.get('scale')}" if c.get("scale") is not None else "clean"
+                      for c in (other, reference)])
+        low = high = None
     return {
         "reference": {"restorer": reference["restorer"], "scale": reference.get("scale")},
         "estimator": estimator,
         "accuracy_reference": float(np.sum(weights * ref) / np.sum(weights)),
         "accuracy": float(np.sum(weights * oth) / np.sum(weights)),
         "accuracy_difference": boot.difference,
-        "ci_low": boot.low,
-        "ci_high": boot.high,
+        "ci_low": low,
+        "ci_high": high,
         "ci_level": boot.level,
         "bootstrap": {"n_boot": boot.n_boot, "std": boot.std, "seed": boot.seed, "clusters": boot.n_clusters,
                       "resampled": resampled},

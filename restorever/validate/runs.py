@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import warnings
 from pathlib import Path
@@ -261,6 +262,10 @@ def _check_metrics(record: dict[str, Any], run: RunRecord, report: RunValidation
                             report.notes.append(f"{where}: computed by another bootstrap method ({method!r}); not "
                                                 f"recomputed")
                             continue
+                        if _older_zero_width_interval(old[key], new[key]):
+                            new[key] = {**new[key], "ci_low": old[key]["ci_low"], "ci_high": old[key]["ci_high"]}
+                            report.notes.append(f"{where}: stores the zero-width interval [d, d] of one resampled "
+                                                f"person (an older version); this version stores no interval there")
                         compare(old[key], new[key], where, found)
                         n_checked += 1
     from ..reports.identity_stats import identity_statistics_problems
@@ -271,6 +276,17 @@ def _check_metrics(record: dict[str, Any], run: RunRecord, report: RunValidation
     if identity_checked:
         report.checked["identity statistics recomputed"] = identity_checked
     report.problems += cut(found, "metric")
+
+
+def _older_zero_width_interval(stored: Any, fresh: Any) -> bool:
+    """Whether ``stored`` is a comparison from before 2026-12-07 holding ``[d, d]`` where ``fresh`` (one resampled
+    cluster) holds no interval: the same statistics, written the old way."""
+    if not (isinstance(stored, dict) and isinstance(fresh, dict)) or fresh.get("ci_low") is not None:
+        return False
+    d, low, high = stored.get("accuracy_difference"), stored.get("ci_low"), stored.get("ci_high")
+    numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (d, low, high))
+    return numbers and _get(fresh, "bootstrap", "clusters") == 1 and math.isclose(low, d, abs_tol=1e-12) \
+        and math.isclose(high, d, abs_tol=1e-12)
 
 
 def roc_points_off_curve(fpr: Sequence[Any], tpr: Sequence[Any], scores: Any) -> str:

@@ -455,3 +455,64 @@ def test_few_people_in_the_bootstrap_are_flagged(tmp_path):
             if key in cond:
                 cond[key]["bootstrap"]["clusters"] = 1290
     assert "resample only" not in results_markdown(record)
+
+
+def _one_person_record(tmp_path):
+    """make_record with every probe the same person: the bootstrap (people of the probes) has one cluster."""
+    record = make_record(tmp_path)
+    n = len(record["pairs"]["b"])
+    record["pairs"]["b"] = [f"lfw-deepfunneled/Madonna/Madonna_{i + 1:04d}.jpg" for i in range(n)]
+    return record
+
+
+def test_a_run_with_one_person_stores_no_interval_and_every_reader_copes(tmp_path, caplog):
+    """Resampling one person redraws the same pairs every time: the old code stored the zero-width [d, d], which
+    reads as certainty. Now null (with a warning), and results.md, the HTML report, tables.csv/tex and validate
+    all read it."""
+    import csv
+
+    from restorever.reports.html import build_report
+    from restorever.validate.runs import check_run
+
+    out = tmp_path / "run"
+    out.mkdir()
+    record = add_comparisons(_one_person_record(out), n_boot=50)
+    comps = [c[k] for c in record["conditions"] for k in ("comparison_to_none", "comparison_to_clean") if k in c]
+    assert comps and all(c["bootstrap"]["clusters"] == 1 for c in comps)
+    assert all(c["ci_low"] is None and c["ci_high"] is None for c in comps)
+    assert any(c["accuracy_difference"] != 0 for c in comps)
+    assert "one person" in caplog.text
+    write_run(record, out)
+    report = check_run(out, check_cache=False)  # the synthetic run has no degradation.jsonl: not this test's
+    assert [p for p in report.problems if "degradation.jsonl" not in p] == []
+    md = (out / "results.md").read_text()
+    assert "[—]" in md
+    files = build_report(out, formats=("png",))
+    rows = list(csv.DictReader(files["csv"].open()))
+    assert rows and all(r["vs_clean_ci_low"] == "" for r in rows if r["scale"])
+    assert "[—]" in files["html"].read_text()
+
+
+def test_an_older_record_with_a_zero_width_interval_stays_valid(tmp_path):
+    """A record written before the change holds [d, d] where this version stores null: validate accepts it with a
+    note, and still rejects an interval that is not [d, d]."""
+    import json
+
+    from restorever.validate.runs import check_run
+
+    out = tmp_path / "run"
+    out.mkdir()
+    record = add_comparisons(_one_person_record(out), n_boot=50)
+    for cond in record["conditions"]:
+        for key in ("comparison_to_none", "comparison_to_clean"):
+            if key in cond:
+                cond[key]["ci_low"] = cond[key]["ci_high"] = cond[key]["accuracy_difference"]
+    write_run(record, out)
+    report = check_run(out, check_cache=False)
+    assert [p for p in report.problems if "degradation.jsonl" not in p] == []
+    assert any("zero-width interval" in n for n in report.notes)
+    data = json.loads((out / "results.json").read_text())
+    comp = next(c["comparison_to_clean"] for c in data["conditions"] if "comparison_to_clean" in c)
+    comp["ci_low"] = comp["accuracy_difference"] - 0.05
+    (out / "results.json").write_text(json.dumps(data))
+    assert any("ci_low" in p for p in check_run(out, check_cache=False).problems)
