@@ -21,8 +21,9 @@ Examples:
                    "the comparison is then unpaired in its inputs).")
 @click.option("--score-tolerance", type=click.FloatRange(min=0), default=1e-6, show_default=True,
               help="Largest difference between the runs' clean scores taken as float rounding.")
-@click.option("--bootstrap", "n_boot", type=click.IntRange(min=100, max=100_000), default=2000, show_default=True,
-              help="Bootstrap replicates of each accuracy-difference interval.")
+@click.option("--bootstrap", "n_boot", type=click.IntRange(min=100, max=100_000), default=None,
+              help="Bootstrap replicates of each accuracy-difference interval [the runs' own, as in their "
+                   "results.md, when they agree; else 2000, said in comparison.md].")
 @click.option("--bootstrap-seed", type=int, default=None,
               help="Seed of every bootstrap [each run's own --seed, as in its results.md].")
 @handle_errors

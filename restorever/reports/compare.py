@@ -39,11 +39,13 @@ from .statistics import CLUSTERINGS, adjust_family, compare_conditions, pair_clu
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SCORE_ATOL", "COMPARISON_FILE", "check_comparable", "compare_runs", "notes_unpaired", "merged_record",
-           "comparison_markdown", "write_comparison"]
+__all__ = ["SCORE_ATOL", "DEFAULT_N_BOOT", "COMPARISON_FILE", "stored_n_boot", "check_comparable", "compare_runs",
+           "notes_unpaired", "merged_record", "comparison_markdown", "write_comparison"]
 
 #: largest absolute difference between two runs' scores of one condition still taken as float rounding
 SCORE_ATOL = 1e-6
+#: bootstrap replicates when the compared runs do not all state the same number
+DEFAULT_N_BOOT = 2000
 COMPARISON_FILE = "comparison.json"
 _UNPAIRED = ("the comparison is then unpaired in its inputs: each run degraded the probes differently, so a "
              "difference between restorers of different runs mixes the restorers with the degraded inputs")
@@ -217,7 +219,7 @@ def _merge(records: Sequence[dict[str, Any]], names: Sequence[str], scales: Sequ
 
 
 def compare_runs(records: Sequence[dict[str, Any]], names: Sequence[str], *, allow_different_degradation: bool = False,
-                 atol: float = SCORE_ATOL, n_boot: int = 2000, level: float = 0.95, seed: int | None = None,
+                 atol: float = SCORE_ATOL, n_boot: int | None = None, level: float = 0.95, seed: int | None = None,
                  cluster_by: str = "probe") -> dict[str, Any]:
     """Check, merge and compare verification run records (``names``: their run folders' names, distinct).
 
@@ -231,7 +233,9 @@ def compare_runs(records: Sequence[dict[str, Any]], names: Sequence[str], *, all
     ``identity_comparisons``: the cosine to clean of each ``vs_none`` pair of conditions
     (:func:`restorever.reports.identity_stats.compare_identity`, Holm over all of them). The bootstrap seed of a
     condition defaults to its own run's ``config.seed`` (a pair of restorers: the reference's run), so that its
-    interval equals the one in its run's results.md; ``seed`` sets one seed for all.
+    interval equals the one in its run's results.md; ``seed`` sets one seed for all. ``n_boot`` (replicates)
+    defaults, for the same reason, to the runs' stored ``bootstrap.n_boot`` (:func:`stored_n_boot`) when they all
+    state the same one, else to :data:`DEFAULT_N_BOOT` with a note saying so.
     """
     if len(set(names)) != len(names):
         raise RestoreverError(f"run names must differ, got {', '.join(names)}")
@@ -258,6 +262,17 @@ def compare_runs(records: Sequence[dict[str, Any]], names: Sequence[str], *, all
     # each run's conditions are resampled with that run's own seed (unless `seed` is given), so a condition's
     # interval here is the one its run's results.md shows: the runs' clean scores agree, and so do the clusters
     run_seed = {name: int(_config(r).get("seed") or 0) if seed is None else seed for name, r in zip(names, records)}
+    if n_boot is None:  # likewise the runs' own replicate count (`report --bootstrap N` may have changed it)
+        stored = {name: stored_n_boot(r) for name, r in zip(names, records)}
+        if None not in stored.values() and len(set(stored.values())) == 1:
+            n_boot = next(iter(stored.values()))
+        else:
+            n_boot = DEFAULT_N_BOOT
+            if any(v is not None for v in stored.values()):
+                notes.append("the runs' intervals were drawn with different numbers of bootstrap replicates ("
+                             + ", ".join(f"{k}: {v if v is not None else 'none stored'}" for k, v in stored.items())
+                             + f"); compared with {n_boot:,}, so an interval here can differ from its run's "
+                             "results.md (set --bootstrap N)")
     base_options = {"n_boot": n_boot, "level": level, "resampled": CLUSTERINGS[cluster_by]}
 
     def options_of(run: str) -> dict[str, Any]:
@@ -335,6 +350,17 @@ def compare_runs(records: Sequence[dict[str, Any]], names: Sequence[str], *, all
     }
 
 
+def stored_n_boot(record: dict[str, Any]) -> int | None:
+    """The bootstrap replicates a run's paired statistics were drawn with (``bootstrap.n_boot`` of its first
+    ``comparison_to_clean``/``comparison_to_none``), or None when it stores none or several different ones."""
+    found = {c[key]["bootstrap"].get("n_boot") for c in record.get("conditions") or [] if isinstance(c, dict)
+             for key in ("comparison_to_clean", "comparison_to_none")
+             if isinstance(c.get(key), dict) and isinstance(c[key].get("bootstrap"), dict)}
+    found.discard(None)
+    value = found.pop() if len(found) == 1 else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else None
+
+
 def notes_unpaired(notes: Sequence[str]) -> bool:
     """Whether the notes say the runs degraded their inputs differently."""
     return any(_UNPAIRED in n for n in notes)
@@ -410,7 +436,8 @@ def comparison_markdown(comparison: dict[str, Any], record: dict[str, Any]) -> s
 
 
 def write_comparison(run_dirs: Sequence[str | Path], out: str | Path, *, allow_different_degradation: bool = False,
-                     atol: float = SCORE_ATOL, n_boot: int = 2000, seed: int | None = None) -> dict[str, Path]:
+                     atol: float = SCORE_ATOL, n_boot: int | None = None, seed: int | None = None
+                     ) -> dict[str, Path]:
     """Load the runs in ``run_dirs`` (folders or their results.json), compare them (:func:`compare_runs`) and write
     ``comparison.json``, ``comparison.md``, ``tables.csv``, ``tables.tex`` and ``scales.png`` into ``out``.
     Runs are named by their folders (by their paths where two folders share a name). Returns the written paths."""

@@ -423,3 +423,27 @@ def test_merged_record_has_a_seed_only_when_the_runs_share_it(synthetic):
     other = _changed(second, ("config", "seed"), 1)
     unpaired = compare_runs([copy.deepcopy(first), other], ["a", "b"], allow_different_degradation=True)
     assert merged_record(unpaired, [first, other])["config"]["seed"] is None
+
+
+def test_compare_draws_as_many_replicates_as_the_runs_did(synthetic):
+    """`report --bootstrap 300` remakes a run's intervals with 300 replicates; compare drew 2000 regardless, so
+    its intervals differed from the run's results.md. It now takes the runs' stored n_boot when they agree, and
+    says so in the notes (and comparison.md) when they do not."""
+    from restorever.reports.compare import comparison_markdown, merged_record
+    from restorever.reports.statistics import add_comparisons
+
+    first, second = (add_comparisons(copy.deepcopy(r), n_boot=300) for r in synthetic)
+    out = compare_runs([copy.deepcopy(first), copy.deepcopy(second)], ["a", "b"])
+    assert {c["bootstrap"]["n_boot"] for c in out["comparisons"]} == {300}
+    mine = _cond(second, "codeformer", 16)["comparison_to_none"]
+    theirs = _find(out, "vs_none", 16, "codeformer")
+    assert (theirs["ci_low"], theirs["ci_high"]) == (mine["ci_low"], mine["ci_high"])
+    assert not any("replicates" in n for n in out["notes"])
+    other = add_comparisons(copy.deepcopy(synthetic[1]), n_boot=500)
+    mixed = compare_runs([copy.deepcopy(first), other], ["a", "b"])
+    assert {c["bootstrap"]["n_boot"] for c in mixed["comparisons"]} == {2000}
+    note = next(n for n in mixed["notes"] if "replicates" in n)
+    assert "a: 300" in note and "b: 500" in note and "2,000" in note
+    assert note in comparison_markdown(mixed, merged_record(mixed, [first, other]))
+    fixed = compare_runs([copy.deepcopy(first), copy.deepcopy(second)], ["a", "b"], n_boot=200)
+    assert {c["bootstrap"]["n_boot"] for c in fixed["comparisons"]} == {200}
