@@ -376,8 +376,10 @@ def merged_record(comparison: dict[str, Any], records: Sequence[dict[str, Any]])
     with the comparisons of :func:`compare_runs` as ``comparison_to_clean`` / ``comparison_to_none``: what
     ``tables.results_table_rows``/``to_latex`` and ``plots.plot_scales`` take. Header and protocol: the first
     run's, with ``config.restorers`` the merged labels, ``config.scales`` the compared scales and ``config.seed``
-    ``None`` when the runs' seeds differ."""
-    conds = [{k: v for k, v in c.items() if k != "run"} for c in comparison["_merged"]]
+    ``None`` when the runs' seeds differ; each condition's ``seed`` is its own run's."""
+    seed_of = {run["name"]: run.get("seed") for run in comparison["runs"]}  # each row's own run's (tables.csv)
+    conds = [{**{k: v for k, v in c.items() if k != "run"}, "seed": seed_of.get(c.get("run"))}
+             for c in comparison["_merged"]]
     first = records[0]
     # one seed only when every run has it (tables.tex names it; with several, compare's note names each run's)
     seeds = {_config(r).get("seed") for r in records}

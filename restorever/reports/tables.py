@@ -34,7 +34,7 @@ FARS = ("0.1", "0.01", "0.001", "0.0001")
 _COMPARISONS = (("comparison_to_none", "vs_none"), ("comparison_to_clean", "vs_clean"))
 
 CSV_COLUMNS = (
-    "restorer", "scale", "degradation", "degrade_side", "recognizer", "n_pairs", "folds",
+    "restorer", "scale", "degradation", "degrade_side", "seed", "recognizer", "n_pairs", "folds",
     "accuracy", "accuracy_std", "accuracy_sem", "auc", "eer", *[f"tar_at_far_{far}" for far in FARS],
     "cosine_to_clean_mean", "cosine_to_clean_median", "cosine_to_clean_ci_low", "cosine_to_clean_ci_high",
     *[f"{prefix}_{name}" for _, prefix in _COMPARISONS
@@ -58,7 +58,9 @@ def results_table_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per condition with verification results, keys :data:`CSV_COLUMNS`.
 
     Accuracies, AUC, EER, TAR and the paired differences are fractions as in results.json; ``scale`` and
-    ``degradation`` are ``None`` for the clean condition; ``vs_none_*`` / ``vs_clean_*`` are the stored paired
+    ``degradation`` are ``None`` for the clean condition; ``seed`` is the run's ``--seed`` (the degradation's, and the
+    bootstrap's default; a condition's own ``seed`` where it has one, as a merged ``restorever compare`` record of
+    runs with different seeds does); ``vs_none_*`` / ``vs_clean_*`` are the stored paired
     comparisons (bootstrap interval of the accuracy difference, McNemar p per pair and over the resampled clusters,
     both also Holm-adjusted over their family of ``*_family_size`` comparisons: every ``vs_none`` comparison of
     the record is one family, every ``vs_clean`` one another), ``None`` where the record has none;
@@ -82,7 +84,9 @@ def results_table_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
         folds = len(v["fold_accuracies"]) if v.get("fold_accuracies") else proto.get("folds")
         row: dict[str, Any] = {
             "restorer": cond["restorer"], "scale": cond.get("scale"), "degradation": cond.get("degradation"),
-            "degrade_side": cond.get("degrade_side"), "recognizer": cond.get("recognizer"),
+            "degrade_side": cond.get("degrade_side"),
+            "seed": _number(cond.get("seed", (record.get("config") or {}).get("seed"))),
+            "recognizer": cond.get("recognizer"),
             "n_pairs": _number(n_pairs), "folds": _number(folds),
             "accuracy": _number(v.get("accuracy_mean")), "accuracy_std": _number(v.get("accuracy_std")),
             "accuracy_sem": _number(v.get("accuracy_sem")), "auc": _number(v.get("auc")),

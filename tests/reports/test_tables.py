@@ -261,3 +261,40 @@ def test_latex_caption_names_the_seed(run_dir):
         assert f"at scale $\\times s$ (seed {seed}); rows:" in caption
     record["config"]["seed"] = None
     assert "(seed" not in to_latex(record)
+
+
+def test_csv_rows_name_their_seed_and_degradation(run_dir):
+    """tables.tex's caption names the seed, but a tables.csv row, which travels alone into a spreadsheet, did not:
+    two runs' rows with other seeds (other degraded images) looked alike. Each row now has ``seed`` beside
+    ``degradation``; the clean row's degradation is empty."""
+    record = load_results(run_dir)
+    record["config"]["seed"] = 7
+    rows = list(csv.DictReader(io.StringIO(to_csv(results_table_rows(record)))))
+    assert {"seed", "degradation"} <= set(rows[0])
+    assert {r["seed"] for r in rows} == {"7"}
+    assert {r["degradation"] for r in rows if r["scale"]} == {"difface-test"}
+    assert [r["degradation"] for r in rows if not r["scale"]] == [""]
+
+
+def test_compare_csv_rows_carry_their_own_runs_seed(tmp_path):
+    """A comparison of runs with different seeds has no one seed (config.seed None): each merged row takes its own
+    run's, so the CSV still says which degraded images a row scored."""
+    from restorever.reports.compare import compare_runs, merged_record
+
+    from .conftest import make_record
+
+    first = make_record(tmp_path, examples=0)
+    second = copy.deepcopy(first)
+    second["config"]["seed"] = 3
+    for cond in second["conditions"]:
+        if cond["restorer"] == "vqfr-v2":
+            cond["restorer"] = "codeformer"
+    second["config"]["restorers"] = ["none", "codeformer"]
+    for record in (first, second):
+        record["protocol"]["pairs_sha256"] = "ab" * 32
+    comparison = compare_runs([first, second], ["a", "b"], allow_different_degradation=True, n_boot=100)
+    merged = merged_record(comparison, [first, second])
+    assert merged["config"]["seed"] is None
+    rows = list(csv.DictReader(io.StringIO(to_csv(results_table_rows(merged)))))
+    seeds = {r["restorer"]: r["seed"] for r in rows if r["scale"] == "16"}
+    assert seeds["vqfr-v2"] == "0" and seeds["codeformer"] == "3"
