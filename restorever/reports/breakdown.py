@@ -467,9 +467,11 @@ def _shown_groups(result: dict[str, Any]) -> list[str]:
 
 def plot_breakdown(result: dict[str, Any], out: str | Path) -> Path:
     """Mean cosine to clean against scale, one line per (restorer, group) with its bootstrap interval as error bars;
-    colour = group (colour-blind safe), line style = restorer."""
+    colour = group (colour-blind safe), line style = restorer; the legend's title names the recognizer, as the ROC
+    and scales figures' do, so that a figure copied on its own still says whose embeddings it shows."""
     from .figure_io import new_figure, save_figure
     from .figure_style import RESTORER_LINESTYLES, group_colours
+    from .plots import recognizer_title
 
     conds = [c for c in result["conditions"] if c["scale"] is not None]
     if not conds:
@@ -502,7 +504,9 @@ def plot_breakdown(result: dict[str, Any], out: str | Path) -> Path:
     ax.set_ylabel("cosine to clean embedding")
     ax.set_title(f"Identity preserved by {result['by']} ({100 * result['bootstrap']['level']:g} % CI, people "
                  "resampled)")
-    ax.legend(frameon=False)
+    title = recognizer_title([{"config": {"recognizer": (result.get("run") or {}).get("recognizer")},
+                               "conditions": conds}])
+    ax.legend(frameon=False, title=title or None, title_fontsize=5.5)
     ax.grid(alpha=0.3, lw=0.4)
     return save_figure(fig, plt, out)
 

@@ -582,3 +582,22 @@ def test_a_fold_whose_best_threshold_is_minus_infinity_is_written(tmp_path):
     # every pair accepted: female (A1-A2, B2-B3, A4-A5, B4-B5) all genuine, so FNMR 0 and accuracy 1
     assert written["conditions"][1]["groups"]["female"]["verification"]["fnmr"] == 0.0
     assert written["conditions"][1]["groups"]["female"]["verification"]["accuracy"] == 1.0
+
+
+def test_breakdown_figure_names_the_recognizer(tmp_path, monkeypatch):
+    """The ROC and scales figures name the recognizer in their legend title; the breakdown figure did not, so a
+    copy of it in a paper draft did not say whose embeddings it measured."""
+    import restorever.reports.figure_io as figure_io
+
+    seen = {}
+    real_save = figure_io.save_figure
+
+    def capture(fig, plt, out, *args, **kwargs):
+        seen["title"] = fig.axes[0].get_legend().get_title().get_text()
+        return real_save(fig, plt, out, *args, **kwargs)
+
+    monkeypatch.setattr(figure_io, "save_figure", capture)
+    rec = make_record(tmp_path)
+    res = breakdown(rec, _parity_groups(rec), CLASSES, n_boot=50)
+    assert plot_breakdown(res, tmp_path / "b.png").is_file()
+    assert seen["title"] == "recognizer arcface-r50"
