@@ -74,7 +74,8 @@ def parse_labels_csv(text: str, *, source: str = "labels.csv") -> GroupLabels:
     ``item,NAME`` (one row per image id exactly as ``results.json``'s ``pairs.a``/``pairs.b`` write it), then one
     ``key,group`` row per person or image. Blank lines and lines starting with ``#`` are skipped; cells are stripped,
     and empty cells after the second column dropped; the separator is ``,``, or ``;`` or a tab when the header has no
-    comma but one of those. A byte-order mark and CRLF line ends are accepted by the caller's decoding.
+    comma but one of those, or the character ``X`` of a first line ``sep=X`` (what Excel writes and reads to name
+    the separator). A byte-order mark and CRLF line ends are accepted by the caller's decoding.
 
     Refused with :class:`BreakdownError` naming the file and line: no such header, a header naming both keys or more
     than two columns, a row of another width, an empty key or group, the reserved groups ``unlabelled``/``mixed``, an
@@ -84,7 +85,16 @@ def parse_labels_csv(text: str, *, source: str = "labels.csv") -> GroupLabels:
     from ..formats.base import csv_rows
 
     text = text.replace("\r\n", "\n")
-    reader = csv.reader(io.StringIO(text), delimiter=_delimiter(text))
+    first, newline, rest = text.partition("\n")
+    if first.lower().startswith("sep="):  # Excel's separator declaration, written before the header
+        if len(first) != 5 or first[4] in "\"\n":
+            raise BreakdownError(f"{source}:1: {first[:80]!r} is not a separator declaration sep=X with one "
+                                 "character X; write sep=, (or sep=; ) or remove the line")
+        delimiter = first[4]
+        text = newline + rest  # the line stays counted, so the error messages' line numbers stay the file's
+    else:
+        delimiter = _delimiter(text)
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     header: list[str] | None = None
     key = name = ""
     groups: dict[str, str] = {}

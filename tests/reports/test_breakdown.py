@@ -601,3 +601,19 @@ def test_breakdown_figure_names_the_recognizer(tmp_path, monkeypatch):
     res = breakdown(rec, _parity_groups(rec), CLASSES, n_boot=50)
     assert plot_breakdown(res, tmp_path / "b.png").is_file()
     assert seen["title"] == "recognizer arcface-r50"
+
+
+@pytest.mark.parametrize("text", ["sep=,\nperson,skin\nalice,II\nbob,IV\n",
+                                  "sep=;\r\nperson;skin\r\nalice;II\r\nbob;IV\r\n",
+                                  "SEP=|\nperson|skin\nalice|II\nbob|IV\n",
+                                  "sep=\t\nperson\tskin\nalice\tII\nbob\tIV\n"])
+def test_excels_sep_line_declares_the_separator(text):
+    """Excel writes (and reads) a first line sep=X naming the separator; it was refused as a wrong header."""
+    labels = parse_labels_csv(text, source="skin.csv")
+    assert (labels.key, labels.name, labels.groups) == ("person", "skin", {"alice": "II", "bob": "IV"})
+    assert labels.lines == {"alice": 3, "bob": 4}  # the sep line still counts: numbers are the file's lines
+
+
+def test_a_sep_line_with_more_than_one_character_is_refused_by_name():
+    with pytest.raises(BreakdownError, match=r"skin.csv:1: 'sep=;;' is not a separator declaration"):
+        parse_labels_csv("sep=;;\nperson;skin\nalice;II\n", source="skin.csv")
