@@ -57,7 +57,8 @@ def comparison_cell(comp: dict[str, Any] | None) -> str:
     clustered = comp.get("mcnemar_clustered")  # older records have none
     low, high = comp.get("ci_low"), comp.get("ci_high")  # None: one person, no interval
     interval = "[—]" if low is None or high is None else f"[{100 * low:+.2f}, {100 * high:+.2f}]"
-    text = (f"{100 * comp['accuracy_difference']:+.2f} {interval} {p_text(p, prefix='p')}" + (f" (clustered {p_text(clustered['p_value'])})" if clustered else ""))
+    text = (f"{100 * comp['accuracy_difference']:+.2f} {interval} {p_text(p, prefix='p')}"
+            + (f" (clustered {p_text(clustered['p_value'])})" if clustered else ""))
     holm = comp["mcnemar"].get("p_holm")
     if holm is not None:
         holm_clustered = (clustered or {}).get("p_holm")
