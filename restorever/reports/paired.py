@@ -15,7 +15,6 @@ same scores, people, seed and options. Adjust the p-values of several comparison
 """
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import numpy as np
@@ -26,7 +25,6 @@ from .statistics import CLUSTERINGS, compare_conditions
 
 __all__ = ["paired_accuracy_test", "paired_similarity_test"]
 
-log = logging.getLogger(__name__)
 
 #: what ``bootstrap.resampled`` says when the given people repeat
 RESAMPLED = "people (the given person of each pair, with all their pairs)"
