@@ -22,7 +22,7 @@ HIGHER_IS_BETTER = {"accuracy": True, "auc": True, "eer": False, "tar_at_far": T
 
 __all__ = [
     "best_threshold", "kfold_accuracy", "KFoldResult", "roc_curve", "auc", "roc_auc_score", "eer", "tar_at_far",
-    "thin_roc", "verification_report", "finite_threshold",
+    "thin_roc", "verification_report", "finite_threshold", "weighted_auc_and_tar",
 ]
 
 
@@ -230,6 +230,49 @@ def tar_at_far(y_true, scores, far: float, *, sample_weight=None) -> float:
     fpr, tpr, _ = roc_curve(y, s, sample_weight=w, drop_intermediate=False)
     ok = fpr <= far + 1e-12
     return float(tpr[ok].max())
+
+
+def weighted_auc_and_tar(y_true, scores, sample_weights, fars: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`roc_auc_score` and :func:`tar_at_far` for many weightings of the same pairs at once (e.g. bootstrap
+    replicates, where a pair's weight is how many times it was drawn).
+
+    Args:
+        y_true: ``int[n]`` 1 same / 0 different; scores: ``float[n]``, higher = more similar.
+        sample_weights: ``float[m, n] >= 0``, one weighting per row.
+        fars: rates in (0, 1].
+
+    Returns:
+        ``(auc float[m], tar float[m, len(fars)])``: row ``r`` equals ``roc_auc_score(y_true, scores,
+        sample_weight=sample_weights[r])`` and the largest weighted TPR at a weighted FPR <= far (as
+        :func:`tar_at_far`), NaN where a row weighs no positive or no negative pair. Unlike :func:`tar_at_far`
+        there is no resolution guard: the caller decides which FARs the pairs resolve.
+    """
+    y, s, _ = _as_arrays(y_true, scores)
+    w = np.asarray(sample_weights, dtype=np.float64)
+    if w.ndim != 2 or w.shape[1] != s.size or not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError(f"sample_weights must be finite, non-negative, of shape [m, {s.size}], got {w.shape}")
+    far = np.asarray(fars, dtype=np.float64)
+    if far.ndim != 1 or not np.all((far > 0) & (far <= 1)):
+        raise ValueError(f"fars must be rates in (0, 1], got {fars}")
+    order = np.argsort(-s, kind="mergesort")  # as roc_curve: descending scores, one ROC vertex per distinct score
+    ys, ws = y[order], w[:, order]
+    ends = np.r_[np.where(np.diff(s[order]))[0], s.size - 1]
+    zero = np.zeros((w.shape[0], 1))
+    tps = np.concatenate([zero, np.cumsum(ws * ys, axis=1)[:, ends]], axis=1)
+    fps = np.concatenate([zero, np.cumsum(ws * ~ys, axis=1)[:, ends]], axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpr = tps / tps[:, -1:]
+        fpr = fps / fps[:, -1:]
+    area = np.sum(np.diff(fpr, axis=1) * (tpr[:, 1:] + tpr[:, :-1]), axis=1) / 2.0  # trapezoids, as auc()
+    rows = np.arange(w.shape[0])
+    tar = np.empty((w.shape[0], far.size))
+    for j, rate in enumerate(far):  # fpr and tpr rise along a row: the last vertex at FPR <= far has the largest TPR
+        last = np.sum(fpr <= rate + 1e-12, axis=1) - 1
+        tar[:, j] = tpr[rows, np.maximum(last, 0)]
+    bad = ~(np.isfinite(tpr[:, -1]) & np.isfinite(fpr[:, -1]))
+    area[bad] = np.nan
+    tar[bad] = np.nan
+    return area, tar
 
 
 FARS = (1e-1, 1e-2, 1e-3, 1e-4)

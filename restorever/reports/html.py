@@ -22,6 +22,7 @@ from ..pipeline.environment import restorever_version
 from .identity_stats import IDENTITY_KIND
 from .results import (IDENTITY_NOTE, RESULTS_FILE, STATISTICS_NOTE, attribute_table, comparison_cell, condition_label,
                       few_clusters_note, identity_comparison_cell, load_results, p_text, results_table)
+from .rate_stats import RATES_NOTE, rate_cell
 from .tables import results_table_rows, run_references, to_csv, to_latex
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,21 @@ def report_tables(record: dict[str, Any]) -> list[Table]:
                 *[_holm_text(comp.get(test)) for test in ("mcnemar", "mcnemar_clustered")],
                 f"{_FAMILY[key]} ({mc['family_size']})" if mc.get("family_size") is not None else "—",
             ])
+    rate_fars = sorted({f for c in record["conditions"] for f, v in
+                        ((c.get("comparison_to_none") or {}).get("tar_at_far") or {}).items() if v}, key=float,
+                       reverse=True)
+    rates = Table("rates", "AUC and TAR@FAR: restorer against none",
+                  ["condition", "reference", "AUC", "reference AUC", "Δ AUC [95 % CI]",
+                   *[f"Δ TAR@FAR={f} pp [95 % CI]" for f in rate_fars]], note=RATES_NOTE)
+    for c in record["conditions"]:
+        comp = c.get("comparison_to_none")
+        if not isinstance(comp, dict) or "auc" not in comp:
+            continue
+        auc = comp["auc"] or {}
+        tars = comp.get("tar_at_far") or {}
+        rates.rows.append([condition_label(c), condition_label(comp["reference"]), _fixed(auc.get("value")),
+                           _fixed(auc.get("reference")), rate_cell(auc, 1, 4),
+                           *[rate_cell(tars.get(f), 100, 2) for f in rate_fars]])
     identity = Table("identity", "Identity to clean: restorer against none",
                      ["condition", "reference", "images", "people", "cos", "reference cos", "Δ cos [95 % CI]",
                       "sign-flip test", "p", "Holm p", "family"], note=IDENTITY_NOTE)
@@ -191,8 +207,8 @@ def report_tables(record: dict[str, Any]) -> list[Table]:
                        [list(entry) for entry in run_references(record)],
                        note="What this run used, from the protocol file's citation and the backend cards' papers; "
                             "tables.csv and tables.tex (written by `restorever report`) hold the main numbers.")
-    tables = [results, stats, identity, *fold_tables(conds), retrieval, attributes, protocol, config, environment,
-              weights, references]
+    tables = [results, stats, rates, identity, *fold_tables(conds), retrieval, attributes, protocol, config,
+              environment, weights, references]
     skipped = proto.get("skipped") or []
     if skipped:
         tables.append(Table("skipped", "Skipped pairs", ["line of the pairs file", "reason"],
@@ -400,6 +416,7 @@ def build_report(run_dir: str | Path, *, html_path: str | Path | None = None, ma
     from ..files import atomic_write_text
     from .identity_stats import add_identity_statistics
     from .plots import plot_all
+    from .rate_stats import add_rate_comparisons
     from .statistics import add_comparisons
 
     run_dir = Path(run_dir)
@@ -407,6 +424,7 @@ def build_report(run_dir: str | Path, *, html_path: str | Path | None = None, ma
         run_dir = run_dir.parent
     record = load_results(run_dir)
     add_comparisons(record, n_boot=n_boot)  # no-op when write_run already stored them
+    add_rate_comparisons(record)  # AUC / TAR@FAR intervals beside comparison_to_none, for records written before
     add_identity_statistics(record, n_boot=n_boot)  # as add_comparisons: completes a record written before it
     html_path = Path(html_path) if html_path else run_dir / "report.html"
     markdown_path = Path(markdown_path) if markdown_path else run_dir / "report.md"

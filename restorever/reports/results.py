@@ -14,6 +14,7 @@ from ..pipeline.records import (ConditionRecord, IdentConditionRecord, IdentRunR
                                 record_from_json)
 from .identity_stats import EXACT_MAX_PEOPLE, IDENTITY_KIND, N_DRAWS
 from .labels import condition_label
+from .rate_stats import resolved_fars
 
 logger = logging.getLogger(__name__)
 
@@ -130,8 +131,8 @@ def lowest_resolved_far(conds: Sequence[dict[str, Any]], default: str = "0.001")
     """The smallest FAR key of ``verification.tar_at_far`` that some condition resolves (TAR is stored only where a
     run has at least 1/FAR different-person pairs), so a short run's condensed table does not show an empty TAR
     column; ``default`` when none does."""
-    keys = {k for c in conds for k, v in (c.get("verification") or {}).get("tar_at_far", {}).items() if v is not None}
-    return min(keys, key=float) if keys else default
+    keys = resolved_fars(conds)
+    return keys[0] if keys else default
 
 
 def far_label(far: str) -> str:
@@ -431,13 +432,16 @@ def write_run(record: dict[str, Any], out: str | Path, *, staged_examples: str |
     Without it the PNGs are expected in ``out`` already.
 
     The paired statistics of :func:`restorever.reports.statistics.add_comparisons` (``comparison_to_clean``,
-    ``comparison_to_none``) and :func:`restorever.reports.identity_stats.add_identity_statistics` (``identity.ci_*``,
+    ``comparison_to_none``, completed with ``auc`` and ``tar_at_far`` by
+    :func:`restorever.reports.rate_stats.add_rate_comparisons`) and
+    :func:`restorever.reports.identity_stats.add_identity_statistics` (``identity.ci_*``,
     ``identity_comparison_to_none``) are added to the record's conditions first (in place)."""
     import hashlib
     import os
 
     from ..files import atomic_write_bytes
     from .identity_stats import add_identity_statistics
+    from .rate_stats import add_rate_comparisons
     from .statistics import add_comparisons
 
     out = Path(out)
@@ -448,6 +452,7 @@ def write_run(record: dict[str, Any], out: str | Path, *, staged_examples: str |
     record = dict(record)
     params = record.pop("degradation_records", [])
     add_comparisons(record)  # adds keys to the caller's condition dicts too, so its printed table shows them
+    add_rate_comparisons(record)
     add_identity_statistics(record)
     contents: dict[str, bytes] = {}
     if params:

@@ -39,13 +39,13 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 __all__ = [
     "person_of", "person_clusters", "pair_clusters", "CLUSTERINGS", "pair_decisions", "McNemarResult", "mcnemar",
-    "ClusteredMcNemarResult", "clustered_mcnemar",
+    "ClusteredMcNemarResult", "clustered_mcnemar", "cluster_bootstrap_counts",
     "BootstrapResult", "cluster_bootstrap_replicates", "percentile_interval", "cluster_bootstrap_difference",
     "ESTIMATORS", "fold_weights", "compare_conditions", "add_comparisons",
     "holm_adjust", "bonferroni_adjust", "COMPARISON_KINDS", "TESTS", "adjust_family", "add_adjusted_p_values",
@@ -313,17 +313,31 @@ def cluster_bootstrap_replicates(values, clusters, *, weights=None, n_boot: int 
     # per-cluster sums: a replicate's statistic is (counts @ value_sum) / (counts @ size)
     value_sum = np.bincount(cl, weights=w * v, minlength=k)
     size = np.bincount(cl, weights=w, minlength=k)
-    rng = np.random.default_rng(seed)
     stats = np.empty(n_boot)
+    for start, counts in cluster_bootstrap_counts(k, n_boot=n_boot, seed=seed, chunk=chunk):
+        stats[start:start + counts.shape[0]] = (counts @ value_sum) / (counts @ size)
+    return stats, k
+
+
+def cluster_bootstrap_counts(n_clusters: int, *, n_boot: int = 2000, seed: int = 0, chunk: int = 256
+                             ) -> Iterator[tuple[int, np.ndarray]]:
+    """The draws of the people-resampling bootstrap, ``chunk`` replicates at a time: yields ``(first replicate,
+    float64[m, n_clusters] counts)``, how many times each cluster (ids ``0..n_clusters-1``) is drawn in each
+    replicate (``numpy.random.default_rng(seed).integers``, ``n_clusters`` draws with replacement per replicate).
+    A pair's weight in a replicate is its cluster's count. :func:`cluster_bootstrap_replicates` and
+    :mod:`restorever.reports.rate_stats` use these draws, so equal ``n_boot`` and ``seed`` give the same
+    resampled pairs to both."""
+    if n_clusters < 1 or n_boot < 1:
+        raise ValueError(f"n_clusters and n_boot must be positive, got {n_clusters} and {n_boot}")
+    rng = np.random.default_rng(seed)
+    k = int(n_clusters)
     offsets = None
     for start in range(0, n_boot, chunk):
         m = min(chunk, n_boot - start)
         draws = rng.integers(0, k, size=(m, k))
         if offsets is None or offsets.shape[0] != m:
             offsets = (np.arange(m) * k)[:, None]
-        counts = np.bincount((draws + offsets).ravel(), minlength=m * k).reshape(m, k).astype(np.float64)
-        stats[start:start + m] = (counts @ value_sum) / (counts @ size)
-    return stats, k
+        yield start, np.bincount((draws + offsets).ravel(), minlength=m * k).reshape(m, k).astype(np.float64)
 
 
 def percentile_interval(replicates: np.ndarray, level: float) -> tuple[float, float]:

@@ -42,6 +42,8 @@ CSV_COLUMNS = (
                    "mcnemar_p_holm", "clustered_p_holm", "family_size")],
     *[f"cos_vs_none_{name}" for name in ("difference", "ci_low", "ci_high", "ci_level", "sign_flip_p",
                                          "sign_flip_p_holm", "family_size", "people")],
+    *[f"vs_none_{rate}_{name}" for rate in ("auc", *[f"tar_at_far_{far}" for far in FARS])
+      for name in ("difference", "ci_low", "ci_high")],
 )
 
 
@@ -67,7 +69,9 @@ def results_table_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     ``cosine_to_clean_ci_*`` the people-resampling interval of the mean cosine to clean and ``cos_vs_none_*`` the
     cosine difference restored - none with its interval and sign-flip p (raw and Holm over its own family of
     ``cos_vs_none_family_size``; ``cos_vs_none_people`` the people resampled), from
-    :mod:`restorever.reports.identity_stats`. Conditions
+    :mod:`restorever.reports.identity_stats`; ``vs_none_auc_*`` and ``vs_none_tar_at_far_<far>_*`` the AUC and
+    TAR@FAR differences restored - none with their people-resampling intervals
+    (:mod:`restorever.reports.rate_stats`; empty where the FAR is not resolved). Conditions
     without ``verification`` (identification runs) are left out.
     """
     proto = record.get("protocol") or {}
@@ -118,6 +122,12 @@ def results_table_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
         row["cos_vs_none_sign_flip_p_holm"] = _number(test.get("p_holm"))
         row["cos_vs_none_family_size"] = _number(test.get("family_size"))
         row["cos_vs_none_people"] = _number((comp.get("bootstrap") or {}).get("clusters"))
+        comp = cond.get("comparison_to_none") if isinstance(cond.get("comparison_to_none"), dict) else {}
+        tars = comp.get("tar_at_far") if isinstance(comp.get("tar_at_far"), dict) else {}
+        for rate, value in [("auc", comp.get("auc")), *[(f"tar_at_far_{far}", tars.get(far)) for far in FARS]]:
+            value = value if isinstance(value, dict) else {}
+            for name in ("difference", "ci_low", "ci_high"):
+                row[f"vs_none_{rate}_{name}"] = _number(value.get(name))
         rows.append(row)
     return rows
 

@@ -234,6 +234,7 @@ def _check_metrics(record: dict[str, Any], run: RunRecord, report: RunValidation
         n_checked += 1
     keys = ("comparison_to_clean", "comparison_to_none")
     if any(key in c for c in record["conditions"] for key in keys):
+        from ..reports.rate_stats import RATE_KEYS, add_rate_comparisons
         from ..reports.statistics import add_comparisons, checked_n_boot
 
         fresh_record = copy.deepcopy({k: record[k] for k in ("config", "pairs", "conditions") if k in record})
@@ -247,6 +248,8 @@ def _check_metrics(record: dict[str, Any], run: RunRecord, report: RunValidation
                 for key in keys:
                     cond.pop(key, None)
             add_comparisons(fresh_record, overwrite=True, **options)
+            if any(rate in (c.get("comparison_to_none") or {}) for c in record["conditions"] for rate in RATE_KEYS):
+                add_rate_comparisons(fresh_record)  # comparison_to_none.auc / .tar_at_far, where stored
         except (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError) as exc:
             found.append(f"paired statistics cannot be recomputed ({type(exc).__name__}: {exc})")
         else:
@@ -266,6 +269,8 @@ def _check_metrics(record: dict[str, Any], run: RunRecord, report: RunValidation
                             new[key] = {**new[key], "ci_low": old[key]["ci_low"], "ci_high": old[key]["ci_high"]}
                             report.notes.append(f"{where}: stores the zero-width interval [d, d] of one resampled "
                                                 f"person (an older version); this version stores no interval there")
+                        found += [f"{where}.{rate}: stored but not recomputed" for rate in RATE_KEYS
+                                  if isinstance(old[key], dict) and rate in old[key] and rate not in new[key]]
                         compare(old[key], new[key], where, found)
                         n_checked += 1
     from ..reports.identity_stats import identity_statistics_problems

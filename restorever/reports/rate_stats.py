@@ -1,0 +1,173 @@
+"""Paired intervals for the rate metrics: AUC and TAR@FAR of a restorer against ``none`` at the same scale.
+
+LFW accuracy saturates for strong recognizers, so papers compare restorers by AUC and TAR at a low FAR. Both
+conditions score the *same* pairs, so the difference ``other - reference`` (fractions) gets a paired interval:
+each bootstrap replicate resamples people (the clusters of the accuracy comparison beside it, with all their pairs)
+and weighs every pair by how many times its person was drawn, the same weights for both conditions.
+
+- :func:`resolved_fars`: the FAR keys of ``verification.tar_at_far`` that a set of conditions resolves (a TAR is
+  stored only where there are at least ``1 / FAR`` different-person pairs; see
+  :func:`restorever.metrics.verification.tar_at_far`);
+- :func:`compare_rates`: the AUC difference and the TAR@FAR difference at each resolved FAR (``None`` at the
+  others), each with a percentile interval;
+- :func:`add_rate_comparisons`: stores them as ``comparison_to_none.auc`` and ``comparison_to_none.tar_at_far`` in
+  a results record, with the draws (``n_boot``, ``seed``, people, interval level) that the accuracy comparison
+  in the same dict states in ``bootstrap`` and ``ci_level``: equal ``n_boot`` and ``seed`` give the same resampled
+  pairs as its accuracy interval (:func:`restorever.reports.statistics.cluster_bootstrap_counts`).
+
+AUC and TAR are pooled over all pairs (as ``verification.auc``), not averaged over folds, and use no threshold, so
+nothing is held fixed across replicates. A replicate's TAR is the weighted TPR at a weighted FPR <= FAR
+(:func:`restorever.metrics.verification.weighted_auc_and_tar`); whether a FAR is resolved is decided once, on the
+observed pairs. No p-value is stored (the interval is the result), so these enter no Holm family.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..metrics.verification import roc_auc_score, tar_at_far, weighted_auc_and_tar
+from .statistics import CLUSTERINGS, checked_n_boot, cluster_bootstrap_counts, pair_clusters, percentile_interval
+
+__all__ = ["resolved_fars", "compare_rates", "add_rate_comparisons", "RATE_KEYS", "rate_cell", "RATES_NOTE"]
+
+log = logging.getLogger(__name__)
+
+#: the keys :func:`add_rate_comparisons` adds to ``comparison_to_none``
+RATE_KEYS = ("auc", "tar_at_far")
+
+
+RATES_NOTE = (
+    "Δ AUC and Δ TAR@FAR: restorer minus none at the same scale over the same pairs (AUC as a fraction, TAR in "
+    "percentage points), pooled over all pairs as in the results table, with a 95 % percentile bootstrap interval "
+    "that resamples people (the same people and draws as the accuracy interval of the paired comparisons, the "
+    "same resampled pairs for both conditions). A FAR is shown only where the run has at least 1/FAR "
+    "different-person pairs; at the lowest FAR shown, a handful of impostor pairs decide the TAR, so expect a wide "
+    "interval. No test and no multiple-comparison adjustment: each is a 95 % interval on its own.")
+
+
+def rate_cell(diff: Any, scale: float = 1.0, digits: int = 4) -> str:
+    """``+0.0123 [-0.0050, +0.0290]``: a stored rate difference (times ``scale``: 100 for percentage points) with
+    its interval, without it where it is None; ``—`` where nothing is stored."""
+    if not isinstance(diff, dict) or diff.get("difference") is None:
+        return "—"
+    low, high = diff.get("ci_low"), diff.get("ci_high")
+    text = f"{scale * diff['difference']:+.{digits}f}"
+    return text + (f" [{scale * low:+.{digits}f}, {scale * high:+.{digits}f}]" if low is not None and high is not None
+                   else "")
+
+
+def resolved_fars(conds: Sequence[dict[str, Any]]) -> list[str]:
+    """The FAR keys of ``verification.tar_at_far`` for which some condition of ``conds`` stores a TAR (not None),
+    smallest rate first."""
+    keys = {k for c in conds for k, v in ((c.get("verification") or {}).get("tar_at_far") or {}).items()
+            if v is not None}
+    return sorted(keys, key=float)
+
+
+def _interval(values: np.ndarray, level: float, n_clusters: int) -> tuple[float | None, float | None]:
+    if n_clusters < 2 or not np.all(np.isfinite(values)):  # one person: every replicate draws the same pairs
+        return None, None
+    return percentile_interval(values, level)
+
+
+def compare_rates(reference: dict[str, Any], other: dict[str, Any], clusters, *, n_boot: int = 2000,
+                  level: float = 0.95, seed: int = 0, chunk: int = 256) -> dict[str, Any]:
+    """AUC and TAR@FAR of ``other`` minus ``reference`` (fractions), two conditions with ``scores`` over the same
+    pairs, with paired people-resampling percentile intervals.
+
+    Args:
+        clusters: ``int[n_pairs]`` cluster (person) per pair, as for the accuracy comparison.
+        n_boot, level, seed: as :func:`restorever.reports.statistics.cluster_bootstrap_difference`.
+
+    Returns:
+        ``{"auc": {"reference", "value", "difference", "ci_low", "ci_high"} | None, "tar_at_far": {far: same | None}}``
+        with one key per FAR of ``reference``'s ``verification.tar_at_far``; None where a FAR is not resolved (or
+        one class is absent); interval ends None with one cluster, or (with a warning) when some replicate draws
+        no genuine or no impostor pair.
+    """
+    ref, oth = reference["scores"], other["scores"]
+    same = np.asarray(ref["same"], dtype=np.int64)
+    if not np.array_equal(same, np.asarray(oth["same"], dtype=np.int64)):
+        raise ValueError("the two conditions do not score the same pairs")
+    cl = np.asarray(clusters)
+    if cl.shape != same.shape:
+        raise ValueError(f"{cl.size} cluster ids for {same.size} pairs")
+    _, cl = np.unique(cl, return_inverse=True)
+    k = int(cl.max()) + 1 if cl.size else 0
+    s_ref = np.asarray(ref["score"], dtype=np.float64)
+    s_oth = np.asarray(oth["score"], dtype=np.float64)
+    fars = sorted(((reference.get("verification") or {}).get("tar_at_far") or {}), key=float, reverse=True)
+    resolved = set(resolved_fars([reference, other]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        auc_a, auc_b = roc_auc_score(same, s_ref), roc_auc_score(same, s_oth)
+        tar_a = {f: tar_at_far(same, s_ref, float(f)) for f in fars}
+        tar_b = {f: tar_at_far(same, s_oth, float(f)) for f in fars}
+    keep = [f for f in fars if f in resolved and not (math.isnan(tar_a[f]) or math.isnan(tar_b[f]))]
+    out: dict[str, Any] = {"auc": None, "tar_at_far": {f: None for f in fars}}
+    if math.isnan(auc_a) or math.isnan(auc_b) or k == 0:
+        return out
+    diff_auc = np.empty(n_boot)
+    diff_tar = np.empty((n_boot, len(keep)))
+    rates = [float(f) for f in keep]
+    for start, counts in cluster_bootstrap_counts(k, n_boot=n_boot, seed=seed, chunk=chunk):
+        weights = counts[:, cl]  # a pair weighs as often as its person was drawn, in both conditions
+        a_ref, t_ref = weighted_auc_and_tar(same, s_ref, weights, rates)
+        a_oth, t_oth = weighted_auc_and_tar(same, s_oth, weights, rates)
+        diff_auc[start:start + counts.shape[0]] = a_oth - a_ref
+        diff_tar[start:start + counts.shape[0]] = t_oth - t_ref
+    undefined = int(np.sum(~np.isfinite(diff_auc)))
+    if undefined:
+        log.warning("%s vs %s at scale %s: %d of %d bootstrap replicates draw no genuine or no impostor pair; no "
+                    "AUC / TAR@FAR interval (too few people)", other.get("restorer"), reference.get("restorer"),
+                    other.get("scale"), undefined, n_boot)
+    low, high = _interval(diff_auc, level, k)
+    out["auc"] = {"reference": auc_a, "value": auc_b, "difference": auc_b - auc_a, "ci_low": low, "ci_high": high}
+    for j, f in enumerate(keep):
+        low, high = _interval(diff_tar[:, j], level, k)
+        out["tar_at_far"][f] = {"reference": tar_a[f], "value": tar_b[f], "difference": tar_b[f] - tar_a[f],
+                                "ci_low": low, "ci_high": high}
+    return out
+
+
+def add_rate_comparisons(record: dict[str, Any], *, overwrite: bool = False) -> dict[str, Any]:
+    """Add ``auc`` and ``tar_at_far`` (:func:`compare_rates`) to each ``comparison_to_none`` of ``record`` whose
+    condition and ``none`` reference (same scale and recognizer) hold ``scores``, in place; returns ``record``.
+
+    The draws are the accuracy comparison's own: its ``bootstrap.n_boot``, ``bootstrap.seed``, ``ci_level`` and
+    people (``bootstrap.resampled`` names the clustering; pairs from ``record["pairs"]``). What is stored is kept
+    unless ``overwrite``; a comparison whose clustering is unknown, or whose numbers cannot be computed, is left
+    without them, with a warning.
+    """
+    conds = [c for c in record.get("conditions") or [] if isinstance(c, dict)]
+    none_at = {(c.get("scale"), c.get("recognizer")): c for c in conds
+               if c.get("restorer") == "none" and c.get("scale") is not None and c.get("scores")}
+    by_text = {text: key for key, text in CLUSTERINGS.items()}
+    pairs = record.get("pairs") or {}
+    clusters_by: dict[str, np.ndarray] = {}
+    for cond in conds:
+        comp = cond.get("comparison_to_none")
+        base = none_at.get((cond.get("scale"), cond.get("recognizer")))
+        if not isinstance(comp, dict) or base is None or not cond.get("scores"):
+            continue
+        if not overwrite and all(key in comp for key in RATE_KEYS):
+            continue
+        try:
+            boot = comp["bootstrap"]
+            cluster_by = by_text[boot["resampled"]]
+            n = len(cond["scores"]["score"])
+            if cluster_by not in clusters_by:
+                if cluster_by != "pairs" and not (len(pairs.get("a", ())) == n == len(pairs.get("b", ()))):
+                    raise ValueError(f"the comparison resampled {boot['resampled']} but the record has no pair ids")
+                clusters_by[cluster_by] = pair_clusters(pairs.get("a", [""] * n), pairs.get("b", [""] * n),
+                                                        cluster_by)
+            comp.update(compare_rates(base, cond, clusters_by[cluster_by], n_boot=checked_n_boot(boot["n_boot"]),
+                                      level=float(comp["ci_level"]), seed=int(boot["seed"])))
+        except (KeyError, ValueError, TypeError, IndexError) as exc:
+            log.warning("no AUC / TAR@FAR comparison to none for %s at scale %s: %s", cond.get("restorer"),
+                        cond.get("scale"), exc)
+    return record
