@@ -30,6 +30,14 @@ __all__ = ["paired_accuracy_test", "paired_similarity_test"]
 RESAMPLED = "people (the given person of each pair, with all their pairs)"
 
 
+def _check_finite(what: str, arrays: dict[str, np.ndarray], unit: str, fix: str) -> None:
+    """ValueError naming the first array of ``arrays`` that holds NaN or an infinity, and its first such entry."""
+    for name, values in arrays.items():
+        if not np.all(np.isfinite(values)):
+            raise ValueError(f"{what}: {name} contains NaN or infinite values ({unit} "
+                             f"{int(np.argmin(np.isfinite(values)))}); {fix}")
+
+
 def _people_labels(people: Any, n: int, what: str) -> list:
     """``people`` as a list of ``n`` hashable labels, else ValueError saying what to pass."""
     if people is None:
@@ -77,10 +85,7 @@ def paired_accuracy_test(y_true, scores_a, scores_b, folds, *, people, n_boot: i
                          f"{y.shape}, {sa.shape}, {sb.shape} and {f.shape}")
     if y.size == 0:
         raise ValueError(f"{what}: no pairs")
-    for name, s in (("scores_a", sa), ("scores_b", sb)):
-        if not np.all(np.isfinite(s)):
-            raise ValueError(f"{what}: {name} contains NaN or infinite values (pair {int(np.argmin(np.isfinite(s)))});"
-                             " drop those pairs from both systems, or score them")
+    _check_finite(what, {"scores_a": sa, "scores_b": sb}, "pair", "drop those pairs from both systems, or score them")
     if not np.all(np.isin(y, (0, 1))):
         raise ValueError(f"{what}: y_true must hold only 0 (different) and 1 (same)")
     if np.unique(f).size < 2:
@@ -127,10 +132,7 @@ def paired_similarity_test(similarity_a, similarity_b, *, people, n_boot: int = 
                          f"and {vb.shape}")
     if va.size == 0:
         raise ValueError(f"{what}: no images")
-    for name, v in (("similarity_a", va), ("similarity_b", vb)):
-        if not np.all(np.isfinite(v)):
-            raise ValueError(f"{what}: {name} contains NaN or infinite values (image {int(np.argmin(np.isfinite(v)))});"
-                             " drop those images from both systems")
+    _check_finite(what, {"similarity_a": va, "similarity_b": vb}, "image", "drop those images from both systems")
     labels = _people_labels(people, va.size, what)
     _, rank = np.unique(np.asarray(labels), return_inverse=True)
     # image ids whose sorted order groups images by person in sorted label order, which compare_identity reads
