@@ -14,9 +14,11 @@ the same recognizer. This module
   several runs (``none`` in each) is kept once when its scores agree, else each copy is labelled ``NAME (RUN)``;
 - computes, with :func:`restorever.reports.statistics.compare_conditions` (the statistics of one run), each
   restorer against ``none`` of its own run, each degraded condition against the clean one, and each pair of
-  restorers, at each scale (differences ``other - reference`` as fractions; intervals resample people), and
-  Holm-adjusts each kind's McNemar p-values over all its comparisons (``p_holm``, ``family_size``: one family per
-  kind, ``vs_none``, ``vs_clean`` and ``pair``, over every compared scale; per-pair and clustered tests apart).
+  restorers, at each scale (differences ``other - reference`` as fractions; intervals resample people), with the
+  AUC and TAR@FAR differences of each restorer against ``none`` and of each pair of restorers
+  (:func:`restorever.reports.rate_stats.compare_rates`, on the accuracy interval's draws), and Holm-adjusts each
+  kind's McNemar p-values over all its comparisons (``p_holm``, ``family_size``: one family per kind, ``vs_none``,
+  ``vs_clean`` and ``pair``, over every compared scale; per-pair and clustered tests apart).
 
 :func:`compare_runs` returns the JSON-ready ``comparison.json`` dict (documented in docs/architecture.md),
 :func:`merged_record` the merged conditions as one results record, which ``tables.py`` and ``plots.plot_scales``
@@ -34,6 +36,7 @@ import numpy as np
 from ..errors import RestoreverError
 from .html import stored_metric_differences
 from .identity_stats import IDENTITY_KIND, compare_identity, identity_interval
+from .rate_stats import RATES_NOTE, compare_rates, rate_cell
 from .results import IDENTITY_NOTE, comparison_cell, identity_comparison_cell, results_table
 from .statistics import CLUSTERINGS, adjust_family, compare_conditions, pair_clusters
 
@@ -229,7 +232,9 @@ def compare_runs(records: Sequence[dict[str, Any]], names: Sequence[str], *, all
     other) with ``kind`` ``vs_none`` (a restorer against ``none`` of its own run; of the other runs, when it has
     none and the inputs are paired), ``vs_clean`` or ``pair`` (two
     restorers), holding :func:`compare_conditions`'s output (fractions, other - reference) with ``p_holm`` and
-    ``family_size`` in each test (:func:`restorever.reports.statistics.adjust_family`, one family per kind);
+    ``family_size`` in each test (:func:`restorever.reports.statistics.adjust_family`, one family per kind) and,
+    for ``vs_none`` and ``pair``, ``auc`` and ``tar_at_far`` (:func:`restorever.reports.rate_stats.compare_rates`:
+    other - reference with people-resampling intervals on the same draws as the accuracy interval; no p-value);
     ``identity_comparisons``: the cosine to clean of each ``vs_none`` pair of conditions
     (:func:`restorever.reports.identity_stats.compare_identity`, Holm over all of them). The bootstrap seed of a
     condition defaults to its own run's ``config.seed`` (a pair of restorers: the reference's run), so that its
@@ -308,6 +313,9 @@ def compare_runs(records: Sequence[dict[str, Any]], names: Sequence[str], *, all
                                                                  seed=run_seed[cond["run"]])}
             if cond["restorer"] != "none" and not cond["restorer"].startswith("none (") and base is not None:
                 cond["comparison_to_none"] = compare_conditions(base, cond, clusters, **options_of(cond["run"]))
+                # AUC / TAR@FAR on the same draws: a run's own comparison_to_none.auc / .tar_at_far when paired
+                cond["comparison_to_none"].update(compare_rates(base, cond, clusters, n_boot=n_boot, level=level,
+                                                                seed=run_seed[cond["run"]]))
                 comparisons.append({**cond["comparison_to_none"], "scale": scale, "kind": "vs_none",
                                     "reference": base["restorer"], "other": cond["restorer"]})
                 try:
@@ -320,6 +328,7 @@ def compare_runs(records: Sequence[dict[str, Any]], names: Sequence[str], *, all
         restored = [c for c in here if c["restorer"] != "none" and not c["restorer"].startswith("none (")]
         for ref, other in itertools.combinations(restored, 2):
             result = compare_conditions(ref, other, clusters, **options_of(ref["run"]))
+            result.update(compare_rates(ref, other, clusters, n_boot=n_boot, level=level, seed=run_seed[ref["run"]]))
             result["paired_inputs"] = ref["run"] == other["run"] or not notes_unpaired(notes)
             comparisons.append({**result, "scale": scale, "kind": "pair", "reference": ref["restorer"],
                                 "other": other["restorer"]})
@@ -396,9 +405,9 @@ def merged_record(comparison: dict[str, Any], records: Sequence[dict[str, Any]])
 
 
 def comparison_markdown(comparison: dict[str, Any], record: dict[str, Any]) -> str:
-    """``comparison.md``: the runs, the notes, each merged condition (the results table of one run) and each pair
+    """``comparison.md``: the runs, the notes, each merged condition (the results table of one run), each pair
     of restorers at each scale (accuracy difference in percentage points, other - reference, with its interval
-    and McNemar p-values)."""
+    and McNemar p-values) and the AUC / TAR@FAR differences of each restorer against none and of each pair."""
     proto = comparison["protocol"]
     lines = ["# restorever compare", "",
              f"Protocol {proto['name']}, {proto['pairs']} pairs, {proto['folds']} folds; recognizer "
@@ -425,6 +434,7 @@ def comparison_markdown(comparison: dict[str, Any], record: dict[str, Any]) -> s
                   f"Holm over the {len(pairs)} pairs |",
                   "|---|---|---|---|"]
         lines += [f"| x{c['scale']} | {c['reference']} | {c['other']} | {comparison_cell(c)} |" for c in pairs]
+    lines += _rates_markdown(comparison["comparisons"])
     ident = comparison.get("identity_comparisons") or []
     if ident:
         lines += ["", "## Cosine to clean against none", "",
@@ -435,6 +445,25 @@ def comparison_markdown(comparison: dict[str, Any], record: dict[str, Any]) -> s
         lines += ["", IDENTITY_NOTE]
     lines.append("")
     return "\n".join(lines)
+
+
+def _rates_markdown(comparisons: Sequence[dict[str, Any]]) -> list[str]:
+    """comparison.md's "AUC and TAR@FAR" section: one row per ``vs_none`` and ``pair`` comparison that holds the
+    rate differences (AUC as a fraction, TAR in percentage points, other - reference), one TAR column per FAR that
+    some row resolves; no lines when none holds them."""
+    rows = [c for c in comparisons if c["kind"] in ("vs_none", "pair") and "auc" in c]
+    if not rows:
+        return []
+    fars = sorted({f for c in rows for f, v in (c.get("tar_at_far") or {}).items() if v}, key=float, reverse=True)
+    head = ["scale", "reference", "other", "Δ AUC [95 % CI]", *[f"Δ TAR@FAR={f} pp [95 % CI]" for f in fars]]
+    lines = ["", "## AUC and TAR@FAR", "", "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for c in rows:
+        tars = c.get("tar_at_far") or {}
+        cells = [f"x{c['scale']}", c["reference"], c["other"], rate_cell(c.get("auc")),
+                 *[rate_cell(tars.get(f), 100, 2) for f in fars]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + ["", "Rows of two restorers: other − reference, on the draws of that pair's accuracy interval; "
+                    "rows against none as below. " + RATES_NOTE]
 
 
 def write_comparison(run_dirs: Sequence[str | Path], out: str | Path, *, allow_different_degradation: bool = False,

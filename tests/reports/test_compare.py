@@ -447,3 +447,77 @@ def test_compare_draws_as_many_replicates_as_the_runs_did(synthetic):
     assert note in comparison_markdown(mixed, merged_record(mixed, [first, other]))
     fixed = compare_runs([copy.deepcopy(first), copy.deepcopy(second)], ["a", "b"], n_boot=200)
     assert {c["bootstrap"]["n_boot"] for c in fixed["comparisons"]} == {200}
+
+
+def _stored_rates(comp: dict) -> dict:
+    return {key: comp[key] for key in ("auc", "tar_at_far")}
+
+
+def test_auc_and_tar_at_far_differences_are_the_runs_own(synthetic, tmp_path):
+    """Round 17: each run's comparison_to_none holds the paired AUC and TAR@FAR differences (rate_stats), but
+    compare recomputed comparison_to_none without them: the merged tables.csv had empty vs_none_auc_* and
+    vs_none_tar_at_far_* columns and comparison.md no such table. compare now runs compare_rates on the accuracy
+    interval's draws, so for paired runs a condition's numbers are its run's; each pair of restorers gets them too."""
+    import csv
+
+    from restorever.reports.rate_stats import compare_rates, rate_cell
+    from restorever.reports.results import load_results
+
+    first, second = synthetic
+    for name, record in (("vqfr", first), ("codeformer", second)):
+        write_run(copy.deepcopy(record), tmp_path / name)  # stores comparison_to_none.auc / .tar_at_far
+    runs = {name: load_results(tmp_path / name) for name in ("vqfr", "codeformer")}
+    written = write_comparison([tmp_path / "vqfr", tmp_path / "codeformer"], tmp_path / "cmp")
+    comparison = json.loads(written["comparison.json"].read_text())
+    rows = {(r["restorer"], r["scale"]): r for r in csv.DictReader(written["tables.csv"].open())}
+    md = written["comparison.md"].read_text()
+    clusters = pair_clusters(first["pairs"]["a"], first["pairs"]["b"])
+    resolved = 0
+    for scale in (4, 16):
+        for run, restorer in (("vqfr", "vqfr-v2"), ("codeformer", "codeformer")):
+            own = _cond(runs[run], restorer, scale)["comparison_to_none"]
+            got = _find(comparison, "vs_none", scale, restorer)
+            assert _stored_rates(got) == _stored_rates(own)  # the same draws: equal, not merely close
+            row = rows[(restorer, str(scale))]
+            assert float(row["vs_none_auc_difference"]) == pytest.approx(own["auc"]["difference"], rel=1e-12)
+            assert float(row["vs_none_auc_ci_low"]) == pytest.approx(own["auc"]["ci_low"], rel=1e-12)
+            tar = own["tar_at_far"]["0.1"]  # 80 different-person pairs: FAR 0.1 resolved, 0.01 not
+            assert tar["ci_low"] is not None and own["tar_at_far"]["0.01"] is None
+            assert float(row["vs_none_tar_at_far_0.1_ci_high"]) == pytest.approx(tar["ci_high"], rel=1e-12)
+            assert row["vs_none_tar_at_far_0.01_difference"] == ""
+            assert f"| x{scale} | none | {restorer} | {rate_cell(own['auc'])} | {rate_cell(tar, 100, 2)} |" in md
+            resolved += 1
+        vqfr, cf = _cond(first, "vqfr-v2", scale), _cond(second, "codeformer", scale)
+        pair = _find(comparison, "pair", scale, "codeformer")
+        want = compare_rates(vqfr, cf, clusters, seed=0)
+        assert _stored_rates(pair) == json.loads(json.dumps(want))
+        # the known answer: the paired difference is the difference of the stored, pooled AUCs
+        assert pair["auc"]["difference"] == pytest.approx(cf["verification"]["auc"] - vqfr["verification"]["auc"],
+                                                          abs=1e-12)
+        assert f"| x{scale} | vqfr-v2 | codeformer | {rate_cell(pair['auc'])} |" in md
+    assert resolved == 4 and "## AUC and TAR@FAR" in md and "Δ TAR@FAR=0.1 pp" in md and "FAR=0.01" not in md
+
+
+@pytest.mark.slow
+def test_real_runs_auc_and_tar_at_far_differences(real_runs):
+    """The same on real dlib runs: runs of `--restorer none` alone have nothing to compare with none, so the x4
+    condition of the second run stands in for a restorer's output at x16 (real scores of better faces of the same
+    pairs); compare's AUC / TAR@FAR differences against none equal the ones that run stores itself."""
+    from restorever.reports.rate_stats import add_rate_comparisons
+    from restorever.reports.results import load_results
+    from restorever.reports.statistics import add_comparisons
+
+    first, second = load_results(real_runs["vqfr"]), load_results(real_runs["codeformer"])
+    stand_in = {k: v for k, v in copy.deepcopy(_cond(second, "none", 4)).items() if not k.startswith("comparison_")}
+    stand_in.update(restorer="x4-stand-in", scale=16)
+    second["conditions"].append(stand_in)
+    second["config"]["restorers"] = [*second["config"]["restorers"], "x4-stand-in"]
+    own = _cond(add_rate_comparisons(add_comparisons(copy.deepcopy(second), overwrite=True)), "x4-stand-in", 16)
+    out = compare_runs([first, second], ["vqfr", "codeformer"])
+    got = _find(out, "vs_none", 16, "x4-stand-in")
+    assert got["reference"] == "none" and got["bootstrap"] == own["comparison_to_none"]["bootstrap"]
+    assert _stored_rates(got) == _stored_rates(own["comparison_to_none"])
+    none16 = _cond(first, "none", 16)["verification"]
+    assert got["auc"]["difference"] == pytest.approx(stand_in["verification"]["auc"] - none16["auc"], abs=1e-12)
+    auc = got["auc"]
+    assert auc["ci_low"] is not None and auc["ci_low"] <= auc["difference"] <= auc["ci_high"]
