@@ -237,6 +237,8 @@ def _check_metrics(record: dict[str, Any], run: RunRecord, report: RunValidation
         from ..reports.rate_stats import RATE_KEYS, add_rate_comparisons
         from ..reports.statistics import add_comparisons, checked_n_boot
 
+        has_rates = any(rate in c["comparison_to_none"] for c in record["conditions"]
+                        if isinstance(c.get("comparison_to_none"), dict) for rate in RATE_KEYS)
         fresh_record = copy.deepcopy({k: record[k] for k in ("config", "pairs", "conditions") if k in record})
         stored = fresh_record["conditions"]
         try:
@@ -248,7 +250,7 @@ def _check_metrics(record: dict[str, Any], run: RunRecord, report: RunValidation
                 for key in keys:
                     cond.pop(key, None)
             add_comparisons(fresh_record, overwrite=True, **options)
-            if any(rate in (c.get("comparison_to_none") or {}) for c in record["conditions"] for rate in RATE_KEYS):
+            if has_rates:
                 add_rate_comparisons(fresh_record)  # comparison_to_none.auc / .tar_at_far, where stored
         except (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError) as exc:
             found.append(f"paired statistics cannot be recomputed ({type(exc).__name__}: {exc})")
@@ -269,8 +271,7 @@ def _check_metrics(record: dict[str, Any], run: RunRecord, report: RunValidation
                             new[key] = {**new[key], "ci_low": old[key]["ci_low"], "ci_high": old[key]["ci_high"]}
                             report.notes.append(f"{where}: stores the zero-width interval [d, d] of one resampled "
                                                 f"person (an older version); this version stores no interval there")
-                        found += [f"{where}.{rate}: stored but not recomputed" for rate in RATE_KEYS
-                                  if isinstance(old[key], dict) and rate in old[key] and rate not in new[key]]
+                        found += _rate_entry_problems(old[key], new[key], where, has_rates)
                         compare(old[key], new[key], where, found)
                         n_checked += 1
     from ..reports.identity_stats import identity_statistics_problems
@@ -281,6 +282,26 @@ def _check_metrics(record: dict[str, Any], run: RunRecord, report: RunValidation
     if identity_checked:
         report.checked["identity statistics recomputed"] = identity_checked
     report.problems += cut(found, "metric")
+
+
+
+def _rate_entry_problems(old: Any, new: dict[str, Any], where: str, has_rates: bool) -> list[str]:
+    """Entries of a stored ``comparison_to_none`` (``old``) that its recomputation (``new``) does not hold, or the
+    reverse, for ``auc``, ``tar_at_far`` and the FAR keys of ``tar_at_far``: these follow from the data (the FAR keys
+    are those of ``verification.tar_at_far``), so one added or removed is an edit (:func:`compare` skips keys only
+    one side has). A missing key is a problem only in a record that stores rate comparisons (``has_rates``)."""
+    from ..reports.rate_stats import RATE_KEYS
+
+    if not isinstance(old, dict):
+        return []
+    found = [f"{where}.{rate}: stored but not recomputed" for rate in RATE_KEYS if rate in old and rate not in new]
+    if has_rates:
+        found += [f"{where}.{rate}: missing" for rate in RATE_KEYS if rate in new and rate not in old]
+    stored, fresh = old.get("tar_at_far"), new.get("tar_at_far")
+    if isinstance(stored, dict) and isinstance(fresh, dict):
+        found += [f"{where}.tar_at_far.{far}: {'stored but not recomputed' if far in stored else 'missing'}"
+                  for far in sorted(set(stored) ^ set(fresh), key=str)]
+    return found
 
 
 def _older_zero_width_interval(stored: Any, fresh: Any) -> bool:

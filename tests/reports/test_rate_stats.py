@@ -185,3 +185,33 @@ def test_results_tables_report_and_validate(tmp_path):
     values = out["csv"].read_text().splitlines()[-1].split(",")
     assert float(values[header.index("vs_none_auc_difference")]) == pytest.approx(comp["auc"]["difference"])
     assert json.loads(path.read_text()) == older  # report leaves results.json as it is
+
+
+def test_validate_flags_added_or_removed_rate_entries(tmp_path):
+    """The FAR keys of comparison_to_none.tar_at_far follow from the data (those of verification.tar_at_far), so a
+    stored entry the recomputation lacks (a fabricated FAR column in the report) or a recomputed one the record lacks
+    (a resolved FAR hidden from it) is an edit; so is one rate key without the other."""
+    from restorever.reports.results import write_run
+    from restorever.validate import check_run
+
+    write_run(make_record(tmp_path, examples=0), tmp_path)
+    path = tmp_path / "results.json"
+    stored = json.loads(path.read_text())
+    baseline = check_run(tmp_path, check_cache=False).problems
+    where = "conditions[4] (vqfr-v2 x16).comparison_to_none"
+
+    def extra(comp):
+        comp["tar_at_far"]["0.05"] = dict(comp["tar_at_far"]["0.1"])
+
+    for edit, expected in [(extra, f"{where}.tar_at_far.0.05: stored but not recomputed"),
+                           (lambda comp: comp["tar_at_far"].pop("0.1"), f"{where}.tar_at_far.0.1: missing"),
+                           (lambda comp: comp["tar_at_far"].pop("0.001"), f"{where}.tar_at_far.0.001: missing"),
+                           (lambda comp: comp.pop("auc"), f"{where}.auc: missing"),
+                           (lambda comp: comp.pop("tar_at_far"), f"{where}.tar_at_far: missing")]:
+        edited = copy.deepcopy(stored)
+        target = edited["conditions"][4]
+        assert (target["restorer"], target["scale"]) == ("vqfr-v2", 16)
+        edit(target["comparison_to_none"])
+        path.write_text(json.dumps(edited))
+        new = [p for p in check_run(tmp_path, check_cache=False).problems if p not in baseline]
+        assert new == [expected], new
