@@ -270,3 +270,33 @@ def test_readme_measurements_state_date_and_machine():
     for where in headings + [re.sub(r"\[[^]]*\]\([^)]*\)", "", g) for g in groups]:
         assert re.search(r"\b20\d\d-\d\d-\d\d\b", where), f"README: no date in {where[:120]!r}"
         assert re.search(r"\b(CPU|GPU|H100|H200)\b", where), f"README: no machine in {where[:120]!r}"
+
+
+def _section(doc: str, heading: str) -> str:
+    """The text under a markdown heading up to the next heading of any level."""
+    text = (REPO / doc).read_text(encoding="utf-8")
+    assert heading in text, f"{doc}: no heading {heading!r}"
+    return re.split(r"^#+ ", text.split(heading, 1)[1], maxsplit=1, flags=re.M)[0]
+
+
+def _documented_columns(text: str, fars) -> list[str]:
+    """Backticked column names of a list such as architecture.md's, with `<far>` expanded per FAR; words that name
+    no column (`none`, `compare`, the FAR values themselves) are dropped."""
+    out: list[str] = []
+    for token in re.findall(r"`([a-z][a-z0-9_.<>]*)`", text):
+        if token in ("none", "compare") or token in fars:
+            continue
+        out.extend(token.replace("<far>", far) for far in fars) if "<far>" in token else out.append(token)
+    return out
+
+
+def test_architecture_md_lists_every_tables_csv_column():
+    """The column list researchers load tables.csv by is the header `report` writes, no more, no fewer (the README
+    summarised an older header: no cosine interval, no identity or AUC/TAR@FAR differences against none)."""
+    from restorever.reports.tables import FARS, to_csv
+
+    header = to_csv([]).splitlines()[0].split(",")
+    documented = _documented_columns(_section("docs/architecture.md", "### The columns of tables.csv"), FARS)
+    assert sorted(documented) == sorted(header), (set(documented) ^ set(header))
+    assert len(documented) == len(header)
+    assert "architecture.md#the-columns-of-tablescsv" in (REPO / "README.md").read_text(encoding="utf-8")
