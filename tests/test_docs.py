@@ -276,7 +276,8 @@ def _section(doc: str, heading: str) -> str:
     """The text under a markdown heading up to the next heading of any level."""
     text = (REPO / doc).read_text(encoding="utf-8")
     assert heading in text, f"{doc}: no heading {heading!r}"
-    return re.split(r"^#+ ", text.split(heading, 1)[1], maxsplit=1, flags=re.M)[0]
+    body = re.sub(r"^```.*?^```", "", text.split(heading, 1)[1], flags=re.M | re.S)  # code comments are no headings
+    return re.split(r"^#+ ", body, maxsplit=1, flags=re.M)[0]
 
 
 def _documented_columns(text: str, fars) -> list[str]:
