@@ -78,3 +78,22 @@ def test_paired_section_names_the_stored_keys_paired_accuracy_test_leaves_out(tm
     assert rates["auc"]["ci_low"] <= rates["auc"]["difference"] <= rates["auc"]["ci_high"]
     assert rates["tar_at_far"]["0.1"] is not None  # 100 impostor pairs resolve FAR 0.1 and 0.01 only
     assert rates["tar_at_far"]["0.001"] is None
+
+
+def test_architecture_md_names_every_comparison_json_key(tmp_path):
+    """The comparison.json key list of docs/architecture.md against compare_runs' dict (top level, `runs`, `clean`,
+    `conditions` entries): it missed `identity_comparisons` and `clean`'s `runs`."""
+    from restorever.reports.compare import compare_runs
+
+    first, second = make_record(tmp_path, examples=0), make_record(tmp_path, examples=0)
+    for cond in second["conditions"]:
+        cond["restorer"] = "codeformer" if cond["restorer"] == "vqfr-v2" else cond["restorer"]
+    second["config"]["restorers"] = ["none", "codeformer"]
+    for record in (first, second):
+        record["protocol"]["pairs_sha256"] = "ab" * 32
+    comparison = compare_runs([first, second], ["a", "b"], n_boot=200)
+    text = (API_MD.parent / "architecture.md").read_text(encoding="utf-8")
+    text = text.split("## Comparing runs made separately", 1)[1].split("\n## ", 1)[0]
+    keys = set(comparison) | set(comparison["runs"][0]) | set(comparison["clean"]) | set(comparison["conditions"][0])
+    assert {"identity_comparisons", "comparisons", "runs"} <= keys
+    assert not [k for k in sorted(keys) if f"`{k}`" not in text and not k.startswith("_")]  # _merged: dropped on write
