@@ -39,7 +39,8 @@ import numpy as np
 from ..metrics.verification import finite_threshold, kfold_accuracy, roc_auc_score
 from .labels import condition_label
 from .group_labels import MIXED, UNLABELLED, BreakdownError
-from .statistics import cluster_bootstrap_replicates, pair_decisions, percentile_interval, person_of
+from .statistics import (cluster_bootstrap_counts, cluster_bootstrap_replicates, pair_decisions,
+                         percentile_interval, person_of)
 
 log = logging.getLogger(__name__)
 
@@ -62,18 +63,14 @@ def person(item: str) -> str:
     return person_of(item)
 
 
-def _folder_person(item: str) -> str:
-    return person_of(item)
-
-
 def _keying(key: str) -> tuple[Callable[[str], str], Callable[[str], str]]:
     """``(cluster of an image id, label key of an image id)`` for a :data:`KEYS` value."""
     if key == "lfw-name":
         return person, person
     if key == "person":
-        return _folder_person, _folder_person
+        return person_of, person_of
     if key == "item":
-        return _folder_person, lambda item: str(item).replace("\\", "/")
+        return person_of, lambda item: str(item).replace("\\", "/")
     raise ValueError(f"key must be one of {', '.join(KEYS)}, got {key!r}")
 
 
@@ -221,13 +218,9 @@ def joint_cluster_bootstrap_means(values, clusters, in_a, in_b, *, n_boot: int =
     k = int(cl.max()) + 1
     sums = [np.bincount(cl[m], weights=v[m], minlength=k) for m in (a, b)]
     sizes = [np.bincount(cl[m], minlength=k).astype(np.float64) for m in (a, b)]
-    rng = np.random.default_rng(seed)
     means = np.empty((2, n_boot))
-    for start in range(0, n_boot, chunk):
-        m = min(chunk, n_boot - start)
-        draws = rng.integers(0, k, size=(m, k))
-        counts = np.bincount((draws + (np.arange(m) * k)[:, None]).ravel(), minlength=m * k).reshape(m, k)
-        counts = counts.astype(np.float64)
+    for start, counts in cluster_bootstrap_counts(k, n_boot=n_boot, seed=seed, chunk=chunk):  # the project's draws
+        m = counts.shape[0]
         for g in (0, 1):
             total, n = counts @ sums[g], counts @ sizes[g]
             means[g, start:start + m] = np.divide(total, n, out=np.full(m, np.nan), where=n > 0)
