@@ -451,6 +451,8 @@ def write_run(record: dict[str, Any], out: str | Path, *, staged_examples: str |
         raise RestoreverError(f"--out {out}: exists and is not a folder; choose another --out") from None
     record = dict(record)
     params = record.pop("degradation_records", [])
+    # tens of seconds on a full LFW study (docs/benchmarks.md): said, so a quiet end of a run is not taken for a hang
+    logger.info("%s: paired statistics (McNemar, people bootstrap, AUC/TAR@FAR and identity intervals)", out)
     add_comparisons(record)  # adds keys to the caller's condition dicts too, so its printed table shows them
     add_rate_comparisons(record)
     add_identity_statistics(record)
