@@ -36,7 +36,7 @@ import numpy as np
 from ..errors import RestoreverError
 from .html import stored_metric_differences
 from .identity_stats import IDENTITY_KIND, compare_identity, identity_interval
-from .rate_stats import RATES_NOTE, compare_rates, rate_cell
+from .rate_stats import RATES_NOTE, compare_rates, compared_fars, rate_cell
 from .results import IDENTITY_NOTE, comparison_cell, identity_comparison_cell, results_table
 from .statistics import CLUSTERINGS, adjust_family, compare_conditions, pair_clusters
 
@@ -457,7 +457,7 @@ def _rates_markdown(comparisons: Sequence[dict[str, Any]]) -> list[str]:
     rows = [c for c in comparisons if c["kind"] in ("vs_none", "pair") and "auc" in c]
     if not rows:
         return []
-    fars = sorted({f for c in rows for f, v in (c.get("tar_at_far") or {}).items() if v}, key=float, reverse=True)
+    fars = compared_fars(rows)
     head = ["scale", "reference", "other", "Δ AUC [95 % CI]", *[f"Δ TAR@FAR={f} pp [95 % CI]" for f in fars]]
     lines = ["", "## AUC and TAR@FAR", "", "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for c in rows:

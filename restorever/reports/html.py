@@ -22,7 +22,7 @@ from ..pipeline.environment import restorever_version
 from .identity_stats import IDENTITY_KIND
 from .results import (IDENTITY_NOTE, RESULTS_FILE, STATISTICS_NOTE, attribute_table, comparison_cell, condition_label,
                       few_clusters_note, identity_comparison_cell, load_results, p_text, results_table)
-from .rate_stats import RATES_NOTE, rate_cell
+from .rate_stats import RATES_NOTE, compared_fars, rate_cell
 from .tables import results_table_rows, run_references, to_csv, to_latex
 
 log = logging.getLogger(__name__)
@@ -153,9 +153,7 @@ def report_tables(record: dict[str, Any]) -> list[Table]:
                 *[_holm_text(comp.get(test)) for test in ("mcnemar", "mcnemar_clustered")],
                 f"{_FAMILY[key]} ({mc['family_size']})" if mc.get("family_size") is not None else "—",
             ])
-    rate_fars = sorted({f for c in record["conditions"] for f, v in
-                        ((c.get("comparison_to_none") or {}).get("tar_at_far") or {}).items() if v}, key=float,
-                       reverse=True)
+    rate_fars = compared_fars([c.get("comparison_to_none") for c in record["conditions"]])
     rates = Table("rates", "AUC and TAR@FAR: restorer against none",
                   ["condition", "reference", "AUC", "reference AUC", "Δ AUC [95 % CI]",
                    *[f"Δ TAR@FAR={f} pp [95 % CI]" for f in rate_fars]], note=RATES_NOTE)

@@ -32,7 +32,8 @@ import numpy as np
 from ..metrics.verification import roc_auc_score, tar_at_far, weighted_auc_and_tar
 from .statistics import CLUSTERINGS, checked_n_boot, cluster_bootstrap_counts, pair_clusters, percentile_interval
 
-__all__ = ["resolved_fars", "compare_rates", "add_rate_comparisons", "RATE_KEYS", "rate_cell", "RATES_NOTE"]
+__all__ = ["resolved_fars", "compared_fars", "compare_rates", "add_rate_comparisons", "RATE_KEYS", "rate_cell",
+           "RATES_NOTE"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,13 @@ def resolved_fars(conds: Sequence[dict[str, Any]]) -> list[str]:
     keys = {k for c in conds for k, v in ((c.get("verification") or {}).get("tar_at_far") or {}).items()
             if v is not None}
     return sorted(keys, key=float)
+
+
+def compared_fars(comparisons: Sequence[dict[str, Any]]) -> list[str]:
+    """The FAR keys for which some of ``comparisons`` (dicts holding a :func:`compare_rates` ``tar_at_far``) has a
+    TAR difference, largest rate first: the TAR columns of a table of them."""
+    keys = {f for c in comparisons for f, v in ((c or {}).get("tar_at_far") or {}).items() if v}
+    return sorted(keys, key=float, reverse=True)
 
 
 def _interval(values: np.ndarray, level: float, n_clusters: int) -> tuple[float | None, float | None]:
