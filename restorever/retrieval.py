@@ -415,13 +415,28 @@ class GalleryIndex:
 def exact_ranks(queries: np.ndarray, vectors: np.ndarray, mate: np.ndarray, block_elements: int = 1 << 22
                 ) -> np.ndarray:
     """Rank ``[Q]`` (float) of ``vectors[mate[i]]`` for ``queries[i]`` over all of ``vectors`` ``[N, D]`` by inner
-    product (both normalised float32), ties against the query as in ``metrics.retrieval.ranks_from_scores``; the
-    ``[Q, N]`` score matrix is built at most ``block_elements`` scores at a time."""
-    from .metrics.retrieval import ranks_from_scores
+    product (both normalised float32), ties against the query as in ``metrics.retrieval.ranks_from_scores``.
 
-    ranks = np.empty(len(queries), dtype=np.float64)
-    step = max(1, block_elements // max(len(vectors), 1))
-    for start in range(0, len(queries), step):
-        stop = start + step
-        ranks[start:stop] = ranks_from_scores(queries[start:stop] @ vectors.T, mate[start:stop])
-    return ranks
+    Each score is the float64 inner product rounded to float32, so two identical gallery vectors always score the
+    same: a float32 matrix product can put them an ulp apart depending on where their columns fall in BLAS's
+    blocks, and a duplicate gallery image then beat or lost to its twin by its position. Scores are built at most
+    ``block_elements`` at a time (queries x gallery columns)."""
+    q64 = np.asarray(queries, dtype=np.float64)
+    mate = np.asarray(mate, dtype=np.int64)
+    n, d = vectors.shape
+    mate_score = np.einsum("qd,qd->q", q64, vectors[mate].astype(np.float64)).astype(np.float32)
+    higher = np.zeros(len(q64), dtype=np.int64)
+    ties = np.zeros(len(q64), dtype=np.int64)  # other entries scoring the same as the mate
+    cols = min(n, max(1, block_elements // max(d, 1)))
+    rows = max(1, block_elements // max(cols, 1))
+    for c0 in range(0, n, cols):
+        g64 = vectors[c0:c0 + cols].astype(np.float64)
+        for r0 in range(0, len(q64), rows):
+            r1 = min(r0 + rows, len(q64))
+            s = (q64[r0:r1] @ g64.T).astype(np.float32)
+            own = np.where((mate[r0:r1] >= c0) & (mate[r0:r1] < c0 + len(g64)))[0]
+            s[own, mate[r0:r1][own] - c0] = np.nan  # the mate itself: neither higher nor a tie
+            m = mate_score[r0:r1, None]
+            higher[r0:r1] += (s > m).sum(1)
+            ties[r0:r1] += (s == m).sum(1)
+    return (1 + higher + ties).astype(np.float64)
