@@ -248,9 +248,10 @@ def _attribute_model(config: IdentConfig, settings: Mapping[str, Any], recognize
         other = EmbeddingAttributePredictor.load(config.reweight)
         if other.model.reweight is None:
             raise RestoreverError(f"--reweight {config.reweight}: that checkpoint has no re-weighting module")
-        if other.schema.sizes != schema.sizes:
-            raise RestoreverError(f"--reweight {config.reweight}: its layout {other.schema.sizes} does not match the "
-                                  f"attribute model's {schema.sizes}")
+        if other.schema.to_dict() != schema.to_dict():  # same sizes are not enough: other age edges, other groups
+            raise RestoreverError(f"--reweight {config.reweight}: its layout ({_layout(other.schema)}) does not match "
+                                  f"the attribute model's ({_layout(schema)}); refit it with `restorever attributes "
+                                  f"fit --age-bins ...` to the same groups, or pass --reweight none")
         # the checkpoint, not its final module: that one was fitted with every person's labels, the people of
         # this run included; refine() sends each person through the fold module that did not see them
         reweight, source = other, config.reweight
@@ -284,6 +285,13 @@ def _check_fitted_weights(spec: str, fitted: Any, run: Sequence[Sequence[str]]) 
         raise RestoreverError(f"attribute model {spec} was fitted on recognizer weights {show(fitted_ids)}; this run "
                               f"loads {show(run_ids)}. Use the same --recognizer-weights, or refit the model with "
                               f"`restorever attributes fit --recognizer-weights ...`")
+
+
+def _layout(schema) -> str:
+    """``gender 2, age 4 (13,20,60)``: the attributes in order, their class counts and the age edges in years."""
+    parts = [f"{a} {n}" + (f" ({','.join(f'{e:g}' for e in schema.age_groups.edges)})" if a == "age" else "")
+             for a, n in schema.sizes.items()]
+    return ", ".join(parts)
 
 
 def _is_path(spec: str) -> bool:

@@ -223,3 +223,28 @@ def test_a_filter_that_empties_the_gallery_is_a_filtered_out_miss():
                                    reference_ranks=np.array([1.0, 1.0]))
     assert report["rank1"] == 0.5 and report["map"] == 0.5 and report["mate_filtered_out"] == 0.5
     assert report["gallery_fraction"] == 0.5 and report["rank1_lost_to_filter"] == 0.5
+
+
+def test_reweight_from_a_checkpoint_with_other_age_groups_is_refused(tmp_path, caplog):
+    """`--reweight PATH` compared only the class counts: a module fitted on the groups 13/20/60 was applied to a
+    model whose four groups are 30/50/70 (its second output read as "teenager" in one and "30-49" in the other)."""
+    from restorever.attributes.groups import AgeGroups, AttributeSchema
+    from restorever.attributes.predictor import FitOptions, fit_attribute_predictor
+    from restorever.errors import RestoreverError
+    from restorever.pipeline.identification import IdentConfig, _attribute_model, attribute_settings
+
+    from ..attributes.test_probe_reweighting import synthetic
+
+    x, labels, people = synthetic(n_people=12, per_person=3)
+    options = FitOptions(folds=2, reweight_hidden=2, max_iter=20)
+    paths = {}
+    for edges in ((13, 20, 60), (30, 50, 70)):
+        model, _ = fit_attribute_predictor(x, labels, people, AttributeSchema(AgeGroups.parse(list(edges))),
+                                           recognizer="dlib", options=options)
+        paths[edges] = str(model.save(tmp_path / f"probe{edges[0]}.pt"))
+    same = IdentConfig(attribute_model=paths[(30, 50, 70)], reweight=paths[(30, 50, 70)])
+    assert _attribute_model(same, attribute_settings(same, {}), [])[2] is not None
+    other = IdentConfig(attribute_model=paths[(30, 50, 70)], reweight=paths[(13, 20, 60)])
+    with pytest.raises(RestoreverError, match=r"its layout \(gender 2, age 4 \(13,20,60\)\) does not match the "
+                                              r"attribute model's \(gender 2, age 4 \(30,50,70\)\).*--reweight none"):
+        _attribute_model(other, attribute_settings(other, {}), [])
