@@ -39,18 +39,21 @@ class AttributeReweighting(nn.Module):
         nn.init.zeros_(self.mlp[-1].bias)
 
     def forward(self, a: torch.Tensor) -> torch.Tensor:
-        """``a [N, K]`` -> ``sigmoid(MLP(a)) * a`` ``[N, K]`` in ``a``'s floating dtype (the weights are cast to it
-        when they differ, so float64 input is computed in float64 by a float32 module)."""
-        if not a.is_floating_point():
-            raise ValueError(f"AttributeReweighting expects floating-point probabilities [N, K], got {a.dtype}")
+        """``a [N, K]`` -> ``sigmoid(MLP(a)) * a`` ``[N, K]`` in ``a``'s floating dtype and on ``a``'s device (the
+        weights are cast and moved when they differ, so float64 input is computed in float64 by a float32 module,
+        and a CPU module serves CUDA input)."""
+        k = sum(self.sizes.values())
+        if not a.is_floating_point() or a.ndim != 2 or a.shape[1] != k:
+            raise ValueError(f"AttributeReweighting expects floating-point probabilities [N, {k}], got "
+                             f"{a.dtype} {tuple(a.shape)}")
         return torch.sigmoid(self._mlp_as(a)) * a
 
     def _mlp_as(self, a: torch.Tensor) -> torch.Tensor:
-        """``MLP(a)`` with the parameters in ``a``'s dtype (differentiable cast; the module itself is unchanged)."""
+        """``MLP(a)`` with the parameters in ``a``'s dtype and device (differentiable; the module is unchanged)."""
         params = dict(self.mlp.named_parameters())
-        if all(p.dtype == a.dtype for p in params.values()):
+        if all(p.dtype == a.dtype and p.device == a.device for p in params.values()):
             return self.mlp(a)
-        cast = {name: p.to(a.dtype) for name, p in params.items()}
+        cast = {name: p.to(device=a.device, dtype=a.dtype) for name, p in params.items()}
         return torch.func.functional_call(self.mlp, cast, (a,))
 
     def refine_tensor(self, a: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -70,7 +73,17 @@ class AttributeReweighting(nn.Module):
         k = sum(self.sizes.values())
         if arr.ndim != 2 or arr.shape[1] != k:
             raise ValueError(f"refine: expected concatenated probabilities [N, {k}], got shape {arr.shape}")
+        _check_probabilities(arr, "refine")
         return {name: v.numpy() for name, v in self.refine_tensor(torch.tensor(arr)).items()}
+
+
+def _check_probabilities(a: np.ndarray, where: str) -> None:
+    """``ValueError`` for NaN, infinite or negative entries: ``c * a`` renormalised would turn them into NaN or
+    "probabilities" far outside [0, 1] without a sign (rows need not sum to 1: each block is renormalised)."""
+    bad = ~(np.isfinite(a) & (a >= 0)).all(1)
+    if bad.any():
+        raise ValueError(f"{where}: attribute probabilities must be finite and >= 0; {int(bad.sum())} of {len(a)} "
+                         f"rows are not (first: row {int(np.argmax(bad))})")
 
 
 def fit_reweighting(a: np.ndarray, labels: Mapping[str, np.ndarray], sizes: Mapping[str, int], *, hidden: int = 16,
@@ -88,6 +101,12 @@ def fit_reweighting(a: np.ndarray, labels: Mapping[str, np.ndarray], sizes: Mapp
     if at.ndim != 2 or at.shape[1] != sum(module.sizes.values()):
         raise ValueError(f"fit_reweighting: expected probabilities [N, {sum(module.sizes.values())}], got "
                          f"{tuple(at.shape)}")
+    _check_probabilities(at.numpy(), "fit_reweighting")
+    for k in module.sizes:
+        y = np.asarray(labels.get(k, np.full(len(at), -1)))
+        if y.shape != (len(at),) or y.max(initial=-1) >= module.sizes[k]:
+            raise ValueError(f"fit_reweighting: labels for {k} must be {len(at)} class indices in -1..."
+                             f"{module.sizes[k] - 1} (-1 = none), got shape {y.shape} and largest {y.max(initial=-1)}")
     yt = {k: torch.as_tensor(np.asarray(labels[k], dtype=np.int64)) for k in module.sizes if k in labels}
 
     def loss():

@@ -248,3 +248,82 @@ def test_reweight_from_a_checkpoint_with_other_age_groups_is_refused(tmp_path, c
     with pytest.raises(RestoreverError, match=r"its layout \(gender 2, age 4 \(13,20,60\)\) does not match the "
                                               r"attribute model's \(gender 2, age 4 \(30,50,70\)\).*--reweight none"):
         _attribute_model(other, attribute_settings(other, {}), [])
+
+
+def _probabilities(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.dirichlet([1, 1], n), rng.dirichlet([1] * 4, n)], axis=1)
+
+
+def test_the_reweighting_module_follows_its_input_and_refuses_what_is_not_a_probability():
+    """``sigmoid(MLP(a)) * a``: shape [N, K], dtype and device of ``a``; equal to the formula computed by hand;
+    NaN, infinite or negative "probabilities" (which came out as NaN, or as -5e29) and labels outside the classes
+    (an IndexError inside the loss) are ValueErrors naming the problem."""
+    import torch
+
+    from restorever.attributes.reweighting import AttributeReweighting, fit_reweighting
+
+    sizes = {"gender": 2, "age": 4}
+    module = AttributeReweighting(sizes, hidden=8)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen))
+    a = _probabilities(7)
+    w1, b1, w2, b2 = (p.detach().double().numpy() for p in module.mlp.parameters())
+    by_hand = a / (1 + np.exp(-(np.maximum(a @ w1.T + b1, 0) @ w2.T + b2)))
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-6), (torch.float16, 3e-3), (torch.bfloat16, 3e-2)):
+        with torch.no_grad():
+            out = module(torch.tensor(a, dtype=dtype))
+        assert out.dtype == dtype and out.shape == (7, 6)
+        np.testing.assert_allclose(out.double().numpy(), by_hand, rtol=tol, atol=tol)
+    assert module(torch.tensor(a).to("meta")).device.type == "meta"  # computed where the input is
+    assert next(module.parameters()).device.type == "cpu" and next(module.parameters()).dtype == torch.float32
+    refined = module.refine(a)
+    np.testing.assert_allclose(refined["age"], by_hand[:, 2:] / by_hand[:, 2:].sum(1, keepdims=True), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"probabilities \[N, 6\], got torch.float64 \(7, 5\)"):
+        module(torch.tensor(a[:, :5]))
+    for bad in (np.nan, np.inf, -0.2):
+        broken = a.copy()
+        broken[3, 1] = bad
+        with pytest.raises(ValueError, match=r"finite and >= 0; 1 of 7 rows are not \(first: row 3\)"):
+            module.refine(broken)
+        with pytest.raises(ValueError, match="fit_reweighting: attribute probabilities must be finite"):
+            fit_reweighting(broken, {"gender": np.zeros(7, int)}, sizes, max_iter=2)
+    with pytest.raises(ValueError, match=r"labels for age must be 7 class indices in -1...3"):
+        fit_reweighting(a, {"age": np.array([0, 1, 2, 3, 4, -1, 0])}, sizes, max_iter=2)
+    with pytest.raises(ValueError, match=r"labels for gender must be 7 class indices.*shape \(3,\)"):
+        fit_reweighting(a, {"gender": np.array([0, 1, 1])}, sizes, max_iter=2)
+
+
+def test_fitting_the_reweighting_module_is_deterministic_and_survives_a_checkpoint(tmp_path):
+    """Same data and seed: the same weights bit for bit, the caller's torch RNG untouched; saved and loaded with
+    its predictor, the refined probabilities are the same to float32 precision; a layout it never saw (an age
+    class no label used) still gives probabilities that sum to 1."""
+    import torch
+
+    from restorever.attributes.predictor import EmbeddingAttributePredictor, ProbeSet
+    from restorever.attributes.groups import AttributeSchema
+    from restorever.attributes.probe import AttributeProbe
+    from restorever.attributes.reweighting import fit_reweighting
+
+    sizes = {"gender": 2, "age": 4}
+    a = _probabilities(60, seed=3)
+    labels = {"gender": (a[:, 1] > 0.5).astype(int), "age": np.where(a[:, 4] > a[:, 5], 2, 3)}  # no child, teen
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    first = fit_reweighting(a, labels, sizes, hidden=4, max_iter=30, seed=7)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    second = fit_reweighting(a, labels, sizes, hidden=4, max_iter=30, seed=7)
+    for p, q in zip(first.state_dict().values(), second.state_dict().values()):
+        assert torch.equal(p, q)
+    unseen = np.zeros((1, 6))
+    unseen[0, [0, 2]] = 1.0  # a confident child: a class with no training label
+    for name, probs in first.refine(np.vstack([a[:5], unseen])).items():
+        np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-12)
+        assert (probs >= 0).all()
+    probe = AttributeProbe(8, sizes)
+    predictor = EmbeddingAttributePredictor(AttributeSchema(), "dlib", ProbeSet(probe.eval(), first))
+    loaded = EmbeddingAttributePredictor.load(predictor.save(tmp_path / "m.pt"))
+    for name, probs in loaded.refine(a).items():
+        np.testing.assert_allclose(probs, first.refine(a)[name], rtol=0, atol=1e-12)
