@@ -548,3 +548,73 @@ def test_an_interrupted_ident_write_never_mixes_two_runs(ident_run, tmp_path, mo
     monkeypatch.undo()
     ident_report.write_ident_run(record, out)
     assert json.loads((out / "results.json").read_text()) == record
+
+
+def test_every_retrieval_figure_of_a_real_run_equals_brute_force(ident_run, lfw_root, tmp_path, monkeypatch):
+    """Round 18: the filtered run again (all cached), with the embeddings and attribute probabilities it searched
+    recorded on the way; every figure of every condition in results.json (rank-1/5/10, CMC, mAP, mates filtered
+    out, gallery searched, probes filtered, rank-1 lost and gained, raw and re-weighted filters) is recomputed by
+    the brute force of tests/reliability/test_round18_ident.py, which shares no code with the library."""
+    from restorever import retrieval
+
+    from .reliability.test_round18_ident import _cosine, _reference_allowed, _reference_ranks, _reference_report
+
+    seen: dict[str, list] = {"gallery": [], "queries": [], "probe_probs": [], "gallery_probs": []}
+    init, ranks, constraints, codes = (retrieval.GalleryIndex.__init__, retrieval.GalleryIndex.mate_ranks,
+                                       retrieval.probe_constraints, retrieval.attribute_codes)
+
+    def record_init(self, embeddings, **kwargs):
+        seen["gallery"].append(np.array(embeddings))
+        init(self, embeddings, **kwargs)
+
+    def record_ranks(self, queries, result, mate, cons=None):
+        seen["queries"].append((np.array(queries), np.array(mate)))
+        return ranks(self, queries, result, mate, cons)
+
+    def record_constraints(probs, flt):
+        seen["probe_probs"].append(({a: np.array(p) for a, p in probs.items()}, flt))
+        return constraints(probs, flt)
+
+    def record_codes(probs, threshold):
+        seen["gallery_probs"].append({a: np.array(p) for a, p in probs.items()})
+        return codes(probs, threshold)
+
+    monkeypatch.setattr(retrieval.GalleryIndex, "__init__", record_init)
+    monkeypatch.setattr(retrieval.GalleryIndex, "mate_ranks", record_ranks)
+    monkeypatch.setattr(retrieval, "probe_constraints", record_constraints)
+    monkeypatch.setattr(retrieval, "attribute_codes", record_codes)
+    _run("ident", "--data-root", lfw_root, *SMALL, "--cache-dir", ident_run / "cache", "--scales", 16,
+         "--attribute-model", ident_run / "probe.pt", "--attribute-filter", "gender,age", "--threshold", 0.5,
+         "--out", tmp_path / "again")
+    record = json.loads((tmp_path / "again" / "results.json").read_text())
+    stored = json.loads((ident_run / "filtered" / "results.json").read_text())
+    gallery = seen["gallery"][0]
+    assert all(np.array_equal(g, gallery) for g in seen["gallery"])  # one gallery: plain, raw, re-weighted
+    assert len(gallery) == stored["protocol"]["gallery_size"] == 10
+    searched = iter(seen["queries"])
+    probe_probs = iter(seen["probe_probs"])
+    variants = dict(zip(("filtered", "filtered_reweighted"), seen["gallery_probs"]))
+    assert len(variants) == 2
+    checked = 0
+    for condition, before in zip(record["conditions"], stored["conditions"]):
+        queries, mate = next(searched)
+        scores = _cosine(queries, gallery)
+        everything = np.ones(scores.shape, dtype=bool)
+        plain = _reference_ranks(scores, gallery, mate, everything)
+        expected = {"": _reference_report(plain, everything)}
+        for key, gallery_probs in variants.items():
+            again, mate_again = next(searched)
+            probs, flt = next(probe_probs)
+            assert np.array_equal(again, queries) and np.array_equal(mate_again, mate)
+            assert (flt.threshold, flt.age_tolerance) == (0.5, 1)
+            allowed = _reference_allowed(probs, gallery_probs, flt.threshold, flt.age_tolerance)
+            expected[key] = _reference_report(_reference_ranks(scores, gallery, mate, allowed), allowed, plain)
+            expected[key]["probes_filtered"] = np.mean([max(probs[a][i].max() for a in probs) >= flt.threshold
+                                                        for i in range(len(queries))])
+        for key, figures in expected.items():
+            for name, value in figures.items():
+                for where in (condition, before):  # this run and the fixture's, made in another process
+                    got = where["retrieval"][key][name] if key else where["retrieval"][name]
+                    np.testing.assert_allclose(got, value, rtol=0, atol=1e-12, err_msg=f"{key}.{name}")
+                    checked += 1
+    assert checked == 2 * 2 * (7 + 2 * 10)
