@@ -618,3 +618,27 @@ def test_every_retrieval_figure_of_a_real_run_equals_brute_force(ident_run, lfw_
                     np.testing.assert_allclose(got, value, rtol=0, atol=1e-12, err_msg=f"{key}.{name}")
                     checked += 1
     assert checked == 2 * 2 * (7 + 2 * 10)
+
+
+def test_a_non_finite_embedding_names_its_condition_and_image(ident_run, lfw_root, tmp_path, monkeypatch):
+    """A NaN embedding (a recognizer or restorer overflowing) stopped the run with "queries must be finite: 1 of 10
+    rows contain NaN or inf", naming neither the image nor the condition; now both, with the usual cause, and
+    nothing is written."""
+    import restorever.pipeline.identification as identification
+
+    real = identification.embed_conditions
+    victims = []
+
+    def poisoned(ctx, items, probe_set, info, **kwargs):
+        embeddings, times = real(ctx, items, probe_set, info, **kwargs)
+        victims.append(sorted(probe_set)[1])
+        embeddings[("none", 16)][victims[-1]] = np.full_like(embeddings[("none", 16)][victims[-1]], np.nan)
+        return embeddings, times
+
+    monkeypatch.setattr(identification, "embed_conditions", poisoned)
+    out = tmp_path / "nan"
+    result = _run("ident", "--data-root", lfw_root, *SMALL, "--cache-dir", ident_run / "cache", "--scales", 16,
+                  "--out", out, expect=2)
+    assert f"the dlib embeddings of 1 image(s) hold NaN or inf under none x16 (first: {victims[0]})" in result.output
+    assert "precision=fp32" in result.output and result.output.strip().count("\n") == 0
+    assert not (out / "results.json").exists()

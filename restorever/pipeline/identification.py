@@ -364,6 +364,8 @@ def evaluate_identification(config: IdentConfig, *, progress: bool = True) -> di
                            cache_name, weights_id(attribute_recognizer), flip_test=False)))
         attr_vectors, _ = embed_conditions(actx, items, probe_set, info, progress=progress)
         timings["attributes_s"] = time.perf_counter() - t0
+        _require_finite(attr_vectors, f"the attribute probabilities of {model.name}")
+    _require_finite(embeddings, f"the {config.recognizer} embeddings")
 
     clean = embeddings[("none", None)]
     gallery_emb = np.stack([clean[i] for i in split.gallery])
@@ -458,6 +460,19 @@ def evaluate_identification(config: IdentConfig, *, progress: bool = True) -> di
     return run.to_json()
 
 
+def _require_finite(vectors: Mapping[tuple[str, int | None], Mapping[str, np.ndarray]], what: str) -> None:
+    """``RestoreverError`` naming the condition and images whose vectors hold NaN or inf: the search would refuse
+    them later without saying which, and a NaN probability would read as "not confident" without a sign."""
+    for (restorer, scale), by_item in vectors.items():
+        bad = sorted(item for item, v in by_item.items() if not np.isfinite(v).all())
+        if bad:
+            condition = "clean" if scale is None else f"{restorer} x{scale}"
+            raise RestoreverError(f"{what} of {len(bad)} image(s) hold NaN or inf under {condition} (first: "
+                                  f"{', '.join(bad[:3])}), so they cannot be ranked; a model at reduced precision "
+                                  f"can overflow: run it in fp32 (e.g. --recognizer-option precision=fp32 or "
+                                  f"--restorer-option precision=fp32) or check its weights")
+
+
 # ---------------------------------------------------------------------------------------------------- fitting
 
 def clean_embeddings(config: IdentConfig, *, progress: bool = True) -> dict[str, Any]:
@@ -473,6 +488,7 @@ def clean_embeddings(config: IdentConfig, *, progress: bool = True) -> dict[str,
     person.update(zip(split.probes, split.probe_people))
     items = split.items
     embeddings, _ = embed_conditions(prep.ctx, items, set(), prep.info, progress=progress)
+    _require_finite(embeddings, f"the {config.recognizer} embeddings")
     clean = embeddings[("none", None)]
     return {"items": items, "people": [person[i] for i in items],
             "embeddings": np.stack([clean[i] for i in items]), "ident": prep.ident, "split": split,
