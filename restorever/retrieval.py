@@ -417,9 +417,10 @@ def exact_ranks(queries: np.ndarray, vectors: np.ndarray, mate: np.ndarray, bloc
     """Rank ``[Q]`` (float) of ``vectors[mate[i]]`` for ``queries[i]`` over all of ``vectors`` ``[N, D]`` by inner
     product (both normalised float32), ties against the query as in ``metrics.retrieval.ranks_from_scores``.
 
-    Each score is the float64 inner product rounded to float32, so two identical gallery vectors always score the
-    same: a float32 matrix product can put them an ulp apart depending on where their columns fall in BLAS's
-    blocks, and a duplicate gallery image then beat or lost to its twin by its position. Scores are built at most
+    Each score is the float64 inner product rounded to float32, so two identical gallery vectors score the same
+    (a float64 rounding difference moves the float32 result only if it straddles a float32 rounding boundary, about
+    one case in 2**29): a float32 matrix product can put them an ulp apart depending on where their columns fall in
+    BLAS's blocks, and a duplicate gallery image then beat or lost to its twin by its position. Scores are built at most
     ``block_elements`` at a time (queries x gallery columns)."""
     q64 = np.asarray(queries, dtype=np.float64)
     mate = np.asarray(mate, dtype=np.int64)
