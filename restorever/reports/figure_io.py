@@ -3,6 +3,8 @@ creating and saving a figure reproducibly, and the checks that a results record 
 from __future__ import annotations
 
 import logging
+import re
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -12,6 +14,10 @@ log = logging.getLogger(__name__)
 
 FORMATS = (".png", ".pdf", ".svg")
 COLUMN_WIDTH = 3.5  # inches: one column of a two-column paper
+PAGE_WIDTH = 6.875  # inches: the text width of a two-column paper (CVPR/ICCV), for figures wider than a column
+#: matplotlib salts the ids of an SVG's clip paths with a random uuid unless ``svg.hashsalt`` is set, so the same
+#: record gave another SVG file on every run; a fixed salt makes the SVG as byte-reproducible as the PNG and PDF
+SVG_HASH_SALT = "restorever"
 
 
 class MissingDataError(RestoreverError):
@@ -28,7 +34,8 @@ def pyplot():
     plt.rcParams.update({
         "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 6.5, "xtick.labelsize": 7,
         "ytick.labelsize": 7, "figure.dpi": 150, "savefig.dpi": 300, "pdf.fonttype": 42, "ps.fonttype": 42,
-        "svg.fonttype": "path", "axes.linewidth": 0.6, "lines.linewidth": 1.2, "legend.handlelength": 2.6,
+        "svg.fonttype": "path", "svg.hashsalt": SVG_HASH_SALT, "axes.linewidth": 0.6, "lines.linewidth": 1.2,
+        "legend.handlelength": 2.6,
     })
     return plt
 
@@ -53,14 +60,38 @@ def save_figure(fig, plt, out: str | Path, *, tight: bool = True) -> Path:
     """Write ``fig`` to ``out`` (format from the suffix, reproducible metadata) and close it; returns the path."""
     out = check_output(out)
     _prepare_folder(out)
-    try:
-        if tight:
-            fig.tight_layout(pad=0.3)
-        fig.savefig(out, bbox_inches="tight", pad_inches=0.02, metadata=_metadata(out))
-    finally:
-        plt.close(fig)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            if tight:
+                fig.tight_layout(pad=0.3)
+            fig.savefig(out, bbox_inches="tight", pad_inches=0.02, metadata=_metadata(out))
+        finally:
+            plt.close(fig)
+    _report_warnings(out, caught)
     log.info("wrote %s", out)
     return out
+
+
+_MISSING_GLYPH = re.compile(r"^Glyph (\d+) .*missing from font\(s\) (.+?)\.?$")
+
+
+def _report_warnings(out: Path, caught: list) -> None:
+    """Re-issue the warnings of drawing a figure, except matplotlib's one per missing glyph and drawing pass (72
+    for one CJK restorer name in a ROC legend): those become one log warning that names the characters, which
+    print as empty boxes, and the fix."""
+    missing: dict[str, str] = {}
+    for w in caught:
+        match = _MISSING_GLYPH.match(str(w.message))
+        if match:
+            missing.setdefault(chr(int(match.group(1))), match.group(2))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if missing:
+        fonts = ", ".join(sorted(set(missing.values())))
+        log.warning("%s: the characters %s are not in the font %s and print as empty boxes; install a font that "
+                    "has them and list it first in matplotlib's font.sans-serif (matplotlibrc), or rename what "
+                    "holds them (restorer, run folder, group)", out, "".join(missing), fonts)
 
 
 def _prepare_folder(out: Path) -> None:
