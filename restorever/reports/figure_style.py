@@ -1,5 +1,6 @@
-"""Colours and line styles shared by every figure: one colour per restorer, the clean condition black, the
-degradation scale as a line style and a lighter shade of the restorer's colour, in the same order everywhere."""
+"""Colours, markers and line styles shared by every figure: one colour and one marker shape per restorer, the clean
+condition black, the degradation scale as a line style and a lighter shade of the restorer's colour, in the same order
+everywhere."""
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -10,6 +11,12 @@ RESTORER_COLOURS = {"none": "#4d4d4d", "vqfr-v1": "#56b4e9", "vqfr-v2": "#0072b2
                     "gfpgan-v1.4": "#009e73", "gfpgan-v1.3": "#e69f00", "codeformer": "#cc79a7"}
 _EXTRA = ["#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#aec7e8", "#98df8a"]
 CLEAN_COLOUR = "#000000"
+#: one marker shape per restorer across every figure, so that restorers stay apart where colour is lost (a greyscale
+#: print, a reader who cannot tell two hues apart): ``none`` a circle, the clean condition a star
+RESTORER_MARKERS = {"none": "o", "vqfr-v1": "p", "vqfr-v2": "s", "difface": "^", "gfpgan-v1.4": "D",
+                    "gfpgan-v1.3": "v", "codeformer": "X"}
+_EXTRA_MARKERS = ["P", "h", "<", ">", "d", "H"]
+CLEAN_MARKER = "*"
 #: line styles of the degraded scales, mildest first
 _SCALE_LINESTYLES = ["-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 1)), (0, (6, 2))]
 
@@ -48,6 +55,19 @@ def restorer_colour(name: str) -> str:
     if name in RESTORER_COLOURS:
         return RESTORER_COLOURS[name]
     return _EXTRA[sum(map(ord, name)) % len(_EXTRA)]
+
+
+def restorer_marker(name: str) -> str:
+    """The restorer's matplotlib marker, the same in every figure; unknown names get a stable one from their text,
+    never one of the named restorers' shapes."""
+    if name in RESTORER_MARKERS:
+        return RESTORER_MARKERS[name]
+    return _EXTRA_MARKERS[sum(map(ord, name)) % len(_EXTRA_MARKERS)]
+
+
+def condition_marker(cond: dict[str, Any]) -> str | None:
+    """The marker of a condition: its restorer's (:func:`restorer_marker`), :data:`CLEAN_MARKER` for the clean one."""
+    return CLEAN_MARKER if cond.get("scale") is None else restorer_marker(cond["restorer"])
 
 
 def _shade(colour: str, t: float) -> tuple[float, float, float]:

@@ -3,11 +3,13 @@
 
 Conventions, so that the figures sit together in a paper:
 
-- one colour per restorer in every figure (:func:`restorer_colour`); the clean condition is black (in the ROC
-  and CMC figures a wide, light black band under the other curves);
+- one colour and one marker shape per restorer in every figure (:func:`restorer_colour`, :func:`restorer_marker`),
+  so that restorers stay apart in a greyscale print; the clean condition is black (in the ROC and CMC figures a
+  wide, light black band under the other curves);
 - the degradation scale is drawn with a line style and a lighter shade of the restorer's colour, in the same order
   in every figure (:func:`scale_style`);
-- sizes fit a single paper column (3.5 in) with 7-8 pt text, except the image grid, which grows with its columns;
+- sizes fit a single paper column (3.5 in) with 7-8 pt text; the image grid fits a column up to four faces a row
+  and a page (:data:`.figure_io.PAGE_WIDTH`) beyond;
 - the output format follows the file suffix: ``.png`` (300 dpi), ``.pdf`` (TrueType fonts embedded) or ``.svg``.
 
 This module draws the ROC, accuracy-against-scale, score-distribution and CMC figures and :func:`plot_all`; what they
@@ -25,7 +27,7 @@ from ..errors import RestoreverError
 from .figure_io import (COLUMN_WIDTH, FORMATS, MissingDataError, check_output, check_positive, new_figure, pyplot,
                         require_verification, save_figure)
 from .figure_style import (CLEAN_COLOUR, CLEAN_LINE, CLEAN_WIDTH_FACTOR, RESTORER_COLOURS, condition_colour,
-                           line_style, restorer_colour, scale_style, scales_of)
+                           condition_marker, line_style, restorer_colour, restorer_marker, scale_style, scales_of)
 from .grid import GridCell, GridLayout, grid_layout, plot_grid
 from .labels import condition_label, figure_label, figure_restorer_name
 from .run_names import legend_prefixes, record_names
@@ -33,7 +35,9 @@ from .run_names import legend_prefixes, record_names
 __all__ = [
     # drawn here
     "plot_roc", "plot_scales", "plot_similarity", "plot_cmc", "plot_all", "clipped_error_bars", "recognizer_title",
-    "finite_thresholds", "score_axis_label", "SCORE_NAMES",
+    "legend_below",
+    "finite_thresholds", "score_axis_label", "SCORE_NAMES", "curve_marker_points", "CURVE_MARKERS",
+    "RECORD_FILLS",
     "SENTINEL_THRESHOLD", "SCALE_DODGE", "DIFFERENT_DASHES", "CMC_VARIANTS", "FIGURES", "VERIFICATION_FIGURES",
     # from figure_io, figure_style, run_names and grid, so that ``from restorever.reports.plots import X`` keeps working
     "MissingDataError", "FORMATS", "COLUMN_WIDTH", "RESTORER_COLOURS", "CLEAN_COLOUR", "CLEAN_LINE",
@@ -68,7 +72,7 @@ def _keep(cond: dict[str, Any], scales: Sequence[int] | None, restorers: Sequenc
     return (not scales or cond["scale"] in scales) and (not restorers or cond["restorer"] in restorers)
 
 
-def _legend(fig, ax, height: float) -> None:
+def legend_below(fig, ax, height: float) -> None:
     """The legend below the axes, outside them, so that it never covers a curve (on a log-FAR axis strongly degraded
     ROC curves run through every inside corner); one column for a few entries, two for more, the figure growing
     taller by the legend's rows so that the axes keep their size at column width."""
@@ -98,11 +102,12 @@ def plot_roc(records: Sequence[dict[str, Any]], out: str | Path, *, fars: Sequen
              scales: Sequence[int] | None = None, restorers: Sequence[str] | None = None,
              names: Sequence[str] | None = None) -> Path:
     """ROC curves of every condition of every record: log-scale false-accept axis, AUC in the legend, a marker at
-    each stored TAR@FAR in ``fars``. Colour = restorer, line style and shade = scale; the clean curve is a wide light
-    black band under the others. Several records are told apart by a prefix in the legend (:func:`record_names`;
-    ``names``, e.g. the run folders, when given) and a thinner line; a warning is logged when they evaluated
-    different pair sets. ``scales`` / ``restorers`` keep only those conditions (and the clean one). The legend sits
-    below the axes, so that it covers no curve."""
+    each stored TAR@FAR in ``fars``. Colour and marker shape = restorer (a few markers along each degraded curve,
+    :func:`curve_marker_points`, so that restorers stay apart in greyscale), line style and shade = scale; the clean
+    curve is a wide light black band under the others. Several records are told apart by a prefix in the legend
+    (:func:`record_names`; ``names``, e.g. the run folders, when given) and a thinner line; a warning is logged when
+    they evaluated different pair sets. ``scales`` / ``restorers`` keep only those conditions (and the clean one).
+    The legend sits below the axes, so that it covers no curve."""
     check_output(out)
     require_verification(records, "the ROC figure")
     _check_wanted(records, scales, restorers)
@@ -111,34 +116,56 @@ def plot_roc(records: Sequence[dict[str, Any]], out: str | Path, *, fars: Sequen
              if c.get("verification") and _keep(c, scales, restorers)]
     fig, ax, plt = new_figure(COLUMN_WIDTH, 2.8)
     all_scales = scales_of(records)
-    min_fpr = 1.0
+    positive = [x for _, c in conds for x in c["verification"]["roc"]["fpr"] if x > 0]
+    low = max(1e-4, min(min(positive, default=1.0), 1e-2) / 2)  # the FAR axis' left end
+    series = list(dict.fromkeys(c["restorer"] for _, c in conds if c.get("scale") is not None))
     for r_index, cond in conds:
         ver = cond["verification"]
         roc = ver["roc"]
-        positive = [x for x in roc["fpr"] if x > 0]
-        if positive:
-            min_fpr = min(min_fpr, min(positive))
         fpr = [max(x, 1e-6) for x in roc["fpr"]]
         auc = ver.get("auc")
         style = line_style(cond, all_scales, 1.4 if r_index == 0 else 0.8)
         label = prefixes[r_index] + figure_label(cond) + (f" (AUC {auc:.3f})" if auc is not None else "")
-        ax.plot(fpr, roc["tpr"], label=label, **style)
         colour = condition_colour(cond, all_scales)
+        marks = {"marker": condition_marker(cond), "ms": 3, "mfc": colour, "mec": "white", "mew": 0.4}
+        degraded = cond.get("scale") is not None  # the clean band needs no marker along it
+        ax.plot(fpr, roc["tpr"], label=label, markevery=[], **(marks if degraded else {}), **style)
+        if degraded:
+            xs, ys = curve_marker_points(fpr, roc["tpr"], low, series.index(cond["restorer"]), len(series))
+            ax.plot(xs, ys, ls="none", zorder=2.5, **marks)
         for far in fars:
             tar = ver["tar_at_far"].get(f"{far:g}")
             if tar is not None:
-                ax.plot([far], [tar], marker="o", color=colour, ms=3, mec="white", mew=0.4, zorder=3)
+                ax.plot([far], [tar], ls="none", zorder=3, **marks)
     for far in fars:
         ax.axvline(far, color="0.6", lw=0.5, ls=":", zorder=0)
     ax.set_xscale("log")
-    ax.set_xlim(max(1e-4, min(min_fpr, 1e-2) / 2), 1)
+    ax.set_xlim(low, 1)
     ax.set_ylim(0, 1.01)
     ax.set_xlabel("false accept rate")
     ax.set_ylabel("true accept rate")
     ax.grid(True, which="major", alpha=0.25, lw=0.4)
-    _legend(fig, ax, 2.8)
+    legend_below(fig, ax, 2.8)
     _legend_title(ax, recognizer_title(records))
     return save_figure(fig, plt, out)
+
+
+#: restorer markers along each ROC curve, spread evenly over the FAR axis' decades (staggered between restorers)
+CURVE_MARKERS = 4
+
+
+def curve_marker_points(fpr: Sequence[float], tpr: Sequence[float], low: float, index: int, count: int
+                        ) -> tuple[list[float], list[float]]:
+    """``(far, tar)`` of :data:`CURVE_MARKERS` points on a ROC curve as drawn on the log-FAR axis from ``low`` to 1
+    (straight segments between the stored points in log FAR), so that the restorer's marker shape tells its curve
+    apart in greyscale; the ``index``-th of ``count`` restorers is shifted by ``index / count`` of the spacing, so
+    that markers of curves lying on one another do not hide each other."""
+    import numpy as np
+
+    log_fpr = np.log10(np.maximum(np.asarray(fpr, dtype=float), 1e-300))
+    steps = (np.arange(CURVE_MARKERS) + (index + 0.5) / max(count, 1)) / CURVE_MARKERS
+    log_x = np.log10(low) * (1 - steps)
+    return (10 ** log_x).tolist(), np.interp(log_x, log_fpr, np.asarray(tpr, dtype=float)).tolist()
 
 
 def _fold_count_text(records: Sequence[dict[str, Any]]) -> str:
@@ -148,6 +175,9 @@ def _fold_count_text(records: Sequence[dict[str, Any]]) -> str:
     return f"{counts.pop()} folds" if len(counts) == 1 and 0 not in counts else "folds"
 
 
+#: marker fill of the records overlaid in one accuracy-against-scale figure (the shape is the restorer's)
+RECORD_FILLS = ("full", "left", "bottom", "right", "top")
+
 #: horizontal spread (in octaves of the scale axis) between the error bars of the series drawn at one scale
 SCALE_DODGE = 0.06
 
@@ -156,8 +186,9 @@ def plot_scales(records: Sequence[dict[str, Any]], out: str | Path, *, names: Se
     """Verification accuracy (%, mean ± population std over folds as error bars, the legend title saying so)
     against the degradation scale on a log-2 axis, one line per restorer, the clean accuracy as a dashed reference
     line. The series are shifted apart by :data:`SCALE_DODGE` octaves at each scale so that their error bars do
-    not hide one another. Several records are told apart as in :func:`plot_roc` (legend prefix, marker shape); the
-    legend sits below the axes. :class:`MissingDataError` when no record has a degraded scale."""
+    not hide one another. Several records are told apart as in :func:`plot_roc` (legend prefix); the
+    legend sits below the axes. Marker shape = restorer (as in every figure), its fill = record: full for the first,
+    half-white for the others. :class:`MissingDataError` when no record has a degraded scale."""
     check_output(out)
     require_verification(records, "the accuracy-against-scale figure")
     all_scales = scales_of(records)
@@ -184,8 +215,9 @@ def plot_scales(records: Sequence[dict[str, Any]], out: str | Path, *, names: Se
             xs = [p[0] * shift for p in pts]
             ys = [100 * p[1]["accuracy_mean"] for p in pts]
             es = clipped_error_bars(ys, [100 * p[1]["accuracy_std"] for p in pts])
-            ax.errorbar(xs, ys, yerr=es, marker="os^Dv"[r_index % 5], ms=3, capsize=2, lw=1.2, elinewidth=0.7,
-                        color=restorer_colour(name), label=prefix + figure_restorer_name(name))
+            ax.errorbar(xs, ys, yerr=es, marker=restorer_marker(name), ms=3.5, capsize=2, lw=1.2, elinewidth=0.7,
+                        fillstyle=RECORD_FILLS[r_index % len(RECORD_FILLS)], mfc=restorer_colour(name),
+                        mfcalt="white", color=restorer_colour(name), label=prefix + figure_restorer_name(name))
     ax.set_xscale("log", base=2)
     ax.set_xticks(all_scales)
     ax.set_xticklabels([f"x{s}" for s in all_scales])
@@ -194,7 +226,7 @@ def plot_scales(records: Sequence[dict[str, Any]], out: str | Path, *, names: Se
     ax.set_xlabel("degradation scale (of a 512 px face)")
     ax.set_ylabel("verification accuracy (%)")
     ax.grid(True, alpha=0.25, lw=0.4)
-    _legend(fig, ax, 2.7)
+    legend_below(fig, ax, 2.7)
     bars = f"error bars: ± std over {_fold_count_text(records)}"
     _legend_title(ax, "; ".join(t for t in (recognizer_title(records), bars) if t))
     return save_figure(fig, plt, out)
@@ -377,9 +409,10 @@ def plot_similarity(record: dict[str, Any], out: str | Path, *, bins: int = 40, 
 # retrieval
 
 
-#: CMC variants of an identification condition: (key under ``retrieval``, legend suffix, marker, filled)
-CMC_VARIANTS = (("", "", "o", True), ("filtered", " (filtered)", "s", False),
-                ("filtered_reweighted", " (filtered, reweighted)", "^", False))
+#: CMC variants of an identification condition: (key under ``retrieval``, legend suffix, marker fill); the marker
+#: shape is the condition's (:func:`condition_marker`)
+CMC_VARIANTS = (("", "", "full"), ("filtered", " (filtered)", "none"),
+                ("filtered_reweighted", " (filtered, reweighted)", "bottom"))
 
 
 def _cmc_of(cond: dict[str, Any], key: str) -> list[float] | None:
@@ -394,11 +427,13 @@ def plot_cmc(records: Sequence[dict[str, Any]], out: str | Path, *, max_rank: in
              names: Sequence[str] | None = None) -> Path:
     """Cumulative match characteristic: identification rate at rank k (``conditions[].retrieval.cmc``, fractions
     for ranks 1, 2, ...) for every condition that has one; attribute-filtered searches
-    (``retrieval.filtered.cmc``, ``retrieval.filtered_reweighted.cmc``) in the same colour and line style with
-    hollow square / triangle markers. Conditions without a ``retrieval`` section are skipped;
-    :class:`MissingDataError` when none has one. ``scales`` / ``restorers`` keep only those conditions (and the
-    clean one). Several records are told apart by a legend prefix (:func:`record_names`, ``names``); the clean
-    curve is a wide light black band and the legend sits below the axes, as in :func:`plot_roc`."""
+    (``retrieval.filtered.cmc``, ``retrieval.filtered_reweighted.cmc``) in the same colour, line style and marker
+    shape (the restorer's, as in every figure; a star for clean), the marker hollow (filtered) or half-filled
+    (filtered, reweighted) and the line thinner; markers at each rank up to rank 20. Conditions without a
+    ``retrieval`` section are skipped; :class:`MissingDataError` when none has one. ``scales`` / ``restorers`` keep
+    only those conditions (and the clean one). Several records are told apart by a legend prefix
+    (:func:`record_names`, ``names``); the clean curve is a wide light black band and the legend sits below the
+    axes, as in :func:`plot_roc`."""
     check_output(out)
     _check_wanted(records, scales, restorers)
     curves = [(r_index, c) for r_index, record in enumerate(records) for c in record["conditions"]
@@ -415,23 +450,23 @@ def plot_cmc(records: Sequence[dict[str, Any]], out: str | Path, *, max_rank: in
     longest = 1
     for r_index, cond in curves:
         colour = condition_colour(cond, scales)
-        for key, suffix, marker, filled in CMC_VARIANTS:
+        for key, suffix, fill in CMC_VARIANTS:
             cmc = _cmc_of(cond, key)
             if not cmc:
                 continue
             cmc = cmc[: max_rank or None]
             longest = max(longest, len(cmc))
             label = f"{prefixes[r_index]}{figure_label(cond)}{suffix} (rank-1 {100 * cmc[0]:.1f} %)"
-            ax.plot(range(1, len(cmc) + 1), [100 * x for x in cmc], **line_style(cond, scales, 1.2 if filled else 0.8),
-                    marker=marker if len(cmc) <= 20 else None, ms=2.8, mfc=colour if filled else "white", mec=colour,
-                    mew=0.7, label=label)
+            ax.plot(range(1, len(cmc) + 1), [100 * x for x in cmc], **line_style(cond, scales, 0.8 if key else 1.2),
+                    marker=condition_marker(cond), markevery=None if len(cmc) <= 20 else [], ms=3, fillstyle=fill,
+                    mfc=colour, mfcalt="white", mec=colour, mew=0.7, label=label)
     if longest > 20:
         ax.set_xscale("log")
     ax.set_xlim(1, max(2, longest))
     ax.set_xlabel("rank")
     ax.set_ylabel("identification rate (%)")
     ax.grid(True, which="both", alpha=0.25, lw=0.4)
-    _legend(fig, ax, 2.8)
+    legend_below(fig, ax, 2.8)
     _legend_title(ax, recognizer_title(records))
     return save_figure(fig, plt, out)
 
