@@ -462,11 +462,12 @@ def _shown_groups(result: dict[str, Any]) -> list[str]:
 
 def plot_breakdown(result: dict[str, Any], out: str | Path) -> Path:
     """Mean cosine to clean against scale, one line per (restorer, group) with its bootstrap interval as error bars;
-    colour = group (colour-blind safe), line style = restorer; the legend's title names the recognizer, as the ROC
-    and scales figures' do, so that a figure copied on its own still says whose embeddings it shows."""
+    colour = group (colour-blind safe), line style and marker shape = restorer (the marker it has in every figure).
+    The legend sits below the axes (as in the ROC and scales figures, so that it covers no line) and its title names
+    the recognizer, the grouping and the interval, so that a figure copied on its own still says what it shows."""
     from .figure_io import new_figure, save_figure
-    from .figure_style import RESTORER_LINESTYLES, group_colours
-    from .plots import recognizer_title
+    from .figure_style import RESTORER_LINESTYLES, group_colours, restorer_marker
+    from .plots import legend_below, recognizer_title
 
     conds = [c for c in result["conditions"] if c["scale"] is not None]
     if not conds:
@@ -490,19 +491,20 @@ def plot_breakdown(result: dict[str, Any], out: str | Path) -> Path:
             err = np.array([[0.0, 0.0] if i["ci_low"] is None else [v - i["ci_low"], i["ci_high"] - v]
                             for i, v in zip(ci, y)]).T
             name = "no restoration" if restorer == "none" else restorer
-            ax.errorbar(x, y, yerr=err, color=colours[g], capsize=2, marker="o", ms=3,
+            ax.errorbar(x, y, yerr=err, color=colours[g], capsize=2, marker=restorer_marker(restorer), ms=3.5,
                         linestyle=RESTORER_LINESTYLES[r_index % len(RESTORER_LINESTYLES)],
                         label=f"{g} ({name})" if len(restorers) > 1 else g)
     ax.set_xscale("log", base=2)
     ax.set_xticks(scales, [f"x{s}" for s in scales])
-    ax.set_xlabel("degradation scale")
+    ax.set_xlabel("degradation scale (of a 512 px face)")
     ax.set_ylabel("cosine to clean embedding")
-    ax.set_title(f"Identity preserved by {result['by']} ({100 * result['bootstrap']['level']:g} % CI, people "
-                 "resampled)")
-    title = recognizer_title([{"config": {"recognizer": (result.get("run") or {}).get("recognizer")},
-                               "conditions": conds}])
-    ax.legend(frameon=False, title=title or None, title_fontsize=5.5)
     ax.grid(alpha=0.3, lw=0.4)
+    recognizer = recognizer_title([{"config": {"recognizer": (result.get("run") or {}).get("recognizer")},
+                                    "conditions": conds}])
+    legend_below(fig, ax, 2.8)
+    title = [recognizer, f"groups by {result['by']}",
+             f"error bars: {100 * result['bootstrap']['level']:g} % CI, people resampled"]
+    ax.get_legend().set_title("; ".join(t for t in title if t), prop={"size": 5.5})
     return save_figure(fig, plt, out)
 
 

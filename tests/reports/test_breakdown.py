@@ -600,7 +600,8 @@ def test_breakdown_figure_names_the_recognizer(tmp_path, monkeypatch):
     rec = make_record(tmp_path)
     res = breakdown(rec, _parity_groups(rec), CLASSES, n_boot=50)
     assert plot_breakdown(res, tmp_path / "b.png").is_file()
-    assert seen["title"] == "recognizer arcface-r50"
+    assert seen["title"].split("; ") == ["recognizer arcface-r50", "groups by gender",
+                                         "error bars: 95 % CI, people resampled"]
 
 
 @pytest.mark.parametrize("text", ["sep=,\nperson,skin\nalice,II\nbob,IV\n",
