@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import UnsafePathError
-from .figure_io import MissingDataError, check_output, check_positive, pyplot, require_verification, save_figure
+from .figure_io import (COLUMN_WIDTH, PAGE_WIDTH, MissingDataError, check_output, check_positive, pyplot,
+                        require_verification, save_figure)
 from .figure_style import restorer_colour, scales_of
 
 
@@ -90,6 +91,22 @@ def grid_layout(record: dict[str, Any], *, items: Sequence[str] | None = None, m
     return GridLayout(["clean", *methods], labels, cells, ["black"] + [colour(m) for m in methods])
 
 
+#: the largest face of the grid (inches); fewer columns than fill the width keep this size
+GRID_CELL = 0.9
+#: room left of the clean column for the tall layout's scale labels (inches)
+GRID_LABEL_MARGIN = 0.16
+
+
+def grid_size(ncols: int, row_labels: bool) -> tuple[float, float, float]:
+    """``(figure width, face size, label margin)`` in inches of a grid of ``ncols`` faces a row: at most
+    :data:`GRID_CELL` a face, and no wider than one column (:data:`COLUMN_WIDTH`) up to four faces a row or a page
+    (:data:`PAGE_WIDTH`) beyond, so that the figure goes into a paper at its own size and text size."""
+    margin = GRID_LABEL_MARGIN if row_labels else 0.0
+    target = COLUMN_WIDTH if ncols <= 4 else PAGE_WIDTH
+    cell = min(GRID_CELL, (target - 0.15 - margin) / ncols)
+    return cell * ncols + 0.15 + margin, cell, margin
+
+
 def plot_grid(record: dict[str, Any], run_dir: str | Path, out: str | Path, *, items: Sequence[str] | None = None,
               max_items: int = 3, scales: Sequence[int] | None = None, thumb: int = 160,
               max_columns: int = 8) -> Path:
@@ -131,10 +148,10 @@ def plot_grid(record: dict[str, Any], run_dir: str | Path, out: str | Path, *, i
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             raise MissingDataError(f"{path}: example image cannot be read ({type(exc).__name__}: {exc})") from None
 
-    cell = 0.9
     nrows, ncols = len(layout.cells), len(layout.headers)
+    width, cell, label_margin = grid_size(ncols, any(layout.row_labels))
     plt = pyplot()
-    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols + 0.15, (cell + 0.17) * nrows + 0.12),
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, (cell + 0.17) * nrows + 0.12),
                              squeeze=False, gridspec_kw={"wspace": 0.03, "hspace": 0.2})
     for r, row in enumerate(layout.cells):
         for c, item in enumerate(row):
@@ -152,5 +169,6 @@ def plot_grid(record: dict[str, Any], run_dir: str | Path, out: str | Path, *, i
                 ax.set_title(layout.headers[c], fontsize=7, pad=3, color=layout.header_colours[c])
             if c == 0 and layout.row_labels[r]:  # left of the clean column: the gap beside it is too narrow
                 ax.set_ylabel(layout.row_labels[r], fontsize=7.5, labelpad=2)
-    fig.subplots_adjust(left=0.02, right=0.99, top=1 - 0.2 / fig.get_figheight(), bottom=0.02)
+    fig.subplots_adjust(left=(0.02 + label_margin) / width, right=0.99, top=1 - 0.2 / fig.get_figheight(),
+                        bottom=0.02)
     return save_figure(fig, plt, out, tight=False)
