@@ -17,6 +17,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .arrays import as_numpy, check_pair_labels
+
 #: metric name -> higher is better (the direction reports and protocol files must agree with)
 HIGHER_IS_BETTER = {"accuracy": True, "auc": True, "eer": False, "tar_at_far": True}
 
@@ -27,19 +29,18 @@ __all__ = [
 
 
 def _as_arrays(y_true, scores, sample_weight=None):
-    y = np.asarray(y_true)
-    s = np.asarray(scores, dtype=np.float64)
+    y = as_numpy(y_true)
+    s = as_numpy(scores, np.float64)
     if y.ndim != 1 or s.ndim != 1 or y.shape != s.shape:
         raise ValueError(f"y_true and scores must be 1-D of equal length, got {y.shape} and {s.shape}")
-    if not np.all(np.isin(y, (0, 1))):
-        raise ValueError("y_true must hold only 0 (different) and 1 (same)")
+    check_pair_labels(y)
     if not np.all(np.isfinite(s)):
         raise ValueError("scores contain NaN or infinite values")
     y = y.astype(bool)
     if sample_weight is None:
         w = np.ones_like(s)
     else:
-        w = np.asarray(sample_weight, dtype=np.float64)
+        w = as_numpy(sample_weight, np.float64)
         if w.shape != s.shape:
             raise ValueError("sample_weight must have the same length as scores")
         if not np.all(np.isfinite(w)) or np.any(w < 0):
@@ -109,7 +110,7 @@ def kfold_accuracy(y_true, scores, folds) -> KFoldResult:
     integer per pair. A single fold is evaluated with its own threshold (no held-out data), with a warning.
     """
     y, s, _ = _as_arrays(y_true, scores)
-    f = np.asarray(folds)
+    f = as_numpy(folds)
     if f.shape != s.shape:
         raise ValueError("folds must have one entry per pair")
     fold_ids = np.unique(f)
@@ -132,6 +133,12 @@ def kfold_accuracy(y_true, scores, folds) -> KFoldResult:
     n_cum = np.concatenate([zero, np.cumsum(train, axis=1)], axis=1).astype(np.int64)
     # cut positions k (the first k sorted pairs are predicted different) that lie between distinct scores
     cuts = np.r_[0, np.where(np.diff(ss) != 0)[0] + 1, ss.size]
+    one_kind = (pos_cum[:, -1] == 0) | (neg_cum[:, -1] == 0)
+    if one_kind.any() and y.any() and not y.all():
+        warnings.warn(f"the training pairs of fold(s) {fold_ids[one_kind].tolist()} (all other folds) are all of one "
+                      "kind, so their thresholds lie beyond the training scores and those folds' accuracies say "
+                      "nothing about the recognizer; give every fold both kinds of pair (LFW View 2: 300 + 300)",
+                      stacklevel=2)
     correct = neg_cum[:, cuts] + (pos_cum[:, -1:] - pos_cum[:, cuts])
     best_cut = cuts[np.argmax(correct, axis=1)]  # first maximum = smallest threshold
     thresholds = np.empty(n_folds)

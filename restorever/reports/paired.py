@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..metrics.arrays import as_numpy, check_pair_labels
 from ..metrics.verification import kfold_accuracy
 from .identity_stats import EXACT_MAX_PEOPLE, N_DRAWS, compare_identity
 from .statistics import CLUSTERINGS, compare_conditions
@@ -44,7 +45,7 @@ def _people_labels(people: Any, n: int, what: str) -> list:
         raise ValueError(f"{what}: people is required: one person label per {'pair' if 'accuracy' in what else 'image'}"
                          " (pairs or images of one person are not independent); pass numpy.arange(n) to treat each "
                          "as independent (the intervals are then too narrow wherever people repeat)")
-    labels = np.asarray(people)
+    labels = as_numpy(people)
     if labels.ndim != 1 or labels.size != n:
         raise ValueError(f"{what}: people must be 1-D with one label per entry ({n}), got shape {labels.shape}")
     if labels.dtype.kind == "f" and not np.all(np.isfinite(labels)):
@@ -77,17 +78,16 @@ def paired_accuracy_test(y_true, scores_a, scores_b, folds, *, people, n_boot: i
         ``mcnemar`` (``b``: pairs a gets right and b wrong, ``c`` the reverse) and ``mcnemar_clustered``.
     """
     what = "paired_accuracy_test"
-    y = np.asarray(y_true)
-    sa, sb = np.asarray(scores_a, dtype=np.float64), np.asarray(scores_b, dtype=np.float64)
-    f = np.asarray(folds)
+    y = as_numpy(y_true)
+    sa, sb = as_numpy(scores_a, np.float64), as_numpy(scores_b, np.float64)
+    f = as_numpy(folds)
     if not (y.ndim == sa.ndim == sb.ndim == f.ndim == 1) or not (y.size == sa.size == sb.size == f.size):
         raise ValueError(f"{what}: y_true, scores_a, scores_b and folds must be 1-D of equal length, got shapes "
                          f"{y.shape}, {sa.shape}, {sb.shape} and {f.shape}")
     if y.size == 0:
         raise ValueError(f"{what}: no pairs")
     _check_finite(what, {"scores_a": sa, "scores_b": sb}, "pair", "drop those pairs from both systems, or score them")
-    if not np.all(np.isin(y, (0, 1))):
-        raise ValueError(f"{what}: y_true must hold only 0 (different) and 1 (same)")
+    check_pair_labels(y, f"{what}: y_true")
     if np.unique(f).size < 2:
         raise ValueError(f"{what}: folds holds one fold; the thresholds would be fitted on the pairs they are tested "
                          "on. Give the pairs at least 2 folds (LFW View 2: 10)")
@@ -126,7 +126,7 @@ def paired_similarity_test(similarity_a, similarity_b, *, people, n_boot: int = 
         (None with one person), ``bootstrap`` and ``sign_flip`` (over the per-person mean differences).
     """
     what = "paired_similarity_test"
-    va, vb = np.asarray(similarity_a, dtype=np.float64), np.asarray(similarity_b, dtype=np.float64)
+    va, vb = as_numpy(similarity_a, np.float64), as_numpy(similarity_b, np.float64)
     if va.ndim != 1 or va.shape != vb.shape:
         raise ValueError(f"{what}: similarity_a and similarity_b must be 1-D of equal length, got shapes {va.shape} "
                          f"and {vb.shape}")
