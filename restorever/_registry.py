@@ -30,7 +30,27 @@ class Registry:
         _REGISTRIES.append(self)
 
     def register_module(self, module: str) -> None:
-        """Add a backend module (a plugin) by dotted path."""
+        """Add a backend module (a plugin) by dotted path. It is imported and checked at once: it must define
+        ``CARDS`` (a dict name -> card) and ``create(name, **kwargs)``, and none of its names may be taken already
+        (a plugin never replaces a built-in model silently). Registering the same module again does nothing."""
+        if module in self._modules:
+            return
+        where = f"{self.kind} plugin {module!r}"
+        try:
+            mod = importlib.import_module(module)
+        except ImportError as exc:
+            raise ImportError(f"{where} cannot be imported ({exc}); give the dotted name of a module on sys.path "
+                              f"(the one that defines CARDS and create)") from exc
+        cards = getattr(mod, "CARDS", None)
+        if not isinstance(cards, dict) or not cards:
+            raise TypeError(f"{where} must define CARDS, a dict of name -> card, got {type(cards).__name__}")
+        if not callable(getattr(mod, "create", None)):
+            raise TypeError(f"{where} must define create(name, **kwargs), which builds the model of a card's name")
+        known = self._load()
+        taken = sorted(name for name in cards if name in known)
+        if taken:
+            raise ValueError(f"{where} names {', '.join(taken)}, already registered by "
+                             f"{', '.join(sorted({known[n][0] for n in taken}))}: give your models other names")
         self._modules.append(module)
         self._cards = None
 
@@ -40,7 +60,7 @@ class Registry:
             for module in self._modules:
                 mod = importlib.import_module(module)
                 for name, card in getattr(mod, "CARDS").items():
-                    cards[name] = (module, card)
+                    cards.setdefault(name, (module, card))  # the first module to name a card keeps it
             self._cards = cards
         return self._cards
 

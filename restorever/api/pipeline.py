@@ -18,6 +18,7 @@ from ..detectors import MIN_FACE_SIZE
 from ..errors import ConfigError, WeightsNotFoundError
 from .faces import Face, per_image_selectors, select_landmarks, sort_largest_first
 from .inputs import ImageInput, flatten_images, is_single_image, load_image
+from .models import check_recognizer, check_restorer, model_name, similarity_of
 
 __all__ = ["FacePipeline", "Restoration"]
 
@@ -117,7 +118,7 @@ class FacePipeline:
         elif recognizer_weights is not None or flip_test or recognizer_options:
             raise ConfigError("recognizer_weights", "flip_test and recognizer_options apply only when recognizer is "
                                                     "a name")
-        self.recognizer = recognizer
+        self.recognizer = check_recognizer(recognizer)
         if isinstance(restorer, str):
             try:
                 options = route_restorer_options([restorer], backend_options)[restorer]
@@ -129,17 +130,19 @@ class FacePipeline:
             restorer = create_restorer(restorer, weights=weights, device=self.device, **options)
         elif weights is not None or backend_options:
             raise ConfigError("weights", "and backend options apply only when restorer is a name")
-        self.restorer = restorer
+        self.restorer = check_restorer(restorer)
         self.attribute_model = self._load_attributes(attributes)
 
     # ------------------------------------------------------------------------------------------------- properties
     @property
     def restorer_name(self) -> str:
-        return self.restorer.card.name
+        """The restorer's registry name (an object of your own: its ``name``, else its class name)."""
+        return model_name(self.restorer)
 
     @property
     def recognizer_name(self) -> str:
-        return self.recognizer.card.name
+        """The recognizer's registry name (an object of your own: its ``name``, else its class name)."""
+        return model_name(self.recognizer)
 
     @property
     def detector(self):
@@ -217,7 +220,7 @@ class FacePipeline:
             raise ConfigError("e2", f"has {len(b)} rows but e1 has {len(a)} (give equal counts, or one embedding)")
         a, b = np.broadcast_to(a, (max(len(a), len(b)), a.shape[1])), np.broadcast_to(b, (max(len(a), len(b)),
                                                                                           b.shape[1]))
-        scores = score_pairs(self.recognizer.similarity, a, b)
+        scores = score_pairs(similarity_of(self.recognizer), a, b)
         return float(scores[0]) if _ndim(e1) == 1 and _ndim(e2) == 1 else scores
 
     def similarity(self, a: Images, b: Images, *, degrade: Any = None, seed: int = 0, face_a: Any = None,
@@ -262,7 +265,7 @@ class FacePipeline:
                                           and not isinstance(threshold, bool) and np.isfinite(threshold)):
             raise ConfigError("threshold", f"must be a finite number on the similarity's scale, got {threshold!r}")
         if threshold is not None:
-            _check_threshold_scale(float(threshold), self.recognizer.similarity)
+            _check_threshold_scale(float(threshold), similarity_of(self.recognizer))
         if threshold is None:
             from .thresholds import threshold_from_results
 
@@ -276,7 +279,7 @@ class FacePipeline:
             threshold = threshold_from_results(results, restorer=self.restorer_name if scale is not None else "none",
                                                scale=scale, recognizer=self.recognizer_name,
                                                degradation=preset if scale is not None else None,
-                                               similarity=self.recognizer.similarity)
+                                               similarity=similarity_of(self.recognizer))
         scores = self.similarity(a, b, degrade=degrade, seed=seed, face_a=face_a, face_b=face_b, item_ids=item_ids,
                                  bgr=bgr)
         return bool(scores > threshold) if isinstance(scores, float) else np.asarray(scores) > threshold
@@ -546,11 +549,19 @@ def _ndim(x: Any) -> int:
 
 
 def _as_matrix(e: Any, name: str) -> np.ndarray:
-    arr = np.asarray(e.detach().cpu().numpy() if hasattr(e, "detach") else e)
+    from ..metrics.arrays import as_numpy
+
+    arr = as_numpy(e)
     if not np.issubdtype(arr.dtype, np.floating):
-        arr = arr.astype(np.float64)  # float embeddings keep their dtype: scores then equal restorever eval's
+        arr = arr.astype(np.float64)
+    elif arr.dtype.itemsize < 4:  # float16 sums lose digits; float32 and float64 keep their dtype (eval's scores)
+        arr = arr.astype(np.float32)
     if arr.ndim == 1:
         arr = arr[None]
     if arr.ndim != 2 or arr.shape[0] == 0:
         raise ConfigError(name, f"must be one embedding [D] or a batch [N, D], got shape {list(arr.shape)}")
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+        raise ConfigError(name, f"holds NaN or infinite values (row(s) {np.flatnonzero(bad)[:5].tolist()}): no score "
+                                f"means anything for them; check the recognizer's output (e.g. float16 overflow)")
     return arr

@@ -22,7 +22,7 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 __all__ = ["align_faces", "call_with_backoff", "detect_each", "embed_faces", "in_batches", "is_out_of_memory",
-           "progress_bar", "restore_faces", "select_rows", "single_thread_on_cpu"]
+           "model_name", "progress_bar", "restore_faces", "select_rows", "single_thread_on_cpu"]
 
 
 class single_thread_on_cpu:
@@ -86,16 +86,50 @@ def align_faces(images: Sequence[Any], landmarks: Any, device: Any, *, return_ma
 def restore_faces(restorer: Any, faces: Any, seeds: Sequence[int]):
     """``restorer.restore`` on ``faces`` ``[B,3,512,512]`` with per-item ``seeds``, halving the batch on
     out-of-memory; the result is quantised to 8 bits (``round(x * 255) / 255``), float in [0, 1]."""
+    import torch
+
     seeds = list(seeds)
-    out = call_with_backoff(lambda idx: restorer.restore(faces[idx], seeds=[seeds[i] for i in idx]), len(seeds))
-    return out.mul(255).round_().div_(255)
+
+    def run(idx: list[int]):
+        with torch.no_grad():  # a restorer of the user's own may return a tensor that requires grad
+            out = restorer.restore(faces[idx], seeds=[seeds[i] for i in idx])
+        _check_output(restorer, "restore", out, (len(idx), *faces.shape[1:]),
+                      "the same shape as its input (resize a super-resolved face back to the crop's size)")
+        return out
+
+    return call_with_backoff(run, len(seeds)).clamp(0.0, 1.0).mul(255).round_().div_(255)
 
 
 def embed_faces(recognizer: Any, faces: Any, landmarks: Any) -> np.ndarray:
     """``recognizer.embed(faces [B,3,512,512], landmarks [B,5,2])`` -> ``float32`` numpy ``[B, D]`` (raw, not
     normalised), halving the batch on out-of-memory."""
-    return call_with_backoff(lambda idx: recognizer.embed(faces[idx], landmarks[idx]),
-                             len(faces)).float().cpu().numpy()
+    import torch
+
+    def run(idx: list[int]):
+        with torch.no_grad():  # a recognizer of the user's own may return a tensor that requires grad
+            out = recognizer.embed(faces[idx], landmarks[idx])
+        _check_output(recognizer, "embed", out, (len(idx), None), "one embedding per face, [B, D]")
+        return out
+
+    return call_with_backoff(run, len(faces)).float().cpu().numpy()
+
+
+def _check_output(model: Any, method: str, out: Any, shape: tuple, expected: str) -> None:
+    """ValueError naming ``model.method`` when ``out`` is not a tensor of ``shape`` (``None``: any size)."""
+    import torch
+
+    got = tuple(out.shape) if isinstance(out, torch.Tensor) else None
+    if got is None or len(got) != len(shape) or any(s is not None and s != g for s, g in zip(shape, got)):
+        what = f"shape {list(got)}" if got is not None else type(out).__name__
+        raise ValueError(f"{model_name(model)}.{method} returned {what} for a batch of {shape[0]}; expected a "
+                         f"tensor with {expected}")
+
+
+def model_name(model: Any) -> str:
+    """A model's name for messages: its card's name (registry models), else its ``name`` text, else its class."""
+    card = getattr(model, "card", None)
+    name = getattr(card, "name", None) if card is not None else getattr(model, "name", None)
+    return name if isinstance(name, str) and name else type(model).__name__
 
 
 def select_rows(batch: Any, index: list[int]) -> Any:
