@@ -206,3 +206,23 @@ def test_similarity_of_embeddings_in_half_precision_and_with_nan(dlib_pipe):
     with pytest.raises(ConfigError, match=r"holds NaN or infinite values \(row\(s\) \[1\]\)") as err:
         dlib_pipe.similarity_of_embeddings(e, bad)
     assert err.value.argument == "e2"
+
+
+def test_image_layout_and_range_errors_name_the_fix(dlib_pipe, photo):
+    """A channels-first numpy array and a tensor in [-1, 1] (GAN restorers' range) were refused with a fix that
+    did not apply ("divide 0..255 data by 255"); after the named fix each embeds as the photo does."""
+    from restorever.errors import ImageError
+
+    rgb = read_image(photo)
+    want = dlib_pipe.embed(photo)
+    chw = np.ascontiguousarray(rgb.transpose(2, 0, 1))
+    with pytest.raises(ImageError, match=r"images\[0\]: expected an HxWx3 uint8 array, got shape \(3, 150, 150\); "
+                                         r"it looks channels-first: pass a.transpose\(1, 2, 0\)"):
+        dlib_pipe.embed(chw)
+    assert torch.equal(dlib_pipe.embed(chw.transpose(1, 2, 0)), want)
+    signed = torch.tensor(rgb).permute(2, 0, 1).double() / 127.5 - 1
+    with pytest.raises(ImageError, match=r"got \[-1, 1\]; map \[-1, 1\] data to \[0, 1\] with \(t \+ 1\) / 2"):
+        dlib_pipe.embed(signed)
+    with pytest.raises(ImageError, match=r"got \[0, 255\]; divide 0..255 data by 255"):
+        dlib_pipe.embed(torch.tensor(rgb).permute(2, 0, 1).float())
+    assert torch.equal(dlib_pipe.embed((signed + 1) / 2), want)

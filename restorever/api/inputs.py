@@ -134,7 +134,8 @@ def _from_numpy(a: np.ndarray, *, bgr: bool, source: str) -> np.ndarray:
     if a.ndim == 2:
         a = np.repeat(a[:, :, None], 3, axis=2)
     if a.ndim != 3 or a.shape[2] not in (3, 4):
-        raise ImageError(f"{source}: expected an HxWx3 uint8 array, got shape {a.shape}")
+        hint = "; it looks channels-first: pass a.transpose(1, 2, 0)" if a.ndim == 3 and a.shape[0] in (3, 4) else ""
+        raise ImageError(f"{source}: expected an HxWx3 uint8 array, got shape {a.shape}{hint}")
     a = a[:, :, :3]
     if bgr:
         a = a[:, :, ::-1]
@@ -157,6 +158,7 @@ def _from_tensor(t: Any, *, source: str):
         raise ImageError(f"{source}: tensor holds NaN or infinite values")
     low, high = float(t.min()), float(t.max())
     if low < -1e-6 or high > 1 + 1e-6:
-        raise ImageError(f"{source}: tensor values must lie in [0, 1] (RGB), got [{low:.3g}, {high:.3g}]; divide "
-                         f"0..255 data by 255")
+        fix = "map [-1, 1] data to [0, 1] with (t + 1) / 2" if low >= -1 - 1e-6 and high <= 1 + 1e-6 else \
+            "divide 0..255 data by 255"
+        raise ImageError(f"{source}: tensor values must lie in [0, 1] (RGB), got [{low:.3g}, {high:.3g}]; {fix}")
     return t.clamp(0.0, 1.0)
