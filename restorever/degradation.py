@@ -339,7 +339,7 @@ def _check_images(images: torch.Tensor) -> None:
     if not images.is_floating_point():
         raise TypeError(f"images must be float in [0, 1], got {images.dtype}; use images.float() / 255.")
     if images.numel():
-        lo, hi = torch.aminmax(images)
+        lo, hi = torch.aminmax(images.detach())  # no autograd warning for an input that requires grad
         if float(lo) < -_RANGE_SLACK or float(hi) > 1.0 + _RANGE_SLACK:
             raise ImageError(f"images must lie in [0, 1], got values in [{float(lo):.4g}, {float(hi):.4g}] "
                              "(0-255 images need a division by 255).")

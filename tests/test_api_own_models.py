@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
@@ -115,6 +116,8 @@ def test_own_models_missing_what_they_need_are_named():
         FacePipeline(restorer=NoSeeds(), device="cpu")
     with pytest.raises(ConfigError, match="has no restore method"):
         FacePipeline(restorer=ThumbnailNet(), device="cpu")
+    with pytest.raises(ConfigError, match="Forward has no embed method"):
+        RestoreThenEmbed(Brighten(), Forward())
 
 
 def test_own_models_wrong_outputs_are_named(photo):
@@ -226,3 +229,16 @@ def test_image_layout_and_range_errors_name_the_fix(dlib_pipe, photo):
     with pytest.raises(ImageError, match=r"got \[0, 255\]; divide 0..255 data by 255"):
         dlib_pipe.embed(torch.tensor(rgb).permute(2, 0, 1).float())
     assert torch.equal(dlib_pipe.embed((signed + 1) / 2), want)
+
+
+def test_degrade_takes_a_tensor_that_requires_grad_silently():
+    """degrade() on a batch that requires grad warned "Converting a tensor with requires_grad=True to a scalar"
+    (its range check); the result equals the plain batch's."""
+    from restorever import degrade
+
+    faces = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    plain, _ = degrade(faces, ["a", "b"], 4, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        low, _ = degrade(faces.clone().requires_grad_(), ["a", "b"], 4, seed=0)
+    assert torch.equal(low.detach(), plain)

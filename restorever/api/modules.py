@@ -24,8 +24,11 @@ class RestoreThenEmbed(torch.nn.Module):
     """
 
     def __init__(self, restorer: torch.nn.Module, recognizer: torch.nn.Module, *, quantize: bool = True):
+        from .models import check_recognizer, check_restorer
+
         super().__init__()
-        self.restorer, self.recognizer, self.quantize = restorer, recognizer, bool(quantize)
+        self.restorer, self.recognizer = check_restorer(restorer), check_recognizer(recognizer)
+        self.quantize = bool(quantize)
 
     def forward(self, faces: torch.Tensor, landmarks: torch.Tensor, seeds: Sequence[int] | None = None
                 ) -> torch.Tensor:
