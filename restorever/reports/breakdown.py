@@ -37,6 +37,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..metrics.verification import finite_threshold, kfold_accuracy, roc_auc_score
+from .figure_io import paper_style
 from .labels import condition_label
 from .group_labels import MIXED, UNLABELLED, BreakdownError
 from .statistics import (cluster_bootstrap_counts, cluster_bootstrap_replicates, pair_decisions,
@@ -460,6 +461,7 @@ def _shown_groups(result: dict[str, Any]) -> list[str]:
     return [g for g in result["groups"] if any(c["groups"][g]["identity"]["n_probes"] for c in conds)]
 
 
+@paper_style
 def plot_breakdown(result: dict[str, Any], out: str | Path) -> Path:
     """Mean cosine to clean against scale, one line per (restorer, group) with its bootstrap interval as error bars;
     colour = group (colour-blind safe), line style and marker shape = restorer (the marker it has in every figure).
@@ -474,7 +476,7 @@ def plot_breakdown(result: dict[str, Any], out: str | Path) -> Path:
         raise BreakdownError("the run has no degraded condition: nothing to plot against scale")
     scales = sorted({c["scale"] for c in conds})
     restorers = list(dict.fromkeys(c["restorer"] for c in conds))
-    fig, ax, plt = new_figure()
+    fig, ax = new_figure()
     shown = _shown_groups(result)
     if sum(g != UNLABELLED for g in shown) > MAX_FIGURE_GROUPS:
         raise BreakdownError(f"{len(shown)} groups are more than the figure tells apart ({MAX_FIGURE_GROUPS} "
@@ -505,7 +507,7 @@ def plot_breakdown(result: dict[str, Any], out: str | Path) -> Path:
     title = [recognizer, f"groups by {result['by']}",
              f"error bars: {100 * result['bootstrap']['level']:g} % CI, people resampled"]
     ax.get_legend().set_title("; ".join(t for t in title if t), prop={"size": 5.5})
-    return save_figure(fig, plt, out)
+    return save_figure(fig, out)
 
 
 def write_breakdown(result: dict[str, Any], run_dir: str | Path, *, figure: str | Path | None = None

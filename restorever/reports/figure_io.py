@@ -1,12 +1,13 @@
-"""Output and input checks shared by every figure: the file formats, the pyplot style (column width, 7-8 pt text),
+"""Output and input checks shared by every figure: the file formats, the paper style (column width, 7-8 pt text),
 creating and saving a figure reproducibly, and the checks that a results record has what a figure needs."""
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 from ..errors import ConfigError, RestoreverError
 
@@ -24,20 +25,30 @@ class MissingDataError(RestoreverError):
     """A results record lacks the section a figure needs (e.g. no ``retrieval`` or no saved examples)."""
 
 
-def pyplot():
-    """``matplotlib.pyplot`` on the Agg backend, with the paper style (font sizes, embedded fonts) set."""
-    import matplotlib
+#: the paper style (font sizes in points, embedded TrueType fonts, reproducible SVG): applied only while a figure is
+#: drawn and saved (:func:`paper_style`), never to matplotlib's global settings, so that a notebook's own figures
+#: keep their look after a restorever figure is made
+PAPER_STYLE = {
+    "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 6.5, "xtick.labelsize": 7,
+    "ytick.labelsize": 7, "figure.dpi": 150, "savefig.dpi": 300, "pdf.fonttype": 42, "ps.fonttype": 42,
+    "svg.fonttype": "path", "svg.hashsalt": SVG_HASH_SALT, "axes.linewidth": 0.6, "lines.linewidth": 1.2,
+    "legend.handlelength": 2.6,
+}
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+F = TypeVar("F", bound=Callable[..., Any])
 
-    plt.rcParams.update({
-        "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 6.5, "xtick.labelsize": 7,
-        "ytick.labelsize": 7, "figure.dpi": 150, "savefig.dpi": 300, "pdf.fonttype": 42, "ps.fonttype": 42,
-        "svg.fonttype": "path", "svg.hashsalt": SVG_HASH_SALT, "axes.linewidth": 0.6, "lines.linewidth": 1.2,
-        "legend.handlelength": 2.6,
-    })
-    return plt
+
+def paper_style(func: F) -> F:
+    """Decorator: ``func`` draws and saves its figure inside ``matplotlib.rc_context(PAPER_STYLE)``. Figures are
+    :class:`matplotlib.figure.Figure` objects made without pyplot (:func:`new_figure`), so drawing one neither
+    switches the caller's backend (a notebook's inline one) nor registers a figure in pyplot's list."""
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import matplotlib
+
+        with matplotlib.rc_context(PAPER_STYLE):
+            return func(*args, **kwargs)
+    return wrapper  # type: ignore[return-value]
 
 
 def check_output(out: str | Path) -> Path:
@@ -50,24 +61,26 @@ def check_output(out: str | Path) -> Path:
 
 
 def new_figure(width: float = COLUMN_WIDTH, height: float = 2.8, **subplots):
-    """``(figure, axes, pyplot)`` of a new figure of ``width`` x ``height`` inches in the paper style."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(width, height), **subplots)
-    return fig, ax, plt
+    """``(figure, axes)`` of a new figure of ``width`` x ``height`` inches (``**subplots`` as for
+    ``Figure.subplots``): a bare :class:`matplotlib.figure.Figure`, not a pyplot one; call it inside a function
+    decorated with :func:`paper_style` so that the figure takes the paper style."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)  # a canvas that can measure text (legend placement) and draw, as pyplot's Agg gave
+    return fig, fig.subplots(**subplots)
 
 
-def save_figure(fig, plt, out: str | Path, *, tight: bool = True) -> Path:
-    """Write ``fig`` to ``out`` (format from the suffix, reproducible metadata) and close it; returns the path."""
+def save_figure(fig, out: str | Path, *, tight: bool = True) -> Path:
+    """Write ``fig`` to ``out`` (format from the suffix, reproducible metadata); returns the path."""
     out = check_output(out)
     _prepare_folder(out)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        try:
-            if tight:
-                fig.tight_layout(pad=0.3)
-            fig.savefig(out, bbox_inches="tight", pad_inches=0.02, metadata=_metadata(out))
-        finally:
-            plt.close(fig)
+        if tight:
+            fig.tight_layout(pad=0.3)
+        fig.savefig(out, bbox_inches="tight", pad_inches=0.02, metadata=_metadata(out))
     _report_warnings(out, caught)
     log.info("wrote %s", out)
     return out

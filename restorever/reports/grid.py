@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import UnsafePathError
-from .figure_io import (COLUMN_WIDTH, PAGE_WIDTH, MissingDataError, check_output, check_positive, pyplot,
-                        require_verification, save_figure)
+from .figure_io import (COLUMN_WIDTH, PAGE_WIDTH, MissingDataError, check_output, check_positive, new_figure,
+                        paper_style, require_verification, save_figure)
 from .figure_style import restorer_colour, scales_of
 
 
@@ -107,6 +107,7 @@ def grid_size(ncols: int, row_labels: bool) -> tuple[float, float, float]:
     return cell * ncols + 0.15 + margin, cell, margin
 
 
+@paper_style
 def plot_grid(record: dict[str, Any], run_dir: str | Path, out: str | Path, *, items: Sequence[str] | None = None,
               max_items: int = 3, scales: Sequence[int] | None = None, thumb: int = 160,
               max_columns: int = 8) -> Path:
@@ -150,9 +151,8 @@ def plot_grid(record: dict[str, Any], run_dir: str | Path, out: str | Path, *, i
 
     nrows, ncols = len(layout.cells), len(layout.headers)
     width, cell, label_margin = grid_size(ncols, any(layout.row_labels))
-    plt = pyplot()
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width, (cell + 0.17) * nrows + 0.12),
-                             squeeze=False, gridspec_kw={"wspace": 0.03, "hspace": 0.2})
+    fig, axes = new_figure(width, (cell + 0.17) * nrows + 0.12, nrows=nrows, ncols=ncols, squeeze=False,
+                           gridspec_kw={"wspace": 0.03, "hspace": 0.2})
     for r, row in enumerate(layout.cells):
         for c, item in enumerate(row):
             ax = axes[r, c]
@@ -171,4 +171,4 @@ def plot_grid(record: dict[str, Any], run_dir: str | Path, out: str | Path, *, i
                 ax.set_ylabel(layout.row_labels[r], fontsize=7.5, labelpad=2)
     fig.subplots_adjust(left=(0.02 + label_margin) / width, right=0.99, top=1 - 0.2 / fig.get_figheight(),
                         bottom=0.02)
-    return save_figure(fig, plt, out, tight=False)
+    return save_figure(fig, out, tight=False)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import RestoreverError
-from .figure_io import (COLUMN_WIDTH, FORMATS, MissingDataError, check_output, check_positive, new_figure, pyplot,
+from .figure_io import (COLUMN_WIDTH, FORMATS, MissingDataError, check_output, check_positive, new_figure, paper_style,
                         require_verification, save_figure)
 from .figure_style import (CLEAN_COLOUR, CLEAN_LINE, CLEAN_WIDTH_FACTOR, RESTORER_COLOURS, condition_colour,
                            condition_marker, line_style, restorer_colour, restorer_marker, scale_style, scales_of)
@@ -98,6 +98,7 @@ def _legend_title(ax, text: str) -> None:
         ax.get_legend().set_title(text, prop={"size": 5.5})
 
 
+@paper_style
 def plot_roc(records: Sequence[dict[str, Any]], out: str | Path, *, fars: Sequence[float] = (1e-3, 1e-2),
              scales: Sequence[int] | None = None, restorers: Sequence[str] | None = None,
              names: Sequence[str] | None = None) -> Path:
@@ -114,7 +115,7 @@ def plot_roc(records: Sequence[dict[str, Any]], out: str | Path, *, fars: Sequen
     prefixes = legend_prefixes(records, names)
     conds = [(r_index, c) for r_index, record in enumerate(records) for c in record["conditions"]
              if c.get("verification") and _keep(c, scales, restorers)]
-    fig, ax, plt = new_figure(COLUMN_WIDTH, 2.8)
+    fig, ax = new_figure(COLUMN_WIDTH, 2.8)
     all_scales = scales_of(records)
     positive = [x for _, c in conds for x in c["verification"]["roc"]["fpr"] if x > 0]
     low = max(1e-4, min(min(positive, default=1.0), 1e-2) / 2)  # the FAR axis' left end
@@ -147,7 +148,7 @@ def plot_roc(records: Sequence[dict[str, Any]], out: str | Path, *, fars: Sequen
     ax.grid(True, which="major", alpha=0.25, lw=0.4)
     legend_below(fig, ax, 2.8)
     _legend_title(ax, recognizer_title(records))
-    return save_figure(fig, plt, out)
+    return save_figure(fig, out)
 
 
 #: restorer markers along each ROC curve, spread evenly over the FAR axis' decades (staggered between restorers)
@@ -182,6 +183,7 @@ RECORD_FILLS = ("full", "left", "bottom", "right", "top")
 SCALE_DODGE = 0.06
 
 
+@paper_style
 def plot_scales(records: Sequence[dict[str, Any]], out: str | Path, *, names: Sequence[str] | None = None) -> Path:
     """Verification accuracy (%, mean ± population std over folds as error bars, the legend title saying so)
     against the degradation scale on a log-2 axis, one line per restorer, the clean accuracy as a dashed reference
@@ -196,7 +198,7 @@ def plot_scales(records: Sequence[dict[str, Any]], out: str | Path, *, names: Se
         raise MissingDataError("the accuracy-against-scale figure needs degraded conditions: the run has no "
                                "degraded scales")
     prefixes = legend_prefixes(records, names)
-    fig, ax, plt = new_figure(COLUMN_WIDTH, 2.7)
+    fig, ax = new_figure(COLUMN_WIDTH, 2.7)
     series = [(r_index, name) for r_index, record in enumerate(records)
               for name in dict.fromkeys(c["restorer"] for c in record["conditions"]
                                         if c.get("verification") and c.get("scale") is not None)]
@@ -229,7 +231,7 @@ def plot_scales(records: Sequence[dict[str, Any]], out: str | Path, *, names: Se
     legend_below(fig, ax, 2.7)
     bars = f"error bars: ± std over {_fold_count_text(records)}"
     _legend_title(ax, "; ".join(t for t in (recognizer_title(records), bars) if t))
-    return save_figure(fig, plt, out)
+    return save_figure(fig, out)
 
 
 def clipped_error_bars(values: Sequence[float], spreads: Sequence[float], low: float = 0.0,
@@ -358,6 +360,7 @@ def score_axis_label(conds: Sequence[dict[str, Any]]) -> str:
     return f"pair score: {name} (higher = more alike)" if name else "pair score (higher = more alike)"
 
 
+@paper_style
 def plot_similarity(record: dict[str, Any], out: str | Path, *, bins: int = 40, ncols: int = 2) -> Path:
     """Genuine (same person) and impostor (different people) pair-score distributions: one panel per scale (clean
     first), one colour per restorer (the clean panel black), shared score axis whose limits come from the scores
@@ -382,8 +385,7 @@ def plot_similarity(record: dict[str, Any], out: str | Path, *, bins: int = 40, 
     overlaid = max(sum(c.get("scale") == p for _, c in conds) for p in panels) > 1  # several restorers per panel
     ncols = min(ncols, len(panels))
     nrows = -(-len(panels) // ncols)
-    plt = pyplot()
-    fig, axes = plt.subplots(nrows, ncols, figsize=(COLUMN_WIDTH, 0.35 + 1.3 * nrows), sharex=True, squeeze=False)
+    fig, axes = new_figure(COLUMN_WIDTH, 0.35 + 1.3 * nrows, nrows=nrows, ncols=ncols, sharex=True, squeeze=False)
     below_all = False
     for ax, scale in zip(axes.ravel(), panels):
         for i, cond in ((i, c) for i, c in conds if c.get("scale") == scale):
@@ -402,7 +404,7 @@ def plot_similarity(record: dict[str, Any], out: str | Path, *, bins: int = 40, 
     handles = _similarity_handles([c for _, c in conds], overlaid, below_all)
     fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(3, len(handles)),
                frameon=False, title=recognizer_title([record]) or None, title_fontsize=6.5)
-    return save_figure(fig, plt, out)
+    return save_figure(fig, out)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -422,6 +424,7 @@ def _cmc_of(cond: dict[str, Any], key: str) -> list[float] | None:
     return [float(x) if x is not None else float("nan") for x in curve] if curve else None
 
 
+@paper_style
 def plot_cmc(records: Sequence[dict[str, Any]], out: str | Path, *, max_rank: int | None = None,
              scales: Sequence[int] | None = None, restorers: Sequence[str] | None = None,
              names: Sequence[str] | None = None) -> Path:
@@ -445,7 +448,7 @@ def plot_cmc(records: Sequence[dict[str, Any]], out: str | Path, *, max_rank: in
     if skipped:
         log.info("plot_cmc: %d condition(s) without retrieval.cmc skipped", skipped)
     prefixes = legend_prefixes(records, names)
-    fig, ax, plt = new_figure(COLUMN_WIDTH, 2.8)
+    fig, ax = new_figure(COLUMN_WIDTH, 2.8)
     scales = scales_of(records)
     longest = 1
     for r_index, cond in curves:
@@ -468,7 +471,7 @@ def plot_cmc(records: Sequence[dict[str, Any]], out: str | Path, *, max_rank: in
     ax.grid(True, which="both", alpha=0.25, lw=0.4)
     legend_below(fig, ax, 2.8)
     _legend_title(ax, recognizer_title(records))
-    return save_figure(fig, plt, out)
+    return save_figure(fig, out)
 
 
 # ---------------------------------------------------------------------------------------------------------------

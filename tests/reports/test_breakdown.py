@@ -592,9 +592,9 @@ def test_breakdown_figure_names_the_recognizer(tmp_path, monkeypatch):
     seen = {}
     real_save = figure_io.save_figure
 
-    def capture(fig, plt, out, *args, **kwargs):
+    def capture(fig, out, *args, **kwargs):
         seen["title"] = fig.axes[0].get_legend().get_title().get_text()
-        return real_save(fig, plt, out, *args, **kwargs)
+        return real_save(fig, out, *args, **kwargs)
 
     monkeypatch.setattr(figure_io, "save_figure", capture)
     rec = make_record(tmp_path)

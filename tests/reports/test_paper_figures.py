@@ -92,10 +92,9 @@ def test_each_restorer_keeps_one_marker_shape_in_every_figure(run_dir, monkeypat
     # breakdown: colour = group, marker = the restorer's marker
     seen = {}
 
-    def capture(fig, plt, out, *args, **kwargs):
+    def capture(fig, out, *args, **kwargs):
         seen["markers"] = {lb.split("(")[-1].rstrip(")"): h.lines[0].get_marker()
                            for h, lb in zip(*fig.axes[0].get_legend_handles_labels())}
-        plt.close(fig)
         return out
 
     monkeypatch.setattr(figure_io, "save_figure", capture)
@@ -166,13 +165,13 @@ def test_breakdown_legend_is_below_the_axes_and_the_figure_fits_a_column(tmp_pat
     seen = {}
     real_save = figure_io.save_figure
 
-    def capture(fig, plt, out, *args, **kwargs):
+    def capture(fig, out, *args, **kwargs):
         fig.canvas.draw()
         ax = fig.axes[0]
         seen["legend_top"] = ax.get_legend().get_window_extent().y1
         seen["axes_bottom"] = ax.get_window_extent().y0
         seen["title"] = ax.get_title()
-        return real_save(fig, plt, out, *args, **kwargs)
+        return real_save(fig, out, *args, **kwargs)
 
     monkeypatch.setattr(figure_io, "save_figure", capture)
     out = plot_breakdown(result, tmp_path / "b.png")
@@ -202,3 +201,23 @@ def test_characters_missing_from_the_font_are_one_warning_that_names_them(run_di
     with caplog.at_level(logging.WARNING):
         plot_roc([record], tmp_path / "ascii.pdf")  # Latin names: no warning
     assert not [r for r in caplog.records if "empty boxes" in r.getMessage()]
+
+
+def test_drawing_a_figure_leaves_the_callers_matplotlib_as_it_was(run_dir, tmp_path):
+    """A library call inside a notebook: the figures set matplotlib's global rcParams (a notebook's later figures
+    took 8 pt text and 300 dpi) and ``matplotlib.use("Agg")`` switched pyplot's backend away from the notebook's.
+    Now the paper style holds only while a figure is drawn and saved, and no figure goes through pyplot."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    before_backend = matplotlib.get_backend()
+    before = {k: copy.deepcopy(v) for k, v in matplotlib.rcParams.items()}
+    before_figures = plt.get_fignums()
+    written, _ = plot_all(load_results(run_dir), run_dir, tmp_path, formats=("pdf",))
+    assert written
+    after = dict(matplotlib.rcParams.items())
+    assert {k for k in before if before[k] != after[k]} == set()
+    assert matplotlib.get_backend() == before_backend and plt.get_fignums() == before_figures
+    # and the style still reaches the files: TrueType fonts (fonttype 42) are the paper style's, not the default's
+    assert matplotlib.rcParams["pdf.fonttype"] == 3
+    assert all(b"/FontFile2" in pdf.read_bytes() for (pdf,) in written.values())

@@ -148,14 +148,11 @@ def test_plot_commands(run_dir, tmp_path):
 
 def keep_figures(monkeypatch) -> list:
     """Keep the matplotlib figures the plot functions draw in the returned list instead of saving them."""
-    import matplotlib.pyplot as plt
-
     from restorever.reports import grid, plots
 
-    plt.close("all")  # the figures an earlier test kept
     figures = []
 
-    def keep(fig, plt, out, **kwargs):
+    def keep(fig, out, **kwargs):
         figures.append(fig)
         return out
 
