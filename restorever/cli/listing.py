@@ -136,14 +136,15 @@ def _recognizer_flag(command):
 
 def _backend(name: str):
     """``(registry, card)`` of a restorer or recognizer name."""
-    from ..errors import UnknownNameError
+    from ..errors import unknown_name
     from ..recognizers import REGISTRY as REC
     from ..restorers import REGISTRY as RES
 
     for registry in (RES, REC):
         if name in registry.names():
             return registry, registry.card(name)
-    raise UnknownNameError(f"unknown model {name!r}; see `restorever restorers` and `restorever recognizers`")
+    raise unknown_name("model", name, [*RES.names(), *REC.names()],
+                       listing="`restorever restorers` and `restorever recognizers` list them")
 
 
 @click.group("weights")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from ..errors import ConfigError
+from ..errors import ConfigError, did_you_mean
 
 __all__ = ["route_restorer_options", "route_restorer_weights", "route_recognizer_options"]
 
@@ -25,7 +25,9 @@ def route_restorer_options(names: Sequence[str], options: dict[str, Any]) -> dic
         used |= set(routed[name])
     unused = sorted(k for k, v in options.items() if v is not None and k not in used)
     if unused:
-        raise ValueError(f"option(s) {', '.join(unused)} apply to none of the restorers {', '.join(names)}")
+        takes = sorted({k for name in names for k in restorer_card(name).default_kwargs})
+        raise ValueError(f"option(s) {', '.join(unused)} apply to none of the restorers {', '.join(names)}"
+                         f"{did_you_mean(unused[0], takes)} (their options: {', '.join(takes) or 'none'})")
     return routed
 
 
@@ -69,5 +71,6 @@ def route_recognizer_options(name: str, options: dict[str, Any]) -> dict[str, An
     unknown = sorted(k for k, v in options.items() if v is not None and k not in card.option_specs)
     if unknown:
         takes = ", ".join(card.option_specs) or "none"
-        raise ValueError(f"recognizer {name} takes no option(s) {', '.join(unknown)} (its options: {takes})")
+        raise ValueError(f"recognizer {name} takes no option(s) {', '.join(unknown)}"
+                         f"{did_you_mean(unknown[0], card.option_specs)} (its options: {takes})")
     return {k: check_option(card, k, v) for k, v in options.items() if v is not None}

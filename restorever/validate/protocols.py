@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 
-from ..errors import RestoreverError
+from ..errors import RestoreverError, did_you_mean
 from ..protocol_specs import ALIGNMENT_FITS, FACE_SELECTION, SIMILARITY_CHOICES, include_target
 from .common import is_type, short
 
@@ -38,6 +38,10 @@ def validate_protocols(paths: Sequence[str | os.PathLike] | None = None
     problems, notes = {}, {}
     for f in files:
         notes[f] = []
+        if not f.exists() and str(f) not in known:  # a mistyped name: say which names exist, as --protocol does
+            problems[f] = [f"{f}: no such file, nor a protocol of that name{did_you_mean(f, known)} (`restorever "
+                           f"protocols` lists them)"]
+            continue
         problems[f] = validate_protocol_file(f, notes=notes[f])
     return problems, notes
 
