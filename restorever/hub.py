@@ -270,7 +270,7 @@ def download_file(url: str, destination: Path, *, sha256: str | None, descriptio
     usual umask-respecting mode. Raises ``WeightsHashError`` on a sha256 mismatch, ``WeightsNotFoundError`` (an
     ``OSError``) on a short download or a folder that cannot be written, and ``OSError`` on network failure.
     """
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     created = _make_folders(destination.parent)
     tmp: Path | None = None
@@ -287,7 +287,8 @@ def download_file(url: str, destination: Path, *, sha256: str | None, descriptio
                 total: int | None = int(response.headers.get("Content-Length") or "")
             except ValueError:  # absent or malformed: the size cannot be checked
                 total = None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=description or destination.name) as bar:
+            with progress_bar(total=total, desc=description or destination.name, unit="B", unit_scale=True,
+                              leave=True) as bar:
                 for chunk in iter(lambda: response.read(1 << 20), b""):
                     out.write(chunk)
                     digest.update(chunk)

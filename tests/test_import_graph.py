@@ -3,7 +3,7 @@
 Layers, top to bottom (a module may import its own layer and the ones below):
 cli -> reports, validate, api -> pipeline -> backends (restorers, recognizers, attributes, identification datasets)
 -> data (protocol, formats (one module per protocol format), specs and data root, images, alignment, degradation, detectors, mtcnn, hub, retrieval,
-devices) -> metrics, errors, registry. No module is over 600 lines.
+devices) -> metrics, errors, registry, progress. No module is over 600 lines.
 Imports inside functions count too: a lazy import upward is still a dependency upward.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ LAYERS = [  # (rank, prefixes); the first matching prefix wins, longest prefixes
          "restorever.hub", "restorever.checkpoint_files", "restorever.cache_dir", "restorever.retrieval",
          "restorever.devices", "restorever.precision", "restorever.acceleration", "restorever.files",
          "restorever.memory")),
-    (1, ("restorever.metrics", "restorever.errors", "restorever._registry")),
+    (1, ("restorever.metrics", "restorever.errors", "restorever._registry", "restorever.progress")),
 ]
 
 

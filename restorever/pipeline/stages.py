@@ -177,7 +177,8 @@ def in_batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
 
 
 def progress_bar(iterable, total: int, desc: str, enabled: bool):
-    """``iterable`` under a tqdm bar of ``total`` batches (hidden when not ``enabled``)."""
-    from tqdm.auto import tqdm
+    """``iterable`` under a tqdm bar of ``total`` batches: shown only when ``enabled`` and stderr is a terminal
+    (:func:`restorever.progress.progress_bar`)."""
+    from ..progress import progress_bar as bar
 
-    return tqdm(iterable, total=total, desc=desc, unit="batch", disable=not enabled, leave=False)
+    return bar(iterable, total, desc, enabled)

@@ -329,10 +329,11 @@ def breakdown(record: dict[str, Any], groups: Mapping[str, str], classes: Sequen
         for i in probes:
             if groups.get(key_of(i), UNLABELLED) in classes:
                 shared.setdefault(cluster_of(i), set()).add(groups[key_of(i)])
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     conditions = []
-    for cond in tqdm(record["conditions"], desc="breakdown", unit="condition", disable=None):  # bootstraps per group
+    for cond in progress_bar(record["conditions"], len(record["conditions"]), "breakdown",
+                             unit="condition"):  # bootstraps per group
         if not cond.get("verification"):
             continue
         thresholds, ver = verification_by_group(cond["scores"], pg, names)

@@ -298,10 +298,10 @@ def compare_runs(records: Sequence[dict[str, Any]], names: Sequence[str], *, all
                      f"run(s), which scored the same degraded inputs")
     comparisons = []
     identity: list[dict[str, Any]] = []  # the cosine to clean against none (reports.identity_stats)
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     # about a second per restorer comparison on a full LFW study (AUC/TAR@FAR replicates): a bar per scale
-    for scale in tqdm(common, desc="compare", unit="scale", disable=None):
+    for scale in progress_bar(common, len(common), "compare", unit="scale"):
         here = [c for c in merged if c["scale"] == scale]
         for cond in here:
             cond["comparison_to_clean"] = compare_conditions(clean, cond, clusters, **options_of(cond["run"]))
