@@ -20,7 +20,9 @@ def cli_flag(argument: str) -> str:
 
 
 def handle_errors(func):
-    """Turn user-facing errors into one line on stderr and exit status 2."""
+    """Turn errors into one line on stderr: exit status 2 for what a user can fix (bad input, missing files, a
+    full disk), 1 for anything unexpected (a bug; ``-vv`` shows its traceback), 130 on Ctrl-C or SIGTERM, 141 when
+    stdout is closed early (``restorever restorers | head -1``), silently."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -36,38 +38,83 @@ def handle_errors(func):
         import warnings
 
         def _one_line(message, category, filename, lineno, file=None, line=None):  # no source line, no path
-            click.echo(f"warning: {str(message).splitlines()[0] if str(message) else category.__name__}", err=True)
+            if logging.getLogger("restorever").isEnabledFor(logging.WARNING):  # -q: errors only
+                click.echo(f"warning: {str(message).splitlines()[0] if str(message) else category.__name__}",
+                           err=True)
 
         try:
             with warnings.catch_warnings():
                 warnings.showwarning = _one_line
                 return func(*args, **kwargs)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # usage errors and deliberate exits: click prints and exits as usual
         except ConfigError as exc:  # library errors name the argument; the CLI names its flag
-            click.echo(f"error: {cli_flag(exc.argument)} {exc.problem}", err=True)
-            sys.exit(2)
+            _fail(f"{cli_flag(exc.argument)} {exc.problem}")
         except (RestoreverError, ValueError, KeyError) as exc:
-            message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-            click.echo(f"error: {message}", err=True)
-            sys.exit(2)
+            _fail(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
         except RuntimeError as exc:
             if "out of memory" not in str(exc).lower():
-                raise
-            click.echo("error: out of memory even for a single face (after halving the batch down to 1); use a "
-                       "device with more memory, --device cpu, or a lower-precision option of the backend",
-                       err=True)
-            sys.exit(2)
+                _unexpected(exc)
+            _fail("out of memory even for a single face (after halving the batch down to 1); use a device with "
+                  "more memory, --device cpu, or a lower-precision option of the backend")
+        except BrokenPipeError:  # the reader of stdout went away (`| head`): stop quietly, as a killed writer does
+            _silence_stdout()
+            sys.exit(141)
         except OSError as exc:  # a path the user named that cannot be read or written: one line, no traceback
             where = f"{exc.filename}: " if exc.filename else ""
-            click.echo(f"error: {where}{exc.strerror or exc}{_os_error_hint(exc)}", err=True)
-            sys.exit(2)
+            _fail(f"{where}{exc.strerror or exc}{_os_error_hint(exc)}")
         except KeyboardInterrupt:
-            click.echo("interrupted: finished cache entries are kept; rerun the same command to resume", err=True)
+            click.echo(f"interrupted{_RESUME.get(click.get_current_context().command.name, '')}", err=True)
             sys.exit(130)
+        except Exception as exc:  # noqa: BLE001 -- a bug: one line unless -vv asks for the traceback
+            _unexpected(exc)
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+#: what an interrupted command leaves to resume from, by command name (others: just "interrupted")
+_RESUME = {name: ": finished cache entries are kept; rerun the same command to resume"
+           for name in ("eval", "ident", "fit")}
+_RESUME.update({name: f": the outputs finished are recorded in OUT/{name}.json; rerun the same command to resume"
+                for name in ("degrade", "restore")})
+
+
+def _debugging() -> bool:
+    """``-vv`` was given (the root logger admits debug messages)."""
+    return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+def _fail(message: str, status: int = 2) -> None:
+    """Print ``error: message`` and exit with ``status``; with ``-vv`` the traceback of the error being handled is
+    logged first (at debug level)."""
+    if _debugging():
+        logging.getLogger(__name__).debug("traceback of the error below", exc_info=True)
+    click.echo(f"error: {message}", err=True)
+    sys.exit(status)
+
+
+def _unexpected(exc: BaseException) -> None:
+    """An error no check anticipated: with ``-vv`` re-raised (Python prints the traceback), else one line naming
+    its type, exit status 1."""
+    if _debugging():
+        raise exc
+    text = str(exc).strip().splitlines()
+    _fail(f"unexpected {type(exc).__name__}{': ' + text[0] if text else ''} (rerun with -vv for the traceback, and "
+          f"please report it)", status=1)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so that Python's final flush does not fail again on the closed pipe."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (a test runner's stream)
+        pass
 
 
 def _os_error_hint(exc: OSError) -> str:
@@ -84,13 +131,67 @@ def _os_error_hint(exc: OSError) -> str:
             errno.EROFS: "; the file system is read-only: choose another path"}.get(exc.errno, "")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+#: ``--no-progress`` help, the same on every command that draws bars
+NO_PROGRESS_HELP = "Hide the progress bars (drawn only when stderr is a terminal; -q hides them too)."
+
+_VERBOSITY = "restorever.verbosity"
+
+
+def _set_verbosity(ctx: click.Context, param: click.Parameter, value) -> None:
+    """Callback of ``-v`` / ``-q``, given before or after the subcommand (``restorever -v eval`` = ``restorever eval
+    -v``; the counts add up): sets the root logging level, restored when the command ends."""
+    if not value:
+        return
+    root = ctx.find_root()
+    state = root.meta.get(_VERBOSITY)
+    if state is None:
+        state = root.meta[_VERBOSITY] = {"verbose": 0, "quiet": False}
+        previous = logging.getLogger().level
+        root.call_on_close(lambda: logging.getLogger().setLevel(previous))
+    if param.name == "quiet":
+        state["quiet"] = True
+    else:
+        state["verbose"] += value
+    if state["quiet"] and state["verbose"]:
+        raise click.UsageError("-q (errors only) and -v (more output) contradict each other: give one of them")
+    logging.getLogger().setLevel(logging.ERROR if state["quiet"] else logging.WARNING - 10 * min(state["verbose"], 2))
+
+
+def _verbosity_options() -> list[click.Option]:
+    return [click.Option(["-v", "--verbose"], count=True, expose_value=False, is_eager=True, callback=_set_verbosity,
+                         help="More log output (-vv: debug, and the traceback of an error)."),
+            click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, is_eager=True, callback=_set_verbosity,
+                         help="Errors only on stderr: no logged warnings, no progress bars.")]
+
+
+def _with_verbosity(command: click.Command) -> click.Command:
+    """``command`` (and, for a group, every subcommand) taking ``-v`` and ``-q`` itself."""
+    if not any(p.name in ("verbose", "quiet") for p in command.params):
+        command.params.extend(_verbosity_options())
+    for sub in getattr(command, "commands", {}).values():
+        _with_verbosity(sub)
+    return command
+
+
+class _Group(click.Group):
+    """The top-level group: every command added to it takes ``-v`` / ``-q`` after its name too."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        super().add_command(_with_verbosity(cmd), name)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="restorever", message="%(prog)s %(version)s")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-def cli(verbose: int) -> None:
-    """restorever: does face restoration preserve identity?"""
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+def cli() -> None:
+    """restorever: does face restoration preserve identity?
+
+    \b
+    Exit status: 0 done; 2 a usage or input error (one line on stderr naming the fix); 1 an unexpected error (one
+    line; -vv prints its traceback); 130 interrupted (Ctrl-C, SIGTERM); 141 stdout closed early (| head)."""
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")  # the level: -v / -q (_set_verbosity)
+
+
+cli.params.extend(_verbosity_options())
 
 
 def main() -> None:  # console_scripts entry point

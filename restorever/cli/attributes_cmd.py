@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from . import handle_errors
+from . import NO_PROGRESS_HELP, handle_errors
+from .options import HELP
 
 EPILOG = """\b
 Examples:
@@ -34,10 +35,10 @@ def _floats(text: str | None) -> list[float] | None:
 @click.option("--protocol", default="lfw-ident", show_default=True, help="Identification protocol (its images).")
 @click.option("--data-root", type=click.Path(), help="Folder holding the protocol's data.")
 @click.option("--recognizer", default="dlib", show_default=True, help="Recognizer whose embeddings the probe reads.")
-@click.option("--recognizer-weights", default=None, help="Recognizer weights: FILE or ROLE=FILE,...")
+@click.option("--recognizer-weights", default=None, help=HELP["recognizer-weights"])
 @click.option("--detector", default=None, help="Landmark detector [protocol's alignment.landmarks].")
-@click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE")
-@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE", help=HELP["device"])
+@click.option("--batch-size", type=int, default=16, show_default=True, help=HELP["batch-size"])
 @click.option("--on-error", type=click.Choice(["error", "skip"]), default=None,
               help="Images without a face: stop, or leave them out (recorded) [protocol's on_error].")
 @click.option("--min-images", type=int, default=None, help="Use people with at least N images (protocol: 2).")
@@ -49,12 +50,12 @@ def _floats(text: str | None) -> list[float] | None:
 @click.option("--l2", type=float, default=1e-2, show_default=True, help="Probe L2 penalty.")
 @click.option("--reweight-hidden", type=int, default=16, show_default=True,
               help="Re-weighting MLP hidden units (0 = one linear layer, as in APR).")
-@click.option("--reweight-l2", type=float, default=1e-3, show_default=True)
+@click.option("--reweight-l2", type=float, default=1e-3, show_default=True, help="Re-weighting module L2 penalty.")
 @click.option("--no-reweight", is_flag=True, help="Do not fit the re-weighting module.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--cache-dir", type=click.Path(), default=None)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the folds and the fitting.")
+@click.option("--cache-dir", type=click.Path(), default=None, help=HELP["cache-dir"])
 @click.option("--out", type=click.Path(), required=True, help="Checkpoint to write (.pt); the report goes beside it.")
-@click.option("--no-progress", is_flag=True)
+@click.option("--no-progress", is_flag=True, help=NO_PROGRESS_HELP)
 @handle_errors
 def fit_command(protocol, data_root, recognizer, recognizer_weights, detector, device, batch_size, on_error,
                 min_images, max_probes_per_person, max_distractors, age_bins, folds, hidden, l2, reweight_hidden,

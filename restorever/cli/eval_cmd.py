@@ -5,9 +5,9 @@ from pathlib import Path
 
 import click
 
-from . import handle_errors
+from . import NO_PROGRESS_HELP, handle_errors
 from .ident_cmd import ident_only_options
-from .options import (parse_key_values, parse_scales, recognizer_options_option, restorer_options,
+from .options import (HELP, parse_key_values, parse_scales, recognizer_options_option, restorer_options,
                       restorer_options_option, split_list)
 
 
@@ -23,15 +23,16 @@ Examples:
 
 @click.command("eval", epilog=EPILOG)
 @click.option("--protocol", default="lfw", show_default=True, help="Protocol name or YAML file.")
-@click.option("--data-root", type=click.Path(), help="Folder holding the protocol's data.")
-@click.option("--pairs", type=click.Path(), help="Pairs file (CSV for pairs-csv, .bin for insightface-bin).")
+@click.option("--data-root", type=click.Path(), help=HELP["data-root"])
+@click.option("--pairs", type=click.Path(), help=HELP["pairs"])
 @click.option("--restorer", "restorers", default="none", show_default=True, help="Restorer name(s), comma-separated.")
-@click.option("--recognizer", default="dlib", show_default=True, help="Recognizer name (`restorever recognizers`).")
+@click.option("--recognizer", default="dlib", show_default=True, help=HELP["recognizer"])
 @click.option("--scales", default="",
               help="Degradation scales, e.g. 4,8,16,24,32 (the study's set); default none: the clean condition only, "
                    "which every run includes.")
-@click.option("--degradation", default="difface-test", show_default=True, help="Degradation preset.")
-@click.option("--degrade-side", type=click.Choice(["probe", "both"]), default="probe", show_default=True)
+@click.option("--degradation", default="difface-test", show_default=True, help=HELP["degradation"])
+@click.option("--degrade-side", type=click.Choice(["probe", "both"]), default="probe", show_default=True,
+              help=HELP["degrade-side"])
 @click.option("--align-on", type=click.Choice(["clean", "degraded"]), default="clean", show_default=True,
               help="Landmarks of degraded faces: from the clean photo (oracle alignment), or detected on each "
                    "degraded crop, which is aligned again (the realistic front end; verification protocols only).")
@@ -40,27 +41,26 @@ Examples:
 @click.option("--detector", default=None,
               help="Landmark detector: mtcnn, mtcnn-batched (faster on a GPU) or scrfd [protocol's "
                    "alignment.landmarks].")
-@click.option("--limit-pairs", type=int, default=None,
-              help="Evaluate N pairs, balanced over folds and classes: the first pairs of each (fold, class) "
-                   "group in pairs-file order, taken in turn (no randomness).")
-@click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE",
-              help="auto, cpu, cuda, cuda:1.")
-@click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--limit-pairs", type=int, default=None, help=HELP["limit-pairs"])
+@click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE", help=HELP["device"])
+@click.option("--batch-size", type=int, default=16, show_default=True, help=HELP["batch-size"])
 @click.option("--on-error", type=click.Choice(["error", "skip"]), default=None,
               help="Missing/undecodable images and faces not found: stop, or skip their pairs (recorded) "
                    "[protocol's on_error, else error].")
-@click.option("--flip-test", is_flag=True, help="Sum the embeddings of each face and its mirror image.")
+@click.option("--flip-test", is_flag=True, help=HELP["flip-test"])
 @click.option("--weights", "restorer_weights", default=None,
               help="Restorer weights: FILE or ROLE=FILE,ROLE=FILE (e.g. unet=U.pth,estimator=E.pth for difface); "
                    "with several restorers, prefix each with its name: vqfr-v2:V.pth,difface:unet=U.pth,...")
-@click.option("--recognizer-weights", default=None, help="Recognizer weights: FILE or ROLE=FILE,...")
+@click.option("--recognizer-weights", default=None, help=HELP["recognizer-weights"])
 @restorer_options_option
 @recognizer_options_option
-@click.option("--cache-dir", type=click.Path(), default=None, help="Cache folder (default: $RESTOREVER_HOME/cache).")
-@click.option("--out", type=click.Path(), default="runs/latest", show_default=True, help="Output folder.")
+@click.option("--cache-dir", type=click.Path(), default=None, help=HELP["cache-dir"])
+@click.option("--out", type=click.Path(), default="runs/latest", show_default=True,
+              help="Output folder: results.json, results.md, roc.png, examples/. A rerun into it resumes from the "
+                   "cache and replaces the run there (a warning names the options that differ).")
 @click.option("--examples", type=click.IntRange(min=0), default=4, show_default=True,
               help="Save the clean/degraded/restored faces of N probes under OUT/examples (for `plot grid`).")
-@click.option("--no-progress", is_flag=True, help="Hide progress bars.")
+@click.option("--no-progress", is_flag=True, help=NO_PROGRESS_HELP)
 @click.option("--dry-run", is_flag=True,
               help="Print the work plan (conditions, images, cached entries, estimate) only.")
 @ident_only_options

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from . import handle_errors
-from .options import parse_key_values, recognizer_options_option, restorer_options, restorer_options_option
+from . import NO_PROGRESS_HELP, handle_errors
+from .options import HELP, parse_key_values, recognizer_options_option, restorer_options, restorer_options_option
 
 EPILOG = """\b
 Examples:
@@ -24,25 +24,27 @@ Examples:
 
 _COMMON_OPTIONS = [
     click.option("--protocol", default="lfw-ident", show_default=True, help="Identification protocol or YAML."),
-    click.option("--data-root", type=click.Path(), help="Folder holding the data."),
+    click.option("--data-root", type=click.Path(), help=HELP["data-root"]),
     click.option("--restorer", "restorers", default="none", show_default=True, help="Restorer(s), comma-separated."),
-    click.option("--recognizer", default="dlib", show_default=True),
+    click.option("--recognizer", default="dlib", show_default=True, help=HELP["recognizer"]),
     click.option("--scales", default="", help="Degradation scales of the probes, e.g. 8,16,32."),
-    click.option("--degradation", default="difface-test", show_default=True),
+    click.option("--degradation", default="difface-test", show_default=True, help=HELP["degradation"]),
     click.option("--seed", type=int, default=None, help="Seed of the probes' degradation [protocol's seed, else 0]."),
     click.option("--detector", default=None, help="Landmark detector [protocol's alignment.landmarks]."),
-    click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE"),
-    click.option("--batch-size", type=int, default=16, show_default=True),
+    click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE", help=HELP["device"]),
+    click.option("--batch-size", type=int, default=16, show_default=True, help=HELP["batch-size"]),
     click.option("--on-error", type=click.Choice(["error", "skip"]), default=None,
                  help="Images without a face: stop, or drop them from the split (recorded) [protocol's on_error "
                       "(lfw-ident: skip), else error]."),
-    click.option("--flip-test", is_flag=True),
+    click.option("--flip-test", is_flag=True, help=HELP["flip-test"]),
     click.option("--weights", "restorer_weights", default=None,
                  help="Restorer weights: FILE or ROLE=FILE,...; with several restorers NAME:FILE,NAME:ROLE=FILE,..."),
-    click.option("--recognizer-weights", default=None),
-    click.option("--cache-dir", type=click.Path(), default=None),
-    click.option("--out", type=click.Path(), default="runs/ident", show_default=True),
-    click.option("--no-progress", is_flag=True),
+    click.option("--recognizer-weights", default=None, help=HELP["recognizer-weights"]),
+    click.option("--cache-dir", type=click.Path(), default=None, help=HELP["cache-dir"]),
+    click.option("--out", type=click.Path(), default="runs/ident", show_default=True,
+                 help="Output folder: results.json, results.md, cmc.png. A rerun into it resumes from the cache and "
+                      "replaces the run there."),
+    click.option("--no-progress", is_flag=True, help=NO_PROGRESS_HELP),
     click.option("--dry-run", is_flag=True, help="Print the work plan (split, cached entries, estimate) only."),
 ]
 
@@ -65,12 +67,13 @@ IDENT_ONLY_OPTIONS = [
                  help="Re-weighting module: auto (the attribute model's own), none, or a checkpoint PATH (its "
                       "modules, cross-fitted: a person it was fitted on goes through the fold module that did not "
                       "see them)."),
-    click.option("--top-k", type=int, default=10, show_default=True),
+    click.option("--top-k", type=int, default=10, show_default=True, help=HELP["top-k"]),
     click.option("--search-backend", type=click.Choice(["auto", "faiss", "numpy"]), default="auto",
-                 show_default=True),
-    click.option("--index", type=click.Choice(["flat", "ivf"]), default="flat", show_default=True),
-    click.option("--ivf-nlist", type=int, default=64, show_default=True),
-    click.option("--nprobe", type=int, default=16, show_default=True),
+                 show_default=True, help=HELP["search-backend"]),
+    click.option("--index", type=click.Choice(["flat", "ivf"]), default="flat", show_default=True,
+                 help=HELP["index"]),
+    click.option("--ivf-nlist", type=int, default=64, show_default=True, help=HELP["ivf-nlist"]),
+    click.option("--nprobe", type=int, default=16, show_default=True, help=HELP["nprobe"]),
     click.option("--filter-mode", type=click.Choice(["partition", "selector"]), default="partition",
                  show_default=True, help="Sub-index per attribute cell, or a faiss IDSelector."),
 ]

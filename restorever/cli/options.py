@@ -88,3 +88,28 @@ def restorer_options(pairs: tuple[str, ...] | list[str]) -> dict:
     values are still text or YAML scalars here: the restorer's card converts and checks them."""
     shortcuts = click.get_current_context().meta.get(_META_KEY, {})
     return {**parse_key_values(pairs), **shortcuts}
+
+
+#: help of the options several commands share, so that each says the same (option name without dashes -> text)
+HELP = {
+    "protocol": "Protocol name (`restorever protocols`) or YAML file.",
+    "data-root": "Folder holding the protocol's data [$RESTOREVER_DATA, else the cache's data/PROTOCOL, where "
+                 "an online run downloads the archive the protocol names].",
+    "pairs": "Pairs file (CSV for pairs-csv, .bin for insightface-bin).",
+    "degradation": "Degradation preset (`restorever degradations`).",
+    "limit-pairs": "Use N pairs, balanced over folds and classes: the first pairs of each (fold, class) group in "
+                   "pairs-file order, taken in turn (no randomness).",
+    "device": "auto, cpu, cuda, cuda:1 (or $RESTOREVER_DEVICE).",
+    "batch-size": "Faces per batch of each stage (halved on out-of-memory).",
+    "recognizer": "Recognizer name (`restorever recognizers`).",
+    "recognizer-weights": "Recognizer weights: FILE or ROLE=FILE,...",
+    "flip-test": "Sum the embeddings of each face and its mirror image.",
+    "cache-dir": "Cache folder (default: $RESTOREVER_HOME/cache).",
+    "top-k": "Gallery entries returned per probe (rank-k rates and the CMC up to k; at most 10,000).",
+    "search-backend": "Nearest-neighbour search: faiss, numpy, or auto (faiss when installed, else numpy).",
+    "index": "faiss index: exact (flat), or approximate inverted lists (ivf; flat when the gallery is too small "
+             "for --ivf-nlist lists).",
+    "ivf-nlist": "Inverted lists of an ivf index.",
+    "nprobe": "Inverted lists an ivf search visits.",
+    "degrade-side": "Degrade the probe (second) image of each pair, or both images.",
+}

@@ -7,26 +7,27 @@ from pathlib import Path
 import click
 
 from ..detectors import MIN_FACE_SIZE
-from . import handle_errors
-from .options import restorer_options, restorer_options_option
+from ..progress import progress_bar
+from . import NO_PROGRESS_HELP, handle_errors
+from .options import HELP, restorer_options, restorer_options_option
 
 
 @click.command("degrade", epilog="\b\nExample:\n  restorever degrade --protocol lfw --data-root ../shared/data/lfw "
                                  "--scales 4,16 --limit-pairs 20 --out degraded/")
-@click.option("--protocol", default="lfw", show_default=True)
-@click.option("--data-root", type=click.Path())
-@click.option("--pairs", type=click.Path())
-@click.option("--scales", default="4,8,16,24,32", show_default=True)
-@click.option("--degradation", default="difface-test", show_default=True)
+@click.option("--protocol", default="lfw", show_default=True, help=HELP["protocol"])
+@click.option("--data-root", type=click.Path(), help=HELP["data-root"])
+@click.option("--pairs", type=click.Path(), help=HELP["pairs"])
+@click.option("--scales", default="4,8,16,24,32", show_default=True, help="Degradation scales, comma-separated.")
+@click.option("--degradation", default="difface-test", show_default=True, help=HELP["degradation"])
 @click.option("--seed", type=click.IntRange(0, 2 ** 63 - 1), default=None,
               help="Seed of the degradation parameters and noise [protocol's seed, else 0].")
 @click.option("--degrade-side", "--side", "side", type=click.Choice(["probe", "both"]), default="probe",
               show_default=True, help="Degrade the probe (second) images of each pair, or every image (as eval's "
                                       "--degrade-side).")
-@click.option("--limit-pairs", type=int, default=None)
+@click.option("--limit-pairs", type=int, default=None, help=HELP["limit-pairs"])
 @click.option("--detector", default=None, help="Landmark detector [protocol's alignment.landmarks, else mtcnn].")
-@click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE")
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE", help=HELP["device"])
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help=HELP["batch-size"])
 @click.option("--on-error", type=click.Choice(["error", "skip"]), default=None,
               help="Images without a face: stop, or skip them (listed in skipped.json) [protocol's on_error, else "
                    "error].")
@@ -37,9 +38,10 @@ from .options import restorer_options, restorer_options_option
 @click.option("--out", type=click.Path(), required=True,
               help="Output folder: OUT/clean and OUT/xSCALE PNGs, params.jsonl (parameters per face and scale), "
                    "manifest.json (options, landmarks per face), degrade.json (the resume record).")
+@click.option("--no-progress", is_flag=True, help=NO_PROGRESS_HELP)
 @handle_errors
 def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side, limit_pairs, detector, device,
-                    batch_size, on_error, overwrite, out):
+                    batch_size, on_error, overwrite, out, no_progress):
     """Align and degrade a protocol's faces; write PNGs (OUT/clean, OUT/xSCALE) and the parameter records.
 
     \b
@@ -52,7 +54,6 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
     import json
 
     import numpy as np
-    from tqdm.auto import tqdm
 
     from ..degradation import Degradation
     from ..detectors import list_detectors, resolve_detector
@@ -114,7 +115,8 @@ def degrade_command(protocol, data_root, pairs, scales, degradation, seed, side,
     leftover = [name for i in failed for name in pngs(i) if (out / name).exists()]
     records, kept = [], 0
     try:  # a run stopped by an error or Ctrl-C keeps the record of the PNGs it finished
-        for start in tqdm(range(0, len(items), batch_size), desc="degrade", unit="batch"):
+        starts = range(0, len(items), batch_size)
+        for start in progress_bar(starts, len(starts), "degrade", not no_progress):
             batch = items[start:start + batch_size]
             for scale in scale_list:  # parameters are per item: a batch's subset draws the same ones
                 records += [{"item": i, "scale": scale, **r}
@@ -210,7 +212,8 @@ def _finite(param: click.Parameter, value: float) -> float:
 @click.option("--weights", default=None, help="FILE or ROLE=FILE,ROLE=FILE (explicit local checkpoint).")
 @click.option("--aligned/--detect", default=None,
               help="Treat inputs as aligned 512x512 faces, or detect and align (default: aligned iff 512x512).")
-@click.option("--detector", default="mtcnn", show_default=True)
+@click.option("--detector", default="mtcnn", show_default=True,
+              help="Face detector of photos that are not aligned crops: mtcnn, mtcnn-batched or scrfd.")
 @click.option("--faces", "faces_mode", type=click.Choice(["center", "largest", "all"]), default="center",
               show_default=True, help="Which faces of a photo to restore: the one nearest the centre (as eval picks), "
                                       "the largest, or every face of at least --min-face-size pixels (where "
@@ -220,8 +223,9 @@ def _finite(param: click.Parameter, value: float) -> float:
               callback=lambda ctx, param, value: _finite(param, value),
               help="With --faces all: a face whose detected box is narrower or shorter than this (photo pixels) is "
                    "left out, and named in a note.")
-@click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, envvar="RESTOREVER_DEVICE", help=HELP["device"])
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the restorer's noise (each face's own seed is drawn from it and the file name).")
 @click.option("--alignment-fit", type=click.Choice(["least-squares", "lmeds"]), default="least-squares",
               show_default=True, help="How the five landmarks are fitted to the 512 template: all five by least "
                                       "squares (restorever's default), or OpenCV's LMEDS as the official restoration "
@@ -234,10 +238,12 @@ def _finite(param: click.Parameter, value: float) -> float:
                    "a new record, and remove that run's outputs that this one does not write (only files still "
                    "holding the bytes it recorded; each named on stderr); without it such a rerun is refused.")
 @restorer_options_option
-@click.option("--out", type=click.Path(), required=True)
+@click.option("--out", type=click.Path(), required=True,
+              help="Output folder: OUT/NAME.png per input, restore.json (the resume record).")
+@click.option("--no-progress", is_flag=True, help=NO_PROGRESS_HELP)
 @handle_errors
 def restore_command(images, restorer, weights, aligned, detector, faces_mode, min_face_size, device, seed,
-                    alignment_fit, on_error, overwrite, restorer_option, out):
+                    alignment_fit, on_error, overwrite, restorer_option, out, no_progress):
     """Restore faces: aligned 512x512 crops directly, other photos via detection, alignment and paste-back.
 
     \b
@@ -266,7 +272,6 @@ def restore_command(images, restorer, weights, aligned, detector, faces_mode, mi
 
     import numpy as np
     import torch
-    from tqdm.auto import tqdm
 
     from ..detectors import detector_file_sha256, faces_to_paste, nearest_to_center
     from ..devices import resolve_device
@@ -300,7 +305,7 @@ def restore_command(images, restorer, weights, aligned, detector, faces_mode, mi
     notes: dict[str, list[str]] = {path: [] for path in images}  # restored, with something the user should know
     kept = 0
     det = None
-    for path in tqdm(images, desc="detect", unit="image"):
+    for path in progress_bar(images, len(images), "detect", not no_progress, unit="image"):
         try:
             digests[path] = hashlib.sha256(read_file_bytes(path)).hexdigest()
             if record.done(names[path], digests[path]):
@@ -359,7 +364,7 @@ def restore_command(images, restorer, weights, aligned, detector, faces_mode, mi
     # --overwrite: the replaced run's outputs of inputs not given now would sit beside this run's, unrecorded
     removed = record.remove_stale(set(names.values())) if record.previous else []
     try:  # a run stopped by an error keeps the record of what it finished
-        for path in tqdm(list(chosen), desc="restore", unit="image"):
+        for path in progress_bar(list(chosen), len(chosen), "restore", not no_progress, unit="image"):
             photo = to_tensor([read_image(path)]).to(dev)
             name = Path(path).name
             found = chosen[path]
