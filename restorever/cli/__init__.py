@@ -161,7 +161,8 @@ def _verbosity_options() -> list[click.Option]:
     return [click.Option(["-v", "--verbose"], count=True, expose_value=False, is_eager=True, callback=_set_verbosity,
                          help="More log output (-vv: debug, and the traceback of an error)."),
             click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, is_eager=True, callback=_set_verbosity,
-                         help="Errors only on stderr: no logged warnings, no progress bars.")]
+                         help="No logged warnings or progress bars on stderr: errors only (and the notes "
+                              "degrade and restore give on their outputs).")]
 
 
 def _with_verbosity(command: click.Command) -> click.Command:
