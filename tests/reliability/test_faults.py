@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import types
 from pathlib import Path
 
@@ -375,24 +374,37 @@ def test_persistent_oom_is_one_clear_line(tiny_data, tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------------------------ signals
 
+# The child process sends the signal to itself right after its `after`-th cache entry is written: a real OS signal
+# at a known point of the run. A parent polling the cache folder and signalling from outside missed the middle of
+# the run on a loaded machine (the run finished between two polls, three tries in a row).
+_SELF_SIGNAL = """
+import os, sys
+from restorever.pipeline import cache
+signum, after = int(sys.argv[1]), int(sys.argv[2])
+put, written = cache.ArrayCache.put, []
+def put_then_signal(self, kind, key, data):
+    put(self, kind, key, data)
+    written.append(key)
+    if len(written) == after:
+        os.kill(os.getpid(), signum)
+cache.ArrayCache.put = put_then_signal
+from restorever.cli import main
+sys.argv = ["restorever", *sys.argv[3:]]
+main()
+"""
+
+
 @pytest.mark.parametrize("signum, after", [(signal.SIGINT, 2), (signal.SIGTERM, 9)],
                          ids=["SIGINT-during-landmarks", "SIGTERM-during-embeddings"])
 def test_signal_mid_run_then_resume(tiny_data, reference_run, tmp_path, signum, after):
     csv, root = tiny_data
     ref_entries = reference_run[1]
-    for attempt in range(3):  # on a loaded machine the signal can be handled only after the last entry: try again
-        out, cache = tmp_path / f"out{attempt}", tmp_path / f"cache{attempt}"
-        args = eval_args(csv, root, out, cache)
-        proc = subprocess.Popen([sys.executable, "-m", "restorever", *args], env=subprocess_env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.time() + 240
-        while len(cache_entries(cache)) < after and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.01)
-        proc.send_signal(signum)
-        _, stderr = proc.communicate(timeout=120)
-        present = _assert_entries_intact(cache)
-        if len(present) < len(ref_entries):
-            break
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    args = eval_args(csv, root, out, cache)
+    proc = subprocess.run([sys.executable, "-c", _SELF_SIGNAL, str(int(signum)), str(after), *args],
+                          env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    stderr = proc.stderr
+    present = _assert_entries_intact(cache)
     assert 0 < len(present) < len(ref_entries), "the signal must land mid-run"
     assert proc.returncode == 130, stderr[-2000:]
     assert _one_line(stderr) == ("interrupted: finished cache entries are kept; rerun the same command to resume")
