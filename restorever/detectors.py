@@ -38,7 +38,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import DetectorError, ImageError, RestoreverError, WeightsNotFoundError, unknown_name
+from .errors import (DetectorError, ImageError, MissingDependencyError, RestoreverError, WeightsNotFoundError,
+                     unknown_name)
 
 __all__ = [
     "Detection",
@@ -58,10 +59,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-
-class MissingDependencyError(RestoreverError, ImportError):
-    """An optional package a detector needs is not installed."""
 
 
 class DetectorWeightsNotFoundError(WeightsNotFoundError):

@@ -67,6 +67,11 @@ class DeviceError(ConfigError):
         super().__init__("device", problem)
 
 
+class MissingDependencyError(RestoreverError, ImportError):
+    """An optional package a model needs is not installed; the message names the ``pip install`` that fixes it
+    (a :class:`RestoreverError`, so the command line prints it as an input error with status 2, not as a bug)."""
+
+
 class DetectorError(RestoreverError):
     """The face detector failed on an image (an error, not a finding: it is never cached as "no face found").
     Its message contains :data:`DETECTOR_FAILURE`, by which ``restorever validate`` recognises such a skip."""

@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import torch
 
 from ..devices import resolve_device
-from ..errors import CheckpointLayoutError, WeightsHashError, WeightsNotFoundError
+from ..errors import CheckpointLayoutError, MissingDependencyError, WeightsHashError, WeightsNotFoundError
 from ..hub import (ModelCard, WeightFile, check_weight_roles, copy_into_cache, download_file, is_offline,
                    load_checkpoint, load_state_dict_strict, resolve_weights, sha256_file)
 from ..hub import weight_status as hub_weight_status
@@ -114,8 +114,8 @@ class OnnxRecognizer(Recognizer):
         try:
             import onnxruntime as ort
         except ImportError as exc:  # pragma: no cover - onnxruntime is a core dependency
-            raise ImportError(f"{card.name}: the ONNX engine needs onnxruntime (pip install onnxruntime, or "
-                              f"onnxruntime-gpu for CUDA)") from exc
+            raise MissingDependencyError(f"{card.name}: the ONNX engine needs onnxruntime (pip install onnxruntime, "
+                                         f"or onnxruntime-gpu for CUDA)") from exc
         self.path = Path(path)
         self.flip_test = bool(flip_test)
         self.similarity = similarity

@@ -27,6 +27,7 @@ from typing import Any, Mapping
 import torch
 
 from ..devices import resolve_device
+from ..errors import MissingDependencyError
 from ..hub import (ModelCard, WeightFile, check_weight_roles, load_checkpoint, load_state_dict_strict, resolve_weights,
                    sha256_file)
 from ..hub import weight_status as hub_weight_status
@@ -46,8 +47,8 @@ def _import_inception_resnet_v1():
     try:
         from facenet_pytorch import InceptionResnetV1
     except ImportError as exc:
-        raise ImportError("the facenet recognizers need facenet-pytorch: pip install 'restorever[mtcnn]' "
-                          "(facenet-pytorch==2.5.3; 2.6 pins torch<2.3)") from exc
+        raise MissingDependencyError("the facenet recognizers need facenet-pytorch: pip install 'restorever[mtcnn]' "
+                                     "(facenet-pytorch==2.5.3; 2.6 pins torch<2.3)") from exc
     return InceptionResnetV1
 
 
