@@ -132,7 +132,8 @@ def _os_error_hint(exc: OSError) -> str:
 
 
 #: ``--no-progress`` help, the same on every command that draws bars
-NO_PROGRESS_HELP = "Hide the progress bars (drawn only when stderr is a terminal; -q hides them too)."
+NO_PROGRESS_HELP = ("Hide the progress bars (a bar on a terminal; in a log file, a line a minute for a stage "
+                    "that lasts longer; -q hides them too).")
 
 _VERBOSITY = "restorever.verbosity"
 
