@@ -2,11 +2,16 @@
 
 Each backend module defines ``CARDS: dict[str, ModelCard]`` and ``create(name, **kwargs)``. ``import restorever``
 imports no backend; listing imports each backend module once (torch is imported then, and nothing else heavy).
+Plugins are modules added with :meth:`Registry.register_module`, or declared by installed packages as entry points
+of the registry's group (``restorever.restorers``, ``restorever.recognizers``): those are read only when a name is
+not found or when the names are listed, and one that cannot be loaded is a warning naming its package.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import inspect
+import logging
 from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import unknown_name
@@ -15,6 +20,8 @@ if TYPE_CHECKING:  # annotations only: the registry sits below hub in the layers
     from .hub import ModelCard
 
 
+log = logging.getLogger(__name__)
+
 _REGISTRIES: list["Registry"] = []  # every registry made, for "that name is a <kind>" hints
 _BACKEND_PACKAGES = ("restorever.restorers", "restorever.recognizers")  # make their registries, for those hints
 
@@ -22,25 +29,33 @@ _BACKEND_PACKAGES = ("restorever.restorers", "restorever.recognizers")  # make t
 class Registry:
     """Names -> cards, collected lazily from a list of backend modules."""
 
-    def __init__(self, kind: str, modules: list[str], *, listing: str | None = None):
+    def __init__(self, kind: str, modules: list[str], *, listing: str | None = None, group: str | None = None):
         self.kind = kind
         self.listing = listing or f"restorever {kind}s"  # the command that lists the names, for error messages
+        self.group = group  # entry-point group installed packages declare plugins in (None: no entry points)
+        self._builtin = tuple(modules)
         self._modules = list(modules)
         self._cards: dict[str, tuple[str, ModelCard]] | None = None
+        self._packages: dict[str, tuple[str, str | None]] = {}  # plugin module -> (distribution, version)
+        self._origins: dict[str, dict[str, Any]] = {}  # plugin module -> origin (see origin())
+        self._entry_points_read = group is None
         _REGISTRIES.append(self)
 
-    def register_module(self, module: str) -> None:
+    def register_module(self, module: str, *, package: tuple[str, str | None] | None = None) -> None:
         """Add a backend module (a plugin) by dotted path. It is imported and checked at once: it must define
         ``CARDS`` (a dict name -> card) and ``create(name, **kwargs)``, and none of its names may be taken already
-        (a plugin never replaces a built-in model silently). Registering the same module again does nothing."""
+        (a plugin never replaces a built-in model silently). Registering the same module again does nothing.
+        ``package``: ``(distribution, version)`` of the installed package that declares it, where known."""
         if module in self._modules:
             return
-        where = f"{self.kind} plugin {module!r}"
+        where = f"{self.kind} plugin {module!r}" + (f" (package {package[0]})" if package else "")
         try:
             mod = importlib.import_module(module)
         except ImportError as exc:
             raise ImportError(f"{where} cannot be imported ({exc}); give the dotted name of a module on sys.path "
                               f"(the one that defines CARDS and create)") from exc
+        except Exception as exc:  # noqa: BLE001 - the plugin's own code failed: name it, not a bare traceback
+            raise ImportError(f"{where} failed while it was imported ({type(exc).__name__}: {exc})") from exc
         cards = getattr(mod, "CARDS", None)
         if not isinstance(cards, dict) or not cards:
             raise TypeError(f"{where} must define CARDS, a dict of name -> card, got {type(cards).__name__}")
@@ -52,7 +67,35 @@ class Registry:
             raise ValueError(f"{where} names {', '.join(taken)}, already registered by "
                              f"{', '.join(sorted({known[n][0] for n in taken}))}: give your models other names")
         self._modules.append(module)
+        if package is not None:
+            self._packages[module] = package
         self._cards = None
+
+    def _read_entry_points(self) -> None:
+        """Register the plugin modules installed packages declare in :attr:`group` (once per process). A plugin
+        that cannot be loaded, or names a model already registered, is one warning naming its package."""
+        if self._entry_points_read:
+            return
+        self._entry_points_read = True
+        from importlib.metadata import entry_points
+
+        try:
+            found = list(entry_points(group=self.group))
+        except Exception as exc:  # noqa: BLE001 - broken package metadata must not break the registry
+            log.warning("%s plugins: the installed packages' entry points cannot be read (%s)", self.kind, exc)
+            return
+        for point in found:
+            dist = getattr(point, "dist", None)
+            package = ((dist.metadata["Name"] or "?"), dist.version) if dist is not None else ("?", None)
+            try:
+                if point.attr:
+                    raise TypeError(f"its entry point {point.name} = {point.value} names an attribute; name the "
+                                    f"module that defines CARDS and create (e.g. {point.name} = {point.module})")
+                self.register_module(point.module, package=package)
+            except Exception as exc:  # noqa: BLE001 - one broken plugin warns, the others and the built-ins work
+                log.warning("package %s%s: %s; its %s plugin %s is skipped (fix or uninstall the package)",
+                            package[0], f" {package[1]}" if package[1] else "", " ".join(str(exc).split()),
+                            self.kind, point.name)
 
     def _load(self) -> dict[str, tuple[str, ModelCard]]:
         if self._cards is None:
@@ -65,13 +108,29 @@ class Registry:
         return self._cards
 
     def names(self) -> list[str]:
+        """Every registered name, installed packages' plugins included."""
+        self._read_entry_points()
         return list(self._load())
+
+    def origin(self, name: str) -> dict[str, Any] | None:
+        """Where the model ``name`` comes from: None for a built-in; for a plugin ``{"module", "file", "sha256"}``
+        (the module file's path and hex sha256) plus ``"package"`` and ``"version"`` of the installed package that
+        holds it, where one does."""
+        module, _ = self._lookup(name)
+        if module in self._builtin:
+            return None
+        if module not in self._origins:
+            self._origins[module] = module_origin(module, self._packages.get(module))
+        return dict(self._origins[module])
 
     def card(self, name: str) -> ModelCard:
         return self._lookup(name)[1]
 
     def _lookup(self, name: str) -> tuple[str, ModelCard]:
         cards = self._load()
+        if name not in cards and not self._entry_points_read:  # an installed package's plugin may define it
+            self._read_entry_points()
+            cards = self._load()
         if name not in cards:
             error = unknown_name(self.kind, name, cards, listing=f"`{self.listing}` lists all {len(cards)}")
             other = _registry_naming(name, besides=self)
@@ -102,6 +161,47 @@ class Registry:
         """The optional function ``attr`` of the module that registers ``name`` (None where it has none)."""
         module, _ = self._lookup(name)
         return getattr(importlib.import_module(module), attr, None)
+
+
+def module_origin(module: str, package: tuple[str, str | None] | None = None) -> dict[str, Any]:
+    """``{"module", "file", "sha256"[, "package", "version"]}`` of an importable module: its source file and that
+    file's hex sha256 (None for a module without one), and the installed distribution that holds its top-level
+    package (``package`` where the caller knows it), with its version."""
+    from importlib import metadata
+
+    mod = importlib.import_module(module)
+    path = getattr(mod, "__file__", None)
+    digest = None
+    if path:
+        with open(path, "rb") as fh:
+            digest = hashlib.sha256(fh.read()).hexdigest()
+    out: dict[str, Any] = {"module": module, "file": path, "sha256": digest}
+    if package is None and path:
+        package = _installed_package_of(module, path)
+    if package is not None:
+        out["package"], out["version"] = package
+    return out
+
+
+def _installed_package_of(module: str, path: str) -> tuple[str, str | None] | None:
+    """``(distribution, version)`` of the installed package whose file list holds ``path`` (None for a module of
+    no installed package: a file in the working folder, an editable checkout)."""
+    import os
+    from importlib import metadata
+
+    try:
+        candidates = metadata.packages_distributions().get(module.split(".")[0]) or []
+    except Exception:  # noqa: BLE001 - unreadable metadata: no package, the file's sha256 still identifies it
+        return None
+    target = os.path.realpath(path)
+    for name in candidates:
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        if any(os.path.realpath(str(dist.locate_file(f))) == target for f in dist.files or []):
+            return name, dist.version
+    return None
 
 
 def _registry_naming(name: str, *, besides: Registry) -> Registry | None:

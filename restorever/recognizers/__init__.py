@@ -15,7 +15,7 @@ REGISTRY = Registry("recognizer", [
     "restorever.recognizers.dlib",
     "restorever.recognizers.arcface",
     "restorever.recognizers.facenet",
-])
+], group="restorever.recognizers")
 
 
 def list_recognizers() -> list[str]:

@@ -17,7 +17,7 @@ REGISTRY = Registry("restorer", [
     "restorever.restorers.difface",
     "restorever.restorers.gfpgan",
     "restorever.restorers.codeformer",
-])
+], group="restorever.restorers")
 
 
 def list_restorers() -> list[str]:
