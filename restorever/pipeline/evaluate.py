@@ -28,7 +28,7 @@ from . import distributed
 from .cache import ArrayCache, open_run_cache
 from .costs import record_run_costs
 from .environment import environment_info, restorever_version
-from .identity import RunIdentity, conditions_of, weights_files
+from .identity import RunIdentity, conditions_of, plugins_of, weights_files
 from .landmarks import ImageInfo, align_items, apply_error_policy, apply_fallback_landmarks, landmark_stage
 from .realign import (ALIGN_ON, alignment_block, degraded_landmark_stage, degraded_landmarks_of, realign_batch,
                       sidecar_fields)
@@ -228,7 +228,8 @@ def build_context(config: EvalConfig, protocol: Protocol | None = None) -> RunCo
                               degradation=config.degradation, seed=config.seed, device=device,
                               recognizer_options=recognizer_options,
                               alignment_fit=alignment_fit(getattr(protocol, "spec", None) or {}),
-                              align_on=getattr(config, "align_on", "clean"))  # identification: always clean
+                              align_on=getattr(config, "align_on", "clean"),  # identification: always clean
+                              plugins=plugins_of(config.recognizer, config.restorers))
     return RunContext(config, protocol, device, cache, recognizer, restorers, degradation, identity)
 
 

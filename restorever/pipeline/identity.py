@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 from .cache import current_key_versions, embedding_key, landmarks_key, restored_key
 
 __all__ = ["NOT_GIVEN", "RunIdentity", "RECORDED_BEFORE_VERSIONS", "weights_id", "files_id", "weights_files",
-           "device_kind", "conditions_of", "recognizer_id"]
+           "device_kind", "conditions_of", "recognizer_id", "restorer_id", "plugins_of"]
 
 
 #: marks an argument that was not passed (``None`` means "no face found" for ``degraded_landmarks``)
@@ -40,12 +40,25 @@ def weights_files(model: Any) -> dict[str, tuple[str, str | None]]:
     return {f"{model.card.name}:{role}": (str(path), sha) for role, (path, sha) in files.items()}
 
 
-def recognizer_id(name: str, weights: Any, flip_test: bool, options: Mapping[str, Any] | None = None) -> dict:
+def recognizer_id(name: str, weights: Any, flip_test: bool, options: Mapping[str, Any] | None = None,
+                  plugin: Mapping[str, Any] | None = None) -> dict:
     """The recognizer's part of a run's identity: ``{"name", "weights", "flip"}``, plus ``"options"`` when any
-    recognizer option was given (so runs without options keep the keys they always had)."""
+    recognizer option was given and ``"plugin"`` for a plugin's model (so other runs keep the keys they always
+    had)."""
     out: dict[str, Any] = {"name": name, "weights": weights, "flip": bool(flip_test)}
     if options:
         out["options"] = dict(options)
+    if plugin:
+        out["plugin"] = dict(plugin)
+    return out
+
+
+def restorer_id(name: str, weights: Any, options: Mapping[str, Any], plugin: Mapping[str, Any] | None = None) -> dict:
+    """A restorer's part of a run's identity: ``{"name", "weights", "options"}``, plus ``"plugin"`` for a plugin's
+    model."""
+    out: dict[str, Any] = {"name": name, "weights": weights, "options": dict(options)}
+    if plugin:
+        out["plugin"] = dict(plugin)
     return out
 
 
@@ -58,9 +71,10 @@ def device_kind(device: Any) -> str:
 class RunIdentity:
     """Everything a run's cached entries depend on besides the images themselves.
 
-    ``recognizer`` is :func:`recognizer_id` (``{"name", "weights", "flip"[, "options"]}``); ``restorers`` maps a
-    name to ``{"name", "weights", "options"}`` (options as routed to that restorer); ``device`` is a device kind
-    (``"cpu"``, ``"cuda"``); ``key_versions`` are the versions of the key recipes
+    ``recognizer`` is :func:`recognizer_id` (``{"name", "weights", "flip"[, "options"][, "plugin"]}``);
+    ``restorers`` maps a name to :func:`restorer_id` (options as routed to that restorer); ``plugin`` is
+    :func:`restorever.pipeline.plugins.plugin_of` (the plugin module, its file's sha256, its package version);
+    ``device`` is a device kind (``"cpu"``, ``"cuda"``); ``key_versions`` are the versions of the key recipes
     (:func:`restorever.pipeline.cache.current_key_versions` for a new run; a finished run's own, read back);
     ``detector_file`` is the hex sha256 of the SCRFD ONNX file (:func:`restorever.detectors.detector_file_sha256`),
     None for MTCNN.
@@ -82,9 +96,10 @@ class RunIdentity:
            restorers: Mapping[str, Any], restorer_options: Mapping[str, Mapping[str, Any]], degradation: str,
            seed: int, device: Any, recognizer_options: Mapping[str, Any] | None = None,
            alignment_fit: str = "least-squares", align_on: str = "clean",
-           detector_file: str | None = None) -> "RunIdentity":
+           detector_file: str | None = None, plugins: Mapping[str, Any] | None = None) -> "RunIdentity":
         """The identity of a run with these built backends (``restorer_options``: per restorer, as routed)."""
-        return cls.from_files(detector_file=detector_file, detector=detector, recognizer_name=recognizer_name,
+        return cls.from_files(detector_file=detector_file, plugins=plugins, detector=detector,
+                              recognizer_name=recognizer_name,
                               recognizer_files=getattr(recognizer, "weight_files", None) or {}, flip_test=flip_test,
                               restorer_files={n: getattr(r, "weight_files", None) or {} for n, r in restorers.items()},
                               restorer_options=restorer_options, degradation=degradation, seed=seed, device=device,
@@ -96,13 +111,16 @@ class RunIdentity:
                    restorer_options: Mapping[str, Mapping[str, Any]], degradation: str, seed: int,
                    device: Any, recognizer_options: Mapping[str, Any] | None = None,
                    alignment_fit: str = "least-squares", align_on: str = "clean",
-                   detector_file: str | None = None) -> "RunIdentity":
+                   detector_file: str | None = None, plugins: Mapping[str, Any] | None = None) -> "RunIdentity":
         """The same identity from the backends' weight files ``{role: (path, sha256)}`` alone: a work plan
-        (``--dry-run``) finds the files without building a network and gets the keys the run will use."""
+        (``--dry-run``) finds the files without building a network and gets the keys the run will use.
+        ``plugins``: :func:`plugins_of` the run's models (``{"recognizer": ..., "restorers": {name: ...}}``)."""
+        plugins = plugins or {}
         return cls(detector=detector,
                    recognizer=recognizer_id(recognizer_name, files_id(recognizer_files), flip_test,
-                                            recognizer_options),
-                   restorers={n: {"name": n, "weights": files_id(files), "options": dict(restorer_options.get(n, {}))}
+                                            recognizer_options, plugins.get("recognizer")),
+                   restorers={n: restorer_id(n, files_id(files), restorer_options.get(n, {}),
+                                             (plugins.get("restorers") or {}).get(n))
                               for n, files in restorer_files.items()},
                    degradation=degradation, seed=int(seed), device=device_kind(device), alignment_fit=alignment_fit,
                    align_on=align_on, detector_file=detector_file)
@@ -175,6 +193,15 @@ class RunIdentity:
         if restorer not in self.restorers:
             raise KeyError(f"restorer {restorer!r} is not part of this run ({', '.join(self.restorers)})")
         return self.restorers[restorer]  # keys hash JSON, where tuples and lists serialise alike
+
+
+def plugins_of(recognizer: str, restorers: Sequence[str]) -> dict[str, Any]:
+    """``{"recognizer": plugin or None, "restorers": {name: plugin or None}}`` of a run's registered models
+    (:func:`restorever.pipeline.plugins.plugin_of`; None for the built-ins)."""
+    from .plugins import plugin_of
+
+    return {"recognizer": plugin_of("recognizer", recognizer),
+            "restorers": {name: plugin_of("restorer", name) for name in restorers}}
 
 
 def conditions_of(restorers: Sequence[str], scales: Sequence[int]) -> list[tuple[str, int | None]]:

@@ -14,7 +14,7 @@ from ..images import decode_tag
 from ..protocol_specs import alignment_fit
 from .cache import ArrayCache
 from .costs import load_costs
-from .identity import RunIdentity, conditions_of
+from .identity import RunIdentity, conditions_of, plugins_of
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,8 @@ def plan_context(config, protocol=None) -> PlanContext:
                                       degradation=config.degradation, seed=config.seed, device=device,
                                       recognizer_options=recognizer_options,
                                       alignment_fit=alignment_fit(getattr(protocol, "spec", None) or {}),
-                                      align_on=getattr(config, "align_on", "clean"))
+                                      align_on=getattr(config, "align_on", "clean"),
+                                      plugins=plugins_of(config.recognizer, config.restorers))
     found = {name: f for name, f in [(config.recognizer, recognizer_files), *restorer_files.items()]
              if f and name not in missing}
     return PlanContext(config, protocol, device, cache, identity, missing, found)

@@ -49,12 +49,15 @@ SAVE_EVERY_S = 30.0
 
 def run_settings(*, restorer: str, weight_files: Mapping[str, tuple[str, str | None]], options: Mapping[str, Any],
                  seed: int, detector: str, alignment_fit: str, faces: str, min_face_size: float,
-                 aligned: bool | None, detector_file: str | None = None) -> dict[str, Any]:
+                 aligned: bool | None, detector_file: str | None = None,
+                 plugin: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The settings that decide the output pixels (JSON-ready), with :data:`PIXELS_VERSION`. Weights count by
     sha256 only: the same file in another folder gives the same faces; ``min_face_size`` (photo pixels) counts only
     with ``faces="all"``. ``detector_file``: the hex sha256 of the detector's model file
     (:func:`restorever.detectors.detector_file_sha256`: SCRFD's ONNX file), a compared setting only when there is
-    one: MTCNN's weights are fixed by the pinned facenet-pytorch, and its folders' settings stay as they were."""
+    one: MTCNN's weights are fixed by the pinned facenet-pytorch, and its folders' settings stay as they were.
+    ``plugin``: :func:`restorever.pipeline.plugins.plugin_of` a plugin's restorer (its module file's sha256), so an
+    edited plugin does not resume into the old one's outputs; built-ins' settings stay as they were."""
     settings = {"restorer": restorer,
                 "weights_sha256": {role: sha for role, (_, sha) in sorted(weight_files.items())},
                 "restorer_options": {k: options[k] for k in sorted(options)}, "seed": int(seed), "detector": detector,
@@ -63,6 +66,8 @@ def run_settings(*, restorer: str, weight_files: Mapping[str, tuple[str, str | N
                 "aligned": aligned, "pixels_version": PIXELS_VERSION}
     if detector_file is not None:
         settings["detector_file"] = detector_file
+    if plugin:
+        settings["plugin"] = dict(plugin)
     return settings
 
 

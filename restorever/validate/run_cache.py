@@ -85,7 +85,7 @@ def _run_identity(record: dict[str, Any], report: RunValidation):
     them."""
     import json
 
-    from ..pipeline.identity import RECORDED_BEFORE_VERSIONS, RunIdentity, recognizer_id
+    from ..pipeline.identity import RECORDED_BEFORE_VERSIONS, RunIdentity, recognizer_id, restorer_id
 
     cfg = record["config"]
 
@@ -104,6 +104,8 @@ def _run_identity(record: dict[str, Any], report: RunValidation):
         return None
     if recorded is not None and _newer_key_versions(recorded.key_versions, report):
         return None
+    if recorded is not None:
+        _note_plugins(recorded, report)
     try:
         from ..pipeline.evaluate import route_recognizer_options, route_restorer_options
 
@@ -114,10 +116,14 @@ def _run_identity(record: dict[str, Any], report: RunValidation):
             return recorded
         report.notes.append(f"cache check skipped: the backend options cannot be resolved ({exc})")
         return None
+    # a plugin's file is known from the record only (validate need not import it): the keys use the recorded one
+    plugin = (lambda part: part.get("plugin") if isinstance(part, dict) else None)  # noqa: E731
     rebuilt = RunIdentity(detector=cfg.get("detector", "mtcnn"),
                           recognizer=recognizer_id(cfg["recognizer"], weights_of(cfg["recognizer"]),
-                                                   bool(cfg.get("flip_test", False)), recognizer_options),
-                          restorers={n: {"name": n, "weights": weights_of(n), "options": routed[n]}
+                                                   bool(cfg.get("flip_test", False)), recognizer_options,
+                                                   plugin(recorded.recognizer) if recorded is not None else None),
+                          restorers={n: restorer_id(n, weights_of(n), routed[n],
+                                                    plugin(recorded.restorers.get(n)) if recorded is not None else None)
                                      for n in cfg["restorers"]},
                           degradation=cfg["degradation"], seed=int(cfg["seed"]),
                           device=recorded.device if recorded is not None else "cpu",
@@ -160,6 +166,32 @@ def _newer_key_versions(versions: dict[str, Any], report: RunValidation) -> bool
                                + "): the run was made by a later version, or the field was edited; upgrade "
                                "restorever to check its cache entries")
     return bool(newer)
+
+
+def _note_plugins(identity, report: RunValidation) -> None:
+    """A note per plugin model of the run whose module is not loaded here (its entries are checked by the file
+    recorded), or whose file has changed since the run (a new run computes new entries; these stay the old one's)."""
+    from ..errors import RestoreverError
+    from ..pipeline.plugins import plugin_of
+
+    parts = [("recognizer", identity.recognizer), *(("restorer", r) for r in identity.restorers.values())]
+    for kind, part in parts:
+        then = part.get("plugin")
+        if not isinstance(then, dict):
+            continue
+        name, module = part.get("name"), then.get("module")
+        try:
+            now = plugin_of(kind, str(name))
+        except (RestoreverError, KeyError, ImportError):
+            now = None
+        if now is None:
+            report.notes.append(f"{kind} {name} came from plugin {module} (sha256 {str(then.get('sha256'))[:12]}), "
+                                f"not loaded here (--plugin {module} loads it); its cache entries are looked up by the "
+                                f"recorded file")
+        elif now.get("sha256") != then.get("sha256") or now.get("version") != then.get("version"):
+            report.notes.append(f"{kind} {name}: plugin {module} has changed since the run (sha256 "
+                                f"{str(then.get('sha256'))[:12]} then, {str(now.get('sha256'))[:12]} now); this run's "
+                                f"entries are the old file's, a new run computes its own")
 
 
 def _note_key_versions(identity, report: RunValidation) -> None:

@@ -1,0 +1,100 @@
+"""Plugins named on the command line (``--plugin MODULE``), and where a run's models come from.
+
+A plugin is a module that defines ``CARDS`` and ``create`` (docs/api.md, "Your own recognizer or restorer"). The
+command line registers it in its own process with :func:`load_plugin`; every ``torchrun`` rank parses the same
+arguments, so each loads it. :func:`plugin_of` is the part of a run's identity that says which plugin file made a
+model, so that cached entries of a changed plugin are never reused.
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+KINDS = ("restorer", "recognizer")
+
+
+def load_plugin(spec: str) -> tuple[str, str, list[str]]:
+    """Register plugin ``spec`` (a dotted module name, importable or in the current folder, or a ``.py`` file) with
+    the registry of its kind; returns ``(kind, module, names)``. The kind is the module's ``KIND``
+    (``"restorer"`` or ``"recognizer"``) where it sets one, else the kind of the ``Restorer`` or ``Recognizer``
+    classes it defines or imports. Errors (``ImportError``, ``TypeError``, ``ValueError``) name the plugin and
+    the fix."""
+    module = _import_name(spec)
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(f"plugin {spec!r} cannot be imported ({exc}); give the dotted name of a module on "
+                          f"sys.path or in the current folder, or the path of its .py file") from exc
+    except Exception as exc:  # noqa: BLE001 - the plugin's own code failed: name it, not a bare traceback
+        raise ImportError(f"plugin {spec!r} failed while it was imported: {type(exc).__name__}: {exc}") from exc
+    kind = plugin_kind(mod, spec)
+    registry = _registry(kind)
+    registry.register_module(module)
+    return kind, module, sorted(getattr(mod, "CARDS"))
+
+
+def _import_name(spec: str) -> str:
+    """The dotted name ``spec`` is imported by: a ``.py`` file's folder is put on ``sys.path`` (so that torchrun's
+    ranks and a second import find the same module); a dotted name not found on ``sys.path`` is looked for in the
+    current folder too, as ``python -m`` does (the ``restorever`` script does not put it on the path)."""
+    if spec.endswith(".py") or os.sep in spec or "/" in spec:
+        path = Path(spec).expanduser()
+        if not path.is_file() or path.suffix != ".py":
+            raise ImportError(f"plugin file {spec} not found: give a .py file that defines CARDS and create, or "
+                              f"the dotted name of an importable module")
+        module, folder = path.stem, str(path.resolve().parent)
+        if folder not in sys.path:
+            sys.path.append(folder)
+        found = importlib.util.find_spec(module)
+        origin = getattr(found, "origin", None)
+        if origin is None or os.path.realpath(origin) != os.path.realpath(path):
+            raise ImportError(f"plugin file {spec}: the name {module!r} imports {origin or 'nothing'} instead; "
+                              f"rename the file (e.g. {module}_plugin.py)")
+        return module
+    if importlib.util.find_spec(spec.split(".")[0]) is None and os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.append(os.getcwd())
+    return spec
+
+
+def plugin_kind(mod: Any, spec: str) -> str:
+    """``"restorer"`` or ``"recognizer"``: the module's ``KIND``, else the kind of the base classes it holds."""
+    declared = getattr(mod, "KIND", None)
+    if declared is not None:
+        if declared not in KINDS:
+            raise TypeError(f"plugin {spec!r} sets KIND = {declared!r}; it must be 'restorer' or 'recognizer'")
+        return declared
+    from ..recognizers.base import Recognizer
+    from ..restorers.base import Restorer
+
+    classes = [v for v in vars(mod).values() if isinstance(v, type)]
+    kinds = [kind for kind, base in (("restorer", Restorer), ("recognizer", Recognizer))
+             if any(issubclass(c, base) for c in classes)]
+    if len(kinds) != 1:
+        found = "both Restorer and Recognizer classes" if kinds else "no Restorer or Recognizer class"
+        raise TypeError(f"plugin {spec!r} holds {found}: set KIND = 'restorer' or KIND = 'recognizer' in it (one "
+                        f"module per kind)")
+    return kinds[0]
+
+
+def _registry(kind: str):
+    if kind == "restorer":
+        from ..restorers import REGISTRY
+    else:
+        from ..recognizers import REGISTRY
+    return REGISTRY
+
+
+def plugin_of(kind: str, name: str) -> dict[str, Any] | None:
+    """The part of a run's identity that names the plugin behind model ``name``: ``{"module", "sha256"[,
+    "package", "version"]}`` (no file path: a moved checkout keeps its cache), None for a built-in model."""
+    origin = _registry(kind).origin(name)
+    if origin is None:
+        return None
+    return {k: origin[k] for k in ("module", "sha256", "package", "version") if origin.get(k) is not None}
