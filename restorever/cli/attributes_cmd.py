@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from . import NO_PROGRESS_HELP, handle_errors
-from .options import HELP
+from .options import HELP, plugin_option
 
 EPILOG = """\b
 Examples:
@@ -56,6 +56,7 @@ def _floats(text: str | None) -> list[float] | None:
 @click.option("--cache-dir", type=click.Path(), default=None, help=HELP["cache-dir"])
 @click.option("--out", type=click.Path(), required=True, help="Checkpoint to write (.pt); the report goes beside it.")
 @click.option("--no-progress", is_flag=True, help=NO_PROGRESS_HELP)
+@plugin_option
 @handle_errors
 def fit_command(protocol, data_root, recognizer, recognizer_weights, detector, device, batch_size, on_error,
                 min_images, max_probes_per_person, max_distractors, age_bins, folds, hidden, l2, reweight_hidden,

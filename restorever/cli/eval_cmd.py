@@ -7,7 +7,7 @@ import click
 
 from . import NO_PROGRESS_HELP, handle_errors
 from .ident_cmd import ident_only_options
-from .options import (HELP, parse_key_values, parse_scales, recognizer_options_option, restorer_options,
+from .options import (HELP, plugin_option, parse_key_values, parse_scales, recognizer_options_option, restorer_options,
                       restorer_options_option, split_list)
 
 
@@ -64,6 +64,7 @@ Examples:
 @click.option("--dry-run", is_flag=True,
               help="Print the work plan (conditions, images, cached entries, estimate) only.")
 @ident_only_options
+@plugin_option
 @handle_errors
 def eval_command(protocol, data_root, pairs, restorers, recognizer, scales, degradation, degrade_side, align_on, seed,
                  detector,

@@ -10,7 +10,8 @@ from pathlib import Path
 import click
 
 from . import NO_PROGRESS_HELP, handle_errors
-from .options import HELP, parse_key_values, recognizer_options_option, restorer_options, restorer_options_option
+from .options import (HELP, parse_key_values, plugin_option, recognizer_options_option, restorer_options,
+                      restorer_options_option)
 
 EPILOG = """\b
 Examples:
@@ -153,6 +154,7 @@ def run_ident(*, protocol="lfw-ident", data_root=None, restorers="none", recogni
 @_ident_options
 @restorer_options_option
 @recognizer_options_option
+@plugin_option
 @handle_errors
 def ident_command(restorer_option, recognizer_option, **options):
     """Closed-set identification (rank-k, mAP, CMC) of clean, degraded and restored probes, optionally searching

@@ -8,6 +8,7 @@ import click
 
 from ..errors import RestoreverError
 from . import handle_errors
+from .options import plugin_option
 
 
 def _role_status(registry, name: str) -> dict[str, str]:
@@ -64,6 +65,11 @@ def _list(registry, registry_kind: str = "") -> None:
     for name in registry.names():
         card = registry.card(name)
         click.echo(f"{name:26s} {card.description}")
+        origin = registry.origin(name)
+        if origin is not None:  # a built-in says nothing; a plugin says which module, file and package
+            package = f", package {origin['package']} {origin.get('version') or ''}".rstrip() \
+                if origin.get("package") else ""
+            click.echo(f"{'':26s} from: plugin {origin['module']} ({origin['file']}{package})")
         click.echo(f"{'':26s} weights: {_status(registry, name)}")
         # restorers take every default_kwargs key; recognizers only the declared ones (flip_test has its own flag)
         keys = list(card.default_kwargs) if registry_kind == "restorer" else list(card.option_specs)
@@ -75,6 +81,7 @@ def _list(registry, registry_kind: str = "") -> None:
 
 
 @click.command("restorers")
+@plugin_option
 @handle_errors
 def restorers_command():
     """List restorers with the status of their weights and the options their cards declare."""
@@ -108,6 +115,7 @@ def degradations_command():
 
 
 @click.command("recognizers")
+@plugin_option
 @handle_errors
 def recognizers_command():
     """List recognizers with the status of their weights and the options their cards declare."""
@@ -153,6 +161,7 @@ def weights() -> None:
 
 
 @weights.command("list")
+@plugin_option
 @handle_errors
 def weights_list():
     """Every weight file of every backend, with URL and sha256."""
@@ -168,6 +177,7 @@ def weights_list():
 
 @weights.command("path")
 @click.argument("name")
+@plugin_option
 @handle_errors
 @_recognizer_flag
 def weights_path(name):
@@ -207,6 +217,7 @@ def _build_check(registry, name: str, files: dict) -> None:
 
 @weights.command("verify")
 @click.argument("name")
+@plugin_option
 @handle_errors
 @_recognizer_flag
 def weights_verify(name):
@@ -238,6 +249,7 @@ def weights_verify(name):
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--role", default=None, help="Which of NAME's files FILE is (for backends with several: "
                                            "`restorever weights list`).")
+@plugin_option
 @handle_errors
 @_recognizer_flag
 def weights_add(name, file, role):
@@ -296,6 +308,7 @@ def _restorers():
 
 @weights.command("download")
 @click.argument("name")
+@plugin_option
 @handle_errors
 @_recognizer_flag
 def weights_download(name):

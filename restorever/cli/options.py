@@ -1,7 +1,11 @@
-"""Parsers of comma-separated option values shared by the commands."""
+"""Parsers of comma-separated option values shared by the commands, and the options several commands share."""
 from __future__ import annotations
 
+import logging
+
 import click
+
+log = logging.getLogger(__name__)
 
 
 def split_list(text: str | None) -> list[str]:
@@ -90,6 +94,28 @@ def restorer_options(pairs: tuple[str, ...] | list[str]) -> dict:
     return {**parse_key_values(pairs), **shortcuts}
 
 
+def _load_plugins(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> tuple[str, ...]:
+    """Callback of ``--plugin``: register each module at once (eager, before any other option is read), so that
+    the names it defines work in ``--restorer`` / ``--recognizer`` and in the listings; a module that cannot be
+    loaded is a usage error naming it and the fix."""
+    from ..pipeline.plugins import load_plugin
+
+    for spec in value or ():
+        try:
+            kind, module, names = load_plugin(spec)
+        except (ImportError, TypeError, ValueError) as exc:
+            raise click.BadParameter(" ".join(str(exc).split()), ctx=ctx, param=param) from None
+        log.info("plugin %s: %s(s) %s", module, kind, ", ".join(names))
+    return value
+
+
+def plugin_option(func):
+    """``--plugin MODULE`` (repeatable): a module of your own that defines restorers or recognizers (``CARDS`` and
+    ``create``), registered before the command runs."""
+    return click.option("--plugin", "plugins", multiple=True, metavar="MODULE", expose_value=False, is_eager=True,
+                        callback=_load_plugins, help=HELP["plugin"])(func)
+
+
 #: help of the options several commands share, so that each says the same (option name without dashes -> text)
 HELP = {
     "protocol": "Protocol name (`restorever protocols`) or YAML file.",
@@ -112,4 +138,6 @@ HELP = {
     "ivf-nlist": "Inverted lists of an ivf index.",
     "nprobe": "Inverted lists an ivf search visits.",
     "degrade-side": "Degrade the probe (second) image of each pair, or both images.",
+    "plugin": "Your own restorers or recognizers: a module (dotted name, or a .py file) that defines CARDS and "
+              "create (docs/api.md); repeatable. Installed packages' plugins (entry points) need no flag.",
 }

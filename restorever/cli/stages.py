@@ -9,7 +9,7 @@ import click
 from ..detectors import MIN_FACE_SIZE
 from ..progress import progress_bar
 from . import NO_PROGRESS_HELP, handle_errors
-from .options import HELP, restorer_options, restorer_options_option
+from .options import HELP, plugin_option, restorer_options, restorer_options_option
 
 
 @click.command("degrade", epilog="\b\nExample:\n  restorever degrade --protocol lfw --data-root ../shared/data/lfw "
@@ -241,6 +241,7 @@ def _finite(param: click.Parameter, value: float) -> float:
 @click.option("--out", type=click.Path(), required=True,
               help="Output folder: OUT/NAME.png per input, restore.json (the resume record).")
 @click.option("--no-progress", is_flag=True, help=NO_PROGRESS_HELP)
+@plugin_option
 @handle_errors
 def restore_command(images, restorer, weights, aligned, detector, faces_mode, min_face_size, device, seed,
                     alignment_fit, on_error, overwrite, restorer_option, out, no_progress):
@@ -280,6 +281,7 @@ def restore_command(images, restorer, weights, aligned, detector, faces_mode, mi
     from ..pipeline.environment import restorever_version
     from ..pipeline.evaluate import item_seed, route_restorer_options
     from ..pipeline.paste import paste_faces
+    from ..pipeline.plugins import plugin_of
     from ..pipeline.restore_record import RestoreRecord, run_settings
     from ..pipeline.stages import align_faces, detect_each, restore_faces
     from ..restorers import create_restorer
@@ -294,7 +296,8 @@ def restore_command(images, restorer, weights, aligned, detector, faces_mode, mi
     # SCRFD's ONNX file by sha256 (None for MTCNN): another det_10g.onnx finds other landmarks, so other crops
     settings = run_settings(restorer=restorer, weight_files=files, options=routed, seed=seed, detector=detector,
                             alignment_fit=alignment_fit, faces=faces_mode, min_face_size=min_face_size,
-                            aligned=aligned, detector_file=detector_file_sha256(detector))
+                            aligned=aligned, detector_file=detector_file_sha256(detector),
+                            plugin=plugin_of("restorer", restorer))
     header = {"restorever_version": restorever_version(), "device": dev.type,
               "weights": {role: {"file": path, "sha256": sha} for role, (path, sha) in sorted(files.items())}}
     record = RestoreRecord(out, settings, header, overwrite=overwrite)  # refuses other settings before any work

@@ -6,6 +6,7 @@ import sys
 import click
 
 from . import handle_errors
+from .options import plugin_option
 
 EPILOG = """\b
 Examples:
@@ -24,6 +25,7 @@ Exit status: 0 when everything is valid, 2 with the problems listed otherwise.
 @click.option("--cache-dir", type=click.Path(), default=None,
               help="The run's cache folder, if it moved (default: the one results.json records).")
 @click.option("--no-cache", is_flag=True, help="Skip the cached-embedding checks.")
+@plugin_option
 @handle_errors
 def validate_command(paths, protocols, cache_dir, no_cache):
     """Check RUN_DIR(s): results.json against its schema, every metric recomputed from the stored scores, and the

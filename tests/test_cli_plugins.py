@@ -1,0 +1,276 @@
+"""Your own restorer or recognizer from the command line: ``--plugin MODULE`` and installed packages' entry points.
+
+The plugins are real modules written into tmp_path: a tiny torch recognizer (a fixed random projection of a 16x16
+thumbnail of the ArcFace crop) and a fixed 3x3 box blur restorer. Runs use a few LFW pairs with MTCNN landmarks.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from restorever.cli import cli
+from restorever.recognizers import REGISTRY as RECOGNIZERS
+from restorever.restorers import REGISTRY as RESTORERS
+
+REPO = Path(__file__).resolve().parents[1]
+
+RECOGNIZER_PLUGIN = '''
+import torch
+from restorever.alignment import crop_to_template
+from restorever.hub import ModelCard
+from restorever.recognizers.base import Recognizer
+
+CARDS = {"thumb-net": ModelCard(name="thumb-net", arch="thumb", description="16x16 thumbnail projection")}
+SEED = 0
+
+class Thumb(Recognizer):
+    embedding_dim = 32
+    def __init__(self, card):
+        super().__init__(card)
+        gen = torch.Generator().manual_seed(SEED)
+        self.register_buffer("proj", torch.randn(3 * 16 * 16, 32, generator=gen))
+    def embed(self, faces, landmarks):
+        crops = crop_to_template(faces, landmarks, "arcface_112")
+        return torch.nn.functional.interpolate(crops, size=16, mode="area").flatten(1) @ self.proj
+
+def create(name, *, weights=None, device="cpu"):
+    return Thumb(CARDS[name]).to(device)
+'''
+
+RESTORER_PLUGIN = '''
+import torch
+from restorever.hub import ModelCard
+from restorever.restorers.base import Restorer
+
+CARDS = {"box-blur": ModelCard(name="box-blur", arch="box3", description="3x3 box blur")}
+
+class Blur(Restorer):
+    def forward(self, images, *, seeds=None):
+        return torch.nn.functional.avg_pool2d(images, 3, stride=1, padding=1, count_include_pad=False)
+
+def create(name, *, weights=None, device="cpu"):
+    return Blur(CARDS[name]).to(device)
+'''
+
+PLUGIN_MODULES = ("my_thumb", "my_blur", "ep_thumb", "ep_broken", "ep_dlib", "takes_dlib", "no_kind", "json_like")
+
+
+@pytest.fixture
+def registries(monkeypatch):
+    """Leave both registries, sys.path and sys.modules as they were (the CLI registers plugins in this process)."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    saved = [(reg, list(reg._modules), dict(reg._packages), dict(reg._origins), reg._entry_points_read)
+             for reg in (RESTORERS, RECOGNIZERS)]
+    yield
+    for reg, modules, packages, origins, read in saved:
+        reg._modules[:] = modules
+        reg._packages, reg._origins, reg._entry_points_read, reg._cards = packages, origins, read, None
+    for name in PLUGIN_MODULES:
+        sys.modules.pop(name, None)
+
+
+def _write_plugins(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "my_thumb.py").write_text(RECOGNIZER_PLUGIN)
+    (folder / "my_blur.py").write_text(RESTORER_PLUGIN)
+    return folder
+
+
+def _env(**extra: str) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", **extra)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *[p for p in [env.get("PYTHONPATH")] if p]])
+    return env
+
+
+def _launcher(tmp_path: Path) -> Path:
+    """A script like the ``restorever`` console script: its own folder, not the current one, is on sys.path."""
+    script = tmp_path / "bin" / "rv.py"
+    script.parent.mkdir(exist_ok=True)
+    script.write_text("from restorever.cli import main\nmain()\n")
+    return script
+
+
+def _eval_args(lfw_root: Path, out: Path, cache: Path) -> list[str]:
+    return ["eval", "--plugin", "my_thumb", "--plugin", "my_blur", "--protocol", "lfw", "--data-root", str(lfw_root),
+            "--limit-pairs", "6", "--recognizer", "thumb-net", "--restorer", "none,box-blur", "--scales", "8",
+            "--cache-dir", str(cache), "--out", str(out), "--examples", "0", "--device", "cpu", "-q"]
+
+
+def _cache_kinds(record: dict) -> tuple[int, int]:
+    return record["cache"]["hits"], record["cache"]["misses"]
+
+
+def test_eval_with_plugins_from_the_command_line(lfw_root, tmp_path):
+    """``restorever eval --plugin`` runs a user's recognizer and restorer (it said "unknown recognizer" before:
+    the registration of a Python session does not reach the command's process). The plugin module sits in the
+    current folder, which the console script does not put on sys.path. results.json names each plugin module and
+    its file's sha256; a changed plugin file computes its embeddings again (the cache knew models by name and weight
+    files only), and validate checks the run without the plugin, with a note."""
+    work = _write_plugins(tmp_path / "work")
+    script, out, cache = _launcher(tmp_path), tmp_path / "run", tmp_path / "cache"
+    run = subprocess.run([sys.executable, str(script), *_eval_args(lfw_root, out, cache)], cwd=work, env=_env(),
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    record = json.loads((out / "results.json").read_text())
+    identity = record["cache"]["identity"]
+    thumb_sha = __import__("hashlib").sha256((work / "my_thumb.py").read_bytes()).hexdigest()
+    assert identity["recognizer"]["plugin"] == {"module": "my_thumb", "sha256": thumb_sha}
+    assert identity["restorers"]["box-blur"]["plugin"]["module"] == "my_blur"
+    assert "plugin" not in identity["restorers"]["none"]  # built-ins keep the keys they always had
+    cos = {(c["restorer"], c["scale"]): c["identity"]["cosine_to_clean_mean"] for c in record["conditions"]}
+    assert cos[("box-blur", 8)] != cos[("none", 8)]  # the blur ran between degradation and the plugin recognizer
+    n_landmarks = len(list((cache / "landmarks").rglob("*.npz")))
+    n_restored = len(list((cache / "restored").rglob("*.npz")))
+    n_embeddings = len(list((cache / "embedding").rglob("*.npz")))
+    assert _cache_kinds(record) == (0, n_landmarks + n_restored + n_embeddings)
+
+    # the same name, another network: the embeddings are computed again, landmarks and restored faces reused
+    (work / "my_thumb.py").write_text(RECOGNIZER_PLUGIN.replace("SEED = 0", "SEED = 1"))
+    out2 = tmp_path / "run2"
+    run = subprocess.run([sys.executable, str(script), *_eval_args(lfw_root, out2, cache)], cwd=work, env=_env(),
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    second = json.loads((out2 / "results.json").read_text())
+    assert _cache_kinds(second) == (n_landmarks + n_restored, n_embeddings)
+    assert second["cache"]["identity"]["recognizer"]["plugin"]["sha256"] != thumb_sha
+
+    # validate needs no plugin (the keys come from the record); loaded and changed, it says so
+    check = subprocess.run([sys.executable, str(script), "validate", str(out)], cwd=tmp_path, env=_env(),
+                           capture_output=True, text=True, timeout=600)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert f"{n_embeddings} cache entries" in check.stdout  # its own, found by the recorded plugin file
+    assert "recognizer thumb-net came from plugin my_thumb" in check.stdout and "not loaded here" in check.stdout
+    check = subprocess.run([sys.executable, str(script), "validate", str(out), "--plugin", "my_thumb"], cwd=work,
+                           env=_env(), capture_output=True, text=True, timeout=600)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "plugin my_thumb has changed since the run" in check.stdout
+
+
+def test_torchrun_ranks_load_the_plugin(lfw_root, tmp_path):
+    """Every torchrun rank parses the same argv, so each registers the plugin: the two-process run scores what the
+    single process scores (to float rounding: the plugin's matmul runs over other batches)."""
+    work = _write_plugins(tmp_path / "work")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    single = subprocess.run([sys.executable, "-m", "restorever", *_eval_args(lfw_root, tmp_path / "one",
+                                                                             tmp_path / "c1")],
+                            cwd=work, env=_env(), capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-addr",
+                          "127.0.0.1", "--master-port", str(port), "-m", "restorever",
+                          *_eval_args(lfw_root, tmp_path / "two", tmp_path / "c2")],
+                         cwd=work, env=_env(), capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-3000:]
+    one, both = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("one", "two"))
+    assert both["distributed"]["world_size"] == 2
+    assert [c["scores"]["same"] for c in both["conditions"]] == [c["scores"]["same"] for c in one["conditions"]]
+    for a, b in zip(both["conditions"], one["conditions"]):  # a matmul over other batches: float rounding only
+        assert (a["restorer"], a["scale"]) == (b["restorer"], b["scale"])
+        np.testing.assert_allclose(a["scores"]["score"], b["scores"]["score"], rtol=1e-5, atol=1e-6)
+
+
+def test_restore_with_a_plugin_restorer(tmp_path, registries):
+    """``restorever restore --plugin my_blur.py --restorer box-blur`` on an aligned 512 crop writes the 3x3 box blur
+    of its pixels (to 8-bit rounding), and restore.json records the plugin file."""
+    work = _write_plugins(tmp_path / "work")
+    rng = np.random.default_rng(0)
+    face = rng.integers(0, 256, (512, 512, 3), dtype=np.uint8)
+    Image.fromarray(face).save(tmp_path / "face.png")
+    result = CliRunner().invoke(cli, ["restore", str(tmp_path / "face.png"), "--plugin", str(work / "my_blur.py"),
+                                      "--restorer", "box-blur", "--aligned", "--out", str(tmp_path / "out"),
+                                      "--device", "cpu", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    restored = np.asarray(Image.open(tmp_path / "out" / "face.png").convert("RGB")).astype(np.float64)
+    x = torch.from_numpy(face).permute(2, 0, 1)[None].double() / 255
+    want = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)[0]
+    want = want.permute(1, 2, 0).numpy() * 255
+    assert np.abs(restored - want).max() <= 0.5 + 1e-6
+    settings = json.loads((tmp_path / "out" / "restore.json").read_text())["settings"]
+    assert settings["plugin"]["module"] == "my_blur"
+
+
+def test_listing_errors_and_collisions(tmp_path, registries, monkeypatch):
+    """The listing says where a plugin's model comes from; a misspelt module, a file of no kind, a name taken by a
+    built-in and a .py file whose name another module holds are one-line usage errors naming the fix."""
+    work = _write_plugins(tmp_path / "work")
+    (work / "takes_dlib.py").write_text(RECOGNIZER_PLUGIN.replace('CARDS = {"thumb-net"', 'CARDS = {"dlib"'))
+    (work / "no_kind.py").write_text("CARDS = {'x': None}\ndef create(name):\n    return None\n")
+    (work / "json.py").write_text(RESTORER_PLUGIN)
+    monkeypatch.chdir(work)
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["recognizers", "--plugin", "my_thumb"])
+    assert listed.exit_code == 0, listed.output
+    lines = listed.output.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("thumb-net "))
+    assert lines[at + 1].split() == ["from:", "plugin", "my_thumb", f"({work / 'my_thumb.py'})"]
+    assert not any("from: plugin" in line for line in lines[:at])  # the built-ins say nothing
+    assert runner.invoke(cli, ["weights", "path", "thumb-net", "--plugin", "my_thumb"]).output.strip() == \
+        "thumb-net takes no weight files"
+    cases = {"my_thumbb": "plugin 'my_thumbb' cannot be imported (No module named 'my_thumbb')",
+             "takes_dlib": "'takes_dlib' names dlib, already registered by restorever.recognizers.dlib: give your "
+                           "models other names",
+             "no_kind": "holds no Restorer or Recognizer class: set KIND = 'restorer' or KIND = 'recognizer'",
+             str(work / "json.py"): "the name 'json' imports",
+             "missing.py": "plugin file missing.py not found"}
+    for spec, message in cases.items():
+        result = runner.invoke(cli, ["restorers", "--plugin", spec])
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), (spec, result.output)
+    assert RECOGNIZERS.card("dlib").arch != "thumb"  # the refused plugin replaced nothing
+
+
+def _dist(site: Path, name: str, version: str, group: str, points: dict[str, str]) -> None:
+    info = site / f"{name}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    body = "".join(f"{k} = {v}\n" for k, v in points.items())
+    (info / "entry_points.txt").write_text(f"[{group}]\n{body}")
+
+
+def test_installed_packages_declare_plugins(tmp_path, registries, monkeypatch, caplog):
+    """An installed package's entry point (group restorever.recognizers) makes its names work with no flag; it is
+    imported only when a name is not found or the names are listed; a broken plugin and one naming a built-in are
+    one warning each naming the package, and the listing still works (exit status 0)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "ep_thumb.py").write_text(RECOGNIZER_PLUGIN.replace('"thumb-net"', '"ep-thumb"'))
+    (site / "ep_broken.py").write_text("raise RuntimeError('no GPU driver for my net')\n")
+    (site / "ep_dlib.py").write_text(RECOGNIZER_PLUGIN.replace('CARDS = {"thumb-net"', 'CARDS = {"dlib"'))
+    _dist(site, "thumbpkg", "1.2", "restorever.recognizers", {"thumbs": "ep_thumb"})
+    _dist(site, "brokenpkg", "0.1", "restorever.recognizers", {"broken": "ep_broken", "odd": "ep_thumb:create"})
+    _dist(site, "dlibpkg", "3.0", "restorever.recognizers", {"mine": "ep_dlib"})
+    monkeypatch.syspath_prepend(str(site))
+    RECOGNIZERS._entry_points_read = False
+    assert RECOGNIZERS.card("dlib").arch  # a built-in name reads no entry point
+    assert "ep_thumb" not in sys.modules and not RECOGNIZERS._entry_points_read
+    with caplog.at_level("WARNING", logger="restorever._registry"):
+        assert RECOGNIZERS.card("ep-thumb").arch == "thumb"  # not found: the entry points are read
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 3, warnings
+    assert any(w.startswith("package brokenpkg 0.1: recognizer plugin 'ep_broken' (package brokenpkg) failed while "
+                            "it was imported (RuntimeError: no GPU driver for my net)") for w in warnings)
+    assert any(w.startswith("package brokenpkg 0.1: its entry point odd = ep_thumb:create names an attribute")
+               for w in warnings)
+    assert any(w.startswith("package dlibpkg 3.0: recognizer plugin 'ep_dlib' (package dlibpkg) names dlib")
+               and w.endswith("its recognizer plugin mine is skipped (fix or uninstall the package)") for w in warnings)
+    assert RECOGNIZERS.origin("ep-thumb") == {"module": "ep_thumb", "file": str(site / "ep_thumb.py"),
+                                              "sha256": RECOGNIZERS.origin("ep-thumb")["sha256"],
+                                              "package": "thumbpkg", "version": "1.2"}
+    listed = CliRunner().invoke(cli, ["recognizers"])
+    assert listed.exit_code == 0, listed.output
+    assert f"from: plugin ep_thumb ({site / 'ep_thumb.py'}, package thumbpkg 1.2)" in listed.output
+    from restorever.pipeline.plugins import plugin_of
+
+    assert plugin_of("recognizer", "ep-thumb")["version"] == "1.2"  # a new release is a new cache key
+    assert plugin_of("recognizer", "dlib") is None
