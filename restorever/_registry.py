@@ -49,13 +49,7 @@ class Registry:
         if module in self._modules:
             return
         where = f"{self.kind} plugin {module!r}" + (f" (package {package[0]})" if package else "")
-        try:
-            mod = importlib.import_module(module)
-        except ImportError as exc:
-            raise ImportError(f"{where} cannot be imported ({exc}); give the dotted name of a module on sys.path "
-                              f"(the one that defines CARDS and create)") from exc
-        except Exception as exc:  # noqa: BLE001 - the plugin's own code failed: name it, not a bare traceback
-            raise ImportError(f"{where} failed while it was imported ({type(exc).__name__}: {exc})") from exc
+        mod = import_plugin(module, where)
         cards = getattr(mod, "CARDS", None)
         if not isinstance(cards, dict) or not cards:
             raise TypeError(f"{where} must define CARDS, a dict of name -> card, got {type(cards).__name__}")
@@ -161,6 +155,18 @@ class Registry:
         """The optional function ``attr`` of the module that registers ``name`` (None where it has none)."""
         module, _ = self._lookup(name)
         return getattr(importlib.import_module(module), attr, None)
+
+
+def import_plugin(module: str, where: str, fix: str = "give the dotted name of a module on sys.path (the one "
+                                                       "that defines CARDS and create)") -> Any:
+    """Import plugin ``module``; any failure is an ``ImportError`` that starts with ``where`` (and, for a module not
+    found, ends with ``fix``), never the plugin's bare traceback."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(f"{where} cannot be imported ({exc}); {fix}") from exc
+    except Exception as exc:  # noqa: BLE001 - the plugin's own code failed: name it, not a bare traceback
+        raise ImportError(f"{where} failed while it was imported ({type(exc).__name__}: {exc})") from exc
 
 
 def module_origin(module: str, package: tuple[str, str | None] | None = None) -> dict[str, Any]:

@@ -5,12 +5,12 @@ thumbnail of the ArcFace crop) and a fixed 3x3 box blur restorer. Runs use a few
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -124,7 +124,7 @@ def test_eval_with_plugins_from_the_command_line(lfw_root, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     record = json.loads((out / "results.json").read_text())
     identity = record["cache"]["identity"]
-    thumb_sha = __import__("hashlib").sha256((work / "my_thumb.py").read_bytes()).hexdigest()
+    thumb_sha = hashlib.sha256((work / "my_thumb.py").read_bytes()).hexdigest()
     assert identity["recognizer"]["plugin"] == {"module": "my_thumb", "sha256": thumb_sha}
     assert identity["restorers"]["box-blur"]["plugin"]["module"] == "my_blur"
     assert "plugin" not in identity["restorers"]["none"]  # built-ins keep the keys they always had

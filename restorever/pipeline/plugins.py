@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import logging
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
+from .._registry import import_plugin
+
 
 KINDS = ("restorer", "recognizer")
 
@@ -27,13 +27,8 @@ def load_plugin(spec: str) -> tuple[str, str, list[str]]:
     classes it defines or imports. Errors (``ImportError``, ``TypeError``, ``ValueError``) name the plugin and
     the fix."""
     module = _import_name(spec)
-    try:
-        mod = importlib.import_module(module)
-    except ImportError as exc:
-        raise ImportError(f"plugin {spec!r} cannot be imported ({exc}); give the dotted name of a module on "
-                          f"sys.path or in the current folder, or the path of its .py file") from exc
-    except Exception as exc:  # noqa: BLE001 - the plugin's own code failed: name it, not a bare traceback
-        raise ImportError(f"plugin {spec!r} failed while it was imported: {type(exc).__name__}: {exc}") from exc
+    mod = import_plugin(module, f"plugin {spec!r}", "give the dotted name of a module on sys.path or in the "
+                                                      "current folder, or the path of its .py file")
     kind = plugin_kind(mod, spec)
     registry = _registry(kind)
     registry.register_module(module)
