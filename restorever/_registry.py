@@ -173,8 +173,6 @@ def module_origin(module: str, package: tuple[str, str | None] | None = None) ->
     """``{"module", "file", "sha256"[, "package", "version"]}`` of an importable module: its source file and that
     file's hex sha256 (None for a module without one), and the installed distribution that holds its top-level
     package (``package`` where the caller knows it), with its version."""
-    from importlib import metadata
-
     mod = importlib.import_module(module)
     path = getattr(mod, "__file__", None)
     digest = None

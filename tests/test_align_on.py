@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from restorever.cli import cli
 from restorever.errors import ConfigError
-from restorever.pipeline.evaluate import EvalConfig, evaluate
+from restorever.pipeline.evaluate import EvalConfig
 from restorever.pipeline.identity import RunIdentity
 from restorever.validate.runs import check_run
 from restorever.validate.schema import RESULTS_SCHEMA, schema_problems
