@@ -10,6 +10,7 @@ Examples:
   restorever report runs/lfw
   restorever report runs/lfw --format png,pdf,svg --figures-dir paper/figures
   restorever report runs/lfw --csv paper/lfw.csv --latex paper/lfw_table.tex
+  restorever report runs/lfw --methods-dir paper
 """
 
 
@@ -22,15 +23,19 @@ Examples:
               help="Tidy table, one row per condition, numbers as in results.json (default RUN_DIR/tables.csv).")
 @click.option("--latex", "latex_path", type=click.Path(), default=None,
               help="booktabs LaTeX table of accuracy ± SEM, restorers x scales (default RUN_DIR/tables.tex).")
+@click.option("--methods-dir", type=click.Path(), default=None,
+              help="Folder for methods.md and methods.tex (an experimental-setup text read from results.json) and "
+                   "the references.bib their citations use (default RUN_DIR).")
 @click.option("--figures-dir", type=click.Path(), default=None, help="Figure files (default RUN_DIR/figures).")
 @click.option("--format", "formats", default="png,pdf", show_default=True,
               help="Figure formats written (png, pdf, svg); the page embeds the PNGs.")
 @click.option("--bootstrap", "n_boot", type=click.IntRange(min=100, max=100_000), default=2000, show_default=True,
               help="Bootstrap replicates, used only when results.json lacks the paired statistics.")
 @handle_errors
-def report_command(run_dir, html_path, markdown_path, csv_path, latex_path, figures_dir, formats, n_boot):
+def report_command(run_dir, html_path, markdown_path, csv_path, latex_path, methods_dir, figures_dir, formats, n_boot):
     """Write one self-contained HTML report (tables, all figures, configuration, versions, weight hashes,
-    references) and a markdown summary of the run in RUN_DIR, and its main table as CSV and LaTeX for a paper."""
+    references) and a markdown summary of the run in RUN_DIR, and for a paper its main table as CSV and LaTeX and a
+    methods text (markdown, LaTeX and BibTeX)."""
     from ..reports.html import build_report
 
     fmts = [f.strip().lower().lstrip(".") for f in formats.split(",") if f.strip()]
@@ -38,12 +43,13 @@ def report_command(run_dir, html_path, markdown_path, csv_path, latex_path, figu
     if bad:
         raise click.BadParameter(f"unsupported format(s) {bad}; use png, pdf, svg", param_hint="--format")
     out = build_report(run_dir, html_path=html_path, markdown_path=markdown_path, figures_dir=figures_dir,
-                       formats=fmts, n_boot=n_boot, csv_path=csv_path, latex_path=latex_path)
+                       formats=fmts, n_boot=n_boot, csv_path=csv_path, latex_path=latex_path, methods_dir=methods_dir)
     for name, reason in out["skipped_figures"].items():
         click.echo(f"figure {name} skipped: {reason}")
     if out["skipped_tables"]:
-        click.echo(f"tables.csv and tables.tex skipped: {out['skipped_tables']}")
+        click.echo(f"tables.csv, tables.tex and the methods text skipped: {out['skipped_tables']}")
     tables = f", {out['csv']}, {out['latex']}" if out["csv"] else ""
+    tables += "".join(f", {path}" for path in out["methods"].values())
     n_figures = sum(map(len, out["figures"].values()))
     click.echo(f"wrote {out['html']}{tables} and {out['markdown']} ({n_figures} figure files "
                f"in {next(iter(out['figures'].values()))[0].parent if out['figures'] else '-'})")

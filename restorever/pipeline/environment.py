@@ -61,3 +61,24 @@ def environment_info(device: Any) -> dict[str, Any]:
     if getattr(device, "type", None) == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
     return env
+
+
+def setup_info(config: Any, recognizer: Any) -> dict[str, Any]:
+    """What a methods text needs and ``config`` does not say (results.json's ``setup``): the alignment template's
+    size in pixels ``[w, h]`` and number of landmarks, the recognizer's embedding size, and the degradation
+    preset's sampling rules as this version draws them (:meth:`DegradationPreset.describe`; only when a scale
+    uses it), so a record keeps the ranges its faces were degraded with even if a later version changes them."""
+    from ..alignment import get_template
+    from ..degradation_params import get_preset
+
+    out: dict[str, Any] = {}
+    template = getattr(config, "template", None)
+    if template:
+        tpl = get_template(template)
+        out["alignment"] = {"template": tpl.name, "size": [int(v) for v in tpl.size], "landmarks": len(tpl.points)}
+    width = getattr(recognizer, "embedding_dim", None)
+    if width is not None:
+        out["recognizer"] = {"name": recognizer.card.name, "embedding_dim": int(width)}
+    if getattr(config, "scales", None) and getattr(config, "degradation", None):
+        out["degradation"] = get_preset(config.degradation).describe()
+    return out

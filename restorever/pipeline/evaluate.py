@@ -27,7 +27,7 @@ from ..protocol_specs import ON_ERROR, SIMILARITY_CHOICES, alignment_fit
 from . import distributed
 from .cache import ArrayCache, open_run_cache
 from .costs import record_run_costs
-from .environment import environment_info, restorever_version
+from .environment import environment_info, restorever_version, setup_info
 from .identity import RunIdentity, conditions_of, plugins_of, weights_files
 from .landmarks import ImageInfo, align_items, apply_error_policy, apply_fallback_landmarks, landmark_stage
 from .realign import (ALIGN_ON, alignment_block, degraded_landmark_stage, degraded_landmarks_of, realign_batch,
@@ -579,10 +579,12 @@ def _cache_counts(cache: ArrayCache, shards: dict[str, int] | None, merge_start:
 
 def run_header(config: EvalConfig, device: Any, models: Sequence[Any]) -> RunHeader:
     """The header every results record starts with: version, time (UTC, seconds), ``config`` as resolved, the
-    machine, and the weight files of ``models`` (recognizer first, then the restorers)."""
+    machine, the weight files of ``models`` (recognizer first, then the restorers) and ``setup``
+    (:func:`~restorever.pipeline.environment.setup_info`)."""
     weights = {}
     for model in models:
         weights.update({n: WeightRecord(f, s) for n, (f, s) in weights_files(model).items()})
     return RunHeader(restorever_version=restorever_version(),
                      created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                     config=asdict(config), environment=environment_info(device), weights=weights)
+                     config=asdict(config), environment=environment_info(device), weights=weights,
+                     setup=setup_info(config, models[0]) if models else None)

@@ -288,26 +288,32 @@ class CacheRecord(_Record):
 @dataclass
 class RunHeader:
     """What verification and identification runs share at the top of ``results.json``: the version, the time,
-    the resolved options (``config``), the machine (``environment``) and the weight files."""
+    the resolved options (``config``), the machine (``environment``), the weight files and ``setup`` (template
+    size, embedding size, degradation ranges: :func:`restorever.pipeline.environment.setup_info`; absent in records
+    made before it)."""
 
     restorever_version: str
     created: str
     config: dict[str, Any]
     environment: dict[str, Any]
     weights: dict[str, WeightRecord]
+    setup: dict[str, Any] | None = None
 
-    KEYS: ClassVar[tuple[str, ...]] = ("restorever_version", "created", "config", "environment", "weights")
+    KEYS: ClassVar[tuple[str, ...]] = ("restorever_version", "created", "config", "environment", "weights", "setup")
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> "RunHeader":
         """The header of a record already checked against its schema."""
         return cls(restorever_version=data["restorever_version"], created=data["created"],
                    config=dict(data["config"]), environment=dict(data["environment"]),
-                   weights={name: WeightRecord._parse(w) for name, w in data["weights"].items()})
+                   weights={name: WeightRecord._parse(w) for name, w in data["weights"].items()},
+                   setup=data.get("setup"))
 
     def to_json(self) -> dict[str, Any]:
-        return {"restorever_version": self.restorever_version, "created": self.created, "config": self.config,
-                "environment": self.environment, "weights": {n: w.to_json() for n, w in self.weights.items()}}
+        out = {"restorever_version": self.restorever_version, "created": self.created, "config": self.config,
+               "environment": self.environment, "weights": {n: w.to_json() for n, w in self.weights.items()}}
+        _put(out, "setup", self.setup)
+        return out
 
 
 # --------------------------------------------------------------------------------------------- verification run

@@ -23,6 +23,7 @@ from .identity_stats import IDENTITY_KIND
 from .results import (IDENTITY_NOTE, RESULTS_FILE, STATISTICS_NOTE, attribute_table, comparison_cell, condition_label,
                       few_clusters_note, identity_comparison_cell, load_results, p_text, results_table)
 from .rate_stats import RATES_NOTE, compared_fars, rate_cell
+from .methods import METHODS_FILES, write_methods
 from .tables import results_table_rows, run_references, to_csv, to_latex
 
 log = logging.getLogger(__name__)
@@ -394,7 +395,7 @@ def render_markdown(record: dict[str, Any], tables: Sequence[Table], figure_link
 def build_report(run_dir: str | Path, *, html_path: str | Path | None = None, markdown_path: str | Path | None = None,
                  figures_dir: str | Path | None = None, formats: Sequence[str] = ("png", "pdf"),
                  n_boot: int = 2000, csv_path: str | Path | None = None,
-                 latex_path: str | Path | None = None) -> dict[str, Any]:
+                 latex_path: str | Path | None = None, methods_dir: str | Path | None = None) -> dict[str, Any]:
     """Write the report of the run in ``run_dir``.
 
     Args:
@@ -406,10 +407,12 @@ def build_report(run_dir: str | Path, *, html_path: str | Path | None = None, ma
         csv_path: the tidy table of :func:`restorever.reports.tables.results_table_rows` (default
             ``RUN_DIR/tables.csv``); latex_path: the booktabs accuracy table (default ``RUN_DIR/tables.tex``). Both
             are left out, with the reason in ``skipped_tables``, for a run without verification conditions.
+        methods_dir: where ``methods.md``, ``methods.tex`` and ``references.bib`` go
+            (:func:`restorever.reports.methods.write_methods`; default ``RUN_DIR``); left out like the tables.
 
     Returns:
-        ``{"html": Path, "markdown": Path, "csv": Path | None, "latex": Path | None, "figures": {name: [Path, ...]},
-        "skipped_figures": {name: reason}, "skipped_tables": reason or ""}``.
+        ``{"html": Path, "markdown": Path, "csv": Path | None, "latex": Path | None, "methods": {file name: Path},
+        "figures": {name: [Path, ...]}, "skipped_figures": {name: reason}, "skipped_tables": reason or ""}``.
     """
     from ..files import atomic_write_text
     from .identity_stats import add_identity_statistics
@@ -429,7 +432,9 @@ def build_report(run_dir: str | Path, *, html_path: str | Path | None = None, ma
     figures_dir = Path(figures_dir) if figures_dir else run_dir / "figures"
     csv_path = Path(csv_path) if csv_path else run_dir / "tables.csv"
     latex_path = Path(latex_path) if latex_path else run_dir / "tables.tex"
-    _check_outputs({"--html": html_path, "--markdown": markdown_path, "--csv": csv_path, "--latex": latex_path},
+    methods_dir = Path(methods_dir) if methods_dir else run_dir
+    _check_outputs({"--html": html_path, "--markdown": markdown_path, "--csv": csv_path, "--latex": latex_path,
+                    **{"--methods-dir": methods_dir / name for name in METHODS_FILES}},
                    figures_dir)  # before any figure is drawn
     rows = results_table_rows(record)
     skipped_tables = "" if rows else "the run has no verification conditions (an identification run)"
@@ -449,14 +454,17 @@ def build_report(run_dir: str | Path, *, html_path: str | Path | None = None, ma
     atomic_write_text(html_path, render_html(record, tables, pngs, skipped))
     links = {name: _relative(p, markdown_path.parent) for name, p in pngs.items()}
     atomic_write_text(markdown_path, render_markdown(record, tables, links, skipped))
+    methods: dict[str, Path] = {}
     if rows:
         atomic_write_text(csv_path, to_csv(rows))
         atomic_write_text(latex_path, to_latex(record))
-        log.info("wrote %s, %s, %s and %s", html_path, markdown_path, csv_path, latex_path)
+        methods = write_methods(record, methods_dir)
+        log.info("wrote %s, %s, %s, %s and %s", html_path, markdown_path, csv_path, latex_path,
+                 ", ".join(map(str, methods.values())))
     else:
         log.info("wrote %s and %s; tables.csv and tables.tex skipped: %s", html_path, markdown_path, skipped_tables)
     return {"html": html_path, "markdown": markdown_path, "csv": csv_path if rows else None,
-            "latex": latex_path if rows else None, "figures": written, "skipped_figures": skipped,
+            "latex": latex_path if rows else None, "methods": methods, "figures": written, "skipped_figures": skipped,
             "skipped_tables": skipped_tables}
 
 
