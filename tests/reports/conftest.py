@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 
 from restorever.metrics.verification import verification_report
@@ -104,3 +105,18 @@ def own_run_dir(run_dir, tmp_path) -> Path:
     import shutil
 
     return Path(shutil.copytree(run_dir, tmp_path / "run"))
+
+
+@pytest.fixture(scope="session")
+def real_run(lfw_root, tmp_path_factory, shared_lfw_cache):
+    """40 real LFW View-2 pairs through MTCNN + dlib, no restorer, clean and x8 / x16 (one eval for the session;
+    tests copy it before writing into it)."""
+    from restorever.cli import cli
+
+    tmp = tmp_path_factory.mktemp("paper")
+    result = CliRunner().invoke(cli, ["eval", "--protocol", "lfw", "--data-root", str(lfw_root), "--recognizer",
+                                      "dlib", "--restorer", "none", "--scales", "8,16", "--limit-pairs", "40",
+                                      "--out", str(tmp / "run"), "--cache-dir", str(shared_lfw_cache), "--no-progress"],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return tmp / "run"

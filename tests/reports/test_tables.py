@@ -181,18 +181,6 @@ def test_references_list_only_what_the_run_used(run_dir, caplog):
     assert refs[("software", "restorever 0.0.test")].startswith("restorever contributors")
 
 
-@pytest.fixture(scope="module")
-def real_run(lfw_root, tmp_path_factory, shared_lfw_cache):
-    """40 real LFW View-2 pairs through MTCNN + dlib, no restorer, clean and x8 / x16 (one eval for the module)."""
-    tmp = tmp_path_factory.mktemp("paper")
-    result = CliRunner().invoke(cli, ["eval", "--protocol", "lfw", "--data-root", str(lfw_root), "--recognizer",
-                                      "dlib", "--restorer", "none", "--scales", "8,16", "--limit-pairs", "40",
-                                      "--out", str(tmp / "run"), "--cache-dir", str(shared_lfw_cache), "--no-progress"],
-                                catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return tmp / "run"
-
-
 def test_report_writes_tables_and_references_of_a_real_run(real_run, tmp_path):
     run = shutil.copytree(real_run, tmp_path / "run")
     result = CliRunner().invoke(cli, ["report", str(run), "--format", "png", "--latex", str(tmp_path / "p" / "t.tex")],
