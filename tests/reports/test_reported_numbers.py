@@ -16,7 +16,7 @@ import restorever
 from restorever.cli import cli
 from restorever.metrics.retrieval import identification_report, ranks_from_scores
 from restorever.metrics.similarity import identity_to_clean, score_pairs
-from restorever.metrics.verification import roc_auc_score, tar_at_far, weighted_auc_and_tar
+from restorever.metrics.verification import roc_auc_score, roc_curve, tar_at_far, weighted_auc_and_tar
 from restorever.reports import identity_stats, paired, rate_stats, statistics
 from restorever.reports.compare import DEFAULT_N_BOOT
 from restorever.reports.identity_stats import identity_interval
@@ -46,6 +46,10 @@ def test_weighted_auc_and_tar_rows_equal_scikit_learn_on_each_weighting():
                 warnings.simplefilter("ignore")
                 assert tar[r, j] == pytest.approx(tar_at_far(y, s, far, sample_weight=w), abs=1e-12)
         assert area[r] == pytest.approx(roc_auc_score(y, s, sample_weight=w), abs=1e-12)
+    # an impostor tied with a genuine pair at the top score: ROC (0, 0), (0.5, .5), (0.5, 1), (1, 1): TAR 0 at FAR .4
+    # AUC by hand: genuine 0.9 beats impostor 0.1 and ties 0.9 (1.5), genuine 0.3 beats 0.1 (1): 2.5 / 4
+    area, tar = weighted_auc_and_tar([0, 1, 1, 0], [0.9, 0.9, 0.3, 0.1], np.ones((1, 4)), [0.4, 0.5])
+    assert area[0] == pytest.approx(0.625) and tar[0].tolist() == [0.0, 1.0]
     # a weighting that keeps no negative pair has no ROC: NaN, not a number
     none_negative = np.where(y == 1, 1.0, 0.0)[None, :]
     area, tar = weighted_auc_and_tar(y, s, none_negative, fars)
@@ -55,6 +59,16 @@ def test_weighted_auc_and_tar_rows_equal_scikit_learn_on_each_weighting():
             weighted_auc_and_tar(y, s, weights, bad)
     with pytest.raises(ValueError, match="sample_weights must be"):
         weighted_auc_and_tar(y, s, weights[:, :-1], fars)
+
+
+def test_a_curve_of_both_classes_warns_of_nothing():
+    """The 'no positive pairs' / 'no negative pairs' warnings are for one-class input only (they land in a run's
+    log, where a reader takes them for a broken protocol)."""
+    y, s = np.array([0, 1, 0, 1, 1]), np.array([0.1, 0.9, 0.4, 0.35, 0.8])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        roc_curve(y, s)
+        assert roc_auc_score(y, s) == pytest.approx(skm.roc_auc_score(y, s))
 
 
 # -------------------------------------------------------------------------------------------------- similarity
@@ -87,6 +101,8 @@ def test_score_pairs_known_answers():
 
 
 def test_a_mate_column_past_the_gallery_is_refused_and_no_probes_give_no_rates():
+    with pytest.raises(ValueError, match="scores must be \\[Q, N\\]"):
+        ranks_from_scores(np.zeros(3), np.array([0, 1, 2]))
     with pytest.raises(ValueError, match="mate columns must be in 0..2"):
         ranks_from_scores(np.zeros((2, 3)), np.array([0, 3]))
     out = identification_report(np.empty(0), searched_fraction=np.empty(0), search_seconds=0.5,
@@ -110,6 +126,18 @@ def test_a_stored_p_value_outside_0_1_counts_as_no_test():
 
 def test_clustered_mcnemar_of_no_pairs():
     assert clustered_mcnemar([], [], []) == statistics.ClusteredMcNemarResult(0, 1.0, 0)
+
+
+def test_rate_comparison_of_one_class_is_none_and_a_cell_shows_four_digits(caplog):
+    """With one kind of pair there is no ROC: no AUC and no TAR difference (None, not a dict of NaN). And the
+    table cell of a stored difference, as rate_cell's docstring shows it."""
+    cond = {"scores": {"same": [1] * 6, "score": [0.1, 0.5, 0.2, 0.9, 0.3, 0.4]},
+            "verification": {"tar_at_far": {"0.1": None}}}
+    assert rate_stats.compare_rates(cond, cond, np.arange(6) // 2, n_boot=50) == {"auc": None,
+                                                                                 "tar_at_far": {"0.1": None}}
+    cell = rate_stats.rate_cell({"difference": 0.0123, "ci_low": -0.005, "ci_high": 0.029})
+    assert cell == "+0.0123 [-0.0050, +0.0290]"
+    assert rate_stats.rate_cell({"difference": 0.0123, "ci_low": None, "ci_high": None}) == "+0.0123"
 
 
 def test_two_people_are_enough_for_an_interval():
