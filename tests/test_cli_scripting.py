@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -17,6 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from restorever.cli import cli
+
+from .signals import run_signalled
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -180,19 +181,11 @@ def test_ctrl_c_mid_run_on_lfw_is_one_line_and_the_rerun_resumes(lfw_root, tmp_p
     """A real SIGINT to a dlib run on 20 LFW pairs, stderr a pipe as in a batch job: status 130, exactly one line
     on stderr (no traceback, no progress-bar residue), no results.json; the landmarks and embeddings finished before
     the signal are used again, untouched, by the rerun, which finishes (under -q with nothing on stderr)."""
-    for attempt in range(3):  # on a loaded machine the signal may be handled only after the last entry
-        out, cache = tmp_path / f"run {attempt} é", tmp_path / f"cache{attempt}"
-        args = ["eval", "--data-root", lfw_root, "--limit-pairs", "20", "--scales", "8", "--batch-size", "4",
-                "--device", "cpu", "--examples", "0", "--out", out, "--cache-dir", cache]
-        proc = subprocess.Popen([sys.executable, "-m", "restorever", *map(str, args)], env=_env(),
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.time() + 300
-        while len(list(cache.rglob("*.npz"))) < 2 and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=300)
-        if proc.returncode == 130:
-            break
+    out, cache = tmp_path / "run é", tmp_path / "cache"
+    args = ["eval", "--data-root", lfw_root, "--limit-pairs", "20", "--scales", "8", "--batch-size", "4",
+            "--device", "cpu", "--examples", "0", "--out", out, "--cache-dir", cache]
+    proc = run_signalled(args, signal.SIGINT, 2, env=_env())
+    stderr = proc.stderr
     assert proc.returncode == 130, stderr
     assert stderr == "interrupted: finished cache entries are kept; rerun the same command to resume\n"
     assert not (out / "results.json").exists()

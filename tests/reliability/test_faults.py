@@ -26,6 +26,7 @@ from restorever import files as files_module
 from restorever.pipeline.cache import ArrayCache, CacheWriteError, DiskFullError, atomic_write_bytes
 from restorever.validate import check_run
 
+from ..signals import run_signalled
 from .conftest import cache_entries, eval_args, run_scores, stray_files, subprocess_env
 
 DEV_FULL = Path("/dev/full")
@@ -374,26 +375,6 @@ def test_persistent_oom_is_one_clear_line(tiny_data, tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------------------------ signals
 
-# The child process sends the signal to itself right after its `after`-th cache entry is written: a real OS signal
-# at a known point of the run. A parent polling the cache folder and signalling from outside missed the middle of
-# the run on a loaded machine (the run finished between two polls, three tries in a row).
-_SELF_SIGNAL = """
-import os, sys
-from restorever.pipeline import cache
-signum, after = int(sys.argv[1]), int(sys.argv[2])
-put, written = cache.ArrayCache.put, []
-def put_then_signal(self, kind, key, data):
-    put(self, kind, key, data)
-    written.append(key)
-    if len(written) == after:
-        os.kill(os.getpid(), signum)
-cache.ArrayCache.put = put_then_signal
-from restorever.cli import main
-sys.argv = ["restorever", *sys.argv[3:]]
-main()
-"""
-
-
 @pytest.mark.parametrize("signum, after", [(signal.SIGINT, 2), (signal.SIGTERM, 9)],
                          ids=["SIGINT-during-landmarks", "SIGTERM-during-embeddings"])
 def test_signal_mid_run_then_resume(tiny_data, reference_run, tmp_path, signum, after):
@@ -401,8 +382,7 @@ def test_signal_mid_run_then_resume(tiny_data, reference_run, tmp_path, signum, 
     ref_entries = reference_run[1]
     out, cache = tmp_path / "out", tmp_path / "cache"
     args = eval_args(csv, root, out, cache)
-    proc = subprocess.run([sys.executable, "-c", _SELF_SIGNAL, str(int(signum)), str(after), *args],
-                          env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    proc = run_signalled(args, signum, after, env=subprocess_env(), timeout=300)
     stderr = proc.stderr
     present = _assert_entries_intact(cache)
     assert 0 < len(present) < len(ref_entries), "the signal must land mid-run"
