@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 _REGISTRIES: list["Registry"] = []  # every registry made, for "that name is a <kind>" hints
 _BACKEND_PACKAGES = ("restorever.restorers", "restorever.recognizers")  # make their registries, for those hints
+_PLUGIN_GROUPS = ("restorever.restorers", "restorever.recognizers")  # entry-point groups installed plugins use
 
 
 class Registry:
@@ -36,7 +37,6 @@ class Registry:
         self._builtin = tuple(modules)
         self._modules = list(modules)
         self._cards: dict[str, tuple[str, ModelCard]] | None = None
-        self._packages: dict[str, tuple[str, str | None]] = {}  # plugin module -> (distribution, version)
         self._origins: dict[str, dict[str, Any]] = {}  # plugin module -> origin (see origin())
         self._entry_points_read = group is None
         _REGISTRIES.append(self)
@@ -45,7 +45,8 @@ class Registry:
         """Add a backend module (a plugin) by dotted path. It is imported and checked at once: it must define
         ``CARDS`` (a dict name -> card) and ``create(name, **kwargs)``, and none of its names may be taken already
         (a plugin never replaces a built-in model silently). Registering the same module again does nothing.
-        ``package``: ``(distribution, version)`` of the installed package that declares it, where known."""
+        ``package``: ``(distribution, version)`` of the installed package that declares it, for messages (the
+        package :meth:`origin` reports is found from the module alone, however it was registered)."""
         if module in self._modules:
             return
         where = f"{self.kind} plugin {module!r}" + (f" (package {package[0]})" if package else "")
@@ -61,8 +62,6 @@ class Registry:
             raise ValueError(f"{where} names {', '.join(taken)}, already registered by "
                              f"{', '.join(sorted({known[n][0] for n in taken}))}: give your models other names")
         self._modules.append(module)
-        if package is not None:
-            self._packages[module] = package
         self._cards = None
 
     def _read_entry_points(self) -> None:
@@ -109,12 +108,13 @@ class Registry:
     def origin(self, name: str) -> dict[str, Any] | None:
         """Where the model ``name`` comes from: None for a built-in; for a plugin ``{"module", "file", "sha256"}``
         (the module file's path and hex sha256) plus ``"package"`` and ``"version"`` of the installed package that
-        holds it, where one does."""
+        holds or declares it, where one does: the same whether the module came by ``--plugin``, an entry point or
+        :meth:`register_module`, since this is part of a plugin run's cache keys."""
         module, _ = self._lookup(name)
         if module in self._builtin:
             return None
         if module not in self._origins:
-            self._origins[module] = module_origin(module, self._packages.get(module))
+            self._origins[module] = module_origin(module)
         return dict(self._origins[module])
 
     def card(self, name: str) -> ModelCard:
@@ -169,10 +169,10 @@ def import_plugin(module: str, where: str, fix: str = "give the dotted name of a
         raise ImportError(f"{where} failed while it was imported ({type(exc).__name__}: {exc})") from exc
 
 
-def module_origin(module: str, package: tuple[str, str | None] | None = None) -> dict[str, Any]:
+def module_origin(module: str) -> dict[str, Any]:
     """``{"module", "file", "sha256"[, "package", "version"]}`` of an importable module: its source file and that
-    file's hex sha256 (None for a module without one), and the installed distribution that holds its top-level
-    package (``package`` where the caller knows it), with its version."""
+    file's hex sha256 (None for a module without one), and the installed distribution that holds the file or
+    declares the module as a plugin entry point, with its version."""
     mod = importlib.import_module(module)
     path = getattr(mod, "__file__", None)
     digest = None
@@ -180,16 +180,16 @@ def module_origin(module: str, package: tuple[str, str | None] | None = None) ->
         with open(path, "rb") as fh:
             digest = hashlib.sha256(fh.read()).hexdigest()
     out: dict[str, Any] = {"module": module, "file": path, "sha256": digest}
-    if package is None and path:
-        package = _installed_package_of(module, path)
+    package = _installed_package_of(module, path) if path else None
     if package is not None:
         out["package"], out["version"] = package
     return out
 
 
 def _installed_package_of(module: str, path: str) -> tuple[str, str | None] | None:
-    """``(distribution, version)`` of the installed package whose file list holds ``path`` (None for a module of
-    no installed package: a file in the working folder, an editable checkout)."""
+    """``(distribution, version)`` of the installed package whose file list holds ``path``, else of the one whose
+    ``restorever.*`` entry points name ``module`` (an editable install lists no module files); None for a module of
+    no installed package (a file in the working folder)."""
     import os
     from importlib import metadata
 
@@ -205,7 +205,13 @@ def _installed_package_of(module: str, path: str) -> tuple[str, str | None] | No
             continue
         if any(os.path.realpath(str(dist.locate_file(f))) == target for f in dist.files or []):
             return name, dist.version
-    return None
+    try:
+        declared = sorted({(point.dist.metadata["Name"] or "?", point.dist.version)
+                           for group in _PLUGIN_GROUPS for point in metadata.entry_points(group=group)
+                           if point.module == module and not point.attr and getattr(point, "dist", None) is not None})
+    except Exception:  # noqa: BLE001 - unreadable metadata: the file's sha256 still identifies the plugin
+        return None
+    return declared[0] if declared else None
 
 
 def _registry_naming(name: str, *, besides: Registry) -> Registry | None:

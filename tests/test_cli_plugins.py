@@ -63,19 +63,20 @@ def create(name, *, weights=None, device="cpu"):
     return Blur(CARDS[name]).to(device)
 '''
 
-PLUGIN_MODULES = ("my_thumb", "my_blur", "ep_thumb", "ep_broken", "ep_dlib", "takes_dlib", "no_kind", "json_like")
+PLUGIN_MODULES = ("my_thumb", "my_blur", "lab", "lab.my_thumb", "lab.my_blur", "ep_thumb", "ep_broken", "ep_dlib",
+                  "takes_dlib", "no_kind", "json_like")
 
 
 @pytest.fixture
 def registries(monkeypatch):
     """Leave both registries, sys.path and sys.modules as they were (the CLI registers plugins in this process)."""
     monkeypatch.setattr(sys, "path", list(sys.path))
-    saved = [(reg, list(reg._modules), dict(reg._packages), dict(reg._origins), reg._entry_points_read)
+    saved = [(reg, list(reg._modules), dict(reg._origins), reg._entry_points_read)
              for reg in (RESTORERS, RECOGNIZERS)]
     yield
-    for reg, modules, packages, origins, read in saved:
+    for reg, modules, origins, read in saved:
         reg._modules[:] = modules
-        reg._packages, reg._origins, reg._entry_points_read, reg._cards = packages, origins, read, None
+        reg._origins, reg._entry_points_read, reg._cards = origins, read, None
     for name in PLUGIN_MODULES:
         sys.modules.pop(name, None)
 
@@ -197,8 +198,10 @@ def test_restore_with_a_plugin_restorer(tmp_path, registries):
     want = torch.nn.functional.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)[0]
     want = want.permute(1, 2, 0).numpy() * 255
     assert np.abs(restored - want).max() <= 0.5 + 1e-6
-    settings = json.loads((tmp_path / "out" / "restore.json").read_text())["settings"]
-    assert settings["plugin"]["module"] == "my_blur"
+    record = json.loads((tmp_path / "out" / "restore.json").read_text())
+    blur_sha = hashlib.sha256((work / "my_blur.py").read_bytes()).hexdigest()
+    assert record["settings"]["plugin"] == {"sha256": blur_sha}  # compared: the file, not the name it came by
+    assert record["plugin_module"] == "my_blur"
 
 
 def test_listing_errors_and_collisions(tmp_path, registries, monkeypatch):
@@ -274,3 +277,71 @@ def test_installed_packages_declare_plugins(tmp_path, registries, monkeypatch, c
 
     assert plugin_of("recognizer", "ep-thumb")["version"] == "1.2"  # a new release is a new cache key
     assert plugin_of("recognizer", "dlib") is None
+
+
+def test_the_same_plugin_file_keeps_its_cache_however_it_is_loaded(lfw_root, tmp_path):
+    """A plugin file counts by its content: ``--plugin lab.my_thumb`` and ``--plugin lab/my_thumb.py`` import the
+    same file as ``lab.my_thumb`` and as ``my_thumb``. The dotted name was part of every cache key, so the second
+    form recomputed every restored face and embedding of an unchanged plugin (and restore refused to resume)."""
+    work = tmp_path / "work"
+    _write_plugins(work / "lab")
+    (work / "lab" / "__init__.py").write_text("")
+    script, cache = _launcher(tmp_path), tmp_path / "cache"
+    records = []
+    for n, specs in enumerate([("lab.my_thumb", "lab.my_blur"), ("lab/my_thumb.py", "lab/my_blur.py")]):
+        args = _eval_args(lfw_root, tmp_path / f"run{n}", cache)
+        for old, new in zip(("my_thumb", "my_blur"), specs):
+            args[args.index(old)] = new
+        run = subprocess.run([sys.executable, str(script), *args], cwd=work, env=_env(), capture_output=True,
+                             text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-3000:]
+        records.append(json.loads((tmp_path / f"run{n}" / "results.json").read_text()))
+    first, second = (r["cache"]["identity"]["recognizer"]["plugin"] for r in records)
+    assert (first["module"], second["module"]) == ("lab.my_thumb", "my_thumb")  # the record names it as loaded
+    assert first["sha256"] == second["sha256"]
+    hits, misses = _cache_kinds(records[0])
+    assert hits == 0 and misses > 0
+    assert _cache_kinds(records[1])[1] == 0  # nothing computed again (it recomputed 30 of 42 entries before)
+    assert [c["scores"]["score"] for c in records[1]["conditions"]] == \
+        [c["scores"]["score"] for c in records[0]["conditions"]]
+
+
+def test_an_entry_point_module_has_one_origin_however_it_is_loaded(tmp_path, registries, monkeypatch):
+    """The package behind a plugin is part of its cache keys, so it must not depend on how the module was
+    registered: a package installed in editable mode lists no module files, and only its entry point named the
+    package; ``--plugin ep_thumb`` of the same module gave no package, hence other keys than the entry point."""
+    from restorever.pipeline.plugins import load_plugin, plugin_of
+
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "ep_thumb.py").write_text(RECOGNIZER_PLUGIN.replace('"thumb-net"', '"ep-thumb"'))
+    _dist(site, "thumbpkg", "1.2", "restorever.recognizers", {"thumbs": "ep_thumb"})
+    monkeypatch.syspath_prepend(str(site))
+    RECOGNIZERS._entry_points_read = True  # as after a --plugin run that never needed the entry points
+    assert load_plugin("ep_thumb")[:2] == ("recognizer", "ep_thumb")
+    sha = hashlib.sha256((site / "ep_thumb.py").read_bytes()).hexdigest()
+    assert plugin_of("recognizer", "ep-thumb") == {"module": "ep_thumb", "sha256": sha, "package": "thumbpkg",
+                                                   "version": "1.2"}
+
+
+def test_cache_keys_read_a_plugin_by_its_file_and_package():
+    """keyed_part: the dotted name drops out of the keys, the file's sha256 and the package version stay in, and a
+    built-in model's part (no plugin) is the very object, so its keys cannot change."""
+    from restorever.pipeline.identity import RunIdentity, keyed_part
+
+    def identity(plugin):
+        return RunIdentity.from_files(detector="mtcnn", recognizer_name="thumb-net", recognizer_files={},
+                                      flip_test=False, restorer_files={"none": {}}, restorer_options={},
+                                      degradation="difface-test", seed=0, device="cpu",
+                                      plugins={"recognizer": plugin})
+
+    def key(plugin):
+        return identity(plugin).embedding_key("ab" * 32, [[1.0, 2.0]] * 5, "none", 8, item="x")
+
+    base = {"module": "lab.my_thumb", "sha256": "1" * 64, "package": "lab", "version": "1.0"}
+    assert key(base) == key({**base, "module": "my_thumb"})
+    assert key(base) != key({**base, "sha256": "2" * 64})
+    assert key(base) != key({**base, "version": "1.1"})
+    assert key(base) != key(None)
+    builtin = identity(None).recognizer
+    assert keyed_part(builtin) is builtin

@@ -294,12 +294,14 @@ def restore_command(images, restorer, weights, aligned, detector, faces_mode, mi
     model = create_restorer(restorer, weights=weights, device=dev, **routed)
     files = getattr(model, "weight_files", None) or {}
     # SCRFD's ONNX file by sha256 (None for MTCNN): another det_10g.onnx finds other landmarks, so other crops
+    plugin = plugin_of("restorer", restorer)
     settings = run_settings(restorer=restorer, weight_files=files, options=routed, seed=seed, detector=detector,
                             alignment_fit=alignment_fit, faces=faces_mode, min_face_size=min_face_size,
-                            aligned=aligned, detector_file=detector_file_sha256(detector),
-                            plugin=plugin_of("restorer", restorer))
+                            aligned=aligned, detector_file=detector_file_sha256(detector), plugin=plugin)
     header = {"restorever_version": restorever_version(), "device": dev.type,
               "weights": {role: {"file": path, "sha256": sha} for role, (path, sha) in sorted(files.items())}}
+    if plugin:  # which module made the faces (not a compared setting: the file's sha256 is)
+        header["plugin_module"] = plugin["module"]
     record = RestoreRecord(out, settings, header, overwrite=overwrite)  # refuses other settings before any work
     # First every input is read and its faces found, so that a failure stops the command before anything is written
     chosen: dict[str, list | None] = {}  # path -> detections to paste (in order), or None for an aligned crop

@@ -12,7 +12,8 @@ from typing import Any, Mapping, Sequence
 from .cache import current_key_versions, embedding_key, landmarks_key, restored_key
 
 __all__ = ["NOT_GIVEN", "RunIdentity", "RECORDED_BEFORE_VERSIONS", "weights_id", "files_id", "weights_files",
-           "device_kind", "conditions_of", "recognizer_id", "restorer_id", "plugins_of"]
+           "device_kind", "conditions_of", "recognizer_id", "restorer_id", "plugins_of",
+           "keyed_part"]
 
 
 #: marks an argument that was not passed (``None`` means "no face found" for ``degraded_landmarks``)
@@ -164,7 +165,7 @@ class RunIdentity:
                      degraded_landmarks: Any = NOT_GIVEN) -> str:
         """Key of ``item``'s restored face (``item``: the protocol's id, which seeds its degradation;
         ``degraded_landmarks``: see :meth:`embedding_key`)."""
-        return restored_key(image_sha256, landmarks, restorer_id=self._restorer_id(restorer),
+        return restored_key(image_sha256, landmarks, restorer_id=keyed_part(self._restorer_id(restorer)),
                             degradation=self.degradation, scale=scale, seed=self.seed, item=item, device=self.device,
                             versions=self.key_versions, fit=self.alignment_fit,
                             aligned_on=self._aligned_on(scale, degraded_landmarks))
@@ -175,8 +176,8 @@ class RunIdentity:
         needs no ``item``: it depends on the image's content only). ``landmarks`` are the clean image's; in an
         ``align_on="degraded"`` run a degraded condition also needs ``degraded_landmarks``, the 5x2 landmarks the
         detector found on the degraded 512 crop, or ``None`` where it found no face."""
-        return embedding_key(image_sha256, landmarks, recognizer_id=self.recognizer,
-                             restorer_id=None if scale is None else self._restorer_id(restorer),
+        return embedding_key(image_sha256, landmarks, recognizer_id=keyed_part(self.recognizer),
+                             restorer_id=None if scale is None else keyed_part(self._restorer_id(restorer)),
                              degradation=self.degradation, scale=scale, seed=self.seed, item=item,
                              device=self.device, versions=self.key_versions, fit=self.alignment_fit,
                              aligned_on=self._aligned_on(scale, degraded_landmarks))
@@ -193,6 +194,17 @@ class RunIdentity:
         if restorer not in self.restorers:
             raise KeyError(f"restorer {restorer!r} is not part of this run ({', '.join(self.restorers)})")
         return self.restorers[restorer]  # keys hash JSON, where tuples and lists serialise alike
+
+
+def keyed_part(part: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A model's part of the identity as the cache keys read it: a plugin counts by its file's sha256 and its
+    installed package's name and version, not by the dotted name it was imported by (``--plugin my_models.py``,
+    ``--plugin lab.my_models``, an entry point and ``register_module`` load the same file under other names; the
+    record keeps the name). Built-in models' parts are returned as they are, so their keys never change."""
+    plugin = part.get("plugin")
+    if not isinstance(plugin, Mapping) or "module" not in plugin:
+        return part
+    return {**part, "plugin": {k: v for k, v in plugin.items() if k != "module"}}
 
 
 def plugins_of(recognizer: str, restorers: Sequence[str]) -> dict[str, Any]:
