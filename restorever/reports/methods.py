@@ -137,7 +137,9 @@ def _protocol(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Senten
             s.add(" of {} people", _num(len(people)))
         if proto.get("images") is not None:
             s.add(" ({} images)", _num(proto["images"]))
-    if proto.get("folds") is not None:
+    if proto.get("folds") == 1:
+        s.add(", in a single fold")
+    elif proto.get("folds") is not None:
         s.add(", in {} cross-validation folds", _num(proto["folds"]))
     out = [s.add(".")]
     if cfg.get("limit_pairs") and proto.get("pairs_requested") is not None:
@@ -290,17 +292,35 @@ def _metrics(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sentenc
     if not conds:
         return []
     folds = _get(record, "protocol", "folds")
-    s = Sentence().add("Verification accuracy is the mean over the ")
-    s.add("{} folds", _num(folds)) if folds is not None else s.add("folds")
-    s.add(" of each fold's accuracy at the threshold that maximises the accuracy on the other folds, with its "
-          "standard error over the folds.")
-    out = [s]
-    fars = [f for f in (_get(conds[0], "verification", "tar_at_far") or {})]
-    s = Sentence().add("The area under the ROC curve (AUC), the equal error rate (EER)")
-    s.add_if(fars, " and the true accept rate at false accept rates of {} (TAR at FAR)", _and(fars))
+    if folds == 1:  # kfold_accuracy chooses the threshold on the evaluated pairs themselves
+        out = [Sentence().add("Verification accuracy is the accuracy over all pairs at the threshold that maximises "
+                              "it on the same pairs: with a single fold no threshold is chosen on held-out pairs, so "
+                              "the accuracy is optimistic.")]
+    else:
+        s = Sentence().add("Verification accuracy is the mean over the ")
+        s.add("{} folds", _num(folds)) if folds is not None else s.add("folds")
+        out = [s.add(" of each fold's accuracy at the threshold that maximises the accuracy on the other folds, "
+                     "with its standard error over the folds.")]
+    # a FAR is reported only where some condition has a value: tar_at_far is None below 1/FAR impostor pairs
+    stored = [c["verification"].get("tar_at_far") for c in conds]
+    stored = [t for t in stored if isinstance(t, dict)]
+    fars = list(dict.fromkeys(f for t in stored for f in t))
+    resolved = [f for f in fars if any(t.get(f) is not None for t in stored)]
+    s = Sentence().add("The area under the ROC curve (AUC)").add(", the equal error rate (EER)" if resolved else
+                                                                " and the equal error rate (EER)")
+    if resolved:
+        s.add(" and the true accept rate at false accept rate" + ("s" if len(resolved) > 1 else "") + " {} (TAR at "
+              "FAR)", _and(resolved))
     pairs = _get(record, "protocol", "pairs")
     out.append(s.add(" are computed over all {} pairs.", _num(pairs)) if pairs is not None else
                s.add(" are computed over all pairs."))
+    if len(resolved) < len(fars):
+        unresolved = [f for f in fars if f not in resolved]
+        s = Sentence().add("TAR at FAR {} is not reported: it needs at least 1/FAR different-identity pairs",
+                           _and(unresolved))
+        same = _get(conds[0], "scores", "same")
+        n_neg = sum(1 for v in same if not v) if isinstance(same, list) else None
+        out.append(s.add(", and there are {}.", _num(n_neg)) if n_neg is not None else s.add("."))
     probes = [_get(c, "identity", "n") for c in conds if c.get("scale") is not None]
     if any(_get(c, "identity", "cosine_to_clean_mean") is not None for c in conds):
         s = Sentence().add("Identity preservation is the cosine similarity between the embedding of a degraded or "

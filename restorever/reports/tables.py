@@ -228,8 +228,10 @@ def _latex_one(record: dict[str, Any], rows: list[dict[str, Any]], recognizer: s
         f"{pairs if pairs is not None else '?'} pairs"
         + (" (a subset balanced over the folds)" if cfg.get("limit_pairs") else "")
         + (f" ({skipped} of the protocol's pairs skipped)" if skipped else "")
-        + f", {folds if folds is not None else '?'}-fold cross-validation (each fold's threshold chosen on the "
-          f"other folds); recognizer {latex_escape(recognizer)}.",
+        + (", a single fold (the threshold chosen on the same pairs, so the accuracy is optimistic)" if folds == 1
+           else f", {folds if folds is not None else '?'}-fold cross-validation (each fold's threshold chosen on the "
+                f"other folds)")
+        + f"; recognizer {latex_escape(recognizer)}.",
     ]
     settings = {r["restorer"]: (r["degradation"], r["degrade_side"]) for r in degraded}
     if len(set(settings.values())) > 1:  # rows of runs degraded differently (`restorever compare`)
@@ -243,8 +245,9 @@ def _latex_one(record: dict[str, Any], rows: list[dict[str, Any]], recognizer: s
                        f"{latex_escape(degradation or '?')} at scale $\\times s$"
                        + (f" (seed {latex_escape(seed)})" if seed is not None else "")
                        + "; rows: the restorer applied (none: not restored).")
-    caption.append(f"$\\pm$: standard error of the mean over the {folds if folds is not None else '?'} fold "
-                   f"accuracies.")
+    if folds != 1:  # one fold has no standard error (its cells carry no \pm)
+        caption.append(f"$\\pm$: standard error of the mean over the {folds if folds is not None else '?'} fold "
+                       f"accuracies.")
     if any(v is not None for v in best.values()):
         caption.append("Bold: the highest accuracy of each column.")
     if clean is not None:

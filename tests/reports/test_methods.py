@@ -107,8 +107,15 @@ def test_every_number_and_name_of_a_real_run_comes_from_its_record(reported):
         assert f"{Path(weight['file']).name} (sha256 {weight['sha256'][:12]})" in para["Recognition"]
     assert "gives 128-dimensional embeddings, without the flip test" in para["Recognition"]
     assert "negative Euclidean distance" in para["Recognition"]
-    fars = list(record["conditions"][0]["verification"]["tar_at_far"])
-    assert f"false accept rates of {', '.join(fars[:-1])} and {fars[-1]} (TAR at FAR)" in para["Metrics"]
+    # only the FARs the record has a TAR for are said to be computed: tar_at_far needs 1/FAR impostor pairs
+    tars = [c["verification"]["tar_at_far"] for c in record["conditions"]]
+    n_neg = record["conditions"][0]["scores"]["same"].count(0)
+    fars = list(tars[0])
+    resolved = [f for f in fars if any(t[f] is not None for t in tars)]
+    assert resolved == [f for f in fars if n_neg >= 1 / float(f)] == ["0.1"] and n_neg == 20
+    assert "the true accept rate at false accept rate 0.1 (TAR at FAR) are computed" in para["Metrics"]
+    assert (f"TAR at FAR 0.01, 0.001 and 0.0001 is not reported: it needs at least 1/FAR different-identity pairs, "
+            f"and there are {n_neg}.") in para["Metrics"]
     assert f"over all {proto['pairs']} pairs" in para["Metrics"]
     probes = {c["identity"]["n"] for c in record["conditions"] if c["scale"]}
     assert probes == {39} and "averaged over the 39 probe images" in para["Metrics"]
@@ -126,6 +133,7 @@ def test_every_number_and_name_of_a_real_run_comes_from_its_record(reported):
     allowed = _allowed_numbers(record)
     text = re.sub(r"(Python|PyTorch|restorever|pillow|opencv|dlib|libjpeg-turbo|facenet-pytorch) [^\s,]+", "", body)
     text = text.replace(deg["source"], "")  # a recorded name (its "ICLR'23" is no number of the run)
+    allowed |= {1.0, float(n_neg)}  # "1/FAR" and the number of different-identity pairs
     for token in _numbers(text):
         assert any(abs(float(token) - a) <= 1e-3 * max(1.0, abs(a)) for a in allowed), (token, text)
     accuracy = record["conditions"][1]["verification"]["accuracy_mean"]
@@ -229,3 +237,39 @@ def test_report_writes_the_methods_into_the_run_folder_by_default(own_run_dir):
     assert "Faces were restored with vqfr-v2 [2]" in md and "sign-flip test over people (monte carlo)" in md
     result = CliRunner().invoke(cli, ["report", str(own_run_dir), "--methods-dir", str(own_run_dir / "results.json")])
     assert result.exit_code == 2 and "--methods-dir" in result.output
+
+
+def test_a_single_fold_is_not_called_cross_validation(tmp_path):
+    """A pairs CSV whose rows are all one fold: kfold_accuracy picks the threshold on the evaluated pairs
+    themselves. methods.md said "the mean over the 1 folds ... at the threshold that maximises the accuracy on
+    the other folds, with its standard error", and tables.tex "1-fold cross-validation (each fold's threshold chosen on
+    the other folds)" with a standard error of one fold: both false."""
+    import warnings
+
+    import numpy as np
+
+    from restorever.metrics.verification import best_threshold, verification_report
+    from restorever.reports.tables import to_latex
+
+    from .conftest import make_record
+
+    record = make_record(tmp_path, restorers=("none",), scales=(4,))
+    record["protocol"]["folds"] = 1
+    for cond in record["conditions"]:
+        scores = cond["scores"]
+        scores["fold"] = [0] * len(scores["same"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # verification_report's own "only one fold" warning
+            cond["verification"] = verification_report(np.array(scores["same"]), np.array(scores["score"]),
+                                                       np.array(scores["fold"]))
+        # what the text must say: the accuracy at the best threshold on these very pairs
+        assert cond["verification"]["accuracy_mean"] == best_threshold(scores["same"], scores["score"])[1]
+    para = _paragraphs(re.sub(r"\\(.)", r"\1", methods_markdown(record)))
+    assert para["Protocol"].endswith("in a single fold.")
+    assert para["Metrics"].startswith("Verification accuracy is the accuracy over all pairs at the threshold that "
+                                      "maximises it on the same pairs")
+    assert "other folds" not in para["Metrics"] and "standard error" not in para["Metrics"]
+    caption = next(line for line in to_latex(record).splitlines() if line.startswith("\\caption"))
+    assert "a single fold (the threshold chosen on the same pairs" in caption
+    assert "cross-validation" not in caption and "$\\pm$" not in caption and "standard error" not in caption
+    assert " $\\pm$ " not in to_latex(record)  # no cell carries one either (one fold has no standard error)
