@@ -9,7 +9,6 @@ import json
 import re
 import shutil
 
-import pytest
 from click.testing import CliRunner
 
 from restorever.cli import cli
