@@ -345,3 +345,32 @@ def test_cache_keys_read_a_plugin_by_its_file_and_package():
     assert key(base) != key(None)
     builtin = identity(None).recognizer
     assert keyed_part(builtin) is builtin
+
+
+def test_a_plugin_restorers_file_is_in_its_keys(tmp_path, registries):
+    """plugins_of gives a plugin restorer its file's sha256 (built-ins None), and the restored and degraded
+    embedding keys of that restorer change with the file's sha256 while the other restorers' keys and the clean key
+    do not: an edited plugin restorer is recomputed, not served from the old file's entries."""
+    from restorever.pipeline.identity import RunIdentity, plugins_of
+    from restorever.pipeline.plugins import load_plugin
+
+    work = _write_plugins(tmp_path)
+    load_plugin(str(work / "my_blur.py"))
+    plugins = plugins_of("dlib", ["none", "box-blur"])
+    sha = hashlib.sha256((work / "my_blur.py").read_bytes()).hexdigest()
+    assert plugins == {"recognizer": None, "restorers": {"none": None, "box-blur": {"module": "my_blur",
+                                                                                     "sha256": sha}}}
+
+    def identity(blur):
+        return RunIdentity.from_files(detector="mtcnn", recognizer_name="dlib", recognizer_files={}, flip_test=False,
+                                      restorer_files={"none": {}, "box-blur": {}}, restorer_options={},
+                                      degradation="difface-test", seed=0, device="cpu",
+                                      plugins={"recognizer": None, "restorers": {"none": None, "box-blur": blur}})
+
+    run, edited = identity(plugins["restorers"]["box-blur"]), identity({"module": "my_blur", "sha256": "0" * 64})
+    lms, sha_img = [[1.0, 2.0], [3.0, 2.0], [2.0, 3.0], [1.0, 4.0], [3.0, 4.0]], "ab" * 32
+    for key in ("restored_key", "embedding_key"):
+        assert getattr(run, key)(sha_img, lms, "box-blur", 8, "x") != getattr(edited, key)(sha_img, lms, "box-blur",
+                                                                                            8, "x")
+        assert getattr(run, key)(sha_img, lms, "none", 8, "x") == getattr(edited, key)(sha_img, lms, "none", 8, "x")
+    assert run.embedding_key(sha_img, lms, "none", None) == edited.embedding_key(sha_img, lms, "none", None)
