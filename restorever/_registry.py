@@ -107,7 +107,8 @@ class Registry:
 
     def origin(self, name: str) -> dict[str, Any] | None:
         """Where the model ``name`` comes from: None for a built-in; for a plugin ``{"module", "file", "sha256"}``
-        (the module file's path and hex sha256) plus ``"package"`` and ``"version"`` of the installed package that
+        (the module file's path and hex sha256), ``"helpers"`` (:func:`helper_files`, where it has any), plus
+        ``"package"`` and ``"version"`` of the installed package that
         holds or declares it, where one does: the same whether the module came by ``--plugin``, an entry point or
         :meth:`register_module`, since this is part of a plugin run's cache keys."""
         module, _ = self._lookup(name)
@@ -170,9 +171,10 @@ def import_plugin(module: str, where: str, fix: str = "give the dotted name of a
 
 
 def module_origin(module: str) -> dict[str, Any]:
-    """``{"module", "file", "sha256"[, "package", "version"]}`` of an importable module: its source file and that
-    file's hex sha256 (None for a module without one), and the installed distribution that holds the file or
-    declares the module as a plugin entry point, with its version."""
+    """``{"module", "file", "sha256"[, "package", "version"][, "helpers"]}`` of an importable module: its source
+    file and that file's hex sha256 (None for a module without one), the installed distribution that holds the file
+    or declares the module as a plugin entry point, with its version, and its helper modules' files
+    (:func:`helper_files`)."""
     mod = importlib.import_module(module)
     path = getattr(mod, "__file__", None)
     digest = None
@@ -183,7 +185,57 @@ def module_origin(module: str) -> dict[str, Any]:
     package = _installed_package_of(module, path) if path else None
     if package is not None:
         out["package"], out["version"] = package
+    helpers = helper_files(mod) if path else {}
+    if helpers:
+        out["helpers"] = helpers
     return out
+
+
+def helper_files(mod: Any) -> dict[str, str]:
+    """``{path: sha256}`` of the plugin's own helper modules: those its namespace refers to (a module it imported,
+    or a class or function defined in one) and their parent packages, followed from module to module, that are the
+    user's code -- a ``.py`` file outside ``site-packages``/``dist-packages``, the standard library and restorever
+    (installed packages count by their version) -- by path relative to the plugin file's folder, in ``/`` form,
+    sorted; the same however the plugin was loaded (``--plugin lab.x``, ``lab/x.py``). An edited helper then changes
+    the plugin's keys as an edited plugin file does. A module imported only inside a function is not seen; the
+    packages that hold the plugin itself are not helpers."""
+    import os
+    import sys
+    import sysconfig
+    import types
+
+    folder = os.path.dirname(os.path.realpath(mod.__file__))
+    system = {os.path.realpath(sysconfig.get_paths()[k]) for k in ("stdlib", "platstdlib")}
+    system.add(os.path.dirname(os.path.realpath(__file__)))  # restorever's package folder
+
+    def user_file(found: Any) -> str | None:
+        path = os.path.realpath(getattr(found, "__file__", None) or "")
+        parts = set(path.split(os.sep))
+        if not path.endswith(".py") or parts & {"site-packages", "dist-packages"}:
+            return None
+        return None if any(path.startswith(d + os.sep) for d in system) else path
+
+    names = mod.__name__.split(".")
+    seen, todo, out = {".".join(names[:i]) for i in range(1, len(names) + 1)}, [mod], {}
+    while todo:
+        for value in list(vars(todo.pop()).values()):
+            if isinstance(value, types.ModuleType):
+                found = value
+            elif isinstance(value, (type, types.FunctionType)):
+                found = sys.modules.get(getattr(value, "__module__", None) or "")
+            else:
+                continue
+            parts = found.__name__.split(".") if found is not None else []
+            for found in (sys.modules.get(".".join(parts[:i])) for i in range(len(parts), 0, -1)):  # and packages
+                if found is None or found.__name__ in seen:
+                    continue
+                seen.add(found.__name__)
+                path = user_file(found)
+                if path is not None:
+                    with open(path, "rb") as fh:
+                        out[os.path.relpath(path, folder).replace(os.sep, "/")] = hashlib.sha256(fh.read()).hexdigest()
+                    todo.append(found)
+    return dict(sorted(out.items()))
 
 
 def _installed_package_of(module: str, path: str) -> tuple[str, str | None] | None:

@@ -88,8 +88,10 @@ def _registry(kind: str):
 
 def plugin_of(kind: str, name: str) -> dict[str, Any] | None:
     """The part of a run's identity that names the plugin behind model ``name``: ``{"module", "sha256"[,
-    "package", "version"]}`` (no file path: a moved checkout keeps its cache), None for a built-in model."""
+    "package", "version"][, "helpers"]}`` (no file path: a moved checkout keeps its cache; ``helpers``: the
+    sha256 of each helper module file, by its path relative to the plugin's folder), None for a built-in model."""
     origin = _registry(kind).origin(name)
     if origin is None:
         return None
-    return {k: origin[k] for k in ("module", "sha256", "package", "version") if origin.get(k) is not None}
+    return {k: origin[k] for k in ("module", "sha256", "package", "version", "helpers")
+            if origin.get(k) is not None}

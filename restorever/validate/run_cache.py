@@ -192,6 +192,12 @@ def _note_plugins(identity, report: RunValidation) -> None:
             report.notes.append(f"{kind} {name}: plugin {module} has changed since the run (sha256 "
                                 f"{str(then.get('sha256'))[:12]} then, {str(now.get('sha256'))[:12]} now); this run's "
                                 f"entries are the old file's, a new run computes its own")
+        elif (now.get("helpers") or {}) != (then.get("helpers") or {}):
+            then_h, now_h = then.get("helpers") or {}, now.get("helpers") or {}
+            changed = sorted(f for f in {*then_h, *now_h} if then_h.get(f) != now_h.get(f))
+            report.notes.append(f"{kind} {name}: the helper module(s) {', '.join(changed)} of plugin {module} have "
+                                f"changed since the run; this run's entries are the old files', a new run computes "
+                                f"its own")
 
 
 def _note_key_versions(identity, report: RunValidation) -> None:
