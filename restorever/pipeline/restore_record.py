@@ -56,10 +56,10 @@ def run_settings(*, restorer: str, weight_files: Mapping[str, tuple[str, str | N
     with ``faces="all"``. ``detector_file``: the hex sha256 of the detector's model file
     (:func:`restorever.detectors.detector_file_sha256`: SCRFD's ONNX file), a compared setting only when there is
     one: MTCNN's weights are fixed by the pinned facenet-pytorch, and its folders' settings stay as they were.
-    ``plugin``: :func:`restorever.pipeline.plugins.plugin_of` a plugin's restorer; its file's sha256 and package
-    version are compared, so an edited plugin does not resume into the old one's outputs, while the dotted name it
-    was imported by is not (the same file by path or as ``lab.my_blur`` resumes); built-ins' settings stay as they
-    were."""
+    ``plugin``: :func:`restorever.pipeline.plugins.plugin_of` a plugin's restorer; its file's and its helpers'
+    sha256 and package version are compared, so an edited plugin does not resume into the old one's outputs, while
+    the dotted name it was imported by is not (the same file by path or as ``lab.my_blur`` resumes); built-ins'
+    settings stay as they were."""
     settings = {"restorer": restorer,
                 "weights_sha256": {role: sha for role, (_, sha) in sorted(weight_files.items())},
                 "restorer_options": {k: options[k] for k in sorted(options)}, "seed": int(seed), "detector": detector,
