@@ -75,6 +75,18 @@ def handle_errors(func):
     return wrapper
 
 
+def figure_formats(text: str) -> list[str]:
+    """``--format`` of the commands that draw figures: ``"png, .PDF,svg"`` -> ``["png", "pdf", "svg"]``, each once, in
+    the given order; :class:`click.BadParameter` naming the option for a format matplotlib is not asked to write
+    here, or for none at all."""
+    fmts = list(dict.fromkeys(f.strip().lower().lstrip(".") for f in (text or "").split(",") if f.strip()))
+    bad = [f for f in fmts if f not in ("png", "pdf", "svg")]
+    if bad or not fmts:
+        raise click.BadParameter(f"unsupported format(s) {bad or [text]}; use png, pdf, svg (comma-separated)",
+                                 param_hint="--format")
+    return fmts
+
+
 #: what an interrupted command leaves to resume from, by command name (others: just "interrupted")
 _RESUME = {name: ": finished cache entries are kept; rerun the same command to resume"
            for name in ("eval", "ident", "fit")}

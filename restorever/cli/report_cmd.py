@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from . import handle_errors
+from . import figure_formats, handle_errors
 
 EPILOG = """\b
 Examples:
@@ -38,10 +38,7 @@ def report_command(run_dir, html_path, markdown_path, csv_path, latex_path, meth
     methods text (markdown, LaTeX and BibTeX)."""
     from ..reports.html import build_report
 
-    fmts = [f.strip().lower().lstrip(".") for f in formats.split(",") if f.strip()]
-    bad = [f for f in fmts if f not in ("png", "pdf", "svg")]
-    if bad:
-        raise click.BadParameter(f"unsupported format(s) {bad}; use png, pdf, svg", param_hint="--format")
+    fmts = figure_formats(formats)
     out = build_report(run_dir, html_path=html_path, markdown_path=markdown_path, figures_dir=figures_dir,
                        formats=fmts, n_boot=n_boot, csv_path=csv_path, latex_path=latex_path, methods_dir=methods_dir)
     for name, reason in out["skipped_figures"].items():

@@ -470,19 +470,24 @@ def _rates_markdown(comparisons: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def write_comparison(run_dirs: Sequence[str | Path], out: str | Path, *, allow_different_degradation: bool = False,
-                     atol: float = SCORE_ATOL, n_boot: int | None = None, seed: int | None = None
-                     ) -> dict[str, Path]:
+                     atol: float = SCORE_ATOL, n_boot: int | None = None, seed: int | None = None,
+                     formats: Sequence[str] = ("png",)) -> dict[str, Path]:
     """Load the runs in ``run_dirs`` (folders or their results.json), compare them (:func:`compare_runs`) and write
-    ``comparison.json``, ``comparison.md``, ``tables.csv``, ``tables.tex`` and ``scales.png`` into ``out``.
-    Runs are named by their folders (by their paths where two folders share a name). Returns the written paths."""
+    ``comparison.json``, ``comparison.md``, ``tables.csv``, ``tables.tex`` and the accuracy-against-scale figure
+    ``scales.FORMAT`` for each of ``formats`` (``png``, ``pdf``, ``svg``) into ``out``. Runs are named by their
+    folders (by their paths where two folders share a name). Returns the written paths, keyed by file name."""
     import json
 
     from ..files import atomic_write_text
     from ..pipeline.identification import json_safe
+    from .figure_io import check_output
     from .plots import plot_scales
     from .results import RESULTS_FILE, load_results, prepare_out_dir
     from .tables import results_table_rows, to_csv, to_latex
 
+    figures = [f"scales.{f.lstrip('.').lower()}" for f in dict.fromkeys(formats)]
+    for name in figures:  # before any work: a bad format is refused before the runs are read
+        check_output(name)
     paths = [Path(p) if Path(p).is_dir() else Path(p).parent for p in run_dirs]
     names = [p.resolve().name for p in paths]
     if len(set(names)) != len(names):
@@ -516,5 +521,6 @@ def write_comparison(run_dirs: Sequence[str | Path], out: str | Path, *, allow_d
                                                label_prefix="tab:restorever-compare", note=note))):
         atomic_write_text(out / name, text)
         written[name] = out / name
-    written["scales.png"] = plot_scales([record], out / "scales.png")
+    for name in figures:
+        written[name] = plot_scales([record], out / name)
     return written
