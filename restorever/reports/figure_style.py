@@ -17,6 +17,11 @@ RESTORER_MARKERS = {"none": "o", "vqfr-v1": "p", "vqfr-v2": "s", "difface": "^",
                     "gfpgan-v1.3": "v", "codeformer": "X"}
 _EXTRA_MARKERS = ["P", "h", "<", ">", "d", "H"]
 CLEAN_MARKER = "*"
+#: one hatch per restorer for filled areas (the same-person histograms of several restorers in one panel of the
+#: score-distribution figure), so that overlapping areas stay apart in a greyscale print
+RESTORER_HATCHES = {"none": "...", "vqfr-v1": "|||", "vqfr-v2": "///", "difface": "xx", "gfpgan-v1.4": "\\\\\\",
+                    "gfpgan-v1.3": "---", "codeformer": "++"}
+_EXTRA_HATCHES = ["oo", "**", "/.", "\\.", "|.", "-."]
 #: line styles of the degraded scales, mildest first
 _SCALE_LINESTYLES = ["-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (1, 1)), (0, (6, 2))]
 
@@ -63,6 +68,14 @@ def restorer_marker(name: str) -> str:
     if name in RESTORER_MARKERS:
         return RESTORER_MARKERS[name]
     return _EXTRA_MARKERS[sum(map(ord, name)) % len(_EXTRA_MARKERS)]
+
+
+def restorer_hatch(name: str) -> str:
+    """The restorer's matplotlib hatch, the same in every figure that fills areas; unknown names get a stable one
+    from their text, never one of the named restorers' hatches."""
+    if name in RESTORER_HATCHES:
+        return RESTORER_HATCHES[name]
+    return _EXTRA_HATCHES[sum(map(ord, name)) % len(_EXTRA_HATCHES)]
 
 
 def condition_marker(cond: dict[str, Any]) -> str | None:

@@ -4,7 +4,8 @@
 Conventions, so that the figures sit together in a paper:
 
 - one colour and one marker shape per restorer in every figure (:func:`restorer_colour`, :func:`restorer_marker`),
-  so that restorers stay apart in a greyscale print; the clean condition is black (in the ROC and CMC figures a
+  and a hatch where restorers share a panel of areas (:func:`restorer_hatch`, score distributions), so that
+  restorers stay apart in a greyscale print; the clean condition is black (in the ROC and CMC figures a
   wide, light black band under the other curves);
 - the degradation scale is drawn with a line style and a lighter shade of the restorer's colour, in the same order
   in every figure (:func:`scale_style`);
@@ -27,7 +28,8 @@ from ..errors import RestoreverError
 from .figure_io import (COLUMN_WIDTH, FORMATS, MissingDataError, check_output, check_positive, new_figure, paper_style,
                         require_verification, save_figure)
 from .figure_style import (CLEAN_COLOUR, CLEAN_LINE, CLEAN_WIDTH_FACTOR, RESTORER_COLOURS, condition_colour,
-                           condition_marker, line_style, restorer_colour, restorer_marker, scale_style, scales_of)
+                           condition_marker, line_style, restorer_colour, restorer_hatch, restorer_marker,
+                           scale_style, scales_of)
 from .grid import GridCell, GridLayout, grid_layout, plot_grid
 from .labels import condition_label, figure_label, figure_restorer_name
 from .run_names import legend_prefixes, record_names
@@ -284,14 +286,18 @@ def _score_edges(scores: Any, bins: int) -> Any:
     return np.linspace(low, high, bins + 1)
 
 
-def _draw_threshold(ax, cond: dict[str, Any], colour: Any) -> bool:
-    """A dotted line at the mean of the condition's finite fold thresholds; when every fold's threshold is a
-    sentinel, a ``<`` marker at the left edge instead (the threshold lies below every score). Returns whether
-    the marker was drawn."""
+def _draw_threshold(ax, cond: dict[str, Any], colour: Any, marker: str | None = None) -> bool:
+    """A dotted line at the mean of the condition's finite fold thresholds (with ``marker`` near its top, where
+    several restorers share the panel); when every fold's threshold is a sentinel, a ``<`` marker at the left edge
+    instead (the threshold lies below every score). Returns whether the ``<`` marker was drawn."""
     thresholds = cond["verification"].get("thresholds") or []
     finite = finite_thresholds(thresholds)
     if finite:
-        ax.axvline(sum(finite) / len(finite), color=colour, ls=":", lw=0.8)
+        mean = sum(finite) / len(finite)
+        ax.axvline(mean, color=colour, ls=":", lw=0.8)
+        if marker:
+            ax.plot([mean], [0.94], marker=marker, ms=3, color=colour, ls="none", clip_on=False,
+                    transform=ax.get_xaxis_transform())
         return False
     if thresholds:
         ax.plot([0.0], [0.92], marker="<", ms=4, color=colour, ls="none", clip_on=False,
@@ -302,16 +308,33 @@ def _draw_threshold(ax, cond: dict[str, Any], colour: Any) -> bool:
     return False
 
 
-def _draw_histograms(ax, score: Any, same: Any, edges: Any, colour: Any, overlaid: bool) -> None:
-    """Same-person and different-people histograms of one condition (see :func:`plot_similarity`)."""
+def _draw_histograms(ax, score: Any, same: Any, edges: Any, colour: Any, overlaid: bool,
+                     look: tuple[str | None, str | None] = (None, None)) -> None:
+    """Same-person and different-people histograms of one condition (see :func:`plot_similarity`); ``look`` is
+    the condition's ``(hatch, marker)`` where several restorers share a panel: the same-person area is hatched and
+    the marker sits on the peak of each histogram, so that a greyscale print keeps the restorers apart."""
+    hatch, marker = look
     if same.any():
         if overlaid:
-            ax.hist(score[same], bins=edges, density=True, histtype="step", color=colour, lw=0.8)
+            density, _, _ = ax.hist(score[same], bins=edges, density=True, histtype="stepfilled", fill=False,
+                                    edgecolor=colour, lw=0.8, hatch=hatch, hatch_linewidth=0.4)
+            _mark_peak(ax, density, edges, colour, marker)
         else:
             ax.hist(score[same], bins=edges, density=True, histtype="stepfilled", color=colour, alpha=0.35, lw=0)
     if (~same).any():
-        ax.hist(score[~same], bins=edges, density=True, histtype="step", color=colour, lw=0.8,
-                ls=DIFFERENT_DASHES if overlaid else "-")
+        density, _, _ = ax.hist(score[~same], bins=edges, density=True, histtype="step", color=colour, lw=0.8,
+                                ls=DIFFERENT_DASHES if overlaid else "-")
+        if overlaid:
+            _mark_peak(ax, density, edges, colour, marker)
+
+
+def _mark_peak(ax, density: Any, edges: Any, colour: Any, marker: str | None) -> None:
+    """``marker`` on the highest bin of a histogram (the first such bin), at its centre."""
+    import numpy as np
+
+    if marker:
+        i = int(np.argmax(density))
+        ax.plot([(edges[i] + edges[i + 1]) / 2], [density[i]], marker=marker, ms=3.5, color=colour, ls="none")
 
 
 #: line style of the different-people outline when several restorers share a panel
@@ -344,9 +367,19 @@ def _similarity_handles(conds: Sequence[dict[str, Any]], overlaid: bool, below_a
     handles.append(Line2D([], [], color="0.2", ls=":", lw=0.8, label="mean threshold"))
     if below_all:
         handles.append(Line2D([], [], color="0.2", marker="<", ms=4, ls="none", label="threshold below all scores"))
-    handles += [Line2D([], [], color=restorer_colour(name), lw=3, label=figure_restorer_name(name))
-                for name in dict.fromkeys(c["restorer"] for c in conds if c.get("scale") is not None)]
-    return handles
+    names = dict.fromkeys(c["restorer"] for c in conds if c.get("scale") is not None)
+    if not overlaid:
+        return handles + [Line2D([], [], color=restorer_colour(name), lw=3, label=figure_restorer_name(name))
+                          for name in names]
+    return handles + [(Patch(fill=False, edgecolor=restorer_colour(name), hatch=restorer_hatch(name), lw=0.8,
+                             hatch_linewidth=0.4, label=figure_restorer_name(name)),
+                       Line2D([], [], color=restorer_colour(name), marker=restorer_marker(name), ms=3.5, ls="none"))
+                      for name in names]
+
+
+def _handle_label(handle: Any) -> str:
+    """A legend handle's label; a ``(hatched patch, marker)`` pair's is its patch's."""
+    return (handle[0] if isinstance(handle, tuple) else handle).get_label()
 
 
 #: what a pair score is, by the ``similarity`` a condition records (``restorever.metrics.similarity``)
@@ -367,8 +400,10 @@ def plot_similarity(record: dict[str, Any], out: str | Path, *, bins: int = 40, 
     alone; a dotted line at each condition's mean fold threshold, the "all same" sentinel folds left out (a ``<``
     at the left edge when every fold is one). Densities are normalised per class. With one restorer (one condition
     per panel) the same-person histogram is filled and the different-people one a solid outline; with several
-    restorers both are outlines, same person solid and different people dashed, so that the restorers stay apart.
-    The lowest visible panel of each column keeps its x tick labels."""
+    restorers both are outlines, same person solid and hatched and different people dashed, and each restorer has
+    its own hatch (:func:`restorer_hatch`) and its marker (:func:`restorer_marker`, as in the other figures) on the
+    peak of both its histograms and at the top of its threshold line, so that the restorers stay apart in a
+    greyscale print. The lowest visible panel of each column keeps its x tick labels."""
     import numpy as np
 
     check_output(out)
@@ -390,8 +425,10 @@ def plot_similarity(record: dict[str, Any], out: str | Path, *, bins: int = 40, 
     for ax, scale in zip(axes.ravel(), panels):
         for i, cond in ((i, c) for i, c in conds if c.get("scale") == scale):
             colour = CLEAN_COLOUR if scale is None else restorer_colour(cond["restorer"])
-            _draw_histograms(ax, *data[i], edges, colour, overlaid)
-            below_all |= _draw_threshold(ax, cond, colour)
+            look = (None, None) if not overlaid or scale is None else (restorer_hatch(cond["restorer"]),
+                                                                       restorer_marker(cond["restorer"]))
+            _draw_histograms(ax, *data[i], edges, colour, overlaid, look)
+            below_all |= _draw_threshold(ax, cond, colour, look[1])
         ax.set_title("clean" if scale is None else f"x{scale}", pad=2)
         ax.tick_params(labelleft=False, left=False)
         ax.grid(True, axis="x", alpha=0.25, lw=0.4)
@@ -402,8 +439,9 @@ def plot_similarity(record: dict[str, Any], out: str | Path, *, bins: int = 40, 
         row[0].set_ylabel("density")
     fig.supxlabel(score_axis_label([c for _, c in conds]), fontsize=8)
     handles = _similarity_handles([c for _, c in conds], overlaid, below_all)
-    fig.legend(handles=handles, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=min(3, len(handles)),
-               frameon=False, title=recognizer_title([record]) or None, title_fontsize=6.5)
+    fig.legend(handles=handles, labels=[_handle_label(h) for h in handles], loc="lower center",
+               bbox_to_anchor=(0.5, 1.0), ncol=min(3, len(handles)), frameon=False,
+               title=recognizer_title([record]) or None, title_fontsize=6.5)
     return save_figure(fig, out)
 
 

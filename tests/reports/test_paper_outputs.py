@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 from click.testing import CliRunner
 
 from restorever.cli import cli
-from restorever.reports.results import write_run
+from restorever.reports.results import load_results, write_run
 
 from .conftest import make_record
 from .test_compare import _rename
@@ -49,3 +50,72 @@ def test_compare_writes_its_figure_in_the_formats_asked_for(tmp_path):
         refused = CliRunner().invoke(cli, ["compare", *dirs, "--out", str(tmp_path / "d"), "--format", bad])
         assert refused.exit_code == 2 and "--format" in refused.output and "png, pdf, svg" in refused.output, bad
         assert not (tmp_path / "d").exists()  # refused before anything is written
+
+
+def _panel_patches(ax) -> dict[str, tuple]:
+    """``{edge colour hex: (hatch, ...)}`` of the histogram areas of one panel."""
+    from matplotlib.colors import to_hex
+
+    out: dict[str, tuple] = {}
+    for patch in ax.patches:
+        out.setdefault(to_hex(patch.get_edgecolor()), ())
+        out[to_hex(patch.get_edgecolor())] += (patch.get_hatch(),)
+    return out
+
+
+def test_several_restorers_in_a_score_panel_stay_apart_without_colour(run_dir, monkeypatch):
+    """With several restorers in a panel, the score-distribution figure told them apart by colour only (same and
+    different people as solid and dashed outlines of the restorer's colour), so a greyscale print lost which
+    histogram was whose. Each restorer now hatches its same-person area with its own hatch and puts its marker (the
+    one of the ROC, CMC and accuracy figures) on the peak of both its histograms and on its threshold line."""
+    import numpy as np
+    from matplotlib.colors import to_hex
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    from restorever.reports.figure_style import RESTORER_HATCHES, restorer_colour, restorer_hatch, restorer_marker
+    from restorever.reports.plots import plot_roc, plot_similarity
+
+    from .test_plots import keep_figures
+
+    record = load_results(run_dir)
+    figures = keep_figures(monkeypatch)
+    plot_roc([record], "r.png")
+    plot_similarity(record, "d.png")
+    roc, sim = figures
+    roc_markers = {label.split(" x")[0]: h.get_marker() for h, label in zip(*roc.axes[0].get_legend_handles_labels())
+                   if not label.startswith("clean")}
+    legend = sim.legends[0]
+    names = {"no restoration": "none", "vqfr-v2": "vqfr-v2"}
+    assert {t.get_text() for t in legend.get_texts()} >= set(names)
+    drawn_hatches = {p.get_hatch() for p in legend.findobj(Patch) if p.get_hatch()}
+    drawn_markers = {ln.get_marker() for ln in legend.findobj(Line2D) if ln.get_linestyle() == "None"}
+    assert drawn_hatches == {restorer_hatch(n) for n in names.values()}  # the legend shows each restorer's look
+    assert drawn_markers == {restorer_marker(n) for n in names.values()} == set(roc_markers.values())
+    assert restorer_hatch("none") != restorer_hatch("vqfr-v2")  # a look per restorer, without colour
+    assert len(set(RESTORER_HATCHES.values())) == len(RESTORER_HATCHES)
+    for name in ("my-net", "修复网络"):
+        assert restorer_hatch(name) == restorer_hatch(name) and restorer_hatch(name) not in RESTORER_HATCHES.values()
+    panels = {ax.get_title(): ax for ax in sim.axes if ax.get_visible()}
+    assert set(panels) == {"clean", "x4", "x16"}
+    assert all(h is None for hatches in _panel_patches(panels["clean"]).values() for h in hatches)
+    scored = [c for c in record["conditions"] if c.get("scores") and c.get("verification")]
+    every = np.concatenate([c["scores"]["score"] for c in scored])
+    edges = np.linspace(every.min(), every.max(), 41)  # the figure's 40 bins over all scores
+    for scale in (4, 16):
+        ax = panels[f"x{scale}"]
+        hatches = _panel_patches(ax)
+        markers = [ln for ln in ax.get_lines() if ln.get_linestyle() == "None"]
+        for name in names.values():
+            colour = restorer_colour(name)
+            assert restorer_hatch(name) in hatches[colour]  # the same-person area; the dashed outline has none
+            cond = next(c for c in record["conditions"] if c["restorer"] == name and c["scale"] == scale)
+            score, same = np.asarray(cond["scores"]["score"]), np.asarray(cond["scores"]["same"], bool)
+            peaks = sorted(float(np.histogram(score[mask], bins=edges, density=True)[0].max())
+                           for mask in (same, ~same))
+            mine = [ln for ln in markers if to_hex(ln.get_color()) == colour]
+            assert {ln.get_marker() for ln in mine} == {restorer_marker(name)}
+            # two peaks (same person, different people) and the threshold line's marker, in axis coordinates
+            on_data = sorted(float(ln.get_ydata()[0]) for ln in mine if ln.get_transform() == ax.transData)
+            assert on_data == pytest.approx(peaks)
+            assert len(mine) == 3
