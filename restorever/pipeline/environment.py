@@ -65,7 +65,8 @@ def environment_info(device: Any) -> dict[str, Any]:
 
 def setup_info(config: Any, recognizer: Any) -> dict[str, Any]:
     """What a methods text needs and ``config`` does not say (results.json's ``setup``): the alignment template's
-    size in pixels ``[w, h]`` and number of landmarks, the recognizer's embedding size, and the degradation
+    size in pixels ``[w, h]`` and number of landmarks, the recognizer's embedding size and how it crops its input
+    (:meth:`Recognizer.input_crop <restorever.recognizers.base.Recognizer.input_crop>`), and the degradation
     preset's sampling rules as this version draws them (:meth:`DegradationPreset.describe`; only when a scale
     uses it), so a record keeps the ranges its faces were degraded with even if a later version changes them."""
     from ..alignment import get_template
@@ -79,6 +80,9 @@ def setup_info(config: Any, recognizer: Any) -> dict[str, Any]:
     width = getattr(recognizer, "embedding_dim", None)
     if width is not None:
         out["recognizer"] = {"name": recognizer.card.name, "embedding_dim": int(width)}
+        crop = recognizer.input_crop() if callable(getattr(recognizer, "input_crop", None)) else None
+        if crop:
+            out["recognizer"]["input_crop"] = dict(crop)
     if getattr(config, "scales", None) and getattr(config, "degradation", None):
         out["degradation"] = get_preset(config.degradation).describe()
     return out

@@ -62,7 +62,7 @@ from ..errors import CheckpointLayoutError, MissingDependencyError, WeightsHashE
 from ..hub import (ModelCard, WeightFile, check_weight_roles, copy_into_cache, download_file, is_offline,
                    load_checkpoint, load_state_dict_strict, resolve_weights, sha256_file)
 from ..hub import weight_status as hub_weight_status
-from .base import Recognizer, checked_found_file
+from .base import Recognizer, checked_found_file, template_crop
 from .crop import (CROP_OPTION_DEFAULTS, CROP_OPTION_SPECS, CropRecognizer, autocast_dtype_for, build_uninitialised,
                    prepare_crops)
 from .layers.iresnet import IRESNET_LAYERS, IResNet
@@ -156,6 +156,10 @@ class OnnxRecognizer(Recognizer):
 
             blank = np.zeros((self._fixed_batch or 1, 3, card.input_size, card.input_size), np.float32)
             self.embedding_dim = int(self._run(blank).shape[-1])
+
+    def input_crop(self) -> dict:
+        """The card's template crop, as :class:`CropRecognizer`'s."""
+        return template_crop(self.input_card.template)
 
     def _run(self, x: "np.ndarray") -> "np.ndarray":
         import numpy as np

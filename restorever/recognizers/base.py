@@ -7,7 +7,7 @@ from ..errors import WeightsHashError
 from ..hub import ModelCard, sha256_file
 from ..images import check_faces
 
-__all__ = ["Recognizer", "check_inputs", "check_landmarks", "checked_found_file"]
+__all__ = ["Recognizer", "check_inputs", "check_landmarks", "checked_found_file", "template_crop"]
 
 
 class Recognizer(torch.nn.Module):
@@ -35,10 +35,28 @@ class Recognizer(torch.nn.Module):
         running statistics) and enable dropout, changing every output silently."""
         return super().train(False)
 
+    def input_crop(self) -> dict | None:
+        """How :meth:`embed` cuts the network's input from an aligned face, for results.json's
+        ``setup.recognizer.input_crop`` and the methods text: ``{"method": "template", "template": NAME,
+        "size": [w, h], "landmarks": N}`` (a similarity fit of the face's landmarks to an alignment template), or a
+        backend's own description with ``method`` and ``size``. ``None`` (the default: a plugin that does not
+        override it) where the recognizer does not say; the methods text then leaves the sentence out."""
+        return None
+
     def embed(self, faces: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         """``faces`` ``[B,3,512,512]`` float RGB [0,1] and ``landmarks`` ``[B,5,2]`` (px in the crop) ->
         ``[B,D]`` float32 embeddings."""
         raise NotImplementedError
+
+
+def template_crop(template: str) -> dict:
+    """:meth:`Recognizer.input_crop` of a recognizer that crops with :func:`restorever.alignment.crop_to_template`:
+    the template's name, size ``[w, h]`` in pixels and number of landmarks."""
+    from ..alignment import get_template
+
+    tpl = get_template(template)
+    return {"method": "template", "template": tpl.name, "size": [int(v) for v in tpl.size],
+            "landmarks": len(tpl.points)}
 
 
 def checked_found_file(card: ModelCard, path, folder: str):

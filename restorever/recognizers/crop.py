@@ -12,7 +12,7 @@ import torch
 from ..acceleration import CHANNELS_LAST, COMPILE, compile_module
 from ..hub import ModelCard, OptionSpec, build_uninitialised
 from ..precision import AUTOCAST_PRECISIONS, autocast_dtype
-from .base import Recognizer, check_inputs
+from .base import Recognizer, check_inputs, template_crop
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +86,11 @@ class CropRecognizer(Recognizer):
             self.net.to(memory_format=torch.channels_last)
         self.torch_compile = bool(compile)
         self._compiled_net = compile_module(self.net) if self.torch_compile else None  # a function: one state_dict
+
+    def input_crop(self) -> dict:
+        """The card's template crop (:func:`~restorever.recognizers.base.template_crop`), as :func:`prepare_crops`
+        cuts it."""
+        return template_crop(self.card.template)
 
     @property
     def device(self) -> torch.device:

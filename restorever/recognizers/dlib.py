@@ -97,6 +97,15 @@ class DlibRecognizer(Recognizer):
         self.num_jitters = int(num_jitters)
         self.padding = float(padding)
 
+    def input_crop(self) -> dict:
+        """dlib's own chip: ``compute_face_descriptor`` cuts a ``size`` x ``size`` chip (the card's input size) with
+        ``padding`` around the points its shape predictor (``predictor_landmarks`` points) finds inside the face box
+        the aligned face's landmarks imply; not a fit of those landmarks to a template."""
+        blank = np.zeros((8, 8, 3), np.uint8)  # the predictor does not expose its point count: ask it once
+        points = self._predictor(blank, self._dlib.rectangle(0, 0, 7, 7)).num_parts
+        return {"method": "dlib_chip", "size": [self.card.input_size, self.card.input_size], "padding": self.padding,
+                "predictor_landmarks": int(points)}
+
     def face_boxes(self, landmarks: torch.Tensor) -> np.ndarray:
         """``[B,5,2]`` crop landmarks -> ``[B,4]`` boxes (l, t, r, b) for the shape predictor."""
         from ..alignment import estimate_similarity, get_template

@@ -278,6 +278,9 @@ def _recognizer(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sent
     if isinstance(options, dict) and _options_text(options):
         s.add("; options {}", _options_text(options))
     out = [s.add(".")]
+    crop = setup.get("input_crop") if setup.get("name") == name else None
+    if isinstance(crop, dict):
+        out += _input_crop(crop)
     similarities = list(dict.fromkeys(c.get("similarity") for c in record.get("conditions") or []
                                       if c.get("similarity")))
     words = {"cosine": "the cosine similarity of their embeddings",
@@ -285,6 +288,26 @@ def _recognizer(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sent
     if len(similarities) == 1 and similarities[0] in words:
         out.append(Sentence().add("A pair's score is " + words[similarities[0]] + "."))
     return out
+
+
+def _input_crop(crop: dict[str, Any]) -> list[Sentence]:
+    """The recognizer's input crop (``setup.recognizer.input_crop``) in one sentence; none without a size."""
+    size = crop.get("size")
+    if not (isinstance(size, list) and len(size) == 2):
+        return []
+    w, h = _num(size[0]), _num(size[1])
+    if crop.get("method") == "template" and crop.get("template"):
+        s = Sentence().add("Its input is a {} x {} pixel crop of the aligned face, cut by a similarity transform of "
+                           "the face's", w, h).add_if(crop.get("landmarks"), " {}", _num(crop.get("landmarks")))
+        return [s.add(" landmarks to the {} template.", crop["template"])]
+    if crop.get("method") == "dlib_chip":
+        s = Sentence().add("Its input is dlib's own {} x {} pixel face chip", w, h)
+        s.add_if(crop.get("padding") is not None, " (padding {})", _num(crop.get("padding")))
+        s.add(", cut around the").add_if(crop.get("predictor_landmarks"), " {}", _num(crop.get("predictor_landmarks")))
+        return [s.add(" points that dlib's shape predictor finds inside the face box implied by the aligned face's "
+                      "landmarks.")]
+    return [Sentence().add("Its input is a {} x {} pixel crop", w, h).add_if(crop.get("method"), " ({})",
+                                                                              crop.get("method")).add(".")]
 
 
 def _metrics(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sentence]:

@@ -102,7 +102,11 @@ def test_every_number_and_name_of_a_real_run_comes_from_its_record(reported):
         assert "drawn from {" + ", ".join(str(int(v)) for v in deg[key]) + "}" in md.replace("\\", "")
     assert f"kernel of {deg['kernel_size']} x {deg['kernel_size']} pixels" in para["Degradation"]
     assert para["Restoration"] == "The degraded faces were also recognised as they were, without restoration (none)."
-    assert setup["recognizer"] == {"name": "dlib", "embedding_dim": 128}  # dlib's descriptor: 128 values
+    # dlib's descriptor: 128 values, from its own 150 x 150 chip around its shape predictor's 5 points
+    assert setup["recognizer"] == {"name": "dlib", "embedding_dim": 128, "input_crop": {
+        "method": "dlib_chip", "size": [150, 150], "padding": 0.25, "predictor_landmarks": 5}}
+    assert ("Its input is dlib's own 150 x 150 pixel face chip (padding 0.25), cut around the 5 points that dlib's "
+            "shape predictor finds inside the face box implied by the aligned face's landmarks.") in para["Recognition"]
     for key, weight in record["weights"].items():
         assert f"{Path(weight['file']).name} (sha256 {weight['sha256'][:12]})" in para["Recognition"]
     assert "gives 128-dimensional embeddings, without the flip test" in para["Recognition"]
@@ -164,7 +168,7 @@ def test_an_older_record_drops_the_sentences_it_cannot_support(reported):
     new_md, old_md = methods_markdown(record), methods_markdown(old)
     para = _paragraphs(old_md)
     assert "Statistics" not in para  # no comparison stored: no paragraph, no invented bootstrap
-    for gone in ("dimensional", "(5 points)", "512 x 512", "least-squares", "sha256 begins", "people",
+    for gone in ("dimensional", "(5 points)", "512 x 512", "150 x 150", "least-squares", "sha256 begins", "people",
                  "Each degraded image was blurred", "fallback landmarks", "averaged over the 39"):
         assert gone in new_md and gone not in old_md, gone
     assert "aligned to the ffhq\\_512 template by a similarity transform of its landmarks." in para["Alignment"]

@@ -119,3 +119,73 @@ def test_several_restorers_in_a_score_panel_stay_apart_without_colour(run_dir, m
             on_data = sorted(float(ln.get_ydata()[0]) for ln in mine if ln.get_transform() == ax.transData)
             assert on_data == pytest.approx(peaks)
             assert len(mine) == 3
+
+
+class _Shapes(__import__("torch").nn.Module):
+    """A stand-in embedding network that records the shape of each input it is given (``[B, 3, H, W]``)."""
+
+    def __init__(self):
+        super().__init__()
+        import torch
+
+        self.scale = torch.nn.Parameter(torch.ones(()))
+        self.seen: list[tuple[int, ...]] = []
+
+    def forward(self, x):
+        self.seen.append(tuple(x.shape))
+        return x.mean(dim=(2, 3)) * self.scale
+
+
+def test_a_template_recognizer_records_the_crop_it_actually_cuts():
+    """The methods text did not say how the recognizer crops its input, and the record had no field for it. Now
+    ``setup.recognizer.input_crop`` comes from the recognizer object: a torch crop recognizer reports its card's
+    template, and the network is indeed given crops of that size (ArcFace 112, facenet 160)."""
+    import torch
+
+    from restorever.alignment import get_template
+    from restorever.pipeline.environment import setup_info
+    from restorever.recognizers.arcface import CARDS as ARCFACE
+    from restorever.recognizers.crop import CropRecognizer
+    from restorever.recognizers.facenet import CARDS as FACENET
+
+    landmarks = torch.tensor(get_template("ffhq_512").points, dtype=torch.float32)[None]
+    for card, side in ((ARCFACE["arcface-r50-ms1mv3"], 112), (FACENET["facenet-vggface2"], 160)):
+        net = _Shapes()
+        rec = CropRecognizer(card, net, embedding_dim=3)
+        rec.embed(torch.rand(1, 3, 512, 512), landmarks)
+        crop = rec.input_crop()
+        assert tuple(crop["size"]) == net.seen[0][-1:-3:-1] == (side, side)  # [w, h] and the tensor's W, H
+        assert crop == {"method": "template", "template": card.template, "size": [side, side], "landmarks": 5}
+        config = type("C", (), {"template": "ffhq_512", "scales": [], "degradation": None})()
+        assert setup_info(config, rec)["recognizer"] == {"name": card.name, "embedding_dim": 3, "input_crop": crop}
+
+
+def test_the_input_crop_sentence_follows_the_record_and_drops_without_it(run_dir):
+    """methods.md/.tex say the recognizer's input crop from ``setup.recognizer.input_crop``; a plugin recognizer
+    that does not describe its crop (and an older record) get no sentence, never a guess from the name."""
+    import re
+
+    from restorever.pipeline.environment import setup_info
+    from restorever.reports.methods import methods_latex, methods_markdown
+
+    from tests.plugin_backends import RECOGNIZER_CARDS, PixelRecognizer
+
+    record = load_results(run_dir)  # recognizer arcface-r50, no setup (written without one)
+    assert "setup" not in record and "pixel crop" not in methods_markdown(record)
+    record["setup"] = {"recognizer": {"name": "arcface-r50", "embedding_dim": 512, "input_crop": {
+        "method": "template", "template": "arcface_112", "size": [112, 112], "landmarks": 5}}}
+    md, tex = methods_markdown(record), methods_latex(record)
+    sentence = ("Its input is a 112 x 112 pixel crop of the aligned face, cut by a similarity transform of the "
+                "face's 5 landmarks to the arcface{}112 template.")
+    assert sentence.format("\\_") in md and sentence.format("\\_") in tex
+    other = copy.deepcopy(record)  # the setup of another recognizer: not this run's, no sentence
+    other["setup"]["recognizer"]["name"] = "dlib"
+    assert "pixel crop" not in methods_markdown(other)
+    own = copy.deepcopy(record)  # a backend's own description, said as it is
+    own["setup"]["recognizer"]["input_crop"] = {"method": "my_chip", "size": [96, 128]}
+    assert "Its input is a 96 x 128 pixel crop (my\\_chip)." in methods_markdown(own)
+    plugin = PixelRecognizer(RECOGNIZER_CARDS["test-pixels"])  # the base class's answer: it does not say
+    assert plugin.input_crop() is None
+    config = type("C", (), {"template": None, "scales": [], "degradation": None})()
+    assert setup_info(config, plugin) == {"recognizer": {"name": "test-pixels", "embedding_dim": 768}}
+    assert not re.search(r"\d+ x \d+ pixel", methods_markdown(dict(record, setup=setup_info(config, plugin))))
