@@ -44,7 +44,8 @@ def report_command(run_dir, html_path, markdown_path, csv_path, latex_path, meth
     for name, reason in out["skipped_figures"].items():
         click.echo(f"figure {name} skipped: {reason}")
     if out["skipped_tables"]:
-        click.echo(f"tables.csv, tables.tex and the methods text skipped: {out['skipped_tables']}")
+        also = "" if out["methods"] else " and the methods text"
+        click.echo(f"tables.csv, tables.tex{also} skipped: {out['skipped_tables']}")
     tables = f", {out['csv']}, {out['latex']}" if out["csv"] else ""
     tables += "".join(f", {path}" for path in out["methods"].values())
     n_figures = sum(map(len, out["figures"].values()))

@@ -24,6 +24,7 @@ from .results import (IDENTITY_NOTE, RESULTS_FILE, STATISTICS_NOTE, attribute_ta
                       few_clusters_note, identity_comparison_cell, load_results, p_text, results_table)
 from .rate_stats import RATES_NOTE, compared_fars, rate_cell
 from .methods import METHODS_FILES, write_methods
+from .methods_ident import ident_paragraphs, is_identification
 from .tables import results_table_rows, run_references, to_csv, to_latex
 
 log = logging.getLogger(__name__)
@@ -408,7 +409,8 @@ def build_report(run_dir: str | Path, *, html_path: str | Path | None = None, ma
             ``RUN_DIR/tables.csv``); latex_path: the booktabs accuracy table (default ``RUN_DIR/tables.tex``). Both
             are left out, with the reason in ``skipped_tables``, for a run without verification conditions.
         methods_dir: where ``methods.md``, ``methods.tex`` and ``references.bib`` go
-            (:func:`restorever.reports.methods.write_methods`; default ``RUN_DIR``); left out like the tables.
+            (:func:`restorever.reports.methods.write_methods`; default ``RUN_DIR``); an identification run's from
+            :func:`restorever.reports.methods_ident.ident_paragraphs`.
 
     Returns:
         ``{"html": Path, "markdown": Path, "csv": Path | None, "latex": Path | None, "methods": {file name: Path},
@@ -437,7 +439,9 @@ def build_report(run_dir: str | Path, *, html_path: str | Path | None = None, ma
                     **{"--methods-dir": methods_dir / name for name in METHODS_FILES}},
                    figures_dir)  # before any figure is drawn
     rows = results_table_rows(record)
-    skipped_tables = "" if rows else "the run has no verification conditions (an identification run)"
+    ident = not rows and is_identification(record)
+    skipped_tables = "" if rows else ("the run has no verification conditions (an identification run)" if ident
+                                      else "the run has no verification conditions")
     fmts = ["png", *[f.lstrip(".").lower() for f in formats if f.lstrip(".").lower() != "png"]]
     written, skipped = plot_all(record, run_dir, figures_dir, formats=fmts)
     pngs = {name: next(p for p in paths if p.suffix == ".png") for name, paths in written.items()}
@@ -461,6 +465,10 @@ def build_report(run_dir: str | Path, *, html_path: str | Path | None = None, ma
         methods = write_methods(record, methods_dir)
         log.info("wrote %s, %s, %s, %s and %s", html_path, markdown_path, csv_path, latex_path,
                  ", ".join(map(str, methods.values())))
+    elif ident:  # no accuracy table, but a methods text from the identification record
+        methods = write_methods(record, methods_dir, ident_paragraphs)
+        log.info("wrote %s, %s and %s; tables.csv and tables.tex skipped: %s", html_path, markdown_path,
+                 ", ".join(map(str, methods.values())), skipped_tables)
     else:
         log.info("wrote %s and %s; tables.csv and tables.tex skipped: %s", html_path, markdown_path, skipped_tables)
     return {"html": html_path, "markdown": markdown_path, "csv": csv_path if rows else None,

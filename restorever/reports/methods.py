@@ -65,7 +65,7 @@ class Sentence:
 Paragraph = tuple[str, list[Sentence]]
 
 
-def _get(data: Any, *path: str) -> Any:
+def get_in(data: Any, *path: str) -> Any:
     """``data[path[0]][path[1]]...``, or ``None`` where a key or a level is missing."""
     for key in path:
         if not isinstance(data, dict) or key not in data:
@@ -74,7 +74,7 @@ def _get(data: Any, *path: str) -> Any:
     return data
 
 
-def _num(x: Any) -> str:
+def num_text(x: Any) -> str:
     """A stored number as text: whole numbers without ``.0``, others to 4 significant digits."""
     if isinstance(x, bool):
         return str(x)
@@ -83,7 +83,7 @@ def _num(x: Any) -> str:
     return f"{x:.4g}" if isinstance(x, float) else str(x)
 
 
-def _and(items: Sequence[str]) -> str:
+def and_text(items: Sequence[str]) -> str:
     """``a``, ``a and b``, ``a, b and c`` (empty for no items)."""
     items = list(items)
     if not items:
@@ -94,11 +94,11 @@ def _and(items: Sequence[str]) -> str:
 def _rule(rule: Any, unit: str = "") -> str | None:
     """A preset's sampling rule (``DegradationPreset.describe``) in words, or ``None`` for one it does not know."""
     if isinstance(rule, list) and rule:
-        return "drawn from {" + ", ".join(_num(v) for v in rule) + "}" + unit
+        return "drawn from {" + ", ".join(num_text(v) for v in rule) + "}" + unit
     if isinstance(rule, dict) and len(rule) == 1:
         (kind, bounds), = rule.items()
         if isinstance(bounds, list) and len(bounds) == 2:
-            lo, hi = (_num(v) for v in bounds)
+            lo, hi = (num_text(v) for v in bounds)
             what = {"uniform": "uniformly", "randint": "as a whole number uniformly"}.get(kind)
             return f"drawn {what} in [{lo}, {hi}]{unit}" if what else None
     return None
@@ -132,32 +132,32 @@ def _protocol(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Senten
     pairs = record.get("pairs") or {}
     people = {person_of(i) for i in [*(pairs.get("a") or []), *(pairs.get("b") or [])]}
     if proto.get("pairs") is not None:
-        s.add(": {} image pairs", _num(proto["pairs"]))
+        s.add(": {} image pairs", num_text(proto["pairs"]))
         if people:
-            s.add(" of {} people", _num(len(people)))
+            s.add(" of {} people", num_text(len(people)))
         if proto.get("images") is not None:
-            s.add(" ({} images)", _num(proto["images"]))
+            s.add(" ({} images)", num_text(proto["images"]))
     if proto.get("folds") == 1:
         s.add(", in a single fold")
     elif proto.get("folds") is not None:
-        s.add(", in {} cross-validation folds", _num(proto["folds"]))
+        s.add(", in {} cross-validation folds", num_text(proto["folds"]))
     out = [s.add(".")]
     if cfg.get("limit_pairs") and proto.get("pairs_requested") is not None:
         out.append(Sentence().add("These are {} of the protocol's pairs, taken in file order and balanced over the "
-                                  "folds and over same and different pairs.", _num(proto["pairs_requested"])))
+                                  "folds and over same and different pairs.", num_text(proto["pairs_requested"])))
     if proto.get("pairs_sha256"):
         out.append(Sentence().add("The pair list's sha256 begins {}.", str(proto["pairs_sha256"])[:12]))
     return out
 
 
-def _alignment(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sentence]:
-    cfg, setup = record.get("config") or {}, _get(record, "setup", "alignment") or {}
+def alignment_sentences(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sentence]:
+    cfg, setup = record.get("config") or {}, get_in(record, "setup", "alignment") or {}
     detector, template = cfg.get("detector"), cfg.get("template")
     out = []
     if detector:
         s = Sentence().add("Facial landmarks")
         if setup.get("landmarks"):
-            s.add(" ({} points)", _num(setup["landmarks"]))
+            s.add(" ({} points)", num_text(setup["landmarks"]))
         s.add(" were detected with {}", detector)
         if ("landmark detector", str(detector)) in cite:
             s.add("{}", Cite("landmark detector", str(detector)))
@@ -166,8 +166,8 @@ def _alignment(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sente
         s = Sentence().add("Each face was aligned to the {} template", template)
         size = setup.get("size") if setup.get("template") == template else None
         if isinstance(size, list) and len(size) == 2:
-            s.add(" ({} x {} pixels)", _num(size[0]), _num(size[1]))
-        fit = _get(record, "cache", "identity", "alignment_fit")
+            s.add(" ({} x {} pixels)", num_text(size[0]), num_text(size[1]))
+        fit = get_in(record, "cache", "identity", "alignment_fit")
         out.append(s.add(" by a {} similarity transform of its landmarks.", fit) if fit else
                    s.add(" by a similarity transform of its landmarks."))
     align_on = cfg.get("align_on")
@@ -181,8 +181,8 @@ def _alignment(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sente
         counts = [(c.get("restorer"), c.get("scale"), c["alignment"]) for c in record.get("conditions") or []
                   if isinstance(c.get("alignment"), dict) and "detected" in c["alignment"]]
         for i, (restorer, scale, block) in enumerate(counts):
-            s.add(" (" if i == 0 else "; ").add("{} at scale {}: {} found, {} not found", restorer, _num(scale),
-                                                 _num(block["detected"]), _num(block.get("not_found", 0)))
+            s.add(" (" if i == 0 else "; ").add("{} at scale {}: {} found, {} not found", restorer, num_text(scale),
+                                                 num_text(block["detected"]), num_text(block.get("not_found", 0)))
         out.append(s.add(")." if counts else "."))
     return out
 
@@ -201,20 +201,27 @@ def _degradation(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sen
         s.add(" with the {} degradation", preset)
         if ("degradation", str(preset)) in cite:
             s.add("{}", Cite("degradation", str(preset)))
-    s.add(" at the scale factors {}", _and([_num(x) for x in scales]))
+    s.add(" at the scale factors {}", and_text([num_text(x) for x in scales]))
     if cfg.get("seed") is not None:
-        s.add(", seed {}", _num(cfg["seed"]))
-    out = [s.add("; the first image was kept undegraded." if cfg.get("degrade_side") == "probe" else ".")]
-    rules = _get(record, "setup", "degradation")
+        s.add(", seed {}", num_text(cfg["seed"]))
+    return [s.add("; the first image was kept undegraded." if cfg.get("degrade_side") == "probe" else "."),
+            *degradation_steps(record)]
+
+
+def degradation_steps(record: dict[str, Any]) -> list[Sentence]:
+    """What was done to a degraded image, from ``setup.degradation`` (the preset's recorded sampling rules): one
+    sentence, none where the record lacks them or holds another preset's."""
+    preset, rules = get_in(record, "config", "degradation"), get_in(record, "setup", "degradation")
+    out: list[Sentence] = []
     if isinstance(rules, dict) and rules.get("name") == preset:
         texts = {key: _rule(rules.get(key), unit) for key, unit in
                  (("sigma", " pixels"), ("theta", " radians"), ("noise", " grey levels"), ("jpeg", ""))}
         if all(texts.values()) and rules.get("kernel_size") is not None and rules.get("iso_prob") is not None:
-            size = _num(rules["kernel_size"])
+            size = num_text(rules["kernel_size"])
             s = Sentence().add("Each degraded image was blurred with a Gaussian kernel of {} x {} pixels (isotropic "
                                "with probability {}; standard deviations {}; angle {}), downsampled by the scale "
                                "factor, given Gaussian noise of standard deviation {}, JPEG-compressed at a quality {} "
-                               "and upsampled back to the crop size", size, size, _num(rules["iso_prob"]),
+                               "and upsampled back to the crop size", size, size, num_text(rules["iso_prob"]),
                                texts["sigma"], texts["theta"], texts["noise"], texts["jpeg"])
             if rules.get("source"):
                 s.add(" (as in {})", rules["source"])
@@ -223,10 +230,10 @@ def _degradation(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sen
     return out
 
 
-def _restorers(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sentence]:
+def restorer_sentences(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sentence]:
     cfg = record.get("config") or {}
     restorers = [str(n) for n in cfg.get("restorers") or []]
-    ids = _get(record, "cache", "identity", "restorers") or {}
+    ids = get_in(record, "cache", "identity", "restorers") or {}
     out = []
     if "none" in restorers and cfg.get("scales"):
         out.append(Sentence().add("The degraded faces were also recognised as they were, without restoration "
@@ -243,7 +250,7 @@ def _restorers(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sente
         if options is not None and options.get("pretrained") is False:
             s.add(" with random weights (not trained)")
         elif files:
-            s.add(", weights {}", _and(files))
+            s.add(", weights {}", and_text(files))
         elif ident is not None and not ident.get("weights"):
             s.add(", which has no weight file")
         if options is not None:
@@ -257,7 +264,7 @@ def _restorers(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sente
     return out
 
 
-def _recognizer(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sentence]:
+def recognizer_sentences(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sentence]:
     cfg = record.get("config") or {}
     name = cfg.get("recognizer")
     if not name:
@@ -267,14 +274,14 @@ def _recognizer(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sent
         s.add("{}", Cite("recognizer", str(name)))
     files = _weights_text(record, str(name))
     if files:
-        s.add(" (weights {})", _and(files))
-    setup = _get(record, "setup", "recognizer") or {}
+        s.add(" (weights {})", and_text(files))
+    setup = get_in(record, "setup", "recognizer") or {}
     if setup.get("embedding_dim") and setup.get("name") == name:
-        s.add(", which gives {}-dimensional embeddings", _num(setup["embedding_dim"]))
+        s.add(", which gives {}-dimensional embeddings", num_text(setup["embedding_dim"]))
     if "flip_test" in cfg:
         s.add(", with the flip test (each face and its mirror image)" if cfg["flip_test"] else
               ", without the flip test")
-    options = _get(record, "cache", "identity", "recognizer", "options")
+    options = get_in(record, "cache", "identity", "recognizer", "options")
     if isinstance(options, dict) and _options_text(options):
         s.add("; options {}", _options_text(options))
     out = [s.add(".")]
@@ -295,15 +302,16 @@ def _input_crop(crop: dict[str, Any]) -> list[Sentence]:
     size = crop.get("size")
     if not (isinstance(size, list) and len(size) == 2):
         return []
-    w, h = _num(size[0]), _num(size[1])
+    w, h = num_text(size[0]), num_text(size[1])
     if crop.get("method") == "template" and crop.get("template"):
         s = Sentence().add("Its input is a {} x {} pixel crop of the aligned face, cut by a similarity transform of "
-                           "the face's", w, h).add_if(crop.get("landmarks"), " {}", _num(crop.get("landmarks")))
+                           "the face's", w, h).add_if(crop.get("landmarks"), " {}", num_text(crop.get("landmarks")))
         return [s.add(" landmarks to the {} template.", crop["template"])]
     if crop.get("method") == "dlib_chip":
         s = Sentence().add("Its input is dlib's own {} x {} pixel face chip", w, h)
-        s.add_if(crop.get("padding") is not None, " (padding {})", _num(crop.get("padding")))
-        s.add(", cut around the").add_if(crop.get("predictor_landmarks"), " {}", _num(crop.get("predictor_landmarks")))
+        s.add_if(crop.get("padding") is not None, " (padding {})", num_text(crop.get("padding")))
+        points = crop.get("predictor_landmarks")
+        s.add(", cut around the").add_if(points, " {}", num_text(points))
         return [s.add(" points that dlib's shape predictor finds inside the face box implied by the aligned face's "
                       "landmarks.")]
     return [Sentence().add("Its input is a {} x {} pixel crop", w, h).add_if(crop.get("method"), " ({})",
@@ -314,14 +322,14 @@ def _metrics(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sentenc
     conds = [c for c in record.get("conditions") or [] if isinstance(c.get("verification"), dict)]
     if not conds:
         return []
-    folds = _get(record, "protocol", "folds")
+    folds = get_in(record, "protocol", "folds")
     if folds == 1:  # kfold_accuracy chooses the threshold on the evaluated pairs themselves
         out = [Sentence().add("Verification accuracy is the accuracy over all pairs at the threshold that maximises "
                               "it on the same pairs: with a single fold no threshold is chosen on held-out pairs, so "
                               "the accuracy is optimistic.")]
     else:
         s = Sentence().add("Verification accuracy is the mean over the ")
-        s.add("{} folds", _num(folds)) if folds is not None else s.add("folds")
+        s.add("{} folds", num_text(folds)) if folds is not None else s.add("folds")
         out = [s.add(" of each fold's accuracy at the threshold that maximises the accuracy on the other folds, "
                      "with its standard error over the folds.")]
     # a FAR is reported only where some condition has a value: tar_at_far is None below 1/FAR impostor pairs
@@ -333,19 +341,19 @@ def _metrics(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sentenc
                                                                 " and the equal error rate (EER)")
     if resolved:
         s.add(" and the true accept rate at false accept rate" + ("s" if len(resolved) > 1 else "") + " {} (TAR at "
-              "FAR)", _and(resolved))
-    pairs = _get(record, "protocol", "pairs")
-    out.append(s.add(" are computed over all {} pairs.", _num(pairs)) if pairs is not None else
+              "FAR)", and_text(resolved))
+    pairs = get_in(record, "protocol", "pairs")
+    out.append(s.add(" are computed over all {} pairs.", num_text(pairs)) if pairs is not None else
                s.add(" are computed over all pairs."))
     if len(resolved) < len(fars):
         unresolved = [f for f in fars if f not in resolved]
         s = Sentence().add("TAR at FAR {} is not reported: it needs at least 1/FAR different-identity pairs",
-                           _and(unresolved))
-        same = _get(conds[0], "scores", "same")
+                           and_text(unresolved))
+        same = get_in(conds[0], "scores", "same")
         n_neg = sum(1 for v in same if not v) if isinstance(same, list) else None
-        out.append(s.add(", and there are {}.", _num(n_neg)) if n_neg is not None else s.add("."))
-    probes = [_get(c, "identity", "n") for c in conds if c.get("scale") is not None]
-    if any(_get(c, "identity", "cosine_to_clean_mean") is not None for c in conds):
+        out.append(s.add(", and there are {}.", num_text(n_neg)) if n_neg is not None else s.add("."))
+    probes = [get_in(c, "identity", "n") for c in conds if c.get("scale") is not None]
+    if any(get_in(c, "identity", "cosine_to_clean_mean") is not None for c in conds):
         s = Sentence().add("Identity preservation is the cosine similarity between the embedding of a degraded or "
                            "restored face and that of the same image undegraded, averaged over the ")
         n = sorted({p for p in probes if isinstance(p, int)})
@@ -355,14 +363,15 @@ def _metrics(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sentenc
 
 
 def _collect(conds: Sequence[dict[str, Any]], *path: str) -> list[Any]:
-    return list(dict.fromkeys(v for v in (_get(c, *path) for c in conds) if v is not None and not isinstance(v, dict)))
+    values = (get_in(c, *path) for c in conds)
+    return list(dict.fromkeys(v for v in values if v is not None and not isinstance(v, dict)))
 
 
 def _range(values: Sequence[Any]) -> str:
     """One value, or ``low to high`` where conditions recorded several (empty for none)."""
     if not values:
         return ""
-    return _num(values[0]) if len(values) == 1 else f"{_num(min(values))} to {_num(max(values))}"
+    return num_text(values[0]) if len(values) == 1 else f"{num_text(min(values))} to {num_text(max(values))}"
 
 
 def _statistics(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sentence]:
@@ -396,11 +405,11 @@ def _statistics(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sent
         methods = _collect(every, "mcnemar", "method")
         clustered = _collect(every, "mcnemar_clustered", "method")
         if methods:
-            s = Sentence().add("They are tested with McNemar's test over the pairs ({})", _and(methods))
-            s.add_if(clustered, " and over people ({})", _and(clustered))
-            holm = any(_get(c, "mcnemar", "p_holm") is not None for c in every)
+            s = Sentence().add("They are tested with McNemar's test over the pairs ({})", and_text(methods))
+            s.add_if(clustered, " and over people ({})", and_text(clustered))
+            holm = any(get_in(c, "mcnemar", "p_holm") is not None for c in every)
             out.append(s.add("; p-values are Holm-adjusted within each family and each test." if holm else "."))
-        if any(isinstance(_get(c, "auc"), dict) for c in every):
+        if any(isinstance(get_in(c, "auc"), dict) for c in every):
             out.append(Sentence().add("AUC and TAR at FAR differences against no restoration have intervals from "
                                       "the same resampling of people."))
     idents = [c["identity"] for c in conds if isinstance(c.get("identity"), dict) and "ci_level" in c["identity"]]
@@ -409,13 +418,13 @@ def _statistics(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sent
         s = Sentence().add("The mean cosine to the undegraded image has {} % intervals from {} bootstrap replicates",
                            _range([100 * v for v in _collect(idents, "ci_level")]), _range(_collect(boot, "n_boot")))
         resampled = _collect(boot, "resampled")
-        s.add_if(len(resampled) == 1, " that resample {}", _and(resampled))
+        s.add_if(len(resampled) == 1, " that resample {}", and_text(resampled))
         out.append(s.add("."))
     flips = [c["identity_comparison_to_none"]["sign_flip"] for c in conds
-             if isinstance(_get(c, "identity_comparison_to_none", "sign_flip"), dict)]
+             if isinstance(get_in(c, "identity_comparison_to_none", "sign_flip"), dict)]
     if flips:
         s = Sentence().add("Its difference between a restorer and no restoration is tested with a sign-flip test "
-                           "over people ({})", _and(_collect(flips, "method")))
+                           "over people ({})", and_text(_collect(flips, "method")))
         draws = _collect(flips, "n_draws")
         s.add_if(draws, " with {} random draws", _range(draws))
         sizes = _collect(flips, "family_size")
@@ -429,17 +438,17 @@ def _excluded(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Senten
               if isinstance(proto.get(key), list)}
     out = []
     if "skipped" in counts:
-        s = Sentence().add("{} of the {} requested pairs were skipped", _num(counts["skipped"]),
-                           _num(proto.get("pairs_requested", proto.get("pairs", "?"))))
-        s.add_if("failed_images" in counts, ", as {} images could not be used", _num(counts.get("failed_images")))
+        s = Sentence().add("{} of the {} requested pairs were skipped", num_text(counts["skipped"]),
+                           num_text(proto.get("pairs_requested", proto.get("pairs", "?"))))
+        s.add_if("failed_images" in counts, ", as {} images could not be used", num_text(counts.get("failed_images")))
         out.append(s.add_if(cfg.get("on_error"), " (on_error {})", cfg.get("on_error")).add("."))
     if "landmark_fallbacks" in counts:
         out.append(Sentence().add("{} images in which no face was found were aligned with the protocol's fallback "
-                                  "landmarks.", _num(counts["landmark_fallbacks"])))
+                                  "landmarks.", num_text(counts["landmark_fallbacks"])))
     return out
 
 
-def _software(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sentence]:
+def software_sentences(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sentence]:
     env, version = record.get("environment") or {}, record.get("restorever_version")
     if not version:
         return []
@@ -453,21 +462,21 @@ def _software(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Senten
         s.add(", PyTorch {}", env["torch"])
     libraries = env.get("libraries") if isinstance(env.get("libraries"), dict) else {}
     if libraries:
-        s.add(" and {}", _and([str(v) if str(v).startswith(str(k)) else f"{k} {v}" for k, v in libraries.items()]))
+        s.add(" and {}", and_text([str(v) if str(v).startswith(str(k)) else f"{k} {v}" for k, v in libraries.items()]))
     device = str(env.get("device") or "")
     if device:
         kind = device.split(":")[0]
         s.add(" on a {}", env["gpu"]) if kind == "cuda" and env.get("gpu") else s.add(" on {}", kind)
-    world = _get(record, "distributed", "world_size")
+    world = get_in(record, "distributed", "world_size")
     if isinstance(world, int) and world > 1:
-        s.add(" in {} processes", _num(world))
+        s.add(" in {} processes", num_text(world))
     return [s.add(".")]
 
 
 _PARAGRAPHS: tuple[tuple[str, Callable[[dict[str, Any], set[tuple[str, str]]], list[Sentence]]], ...] = (
-    ("Protocol", _protocol), ("Alignment", _alignment), ("Degradation", _degradation), ("Restoration", _restorers),
-    ("Recognition", _recognizer), ("Metrics", _metrics), ("Statistics", _statistics),
-    ("Excluded data", _excluded), ("Software", _software))
+    ("Protocol", _protocol), ("Alignment", alignment_sentences), ("Degradation", _degradation),
+    ("Restoration", restorer_sentences), ("Recognition", recognizer_sentences), ("Metrics", _metrics),
+    ("Statistics", _statistics), ("Excluded data", _excluded), ("Software", software_sentences))
 
 
 def methods_paragraphs(record: dict[str, Any], references: Sequence[tuple[str, str, str]] | None = None
@@ -501,8 +510,14 @@ def _md_escape(value: Any) -> str:
     return _MD_SPECIAL.sub(r"\\\1", re.sub(r"[\x00-\x1f\x7f]", " ", str(value)))
 
 
-def methods_markdown(record: dict[str, Any]) -> str:
-    """The methods paragraphs as markdown, citations ``[n]`` into a numbered References list at the end."""
+#: builds a record's paragraphs from it and its References (:func:`methods_paragraphs`, or an identification
+#: run's :func:`restorever.reports.methods_ident.ident_paragraphs`)
+Builder = Callable[[dict[str, Any], Sequence[tuple[str, str, str]]], list[Paragraph]]
+
+
+def methods_markdown(record: dict[str, Any], paragraphs: Builder | None = None) -> str:
+    """The methods paragraphs (``paragraphs``, default :func:`methods_paragraphs`) as markdown, citations ``[n]``
+    into a numbered References list at the end."""
     refs = run_references(record)
     numbers = {(role, name): i + 1 for i, (role, name, _) in enumerate(refs)}
 
@@ -512,7 +527,7 @@ def methods_markdown(record: dict[str, Any]) -> str:
     lines = ["# Experimental setup", "",
              f"Generated by restorever {_md_escape(record.get('restorever_version', '?'))} from results.json; "
              f"every number and name below is read from the record.", ""]
-    for title, sentences in methods_paragraphs(record, refs):
+    for title, sentences in (paragraphs or methods_paragraphs)(record, refs):
         lines += [f"**{title}.** " + " ".join(s.render(lambda t: t, value) for s in sentences), ""]
     if refs:
         lines += ["## References", ""]
@@ -522,9 +537,10 @@ def methods_markdown(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def methods_latex(record: dict[str, Any]) -> str:
-    """The methods paragraphs as LaTeX (``\\paragraph`` each), record strings escaped, citations ``~\\cite{key}``
-    into :func:`references_bibtex`; UTF-8 (non-ASCII names are written as they are)."""
+def methods_latex(record: dict[str, Any], paragraphs: Builder | None = None) -> str:
+    """The methods paragraphs (as :func:`methods_markdown`'s) as LaTeX (``\\paragraph`` each), record strings
+    escaped, citations ``~\\cite{key}`` into :func:`references_bibtex`; UTF-8 (non-ASCII names are written as they
+    are)."""
     refs = run_references(record)
     keys = cite_keys(refs)
 
@@ -534,7 +550,7 @@ def methods_latex(record: dict[str, Any]) -> str:
     version = re.sub(r"[\x00-\x1f\x7f]", " ", str(record.get("restorever_version", "?")))
     lines = [f"% restorever {version}: methods text generated from results.json; citations in references.bib "
              f"(needs \\usepackage{{url}}); UTF-8"]
-    for title, sentences in methods_paragraphs(record, refs):
+    for title, sentences in (paragraphs or methods_paragraphs)(record, refs):
         lines += [f"\\paragraph{{{title}.}} " + " ".join(s.render(latex_escape, value) for s in sentences), ""]
     return "\n".join(lines)
 
@@ -568,12 +584,13 @@ def references_bibtex(record: dict[str, Any]) -> str:
     return "\n\n".join(entries) + "\n"
 
 
-def write_methods(record: dict[str, Any], folder: str | Path) -> dict[str, Path]:
-    """Write ``methods.md``, ``methods.tex`` and ``references.bib`` into ``folder``; returns ``{file name: path}``."""
+def write_methods(record: dict[str, Any], folder: str | Path, paragraphs: Builder | None = None) -> dict[str, Path]:
+    """Write ``methods.md``, ``methods.tex`` and ``references.bib`` into ``folder`` (``paragraphs`` as
+    :func:`methods_markdown`'s); returns ``{file name: path}``."""
     from ..files import atomic_write_text
 
     folder = Path(folder)
-    texts = {"methods.md": methods_markdown(record), "methods.tex": methods_latex(record),
+    texts = {"methods.md": methods_markdown(record, paragraphs), "methods.tex": methods_latex(record, paragraphs),
              "references.bib": references_bibtex(record)}
     for name, text in texts.items():
         atomic_write_text(folder / name, text)

@@ -4,6 +4,8 @@ for identification runs."""
 from __future__ import annotations
 
 import copy
+import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -189,3 +191,147 @@ def test_the_input_crop_sentence_follows_the_record_and_drops_without_it(run_dir
     config = type("C", (), {"template": None, "scales": [], "degradation": None})()
     assert setup_info(config, plugin) == {"recognizer": {"name": "test-pixels", "embedding_dim": 768}}
     assert not re.search(r"\d+ x \d+ pixel", methods_markdown(dict(record, setup=setup_info(config, plugin))))
+
+
+@pytest.fixture(scope="module")
+def ident_reported(lfw_root, shared_lfw_cache, tmp_path_factory):
+    """Two real identification runs on LFW (dlib, MTCNN, x16; people with 100+ images, 2 probes each, 5
+    distractors): one plain, one with a fitted attribute probe filtering by gender and age (threshold 0.5, with its
+    re-weighting module), each reported with ``--methods-dir``."""
+    tmp = tmp_path_factory.mktemp("ident-methods")
+    small = ["--data-root", str(lfw_root), "--min-images", "100", "--max-probes-per-person", "2",
+             "--max-distractors", "5", "--no-progress", "--cache-dir", str(shared_lfw_cache)]
+    runs = [("plain", ["ident", *small, "--scales", "16"]),
+            ("probe", ["attributes", "fit", *small, "--reweight-hidden", "4", "--out", str(tmp / "probe.pt")]),
+            ("filtered", ["ident", *small, "--scales", "16", "--attribute-model", str(tmp / "probe.pt"),
+                          "--attribute-filter", "gender,age", "--threshold", "0.5"])]
+    outputs = {}
+    for name, args in runs:
+        out = [] if name == "probe" else ["--out", str(tmp / name)]
+        result = CliRunner().invoke(cli, [*args, *out], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+    for name in ("plain", "filtered"):
+        result = CliRunner().invoke(cli, ["report", str(tmp / name), "--format", "png", "--methods-dir",
+                                          str(tmp / f"{name}-paper")], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        outputs[name] = result.output
+    return tmp, outputs
+
+
+def _people_counts(people_txt) -> dict[str, int]:
+    """``{name: images}`` of LFW's people.txt read here on its own (set headers are single numbers)."""
+    rows = [line.split("\t") for line in people_txt.read_text().splitlines()]
+    return {row[0]: int(row[1]) for row in rows if len(row) == 2}
+
+
+def test_an_identification_run_gets_a_methods_text_from_its_record(ident_reported, lfw_root):
+    """`report` on an identification run wrote no methods text ("tables.csv, tables.tex and the methods text
+    skipped"). Now it writes methods.md/.tex and references.bib from the identification record: the split's counts
+    and options, the degraded probes, the search and its attribute filter, the attribute probe, the rank metrics;
+    every number a setting or a count of the record, none a result, and no verification sentence (pairs, folds)."""
+    from .test_methods import _numbers, _paragraphs, _unescaped_specials
+
+    tmp, outputs = ident_reported
+    people = _people_counts(lfw_root / "people.txt")
+    enrolled = sorted(n for n, k in people.items() if k >= 100)  # five people: Bush, Powell, Blair, ...
+    single = sum(1 for k in people.values() if k == 1)
+    for name in ("plain", "filtered"):
+        record = json.loads((tmp / name / "results.json").read_text())
+        proto = record["protocol"]
+        assert "tables.csv, tables.tex skipped:" in outputs[name] and "methods text skipped" not in outputs[name]
+        assert not (tmp / name / "tables.csv").exists() and not (tmp / f"{name}-paper" / "tables.tex").exists()
+        assert str(tmp / f"{name}-paper" / "methods.tex") in outputs[name]
+        md = (tmp / f"{name}-paper" / "methods.md").read_text()
+        body = re.sub(r"\\(.)", r"\1", md.split("## References")[0])
+        para = _paragraphs(body)
+        expected = ["Protocol", "Alignment", "Degradation", "Restoration", "Recognition", "Search", "Metrics",
+                    "Excluded data", "Software"]
+        if name == "filtered":
+            expected[6:6] = ["Attributes"]
+            expected[8:8] = ["Attribute metrics"]
+        assert list(para) == expected
+        # the split, against people.txt read here: 5 people with 100+ images, 2 probes each, 5 of 4069 singles
+        assert (len(enrolled), min(5, single)) == (proto["enrolled_people"], proto["distractors"]) == (5, 5)
+        assert proto["probes"] == 2 * len(enrolled) and proto["gallery_size"] == len(enrolled) + 5
+        assert ("Closed-set face identification was evaluated on the lfw-ident protocol [1]: a gallery of 10 "
+                "images, one for each of 5 enrolled people and 5 distractors, searched by 10 probe images.") in \
+            para["Protocol"]
+        assert "People with at least 100 images in the people file (people.txt)" in para["Protocol"]
+        assert "at most 2 a person" in para["Protocol"] and "(the first 5 of them" in para["Protocol"]
+        assert para["Degradation"].startswith("Each probe image was degraded with the difface-test degradation [3] "
+                                              "at the scale factors 16, seed 0; the gallery images were kept "
+                                              "undegraded. Each degraded image was blurred")
+        assert "128-dimensional embeddings" in para["Recognition"]
+        assert "150 x 150 pixel face chip" in para["Recognition"]
+        assert record["index"]["similarity"] in para["Search"] and "faiss flat index" in para["Search"]
+        cmc = {len(c["retrieval"]["cmc"]) for c in record["conditions"]}
+        assert cmc == {10} and "for k = 1 to 10" in para["Metrics"]
+        assert "The rank-1, rank-5 and rank-10 identification rates" in para["Metrics"]
+        assert f"over its {proto['probes']} probes" in para["Metrics"]
+        assert para["Excluded data"].startswith(f"{len(proto['skipped'])} images of the split were left out")
+        for word in ("pair", "cross-validation", "verification", "accuracy at the threshold"):  # verification's
+            assert word not in body.lower(), word
+        # every number of the text is a setting or a count, never a rank-1, mAP or attribute accuracy
+        allowed = _numbers_of(record)
+        text = re.sub(r"(Python|PyTorch|restorever|pillow|opencv|dlib|libjpeg-turbo|facenet-pytorch|faiss) [^\s,]+",
+                      "", body).replace(record["setup"]["degradation"]["source"], "")
+        text = re.sub(r"rank-\d+|L2-normalised|k = 1", "", text)  # names of metrics and of the norm
+        for token in _numbers(text):
+            assert any(abs(float(token) - a) <= 1e-3 * max(1.0, abs(a)) for a in allowed), (name, token)
+        tex = (tmp / f"{name}-paper" / "methods.tex").read_text()
+        bib = (tmp / f"{name}-paper" / "references.bib").read_text()
+        assert not _unescaped_specials(tex.split("\n", 1)[1])
+        cited = re.findall(r"\\cite\{([^}]+)\}", tex)
+        assert cited and set(cited) == set(re.findall(r"^@misc\{([^,]+),", bib, flags=re.M))
+        tex_body = re.sub(r"~\\cite\{[^}]+\}|\\paragraph\{[^}]+\}", "", tex.split("\n", 1)[1])
+        assert sorted(_numbers(tex_body.replace("\\%", "%"))) == sorted(_numbers(body.split("\n", 4)[4]))
+    record = json.loads((tmp / "filtered" / "results.json").read_text())
+    para = _paragraphs(re.sub(r"\\(.)", r"\1", (tmp / "filtered-paper" / "methods.md").read_text()))
+    flt, model = record["attribute_filter"], record["attribute_model"]
+    assert flt == {"attributes": ["gender", "age"], "threshold": 0.5, "age_tolerance": 1}
+    assert ("searched a second time with an attribute filter (gender and age): where a probe's most probable class "
+            "of an attribute has a probability of at least 0.5") in para["Search"]
+    assert "(the same gender and an age group at most 1 from the probe's)" in para["Search"]
+    assert "re-weighting module of probe.pt." in para["Search"]
+    report = model["fit_report"]
+    assert (f"by a probe, probe.pt (sha256 {model['files']['model']['sha256'][:12]}), fitted on {report['images']} "
+            f"labelled images of {report['people']} people in {report['folds']} folds of people") in para["Attributes"]
+    assert "gender and age in 4 groups, child, teenager, adult and old, split at 13, 20 and 60 years" in \
+        para["Attributes"]
+    rank1 = record["conditions"][1]["retrieval"]["rank1"]
+    assert f"{100 * rank1:.2f}" not in para["Metrics"]
+    # an older record: no setup, index, split options or attribute sections -> those sentences are left out
+    older = {k: v for k, v in record.items() if k not in ("setup", "index", "attribute_model", "attribute_filter")}
+    older["protocol"] = {k: v for k, v in record["protocol"].items() if k != "split_options"}
+    from restorever.reports.methods import methods_markdown
+    from restorever.reports.methods_ident import ident_paragraphs
+
+    text = methods_markdown(older, ident_paragraphs)
+    for gone in ("**Search.**", "**Attributes.**", "at least 100", "dimensional", "150 x 150", "kernel of"):
+        assert gone not in text, gone
+    assert "searched by 10 probe images" in text and "**Attribute metrics.**" in text
+
+
+def _numbers_of(record: dict) -> set[float]:
+    """The numbers an identification methods text may state: settings and counts of the record, never a rate."""
+    out: set[float] = set()
+
+    def walk(value):
+        if isinstance(value, bool):
+            return
+        if isinstance(value, (int, float)):
+            out.add(float(value))
+        elif isinstance(value, (dict, list)):
+            for v in value.values() if isinstance(value, dict) else value:
+                walk(v)
+
+    proto = record["protocol"]
+    walk([record["config"], record.get("setup"), proto.get("split_options"), record.get("attribute_filter")])
+    walk([proto[k] for k in ("enrolled_people", "enrolled_with_probes", "distractors", "gallery_size", "probes")])
+    out |= {float(len(proto[k])) for k in ("skipped", "landmark_fallbacks")}
+    model = record.get("attribute_model") or {}
+    walk([model.get("schema"), {k: (model.get("fit_report") or {}).get(k) for k in ("images", "people", "folds")}])
+    out |= {float(len(c["retrieval"]["cmc"])) for c in record["conditions"]}
+    out |= {float(c["retrieval"]["n_probes"]) for c in record["conditions"]}
+    out |= {float(len(model["schema"]["age_groups"]["names"]))} if model else set()
+    return out
