@@ -188,15 +188,25 @@ def alignment_sentences(record: dict[str, Any], cite: set[tuple[str, str]]) -> l
 
 
 def _degradation(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sentence]:
+    side = get_in(record, "config", "degrade_side")
+    opening = {"probe": "The second (probe) image of each pair was degraded",
+               "both": "Both images of each pair were degraded"}.get(side, "Images were degraded")
+    return degradation_sentences(record, cite, opening,
+                                 "; the first image was kept undegraded." if side == "probe" else ".")
+
+
+def degradation_sentences(record: dict[str, Any], cite: set[tuple[str, str]], opening: str, kept: str
+                          ) -> list[Sentence]:
+    """The Degradation paragraph: ``opening`` (what was degraded), preset, scales and seed, ``kept`` (what was not,
+    ending the sentence), then what was done to a degraded image from ``setup.degradation`` (the preset's recorded
+    sampling rules; left out where the record lacks them or holds another preset's)."""
     cfg = record.get("config") or {}
     if "scales" not in cfg:
         return []
     scales, preset = cfg.get("scales") or [], cfg.get("degradation")
     if not scales:
         return [Sentence().add("No degradation was applied.")]
-    side = {"probe": "The second (probe) image of each pair was degraded",
-            "both": "Both images of each pair were degraded"}.get(cfg.get("degrade_side"))
-    s = Sentence().add(side or "Images were degraded")
+    s = Sentence().add(opening)
     if preset:
         s.add(" with the {} degradation", preset)
         if ("degradation", str(preset)) in cite:
@@ -204,15 +214,8 @@ def _degradation(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sen
     s.add(" at the scale factors {}", and_text([num_text(x) for x in scales]))
     if cfg.get("seed") is not None:
         s.add(", seed {}", num_text(cfg["seed"]))
-    return [s.add("; the first image was kept undegraded." if cfg.get("degrade_side") == "probe" else "."),
-            *degradation_steps(record)]
-
-
-def degradation_steps(record: dict[str, Any]) -> list[Sentence]:
-    """What was done to a degraded image, from ``setup.degradation`` (the preset's recorded sampling rules): one
-    sentence, none where the record lacks them or holds another preset's."""
-    preset, rules = get_in(record, "config", "degradation"), get_in(record, "setup", "degradation")
-    out: list[Sentence] = []
+    out = [s.add(kept)]
+    rules = get_in(record, "setup", "degradation")
     if isinstance(rules, dict) and rules.get("name") == preset:
         texts = {key: _rule(rules.get(key), unit) for key, unit in
                  (("sigma", " pixels"), ("theta", " radians"), ("noise", " grey levels"), ("jpeg", ""))}

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from .methods import (Cite, Paragraph, Sentence, alignment_sentences, and_text, degradation_steps, get_in, num_text,
+from .methods import (Cite, Paragraph, Sentence, alignment_sentences, and_text, degradation_sentences, get_in, num_text,
                       recognizer_sentences, restorer_sentences, software_sentences)
 
 __all__ = ["ident_paragraphs", "is_identification"]
@@ -65,20 +65,8 @@ def _split(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sentence]
 
 
 def _degraded_probes(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sentence]:
-    cfg = record.get("config") or {}
-    if "scales" not in cfg:
-        return []
-    scales, preset = cfg.get("scales") or [], cfg.get("degradation")
-    if not scales:
-        return [Sentence().add("No degradation was applied.")]
-    s = Sentence().add("Each probe image was degraded")
-    if preset:
-        s.add(" with the {} degradation", preset)
-        if ("degradation", str(preset)) in cite:
-            s.add("{}", Cite("degradation", str(preset)))
-    s.add(" at the scale factors {}", and_text([num_text(x) for x in scales]))
-    s.add_if(cfg.get("seed") is not None, ", seed {}", num_text(cfg.get("seed")))
-    return [s.add("; the gallery images were kept undegraded."), *degradation_steps(record)]
+    return degradation_sentences(record, cite, "Each probe image was degraded",
+                                 "; the gallery images were kept undegraded.")
 
 
 def _search(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sentence]:

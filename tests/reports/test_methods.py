@@ -36,21 +36,22 @@ def _paragraphs(md: str) -> dict[str, str]:
     return dict(re.findall(r"^\*\*(.+?)\.\*\* (.+)$", md, flags=re.M))
 
 
+def numbers_in(value, out: set[float]) -> set[float]:
+    """Every number (not a bool) in ``value`` and the dicts and lists it holds, added to ``out``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        out.add(float(value))
+    elif isinstance(value, (dict, list)):
+        for v in value.values() if isinstance(value, dict) else value:
+            numbers_in(v, out)
+    return out
+
+
 def _allowed_numbers(record: dict) -> set[float]:
     """The numbers a methods text may state: settings, counts and statistics' settings, never a result."""
     out: set[float] = set()
 
     def walk(value):
-        if isinstance(value, bool):
-            return
-        if isinstance(value, (int, float)):
-            out.add(float(value))
-        elif isinstance(value, dict):
-            for v in value.values():
-                walk(v)
-        elif isinstance(value, list):
-            for v in value:
-                walk(v)
+        numbers_in(value, out)
 
     walk(record["config"])
     walk(record.get("setup"))

@@ -314,16 +314,12 @@ def test_an_identification_run_gets_a_methods_text_from_its_record(ident_reporte
 
 def _numbers_of(record: dict) -> set[float]:
     """The numbers an identification methods text may state: settings and counts of the record, never a rate."""
+    from .test_methods import numbers_in
+
     out: set[float] = set()
 
     def walk(value):
-        if isinstance(value, bool):
-            return
-        if isinstance(value, (int, float)):
-            out.add(float(value))
-        elif isinstance(value, (dict, list)):
-            for v in value.values() if isinstance(value, dict) else value:
-                walk(v)
+        numbers_in(value, out)
 
     proto = record["protocol"]
     walk([record["config"], record.get("setup"), proto.get("split_options"), record.get("attribute_filter")])
