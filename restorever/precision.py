@@ -16,12 +16,13 @@ restorers whose cards say so -- take :data:`AUTOCAST_PRECISIONS` (:func:`autocas
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Any, Iterable
 
 import torch
 from torch import nn
 
-__all__ = ["PRECISIONS", "Precision", "parse_precision", "cast_module", "AUTOCAST_PRECISIONS", "autocast_dtype"]
+__all__ = ["PRECISIONS", "Precision", "parse_precision", "cast_module", "AUTOCAST_PRECISIONS", "autocast_dtype",
+           "numerics"]
 
 _DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
 PRECISIONS = ("fp32", "bf16", "fp16", "bf16-amp", "fp16-amp", "auto")
@@ -97,3 +98,14 @@ def cast_module(module: nn.Module, dtype: torch.dtype, keep: Iterable[type] = ()
 
     visit(module)
     return module
+
+
+def numerics(module: nn.Module, autocast: torch.dtype | None) -> dict[str, Any] | None:
+    """How ``module`` computes, for results.json's ``setup.precision``: ``{"weights": [...], "autocast": ...}``, the
+    sorted dtype names of its floating-point parameters (``["float16", "float32"]`` where a cast-once backend keeps
+    sensitive parts in float32) and the autocast dtype's name (None = no autocast). None for a module without
+    floating-point parameters (dlib, onnxruntime and the parameter-free restorers compute outside torch's weights)."""
+    weights = sorted({str(p.dtype).removeprefix("torch.") for p in module.parameters() if p.is_floating_point()})
+    if not weights:
+        return None
+    return {"weights": weights, "autocast": str(autocast).removeprefix("torch.") if autocast is not None else None}

@@ -5,7 +5,7 @@ import importlib.metadata
 import os
 import platform
 import sys
-from typing import Any
+from typing import Any, Sequence
 
 #: modules whose version can change a run's numbers (decoding, degradation, detection, embedding, search), with
 #: the distribution that ships each; recorded when the run loaded them
@@ -63,12 +63,15 @@ def environment_info(device: Any) -> dict[str, Any]:
     return env
 
 
-def setup_info(config: Any, recognizer: Any) -> dict[str, Any]:
+def setup_info(config: Any, recognizer: Any, restorers: Sequence[Any] = (), device: Any = None) -> dict[str, Any]:
     """What a methods text needs and ``config`` does not say (results.json's ``setup``): the alignment template's
     size in pixels ``[w, h]`` and number of landmarks, the recognizer's embedding size and how it crops its input
     (:meth:`Recognizer.input_crop <restorever.recognizers.base.Recognizer.input_crop>`), and the degradation
     preset's sampling rules as this version draws them (:meth:`DegradationPreset.describe`; only when a scale
-    uses it), so a record keeps the ranges its faces were degraded with even if a later version changes them."""
+    uses it), so a record keeps the ranges its faces were degraded with even if a later version changes them.
+    ``precision`` maps each model with torch weights (``recognizer``, then ``restorers``) to its weight dtypes and
+    autocast dtype on ``device`` (their ``numerics`` method, :func:`restorever.precision.numerics`): ``auto``
+    resolves per device, so the record keeps what it resolved to."""
     from ..alignment import get_template
     from ..degradation_params import get_preset
 
@@ -85,4 +88,12 @@ def setup_info(config: Any, recognizer: Any) -> dict[str, Any]:
             out["recognizer"]["input_crop"] = dict(crop)
     if getattr(config, "scales", None) and getattr(config, "degradation", None):
         out["degradation"] = get_preset(config.degradation).describe()
+    precision = {}
+    for model in (recognizer, *restorers):
+        numerics = getattr(model, "numerics", None)
+        found = numerics(device if device is not None else "cpu") if callable(numerics) else None
+        if found:
+            precision[model.card.name] = found
+    if precision:
+        out["precision"] = precision
     return out

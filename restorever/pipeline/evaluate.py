@@ -587,4 +587,4 @@ def run_header(config: EvalConfig, device: Any, models: Sequence[Any]) -> RunHea
     return RunHeader(restorever_version=restorever_version(),
                      created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                      config=asdict(config), environment=environment_info(device), weights=weights,
-                     setup=setup_info(config, models[0]) if models else None)
+                     setup=setup_info(config, models[0], models[1:], device) if models else None)

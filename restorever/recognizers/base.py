@@ -6,6 +6,7 @@ import torch
 from ..errors import WeightsHashError
 from ..hub import ModelCard, sha256_file
 from ..images import check_faces
+from ..precision import numerics
 
 __all__ = ["Recognizer", "check_inputs", "check_landmarks", "checked_found_file", "template_crop"]
 
@@ -42,6 +43,11 @@ class Recognizer(torch.nn.Module):
         backend's own description with ``method`` and ``size``. ``None`` (the default: a plugin that does not
         override it) where the recognizer does not say; the methods text then leaves the sentence out."""
         return None
+
+    def numerics(self, device: torch.device) -> dict | None:
+        """Weight dtypes and autocast dtype on ``device`` (:func:`restorever.precision.numerics`): results.json's
+        ``setup.precision``; None where no torch weights compute (dlib, onnxruntime)."""
+        return numerics(self, None)
 
     def embed(self, faces: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:  # pragma: no cover
         """``faces`` ``[B,3,512,512]`` float RGB [0,1] and ``landmarks`` ``[B,5,2]`` (px in the crop) ->

@@ -11,7 +11,7 @@ import torch
 
 from ..acceleration import CHANNELS_LAST, COMPILE, compile_module
 from ..hub import ModelCard, OptionSpec, build_uninitialised
-from ..precision import AUTOCAST_PRECISIONS, autocast_dtype
+from ..precision import AUTOCAST_PRECISIONS, autocast_dtype, numerics
 from .base import Recognizer, check_inputs, template_crop
 
 logger = logging.getLogger(__name__)
@@ -91,6 +91,10 @@ class CropRecognizer(Recognizer):
         """The card's template crop (:func:`~restorever.recognizers.base.template_crop`), as :func:`prepare_crops`
         cuts it."""
         return template_crop(self.card.template)
+
+    def numerics(self, device: torch.device) -> dict | None:
+        """As :meth:`Recognizer.numerics`; the autocast acts on CUDA only (:meth:`forward`)."""
+        return numerics(self, self.autocast_dtype if torch.device(device).type == "cuda" else None)
 
     @property
     def device(self) -> torch.device:

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-import string
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .methods_text import Cite, Paragraph, Sentence, and_text, get_in, num_text
 from .statistics import person_of
 from .tables import latex_escape, run_references
 
@@ -26,69 +25,6 @@ __all__ = ["Cite", "Sentence", "methods_paragraphs", "methods_markdown", "method
 
 #: the files :func:`write_methods` writes into its folder
 METHODS_FILES = ("methods.md", "methods.tex", "references.bib")
-
-
-@dataclass(frozen=True)
-class Cite:
-    """A citation of the References entry ``(role, name)``; rendered ``[n]`` in markdown, ``\\cite{key}`` in LaTeX."""
-
-    role: str
-    name: str
-
-
-@dataclass
-class Sentence:
-    """Text pieces added with :meth:`add`: a template's literal text is written by this module, each ``{}`` field is
-    a value from the record (escaped for the output format) or a :class:`Cite`."""
-
-    parts: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
-
-    def add(self, template: str, *args: Any) -> "Sentence":
-        self.parts.append((template, args))
-        return self
-
-    def add_if(self, condition: Any, template: str, *args: Any) -> "Sentence":
-        """:meth:`add` when ``condition`` is true (the fields of a missing value are never formatted)."""
-        return self.add(template, *args) if condition else self
-
-    def render(self, literal: Callable[[str], str], value: Callable[[Any], str]) -> str:
-        out = []
-        for template, args in self.parts:
-            values = iter(args)
-            for text, name, _, _ in string.Formatter().parse(template):
-                out.append(literal(text))
-                if name is not None:
-                    out.append(value(next(values)))
-        return "".join(out)
-
-
-Paragraph = tuple[str, list[Sentence]]
-
-
-def get_in(data: Any, *path: str) -> Any:
-    """``data[path[0]][path[1]]...``, or ``None`` where a key or a level is missing."""
-    for key in path:
-        if not isinstance(data, dict) or key not in data:
-            return None
-        data = data[key]
-    return data
-
-
-def num_text(x: Any) -> str:
-    """A stored number as text: whole numbers without ``.0``, others to 4 significant digits."""
-    if isinstance(x, bool):
-        return str(x)
-    if isinstance(x, float) and x.is_integer():
-        return str(int(x))
-    return f"{x:.4g}" if isinstance(x, float) else str(x)
-
-
-def and_text(items: Sequence[str]) -> str:
-    """``a``, ``a and b``, ``a, b and c`` (empty for no items)."""
-    items = list(items)
-    if not items:
-        return ""
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _rule(rule: Any, unit: str = "") -> str | None:
@@ -473,6 +409,25 @@ def software_sentences(record: dict[str, Any], cite: set[tuple[str, str]]) -> li
     world = get_in(record, "distributed", "world_size")
     if isinstance(world, int) and world > 1:
         s.add(" in {} processes", num_text(world))
+    return [s.add("."), *_numerics(record)]
+
+
+def _numerics(record: dict[str, Any]) -> list[Sentence]:
+    """The models' arithmetic as it ran (``setup.precision``: weight dtypes, autocast dtype), models that ran alike
+    named together; none in a record without it (older records, models without torch weights)."""
+    precision = get_in(record, "setup", "precision")
+    groups: dict[str, list[str]] = {}
+    for name, entry in (precision.items() if isinstance(precision, dict) else ()):
+        weights = entry.get("weights") if isinstance(entry, dict) else None
+        if isinstance(weights, list) and weights:
+            how = and_text([str(w) for w in weights]) + " weights"
+            how += f" under {entry['autocast']} autocast" if entry.get("autocast") else " without autocast"
+            groups.setdefault(how, []).append(str(name))
+    if not groups:
+        return []
+    s = Sentence().add("Numerical precision: ")
+    for i, (how, names) in enumerate(groups.items()):
+        s.add("{} ran with {}" if i == 0 else "; {} with {}", and_text(names), how)
     return [s.add(".")]
 
 

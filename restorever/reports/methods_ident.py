@@ -13,8 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from .methods import (Cite, Paragraph, Sentence, alignment_sentences, and_text, degradation_sentences, get_in, num_text,
-                      recognizer_sentences, restorer_sentences, software_sentences)
+from .methods import (alignment_sentences, degradation_sentences, recognizer_sentences, restorer_sentences,
+                      software_sentences)
+from .methods_text import Cite, Paragraph, Sentence, and_text, get_in, num_text
 
 __all__ = ["ident_paragraphs", "is_identification"]
 

@@ -7,7 +7,7 @@ import torch
 
 from ..hub import ModelCard, OptionSpec
 from ..images import check_faces
-from ..precision import AUTOCAST_PRECISIONS
+from ..precision import AUTOCAST_PRECISIONS, numerics
 
 
 class Restorer(torch.nn.Module):
@@ -37,6 +37,16 @@ class Restorer(torch.nn.Module):
         for tensor in self.parameters():
             return tensor.device
         return torch.device("cpu")
+
+    def autocast_dtype(self, device: torch.device) -> torch.dtype | None:
+        """The dtype :meth:`forward` autocasts to on ``device`` (None: no autocast, the default); the backends with a
+        ``precision`` option override it."""
+        return None
+
+    def numerics(self, device: torch.device) -> dict | None:
+        """Weight dtypes and autocast dtype on ``device`` (:func:`restorever.precision.numerics`): results.json's
+        ``setup.precision``."""
+        return numerics(self, self.autocast_dtype(torch.device(device)))
 
     def restore(self, images: torch.Tensor, *, seeds: Sequence[int] | None = None) -> torch.Tensor:
         """Restore ``images`` (``[B,3,512,512]`` float RGB in [0,1]); ``seeds`` are per-item noise seeds."""

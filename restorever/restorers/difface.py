@@ -156,11 +156,12 @@ class DifFaceRestorer(Restorer):
         return (f"start_step={self.start_step}, steps={self.steps}, eta={self.eta}, precision={self.precision!r}, "
                 f"cuda_graph={self.cuda_graph}, compile={self.torch_compile}")
 
-    def _autocast_dtype(self, device: torch.device) -> torch.dtype | None:
+    def autocast_dtype(self, device: torch.device) -> torch.dtype | None:
+        """The UNet's autocast dtype on ``device`` (None: no autocast): ``auto`` and ``*-amp`` only."""
         return self._precision.autocast_dtype(device)
 
     def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
-        dtype = self._autocast_dtype(device)
+        dtype = self.autocast_dtype(device)
         return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
 
     def _unet_call(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:

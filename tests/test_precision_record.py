@@ -1,0 +1,114 @@
+"""results.json's ``setup.precision``: the arithmetic each model ran with on the run's device (``auto`` resolves per
+device), read from the built models, and the methods sentence made from it."""
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+import torch
+
+from restorever.pipeline.environment import setup_info
+from restorever.pipeline.evaluate import EvalConfig, run_header
+from restorever.precision import numerics
+from restorever.recognizers import create_recognizer
+from restorever.reports.methods import methods_latex, methods_markdown
+from restorever.restorers import create_restorer
+from restorever.validate import RESULTS_SCHEMA
+from tests.conftest import random_iresnet_checkpoint
+
+
+def test_numerics_reads_the_parameters_and_the_autocast():
+    """Weight dtypes are those of the parameters as they are now (a cast shows), sorted; buffers and integer
+    parameters do not count; a module without floating-point parameters has no entry."""
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.Linear(4, 2))
+    assert numerics(net, None) == {"weights": ["float32"], "autocast": None}
+    net[2].to(torch.bfloat16)
+    assert numerics(net, torch.float16) == {"weights": ["bfloat16", "float32"], "autocast": "float16"}
+    assert numerics(torch.nn.ReLU(), torch.float16) is None
+
+
+@pytest.mark.parametrize("name,options,cpu,cuda", [
+    ("gfpgan-v1.4", {}, None, "float16"),                       # autocast-only: auto is fp16 on CUDA
+    ("gfpgan-v1.4", {"precision": "fp32"}, None, None),
+    ("codeformer", {"precision": "bf16"}, "bfloat16", "bfloat16"),
+    ("vqfr-v2", {"precision": "fp16-amp"}, "float16", "float16"),
+    ("vqfr-v2", {}, None, "float16"),
+])
+def test_restorers_resolve_auto_per_device(name, options, cpu, cuda):
+    """The autocast dtype recorded is the one ``forward`` uses on that device (the backends' own
+    ``autocast_dtype``), so a CPU record and a GPU record of the same command say different things."""
+    restorer = create_restorer(name, pretrained=False, **options)
+    assert restorer.numerics(torch.device("cpu")) == {"weights": ["float32"], "autocast": cpu}
+    assert restorer.numerics("cuda") == {"weights": ["float32"], "autocast": cuda}
+    assert restorer.autocast_dtype(torch.device("cuda")) == (getattr(torch, cuda) if cuda else None)
+
+
+def test_cast_once_restorers_record_their_half_weights():
+    """``fp16`` casts VQFR's weights once and keeps its numerically sensitive parts in float32: both dtypes are
+    recorded, with no autocast on either device; DifFace's UNet is all float16."""
+    vqfr = create_restorer("vqfr-v2", pretrained=False, precision="fp16")
+    dtypes = {p.dtype for p in vqfr.parameters()}
+    assert dtypes == {torch.float16, torch.float32}
+    assert vqfr.numerics("cuda") == vqfr.numerics("cpu") == {"weights": ["float16", "float32"], "autocast": None}
+    difface = create_restorer("difface", pretrained=False, precision="bf16")
+    assert difface.numerics("cuda")["weights"] == sorted({str(p.dtype)[6:] for p in difface.parameters()})
+    assert "bfloat16" in difface.numerics("cuda")["weights"]
+
+
+def test_recognizers(tmp_path):
+    """A crop recognizer resolves ``auto`` for the device it is built on and autocasts on CUDA only (its forward's
+    rule), so the entry is what it does; dlib and the parameter-free ``none`` restorer compute outside torch
+    weights and get no entry."""
+    path = tmp_path / "backbone.pth"
+    random_iresnet_checkpoint(path, 50)
+    built_on_cpu = create_recognizer("arcface-r50-ms1mv3", weights={"model": str(path)})
+    assert built_on_cpu.numerics(torch.device("cuda")) == {"weights": ["float32"], "autocast": None}
+    half = create_recognizer("arcface-r50-ms1mv3", weights={"model": str(path)}, precision="fp16")
+    assert half.numerics(torch.device("cpu")) == {"weights": ["float32"], "autocast": None}
+    assert half.numerics(torch.device("cuda")) == {"weights": ["float32"], "autocast": "float16"}
+    assert create_recognizer("dlib").numerics("cuda") is None
+    assert create_restorer("none").numerics("cuda") is None
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    path = tmp_path_factory.mktemp("p") / "backbone.pth"
+    random_iresnet_checkpoint(path, 50)
+    return [create_recognizer("arcface-r50-ms1mv3", weights={"model": str(path)}, precision="fp16"),
+            create_restorer("none"),
+            create_restorer("gfpgan-v1.4", pretrained=False), create_restorer("codeformer", pretrained=False,
+                                                                               precision="fp32")]
+
+
+def test_the_record_keeps_what_auto_resolved_to(models):
+    """run_header's setup.precision names every model with torch weights, recognizer first, by card name, as it
+    ran on the run's device; the record passes the schema with it."""
+    config = EvalConfig(protocol="lfw", recognizer="arcface-r50-ms1mv3",
+                        restorers=["none", "gfpgan-v1.4", "codeformer"], scales=[8])
+    gpu = setup_info(config, models[0], models[1:], torch.device("cuda"))["precision"]
+    assert list(gpu) == ["arcface-r50-ms1mv3", "gfpgan-v1.4", "codeformer"]
+    assert [v["autocast"] for v in gpu.values()] == ["float16", "float16", None]
+    header = run_header(config, torch.device("cpu"), models).to_json()
+    assert [v["autocast"] for v in header["setup"]["precision"].values()] == [None, None, None]
+    assert "precision" not in setup_info(config, create_recognizer("dlib"), [models[1]], "cuda")
+    json.dumps(header, allow_nan=False)
+    schema = jsonschema.Draft202012Validator(RESULTS_SCHEMA["properties"]["setup"])
+    assert schema.is_valid({"precision": gpu}) and schema.is_valid(json.loads(json.dumps(header["setup"])))
+    assert not schema.is_valid({"precision": {"x": {"weights": ["float32"], "autocast": "int8"}}})
+    assert not schema.is_valid({"precision": {"x": {"weights": [], "autocast": None}}})
+
+
+def test_methods_sentence_groups_models_that_ran_alike():
+    """One sentence names each arithmetic once, with the models that ran it; a record without setup.precision
+    (older, or only dlib/onnxruntime) gets none."""
+    record = {"restorever_version": "1.0", "config": {}, "environment": {"device": "cuda:0", "gpu": "H100"},
+              "setup": {"precision": {"arcface-r50-ms1mv3": {"weights": ["float32"], "autocast": "float16"},
+                                      "vqfr-v2": {"weights": ["float16", "float32"], "autocast": None},
+                                      "gfpgan-v1.4": {"weights": ["float32"], "autocast": "float16"}}}}
+    text = methods_markdown(record)
+    assert ("Numerical precision: arcface-r50-ms1mv3 and gfpgan-v1.4 ran with float32 weights under float16 "
+            "autocast; vqfr-v2 with float16 and float32 weights without autocast.") in text
+    assert "Numerical precision" in methods_latex(record)
+    del record["setup"]
+    assert "Numerical precision" not in methods_markdown(record)
