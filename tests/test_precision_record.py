@@ -112,3 +112,27 @@ def test_methods_sentence_groups_models_that_ran_alike():
     assert "Numerical precision" in methods_latex(record)
     del record["setup"]
     assert "Numerical precision" not in methods_markdown(record)
+
+
+def test_a_cuda_record_keeps_the_tf32_and_cudnn_switches(monkeypatch):
+    """environment.cuda_math on a CUDA device: the switches as they are when the record is made (TF32 for
+    matmuls is off and for cuDNN on by PyTorch's default; a user's script may flip either), schema-valid; none on
+    the CPU."""
+    from restorever.pipeline.environment import environment_info
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    matmul, before = torch.backends.cuda.matmul, torch.backends.cuda.matmul.allow_tf32  # a property: no monkeypatch
+    matmul.allow_tf32 = True
+    try:
+        env = environment_info(torch.device("cuda", 0))
+    finally:
+        matmul.allow_tf32 = before
+    assert env["gpu"] == "NVIDIA H200"
+    assert env["cuda_math"] == {"tf32_matmul": True, "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+                                "float32_matmul_precision": "high",  # what allow_tf32 = True means
+                                "cudnn_benchmark": True, "cudnn_deterministic": torch.backends.cudnn.deterministic}
+    schema = jsonschema.Draft202012Validator(RESULTS_SCHEMA["$defs"]["environment"])
+    assert schema.is_valid(env)
+    assert not schema.is_valid({**env, "cuda_math": {**env["cuda_math"], "tf32_cudnn": "yes"}})
+    assert "cuda_math" not in environment_info(torch.device("cpu"))

@@ -50,7 +50,8 @@ def environment_info(device: Any) -> dict[str, Any]:
     ``environment``); the GPU's name when ``device`` is a CUDA device. ``torch_threads`` (``torch.get_num_threads()``
     as the record is made) and ``OMP_NUM_THREADS`` are recorded because some torch kernels round differently with
     another thread count, and ``libraries`` (:func:`library_versions`) because a new Pillow, OpenCV or dlib can
-    change decoded pixels or embeddings."""
+    change decoded pixels or embeddings. On CUDA, ``cuda_math`` (:func:`cuda_math`) keeps the TF32 and cuDNN
+    switches."""
     import numpy as np
     import torch
 
@@ -60,7 +61,21 @@ def environment_info(device: Any) -> dict[str, Any]:
            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "libraries": library_versions()}
     if getattr(device, "type", None) == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
+        env["cuda_math"] = cuda_math()
     return env
+
+
+def cuda_math() -> dict[str, Any]:
+    """The process-wide switches that change float32 results on CUDA (results.json's ``environment.cuda_math``):
+    TF32 in matrix products and in cuDNN convolutions, the float32 matmul precision, cuDNN's autotuning
+    (``benchmark``: the chosen algorithm can differ run to run) and ``deterministic``."""
+    import torch
+
+    return {"tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+            "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+            "cudnn_deterministic": bool(torch.backends.cudnn.deterministic)}
 
 
 def setup_info(config: Any, recognizer: Any, restorers: Sequence[Any] = (), device: Any = None) -> dict[str, Any]:
