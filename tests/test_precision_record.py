@@ -110,8 +110,14 @@ def test_methods_sentence_groups_models_that_ran_alike():
     assert ("Numerical precision: arcface-r50-ms1mv3 and gfpgan-v1.4 ran with float32 weights under float16 "
             "autocast; vqfr-v2 with float16 and float32 weights without autocast.") in text
     assert "Numerical precision" in methods_latex(record)
-    del record["setup"]
-    assert "Numerical precision" not in methods_markdown(record)
+    assert "TF32" not in text  # a record without environment.cuda_math (the CPU, older records)
+    record["environment"]["cuda_math"] = {"tf32_matmul": False, "tf32_cudnn": True, "cudnn_benchmark": False}
+    assert "On the GPU, TF32 was allowed in convolutions and not in matrix products; cuDNN autotuning was off." \
+        in methods_markdown(record)
+    record["environment"]["cuda_math"] = {"tf32_matmul": False, "tf32_cudnn": False, "cudnn_benchmark": True}
+    assert "On the GPU, TF32 was off; cuDNN autotuning was on." in methods_markdown(record)
+    del record["setup"], record["environment"]["cuda_math"]
+    assert "Numerical precision" not in methods_markdown(record) and "TF32" not in methods_markdown(record)
 
 
 def test_a_cuda_record_keeps_the_tf32_and_cudnn_switches(monkeypatch):

@@ -414,7 +414,8 @@ def software_sentences(record: dict[str, Any], cite: set[tuple[str, str]]) -> li
 
 def _numerics(record: dict[str, Any]) -> list[Sentence]:
     """The models' arithmetic as it ran (``setup.precision``: weight dtypes, autocast dtype), models that ran alike
-    named together; none in a record without it (older records, models without torch weights)."""
+    named together, and on CUDA the TF32 and cuDNN switches (``environment.cuda_math``); none in a record without
+    them (older records, models without torch weights, the CPU)."""
     precision = get_in(record, "setup", "precision")
     groups: dict[str, list[str]] = {}
     for name, entry in (precision.items() if isinstance(precision, dict) else ()):
@@ -423,12 +424,22 @@ def _numerics(record: dict[str, Any]) -> list[Sentence]:
             how = and_text([str(w) for w in weights]) + " weights"
             how += f" under {entry['autocast']} autocast" if entry.get("autocast") else " without autocast"
             groups.setdefault(how, []).append(str(name))
-    if not groups:
-        return []
-    s = Sentence().add("Numerical precision: ")
-    for i, (how, names) in enumerate(groups.items()):
-        s.add("{} ran with {}" if i == 0 else "; {} with {}", and_text(names), how)
-    return [s.add(".")]
+    out = []
+    if groups:
+        s = Sentence().add("Numerical precision: ")
+        for i, (how, names) in enumerate(groups.items()):
+            s.add("{} ran with {}" if i == 0 else "; {} with {}", and_text(names), how)
+        out.append(s.add("."))
+    math = get_in(record, "environment", "cuda_math")
+    if isinstance(math, dict) and all(isinstance(math.get(k), bool) for k in ("tf32_cudnn", "tf32_matmul")):
+        where = {"convolutions": math["tf32_cudnn"], "matrix products": math["tf32_matmul"]}
+        on, off = [w for w, v in where.items() if v], [w for w, v in where.items() if not v]
+        s = Sentence().add("On the GPU, TF32 was ")
+        s.add("allowed in " + " and ".join(on) + (" and not in " + off[0] if off else "") if on else "off")
+        if isinstance(math.get("cudnn_benchmark"), bool):
+            s.add("; cuDNN autotuning was " + ("on" if math["cudnn_benchmark"] else "off"))
+        out.append(s.add("."))
+    return out
 
 
 _PARAGRAPHS: tuple[tuple[str, Callable[[dict[str, Any], set[tuple[str, str]]], list[Sentence]]], ...] = (
