@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import inspect
 import logging
 from typing import TYPE_CHECKING, Any, Callable
@@ -192,50 +193,138 @@ def module_origin(module: str) -> dict[str, Any]:
 
 
 def helper_files(mod: Any) -> dict[str, str]:
-    """``{path: sha256}`` of the plugin's own helper modules: those its namespace refers to (a module it imported,
-    or a class or function defined in one) and their parent packages, followed from module to module, that are the
-    user's code -- a ``.py`` file outside ``site-packages``/``dist-packages``, the standard library and restorever
-    (installed packages count by their version) -- by path relative to the plugin file's folder, in ``/`` form,
-    sorted; the same however the plugin was loaded (``--plugin lab.x``, ``lab/x.py``). An edited helper then changes
-    the plugin's keys as an edited plugin file does. A module imported only inside a function is not seen; the
-    packages that hold the plugin itself are not helpers."""
+    """``{path: sha256}`` of the plugin's own helper modules: those it imports (any ``import`` statement of its
+    source, inside a function too) or its namespace refers to (a module, or a class or function defined in one) and
+    their parent packages, followed from module to module, that are the user's code -- a ``.py`` file outside
+    ``site-packages``/``dist-packages``, the standard library and restorever (installed packages count by their
+    version) -- by path relative to the plugin file's folder, in ``/`` form, sorted; the same however the plugin was
+    loaded (``--plugin lab.x``, ``lab/x.py``) and whatever else the process imported (a package's submodules count
+    when its own source imports them, not because another plugin did). An edited helper then changes the plugin's
+    keys as an edited plugin file does. The packages that hold the plugin itself are not helpers; a helper file that
+    cannot be read is a warning and left out."""
     import os
-    import sys
     import sysconfig
-    import types
 
     folder = os.path.dirname(os.path.realpath(mod.__file__))
     system = {os.path.realpath(sysconfig.get_paths()[k]) for k in ("stdlib", "platstdlib")}
     system.add(os.path.dirname(os.path.realpath(__file__)))  # restorever's package folder
+    memo: dict[str, tuple[Any, str | None, Any]] = {mod.__name__: (mod, mod.__file__, getattr(mod, "__path__", None))}
 
-    def user_file(found: Any) -> str | None:
-        path = os.path.realpath(getattr(found, "__file__", None) or "")
-        parts = set(path.split(os.sep))
-        if not path.endswith(".py") or parts & {"site-packages", "dist-packages"}:
+    def user_file(path: Any) -> str | None:
+        if not isinstance(path, str) or not path.endswith(".py"):
+            return None
+        path = os.path.realpath(path)
+        if set(path.split(os.sep)) & {"site-packages", "dist-packages"}:
             return None
         return None if any(path.startswith(d + os.sep) for d in system) else path
 
     names = mod.__name__.split(".")
-    seen, todo, out = {".".join(names[:i]) for i in range(1, len(names) + 1)}, [mod], {}
+    seen, todo, out = {".".join(names[:i]) for i in range(1, len(names) + 1)}, [mod.__name__], {}
     while todo:
-        for value in list(vars(todo.pop()).values()):
-            if isinstance(value, types.ModuleType):
-                found = value
-            elif isinstance(value, (type, types.FunctionType)):
-                found = sys.modules.get(getattr(value, "__module__", None) or "")
-            else:
+        name = todo.pop()
+        found, path, search = _locate(name, memo)
+        path = user_file(path) if name != mod.__name__ else os.path.realpath(mod.__file__)
+        if path is None:
+            continue
+        if name != mod.__name__:
+            try:
+                with open(path, "rb") as fh:
+                    out[os.path.relpath(path, folder).replace(os.sep, "/")] = hashlib.sha256(fh.read()).hexdigest()
+            except OSError as exc:
+                log.warning("plugin %s: its helper %s cannot be read (%s); it is left out of the plugin's cache keys",
+                            mod.__name__, path, exc)
                 continue
-            parts = found.__name__.split(".") if found is not None else []
-            for found in (sys.modules.get(".".join(parts[:i])) for i in range(len(parts), 0, -1)):  # and packages
-                if found is None or found.__name__ in seen:
-                    continue
-                seen.add(found.__name__)
-                path = user_file(found)
-                if path is not None:
-                    with open(path, "rb") as fh:
-                        out[os.path.relpath(path, folder).replace(os.sep, "/")] = hashlib.sha256(fh.read()).hexdigest()
-                    todo.append(found)
+        for ref in _imported_names(path, name, search is not None) | _namespace_names(found):
+            parts = ref.split(".")
+            for parent in (".".join(parts[:i]) for i in range(len(parts), 0, -1)):  # the module and its packages
+                if parent not in seen:
+                    seen.add(parent)
+                    todo.append(parent)
     return dict(sorted(out.items()))
+
+
+def _locate(name: str, memo: dict[str, tuple[Any, str | None, Any]]) -> tuple[Any, str | None, Any]:
+    """``(module or None, source path or None, submodule search path or None)`` of module ``name``: the imported
+    module where there is one, else where the import system would find it (without importing it); nothing for a
+    name that is not a module or whose ``sys.modules`` entry is not a module object."""
+    import sys
+    import types
+    from importlib.machinery import PathFinder
+
+    if name in memo:
+        return memo[name]
+    entry = sys.modules.get(name)
+    if isinstance(entry, types.ModuleType):
+        out = (entry, getattr(entry, "__file__", None), getattr(entry, "__path__", None))
+    elif name in sys.modules:  # a stand-in object or a blocked import
+        out = (None, None, None)
+    else:
+        parent, _, last = name.rpartition(".")
+        where = _locate(parent, memo)[2] if parent else None
+        spec = None
+        if not parent or where is not None:
+            try:
+                spec = PathFinder.find_spec(last, list(where) if where is not None else None)
+            except (ImportError, ValueError, OSError):
+                spec = None
+        out = (None, spec.origin if spec is not None and spec.has_location else None,
+               spec.submodule_search_locations if spec is not None else None)
+    memo[name] = out
+    return out
+
+
+def _imported_names(path: str, name: str, is_package: bool) -> set[str]:
+    """The dotted names every ``import`` statement of the source ``path`` (module ``name``) names, relative ones
+    resolved; for ``from a import b`` both ``a`` and ``a.b`` (which may be an attribute, not a module)."""
+    import ast
+
+    try:
+        with open(path, "rb") as fh:
+            tree = ast.parse(fh.read(), filename=path)
+    except (OSError, SyntaxError, ValueError):
+        return set()
+    package = name if is_package else name.rpartition(".")[0]
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                if not package:
+                    continue
+                try:
+                    base = importlib.util.resolve_name("." * node.level + base, package)
+                except (ImportError, ValueError):
+                    continue
+            if base:
+                out.add(base)
+                out.update(f"{base}.{alias.name}" for alias in node.names if alias.name != "*")
+    return out
+
+
+def _namespace_names(found: Any) -> set[str]:
+    """The modules ``found``'s namespace refers to: a module object, or the module of a class or function. A
+    package's own submodules are not taken from it (the import system puts every imported submodule there, whoever
+    imported it): its source's import statements name those it uses."""
+    import types
+
+    if not isinstance(found, types.ModuleType):
+        return set()
+    own = f"{found.__name__}." if hasattr(found, "__path__") else None
+    out = set()
+    for value in list(vars(found).values()):
+        if isinstance(value, types.ModuleType):
+            ref = getattr(value, "__name__", None)
+            if own is not None and isinstance(ref, str) and ref.startswith(own):
+                continue
+        elif isinstance(value, (type, types.FunctionType)):
+            ref = getattr(value, "__module__", None)
+        else:
+            continue
+        if isinstance(ref, str) and ref:
+            out.add(ref)
+    return out
 
 
 def _installed_package_of(module: str, path: str) -> tuple[str, str | None] | None:

@@ -156,3 +156,71 @@ def test_the_same_helpers_however_the_plugin_is_loaded(folder):
             sys.modules.pop(name, None)
     assert dotted == by_file and set(dotted) == {"../hp_consts.py", "../hp_lab/__init__.py", "../hp_lab/ops.py",
                                                  "../hp_lab/shapes.py"}
+
+
+SHARED = ("hp_shared", "hp_shared.nets", "hp_shared.extra", "hp_shared.late", "hp_two", "hp_gone", "hp_shim")
+
+
+@pytest.fixture
+def shared(tmp_path, monkeypatch):
+    """A helper package ``hp_shared`` with three modules, on sys.path; sys.modules restored afterwards."""
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    (tmp_path / "hp_shared").mkdir()
+    (tmp_path / "hp_shared" / "__init__.py").write_text("")
+    for name in ("nets", "extra", "late"):
+        (tmp_path / "hp_shared" / f"{name}.py").write_text(f"NAME = {name!r}\n")
+    yield tmp_path
+    for name in SHARED:
+        sys.modules.pop(name, None)
+
+
+def test_helpers_do_not_depend_on_what_else_the_process_imported(shared):
+    """A plugin that imports ``hp_shared.nets`` has the package and that module as helpers, whether or not another
+    plugin of the same process imported ``hp_shared.extra`` (before, every submodule anyone had imported was taken
+    from the package's namespace: the keys of an unchanged plugin differed with the other plugins loaded)."""
+    import importlib
+
+    (shared / "hp_two.py").write_text("import hp_shared.nets\n")
+    alone = helper_files(importlib.import_module("hp_two"))
+    importlib.import_module("hp_shared.extra")  # another plugin's helper, same package
+    assert helper_files(sys.modules["hp_two"]) == alone
+    assert set(alone) == {"hp_shared/__init__.py", "hp_shared/nets.py"}
+
+
+def test_a_helper_imported_inside_a_function_is_seen_before_and_after_it_runs(shared):
+    """``from hp_shared import late`` inside ``create`` is a helper from the start: the keys computed before the
+    function ran equal those after (before, it was seen only once something had imported it)."""
+    import importlib
+
+    (shared / "hp_two.py").write_text("import hp_shared.nets\n\ndef create():\n    from hp_shared import late\n"
+                                      "    return late.NAME\n")
+    mod = importlib.import_module("hp_two")
+    before = helper_files(mod)
+    assert mod.create() == "late" and helper_files(mod) == before
+    assert set(before) == {"hp_shared/__init__.py", "hp_shared/nets.py", "hp_shared/late.py"}
+    assert before["hp_shared/late.py"] == _sha(shared / "hp_shared" / "late.py")
+
+
+def test_odd_module_objects_and_a_vanished_helper_are_no_crash(shared, caplog):
+    """A ``sys.modules`` entry that is not a module (a lazy-import stand-in without ``__name__``) is skipped; a
+    helper file deleted after it was imported is a warning naming it, and the others are still hashed."""
+    import importlib
+
+    class StandIn:
+        __slots__ = ()
+
+    (shared / "hp_gone.py").write_text("X = 1\n")
+    (shared / "hp_two.py").write_text("import hp_gone\nimport hp_shared.nets\n")
+    mod = importlib.import_module("hp_two")
+    sys.modules["hp_shim"] = StandIn()
+
+    def made_there():
+        return None
+
+    made_there.__module__ = "hp_shim.inner"
+    mod.made_there = made_there
+    (shared / "hp_gone.py").unlink()
+    with caplog.at_level("WARNING", logger="restorever._registry"):
+        found = helper_files(mod)
+    assert set(found) == {"hp_shared/__init__.py", "hp_shared/nets.py"}
+    assert any("hp_gone.py" in r.getMessage() and "cannot be read" in r.getMessage() for r in caplog.records)
