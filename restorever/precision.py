@@ -100,12 +100,20 @@ def cast_module(module: nn.Module, dtype: torch.dtype, keep: Iterable[type] = ()
     return module
 
 
-def numerics(module: nn.Module, autocast: torch.dtype | None) -> dict[str, Any] | None:
+def numerics(module: nn.Module, autocast: torch.dtype | None, float32_parts: Iterable[str] = ()
+             ) -> dict[str, Any] | None:
     """How ``module`` computes, for results.json's ``setup.precision``: ``{"weights": [...], "autocast": ...}``, the
     sorted dtype names of its floating-point parameters (``["float16", "float32"]`` where a cast-once backend keeps
-    sensitive parts in float32) and the autocast dtype's name (None = no autocast). None for a module without
-    floating-point parameters (dlib, onnxruntime and the parameter-free restorers compute outside torch's weights)."""
+    sensitive parts in float32) and the autocast dtype's name (None = no autocast), plus ``"float32_parts"``: the
+    parts that stay in float32 outside the cast and the autocast (VQFR's and CodeFormer's code selection), where the
+    model computes in a reduced precision at all. None for a module without floating-point parameters (dlib,
+    onnxruntime and the parameter-free restorers compute outside torch's weights)."""
     weights = sorted({str(p.dtype).removeprefix("torch.") for p in module.parameters() if p.is_floating_point()})
     if not weights:
         return None
-    return {"weights": weights, "autocast": str(autocast).removeprefix("torch.") if autocast is not None else None}
+    out: dict[str, Any] = {"weights": weights,
+                           "autocast": str(autocast).removeprefix("torch.") if autocast is not None else None}
+    parts = list(float32_parts)
+    if parts and (autocast is not None or weights != ["float32"]):
+        out["float32_parts"] = parts
+    return out

@@ -39,8 +39,10 @@ def test_restorers_resolve_auto_per_device(name, options, cpu, cuda):
     """The autocast dtype recorded is the one ``forward`` uses on that device (the backends' own
     ``autocast_dtype``), so a CPU record and a GPU record of the same command say different things."""
     restorer = create_restorer(name, pretrained=False, **options)
-    assert restorer.numerics(torch.device("cpu")) == {"weights": ["float32"], "autocast": cpu}
-    assert restorer.numerics("cuda") == {"weights": ["float32"], "autocast": cuda}
+    kept = {"codeformer": ["encoder", "code prediction"], "vqfr-v2": ["encoder", "code selection"]}.get(name)
+    for device, dtype in ((torch.device("cpu"), cpu), ("cuda", cuda)):
+        parts = {"float32_parts": kept} if kept and dtype else {}  # only where a half precision is in use
+        assert restorer.numerics(device) == {"weights": ["float32"], "autocast": dtype, **parts}
     assert restorer.autocast_dtype(torch.device("cuda")) == (getattr(torch, cuda) if cuda else None)
 
 
@@ -50,7 +52,9 @@ def test_cast_once_restorers_record_their_half_weights():
     vqfr = create_restorer("vqfr-v2", pretrained=False, precision="fp16")
     dtypes = {p.dtype for p in vqfr.parameters()}
     assert dtypes == {torch.float16, torch.float32}
-    assert vqfr.numerics("cuda") == vqfr.numerics("cpu") == {"weights": ["float16", "float32"], "autocast": None}
+    assert vqfr.numerics("cuda") == vqfr.numerics("cpu") == {
+        "weights": ["float16", "float32"], "autocast": None,
+        "float32_parts": ["encoder", "code selection", "deformable convolutions"]}
     difface = create_restorer("difface", pretrained=False, precision="bf16")
     assert difface.numerics("cuda")["weights"] == sorted({str(p.dtype)[6:] for p in difface.parameters()})
     assert "bfloat16" in difface.numerics("cuda")["weights"]
@@ -142,3 +146,26 @@ def test_a_cuda_record_keeps_the_tf32_and_cudnn_switches(monkeypatch):
     assert schema.is_valid(env)
     assert not schema.is_valid({**env, "cuda_math": {**env["cuda_math"], "tf32_cudnn": "yes"}})
     assert "cuda_math" not in environment_info(torch.device("cpu"))
+
+
+def test_partial_autocast_is_recorded_and_stated():
+    """VQFR autocasts only its decoders and CodeFormer only its generator (code selection, and the encoder unless
+    ``autocast_encoder``, stay float32): the record names the float32 parts and the methods sentence says so, where
+    before it read as if the whole network ran under float16 autocast; with ``autocast_encoder`` only what still
+    stays float32 is named; GFPGAN, which autocasts the whole network, names none."""
+    vqfr = create_restorer("vqfr-v2", pretrained=False)
+    assert vqfr.numerics("cuda")["float32_parts"] == ["encoder", "code selection"]
+    assert create_restorer("vqfr-v2", pretrained=False, autocast_encoder=True).numerics("cuda")[
+        "float32_parts"] == ["code selection"]
+    assert "float32_parts" not in create_restorer("codeformer", pretrained=False,
+                                                  autocast_encoder=True).numerics("cuda")
+    assert "float32_parts" not in create_restorer("gfpgan-v1.4", pretrained=False).numerics("cuda")
+    codeformer = create_restorer("codeformer", pretrained=False)
+    setup = {"precision": {"vqfr-v2": vqfr.numerics("cuda"), "codeformer": codeformer.numerics("cuda")}}
+    schema = jsonschema.Draft202012Validator(RESULTS_SCHEMA["properties"]["setup"])
+    assert schema.is_valid(setup)
+    assert not schema.is_valid({"precision": {"x": {**setup["precision"]["vqfr-v2"], "float32_parts": "encoder"}}})
+    record = {"restorever_version": "1.0", "config": {}, "environment": {"device": "cuda:0"}, "setup": setup}
+    assert ("Numerical precision: vqfr-v2 ran with float32 weights under float16 autocast (encoder and code "
+            "selection in float32); codeformer with float32 weights under float16 autocast (encoder and code "
+            "prediction in float32).") in " ".join(methods_markdown(record).split())

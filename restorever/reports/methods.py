@@ -423,6 +423,9 @@ def _numerics(record: dict[str, Any]) -> list[Sentence]:
         if isinstance(weights, list) and weights:
             how = and_text([str(w) for w in weights]) + " weights"
             how += f" under {entry['autocast']} autocast" if entry.get("autocast") else " without autocast"
+            parts = entry.get("float32_parts")
+            if isinstance(parts, list) and parts:
+                how += f" ({and_text([str(p) for p in parts])} in float32)"
             groups.setdefault(how, []).append(str(name))
     out = []
     if groups:

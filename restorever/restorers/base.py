@@ -43,10 +43,15 @@ class Restorer(torch.nn.Module):
         ``precision`` option override it."""
         return None
 
+    def float32_parts(self) -> tuple[str, ...]:
+        """The parts of the network that stay in float32 when the rest is cast or autocast to a half precision
+        (none, the default: the precision applies to the whole network)."""
+        return ()
+
     def numerics(self, device: torch.device) -> dict | None:
-        """Weight dtypes and autocast dtype on ``device`` (:func:`restorever.precision.numerics`): results.json's
-        ``setup.precision``."""
-        return numerics(self, self.autocast_dtype(torch.device(device)))
+        """Weight dtypes, autocast dtype on ``device`` and the parts kept in float32
+        (:func:`restorever.precision.numerics`): results.json's ``setup.precision``."""
+        return numerics(self, self.autocast_dtype(torch.device(device)), self.float32_parts())
 
     def restore(self, images: torch.Tensor, *, seeds: Sequence[int] | None = None) -> torch.Tensor:
         """Restore ``images`` (``[B,3,512,512]`` float RGB in [0,1]); ``seeds`` are per-item noise seeds."""

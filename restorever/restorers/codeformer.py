@@ -195,6 +195,11 @@ class CodeFormerRestorer(Restorer):
         """The autocast dtype used on ``device`` (None = no autocast)."""
         return autocast_dtype(self.precision, device, self.card.name)
 
+    def float32_parts(self) -> tuple[str, ...]:
+        """The autocast covers the generator; the encoder and the code prediction stay in float32 unless
+        ``autocast_encoder``."""
+        return () if self.autocast_encoder else ("encoder", "code prediction")
+
     def _network(self, x: torch.Tensor, amp: torch.dtype | None) -> torch.Tensor:
         return self.net(x, w=self.fidelity_weight, adain=self.adain, autocast_dtype=amp,
                         autocast_encoder=self.autocast_encoder)["out"]

@@ -99,6 +99,12 @@ class VQFRRestorer(Restorer):
         """The autocast dtype used on ``device`` (None = no autocast)."""
         return self._precision.autocast_dtype(device)
 
+    def float32_parts(self) -> tuple[str, ...]:
+        """Code selection stays in float32, and the encoder too unless ``autocast_encoder``; a cast keeps the
+        deformable convolutions in float32."""
+        parts = ("code selection",) if self.autocast_encoder else ("encoder", "code selection")
+        return parts + (("deformable convolutions",) if self._precision.cast_dtype is not None else ())
+
     def _network(self, x: torch.Tensor, amp: torch.dtype | None, net: nn.Module | None = None) -> torch.Tensor:
         net = (self._compiled_net or self.net) if net is None else net
         kwargs: dict[str, Any] = {"texture_output": False}
