@@ -59,7 +59,18 @@ def restorer_colour(name: str) -> str:
     """The restorer's colour (hex), the same in every figure; unknown names get a stable colour from their text."""
     if name in RESTORER_COLOURS:
         return RESTORER_COLOURS[name]
-    return _EXTRA[sum(map(ord, name)) % len(_EXTRA)]
+    return _extra_pick(name, _EXTRA, 0)
+
+
+def _extra_pick(name: str, options: Sequence[Any], place: int) -> Any:
+    """A stable choice for a restorer without its own look: digit ``place`` (0 colour, 1 marker, 2 hatch) of the
+    name's sha256 in base ``len(options)``, so that colour, marker and hatch are drawn independently (two names
+    share all three about once in 216 pairs, not whenever their character codes add up alike: ``ab`` and ``ba``)
+    and stay the same in every process, unlike ``hash()``."""
+    import hashlib
+
+    digest = int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "big")
+    return options[digest // len(options) ** place % len(options)]
 
 
 def restorer_marker(name: str) -> str:
@@ -67,7 +78,7 @@ def restorer_marker(name: str) -> str:
     never one of the named restorers' shapes."""
     if name in RESTORER_MARKERS:
         return RESTORER_MARKERS[name]
-    return _EXTRA_MARKERS[sum(map(ord, name)) % len(_EXTRA_MARKERS)]
+    return _extra_pick(name, _EXTRA_MARKERS, 1)
 
 
 def restorer_hatch(name: str) -> str:
@@ -75,7 +86,7 @@ def restorer_hatch(name: str) -> str:
     from their text, never one of the named restorers' hatches."""
     if name in RESTORER_HATCHES:
         return RESTORER_HATCHES[name]
-    return _EXTRA_HATCHES[sum(map(ord, name)) % len(_EXTRA_HATCHES)]
+    return _extra_pick(name, _EXTRA_HATCHES, 2)
 
 
 def condition_marker(cond: dict[str, Any]) -> str | None:

@@ -331,3 +331,22 @@ def _numbers_of(record: dict) -> set[float]:
     out |= {float(c["retrieval"]["n_probes"]) for c in record["conditions"]}
     out |= {float(len(model["schema"]["age_groups"]["names"]))} if model else set()
     return out
+
+
+def test_custom_restorers_get_colour_marker_and_hatch_independently():
+    """Two plugin restorers whose names have the same characters (``ab``, ``ba``) no longer share colour, marker
+    and hatch all at once (each was chosen from the sum of the character codes, all three by the same index); over
+    forty names the three are drawn independently (the old rule gave at most six looks in all), none is a built-in's
+    marker or hatch, and the built-ins keep theirs."""
+    from restorever.reports.figure_style import (RESTORER_COLOURS, RESTORER_HATCHES, RESTORER_MARKERS,
+                                                 restorer_colour, restorer_hatch, restorer_marker)
+
+    def look(name):
+        return restorer_colour(name), restorer_marker(name), restorer_hatch(name)
+
+    assert look("ab") != look("ba")
+    names = [f"plugin{i}" for i in range(40)]
+    assert len({look(n) for n in names}) > 6 and len({look(n)[1:] for n in names}) > 6
+    assert not {restorer_marker(n) for n in names} & set(RESTORER_MARKERS.values())
+    assert not {restorer_hatch(n) for n in names} & set(RESTORER_HATCHES.values())
+    assert all(look(n) == (RESTORER_COLOURS[n], RESTORER_MARKERS[n], RESTORER_HATCHES[n]) for n in RESTORER_COLOURS)
