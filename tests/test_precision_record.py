@@ -120,6 +120,11 @@ def test_methods_sentence_groups_models_that_ran_alike():
         in methods_markdown(record)
     record["environment"]["cuda_math"] = {"tf32_matmul": False, "tf32_cudnn": False, "cudnn_benchmark": True}
     assert "On the GPU, TF32 was off; cuDNN autotuning was on." in methods_markdown(record)
+    record["environment"]["cuda_math"] = {"tf32_matmul": True, "tf32_cudnn": True,
+                                          "float32_matmul_precision": "medium", "cudnn_benchmark": False}
+    assert ("On the GPU, TF32 was allowed in convolutions and matrix products; float32 matrix products could also "
+            "run in bfloat16 (float32 matmul precision set to medium); cuDNN autotuning was off.") in \
+        " ".join(methods_markdown(record).split())  # medium also sets allow_tf32: TF32 alone would understate it
     del record["setup"], record["environment"]["cuda_math"]
     assert "Numerical precision" not in methods_markdown(record) and "TF32" not in methods_markdown(record)
 

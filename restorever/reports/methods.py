@@ -439,6 +439,8 @@ def _numerics(record: dict[str, Any]) -> list[Sentence]:
         on, off = [w for w, v in where.items() if v], [w for w, v in where.items() if not v]
         s = Sentence().add("On the GPU, TF32 was ")
         s.add("allowed in " + " and ".join(on) + (" and not in " + off[0] if off else "") if on else "off")
+        if math.get("float32_matmul_precision") == "medium":  # PyTorch may then multiply float32 in bfloat16
+            s.add("; float32 matrix products could also run in bfloat16 (float32 matmul precision set to medium)")
         if isinstance(math.get("cudnn_benchmark"), bool):
             s.add("; cuDNN autotuning was " + ("on" if math["cudnn_benchmark"] else "off"))
         out.append(s.add("."))
