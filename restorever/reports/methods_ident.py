@@ -81,7 +81,10 @@ def _search(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sentence
             nlist, nprobe = get_in(record, "config", "ivf_nlist"), get_in(record, "config", "nprobe")
             s.add_if(index["index"] == "ivf" and nlist and nprobe, " ({} lists, {} searched)", num_text(nlist),
                      num_text(nprobe))
-        out.append(s.add_if(index.get("ranks"), "; the rank of a probe's mate is {}", index.get("ranks")).add("."))
+        s.add_if(index.get("ranks"), "; the rank of a probe's mate is {}", index.get("ranks"))
+        exact = str(index.get("ranks") or "").startswith("exact")  # retrieval.exact_ranks: ties count against
+        out.append(s.add_if(exact, ", and a gallery entry scoring exactly as the mate is counted as ranked above "
+                                   "it").add("."))
     flt = record.get("attribute_filter") if isinstance(record.get("attribute_filter"), dict) else None
     if flt and flt.get("attributes") and flt.get("threshold") is not None:
         names = [str(a) for a in flt["attributes"]]

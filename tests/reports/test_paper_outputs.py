@@ -264,6 +264,8 @@ def test_an_identification_run_gets_a_methods_text_from_its_record(ident_reporte
         assert "128-dimensional embeddings" in para["Recognition"]
         assert "150 x 150 pixel face chip" in para["Recognition"]
         assert record["index"]["similarity"] in para["Search"] and "faiss flat index" in para["Search"]
+        assert record["index"]["ranks"].startswith("exact")  # retrieval.exact_ranks: ties count against the probe
+        assert "a gallery entry scoring exactly as the mate is counted as ranked above it." in para["Search"]
         cmc = {len(c["retrieval"]["cmc"]) for c in record["conditions"]}
         assert cmc == {10} and "for k = 1 to 10" in para["Metrics"]
         assert "The rank-1, rank-5 and rank-10 identification rates" in para["Metrics"]
