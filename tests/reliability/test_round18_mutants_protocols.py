@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 
 from restorever.attributes.groups import AgeGroups
+from restorever.attributes.labels import image_key, person_of
 from restorever.attributes.metrics import attribute_report, consistency_report
 from restorever.attributes.reweighting import AttributeReweighting, fit_reweighting
-from restorever.datasets_ident import SplitOptions, split_options
+from restorever.datasets_ident import SplitOptions, build_split, split_options
 from restorever.errors import ProtocolError, UnsafePathError
-from restorever.protocol import load_protocol, load_spec, parse_pairs_csv, validate_spec
+from restorever.protocol import (load_protocol, load_spec, parse_lfw_pairs, parse_pairs_csv, protocol_kind, raw_format,
+                                 validate_spec)
 from restorever.formats import format_card
 from restorever import retrieval
 from restorever.retrieval import AttributeFilter, VectorIndex, probe_constraints
@@ -67,6 +69,39 @@ def test_image_folders_must_be_a_list_of_names():
             validate_spec(spec, source="mine.yaml")
 
 
+def test_a_dataset_that_is_not_a_mapping_is_refused_by_name():
+    for ds, shown in (("lfw", "'lfw'"), ({"format": "lfw-pair"}, "'lfw-pair'"), ({"pairs": "p.txt"}, "'None'")):
+        with pytest.raises(ProtocolError, match=f"dataset.format must be one of the registered formats .*got {shown}"):
+            validate_spec({"protocol": "mine", "dataset": ds}, source="mine.yaml")
+
+
+def test_fallback_landmarks_must_be_five_finite_numbers():
+    five = [[104.7, 113.5], [147.1, 112.5], [126, 137], [108.3, 159.0], [145.3, 158.3]]
+    validate_spec(_spec(alignment={"fallback_landmarks": five}), source="mine.yaml")
+    for bad in (float("inf"), float("nan"), True, "1"):
+        pts = [list(p) for p in five]
+        pts[2][1] = bad
+        with pytest.raises(ProtocolError, match="fallback_landmarks must be five"):
+            validate_spec(_spec(alignment={"fallback_landmarks": pts}), source="mine.yaml")
+
+
+def test_the_format_of_a_protocol_follows_its_include(tmp_path):
+    (tmp_path / "mine.yaml").write_text("include: lfw-ident\nprotocol: mine\nsplit: {min_images: 3}\n")
+    (tmp_path / "two.yaml").write_text("include: mine.yaml\nprotocol: two\n")
+    for name in ("mine.yaml", "two.yaml"):
+        path = str(tmp_path / name)
+        assert raw_format(path) == "lfw-ident" and protocol_kind(path) == "identification"
+    (tmp_path / "none.yaml").write_text("protocol: none\n")
+    assert raw_format(str(tmp_path / "none.yaml")) is None and protocol_kind("lfw") == "verification"
+
+
+def test_an_escaping_pairs_file_is_named_as_one(tmp_path):
+    (tmp_path / "lfw").mkdir()
+    (tmp_path / "mine.yaml").write_text("protocol: mine\ndataset: {format: lfw-pairs, pairs: ../pairs.txt}\n")
+    with pytest.raises(UnsafePathError, match="^pairs file '../pairs.txt' contains '..'"):
+        load_protocol(str(tmp_path / "mine.yaml"), data_root=tmp_path)
+
+
 @pytest.mark.parametrize("name", ["lfw", "lfw-dev", "lfw-ident", "pairs-csv", "insightface-bin"])
 def test_the_shipped_protocols_lint_without_a_note(name):
     """The linter's known keys are each format's own plus the common ones (``format``, ``protocol``, ...)."""
@@ -101,6 +136,14 @@ def test_pairs_relative_to_the_data_root(tmp_path, monkeypatch):
     assert proto.pairs.a == ["a/1.jpg", "a/1.jpg"] and proto.pairs.same.tolist() == [1, 0]
 
 
+def test_an_lfw_header_of_no_folds_or_no_pairs_is_refused():
+    for header in ("0 3", "0", "-1 2", "2 0", "2 -1"):
+        with pytest.raises(ProtocolError, match="header counts must be positive"):
+            parse_lfw_pairs(header + "\n")
+    rows, folds, per = parse_lfw_pairs("1\nA 1 2\nA 1 B 1\n")
+    assert (folds, per) == (1, 1) and [r[4] for r in rows] == [1, 0] and [r[5] for r in rows] == [0, 0]
+
+
 # ---------------------------------------------------------------------------------------------------- pairs-csv
 
 def test_only_a_first_row_of_column_names_is_a_header():
@@ -117,7 +160,38 @@ def test_an_escaping_image_path_is_named_as_one(tmp_path):
         load_protocol("pairs-csv", data_root=tmp_path, pairs=tmp_path / "p.csv")
 
 
+def test_every_spelling_of_a_label():
+    same, different = ("1", "true", "TRUE", "same", "yes", "y", "t"), ("0", "false", "different", "diff", "no", "n", "f")
+    text = "".join(f"a{i}.jpg,b.jpg,{w}\n" for i, w in enumerate(same + different))
+    assert parse_pairs_csv(text).same.tolist() == [1] * len(same) + [0] * len(different)
+
+
+@pytest.mark.parametrize("n_same, n_diff, n_folds, k", [(3, 20, 10, 3), (20, 3, 10, 3), (25, 25, 10, 10),
+                                                        (4, 0, 10, 4), (0, 13, 10, 10), (7, 9, 5, 5), (1, 1, 10, 1)])
+def test_folds_without_a_fold_column_hold_both_classes(n_same, n_diff, n_folds, k):
+    """Round robin within each class over ``min(n_folds, pairs of the smaller class)`` folds (of the one class when
+    the other is absent)."""
+    labels = [1] * n_same + [0] * n_diff
+    text = "".join(f"a{i}.jpg,b{i}.jpg,{s}\n" for i, s in enumerate(labels))
+    pairs = parse_pairs_csv(text, n_folds=n_folds)
+    assert sorted(set(pairs.fold.tolist())) == list(range(k))
+    for label in (0, 1):
+        folds = pairs.fold[pairs.same == label].tolist()
+        assert folds == [i % k for i in range(len(folds))]
+    if n_same and n_diff:
+        assert all({0, 1} <= set(pairs.same[pairs.fold == f].tolist()) for f in range(k))
+
+
 # ---------------------------------------------------------------------------------------------------- split
+
+def test_split_items_are_a_list_gallery_first_without_repeats():
+    enrolled = {"A": ["f/A/A_0001.jpg", "f/A/A_0002.jpg", "f/A/A_0003.jpg"], "B": ["f/B/B_0001.jpg", "f/B/B_0002.jpg"]}
+    split = build_split(enrolled, {"C": "f/C/C_0001.jpg"}, {"f/A/A_0001.jpg": "no face"})
+    assert split.gallery == ["f/A/A_0002.jpg", "f/B/B_0001.jpg", "f/C/C_0001.jpg"]
+    assert split.probes == ["f/A/A_0003.jpg", "f/B/B_0002.jpg"] and split.probe_mate.tolist() == [0, 1]
+    assert split.items == split.gallery + split.probes and isinstance(split.items, list)
+    assert split.items[-1] == "f/B/B_0002.jpg"
+
 
 def test_split_option_limits():
     for ok in (SplitOptions(min_images=2), SplitOptions(max_probes_per_person=1), SplitOptions(max_distractors=0)):
@@ -143,6 +217,23 @@ def test_a_vector_index_is_flat_unless_ivf_lists_are_asked_for():
     vectors = np.random.default_rng(0).normal(size=(200, 8)).astype(np.float32)
     for backend in ("numpy", "auto"):
         assert VectorIndex(vectors, backend=backend).kind == "flat"
+
+
+@pytest.mark.parametrize("backend", ["numpy", "faiss"])
+def test_top_k_beyond_the_vectors_pads_with_minus_inf_and_no_id(backend):
+    if backend == "faiss":
+        pytest.importorskip("faiss", reason="faiss-cpu is the [faiss] extra")
+    rng = np.random.default_rng(2)
+    vectors = rng.normal(size=(5, 4)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    q = rng.normal(size=(3, 4)).astype(np.float32)
+    scores, ids = VectorIndex(vectors, backend=backend).search(q, 8)
+    brute = q @ vectors.T
+    np.testing.assert_array_equal(ids[:, :5], np.argsort(-brute, axis=1, kind="stable"))
+    np.testing.assert_allclose(scores[:, :5], -np.sort(-brute, axis=1), atol=1e-5)
+    assert (ids[:, 5:] == -1).all() and np.isneginf(scores[:, 5:]).all()
+    top1 = VectorIndex(vectors, backend=backend).search(q, 1)[1]
+    np.testing.assert_array_equal(top1[:, 0], ids[:, 0])
 
 
 def test_a_cuda_device_puts_the_index_on_that_gpu(monkeypatch):
@@ -185,11 +276,29 @@ def test_age_tolerance_stops_at_the_first_and_last_group():
 
 # ---------------------------------------------------------------------------------------------------- attributes
 
+def test_image_keys_of_windows_paths():
+    assert image_key("lfw\\Ann_Veneman\\Ann_Veneman_0004.jpg") == "Ann_Veneman_0004"
+    assert person_of("C:\\data\\lfw\\Roh_Moo-hyun\\Roh_Moo-hyun_0003.jpg") == "Roh_Moo-hyun"
+
+
+def test_gaussian_group_probabilities_of_a_scalar_and_a_column():
+    groups = AgeGroups()
+    z = [(e - 30.0) / (10.0 * math.sqrt(2.0)) for e in (13.0, 20.0, 60.0)]
+    cdf = [0.0] + [0.5 * (1 + math.erf(v)) for v in z] + [1.0]
+    want = np.diff(cdf)
+    np.testing.assert_allclose(groups.from_gaussian(30.0, 10.0), [want], atol=1e-12)
+    np.testing.assert_allclose(groups.from_gaussian(np.array([[30.0], [30.0]]), 10.0), [want, want], atol=1e-12)
+    assert groups.from_gaussian(60.0, 0.0).tolist() == [[0.0, 0.0, 0.0, 1.0]]
+
+
 def test_fit_reweighting_refuses_probabilities_of_the_wrong_shape():
     y = {"gender": np.array([0, 1])}
     for bad in (np.full((2, 3), 0.5), np.full(2, 0.5), np.full((2, 1), 0.5)):
         with pytest.raises(ValueError, match="fit_reweighting: expected probabilities \\[N, 2\\]"):
             fit_reweighting(bad, y, {"gender": 2}, max_iter=1)
+    for labels in (np.array([0, 2]), np.array([0]), np.array([[0, 1]])):  # a class that does not exist, a wrong shape
+        with pytest.raises(ValueError, match="labels for gender must be 2 class indices in -1...1"):
+            fit_reweighting(np.full((2, 2), 0.5), {"gender": labels}, {"gender": 2}, max_iter=1)
 
 
 def test_reweighting_refuses_infinite_and_negative_probabilities():
