@@ -22,7 +22,7 @@ from restorever.protocol import (load_protocol, load_spec, parse_lfw_pairs, pars
                                  validate_spec)
 from restorever.formats import format_card
 from restorever import retrieval
-from restorever.retrieval import AttributeFilter, VectorIndex, probe_constraints
+from restorever.retrieval import AttributeFilter, GalleryIndex, VectorIndex, probe_constraints
 from restorever.validate.protocols import validate_protocol_file
 
 PROTOCOLS = Path(__file__).resolve().parents[2] / "protocols"
@@ -161,7 +161,8 @@ def test_an_escaping_image_path_is_named_as_one(tmp_path):
 
 
 def test_every_spelling_of_a_label():
-    same, different = ("1", "true", "TRUE", "same", "yes", "y", "t"), ("0", "false", "different", "diff", "no", "n", "f")
+    same = ("1", "true", "TRUE", "same", "yes", "y", "t")
+    different = ("0", "false", "different", "diff", "no", "n", "f")
     text = "".join(f"a{i}.jpg,b.jpg,{w}\n" for i, w in enumerate(same + different))
     assert parse_pairs_csv(text).same.tolist() == [1] * len(same) + [0] * len(different)
 
@@ -191,6 +192,10 @@ def test_split_items_are_a_list_gallery_first_without_repeats():
     assert split.probes == ["f/A/A_0003.jpg", "f/B/B_0002.jpg"] and split.probe_mate.tolist() == [0, 1]
     assert split.items == split.gallery + split.probes and isinstance(split.items, list)
     assert split.items[-1] == "f/B/B_0002.jpg"
+    dropped = build_split(enrolled, {}, {"f/B/B_0001.jpg": "no face", "f/B/B_0002.jpg": "unreadable"})
+    assert dropped.gallery_people == ["A"] and dropped.skipped == [
+        {"item": "f/B/B_0001.jpg", "reason": "no face"}, {"item": "f/B/B_0002.jpg", "reason": "unreadable"},
+        {"item": "B", "reason": "no usable image: person dropped"}]
 
 
 def test_split_option_limits():
@@ -234,6 +239,14 @@ def test_top_k_beyond_the_vectors_pads_with_minus_inf_and_no_id(backend):
     assert (ids[:, 5:] == -1).all() and np.isneginf(scores[:, 5:]).all()
     top1 = VectorIndex(vectors, backend=backend).search(q, 1)[1]
     np.testing.assert_array_equal(top1[:, 0], ids[:, 0])
+
+
+def test_a_gallery_describes_its_size_and_cells():
+    vectors = np.random.default_rng(3).normal(size=(7, 5)).astype(np.float32)
+    codes = {"gender": np.array([0, 1, 1, -1, 0, 1, 1])}
+    desc = GalleryIndex(vectors, codes=codes, partition_by=("gender",), backend="numpy").describe()
+    assert (desc["size"], desc["dim"], desc["backend"], desc["index"], desc["gpu"]) == (7, 5, "numpy", "flat", False)
+    assert desc["cells"] == {"-1": 1, "0": 2, "1": 4} and desc["filter_mode"] == "partition"
 
 
 def test_a_cuda_device_puts_the_index_on_that_gpu(monkeypatch):
