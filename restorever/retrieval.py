@@ -209,11 +209,15 @@ class AttributeFilter:
 
 
 def attribute_codes(probs: Mapping[str, np.ndarray], threshold: float) -> dict[str, np.ndarray]:
-    """``{attribute: int [N]}``: the argmax class, or ``-1`` where its probability is below ``threshold``."""
+    """``{attribute: int [N]}``: the most probable class, or ``-1`` where its probability is below ``threshold`` or
+    another class is as probable (a tie has no most probable class: at a threshold of 0.5 or less, ``[0.5, 0.5]``
+    would otherwise be a confident class 0 and filter by the column order)."""
     out = {}
     for a, p in probs.items():
         p = np.asarray(p)
-        out[a] = np.where(p.max(1) >= threshold, p.argmax(1), -1).astype(np.int64)
+        top = np.sort(p, axis=1)
+        unique = top[:, -1] > top[:, -2] if p.shape[1] > 1 else np.ones(len(p), dtype=bool)
+        out[a] = np.where((p.max(1) >= threshold) & unique, p.argmax(1), -1).astype(np.int64)
     return out
 
 

@@ -642,3 +642,18 @@ def test_a_non_finite_embedding_names_its_condition_and_image(ident_run, lfw_roo
     assert f"the dlib embeddings of 1 image(s) hold NaN or inf under none x16 (first: {victims[0]})" in result.output
     assert "precision=fp32" in result.output and result.output.strip().count("\n") == 0
     assert not (out / "results.json").exists()
+
+
+def test_a_tied_prediction_is_not_a_confident_class():
+    """At a threshold of 0.5 or less a ``[0.5, 0.5]`` gender (or a tie at the top of the age groups) has no most
+    probable class: it gets code -1 (a gallery entry searched by every probe, a probe searching everything), not the
+    first column's class; a unique top class at the threshold is still confident."""
+    probs = {"gender": np.array([[0.5, 0.5], [0.3, 0.7], [0.5, 0.5]]),
+             "age": np.array([[0.4, 0.4, 0.2], [0.2, 0.5, 0.3], [0.1, 0.2, 0.7]])}
+    codes = retrieval.attribute_codes(probs, 0.4)
+    assert codes["gender"].tolist() == [-1, 1, -1] and codes["age"].tolist() == [-1, 1, 2]
+    assert retrieval.attribute_codes({"one": np.ones((2, 1))}, 0.9)["one"].tolist() == [0, 0]
+    flt = retrieval.AttributeFilter(threshold=0.4, age_tolerance=0)
+    constraints = retrieval.probe_constraints(probs, flt)
+    assert constraints[0] is None and constraints[1] == (frozenset([1]), frozenset([1]))
+    assert constraints[2] == (None, frozenset([2]))
