@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 _REGISTRIES: list["Registry"] = []  # every registry made, for "that name is a <kind>" hints
 _BACKEND_PACKAGES = ("restorever.restorers", "restorever.recognizers")  # make their registries, for those hints
 _PLUGIN_GROUPS = ("restorever.restorers", "restorever.recognizers")  # entry-point groups installed plugins use
+KIND_CARDS = {"restorer": "RESTORER_CARDS", "recognizer": "RECOGNIZER_CARDS"}  # the cards of a module of both kinds
 
 
 class Registry:
@@ -44,7 +45,9 @@ class Registry:
 
     def register_module(self, module: str, *, package: tuple[str, str | None] | None = None) -> None:
         """Add a backend module (a plugin) by dotted path. It is imported and checked at once: it must define
-        ``CARDS`` (a dict name -> card) and ``create(name, **kwargs)``, and none of its names may be taken already
+        ``CARDS`` (a dict name -> card) and ``create(name, **kwargs)`` -- a module holding both kinds
+        ``RESTORER_CARDS`` and ``RECOGNIZER_CARDS`` instead of ``CARDS``, each registry taking the dict of its kind
+        (:func:`module_cards`), no name in both -- and none of its names may be taken already
         (a plugin never replaces a built-in model silently). Registering the same module again does nothing.
         ``package``: ``(distribution, version)`` of the installed package that declares it, for messages (the
         package :meth:`origin` reports is found from the module alone, however it was registered)."""
@@ -52,9 +55,19 @@ class Registry:
             return
         where = f"{self.kind} plugin {module!r}" + (f" (package {package[0]})" if package else "")
         mod = import_plugin(module, where)
-        cards = getattr(mod, "CARDS", None)
+        attr, cards = module_cards(mod, self.kind)
+        split = [a for a in KIND_CARDS.values() if hasattr(mod, a)]
+        if split and hasattr(mod, "CARDS"):
+            raise TypeError(f"{where} defines both CARDS and {' and '.join(split)}: a module of one kind defines "
+                            f"CARDS, one of both kinds RESTORER_CARDS and RECOGNIZER_CARDS (and no CARDS)")
         if not isinstance(cards, dict) or not cards:
-            raise TypeError(f"{where} must define CARDS, a dict of name -> card, got {type(cards).__name__}")
+            raise TypeError(f"{where} must define {attr}, a dict of name -> card, got {type(cards).__name__}")
+        if split:
+            both = sorted(set(getattr(mod, "RESTORER_CARDS", None) or ()) &
+                          set(getattr(mod, "RECOGNIZER_CARDS", None) or ()))
+            if both:
+                raise ValueError(f"{where} names {', '.join(both)} in both RESTORER_CARDS and RECOGNIZER_CARDS: its "
+                                 f"one create(name) cannot tell which to build; give the models other names")
         if not callable(getattr(mod, "create", None)):
             raise TypeError(f"{where} must define create(name, **kwargs), which builds the model of a card's name")
         known = self._load()
@@ -96,7 +109,7 @@ class Registry:
             cards: dict[str, tuple[str, ModelCard]] = {}
             for module in self._modules:
                 mod = importlib.import_module(module)
-                for name, card in getattr(mod, "CARDS").items():
+                for name, card in module_cards(mod, self.kind)[1].items():
                     cards.setdefault(name, (module, card))  # the first module to name a card keeps it
             self._cards = cards
         return self._cards
@@ -157,6 +170,14 @@ class Registry:
         """The optional function ``attr`` of the module that registers ``name`` (None where it has none)."""
         module, _ = self._lookup(name)
         return getattr(importlib.import_module(module), attr, None)
+
+
+def module_cards(mod: Any, kind: str) -> tuple[str, Any]:
+    """``(attribute, value)``: the cards module ``mod`` gives the registry of ``kind``. A module holding both
+    kinds defines ``RESTORER_CARDS`` and ``RECOGNIZER_CARDS`` (one ``create`` for all); any other one ``CARDS``."""
+    split = any(hasattr(mod, a) for a in KIND_CARDS.values())
+    attr = KIND_CARDS.get(kind, "CARDS") if split else "CARDS"
+    return attr, getattr(mod, attr, None)
 
 
 def import_plugin(module: str, where: str, fix: str = "give the dotted name of a module on sys.path (the one "

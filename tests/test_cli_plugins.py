@@ -318,7 +318,7 @@ def test_an_entry_point_module_has_one_origin_however_it_is_loaded(tmp_path, reg
     _dist(site, "thumbpkg", "1.2", "restorever.recognizers", {"thumbs": "ep_thumb"})
     monkeypatch.syspath_prepend(str(site))
     RECOGNIZERS._entry_points_read = True  # as after a --plugin run that never needed the entry points
-    assert load_plugin("ep_thumb")[:2] == ("recognizer", "ep_thumb")
+    assert load_plugin("ep_thumb") == [("recognizer", "ep_thumb", ["ep-thumb"])]
     sha = hashlib.sha256((site / "ep_thumb.py").read_bytes()).hexdigest()
     assert plugin_of("recognizer", "ep-thumb") == {"module": "ep_thumb", "sha256": sha, "package": "thumbpkg",
                                                    "version": "1.2"}

@@ -102,10 +102,11 @@ def _load_plugins(ctx: click.Context, param: click.Parameter, value: tuple[str, 
 
     for spec in value or ():
         try:
-            kind, module, names = load_plugin(spec)
+            loaded = load_plugin(spec)
         except (ImportError, TypeError, ValueError) as exc:
             raise click.BadParameter(" ".join(str(exc).split()), ctx=ctx, param=param) from None
-        log.info("plugin %s: %s(s) %s", module, kind, ", ".join(names))
+        for kind, module, names in loaded:
+            log.info("plugin %s: %s(s) %s", module, kind, ", ".join(names))
     return value
 
 

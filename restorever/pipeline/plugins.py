@@ -1,9 +1,10 @@
 """Plugins named on the command line (``--plugin MODULE``), and where a run's models come from.
 
-A plugin is a module that defines ``CARDS`` and ``create`` (docs/api.md, "Your own recognizer or restorer"). The
-command line registers it in its own process with :func:`load_plugin`; every ``torchrun`` rank parses the same
-arguments, so each loads it. :func:`plugin_of` is the part of a run's identity that says which plugin file made a
-model, so that cached entries of a changed plugin are never reused.
+A plugin is a module that defines ``CARDS`` and ``create``, or, holding both kinds, ``RESTORER_CARDS``,
+``RECOGNIZER_CARDS`` and one ``create`` (docs/api.md, "Your own recognizer or restorer"). The command line registers
+it in its own process with :func:`load_plugin`; every ``torchrun`` rank parses the same arguments, so each loads it.
+:func:`plugin_of` is the part of a run's identity that says which plugin file made a model, so that cached entries
+of a changed plugin are never reused.
 """
 from __future__ import annotations
 
@@ -14,25 +15,24 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .._registry import import_plugin
+from .._registry import KIND_CARDS, import_plugin, module_cards
 
 
 KINDS = ("restorer", "recognizer")
 
 
-def load_plugin(spec: str) -> tuple[str, str, list[str]]:
+def load_plugin(spec: str) -> list[tuple[str, str, list[str]]]:
     """Register plugin ``spec`` (a dotted module name, importable or in the current folder, or a ``.py`` file) with
-    the registry of its kind; returns ``(kind, module, names)``. The kind is the module's ``KIND``
-    (``"restorer"`` or ``"recognizer"``) where it sets one, else the kind of the ``Restorer`` or ``Recognizer``
-    classes it defines or imports. Errors (``ImportError``, ``TypeError``, ``ValueError``) name the plugin and
-    the fix."""
+    the registry of each kind it holds; returns ``[(kind, module, names)]``, one per kind (:func:`plugin_kinds`).
+    Errors (``ImportError``, ``TypeError``, ``ValueError``) name the plugin and the fix."""
     module = _import_name(spec)
     mod = import_plugin(module, f"plugin {spec!r}", "give the dotted name of a module on sys.path or in the "
                                                       "current folder, or the path of its .py file")
-    kind = plugin_kind(mod, spec)
-    registry = _registry(kind)
-    registry.register_module(module)
-    return kind, module, sorted(getattr(mod, "CARDS"))
+    out = []
+    for kind in plugin_kinds(mod, spec):
+        _registry(kind).register_module(module)
+        out.append((kind, module, sorted(module_cards(mod, kind)[1])))
+    return out
 
 
 def _import_name(spec: str) -> str:
@@ -58,13 +58,21 @@ def _import_name(spec: str) -> str:
     return spec
 
 
-def plugin_kind(mod: Any, spec: str) -> str:
-    """``"restorer"`` or ``"recognizer"``: the module's ``KIND``, else the kind of the base classes it holds."""
+def plugin_kinds(mod: Any, spec: str) -> tuple[str, ...]:
+    """The kinds a plugin holds: ``("restorer", "recognizer")`` (those present, in that order) for a module that
+    defines ``RESTORER_CARDS`` / ``RECOGNIZER_CARDS``; else one, the module's ``KIND``, else the kind of the base
+    classes it holds."""
+    split = tuple(kind for kind in KINDS if hasattr(mod, KIND_CARDS[kind]))
     declared = getattr(mod, "KIND", None)
+    if split:
+        if declared is not None and declared not in split:
+            raise TypeError(f"plugin {spec!r} sets KIND = {declared!r} but defines {KIND_CARDS[split[0]]}: drop KIND "
+                            f"(RESTORER_CARDS and RECOGNIZER_CARDS say which models are which)")
+        return split
     if declared is not None:
         if declared not in KINDS:
             raise TypeError(f"plugin {spec!r} sets KIND = {declared!r}; it must be 'restorer' or 'recognizer'")
-        return declared
+        return (declared,)
     from ..recognizers.base import Recognizer
     from ..restorers.base import Restorer
 
@@ -73,9 +81,11 @@ def plugin_kind(mod: Any, spec: str) -> str:
              if any(issubclass(c, base) for c in classes)]
     if len(kinds) != 1:
         found = "both Restorer and Recognizer classes" if kinds else "no Restorer or Recognizer class"
-        raise TypeError(f"plugin {spec!r} holds {found}: set KIND = 'restorer' or KIND = 'recognizer' in it (one "
-                        f"module per kind)")
-    return kinds[0]
+        both = ("; or, to keep both kinds in it, replace CARDS by RESTORER_CARDS (its restorers' cards) and "
+                "RECOGNIZER_CARDS (its recognizers'), with one create(name) for all") if kinds else ""
+        raise TypeError(f"plugin {spec!r} holds {found}: set KIND = 'restorer' or KIND = 'recognizer' in it"
+                        f"{both}")
+    return (kinds[0],)
 
 
 def _registry(kind: str):

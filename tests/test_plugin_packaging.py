@@ -1,0 +1,141 @@
+"""How a lab packages its models: one module holding restorers and recognizers (``RESTORER_CARDS`` and
+``RECOGNIZER_CARDS`` with one ``create``).
+
+The plugins are real modules written into tmp_path; the models are those of tests/test_cli_plugins.py (a 3x3 box
+blur and a fixed random projection of a 16x16 thumbnail), here in one file with a helper module beside it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from restorever.cli import cli
+from restorever.pipeline.plugins import load_plugin, plugin_of
+from restorever.recognizers import REGISTRY as RECOGNIZERS
+from restorever.restorers import REGISTRY as RESTORERS
+
+
+BOTH_PLUGIN = '''
+import torch
+from restorever.alignment import crop_to_template
+from restorever.hub import ModelCard
+from restorever.recognizers.base import Recognizer
+from restorever.restorers.base import Restorer
+from lab_seed import SEED
+
+RESTORER_CARDS = {"lab-blur": ModelCard(name="lab-blur", arch="box3", description="3x3 box blur")}
+RECOGNIZER_CARDS = {"lab-thumb": ModelCard(name="lab-thumb", arch="thumb", description="16x16 thumbnail")}
+
+class Thumb(Recognizer):
+    embedding_dim = 32
+    def __init__(self, card):
+        super().__init__(card)
+        gen = torch.Generator().manual_seed(SEED)
+        self.register_buffer("proj", torch.randn(3 * 16 * 16, 32, generator=gen))
+    def embed(self, faces, landmarks):
+        crops = crop_to_template(faces, landmarks, "arcface_112")
+        return torch.nn.functional.interpolate(crops, size=16, mode="area").flatten(1) @ self.proj
+
+class Blur(Restorer):
+    def forward(self, images, *, seeds=None):
+        return torch.nn.functional.avg_pool2d(images, 3, stride=1, padding=1, count_include_pad=False)
+
+def create(name, *, weights=None, device="cpu"):
+    if name in RESTORER_CARDS:
+        return Blur(RESTORER_CARDS[name]).to(device)
+    return Thumb(RECOGNIZER_CARDS[name]).to(device)
+'''
+
+MODULES = ("lab_both", "lab_seed", "both_cards", "both_twice", "both_kind", "both_classes")
+
+
+@pytest.fixture
+def registries(monkeypatch):
+    """Leave both registries, sys.path and sys.modules as they were."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    saved = [(reg, list(reg._modules), dict(reg._origins), reg._entry_points_read)
+             for reg in (RESTORERS, RECOGNIZERS)]
+    yield
+    for reg, modules, origins, read in saved:
+        reg._modules[:] = modules
+        reg._origins, reg._entry_points_read, reg._cards = origins, read, None
+    for name in MODULES:
+        sys.modules.pop(name, None)
+
+
+def _write_both(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "lab_both.py").write_text(BOTH_PLUGIN)
+    (folder / "lab_seed.py").write_text("SEED = 0\n")
+    return folder
+
+
+def test_one_module_holds_a_restorer_and_a_recognizer(lfw_root, tmp_path, registries, monkeypatch):
+    """``--plugin lab_both`` with RESTORER_CARDS and RECOGNIZER_CARDS registers each dict with its registry (it was
+    a usage error: "holds both Restorer and Recognizer classes", and KIND could name only one). Both models are
+    keyed by the one file and its helper; an eval runs the blur before the thumbnail recognizer."""
+    work = _write_both(tmp_path / "work")
+    monkeypatch.chdir(work)
+    runner = CliRunner()
+    for command, name in (("restorers", "lab-blur"), ("recognizers", "lab-thumb")):
+        listed = runner.invoke(cli, [command, "--plugin", "lab_both"])
+        assert listed.exit_code == 0, listed.output
+        lines = listed.output.splitlines()
+        at = next(i for i, line in enumerate(lines) if line.startswith(f"{name} "))
+        assert lines[at + 1].split() == ["from:", "plugin", "lab_both", f"({work / 'lab_both.py'})"]
+    assert "lab-thumb" not in RESTORERS.names() and "lab-blur" not in RECOGNIZERS.names()
+    assert load_plugin("lab_both") == [("restorer", "lab_both", ["lab-blur"]),
+                                       ("recognizer", "lab_both", ["lab-thumb"])]  # again: nothing new
+    sha = hashlib.sha256((work / "lab_both.py").read_bytes()).hexdigest()
+    helpers = {"lab_seed.py": hashlib.sha256(b"SEED = 0\n").hexdigest()}
+    want = {"module": "lab_both", "sha256": sha, "helpers": helpers}
+    assert plugin_of("restorer", "lab-blur") == want and plugin_of("recognizer", "lab-thumb") == want
+
+    out = tmp_path / "run"
+    result = runner.invoke(cli, ["eval", "--plugin", "lab_both", "--protocol", "lfw", "--data-root", str(lfw_root),
+                                 "--limit-pairs", "4", "--recognizer", "lab-thumb", "--restorer", "none,lab-blur",
+                                 "--scales", "8", "--cache-dir", str(tmp_path / "cache"), "--out", str(out),
+                                 "--examples", "0", "--device", "cpu", "-q"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "results.json").read_text())
+    identity = record["cache"]["identity"]
+    assert identity["recognizer"]["plugin"] == identity["restorers"]["lab-blur"]["plugin"] == \
+        {"sha256": sha, "module": "lab_both", "helpers": helpers}
+    assert "plugin" not in identity["restorers"]["none"]
+    cos = {c["restorer"]: c["identity"]["cosine_to_clean_mean"] for c in record["conditions"]}
+    assert cos["lab-blur"] != cos["none"]
+
+
+def test_a_module_of_both_kinds_is_checked(tmp_path, registries, monkeypatch):
+    """Mixed forms, a name in both dicts (its one create could not tell which model to build) and a KIND that
+    contradicts the dicts are refused, naming the fix; a module with both classes and one CARDS is told how to keep
+    both kinds in it. Nothing is registered by a refused module."""
+    work = _write_both(tmp_path / "work")
+    (work / "both_cards.py").write_text(BOTH_PLUGIN + "CARDS = RESTORER_CARDS\n")
+    (work / "both_twice.py").write_text(BOTH_PLUGIN + "RECOGNIZER_CARDS['lab-blur'] = RESTORER_CARDS['lab-blur']\n")
+    (work / "both_kind.py").write_text(BOTH_PLUGIN.replace("RESTORER_CARDS = {", "KIND = 'restorer'\n_ = {")
+                                       .replace("if name in RESTORER_CARDS:", "if False:"))
+    (work / "both_classes.py").write_text(BOTH_PLUGIN + "CARDS = {**RESTORER_CARDS, **RECOGNIZER_CARDS}\n"
+                                                        "del RESTORER_CARDS, RECOGNIZER_CARDS\n")
+    monkeypatch.chdir(work)
+    before = (RESTORERS.names(), RECOGNIZERS.names())
+    cases = {"both_cards": (TypeError, "defines both CARDS and RESTORER_CARDS and RECOGNIZER_CARDS: a module of one "
+                                       "kind defines CARDS, one of both kinds RESTORER_CARDS and RECOGNIZER_CARDS"),
+             "both_twice": (ValueError, "names lab-blur in both RESTORER_CARDS and RECOGNIZER_CARDS: its one "
+                                        "create(name) cannot tell which to build"),
+             "both_kind": (TypeError, "sets KIND = 'restorer' but defines RECOGNIZER_CARDS: drop KIND"),
+             "both_classes": (TypeError, "holds both Restorer and Recognizer classes: set KIND = 'restorer' or KIND "
+                                         "= 'recognizer' in it; or, to keep both kinds in it, replace CARDS by "
+                                         "RESTORER_CARDS")}
+    for spec, (error, message) in cases.items():
+        with pytest.raises(error) as caught:
+            load_plugin(spec)
+        assert message in str(caught.value), (spec, str(caught.value))
+    assert (RESTORERS.names(), RECOGNIZERS.names()) == before
+    result = CliRunner().invoke(cli, ["restorers", "--plugin", "both_twice"])
+    assert result.exit_code == 2 and "names lab-blur in both" in result.output
