@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 _REGISTRIES: list["Registry"] = []  # every registry made, for "that name is a <kind>" hints
 _BACKEND_PACKAGES = ("restorever.restorers", "restorever.recognizers")  # make their registries, for those hints
-_PLUGIN_GROUPS = ("restorever.restorers", "restorever.recognizers")  # entry-point groups installed plugins use
+_PLUGIN_GROUPS = {"restorer": "restorever.restorers", "recognizer": "restorever.recognizers"}  # entry-point groups
 KIND_CARDS = {"restorer": "RESTORER_CARDS", "recognizer": "RECOGNIZER_CARDS"}  # the cards of a module of both kinds
 
 
@@ -95,10 +95,13 @@ class Registry:
             dist = getattr(point, "dist", None)
             package = ((dist.metadata["Name"] or "?"), dist.version) if dist is not None else ("?", None)
             try:
-                if point.attr:
-                    raise TypeError(f"its entry point {point.name} = {point.value} names an attribute; name the "
-                                    f"module that defines CARDS and create (e.g. {point.name} = {point.module})")
-                self.register_module(point.module, package=package)
+                module = entry_point_module(point, self.kind)
+                if module is None:
+                    name = point.name
+                    raise TypeError(f"its entry point {name} = {point.value} names an attribute other than its "
+                                    f"cards ({point.attr}); name the module that defines CARDS and create "
+                                    f"({name} = {point.module}) or its cards ({name} = {point.module}:CARDS)")
+                self.register_module(module, package=package)
             except Exception as exc:  # noqa: BLE001 - one broken plugin warns, the others and the built-ins work
                 log.warning("package %s%s: %s; its %s plugin %s is skipped (fix or uninstall the package)",
                             package[0], f" {package[1]}" if package[1] else "", " ".join(str(exc).split()),
@@ -178,6 +181,15 @@ def module_cards(mod: Any, kind: str) -> tuple[str, Any]:
     split = any(hasattr(mod, a) for a in KIND_CARDS.values())
     attr = KIND_CARDS.get(kind, "CARDS") if split else "CARDS"
     return attr, getattr(mod, attr, None)
+
+
+def entry_point_module(point: Any, kind: str) -> str | None:
+    """The plugin module an entry point of ``kind``'s group declares: ``pkg.models``, or ``pkg.models:CARDS``
+    (``:RESTORER_CARDS`` / ``:RECOGNIZER_CARDS`` for a module of both kinds), the usual packaging form that names
+    the module's cards; both register the module ``pkg.models`` (the same origin as ``--plugin pkg.models``). None
+    for any other attribute (a function, a class: the registry needs the module's cards and its create)."""
+    attr = getattr(point, "attr", None)
+    return point.module if not attr or attr in ("CARDS", KIND_CARDS.get(kind)) else None
 
 
 def import_plugin(module: str, where: str, fix: str = "give the dotted name of a module on sys.path (the one "
@@ -369,8 +381,8 @@ def _installed_package_of(module: str, path: str) -> tuple[str, str | None] | No
             return name, dist.version
     try:
         declared = sorted({(point.dist.metadata["Name"] or "?", point.dist.version)
-                           for group in _PLUGIN_GROUPS for point in metadata.entry_points(group=group)
-                           if point.module == module and not point.attr and getattr(point, "dist", None) is not None})
+                           for kind, group in _PLUGIN_GROUPS.items() for point in metadata.entry_points(group=group)
+                           if entry_point_module(point, kind) == module and getattr(point, "dist", None) is not None})
     except Exception:  # noqa: BLE001 - unreadable metadata: the file's sha256 still identifies the plugin
         return None
     return declared[0] if declared else None

@@ -1,5 +1,5 @@
 """How a lab packages its models: one module holding restorers and recognizers (``RESTORER_CARDS`` and
-``RECOGNIZER_CARDS`` with one ``create``).
+``RECOGNIZER_CARDS`` with one ``create``), and entry points in the ``module:CARDS`` form of most packaging guides.
 
 The plugins are real modules written into tmp_path; the models are those of tests/test_cli_plugins.py (a 3x3 box
 blur and a fixed random projection of a 16x16 thumbnail), here in one file with a helper module beside it.
@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from restorever._registry import module_origin
 from restorever.cli import cli
 from restorever.pipeline.plugins import load_plugin, plugin_of
 from restorever.recognizers import REGISTRY as RECOGNIZERS
 from restorever.restorers import REGISTRY as RESTORERS
 
+from .test_cli_plugins import RECOGNIZER_PLUGIN, _dist
 
 BOTH_PLUGIN = '''
 import torch
@@ -51,7 +53,7 @@ def create(name, *, weights=None, device="cpu"):
     return Thumb(RECOGNIZER_CARDS[name]).to(device)
 '''
 
-MODULES = ("lab_both", "lab_seed", "both_cards", "both_twice", "both_kind", "both_classes")
+MODULES = ("lab_both", "lab_seed", "both_cards", "both_twice", "both_kind", "both_classes", "ep_cards")
 
 
 @pytest.fixture
@@ -139,3 +141,36 @@ def test_a_module_of_both_kinds_is_checked(tmp_path, registries, monkeypatch):
     assert (RESTORERS.names(), RECOGNIZERS.names()) == before
     result = CliRunner().invoke(cli, ["restorers", "--plugin", "both_twice"])
     assert result.exit_code == 2 and "names lab-blur in both" in result.output
+
+
+def test_entry_points_name_the_cards(tmp_path, registries, monkeypatch, caplog):
+    """``name = module:CARDS`` (the form packaging guides show) declares the module, as ``name = module`` does; it
+    was refused with a warning, so the package's models were unknown. The module has the origin it has however it
+    is registered, package and version included (an editable install lists no files: only the entry point names
+    the package). A module of both kinds is declared in both groups. Any other attribute is still refused, with the
+    two accepted forms in the warning."""
+    site = tmp_path / "site"
+    _write_both(site)
+    (site / "ep_cards.py").write_text(RECOGNIZER_PLUGIN.replace('"thumb-net"', '"ep-cards"'))
+    info = site / "labpkg-2.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: labpkg\nVersion: 2.0\n")
+    (info / "entry_points.txt").write_text("[restorever.restorers]\nlab = lab_both:RESTORER_CARDS\n"
+                                           "[restorever.recognizers]\nlab = lab_both:RECOGNIZER_CARDS\n")
+    _dist(site, "cardspkg", "1.0", "restorever.recognizers", {"cards": "ep_cards:CARDS", "odd": "ep_cards:create"})
+    monkeypatch.syspath_prepend(str(site))
+    RESTORERS._entry_points_read = RECOGNIZERS._entry_points_read = False
+    with caplog.at_level("WARNING", logger="restorever._registry"):
+        assert RECOGNIZERS.card("ep-cards").arch == "thumb"
+        assert RECOGNIZERS.card("lab-thumb").arch == "thumb" and RESTORERS.card("lab-blur").arch == "box3"
+    warnings = [r.getMessage() for r in caplog.records]
+    assert warnings == ["package cardspkg 1.0: its entry point odd = ep_cards:create names an attribute other than "
+                        "its cards (create); name the module that defines CARDS and create (odd = ep_cards) or its "
+                        "cards (odd = ep_cards:CARDS); its recognizer plugin odd is skipped (fix or uninstall the "
+                        "package)"], warnings
+    sha = hashlib.sha256((site / "ep_cards.py").read_bytes()).hexdigest()
+    assert RECOGNIZERS.origin("ep-cards") == {"module": "ep_cards", "file": str(site / "ep_cards.py"),
+                                              "sha256": sha, "package": "cardspkg", "version": "1.0"}
+    assert module_origin("ep_cards") == RECOGNIZERS.origin("ep-cards")  # as --plugin ep_cards would key it
+    assert plugin_of("restorer", "lab-blur") == plugin_of("recognizer", "lab-thumb")
+    assert plugin_of("restorer", "lab-blur")["package"] == "labpkg"
