@@ -100,7 +100,8 @@ class Registry:
                     name = point.name
                     raise TypeError(f"its entry point {name} = {point.value} names an attribute other than its "
                                     f"cards ({point.attr}); name the module that defines CARDS and create "
-                                    f"({name} = {point.module}) or its cards ({name} = {point.module}:CARDS)")
+                                    f"({name} = {point.module}) or its cards ({name} = {point.module}:CARDS, "
+                                    f":{KIND_CARDS.get(self.kind, 'CARDS')} in a module of both kinds)")
                 self.register_module(module, package=package)
             except Exception as exc:  # noqa: BLE001 - one broken plugin warns, the others and the built-ins work
                 log.warning("package %s%s: %s; its %s plugin %s is skipped (fix or uninstall the package)",

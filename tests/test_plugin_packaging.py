@@ -2,7 +2,7 @@
 ``RECOGNIZER_CARDS`` with one ``create``), and entry points in the ``module:CARDS`` form of most packaging guides.
 
 The plugins are real modules written into tmp_path; the models are those of tests/test_cli_plugins.py (a 3x3 box
-blur and a fixed random projection of a 16x16 thumbnail), here in one file with a helper module beside it.
+blur and a fixed random projection of a 16x16 thumbnail), here in one file whose seed comes from a helper module.
 """
 from __future__ import annotations
 
@@ -20,52 +20,29 @@ from restorever.pipeline.plugins import load_plugin, plugin_of
 from restorever.recognizers import REGISTRY as RECOGNIZERS
 from restorever.restorers import REGISTRY as RESTORERS
 
-from .test_cli_plugins import RECOGNIZER_PLUGIN, _dist
+from . import test_cli_plugins
+from .test_cli_plugins import RECOGNIZER_PLUGIN, RESTORER_PLUGIN, _dist
 
-BOTH_PLUGIN = '''
-import torch
-from restorever.alignment import crop_to_template
-from restorever.hub import ModelCard
-from restorever.recognizers.base import Recognizer
-from restorever.restorers.base import Restorer
-from lab_seed import SEED
-
-RESTORER_CARDS = {"lab-blur": ModelCard(name="lab-blur", arch="box3", description="3x3 box blur")}
-RECOGNIZER_CARDS = {"lab-thumb": ModelCard(name="lab-thumb", arch="thumb", description="16x16 thumbnail")}
-
-class Thumb(Recognizer):
-    embedding_dim = 32
-    def __init__(self, card):
-        super().__init__(card)
-        gen = torch.Generator().manual_seed(SEED)
-        self.register_buffer("proj", torch.randn(3 * 16 * 16, 32, generator=gen))
-    def embed(self, faces, landmarks):
-        crops = crop_to_template(faces, landmarks, "arcface_112")
-        return torch.nn.functional.interpolate(crops, size=16, mode="area").flatten(1) @ self.proj
-
-class Blur(Restorer):
-    def forward(self, images, *, seeds=None):
-        return torch.nn.functional.avg_pool2d(images, 3, stride=1, padding=1, count_include_pad=False)
-
-def create(name, *, weights=None, device="cpu"):
-    if name in RESTORER_CARDS:
-        return Blur(RESTORER_CARDS[name]).to(device)
-    return Thumb(RECOGNIZER_CARDS[name]).to(device)
-'''
+# the two plugins of test_cli_plugins.py in one file: each dict of cards under its kind's name, one create for all
+BOTH_PLUGIN = RECOGNIZER_PLUGIN + RESTORER_PLUGIN
+for _old, _new in [('"thumb-net"', '"lab-thumb"'), ('"box-blur"', '"lab-blur"'),
+                   ('CARDS = {"lab-thumb"', 'RECOGNIZER_CARDS = {"lab-thumb"'),
+                   ('CARDS = {"lab-blur"', 'RESTORER_CARDS = {"lab-blur"'), ("SEED = 0", "from lab_seed import SEED"),
+                   ("return Thumb(CARDS[name])", "return Thumb(RECOGNIZER_CARDS[name])"),
+                   ("    return Blur(CARDS[name]).to(device)", "    if name in RESTORER_CARDS:\n"
+                    "        return Blur(RESTORER_CARDS[name]).to(device)\n"
+                    "    return Thumb(RECOGNIZER_CARDS[name]).to(device)")]:
+    BOTH_PLUGIN = BOTH_PLUGIN.replace(_old, _new)
 
 MODULES = ("lab_both", "lab_seed", "both_cards", "both_twice", "both_kind", "both_classes", "ep_cards")
 
+registries = test_cli_plugins.registries  # the fixture: both registries, sys.path and its modules left as they were
 
-@pytest.fixture
-def registries(monkeypatch):
-    """Leave both registries, sys.path and sys.modules as they were."""
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    saved = [(reg, list(reg._modules), dict(reg._origins), reg._entry_points_read)
-             for reg in (RESTORERS, RECOGNIZERS)]
+
+@pytest.fixture(autouse=True)
+def _forget_modules():
+    """The plugin modules of this file are imported afresh by each test (their files differ)."""
     yield
-    for reg, modules, origins, read in saved:
-        reg._modules[:] = modules
-        reg._origins, reg._entry_points_read, reg._cards = origins, read, None
     for name in MODULES:
         sys.modules.pop(name, None)
 
@@ -166,8 +143,8 @@ def test_entry_points_name_the_cards(tmp_path, registries, monkeypatch, caplog):
     warnings = [r.getMessage() for r in caplog.records]
     assert warnings == ["package cardspkg 1.0: its entry point odd = ep_cards:create names an attribute other than "
                         "its cards (create); name the module that defines CARDS and create (odd = ep_cards) or its "
-                        "cards (odd = ep_cards:CARDS); its recognizer plugin odd is skipped (fix or uninstall the "
-                        "package)"], warnings
+                        "cards (odd = ep_cards:CARDS, :RECOGNIZER_CARDS in a module of both kinds); its recognizer "
+                        "plugin odd is skipped (fix or uninstall the package)"], warnings
     sha = hashlib.sha256((site / "ep_cards.py").read_bytes()).hexdigest()
     assert RECOGNIZERS.origin("ep-cards") == {"module": "ep_cards", "file": str(site / "ep_cards.py"),
                                               "sha256": sha, "package": "cardspkg", "version": "1.0"}
