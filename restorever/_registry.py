@@ -56,10 +56,7 @@ class Registry:
         where = f"{self.kind} plugin {module!r}" + (f" (package {package[0]})" if package else "")
         mod = import_plugin(module, where)
         attr, cards = module_cards(mod, self.kind)
-        split = [a for a in KIND_CARDS.values() if hasattr(mod, a)]
-        if split and hasattr(mod, "CARDS"):
-            raise TypeError(f"{where} defines both CARDS and {' and '.join(split)}: a module of one kind defines "
-                            f"CARDS, one of both kinds RESTORER_CARDS and RECOGNIZER_CARDS (and no CARDS)")
+        split = [a for a in KIND_CARDS.values() if hasattr(mod, a)] if attr != "CARDS" else []
         if not isinstance(cards, dict) or not cards:
             raise TypeError(f"{where} must define {attr}, a dict of name -> card, got {type(cards).__name__}")
         if split:
@@ -178,8 +175,9 @@ class Registry:
 
 def module_cards(mod: Any, kind: str) -> tuple[str, Any]:
     """``(attribute, value)``: the cards module ``mod`` gives the registry of ``kind``. A module holding both
-    kinds defines ``RESTORER_CARDS`` and ``RECOGNIZER_CARDS`` (one ``create`` for all); any other one ``CARDS``."""
-    split = any(hasattr(mod, a) for a in KIND_CARDS.values())
+    kinds defines ``RESTORER_CARDS`` and ``RECOGNIZER_CARDS`` (one ``create`` for all) and no ``CARDS``; a module
+    with ``CARDS`` is a module of one kind, as plugins always were, whatever other names it defines."""
+    split = not hasattr(mod, "CARDS") and any(hasattr(mod, a) for a in KIND_CARDS.values())
     attr = KIND_CARDS.get(kind, "CARDS") if split else "CARDS"
     return attr, getattr(mod, attr, None)
 

@@ -103,8 +103,7 @@ def test_a_module_of_both_kinds_is_checked(tmp_path, registries, monkeypatch):
                                                         "del RESTORER_CARDS, RECOGNIZER_CARDS\n")
     monkeypatch.chdir(work)
     before = (RESTORERS.names(), RECOGNIZERS.names())
-    cases = {"both_cards": (TypeError, "defines both CARDS and RESTORER_CARDS and RECOGNIZER_CARDS: a module of one "
-                                       "kind defines CARDS, one of both kinds RESTORER_CARDS and RECOGNIZER_CARDS"),
+    cases = {"both_cards": (TypeError, "holds both Restorer and Recognizer classes: set KIND"),  # CARDS: one kind
              "both_twice": (ValueError, "names lab-blur in both RESTORER_CARDS and RECOGNIZER_CARDS: its one "
                                         "create(name) cannot tell which to build"),
              "both_kind": (TypeError, "sets KIND = 'restorer' but defines RECOGNIZER_CARDS: drop KIND"),

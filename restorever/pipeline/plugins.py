@@ -60,9 +60,9 @@ def _import_name(spec: str) -> str:
 
 def plugin_kinds(mod: Any, spec: str) -> tuple[str, ...]:
     """The kinds a plugin holds: ``("restorer", "recognizer")`` (those present, in that order) for a module that
-    defines ``RESTORER_CARDS`` / ``RECOGNIZER_CARDS``; else one, the module's ``KIND``, else the kind of the base
-    classes it holds."""
-    split = tuple(kind for kind in KINDS if hasattr(mod, KIND_CARDS[kind]))
+    defines ``RESTORER_CARDS`` / ``RECOGNIZER_CARDS`` and no ``CARDS``; else one, the module's ``KIND``, else the
+    kind of the base classes it holds."""
+    split = () if hasattr(mod, "CARDS") else tuple(kind for kind in KINDS if hasattr(mod, KIND_CARDS[kind]))
     declared = getattr(mod, "KIND", None)
     if split:
         if declared is not None and declared not in split:
