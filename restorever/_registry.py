@@ -56,10 +56,9 @@ class Registry:
         where = f"{self.kind} plugin {module!r}" + (f" (package {package[0]})" if package else "")
         mod = import_plugin(module, where)
         attr, cards = module_cards(mod, self.kind)
-        split = [a for a in KIND_CARDS.values() if hasattr(mod, a)] if attr != "CARDS" else []
         if not isinstance(cards, dict) or not cards:
             raise TypeError(f"{where} must define {attr}, a dict of name -> card, got {type(cards).__name__}")
-        if split:
+        if attr != "CARDS":
             both = sorted(set(getattr(mod, "RESTORER_CARDS", None) or ()) &
                           set(getattr(mod, "RECOGNIZER_CARDS", None) or ()))
             if both:
@@ -123,9 +122,9 @@ class Registry:
     def origin(self, name: str) -> dict[str, Any] | None:
         """Where the model ``name`` comes from: None for a built-in; for a plugin ``{"module", "file", "sha256"}``
         (the module file's path and hex sha256), ``"helpers"`` (:func:`helper_files`, where it has any), plus
-        ``"package"`` and ``"version"`` of the installed package that
-        holds or declares it, where one does: the same whether the module came by ``--plugin``, an entry point or
-        :meth:`register_module`, since this is part of a plugin run's cache keys."""
+        ``"package"`` and ``"version"`` of the installed package that holds or declares it, where one does: the same
+        whether the module came by ``--plugin``, an entry point or :meth:`register_module`, since this is part of a
+        plugin run's cache keys."""
         module, _ = self._lookup(name)
         if module in self._builtin:
             return None
@@ -173,12 +172,17 @@ class Registry:
         return getattr(importlib.import_module(module), attr, None)
 
 
+def split_kinds(mod: Any) -> tuple[str, ...]:
+    """The kinds a module holding both kinds declares cards for (``RESTORER_CARDS``, ``RECOGNIZER_CARDS``, one
+    ``create`` for all, and no ``CARDS``), in that order; ``()`` for a module of one kind: one with ``CARDS`` is
+    one, as plugins always were, whatever other names it defines."""
+    return () if hasattr(mod, "CARDS") else tuple(kind for kind, attr in KIND_CARDS.items() if hasattr(mod, attr))
+
+
 def module_cards(mod: Any, kind: str) -> tuple[str, Any]:
-    """``(attribute, value)``: the cards module ``mod`` gives the registry of ``kind``. A module holding both
-    kinds defines ``RESTORER_CARDS`` and ``RECOGNIZER_CARDS`` (one ``create`` for all) and no ``CARDS``; a module
-    with ``CARDS`` is a module of one kind, as plugins always were, whatever other names it defines."""
-    split = not hasattr(mod, "CARDS") and any(hasattr(mod, a) for a in KIND_CARDS.values())
-    attr = KIND_CARDS.get(kind, "CARDS") if split else "CARDS"
+    """``(attribute, value)``: the cards module ``mod`` gives the registry of ``kind``: its ``KIND_CARDS``
+    attribute in a module of both kinds (:func:`split_kinds`), else ``CARDS``."""
+    attr = KIND_CARDS.get(kind, "CARDS") if split_kinds(mod) else "CARDS"
     return attr, getattr(mod, attr, None)
 
 

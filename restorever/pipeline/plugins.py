@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .._registry import KIND_CARDS, import_plugin, module_cards
+from .._registry import KIND_CARDS, import_plugin, module_cards, split_kinds
 
 
 KINDS = ("restorer", "recognizer")
@@ -62,7 +62,7 @@ def plugin_kinds(mod: Any, spec: str) -> tuple[str, ...]:
     """The kinds a plugin holds: ``("restorer", "recognizer")`` (those present, in that order) for a module that
     defines ``RESTORER_CARDS`` / ``RECOGNIZER_CARDS`` and no ``CARDS``; else one, the module's ``KIND``, else the
     kind of the base classes it holds."""
-    split = () if hasattr(mod, "CARDS") else tuple(kind for kind in KINDS if hasattr(mod, KIND_CARDS[kind]))
+    split = split_kinds(mod)
     declared = getattr(mod, "KIND", None)
     if split:
         if declared is not None and declared not in split:
