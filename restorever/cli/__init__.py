@@ -21,15 +21,16 @@ def cli_flag(argument: str) -> str:
 
 def handle_errors(func):
     """Turn errors into one line on stderr: exit status 2 for what a user can fix (bad input, missing files, a
-    full disk), 1 for anything unexpected (a bug; ``-vv`` shows its traceback), 130 on Ctrl-C or SIGTERM, 141 when
-    stdout is closed early (``restorever restorers | head -1``), silently."""
+    full disk), 1 for anything unexpected (a bug; ``-vv`` shows its traceback), 130 on Ctrl-C, 143 on SIGTERM (a
+    batch scheduler's time limit, ``kill``), 141 when stdout is closed early (``restorever restorers | head -1``),
+    silently."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         import signal
 
-        def _terminate(signum, frame):  # SIGTERM behaves like Ctrl-C: unwind, keep finished cache entries
-            raise KeyboardInterrupt
+        def _terminate(signum, frame):  # SIGTERM unwinds as Ctrl-C does, keeping finished cache entries
+            raise _Terminated
 
         try:
             previous = signal.signal(signal.SIGTERM, _terminate)
@@ -63,9 +64,9 @@ def handle_errors(func):
         except OSError as exc:  # a path the user named that cannot be read or written: one line, no traceback
             where = f"{exc.filename}: " if exc.filename else ""
             _fail(f"{where}{exc.strerror or exc}{_os_error_hint(exc)}")
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             click.echo(f"interrupted{_RESUME.get(click.get_current_context().command.name, '')}", err=True)
-            sys.exit(130)
+            sys.exit(143 if isinstance(exc, _Terminated) else 130)  # 128 + the signal's number, as a shell reports
         except Exception as exc:  # noqa: BLE001 -- a bug: one line unless -vv asks for the traceback
             _unexpected(exc)
         finally:
@@ -73,6 +74,10 @@ def handle_errors(func):
                 signal.signal(signal.SIGTERM, previous)
 
     return wrapper
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that it unwinds exactly as Ctrl-C does (exit status 143, not 130)."""
 
 
 def figure_formats(text: str) -> list[str]:
@@ -201,7 +206,8 @@ def cli() -> None:
 
     \b
     Exit status: 0 done; 2 a usage or input error (one line on stderr naming the fix); 1 an unexpected error (one
-    line; -vv prints its traceback); 130 interrupted (Ctrl-C, SIGTERM); 141 stdout closed early (| head)."""
+    line; -vv prints its traceback); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM: a scheduler's time limit,
+    kill); 141 stdout closed early (| head)."""
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")  # the level: -v / -q (_set_verbosity)
 
 
