@@ -508,7 +508,12 @@ def plot_breakdown(result: dict[str, Any], out: str | Path) -> Path:
     title = [recognizer, f"groups by {result['by']}",
              f"error bars: {100 * result['bootstrap']['level']:g} % CI, people resampled"]
     ax.get_legend().set_title("; ".join(t for t in title if t), prop={"size": 5.5})
-    return save_figure(fig, out)
+    run = result.get("run") or {}
+    described = {"config": {"seed": run.get("seed")}, "created": run.get("created"),
+                 "protocol": {"name": run.get("protocol"), "pairs": run.get("pairs")},
+                 "conditions": [dict(c, recognizer=run.get("recognizer"), degradation=run.get("degradation"),
+                                     degrade_side=run.get("degrade_side")) for c in conds]}
+    return save_figure(fig, out, records=[described])
 
 
 def write_breakdown(result: dict[str, Any], run_dir: str | Path, *, figure: str | Path | None = None

@@ -72,15 +72,18 @@ def new_figure(width: float = COLUMN_WIDTH, height: float = 2.8, **subplots):
     return fig, fig.subplots(**subplots)
 
 
-def save_figure(fig, out: str | Path, *, tight: bool = True) -> Path:
-    """Write ``fig`` to ``out`` (format from the suffix, reproducible metadata); returns the path."""
+def save_figure(fig, out: str | Path, *, tight: bool = True, records: Sequence[dict[str, Any]] = ()) -> Path:
+    """Write ``fig`` to ``out`` (format from the suffix, reproducible metadata); returns the path. ``records``, the
+    results the figure shows, are described in the file's metadata (PDF Subject, SVG and PNG Description:
+    :func:`figure_description`), so that a figure copied on its own still says which protocol, degradation,
+    recognizer and restorers made it, without a title on the figure itself."""
     out = check_output(out)
     _prepare_folder(out)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if tight:
             fig.tight_layout(pad=0.3)
-        fig.savefig(out, bbox_inches="tight", pad_inches=0.02, metadata=_metadata(out))
+        fig.savefig(out, bbox_inches="tight", pad_inches=0.02, metadata=_metadata(out, figure_description(records)))
     _report_warnings(out, caught)
     log.info("wrote %s", out)
     return out
@@ -122,14 +125,62 @@ def _prepare_folder(out: Path) -> None:
                               "writable output path") from None
 
 
-def _metadata(out: Path) -> dict[str, Any]:
-    """Reproducible files: no creation date in PDF/SVG, a fixed creator."""
+def _metadata(out: Path, description: str = "") -> dict[str, Any]:
+    """Reproducible files: no creation date in PDF/SVG, a fixed creator; ``description`` (when not empty) as the
+    PDF's Subject, the SVG's and PNG's Description."""
     suffix = out.suffix.lower()
     if suffix == ".pdf":
-        return {"Creator": "restorever", "CreationDate": None}
-    if suffix == ".svg":
-        return {"Creator": "restorever", "Date": None}
-    return {"Software": "restorever"}
+        meta = {"Creator": "restorever", "CreationDate": None, "Subject": description}
+    elif suffix == ".svg":
+        meta = {"Creator": "restorever", "Date": None, "Description": description}
+    else:
+        meta = {"Software": "restorever", "Description": description}
+    return {k: v for k, v in meta.items() if v != ""}
+
+
+#: the longest description written into a figure's metadata (characters); longer ones end with "..."
+MAX_DESCRIPTION = 2000
+
+
+def figure_description(records: Sequence[dict[str, Any]]) -> str:
+    """One line per results record that a figure shows, joined by ``" | "``: ``protocol lfw (6000 pairs); degradation
+    difface-test (seed 0, probe side); recognizer dlib; restorers none, vqfr-v2; scales x8, x16; restorever 0.9.0,
+    2026-12-07T10:00:00Z``. Parts a record lacks are left out; ``""`` for no records. At most
+    :data:`MAX_DESCRIPTION` characters."""
+    text = " | ".join(filter(None, (_describe_record(r) for r in records)))
+    return text if len(text) <= MAX_DESCRIPTION else text[:MAX_DESCRIPTION - 3] + "..."
+
+
+def _describe_record(record: dict[str, Any]) -> str:
+    """:func:`figure_description` of one record."""
+    config, conds = record.get("config") or {}, record.get("conditions") or []
+    proto = record.get("protocol") or {}
+
+    def distinct(key: str) -> list[Any]:
+        return list(dict.fromkeys(c.get(key) for c in conds if c.get(key) is not None))
+
+    parts = []
+    name = proto.get("name") or config.get("protocol")
+    if name:
+        parts.append(f"protocol {name}" + (f" ({proto['pairs']} pairs)" if isinstance(proto.get("pairs"), int)
+                                            else ""))
+    degradations = distinct("degradation")
+    if degradations:
+        details = [f"seed {config['seed']}" if config.get("seed") is not None else "",
+                   ", ".join(f"{side} side" for side in distinct("degrade_side"))]
+        details = [d for d in details if d]
+        parts.append(f"degradation {', '.join(map(str, degradations))}" + (f" ({', '.join(details)})"
+                                                                          if details else ""))
+    for key, label in (("recognizer", "recognizer"), ("restorer", "restorers")):
+        if distinct(key):
+            parts.append(f"{label} {', '.join(map(str, distinct(key)))}")
+    scales = sorted(s for s in distinct("scale") if isinstance(s, (int, float)))
+    if scales:
+        parts.append("scales " + ", ".join(f"x{s:g}" for s in scales))
+    made = ", ".join(str(record[k]) for k in ("restorever_version", "created") if record.get(k))
+    if made:
+        parts.append(f"restorever {made}")
+    return "; ".join(parts)
 
 
 def require_verification(records: Sequence[dict[str, Any]], what: str) -> None:

@@ -171,4 +171,4 @@ def plot_grid(record: dict[str, Any], run_dir: str | Path, out: str | Path, *, i
                 ax.set_ylabel(layout.row_labels[r], fontsize=7.5, labelpad=2)
     fig.subplots_adjust(left=(0.02 + label_margin) / width, right=0.99, top=1 - 0.2 / fig.get_figheight(),
                         bottom=0.02)
-    return save_figure(fig, out, tight=False)
+    return save_figure(fig, out, tight=False, records=[record])

@@ -150,7 +150,7 @@ def plot_roc(records: Sequence[dict[str, Any]], out: str | Path, *, fars: Sequen
     ax.grid(True, which="major", alpha=0.25, lw=0.4)
     legend_below(fig, ax, 2.8)
     _legend_title(ax, recognizer_title(records))
-    return save_figure(fig, out)
+    return save_figure(fig, out, records=records)
 
 
 #: restorer markers along each ROC curve, spread evenly over the FAR axis' decades (staggered between restorers)
@@ -233,7 +233,7 @@ def plot_scales(records: Sequence[dict[str, Any]], out: str | Path, *, names: Se
     legend_below(fig, ax, 2.7)
     bars = f"error bars: ± std over {_fold_count_text(records)}"
     _legend_title(ax, "; ".join(t for t in (recognizer_title(records), bars) if t))
-    return save_figure(fig, out)
+    return save_figure(fig, out, records=records)
 
 
 def clipped_error_bars(values: Sequence[float], spreads: Sequence[float], low: float = 0.0,
@@ -442,7 +442,7 @@ def plot_similarity(record: dict[str, Any], out: str | Path, *, bins: int = 40, 
     fig.legend(handles=handles, labels=[_handle_label(h) for h in handles], loc="lower center",
                bbox_to_anchor=(0.5, 1.0), ncol=min(3, len(handles)), frameon=False,
                title=recognizer_title([record]) or None, title_fontsize=6.5)
-    return save_figure(fig, out)
+    return save_figure(fig, out, records=[record])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -509,7 +509,7 @@ def plot_cmc(records: Sequence[dict[str, Any]], out: str | Path, *, max_rank: in
     ax.grid(True, which="both", alpha=0.25, lw=0.4)
     legend_below(fig, ax, 2.8)
     _legend_title(ax, recognizer_title(records))
-    return save_figure(fig, out)
+    return save_figure(fig, out, records=records)
 
 
 # ---------------------------------------------------------------------------------------------------------------
