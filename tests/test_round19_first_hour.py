@@ -60,3 +60,41 @@ def test_api_md_plugin_modules_work_as_files_of_their_own(tmp_path):
         assert restorers == set(models[3].split(","))
         assert record["config"]["recognizer"] == models[1]
         assert all(len(c["scores"]["score"]) == 4 for c in record["conditions"])
+
+
+def test_an_error_in_the_users_plugin_names_its_file_and_line_not_a_restorever_bug(tmp_path):
+    """A NameError in a plugin's `create` was "unexpected NameError: ... (rerun with -vv for the traceback, and please
+    report it)": the user was sent to report restorever's bug for a line of their own file. The innermost frame's
+    file and line are named now when that file is the user's (not restorever, not an installed package)."""
+    (tmp_path / "pairs.csv").write_text(PAIRS, encoding="utf-8")
+    (tmp_path / "broken_models.py").write_text(
+        "from restorever.hub import ModelCard\n"
+        "from restorever.recognizers.base import Recognizer\n\n"
+        "CARDS = {'broken-net': ModelCard(name='broken-net', arch='x', description='raises in create')}\n\n"
+        "class Broken(Recognizer):\n"
+        "    embedding_dim = 4\n\n"
+        "def create(name, *, weights=None, device='cpu'):\n"
+        "    return Broken(CARDS[name], undefined_net)\n", encoding="utf-8")
+    result = _cli(["eval", "--plugin", "broken_models", "--recognizer", "broken-net", "--protocol", "pairs-csv",
+                   "--pairs", "pairs.csv", "--data-root", str(FACES), "--device", "cpu", "--out", "run"],
+                  tmp_path, tmp_path)
+    assert result.returncode == 1, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert "NameError: name 'undefined_net' is not defined" in line
+    assert f"raised in {tmp_path / 'broken_models.py'}:10: your code" in line, line
+    assert "please report" not in line
+
+
+def test_an_unexpected_error_inside_restorever_is_still_a_bug_to_report():
+    from restorever.cli import _user_code_frame, cli_flag
+
+    with pytest.raises(AttributeError) as info:
+        cli_flag(None)  # None.replace, inside restorever/cli/__init__.py
+    assert _user_code_frame(info.value) is None
+
+    def boom():
+        raise ZeroDivisionError("in this test file, outside restorever and the installed packages")
+
+    with pytest.raises(ZeroDivisionError) as info:
+        boom()
+    assert _user_code_frame(info.value) == f"{__file__}:{boom.__code__.co_firstlineno + 1}"

@@ -119,8 +119,36 @@ def _unexpected(exc: BaseException) -> None:
     if _debugging():
         raise exc
     text = str(exc).strip().splitlines()
+    where = _user_code_frame(exc)
+    if where:  # raised in the user's own file (a plugin, a helper of it): point there, not at restorever's issues
+        _fail(f"unexpected {type(exc).__name__}{': ' + text[0] if text else ''}, raised in {where}: your code, not "
+              f"restorever's (rerun with -vv for the traceback)", status=1)
     _fail(f"unexpected {type(exc).__name__}{': ' + text[0] if text else ''} (rerun with -vv for the traceback, and "
           f"please report it)", status=1)
+
+
+def _user_code_frame(exc: BaseException) -> str | None:
+    """``FILE:LINE`` of the innermost frame of ``exc``'s traceback when that frame is in a file of the user's own
+    (outside restorever and outside the installed packages and the standard library, as a ``--plugin`` module is);
+    None otherwise."""
+    import site
+    import sysconfig
+    import traceback
+    from pathlib import Path
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames or frames[-1].filename.startswith("<"):
+        return None
+    path = Path(frames[-1].filename).resolve()
+    installed = {Path(__file__).resolve().parents[1]}  # the restorever package itself
+    installed |= {Path(p).resolve() for key in ("stdlib", "platstdlib", "purelib", "platlib")
+                  if (p := sysconfig.get_paths().get(key))}
+    installed |= {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    if site.ENABLE_USER_SITE:
+        installed.add(Path(site.getusersitepackages()).resolve())
+    if any(path.is_relative_to(root) for root in installed):
+        return None
+    return f"{frames[-1].filename}:{frames[-1].lineno}"
 
 
 def _silence_stdout() -> None:
