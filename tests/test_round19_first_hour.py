@@ -98,3 +98,23 @@ def test_an_unexpected_error_inside_restorever_is_still_a_bug_to_report():
     with pytest.raises(ZeroDivisionError) as info:
         boom()
     assert _user_code_frame(info.value) == f"{__file__}:{boom.__code__.co_firstlineno + 1}"
+
+
+def test_a_missing_pairs_file_given_with_dotdot_is_not_found_not_an_escape(tmp_path, monkeypatch):
+    """`--pairs ../lists/pairs.csv` (meant from the current folder, with a typo or run from another folder) said
+    "pairs file '../lists/pairs.csv' contains '..' and would escape the data root": a security refusal for what is a
+    missing file. It is "not found" now, naming the current folder; an existing `../x.csv` is still read."""
+    from restorever.errors import DataNotFoundError
+    from restorever.protocol import load_protocol
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    with pytest.raises(DataNotFoundError, match=r"^\.\./lists/pairs\.csv: pairs file not found \(looked in the "
+                                                r"current folder, .*work; a name with '\.\.' is not looked for in "
+                                                r"the data root"):
+        load_protocol("pairs-csv", data_root=FACES, pairs="../lists/pairs.csv")
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "pairs.csv").write_text(PAIRS, encoding="utf-8")
+    protocol = load_protocol("pairs-csv", data_root=FACES, pairs="../lists/pairs.csv")
+    assert list(protocol.pairs.same) == [1, 0, 1, 0]

@@ -105,6 +105,9 @@ def pairs_path(root: Path, pairs: str | os.PathLike) -> Path:
         return p
     if p.is_absolute():  # an explicit file that is not there (the data root is only searched for relative names)
         raise DataNotFoundError(f"{pairs}: pairs file not found")
+    if ".." in p.parts:  # meant from the current folder (the data root is never left): say it is not there
+        raise DataNotFoundError(f"{pairs}: pairs file not found (looked in the current folder, {Path.cwd()}; a name "
+                                f"with '..' is not looked for in the data root {root})")
     p = safe_join(root, str(pairs), what="pairs file")
     if not p.is_file():
         raise DataNotFoundError(f"{pairs}: pairs file not found (looked in the current folder and in {root})")
