@@ -118,3 +118,23 @@ def test_a_missing_pairs_file_given_with_dotdot_is_not_found_not_an_escape(tmp_p
     (tmp_path / "lists" / "pairs.csv").write_text(PAIRS, encoding="utf-8")
     protocol = load_protocol("pairs-csv", data_root=FACES, pairs="../lists/pairs.csv")
     assert list(protocol.pairs.same) == [1, 0, 1, 0]
+
+
+def test_a_limit_pairs_run_says_it_is_a_subset_in_results_md_and_the_report(tmp_path):
+    """`eval --protocol lfw --limit-pairs 40` wrote "pairs evaluated: 40 of 40 in 10 folds" in results.md and "40
+    pairs in 10 folds" in report.md: read beside the README's LFW figures, the first screen of a 40-pair try looked
+    like the whole protocol. Only methods.md said "40 of the protocol's pairs". Both now name the subset; a run of
+    every pair is unchanged."""
+    (tmp_path / "pairs.csv").write_text(PAIRS, encoding="utf-8")
+    common = ["--protocol", "pairs-csv", "--pairs", "pairs.csv", "--data-root", str(FACES), "--recognizer", "dlib",
+              "--device", "cpu"]
+    for out, extra in (("part", ["--limit-pairs", "2"]), ("all", [])):
+        assert _cli(["eval", *common, *extra, "--out", out], tmp_path, tmp_path).returncode == 0
+        assert _cli(["report", out], tmp_path, tmp_path).returncode == 0
+    note = "(a subset: --limit-pairs 2, dealt over folds and same/different in file order)"
+    part_md = (tmp_path / "part" / "results.md").read_text()
+    assert f"- pairs evaluated: 2 of 2 {note} in 1 fold; " in part_md  # was "1 folds"
+    assert f"\n2 pairs {note} in 1 fold, recognizer dlib" in (tmp_path / "part" / "report.md").read_text()
+    all_md = (tmp_path / "all" / "results.md").read_text()
+    assert "- pairs evaluated: 4 of 4 in 2 folds; " in all_md and "subset" not in all_md
+    assert "\n4 pairs in 2 folds, recognizer dlib" in (tmp_path / "all" / "report.md").read_text()

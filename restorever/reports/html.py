@@ -21,7 +21,7 @@ import numpy as np
 from ..pipeline.environment import restorever_version
 from .identity_stats import IDENTITY_KIND
 from .results import (IDENTITY_NOTE, RESULTS_FILE, STATISTICS_NOTE, attribute_table, comparison_cell, condition_label,
-                      few_clusters_note, identity_comparison_cell, load_results, p_text, results_table)
+                      few_clusters_note, identity_comparison_cell, load_results, p_text, results_table, subset_note)
 from .rate_stats import RATES_NOTE, compared_fars, rate_cell
 from .methods import METHODS_FILES, write_methods
 from .methods_ident import ident_paragraphs, is_identification
@@ -343,7 +343,8 @@ def _summary_line(record: dict[str, Any]) -> str:
     degradation = (f"{cfg.get('degradation')} on the {cfg.get('degrade_side', 'probe')} side at scales "
                    f"{', '.join(f'x{s}' for s in scales)}" if scales else "no degradation")
     if "pairs" in proto:
-        what = f"{proto['pairs']} pairs in {proto.get('folds', '?')} folds"
+        folds = proto.get("folds", "?")
+        what = f"{proto['pairs']} pairs{subset_note(cfg)} in {folds} fold{'' if folds == 1 else 's'}"
     else:
         what = f"{proto.get('task', 'evaluation')}: gallery {proto.get('gallery_size', '?')}, probes " \
                f"{proto.get('probes', '?')}"

@@ -209,6 +209,14 @@ def _alignment_lines(record: dict[str, Any]) -> list[str]:
             "found, the crop is used as it is): " + ("; ".join(counts) or "no degraded condition")]
 
 
+def subset_note(cfg: dict[str, Any]) -> str:
+    """`` (a subset: --limit-pairs N ...)`` for a run limited to part of its protocol's pairs, else ``""``: the pair
+    count alone reads as the whole protocol (40 pairs of LFW's 6,000 are not LFW View 2)."""
+    if not cfg.get("limit_pairs"):
+        return ""
+    return f" (a subset: --limit-pairs {cfg['limit_pairs']}, dealt over folds and same/different in file order)"
+
+
 def results_markdown(record: dict[str, Any]) -> str:
     cfg = record["config"]
     proto = record["protocol"]
@@ -217,7 +225,8 @@ def results_markdown(record: dict[str, Any]) -> str:
         "",
         f"- created {record['created']}, restorever {record['restorever_version']}, device "
         f"{record['environment'].get('device')}",
-        f"- pairs evaluated: {proto['pairs']} of {proto['pairs_requested']} in {proto['folds']} folds; "
+        f"- pairs evaluated: {proto['pairs']} of {proto['pairs_requested']}{subset_note(cfg)} in {proto['folds']} "
+        f"fold{'' if proto['folds'] == 1 else 's'}; "
         f"images: {proto['images']}; skipped pairs: {len(proto['skipped'])}; images aligned with the protocol's "
         f"fallback landmarks (no face found): {len(proto.get('landmark_fallbacks', []))}",
         f"- degradation: {cfg['degradation'] if cfg['scales'] else 'none'} on the {cfg['degrade_side']} side, "
