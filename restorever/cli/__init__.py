@@ -233,6 +233,11 @@ def cli() -> None:
     """restorever: does face restoration preserve identity?
 
     \b
+    A first run (40 balanced LFW pairs, about a minute on a CPU; drop --limit-pairs for all 6,000):
+      restorever eval --protocol lfw --data-root DIR --recognizer dlib --scales 8,16 --limit-pairs 40 --out runs/try
+      restorever report runs/try
+
+    \b
     Exit status: 0 done; 2 a usage or input error (one line on stderr naming the fix); 1 an unexpected error (one
     line; -vv prints its traceback); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM: a scheduler's time limit,
     kill); 141 stdout closed early (| head)."""

@@ -13,6 +13,7 @@ from .options import (HELP, plugin_option, parse_key_values, parse_scales, recog
 
 EPILOG = """\b
 Examples:
+  restorever eval --protocol lfw --data-root DIR --recognizer dlib --scales 8,16 --limit-pairs 40 --out runs/try
   torchrun --nproc-per-node 4 -m restorever eval --protocol lfw --restorer difface --scales 8,16 --out runs/d
   restorever eval --protocol lfw --data-root ../shared/data/lfw --restorer none --recognizer dlib
   restorever eval --protocol lfw --restorer none,vqfr-v2 --scales 4,8,16,24,32 --out runs/vqfr
