@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from . import handle_errors
+from .options import SEED
 
 EPILOG = """\b
 Examples:
@@ -34,7 +35,7 @@ Examples:
               help="Bootstrap replicates (people resampled).")
 @click.option("--level", type=click.FloatRange(0.5, 0.999), default=0.95, show_default=True,
               help="Coverage of the bootstrap intervals.")
-@click.option("--seed", type=int, default=None, help="Bootstrap seed (default: the run's seed).")
+@click.option("--seed", type=SEED, default=None, help="Bootstrap seed (default: the run's seed).")
 @handle_errors
 def breakdown_command(run_dir, by, labels_file, name, reference, figure, n_boot, level, seed):
     """Break a finished verification run in RUN_DIR down by group of people: per condition and group, the mean

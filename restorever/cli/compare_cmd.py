@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from . import figure_formats, handle_errors
+from .options import SEED
 
 EPILOG = """\b
 Examples:
@@ -25,7 +26,7 @@ Examples:
 @click.option("--bootstrap", "n_boot", type=click.IntRange(min=100, max=100_000), default=None,
               help="Bootstrap replicates of each accuracy-difference interval [the runs' own, as in their "
                    "results.md, when they agree; else 2000, said in comparison.md].")
-@click.option("--bootstrap-seed", type=int, default=None,
+@click.option("--bootstrap-seed", type=SEED, default=None,
               help="Seed of every bootstrap [each run's own --seed, as in its results.md].")
 @click.option("--format", "formats", default="png", show_default=True,
               help="Formats of the accuracy-against-scale figure, comma-separated (png, pdf, svg): scales.png, "

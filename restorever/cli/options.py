@@ -7,6 +7,10 @@ import click
 
 log = logging.getLogger(__name__)
 
+#: the range of every seed option: a run's seed is recorded as 0..2**63 - 1 (``EvalConfig``, a protocol's ``seed``),
+#: and numpy's generators refuse a negative one with a message that names no option
+SEED = click.IntRange(0, 2 ** 63 - 1)
+
 
 def split_list(text: str | None) -> list[str]:
     """``"a, b,,c"`` -> ``["a", "b", "c"]``."""

@@ -9,7 +9,7 @@ import click
 from ..detectors import MIN_FACE_SIZE
 from ..progress import progress_bar
 from . import NO_PROGRESS_HELP, handle_errors
-from .options import HELP, plugin_option, restorer_options, restorer_options_option
+from .options import HELP, SEED, plugin_option, restorer_options, restorer_options_option
 
 
 @click.command("degrade", epilog="\b\nExample:\n  restorever degrade --protocol lfw --data-root ../shared/data/lfw "
@@ -19,7 +19,7 @@ from .options import HELP, plugin_option, restorer_options, restorer_options_opt
 @click.option("--pairs", type=click.Path(), help=HELP["pairs"])
 @click.option("--scales", default="4,8,16,24,32", show_default=True, help="Degradation scales, comma-separated.")
 @click.option("--degradation", default="difface-test", show_default=True, help=HELP["degradation"])
-@click.option("--seed", type=click.IntRange(0, 2 ** 63 - 1), default=None,
+@click.option("--seed", type=SEED, default=None,
               help="Seed of the degradation parameters and noise [protocol's seed, else 0].")
 @click.option("--degrade-side", "--side", "side", type=click.Choice(["probe", "both"]), default="probe",
               show_default=True, help="Degrade the probe (second) images of each pair, or every image (as eval's "
