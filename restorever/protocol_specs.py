@@ -172,10 +172,17 @@ _MAX_INCLUDES = 8
 def include_target(path: Path, include: str, include_path: Sequence[str | os.PathLike] = ()) -> Path:
     """The file ``include:`` in the protocol file ``path`` names: a protocol name (``include: lfw``) is looked up as
     ``--protocol NAME`` is (the search path), anything else is a file beside ``path``. The one rule of the loader,
-    the format lookup and ``restorever validate --protocols``."""
+    the format lookup and ``restorever validate --protocols``.
+
+    A file that names itself (a user's ``lfw.yaml`` with ``include: lfw``, which shadows the shipped ``lfw.yaml``)
+    includes the next file of that name on the search path, the one it shadows, rather than itself (a cycle)."""
     if PROTOCOL_NAME.match(include) and not include.endswith((".yaml", ".yml")):
         named = _named_protocol(include, include_path)
         if named is not None:
+            files = [named, *shadowed_protocols(include_path).get(include, [])]
+            here = [f.resolve() for f in files]
+            if path.resolve() in here[:-1]:
+                return files[here.index(path.resolve()) + 1]
             return named
     return path.parent / include
 

@@ -53,3 +53,42 @@ def test_a_negative_bootstrap_seed_names_its_option(tmp_path, command):
     ok = CliRunner().invoke(cli, args[:-1] + ["0"])
     assert ok.exit_code == 0, ok.output
     assert written.exists()
+
+
+def _yaml(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_shadowing_protocol_includes_the_file_it_shadows(tmp_path, monkeypatch):
+    """Round 7 left alone that a user's ``lfw.yaml`` with ``include: lfw`` (the natural way to change one key of
+    LFW) shadows the shipped file, so its include named itself: ``error: ...lfw.yaml: include 'lfw' forms a
+    cycle``, a message that names no fix. The include of a file's own name now resolves to the next file of that
+    name on the search path, the one it shadows: here two user folders, each changing one key, over the shipped
+    file. The loader, the format lookup and ``validate --protocols`` share the rule."""
+    from restorever import protocol_specs
+    from restorever.errors import ProtocolError
+
+    first = _yaml(tmp_path / "a" / "lfw.yaml", "include: lfw\nseed: 7\n")
+    second = _yaml(tmp_path / "b" / "lfw.yaml", "include: lfw\ndescription: second copy\n")
+    monkeypatch.setenv("RESTOREVER_PROTOCOL_PATH", f"{tmp_path / 'a'}:{tmp_path / 'b'}")
+    monkeypatch.setattr(protocol_specs, "_WARNED_SHADOWS", set())
+    shipped = protocol_specs.shadowed_protocols()["lfw"][-1]
+    assert protocol_specs.shadowed_protocols()["lfw"] == [second, shipped]
+    spec, path = protocol_specs.load_spec("lfw")
+    assert path == first
+    assert spec["seed"] == 7 and spec["description"] == "second copy"  # each file's own key
+    assert spec["dataset"]["format"] == "lfw-pairs" and spec["dataset"]["pairs"] == "pairs.txt"  # the shipped rest
+    assert spec["folds"] == 10 and spec["protocol"] == "lfw"
+    assert protocol_specs.raw_format("lfw") == "lfw-pairs"
+    result = CliRunner().invoke(cli, ["validate", "--protocols", "lfw"])
+    assert result.exit_code == 0 and f"{first}: valid" in result.output, result.output
+    # a file that includes its own name and shadows nothing is still a cycle
+    _yaml(tmp_path / "a" / "mine.yaml", "include: mine\nprotocol: mine\n")
+    with pytest.raises(ProtocolError, match="forms a cycle"):
+        protocol_specs.load_spec("mine")
+    # the last file of a name may not include that name again (it would be itself)
+    _yaml(tmp_path / "b" / "mine.yaml", "include: mine\nprotocol: mine\n")
+    with pytest.raises(ProtocolError, match="forms a cycle"):
+        protocol_specs.load_spec("mine")
