@@ -170,6 +170,26 @@ def pil_to_rgb8(im) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
+def _check_size(w: int, h: int, source: str) -> None:
+    if w * h > MAX_PIXELS or w < MIN_SIDE or h < MIN_SIDE:
+        raise ImageError(f"{source}: image of {w}x{h} pixels refused (allowed: {MIN_SIDE}..{MAX_PIXELS} "
+                         f"pixels, sides >= {MIN_SIDE})")
+
+
+def header_decodes(data: bytes) -> bool:
+    """Whether :func:`decode_image` can get past ``data``'s header: an image format Pillow reads, of an allowed
+    size. No pixel is decoded (cheap enough for ``--dry-run`` over a whole dataset), so a truncated file passes
+    here and fails in :func:`decode_image`."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            _check_size(*im.size, "")
+    except Exception:  # noqa: BLE001 - anything decode_image would refuse (it names the cause)
+        return False
+    return True
+
+
 def decode_image(data: bytes, *, source: str = "<bytes>") -> np.ndarray:
     """Decode encoded image bytes to an ``HxWx3`` uint8 RGB array; raise :class:`ImageError` naming ``source``.
 
@@ -180,9 +200,7 @@ def decode_image(data: bytes, *, source: str = "<bytes>") -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as im:
             w, h = im.size
-            if w * h > MAX_PIXELS or w < MIN_SIDE or h < MIN_SIDE:
-                raise ImageError(f"{source}: image of {w}x{h} pixels refused (allowed: {MIN_SIDE}..{MAX_PIXELS} "
-                                 f"pixels, sides >= {MIN_SIDE})")
+            _check_size(w, h, source)
             im.draft("RGB", (w, h))
             try:
                 oriented = upright(im, exif_orientation(data))

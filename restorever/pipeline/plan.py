@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import RestoreverError
-from ..images import decode_tag
+from ..images import decode_tag, header_decodes
 from ..protocol_specs import alignment_fit
 from .cache import ArrayCache
 from .costs import load_costs
@@ -137,6 +137,10 @@ def _plan(ctx, images: list[str], probes: set[str], header: str) -> str:
             unreadable += 1
             failed.add(item)
             continue
+        if not header_decodes(data):  # the run skips it (or stops) every time: a failure to decode is not cached
+            unreadable += 1
+            failed.add(item)
+            continue
         sha = hashlib.sha256(data).hexdigest()
         if ctx.identity.detector == "scrfd" and ctx.identity.detector_file is None:
             continue  # no SCRFD file: its keys hold the file's sha256, so nothing can be found cached
@@ -152,7 +156,7 @@ def _plan(ctx, images: list[str], probes: set[str], header: str) -> str:
             elif lm is not None:
                 no_face += 1
                 failed.add(item)
-    lines = [f"{header}; unreadable now: {unreadable}; no face found (cached): {no_face}",
+    lines = [f"{header}; unreadable or not an image now: {unreadable}; no face found (cached): {no_face}",
              f"landmarks ({config.detector}): {landmarks_cached} cached, "
              f"{len(images) - landmarks_cached - unreadable} to detect",
              f"device {ctx.device}; recognizer {config.recognizer}; restorers {', '.join(config.restorers)}; "

@@ -92,3 +92,37 @@ def test_a_shadowing_protocol_includes_the_file_it_shadows(tmp_path, monkeypatch
     _yaml(tmp_path / "b" / "mine.yaml", "include: mine\nprotocol: mine\n")
     with pytest.raises(ProtocolError, match="forms a cycle"):
         protocol_specs.load_spec("mine")
+
+
+def test_a_dry_run_after_a_run_counts_an_undecodable_image_as_failed_not_as_work(tmp_path, faces_root):
+    """Round 7 left alone that an undecodable image stays "to compute" in a dry run: its failure is not cached (it
+    is retried on every run), and ``--dry-run`` counted only files it could not read as failed. So after a finished
+    run with ``--on-error skip`` the plan still said "1 to detect" and a clean embedding "to compute", and never
+    "nothing is missing": a user checking whether a cache is complete could not tell. The plan now reads each
+    image's header as well (no pixels decoded): a file that is not an image, or of a size the reader refuses, is
+    counted with the unreadable ones and as no work."""
+    from PIL import Image
+
+    data = tmp_path / "data"
+    data.mkdir()
+    faces = ["madonna/madonna_0001.jpg", "madonna/madonna_0002.jpg", "elton_john/elton_john_0001.jpg"]
+    for face in faces:
+        (data / Path(face).name).write_bytes((faces_root / face).read_bytes())
+    (data / "notes.jpg").write_text("not an image\n", encoding="utf-8")  # a text file under an image name
+    Image.new("RGB", (8, 8), (90, 90, 90)).save(data / "tiny.png")  # an image below the smallest side allowed
+    (data / "pairs.csv").write_text("madonna_0001.jpg,madonna_0002.jpg,1\nmadonna_0001.jpg,elton_john_0001.jpg,0\n"
+                                    "notes.jpg,madonna_0002.jpg,1\ntiny.png,elton_john_0001.jpg,0\n", encoding="utf-8")
+    args = ["eval", "--protocol", "pairs-csv", "--pairs", str(data / "pairs.csv"), "--data-root", str(data),
+            "--recognizer", "dlib", "--restorer", "none", "--scales", "8", "--on-error", "skip",
+            "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    run = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "run")])
+    assert run.exit_code == 0, run.output
+    record = json.loads((tmp_path / "run" / "results.json").read_text(encoding="utf-8"))
+    assert sorted(f["image"] for f in record["protocol"]["failed_images"]) == ["notes.jpg", "tiny.png"]
+    plan = CliRunner().invoke(cli, [*args, "--dry-run"])
+    assert plan.exit_code == 0, plan.output
+    assert "unreadable or not an image now: 2; no face found (cached): 0" in plan.output, plan.output
+    assert "landmarks (mtcnn): 3 cached, 0 to detect" in plan.output, plan.output
+    lines = {ln.split()[0]: ln for ln in plan.output.splitlines() if ln.startswith("  ")}
+    assert lines["clean"].split()[1:] == ["3", "cached,", "0", "to", "compute"], plan.output
+    assert "nothing is missing" in plan.output, plan.output
