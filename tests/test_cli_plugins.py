@@ -233,6 +233,36 @@ def test_listing_errors_and_collisions(tmp_path, registries, monkeypatch):
     assert RECOGNIZERS.card("dlib").arch != "thumb"  # the refused plugin replaced nothing
 
 
+def test_a_misspelt_plugin_gets_a_suggestion(tmp_path, registries, monkeypatch):
+    """Round 18 left alone that a misspelt ``--plugin`` module got no "did you mean", where every registry name,
+    option and weights name did. A dotted name is compared with the modules of its parent package (the current
+    folder's for a top-level name), a ``.py`` path with the files beside it; a plugin that exists but imports a
+    missing package is told no other name (its own import failed, not the user's spelling)."""
+    work = _write_plugins(tmp_path / "work")
+    (work / "lab").mkdir()
+    (work / "lab" / "__init__.py").write_text("")
+    (work / "lab" / "blur_net.py").write_text(RESTORER_PLUGIN)
+    (work / "needs_more.py").write_text("import restorever_no_such_package_r19\n" + RESTORER_PLUGIN)
+    monkeypatch.chdir(work)
+    runner = CliRunner()
+    cases = {"my_thum": "(No module named 'my_thum'); give the dotted name of a module on sys.path or in the current "
+                        "folder, or the path of its .py file; did you mean my_thumb",
+             "lab.blur_nte": "(No module named 'lab.blur_nte'); give the dotted name of a module on sys.path or in "
+                             "the current folder, or the path of its .py file; did you mean lab.blur_net?",
+             "my_blr.py": "plugin file my_blr.py not found: give a .py file that defines CARDS and create, or the "
+                          "dotted name of an importable module; did you mean my_blur.py",
+             "lab/blur_nt.py": "plugin file lab/blur_nt.py not found: give a .py file that defines CARDS and create, "
+                               "or the dotted name of an importable module; did you mean lab/blur_net.py?"}
+    for spec, message in cases.items():
+        result = runner.invoke(cli, ["restorers", "--plugin", spec])
+        assert result.exit_code == 2 and message in " ".join(result.output.split()), (spec, result.output)
+    result = runner.invoke(cli, ["restorers", "--plugin", "needs_more"])
+    assert result.exit_code == 2 and "No module named 'restorever_no_such_package_r19'" in result.output
+    assert "did you mean" not in result.output, result.output
+    ok = runner.invoke(cli, ["restorers", "--plugin", "lab.blur_net"])  # the suggested name is the module
+    assert ok.exit_code == 0 and "box-blur" in ok.output, ok.output
+
+
 def _dist(site: Path, name: str, version: str, group: str, points: dict[str, str]) -> None:
     info = site / f"{name}-{version}.dist-info"
     info.mkdir(parents=True)

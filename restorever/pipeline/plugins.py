@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .._registry import KIND_CARDS, import_plugin, module_cards, split_kinds
+from ..errors import did_you_mean
 
 
 KINDS = ("restorer", "recognizer")
@@ -26,13 +27,35 @@ def load_plugin(spec: str) -> list[tuple[str, str, list[str]]]:
     the registry of each kind it holds; returns ``[(kind, module, names)]``, one per kind (:func:`plugin_kinds`).
     Errors (``ImportError``, ``TypeError``, ``ValueError``) name the plugin and the fix."""
     module = _import_name(spec)
-    mod = import_plugin(module, f"plugin {spec!r}", "give the dotted name of a module on sys.path or in the "
-                                                      "current folder, or the path of its .py file")
+    try:
+        mod = import_plugin(module, f"plugin {spec!r}", "give the dotted name of a module on sys.path or in the "
+                                                          "current folder, or the path of its .py file")
+    except ImportError as exc:
+        missing = getattr(exc.__cause__, "name", None)  # the module Python did not find, when that was the cause
+        if missing and (module == missing or module.startswith(missing + ".")):  # the plugin itself, not its import
+            raise ImportError(f"{exc}{_nearby_modules(module)}") from exc.__cause__
+        raise
     out = []
     for kind in plugin_kinds(mod, spec):
         _registry(kind).register_module(module)
         out.append((kind, module, sorted(module_cards(mod, kind)[1])))
     return out
+
+
+def _nearby_modules(module: str) -> str:
+    """``"; did you mean ...?"`` naming modules spelt like dotted ``module``: the modules of its parent package
+    when that imports, else those of the current folder (where a lab's plugin usually sits); empty when none is
+    close. Nothing is imported to find them."""
+    import pkgutil
+
+    parent, _, _ = module.rpartition(".")
+    try:
+        found = importlib.util.find_spec(parent) if parent else None
+    except (ImportError, ValueError):
+        found = None
+    folders = list(getattr(found, "submodule_search_locations", None) or ([] if parent else [os.getcwd()]))
+    names = [f"{parent}.{m.name}" if parent else m.name for m in pkgutil.iter_modules(folders)]
+    return did_you_mean(module, names)
 
 
 def _import_name(spec: str) -> str:
@@ -42,8 +65,11 @@ def _import_name(spec: str) -> str:
     if spec.endswith(".py") or os.sep in spec or "/" in spec:
         path = Path(spec).expanduser()
         if not path.is_file() or path.suffix != ".py":
-            raise ImportError(f"plugin file {spec} not found: give a .py file that defines CARDS and create, or "
-                              f"the dotted name of an importable module")
+            beside = sorted(p for p in path.parent.glob("*.py") if p.name != "__init__.py") \
+                if path.parent.is_dir() else []
+            hint = did_you_mean(spec, [str(p) if path.parent != Path() else p.name for p in beside])
+            raise ImportError(f"plugin file {spec} not found: give a .py file that defines CARDS and create, or the "
+                              f"dotted name of an importable module{hint}")
         module, folder = path.stem, str(path.resolve().parent)
         if folder not in sys.path:
             sys.path.append(folder)
