@@ -33,17 +33,20 @@ def progress_shown(enabled: bool = True) -> bool | None:
 
 class _Lines(io.TextIOBase):
     """A text stream that writes each of tqdm's carriage-return redraws to ``stream`` as one whole line (blank
-    redraws, which clear a bar, are dropped)."""
+    redraws, which clear a bar, are dropped, and so is a redraw equal to the line before it: the close of a bar
+    whose last step was just written)."""
 
     def __init__(self, stream) -> None:
         super().__init__()
         self.stream = stream
+        self.last = ""
 
     def write(self, text: str) -> int:
         line = text.replace("\r", "").strip()
-        if line:
+        if line and line != self.last:
             self.stream.write(line + "\n")
             self.stream.flush()
+            self.last = line
         return len(text)
 
     def flush(self) -> None:

@@ -126,3 +126,20 @@ def test_a_dry_run_after_a_run_counts_an_undecodable_image_as_failed_not_as_work
     lines = {ln.split()[0]: ln for ln in plan.output.splitlines() if ln.startswith("  ")}
     assert lines["clean"].split()[1:] == ["3", "cached,", "0", "to", "compute"], plan.output
     assert "nothing is missing" in plan.output, plan.output
+
+
+def test_a_log_gets_the_last_progress_line_once(monkeypatch):
+    """Round 18's second review left alone that a progress line's final 100 % could appear twice in a log: off a
+    terminal each redraw is a whole line, and a bar whose last step was drawn is drawn again when it closes. A line
+    equal to the one before it is no longer written (the step lines stay)."""
+    import io
+    import sys
+
+    from restorever import progress
+
+    log = io.StringIO()  # not a terminal, as a batch job's stderr
+    monkeypatch.setattr(sys, "stderr", log)
+    monkeypatch.setattr(progress, "LOG_INTERVAL_S", 0.0)  # every step is "a minute later"
+    assert list(progress.progress_bar(range(3), 3, "landmarks", True)) == [0, 1, 2]
+    lines = log.getvalue().splitlines()
+    assert [ln.split(" (")[0] for ln in lines] == [f"landmarks: {i}/3 batch" for i in range(4)], lines
