@@ -8,7 +8,7 @@ import tarfile
 from pathlib import Path
 
 
-from .errors import DataNotFoundError, ProtocolError
+from .errors import DataNotFoundError, ProtocolError, WeightsHashError
 from .images import safe_join
 from .formats.lfw_pairs import LFW_IMAGE_FOLDERS
 from .protocol_specs import PROTOCOL_NAME, download_filename_problem, download_url_problem
@@ -70,7 +70,10 @@ def resolve_data_root(spec: dict, data_root: str | os.PathLike | None, *, downlo
 
 
 def download_dataset(archives: list[dict], target: Path, name: str) -> Path:
-    from .hub import download_file
+    """Download each of a spec's ``dataset.download`` entries into ``target`` (sha256-checked where the entry gives
+    one) and extract those marked ``extract``. A file already there is used only if it has the entry's sha256: an
+    older or another download under the same name is refused, naming the file, not extracted as if it were this."""
+    from .hub import download_file, sha256_file
 
     target.mkdir(parents=True, exist_ok=True)
     for item in archives:
@@ -78,8 +81,13 @@ def download_dataset(archives: list[dict], target: Path, name: str) -> Path:
         if problem:  # validate_spec checked this at load; a spec built in code is checked here too
             raise ProtocolError(f"protocol {name}: download refused: {problem}")
         dest = safe_join(target, item["filename"], what="download filename")
+        expected = item.get("sha256")
         if not dest.exists():
-            download_file(item["url"], dest, sha256=item.get("sha256"), description=f"{name}:{item['filename']}")
+            download_file(item["url"], dest, sha256=expected, description=f"{name}:{item['filename']}")
+        elif expected and (actual := sha256_file(dest)) != str(expected).lower():
+            raise WeightsHashError(
+                f"{dest}: sha256 {actual}, but protocol {name} lists {expected} for {item['filename']} (an older or "
+                f"another download under the same name?); delete the file and rerun to download it again")
         if item.get("extract") and dest.suffix in (".tgz", ".gz", ".tar"):
             try:
                 with tarfile.open(dest) as tar:

@@ -1,0 +1,153 @@
+"""Round 19, fourth mutation pass: the code between a hostile or broken input and the user's disk and numbers
+(data root, atomic writes, downloads and the weights cache, checkpoint files, images, the validator's cache check).
+
+Each test here fails on a mutant that survived the modules' own tests (docs/reliability.md, "Round 19: mutation
+testing, fourth pass"); the answers are known properties of the files involved (sizes, hashes, names, modes).
+"""
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from restorever import files as files_module, hub
+from restorever.data_root import download_dataset
+from restorever.errors import WeightsHashError
+from restorever.hub import sha256_file
+from restorever.files import atomic_write_bytes, atomic_write_text
+from restorever.pipeline.cache import _ENTRY_TEMPORARY
+from restorever.reports.results import _is_leftover_file
+
+
+# ---------------------------------------------------------------------------------------------------- files.py
+
+@pytest.fixture
+def umask_027():
+    """The process umask set to 0o027 for the test (not the usual 0o022, so a fallback's 0o022 shows)."""
+    real_umask = os.umask  # the test may replace os.umask, and its monkeypatch may be undone after this fixture
+    old = real_umask(0o027)
+    files_module._umask.cache_clear()
+    yield 0o027
+    real_umask(old)
+    files_module._umask.cache_clear()
+
+
+def test_umask_is_read_from_proc_without_setting_it(umask_027, monkeypatch):
+    """Where /proc says the umask, it is read there: ``os.umask`` (process-wide, racing with other threads that
+    create files) is never called."""
+    if not os.path.exists("/proc/self/status"):
+        pytest.skip("no /proc/self/status on this system")
+
+    def refuse(mask):
+        raise AssertionError("os.umask called although /proc/self/status gives the umask")
+
+    monkeypatch.setattr(files_module.os, "umask", refuse)
+    assert files_module._umask() == umask_027
+
+
+def test_umask_fallback_restores_the_process_umask(umask_027, monkeypatch):
+    """Without /proc the umask is read by setting it; the fallback must put the old value back."""
+    def no_proc(*args, **kwargs):
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr(files_module, "open", no_proc, raising=False)
+    assert files_module._umask() == umask_027
+    now = os.umask(0o077)
+    os.umask(now)
+    assert now == umask_027
+
+
+def test_atomic_write_syncs_the_whole_content_before_the_rename(tmp_path, monkeypatch):
+    """The temporary file holds every byte on disk (flushed from Python's buffer, then fsync'd) before it replaces
+    the target: a crash after the rename cannot leave a short file under the final name."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.fstat(fd).st_size))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.path.getsize(src)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(files_module.os, "fsync", fsync)
+    monkeypatch.setattr(files_module.os, "replace", replace)
+    data = b"0123456789" * 10  # far below the write buffer: without the flush, fsync sees an empty file
+    atomic_write_bytes(tmp_path / "f.bin", data)
+    assert events == [("fsync", 100), ("replace", 100)]
+    assert (tmp_path / "f.bin").read_bytes() == data
+
+
+@pytest.mark.parametrize("target, recognised", [
+    ("0" * 64 + ".npz", lambda name: _ENTRY_TEMPORARY.fullmatch(name) is not None),
+    ("results.json", _is_leftover_file),
+])
+def test_temporary_names_are_the_ones_leftover_cleaning_knows(tmp_path, monkeypatch, target, recognised):
+    """A killed writer leaves its temporary file; the cache (``.<key>.npz.XXXX.tmp``) and the run folder
+    (``.results.json.XXXX.tmp``) recognise such files by name, so the name atomic_write_bytes gives must match."""
+    seen = []
+    real_replace = os.replace
+    monkeypatch.setattr(files_module.os, "replace", lambda src, dst: (seen.append(src), real_replace(src, dst)))
+    atomic_write_bytes(tmp_path / target, b"x")
+    name = os.path.basename(seen[0])
+    assert name.startswith(f".{target}.") and name.endswith(".tmp")
+    assert recognised(name), name
+
+
+def test_atomic_write_text_is_utf8(tmp_path):
+    text = "Zoë Ångström 北京 \u2603\n"
+    atomic_write_text(tmp_path / "t.txt", text)
+    assert (tmp_path / "t.txt").read_bytes() == text.encode("utf-8")
+
+
+# ---------------------------------------------------------------------------------------------------- data_root.py
+
+def _archive(path: Path, members: dict[str, bytes], mode: str) -> Path:
+    """A tar archive at ``path`` (``mode`` ``"w"`` plain, ``"w:gz"`` gzip) holding ``members``."""
+    with tarfile.open(path, mode) as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _no_network(monkeypatch) -> list:
+    """Downloads recorded instead of made (an archive already in place must not be fetched again)."""
+    calls = []
+    monkeypatch.setattr(hub, "download_file", lambda url, dest, **kw: calls.append(url))
+    return calls
+
+
+@pytest.mark.parametrize("suffix, mode", [(".tar", "w"), (".tgz", "w:gz"), (".gz", "w:gz")])
+def test_every_archive_suffix_is_extracted(tmp_path, monkeypatch, suffix, mode):
+    target = tmp_path / "data" / "mine"
+    target.mkdir(parents=True)
+    _archive(target / f"faces{suffix}", {"faces/a/a_0001.txt": b"alpha"}, mode)
+    calls = _no_network(monkeypatch)
+    download_dataset([{"filename": f"faces{suffix}", "url": "https://example.org/f", "extract": True}], target, "mine")
+    assert (target / "faces" / "a" / "a_0001.txt").read_bytes() == b"alpha" and calls == []
+
+
+def test_an_archive_already_there_must_have_the_listed_sha256(tmp_path, monkeypatch):
+    """A file left under the entry's name by an older or another download is not extracted as if it were the one
+    the protocol lists (fixed in this round: it was used unchecked)."""
+    good = _archive(tmp_path / "good.tgz", {"faces/x.txt": b"new"}, "w:gz")
+    target = tmp_path / "data" / "mine"
+    target.mkdir(parents=True)
+    old = _archive(target / "faces.tgz", {"faces/x.txt": b"old"}, "w:gz")
+    entry = {"filename": "faces.tgz", "url": "https://example.org/faces.tgz", "sha256": sha256_file(good).upper(),
+             "extract": True}
+    calls = _no_network(monkeypatch)
+    with pytest.raises(WeightsHashError, match=f"{re.escape(str(old))}: sha256 {sha256_file(old)}.*delete the file"):
+        download_dataset([entry], target, "mine")
+    assert not (target / "faces").exists() and calls == []
+    shutil.copyfile(good, old)  # the listed file (its sha256 given in capitals): used, not downloaded again
+    download_dataset([entry], target, "mine")
+    assert (target / "faces" / "x.txt").read_bytes() == b"new" and calls == []
