@@ -7,6 +7,7 @@ testing, fourth pass"); the answers are known properties of the files involved (
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shutil
@@ -15,13 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from restorever import files as files_module, hub
+from restorever import data_root, files as files_module, hub
 from restorever.data_root import download_dataset
-from restorever.errors import WeightsHashError
+from restorever.errors import DataNotFoundError, UnsafePathError, WeightsHashError
 from restorever.hub import sha256_file
 from restorever.files import atomic_write_bytes, atomic_write_text
 from restorever.pipeline.cache import _ENTRY_TEMPORARY
 from restorever.reports.results import _is_leftover_file
+from restorever.validate import check_run
+
+from .test_validate import run_copy  # noqa: F401 - the fixture: a private copy of the reference run and its cache
 
 
 # ---------------------------------------------------------------------------------------------------- files.py
@@ -151,3 +155,72 @@ def test_an_archive_already_there_must_have_the_listed_sha256(tmp_path, monkeypa
     shutil.copyfile(good, old)  # the listed file (its sha256 given in capitals): used, not downloaded again
     download_dataset([entry], target, "mine")
     assert (target / "faces" / "x.txt").read_bytes() == b"new" and calls == []
+
+
+def _lfw_spec(download: list) -> dict:
+    return {"protocol": "mine", "dataset": {"format": "lfw-pairs", "pairs": "pairs.txt", "download": download}}
+
+
+@pytest.mark.parametrize("download, offline, fetched", [(None, False, True), (True, False, True), (False, False, False),
+                                                        (None, True, False), (True, True, False)])
+def test_data_is_downloaded_only_when_asked_and_online(tmp_path, monkeypatch, download, offline, fetched):
+    """``download=False`` forbids the download even online; offline forbids it even with ``download=True``."""
+    monkeypatch.setenv("RESTOREVER_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("RESTOREVER_DATA", raising=False)
+    monkeypatch.setenv("RESTOREVER_OFFLINE", "1" if offline else "0")
+    calls = []
+    monkeypatch.setattr(data_root, "download_dataset", lambda archives, target, name: calls.append(target) or target)
+    spec = _lfw_spec([{"filename": "pairs.txt", "url": "https://example.org/pairs.txt"}])
+    if fetched:
+        assert data_root.resolve_data_root(spec, None, download=download) == tmp_path / "home" / "data" / "mine"
+    else:
+        with pytest.raises(DataNotFoundError, match="protocol mine: data not found"):
+            data_root.resolve_data_root(spec, None, download=download)
+    assert len(calls) == fetched
+
+
+def test_a_download_filename_through_a_symlink_out_of_the_root_is_refused(tmp_path, monkeypatch):
+    """A plain sub-folder name passes the spec check; a symlink of that name leaving the data folder does not."""
+    target = tmp_path / "data" / "mine"
+    target.mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (target / "sub").symlink_to(outside)
+    calls = _no_network(monkeypatch)
+    with pytest.raises(UnsafePathError, match="download filename 'sub/x.tgz' resolves to .*outside the data root"):
+        download_dataset([{"filename": "sub/x.tgz", "url": "https://example.org/x.tgz"}], target, "mine")
+    assert calls == [] and not list(outside.iterdir())
+
+
+# ---------------------------------------------------------------------------------------------------- hub.py
+
+def _card(sha: str | None = None) -> hub.ModelCard:
+    return hub.ModelCard(name="toy", arch="toy", weights={
+        "model": hub.WeightFile("toy.pth", "https://example.invalid/toy.pth", sha, "MIT")})
+
+
+def test_copy_into_cache_puts_the_whole_file_under_its_name(tmp_path):
+    source = tmp_path / "mine.pth"
+    source.write_bytes(os.urandom(3000))
+    target = hub.copy_into_cache(_card(), "model", source, cache_dir=tmp_path / "cache")
+    assert target == tmp_path / "cache" / "weights" / "toy" / "toy.pth"
+    assert sha256_file(target) == sha256_file(source)
+    assert sorted(p.name for p in target.parent.iterdir()) == ["toy.pth"]  # no .part left
+
+
+# ------------------------------------------------------------------------------------------ validate/run_cache.py
+
+def test_a_record_without_similarity_is_checked_under_either_similarity(run_copy):
+    """Records made before conditions stored their ``similarity`` are checked with cosine and with euclidean
+    scores, the closer one counting: the (dlib, euclidean) run stays valid, and a changed score is still reported."""
+    run, _ = run_copy
+    record = json.loads((run / "results.json").read_text())
+    assert {c["similarity"] for c in record["conditions"]} == {"euclidean"}
+    for cond in record["conditions"]:
+        del cond["similarity"]
+    (run / "results.json").write_text(json.dumps(record, indent=1))
+    report = check_run(run)
+    assert report.ok, report.problems
+    record["conditions"][1]["scores"]["score"][0] += 0.05
+    (run / "results.json").write_text(json.dumps(record, indent=1))
+    assert any("do not reproduce the stored scores (euclidean similarity" in p for p in check_run(run).problems)
