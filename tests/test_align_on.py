@@ -182,6 +182,11 @@ def test_validate_checks_the_degraded_alignment(runs):
     block["detected"], block["not_found"] = block["detected"] - 1, block["not_found"] + 1
     (tampered / "results.json").write_text(json.dumps(record))
     assert any("alignment is" in p for p in check_run(tampered).problems)
+    # the degraded-alignment check passing must not end the cache check: the embeddings are compared too (round 19)
+    record = json.loads((run / "results.json").read_text())
+    _cond(record, 4)["scores"]["score"][0] += 0.05
+    (tampered / "results.json").write_text(json.dumps(record))
+    assert any("x4" in p and "do not reproduce the stored scores" in p for p in check_run(tampered).problems)
 
 
 def test_dry_run_and_bad_values(runs, lfw_root):

@@ -14,12 +14,15 @@ import shutil
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from restorever import data_root, files as files_module, hub
 from restorever.data_root import download_dataset
 from restorever.errors import DataNotFoundError, UnsafePathError, WeightsHashError
 from restorever.hub import sha256_file
+from restorever.images import decode_image
 from restorever.files import atomic_write_bytes, atomic_write_text
 from restorever.pipeline.cache import _ENTRY_TEMPORARY
 from restorever.reports.results import _is_leftover_file
@@ -157,6 +160,23 @@ def test_an_archive_already_there_must_have_the_listed_sha256(tmp_path, monkeypa
     assert (target / "faces" / "x.txt").read_bytes() == b"new" and calls == []
 
 
+def test_an_absent_archive_is_downloaded_with_its_sha256_then_extracted(tmp_path, monkeypatch):
+    good = _archive(tmp_path / "good.tgz", {"faces/x.txt": b"new"}, "w:gz")
+    target = tmp_path / "data" / "mine"
+    calls = []
+
+    def fetch(url, dest, *, sha256, description=""):
+        calls.append((url, dest, sha256))
+        shutil.copyfile(good, dest)
+
+    monkeypatch.setattr(hub, "download_file", fetch)
+    entry = {"filename": "faces.tgz", "url": "https://example.org/faces.tgz", "sha256": "ab" * 32, "extract": True}
+    assert download_dataset([entry], target, "mine") == target
+    assert calls == [("https://example.org/faces.tgz", target / "faces.tgz", "ab" * 32)]
+    assert (target / "faces" / "x.txt").read_bytes() == b"new"
+
+
+
 def _lfw_spec(download: list) -> dict:
     return {"protocol": "mine", "dataset": {"format": "lfw-pairs", "pairs": "pairs.txt", "download": download}}
 
@@ -224,3 +244,27 @@ def test_a_record_without_similarity_is_checked_under_either_similarity(run_copy
     record["conditions"][1]["scores"]["score"][0] += 0.05
     (run / "results.json").write_text(json.dumps(record, indent=1))
     assert any("do not reproduce the stored scores (euclidean similarity" in p for p in check_run(run).problems)
+
+
+# ---------------------------------------------------------------------------------------------------- images.py
+
+def _tiff_or_png(array: np.ndarray, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def test_every_16_bit_value_is_rounded_to_the_nearest_8_bit_value():
+    """All 65,536 16-bit values (one 256x256 image) against integer arithmetic: v -> round(v * 255 / 65535), halves
+    up; 8-bit values stored in a 32-bit TIFF come back unchanged, and k / 255 as float comes back as k."""
+    values = np.arange(65536, dtype=np.uint16).reshape(256, 256)
+    want = (values.astype(np.int64) * 2 + 257) // (2 * 257)  # floor(v / 257 + 1/2), exactly
+    for fmt in ("PNG", "TIFF"):
+        got = decode_image(_tiff_or_png(values, fmt), source=f"ramp.{fmt}")
+        assert np.array_equal(got[..., 0], want) and np.array_equal(got[..., 2], want), fmt
+    eight = np.arange(256, dtype=np.int32).reshape(16, 16).repeat(2, 0).repeat(2, 1)
+    assert np.array_equal(decode_image(_tiff_or_png(eight, "TIFF"), source="i32.tiff")[..., 1], eight)
+    unit = (np.arange(256, dtype=np.float32) / 255).reshape(16, 16).repeat(2, 0).repeat(2, 1)
+    assert np.array_equal(decode_image(_tiff_or_png(unit, "TIFF"), source="f.tiff")[..., 1], eight)
+    dark = np.linspace(0, 2, 32 * 32, dtype=np.float32).reshape(32, 32)  # a float image in 0..255 units, max 2
+    assert decode_image(_tiff_or_png(dark, "TIFF"), source="dark.tiff").max() == 2  # as is, not taken for 0..1
