@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from restorever import data_root, files as files_module, hub
 from restorever.data_root import download_dataset
-from restorever.errors import DataNotFoundError, UnsafePathError, WeightsHashError
+from restorever.errors import CheckpointLayoutError, DataNotFoundError, UnsafePathError, WeightsHashError
 from restorever.hub import sha256_file
 from restorever.images import decode_image
 from restorever.files import atomic_write_bytes, atomic_write_text
@@ -268,3 +269,27 @@ def test_every_16_bit_value_is_rounded_to_the_nearest_8_bit_value():
     assert np.array_equal(decode_image(_tiff_or_png(unit, "TIFF"), source="f.tiff")[..., 1], eight)
     dark = np.linspace(0, 2, 32 * 32, dtype=np.float32).reshape(32, 32)  # a float image in 0..255 units, max 2
     assert decode_image(_tiff_or_png(dark, "TIFF"), source="dark.tiff").max() == 2  # as is, not taken for 0..1
+
+
+def test_the_order_of_the_weights_table_does_not_matter(run_copy):
+    """JSON objects are unordered: a record whose weights table lists dlib's two files in the other order (as a
+    tool rewriting the file may) rebuilds the same run identity and stays valid."""
+    run, _ = run_copy
+    record = json.loads((run / "results.json").read_text())
+    assert list(record["weights"]) == ["dlib:model", "dlib:shape_predictor"]
+    record["weights"] = dict(reversed(list(record["weights"].items())))
+    (run / "results.json").write_text(json.dumps(record, indent=1))
+    report = check_run(run)
+    assert report.ok, report.problems
+    assert report.checked["cache entries"] > 0
+
+
+# ------------------------------------------------------------------------------------------ checkpoint_files.py
+
+def test_a_checkpoint_that_needs_code_names_the_refused_global(tmp_path):
+    """A pickle that would call ``os.system`` is refused unread, and the message names what it wanted to import."""
+    path = tmp_path / "evil.pth"
+    torch.save({"w": torch.zeros(2), "run": os.system}, path)
+    with pytest.raises(CheckpointLayoutError, match=r"it needs code to be unpickled: .*system") as info:
+        hub.load_checkpoint(path)
+    assert str(path) in str(info.value) and "never unpickles code" in str(info.value)
