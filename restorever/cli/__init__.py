@@ -116,39 +116,51 @@ def _fail(message: str, status: int = 2) -> None:
 def _unexpected(exc: BaseException) -> None:
     """An error no check anticipated: with ``-vv`` re-raised (Python prints the traceback), else one line naming
     its type, exit status 1."""
+    import traceback
+
     if _debugging():
         raise exc
     text = str(exc).strip().splitlines()
     where = _user_code_frame(exc)
     if where:  # raised in the user's own file (a plugin, a helper of it): point there, not at restorever's issues
-        _fail(f"unexpected {type(exc).__name__}{': ' + text[0] if text else ''}, raised in {where}: your code, not "
+        inner = traceback.extract_tb(exc.__traceback__)[-1]
+        how = "raised in" if where == f"{inner.filename}:{inner.lineno}" else "raised by a library called from"
+        _fail(f"unexpected {type(exc).__name__}{': ' + text[0] if text else ''}, {how} {where}: your code, not "
               f"restorever's (rerun with -vv for the traceback)", status=1)
     _fail(f"unexpected {type(exc).__name__}{': ' + text[0] if text else ''} (rerun with -vv for the traceback, and "
           f"please report it)", status=1)
 
 
 def _user_code_frame(exc: BaseException) -> str | None:
-    """``FILE:LINE`` of the innermost frame of ``exc``'s traceback when that frame is in a file of the user's own
-    (outside restorever and outside the installed packages and the standard library, as a ``--plugin`` module is);
-    None otherwise."""
+    """``FILE:LINE`` of the user's own file (a ``--plugin`` module, a helper of it) that raised ``exc`` or called
+    the installed package that raised it; None when the nearest frame outside the installed packages and the
+    standard library is restorever's own (a bug to report).
+
+    The traceback is walked from the innermost frame outwards past library frames: a plugin's network that fails
+    inside torch is the plugin's line that called it. Installed means in the standard library or in a
+    ``site-packages`` / ``dist-packages`` folder, not merely under ``sys.prefix``: a project folder that holds its
+    own venv (``python -m venv .``) is still the user's."""
     import site
     import sysconfig
     import traceback
     from pathlib import Path
 
-    frames = traceback.extract_tb(exc.__traceback__)
-    if not frames or frames[-1].filename.startswith("<"):
-        return None
-    path = Path(frames[-1].filename).resolve()
-    installed = {Path(__file__).resolve().parents[1]}  # the restorever package itself
-    installed |= {Path(p).resolve() for key in ("stdlib", "platstdlib", "purelib", "platlib")
-                  if (p := sysconfig.get_paths().get(key))}
-    installed |= {Path(p).resolve() for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+    own = Path(__file__).resolve().parents[1]  # the restorever package (installed, editable or a checkout)
+    library = {Path(p).resolve() for key in ("stdlib", "platstdlib", "purelib", "platlib")
+               if (p := sysconfig.get_paths().get(key))}
+    library |= {Path(p).resolve() for p in getattr(site, "getsitepackages", list)()}
     if site.ENABLE_USER_SITE:
-        installed.add(Path(site.getusersitepackages()).resolve())
-    if any(path.is_relative_to(root) for root in installed):
-        return None
-    return f"{frames[-1].filename}:{frames[-1].lineno}"
+        library.add(Path(site.getusersitepackages()).resolve())
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename.startswith("<"):  # <frozen importlib._bootstrap>, <string>: no file of anyone's
+            continue
+        path = Path(frame.filename).resolve()
+        if path.is_relative_to(own):
+            return None
+        if {"site-packages", "dist-packages"} & set(path.parts) or any(path.is_relative_to(r) for r in library):
+            continue
+        return f"{frame.filename}:{frame.lineno}"
+    return None
 
 
 def _silence_stdout() -> None:

@@ -1,0 +1,75 @@
+"""Round 19, second review: the round's changes tried with the inputs they were not tried with."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import numpy as np
+import pytest
+
+import restorever.cli as cli_module
+from restorever.cli import _user_code_frame
+
+
+def _import_file(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_plugin_whose_network_fails_inside_torch_is_named_not_reported_as_a_bug(tmp_path):
+    """A plugin's Linear(100, 64) after a 192-value flatten raised "mat1 and mat2 shapes cannot be multiplied" in
+    torch/nn/modules/linear.py: the innermost frame was torch's, an installed package, so the line said "please
+    report it" to restorever. The user's line that called torch is named now."""
+    (tmp_path / "bad_net.py").write_text(
+        "import torch\n\n"
+        "net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(100, 64))\n\n"
+        "def embed(x):\n"
+        "    return net(x)\n", encoding="utf-8")
+    module = _import_file(tmp_path / "bad_net.py", "r19_bad_net")
+    import torch
+
+    with pytest.raises(RuntimeError, match="cannot be multiplied") as info:
+        module.embed(torch.zeros(2, 3, 8, 8))
+    assert _user_code_frame(info.value) == f"{tmp_path / 'bad_net.py'}:6"
+
+
+def test_a_project_folder_holding_its_own_venv_is_the_users(tmp_path, monkeypatch):
+    """Everything under ``sys.prefix`` was read as installed: a lab that made its project folder a venv
+    (``python -m venv .``) and kept its plugin there was sent to report its own NameError to restorever. Only the
+    standard library and site-packages folders are installed code."""
+    (tmp_path / "lab_plugin.py").write_text("def create(name):\n    return undefined_net\n", encoding="utf-8")
+    module = _import_file(tmp_path / "lab_plugin.py", "r19_lab_plugin")
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    monkeypatch.setattr(sys, "exec_prefix", str(tmp_path))
+    with pytest.raises(NameError) as info:
+        module.create("x")
+    assert _user_code_frame(info.value) == f"{tmp_path / 'lab_plugin.py'}:2"
+
+
+def test_code_in_a_site_packages_folder_is_walked_past_to_its_caller(tmp_path):
+    """A package in some site-packages folder this interpreter does not list (another venv's, on PYTHONPATH) is
+    still installed code: the user's line that called it is named, not the package's."""
+    lib = tmp_path / "other-venv" / "lib" / "site-packages"
+    lib.mkdir(parents=True)
+    (lib / "their_pkg.py").write_text("def check(x):\n    raise ValueError('bad x')\n", encoding="utf-8")
+    (tmp_path / "mine.py").write_text("import their_pkg\n\ndef run():\n    their_pkg.check(1)\n", encoding="utf-8")
+    sys.path.insert(0, str(lib))
+    try:
+        module = _import_file(tmp_path / "mine.py", "r19_mine")
+        with pytest.raises(ValueError) as info:
+            module.run()
+    finally:
+        sys.path.remove(str(lib))
+        sys.modules.pop("their_pkg", None)
+    assert _user_code_frame(info.value) == f"{tmp_path / 'mine.py'}:4"
+
+
+def test_restorever_code_failing_inside_numpy_is_still_a_bug_to_report():
+    """Walking past library frames stops at restorever's own: a restorever line that numpy refuses is a bug."""
+    code = compile("import numpy\nnumpy.linalg.inv(numpy.zeros((2, 3)))\n", cli_module.__file__, "exec")
+    with pytest.raises(np.linalg.LinAlgError) as info:
+        exec(code, {})
+    assert "numpy" in str(info.traceback[-1].path)  # raised inside numpy, called from restorever's file
+    assert _user_code_frame(info.value) is None
