@@ -73,3 +73,46 @@ def test_restorever_code_failing_inside_numpy_is_still_a_bug_to_report():
         exec(code, {})
     assert "numpy" in str(info.traceback[-1].path)  # raised inside numpy, called from restorever's file
     assert _user_code_frame(info.value) is None
+
+
+PAIRS = ("madonna/madonna_0001.jpg,madonna/madonna_0002.jpg,1\n"
+         "madonna/madonna_0001.jpg,elton_john/elton_john_0001.jpg,0\n"
+         "elton_john/elton_john_0001.jpg,elton_john/elton_john_0002.jpg,1\n"
+         "madonna/madonna_0003.jpg,elton_john/elton_john_0003.jpg,0\n")
+
+
+def test_a_limit_pairs_above_the_protocols_count_is_not_called_a_subset(tmp_path, monkeypatch):
+    """`--limit-pairs 100` on a protocol of 4 pairs evaluates all 4, yet results.md said "4 of 4 (a subset:
+    --limit-pairs 100 ...)", report.md the same, methods.md "These are 4 of the protocol's pairs, taken in file
+    order" and tables.tex "(a subset balanced over the folds)": the first-hour fix keyed on the option, not on what
+    it did. eval records such a limit as none; a record made before (limit 100, 4 requested) reads as all pairs."""
+    from click.testing import CliRunner
+
+    from restorever.cli import cli
+    from restorever.reports.methods import write_methods
+    from restorever.reports.results import is_subset, results_markdown
+    from restorever.reports.tables import to_latex
+    from tests.conftest import FACES
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RESTOREVER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RESTOREVER_OFFLINE", "1")
+    (tmp_path / "pairs.csv").write_text(PAIRS, encoding="utf-8")
+    result = CliRunner().invoke(cli, ["eval", "--protocol", "pairs-csv", "--pairs", "pairs.csv", "--data-root",
+                                      str(FACES), "--recognizer", "dlib", "--device", "cpu", "--scales", "8",
+                                      "--limit-pairs", "100", "--no-progress", "--out", "run"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    record = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert record["config"]["limit_pairs"] is None and record["protocol"]["pairs_requested"] == 4
+    assert "subset" not in (tmp_path / "run" / "results.md").read_text()
+    older = {**record, "config": {**record["config"], "limit_pairs": 100}}  # as eval recorded it before
+    assert not is_subset(older)
+    assert "subset" not in results_markdown(older) and "subset" not in to_latex(older)
+    (tmp_path / "methods").mkdir()
+    write_methods(older, tmp_path / "methods")
+    assert "of the protocol's pairs" not in (tmp_path / "methods" / "methods.md").read_text()
+    limited = {**record, "config": {**record["config"], "limit_pairs": 2},
+               "protocol": {**record["protocol"], "pairs_requested": 2}}
+    assert is_subset(limited) and "(a subset: --limit-pairs 2," in results_markdown(limited)

@@ -12,7 +12,7 @@ import logging
 import math
 import numbers
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -206,6 +206,10 @@ def build_context(config: EvalConfig, protocol: Protocol | None = None) -> RunCo
     if protocol is None:
         protocol = load_protocol(config.protocol, data_root=config.data_root, pairs=config.pairs)
     config = resolve_protocol_defaults(config, getattr(protocol, "spec", None) or {})  # a bare stand-in: code defaults
+    total = len(getattr(protocol, "pairs", None) or ())
+    if config.limit_pairs is not None and config.limit_pairs >= total > 0:  # no subset: recorded as a run of all
+        logger.info("--limit-pairs %d: the protocol has %d pairs; every one is evaluated", config.limit_pairs, total)
+        config = replace(config, limit_pairs=None)
     check_template(config.template, [restorer_card(n) for n in config.restorers],
                    source=config.sources.get("template", "cli"))
     cache = open_run_cache(Path(config.cache_dir) if config.cache_dir else hub.get_cache_dir() / "cache")

@@ -344,7 +344,7 @@ def _summary_line(record: dict[str, Any]) -> str:
                    f"{', '.join(f'x{s}' for s in scales)}" if scales else "no degradation")
     if "pairs" in proto:
         folds = proto.get("folds", "?")
-        what = f"{proto['pairs']} pairs{subset_note(cfg)} in {folds} fold{'' if folds == 1 else 's'}"
+        what = f"{proto['pairs']} pairs{subset_note(record)} in {folds} fold{'' if folds == 1 else 's'}"
     else:
         what = f"{proto.get('task', 'evaluation')}: gallery {proto.get('gallery_size', '?')}, probes " \
                f"{proto.get('probes', '?')}"

@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 
 from .methods_text import Cite, Paragraph, Sentence, and_text, get_in, num_text
 from .statistics import person_of
+from .results import is_subset
 from .tables import latex_escape, run_references
 
 __all__ = ["Cite", "Sentence", "methods_paragraphs", "methods_markdown", "methods_latex", "references_bibtex",
@@ -78,7 +79,7 @@ def _protocol(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Senten
     elif proto.get("folds") is not None:
         s.add(", in {} cross-validation folds", num_text(proto["folds"]))
     out = [s.add(".")]
-    if cfg.get("limit_pairs") and proto.get("pairs_requested") is not None:
+    if is_subset(record) and proto.get("pairs_requested") is not None:
         out.append(Sentence().add("These are {} of the protocol's pairs, taken in file order and balanced over the "
                                   "folds and over same and different pairs.", num_text(proto["pairs_requested"])))
     if proto.get("pairs_sha256"):

@@ -209,12 +209,22 @@ def _alignment_lines(record: dict[str, Any]) -> list[str]:
             "found, the crop is used as it is): " + ("; ".join(counts) or "no degraded condition")]
 
 
-def subset_note(cfg: dict[str, Any]) -> str:
-    """`` (a subset: --limit-pairs N ...)`` for a run limited to part of its protocol's pairs, else ``""``: the pair
-    count alone reads as the whole protocol (40 pairs of LFW's 6,000 are not LFW View 2)."""
-    if not cfg.get("limit_pairs"):
+def is_subset(record: dict[str, Any]) -> bool:
+    """Whether ``--limit-pairs`` left out some of the protocol's pairs. A limit below the protocol's count keeps
+    exactly that many pairs (``protocol.pairs_requested``); one at or above it keeps them all (fewer requested than
+    the limit; ``eval`` records such a limit as none since round 19's second review)."""
+    limit = (record.get("config") or {}).get("limit_pairs")
+    requested = (record.get("protocol") or {}).get("pairs_requested")
+    return bool(limit) and (requested is None or requested >= limit)
+
+
+def subset_note(record: dict[str, Any]) -> str:
+    """`` (a subset: --limit-pairs N ...)`` for a run limited to part of its protocol's pairs (:func:`is_subset`),
+    else ``""``: the pair count alone reads as the whole protocol (40 pairs of LFW's 6,000 are not LFW View 2)."""
+    if not is_subset(record):
         return ""
-    return f" (a subset: --limit-pairs {cfg['limit_pairs']}, dealt over folds and same/different in file order)"
+    return (f" (a subset: --limit-pairs {record['config']['limit_pairs']}, dealt over folds and same/different in "
+            f"file order)")
 
 
 def results_markdown(record: dict[str, Any]) -> str:
@@ -225,7 +235,7 @@ def results_markdown(record: dict[str, Any]) -> str:
         "",
         f"- created {record['created']}, restorever {record['restorever_version']}, device "
         f"{record['environment'].get('device')}",
-        f"- pairs evaluated: {proto['pairs']} of {proto['pairs_requested']}{subset_note(cfg)} in {proto['folds']} "
+        f"- pairs evaluated: {proto['pairs']} of {proto['pairs_requested']}{subset_note(record)} in {proto['folds']} "
         f"fold{'' if proto['folds'] == 1 else 's'}; "
         f"images: {proto['images']}; skipped pairs: {len(proto['skipped'])}; images aligned with the protocol's "
         f"fallback landmarks (no face found): {len(proto.get('landmark_fallbacks', []))}",

@@ -21,7 +21,7 @@ import math
 import re
 from typing import Any, Sequence
 
-from .results import RESULTS_FILE
+from .results import RESULTS_FILE, is_subset
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ def _latex_one(record: dict[str, Any], rows: list[dict[str, Any]], recognizer: s
     caption = [
         f"Verification accuracy (\\%) on {latex_escape(proto.get('name', cfg.get('protocol', '?')))}: "
         f"{pairs if pairs is not None else '?'} pairs"
-        + (" (a subset balanced over the folds)" if cfg.get("limit_pairs") else "")
+        + (" (a subset balanced over the folds)" if is_subset(record) else "")
         + (f" ({skipped} of the protocol's pairs skipped)" if skipped else "")
         + (", a single fold (the threshold chosen on the same pairs, so the accuracy is optimistic)" if folds == 1
            else f", {folds if folds is not None else '?'}-fold cross-validation (each fold's threshold chosen on the "
