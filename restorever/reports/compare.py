@@ -522,5 +522,5 @@ def write_comparison(run_dirs: Sequence[str | Path], out: str | Path, *, allow_d
         atomic_write_text(out / name, text)
         written[name] = out / name
     for name in figures:
-        written[name] = plot_scales([record], out / name)
+        written[name] = plot_scales([record], out / name, described=records)  # metadata: each run on its own
     return written

@@ -186,13 +186,15 @@ SCALE_DODGE = 0.06
 
 
 @paper_style
-def plot_scales(records: Sequence[dict[str, Any]], out: str | Path, *, names: Sequence[str] | None = None) -> Path:
+def plot_scales(records: Sequence[dict[str, Any]], out: str | Path, *, names: Sequence[str] | None = None,
+                described: Sequence[dict[str, Any]] | None = None) -> Path:
     """Verification accuracy (%, mean ± population std over folds as error bars, the legend title saying so)
     against the degradation scale on a log-2 axis, one line per restorer, the clean accuracy as a dashed reference
     line. The series are shifted apart by :data:`SCALE_DODGE` octaves at each scale so that their error bars do
     not hide one another. Several records are told apart as in :func:`plot_roc` (legend prefix); the
     legend sits below the axes. Marker shape = restorer (as in every figure), its fill = record: full for the first,
-    half-white for the others. :class:`MissingDataError` when no record has a degraded scale."""
+    half-white for the others. :class:`MissingDataError` when no record has a degraded scale. ``described``: the
+    runs the file's metadata describes, when ``records`` is one made of several (``compare``'s merged record)."""
     check_output(out)
     require_verification(records, "the accuracy-against-scale figure")
     all_scales = scales_of(records)
@@ -233,7 +235,7 @@ def plot_scales(records: Sequence[dict[str, Any]], out: str | Path, *, names: Se
     legend_below(fig, ax, 2.7)
     bars = f"error bars: ± std over {_fold_count_text(records)}"
     _legend_title(ax, "; ".join(t for t in (recognizer_title(records), bars) if t))
-    return save_figure(fig, out, records=records)
+    return save_figure(fig, out, records=records if described is None else described)
 
 
 def clipped_error_bars(values: Sequence[float], spreads: Sequence[float], low: float = 0.0,

@@ -102,3 +102,22 @@ def test_plot_and_breakdown_from_the_command_line_describe_their_run(own_run_dir
         described = image.text["Description"]
     assert described.startswith("protocol lfw (160 pairs); degradation difface-test (seed 0, probe side); "
                                 "recognizer arcface-r50; restorers none, vqfr-v2; scales x4, x16"), described
+
+
+def test_compares_figure_describes_each_run_it_merges(tmp_path):
+    """compare's figure was described from its merged record: one line with the first run's date and version,
+    "restorers none, none (a), ..." (the clean row's restorer beside the labelled ones) and no seed once the runs'
+    seeds differ, where the docs promise one line per run shown. Each run is described on its own now."""
+    from restorever.reports.compare import write_comparison
+    from restorever.reports.results import write_run
+
+    first = make_record(tmp_path, examples=0)
+    second = make_record(tmp_path, examples=0)
+    second["created"] = "2026-02-02T00:00:00+00:00"
+    for name, record in (("a", first), ("b", second)):
+        write_run(record, tmp_path / name)
+    written = write_comparison([tmp_path / "a", tmp_path / "b"], tmp_path / "cmp", formats=("png", "svg"))
+    with Image.open(written["scales.png"]) as image:
+        described = image.text["Description"]
+    assert described.split(" | ") == [EXPECTED, EXPECTED.replace("2026-01-01", "2026-02-02")]
+    assert _svg_description(written["scales.svg"]) == described
