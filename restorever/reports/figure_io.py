@@ -145,8 +145,8 @@ MAX_DESCRIPTION = 2000
 def figure_description(records: Sequence[dict[str, Any]]) -> str:
     """One line per results record that a figure shows, joined by ``" | "``: ``protocol lfw (6000 pairs); degradation
     difface-test (seed 0, probe side); recognizer dlib; restorers none, vqfr-v2; scales x8, x16; restorever 0.9.0,
-    2026-12-07T10:00:00Z``. Parts a record lacks are left out; ``""`` for no records. At most
-    :data:`MAX_DESCRIPTION` characters."""
+    2026-12-07T10:00:00Z``; an identification run's protocol as ``lfw-ident (gallery 10, 10 probes)``. Parts a
+    record lacks are left out; ``""`` for no records. At most :data:`MAX_DESCRIPTION` characters."""
     text = " | ".join(filter(None, (_describe_record(r) for r in records)))
     return text if len(text) <= MAX_DESCRIPTION else text[:MAX_DESCRIPTION - 3] + "..."
 
@@ -162,8 +162,10 @@ def _describe_record(record: dict[str, Any]) -> str:
     parts = []
     name = proto.get("name") or config.get("protocol")
     if name:
-        parts.append(f"protocol {name}" + (f" ({proto['pairs']} pairs)" if isinstance(proto.get("pairs"), int)
-                                            else ""))
+        size = (f" ({proto['pairs']} pairs)" if isinstance(proto.get("pairs"), int) else
+                f" (gallery {proto['gallery_size']}, {proto.get('probes', '?')} probes)"
+                if isinstance(proto.get("gallery_size"), int) else "")  # identification: rank-1 depends on it
+        parts.append(f"protocol {name}{size}")
     degradations = distinct("degradation")
     if degradations:
         details = [f"seed {config['seed']}" if config.get("seed") is not None else "",

@@ -121,3 +121,11 @@ def test_compares_figure_describes_each_run_it_merges(tmp_path):
         described = image.text["Description"]
     assert described.split(" | ") == [EXPECTED, EXPECTED.replace("2026-01-01", "2026-02-02")]
     assert _svg_description(written["scales.svg"]) == described
+
+
+def test_an_identification_run_is_described_with_its_gallery_and_probes(tmp_path):
+    """A CMC figure copied alone said "protocol lfw-ident" only: rank-1 over a gallery of 10 and one of 5,000 are
+    different numbers, as 40 and 6,000 pairs are, so the gallery and probe counts are named as the pairs are."""
+    record = make_record(tmp_path, examples=0)
+    record["protocol"] = {"name": "lfw-ident", "task": "identification", "gallery_size": 10, "probes": 12}
+    assert figure_description([record]) == EXPECTED.replace("lfw (160 pairs)", "lfw-ident (gallery 10, 12 probes)")
