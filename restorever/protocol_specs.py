@@ -85,7 +85,8 @@ def shadowed_protocols(include_path: Sequence[str | os.PathLike] = ()) -> dict[s
         if folder.is_dir():
             for f in sorted(folder.glob("*.yaml")):
                 seen = files.setdefault(f.stem, [])
-                if f not in seen and not (folder in shipped and any(p.parent in shipped for p in seen)):
+                same = os.path.realpath(f) in {os.path.realpath(p) for p in seen}  # one folder named twice (a link)
+                if not same and not (folder in shipped and any(p.parent in shipped for p in seen)):
                     seen.append(f)
     return {name: paths[1:] for name, paths in files.items() if len(paths) > 1}
 

@@ -116,3 +116,26 @@ def test_a_limit_pairs_above_the_protocols_count_is_not_called_a_subset(tmp_path
     limited = {**record, "config": {**record["config"], "limit_pairs": 2},
                "protocol": {**record["protocol"], "pairs_requested": 2}}
     assert is_subset(limited) and "(a subset: --limit-pairs 2," in results_markdown(limited)
+
+
+def test_one_folder_named_twice_on_the_protocol_path_is_one_folder(tmp_path, monkeypatch):
+    """A chain of three lfw.yaml files (two user folders over the shipped one) resolves, but a folder on the
+    search path twice under two names (a symlink to it, or ``protocols`` and its absolute path) was two folders:
+    its lfw.yaml "shadowed" itself, so ``include: lfw`` named the same file again and stopped with "include 'lfw'
+    forms a cycle", and the warning listed the file among those it hides. Files are compared by their real path."""
+    from restorever import protocol_specs
+
+    for folder, text in (("a", "include: lfw\nseed: 7\n"), ("b", "include: lfw\nfolds: 5\n")):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "lfw.yaml").write_text(text, encoding="utf-8")
+    (tmp_path / "a-link").symlink_to(tmp_path / "a", target_is_directory=True)
+    monkeypatch.setenv("RESTOREVER_PROTOCOL_PATH", f"{tmp_path / 'a'}:{tmp_path / 'a-link'}:{tmp_path / 'b'}")
+    monkeypatch.setattr(protocol_specs, "_WARNED_SHADOWS", set())
+    hidden = protocol_specs.shadowed_protocols()["lfw"]
+    assert hidden[0] == tmp_path / "b" / "lfw.yaml" and len(hidden) == 2  # b's, then the shipped file
+    spec, path = protocol_specs.load_spec("lfw")
+    assert path == tmp_path / "a" / "lfw.yaml"
+    assert (spec["seed"], spec["folds"], spec["dataset"]["format"]) == (7, 5, "lfw-pairs")
+    monkeypatch.chdir(tmp_path)  # the same folder as a relative and an absolute path
+    spec, _ = protocol_specs.load_spec("lfw", include_path=["a"])
+    assert (spec["seed"], spec["folds"]) == (7, 5)
