@@ -15,7 +15,7 @@ import inspect
 import logging
 from typing import TYPE_CHECKING, Any, Callable
 
-from .errors import unknown_name
+from .errors import ConfigError, unknown_name
 
 if TYPE_CHECKING:  # annotations only: the registry sits below hub in the layers
     from .hub import ModelCard
@@ -165,6 +165,20 @@ class Registry:
                 raise TypeError(f"{self.kind} {name} takes no argument(s) {', '.join(unknown)}; it takes "
                                 f"{', '.join(takes)}")
         return factory(name, **kwargs)
+
+    def created(self, name: str, model: Any, method: str, argument: str) -> Any:
+        """``model``, what ``create(name)`` returned, when it has ``method`` (the one the pipeline calls first);
+        else a :class:`ConfigError` on ``argument`` naming the file of the backend's ``create``: a plugin's create
+        that forgets its ``return`` stopped later with "'NoneType' object has no attribute ...", read as a bug."""
+        if callable(getattr(model, method, None)):
+            return model
+        factory = self.factory(name)
+        try:
+            where = inspect.getsourcefile(factory) or factory.__module__
+        except TypeError:  # a builtin or C function
+            where = getattr(factory, "__module__", "?")
+        raise ConfigError(argument, f"{name}: create() in {where} returned {type(model).__name__}, not a {self.kind} "
+                                    f"(it has no {method}()); end it with `return` of the model it builds")
 
     def hook(self, name: str, attr: str) -> Callable[..., Any] | None:
         """The optional function ``attr`` of the module that registers ``name`` (None where it has none)."""

@@ -139,3 +139,43 @@ def test_one_folder_named_twice_on_the_protocol_path_is_one_folder(tmp_path, mon
     monkeypatch.chdir(tmp_path)  # the same folder as a relative and an absolute path
     spec, _ = protocol_specs.load_spec("lfw", include_path=["a"])
     assert (spec["seed"], spec["folds"]) == (7, 5)
+
+
+NO_RETURN = '''from restorever.hub import ModelCard
+from restorever.{kind}s.base import {cls}
+
+CARDS = {{"{name}": ModelCard(name="{name}", arch="x", description="create forgets its return")}}
+
+class Mine({cls}):
+    embedding_dim = 4
+
+def create(name, *, weights=None, device="cpu"):
+    model = Mine(CARDS[name])
+'''
+
+
+@pytest.mark.parametrize("kind, cls, name, flag", [("recognizer", "Recognizer", "nr-net", "--recognizer"),
+                                                   ("restorer", "Restorer", "nr-sr", "--restorer")])
+def test_a_plugin_create_that_returns_nothing_names_its_file(tmp_path, kind, cls, name, flag):
+    """A plugin's create without its `return` (the commonest slip of a first plugin) stopped at the first batch with
+    "unexpected AttributeError: 'NoneType' object has no attribute 'embed' (... please report it)": raised in
+    restorever's file, so even the user-frame rule sent it to restorever. The model is checked where it is created:
+    one line naming the flag, the model and the file of its create, status 2."""
+    import os
+    import subprocess
+
+    from tests.conftest import FACES, REPO
+
+    (tmp_path / "noret.py").write_text(NO_RETURN.format(kind=kind, cls=cls, name=name), encoding="utf-8")
+    (tmp_path / "pairs.csv").write_text(PAIRS, encoding="utf-8")
+    models = ["--recognizer", name, "--restorer", "none"] if kind == "recognizer" else \
+        ["--recognizer", "dlib", "--restorer", f"none,{name}"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RESTOREVER_HOME": str(tmp_path / "home"),
+           "RESTOREVER_OFFLINE": "1"}
+    run = subprocess.run([sys.executable, "-m", "restorever", "eval", "--plugin", "noret", *models, "--protocol",
+                          "pairs-csv", "--pairs", "pairs.csv", "--data-root", str(FACES), "--scales", "8", "--device",
+                          "cpu", "--out", "run"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"error: {flag} {name}: create() in {tmp_path / 'noret.py'} returned NoneType, not a {kind} (it has no "
+        f"{'embed' if kind == 'recognizer' else 'restore'}()); end it with `return` of the model it builds")

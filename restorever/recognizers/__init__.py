@@ -40,9 +40,10 @@ def create_recognizer(name: str, *, weights: Mapping[str, str | os.PathLike] | s
     device = resolve_device(device)  # "cuda" on a machine without a GPU is an error here, not at the first batch
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     try:
-        return REGISTRY.create(name, weights=weights or None, device=device, **kwargs)
+        model = REGISTRY.create(name, weights=weights or None, device=device, **kwargs)
     except (WeightsNotFoundError, ValueError) as exc:
         raise with_weights_flag(exc, "--recognizer-weights") from exc
+    return REGISTRY.created(name, model, "embed", "recognizer")
 
 
 def check_flip_test(name: str) -> None:

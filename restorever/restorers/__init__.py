@@ -44,7 +44,8 @@ def create_restorer(name: str, *, weights: Mapping[str, str | os.PathLike] | str
 
     device = resolve_device(device)  # "cuda" on a machine without a GPU is an error here, not at the first batch
     kwargs = {k: v for k, v in kwargs.items() if v is not None}  # None means "the card's default"
-    return REGISTRY.create(name, weights=weights or None, device=device, **kwargs)
+    return REGISTRY.created(name, REGISTRY.create(name, weights=weights or None, device=device, **kwargs), "restore",
+                            "restorers")
 
 
 def locate_restorer_weights(name: str, weights: dict[str, str] | None = None) -> dict:
