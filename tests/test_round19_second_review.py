@@ -179,3 +179,39 @@ def test_a_plugin_create_that_returns_nothing_names_its_file(tmp_path, kind, cls
     assert run.stderr.strip().splitlines()[-1] == (
         f"error: {flag} {name}: create() in {tmp_path / 'noret.py'} returned NoneType, not a {kind} (it has no "
         f"{'embed' if kind == 'recognizer' else 'restore'}()); end it with `return` of the model it builds")
+
+
+def test_a_key_error_in_a_plugins_own_code_names_its_line(tmp_path):
+    """A KeyError or ValueError is what restorever's own checks raise for bad input, so one raised in a plugin's
+    create (a state-dict key it expected) came out as "error: model", status 2: no file, no line, no hint that it
+    was the plugin's. Raised in the user's file (or a library the user's line called), it is named as other
+    unexpected errors of theirs are; restorever's own ValueErrors are one line, status 2, as before."""
+    import os
+    import subprocess
+
+    from tests.conftest import FACES, REPO
+
+    plugin = NO_RETURN.format(kind="recognizer", cls="Recognizer", name="key-net") + "    return {}['model']\n"
+    (tmp_path / "keyed.py").write_text(plugin, encoding="utf-8")
+    (tmp_path / "pairs.csv").write_text(PAIRS, encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RESTOREVER_HOME": str(tmp_path / "home"),
+           "RESTOREVER_OFFLINE": "1"}
+    common = ["--protocol", "pairs-csv", "--pairs", "pairs.csv", "--data-root", str(FACES), "--device", "cpu"]
+    run = subprocess.run([sys.executable, "-m", "restorever", "eval", "--plugin", "keyed", "--recognizer", "key-net",
+                          *common, "--out", "run"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1, run.stderr[-2000:]
+    assert run.stderr.strip().splitlines()[-1] == (f"error: unexpected KeyError: 'model', raised in "
+                                                   f"{tmp_path / 'keyed.py'}:11: your code, not restorever's (rerun "
+                                                   f"with -vv for the traceback)")
+    import click
+    from click.testing import CliRunner
+
+    from restorever.cli import handle_errors
+
+    @click.command()
+    @handle_errors
+    def checks():  # a ValueError from restorever's own file: input to fix, status 2
+        exec(compile("raise ValueError('bad input: use --x')", cli_module.__file__, "exec"))
+
+    result = CliRunner().invoke(checks, [])
+    assert result.exit_code == 2 and result.output.strip() == "error: bad input: use --x", result.output

@@ -52,6 +52,8 @@ def handle_errors(func):
         except ConfigError as exc:  # library errors name the argument; the CLI names its flag
             _fail(f"{cli_flag(exc.argument)} {exc.problem}")
         except (RestoreverError, ValueError, KeyError) as exc:
+            if not isinstance(exc, RestoreverError) and _user_code_frame(exc):  # a plugin's own KeyError: its line
+                _unexpected(exc)
             _fail(str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc))
         except RuntimeError as exc:
             if "out of memory" not in str(exc).lower():
