@@ -36,7 +36,7 @@ import numpy as np
 from ..errors import RestoreverError
 from .html import stored_metric_differences
 from .identity_stats import IDENTITY_KIND, compare_identity, identity_interval
-from .rate_stats import RATES_NOTE, compare_rates, compared_fars, rate_cell
+from .rate_stats import RATES_NOTE, TAR_RULE, compare_rates, compared_fars, rate_cell
 from .results import IDENTITY_NOTE, comparison_cell, identity_comparison_cell, results_table
 from .statistics import CLUSTERINGS, adjust_family, compare_conditions, pair_clusters
 
@@ -234,7 +234,8 @@ def compare_runs(records: Sequence[dict[str, Any]], names: Sequence[str], *, all
     restorers), holding :func:`compare_conditions`'s output (fractions, other - reference) with ``p_holm`` and
     ``family_size`` in each test (:func:`restorever.reports.statistics.adjust_family`, one family per kind) and,
     for ``vs_none`` and ``pair``, ``auc`` and ``tar_at_far`` (:func:`restorever.reports.rate_stats.compare_rates`:
-    other - reference with people-resampling intervals on the same draws as the accuracy interval; no p-value);
+    other - reference with people-resampling intervals on the same draws as the accuracy interval, and
+    ``tar_rule``: a ``vs_none`` condition's run's own where it stores rates, else the current one; no p-value);
     ``identity_comparisons``: the cosine to clean of each ``vs_none`` pair of conditions
     (:func:`restorever.reports.identity_stats.compare_identity`, Holm over all of them). The bootstrap seed of a
     condition defaults to its own run's ``config.seed`` (a pair of restorers: the reference's run), so that its
@@ -307,7 +308,9 @@ def compare_runs(records: Sequence[dict[str, Any]], names: Sequence[str], *, all
             cond["comparison_to_clean"] = compare_conditions(clean, cond, clusters, **options_of(cond["run"]))
             comparisons.append({**cond["comparison_to_clean"], "scale": scale, "kind": "vs_clean",
                                 "reference": "clean", "other": cond["restorer"]})
-            cond.pop("comparison_to_none", None)
+            own = cond.pop("comparison_to_none", None)
+            # a run's TAR rule where it stores rate comparisons (1 before the key), so its own numbers come back
+            rule = own.get("tar_rule", 1) if isinstance(own, dict) and "tar_at_far" in own else TAR_RULE
             base = by_label.get((none_label.get((cond["run"], scale)), scale))
             cond.pop(IDENTITY_KIND, None)
             ident = cond.get("identity")
@@ -318,7 +321,7 @@ def compare_runs(records: Sequence[dict[str, Any]], names: Sequence[str], *, all
                 cond["comparison_to_none"] = compare_conditions(base, cond, clusters, **options_of(cond["run"]))
                 # AUC / TAR@FAR on the same draws: a run's own comparison_to_none.auc / .tar_at_far when paired
                 cond["comparison_to_none"].update(compare_rates(base, cond, clusters, n_boot=n_boot, level=level,
-                                                                seed=run_seed[cond["run"]]))
+                                                                seed=run_seed[cond["run"]], tar_rule=rule))
                 comparisons.append({**cond["comparison_to_none"], "scale": scale, "kind": "vs_none",
                                     "reference": base["restorer"], "other": cond["restorer"]})
                 try:

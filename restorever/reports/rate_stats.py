@@ -16,9 +16,11 @@ and weighs every pair by how many times its person was drawn, the same weights f
   pairs as its accuracy interval (:func:`restorever.reports.statistics.cluster_bootstrap_counts`).
 
 AUC and TAR are pooled over all pairs (as ``verification.auc``), not averaged over folds, and use no threshold, so
-nothing is held fixed across replicates. A replicate's TAR is the weighted TPR at a weighted FPR <= FAR
-(:func:`restorever.metrics.verification.weighted_auc_and_tar`); whether a FAR is resolved is decided once, on the
-observed pairs. No p-value is stored (the interval is the result), so these enter no Holm family.
+nothing is held fixed across replicates. A replicate's TAR is the weighted TPR at a weighted FPR <= a rate
+(:func:`restorever.metrics.verification.weighted_auc_and_tar`): under ``tar_rule`` 2 (stored beside the numbers)
+the middle of the observed FAR's cell (:func:`replicate_far`), under rule 1 (records without ``tar_rule``) the FAR
+itself. Whether a FAR is resolved is decided once, on the observed pairs. No p-value is stored (the interval is the
+result), so these enter no Holm family.
 """
 from __future__ import annotations
 
@@ -33,12 +35,17 @@ from ..metrics.verification import roc_auc_score, tar_at_far, weighted_auc_and_t
 from .statistics import CLUSTERINGS, checked_n_boot, cluster_bootstrap_counts, pair_clusters, percentile_interval
 
 __all__ = ["resolved_fars", "compared_fars", "compare_rates", "add_rate_comparisons", "RATE_KEYS", "rate_cell",
-           "RATES_NOTE"]
+           "RATES_NOTE", "TAR_RULE", "TAR_RULES", "replicate_far"]
 
 log = logging.getLogger(__name__)
 
 #: the keys :func:`add_rate_comparisons` adds to ``comparison_to_none``
 RATE_KEYS = ("auc", "tar_at_far")
+#: how the replicates read TAR@FAR, stored as ``tar_rule`` beside :data:`RATE_KEYS`: 1 (every record written before
+#: the key) at the FAR itself, 2 at the middle of the observed FAR's cell (:func:`replicate_far`); a stored rule is
+#: the one ``validate`` recomputes with
+TAR_RULE = 2
+TAR_RULES = (1, 2)
 
 
 RATES_NOTE = (
@@ -76,6 +83,26 @@ def compared_fars(comparisons: Sequence[dict[str, Any]]) -> list[str]:
     return sorted(keys, key=float, reverse=True)
 
 
+def replicate_far(far: float, n_negatives: int) -> float:
+    """The rate at which rule 2's replicates read TAR@FAR: ``(k + 1/2) / N`` (at most 1), where ``k`` is the number
+    of impostor pairs :func:`restorever.metrics.verification.tar_at_far` accepts at ``far`` among the ``N`` observed
+    ones (the largest ``k`` with ``k / N <= far``).
+
+    On the observed pairs it gives the TAR of ``far`` itself (so does every FAR from ``k / N`` to just below
+    ``(k + 1) / N``: the cell). A replicate of drawn impostor weight ``W`` then accepts about ``(k + 1/2) W / N``:
+    where ``far x N`` is a whole number, reading at ``far`` itself made every replicate with ``W < N`` (about half)
+    accept an impostor fewer, so both conditions' replicate TARs sat below the observed ones more often than above.
+    """
+    if n_negatives < 1:
+        raise ValueError(f"n_negatives must be positive, got {n_negatives}")
+    k = min(math.floor((far + 1e-12) * n_negatives), n_negatives)
+    while k > 0 and k / n_negatives > far + 1e-12:  # tar_at_far's own test, fpr <= far + 1e-12, decides k
+        k -= 1
+    while k < n_negatives and (k + 1) / n_negatives <= far + 1e-12:
+        k += 1
+    return min((k + 0.5) / n_negatives, 1.0)
+
+
 def _interval(values: np.ndarray, level: float, n_clusters: int) -> tuple[float | None, float | None]:
     if n_clusters < 2 or not np.all(np.isfinite(values)):  # one person: every replicate draws the same pairs
         return None, None
@@ -83,20 +110,23 @@ def _interval(values: np.ndarray, level: float, n_clusters: int) -> tuple[float 
 
 
 def compare_rates(reference: dict[str, Any], other: dict[str, Any], clusters, *, n_boot: int = 2000,
-                  level: float = 0.95, seed: int = 0, chunk: int = 256) -> dict[str, Any]:
+                  level: float = 0.95, seed: int = 0, chunk: int = 256, tar_rule: int = TAR_RULE) -> dict[str, Any]:
     """AUC and TAR@FAR of ``other`` minus ``reference`` (fractions), two conditions with ``scores`` over the same
     pairs, with paired people-resampling percentile intervals.
 
     Args:
         clusters: ``int[n_pairs]`` cluster (person) per pair, as for the accuracy comparison.
         n_boot, level, seed: as :func:`restorever.reports.statistics.cluster_bootstrap_difference`.
+        tar_rule: how replicates read TAR@FAR (:data:`TAR_RULES`; 1 for a record that stores none).
 
     Returns:
-        ``{"auc": {"reference", "value", "difference", "ci_low", "ci_high"} | None, "tar_at_far": {far: same | None}}``
-        with one key per FAR of ``reference``'s ``verification.tar_at_far``; None where a FAR is not resolved (or
-        one class is absent); interval ends None with one cluster, or (with a warning) when some replicate draws
-        no genuine or no impostor pair.
+        ``{"auc": {"reference", "value", "difference", "ci_low", "ci_high"} | None, "tar_at_far": {far: same | None},
+        "tar_rule": int}`` with one key per FAR of ``reference``'s ``verification.tar_at_far``; None where a FAR is
+        not resolved (or one class is absent); interval ends None with one cluster, or (with a warning) when some
+        replicate draws no genuine or no impostor pair.
     """
+    if tar_rule not in TAR_RULES or isinstance(tar_rule, bool):
+        raise ValueError(f"tar_rule must be one of {TAR_RULES}, got {tar_rule!r} (a record of a newer restorever?)")
     ref, oth = reference["scores"], other["scores"]
     same = np.asarray(ref["same"], dtype=np.int64)
     if not np.array_equal(same, np.asarray(oth["same"], dtype=np.int64)):
@@ -116,12 +146,13 @@ def compare_rates(reference: dict[str, Any], other: dict[str, Any], clusters, *,
         tar_a = {f: tar_at_far(same, s_ref, float(f)) for f in fars}
         tar_b = {f: tar_at_far(same, s_oth, float(f)) for f in fars}
     keep = [f for f in fars if f in resolved and not (math.isnan(tar_a[f]) or math.isnan(tar_b[f]))]
-    out: dict[str, Any] = {"auc": None, "tar_at_far": {f: None for f in fars}}
+    out: dict[str, Any] = {"auc": None, "tar_at_far": {f: None for f in fars}, "tar_rule": tar_rule}
     if math.isnan(auc_a) or math.isnan(auc_b) or k == 0:
         return out
     diff_auc = np.empty(n_boot)
     diff_tar = np.empty((n_boot, len(keep)))
-    rates = [float(f) for f in keep]
+    n_neg = int(np.sum(same == 0))
+    rates = [replicate_far(float(f), n_neg) if tar_rule == 2 else float(f) for f in keep]
     for start, counts in cluster_bootstrap_counts(k, n_boot=n_boot, seed=seed, chunk=chunk):
         weights = counts[:, cl]  # a pair weighs as often as its person was drawn, in both conditions
         a_ref, t_ref = weighted_auc_and_tar(same, s_ref, weights, rates)
@@ -147,9 +178,10 @@ def add_rate_comparisons(record: dict[str, Any], *, overwrite: bool = False) -> 
     condition and ``none`` reference (same scale and recognizer) hold ``scores``, in place; returns ``record``.
 
     The draws are the accuracy comparison's own: its ``bootstrap.n_boot``, ``bootstrap.seed``, ``ci_level`` and
-    people (``bootstrap.resampled`` names the clustering; pairs from ``record["pairs"]``). What is stored is kept
-    unless ``overwrite``; a comparison whose clustering is unknown, or whose numbers cannot be computed, is left
-    without them, with a warning.
+    people (``bootstrap.resampled`` names the clustering; pairs from ``record["pairs"]``). The TAR rule is the
+    comparison's ``tar_rule`` where it names one (``validate`` sets a stored record's), else :data:`TAR_RULE`. What is
+    stored is kept unless ``overwrite``; a comparison whose clustering is unknown, or whose numbers cannot be
+    computed, is left without them, with a warning.
     """
     conds = [c for c in record.get("conditions") or [] if isinstance(c, dict)]
     none_at = {(c.get("scale"), c.get("recognizer")): c for c in conds
@@ -174,7 +206,8 @@ def add_rate_comparisons(record: dict[str, Any], *, overwrite: bool = False) -> 
                 clusters_by[cluster_by] = pair_clusters(pairs.get("a", [""] * n), pairs.get("b", [""] * n),
                                                         cluster_by)
             comp.update(compare_rates(base, cond, clusters_by[cluster_by], n_boot=checked_n_boot(boot["n_boot"]),
-                                      level=float(comp["ci_level"]), seed=int(boot["seed"])))
+                                      level=float(comp["ci_level"]), seed=int(boot["seed"]),
+                                      tar_rule=comp.get("tar_rule", TAR_RULE)))
         except (KeyError, ValueError, TypeError, IndexError) as exc:
             log.warning("no AUC / TAR@FAR comparison to none for %s at scale %s: %s", cond.get("restorer"),
                         cond.get("scale"), exc)

@@ -250,8 +250,12 @@ def _check_metrics(record: dict[str, Any], run: RunRecord, report: RunValidation
                 for key in keys:
                     cond.pop(key, None)
             add_comparisons(fresh_record, overwrite=True, **options)
-            if has_rates:
-                add_rate_comparisons(fresh_record)  # comparison_to_none.auc / .tar_at_far, where stored
+            if has_rates:  # comparison_to_none.auc / .tar_at_far, where stored, by the stored TAR rule
+                for old_cond, new_cond in zip(record["conditions"], stored):
+                    old_comp, new_comp = old_cond.get("comparison_to_none"), new_cond.get("comparison_to_none")
+                    if isinstance(old_comp, dict) and isinstance(new_comp, dict):
+                        new_comp["tar_rule"] = old_comp.get("tar_rule", 1)  # records before the key: rule 1
+                add_rate_comparisons(fresh_record)
         except (ValueError, KeyError, TypeError, IndexError, AttributeError, OverflowError) as exc:
             found.append(f"paired statistics cannot be recomputed ({type(exc).__name__}: {exc})")
         else:

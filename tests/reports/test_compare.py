@@ -450,7 +450,7 @@ def test_compare_draws_as_many_replicates_as_the_runs_did(synthetic):
 
 
 def _stored_rates(comp: dict) -> dict:
-    return {key: comp[key] for key in ("auc", "tar_at_far")}
+    return {key: comp[key] for key in ("auc", "tar_at_far", "tar_rule")}
 
 
 def test_auc_and_tar_at_far_differences_are_the_runs_own(synthetic, tmp_path):
@@ -521,3 +521,34 @@ def test_real_runs_auc_and_tar_at_far_differences(real_runs):
     assert got["auc"]["difference"] == pytest.approx(stand_in["verification"]["auc"] - none16["auc"], abs=1e-12)
     auc = got["auc"]
     assert auc["ci_low"] is not None and auc["ci_low"] <= auc["difference"] <= auc["ci_high"]
+
+
+def test_compare_keeps_a_runs_tar_rule(synthetic, tmp_path):
+    """A run written before tar_rule (rate intervals by rule 1, no key) keeps its own TAR@FAR intervals in
+    compare's vs_none comparisons (80 impostors: FAR 0.1 is a whole 8, where the rules differ); a pair of restorers
+    is computed by the current rule."""
+    from restorever.reports.rate_stats import TAR_RULE, add_rate_comparisons
+    from restorever.reports.results import load_results
+
+    first, second = synthetic
+    for name, record in (("vqfr", first), ("codeformer", second)):
+        write_run(copy.deepcopy(record), tmp_path / name)
+    path = tmp_path / "vqfr" / "results.json"
+    older = json.loads(path.read_text())
+    by_rule_2 = copy.deepcopy(_cond(older, "vqfr-v2", 16)["comparison_to_none"]["tar_at_far"])
+    for cond in older["conditions"]:
+        if cond.get("comparison_to_none"):
+            cond["comparison_to_none"]["tar_rule"] = 1
+    add_rate_comparisons(older, overwrite=True)
+    for cond in older["conditions"]:
+        if cond.get("comparison_to_none"):
+            del cond["comparison_to_none"]["tar_rule"]
+    path.write_text(json.dumps(older))
+    own = _cond(load_results(tmp_path / "vqfr"), "vqfr-v2", 16)["comparison_to_none"]
+    comparison = json.loads(write_comparison([tmp_path / "vqfr", tmp_path / "codeformer"],
+                                             tmp_path / "cmp")["comparison.json"].read_text())
+    got = _find(comparison, "vs_none", 16, "vqfr-v2")
+    assert got["tar_rule"] == 1 and got["tar_at_far"] == own["tar_at_far"] != by_rule_2
+    newer = _find(comparison, "vs_none", 16, "codeformer")
+    assert newer["tar_rule"] == TAR_RULE == 2
+    assert _find(comparison, "pair", 16, "codeformer")["tar_rule"] == TAR_RULE

@@ -67,7 +67,7 @@ def test_paired_section_names_the_stored_keys_paired_accuracy_test_leaves_out(tm
     people = rng.integers(0, 60, size=200)
     mine = paired_accuracy_test(y, a, b, folds, people=people, seed=0)
     missing = set(stored) - set(mine) - {"reference"}
-    assert missing == {"auc", "tar_at_far"}
+    assert missing == {"auc", "tar_at_far", "tar_rule"}
     text = _section("## Paired statistics on your own scores")
     for key in missing:
         assert f"`{key}`" in text

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from sklearn.metrics import roc_auc_score
 
 from restorever.metrics.verification import tar_at_far, verification_report, weighted_auc_and_tar
-from restorever.reports.rate_stats import add_rate_comparisons, compare_rates, resolved_fars
+from restorever.reports.rate_stats import add_rate_comparisons, compare_rates, replicate_far, resolved_fars
 from restorever.reports.statistics import add_comparisons, cluster_bootstrap_counts, percentile_interval
 
 from .conftest import make_record
@@ -60,7 +60,8 @@ def test_tiny_record_hand_computed(caplog):
 
 def test_every_replicate_is_sklearn_on_the_resampled_pairs():
     """The interval is the percentile interval of differences that scikit-learn's roc_auc_score (and
-    restorever's tar_at_far) give on the pairs each replicate draws, listed one by one."""
+    restorever's tar_at_far) give on the pairs each replicate draws, listed one by one: under rule 1 TAR at the FAR
+    itself, under rule 2 at replicate_far (120 impostors, FAR 0.1: 12 of them, a whole number)."""
     rng = np.random.default_rng(5)
     n, people = 240, 40
     same = np.r_[np.ones(n // 2, int), np.zeros(n // 2, int)]
@@ -72,8 +73,10 @@ def test_every_replicate_is_sklearn_on_the_resampled_pairs():
            "verification": {"tar_at_far": {"0.1": 0.6, "0.01": 0.3, "0.001": None}}}
     n_boot, seed = 60, 11
     out = compare_rates(ref, oth, clusters, n_boot=n_boot, seed=seed, chunk=16)
+    out1 = compare_rates(ref, oth, clusters, n_boot=n_boot, seed=seed, chunk=16, tar_rule=1)
+    mid = replicate_far(0.1, n // 2)
     _, cl = np.unique(clusters, return_inverse=True)
-    auc_diffs, tar_diffs = [], []
+    auc_diffs, tar_diffs, tar_diffs1 = [], [], []
     for _, counts in cluster_bootstrap_counts(cl.max() + 1, n_boot=n_boot, seed=seed, chunk=16):
         for row in counts:
             idx = np.repeat(np.arange(n), row[cl].astype(int))  # every pair as many times as its person was drawn
@@ -81,8 +84,9 @@ def test_every_replicate_is_sklearn_on_the_resampled_pairs():
             a = roc_auc_score(y, np.asarray(ref["scores"]["score"])[idx])
             b = roc_auc_score(y, np.asarray(oth["scores"]["score"])[idx])
             auc_diffs.append(b - a)
-            tar_diffs.append(tar_at_far(y, np.asarray(oth["scores"]["score"])[idx], 0.1)
-                             - tar_at_far(y, np.asarray(ref["scores"]["score"])[idx], 0.1))
+            for far, diffs in ((0.1, tar_diffs1), (mid, tar_diffs)):
+                diffs.append(tar_at_far(y, np.asarray(oth["scores"]["score"])[idx], far)
+                             - tar_at_far(y, np.asarray(ref["scores"]["score"])[idx], far))
             w = weighted_auc_and_tar(same, ref["scores"]["score"], row[cl][None, :], [0.1])
             assert w[0][0] == pytest.approx(a, abs=1e-12)
     assert len(auc_diffs) == n_boot
@@ -90,6 +94,9 @@ def test_every_replicate_is_sklearn_on_the_resampled_pairs():
                                                                                               0.95), abs=1e-12)
     assert (out["tar_at_far"]["0.1"]["ci_low"], out["tar_at_far"]["0.1"]["ci_high"]) == pytest.approx(
         percentile_interval(np.array(tar_diffs), 0.95), abs=1e-12)
+    assert (out1["tar_at_far"]["0.1"]["ci_low"], out1["tar_at_far"]["0.1"]["ci_high"]) == pytest.approx(
+        percentile_interval(np.array(tar_diffs1), 0.95), abs=1e-12)
+    assert tar_diffs != tar_diffs1 and out1["auc"] == out["auc"]
     assert out["tar_at_far"]["0.001"] is None and out["tar_at_far"]["0.01"] is not None
 
 
@@ -215,3 +222,118 @@ def test_validate_flags_added_or_removed_rate_entries(tmp_path):
         path.write_text(json.dumps(edited))
         new = [p for p in check_run(tmp_path, check_cache=False).problems if p not in baseline]
         assert new == [expected], new
+
+
+def test_replicate_far_reads_the_observed_tar_and_the_middle_of_its_cell():
+    """Rule 2's rate is (k + 1/2) / N, k the impostors tar_at_far accepts at the FAR among N: on the observed pairs
+    it gives the TAR of the FAR itself, at whole-number FAR x N and between them (brute force over FARs)."""
+    assert replicate_far(0.001, 3000) == pytest.approx(3.5 / 3000)  # FAR x N = 3: the whole-number boundary
+    assert replicate_far(0.00115, 3000) == replicate_far(0.001, 3000)  # 3.45: the same cell
+    assert replicate_far(0.000999, 3000) == pytest.approx(2.5 / 3000)
+    assert replicate_far(0.1, 80) == pytest.approx(8.5 / 80) and replicate_far(1.0, 80) == 1.0
+    rng = np.random.default_rng(4)
+    same = np.r_[np.ones(200, int), np.zeros(300, int)]
+    score = np.round(rng.normal(size=500) + 1.5 * same, 1)  # rounded: tied scores, steps of several impostors
+    for far in [j / 300 for j in range(1, 40)] + list(rng.uniform(1 / 300, 0.2, 40)):
+        assert tar_at_far(same, score, replicate_far(far, 300)) == tar_at_far(same, score, far), far
+    with pytest.raises(ValueError, match="n_negatives"):
+        replicate_far(0.1, 0)
+
+
+def _clustered_study(seed: int, people: int = 500, n: int = 1000):
+    """LFW-like synthetic pairs: ``n`` genuine and ``n`` impostor pairs clustered by probe person, person effects,
+    two correlated conditions (none, and a restorer that separates the classes better)."""
+    rng = np.random.default_rng(seed)
+    who = np.r_[rng.integers(0, people, n), rng.integers(0, people, n)]
+    same = np.r_[np.ones(n, int), np.zeros(n, int)]
+    person = rng.normal(0, 0.6, people)[who]
+    noise = rng.normal(size=2 * n)
+    none = 3.0 * same + person + noise
+    restored = 3.4 * same + person + 0.7 * noise + 0.7 * rng.normal(size=2 * n)
+    cond = {name: {"scores": {"same": same.tolist(), "score": s.tolist()},
+                   "verification": {"tar_at_far": {"0.003": 0.5, "0.0034": 0.5}}}
+            for name, s in (("none", none), ("restored", restored))}
+    return same, who, cond
+
+
+def test_rule_2_reads_one_operating_point_whatever_impostor_weight_a_replicate_draws():
+    """FAR 0.003 of 1,000 impostor pairs (FAR x N = 3): under rule 1 the replicates that draw less impostor weight
+    than observed (about half) accept an impostor fewer than the others, so the replicate TARs mix two operating
+    points, the replicates with W >= N reading clearly higher; under rule 2 both halves read the same point."""
+    same, who, cond = _clustered_study(seed=2)
+    _, cl = np.unique(who, return_inverse=True)
+    score = np.asarray(cond["none"]["scores"]["score"])
+    counts = np.concatenate([c for _, c in cluster_bootstrap_counts(cl.max() + 1, n_boot=2000, seed=1)])
+    weights = counts[:, cl]
+    fewer = weights[:, same == 0].sum(axis=1) < 1000
+    rule1 = weighted_auc_and_tar(same, score, weights, [0.003])[1][:, 0]
+    rule2 = weighted_auc_and_tar(same, score, weights, [replicate_far(0.003, 1000)])[1][:, 0]
+    assert 0.4 < np.mean(fewer) < 0.6
+    gap1 = np.median(rule1[~fewer]) - np.median(rule1[fewer])
+    gap2 = np.median(rule2[~fewer]) - np.median(rule2[fewer])
+    assert gap1 > 0.02 and abs(gap2) < 0.01, (gap1, gap2)
+    assert np.all(rule1[fewer] <= rule2[fewer]) and np.all(rule1[~fewer] >= rule2[~fewer])
+    # the observed pairs: every rule reads the TAR of the FAR itself
+    assert weighted_auc_and_tar(same, score, np.ones((1, same.size)), [replicate_far(0.003, 1000)])[1][0, 0] == (
+        tar_at_far(same, score, 0.003))
+
+
+def test_rule_2_interval_is_the_same_across_a_cell():
+    """The observed TAR is the same at FAR 0.003 and 0.0034 (both accept 3 of 1,000 impostors); rule 2 gives them
+    the same interval too, while rule 1's interval at the whole-number FAR differs from the one just off it. Rule
+    1 stays available for records that store no rule; the AUC does not depend on it."""
+    same, who, cond = _clustered_study(seed=3)
+    new = compare_rates(cond["none"], cond["restored"], who, n_boot=1000, seed=2)
+    old = compare_rates(cond["none"], cond["restored"], who, n_boot=1000, seed=2, tar_rule=1)
+    assert new["tar_rule"] == 2 and old["tar_rule"] == 1
+    on, off = new["tar_at_far"]["0.003"], new["tar_at_far"]["0.0034"]
+    assert on == off and old["tar_at_far"]["0.003"]["difference"] == on["difference"]
+    assert old["tar_at_far"]["0.003"] != old["tar_at_far"]["0.0034"]
+    assert new["auc"] == old["auc"]
+    with pytest.raises(ValueError, match="tar_rule"):
+        compare_rates(cond["none"], cond["restored"], who, n_boot=10, tar_rule=3)
+
+
+def test_old_records_validate_by_rule_1_and_new_ones_by_theirs(tmp_path):
+    """A record written before tar_rule (its intervals by rule 1, no key) validates clean; so does a new one (rule
+    2, stored). Rule-1 numbers under a stored rule 2, or rule-2 numbers with the key removed, are named."""
+    from restorever.reports.results import write_run
+    from restorever.validate import check_run
+
+    write_run(make_record(tmp_path, examples=0), tmp_path)
+    path = tmp_path / "results.json"
+    stored = json.loads(path.read_text())
+    comp = stored["conditions"][4]["comparison_to_none"]
+    assert comp["tar_rule"] == 2 and comp["tar_at_far"]["0.1"] is not None  # 80 impostors: FAR x N = 8
+    baseline = check_run(tmp_path, check_cache=False).problems
+    assert not any("tar_at_far" in p or "tar_rule" in p for p in baseline), baseline
+
+    older = copy.deepcopy(stored)
+    for cond in older["conditions"]:
+        if cond.get("comparison_to_none"):
+            cond["comparison_to_none"]["tar_rule"] = 1
+    add_rate_comparisons(older, overwrite=True)  # every comparison by rule 1, as the version before the key did
+    for cond in older["conditions"]:
+        if cond.get("comparison_to_none"):
+            assert cond["comparison_to_none"].pop("tar_rule") == 1
+    old_tar = older["conditions"][4]["comparison_to_none"]["tar_at_far"]["0.1"]
+    assert (old_tar["ci_low"], old_tar["ci_high"]) != (comp["tar_at_far"]["0.1"]["ci_low"],
+                                                       comp["tar_at_far"]["0.1"]["ci_high"])
+    path.write_text(json.dumps(older))
+    assert check_run(tmp_path, check_cache=False).problems == baseline
+
+    for record, label in [(older, "rule 1 numbers under tar_rule 2"), (stored, "rule 2 numbers without tar_rule")]:
+        edited = copy.deepcopy(record)
+        c = edited["conditions"][4]["comparison_to_none"]
+        if "tar_rule" in c:
+            c.pop("tar_rule")
+        else:
+            c["tar_rule"] = 2
+        path.write_text(json.dumps(edited))
+        new = [p for p in check_run(tmp_path, check_cache=False).problems if p not in baseline]
+        assert any("comparison_to_none.tar_at_far.0.1.ci_" in p for p in new), (label, new)
+    edited = copy.deepcopy(stored)
+    edited["conditions"][4]["comparison_to_none"]["tar_rule"] = 3  # a rule this version does not know
+    path.write_text(json.dumps(edited))
+    new = [p for p in check_run(tmp_path, check_cache=False).problems if p not in baseline]
+    assert new == ["conditions[4].comparison_to_none.tar_rule: expected one of [1, 2], got 3"], new

@@ -133,8 +133,8 @@ def test_rate_comparison_of_one_class_is_none_and_a_cell_shows_four_digits(caplo
     table cell of a stored difference, as rate_cell's docstring shows it."""
     cond = {"scores": {"same": [1] * 6, "score": [0.1, 0.5, 0.2, 0.9, 0.3, 0.4]},
             "verification": {"tar_at_far": {"0.1": None}}}
-    assert rate_stats.compare_rates(cond, cond, np.arange(6) // 2, n_boot=50) == {"auc": None,
-                                                                                 "tar_at_far": {"0.1": None}}
+    assert rate_stats.compare_rates(cond, cond, np.arange(6) // 2, n_boot=50) == {
+        "auc": None, "tar_at_far": {"0.1": None}, "tar_rule": rate_stats.TAR_RULE}
     cell = rate_stats.rate_cell({"difference": 0.0123, "ci_low": -0.005, "ci_high": 0.029})
     assert cell == "+0.0123 [-0.0050, +0.0290]"
     assert rate_stats.rate_cell({"difference": 0.0123, "ci_low": None, "ci_high": None}) == "+0.0123"
