@@ -123,7 +123,7 @@ def one_study(rng: np.random.Generator, args, truth: dict, seed: int) -> dict:
     _, cl = np.unique(cl, return_inverse=True)
     n_obs = int(np.sum(same == 0))
     ones = np.ones((1, same.size))
-    obs_none, obs_rest = replicate_tars(same, s_none, ones, n_obs), replicate_tars(same, s_rest, ones, n_obs)
+    obs_none = replicate_tars(same, s_none, ones, n_obs)  # the observed TARs (weights all 1)
     reps = {key: [] for key in obs_none}
     below = {key: [] for key in obs_none}
     for _, counts in cluster_bootstrap_counts(int(cl.max()) + 1, n_boot=args.n_boot, seed=seed, chunk=250):
