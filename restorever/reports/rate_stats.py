@@ -24,6 +24,7 @@ result), so these enter no Holm family.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import warnings
@@ -32,10 +33,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..metrics.verification import roc_auc_score, tar_at_far, weighted_auc_and_tar
+from .labels import condition_label
 from .statistics import CLUSTERINGS, checked_n_boot, cluster_bootstrap_counts, pair_clusters, percentile_interval
 
 __all__ = ["resolved_fars", "compared_fars", "compare_rates", "add_rate_comparisons", "RATE_KEYS", "rate_cell",
-           "RATES_NOTE", "TAR_RULE", "TAR_RULES", "replicate_far"]
+           "RATES_NOTE", "TAR_RULE", "TAR_RULES", "replicate_far", "stored_rule", "rule_note", "misread_rules"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,10 @@ RATE_KEYS = ("auc", "tar_at_far")
 #: the one ``validate`` recomputes with
 TAR_RULE = 2
 TAR_RULES = (1, 2)
+#: how a replicate reads TAR@FAR under each rule, as the notes under the rate tables say it
+RULE_TEXT = {1: "at the FAR itself (tar_rule 1, records written before 2026-12-07)",
+             2: "at (k + 1/2)/N, the middle of the observed FAR's step, k of the N impostor pairs being accepted "
+                "at the FAR (tar_rule 2)"}
 
 
 RATES_NOTE = (
@@ -83,13 +89,38 @@ def compared_fars(comparisons: Sequence[dict[str, Any]]) -> list[str]:
     return sorted(keys, key=float, reverse=True)
 
 
+def stored_rule(comp: Any) -> Any:
+    """The TAR rule a stored ``comparison_to_none`` (or a :func:`compare_rates` result) was computed by: its
+    ``tar_rule``, 1 where it holds ``tar_at_far`` without one (records before the key), None where it holds none."""
+    if not isinstance(comp, dict) or "tar_at_far" not in comp:
+        return None
+    return comp.get("tar_rule", 1)
+
+
+def rule_note(rows: Sequence[tuple[str, Any]]) -> str:
+    """The sentence under a table of rate comparisons saying how their replicates read TAR@FAR; ``rows``: (row
+    label, :func:`stored_rule`). Where the rows differ it names the rows of each rule; empty for no rule."""
+    by_rule: dict[Any, list[str]] = {}
+    for label, rule in rows:
+        if rule is not None:
+            by_rule.setdefault(rule, []).append(label)
+    texts = {rule: RULE_TEXT.get(rule, f"by tar_rule {rule!r}, unknown to this version") for rule in by_rule}
+    if len(by_rule) < 2:
+        return "".join(f"Bootstrap replicates read TAR@FAR {text}." for text in texts.values())
+    groups = [f"{texts[rule]} in {', '.join(labels)}" for rule, labels in sorted(by_rule.items(), key=str)]
+    return ("The rows' bootstrap replicates read TAR@FAR by different rules (compare keeps a run's stored rule where "
+            "it reproduces that run's draws): " + "; ".join(groups) + ".")
+
+
 def replicate_far(far: float, n_negatives: int) -> float:
-    """The rate at which rule 2's replicates read TAR@FAR: ``(k + 1/2) / N`` (at most 1), where ``k`` is the number
-    of impostor pairs :func:`restorever.metrics.verification.tar_at_far` accepts at ``far`` among the ``N`` observed
-    ones (the largest ``k`` with ``k / N <= far``).
+    """The rate at which rule 2's replicates read TAR@FAR: ``(k + 1/2) / N`` (at most 1), where ``k`` is the largest
+    whole number with ``k / N <= far``, ``N`` the observed impostor pairs (the impostors
+    :func:`restorever.metrics.verification.tar_at_far` accepts at ``far`` when no impostor scores tie; with ties it
+    may accept fewer, down to the last ROC vertex at or below ``k / N``).
 
     On the observed pairs it gives the TAR of ``far`` itself (so does every FAR from ``k / N`` to just below
-    ``(k + 1) / N``: the cell). A replicate of drawn impostor weight ``W`` then accepts about ``(k + 1/2) W / N``:
+    ``(k + 1) / N``: the cell; with tied impostor scores the observed TAR is constant over a wider range). A
+    replicate of drawn impostor weight ``W`` then accepts about ``(k + 1/2) W / N``:
     where ``far x N`` is a whole number, reading at ``far`` itself made every replicate with ``W < N`` (about half)
     accept an impostor fewer, so both conditions' replicate TARs sat below the observed ones more often than above.
     """
@@ -212,3 +243,44 @@ def add_rate_comparisons(record: dict[str, Any], *, overwrite: bool = False) -> 
             log.warning("no AUC / TAR@FAR comparison to none for %s at scale %s: %s", cond.get("restorer"),
                         cond.get("scale"), exc)
     return record
+
+
+def _same_tars(a: Any, b: Any) -> bool:
+    """Whether two ``tar_at_far`` blocks hold the same FARs and numbers (to float rounding)."""
+    if not (isinstance(a, dict) and isinstance(b, dict)) or set(a) != set(b):
+        return False
+    for far in a:
+        x, y = a[far] or {}, b[far] or {}
+        for key in set(x) | set(y):
+            u, v = x.get(key), y.get(key)
+            numbers = all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in (u, v))
+            if not (u == v or numbers and math.isclose(u, v, rel_tol=1e-9, abs_tol=1e-12)):
+                return False
+    return True
+
+
+def misread_rules(record: dict[str, Any], fresh: dict[str, Any]) -> list[str]:
+    """Lines naming each ``comparison_to_none`` of ``record`` whose stored TAR@FAR intervals are not those of the
+    rule it states (:func:`stored_rule`) but those of the other one: an edited or dropped ``tar_rule``. ``fresh``:
+    ``record`` recomputed by the stated rules (``validate``'s); the other rule is computed here (one more bootstrap of
+    the record's rate comparisons), so call it only where ``fresh`` disagrees."""
+    other = copy.deepcopy({k: record[k] for k in ("config", "pairs", "conditions") if k in record})
+    stated: dict[int, tuple[int, int]] = {}  # condition index: (the stated rule, the other one)
+    for i, cond in enumerate(other.get("conditions") or []):
+        comp = cond.get("comparison_to_none") if isinstance(cond, dict) else None
+        rule = stored_rule(comp)
+        if rule in TAR_RULES and not isinstance(rule, bool):
+            stated[i] = rule, next(r for r in TAR_RULES if r != rule)
+            comp["tar_rule"] = stated[i][1]
+    add_rate_comparisons(other, overwrite=True)
+    out = []
+    for i, (rule, alt) in stated.items():
+        old = record["conditions"][i]["comparison_to_none"]
+        by_stated = (fresh["conditions"][i].get("comparison_to_none") or {}).get("tar_at_far")
+        by_other = (other["conditions"][i].get("comparison_to_none") or {}).get("tar_at_far")
+        if not _same_tars(old["tar_at_far"], by_stated) and _same_tars(old["tar_at_far"], by_other):
+            said = f"stored {rule}" if "tar_rule" in old else "absent (a record without it: rule 1)"
+            out.append(f"conditions[{i}] ({condition_label(record['conditions'][i])}).comparison_to_none.tar_rule: "
+                       f"{said}, but its TAR@FAR intervals are those of tar_rule {alt}: the rule was edited or "
+                       "dropped (restorever stores the rule it computed by)")
+    return out

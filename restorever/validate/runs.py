@@ -278,6 +278,9 @@ def _check_metrics(record: dict[str, Any], run: RunRecord, report: RunValidation
                         found += _rate_entry_problems(old[key], new[key], where, has_rates)
                         compare(old[key], new[key], where, found)
                         n_checked += 1
+            if has_rates and any(".comparison_to_none.tar_at_far." in p for p in found):  # an edited tar_rule?
+                from ..reports.rate_stats import misread_rules
+                found += misread_rules(record, fresh_record)
     from ..reports.identity_stats import identity_statistics_problems
 
     identity_found, identity_checked = identity_statistics_problems(record, compare)
@@ -286,7 +289,6 @@ def _check_metrics(record: dict[str, Any], run: RunRecord, report: RunValidation
     if identity_checked:
         report.checked["identity statistics recomputed"] = identity_checked
     report.problems += cut(found, "metric")
-
 
 
 def _rate_entry_problems(old: Any, new: dict[str, Any], where: str, has_rates: bool) -> list[str]:
