@@ -36,7 +36,8 @@ import numpy as np
 from ..errors import RestoreverError
 from .html import stored_metric_differences
 from .identity_stats import IDENTITY_KIND, compare_identity, identity_interval
-from .rate_stats import RATES_NOTE, TAR_RULE, compare_rates, compared_fars, rate_cell
+from .rate_stats import (RATES_NOTE, TAR_RULE, TAR_RULES, compare_rates, compared_fars, rate_cell, rule_note,
+                         stored_rule)
 from .results import IDENTITY_NOTE, comparison_cell, identity_comparison_cell, results_table
 from .statistics import CLUSTERINGS, adjust_family, compare_conditions, pair_clusters
 
@@ -235,7 +236,8 @@ def compare_runs(records: Sequence[dict[str, Any]], names: Sequence[str], *, all
     ``family_size`` in each test (:func:`restorever.reports.statistics.adjust_family`, one family per kind) and,
     for ``vs_none`` and ``pair``, ``auc`` and ``tar_at_far`` (:func:`restorever.reports.rate_stats.compare_rates`:
     other - reference with people-resampling intervals on the same draws as the accuracy interval, and
-    ``tar_rule``: a ``vs_none`` condition's run's own where it stores rates, else the current one; no p-value);
+    ``tar_rule``: a ``vs_none`` condition's run's own where it stores rates drawn as here, else the current one;
+    no p-value);
     ``identity_comparisons``: the cosine to clean of each ``vs_none`` pair of conditions
     (:func:`restorever.reports.identity_stats.compare_identity`, Holm over all of them). The bootstrap seed of a
     condition defaults to its own run's ``config.seed`` (a pair of restorers: the reference's run), so that its
@@ -309,8 +311,9 @@ def compare_runs(records: Sequence[dict[str, Any]], names: Sequence[str], *, all
             comparisons.append({**cond["comparison_to_clean"], "scale": scale, "kind": "vs_clean",
                                 "reference": "clean", "other": cond["restorer"]})
             own = cond.pop("comparison_to_none", None)
-            # a run's TAR rule where it stores rate comparisons (1 before the key), so its own numbers come back
-            rule = own.get("tar_rule", 1) if isinstance(own, dict) and "tar_at_far" in own else TAR_RULE
+            # a run's stored TAR rule (1 before the key) where these draws are its own, so its numbers come back;
+            # other draws give other numbers anyway, by the current rule
+            rule = stored_rule(own) if _same_draws(own, options_of(cond["run"])) else TAR_RULE
             base = by_label.get((none_label.get((cond["run"], scale)), scale))
             cond.pop(IDENTITY_KIND, None)
             ident = cond.get("identity")
@@ -363,6 +366,14 @@ def compare_runs(records: Sequence[dict[str, Any]], names: Sequence[str], *, all
         "identity_comparisons": identity,
         "_merged": [clean, *merged],  # removed by merged_record / the writer; not part of comparison.json
     }
+
+
+def _same_draws(comp: Any, options: dict[str, Any]) -> bool:
+    """Whether a run's stored ``comparison_to_none`` holds rate comparisons (by a known TAR rule) drawn as compare
+    draws with ``options`` (``n_boot``, ``seed``, ``level``, ``resampled``)."""
+    boot = comp.get("bootstrap") if isinstance(comp, dict) else None
+    return isinstance(boot, dict) and stored_rule(comp) in TAR_RULES and comp.get("ci_level") == options["level"] \
+        and all(boot.get(key) == options[key] for key in ("n_boot", "seed", "resampled"))
 
 
 def stored_n_boot(record: dict[str, Any]) -> int | None:
@@ -468,8 +479,9 @@ def _rates_markdown(comparisons: Sequence[dict[str, Any]]) -> list[str]:
         cells = [f"x{c['scale']}", c["reference"], c["other"], rate_cell(c.get("auc")),
                  *[rate_cell(tars.get(f), 100, 2) for f in fars]]
         lines.append("| " + " | ".join(cells) + " |")
+    rules = rule_note([(f"x{c['scale']} {c['other']} − {c['reference']}", c.get("tar_rule")) for c in rows])
     return lines + ["", "Rows of two restorers: other − reference, on the draws of that pair's accuracy interval; "
-                    "rows against none as below. " + RATES_NOTE]
+                    "rows against none as below. " + RATES_NOTE + " " + rules]
 
 
 def write_comparison(run_dirs: Sequence[str | Path], out: str | Path, *, allow_different_degradation: bool = False,

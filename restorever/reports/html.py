@@ -22,7 +22,7 @@ from ..pipeline.environment import restorever_version
 from .identity_stats import IDENTITY_KIND
 from .results import (IDENTITY_NOTE, RESULTS_FILE, STATISTICS_NOTE, attribute_table, comparison_cell, condition_label,
                       few_clusters_note, identity_comparison_cell, load_results, p_text, results_table, subset_note)
-from .rate_stats import RATES_NOTE, compared_fars, rate_cell
+from .rate_stats import RATES_NOTE, compared_fars, rate_cell, rule_note, stored_rule
 from .methods import METHODS_FILES, write_methods
 from .methods_ident import ident_paragraphs, is_identification
 from .tables import results_table_rows, run_references, to_csv, to_latex
@@ -156,9 +156,10 @@ def report_tables(record: dict[str, Any]) -> list[Table]:
                 f"{_FAMILY[key]} ({mc['family_size']})" if mc.get("family_size") is not None else "—",
             ])
     rate_fars = compared_fars([c.get("comparison_to_none") for c in record["conditions"]])
+    rules = rule_note([(condition_label(c), stored_rule(c.get("comparison_to_none"))) for c in record["conditions"]])
     rates = Table("rates", "AUC and TAR@FAR: restorer against none",
                   ["condition", "reference", "AUC", "reference AUC", "Δ AUC [95 % CI]",
-                   *[f"Δ TAR@FAR={f} pp [95 % CI]" for f in rate_fars]], note=RATES_NOTE)
+                   *[f"Δ TAR@FAR={f} pp [95 % CI]" for f in rate_fars]], note=f"{RATES_NOTE} {rules}".strip())
     for c in record["conditions"]:
         comp = c.get("comparison_to_none")
         if not isinstance(comp, dict) or "auc" not in comp:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .methods_text import Cite, Paragraph, Sentence, and_text, get_in, num_text
+from .rate_stats import stored_rule
 from .statistics import person_of
 from .results import is_subset
 from .tables import latex_escape, run_references
@@ -314,6 +315,16 @@ def _range(values: Sequence[Any]) -> str:
     return num_text(values[0]) if len(values) == 1 else f"{num_text(min(values))} to {num_text(max(values))}"
 
 
+#: how a replicate reads TAR (``tar_rule``, :mod:`restorever.reports.rate_stats`), in words (no digits: every number
+#: of a methods text is a recorded one)
+_RULE_SENTENCE = {
+    1: "Each replicate reads the TAR at the FAR itself, on its resampled pairs.",
+    2: "Each replicate reads the TAR at the false accept rate (k plus one half)/N, N being the number of "
+       "different-identity pairs and k the largest whole number with k/N at most the FAR: the middle of the observed "
+       "operating point's step of the ROC, which gives the reported TAR on the observed pairs, so that a replicate "
+       "drawing slightly fewer different-identity pairs than observed is not moved to a stricter operating point."}
+
+
 def _statistics(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sentence]:
     conds = record.get("conditions") or []
     kinds = [(key, [c[key] for c in conds if isinstance(c.get(key), dict)])
@@ -352,6 +363,7 @@ def _statistics(record: dict[str, Any], cite: set[tuple[str, str]]) -> list[Sent
         if any(isinstance(get_in(c, "auc"), dict) for c in every):
             out.append(Sentence().add("AUC and TAR at FAR differences against no restoration have intervals from "
                                       "the same resampling of people."))
+            out += [Sentence().add(_RULE_SENTENCE[rule]) for rule in sorted({stored_rule(c) for c in every} & {1, 2})]
     idents = [c["identity"] for c in conds if isinstance(c.get("identity"), dict) and "ci_level" in c["identity"]]
     boot = [i["bootstrap"] for i in idents if isinstance(i.get("bootstrap"), dict)]
     if idents and _collect(boot, "n_boot"):

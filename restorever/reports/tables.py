@@ -21,6 +21,7 @@ import math
 import re
 from typing import Any, Sequence
 
+from .rate_stats import stored_rule
 from .results import RESULTS_FILE, is_subset
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ CSV_COLUMNS = (
                                          "sign_flip_p_holm", "family_size", "people")],
     *[f"vs_none_{rate}_{name}" for rate in ("auc", *[f"tar_at_far_{far}" for far in FARS])
       for name in ("difference", "ci_low", "ci_high")],
+    "vs_none_tar_rule",
 )
 
 
@@ -71,7 +73,8 @@ def results_table_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     ``cos_vs_none_family_size``; ``cos_vs_none_people`` the people resampled), from
     :mod:`restorever.reports.identity_stats`; ``vs_none_auc_*`` and ``vs_none_tar_at_far_<far>_*`` the AUC and
     TAR@FAR differences restored - none with their people-resampling intervals
-    (:mod:`restorever.reports.rate_stats`; empty where the FAR is not resolved). Conditions
+    (:mod:`restorever.reports.rate_stats`; empty where the FAR is not resolved) and ``vs_none_tar_rule`` the rule
+    their replicates read TAR@FAR by (:func:`~restorever.reports.rate_stats.stored_rule`). Conditions
     without ``verification`` (identification runs) are left out.
     """
     proto = record.get("protocol") or {}
@@ -128,6 +131,7 @@ def results_table_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
             value = value if isinstance(value, dict) else {}
             for name in ("difference", "ci_low", "ci_high"):
                 row[f"vs_none_{rate}_{name}"] = _number(value.get(name))
+        row["vs_none_tar_rule"] = _number(stored_rule(comp))
         rows.append(row)
     return rows
 

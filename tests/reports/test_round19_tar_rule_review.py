@@ -88,6 +88,80 @@ def _rows(path: Path) -> dict:
     return {(r["restorer"], r["scale"]): r for r in csv.DictReader(path.open())}
 
 
+def test_compare_of_an_old_and_a_new_run_says_which_rule_each_row_used(runs, tmp_path):
+    """compare keeps the old run's rule 1 for its vs_none rows (its own numbers come back) and computes the others
+    by rule 2; comparison.md and tables.csv did not say so, so a reader saw one table of intervals computed two
+    ways. comparison.md's note now names the rows of each rule and tables.csv has ``vs_none_tar_rule``."""
+    from restorever.reports.compare import COMPARISON_FILE
+
+    old = json.loads((runs / "old" / "results.json").read_text())
+    written = write_comparison([runs / "old", runs / "new"], tmp_path / "cmp")
+    comparison = json.loads(written[COMPARISON_FILE].read_text())
+    rules = {(c["kind"], c["scale"], c["other"]): c.get("tar_rule") for c in comparison["comparisons"]
+             if c["kind"] != "vs_clean"}
+    assert rules[("vs_none", 16, "vqfr-v2")] == 1 and rules[("vs_none", 16, "codeformer")] == 2
+    assert rules[("pair", 16, "codeformer")] == 2
+    got = next(c for c in comparison["comparisons"] if (c["kind"], c["scale"], c["other"]) ==
+               ("vs_none", 16, "vqfr-v2"))
+    own = old["conditions"][4]["comparison_to_none"]
+    assert got["tar_at_far"] == own["tar_at_far"]  # the old run's own rule-1 numbers
+    md = written["comparison.md"].read_text()
+    note = next(line for line in md.split("## AUC and TAR@FAR", 1)[1].splitlines() if "replicates read" in line)
+    rule_1 = note.split("at the FAR itself", 1)[1].split(";", 1)[0]
+    assert "x4 vqfr-v2 − none" in rule_1 and "x16 vqfr-v2 − none" in rule_1 and "codeformer" not in rule_1
+    rule_2 = note.split("(k + 1/2)/N", 1)[1]
+    assert "x16 codeformer − vqfr-v2" in rule_2 and "x16 codeformer − none" in rule_2
+    rows = _rows(written["tables.csv"])
+    assert rows[("vqfr-v2", "16")]["vs_none_tar_rule"] == "1" and rows[("codeformer", "16")]["vs_none_tar_rule"] == "2"
+    assert rows[("none", "16")]["vs_none_tar_rule"] == "" and rows[("none", "")]["vs_none_tar_rule"] == ""  # clean
+
+
+def test_compare_uses_the_current_rule_where_it_draws_anew(runs, tmp_path):
+    """The old rule was kept so that a run's own intervals come back; with other draws (``--bootstrap``) they do
+    not, and the old run's rows were still computed by the wider rule 1. They now use the current rule, and say it."""
+    written = write_comparison([runs / "old", runs / "new"], tmp_path / "cmp", n_boot=300)
+    comparison = json.loads(written["comparison.json"].read_text())
+    assert {c["tar_rule"] for c in comparison["comparisons"] if c["kind"] != "vs_clean"} == {2}
+    md = written["comparison.md"].read_text()
+    assert "at the FAR itself" not in md and "replicates read TAR@FAR at (k + 1/2)/N" in md
+    assert {r["vs_none_tar_rule"] for r in _rows(written["tables.csv"]).values()
+            if r["restorer"] != "none" and r["scale"]} == {"2"}
+
+
+def test_report_and_methods_state_the_rule_of_the_record(runs, tmp_path):
+    """report.md's rate table and methods.md said how the interval is drawn but not how a replicate reads TAR, so
+    an old record's (rule 1) and a new one's (rule 2) intervals were described alike; a reimplementation from the
+    methods text would read at the FAR itself and get the wider interval."""
+    import shutil
+
+    from restorever.reports.html import build_report
+    from restorever.reports.methods import methods_latex, methods_markdown
+
+    texts = {}
+    for name in ("old", "new"):
+        run = tmp_path / name
+        shutil.copytree(runs / name, run)
+        before = (run / "results.json").read_text()
+        out = build_report(run, formats=("png",))
+        md = out["markdown"].read_text().split("AUC and TAR@FAR: restorer against none", 1)[1]
+        record = json.loads(before)
+        texts[name] = (md, methods_markdown(record), methods_latex(record))
+        assert (run / "results.json").read_text() == before
+        restorer = {"old": "vqfr-v2", "new": "codeformer"}[name]
+        assert _rows(out["csv"])[(restorer, "16")]["vs_none_tar_rule"] == {"old": "1", "new": "2"}[name]
+    (old_md, old_methods, old_tex), (new_md, new_methods, new_tex) = texts["old"], texts["new"]
+    assert "replicates read TAR@FAR at the FAR itself" in old_md and "(k + 1/2)/N" not in old_md
+    assert "replicates read TAR@FAR at (k + 1/2)/N" in new_md and "at the FAR itself" not in new_md
+    assert "reads the TAR at the FAR itself" in old_methods and "k plus one half" not in old_methods
+    assert "k plus one half" in new_methods and "at the FAR itself" not in new_methods
+    assert "k plus one half" in new_tex
+    bare = json.loads((runs / "new" / "results.json").read_text())
+    for cond in bare["conditions"]:
+        for key in ("auc", "tar_at_far", "tar_rule"):
+            (cond.get("comparison_to_none") or {}).pop(key, None)
+    assert "reads the TAR" not in methods_markdown(bare)  # no rate intervals, no sentence about them
+
+
 def _section(text: str, title: str) -> str:
     body = text.split(title, 1)[1]
     return re.split(r"\n#{2,3} ", body, maxsplit=1)[0]
