@@ -165,3 +165,25 @@ def test_report_and_methods_state_the_rule_of_the_record(runs, tmp_path):
 def _section(text: str, title: str) -> str:
     body = text.split(title, 1)[1]
     return re.split(r"\n#{2,3} ", body, maxsplit=1)[0]
+
+
+def test_coverage_docs_state_the_widths_of_their_table():
+    """benchmarks.md and the round-19 text said rule 1's interval at FAR 0.001 was "13 % wider" than rule 2's:
+    0.329 against 0.287 is 15 % wider (rule 2's is 13 % narrower, as architecture.md says). Every "N % wider" /
+    "N % narrower" of the three coverage texts is checked against the table's widths."""
+    bench = (DOCS / "benchmarks.md").read_text()
+    table = _section(bench, "### Coverage of the TAR@FAR difference interval")
+    widths = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 8 and cells[0].startswith("0.001 ("):
+            widths["drawn"] = float(cells[4])
+        elif len(cells) == 8 and not cells[0] and cells[2] == "mid (rule 2)" and "mid" not in widths:
+            widths["mid"] = float(cells[4])
+    wider = round(100 * (widths["drawn"] / widths["mid"] - 1))
+    narrower = round(100 * (1 - widths["mid"] / widths["drawn"]))
+    assert (wider, narrower) == (15, 13)
+    texts = [table, _section((DOCS / "architecture.md").read_text(), "### AUC and TAR@FAR: restorer against none"),
+             _section((DOCS / "reliability.md").read_text(), "## Round 19: coverage of the TAR@FAR difference")]
+    said = [(int(n), word) for text in texts for n, word in re.findall(r"(\d+) % (wider|narrower)", text)]
+    assert said and all(n == (wider if word == "wider" else narrower) for n, word in said), said
