@@ -149,7 +149,7 @@ def test_report_and_methods_state_the_rule_of_the_record(runs, tmp_path):
         assert (run / "results.json").read_text() == before
         restorer = {"old": "vqfr-v2", "new": "codeformer"}[name]
         assert _rows(out["csv"])[(restorer, "16")]["vs_none_tar_rule"] == {"old": "1", "new": "2"}[name]
-    (old_md, old_methods, old_tex), (new_md, new_methods, new_tex) = texts["old"], texts["new"]
+    (old_md, old_methods, _), (new_md, new_methods, new_tex) = texts["old"], texts["new"]
     assert "replicates read TAR@FAR at the FAR itself" in old_md and "(k + 1/2)/N" not in old_md
     assert "replicates read TAR@FAR at (k + 1/2)/N" in new_md and "at the FAR itself" not in new_md
     assert "reads the TAR at the FAR itself" in old_methods and "k plus one half" not in old_methods
@@ -187,3 +187,23 @@ def test_coverage_docs_state_the_widths_of_their_table():
              _section((DOCS / "reliability.md").read_text(), "## Round 19: coverage of the TAR@FAR difference")]
     said = [(int(n), word) for text in texts for n, word in re.findall(r"(\d+) % (wider|narrower)", text)]
     assert said and all(n == (wider if word == "wider" else narrower) for n, word in said), said
+
+
+def test_replicate_far_at_the_edges():
+    """Checked and sound, pinned: tied impostor scores where tar_at_far accepts fewer than k (the observed pairs
+    still read the stored TAR), FAR 1 and a single impostor pair, FAR x N just below a whole number."""
+    import numpy as np
+
+    from restorever.metrics.verification import tar_at_far, weighted_auc_and_tar
+    from restorever.reports.rate_stats import replicate_far
+
+    same = np.array([1, 1, 1, 1] + [0] * 10)
+    score = np.array([0.95, 0.85, 0.7, 0.5, 0.9, 0.8, 0.8, 0.8, 0.3, 0.2, 0.1, 0.0, -0.1, -0.2])
+    far = 0.3  # k = 3, but the impostors 0.8 tie: tar_at_far accepts only the 0.9 (FPR 0.1; the next vertex is 0.4)
+    assert replicate_far(far, 10) == pytest.approx(0.35)
+    assert tar_at_far(same, score, far) == tar_at_far(same, score, 0.1) == 0.5  # 0.95 and 0.85
+    _, tar = weighted_auc_and_tar(same, score, np.ones((1, same.size)), [replicate_far(f, 10) for f in (0.1, 0.3)])
+    assert tar[0].tolist() == [0.5, 0.5]
+    assert replicate_far(1.0, 1) == 1.0 and replicate_far(1.0, 10) == 1.0
+    assert replicate_far(0.001, 2999) == pytest.approx(2.5 / 2999)  # FAR x N = 2.999: k = 2
+    assert replicate_far(0.29, 100) == pytest.approx(0.295)  # 0.29 x 100 is 28.999999999999996 in floats: k = 29
