@@ -87,6 +87,24 @@ def make_record(run_dir: Path, *, restorers=("none", "vqfr-v2"), scales=(4, 16),
     }
 
 
+def as_rule_1(record: dict) -> dict:
+    """A copy of ``record`` as a restorever before ``tar_rule`` wrote it: its rate intervals recomputed by rule 1
+    (replicates read TAR@FAR at the FAR itself) and stored without the key."""
+    import copy
+
+    from restorever.reports.rate_stats import add_rate_comparisons
+
+    older = copy.deepcopy(record)
+    for cond in older["conditions"]:
+        if cond.get("comparison_to_none"):
+            cond["comparison_to_none"]["tar_rule"] = 1
+    add_rate_comparisons(older, overwrite=True)
+    for cond in older["conditions"]:
+        if cond.get("comparison_to_none"):
+            assert cond["comparison_to_none"].pop("tar_rule") == 1
+    return older
+
+
 @pytest.fixture(scope="session")
 def run_dir(tmp_path_factory) -> Path:
     """A written run folder (results.json via write_run, with the paired statistics) holding retrieval results.

@@ -20,7 +20,7 @@ from restorever.reports.compare import check_comparable, compare_runs, write_com
 from restorever.reports.results import write_run
 from restorever.reports.statistics import compare_conditions, pair_clusters
 
-from .conftest import make_record
+from .conftest import as_rule_1, make_record
 
 
 def _rename(record: dict, old: str, new: str, shift: float) -> dict:
@@ -527,7 +527,7 @@ def test_compare_keeps_a_runs_tar_rule(synthetic, tmp_path):
     """A run written before tar_rule (rate intervals by rule 1, no key) keeps its own TAR@FAR intervals in
     compare's vs_none comparisons (80 impostors: FAR 0.1 is a whole 8, where the rules differ); a pair of restorers
     is computed by the current rule."""
-    from restorever.reports.rate_stats import TAR_RULE, add_rate_comparisons
+    from restorever.reports.rate_stats import TAR_RULE
     from restorever.reports.results import load_results
 
     first, second = synthetic
@@ -536,14 +536,7 @@ def test_compare_keeps_a_runs_tar_rule(synthetic, tmp_path):
     path = tmp_path / "vqfr" / "results.json"
     older = json.loads(path.read_text())
     by_rule_2 = copy.deepcopy(_cond(older, "vqfr-v2", 16)["comparison_to_none"]["tar_at_far"])
-    for cond in older["conditions"]:
-        if cond.get("comparison_to_none"):
-            cond["comparison_to_none"]["tar_rule"] = 1
-    add_rate_comparisons(older, overwrite=True)
-    for cond in older["conditions"]:
-        if cond.get("comparison_to_none"):
-            del cond["comparison_to_none"]["tar_rule"]
-    path.write_text(json.dumps(older))
+    path.write_text(json.dumps(as_rule_1(older)))
     own = _cond(load_results(tmp_path / "vqfr"), "vqfr-v2", 16)["comparison_to_none"]
     comparison = json.loads(write_comparison([tmp_path / "vqfr", tmp_path / "codeformer"],
                                              tmp_path / "cmp")["comparison.json"].read_text())

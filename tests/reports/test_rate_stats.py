@@ -15,7 +15,7 @@ from restorever.metrics.verification import tar_at_far, verification_report, wei
 from restorever.reports.rate_stats import add_rate_comparisons, compare_rates, replicate_far, resolved_fars
 from restorever.reports.statistics import add_comparisons, cluster_bootstrap_counts, percentile_interval
 
-from .conftest import make_record
+from .conftest import as_rule_1, make_record
 
 NEG = [0.6, 0.4, 0.3, 0.2, 0.1, 0.0, -0.1, -0.2, -0.3, -0.4]
 
@@ -308,14 +308,7 @@ def test_old_records_validate_by_rule_1_and_new_ones_by_theirs(tmp_path):
     baseline = check_run(tmp_path, check_cache=False).problems
     assert not any("tar_at_far" in p or "tar_rule" in p for p in baseline), baseline
 
-    older = copy.deepcopy(stored)
-    for cond in older["conditions"]:
-        if cond.get("comparison_to_none"):
-            cond["comparison_to_none"]["tar_rule"] = 1
-    add_rate_comparisons(older, overwrite=True)  # every comparison by rule 1, as the version before the key did
-    for cond in older["conditions"]:
-        if cond.get("comparison_to_none"):
-            assert cond["comparison_to_none"].pop("tar_rule") == 1
+    older = as_rule_1(stored)  # every comparison by rule 1, as the version before the key did
     old_tar = older["conditions"][4]["comparison_to_none"]["tar_at_far"]["0.1"]
     assert (old_tar["ci_low"], old_tar["ci_high"]) != (comp["tar_at_far"]["0.1"]["ci_low"],
                                                        comp["tar_at_far"]["0.1"]["ci_high"])

@@ -13,26 +13,12 @@ from pathlib import Path
 import pytest
 
 from restorever.reports.compare import write_comparison
-from restorever.reports.rate_stats import add_rate_comparisons
 from restorever.reports.results import write_run
 
-from .conftest import make_record
+from .conftest import as_rule_1, make_record
 from .test_compare import _rename
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-
-
-def _as_rule_1(record: dict) -> dict:
-    """``record`` as a restorever before ``tar_rule`` wrote it: its rate intervals by rule 1, no key."""
-    older = copy.deepcopy(record)
-    for cond in older["conditions"]:
-        if cond.get("comparison_to_none"):
-            cond["comparison_to_none"]["tar_rule"] = 1
-    add_rate_comparisons(older, overwrite=True)
-    for cond in older["conditions"]:
-        if cond.get("comparison_to_none"):
-            assert cond["comparison_to_none"].pop("tar_rule") == 1
-    return older
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +32,7 @@ def runs(tmp_path_factory):
         record["protocol"]["pairs_sha256"] = "ab" * 32
         write_run(copy.deepcopy(record), root / name)
     path = root / "old" / "results.json"
-    path.write_text(json.dumps(_as_rule_1(json.loads(path.read_text()))))
+    path.write_text(json.dumps(as_rule_1(json.loads(path.read_text()))))
     return root
 
 
@@ -74,7 +60,7 @@ def test_validate_names_an_edited_or_dropped_tar_rule(runs, tmp_path):
         new = [p for p in _problems(run, edited) if p not in baseline]
         named = [p for p in new if p.startswith(where)]
         assert len(named) == 1 and says in named[0] and "those of tar_rule 2" in named[0], new
-    older = _as_rule_1(stored)  # rule-1 numbers labelled rule 2
+    older = as_rule_1(stored)  # rule-1 numbers labelled rule 2
     older["conditions"][4]["comparison_to_none"]["tar_rule"] = 2
     new = [p for p in _problems(run, older) if p not in baseline]
     assert any(p.startswith(where) and "stored 2" in p and "those of tar_rule 1" in p for p in new), new
