@@ -61,6 +61,8 @@ def read_file_bytes(path: str | os.PathLike, *, max_bytes: int | None = None, wh
             if total > max_bytes:
                 raise ImageError(f"{p}: grew beyond the {max_bytes} bytes allowed for an {what} file while read")
         return b"".join(chunks)
+    except DataNotFoundError:  # an OSError too: the folder refusal above, not a failed read
+        raise
     except OSError as exc:
         raise ImageError(f"{p}: cannot read ({exc.strerror or exc})") from exc
     finally:

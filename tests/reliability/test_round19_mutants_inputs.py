@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -17,18 +18,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 from PIL import Image
 
 from restorever import data_root, files as files_module, hub
+from restorever.checkpoint_files import load_error_summary
 from restorever.data_root import download_dataset
-from restorever.errors import CheckpointLayoutError, DataNotFoundError, UnsafePathError, WeightsHashError
+from restorever.errors import (CheckpointLayoutError, DataNotFoundError, ImageError, ProtocolError, UnsafePathError,
+                               WeightsHashError)
 from restorever.hub import sha256_file
-from restorever.images import decode_image
+from restorever.images import (MIN_SIDE, decode_image, exif_orientation, header_decodes, read_alpha,
+                               read_file_bytes, read_image)
+from restorever.cli import cli
 from restorever.files import atomic_write_bytes, atomic_write_text
 from restorever.pipeline.cache import _ENTRY_TEMPORARY
 from restorever.reports.results import _is_leftover_file
 from restorever.validate import check_run
 
+from .conftest import eval_args
 from .test_validate import run_copy  # noqa: F401 - the fixture: a private copy of the reference run and its cache
 
 
@@ -293,3 +300,172 @@ def test_a_checkpoint_that_needs_code_names_the_refused_global(tmp_path):
     with pytest.raises(CheckpointLayoutError, match=r"it needs code to be unpickled: .*system") as info:
         hub.load_checkpoint(path)
     assert str(path) in str(info.value) and "never unpickles code" in str(info.value)
+
+
+# ------------------------------------------------------------------------------- the rest of the sample (finished)
+
+@pytest.mark.parametrize("name", ["../elsewhere", "a/b", ".hidden"])
+def test_a_protocol_name_that_is_not_plain_cannot_name_the_cache_folder(tmp_path, monkeypatch, name):
+    """The cache folder of a protocol's data is ``<cache>/data/<name>``: a name with a path in it is refused before
+    any folder is looked at or made (it would place the data outside the cache's data folder)."""
+    monkeypatch.setenv("RESTOREVER_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("RESTOREVER_DATA", raising=False)
+    spec = {"protocol": name, "dataset": {"format": "lfw-pairs", "pairs": "pairs.txt"}}
+    with pytest.raises(ProtocolError, match="is not a plain name; it cannot name a cache folder"):
+        data_root.resolve_data_root(spec, None)
+    assert not (tmp_path / "home").exists()
+
+
+def test_an_unrecognised_offline_value_warns_once_per_value(monkeypatch, caplog):
+    """Every download decision reads the setting again; its warning comes once per variable and value, not once
+    per file looked up (a run checks several weight files and data folders)."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(hub, "_warned_offline_values", set())
+    with caplog.at_level(logging.WARNING, logger="restorever.hub"):
+        monkeypatch.setenv("RESTOREVER_OFFLINE", "maybe")
+        assert all(hub.is_offline() for _ in range(3))
+        monkeypatch.setenv("RESTOREVER_OFFLINE", "perhaps")
+        assert all(hub.is_offline() for _ in range(2))
+    warned = [r.getMessage() for r in caplog.records if "is not one of" in r.getMessage()]
+    assert len(warned) == 2 and "RESTOREVER_OFFLINE=maybe " in warned[0] and "=perhaps " in warned[1], warned
+
+
+def test_a_checkpoint_with_only_an_extra_key_is_a_layout_error(tmp_path):
+    """An extra key alone (no missing key, every shape right) is named like the other layout faults, before any
+    tensor is copied into the module, not left to ``load_state_dict``'s bare RuntimeError."""
+    module = torch.nn.Linear(3, 2)
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    state = {"weight": torch.ones(2, 3), "bias": torch.ones(2), "ema_step": torch.zeros(1)}
+    with pytest.raises(CheckpointLayoutError, match=r"mine\.pth: .* 1 unexpected \(e\.g\. ema_step\)$"):
+        hub.load_state_dict_strict(module, state, source="mine.pth")
+    assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
+
+
+def _jpeg(orientation: int | None, size: tuple[int, int] = (40, 24)) -> bytes:
+    """A JPEG of ``size`` (w, h), with the EXIF orientation tag set when given."""
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    buf = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 10)).save(buf, format="JPEG", exif=exif.tobytes())
+    return buf.getvalue()
+
+
+def test_exif_orientation_is_the_tag_or_1():
+    """The tag as stored (1..8); 1 (no rotation) for no tag, an out-of-range tag, and bytes that are no image."""
+    assert [exif_orientation(_jpeg(k)) for k in range(1, 9)] == list(range(1, 9))
+    assert exif_orientation(_jpeg(None)) == 1 and exif_orientation(_jpeg(9)) == 1
+    assert exif_orientation(b"not an image at all") == 1 and exif_orientation(_jpeg(6)[:10]) == 1
+
+
+def test_the_smallest_allowed_side_is_allowed():
+    """Sides of MIN_SIDE pixels are decoded; one pixel less on either side is refused (header check and decode)."""
+    assert decode_image(_jpeg(None, (MIN_SIDE, MIN_SIDE)), source="s.jpg").shape == (MIN_SIDE, MIN_SIDE, 3)
+    assert header_decodes(_jpeg(None, (MIN_SIDE, MIN_SIDE)))
+    for size in ((MIN_SIDE - 1, MIN_SIDE), (MIN_SIDE, MIN_SIDE - 1)):
+        assert not header_decodes(_jpeg(None, size))
+        with pytest.raises(ImageError, match=rf"s\.jpg: image of {size[0]}x{size[1]} pixels refused"):
+            decode_image(_jpeg(None, size), source="s.jpg")
+
+
+def test_a_folder_given_as_an_image_is_named_as_a_folder(tmp_path):
+    """Opening a folder read-only succeeds on POSIX; it is refused as a folder (missing data), not reported as a
+    device or FIFO."""
+    (tmp_path / "x.jpg").mkdir()
+    with pytest.raises(DataNotFoundError, match=re.escape(f"{tmp_path / 'x.jpg'}: is a folder, not an image file")):
+        read_image(tmp_path / "x.jpg")
+
+
+def test_an_unreadable_alpha_channel_is_an_image_error_naming_the_file(tmp_path):
+    """A PNG whose header says RGBA but whose pixels are cut off: one ImageError naming the file."""
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 4), dtype=np.uint8), "RGBA").save(buf, "PNG")
+    path = tmp_path / "cut.png"
+    path.write_bytes(buf.getvalue()[:400])
+    with pytest.raises(ImageError, match=re.escape(f"{path}: cannot read its alpha channel")):
+        read_alpha(path)
+
+
+def test_a_record_made_before_the_cache_identity_is_checked_not_crashed_on(run_copy):
+    """Records written before ``cache.identity`` existed get their identity rebuilt from the config (CPU, the key
+    recipes of that time). This run's entries were made with today's recipes, so the check must report them
+    missing under the old keys and say which recipes it used; it must not stop on the absent identity."""
+    run, _ = run_copy
+    record = json.loads((run / "results.json").read_text())
+    del record["cache"]["identity"]
+    (run / "results.json").write_text(json.dumps(record, indent=1))
+    report = check_run(run)
+    assert not report.ok and report.problems
+    assert all("cached embedding(s) missing" in p for p in report.problems), report.problems
+    assert any("cache keys follow the run's own recipe versions" in n for n in report.notes), report.notes
+
+
+def test_data_already_in_the_cache_folder_is_found_offline(tmp_path, monkeypatch):
+    """``<cache>/data/<protocol>`` holding the data is used as it is: found offline, nothing downloaded again."""
+    monkeypatch.setenv("RESTOREVER_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("RESTOREVER_DATA", raising=False)
+    monkeypatch.setenv("RESTOREVER_OFFLINE", "1")
+    cached = tmp_path / "home" / "data" / "mine"
+    (cached / "lfw-deepfunneled").mkdir(parents=True)
+    (cached / "pairs.txt").write_text("1\t1\n")
+    calls = []
+    monkeypatch.setattr(data_root, "download_dataset", lambda archives, target, name: calls.append(target) or target)
+    spec = _lfw_spec([{"filename": "pairs.txt", "url": "https://example.org/pairs.txt"}])
+    assert data_root.resolve_data_root(spec, None) == cached and calls == []
+
+
+def test_an_oversized_file_is_refused_unread(tmp_path, monkeypatch):
+    """A regular file above ``max_bytes`` is refused from its size alone: not one byte of it is read."""
+    path = tmp_path / "big.jpg"
+    path.write_bytes(b"\xff" * 5000)
+    reads = []
+    real_read = os.read
+    monkeypatch.setattr(os, "read", lambda fd, n: reads.append(n) or real_read(fd, n))
+    with pytest.raises(ImageError, match=re.escape(f"{path}: 5000 bytes, more than the 4096 allowed")):
+        read_file_bytes(path, max_bytes=4096)
+    assert reads == []
+    assert read_file_bytes(path, max_bytes=5000) == b"\xff" * 5000 and reads  # at the limit: read whole
+
+
+def test_a_text_file_given_as_a_checkpoint_is_quoted_up_to_40_characters(tmp_path):
+    """The message quotes the text's first line, cut to its first 40 characters (a long line is no run-on)."""
+    path = tmp_path / "notes.pth"
+    line = "".join(chr(ord("a") + i % 26) for i in range(70))
+    path.write_text(line + "\nmore\n")
+    with pytest.raises(CheckpointLayoutError, match=re.escape(f"text file starting with {line[:40]!r}, not a")):
+        hub.load_checkpoint(path)
+
+
+def test_a_truncated_checkpoint_names_torchs_reason(tmp_path):
+    """A torch zip checkpoint cut in half is no text, no pickle and no other known file: the message carries
+    torch's own first line (the missing central directory), not only the exception's class name."""
+    path = tmp_path / "cut.pth"
+    buf = io.BytesIO()
+    torch.save({"w": torch.zeros(100)}, buf)
+    path.write_bytes(buf.getvalue()[:len(buf.getvalue()) // 2])
+    with pytest.raises(CheckpointLayoutError, match=re.escape(str(path)) + ".*failed finding central directory"):
+        hub.load_checkpoint(path)
+    assert load_error_summary(RuntimeError("")) == "RuntimeError"  # no text: the class name
+
+
+def test_a_genuine_no_face_skip_of_a_rotated_photo_is_valid(tiny_data, reference_run, tmp_path):
+    """A faceless photo with an EXIF orientation tag skipped with --on-error skip: its landmark entry is keyed with
+    the decode tag (``orient=6``), and the validator looks the skip up under that key: the run stays valid."""
+    csv, root = tiny_data
+    data = tmp_path / "faces"
+    shutil.copytree(root, data)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (200, 120), (128, 128, 128)).save(data / "blank.jpg", exif=exif.tobytes())
+    (tmp_path / "pairs.csv").write_text(csv.read_text() + "ben_afflek/ben_afflek_0001.jpg,blank.jpg,0\n")
+    shutil.copytree(reference_run[3], tmp_path / "cache")
+    out = tmp_path / "out"
+    args = eval_args(tmp_path / "pairs.csv", data, out, tmp_path / "cache", "--on-error", "skip")
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "results.json").read_text())
+    assert record["protocol"]["images_decode"] == {"blank.jpg": "orient=6"}
+    assert [s["b"] for s in record["protocol"]["skipped"]] == ["blank.jpg"]
+    report = check_run(out)
+    assert report.ok, report.problems
+    assert report.checked["skips checked"] == 1
