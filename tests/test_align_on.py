@@ -187,6 +187,15 @@ def test_validate_checks_the_degraded_alignment(runs):
     _cond(record, 4)["scores"]["score"][0] += 0.05
     (tampered / "results.json").write_text(json.dumps(record))
     assert any("x4" in p and "do not reproduce the stored scores" in p for p in check_run(tampered).problems)
+    # one damaged line of degradation.jsonl is reported; its condition's counts, now unknowable, are not compared
+    (tampered / "results.json").write_text((run / "results.json").read_text())
+    lines = (run / "degradation.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    del first["degraded_sha256"]
+    (tampered / "degradation.jsonl").write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    problems = check_run(tampered).problems
+    assert any("degradation.jsonl:1: no degraded_sha256" in p for p in problems), problems
+    assert not any("alignment is" in p for p in problems), problems
 
 
 def test_dry_run_and_bad_values(runs, lfw_root):

@@ -156,6 +156,9 @@ def test_eval_with_plugins_from_the_command_line(lfw_root, tmp_path):
                            env=_env(), capture_output=True, text=True, timeout=600)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "plugin my_thumb has changed since the run" in check.stdout
+    check = subprocess.run([sys.executable, str(script), "validate", str(out2), "--plugin", "my_thumb"], cwd=work,
+                           env=_env(), capture_output=True, text=True, timeout=600)
+    assert check.returncode == 0 and "has changed since the run" not in check.stdout, check.stdout  # its own file
 
 
 def test_torchrun_ranks_load_the_plugin(lfw_root, tmp_path):

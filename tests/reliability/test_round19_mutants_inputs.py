@@ -13,7 +13,9 @@ import os
 import re
 import shutil
 import tarfile
+import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,7 +24,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from restorever import data_root, files as files_module, hub
-from restorever.checkpoint_files import load_error_summary
+from restorever import checkpoint_files
+from restorever.checkpoint_files import check_archive, load_error_summary
 from restorever.data_root import download_dataset
 from restorever.errors import (CheckpointLayoutError, DataNotFoundError, ImageError, ProtocolError, UnsafePathError,
                                WeightsHashError)
@@ -401,10 +404,12 @@ def test_a_record_made_before_the_cache_identity_is_checked_not_crashed_on(run_c
 
 
 def test_data_already_in_the_cache_folder_is_found_offline(tmp_path, monkeypatch):
-    """``<cache>/data/<protocol>`` holding the data is used as it is: found offline, nothing downloaded again."""
+    """``<cache>/data/<protocol>`` holding the data is used as it is: found offline, nothing downloaded again; a
+    folder without the protocol's pairs file (here both RESTOREVER_DATA candidates) is passed over."""
     monkeypatch.setenv("RESTOREVER_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("RESTOREVER_DATA", raising=False)
     monkeypatch.setenv("RESTOREVER_OFFLINE", "1")
+    (tmp_path / "elsewhere" / "mine").mkdir(parents=True)  # RESTOREVER_DATA's folders exist but hold no pairs file
+    monkeypatch.setenv("RESTOREVER_DATA", str(tmp_path / "elsewhere"))
     cached = tmp_path / "home" / "data" / "mine"
     (cached / "lfw-deepfunneled").mkdir(parents=True)
     (cached / "pairs.txt").write_text("1\t1\n")
@@ -469,3 +474,127 @@ def test_a_genuine_no_face_skip_of_a_rotated_photo_is_valid(tiny_data, reference
     report = check_run(out)
     assert report.ok, report.problems
     assert report.checked["skips checked"] == 1
+
+
+def test_a_safetensors_file_given_as_a_checkpoint_is_named_as_one(tmp_path):
+    """safetensors: an 8-byte little-endian header length, then the JSON header (``{"...``). Named as such, so the
+    user knows to convert it, not called an unknown binary."""
+    header = b'{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header + b"\x00" * 4)
+    with pytest.raises(CheckpointLayoutError, match=re.escape(f"{path}") + ".*it looks like a safetensors file"):
+        hub.load_checkpoint(path)
+
+
+def test_a_changed_detector_in_the_config_is_reported(run_copy):
+    """The rebuilt identity reads the config's detector: a config edited to name another detector than the one
+    whose landmarks the cache holds no longer matches ``cache.identity``."""
+    run, _ = run_copy
+    record = json.loads((run / "results.json").read_text())
+    assert record["config"]["detector"] == record["cache"]["identity"]["detector"] == "mtcnn"
+    record["config"]["detector"] = "scrfd"
+    (run / "results.json").write_text(json.dumps(record, indent=1))
+    assert any("cache.identity does not match the config" in p for p in check_run(run).problems)
+
+
+def _racing_mkdir(monkeypatch, taken: Path, by_folder: bool) -> None:
+    """``Path.mkdir`` of ``taken`` loses a race: another process makes that folder (or a file of that name) first."""
+    real_mkdir = Path.mkdir
+
+    def mkdir(self, *args, **kwargs):
+        if self == taken:
+            real_mkdir(self) if by_folder else self.write_bytes(b"x")
+            raise FileExistsError(17, "File exists", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+
+
+def test_a_folder_made_meanwhile_by_another_process_is_used_not_claimed(tmp_path, monkeypatch):
+    _racing_mkdir(monkeypatch, tmp_path / "a" / "b", by_folder=True)
+    created = hub._make_folders(tmp_path / "a" / "b" / "c")
+    assert created == [tmp_path / "a", tmp_path / "a" / "b" / "c"]  # b is the other process's: never removed
+    assert (tmp_path / "a" / "b" / "c").is_dir()
+
+
+def test_a_file_taking_a_folder_name_meanwhile_is_named(tmp_path, monkeypatch):
+    """The error names the file in the way; nothing is made below it (``a`` stays: it holds the other's file)."""
+    _racing_mkdir(monkeypatch, tmp_path / "a" / "b", by_folder=False)
+    with pytest.raises(hub.WeightsNotFoundError, match=re.escape(f"{tmp_path / 'a' / 'b'} is a file, not a folder")):
+        hub._make_folders(tmp_path / "a" / "b" / "c")
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["b"] and (tmp_path / "a" / "b").is_file()
+
+
+def test_a_file_where_the_folder_should_be_is_refused(tmp_path):
+    """``_make_folders`` returns only after the folder exists: a file of its name is an error naming that file."""
+    (tmp_path / "w").write_bytes(b"x")
+    with pytest.raises(hub.WeightsNotFoundError, match=re.escape(f"{tmp_path / 'w'} is a file, not a folder")):
+        hub._make_folders(tmp_path / "w")
+
+
+def test_a_folder_that_cannot_be_made_is_named_with_the_reason(tmp_path, monkeypatch):
+    real_mkdir = Path.mkdir
+
+    def mkdir(self, *args, **kwargs):
+        if self.name == "b":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    with pytest.raises(hub.WeightsNotFoundError, match=re.escape(f"folder {tmp_path / 'a' / 'b' / 'c'} (Permission")):
+        hub._make_folders(tmp_path / "a" / "b" / "c")
+    assert not (tmp_path / "a").exists()  # the folder made before the failure is removed again
+
+
+def test_a_part_file_name_in_use_is_never_opened(tmp_path, monkeypatch):
+    """Part files are created exclusively: a name another download holds is skipped, its bytes untouched."""
+    names = iter(["aaaa0000", "bbbb1111"])
+    monkeypatch.setattr(hub.secrets, "token_hex", lambda n: next(names))
+    other = tmp_path / "toy.pth.aaaa0000.part"
+    other.write_bytes(b"another download")
+    fd, path = hub._create_part_file(tmp_path / "toy.pth")
+    os.close(fd)
+    assert path == tmp_path / "toy.pth.bbbb1111.part" and other.read_bytes() == b"another download"
+
+
+def test_a_file_growing_while_read_is_cut_after_max_bytes_plus_one(tmp_path, monkeypatch):
+    """A file that grows after its size was checked: at most ``max_bytes + 1`` bytes are read, then it is refused."""
+    path = tmp_path / "growing.jpg"
+    path.write_bytes(b"\xff" * 100_000)
+    real_fstat = os.fstat
+    monkeypatch.setattr(os, "fstat", lambda fd: SimpleNamespace(st_mode=real_fstat(fd).st_mode, st_size=100))
+    got = []
+    real_read = os.read
+    monkeypatch.setattr(os, "read", lambda fd, n: got.append(len(data := real_read(fd, n))) or data)
+    with pytest.raises(ImageError, match="grew beyond the 4096 bytes allowed"):
+        read_file_bytes(path, max_bytes=4096)
+    assert sum(got) == 4097
+
+
+@pytest.mark.parametrize("low, high", [(-5, 200), (0, 70_000)])
+def test_an_integer_image_outside_16_bit_range_is_refused(low, high):
+    """A 32-bit integer image with a value below 0 or above 65535 has no known scale: refused, not clipped."""
+    values = np.linspace(low, high, 32 * 32).astype(np.int32).reshape(32, 32)
+    with pytest.raises(ImageError, match=rf"integer image with values in \[{low}, {high}\]"):
+        decode_image(_tiff_or_png(values, "TIFF"), source="i32.tiff")
+
+
+def test_an_empty_checkpoint_file_is_called_empty(tmp_path):
+    (tmp_path / "empty.pth").write_bytes(b"")
+    with pytest.raises(CheckpointLayoutError, match=r"empty\.pth: not a loadable .* \(it is an empty file\)$"):
+        hub.load_checkpoint(tmp_path / "empty.pth")
+
+
+def test_the_expansion_limit_is_inclusive(tmp_path, monkeypatch):
+    """Members may declare exactly ``MAX_EXPANSION x size + slack`` bytes; one byte more is refused unread. (The
+    limit is lowered here so that a small torch file meets it.)"""
+    path = tmp_path / "w.pth"
+    torch.save({"w": torch.arange(1000.0)}, path)
+    with zipfile.ZipFile(path) as zf:
+        declared = sum(info.file_size for info in zf.infolist())
+    monkeypatch.setattr(checkpoint_files, "MAX_EXPANSION", 0)
+    monkeypatch.setattr(checkpoint_files, "_EXPANSION_SLACK", declared)
+    check_archive(path)
+    monkeypatch.setattr(checkpoint_files, "_EXPANSION_SLACK", declared - 1)
+    with pytest.raises(CheckpointLayoutError, match=f"declare {declared} bytes uncompressed"):
+        check_archive(path)
