@@ -217,7 +217,7 @@ def attribute_codes(probs: Mapping[str, np.ndarray], threshold: float) -> dict[s
         p = np.asarray(p)
         top = np.sort(p, axis=1)
         unique = top[:, -1] > top[:, -2] if p.shape[1] > 1 else np.ones(len(p), dtype=bool)
-        out[a] = np.where((p.max(1) >= threshold) & unique, p.argmax(1), -1).astype(np.int64)
+        out[a] = np.where((top[:, -1] >= threshold) & unique, p.argmax(1), -1).astype(np.int64)
     return out
 
 

@@ -174,8 +174,9 @@ def _describe_record(record: dict[str, Any]) -> str:
         parts.append(f"degradation {', '.join(map(str, degradations))}" + (f" ({', '.join(details)})"
                                                                           if details else ""))
     for key, label in (("recognizer", "recognizer"), ("restorer", "restorers")):
-        if distinct(key):
-            parts.append(f"{label} {', '.join(map(str, distinct(key)))}")
+        values = distinct(key)
+        if values:
+            parts.append(f"{label} {', '.join(map(str, values))}")
     scales = sorted(s for s in distinct("scale") if isinstance(s, (int, float)))
     if scales:
         parts.append("scales " + ", ".join(f"x{s:g}" for s in scales))

@@ -18,8 +18,8 @@ from typing import Any, Callable, Sequence
 
 from .methods_text import Cite, Paragraph, Sentence, and_text, get_in, num_text
 from .rate_stats import stored_rule
-from .statistics import person_of
 from .results import is_subset
+from .statistics import person_of
 from .tables import latex_escape, run_references
 
 __all__ = ["Cite", "Sentence", "methods_paragraphs", "methods_markdown", "methods_latex", "references_bibtex",
