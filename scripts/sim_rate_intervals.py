@@ -30,6 +30,7 @@ import numpy as np
 from scipy.stats import norm
 
 from _benchinfo import header
+from restorever.progress import progress_bar
 from restorever.reports.rate_stats import replicate_far
 from restorever.reports.statistics import cluster_bootstrap_counts, percentile_interval
 
@@ -163,7 +164,8 @@ def main() -> None:
         truth[far] = b - a
         print(f"| {far:g} | {far * args.pairs:g} | {a:.4f} | {b:.4f} | {b - a:+.4f} | {cb - ca:+.4f} |")
     start = time.perf_counter()
-    results = [one_study(rng, args, truth, seed=args.seed * 100_000 + i) for i in range(args.studies)]
+    results = [one_study(rng, args, truth, seed=args.seed * 100_000 + i)  # about 1 s a study: a bar on stderr
+               for i in progress_bar(range(args.studies), total=args.studies, desc="studies", unit="study")]
     seconds = time.perf_counter() - start
     print(f"\n{args.studies} studies in {seconds:.0f} s; 95 % percentile intervals, "
           f"Monte Carlo standard error of a coverage near 0.95: {math.sqrt(0.95 * 0.05 / args.studies):.3f}\n")
