@@ -169,14 +169,19 @@ class Registry:
     def created(self, name: str, model: Any, method: str, argument: str) -> Any:
         """``model``, what ``create(name)`` returned, when it has ``method`` (the one the pipeline calls first);
         else a :class:`ConfigError` on ``argument`` naming the file of the backend's ``create``: a plugin's create
-        that forgets its ``return`` stopped later with "'NoneType' object has no attribute ...", read as a bug."""
-        if callable(getattr(model, method, None)):
+        that forgets its ``return`` stopped later with "'NoneType' object has no attribute ...", read as a bug; one
+        that returns its model's class, not an instance, stopped at the first batch with a missing ``self``."""
+        is_class = isinstance(model, type)
+        if callable(getattr(model, method, None)) and not is_class:
             return model
         factory = self.factory(name)
         try:
             where = inspect.getsourcefile(factory) or factory.__module__
         except TypeError:  # a builtin or C function
             where = getattr(factory, "__module__", "?")
+        if is_class:
+            raise ConfigError(argument, f"{name}: create() in {where} returned the class {model.__name__}, not a "
+                                        f"{self.kind}; return an instance of it, {model.__name__}(...)")
         raise ConfigError(argument, f"{name}: create() in {where} returned {type(model).__name__}, not a {self.kind} "
                                     f"(it has no {method}()); end it with `return` of the model it builds")
 

@@ -215,3 +215,30 @@ def test_a_key_error_in_a_plugins_own_code_names_its_line(tmp_path):
 
     result = CliRunner().invoke(checks, [])
     assert result.exit_code == 2 and result.output.strip() == "error: bad input: use --x", result.output
+
+
+def test_a_create_that_returns_its_class_is_refused_where_it_is_created():
+    """A plugin's create that ends with `return Mine` (the class, not `Mine(card)`) passed the check above, since a
+    class has a callable `embed`, and stopped at the first batch with "embed() missing 1 required positional
+    argument". Now the registry names the class and the file of its create, before any work."""
+    import inspect
+
+    from restorever.errors import ConfigError
+    from restorever.recognizers import REGISTRY as RECOGNIZERS
+    from restorever.recognizers.base import Recognizer
+    from restorever.restorers import REGISTRY as RESTORERS
+    from restorever.restorers.base import Restorer
+
+    class Mine(Recognizer):
+        embedding_dim = 4
+
+    with pytest.raises(ConfigError) as err:
+        RECOGNIZERS.created("dlib", Mine, "embed", "recognizer")
+    where = inspect.getsourcefile(RECOGNIZERS.factory("dlib"))
+    assert err.value.argument == "recognizer"
+    assert f"dlib: create() in {where} returned the class Mine, not a recognizer" in str(err.value)
+    assert "Mine(...)" in str(err.value)
+    with pytest.raises(ConfigError, match="returned the class Restorer, not a restorer"):
+        RESTORERS.created("none", Restorer, "restore", "restorer")
+    model = RESTORERS.create("none")  # an instance still passes, and is returned as it is
+    assert RESTORERS.created("none", model, "restore", "restorer") is model
