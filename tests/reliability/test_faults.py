@@ -389,6 +389,7 @@ def test_signal_mid_run_then_resume(tiny_data, reference_run, tmp_path, signum, 
     present = _assert_entries_intact(cache)
     assert 0 < len(present) < len(ref_entries), "the signal must land mid-run"
     assert proc.returncode == status, stderr[-2000:]
-    assert _one_line(stderr) == ("interrupted: finished cache entries are kept; rerun the same command to resume")
+    what = "terminated (SIGTERM)" if signum == signal.SIGTERM else "interrupted"  # a log tells a time limit apart
+    assert _one_line(stderr) == f"{what}: finished cache entries are kept; rerun the same command to resume"
     assert not (out / "results.json").exists()
     _assert_resume_reproduces(reference_run, args, out, cache, present)
