@@ -155,6 +155,14 @@ def test_every_paired_comparison_cell_of_tables_csv_by_hand():
     assert all(rows[1][c] == "" for c in want if c.startswith(("vs_", "cos_vs_")))  # none x4: no comparison
 
 
+def test_latex_rows_follow_the_runs_restorer_order():
+    """Rows in ``config.restorers``' order (the user's ``--restorer`` list), whatever order the conditions are
+    stored in; a restorer the config does not list comes last."""
+    record = _hand_record({("gfpgan", 4): (0.8, 0.01), ("extra", 4): (0.7, 0.01), ("none", 4): (0.75, 0.02)})
+    record["config"]["restorers"] = ["none", "gfpgan"]
+    assert [row[0] for row in _body(to_latex(record))] == ["none", "gfpgan", "extra"]
+
+
 def test_to_latex_refuses_a_record_without_verification():
     """An identification run has no accuracy to tabulate: a ValueError that says so, not a file of one comment."""
     record = _hand_record({("none", None): (0.9, 0.01)})
@@ -192,8 +200,9 @@ def test_a_restorer_in_three_runs_is_labelled_by_run_when_one_copy_differs(tmp_p
     (another device): every copy is labelled by its run, at every scale, though x4 agrees everywhere and the second
     run agrees with the first."""
     runs = [make_record(tmp_path, examples=0) for _ in range(3)]
-    for record in runs:
+    for i, record in enumerate(runs):
         record["protocol"]["pairs_sha256"] = "ab" * 32
+        record["restorever_version"], record["created"] = f"0.{i}", f"2026-12-0{i + 1}"
     for cond in runs[2]["conditions"]:
         if cond["restorer"] == "none" and cond["scale"] == 16:
             _rescored(cond, 0.01)
@@ -203,6 +212,29 @@ def test_a_restorer_in_three_runs_is_labelled_by_run_when_one_copy_differs(tmp_p
         assert labels == ["none (a)", "none (b)", "none (c)", "vqfr-v2"]
     assert "none: in runs a, b, c with different scores; labelled by run folder" in out["notes"]
     assert "vqfr-v2: in runs a, b, c with the same scores; one copy kept" in out["notes"]
+    # comparison.json says which version made each run, and when; its clean entry names every run and holds the
+    # clean numbers they share
+    assert out["clean"]["runs"] == ["a", "b", "c"]
+    assert out["clean"]["accuracy_mean"] == runs[0]["conditions"][0]["verification"]["accuracy_mean"]
+    assert [(r["name"], r["restorever_version"], r["created"]) for r in out["runs"]] == [
+        ("a", "0.0", "2026-12-01"), ("b", "0.1", "2026-12-02"), ("c", "0.2", "2026-12-03")]
+
+
+def test_clean_conditions_with_the_same_scores_but_other_labels_are_refused(tmp_path):
+    """Two runs whose clean scores are equal number for number but whose same/different labels differ in one pair
+    (another pairs file of the same length): not the same evaluated pairs, refused; other folds likewise."""
+    from restorever.errors import RestoreverError
+    from restorever.reports.compare import check_comparable
+
+    first, second = (make_record(tmp_path, examples=0) for _ in range(2))
+    for key in ("same", "fold"):
+        other = copy.deepcopy(second)
+        for cond in other["conditions"]:
+            values = cond["scores"][key]
+            values[0] = 1 - values[0] if key == "same" else (values[0] + 1) % 10
+            _rescored(cond, 0.0)
+        with pytest.raises(RestoreverError, match=r"clean conditions disagree \(a and b: other labels or folds\)"):
+            check_comparable([first, other], ["a", "b"])
 
 
 # ------------------------------------------------------------------------------------------------ breakdown.py
@@ -218,6 +250,17 @@ def test_joint_bootstrap_takes_a_single_replicate():
     np.testing.assert_array_equal(np.r_[one_a, one_b], np.r_[many_a[:1], many_b[:1]])
     with pytest.raises(ValueError, match="n_boot must be positive, got 0"):
         joint_cluster_bootstrap_means(values, clusters, in_a, in_b, n_boot=0)
+
+
+def test_the_joint_interval_keys_labels_by_image_id_by_default():
+    """``joint_difference_interval`` reads ``groups`` by image id unless told otherwise: one person with one image
+    in each group is drawn in every replicate, so the interval is the difference itself, (1 - 0.9) - (1 - 0.6)."""
+    from restorever.reports.breakdown import joint_difference_interval
+
+    per_item = {"P/P_0001.jpg": 0.9, "P/P_0002.jpg": 0.6}
+    groups = {"P/P_0001.jpg": "f", "P/P_0002.jpg": "m"}
+    low, high, used = joint_difference_interval(per_item, groups, "f", "m", n_boot=40)
+    assert (low, high, used) == (pytest.approx(-0.3, abs=1e-12), pytest.approx(-0.3, abs=1e-12), 40)
 
 
 def test_a_clean_only_run_takes_the_pairs_second_images_as_probes():
