@@ -186,10 +186,15 @@ def test_folds_are_the_stored_fold_accuracies_before_the_protocols_count():
 def test_a_single_degraded_condition_gets_its_table():
     """One restorer at one scale (``--restorer none --scales 8``): one row, one cell, no bold (nothing to compare
     with), and the caption names the degradation, side and seed."""
-    tex = to_latex(_hand_record({("none", None): (0.95, 0.005), ("none", 8): (0.8125, 0.0125)}))
+    record = _hand_record({("none", None): (0.95, 0.005), ("none", 8): (0.8125, 0.0125)})
+    tex = to_latex(record)
     assert _body(tex) == [["none", "81.25 $\\pm$ 1.25"]]
     assert "Columns: the probe images degraded with blur at scale $\\times s$ (seed 3)" in tex
     assert "Bold" not in tex and "Clean (undegraded) accuracy: 95.00 $\\pm$ 0.50." in tex
+    assert "on hand: 40 pairs, 4-fold" in tex and "not available" not in tex  # every cell is there
+    record["config"]["limit_pairs"] = 40  # `--limit-pairs 40`: the caption says the pairs are a subset
+    record["protocol"]["pairs_requested"] = 40
+    assert "on hand: 40 pairs (a subset balanced over the folds), 4-fold" in to_latex(record)
 
 
 # -------------------------------------------------------------------------------------------------- compare.py
@@ -214,7 +219,7 @@ def test_a_restorer_in_three_runs_is_labelled_by_run_when_one_copy_differs(tmp_p
     assert "vqfr-v2: in runs a, b, c with the same scores; one copy kept" in out["notes"]
     # comparison.json says which version made each run, and when; its clean entry names every run and holds the
     # clean numbers they share
-    assert out["clean"]["runs"] == ["a", "b", "c"]
+    assert out["clean"]["runs"] == ["a", "b", "c"] and out["recognizer"] == "arcface-r50"
     assert out["clean"]["accuracy_mean"] == runs[0]["conditions"][0]["verification"]["accuracy_mean"]
     assert [(r["name"], r["restorever_version"], r["created"]) for r in out["runs"]] == [
         ("a", "0.0", "2026-12-01"), ("b", "0.1", "2026-12-02"), ("c", "0.2", "2026-12-03")]
