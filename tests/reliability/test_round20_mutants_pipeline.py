@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from restorever.cli import cli
+from restorever.errors import RestoreverError
 
 from .conftest import eval_args
 
@@ -103,6 +104,11 @@ def test_a_record_without_stored_scores_gives_the_median_of_its_fold_thresholds(
     cond = {"restorer": "none", "degradation": None, "scale": None, "recognizer": "dlib",
             "verification": {"thresholds": [-0.7, -0.5, None, -0.6]}}
     assert threshold_from_results({"conditions": [cond]}) == -0.6  # median of the three found
+    # neither scores nor thresholds: refused (dropping the raise returned the median of nothing, nan)
+    cond["verification"]["thresholds"] = [None]
+    with pytest.raises(RestoreverError, match=r"the given record: the condition \(none, scale=None\) stores no "
+                                              r"scores or thresholds"):
+        threshold_from_results({"conditions": [cond]})
 
 
 @pytest.mark.parametrize("world", [1, 2, 3, 4])
@@ -151,3 +157,19 @@ def test_a_model_is_named_by_its_card_then_its_name_then_its_class():
     assert model_name(mine) == "codeformer"
     mine.card = SimpleNamespace(name="")
     assert model_name(mine) == "MyRestorer"  # an empty card name is no name
+
+
+def test_the_estimate_adds_each_stage_cost_by_hand(broken_run, tmp_path):
+    """Seconds per item from a hand-written costs.json: 6 photos to detect at 10 s, 6 clean embeddings at 20 s,
+    4 probes at x8 degraded (1 s) and embedded (20 s) = 60 + 120 + 84 = 264 s, "4.4 min". With --align-on degraded
+    each probe's degraded crop is detected too: + 4 x 10 s = 304 s, "5.1 min". The clean stage's name changed in
+    `_estimate` survived (it then asked for a clean restore cost no run measures)."""
+    pairs, data = broken_run[:2]
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "costs.json").write_text(json.dumps({"cpu|landmarks|mtcnn": 10, "cpu|embed|dlib": 20,
+                                                  "cpu|degrade|difface-test": 1}))
+    plan = _dry(pairs, data, cache, tmp_path / "o")
+    assert "estimated time for what is missing: 4.4 min on cpu (from stage costs" in plan, plan
+    plan = _dry(pairs, data, cache, tmp_path / "o", "--align-on", "degraded")
+    assert "estimated time for what is missing: 5.1 min on cpu (from stage costs" in plan, plan
