@@ -63,6 +63,7 @@ def test_dry_run_counts_an_unreadable_image_once_and_plans_only_the_rest(broken_
     assert "landmarks (mtcnn): 0 cached, 6 to detect" in plan
     assert _row(plan, "clean") == ("0", "6") and _row(plan, "none x8") == ("0", "4")
     assert "estimated time for what is missing" in plan
+    assert "\nconditions:\n  clean " in plan
 
 
 def test_dry_run_after_the_run_finds_every_entry_and_plans_a_new_scale(broken_run):
@@ -94,6 +95,9 @@ def test_a_run_with_examples_and_a_skipped_pair_round_trips_through_its_record(b
         (None, 4, 6), (8, 4, 4)]
     record = RunRecord.from_json(results)
     assert json.dumps(record.to_json()) == json.dumps(results)
+    assert record.condition("none", 8).identity.n == 4 and record.condition("none", None).label == "clean"
+    with pytest.raises(KeyError, match=r"no condition \(none, 16\); the run has \['clean', 'none x8'\]"):
+        record.condition("none", 16)  # dropping the raise returned None
 
 
 def test_a_record_without_stored_scores_gives_the_median_of_its_fold_thresholds():
