@@ -177,3 +177,32 @@ def test_the_estimate_adds_each_stage_cost_by_hand(broken_run, tmp_path):
     assert "estimated time for what is missing: 4.4 min on cpu (from stage costs" in plan, plan
     plan = _dry(pairs, data, cache, tmp_path / "o", "--align-on", "degraded")
     assert "estimated time for what is missing: 5.1 min on cpu (from stage costs" in plan, plan
+
+
+def test_a_runtime_error_saying_out_of_memory_is_split_like_a_cuda_one():
+    """Backends other than CUDA (MPS, older torch) raise a plain RuntimeError "... out of memory ..."; every test
+    raised torch.cuda.OutOfMemoryError, so the message check changed survived. Other errors are raised at once."""
+    import torch
+
+    from restorever.pipeline.stages import call_with_backoff, is_out_of_memory
+
+    calls = []
+
+    def fn(index):
+        calls.append(len(index))
+        if len(index) > 2:
+            raise RuntimeError("MPS backend out of memory (MPS allocated: 7 GB)")
+        return torch.tensor(index) * 10
+
+    assert call_with_backoff(fn, 5).tolist() == [0, 10, 20, 30, 40]  # in order, each item once
+    assert calls == [5, 2, 3, 1, 2]
+    assert is_out_of_memory(RuntimeError("CUDA error: out of memory")) and not is_out_of_memory(ValueError("x"))
+
+    def broken(index):
+        calls.append(len(index))
+        raise RuntimeError("expected scalar type Float but found Half")
+
+    calls.clear()
+    with pytest.raises(RuntimeError, match="scalar type"):
+        call_with_backoff(broken, 4)
+    assert calls == [4]
