@@ -66,6 +66,19 @@ def test_dry_run_counts_an_unreadable_image_once_and_plans_only_the_rest(broken_
     assert "\nconditions:\n  clean " in plan
 
 
+def test_dry_run_counts_a_missing_file_as_unreadable(broken_run, tmp_path):
+    """An image the protocol names but the folder lacks is unreadable too and planned nowhere (dropping its
+    `failed.add` survived: only an undecodable file was tried)."""
+    pairs, data = broken_run[:2]
+    more = tmp_path / "pairs.csv"
+    more.write_text(pairs.read_text() + "ben_afflek/ben_afflek_0002.jpg,gone.jpg,1\n")
+    plan = _dry(more, data, tmp_path / "cache", tmp_path / "o")
+    assert "protocol pairs-csv: 6 pairs, 8 images (6 probes)" in plan
+    assert "unreadable or not an image now: 2; no face found (cached): 0" in plan
+    assert "landmarks (mtcnn): 0 cached, 6 to detect" in plan
+    assert _row(plan, "clean") == ("0", "6") and _row(plan, "none x8") == ("0", "4")
+
+
 def test_dry_run_after_the_run_finds_every_entry_and_plans_a_new_scale(broken_run):
     pairs, data, cache, out, _ = broken_run
     plan = _dry(pairs, data, cache, out.parent / "o-dry2")
@@ -93,6 +106,8 @@ def test_a_run_with_examples_and_a_skipped_pair_round_trips_through_its_record(b
     assert [e["item"] for e in results["examples"]] == ["ben_afflek/ben_afflek_0005.jpg"]
     assert [(c["scale"], c["verification"]["n_pairs"], c["identity"]["n"]) for c in results["conditions"]] == [
         (None, 4, 6), (8, 4, 4)]
+    probes = sorted({line.split(",")[1] for line in broken_run[0].read_text().splitlines()[1:5]})
+    assert sorted(results["conditions"][1]["identity"]["per_item"]) == probes  # what breakdown reads
     record = RunRecord.from_json(results)
     assert json.dumps(record.to_json()) == json.dumps(results)
     assert record.condition("none", 8).identity.n == 4 and record.condition("none", None).label == "clean"
