@@ -1,0 +1,125 @@
+"""Known answers for the paired statistics a paper quotes (rate intervals, McNemar, the identity comparison, the
+people bootstrap), each closing a gap that the fifth mutation-testing pass found (docs/reliability.md, round 20):
+a change to the code that these pin made no test fail. Cross-checks are scipy, brute force or hand computation."""
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+
+from restorever.reports import paired
+from restorever.reports.identity_stats import add_identity_statistics
+from restorever.reports.rate_stats import add_rate_comparisons, misread_rules, replicate_far
+from restorever.reports.statistics import add_comparisons, cluster_bootstrap_difference
+
+from .conftest import make_record
+
+# ------------------------------------------------------------------------------------------------ rate intervals
+
+
+def _largest_k(far: float, n: int) -> int:
+    """Brute force: the largest k with ``k / n <= far + 1e-12`` in floats (``tar_at_far``'s own test)."""
+    return max(k for k in range(n + 1) if k / n <= far + 1e-12)
+
+
+def test_replicate_far_is_the_brute_force_cell_even_a_rounding_error_from_its_edge():
+    """FARs a few ulps from ``k / N - 1e-12``, where ``floor((far + 1e-12) * N)`` in floats lands one above or
+    one below the largest k of ``tar_at_far``'s test: both correcting loops of ``replicate_far`` are needed
+    (0.8333333333323333 x 6 floors to 5, yet 5/6 > far + 1e-12; 0.6818181818171818 x 22 floors to 14, yet
+    15/22 <= far + 1e-12)."""
+    assert replicate_far(0.8333333333323333, 6) == pytest.approx(4.5 / 6)
+    assert replicate_far(0.6818181818171818, 22) == pytest.approx(15.5 / 22)
+    checked = 0
+    for n in range(1, 40):
+        for j in range(n + 1):
+            far = j / n - 1e-12
+            for _ in range(8):
+                far = math.nextafter(far, 2.0)
+                if 0 < far <= 1:
+                    k = _largest_k(far, n)
+                    assert replicate_far(far, n) == min((k + 0.5) / n, 1.0), (far, n)
+                    checked += 1
+    assert checked > 5000
+
+
+def _rate_record(tmp_path) -> dict:
+    """A synthetic run (160 LFW-like pairs of 82 probe people, none and vqfr-v2 at x4 and x16) with its accuracy and rate comparisons."""
+    record = make_record(tmp_path, examples=0)
+    add_comparisons(record, n_boot=50)
+    return add_rate_comparisons(record)
+
+
+def test_an_interval_end_edited_to_null_is_no_misread_rule(tmp_path):
+    """A stored ``ci_low`` of null where the recomputation gives a number is damage under the record's own rule:
+    ``misread_rules`` names no rule (it compared None with a number as numbers, a TypeError, with ``and`` made
+    ``or`` in the number check), and the untouched record names none either."""
+    record = _rate_record(tmp_path)
+    fresh = copy.deepcopy(record)
+    assert misread_rules(record, fresh) == []
+    comp = record["conditions"][2]["comparison_to_none"]
+    assert (record["conditions"][2]["restorer"], comp["tar_rule"]) == ("vqfr-v2", 2)
+    far = next(f for f, v in comp["tar_at_far"].items() if v)
+    comp["tar_at_far"][far]["ci_low"] = None
+    assert misread_rules(record, fresh) == []
+
+
+def test_no_undefined_replicate_warning_where_every_replicate_is_defined(tmp_path, caplog):
+    """The warning that replicates drew no genuine or no impostor pair is given only when some did: 160 pairs of 82
+    people, every replicate holding both kinds (the tiny record of test_rate_stats.py checks it is given there)."""
+    with caplog.at_level("WARNING", logger="restorever.reports.rate_stats"):
+        record = _rate_record(tmp_path)
+    comp = record["conditions"][2]["comparison_to_none"]
+    assert comp["auc"]["ci_low"] is not None and comp["auc"]["ci_low"] < comp["auc"]["ci_high"]
+    assert "draw no genuine or no impostor pair" not in caplog.text
+
+
+# ------------------------------------------------------------------------------------------------ bootstrap
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, np.nan, np.inf])
+def test_bootstrap_weights_must_each_be_positive_and_finite(bad):
+    """One zero, negative, NaN or infinite pair weight is refused (a zero-weight person would still be drawn and
+    could make a replicate 0/0); so are weights of another length."""
+    ref, oth = np.array([1, 0, 1, 1], bool), np.array([1, 1, 0, 1], bool)
+    w = np.array([1.0, 2.0, bad, 1.0])
+    with pytest.raises(ValueError, match="weights must be one positive finite number per pair"):
+        cluster_bootstrap_difference(ref, oth, np.arange(4), weights=w, n_boot=10)
+    with pytest.raises(ValueError, match="weights must be one positive finite number per pair"):
+        cluster_bootstrap_difference(ref, oth, np.arange(4), weights=np.ones(3), n_boot=10)
+    # the same weights made valid give the weighted difference: (2 * 1 + 0.5 * -1) / 4.5
+    ok = cluster_bootstrap_difference(ref, oth, np.arange(4), weights=[1.0, 2.0, 0.5, 1.0], n_boot=10)
+    assert ok.difference == pytest.approx(1.5 / 4.5)
+
+
+# ------------------------------------------------------------------------------------------------ identity
+
+
+def test_the_identity_comparison_names_its_reference(tmp_path):
+    """``identity_comparison_to_none.reference`` is the ``none`` condition it was computed against, at the same
+    scale (the tables and compare read it)."""
+    record = add_identity_statistics(make_record(tmp_path, examples=0), n_boot=20)
+    compared = [c for c in record["conditions"] if "identity_comparison_to_none" in c]
+    assert [(c["restorer"], c["scale"]) for c in compared] == [("vqfr-v2", 4), ("vqfr-v2", 16)]
+    for cond in compared:
+        assert cond["identity_comparison_to_none"]["reference"] == {"restorer": "none", "scale": cond["scale"]}
+
+
+# ------------------------------------------------------------------------------------------------ paired.py
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_paired_tests_refuse_nan_person_labels(bad):
+    """Float person labels with NaN (a missing value read from a table) are refused: each NaN would otherwise be
+    a person of its own, narrowing the interval silently."""
+    people = np.array([0.0, 0.0, 1.0, bad, 2.0, 2.0, 3.0, 3.0])
+    y, folds = np.array([1, 0] * 4), np.arange(8) % 2
+    with pytest.raises(ValueError, match="paired_accuracy_test: people contains NaN or infinite labels"):
+        paired.paired_accuracy_test(y, np.linspace(0, 1, 8), np.linspace(1, 0, 8), folds, people=people, n_boot=10)
+    with pytest.raises(ValueError, match="paired_similarity_test: people contains NaN or infinite labels"):
+        paired.paired_similarity_test(np.linspace(0, 1, 8), np.linspace(1, 0, 8), people=people, n_boot=10)
+    # integer-valued float labels are fine: four people
+    out = paired.paired_similarity_test(np.linspace(0, 1, 8), np.linspace(1, 0, 8), people=np.repeat([0.0, 1, 2, 3], 2),
+                                        n_boot=10)
+    assert out["bootstrap"]["clusters"] == 4
