@@ -45,7 +45,8 @@ def test_replicate_far_is_the_brute_force_cell_even_a_rounding_error_from_its_ed
 
 
 def _rate_record(tmp_path) -> dict:
-    """A synthetic run (160 LFW-like pairs of 82 probe people, none and vqfr-v2 at x4 and x16) with its accuracy and rate comparisons."""
+    """A synthetic run (160 LFW-like pairs of 82 probe people, none and vqfr-v2 at x4 and x16) with its accuracy
+    and rate comparisons."""
     record = make_record(tmp_path, examples=0)
     add_comparisons(record, n_boot=50)
     return add_rate_comparisons(record)
