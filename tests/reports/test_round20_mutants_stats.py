@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from restorever.reports import paired
+from restorever.reports import paired, rate_stats
 from restorever.reports.identity_stats import add_identity_statistics
 from restorever.reports.rate_stats import add_rate_comparisons, misread_rules, replicate_far
 from restorever.reports.statistics import add_comparisons, cluster_bootstrap_difference
@@ -76,6 +76,16 @@ def test_no_undefined_replicate_warning_where_every_replicate_is_defined(tmp_pat
     assert "draw no genuine or no impostor pair" not in caplog.text
 
 
+def test_a_cell_of_nothing_stored_is_a_dash():
+    """``rate_cell`` of a FAR this comparison does not resolve (None, while another row's does), of a record's
+    damaged entry (not a dict) or of a difference of None is the dash; a stored one is formatted (x100: points)."""
+    for nothing in (None, [], "0.1", {"difference": None, "ci_low": 0.1, "ci_high": 0.2}, {}):
+        assert rate_stats.rate_cell(nothing) == "—"
+        assert rate_stats.rate_cell(nothing, 100, 2) == "—"
+    assert rate_stats.rate_cell({"difference": -0.125, "ci_low": -0.25, "ci_high": 0.0}, 100, 2) == (
+        "-12.50 [-25.00, +0.00]")
+
+
 # ------------------------------------------------------------------------------------------------ bootstrap
 
 
@@ -111,15 +121,20 @@ def test_the_identity_comparison_names_its_reference(tmp_path):
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
-def test_paired_tests_refuse_nan_person_labels(bad):
+def test_paired_tests_refuse_nan_person_labels_and_name_a_nan_score(bad):
     """Float person labels with NaN (a missing value read from a table) are refused: each NaN would otherwise be
-    a person of its own, narrowing the interval silently."""
+    a person of its own, narrowing the interval silently. A NaN score is named with its system and pair (image)."""
     people = np.array([0.0, 0.0, 1.0, bad, 2.0, 2.0, 3.0, 3.0])
     y, folds = np.array([1, 0] * 4), np.arange(8) % 2
     with pytest.raises(ValueError, match="paired_accuracy_test: people contains NaN or infinite labels"):
         paired.paired_accuracy_test(y, np.linspace(0, 1, 8), np.linspace(1, 0, 8), folds, people=people, n_boot=10)
     with pytest.raises(ValueError, match="paired_similarity_test: people contains NaN or infinite labels"):
         paired.paired_similarity_test(np.linspace(0, 1, 8), np.linspace(1, 0, 8), people=people, n_boot=10)
+    with pytest.raises(ValueError, match=r"paired_accuracy_test: scores_b contains NaN or infinite values \(pair 5\)"):
+        paired.paired_accuracy_test(y, np.linspace(0, 1, 8), [0.1] * 5 + [np.nan] * 3, folds, people=np.arange(8))
+    with pytest.raises(ValueError, match=r"paired_similarity_test: similarity_a contains NaN or infinite values "
+                                         r"\(image 2\)"):
+        paired.paired_similarity_test([0.1, 0.2, -np.inf], [0.1] * 3, people=np.arange(3))
     # integer-valued float labels are fine: four people
     out = paired.paired_similarity_test(np.linspace(0, 1, 8), np.linspace(1, 0, 8), people=np.repeat([0.0, 1, 2, 3], 2),
                                         n_boot=10)
