@@ -117,6 +117,26 @@ def test_the_identity_comparison_names_its_reference(tmp_path):
         assert cond["identity_comparison_to_none"]["reference"] == {"restorer": "none", "scale": cond["scale"]}
 
 
+def test_an_interval_without_its_cosines_is_named_as_such(tmp_path):
+    """A record whose ``identity.per_item`` was removed (a tool that strips the long lists) but keeps the stored
+    interval: the check says the interval cannot be recomputed, not that its ends changed; an intact record has
+    no problem in the same check."""
+    from restorever.reports.identity_stats import identity_statistics_problems
+
+    def compare(old, new, where, out):
+        out.extend(f"{where}.{k}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k))
+
+    record = add_identity_statistics(make_record(tmp_path, examples=0), n_boot=20)
+    assert identity_statistics_problems(record, compare) == ([], 6)  # 4 degraded intervals (not clean), 2 comparisons
+    stripped = copy.deepcopy(record)
+    del stripped["conditions"][1]["identity"]["per_item"]  # none at x4: its interval, and vqfr-v2's comparison
+    problems, _ = identity_statistics_problems(stripped, compare)
+    assert problems == ["conditions[1] (none x4).identity.ci_low: stored but not recomputed (no per_item cosines)",
+                        "conditions[2] (vqfr-v2 x4).identity_comparison_to_none: stored but not recomputed",
+                        # the Holm family of the sign-flip tests lost x4's, so x16's p_holm and family_size differ
+                        "conditions[4] (vqfr-v2 x16).identity_comparison_to_none.sign_flip"], problems
+
+
 # ------------------------------------------------------------------------------------------------ paired.py
 
 
