@@ -78,12 +78,16 @@ def test_no_undefined_replicate_warning_where_every_replicate_is_defined(tmp_pat
 
 def test_a_cell_of_nothing_stored_is_a_dash():
     """``rate_cell`` of a FAR this comparison does not resolve (None, while another row's does), of a record's
-    damaged entry (not a dict) or of a difference of None is the dash; a stored one is formatted (x100: points)."""
+    damaged entry (not a dict) or of a difference of None is the dash; a stored one is formatted (x100: points),
+    without its interval where an end is missing."""
     for nothing in (None, [], "0.1", {"difference": None, "ci_low": 0.1, "ci_high": 0.2}, {}):
         assert rate_stats.rate_cell(nothing) == "—"
         assert rate_stats.rate_cell(nothing, 100, 2) == "—"
     assert rate_stats.rate_cell({"difference": -0.125, "ci_low": -0.25, "ci_high": 0.0}, 100, 2) == (
         "-12.50 [-25.00, +0.00]")
+    # one end null (a hand-edited record, which validate names): the difference alone, not a TypeError
+    assert rate_stats.rate_cell({"difference": 0.01, "ci_low": None, "ci_high": 0.02}) == "+0.0100"
+    assert rate_stats.rate_cell({"difference": 0.01, "ci_low": 0.0, "ci_high": None}) == "+0.0100"
 
 
 # ------------------------------------------------------------------------------------------------ bootstrap
