@@ -135,8 +135,10 @@ def compare_identity(reference: dict[str, Any], other: dict[str, Any], *, n_boot
     Returns a JSON-ready dict: ``reference`` ({restorer, scale}), ``n`` images, ``cosine_reference`` and ``cosine``
     (means over the images), ``cosine_difference`` (other - reference), ``ci_low``/``ci_high``/``ci_level`` (its
     bootstrap interval, None with one person), ``bootstrap`` and ``sign_flip`` (:func:`sign_flip_test` on the
-    per-person mean differences).
+    per-person mean differences). ``level``: the interval's coverage, in (0, 1), else ValueError.
     """
+    if not 0 < level < 1:  # also with one person, where no interval is drawn but the level is stored
+        raise ValueError(f"level must be in (0, 1), got {level} (a fraction: 0.95 for a 95 % interval)")
     ref, oth = _per_item(reference.get("identity")), _per_item(other.get("identity"))
     if not ref or set(ref) != set(oth):
         raise ValueError(f"identity.per_item of {other.get('restorer')} and {reference.get('restorer')} at scale "

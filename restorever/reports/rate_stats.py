@@ -147,7 +147,8 @@ def compare_rates(reference: dict[str, Any], other: dict[str, Any], clusters, *,
 
     Args:
         clusters: ``int[n_pairs]`` cluster (person) per pair, as for the accuracy comparison.
-        n_boot, level, seed: as :func:`restorever.reports.statistics.cluster_bootstrap_difference`.
+        n_boot, level, seed: as :func:`restorever.reports.statistics.cluster_bootstrap_difference` (``level`` in
+            (0, 1), else ValueError).
         tar_rule: how replicates read TAR@FAR (:data:`TAR_RULES`; 1 for a record that stores none).
 
     Returns:
@@ -156,6 +157,8 @@ def compare_rates(reference: dict[str, Any], other: dict[str, Any], clusters, *,
         not resolved (or one class is absent); interval ends None with one cluster, or (with a warning) when some
         replicate draws no genuine or no impostor pair.
     """
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level} (a fraction: 0.95 for a 95 % interval)")
     if tar_rule not in TAR_RULES or isinstance(tar_rule, bool):
         raise ValueError(f"tar_rule must be one of {TAR_RULES}, got {tar_rule!r} (a record of a newer restorever?)")
     ref, oth = reference["scores"], other["scores"]

@@ -163,3 +163,26 @@ def test_paired_tests_refuse_nan_person_labels_and_name_a_nan_score(bad):
     out = paired.paired_similarity_test(np.linspace(0, 1, 8), np.linspace(1, 0, 8), people=np.repeat([0.0, 1, 2, 3], 2),
                                         n_boot=10)
     assert out["bootstrap"]["clusters"] == 4
+
+
+@pytest.mark.parametrize("level", [95, 1.0, 0.0, -0.5, float("nan")])
+def test_every_paired_interval_refuses_a_level_outside_0_1(level):
+    """``paired_similarity_test`` (``compare_identity``) and ``compare_rates`` took any level: 1.0 gave the
+    replicates' minimum and maximum as a "100 %" interval and 0.0 a zero-width one, stored as ``ci_level`` (the
+    schema allows (0, 1) only), and 95 a numpy error about quantiles; ``paired_accuracy_test`` already refused them.
+    Now all three name the level, also with one person (no interval drawn, but the level stored)."""
+    sim = dict(people=np.repeat([0, 1, 2, 3], 2), level=level, n_boot=20)
+    with pytest.raises(ValueError, match=r"level must be in \(0, 1\), got .*0\.95 for a 95 % interval"):
+        paired.paired_similarity_test(np.linspace(0, 1, 8), np.linspace(0.2, 1, 8) ** 2, **sim)
+    with pytest.raises(ValueError, match=r"level must be in \(0, 1\)"):
+        paired.paired_similarity_test([0.1, 0.3], [0.2, 0.2], people=[7, 7], level=level)
+    with pytest.raises(ValueError, match=r"level must be in \(0, 1\)"):
+        paired.paired_accuracy_test(np.array([1, 0] * 4), np.linspace(0, 1, 8), np.linspace(1, 0, 8),
+                                    np.arange(8) // 4, people=np.arange(8), level=level, n_boot=20)
+    cond = {"scores": {"same": [1, 0] * 10, "score": np.linspace(0, 1, 20).tolist()},
+            "verification": {"tar_at_far": {"0.1": 0.5}}}
+    with pytest.raises(ValueError, match=r"level must be in \(0, 1\), got .*0\.95 for a 95 % interval"):
+        rate_stats.compare_rates(cond, cond, np.arange(20) // 2, n_boot=20, level=level)
+    # a level inside (0, 1) is taken: 0.5 gives the replicates' quartiles
+    out = paired.paired_similarity_test(np.linspace(0, 1, 8), np.linspace(0.2, 1, 8) ** 2, **{**sim, "level": 0.5})
+    assert out["ci_level"] == 0.5 and out["ci_low"] < out["ci_high"]
