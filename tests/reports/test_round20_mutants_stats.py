@@ -9,10 +9,12 @@ import math
 import numpy as np
 import pytest
 
-from restorever.reports import paired, rate_stats
+from restorever.metrics.verification import weighted_auc_and_tar
+from restorever.reports import identity_stats, paired, rate_stats
 from restorever.reports.identity_stats import add_identity_statistics
 from restorever.reports.rate_stats import add_rate_comparisons, misread_rules, replicate_far
-from restorever.reports.statistics import add_comparisons, cluster_bootstrap_difference
+from restorever.reports.statistics import (add_comparisons, cluster_bootstrap_counts, cluster_bootstrap_difference,
+                                           percentile_interval)
 
 from .conftest import make_record
 
@@ -186,3 +188,58 @@ def test_every_paired_interval_refuses_a_level_outside_0_1(level):
     # a level inside (0, 1) is taken: 0.5 gives the replicates' quartiles
     out = paired.paired_similarity_test(np.linspace(0, 1, 8), np.linspace(0.2, 1, 8) ** 2, **{**sim, "level": 0.5})
     assert out["ci_level"] == 0.5 and out["ci_low"] < out["ci_high"]
+
+
+def test_rule_2_reads_at_the_impostor_count_when_the_classes_differ_in_size():
+    """30 genuine and 90 impostor pairs: rule 2's replicates read TAR at replicate_far(FAR, 90) = 9.5/90 at FAR
+    0.1, N the impostor pairs (every test before had as many genuine as impostor pairs, so N the genuine count
+    survived). The interval is the percentile interval of the replicate differences computed here row by row."""
+    rng = np.random.default_rng(7)
+    same = np.r_[np.ones(30, int), np.zeros(90, int)]
+    clusters = rng.integers(0, 25, same.size)
+    base = rng.normal(size=same.size)
+    s_ref, s_oth = base + 1.2 * same, base + 1.6 * same + 0.4 * rng.normal(size=same.size)
+    cond = {name: {"scores": {"same": same.tolist(), "score": s.tolist()},
+                   "verification": {"tar_at_far": {"0.1": 0.5}}} for name, s in (("ref", s_ref), ("oth", s_oth))}
+    out = rate_stats.compare_rates(cond["ref"], cond["oth"], clusters, n_boot=80, seed=3)
+    assert replicate_far(0.1, 90) == pytest.approx(9.5 / 90)
+    _, cl = np.unique(clusters, return_inverse=True)
+    weights = np.concatenate([c for _, c in cluster_bootstrap_counts(cl.max() + 1, n_boot=80, seed=3)])[:, cl]
+    rate = [9.5 / 90]
+    diffs = weighted_auc_and_tar(same, s_oth, weights, rate)[1][:, 0] - weighted_auc_and_tar(same, s_ref, weights,
+                                                                                          rate)[1][:, 0]
+    low, high = percentile_interval(diffs, 0.95)
+    tar = out["tar_at_far"]["0.1"]
+    assert (tar["ci_low"], tar["ci_high"]) == pytest.approx((low, high), abs=1e-12) and low < high
+
+
+def test_the_identity_comparison_skips_cosines_that_are_not_finite_numbers():
+    """A stored cosine that is NaN, infinite, a boolean or text is no cosine: both conditions drop it (the rest
+    are compared), so n counts the finite ones and the means are theirs."""
+    ref = {"a/1": 0.5, "b/1": float("nan"), "c/1": True, "d/1": 0.7, "e/1": float("inf"), "f/1": "0.9"}
+    oth = {**ref, "a/1": 0.6, "d/1": 0.9}
+    out = identity_stats.compare_identity({"restorer": "none", "identity": {"per_item": ref}},
+                                          {"restorer": "x", "identity": {"per_item": oth}}, n_boot=20)
+    assert out["n"] == 2 and out["bootstrap"]["clusters"] == 2
+    assert (out["cosine_reference"], out["cosine"], out["cosine_difference"]) == pytest.approx((0.6, 0.75, 0.15))
+
+
+def test_one_monte_carlo_sign_flip_draw_is_allowed():
+    """``n_draws`` 1 is the smallest Monte Carlo test (p = (1 + hits) / 2: 1/2 or 1); 0 is refused. 25 people
+    with differences of one sign: the single random sign vector reaches the observed sum only if it flips none
+    or all, so p is 1/2 for this seed."""
+    d = np.linspace(0.01, 0.25, 25)
+    res = identity_stats.sign_flip_test(d, n_draws=1, seed=0)
+    assert (res["method"], res["n_draws"], res["p_value"]) == ("monte carlo", 1, 0.5)
+    with pytest.raises(ValueError, match="n_draws must be positive, got 0"):
+        identity_stats.sign_flip_test(d, n_draws=0)
+
+
+def test_paired_accuracy_test_names_inputs_of_different_lengths():
+    """Scores, labels and folds of different lengths are named together with their shapes, before any other
+    check reads them."""
+    y, s = np.array([1, 0] * 4), np.linspace(0, 1, 8)
+    with pytest.raises(ValueError, match=r"must be 1-D of equal length, got shapes \(8,\), \(8,\), \(7,\) and \(8,\)"):
+        paired.paired_accuracy_test(y, s, s[:7], np.arange(8) % 2, people=np.arange(8))
+    with pytest.raises(ValueError, match=r"equal length, got shapes \(8,\), \(8,\), \(8,\) and \(2, 4\)"):
+        paired.paired_accuracy_test(y, s, s, (np.arange(8) % 2).reshape(2, 4), people=np.arange(8))
