@@ -243,3 +243,20 @@ def test_paired_accuracy_test_names_inputs_of_different_lengths():
         paired.paired_accuracy_test(y, s, s[:7], np.arange(8) % 2, people=np.arange(8))
     with pytest.raises(ValueError, match=r"equal length, got shapes \(8,\), \(8,\), \(8,\) and \(2, 4\)"):
         paired.paired_accuracy_test(y, s, s, (np.arange(8) % 2).reshape(2, 4), people=np.arange(8))
+
+
+def test_one_person_gets_the_rate_differences_without_intervals():
+    """All pairs of one person: the AUC and TAR differences are stored (computed on the observed pairs, by hand
+    below), their interval ends are None (every replicate redraws the same pairs)."""
+    same = np.array([1, 1, 0, 0])
+    ref = {"scores": {"same": same.tolist(), "score": [0.9, 0.05, 0.5, 0.1]},
+           "verification": {"tar_at_far": {"0.5": 0.5}}}
+    oth = {"scores": {"same": same.tolist(), "score": [0.9, 0.6, 0.5, 0.1]},
+           "verification": {"tar_at_far": {"0.5": 1.0}}}
+    out = rate_stats.compare_rates(ref, oth, ["P"] * 4, n_boot=20)
+    # AUC: none's genuine 0.9 beats both impostors, 0.05 neither (2 of 4 orderings right); the other's 0.6 beats both
+    assert (out["auc"]["reference"], out["auc"]["value"], out["auc"]["difference"]) == (0.5, 1.0, 0.5)
+    assert (out["auc"]["ci_low"], out["auc"]["ci_high"]) == (None, None)
+    # FAR 0.5 accepts the impostor 0.5 but not 0.1: none's TAR 1/2 (0.9), the other's 1 (0.9 and 0.6)
+    assert out["tar_at_far"]["0.5"] == {"reference": 0.5, "value": 1.0, "difference": 0.5, "ci_low": None,
+                                        "ci_high": None}
