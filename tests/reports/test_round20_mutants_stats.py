@@ -14,7 +14,7 @@ from restorever.reports import identity_stats, paired, rate_stats
 from restorever.reports.identity_stats import add_identity_statistics
 from restorever.reports.rate_stats import add_rate_comparisons, misread_rules, replicate_far
 from restorever.reports.statistics import (add_comparisons, cluster_bootstrap_counts, cluster_bootstrap_difference,
-                                           percentile_interval)
+                                           cluster_bootstrap_replicates, percentile_interval)
 
 from .conftest import make_record
 
@@ -92,6 +92,18 @@ def test_a_cell_of_nothing_stored_is_a_dash():
     assert rate_stats.rate_cell({"difference": 0.01, "ci_low": 0.0, "ci_high": None}) == "+0.0100"
 
 
+def test_tar_columns_are_listed_largest_far_first_and_blocks_differ_by_a_key_on_one_side():
+    """``compared_fars``: every FAR some comparison resolves, largest first, as a table's columns (a set's order
+    survived). ``_same_tars``: a FAR entry holding a key the other lacks is not the same block."""
+    comps = [{"tar_at_far": {"0.01": {"difference": 0.1}, "0.1": None}},
+             {"tar_at_far": {"0.001": {"difference": 0.2}, "0.1": {"difference": 0.0}, "0.0001": None}}, None, {}]
+    assert rate_stats.compared_fars(comps) == ["0.1", "0.01", "0.001"]
+    one = {"0.1": {"difference": 0.5, "ci_low": 0.1, "ci_high": 0.9}}
+    assert rate_stats._same_tars(one, copy.deepcopy(one))
+    assert not rate_stats._same_tars(one, {"0.1": {"difference": 0.5, "ci_low": 0.1}})
+    assert not rate_stats._same_tars({"0.1": {"difference": 0.5}}, one)
+
+
 # ------------------------------------------------------------------------------------------------ bootstrap
 
 
@@ -105,6 +117,8 @@ def test_bootstrap_weights_must_each_be_positive_and_finite(bad):
         cluster_bootstrap_difference(ref, oth, np.arange(4), weights=w, n_boot=10)
     with pytest.raises(ValueError, match="weights must be one positive finite number per pair"):
         cluster_bootstrap_difference(ref, oth, np.arange(4), weights=np.ones(3), n_boot=10)
+    with pytest.raises(ValueError, match="weights must be one positive finite number per value"):
+        cluster_bootstrap_replicates([0.0, 1.0, 0.5, 1.0], np.arange(4), weights=w, n_boot=10)
     # the same weights made valid give the weighted difference: (2 * 1 + 0.5 * -1) / 4.5
     ok = cluster_bootstrap_difference(ref, oth, np.arange(4), weights=[1.0, 2.0, 0.5, 1.0], n_boot=10)
     assert ok.difference == pytest.approx(1.5 / 4.5)
