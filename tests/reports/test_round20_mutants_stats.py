@@ -14,7 +14,7 @@ from restorever.reports import identity_stats, paired, rate_stats
 from restorever.reports.identity_stats import add_identity_statistics
 from restorever.reports.rate_stats import add_rate_comparisons, misread_rules, replicate_far
 from restorever.reports.statistics import (add_comparisons, cluster_bootstrap_counts, cluster_bootstrap_difference,
-                                           cluster_bootstrap_replicates, percentile_interval)
+                                           cluster_bootstrap_replicates, fold_weights, percentile_interval)
 
 from .conftest import make_record
 
@@ -104,6 +104,46 @@ def test_tar_columns_are_listed_largest_far_first_and_blocks_differ_by_a_key_on_
     assert not rate_stats._same_tars({"0.1": {"difference": 0.5}}, one)
 
 
+def test_a_comparison_missing_one_rate_key_gets_both_back(tmp_path, caplog):
+    """A stored comparison that lost ``tar_at_far`` (a tool that drops keys) but kept ``auc`` is recomputed whole
+    by ``add_rate_comparisons`` without ``overwrite``, to the numbers it had; one resampling people in a record
+    without pair ids gets none, with a warning (it would have been one person: no interval)."""
+    record = _rate_record(tmp_path)
+    comp = record["conditions"][2]["comparison_to_none"]
+    whole = copy.deepcopy(comp)
+    del comp["tar_at_far"]
+    comp["auc"] = {"difference": 9.0}  # replaced too: a comparison missing either key gets both anew
+    add_rate_comparisons(record)
+    assert comp["tar_at_far"] == whole["tar_at_far"] and comp["auc"]["difference"] != 9.0
+    assert comp["auc"] == whole["auc"]
+    stripped = copy.deepcopy(record)
+    del stripped["pairs"]
+    for cond in stripped["conditions"]:
+        for key in ("auc", "tar_at_far"):
+            (cond.get("comparison_to_none") or {}).pop(key, None)
+    with caplog.at_level("WARNING", logger="restorever.reports.rate_stats"):
+        add_rate_comparisons(stripped)
+    assert not any("auc" in (c.get("comparison_to_none") or {}) for c in stripped["conditions"])
+    assert "but the record has no pair ids" in caplog.text
+
+
+def test_two_people_get_a_rate_interval_known_by_hand():
+    """Two people, each with one genuine and one impostor pair: a replicate draws P twice, Q twice or both, and
+    its AUC difference is 0, 1 or 0.5 (by hand below); the interval is their percentile interval."""
+    same = np.array([1, 1, 0, 0])
+    people = ["P", "Q", "P", "Q"]
+    ref = {"scores": {"same": same.tolist(), "score": [0.9, 0.05, 0.5, 0.1]},
+           "verification": {"tar_at_far": {"0.5": 0.5}}}
+    oth = {"scores": {"same": same.tolist(), "score": [0.9, 0.6, 0.5, 0.1]},
+           "verification": {"tar_at_far": {"0.5": 1.0}}}
+    out = rate_stats.compare_rates(ref, oth, people, n_boot=40, seed=5)
+    # P alone: genuine 0.9 over impostor 0.5 in both (0); Q alone: 0.05 under 0.1, 0.6 over it (1); both: 0.5
+    counts = np.concatenate([c for _, c in cluster_bootstrap_counts(2, n_boot=40, seed=5)])
+    by_hand = np.where(counts[:, 0] == 2, 0.0, np.where(counts[:, 1] == 2, 1.0, 0.5))
+    assert (out["auc"]["ci_low"], out["auc"]["ci_high"]) == pytest.approx(percentile_interval(by_hand, 0.95))
+    assert out["auc"]["ci_low"] < out["auc"]["ci_high"]
+
+
 # ------------------------------------------------------------------------------------------------ bootstrap
 
 
@@ -122,6 +162,23 @@ def test_bootstrap_weights_must_each_be_positive_and_finite(bad):
     # the same weights made valid give the weighted difference: (2 * 1 + 0.5 * -1) / 4.5
     ok = cluster_bootstrap_difference(ref, oth, np.arange(4), weights=[1.0, 2.0, 0.5, 1.0], n_boot=10)
     assert ok.difference == pytest.approx(1.5 / 4.5)
+
+
+def test_the_accuracy_comparison_stores_the_bootstrap_standard_deviation():
+    """``bootstrap.std`` is the sample standard deviation (ddof 1) of the replicate differences, each the mean of
+    the fold accuracies (fold weights) of the resampled pairs, recomputed here with the same draws."""
+    rng = np.random.default_rng(8)
+    y = np.r_[np.ones(40, int), np.zeros(40, int)]
+    folds, people = np.arange(80) % 4, rng.integers(0, 15, 80)
+    sa, sb = rng.normal(size=80) + y, rng.normal(size=80) + 1.5 * y
+    out = paired.paired_accuracy_test(y, sa, sb, folds, people=people, n_boot=60, seed=2)
+    assert set(out["bootstrap"]) == {"n_boot", "std", "seed", "clusters", "resampled"}
+    thr = {k: np.asarray(v)[folds] for k, v in out["thresholds"].items()}
+    diff = ((sb > thr["b"]) == y).astype(float) - ((sa > thr["a"]) == y).astype(float)
+    _, cl = np.unique([{p: i for i, p in reversed(list(enumerate(people)))}[p] for p in people],
+                      return_inverse=True)
+    reps, k = cluster_bootstrap_replicates(diff, cl, weights=fold_weights(folds), n_boot=60, seed=2)
+    assert k == out["bootstrap"]["clusters"] and out["bootstrap"]["std"] == pytest.approx(np.std(reps, ddof=1))
 
 
 # ------------------------------------------------------------------------------------------------ identity
