@@ -127,6 +127,20 @@ def test_a_comparison_missing_one_rate_key_gets_both_back(tmp_path, caplog):
     assert "but the record has no pair ids" in caplog.text
 
 
+def test_a_far_neither_condition_stores_gets_no_comparison(tmp_path):
+    """Which FARs are compared follows the results table: a FAR that neither condition stores a TAR for (here
+    set to null by hand, though the 80 impostor pairs resolve 0.1) gets None, not a difference computed from the
+    scores; a FAR one of the two stores is compared."""
+    record = _rate_record(tmp_path)
+    assert record["conditions"][2]["comparison_to_none"]["tar_at_far"]["0.1"] is not None
+    for i in (1, 2):  # none and vqfr-v2 at x4
+        record["conditions"][i]["verification"]["tar_at_far"]["0.1"] = None
+    record["conditions"][4]["verification"]["tar_at_far"]["0.1"] = None  # vqfr-v2 x16 only: none x16 keeps it
+    add_rate_comparisons(record, overwrite=True)
+    assert record["conditions"][2]["comparison_to_none"]["tar_at_far"]["0.1"] is None
+    assert record["conditions"][4]["comparison_to_none"]["tar_at_far"]["0.1"] is not None
+
+
 def test_two_people_get_a_rate_interval_known_by_hand():
     """Two people, each with one genuine and one impostor pair: a replicate draws P twice, Q twice or both, and
     its AUC difference is 0, 1 or 0.5 (by hand below); the interval is their percentile interval."""
