@@ -102,6 +102,8 @@ def test_tar_columns_are_listed_largest_far_first_and_blocks_differ_by_a_key_on_
     assert rate_stats._same_tars(one, copy.deepcopy(one))
     assert not rate_stats._same_tars(one, {"0.1": {"difference": 0.5, "ci_low": 0.1}})
     assert not rate_stats._same_tars({"0.1": {"difference": 0.5}}, one)
+    ends_none = {"0.1": {"difference": 0.5, "ci_low": None, "ci_high": None}, "0.01": None}
+    assert rate_stats._same_tars(ends_none, copy.deepcopy(ends_none))  # None equals None (one person's blocks)
 
 
 def test_a_comparison_missing_one_rate_key_gets_both_back(tmp_path, caplog):
@@ -130,7 +132,7 @@ def test_a_comparison_missing_one_rate_key_gets_both_back(tmp_path, caplog):
 def test_a_far_neither_condition_stores_gets_no_comparison(tmp_path):
     """Which FARs are compared follows the results table: a FAR that neither condition stores a TAR for (here
     set to null by hand, though the 80 impostor pairs resolve 0.1) gets None, not a difference computed from the
-    scores; a FAR one of the two stores is compared."""
+    scores; a FAR one of the two stores is compared. With no FAR compared, both rules agree: no misread rule."""
     record = _rate_record(tmp_path)
     assert record["conditions"][2]["comparison_to_none"]["tar_at_far"]["0.1"] is not None
     for i in (1, 2):  # none and vqfr-v2 at x4
@@ -139,6 +141,11 @@ def test_a_far_neither_condition_stores_gets_no_comparison(tmp_path):
     add_rate_comparisons(record, overwrite=True)
     assert record["conditions"][2]["comparison_to_none"]["tar_at_far"]["0.1"] is None
     assert record["conditions"][4]["comparison_to_none"]["tar_at_far"]["0.1"] is not None
+    # where no FAR is compared the two rules give the same (empty) blocks: that is no misread rule
+    for cond in record["conditions"]:
+        cond["verification"]["tar_at_far"]["0.1"] = None
+    add_rate_comparisons(record, overwrite=True)
+    assert misread_rules(record, copy.deepcopy(record)) == []
 
 
 def test_two_people_get_a_rate_interval_known_by_hand():
