@@ -104,6 +104,7 @@ def test_tar_columns_are_listed_largest_far_first_and_blocks_differ_by_a_key_on_
     assert not rate_stats._same_tars({"0.1": {"difference": 0.5}}, one)
     ends_none = {"0.1": {"difference": 0.5, "ci_low": None, "ci_high": None}, "0.01": None}
     assert rate_stats._same_tars(ends_none, copy.deepcopy(ends_none))  # None equals None (one person's blocks)
+    assert not rate_stats._same_tars(one, None) and not rate_stats._same_tars(None, one)  # a block absent on one side
 
 
 def test_a_comparison_missing_one_rate_key_gets_both_back(tmp_path, caplog):
