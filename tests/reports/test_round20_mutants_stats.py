@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -340,13 +341,17 @@ def test_paired_accuracy_test_names_inputs_of_different_lengths():
 
 def test_one_person_gets_the_rate_differences_without_intervals():
     """All pairs of one person: the AUC and TAR differences are stored (computed on the observed pairs, by hand
-    below), their interval ends are None (every replicate redraws the same pairs)."""
+    below), their interval ends are None (every replicate redraws the same pairs). The FARs that two impostor pairs
+    cannot resolve are None, without tar_at_far's warning for each."""
     same = np.array([1, 1, 0, 0])
     ref = {"scores": {"same": same.tolist(), "score": [0.9, 0.05, 0.5, 0.1]},
-           "verification": {"tar_at_far": {"0.5": 0.5}}}
+           "verification": {"tar_at_far": {"0.5": 0.5, "0.01": None, "0.001": None}}}
     oth = {"scores": {"same": same.tolist(), "score": [0.9, 0.6, 0.5, 0.1]},
-           "verification": {"tar_at_far": {"0.5": 1.0}}}
-    out = rate_stats.compare_rates(ref, oth, ["P"] * 4, n_boot=20)
+           "verification": {"tar_at_far": {"0.5": 1.0, "0.01": None, "0.001": None}}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # FAR 0.01 and 0.001 of its reference are not resolved: no warning for that
+        out = rate_stats.compare_rates(ref, oth, ["P"] * 4, n_boot=20)
+    assert out["tar_at_far"]["0.01"] is None and out["tar_at_far"]["0.001"] is None
     # AUC: none's genuine 0.9 beats both impostors, 0.05 neither (2 of 4 orderings right); the other's 0.6 beats both
     assert (out["auc"]["reference"], out["auc"]["value"], out["auc"]["difference"]) == (0.5, 1.0, 0.5)
     assert (out["auc"]["ci_low"], out["auc"]["ci_high"]) == (None, None)
