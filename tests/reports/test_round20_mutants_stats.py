@@ -106,6 +106,9 @@ def test_tar_columns_are_listed_largest_far_first_and_blocks_differ_by_a_key_on_
     ends_none = {"0.1": {"difference": 0.5, "ci_low": None, "ci_high": None}, "0.01": None}
     assert rate_stats._same_tars(ends_none, copy.deepcopy(ends_none))  # None equals None (one person's blocks)
     assert not rate_stats._same_tars(one, None) and not rate_stats._same_tars(None, one)  # a block absent on one side
+    nearly = {"0.1": {"difference": 0.5 * (1 + 1e-12), "ci_low": 0.1, "ci_high": 0.9}}  # float rounding: the same
+    moved = {"0.1": {**one["0.1"], "ci_low": 0.11}}
+    assert rate_stats._same_tars(one, nearly) and not rate_stats._same_tars(one, moved)
 
 
 def test_a_comparison_missing_one_rate_key_gets_both_back(tmp_path, caplog):
@@ -358,3 +361,7 @@ def test_one_person_gets_the_rate_differences_without_intervals():
     # FAR 0.5 accepts the impostor 0.5 but not 0.1: none's TAR 1/2 (0.9), the other's 1 (0.9 and 0.6)
     assert out["tar_at_far"]["0.5"] == {"reference": 0.5, "value": 1.0, "difference": 0.5, "ci_low": None,
                                         "ci_high": None}
+    with pytest.raises(ValueError, match="3 cluster ids for 4 pairs"):
+        rate_stats.compare_rates(ref, oth, ["P"] * 3, n_boot=20)
+    with pytest.raises(ValueError, match="the two conditions do not score the same pairs"):
+        rate_stats.compare_rates(ref, {**oth, "scores": {**oth["scores"], "same": [1, 0, 1, 0]}}, ["P"] * 4)
