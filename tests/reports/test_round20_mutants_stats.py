@@ -132,6 +132,13 @@ def test_a_comparison_missing_one_rate_key_gets_both_back(tmp_path, caplog):
         add_rate_comparisons(stripped)
     assert not any("auc" in (c.get("comparison_to_none") or {}) for c in stripped["conditions"])
     assert "but the record has no pair ids" in caplog.text
+    caplog.clear()
+    alone = copy.deepcopy(record)  # none x4 taken out (a trimmed record): vqfr-v2 x4 has no reference, no warning
+    del alone["conditions"][1]
+    del alone["conditions"][1]["comparison_to_none"]["auc"]
+    with caplog.at_level("WARNING", logger="restorever.reports.rate_stats"):
+        add_rate_comparisons(alone)
+    assert "auc" not in alone["conditions"][1]["comparison_to_none"] and not caplog.text
 
 
 def test_a_far_neither_condition_stores_gets_no_comparison(tmp_path):
