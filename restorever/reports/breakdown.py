@@ -40,7 +40,7 @@ from ..metrics.verification import finite_threshold, kfold_accuracy, roc_auc_sco
 from .figure_io import paper_style
 from .labels import condition_label
 from .group_labels import MIXED, UNLABELLED, BreakdownError
-from .statistics import (cluster_bootstrap_counts, cluster_bootstrap_replicates, pair_decisions,
+from .statistics import (check_level, cluster_bootstrap_counts, cluster_bootstrap_replicates, pair_decisions,
                          percentile_interval, person_of)
 
 log = logging.getLogger(__name__)
@@ -305,8 +305,7 @@ def breakdown(record: dict[str, Any], groups: Mapping[str, str], classes: Sequen
     """
     cluster_of, key_of = _keying(key)
     check_record(record, source, lfw_names=key == "lfw-name")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+    check_level(level)
     seed = int((record.get("config") or {}).get("seed") or 0) if seed is None else int(seed)
     names = [*classes, UNLABELLED]
     pairs = record["pairs"]

@@ -31,7 +31,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .statistics import adjust_family, checked_n_boot, cluster_bootstrap_replicates, percentile_interval, person_of
+from .statistics import (adjust_family, check_level, checked_n_boot, cluster_bootstrap_replicates, percentile_interval,
+                         person_of)
 
 __all__ = ["EXACT_MAX_PEOPLE", "N_DRAWS", "MAX_N_DRAWS", "IDENTITY_KIND", "RESAMPLED", "sign_flip_test",
            "identity_interval", "compare_identity", "add_identity_statistics", "identity_statistics_problems"]
@@ -117,8 +118,7 @@ def identity_interval(per_item: Mapping[str, float], *, n_boot: int = 2000, leve
     """
     if not per_item:
         raise ValueError("no per-image cosines to resample")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+    check_level(level)
     items = sorted(per_item)
     values = np.array([float(per_item[i]) for i in items])
     reps, k = cluster_bootstrap_replicates(values, _people(items), n_boot=n_boot, seed=seed)
@@ -137,8 +137,7 @@ def compare_identity(reference: dict[str, Any], other: dict[str, Any], *, n_boot
     bootstrap interval, None with one person), ``bootstrap`` and ``sign_flip`` (:func:`sign_flip_test` on the
     per-person mean differences). ``level``: the interval's coverage, in (0, 1), else ValueError.
     """
-    if not 0 < level < 1:  # also with one person, where no interval is drawn but the level is stored
-        raise ValueError(f"level must be in (0, 1), got {level} (a fraction: 0.95 for a 95 % interval)")
+    check_level(level)  # also with one person, where no interval is drawn but the level is stored
     ref, oth = _per_item(reference.get("identity")), _per_item(other.get("identity"))
     if not ref or set(ref) != set(oth):
         raise ValueError(f"identity.per_item of {other.get('restorer')} and {reference.get('restorer')} at scale "

@@ -34,7 +34,8 @@ import numpy as np
 
 from ..metrics.verification import roc_auc_score, tar_at_far, weighted_auc_and_tar
 from .labels import condition_label
-from .statistics import CLUSTERINGS, checked_n_boot, cluster_bootstrap_counts, pair_clusters, percentile_interval
+from .statistics import (CLUSTERINGS, check_level, checked_n_boot, cluster_bootstrap_counts, pair_clusters,
+                         percentile_interval)
 
 __all__ = ["resolved_fars", "compared_fars", "compare_rates", "add_rate_comparisons", "RATE_KEYS", "rate_cell",
            "RATES_NOTE", "TAR_RULE", "TAR_RULES", "replicate_far", "stored_rule", "rule_note", "misread_rules"]
@@ -157,8 +158,7 @@ def compare_rates(reference: dict[str, Any], other: dict[str, Any], clusters, *,
         not resolved (or one class is absent); interval ends None with one cluster, or (with a warning) when some
         replicate draws no genuine or no impostor pair.
     """
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level} (a fraction: 0.95 for a 95 % interval)")
+    check_level(level)
     if tar_rule not in TAR_RULES or isinstance(tar_rule, bool):
         raise ValueError(f"tar_rule must be one of {TAR_RULES}, got {tar_rule!r} (a record of a newer restorever?)")
     ref, oth = reference["scores"], other["scores"]

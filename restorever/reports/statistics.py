@@ -23,16 +23,13 @@ small protocols with few people it can collapse into a handful of groups, where 
 ``comparison_to_clean`` (a degraded condition against the clean one) into each condition of a results record,
 and :func:`add_adjusted_p_values` the family-wise adjusted p-values of both McNemar tests (:func:`holm_adjust`).
 
-Multiple comparisons: a run with 3 restorers at 5 scales makes 15 comparisons against ``none`` and 20 against
-clean. Each test's dict stores its own ``p_value`` and, beside it, ``p_holm`` (Holm-Bonferroni step-down, which
-controls the family-wise error rate under any dependence between the tests) and ``family_size``. The family is
-every comparison of one *kind* in one record, for one test: all ``comparison_to_none`` of the run (every restorer x
-scale against ``none``) form one family, all ``comparison_to_clean`` (every degraded condition against clean)
-another, and the per-pair and the clustered McNemar test are adjusted separately (they are two tests of the same
-hypotheses; read one of them). Restorer-vs-none and degraded-vs-clean are kept apart because they answer different
-questions (does restoring help, and how far is a condition from the clean faces) and a paper states them as
-separate claims; pooling them would make one family's size depend on the other's. ``restorever compare`` adjusts
-its kinds (``vs_none``, ``vs_clean``, ``pair``) over all compared scales the same way.
+Multiple comparisons (3 restorers at 5 scales make 15 comparisons against ``none``, 20 against clean): each test's
+dict stores its ``p_value``, ``p_holm`` (Holm-Bonferroni step-down, valid under any dependence between the tests)
+and ``family_size``. A family is every comparison of one *kind* in one record for one test: all
+``comparison_to_none``, all ``comparison_to_clean``, the per-pair and clustered McNemar tests apart (two tests of the
+same hypotheses: read one). The kinds answer different questions (does restoring help; how far is a condition from
+the clean faces) that a paper states as separate claims; pooled, one family's size would depend on the other's.
+``restorever compare`` adjusts its kinds (``vs_none``, ``vs_clean``, ``pair``) over all compared scales alike.
 """
 from __future__ import annotations
 
@@ -49,7 +46,7 @@ __all__ = [
     "BootstrapResult", "cluster_bootstrap_replicates", "percentile_interval", "cluster_bootstrap_difference",
     "ESTIMATORS", "fold_weights", "compare_conditions", "add_comparisons",
     "holm_adjust", "bonferroni_adjust", "COMPARISON_KINDS", "TESTS", "adjust_family", "add_adjusted_p_values",
-    "MAX_N_BOOT", "checked_n_boot",
+    "MAX_N_BOOT", "checked_n_boot", "check_level",
 ]
 
 log = logging.getLogger(__name__)
@@ -67,6 +64,12 @@ def checked_n_boot(value: Any, what: str = "bootstrap.n_boot") -> int:
     if not 1 <= n <= MAX_N_BOOT:
         raise ValueError(f"{what} {n} is outside 1..{MAX_N_BOOT:,}; an edited or damaged record")
     return n
+
+
+def check_level(level: float) -> None:
+    """ValueError unless ``level``, an interval's coverage, is a fraction in (0, 1) (95 for 0.95 is the usual slip)."""
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level} (a fraction: 0.95 for a 95 % interval)")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -388,8 +391,7 @@ def cluster_bootstrap_difference(correct_ref, correct_other, clusters, *, n_boot
     w = np.ones(ref.size) if weights is None else np.asarray(weights, dtype=np.float64)
     if w.shape != ref.shape or not np.all(np.isfinite(w)) or np.any(w <= 0):
         raise ValueError("weights must be one positive finite number per pair")
-    if not 0 < level < 1:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+    check_level(level)
     if n_boot < 1:
         raise ValueError(f"n_boot must be positive, got {n_boot}")
     d = other.astype(np.float64) - ref.astype(np.float64)
