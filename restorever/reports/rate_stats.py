@@ -51,8 +51,8 @@ TAR_RULE = 2
 TAR_RULES = (1, 2)
 #: how a replicate reads TAR@FAR under each rule, as the notes under the rate tables say it
 RULE_TEXT = {1: "at the FAR itself (tar_rule 1, records written before 2026-12-07)",
-             2: "at (k + 1/2)/N, the middle of the observed FAR's step, k of the N impostor pairs being accepted "
-                "at the FAR (tar_rule 2)"}
+             2: "at (k + 1/2)/N, N being the impostor pairs and k the largest whole number with k/N <= FAR "
+                "(tar_rule 2)"}
 
 
 RATES_NOTE = (
