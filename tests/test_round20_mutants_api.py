@@ -113,3 +113,36 @@ def test_a_pil_image_keeps_its_alpha_aside(mode):
     assert got.alpha is not None and np.array_equal(got.alpha, alpha)
     want = rgb if mode == "RGBA" else np.asarray(Image.fromarray(rgb).convert("L").convert("RGB"))
     assert np.array_equal(got.array, want)  # the colours, not composited over a background
+
+
+def _documented_signatures() -> dict[str, str]:
+    """``name(params)`` in backticks at the start of a docs/api.md line (signatures may wrap over lines)."""
+    text = (REPO / "docs" / "api.md").read_text()
+    out = {}
+    for m in re.finditer(r"^`(\w+)\(([^`]*?)\)(?: -> [^`]*)?`", text, flags=re.M):
+        out.setdefault(m.group(1), " ".join(m.group(2).split()))
+    return out
+
+
+@pytest.mark.parametrize("name", ["FacePipeline", "detect", "embed", "similarity_of_embeddings", "similarity",
+                                  "verify", "restore", "RestoreThenEmbed"])
+def test_api_md_signatures_match_the_code(name):
+    """docs/api.md writes each method's signature out: names, order, keyword-only marks and defaults must be the
+    code's (a default changed in the code, e.g. ``batch_size`` or ``min_face_size``, left the page wrong)."""
+    import ast
+
+    documented = _documented_signatures()
+    assert name in documented, f"docs/api.md has no `{name}(...)` signature line"
+    tree = ast.parse(f"def f({documented[name]}): pass").body[0].args
+    doc = [(a.arg, "pos") for a in tree.args] + [(a.arg, "kw") for a in tree.kwonlyargs]
+    doc_defaults = dict(zip([a.arg for a in tree.args][len(tree.args) - len(tree.defaults):],
+                            [ast.literal_eval(d) for d in tree.defaults]))
+    doc_defaults.update({a.arg: ast.literal_eval(d) for a, d in zip(tree.kwonlyargs, tree.kw_defaults)
+                         if d is not None})
+    obj = {"FacePipeline": FacePipeline, "RestoreThenEmbed": RestoreThenEmbed}.get(name)
+    code = inspect.signature(obj if obj is not None else getattr(FacePipeline, name))
+    params = [p for p in code.parameters.values() if p.name != "self"]
+    kinds = {inspect.Parameter.POSITIONAL_OR_KEYWORD: "pos", inspect.Parameter.KEYWORD_ONLY: "kw"}
+    assert [(p.name, kinds[p.kind]) for p in params if p.kind in kinds] == doc
+    assert (tree.kwarg is not None) == any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    assert {p.name: p.default for p in params if p.default is not inspect.Parameter.empty} == doc_defaults
