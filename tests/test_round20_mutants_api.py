@@ -146,3 +146,49 @@ def test_api_md_signatures_match_the_code(name):
     assert [(p.name, kinds[p.kind]) for p in params if p.kind in kinds] == doc
     assert (tree.kwarg is not None) == any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
     assert {p.name: p.default for p in params if p.default is not inspect.Parameter.empty} == doc_defaults
+
+
+def test_restore_then_embed_refuses_landmarks_of_another_shape(pipe):
+    module = pipe.module()
+    faces = torch.rand(2, 3, 64, 64)
+    for bad in (torch.zeros(2, 5, 3), torch.zeros(1, 5, 2), torch.zeros(2, 10)):
+        with pytest.raises(ValueError, match=r"^landmarks: expected \[2, 5, 2\] crop pixels"):
+            module(faces, bad)
+
+
+def test_scale_one_is_a_degradation_and_zero_is_refused(pipe, faces_root):
+    path = str(faces_root / "mindy_kaling" / "mindy_kaling_0001.jpg")
+    one = pipe.embed(path, degrade=1)
+    assert torch.equal(one, pipe.embed(path, degrade=("difface-test", 1)))
+    assert not torch.equal(one, pipe.embed(path))  # blur, noise and JPEG at full size still change the face
+    with pytest.raises(ConfigError, match=r"^degrade scale must be a positive integer, got 0"):
+        pipe.embed(path, degrade=("difface-test", 0))
+
+
+def test_every_face_is_seeded_by_its_item_id_and_paste_order(pipe, faces_root):
+    """``face="all"`` restores face k of an image as ``face=<its landmarks>`` with item id ``"{id}#{k}"`` (k:
+    smallest box first); ``min_face_size`` leaves out the faces with a shorter box side, 0 keeps every face."""
+    small = Image.open(faces_root / "ben_afflek" / "ben_afflek_0003.jpg").convert("RGB")
+    large = Image.open(faces_root / "madonna" / "madonna_0003.jpg").convert("RGB").resize((240, 240))
+    canvas = Image.new("RGB", (480, 300), (128, 128, 128))
+    canvas.paste(small, (20, 80))
+    canvas.paste(large, (220, 30))
+    found = pipe.detect(canvas)[0]  # largest first: Madonna, Ben
+    assert len(found) == 2
+    every = pipe.restore(canvas, paste_back=False, face="all", degrade=8, item_ids=["group"], min_face_size=0)
+    assert every.faces.shape == (2, 3, 512, 512) and every.image_index.tolist() == [0, 0]
+    for k, face in enumerate((found[1], found[0])):  # paste order: the smaller box first
+        one = pipe.restore(canvas, paste_back=False, face=face, degrade=8, item_ids=[f"group#{k}"])
+        assert torch.equal(every.faces[k], one.faces[0]), k
+    small_side = float(min(found[1].box[2] - found[1].box[0], found[1].box[3] - found[1].box[1]))
+    big_only = pipe.restore(canvas, paste_back=False, face="all", degrade=8, item_ids=["group"],
+                            min_face_size=small_side + 1)
+    assert len(big_only.faces) == 1
+    assert torch.equal(big_only.faces[0], pipe.restore(canvas, paste_back=False, face=found[0], degrade=8,
+                                                       item_ids=["group#0"]).faces[0])
+    with pytest.raises(ConfigError, match=r"^item_ids must be a list with one id per image \(1\)"):
+        pipe.restore(canvas, face="all", item_ids="group")
+    blank = np.full((96, 96, 3), 128, np.uint8)
+    for size, text in ((32, "32 px found (0 smaller"), (0, "0 px found (0 smaller")):
+        with pytest.raises(FaceNotFoundError, match=rf"^images\[0\]: no face of at least {re.escape(text)}"):
+            pipe.restore(blank, face="all", min_face_size=size)
