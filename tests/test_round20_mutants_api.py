@@ -192,3 +192,12 @@ def test_every_face_is_seeded_by_its_item_id_and_paste_order(pipe, faces_root):
     for size, text in ((32, "32 px found (0 smaller"), (0, "0 px found (0 smaller")):
         with pytest.raises(FaceNotFoundError, match=rf"^images\[0\]: no face of at least {re.escape(text)}"):
             pipe.restore(blank, face="all", min_face_size=size)
+
+
+def test_a_value_that_is_no_image_is_not_called_a_tensor():
+    """Only torch tensors take the tensor path: a numpy scalar (it has ``ndim`` and ``dtype`` too) is named as what
+    it is, with the forms that are accepted."""
+    for value in (np.float32(0.5), np.uint8(3)):
+        with pytest.raises(ImageError, match=r"^images: expected a file path, PIL image, uint8 numpy array, torch "
+                                             rf"tensor or a list of them, got {type(value).__name__}$"):
+            flatten_images(value)
