@@ -201,3 +201,23 @@ def test_a_value_that_is_no_image_is_not_called_a_tensor():
         with pytest.raises(ImageError, match=r"^images: expected a file path, PIL image, uint8 numpy array, torch "
                                              rf"tensor or a list of them, got {type(value).__name__}$"):
             flatten_images(value)
+
+
+def test_similarity_of_embeddings_forms_and_known_answers(pipe):
+    """dlib's score is minus the Euclidean distance: two ``[D]`` give a Python float, ``[N, D]`` against one ``[D]``
+    give ``[N]`` numpy scores, each the distance computed here; a bad row names the argument it is in."""
+    rng = np.random.default_rng(7)
+    e = rng.normal(size=(3, 128)).astype(np.float32)
+    one = pipe.similarity_of_embeddings(e[0], e[1])
+    assert type(one) is float
+    assert one == pytest.approx(-float(np.linalg.norm(e[0].astype(np.float64) - e[1])), rel=1e-6)
+    many = pipe.similarity_of_embeddings(torch.from_numpy(e), e[2])
+    assert isinstance(many, np.ndarray) and many.shape == (3,)
+    np.testing.assert_allclose(many, -np.linalg.norm(e.astype(np.float64) - e[2], axis=1), rtol=1e-6)
+    assert pipe.similarity_of_embeddings(e[:1], e[1:2]).shape == (1,)  # [1, D] pairs stay an array
+    bad = e.copy()
+    bad[1, 5] = np.inf
+    with pytest.raises(ConfigError, match=r"^e2 holds NaN or infinite values \(row\(s\) \[1\]\)"):
+        pipe.similarity_of_embeddings(e, bad)
+    with pytest.raises(ConfigError, match=r"^e1 holds NaN"):
+        pipe.similarity_of_embeddings(bad, e)
