@@ -221,3 +221,11 @@ def test_similarity_of_embeddings_forms_and_known_answers(pipe):
         pipe.similarity_of_embeddings(e, bad)
     with pytest.raises(ConfigError, match=r"^e1 holds NaN"):
         pipe.similarity_of_embeddings(bad, e)
+
+
+def test_a_selector_of_another_shape_is_refused_naming_face(pipe, faces_root):
+    path = str(faces_root / "madonna" / "madonna_0001.jpg")
+    for bad, shape in ((np.zeros(3), "[3]"), ((1.0, 2.0, 3.0, 4.0, 5.0), "[5]"), (np.zeros((4, 2)), "[4, 2]")):
+        with pytest.raises(ConfigError, match=rf"^face must be 'largest', 'center', an index, a box .* got "
+                                              rf"(ndarray|tuple) of shape {re.escape(shape)}$"):
+            pipe.embed(path, face=bad)
