@@ -229,3 +229,11 @@ def test_a_selector_of_another_shape_is_refused_naming_face(pipe, faces_root):
         with pytest.raises(ConfigError, match=rf"^face must be 'largest', 'center', an index, a box .* got "
                                               rf"(ndarray|tuple) of shape {re.escape(shape)}$"):
             pipe.embed(path, face=bad)
+
+
+def test_an_out_of_range_tensor_is_told_its_fix():
+    """0..255 floats and [-1, 1] floats are the two usual mistakes: each message gives its own fix."""
+    with pytest.raises(ImageError, match=r"got \[0, 255\]; divide 0\.\.255 data by 255$"):
+        load_image(torch.linspace(0, 255, 3 * 16 * 16).reshape(3, 16, 16))
+    with pytest.raises(ImageError, match=r"got \[-1, 1\]; map \[-1, 1\] data to \[0, 1\] with \(t \+ 1\) / 2$"):
+        load_image(torch.linspace(-1, 1, 3 * 16 * 16).reshape(3, 16, 16))
