@@ -19,7 +19,6 @@ from restorever.api import Face, FacePipeline, RestoreThenEmbed
 from restorever.api.faces import _iou, sort_largest_first
 from restorever.api.inputs import flatten_images, load_image
 from restorever.errors import ConfigError, FaceNotFoundError, ImageError
-from restorever.images import read_image
 
 REPO = Path(__file__).resolve().parent.parent
 
