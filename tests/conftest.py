@@ -28,6 +28,17 @@ def random_iresnet_checkpoint(path: Path, depth: int = 50, seed: int = 0) -> dic
     return state
 
 
+def brute_force_threshold(train_s, train_y) -> tuple[float, float]:
+    """The k-fold rule by brute force: the smallest most accurate threshold (``score > t`` predicts *same*) over
+    "all same" (-inf) and every training score, and its training accuracy."""
+    import numpy as np
+
+    candidates = [-np.inf] + np.unique(train_s).tolist()
+    accs = [float(np.mean((train_s > t) == train_y)) for t in candidates]
+    best = max(accs)
+    return min(t for t, a in zip(candidates, accs) if a == best), best
+
+
 def _require(path: Path) -> Path:
     if not path.exists():
         pytest.fail(f"{path} is missing: tests need ../shared beside the checkout (or RESTOREVER_SHARED)")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import inspect
 import json
 import re
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -19,8 +18,8 @@ from restorever.api import Face, FacePipeline, RestoreThenEmbed
 from restorever.api.faces import _iou, sort_largest_first
 from restorever.api.inputs import flatten_images, load_image
 from restorever.errors import ConfigError, FaceNotFoundError, ImageError
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from restorever.metrics.verification import eer, kfold_accuracy, roc_auc_score, tar_at_far, verification_report
+from tests.conftest import brute_force_threshold
 
 from .conftest import FUZZ
 
@@ -74,14 +75,6 @@ def test_monotone_transform_of_scores_changes_no_metric(name, data):
     assert kt.thresholds[finite].tolist() == _TRANSFORMS[name](kf.thresholds[finite]).tolist()
 
 
-def _brute_force_threshold(train_s: np.ndarray, train_y: np.ndarray) -> tuple[float, float]:
-    """The smallest most accurate threshold (``score > t``) over "all same" (-inf) and every training score."""
-    candidates = [-np.inf] + np.unique(train_s).tolist()
-    accs = [float(np.mean((train_s > t) == train_y)) for t in candidates]
-    best = max(accs)
-    return min(t for t, a in zip(candidates, accs) if a == best), best
-
-
 @FUZZ
 @given(pair_data(both_classes=False, max_n=40))
 def test_kfold_rule_matches_brute_force_even_with_one_class_folds(data):
@@ -93,7 +86,7 @@ def test_kfold_rule_matches_brute_force_even_with_one_class_folds(data):
     assert res.folds.tolist() == ids.tolist()
     for k, fold in enumerate(ids):
         train = f != fold if ids.size > 1 else np.ones_like(f, bool)
-        thr, _ = _brute_force_threshold(s[train], y[train].astype(bool))
+        thr, _ = brute_force_threshold(s[train], y[train].astype(bool))
         assert res.thresholds[k] == thr
         test = f == fold
         assert res.fold_accuracies[k] == np.mean((s[test] > thr) == y[test].astype(bool))

@@ -17,6 +17,7 @@ from restorever.metrics.verification import verification_report
 from restorever.reports.breakdown import breakdown, joint_cluster_bootstrap_means
 from restorever.reports.compare import compare_runs
 from restorever.reports.tables import results_table_rows, to_csv, to_latex
+from tests.conftest import brute_force_threshold
 
 from .conftest import make_record
 from .test_breakdown import CLASSES, GROUPS, tiny_record
@@ -38,9 +39,7 @@ def _brute_kfold(same: np.ndarray, score: np.ndarray, fold: np.ndarray) -> tuple
     accs, thresholds = [], []
     for k in np.unique(fold):
         tr, te = fold != k, fold == k
-        candidates = np.r_[-np.inf, np.unique(score[tr])]
-        correct = [np.mean((score[tr] > t) == same[tr]) for t in candidates]
-        t = candidates[int(np.argmax(correct))]
+        t, _ = brute_force_threshold(score[tr], same[tr])
         thresholds.append(float(t))
         accs.append(float(np.mean((score[te] > t) == same[te])))
     return accs, thresholds
