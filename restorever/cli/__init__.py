@@ -67,9 +67,10 @@ def handle_errors(func):
             where = f"{exc.filename}: " if exc.filename else ""
             _fail(f"{where}{exc.strerror or exc}{_os_error_hint(exc)}")
         except KeyboardInterrupt as exc:
-            what = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
+            terminated = isinstance(exc, _Terminated)
+            what = "terminated (SIGTERM)" if terminated else "interrupted"
             click.echo(f"{what}{_RESUME.get(click.get_current_context().command.name, '')}", err=True)
-            sys.exit(143 if isinstance(exc, _Terminated) else 130)  # 128 + the signal's number, as a shell reports
+            sys.exit(143 if terminated else 130)  # 128 + the signal's number, as a shell reports
         except Exception as exc:  # noqa: BLE001 -- a bug: one line unless -vv asks for the traceback
             _unexpected(exc)
         finally:
