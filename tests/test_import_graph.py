@@ -25,7 +25,7 @@ LAYERS = [  # (rank, prefixes); the first matching prefix wins, longest prefixes
          "restorever.degradation_params", "restorever.detectors", "restorever.mtcnn", "restorever.jpeg",
          "restorever.hub", "restorever.checkpoint_files", "restorever.cache_dir", "restorever.retrieval",
          "restorever.devices", "restorever.precision", "restorever.acceleration", "restorever.files",
-         "restorever.memory")),
+         "restorever.memory", "restorever.frozen")),
     (1, ("restorever.metrics", "restorever.errors", "restorever._registry", "restorever.progress")),
 ]
 

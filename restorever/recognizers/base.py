@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import WeightsHashError
+from ..frozen import FrozenModel
 from ..hub import ModelCard, sha256_file
 from ..images import check_faces
 from ..precision import numerics
@@ -11,7 +12,7 @@ from ..precision import numerics
 __all__ = ["Recognizer", "check_inputs", "check_landmarks", "checked_found_file", "template_crop"]
 
 
-class Recognizer(torch.nn.Module):
+class Recognizer(FrozenModel):
     """Face embedder: aligned ffhq_512 faces plus their landmarks in, raw embeddings out.
 
     ``similarity`` says how two embeddings are compared: ``"cosine"`` or ``"euclidean"`` (scores are then the
@@ -21,20 +22,6 @@ class Recognizer(torch.nn.Module):
     card: ModelCard
     embedding_dim: int
     similarity: str = "cosine"
-
-    def __init__(self, card: ModelCard):
-        super().__init__()
-        self.card = card
-
-    @property
-    def name(self) -> str:
-        return self.card.name
-
-    def train(self, mode: bool = True) -> "Recognizer":
-        """Stays in eval mode whatever ``mode`` is: a recognizer here is a frozen, released model, and a parent
-        module's ``.train()`` would otherwise switch its BatchNorm to batch statistics (and overwrite the loaded
-        running statistics) and enable dropout, changing every output silently."""
-        return super().train(False)
 
     def input_crop(self) -> dict | None:
         """How :meth:`embed` cuts the network's input from an aligned face, for results.json's

@@ -5,32 +5,19 @@ from typing import Sequence
 
 import torch
 
+from ..frozen import FrozenModel
 from ..hub import ModelCard, OptionSpec
 from ..images import check_faces
 from ..precision import AUTOCAST_PRECISIONS, numerics
 
 
-class Restorer(torch.nn.Module):
+class Restorer(FrozenModel):
     """A face restorer: aligned 512x512 RGB faces in [0, 1] in, same out.
 
     Subclasses implement :meth:`forward` (or override :meth:`restore`). ``card`` describes the backend.
     """
 
     card: ModelCard
-
-    def __init__(self, card: ModelCard):
-        super().__init__()
-        self.card = card
-
-    @property
-    def name(self) -> str:
-        return self.card.name
-
-    def train(self, mode: bool = True) -> "Restorer":
-        """Stays in eval mode whatever ``mode`` is: a restorer here is a frozen, released model, and a parent
-        module's ``.train()`` would otherwise switch its BatchNorm to batch statistics (and overwrite the loaded
-        running statistics) and enable dropout, changing every output silently."""
-        return super().train(False)
 
     @property
     def device(self) -> torch.device:
