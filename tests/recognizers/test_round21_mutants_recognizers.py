@@ -216,3 +216,27 @@ def test_an_onnx_export_given_to_a_torch_arcface_card_is_converted(reference_dir
     x = torch.randn(2, 3, 112, 112, generator=torch.Generator().manual_seed(7))
     with torch.no_grad():
         torch.testing.assert_close(converted(x), net(x), atol=1e-4, rtol=0)
+
+
+@pytest.mark.cuda
+def test_half_precision_autocast_acts_on_the_gpu_and_nowhere_else(reference_dir, cuda_device):
+    """``precision=fp16``/``bf16`` runs the network's convolutions in that dtype on CUDA and leaves float32 alone
+    (``fp32``, and any precision on the CPU). The CUDA test above it checks only that the embeddings stay within a
+    cosine of 0.99, which an autocast that never switched on passes too (round 21's surviving mutant)."""
+    from restorever.alignment import get_template
+    from restorever.recognizers.arcface import CARDS
+    from restorever.recognizers.crop import CropRecognizer
+    from restorever.recognizers.layers.iresnet import IResNet
+
+    fixture = torch.load(reference_dir / "fixtures" / "iresnet_small_ref.pt", weights_only=False)
+    net = IResNet(fixture["config"]["layers"], num_features=fixture["config"]["num_features"])
+    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in fixture["state_dict"].items()})
+    seen = []
+    net.conv1.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    faces = torch.rand(1, 3, 512, 512, generator=torch.Generator().manual_seed(3))
+    landmarks = torch.tensor(np.asarray(get_template("ffhq_512").points), dtype=torch.float32)[None]
+    on_gpu = cuda_device.type == "cuda"  # RESTOREVER_CUDA_TESTS_ON_CPU=1: the CPU, where no autocast acts
+    for dtype in (None, torch.float16, torch.bfloat16):
+        rec = CropRecognizer(CARDS["arcface-r50-ms1mv3"], net.to(cuda_device), embedding_dim=16, autocast_dtype=dtype)
+        out = rec.embed(faces.to(cuda_device), landmarks.to(cuda_device))
+        assert out.dtype == torch.float32 and seen[-1] == (dtype if on_gpu and dtype is not None else torch.float32)
