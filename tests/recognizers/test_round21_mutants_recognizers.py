@@ -240,3 +240,39 @@ def test_half_precision_autocast_acts_on_the_gpu_and_nowhere_else(reference_dir,
         rec = CropRecognizer(CARDS["arcface-r50-ms1mv3"], net.to(cuda_device), embedding_dim=16, autocast_dtype=dtype)
         out = rec.embed(faces.to(cuda_device), landmarks.to(cuda_device))
         assert out.dtype == torch.float32 and seen[-1] == (dtype if on_gpu and dtype is not None else torch.float32)
+
+
+def test_an_unknown_engine_is_refused_not_run_as_the_torch_conversion():
+    """``engine="onnx"`` (a slip for ``onnxruntime``) was a mutant's silent torch conversion: every value but the
+    three is refused with the choices; the three pass through as given (``auto`` on the CPU is onnxruntime)."""
+    from restorever.recognizers.arcface import CARDS, _choose_engine
+
+    card, cpu = CARDS["insightface-buffalo_l"], torch.device("cpu")
+    for engine in ("onnx", "ort", "pytorch", ""):
+        with pytest.raises(ValueError, match=re.escape(f"engine={engine!r}; choose auto, onnxruntime or torch")):
+            _choose_engine(card, engine, cpu)
+    assert [_choose_engine(card, e, cpu) for e in ("auto", "onnxruntime", "TORCH")] == ["onnxruntime"] * 2 + ["torch"]
+
+
+def test_channels_last_puts_the_convolution_weights_in_channels_last_order(reference_dir):
+    """``channels_last=True`` is a memory order for the convolutions: their 4-D weights, not only the input, are
+    channels-last (a mutant that left the weights alone gave the same values, so no value test could see it), and the
+    embeddings equal the default order's within float rounding."""
+    from restorever.alignment import get_template
+    from restorever.recognizers.arcface import CARDS
+    from restorever.recognizers.crop import CropRecognizer
+    from restorever.recognizers.layers.iresnet import IResNet
+
+    fixture = torch.load(reference_dir / "fixtures" / "iresnet_small_ref.pt", weights_only=False)
+    state = {k: v.float() if v.is_floating_point() else v for k, v in fixture["state_dict"].items()}
+    nets = [IResNet(fixture["config"]["layers"], num_features=fixture["config"]["num_features"]) for _ in range(2)]
+    for net in nets:
+        net.load_state_dict(state)
+    plain, last = (CropRecognizer(CARDS["arcface-r50-ms1mv3"], net, embedding_dim=16, channels_last=flag)
+                   for net, flag in zip(nets, (False, True)))
+    weights = [p for p in last.net.parameters() if p.dim() == 4]
+    assert weights and all(p.is_contiguous(memory_format=torch.channels_last) for p in weights)
+    assert not all(p.is_contiguous(memory_format=torch.channels_last) for p in plain.net.parameters() if p.dim() == 4)
+    faces = torch.rand(2, 3, 512, 512, generator=torch.Generator().manual_seed(5))
+    landmarks = torch.tensor(np.asarray(get_template("ffhq_512").points), dtype=torch.float32).expand(2, 5, 2)
+    torch.testing.assert_close(last.embed(faces, landmarks), plain.embed(faces, landmarks), atol=1e-4, rtol=0)
