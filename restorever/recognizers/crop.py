@@ -48,6 +48,8 @@ def prepare_crops(faces: torch.Tensor, landmarks: torch.Tensor, card: ModelCard)
     from ..alignment import crop_to_template
 
     check_inputs(faces, landmarks)
+    if not len(faces):  # no faces: no crops (torch's affine_grid refuses an empty batch)
+        return faces.new_zeros((0, 3, card.input_size, card.input_size))
     crops = crop_to_template(faces, landmarks.to(faces.device), card.template)  # the fit runs in float64
     if tuple(crops.shape[-2:]) != (card.input_size, card.input_size):
         raise ValueError(f"{card.name}: template {card.template!r} gives {tuple(crops.shape[-2:])} crops, "
@@ -109,6 +111,8 @@ class CropRecognizer(Recognizer):
         if param is not None and x.dtype != param.dtype:
             x = x.to(param.dtype)
         batch = x.shape[0]
+        if not batch:  # an empty batch keeps the embedding width (some networks, facenet's, cannot run one)
+            return torch.zeros(0, self.embedding_dim, device=faces.device)
         if self.flip_test:
             x = torch.cat([x, x.flip(-1)])
         use_amp = self.autocast_dtype is not None and device.type == "cuda"

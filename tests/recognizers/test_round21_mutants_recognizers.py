@@ -189,24 +189,40 @@ def test_dlib_uses_the_weight_files_it_is_given(tmp_path):
             assert rec.weight_files[role] == (str(expected), sha256_file(expected))
 
 
-def test_an_onnx_export_given_to_a_torch_arcface_card_is_converted(reference_dir, tmp_path, monkeypatch):
-    """arcface-r*: ``--weights model.onnx`` (an export of the backbone) is converted to our IResNet, not read as a
-    torch checkpoint, and gives the network's own embeddings; a depth other than the card's is refused by name."""
-    import dataclasses
-    import warnings
-
-    from restorever.errors import CheckpointLayoutError
-    from restorever.recognizers import arcface
-    from restorever.recognizers.layers.iresnet import IRESNET_LAYERS, IResNet
+def _small_iresnet(reference_dir):
+    """The reference fixture's small IResNet ([2, 1, 1, 1], 16-D), float32, eval mode."""
+    from restorever.recognizers.layers.iresnet import IResNet
 
     fixture = torch.load(reference_dir / "fixtures" / "iresnet_small_ref.pt", weights_only=False)
     net = IResNet(fixture["config"]["layers"], num_features=fixture["config"]["num_features"]).eval()
     net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in fixture["state_dict"].items()})
-    path = tmp_path / "backbone.onnx"
+    return net
+
+
+@pytest.fixture(scope="module")
+def small_export(reference_dir, tmp_path_factory):
+    """The small IResNet and its ONNX export (input "data", dynamic batch), as arcface_torch's torch2onnx writes."""
+    import warnings
+
+    net = _small_iresnet(reference_dir)
+    path = tmp_path_factory.mktemp("onnx") / "backbone.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(net, torch.zeros(1, 3, 112, 112), str(path), input_names=["data"], output_names=["fc1"],
                           opset_version=11, dynamo=False, dynamic_axes={"data": {0: "batch"}, "fc1": {0: "batch"}})
+    return net, path
+
+
+def test_an_onnx_export_given_to_a_torch_arcface_card_is_converted(small_export, monkeypatch):
+    """arcface-r*: ``--weights model.onnx`` (an export of the backbone) is converted to our IResNet, not read as a
+    torch checkpoint, and gives the network's own embeddings; a depth other than the card's is refused by name."""
+    import dataclasses
+
+    from restorever.errors import CheckpointLayoutError
+    from restorever.recognizers import arcface
+    from restorever.recognizers.layers.iresnet import IRESNET_LAYERS
+
+    net, path = small_export
     card = arcface.CARDS["arcface-r50-ms1mv3"]
     with pytest.raises(CheckpointLayoutError, match=re.escape(f"an IResNet with blocks {net.layers_config}, "
                                                               f"arcface-r50-ms1mv3 is iresnet50")):
@@ -226,11 +242,8 @@ def test_half_precision_autocast_acts_on_the_gpu_and_nowhere_else(reference_dir,
     from restorever.alignment import get_template
     from restorever.recognizers.arcface import CARDS
     from restorever.recognizers.crop import CropRecognizer
-    from restorever.recognizers.layers.iresnet import IResNet
 
-    fixture = torch.load(reference_dir / "fixtures" / "iresnet_small_ref.pt", weights_only=False)
-    net = IResNet(fixture["config"]["layers"], num_features=fixture["config"]["num_features"])
-    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in fixture["state_dict"].items()})
+    net = _small_iresnet(reference_dir)
     seen = []
     net.conv1.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
     faces = torch.rand(1, 3, 512, 512, generator=torch.Generator().manual_seed(3))
@@ -261,13 +274,8 @@ def test_channels_last_puts_the_convolution_weights_in_channels_last_order(refer
     from restorever.alignment import get_template
     from restorever.recognizers.arcface import CARDS
     from restorever.recognizers.crop import CropRecognizer
-    from restorever.recognizers.layers.iresnet import IResNet
 
-    fixture = torch.load(reference_dir / "fixtures" / "iresnet_small_ref.pt", weights_only=False)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in fixture["state_dict"].items()}
-    nets = [IResNet(fixture["config"]["layers"], num_features=fixture["config"]["num_features"]) for _ in range(2)]
-    for net in nets:
-        net.load_state_dict(state)
+    nets = [_small_iresnet(reference_dir) for _ in range(2)]
     plain, last = (CropRecognizer(CARDS["arcface-r50-ms1mv3"], net, embedding_dim=16, channels_last=flag)
                    for net, flag in zip(nets, (False, True)))
     weights = [p for p in last.net.parameters() if p.dim() == 4]
@@ -276,3 +284,44 @@ def test_channels_last_puts_the_convolution_weights_in_channels_last_order(refer
     faces = torch.rand(2, 3, 512, 512, generator=torch.Generator().manual_seed(5))
     landmarks = torch.tensor(np.asarray(get_template("ffhq_512").points), dtype=torch.float32).expand(2, 5, 2)
     torch.testing.assert_close(last.embed(faces, landmarks), plain.embed(faces, landmarks), atol=1e-4, rtol=0)
+
+
+def test_the_onnx_engine_embeds_an_empty_batch_as_zero_rows_and_a_batch_as_the_network_does(small_export):
+    """onnxruntime engine: no faces give ``[0, D]`` (a mutant gave one row of zeros, a phantom face), and three faces
+    give the torch network's embeddings of the documented crop ``(255 x - 127.5) / 127.5``, RGB."""
+    from restorever.alignment import crop_to_template, get_template
+    from restorever.recognizers.arcface import CARDS, OnnxRecognizer
+
+    net, path = small_export
+    rec = OnnxRecognizer(CARDS["insightface-buffalo_l"], path)
+    g = torch.Generator().manual_seed(8)
+    faces = torch.rand(3, 3, 512, 512, generator=g)
+    landmarks = torch.tensor(np.asarray(get_template("ffhq_512").points), dtype=torch.float32).expand(3, 5, 2)
+    landmarks = landmarks + torch.randn(3, 5, 2, generator=g)
+    empty = rec.embed(faces[:0], landmarks[:0])
+    assert empty.shape == (0, 16) and empty.dtype == torch.float32
+    with torch.no_grad():
+        expected = net((crop_to_template(faces, landmarks, "arcface_112") * 255.0 - 127.5) / 127.5)
+    torch.testing.assert_close(rec.embed(faces, landmarks), expected, atol=1e-4, rtol=0)
+
+
+def test_torch_crop_recognizers_embed_an_empty_batch_as_zero_rows(reference_dir):
+    """No faces in, ``[0, D]`` out, as dlib and the ONNX engine give (and ``RestoreThenEmbed`` around them): every
+    crop recognizer raised torch's "Expected non-zero, positive output size" from the crop, and facenet's network
+    cannot run an empty batch at all (round 21's defect, found by the ONNX engine's empty-batch mutant)."""
+    facenet_pytorch = pytest.importorskip("facenet_pytorch", reason="facenet backends need facenet-pytorch==2.5.3")
+    from restorever import RestoreThenEmbed, create_restorer
+    from restorever.recognizers.arcface import CARDS
+    from restorever.recognizers.crop import CropRecognizer, prepare_crops
+    from restorever.recognizers.facenet import CARDS as FACENET
+
+    faces, landmarks = torch.rand(0, 3, 512, 512), torch.zeros(0, 5, 2)
+    assert prepare_crops(faces, landmarks, FACENET["facenet-casia"]).shape == (0, 3, 160, 160)
+    recs = [CropRecognizer(CARDS["arcface-r50-ms1mv3"], _small_iresnet(reference_dir), embedding_dim=16,
+                           flip_test=True),
+            CropRecognizer(FACENET["facenet-casia"], facenet_pytorch.InceptionResnetV1().eval(), embedding_dim=512)]
+    for rec in recs:
+        for out in (rec.embed(faces, landmarks), RestoreThenEmbed(create_restorer("none"), rec)(faces, landmarks)):
+            assert out.shape == (0, rec.embedding_dim) and out.dtype == torch.float32
+    with pytest.raises(ValueError, match=re.escape("landmarks: expected a [0, 5, 2] tensor")):
+        recs[0].embed(faces, torch.zeros(1, 5, 2))  # the checks still come first
