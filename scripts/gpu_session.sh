@@ -57,7 +57,7 @@ fi
 step "CUDA tests (limit ${PYTEST_S} s)"
 [ -d .devshared ] && export RESTOREVER_SHARED="$PWD/.devshared"   # slim ../shared made by prepare_devdata.py
 timeout -k 5 "$PYTEST_S" $PY -m pytest -v -p no:cacheprovider -m cuda -rs --durations=10 -k "not compile" \
-  tests/test_cuda.py tests/recognizers/test_iresnet.py \
+  tests/test_cuda.py tests/recognizers/test_iresnet.py tests/recognizers/test_round21_mutants_recognizers.py \
   > "$OUT/pytest_cuda.log" 2>&1
 echo "pytest exit $?" | tee -a "$LOG"
 tail -5 "$OUT/pytest_cuda.log" >> "$LOG"
