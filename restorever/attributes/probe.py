@@ -92,8 +92,9 @@ def fit_probe(x: np.ndarray, labels: Mapping[str, np.ndarray], classes: Mapping[
               l2: float = 1e-3, max_iter: int = 300, seed: int = 0) -> AttributeProbe:
     """Fit an :class:`AttributeProbe` on embeddings ``x [N, D]`` and labels ``{attribute: int [N]}`` (-1 = none).
 
-    ``l2`` multiplies the summed squared weights (biases are not penalised). Heads with no labelled row keep their
-    initial weights and a warning is logged.
+    ``l2`` multiplies the summed squared weights (biases are not penalised). A head with no labelled row is fitted
+    to nothing: the penalty shrinks its weights to zero and its bias keeps the seeded initial value, so it gives
+    every face the same probabilities; a warning is logged.
     """
     x = np.asarray(x, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] == 0:
@@ -103,7 +104,8 @@ def fit_probe(x: np.ndarray, labels: Mapping[str, np.ndarray], classes: Mapping[
         if y.shape != (len(x),):
             raise ValueError(f"fit_probe: labels for {a} have shape {y.shape}, expected ({len(x)},)")
         if (y >= 0).sum() == 0:
-            logger.warning("attribute probe: no labelled example for %s; its head stays untrained", a)
+            logger.warning("attribute probe: no labelled example for %s; its head is fitted to nothing (the same "
+                           "probabilities for every face)", a)
         if y.max(initial=-1) >= classes[a]:
             raise ValueError(f"fit_probe: label {int(y.max())} out of range for {a} ({classes[a]} classes)")
     generator_state = torch.random.get_rng_state()
