@@ -46,6 +46,11 @@ def test_fit_report_numbers_are_the_cross_fitted_predictions_accuracies(fitted):
     x, labels, people, predictor, report = fitted
     people_arr = np.asarray(people)
     assert len(report["per_fold"]) == 3 == len(predictor.folds)
+    assert (report["images"], report["people"], report["folds"]) == (len(x), 18, 3)
+    for a, y in labels.items():
+        entry = report["attributes"][a]
+        assert (entry["images"], entry["people"]) == (int((y >= 0).sum()), len(set(people_arr[y >= 0].tolist())))
+    assert report["attributes"]["age"]["people"] == 18 - 5  # every fourth of the 18 has no age label
     for rw, key in ((False, "raw"), (True, "reweighted")):
         pooled = predictor.predict(x, people=people, reweight=rw)  # every row by the fold model that held it out
         for a, y in labels.items():
@@ -73,7 +78,8 @@ def test_fit_report_numbers_are_the_cross_fitted_predictions_accuracies(fitted):
 
 @pytest.mark.parametrize("options, ok", [
     (FitOptions(folds=2), True), (FitOptions(folds=1), False),
-    (FitOptions(hidden=-1), False), (FitOptions(reweight_hidden=-1), False), (FitOptions(hidden=0), True),
+    (FitOptions(hidden=-1), False), (FitOptions(reweight_hidden=-1), False),
+    (FitOptions(hidden=0, reweight_hidden=0), True),
     (FitOptions(l2=-1e-3), False), (FitOptions(reweight_l2=-1e-3), False), (FitOptions(l2=0.0, reweight_l2=0.0), True),
 ])
 def test_fit_options_bounds(options, ok):
