@@ -8,11 +8,17 @@ import logging
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from restorever.attributes.groups import AttributeSchema
 from restorever.attributes.metrics import accuracy_score
 from restorever.attributes.predictor import FitOptions, fit_attribute_predictor
 from restorever.attributes.probe import AttributeProbe, fit_probe
+from restorever.metrics.retrieval import average_precision
+from restorever.reports.grid import plot_grid
+from restorever.reports.results import load_results
+
+from .test_plots import keep_figures
 
 
 def _people_data(n_people: int = 18, per_person: int = 4, dim: int = 10, seed: int = 3):
@@ -51,6 +57,10 @@ def test_fit_report_numbers_are_the_cross_fitted_predictions_accuracies(fitted):
         entry = report["attributes"][a]
         assert (entry["images"], entry["people"]) == (int((y >= 0).sum()), len(set(people_arr[y >= 0].tolist())))
     assert report["attributes"]["age"]["people"] == 18 - 5  # every fourth of the 18 has no age label
+    described = predictor.describe()  # what `restorever attributes fit` writes beside the model, and its meta
+    assert described["classes"] == {"gender": 2, "age": 4} and described["embedding_dim"] == x.shape[1]
+    assert described["folds"] == [sorted(held) for _, held in predictor.folds]
+    assert (described["probe_hidden"], described["reweight_hidden"]) == (0, 3) and "file" not in described
     for rw, key in ((False, "raw"), (True, "reweighted")):
         pooled = predictor.predict(x, people=people, reweight=rw)  # every row by the fold model that held it out
         for a, y in labels.items():
@@ -110,3 +120,49 @@ def test_a_head_without_labels_is_said_and_predicts_the_same_for_every_face(capl
     age = probe.predict_proba(x)["age"]
     np.testing.assert_allclose(age, np.broadcast_to(prior, age.shape), atol=1e-3)
     assert accuracy_score(labels["gender"], probe.predict_proba(x)["gender"]) > 0.7
+
+
+# ------------------------------------------------------------------------------------------ retrieval metrics
+
+def test_average_precision_equals_sklearn_on_ranked_lists():
+    """AP of a ranked relevance list (one or several relevant entries, or none) against scikit-learn's
+    ``average_precision_score`` with the list order as the score; a single relevant entry at position k gives 1/k."""
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(21)
+    rel = rng.random((40, 9)) < 0.25
+    rel[:9] = False
+    rel[np.arange(9), np.arange(9)] = True  # rows 0..8: one relevant entry at position 1..9
+    rel[9] = False  # nothing relevant retrieved: 0
+    ap = average_precision(rel)
+    np.testing.assert_allclose(ap[:9], 1.0 / np.arange(1, 10))
+    assert ap[9] == 0.0
+    for row, value in zip(rel, ap):
+        if row.any():
+            assert value == pytest.approx(average_precision_score(row, -np.arange(row.size)), abs=1e-12)
+
+
+# ------------------------------------------------------------------------------------------ figures' data
+
+def test_grid_cells_hold_their_own_image_blank_and_missing_differ(own_run_dir, monkeypatch):
+    """The tall grid: each face cell shows the PNG of its row (probe, scale) and column (method); the cell under
+    the clean face of a probe's second row is blank (no image, no text), while a probe image the record lacks is
+    marked ``n/a``."""
+    record = load_results(own_run_dir)
+    example = record["examples"][0]
+    del example["images"]["x16/vqfr-v2"]
+    Image.new("RGB", (64, 64), (120, 120, 30)).save(own_run_dir / example["images"]["x16/degraded"])  # row 2's own
+    figures = keep_figures(monkeypatch)
+    plot_grid(record, own_run_dir, "g.png", max_items=1, max_columns=4)
+    axes = figures[0].axes
+    assert len(axes) == 6  # 2 rows (x4, x16) x 3 columns (clean, degraded, vqfr-v2), row by row
+    colours = {"clean": (200, 30, 30), "degraded": (30, 200, 30), "vqfr-v2": (30, 30, 200)}
+    expected = [colours["clean"], colours["degraded"], colours["vqfr-v2"], None, (120, 120, 30), "n/a"]
+    for ax, want in zip(axes, expected):
+        texts = [t.get_text() for t in ax.texts]
+        if want is None or want == "n/a":
+            assert not ax.get_images() and texts == ([] if want is None else ["n/a"])
+        else:
+            pixels = np.asarray(ax.get_images()[0].get_array(), dtype=float).reshape(-1, 3)
+            np.testing.assert_allclose(pixels.mean(0), want, atol=1.0)
+            assert texts == []
