@@ -16,9 +16,10 @@ from restorever.attributes.predictor import FitOptions, fit_attribute_predictor
 from restorever.attributes.probe import AttributeProbe, fit_probe
 from restorever.metrics.retrieval import average_precision
 from restorever.reports.grid import plot_grid
+from restorever.reports.plots import SCALE_DODGE, plot_scales
 from restorever.reports.results import load_results
 
-from .test_plots import keep_figures
+from .test_plots import _errorbar_containers, keep_figures
 
 
 def _people_data(n_people: int = 18, per_person: int = 4, dim: int = 10, seed: int = 3):
@@ -166,3 +167,25 @@ def test_grid_cells_hold_their_own_image_blank_and_missing_differ(own_run_dir, m
             pixels = np.asarray(ax.get_images()[0].get_array(), dtype=float).reshape(-1, 3)
             np.testing.assert_allclose(pixels.mean(0), want, atol=1.0)
             assert texts == []
+
+
+def test_scales_points_are_the_stored_accuracies_dodged_in_legend_order(run_dir, monkeypatch):
+    """Each series of the accuracy-against-scale figure: y = 100 x the stored ``accuracy_mean`` of its (restorer,
+    scale), x = the scale shifted by :data:`SCALE_DODGE` octaves per series, left to right in legend order and
+    centred on the scale (geometric mean); the clean line at the clean accuracy."""
+    record = load_results(run_dir)
+    figures = keep_figures(monkeypatch)
+    plot_scales([record], "s.png")
+    ax = figures[0].axes[0]
+    bars = _errorbar_containers(ax)
+    assert [c.get_label() for c in bars] == ["no restoration", "vqfr-v2"]
+    stored = {(c["restorer"], c["scale"]): 100 * c["verification"]["accuracy_mean"] for c in record["conditions"]}
+    xs = []
+    for bar, restorer in zip(bars, ("none", "vqfr-v2")):
+        x, y = (np.asarray(d, dtype=float) for d in bar.lines[0].get_data())
+        np.testing.assert_allclose(y, [stored[(restorer, 4)], stored[(restorer, 16)]])
+        xs.append(np.log2(x))
+    np.testing.assert_allclose(xs[1] - xs[0], [SCALE_DODGE, SCALE_DODGE])
+    np.testing.assert_allclose((xs[0] + xs[1]) / 2, np.log2([4, 16]))
+    clean = [ln for ln in ax.get_lines() if ln.get_label().startswith("clean")]
+    assert len(clean) == 1 and clean[0].get_ydata()[0] == pytest.approx(stored[("none", None)])
