@@ -17,7 +17,9 @@ from restorever.attributes.probe import AttributeProbe, fit_probe
 from restorever.metrics.retrieval import average_precision
 from restorever.reports.grid import plot_grid
 from restorever.reports.plots import SCALE_DODGE, plot_scales
-from restorever.reports.results import load_results
+from restorever.reports.results import load_results, write_run
+
+from .conftest import make_record
 
 from .test_plots import _errorbar_containers, keep_figures
 
@@ -189,3 +191,42 @@ def test_scales_points_are_the_stored_accuracies_dodged_in_legend_order(run_dir,
     np.testing.assert_allclose((xs[0] + xs[1]) / 2, np.log2([4, 16]))
     clean = [ln for ln in ax.get_lines() if ln.get_label().startswith("clean")]
     assert len(clean) == 1 and clean[0].get_ydata()[0] == pytest.approx(stored[("none", None)])
+
+
+# ------------------------------------------------------------------------------------------ results.json and its folder
+
+def test_a_rerun_removes_the_old_report_but_not_a_folder_holding_other_files(tmp_path):
+    """A new run in a used folder removes the previous run's report files and a ``figures/`` folder of figures
+    only (they described other results); a ``figures/`` folder that also holds the user's own file is kept whole,
+    as is any other file; example PNGs the new record does not name are removed, those it names recorded with their
+    sha256 in ``outputs``."""
+    import hashlib
+
+    def used(folder, extra_in_figures: bool):
+        folder.mkdir()
+        for name in ("report.html", "report.md", "tables.csv", "tables.tex", "mine.txt"):
+            (folder / name).write_text("old")
+        (folder / "figures").mkdir()
+        (folder / "figures" / "roc.png").write_bytes(b"old png")
+        if extra_in_figures:
+            (folder / "figures" / "notes.txt").write_text("the user's own notes")
+        stale = folder / "examples" / "x8" / "degraded" / "Someone_0001.png"
+        stale.parent.mkdir(parents=True)
+        stale.write_bytes(b"old example")
+        record = make_record(folder)
+        write_run(record, folder)
+        return record
+
+    for extra in (False, True):
+        folder = tmp_path / f"run{int(extra)}"
+        record = used(folder, extra)
+        assert not any((folder / n).exists() for n in ("report.html", "report.md", "tables.csv", "tables.tex"))
+        assert (folder / "mine.txt").read_text() == "old"
+        assert (folder / "figures").exists() == extra
+        if extra:
+            assert sorted(p.name for p in (folder / "figures").iterdir()) == ["notes.txt", "roc.png"]
+        assert not (folder / "examples" / "x8").exists()
+        outputs = load_results(folder)["outputs"]
+        named = [e["clean"] for e in record["examples"]] + [p for e in record["examples"] for p in e["images"].values()]
+        assert named and all(outputs[rel]["sha256"] == hashlib.sha256((folder / rel).read_bytes()).hexdigest()
+                             for rel in named)
