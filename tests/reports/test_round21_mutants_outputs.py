@@ -230,3 +230,29 @@ def test_a_rerun_removes_the_old_report_but_not_a_folder_holding_other_files(tmp
         named = [e["clean"] for e in record["examples"]] + [p for e in record["examples"] for p in e["images"].values()]
         assert named and all(outputs[rel]["sha256"] == hashlib.sha256((folder / rel).read_bytes()).hexdigest()
                              for rel in named)
+
+
+def test_results_md_rows_are_the_numbers_recomputed_from_the_stored_scores(run_dir):
+    """Each row of results.md's table: accuracy ± std, AUC, EER and TAR at the column's FAR recomputed from the
+    condition's stored per-pair scores (AUC by scikit-learn), and the stored mean cosine to clean; one row per
+    condition, in the record's order."""
+    from sklearn.metrics import roc_auc_score
+
+    from restorever.metrics.verification import verification_report
+
+    record = load_results(run_dir)
+    table = [line for line in (run_dir / "results.md").read_text().splitlines() if line.startswith("| ")]
+    header = [cell.strip() for cell in table[0].strip("|").split("|")]
+    far = header[4].removeprefix("TAR@FAR=").removesuffix(" %")
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in table[1:]]
+    assert len(rows) == len(record["conditions"]) == 5
+    for row, cond in zip(rows, record["conditions"]):
+        sc = cond["scores"]
+        same, score = np.asarray(sc["same"]), np.asarray(sc["score"])
+        again = verification_report(same, score, np.asarray(sc["fold"]))
+        tar = again["tar_at_far"][f"{float(far):g}"]
+        assert tar is not None  # the column's FAR is resolved by this run
+        assert row[1:6] == [f"{100 * again['accuracy_mean']:.2f} ± {100 * again['accuracy_std']:.2f}",
+                            f"{roc_auc_score(same, score):.4f}", f"{100 * again['eer']:.2f}", f"{100 * tar:.2f}",
+                            row[5]]
+        assert row[5].split()[0] == f"{cond['identity']['cosine_to_clean_mean']:.4f}"
