@@ -17,7 +17,7 @@ from restorever.attributes.probe import AttributeProbe, fit_probe
 from restorever.metrics.retrieval import average_precision
 from restorever.reports.grid import plot_grid
 from restorever.reports.plots import SCALE_DODGE, plot_scales
-from restorever.reports.results import load_results, write_run
+from restorever.reports.results import load_results, results_markdown, write_run
 
 from .conftest import make_record
 
@@ -256,3 +256,31 @@ def test_results_md_rows_are_the_numbers_recomputed_from_the_stored_scores(run_d
                             f"{roc_auc_score(same, score):.4f}", f"{100 * again['eer']:.2f}", f"{100 * tar:.2f}",
                             row[5]]
         assert row[5].split()[0] == f"{cond['identity']['cosine_to_clean_mean']:.4f}"
+
+
+def test_results_md_says_how_degraded_faces_were_aligned_only_when_they_were(tmp_path):
+    """With ``align_on="degraded"`` results.md lists each degraded condition's detections (``none x4 7 found / 1
+    not found``, separated by ``; ``); with the default clean-landmark alignment (stored or not) it has no such
+    line."""
+    record = make_record(tmp_path)
+    for i, cond in enumerate(c for c in record["conditions"] if c["scale"] is not None):
+        cond["alignment"] = {"detected": 150 - i, "not_found": 10 + i}
+    lines = results_markdown({**record, "config": {**record["config"], "align_on": "degraded"}}).splitlines()
+    said = [line for line in lines if line.startswith("- landmarks of degraded faces")]
+    assert len(said) == 1
+    assert said[0].rsplit("as it is): ", 1)[1] == (
+        "none x4 150 found / 10 not found; vqfr-v2 x4 149 found / 11 not found; none x16 148 found / 12 not found; "
+        "vqfr-v2 x16 147 found / 13 not found")
+    for config in ({**record["config"], "align_on": "clean"}, record["config"]):
+        assert not any("landmarks of degraded" in line for line in results_markdown({**record, "config": config})
+                       .splitlines())
+
+
+def test_p_text_adds_digits_near_005_up_to_six_only():
+    """Near the 0.05 level ``p_text`` adds significant digits until the text no longer rounds onto or across it,
+    at most six (its docstring's cap): 0.0500003 and 0.0499997 need and get six; 0.04999997 stays ``0.05`` at six
+    (read as "at or below 0.05", which it is)."""
+    from restorever.reports.results import p_text
+
+    assert p_text(0.0500003) == "0.0500003" and p_text(0.0499997, prefix="p") == "p=0.0499997"
+    assert p_text(0.04999997) == "0.05"
