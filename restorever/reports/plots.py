@@ -484,7 +484,7 @@ def plot_cmc(records: Sequence[dict[str, Any]], out: str | Path, *, max_rank: in
     if not curves:
         raise MissingDataError("no condition has a retrieval section (conditions[].retrieval.cmc): the CMC curve "
                                "needs an identification run (`restorever ident`)")
-    skipped = sum(len(r["conditions"]) for r in records) - len(curves)
+    skipped = sum(1 for r in records for c in r["conditions"] if not _cmc_of(c, ""))  # not those left out on purpose
     if skipped:
         log.info("plot_cmc: %d condition(s) without retrieval.cmc skipped", skipped)
     prefixes = legend_prefixes(records, names)

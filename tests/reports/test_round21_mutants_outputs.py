@@ -16,7 +16,7 @@ from restorever.attributes.predictor import FitOptions, fit_attribute_predictor
 from restorever.attributes.probe import AttributeProbe, fit_probe
 from restorever.metrics.retrieval import average_precision
 from restorever.reports.grid import plot_grid
-from restorever.reports.plots import SCALE_DODGE, plot_scales
+from restorever.reports.plots import SCALE_DODGE, plot_cmc, plot_scales
 from restorever.reports.results import load_results, results_markdown, write_run
 
 from .conftest import make_record
@@ -191,6 +191,32 @@ def test_scales_points_are_the_stored_accuracies_dodged_in_legend_order(run_dir,
     np.testing.assert_allclose((xs[0] + xs[1]) / 2, np.log2([4, 16]))
     clean = [ln for ln in ax.get_lines() if ln.get_label().startswith("clean")]
     assert len(clean) == 1 and clean[0].get_ydata()[0] == pytest.approx(stored[("none", None)])
+
+
+def test_cmc_counts_as_skipped_only_conditions_without_a_curve(run_dir, monkeypatch, caplog):
+    """``plot_cmc(..., scales=[16])`` said "2 condition(s) without retrieval.cmc skipped" of a run whose every
+    condition has one: the conditions left out on purpose were counted. Now only those without a curve are, and
+    the curves drawn are the kept conditions' stored CMC."""
+    import copy
+
+    record = copy.deepcopy(load_results(run_dir))
+    figures = keep_figures(monkeypatch)
+    with caplog.at_level(logging.INFO, logger="restorever.reports.plots"):
+        plot_cmc([record], "c.png", scales=[16])
+    assert not [r for r in caplog.records if "skipped" in r.getMessage()]
+    kept = [c for c in record["conditions"] if c["scale"] in (None, 16)]
+    drawn = [ln for ln in figures[0].axes[0].get_lines() if not ln.get_label().startswith("_")]
+    assert len(drawn) == len(kept) == 3
+    for line, cond in zip(drawn, kept):
+        np.testing.assert_allclose(line.get_ydata(), [100 * v for v in cond["retrieval"]["cmc"]])
+        np.testing.assert_array_equal(line.get_xdata(), np.arange(1, len(cond["retrieval"]["cmc"]) + 1))
+    del record["conditions"][1]["retrieval"]  # none x4: left out by the filter, and without a curve
+    del record["conditions"][3]["retrieval"]  # none x16: kept by the filter, without a curve
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="restorever.reports.plots"):
+        plot_cmc([record], "c.png", scales=[16])
+    assert [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()] == [
+        "plot_cmc: 2 condition(s) without retrieval.cmc skipped"]
 
 
 # ------------------------------------------------------------------------------------------ results.json and its folder
