@@ -36,12 +36,13 @@ ALPHA = 0.05
 
 def p_text(p: float, digits: int = 2, prefix: str = "") -> str:
     """A p-value for a table: ``0.031`` (``p=0.031`` with ``prefix="p"``), or ``<1e-300`` where it underflowed (never
-    ``0``). ``digits`` significant digits, more (up to 6) where fewer would round onto or across :data:`ALPHA`
-    (0.0496 and 0.0504 are ``0.0496`` and ``0.0504``, not both ``0.05``)."""
+    ``0``). ``digits`` significant digits, more where fewer would round onto or across :data:`ALPHA` (0.0496 and
+    0.0504 are ``0.0496`` and ``0.0504``, not both ``0.05``; 0.05000003 is ``0.05000003``): only a p equal to
+    ALPHA reads ``0.05``."""
     if p < P_FLOOR:
         return f"{prefix}<{P_FLOOR:.0e}"
     text = f"{p:.{digits}g}"
-    while digits < 6 and p != ALPHA and (float(text) == ALPHA or (float(text) <= ALPHA) != (p <= ALPHA)):
+    while digits < 17 and p != ALPHA and (float(text) == ALPHA or (float(text) <= ALPHA) != (p <= ALPHA)):
         digits += 1
         text = f"{p:.{digits}g}"
     return f"{prefix}{'=' if prefix else ''}{text}"

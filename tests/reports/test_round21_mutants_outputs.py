@@ -302,11 +302,17 @@ def test_results_md_says_how_degraded_faces_were_aligned_only_when_they_were(tmp
                        .splitlines())
 
 
-def test_p_text_adds_digits_near_005_up_to_six_only():
-    """Near the 0.05 level ``p_text`` adds significant digits until the text no longer rounds onto or across it,
-    at most six (its docstring's cap): 0.0500003 and 0.0499997 need and get six; 0.04999997 stays ``0.05`` at six
-    (read as "at or below 0.05", which it is)."""
-    from restorever.reports.results import p_text
+def test_p_text_adds_digits_near_005_until_the_side_is_clear():
+    """Near the 0.05 level ``p_text`` adds significant digits until the text no longer rounds onto or across it:
+    0.0500003 and 0.0499997 need six. Until round 21 it stopped at six, so 0.04999997 and 0.05000003 both read
+    ``0.05`` (the second is above the level); now only 0.05 itself does, and the float next to it on either side
+    reads as on that side."""
+    import math
+
+    from restorever.reports.results import ALPHA, p_text
 
     assert p_text(0.0500003) == "0.0500003" and p_text(0.0499997, prefix="p") == "p=0.0499997"
-    assert p_text(0.04999997) == "0.05"
+    assert p_text(0.04999997) == "0.04999997" and p_text(0.05000003) == "0.05000003" and p_text(ALPHA) == "0.05"
+    above, below = math.nextafter(ALPHA, 1), math.nextafter(ALPHA, 0)
+    assert float(p_text(above)) > ALPHA and float(p_text(below)) < ALPHA
+    assert p_text(0.031) == "0.031" and p_text(0.12, 3) == "0.12"  # far from the level: the digits asked for
