@@ -49,3 +49,68 @@ def test_plot_scales_flag_reaches_the_figure(monkeypatch, tmp_path):
             assert result.exit_code == 0, result.output
             assert seen[0]["scales"] == scales and seen[0]["restorers"] == restorers, (command, args, seen)
             assert seen[0]["names"] == ["run"]
+
+
+def test_plain_cuda_needs_no_index_check(monkeypatch):
+    """On a machine with GPUs, ``cuda`` (no index) is the current GPU, ``cuda:N`` is checked against the count."""
+    import torch
+
+    from restorever.devices import resolve_device
+    from restorever.errors import DeviceError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert resolve_device("cuda") == torch.device("cuda") and resolve_device(" CUDA ") == torch.device("cuda")
+    assert resolve_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(DeviceError, match=r"has 1 GPU\(s\)"):
+        resolve_device("cuda:1")
+
+
+def test_setup_records_the_template_size_and_landmarks():
+    """results.json's ``setup.alignment``: the template's ``[w, h]`` in pixels and its landmark count."""
+    from restorever.alignment import get_template, list_templates
+    from restorever.pipeline.environment import setup_info
+
+    for name in list_templates():
+        tpl = get_template(name)
+        out = setup_info(SimpleNamespace(template=name), recognizer=None)
+        assert out == {"alignment": {"template": name, "size": [int(tpl.size[0]), int(tpl.size[1])],
+                                     "landmarks": len(tpl.points)}}
+    assert setup_info(SimpleNamespace(template="ffhq_512"), None)["alignment"]["size"] == [512, 512]
+
+
+def test_library_versions_name_the_jpeg_decoder():
+    """With Pillow loaded, ``libraries.libjpeg`` names the JPEG decoder Pillow was built with (it sets the pixels)."""
+    from PIL import features
+
+    from restorever.pipeline.environment import library_versions
+
+    jpeg = features.version_codec("jpg")
+    assert jpeg is not None  # this Pillow decodes JPEG (the LFW photos are JPEG)
+    turbo = features.version("libjpeg_turbo")
+    expected = f"libjpeg-turbo {turbo}" if turbo else f"libjpeg {jpeg}"
+    versions = library_versions()
+    assert versions["libjpeg"] == expected
+    import PIL
+
+    assert versions["pillow"] == PIL.__version__
+
+
+def test_parse_scales_refuses_zero_and_negative_scales():
+    """``--scales`` keeps each positive scale (``x8`` is 8, blanks dropped); 0 or a negative one is a usage error."""
+    import click
+
+    from restorever.cli.options import parse_scales
+
+    assert parse_scales(" 1, x8,,X16 ") == [1, 8, 16] and parse_scales(None) == [] and parse_scales("") == []
+    for text in ("0", "4,0", "-2", "x0"):
+        with pytest.raises(click.BadParameter, match="is not a positive scale") as info:
+            parse_scales(text, param_hint="--degrade-scales")
+        assert "--degrade-scales" in info.value.format_message() or info.value.param_hint == "--degrade-scales"
+
+
+def test_a_stage_of_one_item_is_recorded(tmp_path):
+    """A stage that ran on a single item (one photo detected) is a measurement too: seconds / 1."""
+    record_run_costs(tmp_path, "cpu", _config(["none"]), {"n_embedded": 1, "embed_s": 0.75, "landmarks_s": 2.5},
+                     n_landmarks=1)
+    assert load_costs(tmp_path) == {"cpu|landmarks|mtcnn": 2.5, "cpu|embed|dlib": 0.75}
