@@ -114,3 +114,42 @@ def test_a_stage_of_one_item_is_recorded(tmp_path):
     record_run_costs(tmp_path, "cpu", _config(["none"]), {"n_embedded": 1, "embed_s": 0.75, "landmarks_s": 2.5},
                      n_landmarks=1)
     assert load_costs(tmp_path) == {"cpu|landmarks|mtcnn": 2.5, "cpu|embed|dlib": 0.75}
+
+
+def test_recognizers_listing_names_dlib_files_in_their_package():
+    """``restorever recognizers`` asks the backend where its files are (dlib keeps them in face_recognition_models,
+    not in the weights cache): each role of dlib's card reads ``present: <package folder>/<file>``."""
+    from restorever.recognizers import recognizer_card
+    from restorever.recognizers.dlib import dlib_model_dir
+
+    result = CliRunner().invoke(cli, ["recognizers"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    weights = lines[[i for i, ln in enumerate(lines) if ln.startswith("dlib ")][0] + 1]
+    folder = dlib_model_dir()
+    for role, wf in recognizer_card("dlib").weights.items():
+        assert f"{role} present: {folder / wf.filename}" in weights, weights
+    assert "missing" not in weights
+
+
+@pytest.mark.parametrize("flags, shown", [([], True), (["--no-progress"], False)])
+def test_eval_no_progress_flag_reaches_the_run(monkeypatch, tmp_path, faces_root, flags, shown):
+    """``eval`` shows the progress bars unless ``--no-progress`` is given (``evaluate(progress=...)``)."""
+    import restorever.pipeline.evaluate as evaluate_module
+    from restorever.errors import ConfigError
+
+    seen = {}
+
+    def fake_evaluate(config, **kw):
+        seen.update(kw)
+        raise ConfigError("run", "stopped by the test after its set-up")
+
+    monkeypatch.setattr(evaluate_module, "evaluate", fake_evaluate)
+    pairs = tmp_path / "p.csv"
+    pairs.write_text("madonna/madonna_0001.jpg,madonna/madonna_0002.jpg,1\n"
+                     "madonna/madonna_0001.jpg,elton_john/elton_john_0001.jpg,0\n")
+    result = CliRunner().invoke(cli, ["eval", "--protocol", "pairs-csv", "--pairs", str(pairs), "--data-root",
+                                      str(faces_root), "--restorer", "none", "--out", str(tmp_path / "o"), *flags])
+    assert result.exit_code == 2 and "stopped by the test" in result.output, result.output
+    assert seen["progress"] is shown
+    assert not (tmp_path / "o").exists()  # nothing was written: the run folder of a failed run is removed
