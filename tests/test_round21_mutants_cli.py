@@ -153,3 +153,61 @@ def test_eval_no_progress_flag_reaches_the_run(monkeypatch, tmp_path, faces_root
     assert result.exit_code == 2 and "stopped by the test" in result.output, result.output
     assert seen["progress"] is shown
     assert not (tmp_path / "o").exists()  # nothing was written: the run folder of a failed run is removed
+
+
+@pytest.fixture
+def plugin_dir(tmp_path, monkeypatch):
+    """A folder on sys.path for plugin modules; the restorer registry and sys.modules are restored afterwards."""
+    import sys
+
+    from restorever.restorers import REGISTRY
+
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    saved = (list(REGISTRY._modules), dict(REGISTRY._origins), REGISTRY._entry_points_read)
+    before = set(sys.modules)
+    yield tmp_path
+    REGISTRY._modules[:], REGISTRY._origins, REGISTRY._entry_points_read = saved
+    REGISTRY._cards = None
+    for name in set(sys.modules) - before:
+        if name.startswith("r21"):
+            del sys.modules[name]
+
+
+def test_relative_imports_inside_functions_are_helpers(plugin_dir):
+    """A plugin's ``from .x import y`` run only inside a function is found from its source: in a module of a
+    package (relative to the package) and in a package's ``__init__`` (relative to the package itself)."""
+    import hashlib
+    import importlib
+
+    from restorever._registry import helper_files
+
+    (plugin_dir / "r21lab").mkdir()
+    (plugin_dir / "r21lab" / "__init__.py").write_text("")
+    (plugin_dir / "r21lab" / "plug.py").write_text("def create():\n    from .consts import SIZE\n    return SIZE\n")
+    (plugin_dir / "r21lab" / "consts.py").write_text("SIZE = 3\n")
+    (plugin_dir / "r21pk").mkdir()
+    (plugin_dir / "r21pk" / "__init__.py").write_text("def create():\n    from .net import build\n    return build\n")
+    (plugin_dir / "r21pk" / "net.py").write_text("def build():\n    return 1\n")
+
+    def digest(path):
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    assert helper_files(importlib.import_module("r21lab.plug")) == {
+        "consts.py": digest(plugin_dir / "r21lab" / "consts.py")}
+    assert helper_files(importlib.import_module("r21pk")) == {"net.py": digest(plugin_dir / "r21pk" / "net.py")}
+
+
+def test_a_create_without_return_names_its_file(plugin_dir):
+    """A plugin whose ``create`` returns None is a ConfigError naming the file that holds that ``create``."""
+    from restorever.errors import ConfigError
+    from restorever.restorers import REGISTRY
+
+    source = plugin_dir / "r21_noreturn.py"
+    source.write_text("from restorever.hub import ModelCard\n"
+                      "CARDS = {'r21-noreturn': ModelCard(name='r21-noreturn', arch='x', description='no return')}\n"
+                      "def create(name, **kwargs):\n    CARDS[name]\n")
+    REGISTRY.register_module("r21_noreturn")
+    model = REGISTRY.create("r21-noreturn")
+    with pytest.raises(ConfigError, match="returned NoneType") as info:
+        REGISTRY.created("r21-noreturn", model, "forward", "restorer")
+    assert f"create() in {source}" in str(info.value)
