@@ -211,3 +211,32 @@ def test_a_create_without_return_names_its_file(plugin_dir):
     with pytest.raises(ConfigError, match="returned NoneType") as info:
         REGISTRY.created("r21-noreturn", model, "forward", "restorer")
     assert f"create() in {source}" in str(info.value)
+
+
+def test_weights_path_names_only_the_bad_file_unusable(plugin_dir, monkeypatch):
+    """A backend with two files, one cached with the wrong sha256: ``weights path`` names that one unusable (exit
+    2) and the other, whose sha256 is the card's, present at its path."""
+    import hashlib
+
+    home = plugin_dir / "home"
+    monkeypatch.setenv("RESTOREVER_HOME", str(home))
+    good = b"the released auxiliary file"
+    (plugin_dir / "r21_two.py").write_text(
+        "from restorever.hub import ModelCard, WeightFile\n"
+        "W = {'model': WeightFile('m.pth', None, '" + "0" * 64 + "', 'MIT'),\n"
+        "     'aux': WeightFile('a.pth', None, '" + hashlib.sha256(good).hexdigest() + "', 'MIT')}\n"
+        "KIND = 'restorer'\n"
+        "CARDS = {'r21-two': ModelCard(name='r21-two', arch='x', description='two files', weights=W)}\n"
+        "def create(name, **kwargs):\n    return None\n")
+    result = CliRunner().invoke(cli, ["weights", "path", "--plugin", "r21_two", "r21-two"])
+    assert result.exit_code == 0 and "model: missing: put m.pth in" in result.output, result.output
+    folder = home / "weights" / "r21-two"
+    assert f"model: missing: put m.pth in {folder}" in result.output
+    folder.mkdir(parents=True)
+    (folder / "m.pth").write_bytes(b"not the released model")
+    (folder / "a.pth").write_bytes(good)
+    result = CliRunner().invoke(cli, ["weights", "path", "--plugin", "r21_two", "r21-two"])
+    assert result.exit_code == 2, result.output
+    lines = result.output.splitlines()
+    assert f"model: unusable {folder / 'm.pth'} (its sha256 is not the card's" in lines[0], lines
+    assert lines[1] == f"aux: present: {folder / 'a.pth'}", lines
