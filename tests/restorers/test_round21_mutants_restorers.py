@@ -1,0 +1,112 @@
+"""Round 21, mutation testing tenth pass: the restorer adapters, the DDIM sampler's arithmetic and the options.
+
+Each test closes a gap a surviving mutant showed (docs/reliability.md, "Round 21: mutation testing, tenth pass"):
+a checkpoint named as the wrong backend, an option refused with the wrong words, a restorer that records one
+setting and runs another.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from restorever import hub
+from restorever.errors import CheckpointLayoutError
+from restorever.restorers import vqfr
+from restorever.restorers.checkpoints import identify_layout
+from tests.conftest import REFERENCE
+
+MANIFESTS = REFERENCE / "manifests"
+
+# The prefixes each layout is recognised by (checkpoints.identify_layout): a file needs all of them.
+SIGNATURES = {"vqfr_v1": ("main_decoder.align_func_dict.", "quantizer.quantize_dict."),
+              "vqfr_v2": ("main_branch.align_func_dict.", "quantizer.embedding."),
+              "difface_unet": ("time_embed.", "input_blocks.", "output_blocks."),
+              "difface_swinir": ("conv_first.", "layers.", "conv_last.")}
+LAYOUT_MANIFESTS = {"vqfr_v1": "vqfr_v1_state_dict.json", "vqfr_v2": "vqfr_v2_state_dict.json",
+                    "difface_unet": "difface_unet_state_dict.json", "difface_swinir": "difface_swinir_state_dict.json",
+                    "codeformer": "codeformer_state_dict.json"}
+
+
+def _keys(manifest: str) -> list[str]:
+    data = json.loads((MANIFESTS / manifest).read_text())
+    return [key for key, *_ in data.get("state_dict") or data["entries"]]
+
+
+# ---- checkpoints.identify_layout ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("layout", sorted(SIGNATURES))
+def test_a_layout_needs_every_one_of_its_prefixes(layout):
+    """Mutant: ``conv_first. and layers.`` -> ``or``: any file with a ``conv_first.`` key (Real-ESRGAN's RRDBNet,
+    SwinIR for super-resolution without ``layers.``) was named "DifFace's SwinIR estimator checkpoint"."""
+    keys = _keys(LAYOUT_MANIFESTS[layout])
+    assert identify_layout(keys) == layout
+    for prefix in SIGNATURES[layout]:
+        without = [k for k in keys if not k.startswith(prefix)]
+        assert len(without) < len(keys)
+        assert identify_layout(without) != layout, prefix
+
+
+def test_an_rrdbnet_file_is_no_known_layout():
+    """Real-ESRGAN's RRDBNet keys (conv_first, body, conv_body, conv_up1/2, conv_hr, conv_last): not DifFace's."""
+    keys = ["conv_first.weight", "conv_first.bias", "body.0.rdb1.conv1.weight", "conv_body.weight",
+            "conv_up1.weight", "conv_up2.weight", "conv_hr.weight", "conv_last.weight", "conv_last.bias"]
+    assert identify_layout(keys) is None
+
+
+# ---- vqfr: another backend's file ---------------------------------------------------------------------------------
+def test_vqfr_names_another_backends_checkpoint(tmp_path, reference_dir):
+    """Mutant: the ``raise`` naming another backend (GFPGAN, CodeFormer, DifFace) dropped: a codeformer.pth given to
+    vqfr-v2 then read as an incomplete VQFR file ("missing keys ...") instead of "a CodeFormer checkpoint; use
+    --restorer codeformer"."""
+    fx = torch.load(reference_dir / "fixtures" / "vqfr_v2_small.pt", weights_only=False)
+    net = vqfr.build_network(fx["arch"], fx["config"])
+    path = tmp_path / "codeformer.pth"
+    torch.save({"params_ema": {k: torch.zeros(1) for k in _keys(LAYOUT_MANIFESTS["codeformer"])}}, path)
+    with pytest.raises(CheckpointLayoutError) as info:
+        vqfr.load_vqfr_weights(net, path, name="vqfr-v2")
+    message = str(info.value)
+    assert str(path) in message and "a CodeFormer checkpoint; use --restorer codeformer" in message
+    assert "not a vqfr-v2 checkpoint" in message
+
+
+# ---- hub.check_option ----------------------------------------------------------------------------------------------
+def _card(**specs) -> hub.ModelCard:
+    return hub.ModelCard(name="toy", arch="toy", default_kwargs={"n": 4, "x": 0.5, "flag": False, "mode": "a"},
+                         option_specs=specs)
+
+
+def test_check_option_names_the_kind_it_wanted():
+    """Mutant: the words of the message ("an integer") changed: the user is told what to type."""
+    card = _card(n=hub.OptionSpec("count", minimum=1, maximum=8))
+    with pytest.raises(ValueError, match=r"^toy option n takes an integer \(count\); got '2\.5'$"):
+        hub.check_option(card, "n", "2.5")
+    with pytest.raises(ValueError, match=r"^toy option x takes a number; got 'abc'$"):
+        hub.check_option(card, "x", "abc")
+    with pytest.raises(ValueError, match=r"^toy option n takes an integer of at least 1 \(count\); got '0'$"):
+        hub.check_option(card, "n", "0")
+    with pytest.raises(ValueError, match=r"^toy option n takes an integer of at most 8 \(count\); got '9'$"):
+        hub.check_option(card, "n", "9")
+
+
+class _NotATensor:
+    pass
+
+
+def test_official_loader_adds_the_release_only_to_layout_errors(tmp_path):
+    """Mutant: ``"weights-only" in str(exc)`` negated: a file with wrong keys lost "expected the official ...
+    layout: <release>" (the hint naming the file to fetch), and a file needing code got it instead."""
+    from restorever.restorers.checkpoints import load_official_checkpoint
+
+    net = torch.nn.Linear(2, 2)
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"params_ema": {"fc.weight": torch.zeros(2, 2)}}, wrong)
+    with pytest.raises(CheckpointLayoutError) as info:
+        load_official_checkpoint(net, wrong, name="toy", layout="codeformer", release="toy.pth from me/toy")
+    assert str(wrong) in str(info.value)
+    assert "(expected the official toy layout: toy.pth from me/toy, key params_ema or params)" in str(info.value)
+    code = tmp_path / "code.pth"
+    torch.save({"params": {"weight": _NotATensor()}}, code)
+    with pytest.raises(CheckpointLayoutError) as info:
+        load_official_checkpoint(net, code, name="toy", layout="codeformer", release="toy.pth from me/toy")
+    assert "weights-only" in str(info.value) and "expected the official" not in str(info.value)
