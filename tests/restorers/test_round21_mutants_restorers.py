@@ -110,3 +110,40 @@ def test_official_loader_adds_the_release_only_to_layout_errors(tmp_path):
     with pytest.raises(CheckpointLayoutError) as info:
         load_official_checkpoint(net, code, name="toy", layout="codeformer", release="toy.pth from me/toy")
     assert "weights-only" in str(info.value) and "expected the official" not in str(info.value)
+
+
+# ---- vqfr adapter: the card tells what runs -----------------------------------------------------------------------
+def _vqfr_small(reference_dir, version: str, **kwargs) -> tuple[vqfr.VQFRRestorer, torch.Tensor]:
+    import dataclasses
+
+    fx = torch.load(reference_dir / "fixtures" / f"vqfr_{version}_small.pt", weights_only=False)
+    net = vqfr.build_network(fx["arch"], fx["config"])
+    hub.load_state_dict_strict(net, fx["state_dict"], source="fixture")
+    images = (fx["inputs"]["x_lq"][:1] + 1) / 2
+    card = dataclasses.replace(vqfr.CARDS[f"vqfr-{version}"], input_size=images.shape[-1])
+    return vqfr.VQFRRestorer(card, net, **kwargs).eval(), images
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_vqfr_card_mean_and_std_are_what_the_network_sees(reference_dir, version):
+    """Mutant: the card's ``mean``/``std`` (0.5) changed: the card (``restorever restorers``, results.json's card)
+    then described another normalisation than the adapter applies; the encoder's input is ``(x - mean) / std``."""
+    options = {"fidelity_ratio": 0.0} if version == "v2" else {}
+    restorer, images = _vqfr_small(reference_dir, version, **options)
+    seen = []
+    restorer.net.encoder.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
+    restorer.restore(images)
+    mean = torch.tensor(restorer.card.mean).view(1, 3, 1, 1)
+    std = torch.tensor(restorer.card.std).view(1, 3, 1, 1)
+    torch.testing.assert_close(seen[0], (images - mean) / std, rtol=0, atol=1e-7)
+
+
+def test_vqfr_channels_last_is_the_memory_order_asked_for(reference_dir):
+    """Mutant: ``if self.channels_last`` negated: the option recorded in results.json (false) ran channels-last and
+    true ran contiguous. Values agree either way, so the memory order of the 3x3 convolution weights is the test."""
+    def orders(restorer: vqfr.VQFRRestorer) -> set[bool]:
+        return {p.is_contiguous(memory_format=torch.channels_last) for p in restorer.net.parameters()
+                if p.ndim == 4 and p.shape[1] > 1 and p.shape[-1] > 1}
+
+    assert orders(_vqfr_small(reference_dir, "v2", fidelity_ratio=0.0)[0]) == {False}
+    assert orders(_vqfr_small(reference_dir, "v2", fidelity_ratio=0.0, channels_last=True)[0]) == {True}
