@@ -147,3 +147,38 @@ def test_vqfr_channels_last_is_the_memory_order_asked_for(reference_dir):
 
     assert orders(_vqfr_small(reference_dir, "v2", fidelity_ratio=0.0)[0]) == {False}
     assert orders(_vqfr_small(reference_dir, "v2", fidelity_ratio=0.0, channels_last=True)[0]) == {True}
+
+
+# ---- difface: the options that run are the options recorded -------------------------------------------------------
+@pytest.fixture(scope="module")
+def difface_configs(reference_dir) -> dict:
+    fx = torch.load(reference_dir / "fixtures" / "difface_sampler_small.pt", weights_only=False)
+    return {"unet_config": dict(fx["unet_config"]), "estimator_config": dict(fx["swinir_config"])}
+
+
+def _difface_random(configs: dict, **kwargs):
+    from restorever.restorers import difface
+
+    return difface.create("difface", pretrained=False, **configs, **kwargs)
+
+
+@pytest.mark.parametrize("precision,dtype", [("bf16", "bfloat16"), ("fp16", "float16"), ("fp32", "float32")])
+def test_difface_cast_precision_casts_both_networks(difface_configs, precision, dtype):
+    """Mutant: ``cast_module(self.unet, dtype)`` dropped: ``precision=bf16`` ran the UNet (100 of the 101 network
+    calls) in float32; only the estimator was cast. results.json's ``setup.precision`` must read the one dtype."""
+    restorer = _difface_random(difface_configs, steps=10, precision=precision)
+    for part in (restorer.unet, restorer.estimator):
+        assert {str(p.dtype).removeprefix("torch.") for p in part.parameters() if p.is_floating_point()} == {dtype}
+    assert restorer.numerics(torch.device("cpu")) == {"weights": [dtype], "autocast": None}
+
+
+# ---- diffusion: the schedule's defaults are DifFace's ---------------------------------------------------------------
+def test_schedule_defaults_are_the_released_ddim250_linear(reference_dir):
+    """Mutant: the default ``noise_schedule="linear"`` changed: ``DiffusionSchedule.create()`` (documented as "the
+    schedule DifFace samples with") refused its own defaults. The defaults give the official ddim250 tables."""
+    from restorever.restorers.diffusion import DiffusionSchedule
+
+    fx = torch.load(reference_dir / "fixtures" / "difface_schedule.pt", weights_only=False)
+    sched = DiffusionSchedule.create()
+    assert torch.equal(sched.timestep_map, fx["timestep_map_ddim250"])
+    torch.testing.assert_close(sched.alphas_cumprod, fx["respaced_ddim250"]["alphas_cumprod"], rtol=1e-12, atol=0)
