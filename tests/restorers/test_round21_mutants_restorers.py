@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from restorever import hub
-from restorever.errors import CheckpointLayoutError
 from restorever.restorers import vqfr
 from restorever.restorers.checkpoints import identify_layout
 from tests.conftest import REFERENCE
@@ -54,26 +53,10 @@ def test_an_rrdbnet_file_is_no_known_layout():
     assert identify_layout(keys) is None
 
 
-# ---- vqfr: another backend's file ---------------------------------------------------------------------------------
-def test_vqfr_names_another_backends_checkpoint(tmp_path, reference_dir):
-    """Mutant: the ``raise`` naming another backend (GFPGAN, CodeFormer, DifFace) dropped: a codeformer.pth given to
-    vqfr-v2 then read as an incomplete VQFR file ("missing keys ...") instead of "a CodeFormer checkpoint; use
-    --restorer codeformer"."""
-    fx = torch.load(reference_dir / "fixtures" / "vqfr_v2_small.pt", weights_only=False)
-    net = vqfr.build_network(fx["arch"], fx["config"])
-    path = tmp_path / "codeformer.pth"
-    torch.save({"params_ema": {k: torch.zeros(1) for k in _keys(LAYOUT_MANIFESTS["codeformer"])}}, path)
-    with pytest.raises(CheckpointLayoutError) as info:
-        vqfr.load_vqfr_weights(net, path, name="vqfr-v2")
-    message = str(info.value)
-    assert str(path) in message and "a CodeFormer checkpoint; use --restorer codeformer" in message
-    assert "not a vqfr-v2 checkpoint" in message
-
-
 # ---- hub.check_option ----------------------------------------------------------------------------------------------
 def _card(**specs) -> hub.ModelCard:
-    return hub.ModelCard(name="toy", arch="toy", default_kwargs={"n": 4, "x": 0.5, "flag": False, "mode": "a"},
-                         option_specs=specs)
+    return hub.ModelCard(name="toy", arch="toy", option_specs=specs,
+                         default_kwargs={"n": 4, "x": 0.5, "flag": False, "mode": "a", "free": None})
 
 
 def test_check_option_names_the_kind_it_wanted():
@@ -89,27 +72,14 @@ def test_check_option_names_the_kind_it_wanted():
         hub.check_option(card, "n", "9")
 
 
-class _NotATensor:
-    pass
-
-
-def test_official_loader_adds_the_release_only_to_layout_errors(tmp_path):
-    """Mutant: ``"weights-only" in str(exc)`` negated: a file with wrong keys lost "expected the official ...
-    layout: <release>" (the hint naming the file to fetch), and a file needing code got it instead."""
-    from restorever.restorers.checkpoints import load_official_checkpoint
-
-    net = torch.nn.Linear(2, 2)
-    wrong = tmp_path / "wrong.pth"
-    torch.save({"params_ema": {"fc.weight": torch.zeros(2, 2)}}, wrong)
-    with pytest.raises(CheckpointLayoutError) as info:
-        load_official_checkpoint(net, wrong, name="toy", layout="codeformer", release="toy.pth from me/toy")
-    assert str(wrong) in str(info.value)
-    assert "(expected the official toy layout: toy.pth from me/toy, key params_ema or params)" in str(info.value)
-    code = tmp_path / "code.pth"
-    torch.save({"params": {"weight": _NotATensor()}}, code)
-    with pytest.raises(CheckpointLayoutError) as info:
-        load_official_checkpoint(net, code, name="toy", layout="codeformer", release="toy.pth from me/toy")
-    assert "weights-only" in str(info.value) and "expected the official" not in str(info.value)
+def test_check_option_text_takes_text_and_an_untyped_option_takes_anything():
+    """Mutant: ``isinstance(default, str)`` negated: a text option (``precision``) took the number 16 of a YAML
+    config unchecked, and an option with no typed default (None) refused everything but text."""
+    card = _card()
+    with pytest.raises(ValueError, match=r"^toy option mode takes text; got 16$"):
+        hub.check_option(card, "mode", 16)
+    assert hub.check_option(card, "mode", "b") == "b"
+    assert hub.check_option(card, "free", 3) == 3 and hub.check_option(card, "free", [1]) == [1]
 
 
 # ---- vqfr adapter: the card tells what runs -----------------------------------------------------------------------
@@ -160,16 +130,6 @@ def _difface_random(configs: dict, **kwargs):
     from restorever.restorers import difface
 
     return difface.create("difface", pretrained=False, **configs, **kwargs)
-
-
-@pytest.mark.parametrize("precision,dtype", [("bf16", "bfloat16"), ("fp16", "float16"), ("fp32", "float32")])
-def test_difface_cast_precision_casts_both_networks(difface_configs, precision, dtype):
-    """Mutant: ``cast_module(self.unet, dtype)`` dropped: ``precision=bf16`` ran the UNet (100 of the 101 network
-    calls) in float32; only the estimator was cast. results.json's ``setup.precision`` must read the one dtype."""
-    restorer = _difface_random(difface_configs, steps=10, precision=precision)
-    for part in (restorer.unet, restorer.estimator):
-        assert {str(p.dtype).removeprefix("torch.") for p in part.parameters() if p.is_floating_point()} == {dtype}
-    assert restorer.numerics(torch.device("cpu")) == {"weights": [dtype], "autocast": None}
 
 
 # ---- diffusion: the schedule's defaults are DifFace's ---------------------------------------------------------------
