@@ -142,3 +142,46 @@ def test_schedule_defaults_are_the_released_ddim250_linear(reference_dir):
     sched = DiffusionSchedule.create()
     assert torch.equal(sched.timestep_map, fx["timestep_map_ddim250"])
     torch.testing.assert_close(sched.alphas_cumprod, fx["respaced_ddim250"]["alphas_cumprod"], rtol=1e-12, atol=0)
+
+
+def test_difface_eta_range_ends_are_accepted_by_card_and_restorer(difface_configs):
+    """Mutant: ``eta <= 1.0`` -> ``eta < 1.0``: the card (and --restorer-option eta=1) take eta = 1 ("1 DDPM-like"),
+    the restorer then refused it. Both ends of [0, 1] run; the first value past either end is refused by both."""
+    from restorever.restorers import difface
+
+    card = difface.CARDS["difface"]
+    for eta in (0.0, 1.0):
+        assert hub.check_option(card, "eta", str(eta)) == eta
+        assert _difface_random(difface_configs, steps=10, eta=eta).eta == eta
+    for eta in (-1e-6, 1.000001):
+        with pytest.raises(ValueError, match="eta"):
+            hub.check_option(card, "eta", str(eta))
+        with pytest.raises(ValueError, match=r"difface: eta=.* must be in \[0, 1\]"):
+            _difface_random(difface_configs, steps=10, eta=eta)
+
+
+def test_difface_constructor_defaults_are_the_cards(difface_configs):
+    """Mutant: the constructor's default ``precision="auto"`` changed: ``DifFaceRestorer(card, unet, estimator)``
+    (the library route for one's own networks) must run what the card lists as its defaults."""
+    from restorever.restorers import difface
+
+    built = _difface_random(difface_configs, steps=10)
+    restorer = difface.DifFaceRestorer(difface.CARDS["difface"], built.unet, built.estimator)
+    defaults = difface.CARDS["difface"].default_kwargs
+    ran = {"start_step": restorer.start_step, "steps": restorer.steps, "eta": restorer.eta,
+           "precision": restorer.precision, "cuda_graph": restorer.cuda_graph,
+           "channels_last": restorer.channels_last, "compile": restorer.torch_compile}
+    assert ran == dict(defaults)
+
+
+@pytest.mark.parametrize("cuda_graph", [False, True])
+def test_difface_cuda_graph_option_picks_the_graph_wrapper(difface_configs, cuda_graph):
+    """Mutant: the ``cuda_graph`` if-expression swapped: ``cuda_graph=False`` (the recorded default) replayed CUDA
+    graphs and ``True`` ran eagerly. On the CPU both paths give the same numbers, so the wrapper's calls are counted:
+    every one of the ``start_step`` UNet calls goes through it exactly when the option is on."""
+    restorer = _difface_random(difface_configs, steps=10, eta=0.0, cuda_graph=cuda_graph)
+    calls = []
+    inner = restorer._graphed.fn
+    restorer._graphed.fn = lambda x, t: calls.append(1) or inner(x, t)
+    restorer.restore(torch.rand(1, 3, 512, 512), seeds=[0])
+    assert len(calls) == (restorer.start_step if cuda_graph else 0)
