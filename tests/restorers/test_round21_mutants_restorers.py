@@ -108,17 +108,6 @@ def test_vqfr_card_mean_and_std_are_what_the_network_sees(reference_dir, version
     torch.testing.assert_close(seen[0], (images - mean) / std, rtol=0, atol=1e-7)
 
 
-def test_vqfr_channels_last_is_the_memory_order_asked_for(reference_dir):
-    """Mutant: ``if self.channels_last`` negated: the option recorded in results.json (false) ran channels-last and
-    true ran contiguous. Values agree either way, so the memory order of the 3x3 convolution weights is the test."""
-    def orders(restorer: vqfr.VQFRRestorer) -> set[bool]:
-        return {p.is_contiguous(memory_format=torch.channels_last) for p in restorer.net.parameters()
-                if p.ndim == 4 and p.shape[1] > 1 and p.shape[-1] > 1}
-
-    assert orders(_vqfr_small(reference_dir, "v2", fidelity_ratio=0.0)[0]) == {False}
-    assert orders(_vqfr_small(reference_dir, "v2", fidelity_ratio=0.0, channels_last=True)[0]) == {True}
-
-
 # ---- difface: the options that run are the options recorded -------------------------------------------------------
 @pytest.fixture(scope="module")
 def difface_configs(reference_dir) -> dict:
