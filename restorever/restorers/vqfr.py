@@ -154,18 +154,6 @@ class VQFRRestorer(Restorer):
 
 
 # ------------------------------------------------------------------------------------------------ checkpoint checks
-def _detect_layout(state_dict: Mapping[str, torch.Tensor]) -> str | None:
-    """'vqfr_v1', 'vqfr_v2' or None, judged from characteristic key prefixes."""
-    keys = list(state_dict)
-    if any(k.startswith("main_decoder.align_func_dict.") for k in keys) and \
-            any(k.startswith("quantizer.quantize_dict.") for k in keys):
-        return "vqfr_v1"
-    if any(k.startswith("main_branch.align_func_dict.") for k in keys) and \
-            any(k.startswith("quantizer.embedding.") for k in keys):
-        return "vqfr_v2"
-    return None
-
-
 def load_vqfr_weights(net: nn.Module, path: str | os.PathLike, *, name: str) -> None:
     """Load an official-layout checkpoint (``params_ema``, else ``params``) strictly into ``net``.
 
@@ -174,17 +162,16 @@ def load_vqfr_weights(net: nn.Module, path: str | os.PathLike, *, name: str) -> 
     """
     state_dict = hub.load_checkpoint(path, keys=("params_ema", "params"))
     expected = "vqfr_v1" if isinstance(net, VQFRv1) else "vqfr_v2"
-    found = _detect_layout(state_dict)
     try:
         hub.load_state_dict_strict(net, state_dict, source=str(path))
     except CheckpointLayoutError as exc:
-        if found is not None and found != expected:
+        found = identify_layout(state_dict)  # the other VQFR version, or a GFPGAN, CodeFormer or DifFace file
+        if found in ("vqfr_v1", "vqfr_v2") and found != expected:
             other = "vqfr-v1" if found == "vqfr_v1" else "vqfr-v2"
             raise CheckpointLayoutError(
                 f"{path}: this is a {other} checkpoint, not {name}; use --restorer {other}") from exc
-        other_backend = identify_layout(state_dict)  # a GFPGAN, CodeFormer or DifFace file
-        if other_backend is not None and not other_backend.startswith("vqfr"):
-            raise CheckpointLayoutError(f"{path}: {describe_layout(other_backend)}, not a {name} checkpoint") from exc
+        if found is not None and not found.startswith("vqfr"):
+            raise CheckpointLayoutError(f"{path}: {describe_layout(found)}, not a {name} checkpoint") from exc
         raise CheckpointLayoutError(f"{exc} (expected the official {name} layout: VQFR_v1-33a1fac5.pth or "
                                     f"VQFR_v2.pth from TencentARC/VQFR, key params_ema or params)") from exc
 

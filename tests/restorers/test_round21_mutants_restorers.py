@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from restorever import hub
+from restorever.errors import CheckpointLayoutError
 from restorever.restorers import vqfr
 from restorever.restorers.checkpoints import identify_layout
 from tests.conftest import REFERENCE
@@ -174,3 +175,31 @@ def test_difface_cuda_graph_option_picks_the_graph_wrapper(difface_configs, cuda
     restorer._graphed.fn = lambda x, t: calls.append(1) or inner(x, t)
     restorer.restore(torch.rand(1, 3, 512, 512), seeds=[0])
     assert len(calls) == (restorer.start_step if cuda_graph else 0)
+
+
+def test_from_betas_refuses_betas_outside_zero_one():
+    """Mutant: ``ndim != 1 or not in (0, 1]`` -> ``and``: a 1-D schedule with a zero beta built tables of inf and
+    nan (``1 / (1 - abar)`` at abar = 1) without a word; the refusal names the valid range."""
+    from restorever.restorers.diffusion import DiffusionSchedule
+
+    good = torch.linspace(1e-4, 0.02, 10, dtype=torch.float64)
+    assert DiffusionSchedule.from_betas(torch.cat([good[:-1], torch.ones(1, dtype=torch.float64)])).num_timesteps \
+        == 10  # beta = 1 (the end of the range) is allowed
+    for bad in (torch.cat([torch.zeros(1, dtype=torch.float64), good[1:]]), -good, good * 60, good.view(2, 5)):
+        with pytest.raises(ValueError, match=r"betas must be a 1-D tensor with values in \(0, 1\]"):
+            DiffusionSchedule.from_betas(bad)
+
+
+@pytest.mark.parametrize("given,restorer", [("vqfr_v2", "v1"), ("vqfr_v1", "v2")])
+def test_vqfr_names_the_other_version_both_ways(tmp_path, reference_dir, given, restorer):
+    """Mutant: ``any`` -> ``all`` in vqfr's own copy of the v2 signature: a VQFR_v2.pth given to vqfr-v1 lost "use
+    --restorer vqfr-v2" (only the v1-to-v2 direction was tested). The copy is gone: the loader now asks
+    ``checkpoints.identify_layout``, the one place the layouts are judged."""
+    fx = torch.load(reference_dir / "fixtures" / f"vqfr_{restorer}_small.pt", weights_only=False)
+    net = vqfr.build_network(fx["arch"], fx["config"])
+    path = tmp_path / "other.pth"
+    torch.save({"params_ema": {k: torch.zeros(1) for k in _keys(LAYOUT_MANIFESTS[given])}}, path)
+    other = given.replace("_", "-")
+    with pytest.raises(CheckpointLayoutError, match=rf"this is a {other} checkpoint, not vqfr-{restorer}; "
+                                                    rf"use --restorer {other}$"):
+        vqfr.load_vqfr_weights(net, path, name=f"vqfr-{restorer}")
