@@ -203,3 +203,16 @@ def test_vqfr_names_the_other_version_both_ways(tmp_path, reference_dir, given, 
     with pytest.raises(CheckpointLayoutError, match=rf"this is a {other} checkpoint, not vqfr-{restorer}; "
                                                     rf"use --restorer {other}$"):
         vqfr.load_vqfr_weights(net, path, name=f"vqfr-{restorer}")
+
+
+def test_every_restorer_card_cites_the_paper_its_module_names():
+    """Mutant: vqfr's paper link changed: the methods' citation table (``reports/tables.py``) then linked another
+    page. Each card's paper is an arXiv abstract page whose id the module's docstring gives with the paper's title."""
+    from restorever.restorers import codeformer, difface, gfpgan
+
+    for module in (vqfr, difface, gfpgan, codeformer):
+        for name, card in module.CARDS.items():
+            for role, weight in card.weights.items():
+                assert weight.paper.startswith("https://arxiv.org/abs/"), (name, role)
+                number = weight.paper.removeprefix("https://arxiv.org/abs/")
+                assert f"arxiv.org/abs/{number}" in module.__doc__ or f"arXiv:{number})" in module.__doc__, name
