@@ -216,3 +216,14 @@ def test_every_restorer_card_cites_the_paper_its_module_names():
                 assert weight.paper.startswith("https://arxiv.org/abs/"), (name, role)
                 number = weight.paper.removeprefix("https://arxiv.org/abs/")
                 assert f"arxiv.org/abs/{number}" in module.__doc__ or f"arXiv:{number})" in module.__doc__, name
+
+
+def test_no_respacing_keeps_every_step_as_a_list():
+    """Mutant: ``list(range(n))`` -> ``range(n)`` for an empty respacing: the documented ``list[int]`` became a range,
+    which compares unequal to the list of the same steps (a caller's ``== [...]`` check fails silently)."""
+    from restorever.restorers.diffusion import DiffusionSchedule, space_timesteps
+
+    for respacing in ("", None, []):
+        kept = space_timesteps(20, respacing)
+        assert isinstance(kept, list) and kept == list(range(20))
+    assert DiffusionSchedule.create(20, "linear", None).timestep_map.tolist() == list(range(20))
