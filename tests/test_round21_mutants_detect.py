@@ -2,8 +2,14 @@
 gap a surviving mutant showed (docs/reliability.md, "Round 21: mutation testing, thirteenth pass")."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
 import torch
 
+from restorever import detectors as DT
 from restorever.restorers import codeformer
 
 
@@ -15,3 +21,30 @@ def test_codeformer_class_defaults_are_the_released_config():
     assert net.config == codeformer.CONFIG
     assert net.connect_list == ["32", "64", "128", "256"]
     assert sorted(net.fuse_convs_dict, key=int) == ["32", "64", "128", "256"]
+
+
+def _rgb(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path))
+    assert img is not None, f"cannot read {path}"
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+@pytest.fixture(scope="module")
+def lfw_photo(lfw_root) -> np.ndarray:
+    """A 250x250 LFW photo with one face about 100 px wide in the middle."""
+    return _rgb(lfw_root / "lfw-deepfunneled" / "Colin_Powell" / "Colin_Powell_0001.jpg")
+
+
+def test_create_detector_passes_options_to_mtcnn(lfw_photo):
+    """``create_detector("mtcnn", ...)`` hands its keyword options to the detector: an LFW photo shrunk to 80 px
+    (a face about 32 px wide) on a grey 250 px canvas is found with the default smallest face (20 px), not with 100 px
+    (the pyramid then starts at 0.12x, where the face is 4 px)."""
+    pytest.importorskip("facenet_pytorch")
+    canvas = np.full((250, 250, 3), 128, np.uint8)
+    canvas[85:165, 85:165] = cv2.resize(lfw_photo, (80, 80), interpolation=cv2.INTER_AREA)
+    big = DT.create_detector("mtcnn", min_face_size=100, batch_size=3, thresholds=(0.5, 0.6, 0.65))
+    assert big.batch_size == 3 and big._mtcnn.min_face_size == 100 and big._mtcnn.thresholds == [0.5, 0.6, 0.65]
+    assert big.detect([canvas]) == [None]
+    assert DT.create_detector("mtcnn").detect([canvas])[0] is not None
+    batched = DT.create_detector("mtcnn-batched", min_face_size=100)
+    assert batched._mtcnn.min_face_size == 100 and batched.detect([canvas]) == [None]
