@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from restorever import detectors as DT
-from restorever.restorers import codeformer
+from restorever.errors import UnknownNameError
+from restorever.restorers import codeformer, gfpgan
 
 
 def test_codeformer_class_defaults_are_the_released_config():
@@ -48,3 +49,37 @@ def test_create_detector_passes_options_to_mtcnn(lfw_photo):
     assert DT.create_detector("mtcnn").detect([canvas])[0] is not None
     batched = DT.create_detector("mtcnn-batched", min_face_size=100)
     assert batched._mtcnn.min_face_size == 100 and batched.detect([canvas]) == [None]
+
+
+@pytest.mark.parametrize("module,fixture", [(codeformer, "codeformer_small.pt"), (gfpgan, "gfpgan_small.pt")])
+def test_build_network_initialises_unless_told_not_to(module, fixture, reference_dir):
+    """``build_network(config)`` (what ``pretrained=False`` builds: random weights for benchmarks) holds the class's
+    own initialisation: under the same torch seed it equals the class built directly, every tensor (never
+    uninitialised memory); ``initialize=False`` gives the same names and shapes, in eval mode without gradients."""
+    config = torch.load(reference_dir / "fixtures" / fixture, weights_only=False)["config"]  # tests only
+    net_class = type(module.build_network(config))
+    torch.manual_seed(3)
+    built = module.build_network(config).state_dict()
+    torch.manual_seed(3)
+    direct = net_class(**config).state_dict()
+    assert list(built) == list(direct)
+    for key in direct:
+        assert torch.equal(built[key], direct[key]), key
+    bare = module.build_network(config, initialize=False)
+    assert not bare.training and not any(p.requires_grad for p in bare.parameters())
+    assert {k: v.shape for k, v in bare.state_dict().items()} == {k: v.shape for k, v in direct.items()}
+
+
+def test_every_listed_detector_is_one_create_detector_builds(tmp_path, monkeypatch):
+    """``list_detectors()`` (what a run's ``--detector`` is checked against) names exactly the detectors
+    ``create_detector`` knows: each with a paper but ``auto``; ``scrfd`` without its file is refused for the missing
+    file, naming it, never as an unknown name; a name outside the list is refused as unknown."""
+    monkeypatch.setenv("RESTOREVER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("RESTOREVER_SCRFD", raising=False)
+    assert set(DT.list_detectors()) == set(DT.DETECTOR_PAPERS) | {"auto"}
+    with pytest.raises(DT.DetectorWeightsNotFoundError, match="det_10g.onnx"):
+        DT.create_detector("scrfd")
+    with pytest.raises(UnknownNameError, match="unknown detector") as info:
+        DT.create_detector("retinaface")
+    assert "scrfd" in str(info.value) and "mtcnn-batched" in str(info.value)
