@@ -13,6 +13,8 @@ from restorever import detectors as DT
 from restorever.errors import UnknownNameError
 from restorever.restorers import codeformer, gfpgan
 
+from .test_detectors import KPS_OFFSETS, _synthetic_scrfd
+
 
 def test_codeformer_class_defaults_are_the_released_config():
     """``CodeFormer()`` with no arguments is the released network (``CONFIG``): same constructor record and the
@@ -83,3 +85,26 @@ def test_every_listed_detector_is_one_create_detector_builds(tmp_path, monkeypat
     with pytest.raises(UnknownNameError, match="unknown detector") as info:
         DT.create_detector("retinaface")
     assert "scrfd" in str(info.value) and "mtcnn-batched" in str(info.value)
+
+
+def test_scrfd_detect_faces_returns_every_face(tmp_path):
+    """``SCRFDDetector.detect_faces`` (``--faces all``) gives every face after NMS, highest score first, each equal to
+    ``detect_all``'s row; ``detect`` picks the one nearest the centre of the two; a blank image has none."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime is needed for the scrfd detector")
+    path = tmp_path / "det_10g.onnx"
+    _synthetic_scrfd(path)
+    det = DT.create_detector("scrfd", model_path=path)
+    img = np.zeros((320, 320, 3), np.uint8)
+    img[96:112, 64:80] = 255  # stride-32 cell (4, 6) of the 640 canvas
+    img[0:16, 0:16] = 245  # a dimmer "face" in the corner: a lower score (0.994 against 0.99994)
+    faces, blank = det.detect_faces([img, np.zeros((100, 100, 3), np.uint8)])
+    assert blank == []
+    scores, boxes, kps = det.detect_all(img)
+    assert len(faces) == 2 == len(scores)
+    assert [f.score for f in faces] == pytest.approx(scores.tolist()) and faces[0].score > faces[1].score
+    for face, box, points in zip(faces, boxes, kps):
+        np.testing.assert_allclose(face.box, box, atol=1e-4)
+        np.testing.assert_allclose(face.landmarks, points, atol=1e-4)
+    anchor = np.array([4 * 32, 6 * 32], np.float32)
+    np.testing.assert_allclose(faces[0].landmarks, (anchor + KPS_OFFSETS.reshape(5, 2) * 32) / 2, atol=1e-4)
+    np.testing.assert_allclose(det.detect([img])[0].landmarks, faces[0].landmarks)
