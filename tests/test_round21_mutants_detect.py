@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from restorever import detectors as DT
+from restorever import detectors as DT, hub
 from restorever.errors import UnknownNameError
 from restorever.restorers import codeformer, gfpgan
 
@@ -108,3 +108,29 @@ def test_scrfd_detect_faces_returns_every_face(tmp_path):
     anchor = np.array([4 * 32, 6 * 32], np.float32)
     np.testing.assert_allclose(faces[0].landmarks, (anchor + KPS_OFFSETS.reshape(5, 2) * 32) / 2, atol=1e-4)
     np.testing.assert_allclose(det.detect([img])[0].landmarks, faces[0].landmarks)
+
+
+def test_codeformer_one_non_finite_value_under_autocast_recomputes_in_float32(reference_dir, monkeypatch, caplog):
+    """A reduced-precision CodeFormer batch with a single NaN pixel (not all of them) is recomputed in float32: the
+    output equals the float32 restorer's and the warning says why."""
+    fx = torch.load(reference_dir / "fixtures" / "codeformer_small.pt", weights_only=False)  # tests only
+    restorer = codeformer.create("codeformer", pretrained=False, config=fx["config"], precision="fp32")
+    hub.load_state_dict_strict(restorer.net, fx["state_dict"], source="fixture")
+    images = (fx["inputs"]["x"][:1].clamp(-1, 1) + 1) / 2
+    with torch.inference_mode():
+        ref = restorer.forward(images)
+    original = restorer._network
+
+    def one_nan_under_autocast(x, amp):
+        out = original(x, None).clone()
+        if amp is not None:
+            out[0, 1, 5, 7] = float("nan")
+        return out
+
+    monkeypatch.setattr(restorer, "_network", one_nan_under_autocast)
+    restorer.precision = "bf16"
+    assert restorer.autocast_dtype(torch.device("cpu")) == torch.bfloat16
+    with torch.inference_mode():
+        out = restorer.forward(images)
+    assert torch.equal(out, ref)
+    assert "non-finite output under torch.bfloat16 autocast" in caplog.text
