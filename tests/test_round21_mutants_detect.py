@@ -134,3 +134,16 @@ def test_codeformer_one_non_finite_value_under_autocast_recomputes_in_float32(re
         out = restorer.forward(images)
     assert torch.equal(out, ref)
     assert "non-finite output under torch.bfloat16 autocast" in caplog.text
+
+
+def test_scrfd_on_the_cpu_asks_onnxruntime_for_its_cpu_provider(tmp_path, capfd):
+    """On the CPU the session is built with onnxruntime's own CPU provider at the first try: no "EP Error" banner
+    (onnxruntime prints one and retries on the CPU when it is handed a provider it does not know)."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime is needed for the scrfd detector")
+    path = tmp_path / "det_10g.onnx"
+    _synthetic_scrfd(path)
+    capfd.readouterr()
+    det = DT.create_detector("scrfd", model_path=path, device="cpu")
+    assert det.session.get_providers() == ["CPUExecutionProvider"]
+    printed = capfd.readouterr()
+    assert "EP Error" not in printed.out + printed.err
