@@ -2,18 +2,15 @@
 gap a surviving mutant showed (docs/reliability.md, "Round 21: mutation testing, thirteenth pass")."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
 import torch
 
 from restorever import detectors as DT, hub
-from restorever.errors import UnknownNameError
 from restorever.restorers import codeformer, gfpgan
 
-from .test_detectors import KPS_OFFSETS, _synthetic_scrfd
+from .test_detectors import KPS_OFFSETS, _rgb, _synthetic_scrfd
 
 
 def test_codeformer_class_defaults_are_the_released_config():
@@ -24,12 +21,6 @@ def test_codeformer_class_defaults_are_the_released_config():
     assert net.config == codeformer.CONFIG
     assert net.connect_list == ["32", "64", "128", "256"]
     assert sorted(net.fuse_convs_dict, key=int) == ["32", "64", "128", "256"]
-
-
-def _rgb(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path))
-    assert img is not None, f"cannot read {path}"
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 @pytest.fixture(scope="module")
@@ -70,21 +61,6 @@ def test_build_network_initialises_unless_told_not_to(module, fixture, reference
     bare = module.build_network(config, initialize=False)
     assert not bare.training and not any(p.requires_grad for p in bare.parameters())
     assert {k: v.shape for k, v in bare.state_dict().items()} == {k: v.shape for k, v in direct.items()}
-
-
-def test_every_listed_detector_is_one_create_detector_builds(tmp_path, monkeypatch):
-    """``list_detectors()`` (what a run's ``--detector`` is checked against) names exactly the detectors
-    ``create_detector`` knows: each with a paper but ``auto``; ``scrfd`` without its file is refused for the missing
-    file, naming it, never as an unknown name; a name outside the list is refused as unknown."""
-    monkeypatch.setenv("RESTOREVER_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.delenv("RESTOREVER_SCRFD", raising=False)
-    assert set(DT.list_detectors()) == set(DT.DETECTOR_PAPERS) | {"auto"}
-    with pytest.raises(DT.DetectorWeightsNotFoundError, match="det_10g.onnx"):
-        DT.create_detector("scrfd")
-    with pytest.raises(UnknownNameError, match="unknown detector") as info:
-        DT.create_detector("retinaface")
-    assert "scrfd" in str(info.value) and "mtcnn-batched" in str(info.value)
 
 
 def test_scrfd_detect_faces_returns_every_face(tmp_path):
