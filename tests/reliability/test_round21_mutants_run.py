@@ -45,3 +45,22 @@ def test_an_embedding_probe_runs_only_with_the_age_bins_it_was_fitted_on(tmp_pat
     other = IdentConfig(attribute_model=path, age_bins=[13, 20, 60])
     with pytest.raises(RestoreverError, match=r"has age bins \[30.0, 50.0, 70.0\]; refit it with --age-bins"):
         _attribute_model(other, attribute_settings(other, {}), [])
+
+
+def test_limit_pairs_deals_one_pair_per_group_in_turn_and_stops_at_n(lfw_root):
+    """``--limit-pairs 25`` on LFW View 2 (10 folds x 2 classes): the first pair of each of the 20 groups, then the
+    second pair of the first five groups visited (fold 1 same, fold 1 different, fold 2 same, ...), and no more.
+    Taking a group's next pair while the subset was already full (``and`` made ``or``) went unseen because every
+    tested size was a multiple of 20."""
+    from restorever.pipeline.evaluate import limit_pairs
+    from restorever.protocol import load_protocol
+
+    pairs = load_protocol("lfw", data_root=lfw_root).pairs
+    # each fold is 300 matched then 300 mismatched pairs after the header line: group starts at lines 2, 302, ...
+    first = [2 + 300 * g for g in range(20)]
+    second = [3 + 300 * g for g in range(5)]
+    for n, expected in ((25, first + second), (7, first[:7]), (2, first[:2])):
+        subset = limit_pairs(pairs, n)
+        assert sorted(subset.lines) == sorted(expected), n
+        assert len(subset) == n and subset.lines == sorted(subset.lines)
+        assert set(subset.same.tolist()) == {0, 1}  # both classes, even for n = 2
