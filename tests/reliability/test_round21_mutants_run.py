@@ -64,3 +64,52 @@ def test_limit_pairs_deals_one_pair_per_group_in_turn_and_stops_at_n(lfw_root):
         assert sorted(subset.lines) == sorted(expected), n
         assert len(subset) == n and subset.lines == sorted(subset.lines)
         assert set(subset.same.tolist()) == {0, 1}  # both classes, even for n = 2
+
+
+def _blank_root(faces_root, tmp_path):
+    """A data root with two photos of each of three people and one grey image (no face) in ``c/``, and a pairs
+    CSV with folds that uses the grey image in two pairs (lines 5 and 7)."""
+    import shutil
+
+    from PIL import Image
+
+    people = {"a": "ben_afflek", "b": "elton_john", "c": "madonna"}
+    for short, name in people.items():
+        (tmp_path / short).mkdir(parents=True)
+        for k in (1, 2):
+            shutil.copy(faces_root / name / f"{name}_{k:04d}.jpg", tmp_path / short / f"{short}{k}.jpg")
+    Image.new("RGB", (250, 250), (128, 128, 128)).save(tmp_path / "c" / "grey.png")
+    rows = [("a/a1.jpg", "a/a2.jpg", 1, 0), ("b/b1.jpg", "b/b2.jpg", 1, 1), ("a/a1.jpg", "b/b1.jpg", 0, 0),
+            ("c/c1.jpg", "c/grey.png", 1, 1), ("b/b2.jpg", "c/c2.jpg", 0, 1), ("c/grey.png", "a/a2.jpg", 0, 0),
+            ("c/c1.jpg", "c/c2.jpg", 1, 0)]
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("path_a,path_b,same,fold\n" + "".join(f"{a},{b},{s},{f}\n" for a, b, s, f in rows))
+    return csv, rows
+
+
+def test_a_skipped_image_s_pairs_are_recorded_whole_and_every_other_pair_is_scored_once(faces_root, tmp_path):
+    """``--on-error skip``: each pair of the grey image is listed under ``skipped`` with its line, both images, the
+    reason, its label and fold (an entry without ``a``, ``b`` or ``fold`` went unseen), and each other pair is scored
+    exactly once, in file order, with its own label and fold, in every condition."""
+    from restorever.pipeline.evaluate import EvalConfig, evaluate
+
+    csv, rows = _blank_root(faces_root, tmp_path / "data")
+    record = evaluate(EvalConfig(protocol="pairs-csv", pairs=str(csv), data_root=str(tmp_path / "data"),
+                                 scales=[8], on_error="skip", seed=0, cache_dir=str(tmp_path / "cache")),
+                      progress=False)
+    proto = record["protocol"]
+    reason = f"{tmp_path / 'data' / 'c' / 'grey.png'}: no face found by mtcnn"
+    assert proto["skipped"] == [
+        {"pair": 5, "a": "c/c1.jpg", "b": "c/grey.png", "reason": reason, "same": 1, "fold": 1},
+        {"pair": 7, "a": "c/grey.png", "b": "a/a2.jpg", "reason": reason, "same": 0, "fold": 0}]
+    assert proto["failed_images"] == [{"image": "c/grey.png", "reason": reason}]
+    assert proto["pairs"] == 5 and proto["pairs_requested"] == 7 and proto["images"] == 6
+    kept = [r for r in rows if "c/grey.png" not in r[:2]]
+    assert record["pairs"] == {"a": [r[0] for r in kept], "b": [r[1] for r in kept]}
+    assert [c["scale"] for c in record["conditions"]] == [None, 8]
+    for condition in record["conditions"]:
+        scores = condition["scores"]
+        assert scores["same"] == [r[2] for r in kept] and scores["fold"] == [r[3] for r in kept]
+        assert len(scores["score"]) == 5
+    assert {r["item"] for r in record["degradation_records"]} == {r[1] for r in kept}  # the probes, each once
+    assert len(record["degradation_records"]) == 4  # c/c2.jpg is the probe of two pairs, drawn once
