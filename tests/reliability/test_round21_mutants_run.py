@@ -113,3 +113,34 @@ def test_a_skipped_image_s_pairs_are_recorded_whole_and_every_other_pair_is_scor
         assert len(scores["score"]) == 5
     assert {r["item"] for r in record["degradation_records"]} == {r[1] for r in kept}  # the probes, each once
     assert len(record["degradation_records"]) == 4  # c/c2.jpg is the probe of two pairs, drawn once
+
+
+def test_a_protocol_s_fallback_landmarks_rescue_a_missed_face_and_only_that(faces_root, tmp_path):
+    """A protocol declaring ``alignment.fallback_landmarks`` (a user's own, for centred faces) gives them to the
+    image where no face was found, so its pairs are scored; the faces found keep theirs, and an unreadable image is
+    still skipped. Reading another section (``alignment`` renamed) or the test negated went unseen: no shipped
+    protocol declares them."""
+    import numpy as np
+
+    from restorever.pipeline.evaluate import EvalConfig, build_context
+    from restorever.pipeline.landmarks import apply_error_policy, apply_fallback_landmarks, landmark_stage
+    from restorever.protocol import load_protocol
+
+    csv, rows = _blank_root(faces_root, tmp_path / "data")
+    (tmp_path / "data" / "c" / "broken.jpg").write_bytes(b"not a JPEG")
+    csv.write_text(csv.read_text() + "c/broken.jpg,a/a1.jpg,0,1\n")
+    points = [[95.0, 115.0], [155.0, 115.0], [125.0, 145.0], [100.0, 175.0], [150.0, 175.0]]
+    spec = tmp_path / "centred.yaml"
+    spec.write_text(f"include: pairs-csv\nprotocol: centred\nalignment: {{fallback_landmarks: {points}}}\n")
+    protocol = load_protocol(str(spec), data_root=tmp_path / "data", pairs=csv)
+    ctx = build_context(EvalConfig(protocol=str(spec), cache_dir=str(tmp_path / "cache")), protocol)
+    items = protocol.pairs.images()
+    info = landmark_stage(protocol, items, detector="mtcnn", device=ctx.device, cache=ctx.cache, progress=False)
+    found = {i: info[i].landmarks.copy() for i in items if info[i].landmarks is not None}
+    assert sorted(found) == sorted(({r[0] for r in rows} | {r[1] for r in rows}) - {"c/grey.png"})
+    assert apply_fallback_landmarks(protocol, info) == ["c/grey.png"]
+    assert np.array_equal(info["c/grey.png"].landmarks, np.asarray(points, np.float32))
+    assert info["c/grey.png"].error is None and not info["c/grey.png"].no_face
+    assert all(np.array_equal(info[i].landmarks, lm) for i, lm in found.items())  # the found faces keep theirs
+    assert list(apply_error_policy(info, "skip")) == ["c/broken.jpg"]  # unreadable: no landmarks to fall back on
+    assert info["c/broken.jpg"].landmarks is None
