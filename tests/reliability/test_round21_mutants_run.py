@@ -144,3 +144,37 @@ def test_a_protocol_s_fallback_landmarks_rescue_a_missed_face_and_only_that(face
     assert all(np.array_equal(info[i].landmarks, lm) for i, lm in found.items())  # the found faces keep theirs
     assert list(apply_error_policy(info, "skip")) == ["c/broken.jpg"]  # unreadable: no landmarks to fall back on
     assert info["c/broken.jpg"].landmarks is None
+
+
+def test_leaving_the_lock_releases_it_while_the_lock_object_is_still_alive(tmp_path):
+    """``__exit__`` must release the ``flock`` itself: with the release skipped, the lock was still let go when the
+    unreferenced object was collected, so the tests passed; a reference kept alive (a caught error's traceback in a
+    notebook, ``with RunLock(out) as lock``) kept the folder locked against the same process's next run."""
+    lock = RunLock(tmp_path)
+    with lock:
+        pass
+    with RunLock(tmp_path):  # ``lock`` is alive: only its own __exit__ can have released the flock
+        pass
+    kept = []
+    try:
+        with RunLock(tmp_path) as held:
+            raise ValueError("the run failed")
+    except ValueError as exc:
+        kept.append((held, exc))  # the error and the lock object kept, as a notebook keeps the last traceback
+    with RunLock(tmp_path):
+        assert (tmp_path / ".restorever.lock").read_text() == f"pid {os.getpid()}"
+    assert kept[0][0]._fh is None  # its file closed, not left to the garbage collector
+
+
+def test_a_scale_must_be_a_positive_whole_number_and_x1_is_one():
+    """``x1`` (blur, noise and JPEG at full size) is a valid scale; 0 and negative scales are refused with the
+    option named. ``< 1`` made ``<= 1`` (x1 refused) and ``or`` made ``and`` (0 taken) went unseen."""
+    from restorever.errors import ConfigError
+    from restorever.pipeline.evaluate import EvalConfig
+
+    config = EvalConfig(scales=[1, "2", 4.0])
+    config.validate()
+    assert config.scales == [1, 2, 4]
+    for bad in ([0], [-4], [1, 0], ["x"], [2.5]):
+        with pytest.raises(ConfigError, match=r"scales.*must be positive integers"):
+            EvalConfig(scales=bad).validate()
