@@ -113,6 +113,9 @@ def test_a_skipped_image_s_pairs_are_recorded_whole_and_every_other_pair_is_scor
         assert len(scores["score"]) == 5
     assert {r["item"] for r in record["degradation_records"]} == {r[1] for r in kept}  # the probes, each once
     assert len(record["degradation_records"]) == 4  # c/c2.jpg is the probe of two pairs, drawn once
+    # a fresh cache: the landmarks of the 7 images, the clean embeddings of the 6 kept, the x8 ones of the 4 probes
+    # (``none`` is not cached); no detector ran on a degraded crop, as the clean alignment asks
+    assert record["cache"]["misses"] == 7 + 6 + 4 and record["cache"]["hits"] == 0
 
 
 def test_a_protocol_s_fallback_landmarks_rescue_a_missed_face_and_only_that(faces_root, tmp_path):
