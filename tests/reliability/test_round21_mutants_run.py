@@ -181,3 +181,39 @@ def test_a_scale_must_be_a_positive_whole_number_and_x1_is_one():
     for bad in ([0], [-4], [1, 0], ["x"], [2.5]):
         with pytest.raises(ConfigError, match=r"scales.*must be positive integers"):
             EvalConfig(scales=bad).validate()
+
+
+def test_a_pixel_model_s_raw_and_reweighted_probabilities_are_not_swapped(tmp_path):
+    """For a pixel attribute model the embedding stage stores its probability vectors; ``raw`` must be those
+    vectors split per attribute, ``reweighted`` the ``--reweight`` checkpoint's module applied to them. The test
+    negated (raw reweighted and reweighted raw) went unseen: the CLI run only checks both sections exist."""
+    import numpy as np
+
+    pytest.importorskip("onnxruntime", reason="the onnx extra runs genderage.onnx")
+    from restorever.attributes import load_attribute_model
+    from restorever.attributes.groups import AgeGroups, AttributeSchema
+    from restorever.attributes.predictor import FitOptions, fit_attribute_predictor
+    from restorever.pipeline.identification import _predict
+
+    from ..attributes.test_insightface import _model
+    from ..attributes.test_probe_reweighting import synthetic
+
+    pixel = load_attribute_model("insightface-genderage", weights={"model": str(_model(tmp_path / "ga.onnx"))})
+    schema = pixel.schema
+    x, labels, people = synthetic(n_people=12, per_person=3)
+    probe, _ = fit_attribute_predictor(x, labels, people, AttributeSchema(AgeGroups.parse(
+        list(schema.age_groups.edges))), recognizer="dlib", options=FitOptions(folds=2, reweight_hidden=2,
+                                                                                max_iter=20))
+    rng = np.random.default_rng(1)
+    vectors = np.concatenate([rng.dirichlet([1] * n, 5) for n in schema.sizes.values()], axis=1)
+    names = [f"q{i}" for i in range(5)]  # people the module never saw: the final module refines them
+    raw = _predict(pixel, schema, probe, vectors, names, reweighted=False)
+    refined = _predict(pixel, schema, probe, vectors, names, reweighted=True)
+    expected = probe.refine(vectors, people=names)
+    for a, n in schema.sizes.items():
+        start = sum(list(schema.sizes.values())[:list(schema.sizes).index(a)])
+        np.testing.assert_array_equal(raw[a], vectors[:, start:start + n])
+        np.testing.assert_allclose(refined[a], expected[a])
+        assert not np.allclose(refined[a], raw[a])  # the module changes them: the two are told apart
+    with pytest.raises(RestoreverError, match="no re-weighting module of its own; pass --reweight PATH"):
+        _predict(pixel, schema, "own", vectors, names, reweighted=True)
