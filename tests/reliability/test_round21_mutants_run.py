@@ -217,3 +217,23 @@ def test_a_pixel_model_s_raw_and_reweighted_probabilities_are_not_swapped(tmp_pa
         assert not np.allclose(refined[a], raw[a])  # the module changes them: the two are told apart
     with pytest.raises(RestoreverError, match="no re-weighting module of its own; pass --reweight PATH"):
         _predict(pixel, schema, "own", vectors, names, reweighted=True)
+
+
+def test_a_probe_fitted_on_other_weights_names_every_file_of_both_sides(caplog):
+    """A recognizer with two weight files (roles) is compared as a set of ``(role, sha256)``: the same files in
+    another order pass, one other file is refused, and the message lists each side's files as ``role sha12``
+    separated by commas (another separator went unseen: dlib has one file)."""
+    from restorever.pipeline.identification import _check_fitted_weights
+
+    run = [("model", "a" * 64), ("detector", "b" * 64)]
+    _check_fitted_weights("probe.pt", [["detector", "b" * 64], ["model", "a" * 64]], run)
+    with pytest.raises(RestoreverError) as refused:
+        _check_fitted_weights("probe.pt", [["detector", "b" * 64], ["model", "c" * 64]], run)
+    assert str(refused.value).startswith(
+        f"attribute model probe.pt was fitted on recognizer weights detector {'b' * 12}, model {'c' * 12}; this run "
+        f"loads detector {'b' * 12}, model {'a' * 12}. Use the same --recognizer-weights")
+    with pytest.raises(RestoreverError, match=r"fitted on recognizer weights none; this run loads detector"):
+        _check_fitted_weights("probe.pt", [], run)
+    with caplog.at_level("WARNING"):
+        _check_fitted_weights("old.pt", None, run)  # made before the weights were recorded: a warning only
+    assert "attribute model old.pt does not record which recognizer weights" in caplog.text
