@@ -237,3 +237,26 @@ def test_a_probe_fitted_on_other_weights_names_every_file_of_both_sides(caplog):
     with caplog.at_level("WARNING"):
         _check_fitted_weights("old.pt", None, run)  # made before the weights were recorded: a warning only
     assert "attribute model old.pt does not record which recognizer weights" in caplog.text
+
+
+def test_the_index_asked_for_is_the_index_the_gallery_is_built_with(lfw_root, tmp_path, caplog):
+    """``--index ivf --ivf-nlist 64`` must reach the gallery index (here 10 entries, too few for 64 lists: searched
+    exactly, with the warning that says why) and the default flat index must ask for no lists. The if-expression
+    swapped (flat runs built as IVF, IVF runs as flat) went unseen: small galleries are searched exactly either way,
+    while a full LFW gallery would have been searched approximately under ``index: flat``."""
+    from restorever.pipeline.identification import IdentConfig, evaluate_identification
+
+    small = dict(data_root=str(lfw_root), min_images=100, max_probes_per_person=2, max_distractors=5,
+                 cache_dir=str(tmp_path / "cache"))
+    with caplog.at_level("WARNING", logger="restorever.retrieval"):
+        flat = evaluate_identification(IdentConfig(**small), progress=False)
+    assert flat["index"]["index"] == "flat" and flat["index"]["size"] == 10
+    assert "an IVF index was asked for" not in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="restorever.retrieval"):
+        ivf = evaluate_identification(IdentConfig(**small, index="ivf", ivf_nlist=64), progress=False)
+    assert "an IVF index was asked for, but the gallery is searched exactly (flat): 10 entries are fewer than " \
+           "39 per list x 64 lists" in caplog.text
+    timing = ("search_s", "search_ms_per_query")
+    assert {k: v for k, v in ivf["conditions"][0]["retrieval"].items() if k not in timing} == \
+        {k: v for k, v in flat["conditions"][0]["retrieval"].items() if k not in timing}  # both exact
