@@ -260,3 +260,22 @@ def test_the_index_asked_for_is_the_index_the_gallery_is_built_with(lfw_root, tm
     timing = ("search_s", "search_ms_per_query")
     assert {k: v for k, v in ivf["conditions"][0]["retrieval"].items() if k not in timing} == \
         {k: v for k, v in flat["conditions"][0]["retrieval"].items() if k not in timing}  # both exact
+
+
+def test_a_protocol_asking_identification_for_another_similarity_is_the_protocol_s_error():
+    """``scoring.similarity: euclidean`` in an identification protocol is the protocol file's fault (a
+    ``ProtocolError`` naming the protocol and the fix), the same value from the command line the option's
+    (``ConfigError``). Reading another source key turned the first into the second and went unseen."""
+    from restorever.errors import ConfigError, ProtocolError
+    from restorever.pipeline.identification import IdentConfig, search_similarity
+    from restorever.pipeline.protocol_defaults import resolve_protocol_defaults
+    from restorever.protocol_specs import load_spec
+
+    spec, _ = load_spec("lfw-ident")
+    euclidean = {**spec, "scoring": {**spec.get("scoring", {}), "similarity": "euclidean"}}
+    with pytest.raises(ProtocolError, match=r"protocol lfw-ident: scoring.similarity: identification searches by "
+                                            r"cosine similarity; got 'euclidean'; set it to cosine"):
+        search_similarity(resolve_protocol_defaults(IdentConfig(), euclidean))
+    with pytest.raises(ConfigError) as option:
+        search_similarity(resolve_protocol_defaults(IdentConfig(similarity="euclidean"), spec))
+    assert not isinstance(option.value, ProtocolError) and "similarity" in str(option.value)
