@@ -87,11 +87,21 @@ def _blank_root(faces_root, tmp_path):
     return csv, rows
 
 
-def test_a_skipped_image_s_pairs_are_recorded_whole_and_every_other_pair_is_scored_once(faces_root, tmp_path):
+def test_a_skipped_image_s_pairs_are_recorded_whole_and_every_other_pair_is_scored_once(faces_root, tmp_path,
+                                                                                          monkeypatch):
     """``--on-error skip``: each pair of the grey image is listed under ``skipped`` with its line, both images, the
     reason, its label and fold (an entry without ``a``, ``b`` or ``fold`` went unseen), and each other pair is scored
-    exactly once, in file order, with its own label and fold, in every condition."""
+    exactly once, in file order, with its own label and fold, in every condition. ``progress=False`` reaches every
+    stage's bar (``progress and is_main`` made ``or`` showed them anyway; bars draw only on a terminal)."""
+    import restorever.pipeline.evaluate as ev
+    import restorever.pipeline.landmarks as lm
     from restorever.pipeline.evaluate import EvalConfig, evaluate
+
+    asked = []
+    for module in (ev, lm):
+        real = module.progress_bar
+        monkeypatch.setattr(module, "progress_bar", lambda it, total, desc, enabled, real=real: (
+            asked.append((desc, enabled)), real(it, total, desc, enabled))[1])
 
     csv, rows = _blank_root(faces_root, tmp_path / "data")
     record = evaluate(EvalConfig(protocol="pairs-csv", pairs=str(csv), data_root=str(tmp_path / "data"),
@@ -116,6 +126,7 @@ def test_a_skipped_image_s_pairs_are_recorded_whole_and_every_other_pair_is_scor
     # a fresh cache: the landmarks of the 7 images, the clean embeddings of the 6 kept, the x8 ones of the 4 probes
     # (``none`` is not cached); no detector ran on a degraded crop, as the clean alignment asks
     assert record["cache"]["misses"] == 7 + 6 + 4 and record["cache"]["hits"] == 0
+    assert {desc for desc, _ in asked} == {"landmarks", "embeddings"} and not any(on for _, on in asked)
 
 
 def test_a_protocol_s_fallback_landmarks_rescue_a_missed_face_and_only_that(faces_root, tmp_path):
@@ -279,3 +290,20 @@ def test_a_protocol_asking_identification_for_another_similarity_is_the_protocol
     with pytest.raises(ConfigError) as option:
         search_similarity(resolve_protocol_defaults(IdentConfig(similarity="euclidean"), spec))
     assert not isinstance(option.value, ProtocolError) and "similarity" in str(option.value)
+
+
+def test_attribute_settings_fall_back_to_the_schema_s_own_defaults():
+    """A protocol without an ``attributes`` section and no options: filter gender and age at 0.9, tolerance 1, and
+    the age edges of the default :class:`AgeGroups` (13, 20, 60), so a probe fitted with defaults matches a run
+    with defaults. Other default edges went unseen: ``lfw-ident`` states its own."""
+    from restorever.attributes.groups import AgeGroups
+    from restorever.pipeline.identification import IdentConfig, attribute_settings
+
+    assert attribute_settings(IdentConfig(), {}) == {"filter": ["gender", "age"], "threshold": 0.9,
+                                                     "age_tolerance": 1,
+                                                     "age_bins": [float(e) for e in AgeGroups().edges]}
+    assert AgeGroups().edges == (13, 20, 60)
+    given = IdentConfig(attribute_filter=["age", "age"], filter_threshold=0.5, age_tolerance=0, age_bins=[30, 50])
+    assert attribute_settings(given, {"attributes": {"age_bins": [1, 2]}}) == {
+        "filter": ["age"], "threshold": 0.5, "age_tolerance": 0, "age_bins": [30, 50]}
+
