@@ -307,3 +307,24 @@ def test_attribute_settings_fall_back_to_the_schema_s_own_defaults():
     assert attribute_settings(given, {"attributes": {"age_bins": [1, 2]}}) == {
         "filter": ["age"], "threshold": 0.5, "age_tolerance": 0, "age_bins": [30, 50]}
 
+
+
+def test_a_filter_on_an_attribute_the_model_lacks_names_the_filter_that_works(lfw_root, tmp_path):
+    """A probe fitted for gender only, asked to filter by gender and age, must say to pass ``--attribute-filter
+    gender``; asked for age alone, ``--attribute-filter none``. The two fixes swapped went unseen."""
+    from restorever.attributes.groups import AttributeSchema
+    from restorever.attributes.predictor import FitOptions, fit_attribute_predictor
+    from restorever.pipeline.identification import IdentConfig, evaluate_identification
+
+    from ..attributes.test_probe_reweighting import synthetic
+
+    x, labels, people = synthetic(n_people=12, per_person=3, dim=128)
+    model, _ = fit_attribute_predictor(x, {"gender": labels["gender"]}, people, AttributeSchema(attributes=("gender",)),
+                                       recognizer="dlib", options=FitOptions(folds=2, max_iter=20), reweight=False)
+    path = str(model.save(tmp_path / "gender.pt"))
+    small = dict(data_root=str(lfw_root), min_images=100, max_probes_per_person=2, max_distractors=5,
+                 cache_dir=str(tmp_path / "cache"), attribute_model=path)
+    for asked, fix in ((["gender", "age"], "--attribute-filter gender"), (["age"], "--attribute-filter none")):
+        with pytest.raises(RestoreverError, match=rf"--attribute-filter age: the attribute model does not predict it "
+                                                  rf"\(it predicts gender\); pass {fix}$"):
+            evaluate_identification(IdentConfig(**small, attribute_filter=asked), progress=False)
