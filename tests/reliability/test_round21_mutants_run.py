@@ -127,6 +127,8 @@ def test_a_skipped_image_s_pairs_are_recorded_whole_and_every_other_pair_is_scor
     # (``none`` is not cached); no detector ran on a degraded crop, as the clean alignment asks
     assert record["cache"]["misses"] == 7 + 6 + 4 and record["cache"]["hits"] == 0
     assert {desc for desc, _ in asked} == {"landmarks", "embeddings"} and not any(on for _, on in asked)
+    timings = record["timings"]  # every stage's seconds lie within the run's
+    assert all(0 <= timings[k] <= timings["total_s"] for k in ("landmarks_s", "embeddings_s", "align_s", "embed_s"))
 
 
 def test_a_protocol_s_fallback_landmarks_rescue_a_missed_face_and_only_that(faces_root, tmp_path):
