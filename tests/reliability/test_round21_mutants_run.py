@@ -330,3 +330,21 @@ def test_a_filter_on_an_attribute_the_model_lacks_names_the_filter_that_works(lf
         with pytest.raises(RestoreverError, match=rf"--attribute-filter age: the attribute model does not predict it "
                                                   rf"\(it predicts gender\); pass {fix}$"):
             evaluate_identification(IdentConfig(**small, attribute_filter=asked), progress=False)
+
+
+def test_a_pixel_model_run_records_its_attribute_stage_seconds_within_the_run_s(lfw_root, tmp_path):
+    """The attribute stage of a pixel model is timed as ``now - start`` (``+`` recorded the clock's reading plus
+    the start, a number of days, unseen): every stage's seconds lie within ``total_s``."""
+    pytest.importorskip("onnxruntime", reason="the onnx extra runs genderage.onnx")
+    from restorever.pipeline.identification import IdentConfig, evaluate_identification
+
+    from ..attributes.test_insightface import _model
+
+    record = evaluate_identification(IdentConfig(
+        data_root=str(lfw_root), min_images=100, max_probes_per_person=2, max_distractors=5,
+        cache_dir=str(tmp_path / "cache"), attribute_model="insightface-genderage",
+        attribute_weights={"model": str(_model(tmp_path / "ga.onnx"))}, attribute_filter=["gender"],
+        filter_threshold=0.5), progress=False)
+    timings = record["timings"]
+    assert record["attribute_model"]["kind"] == "image"
+    assert all(0 <= timings[k] <= timings["total_s"] for k in ("landmarks_s", "embeddings_s", "attributes_s"))
