@@ -166,11 +166,11 @@ def load_vqfr_weights(net: nn.Module, path: str | os.PathLike, *, name: str) -> 
         hub.load_state_dict_strict(net, state_dict, source=str(path))
     except CheckpointLayoutError as exc:
         found = identify_layout(state_dict)  # the other VQFR version, or a GFPGAN, CodeFormer or DifFace file
-        if found in ("vqfr_v1", "vqfr_v2") and found != expected:
-            other = "vqfr-v1" if found == "vqfr_v1" else "vqfr-v2"
-            raise CheckpointLayoutError(
-                f"{path}: this is a {other} checkpoint, not {name}; use --restorer {other}") from exc
-        if found is not None and not found.startswith("vqfr"):
+        if found is not None and found != expected:
+            if found.startswith("vqfr"):
+                other = found.replace("_", "-")
+                raise CheckpointLayoutError(
+                    f"{path}: this is a {other} checkpoint, not {name}; use --restorer {other}") from exc
             raise CheckpointLayoutError(f"{path}: {describe_layout(found)}, not a {name} checkpoint") from exc
         raise CheckpointLayoutError(f"{exc} (expected the official {name} layout: VQFR_v1-33a1fac5.pth or "
                                     f"VQFR_v2.pth from TencentARC/VQFR, key params_ema or params)") from exc
