@@ -39,6 +39,19 @@ def brute_force_threshold(train_s, train_y) -> tuple[float, float]:
     return min(t for t, a in zip(candidates, accs) if a == best), best
 
 
+def two_face_canvas(faces_root: Path):
+    """``(canvas, small, large)``: a 480x300 grey PIL image holding two real faces, Ben Affleck's photo (``small``)
+    at its own size on the left and Madonna's shrunk to 240x240 (``large``, the larger face) on the right."""
+    from PIL import Image
+
+    small = Image.open(faces_root / "ben_afflek" / "ben_afflek_0003.jpg").convert("RGB")
+    large = Image.open(faces_root / "madonna" / "madonna_0003.jpg").convert("RGB").resize((240, 240))
+    canvas = Image.new("RGB", (480, 300), (128, 128, 128))
+    canvas.paste(small, (20, 80))
+    canvas.paste(large, (220, 30))
+    return canvas, small, large
+
+
 def _require(path: Path) -> Path:
     if not path.exists():
         pytest.fail(f"{path} is missing: tests need ../shared beside the checkout (or RESTOREVER_SHARED)")

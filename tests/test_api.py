@@ -23,6 +23,7 @@ from restorever.images import read_image, to_tensor
 from restorever.metrics import best_threshold, score_pairs
 from restorever.pipeline.evaluate import EvalConfig, build_context, embed_conditions, evaluate, item_seed
 from restorever.pipeline.landmarks import landmark_stage
+from tests.conftest import two_face_canvas
 
 REPO = Path(__file__).resolve().parent.parent
 PAIRS = [("ben_afflek/ben_afflek_0001.jpg", "ben_afflek/ben_afflek_0005.jpg", 1),
@@ -192,11 +193,7 @@ def test_similarity_verify_and_thresholds(pipe, eval_run, faces_root):
 
 
 def test_detect_and_face_selection(pipe, faces_root, tmp_path):
-    small = Image.open(faces_root / "ben_afflek" / "ben_afflek_0003.jpg").convert("RGB")
-    large = Image.open(faces_root / "madonna" / "madonna_0003.jpg").convert("RGB").resize((240, 240))
-    canvas = Image.new("RGB", (480, 300), (128, 128, 128))
-    canvas.paste(small, (20, 80))
-    canvas.paste(large, (220, 30))
+    canvas, small, large = two_face_canvas(faces_root)
     faces = pipe.detect(canvas)[0]
     assert len(faces) == 2 and isinstance(faces[0], Face)
     assert faces[0].area > faces[1].area and faces[0].box[0] > 200 > faces[1].box[2]  # largest (right) first

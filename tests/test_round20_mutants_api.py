@@ -18,7 +18,7 @@ from restorever.api import Face, FacePipeline, RestoreThenEmbed
 from restorever.api.faces import _iou, sort_largest_first
 from restorever.api.inputs import flatten_images, load_image
 from restorever.errors import ConfigError, FaceNotFoundError, ImageError
-from tests.conftest import REPO
+from tests.conftest import REPO, two_face_canvas
 
 
 
@@ -166,11 +166,7 @@ def test_scale_one_is_a_degradation_and_zero_is_refused(pipe, faces_root):
 def test_every_face_is_seeded_by_its_item_id_and_paste_order(pipe, faces_root):
     """``face="all"`` restores face k of an image as ``face=<its landmarks>`` with item id ``"{id}#{k}"`` (k:
     smallest box first); ``min_face_size`` leaves out the faces with a shorter box side, 0 keeps every face."""
-    small = Image.open(faces_root / "ben_afflek" / "ben_afflek_0003.jpg").convert("RGB")
-    large = Image.open(faces_root / "madonna" / "madonna_0003.jpg").convert("RGB").resize((240, 240))
-    canvas = Image.new("RGB", (480, 300), (128, 128, 128))
-    canvas.paste(small, (20, 80))
-    canvas.paste(large, (220, 30))
+    canvas = two_face_canvas(faces_root)[0]
     found = pipe.detect(canvas)[0]  # largest first: Madonna, Ben
     assert len(found) == 2
     every = pipe.restore(canvas, paste_back=False, face="all", degrade=8, item_ids=["group"], min_face_size=0)
