@@ -185,6 +185,35 @@ def test_reduced_precision_stays_close(fx):
     assert half.dtype == images.dtype and 0 < diff.mean().item() < 0.02 and diff.max().item() < 0.3
 
 
+class _NaNUnderAutocast(torch.nn.Module):
+    """The network, with one pixel of its image made NaN whenever it runs under autocast (records each dtype)."""
+
+    def __init__(self, net: gfpgan.GFPGANv1Clean):
+        super().__init__()
+        self.inner = net
+        self.autocast_dtypes: list[torch.dtype | None] = []
+
+    def forward(self, x, noise=None, autocast_dtype=None):
+        self.autocast_dtypes.append(autocast_dtype)
+        out = self.inner(x, noise=noise, autocast_dtype=autocast_dtype)
+        if autocast_dtype is None:
+            return out
+        image = out["image"].clone()
+        image[0, 1, 5, 7] = float("nan")
+        return {**out, "image": image}
+
+
+def test_non_finite_autocast_batch_recomputed_in_fp32(fx, caplog):
+    images = (fx["inputs"]["x"] + 1) / 2
+    ref = _small_restorer(fx, noise="stored", quantize_output=False).restore(images)
+    half = _small_restorer(fx, noise="stored", quantize_output=False, precision="bf16")
+    half.net = _NaNUnderAutocast(half.net)
+    out = half.restore(images)
+    assert half.net.autocast_dtypes == [torch.bfloat16, None]  # the bf16 try, then one float32 recompute
+    assert torch.equal(out, ref)  # the recompute is the fp32 restorer's own result, NaN-free
+    assert "non-finite output under torch.bfloat16 autocast" in caplog.text
+
+
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the GPU machine)")
 def test_batched_restore_on_the_gpu_matches_the_cpu(fx):
