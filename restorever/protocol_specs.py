@@ -237,6 +237,24 @@ def download_filename_problem(filename: Any) -> str | None:
     return None
 
 
+#: a path that starts with a shell or template variable (``$HOME/...``, ``${RESTOREVER_DATA}/...``), with the
+#: slashes after it
+_VARIABLE_START = re.compile(r"^\$(\{[^}]*\}|[A-Za-z_][A-Za-z0-9_]*)/*")
+#: the ``dataset`` keys that name files or folders under the data root
+DATA_PATH_KEYS = ("pairs", "people", "root", "images")
+
+
+def variable_path_problem(value: Any) -> str | None:
+    """Why a protocol data path that starts with a variable is refused (None for any other value): nothing expands
+    variables, so ``${RESTOREVER_DATA}/pairs.txt`` would name a folder called ``${RESTOREVER_DATA}``. Data paths are
+    relative to the data root, which ``--data-root`` or ``$RESTOREVER_DATA`` chooses, so no machine path is needed."""
+    match = _VARIABLE_START.match(value) if isinstance(value, str) else None
+    if match is None:
+        return None
+    return (f"starts with a variable, which is not expanded: write it relative to the data root (chosen by "
+            f"--data-root or $RESTOREVER_DATA), here {value[match.end():][:80] or '.'!r}")
+
+
 def download_url_problem(url: Any) -> str | None:
     """Why ``url`` may not be downloaded from (None when it may): only http(s) URLs with a host."""
     from urllib.parse import urlsplit
@@ -307,6 +325,15 @@ def validate_spec(spec: dict, *, source: str) -> None:
             isinstance(f, str) and f.strip() for f in images)):
         raise ProtocolError(f"{source}: dataset.images must be a non-empty list of folder names, got "
                             f"{str(images)[:60]}")
+    paths = [(f"dataset.{key}", value) for key in DATA_PATH_KEYS
+             for value in (ds[key] if isinstance(ds.get(key), list) else [ds.get(key)])]
+    labels = spec.get("labels")
+    for group, files in labels.items() if isinstance(labels, dict) else ():
+        paths += [(f"labels.{group}.{key}", value) for key, value in (files.items() if isinstance(files, dict) else ())]
+    for where, value in paths:
+        problem = variable_path_problem(value)
+        if problem:
+            raise ProtocolError(f"{source}: {where} {str(value)[:80]!r} {problem}")
     downloads = ds.get("download")
     if downloads is not None:
         if not isinstance(downloads, list):

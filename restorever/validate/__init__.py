@@ -9,8 +9,8 @@ A run folder is valid when
 3. when the cache folder the run used still exists: every embedding the run scored is there with a matching
    checksum, and the embeddings reproduce the stored scores and identity figures.
 
-Protocol files are checked without any data: the loader's own checks, then paths (relative or
-``${RESTOREVER_DATA}``), downloads, metrics and landmarks.
+Protocol files are checked without any data: the loader's own checks, then paths (relative to the
+data root, no variable), downloads, metrics and landmarks.
 
 Nothing here modifies a run or the cache. One module per job: :mod:`.schema` (the results schemas, checked with
 ``jsonschema``), :mod:`.runs` (a finished run), :mod:`.run_cache` (the cache it used), :mod:`.protocols` (protocol

@@ -1,5 +1,5 @@
 """Linting of protocol YAML files (``restorever validate --protocols``) without reading any data: the loader's own
-checks, then paths (relative or ``${RESTOREVER_DATA}``), downloads, metrics, alignment and scoring. The keys a
+checks, then paths (relative to the data root), downloads, metrics, alignment and scoring. The keys a
 file may hold are its format's (:class:`restorever.formats.base.FormatCard`), read from the format registry."""
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import Any, Sequence
 
 
 from ..errors import RestoreverError, did_you_mean
-from ..protocol_specs import ALIGNMENT_FITS, FACE_SELECTION, SIMILARITY_CHOICES, include_target
+from ..protocol_specs import (ALIGNMENT_FITS, FACE_SELECTION, SIMILARITY_CHOICES, include_target,
+                              variable_path_problem)
 from .common import is_type, short
 
 
@@ -197,16 +198,16 @@ def _template_names() -> list[str]:
 
 
 def _relative_path_problem(value: Any) -> str | None:
-    """Why ``value`` is not a safe data path (relative, inside the data root, or under ``${RESTOREVER_DATA}``)."""
+    """Why ``value`` is not a safe data path (relative, inside the data root, no variable)."""
     if not isinstance(value, str) or not value.strip():
         return "must be a non-empty string"
     if "\x00" in value:
         return "contains a NUL character"
     text = value.replace("\\", "/")
-    if text.startswith("${RESTOREVER_DATA}"):
-        text = text[len("${RESTOREVER_DATA}"):].lstrip("/") or "."
+    if variable_path_problem(text):
+        return variable_path_problem(text)
     if text.startswith("/") or text.startswith("~") or re.match(r"^[A-Za-z]:", text):
-        return "must be relative to the data root (or start with ${RESTOREVER_DATA})"
+        return "must be relative to the data root"
     if any(part == ".." for part in text.split("/")):
         return "must not contain '..' (it would leave the data root)"
     return None

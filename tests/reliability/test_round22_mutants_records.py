@@ -142,14 +142,16 @@ def test_a_record_of_another_version_or_shape_is_refused(tmp_path, content):
 
 
 # --------------------------------------------------------------------------------------- validate/protocols.py
-@pytest.mark.parametrize("pairs, problem", [("${RESTOREVER_DATA}/lfw/pairs.txt", None),
-                                            ("${RESTOREVER_DATA}", None),
-                                            ("${RESTOREVER_DATA}/~/pairs.txt", "must be relative"),
-                                            ("${RESTOREVER_DATA}/C:/pairs.txt", "must be relative"),
-                                            ("${RESTOREVER_DATA}/../pairs.txt", "must not contain '..'")])
-def test_a_path_under_the_data_variable_is_checked_after_it(tmp_path, pairs, problem):
-    """``${RESTOREVER_DATA}`` starts a data path; what follows it must still be a relative path (no home folder,
-    no drive, no '..')."""
+@pytest.mark.parametrize("pairs, problem", [("lfw/pairs.txt", None), ("a$b/pairs.txt", None),
+                                            ("~/pairs.txt", "must be relative"),
+                                            ("C:/pairs.txt", "must be relative"),
+                                            ("lfw/../pairs.txt", "must not contain '..'"),
+                                            ("${RESTOREVER_DATA}/lfw/pairs.txt", "starts with a variable"),
+                                            ("${RESTOREVER_DATA}", "starts with a variable"),
+                                            ("$HOME/pairs.txt", "starts with a variable")])
+def test_a_data_path_is_relative_without_a_variable(tmp_path, pairs, problem):
+    """Data paths are relative to the data root: no home folder, no drive, no '..', and no variable (nothing expands
+    one: ``${RESTOREVER_DATA}/pairs.txt`` would name a folder called ``${RESTOREVER_DATA}``)."""
     from restorever.validate import validate_protocol_file
 
     path = tmp_path / "p.yaml"
@@ -159,6 +161,23 @@ def test_a_path_under_the_data_variable_is_checked_after_it(tmp_path, pairs, pro
         assert problems == []
     else:
         assert len(problems) == 1 and f"dataset.pairs {pairs!r} {problem}" in problems[0], problems
+
+
+def test_a_variable_in_a_data_path_is_refused_at_load_naming_the_relative_path(tmp_path, monkeypatch):
+    """The loader refuses it before looking for any data (it used to search for a folder named after the variable
+    and report the data missing), and says what to write instead; so do label files."""
+    from restorever.errors import ProtocolError
+    from restorever.protocol import load_protocol
+
+    monkeypatch.setenv("RESTOREVER_DATA", str(tmp_path))
+    (tmp_path / "p.yaml").write_text("protocol: p\nversion: 1\n"
+                                    "dataset: {format: lfw-pairs, pairs: '${RESTOREVER_DATA}/lfw/pairs.txt'}\n")
+    with pytest.raises(ProtocolError, match=r"dataset.pairs .* not expanded.*, here 'lfw/pairs.txt'"):
+        load_protocol(str(tmp_path / "p.yaml"), data_root=tmp_path)
+    (tmp_path / "q.yaml").write_text("include: lfw\nprotocol: q\nlabels: {gender: {male: m.txt, female: "
+                                    "'${RESTOREVER_DATA}/f.txt'}}\n")
+    with pytest.raises(ProtocolError, match=r"labels.gender.female .* not expanded.*, here 'f.txt'"):
+        load_protocol(str(tmp_path / "q.yaml"), data_root=tmp_path)
 
 
 # ------------------------------------------------------------------------------------------------ degradation
