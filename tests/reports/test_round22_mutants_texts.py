@@ -1,0 +1,125 @@
+"""Round 22, mutation testing, fourteenth pass: the paper texts and the HTML report. Each test fails on a mutant of
+`reports/methods.py`, `methods_text.py`, `methods_ident.py`, `html.py`, `group_labels.py`, `run_names.py` or
+`figure_io.py` that the earlier tests let through (docs/reliability.md, round 22): a methods sentence that states
+another number or drops a recorded one, a report cell or a figure file that says something else."""
+from __future__ import annotations
+
+from typing import Any
+
+from restorever.degradation_params import PRESETS
+from restorever.reports.methods import methods_paragraphs
+from restorever.reports.methods_ident import ident_paragraphs
+from restorever.reports.methods_text import Cite
+
+
+def _value(v: Any) -> str:
+    return f"[{v.role}: {v.name}]" if isinstance(v, Cite) else str(v)
+
+
+def _paragraphs(record: dict[str, Any], build=methods_paragraphs) -> dict[str, str]:
+    """``{title: text}`` of a record's methods paragraphs (no References: no citations)."""
+    return {title: " ".join(s.render(str, _value) for s in sentences) for title, sentences in build(record, [])}
+
+
+def _verification(tar_at_far: dict[str, Any]) -> dict[str, Any]:
+    return {"restorer": "none", "scale": None, "verification": {"accuracy_mean": 0.9, "tar_at_far": tar_at_far},
+            "scores": {"same": [1, 1, 0, 0, 0], "score": [0.9, 0.8, 0.1, 0.2, 0.3], "fold": [0, 0, 0, 0, 0]}}
+
+
+def _record(**parts: Any) -> dict[str, Any]:
+    record = {"config": {"protocol": "lfw", "recognizer": "arcface-r50", "restorers": ["none"]},
+              "protocol": {"name": "lfw", "pairs": 6000, "folds": 10},
+              "conditions": [_verification({"0.001": 0.91, "0.01": 0.95})]}
+    record.update(parts)
+    return record
+
+
+# --------------------------------------------------------------------------------------------------- methods.py
+
+def test_the_fold_count_and_the_unreported_fars_follow_the_record():
+    """`folds is not None` made `is` ("the None folds"), and `len(resolved) < len(fars)` made `<=` (a "TAR at FAR
+    is not reported" sentence naming no FAR when every FAR has a value) survived."""
+    metrics = _paragraphs(_record())["Metrics"]
+    assert "mean over the 10 folds of each fold's accuracy" in metrics
+    assert "not reported" not in metrics and "TAR at FAR)" in metrics and "0.001 and 0.01" in metrics
+    no_folds = _record(protocol={"name": "lfw", "pairs": 6000})
+    assert "mean over the folds of each fold's accuracy" in _paragraphs(no_folds)["Metrics"]
+    one_missing = _record(conditions=[_verification({"0.001": None, "0.01": 0.95})])
+    metrics = _paragraphs(one_missing)["Metrics"]
+    assert "true accept rate at false accept rate 0.01 (TAR at FAR)" in metrics
+    # the five stored scores hold three different-identity pairs
+    assert "TAR at FAR 0.001 is not reported: it needs at least 1/FAR different-identity pairs, and there are 3." \
+        in metrics
+
+
+def test_the_degradation_rules_name_their_source():
+    """Dropping the preset's source ("as in ...") from the degradation rules' sentence survived."""
+    preset = PRESETS["difface-test"]
+    record = _record(config={"protocol": "lfw", "scales": [8, 16], "degradation": preset.name, "seed": 3,
+                             "degrade_side": "probe"},
+                     setup={"degradation": preset.describe()})
+    text = _paragraphs(record)["Degradation"]
+    assert "at the scale factors 8 and 16, seed 3; the first image was kept undegraded." in text
+    assert f"Gaussian kernel of {preset.kernel_size} x {preset.kernel_size} pixels" in text
+    assert f"upsampled back to the crop size (as in {preset.source}). The parameters" in text
+
+
+def test_the_device_sentence_names_the_gpu_only_for_a_cuda_device():
+    """`kind == "cuda" and env.get("gpu")` made `or` survived: a run on the CPU of a machine with a GPU was said
+    to have run on that GPU."""
+    env = {"python": "3.11.7", "gpu": "NVIDIA H100 80GB HBM3"}
+    on_cpu = _paragraphs(_record(restorever_version="1.0", environment={**env, "device": "cpu"}))["Software"]
+    assert on_cpu == "The evaluation ran with restorever 1.0, Python 3.11.7 on cpu."
+    on_gpu = _paragraphs(_record(restorever_version="1.0", environment={**env, "device": "cuda:0"}))["Software"]
+    assert on_gpu == "The evaluation ran with restorever 1.0, Python 3.11.7 on a NVIDIA H100 80GB HBM3."
+
+
+def test_a_limited_run_and_its_excluded_images_are_stated_whole():
+    """The subset sentence and the fallback-landmarks sentence given another ending (a stray character after
+    their full stop) survived: only their beginnings were checked."""
+    ids = [f"lfw/{p}/{p}_{i:04d}.jpg" for p, i in (("Ann", 1), ("Ann", 2), ("Bob", 1), ("Cy", 1))]
+    record = _record(config={"protocol": "lfw", "limit_pairs": 2, "on_error": "skip"},
+                     protocol={"name": "lfw", "pairs": 2, "pairs_requested": 2, "folds": 1, "images": 4,
+                               "skipped": [], "failed_images": [], "landmark_fallbacks": ["a", "b"]},
+                     pairs={"a": ids[:2], "b": ids[2:]})
+    text = _paragraphs(record)
+    assert text["Protocol"] == ("Face verification was evaluated on the lfw protocol: 2 image pairs of 3 people (4 "
+                                "images), in a single fold. These are 2 of the protocol's pairs, taken in file order "
+                                "and balanced over the folds and over same and different pairs.")
+    assert text["Excluded data"] == ("0 of the 2 requested pairs were skipped, as 0 images could not be used "
+                                     "(on_error skip). 2 images in which no face was found were aligned with the "
+                                     "protocol's fallback landmarks.")
+
+
+def test_the_alignment_crop_size_keeps_width_and_height_apart():
+    """`size[1]` made `size[0]` survived: every tested template is square."""
+    record = _record(config={"protocol": "lfw", "detector": "mtcnn", "template": "wide"},
+                     setup={"alignment": {"landmarks": 5, "template": "wide", "size": [96, 112]}})
+    assert _paragraphs(record)["Alignment"] == (
+        "Facial landmarks (5 points) were detected with mtcnn on each undegraded image. Each face was aligned to "
+        "the wide template (96 x 112 pixels) by a similarity transform of its landmarks.")
+
+
+# --------------------------------------------------------------------------------------------------- methods_ident.py
+
+def _ident_record(**parts: Any) -> dict[str, Any]:
+    cmc = [0.5, 0.6, 0.65, 0.7, 0.75, 0.8, 0.8, 0.85, 0.9, 0.9]
+    record = {"config": {"protocol": "lfw-ident", "recognizer": "arcface-r50", "restorers": ["none"]},
+              "protocol": {"name": "lfw-ident", "task": "identification", "gallery_size": 10, "enrolled_people": 7,
+                           "distractors": 3, "probes": 12},
+              "conditions": [{"restorer": "none", "scale": None,
+                              "retrieval": {"rank1": 0.5, "rank5": 0.75, "map": 0.6, "n_probes": 12, "cmc": cmc}}]}
+    record.update(parts)
+    return record
+
+
+def test_the_rank_metrics_define_map_only_where_it_is_stored():
+    """The test for a stored `map` renamed (the mAP definition dropped) survived."""
+    metrics = _paragraphs(_ident_record(), ident_paragraphs)["Metrics"]
+    assert "the cumulative match characteristic (CMC) gives it for k = 1 to 10." in metrics
+    assert "Mean average precision (mAP) is, with one mate per probe, the mean over the probes of the reciprocal of " \
+           "the mate's rank" in metrics
+    assert "Each condition's rates are over its 12 probes." in metrics
+    without = _ident_record()
+    del without["conditions"][0]["retrieval"]["map"]
+    assert "mAP" not in _paragraphs(without, ident_paragraphs)["Metrics"]
