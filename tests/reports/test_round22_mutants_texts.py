@@ -4,12 +4,17 @@
 another number or drops a recorded one, a report cell or a figure file that says something else."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from restorever.degradation_params import PRESETS
+from restorever.reports.html import CAPTIONS, _display_width, render_markdown, report_tables
 from restorever.reports.methods import methods_paragraphs
 from restorever.reports.methods_ident import ident_paragraphs
 from restorever.reports.methods_text import Cite
+from restorever.reports.results import load_results
 
 
 def _value(v: Any) -> str:
@@ -123,3 +128,70 @@ def test_the_rank_metrics_define_map_only_where_it_is_stored():
     without = _ident_record()
     del without["conditions"][0]["retrieval"]["map"]
     assert "mAP" not in _paragraphs(without, ident_paragraphs)["Metrics"]
+
+
+def test_three_attributes_are_listed_with_one_and():
+    """`i < len(attributes) - 1` made `- 2` ("gender and age and race") survived: the tested models have two."""
+    model = {"model": "fairface", "kind": "pixel", "schema": {"attributes": ["gender", "age", "race"]}}
+    text = _paragraphs(_ident_record(attribute_model=model), ident_paragraphs)["Attributes"]
+    assert text == "Attributes (gender, age and race) were predicted from each image by the fairface model (pixel)."
+
+
+# --------------------------------------------------------------------------------------------------- html.py
+
+def _cells(table) -> list[dict[str, str]]:
+    return [dict(zip(table.header, row)) for row in table.rows]
+
+
+def test_the_statistics_table_shows_each_stored_test(run_dir):
+    """In the report's paired comparisons, the test's name changed, its p given with 4 digits, the clustered p's
+    branches swapped ("—" where one is stored) and `family_size is not None` made `is` survived. The report gives
+    p to 3 significant digits (docs/reliability.md, round 14)."""
+    record = load_results(run_dir)
+    stats = next(t for t in report_tables(record) if t.key == "statistics")
+    comps = [(c[key], key) for c in record["conditions"] for key in ("comparison_to_none", "comparison_to_clean")
+             if c.get(key)]
+    assert len(stats.rows) == len(comps) > 0
+    for row, (comp, key) in zip(_cells(stats), comps):
+        mc = comp["mcnemar"]
+        assert row["McNemar test"] == {"exact": "exact binomial", "chi2": "χ² (continuity corrected)"}[mc["method"]]
+        assert float(row["p"]) == float(f"{mc['p_value']:.3g}")
+        assert float(row["p (clustered)"]) == float(f"{comp['mcnemar_clustered']['p_value']:.3g}")
+        assert row["family"] == f"vs {'none' if key == 'comparison_to_none' else 'clean'} ({mc['family_size']})"
+
+
+def test_the_skipped_pairs_table_and_the_markdown_heading(own_run_dir):
+    """The skipped pairs' table renamed (a caller looking the table up by its key finds none) and the blank line
+    after report.md's title given text survived."""
+    record = load_results(own_run_dir)
+    record["protocol"]["skipped"] = [{"pair": 7, "reason": "no face in a.jpg"}]
+    tables = report_tables(record)
+    skipped = {t.key: t for t in tables}["skipped"]
+    assert skipped.rows == [["7", "no face in a.jpg"]]
+    lines = render_markdown(record, tables, {}, {}).splitlines()
+    assert lines[0] == "# restorever: lfw / arcface-r50" and lines[1] == "" and lines[2].startswith("160 pairs")
+
+
+def test_the_references_header_is_the_documented_one(run_dir):
+    """The References table's third column renamed survived; docs/figures/report.md shows the header."""
+    example = (Path(__file__).parents[2] / "docs" / "figures" / "report.md").read_text().splitlines()
+    documented = example[example.index("## References") + 2]
+    references = {t.key: t for t in report_tables(load_results(run_dir))}["references"]
+    assert "| " + " | ".join(references.header) + " |" == documented
+
+
+def test_every_caption_is_a_sentence_and_the_cmc_one_names_its_axes():
+    """The CMC figure's caption given another ending survived. Its figure plots the identification rate (y) against
+    the rank (x)."""
+    assert all(text.endswith(".") and not text.endswith("..") for text in CAPTIONS.values())
+    assert CAPTIONS["cmc"].endswith("identification rate against rank.")
+
+
+def test_a_figure_is_shown_at_one_and_a_half_times_its_printed_size(tmp_path):
+    """`_display_width`'s 96 CSS pixels per inch made 95 survived: a PNG 600 pixels wide at the figures' 300 dpi
+    prints 2 inches wide, shown 3 inches, 288 CSS pixels."""
+    for width, expected in ((600, 288), (1050, 504), (70000, 33600)):
+        Image.new("RGB", (width, 4)).save(tmp_path / "f.png")
+        assert _display_width(tmp_path / "f.png") == expected
+    (tmp_path / "f.svg").write_text("<svg/>")
+    assert _display_width(tmp_path / "f.svg") is None
