@@ -4,17 +4,22 @@
 another number or drops a recorded one, a report cell or a figure file that says something else."""
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from restorever.degradation_params import PRESETS
+from restorever.reports.figure_io import _report_warnings, new_figure, paper_style, save_figure
+from restorever.reports.group_labels import read_labels_csv
 from restorever.reports.html import CAPTIONS, _display_width, render_markdown, report_tables
 from restorever.reports.methods import methods_paragraphs
 from restorever.reports.methods_ident import ident_paragraphs
 from restorever.reports.methods_text import Cite
 from restorever.reports.results import load_results
+from restorever.reports.run_names import legend_prefixes
 
 
 def _value(v: Any) -> str:
@@ -195,3 +200,65 @@ def test_a_figure_is_shown_at_one_and_a_half_times_its_printed_size(tmp_path):
         assert _display_width(tmp_path / "f.png") == expected
     (tmp_path / "f.svg").write_text("<svg/>")
     assert _display_width(tmp_path / "f.svg") is None
+
+
+# --------------------------------------------------------------------------------------------------- group_labels.py
+
+def test_a_utf16_labels_file_at_the_size_limit_is_read(tmp_path, monkeypatch):
+    """`st_size <= MAX_TEXT_BYTES` made `<` survived: a UTF-16 file of exactly the limit (which a UTF-8 one may
+    have, `read_text_file` refusing only above it) was sent to the UTF-8 reader and refused."""
+    import restorever.formats.base as base
+
+    path = tmp_path / "labels.csv"
+    path.write_bytes("person,cohort\nAnn_Lee,a\nBob_Ray,b\n".encode("utf-16"))
+    monkeypatch.setattr(base, "MAX_TEXT_BYTES", path.stat().st_size)
+    labels = read_labels_csv(path)
+    assert (labels.key, labels.name, labels.groups) == ("person", "cohort", {"Ann_Lee": "a", "Bob_Ray": "b"})
+
+
+# --------------------------------------------------------------------------------------------------- run_names.py
+
+def test_overlaid_runs_of_two_protocols_are_warned_about(caplog):
+    """The protocol's `name` dropped from the keys compared (renamed) survived: two runs of different protocols with
+    the same pair count were overlaid without a warning."""
+    records = [{"config": {"recognizer": "dlib"}, "protocol": {"name": name, "pairs": 6000}}
+               for name in ("lfw", "cplfw")]
+    with caplog.at_level(logging.WARNING, logger="restorever.reports.run_names"):
+        assert legend_prefixes(records, ["a", "b"]) == ["a: ", "b: "]
+    assert "different pair sets (name: lfw vs cplfw)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="restorever.reports.run_names"):
+        legend_prefixes([records[0], records[0]], ["a", "b"])
+    assert caplog.text == ""
+
+
+# --------------------------------------------------------------------------------------------------- figure_io.py
+
+@paper_style
+def _saved(tmp_path: Path, name: str, **kwargs: Any) -> tuple[bytes, float]:
+    """A one-panel figure saved by `save_figure`: the file's bytes and the panel's left margin in inches."""
+    fig, ax = new_figure()
+    ax.plot([0, 1], [0, 1])
+    ax.set_ylabel("accuracy (%)")
+    out = save_figure(fig, tmp_path / name, **kwargs)
+    box = ax.get_tightbbox(fig.canvas.get_renderer())
+    return out.read_bytes(), box.x0 / fig.dpi
+
+
+def test_a_figure_is_laid_out_tight_by_default_with_a_small_pad(tmp_path):
+    """`tight=True` made `False` by default, and the layout's pad 0.3 made 0.6, survived. The pad is in units of
+    the paper style's 8 pt font: 0.3 of it is 2.4 pt, 1/30 inch, between the figure's edge and the labels."""
+    default, margin = _saved(tmp_path, "a.png")
+    tight, _ = _saved(tmp_path, "b.png", tight=True)
+    loose, _ = _saved(tmp_path, "c.png", tight=False)
+    assert default == tight != loose
+    assert abs(margin - 0.3 * 8 / 72) < 0.005
+
+
+def test_the_missing_glyph_warning_lists_each_font_once(tmp_path, caplog):
+    """The separator of the fonts missing a glyph changed survived (every test had one font)."""
+    caught = [warnings.WarningMessage(f"Glyph {code} (\\N{{X}}) missing from font(s) {font}.", UserWarning, "f.py", 1)
+              for code, font in ((20013, "DejaVu Sans"), (25991, "Liberation Sans"), (20013, "Liberation Sans"))]
+    with caplog.at_level(logging.WARNING, logger="restorever.reports.figure_io"):
+        _report_warnings(tmp_path / "roc.png", caught)
+    assert "the characters 中文 are not in the font DejaVu Sans, Liberation Sans and print" in caplog.text
