@@ -59,8 +59,8 @@ import torch
 
 from ..devices import resolve_device
 from ..errors import CheckpointLayoutError, MissingDependencyError, WeightsHashError, WeightsNotFoundError
-from ..hub import (ModelCard, WeightFile, check_weight_roles, copy_into_cache, download_file, is_offline,
-                   load_checkpoint, load_state_dict_strict, resolve_weights, sha256_file)
+from ..hub import (ModelCard, OptionSpec, WeightFile, check_weight_roles, copy_into_cache, download_file,
+                   is_offline, load_checkpoint, load_state_dict_strict, resolve_weights, sha256_file)
 from ..hub import weight_status as hub_weight_status
 from .base import Recognizer, checked_found_file, template_crop
 from .crop import (CROP_OPTION_DEFAULTS, CROP_OPTION_SPECS, CropRecognizer, autocast_dtype_for, build_uninitialised,
@@ -372,13 +372,23 @@ def _torch_card(depth: int, dataset: str, folder: str, reported: Mapping[str, fl
                 f"512-D raw embedding, cosine similarity", options=True)
 
 
+ENGINES = ("auto", "onnxruntime", "torch")
+#: the engine option of the packs whose network converts to our IResNet (``--recognizer-option engine=torch``)
+ENGINE_OPTION = OptionSpec("auto (onnxruntime; on a GPU without onnxruntime's CUDA provider, the ONNX weights "
+                           "converted to our IResNet), onnxruntime, or torch (that conversion, where precision, "
+                           "channels_last and compile apply)", choices=ENGINES)
+
+
 def _pack_card(pack: str, filename: str, arch: str, sha256: str, size: int, reported: Mapping[str, float],
                description: str) -> ModelCard:
+    """A pack's card; one whose network converts to our IResNet declares the torch options and ``engine``."""
     name = f"insightface-{pack}"
     _PACK_OF_CARD[name] = pack
     weight = WeightFile(filename, url=None, sha256=sha256, license=_LICENSE, origin_url=_PACKS[pack].url,
                         paper="https://arxiv.org/abs/2103.04098", size_bytes=size)
-    return _cfg(name, arch, weight, reported, description, engine="auto")
+    convertible = arch.startswith("iresnet")
+    card = _cfg(name, arch, weight, reported, description, options=convertible, engine="auto")
+    return replace(card, option_specs={**card.option_specs, "engine": ENGINE_OPTION}) if convertible else card
 
 
 _TORCH_CARDS = [
@@ -420,7 +430,7 @@ CARDS: dict[str, ModelCard] = {card.name: card for card in _TORCH_CARDS + _PACK_
 
 def _choose_engine(card: ModelCard, engine: str, device: torch.device) -> str:
     engine = str(engine).lower()
-    if engine not in ("auto", "onnxruntime", "torch"):
+    if engine not in ENGINES:
         raise ValueError(f"{card.name}: engine={engine!r}; choose auto, onnxruntime or torch")
     if engine != "auto":
         return engine
@@ -465,14 +475,16 @@ def create(name: str, *, weights: Mapping[str, str] | None = None, device: Any =
         chosen = _choose_engine(card, engine or card.default_kwargs.get("engine", "auto"), dev)
         if chosen == "onnxruntime":
             if channels_last or compile:
-                raise ValueError(f"{name}: channels_last and compile apply to the torch engine; pass engine='torch'")
+                raise ValueError(f"{name}: channels_last and compile apply to the torch engine; pass engine='torch' "
+                                 f"(--recognizer-option engine=torch)")
             from ..precision import autocast_dtype
 
             autocast_dtype(precision, dev, "recognizer")  # an unknown value is refused here too
             if str(precision).lower() != "auto" and autocast_dtype(precision, torch.device("cuda"),
                                                                    "recognizer") is not None:  # fp16, float16, ...
                 raise ValueError(f"{name}: precision={precision!r} applies to the torch engine (onnxruntime runs the "
-                                 f"file's own float32 graph); pass engine='torch', or precision='fp32'")
+                                 f"file's own float32 graph); pass engine='torch' (--recognizer-option "
+                                 f"engine=torch), or precision='fp32'")
             rec: Recognizer = OnnxRecognizer(card, path, device=dev, flip_test=flip_test)
             rec.weight_files = {"model": (str(path), sha256_file(path))}
             logger.info("%s: %s on %s", name, path, ", ".join(rec.providers))

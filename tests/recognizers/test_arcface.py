@@ -301,6 +301,43 @@ def test_eval_with_recognizer_options_records_them_and_validates(r50_checkpoint,
     assert result.exit_code == 2 and len(lines) == 1 and "recognizer dlib takes no option(s) compile" in lines[0]
 
 
+def test_insightface_packs_take_the_engine_and_torch_options_on_the_command_line(small_onnx, faces_root, tmp_path):
+    """The packs whose network converts to our IResNet declare ``engine`` and the torch options, so the command
+    line reaches what the library could (``engine=torch`` and its speed options); the run records them, scores as
+    the onnxruntime engine does within float rounding, and an option the chosen engine cannot apply is one line."""
+    from click.testing import CliRunner
+
+    from restorever.cli import cli
+    from restorever.pipeline.evaluate import route_recognizer_options
+
+    assert route_recognizer_options("insightface-buffalo_l", {"engine": "torch", "channels_last": "true"}) == {
+        "engine": "torch", "channels_last": True}
+    with pytest.raises(ValueError, match="engine takes one of auto, onnxruntime, torch"):
+        route_recognizer_options("insightface-antelopev2", {"engine": "tensorrt"})
+    with pytest.raises(ValueError, match="insightface-buffalo_s takes no option.s. engine .its options: none"):
+        route_recognizer_options("insightface-buffalo_s", {"engine": "torch"})  # MobileFaceNet: onnxruntime only
+
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("madonna/madonna_0001.jpg,madonna/madonna_0005.jpg,1\n"
+                     "madonna/madonna_0002.jpg,elton_john/elton_john_0006.jpg,0\n")
+    base = ["eval", "--protocol", "pairs-csv", "--pairs", str(pairs), "--data-root", str(faces_root), "--device",
+            "cpu", "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--examples", "0", "--recognizer",
+            "insightface-buffalo_l", "--recognizer-weights", str(small_onnx)]
+    records = {}
+    for engine in ("onnxruntime", "torch"):
+        result = CliRunner().invoke(cli, base + ["--recognizer-option", f"engine={engine}", "--out",
+                                                 str(tmp_path / engine)])
+        assert result.exit_code == 0, result.output
+        records[engine] = json.loads((tmp_path / engine / "results.json").read_text())
+        assert records[engine]["cache"]["identity"]["recognizer"]["options"] == {"engine": engine}
+    scores = [np.asarray(records[e]["conditions"][0]["scores"]["score"]) for e in ("onnxruntime", "torch")]
+    assert scores[0].shape == (2,) and np.abs(scores[0] - scores[1]).max() < 1e-4
+    result = CliRunner().invoke(cli, base + ["--recognizer-option", "channels_last=true", "--out",
+                                             str(tmp_path / "refused")])
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert result.exit_code == 2 and len(lines) == 1 and "--recognizer-option engine=torch" in lines[0], lines
+
+
 def test_wrong_layout_names_keys(r50_checkpoint, tmp_path):
     _, state = r50_checkpoint
     bad = dict(state)
