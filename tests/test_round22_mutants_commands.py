@@ -247,3 +247,11 @@ def test_run_ident_takes_the_ident_commands_defaults():
     for option in options:
         given = option.default if isinstance(option.default, (str, int, float)) else None  # unset: None
         assert defaults[option.name] == (False if option.is_flag and given is None else given), option.name
+
+
+def test_breakdown_given_a_file_for_its_run_folder_names_the_mistake(tmp_path):
+    """`file_okay=False` of breakdown's RUN_DIR made True survived: `restorever breakdown RUN/results.json` (the
+    file, not its folder) must be a usage error saying that a file was given where a folder belongs."""
+    (tmp_path / "results.json").write_text("{}")
+    result = _invoke("breakdown", tmp_path / "results.json", "--by", "gender")
+    assert result.exit_code == 2 and "is a file" in result.stderr, result.output
