@@ -255,3 +255,48 @@ def test_breakdown_given_a_file_for_its_run_folder_names_the_mistake(tmp_path):
     (tmp_path / "results.json").write_text("{}")
     result = _invoke("breakdown", tmp_path / "results.json", "--by", "gender")
     assert result.exit_code == 2 and "is a file" in result.stderr, result.output
+
+
+def test_report_names_each_figure_it_skips_and_why(tmp_path):
+    """`report`'s "figure NAME skipped: REASON" lines dropped survived (no tested run had a figure the report
+    skips): a clean-only run has no degraded scales, and the command must name each figure the library skipped,
+    with the library's reason, on stdout."""
+    from restorever.reports.html import build_report
+    from restorever.reports.results import write_run
+
+    from .reports.conftest import make_record
+
+    run = tmp_path / "clean"
+    write_run(make_record(run, scales=(), examples=0), run)
+    lib = build_report(run, html_path=tmp_path / "r.html", markdown_path=tmp_path / "r.md",
+                       figures_dir=tmp_path / "f", formats=["png"], csv_path=tmp_path / "t.csv",
+                       latex_path=tmp_path / "t.tex", methods_dir=tmp_path / "m")
+    assert lib["skipped_figures"].get("scales") == "the run has no degraded scales"
+    result = _invoke("report", run, "--format", "png")
+    assert result.exit_code == 0, result.output
+    for name, reason in lib["skipped_figures"].items():
+        assert f"figure {name} skipped: {reason}\n" in result.stdout
+
+
+def test_the_bootstrap_defaults_of_report_and_breakdown_are_the_librarys():
+    """`report`'s `--bootstrap` default 2000 made 2001 survived (it acts only on a results.json written before
+    the paired statistics were stored). The count a run stores (`write_run` calls `add_comparisons` with its
+    default) must be the one `report` completes an older record with, so a record gets the same intervals either
+    way; `breakdown`'s option likewise is its library function's default."""
+    import inspect
+
+    from restorever.cli.breakdown_cmd import breakdown_command
+    from restorever.cli.report_cmd import report_command
+    from restorever.reports.breakdown import breakdown
+    from restorever.reports.compare import DEFAULT_N_BOOT
+    from restorever.reports.html import build_report
+    from restorever.reports.identity_stats import add_identity_statistics
+    from restorever.reports.statistics import add_comparisons
+
+    def option(command):
+        return next(o.default for o in command.params if o.name == "n_boot")
+
+    library = {f.__name__: inspect.signature(f).parameters["n_boot"].default
+               for f in (build_report, add_comparisons, add_identity_statistics, breakdown)}
+    assert set(library.values()) == {DEFAULT_N_BOOT}, library
+    assert option(report_command) == option(breakdown_command) == DEFAULT_N_BOOT
