@@ -204,8 +204,8 @@ def _relative_path_problem(value: Any) -> str | None:
     if "\x00" in value:
         return "contains a NUL character"
     text = value.replace("\\", "/")
-    if variable_path_problem(text):
-        return variable_path_problem(text)
+    if problem := variable_path_problem(text):
+        return problem
     if text.startswith("/") or text.startswith("~") or re.match(r"^[A-Za-z]:", text):
         return "must be relative to the data root"
     if any(part == ".." for part in text.split("/")):
