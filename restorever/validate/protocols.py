@@ -11,8 +11,7 @@ from typing import Any, Sequence
 
 
 from ..errors import RestoreverError, did_you_mean
-from ..protocol_specs import (ALIGNMENT_FITS, FACE_SELECTION, SIMILARITY_CHOICES, include_target,
-                              variable_path_problem)
+from ..protocol_specs import ALIGNMENT_FITS, FACE_SELECTION, SIMILARITY_CHOICES, include_target
 from .common import is_type, short
 
 
@@ -198,14 +197,13 @@ def _template_names() -> list[str]:
 
 
 def _relative_path_problem(value: Any) -> str | None:
-    """Why ``value`` is not a safe data path (relative, inside the data root, no variable)."""
+    """Why ``value`` is not a safe data path (relative, inside the data root; a leading variable is refused by the
+    loader's own check, which runs first)."""
     if not isinstance(value, str) or not value.strip():
         return "must be a non-empty string"
     if "\x00" in value:
         return "contains a NUL character"
     text = value.replace("\\", "/")
-    if problem := variable_path_problem(text):
-        return problem
     if text.startswith("/") or text.startswith("~") or re.match(r"^[A-Za-z]:", text):
         return "must be relative to the data root"
     if any(part == ".." for part in text.split("/")):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
 import json
 import math
 import re
@@ -270,16 +269,3 @@ def test_warp_names_the_layout_it_wants_for_an_array():
     """A numpy image (HxWxC, what cv2 takes) is a ValueError naming the [B, C, H, W] tensor warp_affine wants."""
     with pytest.raises(ValueError, match=r"\[B, C, H, W\] tensor"):
         A.warp_affine(np.zeros((8, 8, 3), np.float32), torch.eye(2, 3), (8, 8))
-
-
-# ------------------------------------------------------------------------------------------------ public names
-@pytest.mark.parametrize("module", ["restorever.alignment", "restorever.degradation_ops",
-                                    "restorever.degradation_params", "restorever.pipeline.cache",
-                                    "restorever.pipeline.identity"])
-def test_every_public_name_exists(module):
-    """``from module import *`` gives every name ``__all__`` lists (a misspelt entry fails the star import)."""
-    namespace: dict = {}
-    exec(f"from {module} import *", namespace)
-    listed = importlib.import_module(module).__all__
-    assert len(set(listed)) == len(listed)
-    assert set(listed) <= set(namespace)
