@@ -32,7 +32,7 @@ from .identity import RunIdentity, conditions_of, plugins_of, weights_files
 from .landmarks import ImageInfo, align_items, apply_error_policy, apply_fallback_landmarks, landmark_stage
 from .realign import (ALIGN_ON, alignment_block, degraded_landmark_stage, degraded_landmarks_of, realign_batch,
                       sidecar_fields)
-from .routing import route_recognizer_options, route_restorer_options, route_restorer_weights
+from .routing import resolve_recognizer, route_recognizer_options, route_restorer_options, route_restorer_weights
 from .records import (CacheRecord, ConditionRecord, IdentityToClean, PairIds, PairScores, ProtocolRecord, RunHeader,
                       RunRecord, VerificationMetrics, WeightRecord)
 from .protocol_defaults import check_template, pair_similarity, resolve_protocol_defaults
@@ -213,7 +213,7 @@ def build_context(config: EvalConfig, protocol: Protocol | None = None) -> RunCo
     check_template(config.template, [restorer_card(n) for n in config.restorers],
                    source=config.sources.get("template", "cli"))
     cache = open_run_cache(Path(config.cache_dir) if config.cache_dir else hub.get_cache_dir() / "cache")
-    recognizer_options = route_recognizer_options(config.recognizer, config.recognizer_options)
+    config, recognizer_options = resolve_recognizer(config, device)
     recognizer = create_recognizer(config.recognizer, weights=config.recognizer_weights or None, device=device,
                                    **({"flip_test": True} if config.flip_test else {}), **recognizer_options)
     restorers = {}

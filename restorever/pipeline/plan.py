@@ -46,7 +46,7 @@ def plan_context(config, protocol=None) -> PlanContext:
     from ..protocol import load_protocol
     from ..recognizers import locate_recognizer_weights
     from ..restorers import locate_restorer_weights
-    from .evaluate import route_recognizer_options, route_restorer_options, route_restorer_weights
+    from .routing import resolve_recognizer, route_restorer_options, route_restorer_weights
     from .protocol_defaults import resolve_protocol_defaults
 
     config.validate()
@@ -56,7 +56,7 @@ def plan_context(config, protocol=None) -> PlanContext:
     config = resolve_protocol_defaults(config, getattr(protocol, "spec", None) or {})  # as build_context does
     cache = ArrayCache(Path(config.cache_dir) if config.cache_dir else hub.get_cache_dir() / "cache")
     routed = route_restorer_options(config.restorers, config.restorer_options)
-    recognizer_options = route_recognizer_options(config.recognizer, config.recognizer_options)
+    config, recognizer_options = resolve_recognizer(config, device)
     missing: dict[str, str] = {}
 
     def files(kind: str, name: str, locate, weights) -> dict[str, tuple[str, str | None]]:

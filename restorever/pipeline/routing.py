@@ -2,11 +2,15 @@
 declares and the files that name it; a recognizer only the options its card declares. Errors name the option."""
 from __future__ import annotations
 
+import dataclasses
+import logging
 from typing import Any, Mapping, Sequence
 
 from ..errors import ConfigError, did_you_mean
 
-__all__ = ["route_restorer_options", "route_restorer_weights", "route_recognizer_options"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["route_restorer_options", "route_restorer_weights", "route_recognizer_options", "resolve_recognizer"]
 
 
 def route_restorer_options(names: Sequence[str], options: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -74,3 +78,21 @@ def route_recognizer_options(name: str, options: dict[str, Any]) -> dict[str, An
         raise ValueError(f"recognizer {name} takes no option(s) {', '.join(unknown)}"
                          f"{did_you_mean(unknown[0], card.option_specs)} (its options: {takes})")
     return {k: check_option(card, k, v) for k, v in options.items() if v is not None}
+
+
+def resolve_recognizer(config: Any, device: Any) -> tuple[Any, dict[str, Any]]:
+    """The recognizer options a run on ``device`` uses (routed, then
+    :func:`restorever.recognizers.resolve_recognizer_options`) and a copy of ``config`` (an ``EvalConfig`` or
+    ``IdentConfig``) whose ``recognizer_options`` record the engine the machine chose, as the detector ``auto`` is
+    recorded: the run, its ``--dry-run`` plan and ``restorever validate`` then key the cache alike."""
+    from ..recognizers import resolve_recognizer_options
+
+    options = resolve_recognizer_options(config.recognizer, route_recognizer_options(config.recognizer,
+                                                                                     config.recognizer_options),
+                                         device)
+    engine = options.get("engine")
+    if engine is None or engine == config.recognizer_options.get("engine"):
+        return config, options
+    logger.info("recognizer %s: engine %s on this machine (recorded in the run's configuration and cache keys)",
+                config.recognizer, engine)
+    return dataclasses.replace(config, recognizer_options={**config.recognizer_options, "engine": engine}), options

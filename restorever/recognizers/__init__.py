@@ -46,6 +46,26 @@ def create_recognizer(name: str, *, weights: Mapping[str, str | os.PathLike] | s
     return REGISTRY.created(name, model, "embed", "recognizer")
 
 
+def resolve_recognizer_options(name: str, options: Mapping[str, Any], device: Any) -> dict[str, Any]:
+    """``options`` (as routed) with the choices this machine makes written out, so a run's identity names what runs:
+    an insightface pack's ``engine`` of ``auto`` (or none given) on a CUDA device becomes ``onnxruntime`` or
+    ``torch`` (:func:`restorever.recognizers.arcface.choose_engine`: onnxruntime's CUDA provider installed or not),
+    and two GPU machines that embed differently never share cache entries. On a CPU, ``auto`` is always
+    onnxruntime and the options are returned as given. ``device``: a resolved ``torch.device``."""
+    out = dict(options)
+    card = recognizer_card(name)
+    if "engine" not in card.option_specs or getattr(device, "type", device) != "cuda":
+        return out
+    from . import arcface
+
+    if name not in arcface.CARDS:  # a plugin's engine option means what that plugin says
+        return out
+    given = str(out.get("engine") or card.default_kwargs.get("engine", "auto")).lower()
+    if given == "auto":
+        out["engine"] = arcface.choose_engine(card, given, device)
+    return out
+
+
 def check_flip_test(name: str) -> None:
     """:class:`~restorever.errors.ConfigError` unless recognizer ``name`` has a flip test (its card's defaults
     name ``flip_test``; dlib's descriptor has none)."""

@@ -75,7 +75,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["CARDS", "create", "CropRecognizer", "OnnxRecognizer", "prepare_crops", "onnx_to_iresnet",
            "iresnet_state_dict_from_onnx", "locate_weights", "weight_status", "resolve_device", "autocast_dtype_for",
-           "build_uninitialised"]
+           "build_uninitialised", "choose_engine"]
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -428,7 +428,10 @@ CARDS: dict[str, ModelCard] = {card.name: card for card in _TORCH_CARDS + _PACK_
 # entry point
 
 
-def _choose_engine(card: ModelCard, engine: str, device: torch.device) -> str:
+def choose_engine(card: ModelCard, engine: str, device: torch.device) -> str:
+    """The engine that runs variant ``card`` for ``engine`` (``auto``, ``onnxruntime`` or ``torch``) on ``device``:
+    ``auto`` is onnxruntime on a CPU; on CUDA, onnxruntime when its CUDA provider is installed, else the torch
+    conversion (an IResNet; another network stays on onnxruntime, with a warning)."""
     engine = str(engine).lower()
     if engine not in ENGINES:
         raise ValueError(f"{card.name}: engine={engine!r}; choose auto, onnxruntime or torch")
@@ -436,9 +439,13 @@ def _choose_engine(card: ModelCard, engine: str, device: torch.device) -> str:
         return engine
     if device.type != "cuda":
         return "onnxruntime"
-    import onnxruntime as ort
-
-    if "CUDAExecutionProvider" in ort.get_available_providers():
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        providers: list[str] = []  # not installed: the torch conversion when the network allows it
+    else:
+        providers = list(ort.get_available_providers())
+    if "CUDAExecutionProvider" in providers:
         return "onnxruntime"
     if not card.arch.startswith("iresnet"):
         logger.warning("%s: onnxruntime has no CUDA provider and %s cannot run in torch; using onnxruntime on CPU "
@@ -472,7 +479,7 @@ def create(name: str, *, weights: Mapping[str, str] | None = None, device: Any =
     path = locate_weights(card, explicit=weights.get("model"), cache_dir=cache_dir, download=download,
                           insightface_root=insightface_root)
     if name in _PACK_OF_CARD:
-        chosen = _choose_engine(card, engine or card.default_kwargs.get("engine", "auto"), dev)
+        chosen = choose_engine(card, engine or card.default_kwargs.get("engine", "auto"), dev)
         if chosen == "onnxruntime":
             if channels_last or compile:
                 raise ValueError(f"{name}: channels_last and compile apply to the torch engine; pass engine='torch' "

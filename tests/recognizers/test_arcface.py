@@ -338,6 +338,70 @@ def test_insightface_packs_take_the_engine_and_torch_options_on_the_command_line
     assert result.exit_code == 2 and len(lines) == 1 and "--recognizer-option engine=torch" in lines[0], lines
 
 
+def _fake_onnxruntime(monkeypatch, providers):
+    """onnxruntime as a machine has it: ``None`` for not installed, else a module listing ``providers``."""
+    import importlib.machinery
+    import sys
+    import types
+
+    module = None
+    if providers is not None:
+        module = types.ModuleType("onnxruntime")
+        module.__spec__ = importlib.machinery.ModuleSpec("onnxruntime", None)  # torch's import checks look for one
+        module.get_available_providers = lambda: list(providers)
+    monkeypatch.setitem(sys.modules, "onnxruntime", module)
+
+
+@pytest.mark.parametrize("providers, engine", [(["CUDAExecutionProvider", "CPUExecutionProvider"], "onnxruntime"),
+                                               (["CPUExecutionProvider"], "torch"), (None, "torch")])
+def test_the_engine_auto_chooses_on_a_gpu_is_written_into_the_runs_options(monkeypatch, providers, engine):
+    """``engine=auto`` on CUDA runs onnxruntime's CUDA provider where it is installed, else the torch conversion
+    (also when onnxruntime is not installed at all: that was an ImportError). The run's options then name the engine,
+    so two GPU machines that embed differently key their caches apart; on the CPU (auto: always onnxruntime), an
+    explicit engine, and a recognizer without the option, the options are left as given."""
+    from restorever.recognizers import resolve_recognizer_options
+
+    _fake_onnxruntime(monkeypatch, providers)
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert arcface.choose_engine(CARDS["insightface-buffalo_l"], "auto", cuda) == engine
+    for given in ({}, {"engine": "auto"}, {"engine": "AUTO", "precision": "fp16"}):
+        assert resolve_recognizer_options("insightface-antelopev2", given, cuda) == {**given, "engine": engine}
+        assert resolve_recognizer_options("insightface-antelopev2", given, cpu) == given
+    for name, given in (("insightface-buffalo_l", {"engine": "onnxruntime"}), ("insightface-buffalo_l",
+                        {"engine": "torch"}), ("arcface-r50-ms1mv3", {}), ("insightface-buffalo_s", {}), ("dlib", {})):
+        assert resolve_recognizer_options(name, given, cuda) == given
+    # MobileFaceNet cannot convert: onnxruntime, on the CPU without the CUDA provider
+    assert arcface.choose_engine(CARDS["insightface-buffalo_s"], "auto", cuda) == "onnxruntime"
+
+
+def test_a_gpu_runs_plan_and_record_name_the_engine_auto_chose(monkeypatch, small_onnx, faces_root, tmp_path):
+    """The ``--dry-run`` plan of a CUDA run (no GPU needed to plan) resolves ``engine=auto`` as the run does: its
+    config and its cache identity name the engine, and machines with and without onnxruntime's CUDA provider get
+    different embedding keys for the same image, while an explicit engine keys as the same engine chosen by auto."""
+    from restorever import devices
+    from restorever.pipeline.evaluate import EvalConfig
+    from restorever.pipeline.plan import plan_context
+
+    monkeypatch.setattr(devices, "resolve_device", lambda device=None: torch.device("cuda"))
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("madonna/madonna_0001.jpg,madonna/madonna_0005.jpg,1\n")
+
+    def planned(providers, options):
+        _fake_onnxruntime(monkeypatch, providers)
+        config = EvalConfig(protocol="pairs-csv", pairs=str(pairs), data_root=str(faces_root), scales=[8],
+                            device="cuda", cache_dir=str(tmp_path / "cache"), recognizer="insightface-buffalo_l",
+                            recognizer_weights={"model": str(small_onnx)}, recognizer_options=options)
+        ctx = plan_context(config)
+        return ctx.config.recognizer_options, ctx.identity
+
+    (with_gpu_ort, ident_ort), (without, ident_torch) = planned(["CUDAExecutionProvider"], {}), planned(None, {})
+    assert with_gpu_ort == {"engine": "onnxruntime"} and without == {"engine": "torch"}
+    assert ident_ort.recognizer["options"] == {"engine": "onnxruntime"} and ident_torch.device == "cuda"
+    key = ("0" * 64, np.zeros((5, 2)), "none", None)  # a clean embedding of one image
+    assert ident_ort.embedding_key(*key) != ident_torch.embedding_key(*key)
+    assert planned(None, {"engine": "onnxruntime"})[1].embedding_key(*key) == ident_ort.embedding_key(*key)
+
+
 def test_wrong_layout_names_keys(r50_checkpoint, tmp_path):
     _, state = r50_checkpoint
     bad = dict(state)
@@ -525,3 +589,33 @@ def test_onnxruntime_engine_refuses_precisions_it_cannot_apply(small_onnx):
     for precision in ("fp32", "auto", "float32"):  # auto: fp16 autocast on CUDA for torch, float32 here
         assert isinstance(create("insightface-buffalo_l", weights={"model": str(small_onnx)}, engine="onnxruntime",
                                  precision=precision), OnnxRecognizer)
+
+
+def test_the_run_keys_its_cache_with_the_engine_its_plan_names(monkeypatch, small_onnx, faces_root, tmp_path):
+    """``build_context`` (the run) resolves ``engine=auto`` on CUDA through the same step as its ``--dry-run`` plan:
+    the recognizer is created with the engine the identity names, and run and plan key the cache alike."""
+    from restorever import devices
+    from restorever.pipeline.evaluate import EvalConfig, build_context
+    from restorever.pipeline.plan import plan_context
+    from restorever.pipeline import evaluate
+    from restorever.recognizers import REGISTRY
+
+    for module in (devices, evaluate):
+        monkeypatch.setattr(module, "resolve_device", lambda device=None: torch.device("cuda"))
+    _fake_onnxruntime(monkeypatch, ["CPUExecutionProvider"])
+    created = {}
+
+    def create(name, **kwargs):  # what the run would build on the GPU: no GPU here, so the arguments are kept
+        created.update(kwargs)
+        return arcface.create(name, **{**kwargs, "device": "cpu"})
+
+    monkeypatch.setattr(REGISTRY, "create", create)
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("madonna/madonna_0001.jpg,madonna/madonna_0005.jpg,1\n")
+    config = EvalConfig(protocol="pairs-csv", pairs=str(pairs), data_root=str(faces_root), scales=[8], device="cuda",
+                        restorers=["none"], cache_dir=str(tmp_path / "cache"), recognizer="insightface-buffalo_l",
+                        recognizer_weights={"model": str(small_onnx)})
+    ctx = build_context(config)
+    assert created["engine"] == "torch" and ctx.config.recognizer_options == {"engine": "torch"}
+    assert ctx.identity.as_record() == plan_context(config).identity.as_record()
+    assert ctx.identity.recognizer["options"] == {"engine": "torch"} and ctx.identity.device == "cuda"

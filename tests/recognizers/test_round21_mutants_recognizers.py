@@ -258,13 +258,13 @@ def test_half_precision_autocast_acts_on_the_gpu_and_nowhere_else(reference_dir,
 def test_an_unknown_engine_is_refused_not_run_as_the_torch_conversion():
     """``engine="onnx"`` (a slip for ``onnxruntime``) was a mutant's silent torch conversion: every value but the
     three is refused with the choices; the three pass through as given (``auto`` on the CPU is onnxruntime)."""
-    from restorever.recognizers.arcface import CARDS, _choose_engine
+    from restorever.recognizers.arcface import CARDS, choose_engine
 
     card, cpu = CARDS["insightface-buffalo_l"], torch.device("cpu")
     for engine in ("onnx", "ort", "pytorch", ""):
         with pytest.raises(ValueError, match=re.escape(f"engine={engine!r}; choose auto, onnxruntime or torch")):
-            _choose_engine(card, engine, cpu)
-    assert [_choose_engine(card, e, cpu) for e in ("auto", "onnxruntime", "TORCH")] == ["onnxruntime"] * 2 + ["torch"]
+            choose_engine(card, engine, cpu)
+    assert [choose_engine(card, e, cpu) for e in ("auto", "onnxruntime", "TORCH")] == ["onnxruntime"] * 2 + ["torch"]
 
 
 def test_channels_last_puts_the_convolution_weights_in_channels_last_order(reference_dir):
