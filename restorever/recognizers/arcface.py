@@ -442,16 +442,16 @@ def choose_engine(card: ModelCard, engine: str, device: torch.device) -> str:
     try:
         import onnxruntime as ort
     except ImportError:
-        providers: list[str] = []  # not installed: the torch conversion when the network allows it
+        providers, why = [], "onnxruntime is not installed"  # the torch conversion when the network allows it
     else:
-        providers = list(ort.get_available_providers())
+        providers, why = list(ort.get_available_providers()), "onnxruntime has no CUDA provider"
     if "CUDAExecutionProvider" in providers:
         return "onnxruntime"
     if not card.arch.startswith("iresnet"):
-        logger.warning("%s: onnxruntime has no CUDA provider and %s cannot run in torch; using onnxruntime on CPU "
-                       "(pip uninstall onnxruntime && pip install onnxruntime-gpu)", card.name, card.arch)
+        logger.warning("%s: %s and %s cannot run in torch; using onnxruntime on CPU (pip uninstall onnxruntime && "
+                       "pip install onnxruntime-gpu)", card.name, why, card.arch)
         return "onnxruntime"
-    logger.info("%s: onnxruntime has no CUDA provider; converting the ONNX weights to torch", card.name)
+    logger.info("%s: %s; converting the ONNX weights to torch", card.name, why)
     return "torch"
 
 
