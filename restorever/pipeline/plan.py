@@ -91,6 +91,11 @@ def plan_context(config, protocol=None) -> PlanContext:
     return PlanContext(config, protocol, device, cache, identity, missing, found)
 
 
+def _options_text(options: dict) -> str:
+    """`` (engine=torch, precision=fp16)`` for a plan line; empty without options."""
+    return f" ({', '.join(f'{k}={v}' for k, v in sorted(options.items()))})" if options else ""
+
+
 def describe_plan(config) -> str:
     """A human-readable work plan for ``config`` (nothing is computed or written, no model is built): verification
     protocols plan their pairs, identification protocols (``lfw-ident``) their gallery and probes. An
@@ -159,7 +164,8 @@ def _plan(ctx, images: list[str], probes: set[str], header: str) -> str:
     lines = [f"{header}; unreadable or not an image now: {unreadable}; no face found (cached): {no_face}",
              f"landmarks ({config.detector}): {landmarks_cached} cached, "
              f"{len(images) - landmarks_cached - unreadable} to detect",
-             f"device {ctx.device}; recognizer {config.recognizer}; restorers {', '.join(config.restorers)}; "
+             f"device {ctx.device}; recognizer {config.recognizer}{_options_text(config.recognizer_options)}; "
+             f"restorers {', '.join(config.restorers)}; "
              f"scales {config.scales or '-'} ({config.degradation})"]
     lines += [f"weights of {name}: " + ", ".join(f"{role} {path} (sha256 {(sha or '?')[:12]})"
                                                  for role, (path, sha) in files.items())

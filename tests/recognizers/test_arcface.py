@@ -380,7 +380,7 @@ def test_a_gpu_runs_plan_and_record_name_the_engine_auto_chose(monkeypatch, smal
     different embedding keys for the same image, while an explicit engine keys as the same engine chosen by auto."""
     from restorever import devices
     from restorever.pipeline.evaluate import EvalConfig
-    from restorever.pipeline.plan import plan_context
+    from restorever.pipeline.plan import describe_plan, plan_context
 
     monkeypatch.setattr(devices, "resolve_device", lambda device=None: torch.device("cuda"))
     pairs = tmp_path / "pairs.csv"
@@ -400,6 +400,11 @@ def test_a_gpu_runs_plan_and_record_name_the_engine_auto_chose(monkeypatch, smal
     key = ("0" * 64, np.zeros((5, 2)), "none", None)  # a clean embedding of one image
     assert ident_ort.embedding_key(*key) != ident_torch.embedding_key(*key)
     assert planned(None, {"engine": "onnxruntime"})[1].embedding_key(*key) == ident_ort.embedding_key(*key)
+    _fake_onnxruntime(monkeypatch, None)
+    config = EvalConfig(protocol="pairs-csv", pairs=str(pairs), data_root=str(faces_root), scales=[8], device="cuda",
+                        cache_dir=str(tmp_path / "cache"), recognizer="insightface-buffalo_l",
+                        recognizer_weights={"model": str(small_onnx)}, recognizer_options={"precision": "fp16"})
+    assert "device cuda; recognizer insightface-buffalo_l (engine=torch, precision=fp16); " in describe_plan(config)
 
 
 def test_wrong_layout_names_keys(r50_checkpoint, tmp_path):
