@@ -1,6 +1,6 @@
 """Round 23, mutation testing twenty-first pass: the tests that close the gaps its survivors showed in the ONNX ->
 IResNet conversion (Dropout looked through, graphs the IResNet cannot express refused), DifFace's timestep
-respacing (sections of unequal size), the sampler module's exports and the ``ident`` command's restorer options
+respacing (sections of unequal size) and the ``ident`` command's restorer options
 (docs/reliability.md)."""
 from __future__ import annotations
 
