@@ -356,8 +356,9 @@ def _check_run_defaults(spec: dict, source: str) -> None:
     from .metrics import HIGHER_IS_BETTER
 
     seed = spec.get("seed")
-    if seed is not None and not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2 ** 63):
-        raise ProtocolError(f"{source}: seed must be an integer from 0 to 2**63 - 1, got {str(seed)[:60]}")
+    if "seed" in spec and not (isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < 2 ** 63):
+        shown = "null (leave the key out for the default, 0)" if seed is None else str(seed)[:60]
+        raise ProtocolError(f"{source}: seed must be an integer from 0 to 2**63 - 1, got {shown}")
     if "on_error" in spec and spec["on_error"] not in ON_ERROR:
         raise ProtocolError(f"{source}: on_error must be one of {', '.join(ON_ERROR)}, got "
                             f"{str(spec['on_error'])[:60]}")

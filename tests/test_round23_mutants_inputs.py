@@ -69,11 +69,22 @@ def _lint(tmp_path: Path, dataset: str, extra: str = "", name: str = "mine") -> 
 
 
 def test_a_null_seed_is_named_because_a_run_would_take_no_seed(tmp_path):
-    """``seed: null`` passes the loader, and a run would then read the protocol's seed as None (not the code
-    default 0): the linter names it."""
+    """``seed: null`` would be read as the protocol's seed None (not the code default 0): the linter names it, and the
+    loader refuses it in one line. The loader let it through before, and the run then stopped with an unexpected
+    ``TypeError`` (found writing this test)."""
+    from restorever.errors import ProtocolError
+    from restorever.protocol import load_protocol
+
     assert protocol_default("seed", {"seed": None}) is None
-    assert _lint(tmp_path, "{format: pairs-csv}", "seed: null\n")[0] == ["seed must be an integer, got None"]
+    assert _lint(tmp_path, "{format: pairs-csv}", "seed: null\n")[0] == [
+        "seed must be an integer from 0 to 2**63 - 1, got null (leave the key out for the default, 0)"]
     assert _lint(tmp_path, "{format: pairs-csv}", "seed: 3\n") == ([], [])
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("a/1.jpg,a/2.jpg,1\n")
+    path = tmp_path / "null_seed.yaml"
+    path.write_text("protocol: null-seed\nversion: 1\ndataset: {format: pairs-csv}\nseed: null\n")
+    with pytest.raises(ProtocolError, match=r"null_seed.yaml: seed must be an integer .*got null \(leave the key out"):
+        load_protocol(str(path), pairs=str(pairs), data_root=str(tmp_path))
 
 
 def test_a_download_whose_extract_is_not_a_boolean_is_named(tmp_path):

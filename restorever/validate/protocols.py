@@ -125,8 +125,6 @@ def _spec_problems(spec: dict[str, Any], path: Path, notes: list[str]) -> list[s
     for key in ("version", "folds"):
         if key in spec and not (is_type(spec[key], "integer") and spec[key] >= 1):
             out.append(f"{path}: {key} must be a positive integer, got {short(spec[key])}")
-    if "seed" in spec and not is_type(spec["seed"], "integer"):
-        out.append(f"{path}: seed must be an integer, got {short(spec['seed'])}")
     ds = spec.get("dataset") or {}
     for key in ("pairs", "people", "root"):
         values = ds.get(key)
