@@ -15,18 +15,16 @@ from onnx import helper, numpy_helper
 
 from restorever.cli import cli
 from restorever.errors import CheckpointLayoutError
-from restorever.recognizers.layers import IResNet
 from restorever.recognizers.onnx_convert import iresnet_state_dict_from_onnx
 from restorever.restorers.diffusion import space_timesteps
+from tests.recognizers.test_round21_mutants_recognizers import _small_iresnet
 
 
 @pytest.fixture(scope="module")
 def exported(reference_dir, tmp_path_factory) -> onnx.ModelProto:
     """The small official-layout IResNet of the reference fixtures ([2,1,1,1], 16-D), exported as arcface_torch's
     torch2onnx does (input ``data``, opset 11, conv-BN fused)."""
-    ref = torch.load(reference_dir / "fixtures" / "iresnet_small_ref.pt", weights_only=False)
-    net = IResNet(ref["config"]["layers"], num_features=ref["config"]["num_features"])
-    net.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ref["state_dict"].items()})
+    net = _small_iresnet(reference_dir)
     path = tmp_path_factory.mktemp("convert") / "small.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
